@@ -1,0 +1,44 @@
+# loopwright: `make demo` and `make test` do every set-up step on a fresh machine.
+# They install uv when missing, create .venv from uv.lock, install Debian packages the
+# tests need (only when run as root), then run.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
+VENV := .venv
+RUN := $(UV) run --frozen
+
+.PHONY: setup uv system-deps demo test lint typecheck pytest bench clean
+
+uv:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+		$(PYTHON) -m pip install --quiet uv
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+setup: uv system-deps
+	@$(UV) sync --frozen --all-groups --quiet
+
+demo: setup
+	@$(RUN) python examples/hello_agent.py
+
+lint: setup
+	$(RUN) ruff check src tests benchmarks examples
+	$(RUN) ruff format --check src tests benchmarks examples
+	$(RUN) mypy
+
+pytest: setup
+	$(RUN) pytest -q
+
+test: lint pytest
+
+bench: setup
+	$(RUN) python benchmarks/overhead.py
+	$(RUN) python benchmarks/startup.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""loopwright: build autonomous agents: an LLM in a loop with tools, sandboxed and observable.
+
+The names below are imported lazily, so ``import loopwright`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Agent": "loopwright.agent",
+    "RunResult": "loopwright.agent",
+    "Message": "loopwright.messages",
+    "TextBlock": "loopwright.messages",
+    "ImageBlock": "loopwright.messages",
+    "ThinkingBlock": "loopwright.messages",
+    "ToolUseBlock": "loopwright.messages",
+    "ToolResultBlock": "loopwright.messages",
+    "Usage": "loopwright.events",
+    "Model": "loopwright.models.base",
+    "ModelError": "loopwright.models.base",
+    "ModelRequest": "loopwright.models.base",
+    "ModelResponse": "loopwright.models.base",
+    "Pricing": "loopwright.models.base",
+    "ScriptedModel": "loopwright.models.scripted",
+    "ScriptedTurn": "loopwright.models.scripted",
+    "call": "loopwright.models.scripted",
+    "resolve_model": "loopwright.models",
+    "BaseTool": "loopwright.tools.base",
+    "ToolContext": "loopwright.tools.base",
+    "ToolResult": "loopwright.tools.base",
+    "tool": "loopwright.tools.base",
+    "ToolRegistry": "loopwright.tools.registry",
+    "ReadTool": "loopwright.tools.files",
+    "WriteTool": "loopwright.tools.files",
+    "PathValidator": "loopwright.sandbox.paths",
+    "SecurityError": "loopwright.sandbox.paths",
+    "create_path_validation_prehook": "loopwright.sandbox.paths",
+    "Session": "loopwright.sessions.session",
+    "SessionStore": "loopwright.sessions.store",
+    "MemoryStore": "loopwright.sessions.store",
+    "SQLiteStore": "loopwright.sessions.sqlite",
+}
+
+__all__ = [
+    "Agent",
+    "BaseTool",
+    "ImageBlock",
+    "MemoryStore",
+    "Message",
+    "Model",
+    "ModelError",
+    "ModelRequest",
+    "ModelResponse",
+    "PathValidator",
+    "Pricing",
+    "ReadTool",
+    "RunResult",
+    "SQLiteStore",
+    "ScriptedModel",
+    "ScriptedTurn",
+    "SecurityError",
+    "Session",
+    "SessionStore",
+    "TextBlock",
+    "ThinkingBlock",
+    "ToolContext",
+    "ToolRegistry",
+    "ToolResult",
+    "ToolResultBlock",
+    "ToolUseBlock",
+    "Usage",
+    "WriteTool",
+    "call",
+    "create_path_validation_prehook",
+    "resolve_model",
+    "tool",
+]
+
+if TYPE_CHECKING:
+    from loopwright.agent import Agent, RunResult
+    from loopwright.events import Usage
+    from loopwright.messages import (
+        ImageBlock,
+        Message,
+        TextBlock,
+        ThinkingBlock,
+        ToolResultBlock,
+        ToolUseBlock,
+    )
+    from loopwright.models import resolve_model
+    from loopwright.models.base import (
+        Model,
+        ModelError,
+        ModelRequest,
+        ModelResponse,
+        Pricing,
+    )
+    from loopwright.models.scripted import ScriptedModel, ScriptedTurn, call
+    from loopwright.sandbox.paths import (
+        PathValidator,
+        SecurityError,
+        create_path_validation_prehook,
+    )
+    from loopwright.sessions.session import Session
+    from loopwright.sessions.sqlite import SQLiteStore
+    from loopwright.sessions.store import MemoryStore, SessionStore
+    from loopwright.tools.base import BaseTool, ToolContext, ToolResult, tool
+    from loopwright.tools.files import ReadTool, WriteTool
+    from loopwright.tools.registry import ToolRegistry
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopwright' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

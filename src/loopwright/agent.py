@@ -1,0 +1,677 @@
+"""The agentic loop.
+
+``Agent.run(prompt, session)`` appends the prompt to the session, then repeats: call the model
+with the conversation and the tool schemas, stream its text, run the tool calls it asked for
+(concurrently, except ``sequential`` tools), append the results, until the model answers
+without tool calls or a limit stops the run. Every step is persisted to the session store
+before the next one starts, so a crash loses nothing and a resumed run re-runs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from contextlib import aclosing, suppress
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from loopwright.events import (
+    Done,
+    Error,
+    Event,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    Usage,
+    UsageUpdate,
+)
+from loopwright.messages import (
+    ContentBlock,
+    ImageBlock,
+    Message,
+    TextBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+from loopwright.models.base import Model, ModelError, ModelRequest, ModelResponse
+from loopwright.sessions.session import INTERRUPTED, Session
+from loopwright.sessions.store import SessionStore
+from loopwright.tools.base import BaseTool, ToolDefinition
+from loopwright.tools.registry import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_TIMEOUT_S, ToolRegistry
+
+ToolSpec: TypeAlias = BaseTool | ToolDefinition | type[BaseTool]
+Prompt: TypeAlias = str | Sequence[ContentBlock]
+
+CUT_TOOL_CALL = (
+    "Your previous reply hit the output token limit while you were still writing the input of "
+    "the {name} tool call, so it was not run. Call it again with a smaller input (for example, "
+    "write a long file in several parts)."
+)
+CUT_TEXT = (
+    "(Your previous reply was cut off by the output token limit. Continue exactly where it "
+    "stopped.)"
+)
+REPEAT_NOTE = (
+    "\n\n[Note from the agent loop: this is the {count}th time in a row you made exactly this "
+    "call with the same input. Repeating it will not change the result; try a different "
+    "approach or answer with what you have.]"
+)
+SUMMARY_SYSTEM = (
+    "You condense agent conversations. Write a faithful summary of the transcript you are "
+    "given: the user's goals and instructions, what was done (tools called and what they "
+    "found), files created or changed, decisions, open questions and what remains to do. Keep "
+    "names, numbers, paths and identifiers exact. Plain text, no preamble."
+)
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What ``run_sync`` returns: the final answer, every event, and how the run ended."""
+
+    text: str
+    stop_reason: str
+    usage: Usage
+    session: Session
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the model finished on its own (not a limit, error or cancellation)."""
+        return self.stop_reason == "end_turn"
+
+
+class _StopRun(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class _RunState:
+    session: Session
+    registry: ToolRegistry
+    usage: Usage
+    deadline: float | None
+    turns: int = 0
+    last_signature: tuple[tuple[str, str], ...] | None = None
+    repeats: int = 0
+    text_continuations: int = 0
+    #: characters of the system prompt and tool schemas (fixed during a run)
+    fixed_chars: int = 0
+    #: characters of the messages in context, counted up to ``counted_upto``
+    context_chars: int = 0
+    counted_upto: int = 0
+    results_index: int | None = None
+
+
+class Agent:
+    """An LLM in a loop with tools.
+
+    An agent is a reusable definition (model, system prompt, tools, limits); each
+    :class:`Session` gets its own tool registry bound to its workspace. Tools may be given as
+    ``BaseTool`` subclasses or ``@tool`` functions (bound per session) or as ready instances
+    (shared as they are).
+
+    Limits (``None`` = no limit): ``max_turns`` model calls per run, ``max_tokens_budget``
+    tokens per run, ``max_cost_usd`` per run, ``timeout`` seconds of wall-clock per run. Each
+    ends the run with a ``done`` event whose ``stop_reason`` names the limit.
+    """
+
+    def __init__(
+        self,
+        model: Model | str | None = None,
+        *,
+        system_prompt: str | Callable[[Session], str] = "",
+        tools: Iterable[ToolSpec] = (),
+        name: str = "agent",
+        max_turns: int | None = 50,
+        max_tokens_budget: int | None = None,
+        max_cost_usd: float | None = None,
+        timeout: float | None = None,
+        max_output_tokens: int = 4096,
+        temperature: float = 0.0,
+        tool_timeout: float | None = DEFAULT_TIMEOUT_S,
+        max_tool_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        repeat_warn_after: int = 3,
+        repeat_stop_after: int = 5,
+        context_threshold: float = 0.8,
+        keep_recent_tool_results: int = 6,
+        store: SessionStore | None = None,
+        workspace_root: str | None = None,
+    ) -> None:
+        from loopwright.models import resolve_model
+
+        self.model: Model = resolve_model(model)
+        self.system_prompt = system_prompt
+        self.tools: list[ToolSpec] = list(tools)
+        self.name = name
+        self.max_turns = max_turns
+        self.max_tokens_budget = max_tokens_budget
+        self.max_cost_usd = max_cost_usd
+        self.timeout = timeout
+        self.max_output_tokens = max_output_tokens
+        self.temperature = temperature
+        self.tool_timeout = tool_timeout
+        self.max_tool_output_chars = max_tool_output_chars
+        self.repeat_warn_after = repeat_warn_after
+        self.repeat_stop_after = repeat_stop_after
+        self.context_threshold = context_threshold
+        self.keep_recent_tool_results = keep_recent_tool_results
+        self.workspace_root = workspace_root
+        self._store = store
+        self._prehooks: dict[str, Any] = {}
+        self._registries: weakref.WeakKeyDictionary[Session, ToolRegistry] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # --- configuration ------------------------------------------------------------------
+
+    @property
+    def store(self) -> SessionStore:
+        """Where sessions are saved (SQLite in the data directory unless given)."""
+        if self._store is None:
+            from loopwright.sessions.sqlite import SQLiteStore
+
+            self._store = SQLiteStore.default()
+        return self._store
+
+    def set_prehook(self, tool_name: str, hook_fn: Any) -> None:
+        """Install a prehook on ``tool_name`` in every session's registry (now and later)."""
+        self._prehooks[tool_name] = hook_fn
+        for registry in self._registries.values():
+            if tool_name in registry:
+                registry.set_prehook(tool_name, hook_fn)
+
+    def registry_for(self, session: Session) -> ToolRegistry:
+        """The session's tool registry, built on first use."""
+        registry = self._registries.get(session)
+        if registry is None:
+            registry = ToolRegistry(
+                session.workspace_dir,
+                default_timeout=self.tool_timeout,
+                max_output_chars=self.max_tool_output_chars,
+                session_id=session.id,
+            )
+            registry.register_all(self.tools)
+            for tool_name, hook in self._prehooks.items():
+                if tool_name in registry:
+                    registry.set_prehook(tool_name, hook)
+            self._registries[session] = registry
+        return registry
+
+    def new_session(self, id: str | None = None, **metadata: Any) -> Session:
+        """A new session in this agent's store and workspace root."""
+        return Session.create(id, root=self.workspace_root, store=self.store, metadata=metadata)
+
+    def _session(self, session: Session | str | None) -> Session:
+        if isinstance(session, Session):
+            if session.store is None:
+                session.store = self.store
+            return session
+        if session is None:
+            return self.new_session()
+        if self.store.exists(session):
+            return Session.resume(session, store=self.store)
+        return self.new_session(session)
+
+    async def close_session(self, session: Session) -> None:
+        """Close the session's tools: their processes are killed, connections closed."""
+        registry = self._registries.pop(session, None)
+        if registry is not None:
+            await registry.aclose()
+
+    async def aclose(self) -> None:
+        """Close every session's tools and the model."""
+        for session in list(self._registries):
+            await self.close_session(session)
+        await self.model.aclose()
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- running ------------------------------------------------------------------------
+
+    def run_sync(self, prompt: Prompt | None, session: Session | str | None = None) -> RunResult:
+        """Run to completion from synchronous code and return the result."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                "run_sync() cannot be called from a running event loop; use "
+                "`async for event in agent.run(...)` in async code"
+            )
+        return asyncio.run(self.collect(prompt, session))
+
+    async def collect(
+        self, prompt: Prompt | None, session: Session | str | None = None
+    ) -> RunResult:
+        """Run to completion and return the result (the async twin of ``run_sync``)."""
+        resolved = self._session(session)
+        events: list[Event] = []
+        done: Done | None = None
+        first_new = len(resolved.messages)
+        async for event in self.run(prompt, resolved):
+            events.append(event)
+            if isinstance(event, Done):
+                done = event
+        new = resolved.messages[first_new:]
+        final = next((m.text for m in reversed(new) if m.role == "assistant" and m.text), "")
+        assert done is not None
+        return RunResult(final, done.stop_reason, done.usage, resolved, events)
+
+    async def run(
+        self, prompt: Prompt | None, session: Session | str | None = None
+    ) -> AsyncIterator[Event]:
+        """Run the loop, yielding events; ends with exactly one ``done`` event.
+
+        ``prompt=None`` continues a session whose last step was interrupted (after
+        :meth:`Session.resume`). Breaking out of the loop or cancelling the consuming task
+        stops the run: running tools are cancelled and the history is left consistent.
+        """
+        session = self._session(session)
+        registry = self.registry_for(session)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout if self.timeout is not None else None
+        state = _RunState(session, registry, Usage(), deadline)
+        stop_reason = "end_turn"
+        detail = ""
+        session.repair("the previous run was interrupted")
+        if prompt is not None:
+            session.append(_user_message(prompt))
+        elif not session.messages or session.messages[-1].role == "assistant":
+            raise ValueError(
+                "nothing to do: give a prompt, or resume a session whose last step was interrupted"
+            )
+        session.save()
+        state.fixed_chars = len(self._system_text(session)) + sum(
+            len(json.dumps(schema)) for schema in registry.get_schemas()
+        )
+        self._recount_context(state)
+        try:
+            while True:
+                self._check_limits(state)
+                await self._manage_context(state)
+                response = None
+                async with aclosing(self._model_turn(state)) as model_events:
+                    async for model_event in model_events:
+                        if isinstance(model_event, ModelResponse):
+                            response = model_event
+                        else:
+                            yield model_event
+                if response is None:
+                    raise ModelError(f"model {self.model.name!r} ended its turn without a response")
+                yield self._account(state, response)
+                calls = self._record_turn(state, response)
+                if calls is None:
+                    if response.stop_reason == "max_tokens" and state.text_continuations < 3:
+                        state.text_continuations += 1
+                        session.append(Message.user(CUT_TEXT))
+                        session.save()
+                        continue
+                    break
+                async with aclosing(self._run_tools(state, calls)) as tool_events:
+                    async for tool_event in tool_events:
+                        yield tool_event
+        except _StopRun as stop:
+            stop_reason, detail = stop.reason, stop.detail
+        except ModelError as exc:
+            stop_reason, detail = "error", str(exc)
+            yield Error(str(exc), retryable=exc.retryable)
+        except Exception as exc:
+            stop_reason, detail = "error", f"{type(exc).__name__}: {exc}"
+            yield Error(detail, retryable=False)
+        except BaseException:  # cancelled, closed by the consumer, or interrupted
+            self._abandon(state, "cancelled")
+            raise
+        self._abandon(state, stop_reason)
+        yield Done(stop_reason, state.usage.copy(), session.id, detail)
+
+    # --- the steps ----------------------------------------------------------------------
+
+    def _check_limits(self, state: _RunState) -> None:
+        if self.max_turns is not None and state.turns >= self.max_turns:
+            raise _StopRun("max_turns", f"stopped after {state.turns} model turns")
+        usage = state.usage
+        if self.max_tokens_budget is not None and usage.total_tokens >= self.max_tokens_budget:
+            raise _StopRun(
+                "token_budget",
+                f"used {usage.total_tokens:,} tokens of a {self.max_tokens_budget:,} budget",
+            )
+        if self.max_cost_usd is not None and usage.cost_usd >= self.max_cost_usd:
+            raise _StopRun(
+                "cost_budget", f"spent ${usage.cost_usd:.4f} of a ${self.max_cost_usd:.4f} budget"
+            )
+        if state.deadline is not None and asyncio.get_running_loop().time() >= state.deadline:
+            raise self._timeout()
+
+    def _timeout(self) -> _StopRun:
+        return _StopRun("timeout", f"stopped after the {self.timeout:g}s time limit")
+
+    def _request(self, state: _RunState, messages: Sequence[Message]) -> ModelRequest:
+        return ModelRequest(
+            messages=messages,
+            system=self._system_text(state.session),
+            tools=state.registry.get_schemas(),
+            max_tokens=self.max_output_tokens,
+            temperature=self.temperature,
+            estimated_input_tokens=self._context_tokens(state),
+        )
+
+    async def _model_turn(
+        self, state: _RunState
+    ) -> AsyncGenerator[TextDelta | ModelResponse, None]:
+        request = self._request(state, state.session.context_messages())
+        stream = self.model.stream(request).__aiter__()
+        deadline = state.deadline
+        try:
+            while True:
+                try:
+                    if deadline is None:
+                        event = await stream.__anext__()
+                    else:
+                        async with asyncio.timeout_at(deadline):
+                            event = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise self._timeout() from None
+                if isinstance(event, TextDelta | ModelResponse):
+                    yield event
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _account(self, state: _RunState, response: ModelResponse) -> UsageUpdate:
+        state.turns += 1
+        usage = response.usage
+        if usage.model_calls == 0:
+            usage.model_calls = 1
+        if usage.cost_usd == 0.0 and self.model.pricing is not None:
+            usage.cost_usd = self.model.pricing.cost(usage)
+        state.usage.add(usage)
+        state.session.usage.add(usage)
+        context = (
+            usage.input_tokens
+            + usage.cache_read_tokens
+            + usage.cache_write_tokens
+            + usage.output_tokens
+        )
+        return UsageUpdate(
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.cost_usd,
+            state.usage.copy(),
+            context,
+            self.model.context_window,
+        )
+
+    def _record_turn(self, state: _RunState, response: ModelResponse) -> list[ToolUseBlock] | None:
+        """Append the model's message; answer cut-off calls at once; return the calls to run.
+
+        ``None`` means the model asked for no tool call: the turn is its answer.
+        """
+        session = state.session
+        message = response.message
+        session.append(message)
+        calls = message.tool_uses
+        state.results_index = None
+        if not calls:
+            session.save()
+            return None
+        cut: list[ContentBlock] = [
+            ToolResultBlock(c.id, CUT_TOOL_CALL.format(name=c.name), True)
+            for c in calls
+            if not c.complete
+        ]
+        if cut:
+            session.append(Message("user", cut))
+            state.results_index = len(session.messages) - 1
+        session.save()
+        return [c for c in calls if c.complete]
+
+    async def _run_tools(
+        self, state: _RunState, calls: list[ToolUseBlock]
+    ) -> AsyncGenerator[ToolCall | ToolResult, None]:
+        signature = tuple((c.name, json.dumps(c.input, sort_keys=True)) for c in calls)
+        if signature == state.last_signature:
+            state.repeats += 1
+        else:
+            state.last_signature, state.repeats = signature, 1
+        registry = state.registry
+        for group in _groups(calls, registry):
+            for call in group:
+                yield ToolCall(call.id, call.name, call.input)
+            started = time.perf_counter()
+            if len(group) == 1:
+                call = group[0]
+                result = await self._execute(state, call)
+                yield self._record_result(state, call, result, started)
+                continue
+            tasks: dict[asyncio.Future[dict[str, Any]], ToolUseBlock] = {
+                asyncio.ensure_future(self._execute(state, call)): call for call in group
+            }
+            pending: set[asyncio.Future[dict[str, Any]]] = set(tasks)
+            try:
+                while pending:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        yield self._record_result(state, tasks[task], task.result(), started)
+            finally:
+                if pending:
+                    for task in pending:
+                        task.cancel()
+                    # let cancelled tools clean up (kill their processes) before we go on
+                    await asyncio.wait(pending, timeout=10)
+        if self._order_results(state, calls):
+            state.session.save()
+        state.results_index = None
+        if self.repeat_stop_after and state.repeats >= self.repeat_stop_after:
+            raise _StopRun(
+                "stuck_loop",
+                f"the model made the same tool call {state.repeats} times in a row",
+            )
+
+    async def _execute(self, state: _RunState, call: ToolUseBlock) -> dict[str, Any]:
+        if state.deadline is None:
+            return dict(await state.registry.execute(call.name, call.input))
+        try:
+            async with asyncio.timeout_at(state.deadline):
+                return dict(await state.registry.execute(call.name, call.input))
+        except TimeoutError:
+            raise self._timeout() from None
+
+    def _record_result(
+        self, state: _RunState, call: ToolUseBlock, result: dict[str, Any], started: float
+    ) -> ToolResult:
+        """Add one result to the session's tool-results message and persist it at once."""
+        session = state.session
+        content = result.get("content", "")
+        is_error = bool(result.get("is_error"))
+        if self.repeat_warn_after and state.repeats >= self.repeat_warn_after:
+            note = REPEAT_NOTE.format(count=state.repeats)
+            if isinstance(content, str):
+                content = content + note
+            else:
+                content = [*content, TextBlock(note.strip())]
+        block = ToolResultBlock(call.id, content, is_error)
+        if state.results_index is None:
+            session.append(Message("user", [block]))
+            state.results_index = len(session.messages) - 1
+        else:
+            session.messages[state.results_index].content.append(block)
+            session.touch(state.results_index)
+        state.usage.tool_calls += 1
+        session.usage.tool_calls += 1
+        if is_error:
+            state.usage.tool_errors += 1
+            session.usage.tool_errors += 1
+        session.save()
+        text = content if isinstance(content, str) else block.text
+        if not isinstance(content, str) and any(isinstance(b, ImageBlock) for b in content):
+            text += "\n[image]"
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        return ToolResult(call.id, call.name, text, is_error, duration_ms)
+
+    def _order_results(self, state: _RunState, calls: list[ToolUseBlock]) -> bool:
+        """Put the results in the order of the calls (they were stored as they finished)."""
+        if state.results_index is None or len(calls) < 2:
+            return False
+        message = state.session.messages[state.results_index]
+        position = {c.id: i for i, c in enumerate(calls)}
+        before = [id(b) for b in message.content]
+        message.content.sort(
+            key=lambda b: position.get(b.tool_use_id, -1) if isinstance(b, ToolResultBlock) else -1
+        )
+        if before == [id(b) for b in message.content]:
+            return False
+        state.session.touch(state.results_index)
+        return True
+
+    def _abandon(self, state: _RunState, why: str) -> None:
+        """Leave a consistent history however the run stops (synchronous on purpose, so it
+        also runs when the consumer closes the stream or its task is cancelled)."""
+        session = state.session
+        if session.pending_tool_uses():
+            session.repair(why)
+        with suppress(Exception):  # saving must not mask the reason the run stopped
+            session.save()
+
+    # --- context management -------------------------------------------------------------
+
+    def _system_text(self, session: Session) -> str:
+        return self.system_prompt(session) if callable(self.system_prompt) else self.system_prompt
+
+    def _recount_context(self, state: _RunState) -> None:
+        """Count the whole context again (at the start of a run and after compaction)."""
+        state.context_chars = sum(m.char_size() for m in state.session.context_messages())
+        state.counted_upto = len(state.session.messages)
+
+    def _context_tokens(self, state: _RunState) -> int:
+        """Estimated prompt size in tokens; only messages added since the last call are
+        counted, so the cost per step does not grow with the conversation."""
+        messages = state.session.messages
+        for index in range(state.counted_upto, len(messages)):
+            state.context_chars += messages[index].char_size()
+        state.counted_upto = len(messages)
+        return (state.fixed_chars + state.context_chars) // 4
+
+    async def _manage_context(self, state: _RunState) -> None:
+        """Keep the prompt under ``context_threshold`` of the window: trim, then summarise."""
+        window = self.model.context_window
+        if not window:
+            return
+        limit = int(window * self.context_threshold)
+        if self._context_tokens(state) <= limit:
+            return
+        session = state.session
+        self._trim_old_tool_results(session)
+        self._recount_context(state)
+        if self._context_tokens(state) > limit:
+            await self._summarise(state, limit)
+            self._recount_context(state)
+        session.save()
+
+    def _trim_old_tool_results(self, session: Session) -> None:
+        results = [
+            block.tool_use_id
+            for message in session.messages[session.context_start :]
+            for block in message.content
+            if isinstance(block, ToolResultBlock) and block.tool_use_id not in session.trimmed
+        ]
+        keep = self.keep_recent_tool_results
+        old = results[:-keep] if keep else results
+        session.trimmed.update(old)
+
+    async def _summarise(self, state: _RunState, limit: int) -> None:
+        session = state.session
+        messages = session.messages
+        # keep the most recent messages that fit in about a third of the budget
+        budget = limit // 3
+        kept = 0
+        cut = len(messages)
+        for index in range(len(messages) - 1, session.context_start, -1):
+            kept += messages[index].char_size() // 4
+            if kept > budget:
+                break
+            if messages[index].role == "assistant":
+                cut = index
+        if cut >= len(messages) or cut <= session.context_start:
+            # the newest turn alone is too big: summarise everything before the last reply
+            cut = next(
+                (
+                    i
+                    for i in range(len(messages) - 1, session.context_start, -1)
+                    if messages[i].role == "assistant"
+                ),
+                len(messages),
+            )
+        if cut >= len(messages) or cut <= session.context_start:
+            return
+        transcript = _transcript(session.summary, messages[session.context_start : cut])
+        request = ModelRequest(
+            messages=[Message.user(transcript)],
+            system=SUMMARY_SYSTEM,
+            max_tokens=min(self.max_output_tokens, 2048),
+            temperature=0.0,
+            estimated_input_tokens=len(transcript) // 4,
+        )
+        response = await self.model.complete(request)
+        self._account(state, response)
+        summary = response.message.text.strip()
+        if summary:
+            session.summary = summary
+            session.context_start = cut
+
+
+def _groups(calls: list[ToolUseBlock], registry: ToolRegistry) -> list[list[ToolUseBlock]]:
+    """Split calls into batches: runs of concurrent calls, each sequential call alone."""
+    groups: list[list[ToolUseBlock]] = []
+    current: list[ToolUseBlock] = []
+    for call in calls:
+        if registry.is_sequential(call.name):
+            if current:
+                groups.append(current)
+                current = []
+            groups.append([call])
+        else:
+            current.append(call)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _user_message(prompt: Prompt) -> Message:
+    if isinstance(prompt, str):
+        return Message.user(prompt)
+    return Message("user", list(prompt))
+
+
+def _transcript(previous_summary: str, messages: Sequence[Message]) -> str:
+    lines: list[str] = []
+    if previous_summary:
+        lines.append(f"Summary so far:\n{previous_summary}\n")
+    for message in messages:
+        for block in message.content:
+            if isinstance(block, TextBlock):
+                lines.append(f"{message.role.upper()}: {block.text}")
+            elif isinstance(block, ToolUseBlock):
+                lines.append(f"TOOL CALL {block.name} {json.dumps(block.input)[:2000]}")
+            elif isinstance(block, ToolResultBlock):
+                flag = " (error)" if block.is_error else ""
+                lines.append(f"TOOL RESULT{flag}: {block.text[:2000]}")
+    return "Summarise this conversation transcript:\n\n" + "\n".join(lines)
+
+
+__all__ = ["INTERRUPTED", "Agent", "RunResult"]

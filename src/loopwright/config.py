@@ -1,0 +1,32 @@
+"""Where loopwright keeps its files, from constructor arguments, then environment variables.
+
+- ``LOOPWRIGHT_HOME``: the data directory (default ``$XDG_DATA_HOME/loopwright`` or
+  ``~/.local/share/loopwright``); holds ``sessions.db`` and ``workspaces/``.
+- ``LOOPWRIGHT_WORKSPACES``: where session workspaces are created (default ``<home>/workspaces``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def loopwright_home() -> Path:
+    """The data directory."""
+    explicit = os.environ.get("LOOPWRIGHT_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "loopwright"
+
+
+def workspace_root() -> Path:
+    """The directory under which each session gets ``<session_id>/``."""
+    explicit = os.environ.get("LOOPWRIGHT_WORKSPACES")
+    return Path(explicit).expanduser() if explicit else loopwright_home() / "workspaces"
+
+
+def sessions_db_path() -> Path:
+    """The default SQLite session store."""
+    return loopwright_home() / "sessions.db"

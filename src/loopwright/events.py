@@ -1,0 +1,228 @@
+"""Typed events streamed by a run, and their JSON wire form.
+
+``Agent.run`` yields these objects. Each has a ``type`` and ``to_dict()`` gives the wire form
+(the same dict the CLI's ``--json`` prints and the server sends as SSE). Events also read like
+dicts (``event["type"]``, ``event["text"]``), as the design guide's consumers expect.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal, TypeAlias
+
+StopReason: TypeAlias = Literal[
+    "end_turn",
+    "max_turns",
+    "token_budget",
+    "cost_budget",
+    "timeout",
+    "stuck_loop",
+    "cancelled",
+    "error",
+]
+
+
+class _WireEvent:
+    """Shared behaviour: dict-style access and the wire form."""
+
+    __slots__ = ()
+    type: ClassVar[str]
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "type":
+            return self.type
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.type}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None and f.name == "agent":
+                continue
+            data[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, default=str)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token and cost accounting for one model call, a run or a whole session."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    model_calls: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+    def add(self, other: Usage) -> None:
+        """Add another usage record into this one."""
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.cost_usd += other.cost_usd
+        self.model_calls += other.model_calls
+        self.tool_calls += other.tool_calls
+        self.tool_errors += other.tool_errors
+
+    def copy(self) -> Usage:
+        new = Usage()
+        new.add(self)
+        return new
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": round(self.cost_usd, 8),
+            "model_calls": self.model_calls,
+            "tool_calls": self.tool_calls,
+            "tool_errors": self.tool_errors,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Usage:
+        return cls(
+            input_tokens=int(data.get("input_tokens", 0)),
+            output_tokens=int(data.get("output_tokens", 0)),
+            cache_read_tokens=int(data.get("cache_read_tokens", 0)),
+            cache_write_tokens=int(data.get("cache_write_tokens", 0)),
+            cost_usd=float(data.get("cost_usd", 0.0)),
+            model_calls=int(data.get("model_calls", 0)),
+            tool_calls=int(data.get("tool_calls", 0)),
+            tool_errors=int(data.get("tool_errors", 0)),
+        )
+
+
+@dataclass(slots=True)
+class TextDelta(_WireEvent):
+    """A piece of the model's answer, as it streams."""
+
+    text: str
+    agent: str | None = None
+    type: ClassVar[str] = "text_delta"
+
+
+@dataclass(slots=True)
+class ToolCall(_WireEvent):
+    """The model asked for a tool call; it is about to run."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+    agent: str | None = None
+    type: ClassVar[str] = "tool_call"
+
+
+@dataclass(slots=True)
+class ToolResult(_WireEvent):
+    """A tool call finished (or failed: ``is_error``)."""
+
+    id: str
+    name: str
+    content: str
+    is_error: bool
+    duration_ms: float
+    agent: str | None = None
+    type: ClassVar[str] = "tool_result"
+
+
+@dataclass(slots=True)
+class ApprovalRequest(_WireEvent):
+    """A tool call waits for a person to approve or deny it."""
+
+    id: str
+    tool_call_id: str
+    name: str
+    input: dict[str, Any]
+    reason: str = ""
+    agent: str | None = None
+    type: ClassVar[str] = "approval_request"
+
+
+@dataclass(slots=True)
+class UsageUpdate(_WireEvent):
+    """Token use after a model call: this call, the run so far, and how full the context is."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    run: Usage = field(default_factory=Usage)
+    context_tokens: int = 0
+    context_window: int = 0
+    agent: str | None = None
+    type: ClassVar[str] = "usage"
+
+
+@dataclass(slots=True)
+class Error(_WireEvent):
+    """Something went wrong that ends the run (or, if ``retryable``, might work later)."""
+
+    message: str
+    retryable: bool = False
+    agent: str | None = None
+    type: ClassVar[str] = "error"
+
+
+@dataclass(slots=True)
+class Done(_WireEvent):
+    """The run ended; ``stop_reason`` says why."""
+
+    stop_reason: str
+    usage: Usage
+    session_id: str = ""
+    detail: str = ""
+    agent: str | None = None
+    type: ClassVar[str] = "done"
+
+
+Event: TypeAlias = TextDelta | ToolCall | ToolResult | ApprovalRequest | UsageUpdate | Error | Done
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (TextDelta, ToolCall, ToolResult, ApprovalRequest, UsageUpdate, Error, Done)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild a typed event from its wire form (for clients of the CLI or the server)."""
+    kind = data.get("type")
+    cls = EVENT_TYPES.get(str(kind))
+    if cls is None:
+        raise ValueError(f"unknown event type {kind!r}")
+    values = {k: v for k, v in data.items() if k != "type"}
+    if cls is Done:
+        values["usage"] = Usage.from_dict(values.get("usage") or {})
+    elif cls is UsageUpdate and isinstance(values.get("run"), dict):
+        values["run"] = Usage.from_dict(values["run"])
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})

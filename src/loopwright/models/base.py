@@ -1,0 +1,115 @@
+"""The one interface every model provider implements.
+
+A provider turns a :class:`ModelRequest` (system prompt, messages, tool schemas, limits) into
+a stream: zero or more :class:`~loopwright.events.TextDelta` / :class:`ThinkingDelta` as the
+answer is produced, then exactly one :class:`ModelResponse` with the whole assistant message,
+why it stopped, and the tokens it used.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from loopwright.events import TextDelta, Usage
+from loopwright.messages import Message
+
+
+@dataclass(slots=True)
+class ModelRequest:
+    """Everything a provider needs for one model call."""
+
+    messages: Sequence[Message]
+    system: str = ""
+    tools: Sequence[dict[str, Any]] = ()
+    max_tokens: int = 4096
+    temperature: float = 0.0
+    #: The agent's running estimate of the prompt size, for providers that cannot count.
+    estimated_input_tokens: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ThinkingDelta:
+    """A piece of the model's visible reasoning (not sent to the user as answer text)."""
+
+    thinking: str
+
+
+@dataclass(slots=True)
+class ModelResponse:
+    """The finished model turn.
+
+    ``stop_reason`` is one of ``end_turn``, ``tool_use``, ``max_tokens``, ``stop_sequence``,
+    ``refusal``. When it is ``max_tokens`` a tool call may be incomplete
+    (``ToolUseBlock.partial_json`` set).
+    """
+
+    message: Message
+    stop_reason: str
+    usage: Usage
+
+
+ModelEvent: TypeAlias = TextDelta | ThinkingDelta | ModelResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """Prices in US dollars per million tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+    cache_read_per_mtok: float = 0.0
+    cache_write_per_mtok: float = 0.0
+
+    def cost(self, usage: Usage) -> float:
+        """What ``usage`` costs at these prices."""
+        return (
+            usage.input_tokens * self.input_per_mtok
+            + usage.output_tokens * self.output_per_mtok
+            + usage.cache_read_tokens * self.cache_read_per_mtok
+            + usage.cache_write_tokens * self.cache_write_per_mtok
+        ) / 1_000_000
+
+
+class ModelError(Exception):
+    """A provider failed; ``retryable`` says whether trying again later may work."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Model(ABC):
+    """Base class of model providers.
+
+    Subclasses implement :meth:`stream`. ``context_window`` is the prompt size (in tokens) the
+    model accepts; the agent keeps the conversation under it. ``pricing`` (optional) turns
+    usage into cost.
+    """
+
+    name: str = "model"
+    context_window: int = 200_000
+    pricing: Pricing | None = None
+
+    @abstractmethod
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        """Produce the model's turn as a stream ending in one :class:`ModelResponse`."""
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        """Run :meth:`stream` to the end and return the final response."""
+        final: ModelResponse | None = None
+        async for event in self.stream(request):
+            if isinstance(event, ModelResponse):
+                final = event
+        if final is None:
+            raise ModelError(f"model {self.name!r} ended its stream without a response")
+        return final
+
+    async def aclose(self) -> None:
+        """Release network clients or loaded weights. The default has nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

@@ -1,0 +1,172 @@
+"""A scripted model: a test double that streams like a real provider.
+
+Use it to test agents without a network or an API key. Give it a list of turns (each a
+string, a tool call, a list of both, or a :class:`ScriptedTurn`), or a function that receives
+each :class:`~loopwright.models.base.ModelRequest` and returns the turn. Text is streamed in
+small chunks, so consumers see the same event sequence a real provider produces.
+
+It is a double for testing the loop and your tools; it does not claim anything about how a
+real model behaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from loopwright.events import TextDelta, Usage
+from loopwright.messages import ContentBlock, Message, TextBlock, ToolUseBlock
+from loopwright.models.base import (
+    Model,
+    ModelError,
+    ModelEvent,
+    ModelRequest,
+    ModelResponse,
+    Pricing,
+)
+
+
+@dataclass(slots=True)
+class ScriptedToolCall:
+    """A tool call the scripted model will make.
+
+    Set ``partial_json`` to simulate a call cut off by ``max_tokens`` mid-arguments.
+    """
+
+    name: str
+    input: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    partial_json: str | None = None
+
+
+@dataclass(slots=True)
+class ScriptedTurn:
+    """One model turn: optional text, then optional tool calls."""
+
+    text: str = ""
+    tool_calls: list[ScriptedToolCall] = field(default_factory=list)
+    stop_reason: str | None = None
+    usage: Usage | None = None
+    #: Raise this instead of answering (to test error handling).
+    error: Exception | None = None
+
+
+TurnSpec: TypeAlias = "str | ScriptedToolCall | ScriptedTurn | Sequence[str | ScriptedToolCall]"
+ScriptFunction: TypeAlias = Callable[[ModelRequest], "TurnSpec | Awaitable[TurnSpec]"]
+
+
+def call(name: str, input: dict[str, Any] | None = None, /, **kwargs: Any) -> ScriptedToolCall:
+    """Shorthand for a scripted tool call: ``call("Write", file_path="a.txt", content="hi")``."""
+    return ScriptedToolCall(name, {**(input or {}), **kwargs})
+
+
+def to_turn(spec: TurnSpec) -> ScriptedTurn:
+    """Normalise the shorthand forms of a turn into a :class:`ScriptedTurn`."""
+    if isinstance(spec, ScriptedTurn):
+        return spec
+    if isinstance(spec, str):
+        return ScriptedTurn(text=spec)
+    if isinstance(spec, ScriptedToolCall):
+        return ScriptedTurn(tool_calls=[spec])
+    turn = ScriptedTurn()
+    for item in spec:
+        if isinstance(item, str):
+            turn.text += item
+        elif isinstance(item, ScriptedToolCall):
+            turn.tool_calls.append(item)
+        else:
+            raise TypeError(f"a scripted turn holds strings and tool calls, not {item!r}")
+    return turn
+
+
+class ScriptedModel(Model):
+    """A model that plays back scripted turns, or asks a function for each turn."""
+
+    def __init__(
+        self,
+        script: Iterable[TurnSpec] | ScriptFunction,
+        *,
+        name: str = "scripted",
+        chunk_size: int = 16,
+        delay: float = 0.0,
+        context_window: int = 200_000,
+        pricing: Pricing | None = None,
+    ) -> None:
+        self.name = name
+        self.chunk_size = max(1, chunk_size)
+        self.delay = delay
+        self.context_window = context_window
+        self.pricing = pricing
+        self._function: ScriptFunction | None = None
+        self._turns: list[TurnSpec] = []
+        if callable(script):
+            self._function = script
+        else:
+            self._turns = list(script)
+        self._next = 0
+        #: Every request the model received, for assertions in tests.
+        self.requests: list[ModelRequest] = []
+
+    @property
+    def remaining(self) -> int:
+        """How many scripted turns are left (0 for a function script)."""
+        return len(self._turns) - self._next
+
+    async def _next_turn(self, request: ModelRequest) -> ScriptedTurn:
+        if self._function is not None:
+            result = self._function(request)
+            if inspect.isawaitable(result):
+                result = await result
+            return to_turn(result)
+        if self._next >= len(self._turns):
+            raise ModelError(
+                f"scripted model {self.name!r} ran out of turns after {len(self._turns)}; "
+                "add more turns to the script"
+            )
+        spec = self._turns[self._next]
+        self._next += 1
+        return to_turn(spec)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        self.requests.append(request)
+        turn = await self._next_turn(request)
+        if turn.error is not None:
+            raise turn.error
+        text = turn.text
+        step = self.chunk_size
+        for start in range(0, len(text), step):
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            yield TextDelta(text[start : start + step])
+        if self.delay and not text:
+            await asyncio.sleep(self.delay)
+        content: list[ContentBlock] = []
+        if text:
+            content.append(TextBlock(text))
+        for scripted in turn.tool_calls:
+            content.append(
+                ToolUseBlock(
+                    id=scripted.id or f"call_{uuid.uuid4().hex[:16]}",
+                    name=scripted.name,
+                    input={} if scripted.partial_json is not None else dict(scripted.input),
+                    partial_json=scripted.partial_json,
+                )
+            )
+        stop_reason = turn.stop_reason or ("tool_use" if turn.tool_calls else "end_turn")
+        usage = turn.usage.copy() if turn.usage is not None else self._estimate_usage(request, turn)
+        usage.model_calls = 1
+        if self.pricing is not None and usage.cost_usd == 0.0:
+            usage.cost_usd = self.pricing.cost(usage)
+        yield ModelResponse(Message("assistant", content), stop_reason, usage)
+
+    @staticmethod
+    def _estimate_usage(request: ModelRequest, turn: ScriptedTurn) -> Usage:
+        out_chars = len(turn.text) + sum(
+            len(c.name) + len(c.partial_json or json.dumps(c.input)) for c in turn.tool_calls
+        )
+        return Usage(input_tokens=request.estimated_input_tokens, output_tokens=out_chars // 4 + 1)

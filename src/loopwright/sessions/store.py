@@ -1,0 +1,100 @@
+"""The session store interface and the in-memory store."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from loopwright.events import Usage
+from loopwright.messages import Message
+from loopwright.sessions.session import Session
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """A line of ``sessions list``."""
+
+    id: str
+    workspace_dir: str
+    created_at: float
+    updated_at: float
+    message_count: int
+    usage: Usage
+    title: str
+
+
+class SessionStore(ABC):
+    """Persists sessions. ``save`` writes only what changed since the last save."""
+
+    @abstractmethod
+    def save(self, session: Session) -> None:
+        """Persist the session's header and every message from ``session.dirty_from`` on."""
+
+    @abstractmethod
+    def load(self, session_id: str) -> Session | None:
+        """The saved session, attached to this store, or ``None``."""
+
+    @abstractmethod
+    def exists(self, session_id: str) -> bool:
+        """Whether a session with this id is saved."""
+
+    @abstractmethod
+    def list(self) -> list[SessionInfo]:
+        """Saved sessions, most recently updated first."""
+
+    @abstractmethod
+    def delete(self, session_id: str) -> bool:
+        """Forget a session (its workspace directory is left to the caller). True if it existed."""
+
+    def describe(self) -> str:
+        """Where the store keeps its data, for messages."""
+        return type(self).__name__
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def title_of(messages: list[Message]) -> str:
+    """The first user text, shortened: what the session was about."""
+    for message in messages:
+        if message.role == "user" and message.text:
+            line = message.text.strip().splitlines()[0] if message.text.strip() else ""
+            return line[:80]
+    return ""
+
+
+class MemoryStore(SessionStore):
+    """Keeps sessions in this process only (tests, benchmarks, throwaway runs)."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, Session] = {}
+
+    def save(self, session: Session) -> None:
+        self._sessions[session.id] = session
+
+    def load(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
+
+    def exists(self, session_id: str) -> bool:
+        return session_id in self._sessions
+
+    def list(self) -> list[SessionInfo]:
+        infos = [
+            SessionInfo(
+                s.id,
+                str(s.workspace_dir),
+                s.created_at,
+                s.updated_at,
+                len(s.messages),
+                s.usage,
+                title_of(s.messages),
+            )
+            for s in self._sessions.values()
+        ]
+        return sorted(infos, key=lambda info: info.updated_at, reverse=True)
+
+    def delete(self, session_id: str) -> bool:
+        return self._sessions.pop(session_id, None) is not None
+
+    def describe(self) -> str:
+        return "the in-memory session store"

@@ -1,0 +1,285 @@
+"""The tool registry: the one place a tool call goes through before and after it runs.
+
+``execute(name, input)`` never raises for a tool's sake: an unknown tool, input that does not
+match the schema, a path outside the workspace, a prehook that refuses, an exception, a
+timeout: each comes back as ``{"content": <what went wrong>, "is_error": True}`` so the model
+can read it and adapt. Only cancellation propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+from loopwright.messages import TextBlock
+from loopwright.sandbox.paths import SecurityError
+from loopwright.tools.base import BaseTool, Prehook, ToolDefinition, ToolResult, error
+
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MAX_OUTPUT_CHARS = 30_000
+OUTPUT_DIR = os.path.join(".loopwright", "tool-outputs")
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled_validator(schema_json: str) -> Callable[[Any], Any]:
+    import fastjsonschema  # imported on first use: keeps `import loopwright` light
+
+    validator: Callable[[Any], Any] = fastjsonschema.compile(
+        _for_draft7(json.loads(schema_json))
+    )
+    return validator
+
+
+def _for_draft7(schema: Any) -> Any:
+    """The schema with 2020-12's ``prefixItems`` (tuples) spelled the draft-7 way.
+
+    The validator speaks draft 7, where ``prefixItems`` means nothing and a tuple's item
+    types would go unchecked. The schema sent to the model is left as it is.
+    """
+    if isinstance(schema, list):
+        return [_for_draft7(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {key: _for_draft7(value) for key, value in schema.items()}
+    if "prefixItems" in converted:
+        converted["additionalItems"] = converted.get("items", False)
+        converted["items"] = converted.pop("prefixItems")
+    return converted
+
+
+def _validator_for(tool: BaseTool) -> Callable[[Any], Any]:
+    validator = tool._input_validator
+    if validator is None:
+        schema = tool.schema.get("input_schema") or {"type": "object"}
+        try:
+            validator = _compiled_validator(json.dumps(schema, sort_keys=True))
+        except Exception as exc:
+            raise _BadToolSchema(
+                f"Tool {tool.name!r} has an input schema that is not valid JSON Schema "
+                f"({_describe(exc)}); this is a bug in the tool, not in the call."
+            ) from exc
+        tool._input_validator = validator
+    return validator
+
+
+class _BadToolSchema(Exception):
+    """The tool's own schema cannot be compiled (the tool's fault, not the model's)."""
+
+
+class ToolRegistry:
+    """Holds a session's tools and runs their calls safely."""
+
+    def __init__(
+        self,
+        workspace_dir: str | os.PathLike[str],
+        *,
+        default_timeout: float | None = DEFAULT_TIMEOUT_S,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        session_id: str | None = None,
+    ) -> None:
+        self.workspace_dir = os.fspath(workspace_dir)
+        self.default_timeout = default_timeout
+        self.max_output_chars = max_output_chars
+        self.session_id = session_id
+        self.tools: dict[str, BaseTool] = {}
+        self._schemas: list[dict[str, Any]] | None = None
+
+    def register(
+        self, tool: BaseTool | ToolDefinition | type[BaseTool], *, replace: bool = False
+    ) -> BaseTool:
+        """Add a tool: an instance, a ``BaseTool`` subclass or a ``@tool`` function.
+
+        Classes and ``@tool`` functions are bound to this registry's workspace. A second tool
+        with a name already registered is refused unless ``replace=True``.
+        """
+        instance = self._instantiate(tool)
+        name = instance.name
+        if name in self.tools and not replace:
+            raise ValueError(
+                f"a tool named {name!r} is already registered; pass replace=True to replace it"
+            )
+        self.tools[name] = instance
+        self._schemas = None
+        return instance
+
+    def register_all(self, tools: Iterable[BaseTool | ToolDefinition | type[BaseTool]]) -> None:
+        """Register several tools."""
+        for item in tools:
+            self.register(item)
+
+    def _instantiate(self, tool: BaseTool | ToolDefinition | type[BaseTool]) -> BaseTool:
+        if isinstance(tool, BaseTool):
+            return tool
+        if isinstance(tool, ToolDefinition):
+            return tool.bind(self.workspace_dir, self.session_id)
+        if isinstance(tool, type) and issubclass(tool, BaseTool):
+            return tool(self.workspace_dir)
+        raise TypeError(
+            f"cannot register {tool!r}: give a BaseTool instance or subclass, or a function "
+            "decorated with @tool"
+        )
+
+    def unregister(self, name: str) -> None:
+        """Remove a tool by name."""
+        del self.tools[name]
+        self._schemas = None
+
+    def set_prehook(self, tool_name: str, hook_fn: Prehook | None) -> None:
+        """Run ``hook_fn(input)`` before every call of ``tool_name``; raising refuses the call."""
+        if tool_name not in self.tools:
+            raise KeyError(f"no tool named {tool_name!r} is registered; known: {self.names}")
+        self.tools[tool_name]._prehook = hook_fn
+
+    def get_schemas(self) -> list[dict[str, Any]]:
+        """The schemas of all tools, in registration order, as sent to the model."""
+        if self._schemas is None:
+            self._schemas = [tool.schema for tool in self.tools.values()]
+        return self._schemas
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tools)
+
+    def get(self, name: str) -> BaseTool | None:
+        return self.tools.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.tools
+
+    def __len__(self) -> int:
+        return len(self.tools)
+
+    def is_sequential(self, name: str) -> bool:
+        """Whether calls of this tool must run alone and in order."""
+        tool = self.tools.get(name)
+        return tool is not None and tool.sequential
+
+    async def execute(self, tool_name: str, input: dict[str, Any]) -> ToolResult:
+        """Validate and run one call; failures come back as ``is_error`` results."""
+        tool = self.tools.get(tool_name)
+        if tool is None:
+            return error(
+                f"Unknown tool: {tool_name!r}. Available tools: {', '.join(self.names) or 'none'}."
+            )
+        if not isinstance(input, dict):
+            return error(f"Invalid input for tool {tool_name!r}: expected a JSON object.")
+        # Validation fills schema defaults in and hooks normalise in place: work on a deep
+        # copy so the model's original input (kept in the history) is never changed.
+        input = copy.deepcopy(input)
+        problem = self._schema_problem(tool, input)
+        if problem is not None:
+            return error(problem)
+        try:
+            tool.validate_paths(input)  # the prehook sees resolved paths...
+            await tool.prehook(input)
+            tool.validate_paths(input)  # ...and cannot swap in one outside the workspace
+        except SecurityError as exc:
+            return error(str(exc))
+        except Exception as exc:
+            return error(f"{tool_name} refused: {_describe(exc)}")
+        timeout = tool.timeout if tool.timeout is not None else self.default_timeout
+        try:
+            if timeout is None:
+                result = await tool.execute(input)
+            else:
+                deadline = asyncio.timeout(timeout)
+                try:
+                    async with deadline:
+                        result = await tool.execute(input)
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise  # the tool's own TimeoutError (a request of its own timed out)
+                    return error(
+                        f"{tool_name} timed out after {timeout:g}s and was stopped. Try a "
+                        "smaller task or split it into steps."
+                    )
+        except SecurityError as exc:
+            return error(str(exc))
+        except Exception as exc:
+            return error(f"{tool_name} failed: {_describe(exc)}")
+        return self._checked(tool, result)
+
+    def _schema_problem(self, tool: BaseTool, input: dict[str, Any]) -> str | None:
+        try:
+            validator = _validator_for(tool)
+        except _BadToolSchema as exc:
+            return str(exc)
+        try:
+            validator(input)
+        except Exception as exc:
+            message = str(getattr(exc, "message", exc)).replace("data", "input", 1)
+            schema = json.dumps(tool.schema.get("input_schema", {}), ensure_ascii=False)
+            if len(schema) > 1500:
+                schema = schema[:1500] + "..."
+            return (
+                f"Invalid input for tool {tool.name!r}: {message}. "
+                f"Call it again with input matching its schema: {schema}"
+            )
+        return None
+
+    def _checked(self, tool: BaseTool, result: Any) -> ToolResult:
+        if isinstance(result, str):
+            result = {"content": result, "is_error": False}
+        if not isinstance(result, dict) or "content" not in result:
+            return error(
+                f"{tool.name} returned {type(result).__name__}, not a dict with 'content' and "
+                "'is_error'; this is a bug in the tool"
+            )
+        result.setdefault("is_error", False)
+        content = result["content"]
+        if not isinstance(content, str | list):
+            result["content"] = content = str(content)
+        limit = max(tool.max_output_chars or self.max_output_chars, 1)
+        if isinstance(content, str) and len(content) > limit:
+            result["content"] = self._truncate(tool.name, content, limit)
+        elif isinstance(content, list):
+            result["content"] = [
+                TextBlock(self._truncate(tool.name, block.text, limit))
+                if isinstance(block, TextBlock) and len(block.text) > limit
+                else block
+                for block in content
+            ]
+        return cast(ToolResult, result)
+
+    def _truncate(self, tool_name: str, content: str, limit: int) -> str:
+        """Keep the head and tail of a huge output; the whole of it goes to a file."""
+        head = content[: limit * 3 // 4]
+        tail = content[len(content) - limit // 4 :]  # not [-n:]: that is everything for n=0
+        cut = len(content) - len(head) - len(tail)
+        safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", tool_name)
+        relative = os.path.join(OUTPUT_DIR, f"{safe_name}-{uuid.uuid4().hex[:10]}.txt")
+        try:
+            path = os.path.join(self.workspace_dir, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
+                handle.write(content)
+            where = (
+                f"The full output ({len(content):,} characters) is saved in {relative}; "
+                "read it in parts with Read (offset/limit) or search it with Grep."
+            )
+        except (OSError, UnicodeError):
+            where = "Re-run with a narrower request to see the rest."
+        return (
+            f"{head}\n\n[... output truncated: {cut:,} of {len(content):,} characters cut "
+            f"here. {where}]\n\n{tail}"
+        )
+
+    async def aclose(self) -> None:
+        """Close every tool (kill their processes, close connections)."""
+        for tool in list(self.tools.values()):
+            try:
+                await tool.aclose()
+            except Exception:  # closing must reach every tool
+                continue
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
