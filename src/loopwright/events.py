@@ -8,6 +8,7 @@ dicts (``event["type"]``, ``event["text"]``), as the design guide's consumers ex
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, TypeAlias
 
@@ -32,10 +33,13 @@ class _WireEvent:
     def __getitem__(self, key: str) -> Any:
         if key == "type":
             return self.type
-        try:
-            return getattr(self, key)
-        except AttributeError:
-            raise KeyError(key) from None
+        # only the wire fields: event["to_dict"] or event["__class__"] is a KeyError too
+        if not isinstance(key, str) or key not in _field_names(type(self)):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key == "type" or (isinstance(key, str) and key in _field_names(type(self)))
 
     def get(self, key: str, default: Any = None) -> Any:
         try:
@@ -54,6 +58,12 @@ class _WireEvent:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, default=str)
+
+
+def _field_names(cls: type) -> Mapping[str, object]:
+    """The wire fields of an event class (the dataclass's own field table: O(1) lookups)."""
+    names: Mapping[str, object] = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    return names
 
 
 @dataclass(slots=True)
@@ -215,6 +225,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 def event_from_dict(data: dict[str, Any]) -> Event:
     """Rebuild a typed event from its wire form (for clients of the CLI or the server)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"an event must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
     cls = EVENT_TYPES.get(str(kind))
     if cls is None:
@@ -224,5 +236,8 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         values["usage"] = Usage.from_dict(values.get("usage") or {})
     elif cls is UsageUpdate and isinstance(values.get("run"), dict):
         values["run"] = Usage.from_dict(values["run"])
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
+    names = _field_names(cls)
+    try:
+        return cls(**{k: v for k, v in values.items() if k in names})
+    except TypeError as exc:  # a required field is missing
+        raise ValueError(f"malformed {kind} event: {exc}") from None

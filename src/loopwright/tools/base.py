@@ -113,11 +113,12 @@ class BaseTool(ABC):
         root = self.path_validator.workspace_dir
         if path == root:
             return "."
-        if path.startswith(root + os.sep):
-            return path[len(root) + 1 :]
+        prefix = os.path.join(root, "")
+        if path.startswith(prefix):
+            return path[len(prefix) :]
         return path
 
-    async def aclose(self) -> None:  # noqa: B027  (optional: most tools hold nothing)
+    async def aclose(self) -> None:
         """Release what the tool holds (processes, connections) when its session closes."""
 
 
@@ -258,7 +259,9 @@ def tool(
 
     The input schema comes from the type hints, the descriptions from the docstring (Google,
     NumPy or Sphinx style). Sync functions run in a worker thread so they never block the
-    loop. A parameter typed :class:`ToolContext` receives the workspace and session id.
+    loop; a thread cannot be stopped, so on a timeout the call returns an error at once but
+    the function runs on until it returns (write long work as ``async def``). A parameter
+    typed :class:`ToolContext` receives the workspace and session id.
     """
 
     def decorate(fn: Callable[..., Any]) -> ToolDefinition:
