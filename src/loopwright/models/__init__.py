@@ -41,8 +41,7 @@ def resolve_model(spec: Model | str | None) -> Model:
         return spec
     if spec is None:
         raise ModelError(
-            "no model given: pass model=... to Agent (a Model instance, or one of: "
-            f"{', '.join(available_models())})"
+            f"no model given; supported model strings: {', '.join(available_models())}"
         )
     name = spec.strip()
     if name in ("scripted", "scripted:demo", "demo"):
@@ -50,6 +49,5 @@ def resolve_model(spec: Model | str | None) -> Model:
 
         return demo_model()
     raise ModelError(
-        f"unknown model {spec!r}; this version supports: {', '.join(available_models())} "
-        "(or pass a Model instance)"
+        f"unknown model {spec!r}; supported model strings: {', '.join(available_models())}"
     )

@@ -1,0 +1,202 @@
+"""The ``loopwright`` command: ``run``, ``chat``, ``sessions`` and ``--version``.
+
+Only typer is imported at start-up; each command imports the agent, the session store and
+rich when it runs, so ``loopwright --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+
+app = typer.Typer(
+    name="loopwright",
+    help="Build and run autonomous agents: an LLM in a loop with tools.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+sessions_app = typer.Typer(
+    help="List, show and remove saved sessions.",
+    no_args_is_help=True,
+)
+app.add_typer(sessions_app, name="sessions")
+
+T = TypeVar("T")
+
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="NAME",
+        help="Model to use; this version supports 'scripted' (a demo script, no LLM).",
+        show_default=True,
+    ),
+]
+SessionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--session",
+        "-s",
+        metavar="ID",
+        help="Continue this session, or create it with this id (default: a new session).",
+    ),
+]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _guarded(action: Callable[[], T]) -> T:
+    """Run a command body; a user error becomes one line on stderr and its exit status."""
+    from loopwright.cli.runtime import CliError
+
+    try:
+        return action()
+    except CliError as exc:
+        _fail(exc.message, exc.exit_code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from loopwright import __version__
+
+        typer.echo(f"loopwright {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Build and run autonomous agents: an LLM in a loop with tools."""
+
+
+@app.command()
+def run(
+    task: Annotated[
+        str, typer.Argument(metavar="TASK", help="What the agent should do ('-' reads stdin).")
+    ],
+    model: ModelOption = "scripted",
+    session: SessionOption = None,
+    max_turns: Annotated[
+        int,
+        typer.Option("--max-turns", min=1, metavar="N", help="Stop after this many model calls."),
+    ] = 50,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0.001, metavar="SECONDS", help="Stop after this long."),
+    ] = None,
+    json_lines: Annotated[
+        bool,
+        typer.Option("--json", help="Print each event as one JSON line, nothing else."),
+    ] = False,
+) -> None:
+    """Run one task to the end, printing what the agent does.
+
+    Exit status: 0 when the agent finished, 1 on an error, 2 when a limit stopped it
+    (turns, budget, time, a stuck loop), 130 when interrupted.
+    """
+
+    def action() -> int:
+        from loopwright.cli.run import run_task
+
+        return run_task(
+            task,
+            model=model,
+            session_id=session,
+            max_turns=max_turns,
+            timeout=timeout,
+            as_json=json_lines,
+        )
+
+    raise typer.Exit(_guarded(action))
+
+
+@app.command()
+def chat(model: ModelOption = "scripted", session: SessionOption = None) -> None:
+    """Talk with the agent; one session across turns."""
+
+    def action() -> int:
+        from loopwright.cli.chat import chat as chat_loop
+
+        return chat_loop(model=model, session_id=session)
+
+    raise typer.Exit(_guarded(action))
+
+
+@sessions_app.command("list")
+def sessions_list() -> None:
+    """List saved sessions, most recently updated first."""
+
+    def action() -> int:
+        from loopwright.cli.history import list_sessions
+        from loopwright.cli.render import make_console
+
+        return list_sessions(make_console())
+
+    raise typer.Exit(_guarded(action))
+
+
+@sessions_app.command("show")
+def sessions_show(session_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Show a session's history and usage."""
+
+    def action() -> int:
+        from loopwright.cli.history import show_session
+        from loopwright.cli.render import make_console
+
+        return show_session(make_console(), session_id)
+
+    raise typer.Exit(_guarded(action))
+
+
+@sessions_app.command("rm")
+def sessions_rm(
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    keep_workspace: Annotated[
+        bool, typer.Option("--keep-workspace", help="Keep the session's workspace files.")
+    ] = False,
+) -> None:
+    """Remove a saved session and its workspace directory."""
+
+    def action() -> int:
+        from loopwright.cli.history import remove_session
+        from loopwright.cli.render import make_console
+
+        return remove_session(make_console(), session_id, keep_workspace=keep_workspace)
+
+    raise typer.Exit(_guarded(action))
+
+
+def main() -> None:
+    """Entry point of the ``loopwright`` command."""
+    try:
+        app()
+    except BrokenPipeError:  # the reader went away (``loopwright ... | head``)
+        import os
+        import sys
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

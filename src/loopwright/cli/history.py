@@ -1,0 +1,173 @@
+"""Printing saved sessions: the ``sessions list`` table and the ``sessions show`` history."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from loopwright.cli.render import format_usage, key_input, shorten, summarise_result
+from loopwright.messages import (
+    ImageBlock,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+from loopwright.sessions.session import Session
+from loopwright.sessions.store import SessionInfo
+
+
+def format_time(timestamp: float) -> str:
+    """A local date and time to the minute."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+def print_session_list(console: Console, sessions: Sequence[SessionInfo], where: str) -> None:
+    """The saved sessions, most recently updated first."""
+    if not sessions:
+        console.print(f"No saved sessions in {where}.")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("ID", no_wrap=True, style="cyan")
+    table.add_column("UPDATED", no_wrap=True)
+    table.add_column("MSGS", justify="right")
+    table.add_column("TOKENS", justify="right")
+    table.add_column("COST", justify="right")
+    table.add_column("TITLE", overflow="ellipsis", no_wrap=True)
+    for info in sessions:
+        table.add_row(
+            info.id,
+            format_time(info.updated_at),
+            str(info.message_count),
+            f"{info.usage.total_tokens:,}",
+            f"${info.usage.cost_usd:.4f}",
+            Text(shorten(info.title, 60)),
+        )
+    console.print(table)
+
+
+def print_session(console: Console, session: Session) -> None:
+    """A session's history (text in full, tool calls and results abbreviated) and usage."""
+    console.print(Text(f"session {session.id}", style="bold"))
+    console.print(f"workspace  {session.workspace_dir}")
+    console.print(
+        f"created    {format_time(session.created_at)}   "
+        f"updated {format_time(session.updated_at)}   messages {len(session.messages)}"
+    )
+    if session.summary:
+        console.print()
+        console.print(Text("summary (earlier turns were condensed)", style="dim"))
+        console.print(Text(session.summary))
+    for index, message in enumerate(session.messages):
+        if index == session.context_start and session.context_start:
+            console.print(Text("── context starts here (earlier messages are summarised)", "dim"))
+        blocks = message.content
+        only_results = bool(blocks) and all(isinstance(b, ToolResultBlock) for b in blocks)
+        if only_results:
+            # tool results belong visually to the calls above them
+            for block in blocks:
+                assert isinstance(block, ToolResultBlock)
+                _print_result(console, block)
+            continue
+        console.print()
+        console.print(
+            Text(f"{message.role}:", style="bold green" if message.role == "user" else "bold blue")
+        )
+        for block in blocks:
+            if isinstance(block, TextBlock):
+                console.print(Text(block.text.rstrip("\n")))
+            elif isinstance(block, ToolUseBlock):
+                line = Text("  ▸ ", style="cyan")
+                line.append(block.name, style="bold cyan")
+                detail = key_input(block.input) if block.complete else "(input cut off)"
+                if detail:
+                    line.append(f" {detail}")
+                console.print(line)
+            elif isinstance(block, ToolResultBlock):
+                _print_result(console, block)
+            elif isinstance(block, ThinkingBlock):
+                console.print(Text(f"  (thinking) {shorten(block.thinking, 100)}", style="dim"))
+            elif isinstance(block, ImageBlock):
+                console.print(Text(f"  [image {block.media_type}]", style="dim"))
+    console.print()
+    console.print(Text(f"usage      {format_usage(session.usage)}"))
+    if session.metadata:
+        console.print(Text(f"metadata   {shorten(json.dumps(session.metadata, default=str), 200)}"))
+
+
+def _print_result(console: Console, block: ToolResultBlock) -> None:
+    mark, style = ("✗", "red") if block.is_error else ("✓", "green")
+    line = Text(f"    {mark} ", style=style)
+    text = block.text
+    if not isinstance(block.content, str) and any(isinstance(b, ImageBlock) for b in block.content):
+        text += "\n[image]"
+    line.append(summarise_result(text), style="red" if block.is_error else "")
+    console.print(line)
+
+
+def list_sessions(console: Console) -> int:
+    """``sessions list``."""
+    from loopwright.cli.runtime import open_store
+
+    store = open_store()
+    try:
+        print_session_list(console, store.list(), str(store.path))
+    finally:
+        store.close()
+    return 0
+
+
+def show_session(console: Console, session_id: str) -> int:
+    """``sessions show ID``; an unknown id is a :class:`CliError`."""
+    from loopwright.cli.runtime import open_store
+
+    store = open_store()
+    try:
+        session = store.load(session_id)
+        if session is None:
+            raise _unknown(session_id)
+        print_session(console, session)
+    finally:
+        store.close()
+    return 0
+
+
+def remove_session(console: Console, session_id: str, *, keep_workspace: bool) -> int:
+    """``sessions rm ID``: forget the session and delete its workspace (if loopwright made it)."""
+    import shutil
+    from pathlib import Path
+
+    from loopwright.cli.runtime import open_store
+    from loopwright.config import workspace_root
+
+    store = open_store()
+    try:
+        session = store.load(session_id)
+        if session is None:
+            raise _unknown(session_id)
+        store.delete(session_id)
+    finally:
+        store.close()
+    workspace = Path(session.workspace_dir).resolve()
+    root = workspace_root().resolve()
+    removed = ""
+    if not keep_workspace and workspace.is_dir() and workspace.parent == root:
+        shutil.rmtree(workspace, ignore_errors=True)
+        removed = f" and its workspace {workspace}"
+    elif workspace.exists():
+        removed = f"; its workspace {workspace} was kept"
+    console.print(Text(f"Removed session {session_id}{removed}."))
+    return 0
+
+
+def _unknown(session_id: str) -> Exception:
+    from loopwright.cli.runtime import CliError
+
+    return CliError(
+        f"no saved session {session_id!r}; list saved sessions with `loopwright sessions list`"
+    )

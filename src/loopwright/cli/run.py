@@ -1,0 +1,103 @@
+"""``loopwright run``: one task, its events printed for a person or as JSON lines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import sys
+from collections.abc import Callable
+
+from loopwright.agent import Agent
+from loopwright.cli.runtime import EXIT_INTERRUPTED, EXIT_USAGE, CliError, exit_code_for, setup
+from loopwright.events import Done, Event
+from loopwright.sessions.session import Session
+
+
+async def drive(agent: Agent, session: Session, prompt: str, emit: Callable[[Event], None]) -> Done:
+    """Run one prompt in ``session``, handing every event to ``emit``; return the ``done``."""
+    done: Done | None = None
+    async for event in agent.run(prompt, session):
+        emit(event)
+        if isinstance(event, Done):
+            done = event
+    if done is None:  # the loop always ends with one; guard against a broken stream
+        raise CliError("the run ended without a done event; this is a bug in loopwright")
+    return done
+
+
+def close_agent(runner: asyncio.Runner, agent: Agent) -> None:
+    """Close the agent's tools and model; a second Ctrl-C while closing is ignored."""
+    with contextlib.suppress(KeyboardInterrupt, Exception):
+        runner.run(agent.aclose())
+
+
+def resume_hint(session_id: str) -> str:
+    """How to continue this session."""
+    quoted = shlex.quote(session_id)
+    return (
+        f"session {session_id} · continue with: loopwright chat --session {quoted}  "
+        f'or  loopwright run --session {quoted} "..."'
+    )
+
+
+def read_task(task: str) -> str:
+    """The task text; ``-`` reads it from standard input."""
+    if task == "-":
+        task = sys.stdin.read()
+    if not task.strip():
+        raise CliError(
+            'the task is empty; give it as an argument, e.g. loopwright run "summarise notes.md"',
+            EXIT_USAGE,
+        )
+    return task
+
+
+def run_task(
+    task: str,
+    *,
+    model: str,
+    session_id: str | None,
+    max_turns: int | None,
+    timeout: float | None,
+    as_json: bool,
+) -> int:
+    """Run ``task`` to the end and return the exit status."""
+    prompt = read_task(task)
+    ready = setup(model, session_id, max_turns=max_turns, timeout=timeout)
+    agent, session = ready.agent, ready.session()
+    emit: Callable[[Event], None]
+    if as_json:
+        print(f"session {session.id}", file=sys.stderr, flush=True)
+
+        def emit(event: Event) -> None:
+            sys.stdout.write(event.to_json() + "\n")
+            sys.stdout.flush()
+
+        printer = None
+    else:
+        from loopwright.cli.render import EventPrinter, make_console
+
+        printer = EventPrinter(make_console())
+        emit = printer.handle
+
+    with asyncio.Runner() as runner:
+        try:
+            done = runner.run(drive(agent, session, prompt, emit))
+        except KeyboardInterrupt:
+            if printer is not None:
+                printer.end_line()
+            print(
+                f"interrupted; the history so far is saved. {resume_hint(session.id)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_INTERRUPTED
+        finally:
+            close_agent(runner, agent)
+
+    if printer is not None:
+        printer.console.print(resume_hint(session.id), style="dim")
+    elif done.stop_reason != "end_turn":
+        print(f"stopped: {done.stop_reason} {done.detail}".rstrip(), file=sys.stderr)
+    return exit_code_for(done.stop_reason)

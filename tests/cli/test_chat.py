@@ -1,0 +1,93 @@
+"""``loopwright chat``: one session across turns, commands, piped input, Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from .conftest import CliRunner
+
+
+def session_id_of(stdout: str) -> str:
+    match = re.search(r"session (\S+) \((?:new session|resumed)", stdout)
+    assert match, stdout
+    return match.group(1)
+
+
+def test_chat_keeps_one_session_across_piped_messages(
+    cli: CliRunner, loopwright_home: Path
+) -> None:
+    result = cli("chat", input="first question\n/session\nsecond question\n")
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    session_id = session_id_of(out)
+    assert out.count("you> ") == 4  # three lines, then the end of input
+    assert out.count("Done. I saved your task") == 2
+    assert f"session {session_id}\nworkspace " in out  # the /session command
+    assert "Traceback" not in result.stderr
+
+    listed = cli("sessions", "list")
+    assert listed.stdout.count(session_id) == 1
+    assert len([line for line in listed.stdout.splitlines()[1:] if line.strip()]) == 1
+    shown = cli("sessions", "show", session_id)
+    assert shown.returncode == 0
+    assert "first question" in shown.stdout
+    assert "second question" in shown.stdout
+    assert shown.stdout.count("user:") >= 2
+    task_file = loopwright_home / "workspaces" / session_id / "task.md"
+    assert "second question" in task_file.read_text()
+
+
+def test_chat_commands_and_exit(cli: CliRunner) -> None:
+    result = cli("chat", input="/help\n/session\n/nonsense\n/exit\nnever sent\n")
+
+    assert result.returncode == 0
+    assert "/session" in result.stdout  # the help lists the commands
+    assert "unknown command /nonsense" in result.stdout
+    assert "never sent" not in result.stdout  # /exit quit before the last line
+    assert "Done." not in result.stdout
+    # no message was sent, so no empty session is left behind
+    assert "No saved sessions" in cli("sessions", "list").stdout
+
+
+def test_chat_resumes_a_session_given_by_id(cli: CliRunner) -> None:
+    cli("chat", "--session", "talk", input="hello\n")
+    result = cli("chat", "--session", "talk", input="again\n")
+
+    assert result.returncode == 0
+    assert "session talk (resumed" in result.stdout
+    shown = cli("sessions", "show", "talk").stdout
+    assert "hello" in shown
+    assert "again" in shown
+
+
+def test_ctrl_c_interrupts_the_turn_not_the_chat(
+    slow_cli: Callable[..., subprocess.Popen[str]], cli: CliRunner
+) -> None:
+    process = slow_cli(0.1, "chat", "--session", "chatty")
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write("first message\n")
+    process.stdin.flush()
+    seen = ""
+    while "▸ Read" not in seen:
+        line = process.stdout.readline()
+        assert line, f"the turn ended before it could be interrupted: {seen}"
+        seen += line
+    process.send_signal(signal.SIGINT)
+    while "(interrupted" not in seen:
+        line = process.stdout.readline()
+        assert line, f"the chat ended instead of the turn: {seen}"
+        seen += line
+    rest, stderr = process.communicate("second message\n", timeout=60)
+
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "Done. I saved your task" in rest  # the next turn ran to the end
+    shown = cli("sessions", "show", "chatty").stdout
+    assert "first message" in shown
+    assert "second message" in shown

@@ -1,0 +1,72 @@
+"""``loopwright sessions list|show|rm`` against the default SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import CliRunner
+
+
+def test_list_show_and_remove_a_session(cli: CliRunner, loopwright_home: Path) -> None:
+    empty = cli("sessions", "list")
+    assert empty.returncode == 0
+    assert "No saved sessions" in empty.stdout
+
+    assert cli("run", "--session", "alpha", "count the rows").returncode == 0
+    assert cli("run", "--session", "beta", "plot the chart").returncode == 0
+
+    listed = cli("sessions", "list")
+    assert listed.returncode == 0
+    rows = listed.stdout.splitlines()
+    assert rows[0].split()[:3] == ["ID", "UPDATED", "MSGS"]
+    assert rows[1].split()[0] == "beta"  # most recently updated first
+    assert rows[2].split()[0] == "alpha"
+    assert "count the rows" in rows[2]
+    assert rows[2].split()[3] == "6"  # user, 2 x (call + result), answer
+
+    shown = cli("sessions", "show", "alpha")
+    assert shown.returncode == 0
+    out = shown.stdout
+    assert "session alpha" in out
+    assert str(loopwright_home / "workspaces" / "alpha") in out
+    assert "user:\ncount the rows" in out
+    assert "assistant:" in out
+    assert "▸ Write task.md" in out
+    assert "✓ Created task.md" in out
+    assert "3 model calls" in out
+    assert "2 tool calls" in out
+    assert "tokens" in out
+
+    workspace = loopwright_home / "workspaces" / "alpha"
+    assert (workspace / "task.md").exists()
+    removed = cli("sessions", "rm", "alpha")
+    assert removed.returncode == 0
+    assert "Removed session alpha" in removed.stdout
+    assert not workspace.exists()
+    after = cli("sessions", "list").stdout
+    assert "alpha" not in after
+    assert "beta" in after
+    gone = cli("sessions", "show", "alpha")
+    assert gone.returncode == 1
+
+
+def test_rm_can_keep_the_workspace(cli: CliRunner, loopwright_home: Path) -> None:
+    cli("run", "--session", "keep", "a task")
+    result = cli("sessions", "rm", "--keep-workspace", "keep")
+
+    assert result.returncode == 0
+    assert (loopwright_home / "workspaces" / "keep" / "task.md").exists()
+    assert cli("sessions", "show", "keep").returncode == 1
+
+
+def test_an_unknown_session_is_one_clear_sentence_and_exit_1(cli: CliRunner) -> None:
+    for command in ("show", "rm"):
+        result = cli("sessions", command, "no-such-session")
+
+        assert result.returncode == 1
+        assert result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert lines == [
+            "error: no saved session 'no-such-session'; list saved sessions with "
+            "`loopwright sessions list`"
+        ]
