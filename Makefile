@@ -21,7 +21,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 setup: uv system-deps
-	@$(UV) sync --frozen --all-groups --quiet
+	@$(UV) sync --frozen --all-groups --all-extras --quiet
 
 demo: setup
 	@$(RUN) python examples/hello_agent.py

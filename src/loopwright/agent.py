@@ -97,7 +97,8 @@ class _RunState:
     usage: Usage
     deadline: float | None
     turns: int = 0
-    last_signature: tuple[tuple[str, str], ...] | None = None
+    #: the previous turn's calls as (name, input) pairs, to spot a model repeating itself
+    last_signature: list[tuple[str, dict[str, Any]]] | None = None
     repeats: int = 0
     text_continuations: int = 0
     #: characters of the system prompt and tool schemas (fixed during a run)
@@ -339,7 +340,7 @@ class Agent:
 
     def _check_limits(self, state: _RunState) -> None:
         if self.max_turns is not None and state.turns >= self.max_turns:
-            raise _StopRun("max_turns", f"stopped after {state.turns} model turns")
+            raise _StopRun("max_turns", f"stopped at the limit of {self.max_turns} model turns")
         usage = state.usage
         if self.max_tokens_budget is not None and usage.total_tokens >= self.max_tokens_budget:
             raise _StopRun(
@@ -444,7 +445,7 @@ class Agent:
     async def _run_tools(
         self, state: _RunState, calls: list[ToolUseBlock]
     ) -> AsyncGenerator[ToolCall | ToolResult, None]:
-        signature = tuple((c.name, json.dumps(c.input, sort_keys=True)) for c in calls)
+        signature = [(c.name, c.input) for c in calls]
         if signature == state.last_signature:
             state.repeats += 1
         else:

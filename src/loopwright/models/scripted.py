@@ -96,6 +96,7 @@ class ScriptedModel(Model):
         delay: float = 0.0,
         context_window: int = 200_000,
         pricing: Pricing | None = None,
+        record_requests: bool = True,
     ) -> None:
         self.name = name
         self.chunk_size = max(1, chunk_size)
@@ -109,8 +110,12 @@ class ScriptedModel(Model):
         else:
             self._turns = list(script)
         self._next = 0
-        #: Every request the model received, for assertions in tests.
+        self._id_prefix = f"call_{uuid.uuid4().hex[:10]}_"
+        self._ids = 0
+        #: Every request the model received, for assertions in tests (unless
+        #: ``record_requests=False``, e.g. in benchmarks, where it would hold every prompt).
         self.requests: list[ModelRequest] = []
+        self.record_requests = record_requests
 
     @property
     def remaining(self) -> int:
@@ -133,7 +138,8 @@ class ScriptedModel(Model):
         return to_turn(spec)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        self.requests.append(request)
+        if self.record_requests:
+            self.requests.append(request)
         turn = await self._next_turn(request)
         if turn.error is not None:
             raise turn.error
@@ -149,9 +155,10 @@ class ScriptedModel(Model):
         if text:
             content.append(TextBlock(text))
         for scripted in turn.tool_calls:
+            self._ids += 1
             content.append(
                 ToolUseBlock(
-                    id=scripted.id or f"call_{uuid.uuid4().hex[:16]}",
+                    id=scripted.id or f"{self._id_prefix}{self._ids}",
                     name=scripted.name,
                     input={} if scripted.partial_json is not None else dict(scripted.input),
                     partial_json=scripted.partial_json,

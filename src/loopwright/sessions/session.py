@@ -79,6 +79,8 @@ class Session:
         self.trimmed: set[str] = trimmed or set()
         #: index of the first message that changed since the last save
         self.dirty_from = 0 if messages is None else len(self.messages)
+        #: how many messages the store holds (after the last save)
+        self.stored_count = self.dirty_from
 
     # --- creation -----------------------------------------------------------------------
 
@@ -141,7 +143,7 @@ class Session:
         self.updated_at = time.time()
         if self.store is not None:
             self.store.save(self)
-        self.dirty_from = len(self.messages)
+        self.dirty_from = self.stored_count = len(self.messages)
 
     def pending_tool_uses(self) -> list[str]:
         """Ids of the last assistant message's tool calls that have no result yet."""

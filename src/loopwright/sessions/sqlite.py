@@ -52,6 +52,8 @@ class SQLiteStore(SessionStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        #: ids whose row this store has written or read, so a save can be a plain UPDATE
+        self._known: set[str] = set()
 
     @classmethod
     def default(cls) -> SQLiteStore:
@@ -65,42 +67,61 @@ class SQLiteStore(SessionStore):
 
     def save(self, session: Session) -> None:
         start = session.dirty_from
+        messages = session.messages
         rows = [
-            (session.id, seq, json.dumps(session.messages[seq].to_dict(), ensure_ascii=False))
-            for seq in range(start, len(session.messages))
+            (session.id, seq, json.dumps(messages[seq].to_dict(), ensure_ascii=False))
+            for seq in range(start, len(messages))
         ]
-        title = title_of(session.messages[:4])
+        usage = json.dumps(session.usage.to_dict())
+        metadata = json.dumps(session.metadata, default=str)
+        state = json.dumps(session.state())
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute(
-                    "INSERT INTO sessions (id, workspace, created_at, updated_at, usage, metadata,"
-                    " state, title, message_count) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO"
-                    " UPDATE SET updated_at=excluded.updated_at, usage=excluded.usage,"
-                    " metadata=excluded.metadata, state=excluded.state,"
-                    " message_count=excluded.message_count, title=excluded.title",
-                    (
-                        session.id,
-                        str(session.workspace_dir),
-                        session.created_at,
-                        session.updated_at,
-                        json.dumps(session.usage.to_dict()),
-                        json.dumps(session.metadata, default=str),
-                        json.dumps(session.state()),
-                        title,
-                        len(session.messages),
-                    ),
-                )
-                db.execute(
-                    "DELETE FROM messages WHERE session_id=? AND seq>=?", (session.id, start)
-                )
-                if rows:
-                    db.executemany("INSERT INTO messages VALUES (?,?,?)", rows)
+                updated = 0
+                if session.id in self._known and start >= 4:  # the title cannot have changed
+                    updated = db.execute(
+                        "UPDATE sessions SET updated_at=?, usage=?, metadata=?, state=?,"
+                        " message_count=? WHERE id=?",
+                        (session.updated_at, usage, metadata, state, len(messages), session.id),
+                    ).rowcount
+                if not updated:
+                    self._upsert(session, usage, metadata, state)
+                if len(messages) < session.stored_count:
+                    db.execute(
+                        "DELETE FROM messages WHERE session_id=? AND seq>=?",
+                        (session.id, len(messages)),
+                    )
+                if len(rows) == 1:
+                    db.execute("INSERT OR REPLACE INTO messages VALUES (?,?,?)", rows[0])
+                elif rows:
+                    db.executemany("INSERT OR REPLACE INTO messages VALUES (?,?,?)", rows)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+        self._known.add(session.id)
+
+    def _upsert(self, session: Session, usage: str, metadata: str, state: str) -> None:
+        self._db.execute(
+            "INSERT INTO sessions (id, workspace, created_at, updated_at, usage, metadata,"
+            " state, title, message_count) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO"
+            " UPDATE SET updated_at=excluded.updated_at, usage=excluded.usage,"
+            " metadata=excluded.metadata, state=excluded.state,"
+            " message_count=excluded.message_count, title=excluded.title",
+            (
+                session.id,
+                str(session.workspace_dir),
+                session.created_at,
+                session.updated_at,
+                usage,
+                metadata,
+                state,
+                title_of(session.messages[:4]),
+                len(session.messages),
+            ),
+        )
 
     def load(self, session_id: str) -> Session | None:
         with self._lock:
@@ -152,6 +173,7 @@ class SQLiteStore(SessionStore):
             db.execute("BEGIN IMMEDIATE")
             try:
                 cursor = db.execute("DELETE FROM sessions WHERE id=?", (session_id,))
+                self._known.discard(session_id)
                 db.execute("DELETE FROM messages WHERE session_id=?", (session_id,))
                 db.execute("COMMIT")
             except BaseException:
