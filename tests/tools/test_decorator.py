@@ -628,8 +628,8 @@ def test_one_definition_binds_to_several_workspaces(tmp_path: Path) -> None:
         ("plain", "plain"),
         (None, ""),
         (42, "42"),
-        ({"rows": [1, 2]}, json.dumps({"rows": [1, 2]}, indent=1)),
-        ([1, "a"], json.dumps([1, "a"], indent=1)),
+        ({"rows": [1, 2]}, json.dumps({"rows": [1, 2]})),
+        ([1, "a"], json.dumps([1, "a"])),
     ],
 )
 async def test_return_values_become_text(registry: ToolRegistry, value: Any, expected: str) -> None:

@@ -184,7 +184,7 @@ def _as_result(value: Any) -> ToolResult:
     import json
 
     try:
-        return ok(json.dumps(value, ensure_ascii=False, default=str, indent=1))
+        return ok(json.dumps(value, ensure_ascii=False, default=str))
     except (TypeError, ValueError):
         return ok(repr(value))
 
