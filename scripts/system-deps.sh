@@ -2,8 +2,8 @@
 # Install the Debian packages loopwright's tests and demo use, when run as root on a
 # Debian-like machine and only those still missing. Elsewhere, say what is missing.
 set -euo pipefail
-# Nothing is needed yet; the sandbox and tools issues add bubblewrap and ripgrep here.
-packages=()
+# ripgrep: the Grep tool; bubblewrap: the process sandbox.
+packages=(ripgrep bubblewrap)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

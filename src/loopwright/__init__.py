@@ -32,6 +32,7 @@ _EXPORTS = {
     "BaseTool": "loopwright.tools.base",
     "ToolContext": "loopwright.tools.base",
     "ToolResult": "loopwright.tools.base",
+    "Toolset": "loopwright.tools.base",
     "tool": "loopwright.tools.base",
     "ToolRegistry": "loopwright.tools.registry",
     "ReadTool": "loopwright.tools.files",
@@ -72,6 +73,7 @@ __all__ = [
     "ToolResult",
     "ToolResultBlock",
     "ToolUseBlock",
+    "Toolset",
     "Usage",
     "WriteTool",
     "call",
@@ -108,7 +110,7 @@ if TYPE_CHECKING:
     from loopwright.sessions.session import Session
     from loopwright.sessions.sqlite import SQLiteStore
     from loopwright.sessions.store import MemoryStore, SessionStore
-    from loopwright.tools.base import BaseTool, ToolContext, ToolResult, tool
+    from loopwright.tools.base import BaseTool, ToolContext, ToolResult, Toolset, tool
     from loopwright.tools.files import ReadTool, WriteTool
     from loopwright.tools.registry import ToolRegistry
 

@@ -36,19 +36,23 @@ from loopwright.messages import (
     ToolResultBlock,
     ToolUseBlock,
 )
-from loopwright.models.base import Model, ModelError, ModelRequest, ModelResponse
+from loopwright.models.base import Model, ModelError, ModelRequest, ModelResponse, RetryNotice
 from loopwright.sessions.session import INTERRUPTED, Session
 from loopwright.sessions.store import SessionStore
-from loopwright.tools.base import BaseTool, ToolDefinition
+from loopwright.tools.base import BaseTool, ToolDefinition, Toolset
 from loopwright.tools.registry import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_TIMEOUT_S, ToolRegistry
 
-ToolSpec: TypeAlias = BaseTool | ToolDefinition | type[BaseTool]
+ToolSpec: TypeAlias = BaseTool | ToolDefinition | type[BaseTool] | Toolset
 Prompt: TypeAlias = str | Sequence[ContentBlock]
 
 CUT_TOOL_CALL = (
     "Your previous reply hit the output token limit while you were still writing the input of "
     "the {name} tool call, so it was not run. Call it again with a smaller input (for example, "
     "write a long file in several parts)."
+)
+BAD_TOOL_JSON = (
+    "The input you wrote for the {name} tool call was not valid JSON, so it was not run. Call "
+    "it again with its arguments as one valid JSON object."
 )
 CUT_TEXT = (
     "(Your previous reply was cut off by the output token limit. Continue exactly where it "
@@ -369,7 +373,7 @@ class Agent:
 
     async def _model_turn(
         self, state: _RunState
-    ) -> AsyncGenerator[TextDelta | ModelResponse, None]:
+    ) -> AsyncGenerator[TextDelta | Error | ModelResponse, None]:
         request = self._request(state, state.session.context_messages())
         stream = self.model.stream(request).__aiter__()
         deadline = state.deadline
@@ -387,6 +391,8 @@ class Agent:
                     raise self._timeout() from None
                 if isinstance(event, TextDelta | ModelResponse):
                     yield event
+                elif isinstance(event, RetryNotice):
+                    yield Error(event.message, retryable=True)
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -431,10 +437,9 @@ class Agent:
         if not calls:
             session.save()
             return None
+        why = CUT_TOOL_CALL if response.stop_reason == "max_tokens" else BAD_TOOL_JSON
         cut: list[ContentBlock] = [
-            ToolResultBlock(c.id, CUT_TOOL_CALL.format(name=c.name), True)
-            for c in calls
-            if not c.complete
+            ToolResultBlock(c.id, why.format(name=c.name), True) for c in calls if not c.complete
         ]
         if cut:
             session.append(Message("user", cut))

@@ -7,10 +7,10 @@ from typing import Any
 
 from loopwright import Agent, MemoryStore
 from loopwright.events import Event
-from loopwright.models.scripted import ScriptedModel
+from loopwright.models.base import Model
 
 
-def make_agent(model: ScriptedModel, tmp_path: Path, **kwargs: Any) -> Agent:
+def make_agent(model: Model, tmp_path: Path, **kwargs: Any) -> Agent:
     kwargs.setdefault("store", MemoryStore())
     return Agent(model, workspace_root=str(tmp_path / "ws"), **kwargs)
 

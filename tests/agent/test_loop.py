@@ -357,3 +357,72 @@ def test_session_ids_are_validated(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="invalid session id"):
             Session.create(bad, root=tmp_path)
     assert Session.create("ok_id-1.2", root=tmp_path).workspace_dir == tmp_path / "ok_id-1.2"
+
+
+async def test_a_retry_notice_from_the_model_becomes_a_retryable_error_event(
+    tmp_path: Path,
+) -> None:
+    from collections.abc import AsyncIterator
+
+    from loopwright.events import TextDelta, Usage
+    from loopwright.models.base import Model, ModelEvent, ModelResponse, RetryNotice
+
+    class FlakyModel(Model):
+        name = "flaky"
+
+        async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+            yield TextDelta("Hel")
+            yield RetryNotice("connection lost; retrying in 0.1s", 1, 0.1, discard_partial=True)
+            yield TextDelta("Hello!")
+            yield ModelResponse(Message.assistant("Hello!"), "end_turn", Usage(output_tokens=2))
+
+    agent = make_agent(FlakyModel(), tmp_path)
+    session = agent.new_session()
+    events = [e async for e in agent.run("hi", session)]
+    assert types(events) == ["text_delta", "error", "text_delta", "usage", "done"]
+    assert events[1].retryable
+    assert events[-1].stop_reason == "end_turn"
+    assert session.messages[-1].text == "Hello!"
+
+
+async def test_a_toolset_is_bound_per_session_with_shared_state(tmp_path: Path) -> None:
+    from loopwright import BaseTool, Toolset
+    from loopwright.tools.base import ToolResult, ok
+
+    class Counter(BaseTool):
+        def __init__(self, workspace_dir: str, box: list[int], name: str) -> None:
+            super().__init__(workspace_dir)
+            self.box, self._name = box, name
+
+        @property
+        def name(self) -> str:
+            return self._name
+
+        @property
+        def schema(self) -> dict[str, object]:
+            return {"name": self._name, "description": "count", "input_schema": {"type": "object"}}
+
+        async def execute(self, input: dict[str, object]) -> ToolResult:
+            self.box.append(1)
+            return ok(str(len(self.box)))
+
+    class CounterSet(Toolset):
+        def bind(self, workspace_dir: str, session_id: str | None = None) -> list[BaseTool]:
+            box: list[int] = []
+            return [Counter(workspace_dir, box, "Inc"), Counter(workspace_dir, box, "Inc2")]
+
+    model = ScriptedModel([[call("Inc"), call("Inc2")], "ok"] * 2)
+    agent = make_agent(model, tmp_path, tools=[CounterSet()])
+    first = await agent.collect("a")
+    second = await agent.collect("b")  # a new session: a new, separate counter
+    assert sorted(e.content for e in of_type(first.events, "tool_result")) == ["1", "2"]
+    assert sorted(e.content for e in of_type(second.events, "tool_result")) == ["1", "2"]
+
+
+async def test_malformed_tool_json_is_reported_as_such(tmp_path: Path) -> None:
+    bad = ScriptedTurn(tool_calls=[ScriptedToolCall("Write", partial_json='{"file_path": oops}')])
+    model = ScriptedModel([bad, "giving up"])
+    agent = make_agent(model, tmp_path, tools=[WriteTool])
+    await agent.collect("go")
+    told = model.requests[1].messages[-1].tool_results[0]
+    assert "not valid JSON" in told.text

@@ -28,6 +28,13 @@ class ModelRequest:
     temperature: float = 0.0
     #: The agent's running estimate of the prompt size, for providers that cannot count.
     estimated_input_tokens: int = 0
+    #: ``None``/``"auto"`` (the model decides), ``"any"`` (must call a tool), ``"none"``, or
+    #: ``{"name": tool}`` to force one tool.
+    tool_choice: str | dict[str, Any] | None = None
+    #: A JSON schema the final answer must follow (structured output). Tool calls stay
+    #: available: providers must not let it disable them.
+    response_format: dict[str, Any] | None = None
+    stop: Sequence[str] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,7 +59,23 @@ class ModelResponse:
     usage: Usage
 
 
-ModelEvent: TypeAlias = TextDelta | ThinkingDelta | ModelResponse
+@dataclass(slots=True)
+class RetryNotice:
+    """A provider call failed and is being retried after ``delay`` seconds.
+
+    ``discard_partial`` is true when text of the failed attempt was already streamed: that
+    text is void, and the turn restarts from the beginning. The agent turns this into a
+    retryable ``error`` event so consumers can say so; the history only ever holds the
+    final, complete turn.
+    """
+
+    message: str
+    attempt: int
+    delay: float
+    discard_partial: bool = False
+
+
+ModelEvent: TypeAlias = TextDelta | ThinkingDelta | RetryNotice | ModelResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +98,24 @@ class Pricing:
 
 
 class ModelError(Exception):
-    """A provider failed; ``retryable`` says whether trying again later may work."""
+    """A provider failed; ``retryable`` says whether trying again later may work.
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    ``status_code`` is the HTTP status when there was one; ``retry_after`` the seconds the
+    provider asked to wait (from a ``retry-after`` header), if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class Model(ABC):

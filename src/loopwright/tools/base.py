@@ -122,6 +122,16 @@ class BaseTool(ABC):
         """Release what the tool holds (processes, connections) when its session closes."""
 
 
+class Toolset(ABC):
+    """Several tools that share state within one session (a shell manager, a database
+    connection, an MCP client). Given to an ``Agent`` or ``ToolRegistry.register_all``, it is
+    bound once per session and its tools are registered together."""
+
+    @abstractmethod
+    def bind(self, workspace_dir: str, session_id: str | None = None) -> list[BaseTool]:
+        """The session's tool instances, sharing whatever state they need."""
+
+
 class FunctionTool(BaseTool):
     """A tool made from a typed Python function by ``@tool``."""
 

@@ -20,7 +20,14 @@ from typing import Any, cast
 
 from loopwright.messages import TextBlock
 from loopwright.sandbox.paths import SecurityError
-from loopwright.tools.base import BaseTool, Prehook, ToolDefinition, ToolResult, error
+from loopwright.tools.base import (
+    BaseTool,
+    Prehook,
+    ToolDefinition,
+    ToolResult,
+    Toolset,
+    error,
+)
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_OUTPUT_CHARS = 30_000
@@ -108,10 +115,16 @@ class ToolRegistry:
         self._schemas = None
         return instance
 
-    def register_all(self, tools: Iterable[BaseTool | ToolDefinition | type[BaseTool]]) -> None:
-        """Register several tools."""
+    def register_all(
+        self, tools: Iterable[BaseTool | ToolDefinition | type[BaseTool] | Toolset]
+    ) -> None:
+        """Register several tools; a :class:`Toolset` contributes all of its tools."""
         for item in tools:
-            self.register(item)
+            if isinstance(item, Toolset):
+                for bound in item.bind(self.workspace_dir, self.session_id):
+                    self.register(bound)
+            else:
+                self.register(item)
 
     def _instantiate(self, tool: BaseTool | ToolDefinition | type[BaseTool]) -> BaseTool:
         if isinstance(tool, BaseTool):
