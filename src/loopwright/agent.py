@@ -121,6 +121,10 @@ class Agent:
     ``BaseTool`` subclasses or ``@tool`` functions (bound per session) or as ready instances
     (shared as they are).
 
+    ``temperature`` is sent to providers that accept it (defaults to 0 for repeatable runs);
+    ``response_format`` (a JSON schema for the final answer) and ``tool_choice`` are passed
+    to every model call; tools stay available with structured output.
+
     Limits (``None`` = no limit): ``max_turns`` model calls per run, ``max_tokens_budget``
     tokens per run, ``max_cost_usd`` per run, ``timeout`` seconds of wall-clock per run. Each
     ends the run with a ``done`` event whose ``stop_reason`` names the limit.
@@ -139,6 +143,8 @@ class Agent:
         timeout: float | None = None,
         max_output_tokens: int = 4096,
         temperature: float = 0.0,
+        response_format: dict[str, Any] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
         tool_timeout: float | None = DEFAULT_TIMEOUT_S,
         max_tool_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         repeat_warn_after: int = 3,
@@ -160,6 +166,8 @@ class Agent:
         self.timeout = timeout
         self.max_output_tokens = max_output_tokens
         self.temperature = temperature
+        self.response_format = response_format
+        self.tool_choice = tool_choice
         self.tool_timeout = tool_timeout
         self.max_tool_output_chars = max_tool_output_chars
         self.repeat_warn_after = repeat_warn_after
@@ -369,6 +377,8 @@ class Agent:
             max_tokens=self.max_output_tokens,
             temperature=self.temperature,
             estimated_input_tokens=self._context_tokens(state),
+            tool_choice=self.tool_choice,
+            response_format=self.response_format,
         )
 
     async def _model_turn(

@@ -426,3 +426,15 @@ async def test_malformed_tool_json_is_reported_as_such(tmp_path: Path) -> None:
     await agent.collect("go")
     told = model.requests[1].messages[-1].tool_results[0]
     assert "not valid JSON" in told.text
+
+
+def test_response_format_and_tool_choice_reach_every_model_call(tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    model = ScriptedModel([call("Write", file_path="a", content="x"), '{"answer": "ok"}'])
+    agent = make_agent(
+        model, tmp_path, tools=[WriteTool], response_format=schema, tool_choice="auto"
+    )
+    agent.run_sync("go")
+    assert [r.response_format for r in model.requests] == [schema, schema]
+    assert [r.tool_choice for r in model.requests] == ["auto", "auto"]
+    assert all(r.tools for r in model.requests)
