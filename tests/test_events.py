@@ -91,6 +91,8 @@ EVENTS: list[tuple[Event, dict[str, Any]]] = [
             "type": "error",
             "message": "Set ANTHROPIC_API_KEY to use this model.",
             "retryable": False,
+            "retrying": False,
+            "discard_partial": False,
         },
     ),
     (

@@ -10,15 +10,17 @@ before the next one starts, so a crash loses nothing and a resumed run re-runs n
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from loopwright.events import (
+    ApprovalRequest,
     Done,
     Error,
     Event,
@@ -41,6 +43,10 @@ from loopwright.sessions.session import INTERRUPTED, Session
 from loopwright.sessions.store import SessionStore
 from loopwright.tools.base import BaseTool, ToolDefinition, Toolset
 from loopwright.tools.registry import DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_TIMEOUT_S, ToolRegistry
+
+if TYPE_CHECKING:
+    from loopwright.policy import Policy
+    from loopwright.policy.approvals import Approver
 
 ToolSpec: TypeAlias = BaseTool | ToolDefinition | type[BaseTool] | Toolset
 Prompt: TypeAlias = str | Sequence[ContentBlock]
@@ -111,6 +117,10 @@ class _RunState:
     context_chars: int = 0
     counted_upto: int = 0
     results_index: int | None = None
+    #: approval requests raised by this run's tool calls, to be yielded as events
+    approvals: asyncio.Queue[ApprovalRequest] | None = None
+    #: what answers this run's approval requests (None: the policy's own approver)
+    approver: Approver | None = None
 
 
 class Agent:
@@ -153,6 +163,7 @@ class Agent:
         keep_recent_tool_results: int = 6,
         store: SessionStore | None = None,
         workspace_root: str | None = None,
+        policy: Policy | None = None,
     ) -> None:
         from loopwright.models import resolve_model
 
@@ -175,6 +186,7 @@ class Agent:
         self.context_threshold = context_threshold
         self.keep_recent_tool_results = keep_recent_tool_results
         self.workspace_root = workspace_root
+        self.policy = policy
         self._store = store
         self._prehooks: dict[str, Any] = {}
         self._registries: weakref.WeakKeyDictionary[Session, ToolRegistry] = (
@@ -208,6 +220,7 @@ class Agent:
                 default_timeout=self.tool_timeout,
                 max_output_chars=self.max_tool_output_chars,
                 session_id=session.id,
+                policy=self.policy,
             )
             registry.register_all(self.tools)
             for tool_name, hook in self._prehooks.items():
@@ -215,6 +228,26 @@ class Agent:
                     registry.set_prehook(tool_name, hook)
             self._registries[session] = registry
         return registry
+
+    def approve(
+        self, request_id: str, *, allow: bool = True, reason: str = "", by: str = "user"
+    ) -> None:
+        """Answer an ``approval_request`` event: the waiting tool call runs or is denied.
+
+        ``reason`` goes back to the model with a denial. Raises ``LookupError`` when no such
+        request is waiting (answered already, timed out, or never asked).
+        """
+        if self.policy is None:
+            raise LookupError(
+                "this agent has no policy, so no tool call waits for approval; give the "
+                "Agent a Policy(mode='ask', ...) to be asked"
+            )
+        self.policy.approvals.answer(request_id, allow=allow, reason=reason, by=by)
+
+    @property
+    def pending_approvals(self) -> list[ApprovalRequest]:
+        """Approval requests waiting for an answer, oldest first."""
+        return self.policy.approvals.pending if self.policy is not None else []
 
     def new_session(self, id: str | None = None, **metadata: Any) -> Session:
         """A new session in this agent's store and workspace root."""
@@ -295,6 +328,12 @@ class Agent:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout if self.timeout is not None else None
         state = _RunState(session, registry, Usage(), deadline)
+        policy = self.policy
+        if policy is not None and policy.approver is None:
+            # approval requests become approval_request events; agent.approve() answers them
+            queue: asyncio.Queue[ApprovalRequest] = asyncio.Queue()
+            state.approvals = queue
+            state.approver = functools.partial(policy.approvals.wait, notify=queue.put_nowait)
         stop_reason = "end_turn"
         detail = ""
         session.repair("the previous run was interrupted")
@@ -330,6 +369,16 @@ class Agent:
                         session.append(Message.user(CUT_TEXT))
                         session.save()
                         continue
+                    if self.policy is not None:
+                        from loopwright.policy.hooks import Stop
+
+                        more = await self.policy.hooks.run_stop(
+                            Stop(session.id, "end_turn", response.message.text)
+                        )
+                        if more is not None:  # a Stop hook wants the run to go on
+                            session.append(Message.user(more))
+                            session.save()
+                            continue
                     break
                 async with aclosing(self._run_tools(state, calls)) as tool_events:
                     async for tool_event in tool_events:
@@ -402,7 +451,12 @@ class Agent:
                 if isinstance(event, TextDelta | ModelResponse):
                     yield event
                 elif isinstance(event, RetryNotice):
-                    yield Error(event.message, retryable=True)
+                    yield Error(
+                        event.message,
+                        retryable=True,
+                        retrying=True,
+                        discard_partial=event.discard_partial,
+                    )
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -459,7 +513,7 @@ class Agent:
 
     async def _run_tools(
         self, state: _RunState, calls: list[ToolUseBlock]
-    ) -> AsyncGenerator[ToolCall | ToolResult, None]:
+    ) -> AsyncGenerator[ToolCall | ToolResult | ApprovalRequest, None]:
         signature = [(c.name, c.input) for c in calls]
         if signature == state.last_signature:
             state.repeats += 1
@@ -470,7 +524,7 @@ class Agent:
             for call in group:
                 yield ToolCall(call.id, call.name, call.input)
             started = time.perf_counter()
-            if len(group) == 1:
+            if len(group) == 1 and state.approvals is None:
                 call = group[0]
                 result = await self._execute(state, call)
                 yield self._record_result(state, call, result, started)
@@ -479,12 +533,24 @@ class Agent:
                 asyncio.ensure_future(self._execute(state, call)): call for call in group
             }
             pending: set[asyncio.Future[dict[str, Any]]] = set(tasks)
+            asked: asyncio.Future[ApprovalRequest] | None = None
             try:
                 while pending:
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
+                    waiting: set[asyncio.Future[Any]] = set(pending)
+                    if state.approvals is not None:
+                        if asked is None:
+                            asked = asyncio.ensure_future(state.approvals.get())
+                        waiting.add(asked)
+                    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    if asked is not None and asked in done:
+                        yield asked.result()  # the call waits until agent.approve() answers
+                        asked = None
+                    for task in pending & done:
+                        pending.discard(task)
                         yield self._record_result(state, tasks[task], task.result(), started)
             finally:
+                if asked is not None:
+                    asked.cancel()
                 if pending:
                     for task in pending:
                         task.cancel()
@@ -500,11 +566,20 @@ class Agent:
             )
 
     async def _execute(self, state: _RunState, call: ToolUseBlock) -> dict[str, Any]:
+        registry = state.registry
         if state.deadline is None:
-            return dict(await state.registry.execute(call.name, call.input))
+            return dict(
+                await registry.execute(
+                    call.name, call.input, call_id=call.id, approver=state.approver
+                )
+            )
         try:
             async with asyncio.timeout_at(state.deadline):
-                return dict(await state.registry.execute(call.name, call.input))
+                return dict(
+                    await registry.execute(
+                        call.name, call.input, call_id=call.id, approver=state.approver
+                    )
+                )
         except TimeoutError:
             raise self._timeout() from None
 
@@ -567,7 +642,12 @@ class Agent:
     # --- context management -------------------------------------------------------------
 
     def _system_text(self, session: Session) -> str:
-        return self.system_prompt(session) if callable(self.system_prompt) else self.system_prompt
+        text = self.system_prompt(session) if callable(self.system_prompt) else self.system_prompt
+        if self.policy is not None and self.policy.delimit:
+            from loopwright.policy.sanitize import DATA_INSTRUCTIONS
+
+            text = f"{text}\n\n{DATA_INSTRUCTIONS}" if text else DATA_INSTRUCTIONS
+        return text
 
     def _recount_context(self, state: _RunState) -> None:
         """Count the whole context again (at the start of a run and after compaction)."""

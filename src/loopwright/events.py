@@ -195,10 +195,17 @@ class UsageUpdate(_WireEvent):
 
 @dataclass(slots=True)
 class Error(_WireEvent):
-    """Something went wrong that ends the run (or, if ``retryable``, might work later)."""
+    """Something went wrong.
+
+    ``retryable``: trying again later may work. ``retrying``: the provider call is being
+    retried right now and the run goes on (no ``done`` follows yet); with
+    ``discard_partial`` the text streamed since the turn began is void and will be sent again.
+    """
 
     message: str
     retryable: bool = False
+    retrying: bool = False
+    discard_partial: bool = False
     agent: str | None = None
     type: ClassVar[str] = "error"
 

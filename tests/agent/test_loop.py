@@ -259,6 +259,8 @@ async def test_model_error_ends_the_run_with_an_error_event(tmp_path: Path) -> N
         "type": "error",
         "message": "provider overloaded, try later",
         "retryable": True,
+        "retrying": False,
+        "discard_partial": False,
     }
     assert events[1].stop_reason == "error"
     assert [m.role for m in session.messages] == ["user"]
@@ -381,6 +383,8 @@ async def test_a_retry_notice_from_the_model_becomes_a_retryable_error_event(
     events = [e async for e in agent.run("hi", session)]
     assert types(events) == ["text_delta", "error", "text_delta", "usage", "done"]
     assert events[1].retryable
+    assert events[1].retrying
+    assert events[1].discard_partial
     assert events[-1].stop_reason == "end_turn"
     assert session.messages[-1].text == "Hello!"
 

@@ -136,6 +136,9 @@ class EventPrinter:
             line.append(f" · {format_duration(event.duration_ms)} · ", style="dim")
             line.append(summarise_result(event.content), style="red" if event.is_error else "")
             self._line(line)
+        elif isinstance(event, Error) and event.retrying:
+            void = " (the partial answer above is discarded)" if event.discard_partial else ""
+            self._line(f"[bold yellow]retrying:[/] {escape(event.message)}{void}")
         elif isinstance(event, Error):
             retry = " (it may work if you try again later)" if event.retryable else ""
             self._line(f"[bold red]error:[/] {escape(event.message)}{retry}")

@@ -1,9 +1,15 @@
 """The tool registry: the one place a tool call goes through before and after it runs.
 
 ``execute(name, input)`` never raises for a tool's sake: an unknown tool, input that does not
-match the schema, a path outside the workspace, a prehook that refuses, an exception, a
-timeout: each comes back as ``{"content": <what went wrong>, "is_error": True}`` so the model
-can read it and adapt. Only cancellation propagates.
+match the schema, a path outside the workspace, a prehook that refuses, a policy that denies,
+an exception, a timeout: each comes back as ``{"content": <what went wrong>, "is_error": True}``
+so the model can read it and adapt. Only cancellation propagates.
+
+One call: rate limit -> validate (schema, paths) -> PreToolUse hooks -> permissions (and
+approval) -> the tool's prehook -> ``Tool.execute`` -> PostToolUse hooks -> sanitise, redact,
+truncate, delimit -> audit. Without a :class:`~loopwright.policy.Policy` only validation,
+the prehook, truncation and the sanitisation of program output (terminal control sequences
+stripped from ``execute``, ``network`` and ``other`` tools) apply, as with ``Policy()``.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from loopwright.messages import TextBlock
+from loopwright.policy.kinds import SANITIZED_KINDS, declared_kind
+from loopwright.policy.sanitize import has_controls, sanitize_content
 from loopwright.sandbox.paths import SecurityError
 from loopwright.tools.base import (
     BaseTool,
@@ -28,6 +36,10 @@ from loopwright.tools.base import (
     Toolset,
     error,
 )
+
+if TYPE_CHECKING:
+    from loopwright.policy.approvals import Approver
+    from loopwright.policy.policy import CallRecord, Policy, SessionPolicy
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_OUTPUT_CHARS = 30_000
@@ -80,7 +92,12 @@ class _BadToolSchema(Exception):
 
 
 class ToolRegistry:
-    """Holds a session's tools and runs their calls safely."""
+    """Holds a session's tools and runs their calls safely.
+
+    ``policy`` (a :class:`~loopwright.policy.Policy`) adds hooks, permissions and approval,
+    a rate limit, redaction, an audit log and delimiting of output; without one, program
+    output is still stripped of terminal control sequences, as ``Policy()`` would do.
+    """
 
     def __init__(
         self,
@@ -89,6 +106,7 @@ class ToolRegistry:
         default_timeout: float | None = DEFAULT_TIMEOUT_S,
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         session_id: str | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.workspace_dir = os.fspath(workspace_dir)
         self.default_timeout = default_timeout
@@ -96,6 +114,12 @@ class ToolRegistry:
         self.session_id = session_id
         self.tools: dict[str, BaseTool] = {}
         self._schemas: list[dict[str, Any]] | None = None
+        #: per tool name: whether its output is sanitised (decided once, from its kind)
+        self._sanitized: dict[str, bool] = {}
+        self.policy = policy
+        self._policy: SessionPolicy | None = (
+            policy.bind(self.workspace_dir, session_id) if policy is not None else None
+        )
 
     def register(
         self, tool: BaseTool | ToolDefinition | type[BaseTool], *, replace: bool = False
@@ -113,6 +137,7 @@ class ToolRegistry:
             )
         self.tools[name] = instance
         self._schemas = None
+        self._sanitized.pop(name, None)
         return instance
 
     def register_all(
@@ -142,6 +167,7 @@ class ToolRegistry:
         """Remove a tool by name."""
         del self.tools[name]
         self._schemas = None
+        self._sanitized.pop(name, None)
 
     def set_prehook(self, tool_name: str, hook_fn: Prehook | None) -> None:
         """Run ``hook_fn(input)`` before every call of ``tool_name``; raising refuses the call."""
@@ -173,8 +199,65 @@ class ToolRegistry:
         tool = self.tools.get(name)
         return tool is not None and tool.sequential
 
-    async def execute(self, tool_name: str, input: dict[str, Any]) -> ToolResult:
-        """Validate and run one call; failures come back as ``is_error`` results."""
+    async def execute(
+        self,
+        tool_name: str,
+        input: dict[str, Any],
+        *,
+        call_id: str | None = None,
+        approver: Approver | None = None,
+    ) -> ToolResult:
+        """Validate and run one call; failures come back as ``is_error`` results.
+
+        ``call_id`` is the model's id for the call (in approval requests and the audit log);
+        ``approver`` answers this call's approval request if the policy asks for one
+        (instead of the policy's own approver).
+        """
+        policy = self._policy
+        if policy is None or policy.inert:
+            result = await self._run(tool_name, input, None, None, None)
+            sanitized = self._sanitized.get(tool_name)
+            if sanitized is None:
+                sanitized = self._sanitized[tool_name] = self._is_sanitized(tool_name)
+            content = result["content"]
+            if sanitized and (not isinstance(content, str) or has_controls(content)):
+                result["content"] = sanitize_content(content)
+            return self._truncated(tool_name, result)
+        call = policy.begin(tool_name, input, call_id)
+        try:
+            result = await self._run(tool_name, input, policy, call, approver)
+        except asyncio.CancelledError:
+            policy.finish(call, None, self.tools.get(tool_name), cancelled=True)
+            raise
+        tool = self.tools.get(tool_name)
+        result = self._truncated(tool_name, policy.clean(tool, call, result))
+        result = policy.deliver(tool, call, result)
+        policy.finish(call, result, tool)
+        return result
+
+    def _is_sanitized(self, tool_name: str) -> bool:
+        """Whether the tool's output is stripped of control sequences (by its kind)."""
+        tool = self.tools.get(tool_name)
+        if tool is None:
+            return False
+        if self._policy is None:
+            return declared_kind(tool_name, tool) in SANITIZED_KINDS
+        policy = self._policy.policy
+        return policy.permissions.kind_of(tool_name, tool) in policy.sanitize
+
+    async def _run(
+        self,
+        tool_name: str,
+        input: dict[str, Any],
+        policy: SessionPolicy | None,
+        call: CallRecord | None,
+        approver: Approver | None,
+    ) -> ToolResult:
+        """The call up to its (normalised, untruncated) result."""
+        if policy is not None and call is not None:
+            refusal = await policy.admit(call)
+            if refusal is not None:
+                return refusal
         tool = self.tools.get(tool_name)
         if tool is None:
             return error(
@@ -189,22 +272,28 @@ class ToolRegistry:
         if problem is not None:
             return error(problem)
         try:
-            tool.validate_paths(input)  # the prehook sees resolved paths...
+            tool.validate_paths(input)  # hooks and the prehook see resolved paths...
+            if policy is not None and call is not None:
+                input, refusal = await self._apply_policy(tool, input, policy, call, approver)
+                if refusal is not None:
+                    return refusal
             await tool.prehook(input)
             tool.validate_paths(input)  # ...and cannot swap in one outside the workspace
         except SecurityError as exc:
             return error(str(exc))
         except Exception as exc:
             return error(f"{tool_name} refused: {_describe(exc)}")
+        if call is not None:
+            call.executed = True
         timeout = tool.timeout if tool.timeout is not None else self.default_timeout
         try:
             if timeout is None:
-                result = await tool.execute(input)
+                raw = await tool.execute(input)
             else:
                 deadline = asyncio.timeout(timeout)
                 try:
                     async with deadline:
-                        result = await tool.execute(input)
+                        raw = await tool.execute(input)
                 except TimeoutError:
                     if not deadline.expired():
                         raise  # the tool's own TimeoutError (a request of its own timed out)
@@ -216,7 +305,42 @@ class ToolRegistry:
             return error(str(exc))
         except Exception as exc:
             return error(f"{tool_name} failed: {_describe(exc)}")
-        return self._checked(tool, result)
+        result = self._normalised(tool, raw)
+        if policy is not None and call is not None:
+            result = await policy.run_post_hooks(tool, input, call, result)
+            result = self._normalised(tool, result)
+        return result
+
+    async def _apply_policy(
+        self,
+        tool: BaseTool,
+        input: dict[str, Any],
+        policy: SessionPolicy,
+        call: CallRecord,
+        approver: Approver | None,
+    ) -> tuple[dict[str, Any], ToolResult | None]:
+        """PreToolUse hooks, then the permission decision (and approval): the input to run
+        with, and the refusal to give the model if the call may not run."""
+        hook_decision = None
+        if policy.policy.hooks.has_pre(tool.name):
+            before = _private_copy(input)
+            outcome = await policy.run_pre_hooks(tool, input, call)
+            if outcome is not None:
+                hook_decision = outcome.decision
+                if hook_decision is not None and hook_decision.behavior == "deny":
+                    call.decision = hook_decision
+                    return input, error(f"Permission denied: {hook_decision.reason}")
+                if outcome.input is not input:
+                    input = _private_copy(outcome.input)
+                if input != before:  # validate what the hooks made, as if the model sent it
+                    problem = self._schema_problem(tool, input)
+                    if problem is not None:
+                        return input, error(
+                            f"A PreToolUse hook changed the input into an invalid one. {problem}"
+                        )
+                    tool.validate_paths(input)
+                    call.effective_input = input
+        return input, await policy.authorize(tool, input, call, hook_decision, approver)
 
     def _schema_problem(self, tool: BaseTool, input: dict[str, Any]) -> str | None:
         try:
@@ -236,7 +360,8 @@ class ToolRegistry:
             )
         return None
 
-    def _checked(self, tool: BaseTool, result: Any) -> ToolResult:
+    def _normalised(self, tool: BaseTool, result: Any) -> ToolResult:
+        """The tool's answer as a ``{"content", "is_error"}`` dict, or an error blaming it."""
         if isinstance(result, str):
             result = {"content": result, "is_error": False}
         if not isinstance(result, dict) or "content" not in result:
@@ -247,18 +372,26 @@ class ToolRegistry:
         result.setdefault("is_error", False)
         content = result["content"]
         if not isinstance(content, str | list):
-            result["content"] = content = str(content)
-        limit = max(tool.max_output_chars or self.max_output_chars, 1)
-        if isinstance(content, str) and len(content) > limit:
-            result["content"] = self._truncate(tool.name, content, limit)
+            result["content"] = str(content)
+        return cast(ToolResult, result)
+
+    def _truncated(self, tool_name: str, result: ToolResult) -> ToolResult:
+        """Cut output over the tool's (or the registry's) limit; the whole is saved to a file."""
+        tool = self.tools.get(tool_name)
+        configured = tool.max_output_chars if tool is not None else None
+        limit = max(configured or self.max_output_chars, 1)
+        content = result["content"]
+        if isinstance(content, str):
+            if len(content) > limit:
+                result["content"] = self._truncate(tool_name, content, limit)
         elif isinstance(content, list):
             result["content"] = [
-                TextBlock(self._truncate(tool.name, block.text, limit))
+                TextBlock(self._truncate(tool_name, block.text, limit))
                 if isinstance(block, TextBlock) and len(block.text) > limit
                 else block
                 for block in content
             ]
-        return cast(ToolResult, result)
+        return result
 
     def _truncate(self, tool_name: str, content: str, limit: int) -> str:
         """Keep the head and tail of a huge output; the whole of it goes to a file."""
