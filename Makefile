@@ -39,6 +39,7 @@ test: lint pytest
 bench: setup
 	$(RUN) python benchmarks/overhead.py
 	$(RUN) python benchmarks/startup.py
+	$(RUN) python benchmarks/tools.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

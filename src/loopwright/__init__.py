@@ -36,6 +36,9 @@ _EXPORTS = {
     "tool": "loopwright.tools.base",
     "ToolRegistry": "loopwright.tools.registry",
     "ReadTool": "loopwright.tools.files",
+    "EditTool": "loopwright.tools.files",
+    "GlobTool": "loopwright.tools.files",
+    "GrepTool": "loopwright.tools.grep",
     "WriteTool": "loopwright.tools.files",
     "PathValidator": "loopwright.sandbox.paths",
     "SecurityError": "loopwright.sandbox.paths",
@@ -47,6 +50,9 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "EditTool",
+    "GlobTool",
+    "GrepTool",
     "Agent",
     "BaseTool",
     "ImageBlock",
@@ -111,7 +117,8 @@ if TYPE_CHECKING:
     from loopwright.sessions.sqlite import SQLiteStore
     from loopwright.sessions.store import MemoryStore, SessionStore
     from loopwright.tools.base import BaseTool, ToolContext, ToolResult, Toolset, tool
-    from loopwright.tools.files import ReadTool, WriteTool
+    from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
+    from loopwright.tools.grep import GrepTool
     from loopwright.tools.registry import ToolRegistry
 
 

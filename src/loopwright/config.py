@@ -3,6 +3,9 @@
 - ``LOOPWRIGHT_HOME``: the data directory (default ``$XDG_DATA_HOME/loopwright`` or
   ``~/.local/share/loopwright``); holds ``sessions.db`` and ``workspaces/``.
 - ``LOOPWRIGHT_WORKSPACES``: where session workspaces are created (default ``<home>/workspaces``).
+- ``LOOPWRIGHT_MODEL``: the model used when none is given (see ``loopwright.models``).
+- ``LOOPWRIGHT_GREP_BACKEND``: ``auto`` (default: ripgrep when ``rg`` is on PATH), ``ripgrep``
+  or ``python``.
 """
 
 from __future__ import annotations

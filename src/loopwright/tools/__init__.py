@@ -11,12 +11,16 @@ from loopwright.tools.base import (
     ok,
     tool,
 )
-from loopwright.tools.files import ReadTool, WriteTool
+from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
+from loopwright.tools.grep import GrepTool
 from loopwright.tools.registry import ToolRegistry
 
 __all__ = [
     "BaseTool",
+    "EditTool",
     "FunctionTool",
+    "GlobTool",
+    "GrepTool",
     "ReadTool",
     "ToolContext",
     "ToolDefinition",
