@@ -40,6 +40,7 @@ bench: setup
 	$(RUN) python benchmarks/overhead.py
 	$(RUN) python benchmarks/startup.py
 	$(RUN) python benchmarks/tools.py
+	$(RUN) python benchmarks/sandbox.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

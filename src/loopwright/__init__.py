@@ -39,6 +39,13 @@ _EXPORTS = {
     "EditTool": "loopwright.tools.files",
     "GlobTool": "loopwright.tools.files",
     "GrepTool": "loopwright.tools.grep",
+    "ShellTools": "loopwright.tools.shell",
+    "PythonTools": "loopwright.tools.python",
+    "SandboxConfig": "loopwright.sandbox.base",
+    "NetworkPolicy": "loopwright.sandbox.base",
+    "create_sandbox": "loopwright.sandbox.base",
+    "ResourceLimits": "loopwright.sandbox.limits",
+    "Policy": "loopwright.policy.policy",
     "WriteTool": "loopwright.tools.files",
     "PathValidator": "loopwright.sandbox.paths",
     "SecurityError": "loopwright.sandbox.paths",
@@ -50,11 +57,11 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Agent",
+    "BaseTool",
     "EditTool",
     "GlobTool",
     "GrepTool",
-    "Agent",
-    "BaseTool",
     "ImageBlock",
     "MemoryStore",
     "Message",
@@ -62,16 +69,22 @@ __all__ = [
     "ModelError",
     "ModelRequest",
     "ModelResponse",
+    "NetworkPolicy",
     "PathValidator",
+    "Policy",
     "Pricing",
+    "PythonTools",
     "ReadTool",
+    "ResourceLimits",
     "RunResult",
     "SQLiteStore",
+    "SandboxConfig",
     "ScriptedModel",
     "ScriptedTurn",
     "SecurityError",
     "Session",
     "SessionStore",
+    "ShellTools",
     "TextBlock",
     "ThinkingBlock",
     "ToolContext",
@@ -84,6 +97,7 @@ __all__ = [
     "WriteTool",
     "call",
     "create_path_validation_prehook",
+    "create_sandbox",
     "resolve_model",
     "tool",
 ]
@@ -108,6 +122,9 @@ if TYPE_CHECKING:
         Pricing,
     )
     from loopwright.models.scripted import ScriptedModel, ScriptedTurn, call
+    from loopwright.policy.policy import Policy
+    from loopwright.sandbox.base import NetworkPolicy, SandboxConfig, create_sandbox
+    from loopwright.sandbox.limits import ResourceLimits
     from loopwright.sandbox.paths import (
         PathValidator,
         SecurityError,
@@ -119,7 +136,9 @@ if TYPE_CHECKING:
     from loopwright.tools.base import BaseTool, ToolContext, ToolResult, Toolset, tool
     from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
     from loopwright.tools.grep import GrepTool
+    from loopwright.tools.python import PythonTools
     from loopwright.tools.registry import ToolRegistry
+    from loopwright.tools.shell import ShellTools
 
 
 def __getattr__(name: str) -> Any:

@@ -4,6 +4,8 @@
   ``~/.local/share/loopwright``); holds ``sessions.db`` and ``workspaces/``.
 - ``LOOPWRIGHT_WORKSPACES``: where session workspaces are created (default ``<home>/workspaces``).
 - ``LOOPWRIGHT_MODEL``: the model used when none is given (see ``loopwright.models``).
+- ``LOOPWRIGHT_SANDBOX``: ``auto`` (default: bubblewrap when it works here, else the process
+  sandbox with a warning), ``bubblewrap``, ``process`` or ``docker``.
 - ``LOOPWRIGHT_GREP_BACKEND``: ``auto`` (default: ripgrep when ``rg`` is on PATH), ``ripgrep``
   or ``python``.
 """

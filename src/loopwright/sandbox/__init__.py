@@ -1,5 +1,84 @@
-"""Keeping agents inside their workspace: path validation (and, later, process sandboxes)."""
+"""Keeping agents inside their workspace: path validation, process sandboxes, resource
+limits and the network proxy.
+
+``paths`` is imported at once (every tool uses it); the rest is imported on first use, so
+``import loopwright`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from loopwright.sandbox.paths import PathValidator, SecurityError, create_path_validation_prehook
 
-__all__ = ["PathValidator", "SecurityError", "create_path_validation_prehook"]
+_LAZY = {
+    "NetworkPolicy": "loopwright.sandbox.base",
+    "OutputBuffer": "loopwright.sandbox.base",
+    "RunOutcome": "loopwright.sandbox.base",
+    "Sandbox": "loopwright.sandbox.base",
+    "SandboxConfig": "loopwright.sandbox.base",
+    "SandboxError": "loopwright.sandbox.base",
+    "SandboxSession": "loopwright.sandbox.base",
+    "SandboxUnavailable": "loopwright.sandbox.base",
+    "SandboxedProcess": "loopwright.sandbox.base",
+    "create_sandbox": "loopwright.sandbox.base",
+    "ResourceLimits": "loopwright.sandbox.limits",
+    "BubblewrapSandbox": "loopwright.sandbox.bubblewrap",
+    "ProcessSandbox": "loopwright.sandbox.process",
+    "DockerSandbox": "loopwright.sandbox.docker",
+    "NetworkProxy": "loopwright.sandbox.netproxy",
+}
+
+__all__ = [
+    "BubblewrapSandbox",
+    "DockerSandbox",
+    "NetworkPolicy",
+    "NetworkProxy",
+    "OutputBuffer",
+    "PathValidator",
+    "ProcessSandbox",
+    "ResourceLimits",
+    "RunOutcome",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxError",
+    "SandboxSession",
+    "SandboxUnavailable",
+    "SandboxedProcess",
+    "SecurityError",
+    "create_path_validation_prehook",
+    "create_sandbox",
+]
+
+if TYPE_CHECKING:
+    from loopwright.sandbox.base import (
+        NetworkPolicy,
+        OutputBuffer,
+        RunOutcome,
+        Sandbox,
+        SandboxConfig,
+        SandboxedProcess,
+        SandboxError,
+        SandboxSession,
+        SandboxUnavailable,
+        create_sandbox,
+    )
+    from loopwright.sandbox.bubblewrap import BubblewrapSandbox
+    from loopwright.sandbox.docker import DockerSandbox
+    from loopwright.sandbox.limits import ResourceLimits
+    from loopwright.sandbox.netproxy import NetworkProxy
+    from loopwright.sandbox.process import ProcessSandbox
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopwright.sandbox' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -1,4 +1,10 @@
-"""Tools: the interface, the registry, ``@tool`` and the built-in tools."""
+"""Tools: the interface, the registry, ``@tool`` and the built-in tools.
+
+The shell and Python tools (and the sandbox behind them) are imported on first use.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from loopwright.tools.base import (
     BaseTool,
@@ -15,13 +21,28 @@ from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
 from loopwright.tools.grep import GrepTool
 from loopwright.tools.registry import ToolRegistry
 
+_LAZY = {
+    "BashTool": "loopwright.tools.shell",
+    "BashOutputTool": "loopwright.tools.shell",
+    "KillShellTool": "loopwright.tools.shell",
+    "ShellTools": "loopwright.tools.shell",
+    "PythonTool": "loopwright.tools.python",
+    "PythonTools": "loopwright.tools.python",
+}
+
 __all__ = [
     "BaseTool",
+    "BashOutputTool",
+    "BashTool",
     "EditTool",
     "FunctionTool",
     "GlobTool",
     "GrepTool",
+    "KillShellTool",
+    "PythonTool",
+    "PythonTools",
     "ReadTool",
+    "ShellTools",
     "ToolContext",
     "ToolDefinition",
     "ToolRegistry",
@@ -32,3 +53,16 @@ __all__ = [
     "ok",
     "tool",
 ]
+
+if TYPE_CHECKING:
+    from loopwright.tools.python import PythonTool, PythonTools
+    from loopwright.tools.shell import BashOutputTool, BashTool, KillShellTool, ShellTools
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopwright.tools' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

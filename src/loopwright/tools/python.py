@@ -1,0 +1,177 @@
+"""The ``Python`` tool: run a piece of Python code in the sandbox, in the workspace.
+
+The code runs as a script (``python <file>``) with the sandbox's interpreter: the one
+running loopwright by default, so the project's installed libraries (pandas, DuckDB...)
+import, or ``SandboxConfig.python``. It gets the same isolation, limits, scrubbed
+environment and output capture as ``Bash``; the workspace is on ``sys.path`` so its own
+modules import, and tracebacks show the lines of the code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from typing import Any
+
+from loopwright.sandbox.base import (
+    Sandbox,
+    SandboxConfig,
+    SandboxError,
+    SandboxSession,
+    create_sandbox,
+)
+from loopwright.tools.base import BaseTool, ToolResult, Toolset, error
+from loopwright.tools.shell import (
+    DEFAULT_OUTPUT_BYTES,
+    DEFAULT_TIMEOUT_MS,
+    MAX_TIMEOUT_MS,
+    REGISTRY_TIMEOUT_S,
+    render_outcome,
+)
+
+#: Where the code is written (inside the workspace, so every backend sees it); removed after.
+CODE_DIR = os.path.join(".loopwright", "python")
+
+
+class PythonTool(BaseTool):
+    """``Python``: run Python code in the sandbox and return what it printed."""
+
+    sequential = True
+    timeout = REGISTRY_TIMEOUT_S
+
+    def __init__(
+        self,
+        workspace_dir: str | os.PathLike[str],
+        sandbox: Sandbox | None = None,
+        *,
+        default_timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        max_output_bytes: int = DEFAULT_OUTPUT_BYTES,
+    ) -> None:
+        super().__init__(workspace_dir)
+        self.sandbox = sandbox or create_sandbox()
+        self.default_timeout_ms = default_timeout_ms
+        self.max_output_bytes = max_output_bytes
+        self._session: SandboxSession | None = None
+
+    @property
+    def name(self) -> str:
+        return "Python"
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {
+            "name": "Python",
+            "description": (
+                "Run Python code in the sandbox, in the workspace directory, as a script: "
+                "print() what you want to see (the value of a last expression is not "
+                "shown). Each call is a fresh interpreter (variables do not carry over; save "
+                "intermediate results to files). Installed data libraries can be imported, "
+                "and so can modules in the workspace. Returns stdout, then stderr after a "
+                "[stderr] line (tracebacks), and the exit code when it is not 0."
+            ),
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string", "description": "The Python code to run"},
+                    "timeout": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_TIMEOUT_MS,
+                        "description": (
+                            f"Milliseconds before it is killed (default {DEFAULT_TIMEOUT_MS}, "
+                            f"at most {MAX_TIMEOUT_MS})"
+                        ),
+                    },
+                },
+                "required": ["code"],
+                "additionalProperties": False,
+            },
+        }
+
+    @property
+    def sandbox_session(self) -> SandboxSession:
+        """The sandbox session of this workspace (opened on first use)."""
+        if self._session is None or self._session.closed:
+            self._session = self.sandbox.open(self.workspace_dir)
+        return self._session
+
+    async def execute(self, input: dict[str, Any]) -> ToolResult:
+        code = input["code"]
+        if not code.strip():
+            return error("The code is empty; give the Python code to run.")
+        timeout_ms = input.get("timeout") or self.default_timeout_ms
+        session = self.sandbox_session
+        path = os.path.join(session.workspace, CODE_DIR, f"cell_{uuid.uuid4().hex[:8]}.py")
+        try:
+            _write(path, code)
+            outcome = await session.run(
+                [self.sandbox.python, path],
+                time_limit=timeout_ms / 1000,
+                env={"PYTHONPATH": session.workspace},
+                max_output_bytes=self.max_output_bytes,
+            )
+        except SandboxError as exc:
+            return error(str(exc))
+        except OSError as exc:
+            return error(f"Could not write the code to the workspace: {exc}.")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return render_outcome(outcome, timeout_s=timeout_ms / 1000, what="The Python code")
+
+    async def aclose(self) -> None:
+        """Kill whatever the code left running."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.aclose()
+
+
+def _write(path: str, code: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(code)
+
+
+class PythonTools(Toolset):
+    """The ``Python`` tool for each session, in a given sandbox.
+
+    ``sandbox`` is a :class:`~loopwright.sandbox.Sandbox`, a backend name or ``None`` for
+    the default; ``config`` configures a sandbox made from a name (for example
+    ``SandboxConfig(python="/opt/venv/bin/python")``).
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox | str | None = None,
+        *,
+        config: SandboxConfig | None = None,
+        default_timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        max_output_bytes: int = DEFAULT_OUTPUT_BYTES,
+    ) -> None:
+        if not 1 <= default_timeout_ms <= MAX_TIMEOUT_MS:
+            raise ValueError(f"default_timeout_ms must be between 1 and {MAX_TIMEOUT_MS}")
+        self._sandbox = sandbox
+        self.config = config
+        self.default_timeout_ms = default_timeout_ms
+        self.max_output_bytes = max_output_bytes
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The sandbox every session's code runs in (chosen on first use)."""
+        if not isinstance(self._sandbox, Sandbox):
+            self._sandbox = create_sandbox(self._sandbox, self.config)
+        return self._sandbox
+
+    def bind(self, workspace_dir: str, session_id: str | None = None) -> list[BaseTool]:
+        return [
+            PythonTool(
+                workspace_dir,
+                self.sandbox,
+                default_timeout_ms=self.default_timeout_ms,
+                max_output_bytes=self.max_output_bytes,
+            )
+        ]
+
+
+__all__ = ["PythonTool", "PythonTools"]

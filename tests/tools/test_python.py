@@ -1,0 +1,201 @@
+"""The Python tool through a ToolRegistry, in the real sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from loopwright.sandbox import BubblewrapSandbox, ProcessSandbox, SandboxConfig
+from loopwright.tools import ToolRegistry, ToolResult
+from loopwright.tools.python import CODE_DIR, PythonTool, PythonTools
+
+_NO_BWRAP = BubblewrapSandbox.unavailable_reason()
+BACKENDS = [
+    pytest.param(
+        "bubblewrap",
+        id="bubblewrap",
+        marks=pytest.mark.skipif(_NO_BWRAP is not None, reason=f"bubblewrap: {_NO_BWRAP}"),
+    ),
+    pytest.param("process", id="process"),
+]
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return ws.resolve()
+
+
+@pytest.fixture(params=BACKENDS)
+async def registry(request: pytest.FixtureRequest, workspace: Path) -> AsyncIterator[ToolRegistry]:
+    registry = ToolRegistry(workspace)
+    registry.register_all([PythonTools(request.param)])
+    yield registry
+    await registry.aclose()
+
+
+def text(result: ToolResult) -> str:
+    content = result["content"]
+    assert isinstance(content, str), content
+    return content
+
+
+async def python(registry: ToolRegistry, code: str, **extra: object) -> ToolResult:
+    return await registry.execute("Python", {"code": code, **extra})
+
+
+def leftover_cells(workspace: Path) -> list[str]:
+    directory = workspace / CODE_DIR
+    return os.listdir(directory) if directory.exists() else []
+
+
+async def test_prints_come_back(registry: ToolRegistry, workspace: Path) -> None:
+    result = await python(registry, "for i in range(3):\n    print('line', i)\nprint('✓ ünï')")
+    assert not result["is_error"]
+    assert text(result) == "line 0\nline 1\nline 2\n✓ ünï"
+    assert leftover_cells(workspace) == []  # the code file is removed afterwards
+
+
+async def test_an_exception_is_an_error_with_its_traceback(registry: ToolRegistry) -> None:
+    result = await python(registry, "print('before')\nx = {}\nx['missing']")
+    assert result["is_error"]
+    content = text(result)
+    assert content.startswith("before\n[stderr]\nTraceback (most recent call last):")
+    assert "line 3, in <module>\n    x['missing']" in content  # the source line is shown
+    assert "KeyError: 'missing'" in content
+    assert content.endswith("[exit code 1]")
+
+
+async def test_installed_libraries_and_workspace_modules_import(
+    registry: ToolRegistry, workspace: Path
+) -> None:
+    (workspace / "helpers.py").write_text("def double(x):\n    return 2 * x\n")
+    code = "import fastjsonschema, sys\nfrom helpers import double\nprint(double(21), sys.prefix)"
+    result = await python(registry, code)
+    assert text(result) == f"42 {sys.prefix}"
+
+
+async def test_runs_in_the_workspace_and_writes_files_there(
+    registry: ToolRegistry, workspace: Path
+) -> None:
+    code = "import os, pathlib\nprint(os.getcwd())\npathlib.Path('out.txt').write_text('data')"
+    result = await python(registry, code)
+    assert text(result) == str(workspace)
+    assert (workspace / "out.txt").read_text() == "data"
+
+
+async def test_stdin_is_empty(registry: ToolRegistry) -> None:
+    result = await python(registry, "try:\n    input()\nexcept EOFError:\n    print('eof')")
+    assert text(result) == "eof"
+
+
+async def test_timeout_kills_the_code_and_its_children(registry: ToolRegistry) -> None:
+    marker = "987.901"
+    code = (
+        "import subprocess, time\n"
+        f"subprocess.Popen(['sleep', '{marker}'])\n"
+        "print('started', flush=True)\n"
+        "time.sleep(60)"
+    )
+    result = await python(registry, code, timeout=700)
+    assert result["is_error"]
+    assert text(result).startswith("started\n[The Python code timed out after 0.7s")
+    assert not any(marker in _cmdline(pid) for pid in os.listdir("/proc") if pid.isdigit())
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+async def test_secrets_of_the_host_are_not_in_its_environment(
+    registry: ToolRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-canary-python")
+    result = await python(registry, "import os\nprint(sorted(os.environ))\nprint(dict(os.environ))")
+    assert "canary" not in text(result)
+    assert "ANTHROPIC_API_KEY" not in text(result)
+
+
+async def test_empty_code_is_refused(registry: ToolRegistry) -> None:
+    result = await python(registry, "\n  \n")
+    assert result["is_error"]
+    assert text(result) == "The code is empty; give the Python code to run."
+
+
+async def test_nothing_printed_is_said(registry: ToolRegistry) -> None:
+    assert text(await python(registry, "x = 1")) == "(no output)"
+
+
+async def test_cancellation_kills_the_interpreter(registry: ToolRegistry) -> None:
+    marker = "987.902"
+    code = f"import subprocess\nsubprocess.run(['sleep', '{marker}'])"
+    task = asyncio.ensure_future(python(registry, code))
+    while True:
+        if any(marker in _cmdline(pid) for pid in os.listdir("/proc") if pid.isdigit()):
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not any(marker in _cmdline(pid) for pid in os.listdir("/proc") if pid.isdigit())
+
+
+@pytest.mark.skipif(_NO_BWRAP is not None, reason=f"bubblewrap: {_NO_BWRAP}")
+async def test_isolated_under_bubblewrap(workspace: Path) -> None:
+    registry = ToolRegistry(workspace)
+    registry.register_all([PythonTools("bubblewrap")])
+    code = (
+        "import os\n"
+        "for path in ('/etc/shadow', os.path.expanduser('~root') + '/.bashrc'):\n"
+        "    try:\n"
+        "        open(path).read()\n"
+        "        print('read', path)\n"
+        "    except OSError as exc:\n"
+        "        print(type(exc).__name__)\n"
+    )
+    try:
+        result = await python(registry, code)
+    finally:
+        await registry.aclose()
+    assert text(result).split() == ["PermissionError", "FileNotFoundError"]
+
+
+@pytest.mark.skipif(_NO_BWRAP is not None, reason=f"bubblewrap: {_NO_BWRAP}")
+@pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON), reason=f"no {SYSTEM_PYTHON}")
+async def test_a_configured_interpreter_is_exposed_and_used(workspace: Path) -> None:
+    system_python = SYSTEM_PYTHON
+    sandbox = BubblewrapSandbox(SandboxConfig(python=system_python))
+    registry = ToolRegistry(workspace)
+    registry.register(PythonTool(workspace, sandbox))
+    try:
+        result = await python(registry, "import sys\nprint(sys.executable)")
+    finally:
+        await registry.aclose()
+    assert text(result) == system_python
+
+
+async def test_python_tool_registered_alone_uses_the_default_sandbox(workspace: Path) -> None:
+    registry = ToolRegistry(workspace)
+    registry.register(PythonTool)
+    tool = registry.get("Python")
+    assert isinstance(tool, PythonTool)
+    assert tool.sequential
+    expected = BubblewrapSandbox if _NO_BWRAP is None else ProcessSandbox
+    assert type(tool.sandbox) is expected
+    try:
+        assert text(await python(registry, "print(6 * 7)")) == "42"
+    finally:
+        await registry.aclose()
