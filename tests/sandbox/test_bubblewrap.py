@@ -252,3 +252,20 @@ def test_command_line_has_the_isolation_flags(workspace: Path) -> None:
     assert os.path.expanduser("~") not in [
         argv[i + 1] for i, a in enumerate(argv) if a == "--ro-bind"
     ]
+
+
+async def test_read_only_paths_under_tmp_stay_visible_over_the_private_tmp(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """A checkout (and its virtualenv) in a temporary directory, as in CI, must still be
+    reachable inside, although the sandbox mounts a private /tmp."""
+    shared = tmp_path / "checkout" / ".venv"
+    shared.mkdir(parents=True)
+    (shared / "marker.txt").write_text("visible")
+    assert str(shared).startswith("/tmp/")
+    outcome = await sh(
+        workspace, f"cat {shared}/marker.txt; touch {shared}/x 2>&1", read_only_paths=(str(shared),)
+    )
+    assert outcome.stdout.startswith("visible")
+    assert "Read-only file system" in outcome.stdout
+    assert not (shared / "x").exists()

@@ -217,14 +217,16 @@ class BubblewrapSandbox(Sandbox):
         args += ["--hostname", "sandbox"]
         ro_roots = self._read_only_roots()
         args += self._system_args()
-        for root in ro_roots:
-            args += ["--ro-bind", root, root]
         if not network.isolated:
             args += self._resolver_args()
         args += ["--proc", "/proc", *_proc_cover_args(), "--dev", "/dev"]
         args += [*_size(limits.tmp_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
         args += [*_size(limits.tmp_bytes), "--tmpfs", "/tmp"]
         args += ["--dir", "/var", "--symlink", "../tmp", "/var/tmp"]
+        # the interpreter's directories after the private /tmp, which would otherwise hide
+        # a virtualenv that lives under /tmp (a checkout in a temporary directory, as in CI)
+        for root in ro_roots:
+            args += ["--ro-bind", root, root]
         # hide what a read-only root would otherwise show around the workspace (the
         # tmpfs is made read-only after the workspace's mount point was created in it)
         hidden = self._hidden_paths(workspace, ro_roots)
