@@ -19,10 +19,15 @@ CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def cli_env(loopwright_home: Path) -> dict[str, str]:
-    """The environment of a CLI subprocess: its own data dir, no colours."""
+    """The environment of a CLI subprocess: its own data dir, no colours, no provider keys,
+    and the scripted demo as the default model (``LOOPWRIGHT_MODEL``), so no test reaches a
+    real API; tests of the default model choice change these."""
     env = dict(os.environ)
     env["LOOPWRIGHT_HOME"] = str(loopwright_home)
     env.pop("LOOPWRIGHT_WORKSPACES", None)
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
+        env.pop(name, None)
+    env["LOOPWRIGHT_MODEL"] = "scripted"
     env.pop("FORCE_COLOR", None)
     env["NO_COLOR"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"

@@ -33,8 +33,27 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        metavar="NAME",
-        help="Model to use; this version supports 'scripted' (a demo script, no LLM).",
+        metavar="MODEL",
+        help=(
+            "Model string: anthropic[:MODEL], openai[:MODEL], openai:MODEL@http://HOST:PORT/v1 "
+            "(any OpenAI-compatible server), local, local:/path/model.gguf, or scripted (a "
+            "demo script, no LLM). 'auto' uses LOOPWRIGHT_MODEL if set, else Anthropic if "
+            "ANTHROPIC_API_KEY is set, else OpenAI if OPENAI_API_KEY is set, else the embedded "
+            "local model."
+        ),
+        show_default=True,
+    ),
+]
+PermissionOption = Annotated[
+    str,
+    typer.Option(
+        "--permission-mode",
+        "-p",
+        metavar="MODE",
+        help=(
+            "auto: every tool may run (inside the sandbox); ask: write and execute tools wait "
+            "for your answer at a prompt; read-only: they are refused."
+        ),
         show_default=True,
     ),
 ]
@@ -93,7 +112,7 @@ def run(
     task: Annotated[
         str, typer.Argument(metavar="TASK", help="What the agent should do ('-' reads stdin).")
     ],
-    model: ModelOption = "scripted",
+    model: ModelOption = "auto",
     session: SessionOption = None,
     max_turns: Annotated[
         int,
@@ -107,6 +126,7 @@ def run(
         bool,
         typer.Option("--json", help="Print each event as one JSON line, nothing else."),
     ] = False,
+    permission_mode: PermissionOption = "auto",
 ) -> None:
     """Run one task to the end, printing what the agent does.
 
@@ -124,19 +144,24 @@ def run(
             max_turns=max_turns,
             timeout=timeout,
             as_json=json_lines,
+            permission_mode=permission_mode,
         )
 
     raise typer.Exit(_guarded(action))
 
 
 @app.command()
-def chat(model: ModelOption = "scripted", session: SessionOption = None) -> None:
+def chat(
+    model: ModelOption = "auto",
+    session: SessionOption = None,
+    permission_mode: PermissionOption = "auto",
+) -> None:
     """Talk with the agent; one session across turns."""
 
     def action() -> int:
         from loopwright.cli.chat import chat as chat_loop
 
-        return chat_loop(model=model, session_id=session)
+        return chat_loop(model=model, session_id=session, permission_mode=permission_mode)
 
     raise typer.Exit(_guarded(action))
 

@@ -46,9 +46,9 @@ def _read_line(interactive: bool) -> str | None:
     return line
 
 
-def chat(*, model: str, session_id: str | None) -> int:
+def chat(*, model: str, session_id: str | None, permission_mode: str = "auto") -> int:
     """Run the chat loop until the user quits; return the exit status."""
-    ready = setup(model, session_id)
+    ready = setup(model, session_id, permission_mode=permission_mode)
     agent = ready.agent
     console = make_console()
     interactive = sys.stdin.isatty()

@@ -10,15 +10,49 @@ from collections.abc import Callable
 
 from loopwright.agent import Agent
 from loopwright.cli.runtime import EXIT_INTERRUPTED, EXIT_USAGE, CliError, exit_code_for, setup
-from loopwright.events import Done, Event
+from loopwright.events import ApprovalRequest, Done, Event
 from loopwright.sessions.session import Session
 
 
-async def drive(agent: Agent, session: Session, prompt: str, emit: Callable[[Event], None]) -> Done:
-    """Run one prompt in ``session``, handing every event to ``emit``; return the ``done``."""
+def ask_at_prompt(request: ApprovalRequest) -> tuple[bool, str]:
+    """Ask on stderr whether a tool call may run; read the answer from standard input.
+
+    ``y``/``yes`` allows; anything else denies, and text after ``n`` (``n use a copy``)
+    goes back to the model as the reason. At the end of input the call is denied.
+    """
+    detail = ", ".join(f"{k}={str(v)[:60]!r}" for k, v in request.input.items())
+    why = f" ({request.reason})" if request.reason else ""
+    print(f"approve {request.name}({detail}){why}? [y/N] ", end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        print("(no answer: denied)", file=sys.stderr, flush=True)
+        return False, "no one answered the approval prompt"
+    if not sys.stdin.isatty():
+        print(line.rstrip("\n"), file=sys.stderr, flush=True)
+    answer = line.strip()
+    if answer.lower() in ("y", "yes"):
+        return True, ""
+    reason = answer[1:].strip() if answer[:1].lower() == "n" else answer
+    return False, reason or "the user denied it"
+
+
+async def drive(
+    agent: Agent,
+    session: Session,
+    prompt: str,
+    emit: Callable[[Event], None],
+    approve: Callable[[ApprovalRequest], tuple[bool, str]] = ask_at_prompt,
+) -> Done:
+    """Run one prompt in ``session``, handing every event to ``emit``; return the ``done``.
+
+    An ``approval_request`` is answered with ``approve`` (by default at the prompt), run
+    in a thread so the tools of the turn that need no approval go on meanwhile."""
     done: Done | None = None
     async for event in agent.run(prompt, session):
         emit(event)
+        if isinstance(event, ApprovalRequest):
+            allow, reason = await asyncio.to_thread(approve, event)
+            agent.approve(event.id, allow=allow, reason=reason, by="cli")
         if isinstance(event, Done):
             done = event
     if done is None:  # the loop always ends with one; guard against a broken stream
@@ -61,10 +95,13 @@ def run_task(
     max_turns: int | None,
     timeout: float | None,
     as_json: bool,
+    permission_mode: str = "auto",
 ) -> int:
     """Run ``task`` to the end and return the exit status."""
     prompt = read_task(task)
-    ready = setup(model, session_id, max_turns=max_turns, timeout=timeout)
+    ready = setup(
+        model, session_id, max_turns=max_turns, timeout=timeout, permission_mode=permission_mode
+    )
     agent, session = ready.agent, ready.session()
     emit: Callable[[Event], None]
     if as_json:

@@ -6,18 +6,24 @@ Imported only by command functions (it loads the agent), never at CLI start-up.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from dataclasses import dataclass
 
 from loopwright.agent import Agent
+from loopwright.models import ModelChoice, describe_default
 from loopwright.models.base import ModelError
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
 from loopwright.sessions.sqlite import SQLiteStore
-from loopwright.tools.files import ReadTool, WriteTool
+from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
+from loopwright.tools.grep import GrepTool
+from loopwright.tools.python import PythonTools
+from loopwright.tools.shell import ShellTools
 
 SYSTEM_PROMPT = (
     "You are an autonomous agent working in a workspace directory on the user's behalf. Use "
-    "the tools to read and write files in the workspace; paths are relative to it. Work step "
-    "by step until the task is done, then answer with a short summary of what you did."
+    "the tools to read, search and edit files and to run commands and Python in the "
+    "workspace (a sandbox; paths are relative to it). Work step by step until the task is "
+    "done, then answer with a short summary of what you did."
 )
 
 #: ``done.stop_reason`` values that mean a limit stopped the run (exit status 2).
@@ -84,26 +90,68 @@ def open_store() -> SQLiteStore:
         ) from None
 
 
+def choose_model(model: str) -> ModelChoice:
+    """The model string to use and why: ``auto`` (or empty) means the default selection
+    (Anthropic, then OpenAI, then the embedded model, by which API keys are set)."""
+    if model.strip().lower() in ("", "auto"):
+        return describe_default()
+    return ModelChoice(model.strip(), "from --model")
+
+
+def announce_model(choice: ModelChoice, name: str) -> None:
+    """Say on stderr which model runs (``name`` is the model's own name) and why; stdout
+    stays the answer, or pure JSON."""
+    shown = choice.spec if name in choice.spec else f"{choice.spec} [{name}]"
+    print(f"model {shown} ({choice.reason})", file=sys.stderr, flush=True)
+
+
+PERMISSION_MODES = ("auto", "ask", "read-only")
+
+
 def build_agent(
     model: str,
     *,
     store: SQLiteStore,
     max_turns: int | None = 50,
     timeout: float | None = None,
+    permission_mode: str = "auto",
 ) -> Agent:
-    """An agent with the built-in file tools, or a :class:`CliError` for a bad model string."""
+    """An agent with the built-in tools, or a :class:`CliError` for a bad model string.
+
+    ``permission_mode`` ``ask`` makes write and execute calls wait for an answer at the
+    prompt; ``read-only`` refuses them."""
+    if permission_mode not in PERMISSION_MODES:
+        raise CliError(
+            f"unknown permission mode {permission_mode!r}; use one of: "
+            f"{', '.join(PERMISSION_MODES)}",
+            EXIT_USAGE,
+        )
+    policy = None
+    if permission_mode != "auto":
+        from loopwright.policy import Policy
+
+        policy = Policy(mode=permission_mode)
     try:
         return Agent(
             model,
             system_prompt=SYSTEM_PROMPT,
-            tools=[ReadTool, WriteTool],
+            tools=[
+                ReadTool,
+                WriteTool,
+                EditTool,
+                GlobTool,
+                GrepTool,
+                ShellTools(),
+                PythonTools(),
+            ],
             name="loopwright",
             max_turns=max_turns,
             timeout=timeout,
             store=store,
+            policy=policy,
         )
     except ModelError as exc:
-        raise CliError(f"{exc} (choose one with --model)", EXIT_USAGE) from None
+        raise CliError(f"{exc} (or choose another model with --model)", EXIT_USAGE) from None
 
 
 def setup(
@@ -112,22 +160,34 @@ def setup(
     *,
     max_turns: int | None = 50,
     timeout: float | None = None,
+    permission_mode: str = "auto",
 ) -> Setup:
     """The agent and the session to continue (or the id of the one to create), with user
-    errors (bad model, bad session id, unwritable data directory) as :class:`CliError`."""
+    errors (bad model, bad session id, unwritable data directory) as :class:`CliError`.
+
+    ``model`` is a model string or ``auto``; which model was picked, and why, is printed
+    on stderr."""
+    choice = choose_model(model)
     store = open_store()
-    agent = build_agent(model, store=store, max_turns=max_turns, timeout=timeout)
-    if session_id is None:
-        return Setup(agent, new_session_id(), None)
-    try:
-        validate_session_id(session_id)
-        if store.exists(session_id):
-            return Setup(agent, session_id, Session.resume(session_id, store=store))
-    except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-    except (OSError, sqlite3.Error) as exc:
-        raise CliError(
-            f"cannot open session {session_id} ({exc}); check that LOOPWRIGHT_HOME points to "
-            "a writable directory"
-        ) from None
-    return Setup(agent, session_id, None)
+    agent = build_agent(
+        choice.spec,
+        store=store,
+        max_turns=max_turns,
+        timeout=timeout,
+        permission_mode=permission_mode,
+    )
+    ready = Setup(agent, new_session_id(), None)
+    if session_id is not None:
+        try:
+            validate_session_id(session_id)
+            existing = Session.resume(session_id, store=store) if store.exists(session_id) else None
+        except ValueError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+        except (OSError, sqlite3.Error) as exc:
+            raise CliError(
+                f"cannot open session {session_id} ({exc}); check that LOOPWRIGHT_HOME points "
+                "to a writable directory"
+            ) from None
+        ready = Setup(agent, session_id, existing)
+    announce_model(choice, agent.model.name)
+    return ready
