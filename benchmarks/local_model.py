@@ -355,8 +355,11 @@ async def _timed(
     assert isinstance(final, ModelResponse)
     usage = final.usage
     if first is None:
+        total = ended - started
         prompt_time = usage.input_tokens / prompt_speed if prompt_speed else 0.0
-        return usage.output_tokens / max(ended - started - prompt_time, 1e-9), 0.0
+        if not 0 < prompt_time < total:
+            prompt_time = 0.0  # an estimate that does not fit: count the whole time
+        return usage.output_tokens / max(total - prompt_time, 1e-9), 0.0
     decode = (usage.output_tokens - 1) / max(ended - first, 1e-9)
     return decode, usage.input_tokens / max(first - started, 1e-9)
 
@@ -443,7 +446,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     "stop_reasons": tally.stop_reasons,
                 }
             )
-    return {"rows": rows, "runs": runs, "tools": sorted(tools), "threads": args.threads}
+    threads = args.threads or LocalModel(bundled=models[0]).n_threads
+    return {"rows": rows, "runs": runs, "tools": sorted(tools), "threads": threads}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -451,7 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 run per task (CI smoke run)")
     parser.add_argument("--runs", type=int, help="runs per task (default 20, 1 with --quick)")
     parser.add_argument("--models", nargs="*", help="bundled model names (default: all installed)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads (default: LocalModel's, half the CPUs)"
+    )
     parser.add_argument("--seed", default="loopwright", help="seed of the task parameters")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--verbose", action="store_true", help="print every run")
@@ -464,7 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not rows:
         return 0
     print(
-        f"Local models, {result['runs']} run(s) per task, temperature 0, {args.threads} threads, "
+        f"Local models, {result['runs']} run(s) per task, temperature 0, "
+        f"{result['threads']} thread(s), "
         f"tools: {', '.join(result['tools'])} ({platform.machine()}, {os.cpu_count()} CPUs)\n"
     )
     print(render(rows, available_tools(), result["runs"]))

@@ -155,6 +155,19 @@ def test_integer_ranges_match_exactly_the_numbers_in_range(low: int, high: int) 
     assert not regex.fullmatch("007")  # no leading zeros
 
 
+def test_rule_names_never_clash_with_the_start_rule_or_builtins() -> None:
+    schema = {
+        "$defs": {"root": {"type": "string"}, "string": {"type": "integer"}},
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/root"}, "b": {"$ref": "#/$defs/string"}},
+        "required": ["a", "b"],
+    }
+    grammar = schema_to_gbnf(schema)
+    names = [line.split(" ::= ")[0] for line in grammar.splitlines()]
+    assert names.count("root") == 1
+    assert len(names) == len(set(names))
+
+
 def test_recursive_refs_become_recursive_rules() -> None:
     schema = {
         "$defs": {
@@ -181,7 +194,7 @@ def test_recursive_refs_become_recursive_rules() -> None:
 @pytest.fixture(scope="module")
 def llama() -> Iterator[Any]:
     model = llama_cpp.Llama(
-        bundled_model_path("smollm2-135m"), n_ctx=1024, n_threads=2, verbose=False
+        bundled_model_path("smollm2-135m"), n_ctx=1024, n_threads=1, verbose=False
     )
     yield model
     model.close()

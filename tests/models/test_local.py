@@ -45,7 +45,7 @@ from loopwright.models.local import (
 needs_smollm2 = pytest.mark.skipif(
     "smollm2-135m" not in bundled_models(), reason="needs the bundled SmolLM2 model"
 )
-THREADS = 2
+THREADS = 1
 
 
 @tool
@@ -94,10 +94,10 @@ class RecordingModel(LocalModel):
         self.generations.append(result)
         return result
 
-    def _generate_locked(self, *args: Any) -> None:
+    def _run_generation(self, *args: Any) -> None:
         if self.on_start is not None:
             self.on_start()
-        super()._generate_locked(*args)
+        super()._run_generation(*args)
 
 
 @pytest.fixture
@@ -473,14 +473,12 @@ async def test_cancelling_the_consumer_stops_the_worker_thread() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    # by the time the cancellation is through, the worker has returned and let go
+    # by the time the cancellation is through, the worker thread has returned
     [generation] = model.generations
     assert generation.cancelled
     assert generation.completion_tokens < 3000
     weights = model._weights
     assert weights is not None
-    assert weights.lock.acquire(blocking=False)
-    weights.lock.release()
     # closing the stream early (breaking out of the loop) stops it the same way
     stream = model.stream(request("Write another very long story.", max_tokens=3000))
     async for event in stream:

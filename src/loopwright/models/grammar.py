@@ -168,7 +168,7 @@ class GrammarBuilder:
 
     def _unique(self, name: str) -> str:
         base = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") or "rule"
-        if base in _PRIMITIVES:
+        if base in _PRIMITIVES or base == "root":  # names the grammar uses itself
             base = f"{base}-x"
         candidate, index = base, 2
         while candidate in self.rules:

@@ -55,6 +55,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -329,8 +330,11 @@ class _Weights:
     key: _LoadKey
     llama: Llama | None = None
     users: int = 0
-    #: held while loading, then by the one generation running at a time
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    #: the one thread that loads, runs and frees the model: llama.cpp calls are never
+    #: concurrent, and its OpenMP thread team is made once (one per calling thread)
+    worker: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="loopwright-llama")
+    )
     #: the cancel flag of the running generation, read by llama.cpp's abort callback
     cancel: threading.Event | None = None
     #: the C callback object, kept alive as long as the context that calls it
@@ -356,55 +360,62 @@ class _WeightsCache:
             return entry
 
     def release(self, entry: _Weights) -> None:
+        """Drop one user; the last one frees the model (after a generation still running)."""
         with self._lock:
             entry.users -= 1
             if entry.users > 0:
                 return
             if self._entries.get(entry.key) is entry:
                 del self._entries[entry.key]
-        with entry.lock:  # wait for a generation still finishing, then free the memory
+
+        def free() -> None:
             if entry.llama is not None:
                 entry.llama.close()
                 entry.llama = None
+
+        entry.worker.submit(free).result()
+        entry.worker.shutdown()
 
 
 _WEIGHTS = _WeightsCache()
 
 
 def _load(entry: _Weights, chat_format: str | None, chat_template: str | None) -> None:
-    """Load the weights of ``entry`` unless they are loaded (runs in a worker thread)."""
-    with entry.lock:
-        if entry.llama is not None:
-            return
-        import llama_cpp
+    """Load the weights of ``entry`` unless they are loaded (runs on the entry's worker)."""
+    if entry.llama is not None:
+        return
+    # llama.cpp's OpenMP threads spin while they wait for each other: on a busy or shared
+    # machine that makes generation 10 to 100 times slower (measured: 0.7 instead of 70
+    # tokens/s). Sleeping waits cost little; set OMP_WAIT_POLICY yourself to choose.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import llama_cpp
 
-        key = entry.key
-        try:
-            llama = llama_cpp.Llama(
-                key.path,
-                n_ctx=key.n_ctx,
-                n_threads=key.n_threads,
-                n_threads_batch=key.n_threads,
-                n_batch=key.n_batch,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(
-                f"Could not load the model {key.path} ({exc}); check that it is a complete "
-                "GGUF file."
-            ) from exc
-        try:
-            entry.chat = _ChatTemplate.for_model(llama, chat_format, chat_template)
-        except BaseException:
-            llama.close()
-            raise
+    key = entry.key
+    try:
+        llama = llama_cpp.Llama(
+            key.path,
+            n_ctx=key.n_ctx,
+            n_threads=key.n_threads,
+            n_threads_batch=key.n_threads,
+            n_batch=key.n_batch,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(
+            f"Could not load the model {key.path} ({exc}); check that it is a complete GGUF file."
+        ) from exc
+    try:
+        entry.chat = _ChatTemplate.for_model(llama, chat_format, chat_template)
+    except BaseException:
+        llama.close()
+        raise
 
-        def should_abort(_data: ctypes.c_void_p) -> bool:
-            cancel = entry.cancel
-            return cancel is not None and cancel.is_set()
+    def should_abort(_data: ctypes.c_void_p) -> bool:
+        cancel = entry.cancel
+        return cancel is not None and cancel.is_set()
 
-        entry.abort_callback = llama_cpp.ggml_abort_callback(should_abort)
-        entry.llama = llama
+    entry.abort_callback = llama_cpp.ggml_abort_callback(should_abort)
+    entry.llama = llama
 
 
 # --- prompts -----------------------------------------------------------------------------
@@ -787,19 +798,19 @@ class LocalModel(Model):
     """A GGUF model run in-process by llama.cpp; the bundled small model by default.
 
     ``path``: a GGUF file; ``None`` for a bundled model (``bundled``: ``"smollm2-135m"``,
-    the default, or ``"gemma3-270m"``). ``n_ctx``: the context window in tokens;
-    ``n_threads``: CPU threads (default half the CPUs, at most 8); ``n_batch``: prompt
-    tokens evaluated per step. ``grammar``: constrain each turn to a valid tool call or a
-    text answer (``False`` lets the model write freely, and calls are parsed out of its
-    text). ``chat_format`` names a llama-cpp-python chat format and ``chat_template`` gives
-    a Jinja chat template, instead of the file's. ``seed`` makes sampling above temperature
-    0 reproducible (at 0 decoding is greedy); ``top_k``, ``top_p``, ``min_p`` and
-    ``repeat_penalty`` tune that sampling. ``examples``: how many worked examples the prompt
-    shows (0 for none); ``tool_first``: whether the first turn after a request must call a
-    tool (see the module docs); ``loop_guard``: stop a turn whose output repeats the same
-    run of tokens over and over (a text answer then ends there; a call being written is
-    reported cut off, as at the token limit). Errors are :class:`ModelError` with one
-    sentence saying what to do.
+    the default, or ``"gemma3-270m"``). ``n_ctx``: the context window in tokens.
+    ``n_threads``: CPU threads (default: half the CPUs this process may use, at most 8).
+    ``n_batch``: prompt tokens evaluated per step. ``grammar``: constrain each turn to a
+    valid tool call or a text answer (``False`` lets the model write freely, and calls are
+    parsed out of its text). ``chat_format`` names a llama-cpp-python chat format and
+    ``chat_template`` gives a Jinja chat template, instead of the file's. ``seed`` makes
+    sampling above temperature 0 reproducible (at 0 decoding is greedy); ``top_k``,
+    ``top_p``, ``min_p`` and ``repeat_penalty`` tune that sampling. ``examples``: how many
+    worked examples the prompt shows (0 for none). ``tool_first``: whether the first turn
+    after a request must call a tool (see the module docs). ``loop_guard``: stop a turn
+    whose output repeats the same run of tokens over and over (a text answer ends there; a
+    call being written is reported cut off, as at the token limit). Errors are
+    :class:`ModelError` with one sentence saying what to do.
     """
 
     def __init__(
@@ -844,7 +855,7 @@ class LocalModel(Model):
         self.name = f"local:{stem}"
         self.context_window = n_ctx
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or max(1, min(8, (os.cpu_count() or 2) // 2))
+        self.n_threads = n_threads or _default_threads()
         self.n_batch = n_batch
         self.grammar = grammar
         self.chat_format = chat_format
@@ -893,10 +904,12 @@ class LocalModel(Model):
                 )
                 self._weights = weights
             try:
-                await asyncio.to_thread(_load, weights, self.chat_format, self.chat_template)
+                await loop.run_in_executor(
+                    weights.worker, _load, weights, self.chat_format, self.chat_template
+                )
             except BaseException:
                 self._weights = None
-                _WEIGHTS.release(weights)
+                await asyncio.to_thread(_WEIGHTS.release, weights)
                 raise
             return weights
 
@@ -917,7 +930,11 @@ class LocalModel(Model):
             except RuntimeError:  # the event loop is closed: nobody is listening any more
                 cancel.set()
 
-        future = loop.run_in_executor(None, self._generate, weights, prepared, emit, cancel)
+        try:
+            job = weights.worker.submit(self._generate, weights, prepared, emit, cancel)
+        except RuntimeError as exc:  # the worker was shut down: the model was closed
+            raise ModelError("The local model was closed; make a new LocalModel.") from exc
+        future = asyncio.wrap_future(job)
         future.add_done_callback(lambda _: queue.put_nowait(None))
         output = _Output(may_call=bool(names), strict=grammar is not None)
         try:
@@ -932,8 +949,8 @@ class LocalModel(Model):
             except Exception as exc:
                 raise ModelError(f"The local model failed while generating: {exc}") from exc
         finally:
-            if not future.done():
-                cancel.set()
+            cancel.set()
+            if not job.cancel() and not future.done():  # it started: wait for it to stop
                 # the worker stops at its next check: a token, or a step of prompt evaluation
                 await asyncio.shield(asyncio.wait([future]))
         response = self._response(output, names, prepared, generated)
@@ -1041,24 +1058,20 @@ class LocalModel(Model):
         emit: Callable[[str], None],
         cancel: threading.Event,
     ) -> _Generated:
-        """Generate tokens, emitting their text, until the turn ends or is cancelled."""
+        """Generate tokens, emitting their text, until the turn ends or is cancelled (runs on
+        the weights' worker thread, one generation at a time)."""
         result = _Generated()
-        while not weights.lock.acquire(timeout=0.05):  # another request is generating
-            if cancel.is_set():
-                result.cancelled = True
-                return result
+        if cancel.is_set():
+            result.cancelled = True
+            return result
+        weights.cancel = cancel
         try:
-            if cancel.is_set():
-                result.cancelled = True
-                return result
-            weights.cancel = cancel
-            self._generate_locked(weights, prepared, emit, cancel, result)
+            self._run_generation(weights, prepared, emit, cancel, result)
         finally:
             weights.cancel = None
-            weights.lock.release()
         return result
 
-    def _generate_locked(
+    def _run_generation(
         self,
         weights: _Weights,
         prepared: _Prepared,
@@ -1157,6 +1170,16 @@ def _looping(tokens: list[int]) -> bool:
         ):
             return True
     return False
+
+
+def _default_threads() -> int:
+    """Half the CPUs this process may use, at most 8: small models are limited by memory
+    bandwidth, and other work needs the rest."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 2
+    return max(1, min(8, cpus // 2))
 
 
 def _check_grammar(vocab: Any, grammar: str) -> None:
