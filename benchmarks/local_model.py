@@ -23,7 +23,9 @@ Figures:
   ``"arguments":``, ``"tool":``, ``"function":`` or ``<tool_call>``). A call cut off before
   it was finished (by the token limit, or by the loop guard when the model repeats itself)
   counts as not valid; when there are such calls the validity of the finished ones is shown
-  beside it, with the number cut off;
+  beside it, with the number cut off. With the grammar a turn is a call or a text answer
+  from its first character on: a text answer quoting call-like JSON further in (Gemma's
+  rambling does) is not a call, and is counted apart;
 - **success**: runs that passed their check, per task and in total;
 - **decode tok/s**: tokens per second while generating (prompt evaluation excluded): a
   free-text answer, and a tool call constrained by the grammar; **prompt tok/s**: prompt
@@ -213,15 +215,23 @@ class Calls:
     valid: int = 0
     #: cut off by the token limit or the loop guard before the call was finished
     cut: int = 0
+    #: grammar on: text answers that quote call-like JSON after their start (not calls)
+    quoted: int = 0
 
     def add(self, other: Calls) -> None:
         self.attempts += other.attempts
         self.valid += other.valid
         self.cut += other.cut
+        self.quoted += other.quoted
 
 
-def count_calls(messages: Sequence[Message], validators: dict[str, Any]) -> Calls:
-    """The attempted, valid and cut-off calls among the assistant turns of a run."""
+def count_calls(messages: Sequence[Message], validators: dict[str, Any], *, grammar: bool) -> Calls:
+    """The attempted, valid and cut-off calls among the assistant turns of a run.
+
+    With the grammar, a turn is a call or a text answer from its first character on, so a
+    text answer is never an attempted call (call-like JSON further in is only counted as
+    ``quoted``); without it, call-like JSON anywhere in a text turn is an attempt.
+    """
     counted = Calls()
     for index, message in enumerate(messages):
         if message.role != "assistant":
@@ -240,6 +250,9 @@ def count_calls(messages: Sequence[Message], validators: dict[str, Any]) -> Call
                         continue
                     counted.valid += 1
         elif ATTEMPT.search(message.text):
+            if grammar:
+                counted.quoted += 1
+                continue
             counted.attempts += 1
             after = messages[index + 1] if index + 1 < len(messages) else None
             if after is not None and after.text == CUT_TEXT:
@@ -292,7 +305,7 @@ async def run_tasks(
                     (m.text for m in reversed(session.messages) if m.role == "assistant"), ""
                 )
                 passed = case.check(workspace, answer)
-                calls = count_calls(session.messages, validators)
+                calls = count_calls(session.messages, validators, grammar=model.grammar)
                 tally.calls.add(calls)
                 tally.runs[task.name] += 1
                 tally.successes[task.name] += passed
@@ -437,6 +450,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     "attempts": tally.calls.attempts,
                     "valid": tally.calls.valid,
                     "cut": tally.calls.cut,
+                    "quoted": tally.calls.quoted,
                     "successes": tally.successes,
                     "runs": tally.runs,
                     "speed": speed_text,
@@ -481,9 +495,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for row in rows:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(row["stop_reasons"].items()))
+        quoted = f"; {row['quoted']} text answers quote call-like JSON" if row["quoted"] else ""
         print(
             f"{row['model']} grammar {row['grammar']}: {row['output_tokens']:,} output tokens "
-            f"in {row['seconds']:.0f}s of runs; runs ended: {reasons}"
+            f"in {row['seconds']:.0f}s of runs; runs ended: {reasons}{quoted}"
         )
     return 0
 
