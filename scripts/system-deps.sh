@@ -2,8 +2,10 @@
 # Install the Debian packages loopwright's tests and demo use, when run as root on a
 # Debian-like machine and only those still missing. Elsewhere, say what is missing.
 set -euo pipefail
-# ripgrep: the Grep tool; bubblewrap: the process sandbox.
-packages=(ripgrep bubblewrap)
+# ripgrep: the Grep tool; bubblewrap: the process sandbox; postgresql: the PostgreSQL
+# session store and SQL backend tests (started by the tests on 127.0.0.1); chromium: the
+# web UI tests (Playwright drives it headless); git: the mcp-server-git tests.
+packages=(ripgrep bubblewrap postgresql chromium git)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
