@@ -210,6 +210,21 @@ def sessions_rm(
     raise typer.Exit(_guarded(action))
 
 
+# Commands that live in their own modules: each module has ``register(app)``, which adds its
+# command or sub-app (importing only typer at start-up, so ``--help`` stays fast).
+_COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Entry point of the ``loopwright`` command."""
     try:
