@@ -14,7 +14,7 @@ import functools
 import json
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -30,6 +30,7 @@ from loopwright.events import (
     Usage,
     UsageUpdate,
 )
+from loopwright.instrument import Instrument, Instruments, default_instruments
 from loopwright.messages import (
     ContentBlock,
     ImageBlock,
@@ -39,6 +40,7 @@ from loopwright.messages import (
     ToolUseBlock,
 )
 from loopwright.models.base import Model, ModelError, ModelRequest, ModelResponse, RetryNotice
+from loopwright.run_context import RunContext, current_call, enter_call, exit_call
 from loopwright.sessions.session import INTERRUPTED, Session
 from loopwright.sessions.store import SessionStore
 from loopwright.tools.base import BaseTool, ToolDefinition, Toolset
@@ -106,6 +108,10 @@ class _RunState:
     registry: ToolRegistry
     usage: Usage
     deadline: float | None
+    run: RunContext
+    #: events raised outside the loop's own steps (approval requests, events that tools
+    #: emit through the run context), yielded between the steps
+    side_events: asyncio.Queue[Event]
     turns: int = 0
     #: the previous turn's calls as (name, input) pairs, to spot a model repeating itself
     last_signature: list[tuple[str, dict[str, Any]]] | None = None
@@ -117,8 +123,8 @@ class _RunState:
     context_chars: int = 0
     counted_upto: int = 0
     results_index: int | None = None
-    #: approval requests raised by this run's tool calls, to be yielded as events
-    approvals: asyncio.Queue[ApprovalRequest] | None = None
+    #: whether approval requests wait in ``side_events`` for ``agent.approve()``
+    asks: bool = False
     #: what answers this run's approval requests (None: the policy's own approver)
     approver: Approver | None = None
 
@@ -164,6 +170,7 @@ class Agent:
         store: SessionStore | None = None,
         workspace_root: str | None = None,
         policy: Policy | None = None,
+        instruments: Sequence[Instrument] | None = None,
     ) -> None:
         from loopwright.models import resolve_model
 
@@ -187,6 +194,9 @@ class Agent:
         self.keep_recent_tool_results = keep_recent_tool_results
         self.workspace_root = workspace_root
         self.policy = policy
+        self.instruments = Instruments(
+            default_instruments() if instruments is None else instruments
+        )
         self._store = store
         self._prehooks: dict[str, Any] = {}
         self._registries: weakref.WeakKeyDictionary[Session, ToolRegistry] = (
@@ -271,9 +281,10 @@ class Agent:
             await registry.aclose()
 
     async def aclose(self) -> None:
-        """Close every session's tools and the model."""
+        """Close every session's tools, the instruments (pending work finishes) and the model."""
         for session in list(self._registries):
             await self.close_session(session)
+        await self.instruments.aclose()
         await self.model.aclose()
 
     async def __aenter__(self) -> Agent:
@@ -314,26 +325,62 @@ class Agent:
         assert done is not None
         return RunResult(final, done.stop_reason, done.usage, resolved, events)
 
-    async def run(
+    def run(
         self, prompt: Prompt | None, session: Session | str | None = None
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run the loop, yielding events; ends with exactly one ``done`` event.
 
         ``prompt=None`` continues a session whose last step was interrupted (after
         :meth:`Session.resume`). Breaking out of the loop or cancelling the consuming task
         stops the run: running tools are cancelled and the history is left consistent.
+
+        Called from inside a tool call (a sub-agent), the run knows its parent run: see
+        :mod:`loopwright.run_context`.
         """
-        session = self._session(session)
+        resolved = self._session(session)
+        scope = current_call()
+        usage = Usage()
+        if scope is None:
+            run = RunContext(self, resolved, usage, self.name)
+        else:
+            parent = scope.run
+            run = RunContext(
+                self, resolved, usage, f"{parent.path}/{self.name}", parent, scope.call
+            )
+        events = self._run(prompt, run)
+        return self._instrumented(events, run) if self.instruments else events
+
+    async def _instrumented(
+        self, events: AsyncGenerator[Event, None], run: RunContext
+    ) -> AsyncGenerator[Event, None]:
+        instruments = self.instruments
+        instruments.call("run_started", run)
+        done: Done | None = None
+        try:
+            async with aclosing(events):
+                async for event in events:
+                    instruments.call("event", run, event)
+                    if isinstance(event, Done):
+                        done = event
+                    yield event
+        finally:
+            if done is None:
+                done = Done("cancelled", run.usage.copy(), run.session.id, "the run was stopped")
+            instruments.call("run_finished", run, done)
+
+    async def _run(self, prompt: Prompt | None, run: RunContext) -> AsyncGenerator[Event, None]:
+        session = run.session
         registry = self.registry_for(session)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout if self.timeout is not None else None
-        state = _RunState(session, registry, Usage(), deadline)
+        side_events: asyncio.Queue[Event] = asyncio.Queue()
+        run._sink = side_events.put_nowait
+        state = _RunState(session, registry, run.usage, deadline, run, side_events)
         policy = self.policy
         if policy is not None and policy.approver is None:
             # approval requests become approval_request events; agent.approve() answers them
-            queue: asyncio.Queue[ApprovalRequest] = asyncio.Queue()
-            state.approvals = queue
-            state.approver = functools.partial(policy.approvals.wait, notify=queue.put_nowait)
+            state.asks = True
+            state.approver = functools.partial(policy.approvals.wait, notify=side_events.put_nowait)
         stop_reason = "end_turn"
         detail = ""
         session.repair("the previous run was interrupted")
@@ -434,6 +481,12 @@ class Agent:
         self, state: _RunState
     ) -> AsyncGenerator[TextDelta | Error | ModelResponse, None]:
         request = self._request(state, state.session.context_messages())
+        instruments = self.instruments
+        if instruments:
+            instruments.call("model_call_started", state.run, request)
+            started = time.perf_counter()
+            response: ModelResponse | None = None
+            failure: BaseException | None = None
         stream = self.model.stream(request).__aiter__()
         deadline = state.deadline
         try:
@@ -449,6 +502,8 @@ class Agent:
                 except TimeoutError:
                     raise self._timeout() from None
                 if isinstance(event, TextDelta | ModelResponse):
+                    if instruments and isinstance(event, ModelResponse):
+                        response = event
                     yield event
                 elif isinstance(event, RetryNotice):
                     yield Error(
@@ -457,10 +512,23 @@ class Agent:
                         retrying=True,
                         discard_partial=event.discard_partial,
                     )
+        except BaseException as exc:
+            if instruments:
+                failure = exc
+            raise
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+            if instruments:
+                instruments.call(
+                    "model_call_finished",
+                    state.run,
+                    request,
+                    response,
+                    failure,
+                    time.perf_counter() - started,
+                )
 
     def _account(self, state: _RunState, response: ModelResponse) -> UsageUpdate:
         state.turns += 1
@@ -513,7 +581,7 @@ class Agent:
 
     async def _run_tools(
         self, state: _RunState, calls: list[ToolUseBlock]
-    ) -> AsyncGenerator[ToolCall | ToolResult | ApprovalRequest, None]:
+    ) -> AsyncGenerator[Event, None]:
         signature = [(c.name, c.input) for c in calls]
         if signature == state.last_signature:
             state.repeats += 1
@@ -524,27 +592,33 @@ class Agent:
             for call in group:
                 yield ToolCall(call.id, call.name, call.input)
             started = time.perf_counter()
-            if len(group) == 1 and state.approvals is None:
+            side_events = state.side_events
+            if len(group) == 1 and not state.asks and not _streams_events(registry, group[0]):
                 call = group[0]
                 result = await self._execute(state, call)
+                while not side_events.empty():  # emitted by the tool as it ran
+                    yield side_events.get_nowait()
                 yield self._record_result(state, call, result, started)
                 continue
             tasks: dict[asyncio.Future[dict[str, Any]], ToolUseBlock] = {
                 asyncio.ensure_future(self._execute(state, call)): call for call in group
             }
             pending: set[asyncio.Future[dict[str, Any]]] = set(tasks)
-            asked: asyncio.Future[ApprovalRequest] | None = None
+            asked: asyncio.Future[Event] | None = None
             try:
                 while pending:
                     waiting: set[asyncio.Future[Any]] = set(pending)
-                    if state.approvals is not None:
-                        if asked is None:
-                            asked = asyncio.ensure_future(state.approvals.get())
-                        waiting.add(asked)
+                    if asked is None:
+                        asked = asyncio.ensure_future(side_events.get())
+                    waiting.add(asked)
                     done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                    if asked is not None and asked in done:
-                        yield asked.result()  # the call waits until agent.approve() answers
+                    if asked in done:
+                        # an approval request (the call waits until agent.approve() answers)
+                        # or an event a tool emitted
+                        yield asked.result()
                         asked = None
+                    while not side_events.empty():
+                        yield side_events.get_nowait()
                     for task in pending & done:
                         pending.discard(task)
                         yield self._record_result(state, tasks[task], task.result(), started)
@@ -566,6 +640,26 @@ class Agent:
             )
 
     async def _execute(self, state: _RunState, call: ToolUseBlock) -> dict[str, Any]:
+        token = enter_call(state.run, call)
+        instruments = self.instruments
+        if not instruments:
+            try:
+                return await self._execute_call(state, call)
+            finally:
+                exit_call(token)
+        instruments.call("tool_call_started", state.run, call)
+        started = time.perf_counter()
+        result: dict[str, Any] = {"content": "the call was cancelled", "is_error": True}
+        try:
+            result = await self._execute_call(state, call)
+            return result
+        finally:
+            exit_call(token)
+            instruments.call(
+                "tool_call_finished", state.run, call, result, time.perf_counter() - started
+            )
+
+    async def _execute_call(self, state: _RunState, call: ToolUseBlock) -> dict[str, Any]:
         registry = state.registry
         if state.deadline is None:
             return dict(
@@ -729,6 +823,11 @@ class Agent:
         if summary:
             session.summary = summary
             session.context_start = cut
+
+
+def _streams_events(registry: ToolRegistry, call: ToolUseBlock) -> bool:
+    tool = registry.tools.get(call.name)
+    return bool(getattr(tool, "streams_events", False))
 
 
 def _groups(calls: list[ToolUseBlock], registry: ToolRegistry) -> list[list[ToolUseBlock]]:
