@@ -41,6 +41,11 @@ _EXPORTS = {
     "GrepTool": "loopwright.tools.grep",
     "ShellTools": "loopwright.tools.shell",
     "PythonTools": "loopwright.tools.python",
+    "Delegate": "loopwright.tools.delegate",
+    "SubAgent": "loopwright.tools.delegate",
+    "Instrument": "loopwright.instrument",
+    "RunContext": "loopwright.run_context",
+    "current_run": "loopwright.run_context",
     "SandboxConfig": "loopwright.sandbox.base",
     "NetworkPolicy": "loopwright.sandbox.base",
     "create_sandbox": "loopwright.sandbox.base",
@@ -59,10 +64,12 @@ _EXPORTS = {
 __all__ = [
     "Agent",
     "BaseTool",
+    "Delegate",
     "EditTool",
     "GlobTool",
     "GrepTool",
     "ImageBlock",
+    "Instrument",
     "MemoryStore",
     "Message",
     "Model",
@@ -76,6 +83,7 @@ __all__ = [
     "PythonTools",
     "ReadTool",
     "ResourceLimits",
+    "RunContext",
     "RunResult",
     "SQLiteStore",
     "SandboxConfig",
@@ -85,6 +93,7 @@ __all__ = [
     "Session",
     "SessionStore",
     "ShellTools",
+    "SubAgent",
     "TextBlock",
     "ThinkingBlock",
     "ToolContext",
@@ -98,6 +107,7 @@ __all__ = [
     "call",
     "create_path_validation_prehook",
     "create_sandbox",
+    "current_run",
     "resolve_model",
     "tool",
 ]
@@ -105,6 +115,7 @@ __all__ = [
 if TYPE_CHECKING:
     from loopwright.agent import Agent, RunResult
     from loopwright.events import Usage
+    from loopwright.instrument import Instrument
     from loopwright.messages import (
         ImageBlock,
         Message,
@@ -123,6 +134,7 @@ if TYPE_CHECKING:
     )
     from loopwright.models.scripted import ScriptedModel, ScriptedTurn, call
     from loopwright.policy.policy import Policy
+    from loopwright.run_context import RunContext, current_run
     from loopwright.sandbox.base import NetworkPolicy, SandboxConfig, create_sandbox
     from loopwright.sandbox.limits import ResourceLimits
     from loopwright.sandbox.paths import (
@@ -134,6 +146,7 @@ if TYPE_CHECKING:
     from loopwright.sessions.sqlite import SQLiteStore
     from loopwright.sessions.store import MemoryStore, SessionStore
     from loopwright.tools.base import BaseTool, ToolContext, ToolResult, Toolset, tool
+    from loopwright.tools.delegate import Delegate, SubAgent
     from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
     from loopwright.tools.grep import GrepTool
     from loopwright.tools.python import PythonTools

@@ -152,6 +152,7 @@ class Agent:
         *,
         system_prompt: str | Callable[[Session], str] = "",
         tools: Iterable[ToolSpec] = (),
+        allowed_tools: Iterable[str] | None = None,
         name: str = "agent",
         max_turns: int | None = 50,
         max_tokens_budget: int | None = None,
@@ -177,6 +178,7 @@ class Agent:
         self.model: Model = resolve_model(model)
         self.system_prompt = system_prompt
         self.tools: list[ToolSpec] = list(tools)
+        self.allowed_tools = frozenset(allowed_tools) if allowed_tools is not None else None
         self.name = name
         self.max_turns = max_turns
         self.max_tokens_budget = max_tokens_budget
@@ -233,6 +235,16 @@ class Agent:
                 policy=self.policy,
             )
             registry.register_all(self.tools)
+            if self.allowed_tools is not None:
+                unknown = self.allowed_tools - set(registry.names)
+                if unknown:
+                    raise ValueError(
+                        f"allowed_tools names tools this agent does not have: "
+                        f"{', '.join(sorted(unknown))}; its tools are {', '.join(registry.names)}"
+                    )
+                for tool_name in registry.names:
+                    if tool_name not in self.allowed_tools:
+                        registry.unregister(tool_name)
             for tool_name, hook in self._prehooks.items():
                 if tool_name in registry:
                     registry.set_prehook(tool_name, hook)
@@ -278,12 +290,16 @@ class Agent:
         """Close the session's tools: their processes are killed, connections closed."""
         registry = self._registries.pop(session, None)
         if registry is not None:
-            await registry.aclose()
+            await registry.aclose(given=False)  # shared instances close with the agent
 
     async def aclose(self) -> None:
         """Close every session's tools, the instruments (pending work finishes) and the model."""
         for session in list(self._registries):
             await self.close_session(session)
+        for spec in self.tools:  # instances given ready-made, shared by the sessions
+            if isinstance(spec, BaseTool):
+                with suppress(Exception):
+                    await spec.aclose()
         await self.instruments.aclose()
         await self.model.aclose()
 

@@ -28,12 +28,15 @@ _LAZY = {
     "ShellTools": "loopwright.tools.shell",
     "PythonTool": "loopwright.tools.python",
     "PythonTools": "loopwright.tools.python",
+    "Delegate": "loopwright.tools.delegate",
+    "SubAgent": "loopwright.tools.delegate",
 }
 
 __all__ = [
     "BaseTool",
     "BashOutputTool",
     "BashTool",
+    "Delegate",
     "EditTool",
     "FunctionTool",
     "GlobTool",
@@ -43,6 +46,7 @@ __all__ = [
     "PythonTools",
     "ReadTool",
     "ShellTools",
+    "SubAgent",
     "ToolContext",
     "ToolDefinition",
     "ToolRegistry",
@@ -55,6 +59,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from loopwright.tools.delegate import Delegate, SubAgent
     from loopwright.tools.python import PythonTool, PythonTools
     from loopwright.tools.shell import BashOutputTool, BashTool, KillShellTool, ShellTools
 

@@ -113,6 +113,9 @@ class ToolRegistry:
         self.max_output_chars = max_output_chars
         self.session_id = session_id
         self.tools: dict[str, BaseTool] = {}
+        #: tools this registry made (from classes, ``@tool`` functions and toolsets): closed
+        #: with it; instances given ready-made may be shared and are closed by their owner
+        self._owned: set[str] = set()
         self._schemas: list[dict[str, Any]] | None = None
         #: per tool name: whether its output is sanitised (decided once, from its kind)
         self._sanitized: dict[str, bool] = {}
@@ -129,13 +132,21 @@ class ToolRegistry:
         Classes and ``@tool`` functions are bound to this registry's workspace. A second tool
         with a name already registered is refused unless ``replace=True``.
         """
-        instance = self._instantiate(tool)
+        return self._add(
+            self._instantiate(tool), owned=not isinstance(tool, BaseTool), replace=replace
+        )
+
+    def _add(self, instance: BaseTool, *, owned: bool, replace: bool = False) -> BaseTool:
         name = instance.name
         if name in self.tools and not replace:
             raise ValueError(
                 f"a tool named {name!r} is already registered; pass replace=True to replace it"
             )
         self.tools[name] = instance
+        if owned:
+            self._owned.add(name)
+        else:
+            self._owned.discard(name)
         self._schemas = None
         self._sanitized.pop(name, None)
         return instance
@@ -147,7 +158,7 @@ class ToolRegistry:
         for item in tools:
             if isinstance(item, Toolset):
                 for bound in item.bind(self.workspace_dir, self.session_id):
-                    self.register(bound)
+                    self._add(bound, owned=True)
             else:
                 self.register(item)
 
@@ -166,6 +177,7 @@ class ToolRegistry:
     def unregister(self, name: str) -> None:
         """Remove a tool by name."""
         del self.tools[name]
+        self._owned.discard(name)
         self._schemas = None
         self._sanitized.pop(name, None)
 
@@ -416,9 +428,15 @@ class ToolRegistry:
             f"here. {where}]\n\n{tail}"
         )
 
-    async def aclose(self) -> None:
-        """Close every tool (kill their processes, close connections)."""
-        for tool in list(self.tools.values()):
+    async def aclose(self, *, given: bool = True) -> None:
+        """Close every tool (kill their processes, close connections).
+
+        ``given=False`` closes only the tools this registry made, leaving ready-made
+        instances it was given (which an ``Agent`` shares between sessions) to their owner.
+        """
+        for name, tool in list(self.tools.items()):
+            if not given and name not in self._owned:
+                continue
             try:
                 await tool.aclose()
             except Exception:  # closing must reach every tool
