@@ -41,6 +41,7 @@ bench: setup
 	$(RUN) python benchmarks/startup.py
 	$(RUN) python benchmarks/tools.py
 	$(RUN) python benchmarks/sandbox.py
+	$(RUN) python benchmarks/local_model.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

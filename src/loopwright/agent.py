@@ -54,9 +54,9 @@ ToolSpec: TypeAlias = BaseTool | ToolDefinition | type[BaseTool] | Toolset
 Prompt: TypeAlias = str | Sequence[ContentBlock]
 
 CUT_TOOL_CALL = (
-    "Your previous reply hit the output token limit while you were still writing the input of "
-    "the {name} tool call, so it was not run. Call it again with a smaller input (for example, "
-    "write a long file in several parts)."
+    "Your previous reply was cut off (the output token limit, or it kept repeating itself) "
+    "while you were still writing the input of the {name} tool call, so it was not run. Call "
+    "it again with a smaller input (for example, write a long file in several parts)."
 )
 BAD_TOOL_JSON = (
     "The input you wrote for the {name} tool call was not valid JSON, so it was not run. Call "

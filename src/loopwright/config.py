@@ -6,6 +6,8 @@
 - ``LOOPWRIGHT_MODEL``: the model used when none is given (see ``loopwright.models``).
 - ``LOOPWRIGHT_SANDBOX``: ``auto`` (default: bubblewrap when it works here, else the process
   sandbox with a warning), ``bubblewrap``, ``process`` or ``docker``.
+- ``LOOPWRIGHT_CACHE``: rebuildable files, e.g. model files joined from packages (default
+  ``$XDG_CACHE_HOME/loopwright`` or ``~/.cache/loopwright``).
 - ``LOOPWRIGHT_GREP_BACKEND``: ``auto`` (default: ripgrep when ``rg`` is on PATH), ``ripgrep``
   or ``python``.
 """
@@ -30,6 +32,16 @@ def workspace_root() -> Path:
     """The directory under which each session gets ``<session_id>/``."""
     explicit = os.environ.get("LOOPWRIGHT_WORKSPACES")
     return Path(explicit).expanduser() if explicit else loopwright_home() / "workspaces"
+
+
+def cache_dir() -> Path:
+    """Where rebuildable files are kept (nothing in it is precious)."""
+    explicit = os.environ.get("LOOPWRIGHT_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "loopwright"
 
 
 def sessions_db_path() -> Path:

