@@ -209,11 +209,12 @@ class Agent:
 
     @property
     def store(self) -> SessionStore:
-        """Where sessions are saved (SQLite in the data directory unless given)."""
+        """Where sessions are saved: the one given, else ``LOOPWRIGHT_STORE``'s, else SQLite
+        in the data directory."""
         if self._store is None:
-            from loopwright.sessions.sqlite import SQLiteStore
+            from loopwright.sessions.store import default_store
 
-            self._store = SQLiteStore.default()
+            self._store = default_store()
         return self._store
 
     def set_prehook(self, tool_name: str, hook_fn: Any) -> None:

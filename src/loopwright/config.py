@@ -3,6 +3,8 @@
 - ``LOOPWRIGHT_HOME``: the data directory (default ``$XDG_DATA_HOME/loopwright`` or
   ``~/.local/share/loopwright``); holds ``sessions.db`` and ``workspaces/``.
 - ``LOOPWRIGHT_WORKSPACES``: where session workspaces are created (default ``<home>/workspaces``).
+- ``LOOPWRIGHT_STORE``: where sessions are saved: ``sqlite:///PATH``, ``postgresql://...`` or
+  ``memory`` (default: SQLite at ``<home>/sessions.db``).
 - ``LOOPWRIGHT_MODEL``: the model used when none is given (see ``loopwright.models``).
 - ``LOOPWRIGHT_SANDBOX``: ``auto`` (default: bubblewrap when it works here, else the process
   sandbox with a warning), ``bubblewrap``, ``process`` or ``docker``.

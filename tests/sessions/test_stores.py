@@ -1,8 +1,9 @@
-"""Session stores: the same behaviour from the in-memory and the SQLite store."""
+"""Session store conformance: the same behaviour from the in-memory, SQLite and PostgreSQL
+stores (PostgreSQL is a real server on 127.0.0.1, started by the tests)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,16 +11,44 @@ import pytest
 from loopwright import MemoryStore, ScriptedModel, Session, SessionStore, SQLiteStore, call
 from loopwright.agent import Agent
 from loopwright.messages import Message, TextBlock, ThinkingBlock, ToolUseBlock
+from loopwright.sessions.postgres import PostgresStore
+from loopwright.sessions.store import default_store, open_store
 from loopwright.tools.files import WriteTool
+from postgres_server import PostgresServer, postgres_server  # noqa: F401
+
+#: opens another store on the same data, as a second process would
+Opener = Callable[[], SessionStore]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
-    made: SessionStore = (
-        MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "sessions.db")
-    )
-    yield made
-    made.close()
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    opened: list[SessionStore] = []
+    if request.param == "memory":
+        shared = MemoryStore()
+
+        def make() -> SessionStore:
+            return shared
+    elif request.param == "sqlite":
+
+        def make() -> SessionStore:
+            opened.append(SQLiteStore(tmp_path / "sessions.db"))
+            return opened[-1]
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        dsn = server.create_database("store")
+
+        def make() -> SessionStore:
+            opened.append(PostgresStore(dsn))
+            return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(opener: Opener) -> SessionStore:
+    return opener()
 
 
 def test_create_save_load_roundtrip(store: SessionStore, tmp_path: Path) -> None:
@@ -124,3 +153,83 @@ def test_default_store_lives_in_loopwright_home(loopwright_home: Path) -> None:
     assert session.workspace_dir.parent == loopwright_home / "workspaces"
     resumed = Session.resume(session.id)
     assert resumed.id == session.id
+
+
+def test_state_and_shrinking_histories_round_trip(store: SessionStore, tmp_path: Path) -> None:
+    session = Session.create("st", root=tmp_path, store=store)
+    for i in range(5):
+        session.append(Message.user(f"m{i}"))
+    session.summary = "earlier turns, condensed"
+    session.context_start = 2
+    session.trimmed = {"t1", "t2"}
+    session.save()
+    del session.messages[3:]  # a history rewritten shorter (e.g. a rolled-back turn)
+    session.touch(len(session.messages))
+    session.save()
+    loaded = store.load("st")
+    assert loaded is not None
+    assert [m.text for m in loaded.messages] == ["m0", "m1", "m2"]
+    assert loaded.summary == "earlier turns, condensed"
+    assert loaded.context_start == 2
+    assert loaded.trimmed == {"t1", "t2"}
+
+
+def test_a_session_started_by_one_process_continues_in_another(
+    opener: Opener, tmp_path: Path
+) -> None:
+    first = opener()
+    agent = Agent(
+        ScriptedModel([[call("Write", file_path="a.txt", content="a")], "wrote a"]),
+        tools=[WriteTool],
+        store=first,
+        workspace_root=str(tmp_path / "ws"),
+    )
+    assert agent.run_sync("write a", "shared").stop_reason == "end_turn"
+    second = opener()  # another process (or machine) with the same store
+    other = Agent(
+        ScriptedModel(["I see a.txt from before"]),
+        store=second,
+        workspace_root=str(tmp_path / "ws"),
+    )
+    result = other.run_sync("what did you do?", "shared")
+    assert result.text == "I see a.txt from before"
+    roles = [m.role for m in result.session.messages]
+    assert roles == ["user", "assistant", "user", "assistant", "user", "assistant"]
+    assert result.session.usage.model_calls == 3
+    # and the first process sees the continuation
+    again = first.load("shared")
+    assert again is not None
+    assert len(again.messages) == 6
+
+
+def test_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(open_store("memory"), MemoryStore)
+    sqlite_store = open_store(f"sqlite://{tmp_path / 'x.db'}")
+    assert isinstance(sqlite_store, SQLiteStore)
+    with pytest.raises(ValueError, match="absolute path"):
+        open_store("sqlite://relative.db")
+    with pytest.raises(ValueError, match="postgresql://USER@HOST/DB"):
+        open_store("mysql://nope")
+    monkeypatch.setenv("LOOPWRIGHT_STORE", f"sqlite://{tmp_path / 'env.db'}")
+    chosen = default_store()
+    assert isinstance(chosen, SQLiteStore)
+    assert chosen.path == tmp_path / "env.db"
+
+
+def test_postgres_store_from_the_environment(
+    postgres_server: PostgresServer,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dsn = postgres_server.create_database("env")
+    monkeypatch.setenv("LOOPWRIGHT_STORE", dsn)
+    agent = Agent(ScriptedModel(["hi"]), workspace_root=str(tmp_path / "ws"))
+    assert isinstance(agent.store, PostgresStore)
+    assert agent.run_sync("hello", "pg").text == "hi"
+    assert PostgresStore(dsn).load("pg") is not None
+    assert "127.0.0.1" in agent.store.describe()
+
+
+def test_postgres_unreachable_says_what_to_check() -> None:
+    with pytest.raises(ConnectionError, match="check the DSN"):
+        PostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")

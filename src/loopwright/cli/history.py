@@ -116,7 +116,7 @@ def list_sessions(console: Console) -> int:
 
     store = open_store()
     try:
-        print_session_list(console, store.list(), str(store.path))
+        print_session_list(console, store.list(), store.describe())
     finally:
         store.close()
     return 0

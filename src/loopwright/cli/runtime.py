@@ -13,7 +13,7 @@ from loopwright.agent import Agent
 from loopwright.models import ModelChoice, describe_default
 from loopwright.models.base import ModelError
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
-from loopwright.sessions.sqlite import SQLiteStore
+from loopwright.sessions.store import SessionStore
 from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
 from loopwright.tools.grep import GrepTool
 from loopwright.tools.python import PythonTools
@@ -77,15 +77,23 @@ class Setup:
         return self.existing
 
 
-def open_store() -> SQLiteStore:
-    """The default session store, or a :class:`CliError` saying why it cannot be opened."""
+def open_store() -> SessionStore:
+    """The session store (``LOOPWRIGHT_STORE``, else SQLite in the data directory), or a
+    :class:`CliError` saying why it cannot be opened."""
+    import os
+
+    from loopwright.sessions.store import default_store
+
     try:
-        return SQLiteStore.default()
+        return default_store()
+    except ValueError as exc:
+        raise CliError(f"LOOPWRIGHT_STORE: {exc}") from None
     except (OSError, sqlite3.Error) as exc:
         from loopwright.config import sessions_db_path
 
+        where = os.environ.get("LOOPWRIGHT_STORE") or str(sessions_db_path())
         raise CliError(
-            f"cannot open the session store {sessions_db_path()} ({exc}); check that "
+            f"cannot open the session store {where} ({exc}); check LOOPWRIGHT_STORE, or that "
             "LOOPWRIGHT_HOME points to a writable directory"
         ) from None
 
@@ -111,7 +119,7 @@ PERMISSION_MODES = ("auto", "ask", "read-only")
 def build_agent(
     model: str,
     *,
-    store: SQLiteStore,
+    store: SessionStore,
     max_turns: int | None = 50,
     timeout: float | None = None,
     permission_mode: str = "auto",

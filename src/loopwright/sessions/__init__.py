@@ -1,8 +1,18 @@
-"""Sessions: conversation history, workspace and usage, persisted after every step."""
+"""Sessions: conversation history, workspace and usage, persisted after every step.
+
+Stores: :class:`SQLiteStore` (default), ``loopwright.sessions.postgres.PostgresStore``
+(several processes and machines), :class:`MemoryStore` (tests).
+"""
 
 from loopwright.sessions.session import Session, validate_session_id
 from loopwright.sessions.sqlite import SQLiteStore
-from loopwright.sessions.store import MemoryStore, SessionInfo, SessionStore
+from loopwright.sessions.store import (
+    MemoryStore,
+    SessionInfo,
+    SessionStore,
+    default_store,
+    open_store,
+)
 
 __all__ = [
     "MemoryStore",
@@ -10,5 +20,7 @@ __all__ = [
     "Session",
     "SessionInfo",
     "SessionStore",
+    "default_store",
+    "open_store",
     "validate_session_id",
 ]

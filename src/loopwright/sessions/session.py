@@ -113,9 +113,9 @@ class Session:
     def resume(cls, id: str, *, store: SessionStore | None = None) -> Session:
         """Load a saved session; tool calls cut off by a crash get an "interrupted" result."""
         if store is None:
-            from loopwright.sessions.sqlite import SQLiteStore
+            from loopwright.sessions.store import default_store
 
-            store = SQLiteStore.default()
+            store = default_store()
         session = store.load(validate_session_id(id))
         if session is None:
             raise LookupError(

@@ -98,3 +98,39 @@ class MemoryStore(SessionStore):
 
     def describe(self) -> str:
         return "the in-memory session store"
+
+
+def open_store(url: str) -> SessionStore:
+    """A store from a URL: ``sqlite:///path/sessions.db``, ``postgresql://...``, ``memory``."""
+    if url == "memory":
+        return MemoryStore()
+    if url.startswith(("postgresql://", "postgres://")):
+        from loopwright.sessions.postgres import PostgresStore
+
+        return PostgresStore(url)
+    if url.startswith("sqlite://"):
+        from loopwright.sessions.sqlite import SQLiteStore
+
+        path = url.removeprefix("sqlite://")
+        if not path.startswith("/"):
+            raise ValueError(
+                f"invalid store URL {url!r}: give an absolute path, e.g. "
+                "sqlite:///var/lib/loopwright/sessions.db"
+            )
+        return SQLiteStore(path)
+    raise ValueError(
+        f"unknown session store URL {url!r}: use sqlite:///PATH, postgresql://USER@HOST/DB "
+        "or memory"
+    )
+
+
+def default_store() -> SessionStore:
+    """The store ``LOOPWRIGHT_STORE`` names, else SQLite at ``<LOOPWRIGHT_HOME>/sessions.db``."""
+    import os
+
+    url = os.environ.get("LOOPWRIGHT_STORE")
+    if url:
+        return open_store(url)
+    from loopwright.sessions.sqlite import SQLiteStore
+
+    return SQLiteStore.default()
