@@ -45,16 +45,16 @@ ModelOption = Annotated[
     ),
 ]
 PermissionOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--permission-mode",
         "-p",
         metavar="MODE",
         help=(
             "auto: every tool may run (inside the sandbox); ask: write and execute tools wait "
-            "for your answer at a prompt; read-only: they are refused."
+            "for your answer at a prompt; read-only: they are refused. "
+            "[default: LOOPWRIGHT_PERMISSION_MODE or auto]"
         ),
-        show_default=True,
     ),
 ]
 SessionOption = Annotated[
@@ -105,6 +105,12 @@ def _root(
     ] = False,
 ) -> None:
     """Build and run autonomous agents: an LLM in a loop with tools."""
+    from loopwright.settings import apply_config
+
+    try:
+        apply_config()  # loopwright.toml fills in what flags and the environment leave unset
+    except ValueError as exc:
+        _fail(str(exc), 2)
 
 
 @app.command()
@@ -115,18 +121,28 @@ def run(
     model: ModelOption = "auto",
     session: SessionOption = None,
     max_turns: Annotated[
-        int,
-        typer.Option("--max-turns", min=1, metavar="N", help="Stop after this many model calls."),
-    ] = 50,
+        int | None,
+        typer.Option(
+            "--max-turns",
+            min=1,
+            metavar="N",
+            help="Stop after this many model calls [default: LOOPWRIGHT_MAX_TURNS or 50].",
+        ),
+    ] = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", min=0.001, metavar="SECONDS", help="Stop after this long."),
+        typer.Option(
+            "--timeout",
+            min=0.001,
+            metavar="SECONDS",
+            help="Stop after this long [default: LOOPWRIGHT_TIMEOUT or none].",
+        ),
     ] = None,
     json_lines: Annotated[
         bool,
         typer.Option("--json", help="Print each event as one JSON line, nothing else."),
     ] = False,
-    permission_mode: PermissionOption = "auto",
+    permission_mode: PermissionOption = None,
 ) -> None:
     """Run one task to the end, printing what the agent does.
 
@@ -154,7 +170,7 @@ def run(
 def chat(
     model: ModelOption = "auto",
     session: SessionOption = None,
-    permission_mode: PermissionOption = "auto",
+    permission_mode: PermissionOption = None,
 ) -> None:
     """Talk with the agent; one session across turns."""
 
@@ -162,6 +178,19 @@ def chat(
         from loopwright.cli.chat import chat as chat_loop
 
         return chat_loop(model=model, session_id=session, permission_mode=permission_mode)
+
+    raise typer.Exit(_guarded(action))
+
+
+@app.command("config")
+def config_show() -> None:
+    """Show every setting, its value and where it comes from (flags > env > loopwright.toml)."""
+
+    def action() -> int:
+        from loopwright.cli.render import make_console
+        from loopwright.cli.settings_view import show_settings
+
+        return show_settings(make_console())
 
     raise typer.Exit(_guarded(action))
 

@@ -46,7 +46,7 @@ def _read_line(interactive: bool) -> str | None:
     return line
 
 
-def chat(*, model: str, session_id: str | None, permission_mode: str = "auto") -> int:
+def chat(*, model: str, session_id: str | None, permission_mode: str | None = None) -> int:
     """Run the chat loop until the user quits; return the exit status."""
     ready = setup(model, session_id, permission_mode=permission_mode)
     agent = ready.agent

@@ -95,7 +95,7 @@ def run_task(
     max_turns: int | None,
     timeout: float | None,
     as_json: bool,
-    permission_mode: str = "auto",
+    permission_mode: str | None = None,
 ) -> int:
     """Run ``task`` to the end and return the exit status."""
     prompt = read_task(task)

@@ -162,19 +162,57 @@ def build_agent(
         raise CliError(f"{exc} (or choose another model with --model)", EXIT_USAGE) from None
 
 
+def _env_number(name: str, kind: type[int] | type[float]) -> float | None:
+    import os
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise CliError(
+            f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; fix it in the "
+            "environment or loopwright.toml",
+            EXIT_USAGE,
+        ) from None
+    if value < 0:
+        raise CliError(f"{name} must not be negative (0 means no limit)", EXIT_USAGE)
+    return value
+
+
+def settings_limits(
+    max_turns: int | None, timeout: float | None, permission_mode: str | None
+) -> tuple[int | None, float | None, str]:
+    """Flags first, then the environment (and loopwright.toml through it), then defaults.
+    0 in the environment means no limit."""
+    import os
+
+    if max_turns is None:
+        turns = _env_number("LOOPWRIGHT_MAX_TURNS", int)
+        max_turns = 50 if turns is None else (int(turns) or None)
+    if timeout is None:
+        seconds = _env_number("LOOPWRIGHT_TIMEOUT", float)
+        timeout = seconds or None
+    if permission_mode is None:
+        permission_mode = os.environ.get("LOOPWRIGHT_PERMISSION_MODE", "").strip() or "auto"
+    return max_turns, timeout, permission_mode
+
+
 def setup(
     model: str,
     session_id: str | None,
     *,
-    max_turns: int | None = 50,
+    max_turns: int | None = None,
     timeout: float | None = None,
-    permission_mode: str = "auto",
+    permission_mode: str | None = None,
 ) -> Setup:
     """The agent and the session to continue (or the id of the one to create), with user
     errors (bad model, bad session id, unwritable data directory) as :class:`CliError`.
 
     ``model`` is a model string or ``auto``; which model was picked, and why, is printed
     on stderr."""
+    max_turns, timeout, permission_mode = settings_limits(max_turns, timeout, permission_mode)
     choice = choose_model(model)
     store = open_store()
     agent = build_agent(

@@ -1,0 +1,205 @@
+"""Every setting in one table, and ``loopwright.toml``.
+
+Precedence: command-line flags, then environment variables, then ``loopwright.toml``, then
+the defaults. The file is ``$LOOPWRIGHT_CONFIG`` when set, else ``./loopwright.toml``, else
+``<XDG_CONFIG_HOME or ~/.config>/loopwright/loopwright.toml``. Its keys are the setting names
+below (a flat table; sections ``[server]``, ``[evals]``... are read as ``server.port``...).
+
+Loading the file fills in the environment variables that are not set (so library code, which
+reads the environment, sees the file's values too); API keys are never read from the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting: its key in ``loopwright.toml``, its variable, default and meaning."""
+
+    key: str
+    env: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "model",
+        "LOOPWRIGHT_MODEL",
+        "auto",
+        "Model string: anthropic[:MODEL], openai[:MODEL], openai:MODEL@URL, local, "
+        "local:PATH.gguf, local:smollm2-135m, local:gemma3-270m, scripted. auto: Anthropic if "
+        "ANTHROPIC_API_KEY is set, else OpenAI if OPENAI_API_KEY is set, else the embedded model.",
+    ),
+    Setting(
+        "permission_mode",
+        "LOOPWRIGHT_PERMISSION_MODE",
+        "auto",
+        "auto (tools run in the sandbox), ask (write/execute calls wait for approval), "
+        "read-only (they are refused).",
+    ),
+    Setting("max_turns", "LOOPWRIGHT_MAX_TURNS", "50", "Model calls per run before it stops."),
+    Setting("timeout", "LOOPWRIGHT_TIMEOUT", "", "Seconds of wall-clock per run (empty: none)."),
+    Setting(
+        "home",
+        "LOOPWRIGHT_HOME",
+        "~/.local/share/loopwright",
+        "Data directory: sessions.db, workspaces/, memory, generated data.",
+    ),
+    Setting(
+        "workspaces",
+        "LOOPWRIGHT_WORKSPACES",
+        "<home>/workspaces",
+        "Where each session gets its workspace directory.",
+    ),
+    Setting(
+        "store",
+        "LOOPWRIGHT_STORE",
+        "sqlite:///<home>/sessions.db",
+        "Session store: sqlite:///PATH, postgresql://USER@HOST/DB or memory.",
+    ),
+    Setting(
+        "cache",
+        "LOOPWRIGHT_CACHE",
+        "~/.cache/loopwright",
+        "Rebuildable files (model files joined from packages).",
+    ),
+    Setting(
+        "sandbox",
+        "LOOPWRIGHT_SANDBOX",
+        "auto",
+        "Process sandbox: auto, bubblewrap, process or docker.",
+    ),
+    Setting(
+        "grep_backend", "LOOPWRIGHT_GREP_BACKEND", "auto", "Grep backend: auto, ripgrep or python."
+    ),
+    Setting("debug", "DEBUG", "", "1: readable progress lines on stderr."),
+    Setting("log", "LOOPWRIGHT_LOG", "", "json: structured JSON log lines on stderr."),
+    Setting(
+        "trace_content",
+        "LOOPWRIGHT_TRACE_CONTENT",
+        "",
+        "1: record prompts and completions in traces (off by default, for privacy).",
+    ),
+    Setting(
+        "otlp_endpoint",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "",
+        "OpenTelemetry OTLP/HTTP endpoint for traces (any OTEL_EXPORTER_OTLP_* variable works).",
+    ),
+    Setting("evals", "EVALS_ENABLED", "", "1: run evaluators on runs in the background."),
+    Setting("evals.model", "EVALS_MODEL", "", "Model string of the judge (default: the agent's)."),
+    Setting(
+        "mcp_config",
+        "LOOPWRIGHT_MCP_CONFIG",
+        "./mcp.json",
+        "MCP servers whose tools the CLI agent gets ({'mcpServers': {...}}).",
+    ),
+    Setting(
+        "server.tokens",
+        "LOOPWRIGHT_TOKENS",
+        "",
+        "HTTP API bearer tokens: token=user,token2=user2 (none: 127.0.0.1 only).",
+    ),
+)
+
+#: variables :func:`apply_config` set from the file (to report where values came from)
+FROM_FILE: set[str] = set()
+
+#: Never taken from a file: secrets belong in the environment or a secret store.
+SECRET_VARIABLES = frozenset({"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LANGFUSE_SECRET_KEY"})
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path | None:
+    """The ``loopwright.toml`` in effect, or ``None`` when there is none."""
+    env = os.environ if env is None else env
+    explicit = env.get("LOOPWRIGHT_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ValueError(f"LOOPWRIGHT_CONFIG names {path}, which is not a file")
+        return path
+    local = Path("loopwright.toml")
+    if local.is_file():
+        return local.resolve()
+    xdg = env.get("XDG_CONFIG_HOME")
+    user = (Path(xdg).expanduser() if xdg else Path.home() / ".config") / "loopwright"
+    candidate = user / "loopwright.toml"
+    return candidate if candidate.is_file() else None
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_config(path: Path) -> dict[str, str]:
+    """The file's settings as ``{ENV_VARIABLE: value}``; unknown keys are an error."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not valid TOML: {exc}") from None
+    by_key = {s.key: s for s in SETTINGS}
+    values: dict[str, str] = {}
+    for key, value in _flatten(data).items():
+        setting = by_key.get(key)
+        if setting is None:
+            known = ", ".join(sorted(by_key))
+            raise ValueError(f"{path}: unknown setting {key!r}; the settings are: {known}")
+        if isinstance(value, bool):
+            text = "1" if value else ""
+        elif isinstance(value, list):
+            text = ",".join(str(v) for v in value)
+        else:
+            text = str(value)
+        values[setting.env] = text
+    return values
+
+
+def apply_config(env: MutableMapping[str, str] | None = None) -> Path | None:
+    """Fill unset environment variables from ``loopwright.toml``; returns the file used."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    if path is None:
+        return None
+    for name, value in read_config(path).items():
+        if name not in SECRET_VARIABLES and not env.get(name):
+            env[name] = value
+            FROM_FILE.add(name)
+    return path
+
+
+def effective(env: Mapping[str, str] | None = None) -> list[tuple[Setting, str, str]]:
+    """Each setting with its value and where it came from (environment, file or default)."""
+    env = os.environ if env is None else env
+    return [
+        (s, env[s.env], "loopwright.toml" if s.env in FROM_FILE else "environment")
+        if env.get(s.env)
+        else (s, s.default, "default")
+        for s in SETTINGS
+    ]
+
+
+def markdown_table() -> str:
+    """The settings as a Markdown table (docs/configuration.md is checked against it)."""
+    lines = [
+        "| Setting (`loopwright.toml`) | Environment variable | Default | Meaning |",
+        "|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default else "(none)"
+        lines.append(f"| `{s.key}` | `{s.env}` | {default} | {s.help} |")
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Settings: flags, then environment variables, then loopwright.toml, then defaults."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loopwright.settings import SETTINGS, apply_config, config_path, markdown_table, read_config
+
+
+def test_the_file_fills_only_what_the_environment_leaves_unset(tmp_path: Path) -> None:
+    path = tmp_path / "loopwright.toml"
+    path.write_text(
+        'model = "scripted"\nmax_turns = 7\ndebug = true\n'
+        '[server]\ntokens = ["t1=alice", "t2=bob"]\n'
+    )
+    env = {"LOOPWRIGHT_CONFIG": str(path), "LOOPWRIGHT_MAX_TURNS": "3"}
+    assert apply_config(env) == path
+    assert env["LOOPWRIGHT_MODEL"] == "scripted"
+    assert env["LOOPWRIGHT_MAX_TURNS"] == "3"  # the environment wins over the file
+    assert env["DEBUG"] == "1"
+    assert env["LOOPWRIGHT_TOKENS"] == "t1=alice,t2=bob"
+
+
+def test_bad_files_say_what_is_wrong(tmp_path: Path) -> None:
+    path = tmp_path / "loopwright.toml"
+    path.write_text("modle = 'x'\n")
+    with pytest.raises(ValueError, match=r"unknown setting 'modle'; the settings are: .*model"):
+        read_config(path)
+    path.write_text("model = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        read_config(path)
+    with pytest.raises(ValueError, match="not a file"):
+        config_path({"LOOPWRIGHT_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_api_keys_are_never_read_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "loopwright.toml"
+    path.write_text('model = "scripted"\n')
+    env = {"LOOPWRIGHT_CONFIG": str(path)}
+    apply_config(env)
+    assert "ANTHROPIC_API_KEY" not in env
+    assert all("API_KEY" not in s.env for s in SETTINGS)
+
+
+def test_the_cli_honours_flags_then_env_then_file(tmp_path: Path) -> None:
+    (tmp_path / "loopwright.toml").write_text('model = "scripted"\nmax_turns = 1\n')
+    exe = [sys.executable, "-m", "loopwright.cli.app"]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LOOPWRIGHT_HOME": str(tmp_path / "home"),
+        "HOME": str(tmp_path),
+    }
+    # the file's max_turns=1 stops the demo script (which calls a tool first) at the limit
+    limited = subprocess.run(
+        [*exe, "run", "write hello.txt"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert limited.returncode == 2, limited.stderr
+    assert "max_turns" in limited.stdout
+    # a flag wins over the file
+    flagged = subprocess.run(
+        [*exe, "run", "--max-turns", "10", "write hello.txt"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert flagged.returncode == 0, flagged.stdout + flagged.stderr
+    shown = subprocess.run([*exe, "config"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0
+    assert "loopwright.toml" in shown.stdout
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("model "))
+    assert "scripted" in line
+    assert "loopwright.toml" in line
+
+
+def test_the_documented_table_lists_every_setting() -> None:
+    table = markdown_table()
+    for setting in SETTINGS:
+        assert f"`{setting.env}`" in table
+    docs = Path(__file__).parent.parent / "docs" / "configuration.md"
+    if docs.exists():
+        assert table in docs.read_text(), "docs/configuration.md: paste settings.markdown_table()"
