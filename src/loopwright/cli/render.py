@@ -3,6 +3,10 @@
 The answer streams as it arrives; each tool call gets a line with its name and key input,
 and its result a line with the outcome, duration and the first line of output; the run
 ends with a footer (stop reason, tokens, cost).
+
+On a terminal it is richer: a spinner while the model thinks or a tool runs, the answer
+rendered as Markdown as it streams, and a panel per finished tool call. Piped output stays
+plain text, line by line.
 """
 
 from __future__ import annotations
@@ -12,11 +16,24 @@ import sys
 import time
 from typing import IO, Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markdown import Markdown
 from rich.markup import escape
+from rich.panel import Panel
+from rich.status import Status
 from rich.text import Text
 
-from loopwright.events import Done, Error, Event, TextDelta, ToolCall, ToolResult, Usage
+from loopwright.events import (
+    ApprovalRequest,
+    Done,
+    Error,
+    Event,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 
 #: Input keys that best say what a tool call is about, most telling first.
 KEY_INPUTS = (
@@ -88,18 +105,57 @@ def format_usage(usage: Usage) -> str:
 
 
 class EventPrinter:
-    """Prints one run's events for a person, as they arrive."""
+    """Prints one run's events for a person, as they arrive.
 
-    def __init__(self, console: Console) -> None:
+    ``rich`` (default: whether the console is a terminal) turns on the spinner, Markdown
+    rendering of the answer and tool panels.
+    """
+
+    def __init__(self, console: Console, *, rich: bool | None = None) -> None:
         self.console = console
+        self.rich = console.is_terminal if rich is None else rich
         self.started = time.perf_counter()
         self._at_line_start = True
         self._wrote_text = False
+        self._status: Status | None = None
+        self._live: Live | None = None
+        self._markdown = ""
+        self._calls: dict[str, ToolCall] = {}
 
     def restart(self) -> None:
         """Start timing a new run (the chat reuses one printer)."""
         self.started = time.perf_counter()
         self._wrote_text = False
+        self._calls.clear()
+        self.thinking()
+
+    def thinking(self, what: str = "thinking…") -> None:
+        """Show a spinner until the next output (terminal only)."""
+        if not self.rich:
+            return
+        self._end_markdown()
+        if self._status is None:
+            self._status = self.console.status(what, spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(what)
+
+    def stop(self) -> None:
+        """Stop the spinner and finish the streamed answer (before prompting the user)."""
+        self._stop_status()
+        self._end_markdown()
+        self.end_line()
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def _end_markdown(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+            self._markdown = ""
 
     def end_line(self) -> None:
         """Finish a line of streamed text, if one is open."""
@@ -107,28 +163,59 @@ class EventPrinter:
             self.console.file.write("\n")
             self._at_line_start = True
 
-    def _line(self, text: Text | str) -> None:
+    def _line(self, text: Text | str | Panel) -> None:
+        self._stop_status()
+        self._end_markdown()
         self.end_line()
         self.console.print(text)
         self._at_line_start = True
 
+    def _text(self, text: str) -> None:
+        self._wrote_text = True
+        if self.rich:
+            self._stop_status()
+            self._markdown += text
+            if self._live is None:
+                self._live = Live(
+                    Markdown(self._markdown),
+                    console=self.console,
+                    refresh_per_second=10,
+                    vertical_overflow="visible",
+                )
+                self._live.start()
+            else:
+                self._live.update(Markdown(self._markdown))
+            return
+        out = self.console.file
+        out.write(text)
+        out.flush()
+        self._at_line_start = text.endswith("\n")
+
     def handle(self, event: Event) -> None:
         """Print one event."""
+        if event.agent is not None and not isinstance(event, ApprovalRequest):
+            self._sub_agent(event)
+            return
         if isinstance(event, TextDelta):
-            if not event.text:
-                return
-            out = self.console.file
-            out.write(event.text)
-            out.flush()
-            self._at_line_start = event.text.endswith("\n")
-            self._wrote_text = True
+            if event.text:
+                self._text(event.text)
         elif isinstance(event, ToolCall):
+            self._calls[event.id] = event
+            detail = key_input(event.input)
+            if self.rich:
+                self._end_markdown()
+                self.thinking(f"running {event.name}{': ' + detail if detail else ''}…")
+                return
             line = Text("▸ ", style="cyan")
             line.append(event.name, style="bold cyan")
-            detail = key_input(event.input)
             if detail:
                 line.append(f" {detail}")
             self._line(line)
+        elif isinstance(event, ApprovalRequest):
+            self.stop()
+        elif isinstance(event, ToolResult) and self.rich:
+            self._line(self._panel(event))
+            self.thinking()
         elif isinstance(event, ToolResult):
             mark, style = ("✗", "red") if event.is_error else ("✓", "green")
             line = Text("  ")
@@ -145,6 +232,36 @@ class EventPrinter:
         elif isinstance(event, Done):
             self.footer(event)
 
+    def _panel(self, result: ToolResult) -> Panel:
+        """A finished tool call: what it was asked, what came back, how long it took."""
+        call = self._calls.pop(result.id, None)
+        detail = key_input(call.input, 90) if call is not None else ""
+        style = "red" if result.is_error else "green"
+        body = Text(summarise_result(result.content, 110), style="red" if result.is_error else "")
+        parts: list[Text] = [Text(detail, style="bold")] if detail else []
+        return Panel(
+            Group(*parts, body),
+            title=Text(f"{'✗' if result.is_error else '✓'} {result.name}", style=f"bold {style}"),
+            title_align="left",
+            subtitle=Text(format_duration(result.duration_ms), style="dim"),
+            subtitle_align="right",
+            border_style=style,
+            expand=False,
+        )
+
+    def _sub_agent(self, event: Event) -> None:
+        """A sub-agent's events: one dim line per tool call and result (its text is not
+        streamed; its answer comes back as the Delegate result)."""
+        if isinstance(event, ToolCall):
+            detail = key_input(event.input)
+            self._line(Text(f"  [{event.agent}] ▸ {event.name} {detail}".rstrip(), style="dim"))
+        elif isinstance(event, ToolResult):
+            mark = "✗" if event.is_error else "✓"
+            line = f"  [{event.agent}] {mark} {event.name} · {format_duration(event.duration_ms)}"
+            self._line(Text(line, style="dim red" if event.is_error else "dim"))
+        elif isinstance(event, Error) and not event.retrying:
+            self._line(Text(f"  [{event.agent}] error: {event.message}", style="red"))
+
     def footer(self, done: Done) -> None:
         """The closing line: how the run ended, what it used, how long it took."""
         elapsed_ms = (time.perf_counter() - self.started) * 1000
@@ -153,8 +270,10 @@ class EventPrinter:
             if done.stop_reason == "end_turn"
             else ("red" if done.stop_reason == "error" else "yellow")
         )
+        self._stop_status()
+        self._end_markdown()
         self.end_line()
-        if self._wrote_text:
+        if self._wrote_text and not self.rich:
             self.console.print()
         line = Text("── ", style="dim")
         line.append(done.stop_reason, style=f"bold {style}")

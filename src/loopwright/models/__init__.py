@@ -9,8 +9,10 @@ Model strings:
   server that speaks the provider's protocol (Ollama, vLLM, llama.cpp server, LM Studio); no
   key is needed unless that server wants one. ``resolve_model(..., base_url=...)`` does the
   same.
-- ``local`` (the embedded model bundled with the ``local`` extra) or ``local:<path.gguf>``.
-- ``scripted``: the built-in demo script (no LLM).
+- ``local`` (the embedded model bundled with the ``local`` extra), ``local:<path.gguf>``, or a
+  bundled model by name: ``local:smollm2-135m``, ``local:gemma3-270m``.
+- ``scripted``: the built-in demo script (no LLM); ``scripted:<file.json|yaml>`` plays the
+  turns in that file (see :func:`loopwright.models.scripted.load_script`).
 - ``auto``: the default below.
 
 With no model string (or ``auto``), :func:`describe_default` decides: the model string in
@@ -201,6 +203,10 @@ def _from_string(
         from loopwright.models.demo import demo_model
 
         return demo_model()
+    if provider == "scripted" and rest.strip():
+        from loopwright.models.scripted import load_script
+
+        return load_script(rest.strip())
     if provider == "local":
         return _local(rest.strip() or None, defaulted=defaulted)
     if provider in _KEYS:

@@ -177,3 +177,59 @@ class ScriptedModel(Model):
             len(c.name) + len(c.partial_json or json.dumps(c.input)) for c in turn.tool_calls
         )
         return Usage(input_tokens=request.estimated_input_tokens, output_tokens=out_chars // 4 + 1)
+
+
+def load_script(path: str) -> ScriptedModel:
+    """A scripted model played from a JSON or YAML file (``scripted:PATH`` model strings).
+
+    The file holds a list of turns, or ``{"turns": [...], "delay": s, "chunk_size": n}``.
+    A turn is a string (text), or ``{"text": ..., "call": NAME, "input": {...}}``, or
+    ``{"text": ..., "calls": [{"name": ..., "input": {...}}, ...]}``. Turns play in order
+    across the prompts of a session; the model errors when the script runs out.
+    """
+    from pathlib import Path
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ModelError(f"no script file at {path}; give a JSON or YAML file of turns")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data: Any = yaml.safe_load(text)
+        else:
+            import json
+
+            data = json.loads(text)
+    except Exception as exc:
+        raise ModelError(f"cannot read the script {path}: {exc}") from None
+    options: dict[str, Any] = {}
+    if isinstance(data, dict):
+        options = {k: data[k] for k in ("delay", "chunk_size") if k in data}
+        data = data.get("turns")
+    if not isinstance(data, list) or not data:
+        raise ModelError(f"the script {path} must hold a non-empty list of turns")
+    return ScriptedModel(
+        [_turn_from_data(item, f"{path} turn {i + 1}") for i, item in enumerate(data)],
+        name=f"scripted:{file.name}",
+        **options,
+    )
+
+
+def _turn_from_data(item: Any, where: str) -> ScriptedTurn:
+    if isinstance(item, str):
+        return ScriptedTurn(text=item)
+    if not isinstance(item, dict):
+        raise ModelError(f"{where}: a turn is a string or an object with text/call/calls")
+    unknown = set(item) - {"text", "call", "input", "calls"}
+    if unknown:
+        raise ModelError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    calls = []
+    if item.get("call"):
+        calls.append(ScriptedToolCall(str(item["call"]), dict(item.get("input") or {})))
+    for entry in item.get("calls") or []:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ModelError(f"{where}: each of calls is {{'name': ..., 'input': {{...}}}}")
+        calls.append(ScriptedToolCall(str(entry["name"]), dict(entry.get("input") or {})))
+    return ScriptedTurn(text=str(item.get("text", "")), tool_calls=calls)
