@@ -23,16 +23,18 @@ BUILTIN_KINDS: dict[str, ToolKind] = {
     "Glob": "read",
     "Grep": "read",
     "BashOutput": "read",
+    "Search": "read",
+    "Consult": "read",
+    "SQL": "read",
     "Write": "write",
     "Edit": "write",
     "Memory": "write",
     "Bash": "execute",
     "Python": "execute",
     "KillShell": "execute",
-    "SQL": "execute",
     "HTTP": "network",
     "TodoWrite": "internal",
-    "Delegate": "other",
+    "Delegate": "internal",
 }
 
 #: Kinds whose output is stripped of terminal control sequences by default: what programs
