@@ -42,6 +42,9 @@ _EXPORTS = {
     "ShellTools": "loopwright.tools.shell",
     "PythonTools": "loopwright.tools.python",
     "Delegate": "loopwright.tools.delegate",
+    "HTTP": "loopwright.tools.http",
+    "TodoWriteTool": "loopwright.tools.todo",
+    "Consult": "loopwright.tools.consult",
     "SubAgent": "loopwright.tools.delegate",
     "Instrument": "loopwright.instrument",
     "RunContext": "loopwright.run_context",
@@ -62,8 +65,10 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "HTTP",
     "Agent",
     "BaseTool",
+    "Consult",
     "Delegate",
     "EditTool",
     "GlobTool",
@@ -96,6 +101,7 @@ __all__ = [
     "SubAgent",
     "TextBlock",
     "ThinkingBlock",
+    "TodoWriteTool",
     "ToolContext",
     "ToolRegistry",
     "ToolResult",
@@ -146,12 +152,15 @@ if TYPE_CHECKING:
     from loopwright.sessions.sqlite import SQLiteStore
     from loopwright.sessions.store import MemoryStore, SessionStore
     from loopwright.tools.base import BaseTool, ToolContext, ToolResult, Toolset, tool
+    from loopwright.tools.consult import Consult
     from loopwright.tools.delegate import Delegate, SubAgent
     from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
     from loopwright.tools.grep import GrepTool
+    from loopwright.tools.http import HTTP
     from loopwright.tools.python import PythonTools
     from loopwright.tools.registry import ToolRegistry
     from loopwright.tools.shell import ShellTools
+    from loopwright.tools.todo import TodoWriteTool
 
 
 def __getattr__(name: str) -> Any:

@@ -297,8 +297,8 @@ class Agent:
         """Close every session's tools, the instruments (pending work finishes) and the model."""
         for session in list(self._registries):
             await self.close_session(session)
-        for spec in self.tools:  # instances given ready-made, shared by the sessions
-            if isinstance(spec, BaseTool):
+        for spec in self.tools:  # instances and toolsets given ready-made, shared by sessions
+            if isinstance(spec, BaseTool | Toolset):
                 with suppress(Exception):
                     await spec.aclose()
         await self.instruments.aclose()

@@ -221,6 +221,24 @@ def sessions_show(session_id: Annotated[str, typer.Argument(metavar="ID")]) -> N
     raise typer.Exit(_guarded(action))
 
 
+@sessions_app.command("resume")
+def sessions_resume(
+    session_id: Annotated[str, typer.Argument(metavar="ID")],
+    model: ModelOption = "auto",
+    permission_mode: PermissionOption = None,
+) -> None:
+    """Continue a saved session in the chat."""
+
+    def action() -> int:
+        from loopwright.cli.chat import chat as chat_loop
+        from loopwright.cli.history import require_session
+
+        require_session(session_id)
+        return chat_loop(model=model, session_id=session_id, permission_mode=permission_mode)
+
+    raise typer.Exit(_guarded(action))
+
+
 @sessions_app.command("rm")
 def sessions_rm(
     session_id: Annotated[str, typer.Argument(metavar="ID")],
@@ -241,7 +259,12 @@ def sessions_rm(
 
 # Commands that live in their own modules: each module has ``register(app)``, which adds its
 # command or sub-app (importing only typer at start-up, so ``--help`` stays fast).
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = (
+    "loopwright.cli.serve",
+    "loopwright.cli.mcp",
+    "loopwright.cli.eval",
+    "loopwright.cli.observe",
+)
 
 
 def _register_commands() -> None:

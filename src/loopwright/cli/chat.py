@@ -1,8 +1,9 @@
 """``loopwright chat``: a read-eval-print loop over one session.
 
-Lines come from the terminal (with line editing when ``readline`` is available) or from a
-pipe, read until end of input. Ctrl-C during an answer stops that turn only; ``/exit``,
-Ctrl-D or the end of piped input quits.
+Lines come from the terminal (with line editing and an input history kept across chats in
+``<LOOPWRIGHT_HOME>/chat_history`` when ``readline`` is available) or from a pipe, read until
+end of input. Ctrl-C during an answer stops that turn only; ``/exit``, Ctrl-D or the end of
+piped input quits.
 """
 
 from __future__ import annotations
@@ -10,28 +11,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
-from loopwright.cli.render import EventPrinter, make_console
+from loopwright.cli.render import EventPrinter, format_usage, make_console
 from loopwright.cli.run import close_agent, drive, resume_hint
-from loopwright.cli.runtime import Setup, setup
+from loopwright.cli.runtime import CliError, Setup, setup
+from loopwright.sessions.session import new_session_id
 
 PROMPT = "you> "
+HISTORY_LENGTH = 1000
 
 HELP = """\
 Type a message and press Enter; the agent answers, using its tools as needed.
 Commands:
-  /help      this help
-  /session   the session id and its workspace
-  /exit      quit (also /quit, Ctrl-D, or the end of piped input)
+  /help         this help
+  /cost         tokens and cost of this session
+  /todos        the agent's task list
+  /files        the files in the session's workspace
+  /resume [ID]  continue another saved session (without ID: list recent ones)
+  /clear        start a new, empty session
+  /session      the session id and its workspace
+  /exit         quit (also /quit, Ctrl-D, or the end of piped input)
 Ctrl-C while the agent works stops that turn; the conversation is kept."""
 
 
-def _enable_line_editing() -> None:
-    with contextlib.suppress(ImportError):
-        import readline  # noqa: F401  (importing it is what enables editing in input())
+def _history_file() -> Path:
+    from loopwright.config import loopwright_home
+
+    return loopwright_home() / "chat_history"
+
+
+@contextlib.contextmanager
+def _line_editing() -> Iterator[None]:
+    """Line editing and a persistent input history, when readline is available."""
+    try:
+        import readline
+    except ImportError:
+        yield
+        return
+    path = _history_file()
+    with contextlib.suppress(OSError):
+        readline.read_history_file(path)
+    readline.set_history_length(HISTORY_LENGTH)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(path)
 
 
 def _read_line(interactive: bool) -> str | None:
@@ -52,8 +84,9 @@ def chat(*, model: str, session_id: str | None, permission_mode: str | None = No
     agent = ready.agent
     console = make_console()
     interactive = sys.stdin.isatty()
-    if interactive:
-        _enable_line_editing()
+    editing: contextlib.AbstractContextManager[None] = (
+        _line_editing() if interactive else contextlib.nullcontext()
+    )
     if ready.existing is None:
         state = "new session"
     else:
@@ -66,7 +99,8 @@ def chat(*, model: str, session_id: str | None, permission_mode: str | None = No
         )
     )
     printer = EventPrinter(console)
-    with asyncio.Runner() as runner:
+    chat_state = ChatState(ready)
+    with asyncio.Runner() as runner, editing:
         try:
             while True:
                 try:
@@ -80,40 +114,135 @@ def chat(*, model: str, session_id: str | None, permission_mode: str | None = No
                 if not text:
                     continue
                 if text.startswith("/"):
-                    if not _command(console, text, ready):
+                    if not chat_state.command(console, text):
                         break
                     continue
                 printer.restart()
                 try:
-                    runner.run(drive(agent, ready.session(), line, printer.handle))
+                    runner.run(drive(agent, chat_state.ready.session(), line, printer.handle))
                     console.print()
                 except KeyboardInterrupt:
-                    printer.end_line()
+                    printer.stop()
                     console.print(
                         "(interrupted: the turn stopped; the conversation so far is kept)",
                         style="yellow",
                     )
         finally:
+            printer.stop()
             close_agent(runner, agent)
-    if ready.existing is not None:
-        console.print(resume_hint(ready.session_id), style="dim")
+    if chat_state.ready.existing is not None:
+        console.print(resume_hint(chat_state.ready.session_id), style="dim")
     return 0
 
 
-def _command(console: Console, text: str, ready: Setup) -> bool:
-    """Handle a ``/command``; False means quit."""
-    name = text.split()[0].lower()
-    if name in ("/exit", "/quit"):
-        return False
-    if name == "/help":
-        console.print(Text(HELP))
-    elif name == "/session":
+class ChatState:
+    """The chat's current session, and the slash commands that look at or change it."""
+
+    def __init__(self, ready: Setup) -> None:
+        self.ready = ready
+        self.commands: dict[str, Callable[[Console, str], None]] = {
+            "/help": lambda console, _: console.print(Text(HELP)),
+            "/cost": self._cost,
+            "/todos": self._todos,
+            "/files": self._files,
+            "/resume": self._resume,
+            "/clear": self._clear,
+            "/session": self._session,
+        }
+
+    def command(self, console: Console, text: str) -> bool:
+        """Handle a ``/command``; False means quit."""
+        name, _, argument = text.partition(" ")
+        name = name.lower()
+        if name in ("/exit", "/quit"):
+            return False
+        handler = self.commands.get(name)
+        if handler is None:
+            console.print(Text(f"unknown command {name}; type /help for the list", style="yellow"))
+            return True
+        try:
+            handler(console, argument.strip())
+        except CliError as exc:
+            console.print(Text(exc.message, style="yellow"))
+        return True
+
+    def _session(self, console: Console, _: str) -> None:
+        ready = self.ready
         if ready.existing is None:
             note = "(new: it is saved, with its workspace, when you send the first message)"
             console.print(Text(f"session {ready.session_id} {note}"))
         else:
             workspace = ready.existing.workspace_dir
             console.print(Text(f"session {ready.session_id}\nworkspace {workspace}"))
-    else:
-        console.print(Text(f"unknown command {name}; type /help for the list", style="yellow"))
-    return True
+
+    def _cost(self, console: Console, _: str) -> None:
+        session = self.ready.existing
+        if session is None:
+            console.print("nothing used yet: this session has no messages")
+            return
+        console.print(Text(f"session {session.id}: {format_usage(session.usage)}"))
+
+    def _todos(self, console: Console, _: str) -> None:
+        session = self.ready.existing
+        if session is None:
+            console.print("no task list yet")
+            return
+        from loopwright.tools.todo import load_todos, render_todos
+
+        try:
+            todos = load_todos(session.workspace_dir)
+        except ValueError as exc:  # a damaged file: say which and why
+            raise CliError(str(exc)) from None
+        console.print(Text(render_todos(todos) if todos else "no task list yet"))
+
+    def _files(self, console: Console, _: str) -> None:
+        session = self.ready.existing
+        if session is None:
+            console.print("no files yet")
+            return
+        root = Path(session.workspace_dir)
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file() and ".loopwright" not in p.relative_to(root).parts
+        )
+        if not files:
+            console.print(f"no files yet in {root}")
+            return
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        table.add_column("file", style="cyan")
+        table.add_column("size", justify="right")
+        for path in files[:200]:
+            table.add_row(str(path.relative_to(root)), f"{path.stat().st_size:,}")
+        console.print(table)
+        more = f" (showing 200 of {len(files)})" if len(files) > 200 else ""
+        console.print(Text(f"in {root}{more}", style="dim"))
+
+    def _resume(self, console: Console, argument: str) -> None:
+        from loopwright.cli.history import print_session_list
+        from loopwright.sessions.session import Session, validate_session_id
+
+        store = self.ready.agent.store
+        if not argument:
+            print_session_list(console, store.list()[:10], store.describe())
+            console.print(Text("continue one with /resume ID", style="dim"))
+            return
+        try:
+            validate_session_id(argument)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if not store.exists(argument):
+            raise CliError(f"no session {argument!r}; /resume without an id lists them")
+        session = Session.resume(argument, store=store)
+        self.ready = Setup(self.ready.agent, argument, session)
+        console.print(Text(f"resumed session {argument} ({len(session.messages)} messages)"))
+
+    def _clear(self, console: Console, _: str) -> None:
+        previous = self.ready.session_id
+        self.ready = Setup(self.ready.agent, new_session_id(), None)
+        console.print(
+            Text(
+                f"new session {self.ready.session_id}; the previous one ({previous}) is saved: "
+                f"/resume {previous}"
+            )
+        )

@@ -137,6 +137,18 @@ def show_session(console: Console, session_id: str) -> int:
     return 0
 
 
+def require_session(session_id: str) -> None:
+    """A :class:`CliError` unless the session is saved."""
+    from loopwright.cli.runtime import open_store
+
+    store = open_store()
+    try:
+        if not store.exists(session_id):
+            raise _unknown(session_id)
+    finally:
+        store.close()
+
+
 def remove_session(console: Console, session_id: str, *, keep_workspace: bool) -> int:
     """``sessions rm ID``: forget the session and delete its workspace (if loopwright made it)."""
     import shutil

@@ -30,23 +30,37 @@ _LAZY = {
     "PythonTools": "loopwright.tools.python",
     "Delegate": "loopwright.tools.delegate",
     "SubAgent": "loopwright.tools.delegate",
+    "HTTP": "loopwright.tools.http",
+    "HTTPConfig": "loopwright.tools.http",
+    "HTTPTool": "loopwright.tools.http",
+    "TodoWriteTool": "loopwright.tools.todo",
+    "load_todos": "loopwright.tools.todo",
+    "render_todos": "loopwright.tools.todo",
+    "Consult": "loopwright.tools.consult",
+    "ConsultTool": "loopwright.tools.consult",
 }
 
 __all__ = [
+    "HTTP",
     "BaseTool",
     "BashOutputTool",
     "BashTool",
+    "Consult",
+    "ConsultTool",
     "Delegate",
     "EditTool",
     "FunctionTool",
     "GlobTool",
     "GrepTool",
+    "HTTPConfig",
+    "HTTPTool",
     "KillShellTool",
     "PythonTool",
     "PythonTools",
     "ReadTool",
     "ShellTools",
     "SubAgent",
+    "TodoWriteTool",
     "ToolContext",
     "ToolDefinition",
     "ToolRegistry",
@@ -54,14 +68,19 @@ __all__ = [
     "Toolset",
     "WriteTool",
     "error",
+    "load_todos",
     "ok",
+    "render_todos",
     "tool",
 ]
 
 if TYPE_CHECKING:
+    from loopwright.tools.consult import Consult, ConsultTool
     from loopwright.tools.delegate import Delegate, SubAgent
+    from loopwright.tools.http import HTTP, HTTPConfig, HTTPTool
     from loopwright.tools.python import PythonTool, PythonTools
     from loopwright.tools.shell import BashOutputTool, BashTool, KillShellTool, ShellTools
+    from loopwright.tools.todo import TodoWriteTool, load_todos, render_todos
 
 
 def __getattr__(name: str) -> Any:

@@ -131,6 +131,10 @@ class Toolset(ABC):
     def bind(self, workspace_dir: str, session_id: str | None = None) -> list[BaseTool]:
         """The session's tool instances, sharing whatever state they need."""
 
+    async def aclose(self) -> None:
+        """Release what the toolset itself holds (a shared model, a connection pool) when the
+        agent that was given it closes; each session's tools are closed with the session."""
+
 
 class FunctionTool(BaseTool):
     """A tool made from a typed Python function by ``@tool``."""
