@@ -42,6 +42,8 @@ _EXPORTS = {
     "ShellTools": "loopwright.tools.shell",
     "PythonTools": "loopwright.tools.python",
     "Delegate": "loopwright.tools.delegate",
+    "MCPServers": "loopwright.mcp.client",
+    "MCPToolProxy": "loopwright.mcp.proxy",
     "HTTP": "loopwright.tools.http",
     "TodoWriteTool": "loopwright.tools.todo",
     "Consult": "loopwright.tools.consult",
@@ -75,6 +77,8 @@ __all__ = [
     "GrepTool",
     "ImageBlock",
     "Instrument",
+    "MCPServers",
+    "MCPToolProxy",
     "MemoryStore",
     "Message",
     "Model",
@@ -122,6 +126,8 @@ if TYPE_CHECKING:
     from loopwright.agent import Agent, RunResult
     from loopwright.events import Usage
     from loopwright.instrument import Instrument
+    from loopwright.mcp.client import MCPServers
+    from loopwright.mcp.proxy import MCPToolProxy
     from loopwright.messages import (
         ImageBlock,
         Message,

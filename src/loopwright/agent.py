@@ -287,6 +287,13 @@ class Agent:
             return Session.resume(session, store=self.store)
         return self.new_session(session)
 
+    async def _prepare_toolsets(self) -> None:
+        """Let toolsets do their async set-up (connect to MCP servers, list their tools)
+        before a session's registry binds them."""
+        for spec in self.tools:
+            if isinstance(spec, Toolset):
+                await spec.aprepare()
+
     async def close_session(self, session: Session) -> None:
         """Close the session's tools: their processes are killed, connections closed."""
         registry = self._registries.pop(session, None)
@@ -387,6 +394,14 @@ class Agent:
 
     async def _run(self, prompt: Prompt | None, run: RunContext) -> AsyncGenerator[Event, None]:
         session = run.session
+        if session not in self._registries:
+            try:
+                await self._prepare_toolsets()
+            except Exception as exc:  # a server that will not start, a bad config
+                detail = f"the tools could not be set up: {type(exc).__name__}: {exc}"
+                yield Error(detail, retryable=False)
+                yield Done("error", run.usage.copy(), session.id, detail)
+                return
         registry = self.registry_for(session)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout if self.timeout is not None else None

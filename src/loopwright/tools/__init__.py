@@ -37,6 +37,8 @@ _LAZY = {
     "load_todos": "loopwright.tools.todo",
     "render_todos": "loopwright.tools.todo",
     "Consult": "loopwright.tools.consult",
+    "MCPServers": "loopwright.mcp.client",
+    "MCPToolProxy": "loopwright.mcp.proxy",
     "ConsultTool": "loopwright.tools.consult",
 }
 
@@ -55,6 +57,8 @@ __all__ = [
     "HTTPConfig",
     "HTTPTool",
     "KillShellTool",
+    "MCPServers",
+    "MCPToolProxy",
     "PythonTool",
     "PythonTools",
     "ReadTool",
@@ -75,6 +79,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from loopwright.mcp.client import MCPServers
+    from loopwright.mcp.proxy import MCPToolProxy
     from loopwright.tools.consult import Consult, ConsultTool
     from loopwright.tools.delegate import Delegate, SubAgent
     from loopwright.tools.http import HTTP, HTTPConfig, HTTPTool

@@ -131,6 +131,10 @@ class Toolset(ABC):
     def bind(self, workspace_dir: str, session_id: str | None = None) -> list[BaseTool]:
         """The session's tool instances, sharing whatever state they need."""
 
+    async def aprepare(self) -> None:
+        """Async set-up before the toolset is first bound (connect to servers, list their
+        tools). Called by the agent before a session's tools are made; must be idempotent."""
+
     async def aclose(self) -> None:
         """Release what the toolset itself holds (a shared model, a connection pool) when the
         agent that was given it closes; each session's tools are closed with the session."""

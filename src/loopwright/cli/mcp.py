@@ -1,0 +1,216 @@
+"""``loopwright mcp serve``: the CLI's agent as an MCP server (stdio or streamable HTTP).
+
+Only typer is imported at start-up; the agent, the SDK and uvicorn load when the command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from loopwright.cli.runtime import Setup
+    from loopwright.sessions.session import Session
+
+TRANSPORTS = ("stdio", "http")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``mcp`` sub-app (``mcp serve``) to the ``loopwright`` command."""
+    mcp_app = typer.Typer(
+        help="Serve an agent over the Model Context Protocol.", no_args_is_help=True
+    )
+    app.add_typer(mcp_app, name="mcp")
+
+    @mcp_app.command("serve")
+    def serve(
+        transport: Annotated[
+            str,
+            typer.Option(
+                "--transport",
+                "-t",
+                metavar="stdio|http",
+                help="stdio (for clients that start the server) or http (streamable HTTP).",
+            ),
+        ] = "stdio",
+        host: Annotated[
+            str, typer.Option("--host", metavar="HOST", help="Address to listen on (http).")
+        ] = "127.0.0.1",
+        port: Annotated[
+            int,
+            typer.Option(
+                "--port", min=0, max=65535, metavar="N", help="Port (http); 0 picks a free one."
+            ),
+        ] = 8000,
+        path: Annotated[
+            str, typer.Option("--path", metavar="PATH", help="URL path of the endpoint (http).")
+        ] = "/mcp",
+        model: Annotated[
+            str,
+            typer.Option(
+                "--model",
+                "-m",
+                metavar="MODEL",
+                help="Model for run_agent, as for 'loopwright run' (default: auto).",
+            ),
+        ] = "auto",
+        session: Annotated[
+            str | None,
+            typer.Option(
+                "--session",
+                "-s",
+                metavar="ID",
+                help="Work in this session (continued, or created with this id).",
+            ),
+        ] = None,
+        workspace: Annotated[
+            Path | None,
+            typer.Option(
+                "--workspace",
+                "-w",
+                metavar="DIR",
+                help="Let the tools work in this existing directory (default: a new "
+                "session workspace).",
+            ),
+        ] = None,
+        max_turns: Annotated[
+            int,
+            typer.Option("--max-turns", min=1, metavar="N", help="Model calls per run_agent."),
+        ] = 50,
+        permission_mode: Annotated[
+            str,
+            typer.Option(
+                "--permission-mode",
+                "-p",
+                metavar="MODE",
+                help="auto: every tool may run (in the sandbox); read-only: write and "
+                "execute calls are refused.",
+            ),
+        ] = "auto",
+    ) -> None:
+        """Serve the agent's tools and the agent itself (run_agent) to MCP clients.
+
+        Example client config: {"mcpServers": {"loopwright": {"command": "loopwright",
+        "args": ["mcp", "serve"]}}}
+        """
+        from loopwright.cli.runtime import CliError
+
+        try:
+            code = serve_command(
+                transport=transport,
+                host=host,
+                port=port,
+                path=path,
+                model=model,
+                session_id=session,
+                workspace=workspace,
+                max_turns=max_turns,
+                permission_mode=permission_mode,
+            )
+        except CliError as exc:
+            typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(exc.exit_code) from None
+        raise typer.Exit(code)
+
+
+def serve_command(
+    *,
+    transport: str,
+    host: str,
+    port: int,
+    path: str,
+    model: str,
+    session_id: str | None,
+    workspace: Path | None,
+    max_turns: int,
+    permission_mode: str,
+) -> int:
+    """Build the CLI's agent and serve it until the client or a signal ends it."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from loopwright.cli.runtime import EXIT_INTERRUPTED, EXIT_USAGE, CliError, setup
+
+    if transport not in TRANSPORTS:
+        raise CliError(
+            f"unknown transport {transport!r}; use --transport stdio or --transport http",
+            EXIT_USAGE,
+        )
+    if permission_mode == "ask":
+        raise CliError(
+            "--permission-mode ask needs a person at a prompt, which an MCP server does not "
+            "have; use auto or read-only",
+            EXIT_USAGE,
+        )
+    if not path.startswith("/"):
+        raise CliError(f"--path must start with '/', got {path!r}", EXIT_USAGE)
+    ready = setup(model, session_id, max_turns=max_turns, permission_mode=permission_mode)
+    agent = ready.agent
+    session = _session(ready, workspace)
+    print(f"session {session.id} · workspace {session.workspace_dir}", file=sys.stderr, flush=True)
+
+    def announce(url: str) -> None:
+        print(f"loopwright MCP server listening on {url}", file=sys.stderr, flush=True)
+
+    async def main() -> None:
+        from loopwright.mcp.server import serve_agent
+
+        if transport == "stdio":  # SIGTERM ends the server cleanly (http: uvicorn does it)
+            task = asyncio.current_task()
+            if task is not None:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            await serve_agent(
+                agent,
+                "http" if transport == "http" else "stdio",
+                host=host,
+                port=port,
+                path=path,
+                session=session,
+                on_ready=announce,
+            )
+        finally:
+            await agent.aclose()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except asyncio.CancelledError:
+        return 0  # stopped by SIGTERM
+    except OSError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _session(ready: Setup, workspace: Path | None) -> Session:
+    """The session to serve: the one ``setup`` resolved, or a new one in ``workspace``."""
+    from loopwright.cli.runtime import EXIT_USAGE, CliError
+    from loopwright.sessions.session import Session
+
+    if workspace is None:
+        return ready.session()
+    directory = workspace.expanduser().resolve()
+    if not directory.is_dir():
+        raise CliError(
+            f"the workspace {directory} is not a directory; create it or choose another",
+            EXIT_USAGE,
+        )
+    existing = ready.existing
+    if existing is not None:
+        if existing.workspace_dir.resolve() != directory:
+            raise CliError(
+                f"session {existing.id} already works in {existing.workspace_dir}; drop "
+                "--workspace or give a new --session id",
+                EXIT_USAGE,
+            )
+        return existing
+    session = Session(ready.session_id, directory, store=ready.agent.store)
+    session.save()
+    ready.existing = session
+    return session

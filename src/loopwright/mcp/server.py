@@ -1,0 +1,388 @@
+"""loopwright as an MCP server: an agent's tools, and the agent itself, for any MCP client.
+
+``AgentMCPServer(agent)`` exposes, through the official SDK's low-level ``Server``:
+
+- every tool of the agent, under its own name and with loopwright's schema verbatim; a call
+  goes through the session's :class:`~loopwright.tools.registry.ToolRegistry`, so input
+  validation, path checks, the policy (hooks, permissions, audit) and output limits apply
+  exactly as when the agent's model calls it;
+- the agent as one tool, ``run_agent {prompt, session_id?}``, which runs the agent on the
+  prompt to the end and returns its final answer (and the session id, to continue it).
+
+The tools work in one session's workspace (a new session unless one is given, or a directory
+given as ``workspace``); ``run_agent`` continues that session unless the caller names another.
+Serve it over stdio (``serve_stdio``, what desktop clients start) or streamable HTTP
+(``serve_http`` or ``streamable_http_app`` to mount it in an ASGI app); ``serve_agent`` does
+either and closes the session's tools afterwards. ``loopwright mcp serve`` is the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import mcp_types as types
+import uvicorn
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
+
+from loopwright.messages import ImageBlock, TextBlock
+from loopwright.policy.kinds import declared_kind
+from loopwright.sessions.session import Session, new_session_id, validate_session_id
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from loopwright.agent import Agent
+    from loopwright.tools.registry import ToolRegistry
+
+RUN_AGENT = "run_agent"
+
+RUN_AGENT_OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "text": {"type": "string", "description": "The agent's final answer."},
+        "session_id": {"type": "string", "description": "Pass it back to continue."},
+        "stop_reason": {"type": "string", "description": "end_turn when it finished."},
+    },
+    "required": ["text", "session_id", "stop_reason"],
+}
+
+#: stop reasons for which ``run_agent`` reports an error (limits still return the answer)
+_FAILED = frozenset({"error", "cancelled"})
+
+
+class AgentMCPServer:
+    """An MCP server for one agent: its tools and ``run_agent``.
+
+    ``session``: the session whose workspace the tools work in (a :class:`Session` or an id,
+    resumed if saved, else created); ``workspace``: a directory for a new session to work in
+    instead of a fresh one. ``expose_tools``/``expose_agent`` choose what is listed.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        session: Session | str | None = None,
+        workspace: str | os.PathLike[str] | None = None,
+        name: str | None = None,
+        expose_tools: bool = True,
+        expose_agent: bool = True,
+    ) -> None:
+        from loopwright import __version__
+
+        self.agent = agent
+        self.expose_tools = expose_tools
+        self.expose_agent = expose_agent
+        self._session_spec = session
+        self._workspace = Path(workspace).expanduser().resolve() if workspace else None
+        self._session: Session | None = None
+        self._runs: dict[str, asyncio.Lock] = {}
+        self._sequential = asyncio.Lock()
+        self.server: Server[Any] = Server(
+            name or ("loopwright" if agent.name == "loopwright" else f"loopwright-{agent.name}"),
+            version=__version__,
+            instructions=(
+                f"Tools of the loopwright agent {agent.name!r}; paths are relative to its "
+                f"workspace. {RUN_AGENT} gives the agent a whole task and returns its answer."
+            ),
+            on_list_tools=self._on_list_tools,
+            on_call_tool=self._on_call_tool,
+        )
+
+    # --- what is served -----------------------------------------------------------------
+
+    @property
+    def session(self) -> Session:
+        """The session the tools work in (created or resumed on first use)."""
+        if self._session is None:
+            self._session = self._open_session()
+        return self._session
+
+    @property
+    def registry(self) -> ToolRegistry:
+        """The session's tool registry: every tool call goes through it."""
+        return self.agent.registry_for(self.session)
+
+    def tools(self) -> list[types.Tool]:
+        """The tools listed to clients."""
+        listed: list[types.Tool] = []
+        if self.expose_tools:
+            registry = self.registry
+            for schema in registry.get_schemas():
+                name = schema["name"]
+                kind = declared_kind(name, registry.get(name))
+                listed.append(
+                    types.Tool(
+                        name=name,
+                        description=schema.get("description") or "",
+                        input_schema=schema.get("input_schema") or {"type": "object"},
+                        annotations=types.ToolAnnotations(
+                            read_only_hint=kind == "read",
+                            destructive_hint=None if kind == "read" else kind != "internal",
+                            open_world_hint=kind == "network",
+                        ),
+                    )
+                )
+        if self.expose_agent:
+            if self.expose_tools and RUN_AGENT in self.registry:
+                raise ValueError(
+                    f"the agent has a tool named {RUN_AGENT!r}, which clashes with the agent "
+                    "tool; rename it, or serve with expose_agent=False"
+                )
+            listed.append(
+                types.Tool(
+                    name=RUN_AGENT,
+                    description=(
+                        f"Give the loopwright agent {self.agent.name!r} a task: it plans, uses "
+                        "its tools in its workspace and returns its final answer. Pass the "
+                        "returned session_id to continue the same conversation."
+                    ),
+                    input_schema={
+                        "type": "object",
+                        "properties": {
+                            "prompt": {"type": "string", "description": "The task, in words."},
+                            "session_id": {
+                                "type": "string",
+                                "description": (
+                                    "Continue this session (or create it with this id); "
+                                    "default: the server's session."
+                                ),
+                            },
+                        },
+                        "required": ["prompt"],
+                    },
+                    output_schema=RUN_AGENT_OUTPUT_SCHEMA,
+                )
+            )
+        return listed
+
+    async def call(self, name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
+        """Run one call as a client would (``run_agent`` or one of the agent's tools)."""
+        arguments = arguments or {}
+        if name == RUN_AGENT and self.expose_agent:
+            return await self.run_agent(arguments)
+        registry = self.registry
+        if not self.expose_tools or name not in registry:
+            known = ", ".join(tool.name for tool in self.tools())
+            raise MCPError(INVALID_PARAMS, f"Unknown tool: {name!r}. Available tools: {known}.")
+        if registry.is_sequential(name):
+            async with self._sequential:
+                result = await registry.execute(name, arguments)
+        else:
+            result = await registry.execute(name, arguments)
+        return types.CallToolResult(
+            content=_mcp_content(result["content"]), is_error=bool(result.get("is_error"))
+        )
+
+    async def run_agent(self, arguments: dict[str, Any]) -> types.CallToolResult:
+        """Run the agent on ``arguments["prompt"]``; the answer, with the session id."""
+        prompt = arguments.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return _error(f"{RUN_AGENT} needs a non-empty 'prompt' string: the task to do.")
+        session_id = arguments.get("session_id")
+        try:
+            target: Session | str = self.session
+            if session_id is not None and session_id != self.session.id:
+                if not isinstance(session_id, str):
+                    return _error("'session_id' must be a string; omit it to use the server's")
+                target = validate_session_id(session_id)
+        except ValueError as exc:
+            return _error(f"{exc}")
+        key = target.id if isinstance(target, Session) else target
+        lock = self._runs.setdefault(key, asyncio.Lock())
+        async with lock:  # one run at a time per session keeps its history consistent
+            try:
+                result = await self.agent.collect(prompt, target)
+            except Exception as exc:  # the agent's loop reports model errors as events
+                return _error(f"{RUN_AGENT} failed: {type(exc).__name__}: {exc}")
+        text = result.text
+        if result.stop_reason != "end_turn":
+            problems = [str(e["message"]) for e in result.events if e["type"] == "error"]
+            detail = f": {problems[-1]}" if problems else ""
+            text = f"{text}\n\n[The run stopped early{detail}.]".strip()
+        text = f"{text}\n\n[session_id: {result.session.id} · stop_reason: {result.stop_reason}]"
+        structured = {
+            "text": result.text,
+            "session_id": result.session.id,
+            "stop_reason": result.stop_reason,
+        }
+        return types.CallToolResult(
+            content=[types.TextContent(text=text)],
+            structured_content=structured,
+            is_error=result.stop_reason in _FAILED,
+        )
+
+    # --- the SDK's handlers -------------------------------------------------------------
+
+    async def _on_list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=self.tools())
+
+    async def _on_call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        return await self.call(params.name, dict(params.arguments or {}))
+
+    # --- serving ------------------------------------------------------------------------
+
+    async def serve_stdio(self) -> None:
+        """Serve one client over this process's stdin/stdout until it disconnects."""
+        from mcp.server.stdio import stdio_server
+
+        self.session  # noqa: B018 - open the session before the client asks for anything
+        async with stdio_server() as (read, write):
+            await self.server.run(read, write, self.server.create_initialization_options())
+
+    def streamable_http_app(self, *, host: str = "127.0.0.1", path: str = "/mcp") -> Starlette:
+        """An ASGI app serving streamable HTTP at ``path`` (DNS-rebinding protection is on
+        for loopback hosts). Create it once per server."""
+        return self.server.streamable_http_app(streamable_http_path=path, host=host)
+
+    async def serve_http(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        path: str = "/mcp",
+        on_ready: Callable[[str], None] | None = None,
+    ) -> None:
+        """Serve streamable HTTP on ``host:port`` (``port=0`` picks a free one) until the
+        process is interrupted; ``on_ready(url)`` is called once it listens."""
+        self.session  # noqa: B018
+        sock = _listen(host, port)
+        bound_port = sock.getsockname()[1]
+        app = self.streamable_http_app(host=host, path=path)
+        server = _QuietExitServer(
+            uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        )
+        if on_ready is not None:
+            shown = f"[{host}]" if ":" in host else host
+            on_ready(f"http://{shown}:{bound_port}{path}")
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            sock.close()
+
+    async def aclose(self) -> None:
+        """Close the session's tools (processes, connections)."""
+        if self._session is not None:
+            await self.agent.close_session(self._session)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _open_session(self) -> Session:
+        agent, spec = self.agent, self._session_spec
+        if isinstance(spec, Session):
+            if spec.store is None:
+                spec.store = agent.store
+            return spec
+        session_id = validate_session_id(spec) if spec is not None else new_session_id()
+        if spec is not None and agent.store.exists(session_id):
+            return Session.resume(session_id, store=agent.store)
+        if self._workspace is None:
+            return agent.new_session(session_id)
+        if not self._workspace.is_dir():
+            raise ValueError(
+                f"the workspace {self._workspace} is not a directory; create it or choose "
+                "another one"
+            )
+        session = Session(session_id, self._workspace, store=agent.store)
+        session.save()
+        return session
+
+
+async def serve_agent(
+    agent: Agent,
+    transport: Literal["stdio", "http"] = "stdio",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    path: str = "/mcp",
+    session: Session | str | None = None,
+    workspace: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``agent`` over MCP (stdio or streamable HTTP) until the client or the process
+    ends it; the session's tools are closed afterwards."""
+    if transport not in ("stdio", "http"):
+        raise ValueError(f"unknown MCP transport {transport!r}; use 'stdio' or 'http'")
+    server = AgentMCPServer(agent, session=session, workspace=workspace, name=name)
+    try:
+        if transport == "stdio":
+            await server.serve_stdio()
+        else:
+            await server.serve_http(host=host, port=port, path=path, on_ready=on_ready)
+    finally:
+        await server.aclose()
+
+
+class _QuietExitServer(uvicorn.Server):
+    """uvicorn's server, except that SIGINT/SIGTERM end ``serve()`` normally instead of being
+    raised again once it stopped, so the caller's clean-up (closing the session's tools)
+    still runs and the process exits with status 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, or an ``OSError`` saying what to change."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port} ({exc}); check --host") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port "
+            "(0 picks a free one)"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+def _mcp_content(content: str | list[TextBlock | ImageBlock]) -> list[types.ContentBlock]:
+    if isinstance(content, str):
+        return [types.TextContent(text=content)]
+    blocks: list[types.ContentBlock] = []
+    for block in content:
+        if isinstance(block, ImageBlock):
+            blocks.append(types.ImageContent(data=block.data, mime_type=block.media_type))
+        else:
+            blocks.append(types.TextContent(text=block.text))
+    return blocks
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
+
+
+__all__ = ["RUN_AGENT", "AgentMCPServer", "serve_agent"]
