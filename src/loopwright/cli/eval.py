@@ -1,0 +1,247 @@
+"""``loopwright eval SUITE``: run a task suite and write its JSON results and HTML report.
+
+Only typer is imported at start-up; the suite runner, the agent and rich are imported when
+the command runs.
+
+Exit status: 0 when every task passed, 1 when any failed or errored, 2 for a bad suite file,
+model or option, 130 when interrupted (the results so far are saved; ``--resume`` goes on).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``eval`` command to the ``loopwright`` app."""
+    app.command("eval")(eval_command)
+
+
+def eval_command(
+    suite: Annotated[
+        Path,
+        typer.Argument(metavar="SUITE", help="The suite file (.yaml or .jsonl)."),
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="MODEL",
+            help=(
+                "Model string, as for `loopwright run` ('auto': LOOPWRIGHT_MODEL, else by the "
+                "API keys set). With 'scripted', each task plays its own script."
+            ),
+        ),
+    ] = "auto",
+    parallel: Annotated[
+        int, typer.Option("--parallel", "-n", min=1, metavar="N", help="Tasks run at once.")
+    ] = 4,
+    epochs: Annotated[
+        int, typer.Option("--epochs", "-k", min=1, metavar="K", help="Runs of each task.")
+    ] = 1,
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries",
+            min=0,
+            metavar="N",
+            help="Retries of infrastructure failures (model outages, hung runs) per task.",
+        ),
+    ] = 2,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Keep the results already in the output file; run only the rest."
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="The JSON result file (default: <suite file name>.results.json here).",
+        ),
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", metavar="PATH", help="The HTML report (default: next to the JSON file)."
+        ),
+    ] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            "--judge-model",
+            metavar="MODEL",
+            help="Model of LLM-judge checks (default: the suite's, EVALS_MODEL, or --model).",
+        ),
+    ] = None,
+    task: Annotated[
+        list[str] | None,
+        typer.Option("--task", "-t", metavar="ID", help="Run only this task (repeatable)."),
+    ] = None,
+    retry_delay: Annotated[
+        float,
+        typer.Option(
+            "--retry-delay", min=0.0, metavar="SECONDS", help="Pause before the first retry."
+        ),
+    ] = 1.0,
+) -> None:
+    """Run a task suite: each task in its own session and workspace, checked, with a JSON
+    result file, an HTML report and a summary table.
+
+    Exit status: 0 when every task passed, 1 when any failed, 2 for bad input, 130 when
+    interrupted (resume with --resume).
+    """
+    raise typer.Exit(
+        run_eval(
+            suite,
+            model=model,
+            parallel=parallel,
+            epochs=epochs,
+            retries=retries,
+            resume=resume,
+            output=output,
+            html=html,
+            judge_model=judge_model,
+            tasks=task or [],
+            retry_delay=retry_delay,
+        )
+    )
+
+
+def run_eval(
+    suite_path: Path,
+    *,
+    model: str,
+    parallel: int,
+    epochs: int,
+    retries: int,
+    resume: bool,
+    output: Path | None,
+    html: Path | None,
+    judge_model: str | None,
+    tasks: list[str],
+    retry_delay: float,
+) -> int:
+    """The command's body; returns the exit status."""
+    import asyncio
+    import sys
+
+    from loopwright.cli.render import make_console
+    from loopwright.cli.runtime import CliError, announce_model, choose_model
+    from loopwright.evals.bench import TaskResult, default_output, run_suite
+    from loopwright.evals.report import print_summary, write_html
+    from loopwright.evals.suite import SuiteError, load_suite
+    from loopwright.models import resolve_model
+    from loopwright.models.base import ModelError
+
+    def fail(message: str, code: int) -> int:
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        return code
+
+    try:
+        suite = load_suite(suite_path)
+        if tasks:
+            suite = suite.select(tasks)
+        choice = choose_model(model)
+        probe = resolve_model(choice.spec)  # a bad model string or missing key fails here
+    except SuiteError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except ModelError as exc:
+        return fail(f"{exc} (or choose another model with --model)", EXIT_USAGE)
+    except CliError as exc:
+        return fail(exc.message, exc.exit_code)
+    from loopwright.evals.bench import is_scripted
+
+    announce_model(choice, "each task's script" if is_scripted(choice.spec) else probe.name)
+    json_path = output if output is not None else default_output(suite_path)
+    html_path = html if html is not None else json_path.with_suffix(".html")
+    total = len(suite.tasks) * epochs
+    recorded = _recorded(json_path, suite.name) if resume else set()
+    todo = sum(1 for t in suite.tasks for e in range(1, epochs + 1) if (t.id, e) not in recorded)
+    already = f" ({total - todo} already recorded)" if resume else ""
+    print(
+        f"suite {suite.name}: {len(suite.tasks)} task(s) x {epochs} epoch(s), {todo} run(s) to "
+        f"go{already}, {parallel} at a time; results in {json_path}",
+        file=sys.stderr,
+        flush=True,
+    )
+    total = todo
+    finished = 0
+
+    def progress(result: TaskResult) -> None:
+        nonlocal finished
+        finished += 1
+        mark = {"passed": "✓", "failed": "✗"}.get(result.status, "!")
+        extra = f" ({result.error})" if result.status == "error" and result.error else ""
+        print(
+            f"{mark} {result.task_id} [epoch {result.epoch}] {result.status} "
+            f"in {result.duration_s:.2f}s{extra}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    with asyncio.Runner() as runner:
+        runner.run(probe.aclose())
+        try:
+            record = runner.run(
+                run_suite(
+                    suite,
+                    model=choice.spec,
+                    judge=judge_model,
+                    epochs=epochs,
+                    parallel=parallel,
+                    retries=retries,
+                    retry_delay=retry_delay,
+                    output=json_path,
+                    resume=resume,
+                    on_result=progress,
+                )
+            )
+        except KeyboardInterrupt:
+            print(
+                f"interrupted after {finished} of {total} run(s); the results so far are in "
+                f"{json_path}. Go on with: loopwright eval {suite_path} --resume"
+                + (f" --output {json_path}" if output is not None else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_INTERRUPTED
+        except SuiteError as exc:
+            return fail(str(exc), EXIT_USAGE)
+    write_html(record, html_path)
+    console = make_console()
+    print_summary(record, console)
+    console.print(f"results: {json_path}\nreport:  {html_path}", highlight=False)
+    summary = record.summary()
+    return EXIT_OK if summary.runs and summary.passed == summary.runs else EXIT_FAILED
+
+
+def _recorded(path: Path, suite: str) -> set[tuple[str, int]]:
+    """The (task, epoch) runs a result file already holds (what a resume skips)."""
+    from loopwright.evals.bench import SuiteRun
+    from loopwright.evals.suite import SuiteError
+
+    if not path.exists():
+        return set()
+    try:
+        previous = SuiteRun.load(path)
+    except SuiteError:
+        return set()  # run_suite reports it
+    if previous.suite != suite:
+        return set()
+    return {(r.task_id, r.epoch) for r in previous.results if r.status != "error"}
+
+
+__all__ = ["register", "run_eval"]
