@@ -42,6 +42,7 @@ bench: setup
 	$(RUN) python benchmarks/tools.py
 	$(RUN) python benchmarks/sandbox.py
 	$(RUN) python benchmarks/local_model.py
+	$(RUN) python benchmarks/memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

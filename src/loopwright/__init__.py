@@ -43,6 +43,9 @@ _EXPORTS = {
     "PythonTools": "loopwright.tools.python",
     "Delegate": "loopwright.tools.delegate",
     "MCPServers": "loopwright.mcp.client",
+    "MemoryBank": "loopwright.memory.store",
+    "MemoryTools": "loopwright.tools.memory",
+    "SearchTools": "loopwright.tools.search",
     "MCPToolProxy": "loopwright.mcp.proxy",
     "HTTP": "loopwright.tools.http",
     "TodoWriteTool": "loopwright.tools.todo",
@@ -79,7 +82,9 @@ __all__ = [
     "Instrument",
     "MCPServers",
     "MCPToolProxy",
+    "MemoryBank",
     "MemoryStore",
+    "MemoryTools",
     "Message",
     "Model",
     "ModelError",
@@ -98,6 +103,7 @@ __all__ = [
     "SandboxConfig",
     "ScriptedModel",
     "ScriptedTurn",
+    "SearchTools",
     "SecurityError",
     "Session",
     "SessionStore",
@@ -128,6 +134,7 @@ if TYPE_CHECKING:
     from loopwright.instrument import Instrument
     from loopwright.mcp.client import MCPServers
     from loopwright.mcp.proxy import MCPToolProxy
+    from loopwright.memory.store import MemoryBank
     from loopwright.messages import (
         ImageBlock,
         Message,
@@ -163,8 +170,10 @@ if TYPE_CHECKING:
     from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
     from loopwright.tools.grep import GrepTool
     from loopwright.tools.http import HTTP
+    from loopwright.tools.memory import MemoryTools
     from loopwright.tools.python import PythonTools
     from loopwright.tools.registry import ToolRegistry
+    from loopwright.tools.search import SearchTools
     from loopwright.tools.shell import ShellTools
     from loopwright.tools.todo import TodoWriteTool
 

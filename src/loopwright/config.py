@@ -1,7 +1,8 @@
 """Where loopwright keeps its files, from constructor arguments, then environment variables.
 
 - ``LOOPWRIGHT_HOME``: the data directory (default ``$XDG_DATA_HOME/loopwright`` or
-  ``~/.local/share/loopwright``); holds ``sessions.db`` and ``workspaces/``.
+  ``~/.local/share/loopwright``); holds ``sessions.db``, ``memory.db`` (long-term memory),
+  ``workspaces/`` and ``data/`` (generated datasets).
 - ``LOOPWRIGHT_WORKSPACES``: where session workspaces are created (default ``<home>/workspaces``).
 - ``LOOPWRIGHT_STORE``: where sessions are saved: ``sqlite:///PATH``, ``postgresql://...`` or
   ``memory`` (default: SQLite at ``<home>/sessions.db``).
@@ -44,6 +45,11 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "loopwright"
+
+
+def memory_db_path() -> Path:
+    """The long-term memory shared by every session of this user."""
+    return loopwright_home() / "memory.db"
 
 
 def sessions_db_path() -> Path:

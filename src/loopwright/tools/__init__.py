@@ -39,6 +39,10 @@ _LAZY = {
     "Consult": "loopwright.tools.consult",
     "MCPServers": "loopwright.mcp.client",
     "MCPToolProxy": "loopwright.mcp.proxy",
+    "MemoryTool": "loopwright.tools.memory",
+    "MemoryTools": "loopwright.tools.memory",
+    "SearchTool": "loopwright.tools.search",
+    "SearchTools": "loopwright.tools.search",
     "ConsultTool": "loopwright.tools.consult",
 }
 
@@ -59,9 +63,13 @@ __all__ = [
     "KillShellTool",
     "MCPServers",
     "MCPToolProxy",
+    "MemoryTool",
+    "MemoryTools",
     "PythonTool",
     "PythonTools",
     "ReadTool",
+    "SearchTool",
+    "SearchTools",
     "ShellTools",
     "SubAgent",
     "TodoWriteTool",
@@ -84,7 +92,9 @@ if TYPE_CHECKING:
     from loopwright.tools.consult import Consult, ConsultTool
     from loopwright.tools.delegate import Delegate, SubAgent
     from loopwright.tools.http import HTTP, HTTPConfig, HTTPTool
+    from loopwright.tools.memory import MemoryTool, MemoryTools
     from loopwright.tools.python import PythonTool, PythonTools
+    from loopwright.tools.search import SearchTool, SearchTools
     from loopwright.tools.shell import BashOutputTool, BashTool, KillShellTool, ShellTools
     from loopwright.tools.todo import TodoWriteTool, load_todos, render_todos
 

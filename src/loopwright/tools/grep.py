@@ -401,6 +401,8 @@ def _unknown_type(file_type: str) -> GrepError:
 # --- ignore rules, globs and types (ripgrep's semantics) -------------------------------
 
 _NONE, _IGNORE, _WHITELIST = 0, 1, 2
+#: what ``IgnoreRules`` decides for a path (public names for other indexers, e.g. Search)
+UNDECIDED, IGNORED, WHITELISTED = _NONE, _IGNORE, _WHITELIST
 
 
 def _parse_ignore_line(line: str) -> tuple[str, bool, bool] | None:
