@@ -103,6 +103,12 @@ SETTINGS: tuple[Setting, ...] = (
         "MCP servers whose tools the CLI agent gets ({'mcpServers': {...}}).",
     ),
     Setting(
+        "http_allow",
+        "LOOPWRIGHT_HTTP_ALLOW",
+        "",
+        "Domains the CLI agent's HTTP tool may reach (comma-separated; none: no HTTP tool).",
+    ),
+    Setting(
         "server.tokens",
         "LOOPWRIGHT_TOKENS",
         "",

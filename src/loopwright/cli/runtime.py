@@ -9,7 +9,7 @@ import sqlite3
 import sys
 from dataclasses import dataclass
 
-from loopwright.agent import Agent
+from loopwright.agent import Agent, ToolSpec
 from loopwright.models import ModelChoice, describe_default
 from loopwright.models.base import ModelError
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
@@ -116,6 +116,52 @@ def announce_model(choice: ModelChoice, name: str) -> None:
 PERMISSION_MODES = ("auto", "ask", "read-only")
 
 
+def standard_tools() -> list[ToolSpec]:
+    """The CLI agent's tools: files, search, shell, Python, a task list, long-term memory,
+    sub-agents; HTTP when ``LOOPWRIGHT_HTTP_ALLOW`` lists domains; the MCP servers of
+    ``LOOPWRIGHT_MCP_CONFIG`` (default ``./mcp.json`` when it exists)."""
+    import getpass
+    import os
+    from pathlib import Path
+
+    from loopwright.tools.delegate import Delegate
+    from loopwright.tools.memory import MemoryTools
+    from loopwright.tools.search import SearchTools
+    from loopwright.tools.todo import TodoWriteTool
+
+    tools: list[ToolSpec] = [
+        ReadTool,
+        WriteTool,
+        EditTool,
+        GlobTool,
+        GrepTool,
+        ShellTools(),
+        PythonTools(),
+        TodoWriteTool,
+        SearchTools(),
+        MemoryTools(scope=f"user:{getpass.getuser()}"),
+        Delegate(allow_custom=True),
+    ]
+    domains = [d.strip() for d in os.environ.get("LOOPWRIGHT_HTTP_ALLOW", "").split(",")]
+    if any(domains):
+        from loopwright.tools.http import HTTP
+
+        tools.append(HTTP(allow_domains=[d for d in domains if d]))
+    explicit = os.environ.get("LOOPWRIGHT_MCP_CONFIG", "").strip()
+    config = Path(explicit).expanduser() if explicit else Path("mcp.json")
+    if explicit and not config.is_file():
+        raise CliError(f"LOOPWRIGHT_MCP_CONFIG names {config}, which is not a file", EXIT_USAGE)
+    if config.is_file():
+        from loopwright.mcp.client import MCPServers
+        from loopwright.mcp.config import MCPConfigError
+
+        try:
+            tools.append(MCPServers.from_config(config))
+        except MCPConfigError as exc:
+            raise CliError(f"{config}: {exc}", EXIT_USAGE) from None
+    return tools
+
+
 def build_agent(
     model: str,
     *,
@@ -143,15 +189,7 @@ def build_agent(
         return Agent(
             model,
             system_prompt=SYSTEM_PROMPT,
-            tools=[
-                ReadTool,
-                WriteTool,
-                EditTool,
-                GlobTool,
-                GrepTool,
-                ShellTools(),
-                PythonTools(),
-            ],
+            tools=standard_tools(),
             name="loopwright",
             max_turns=max_turns,
             timeout=timeout,
