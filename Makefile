@@ -31,8 +31,15 @@ lint: setup
 	$(RUN) ruff format --check src tests benchmarks examples
 	$(RUN) mypy
 
-pytest: setup
-	$(RUN) pytest -q
+# Arize Phoenix: a real OTLP backend for the tracing integration test. It has its own
+# environment (its pins clash with ours, e.g. mcp<2) and is cached by uv after the first run.
+PHOENIX := .tools/phoenix/bin/phoenix
+$(PHOENIX): | uv
+	@$(UV) venv --quiet --python 3.11 .tools/phoenix
+	@$(UV) pip install --quiet --python .tools/phoenix/bin/python "arize-phoenix==20.26.1"
+
+pytest: setup $(PHOENIX)
+	LOOPWRIGHT_TEST_PHOENIX=$(CURDIR)/$(PHOENIX) $(RUN) pytest -q
 
 test: lint pytest
 
@@ -43,6 +50,7 @@ bench: setup
 	$(RUN) python benchmarks/sandbox.py
 	$(RUN) python benchmarks/local_model.py
 	$(RUN) python benchmarks/memory.py
+	$(RUN) python benchmarks/tracing.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -34,7 +34,8 @@ class Instrument:
     """Watches runs. Override the steps you need; the defaults do nothing."""
 
     def run_started(self, run: RunContext) -> None:
-        """A run began (its prompt, if any, is the session's last message)."""
+        """A run began. Its prompt is not in the session yet: the first model call's request
+        ends with it."""
 
     def run_finished(self, run: RunContext, done: Done) -> None:
         """A run ended with ``done`` (also when cancelled: ``stop_reason == "cancelled"``)."""
@@ -96,7 +97,19 @@ class Instruments:
 #: Built-in instruments the environment can switch on: (variables that switch it on,
 #: "module:factory"). The module is imported only when one of its variables is set, and its
 #: factory returns the instrument (or ``None`` when the settings say off).
-BUILTIN: list[tuple[tuple[str, ...], str]] = []
+BUILTIN: list[tuple[tuple[str, ...], str]] = [
+    (("EVALS_ENABLED",), "loopwright.evals.runner:instrument_from_env"),
+    (("DEBUG", "LOOPWRIGHT_LOG"), "loopwright.observability.logs:instrument_from_env"),
+    (("LOOPWRIGHT_STATS",), "loopwright.observability.stats:instrument_from_env"),
+    (
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "LANGFUSE_PUBLIC_KEY",
+        ),
+        "loopwright.observability.tracing:instrument_from_env",
+    ),
+]
 
 #: More factories consulted by :func:`default_instruments` (yours: return ``None`` for off).
 ENV_FACTORIES: list[Callable[[], Instrument | None]] = []

@@ -89,6 +89,25 @@ SETTINGS: tuple[Setting, ...] = (
         "1: record prompts and completions in traces (off by default, for privacy).",
     ),
     Setting(
+        "stats",
+        "LOOPWRIGHT_STATS",
+        "1 (CLI and server)",
+        "Keep per-call timings in .loopwright/stats.jsonl and conversation.json (0: off).",
+    ),
+    Setting(
+        "langfuse_host",
+        "LANGFUSE_HOST",
+        "",
+        "Langfuse base URL; with LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY (environment "
+        "only) traces go to Langfuse's OTLP endpoint.",
+    ),
+    Setting(
+        "langfuse_public_key",
+        "LANGFUSE_PUBLIC_KEY",
+        "",
+        "Langfuse public key (the secret key is read from the environment only).",
+    ),
+    Setting(
         "otlp_endpoint",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "",

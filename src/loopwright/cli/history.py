@@ -132,6 +132,10 @@ def show_session(console: Console, session_id: str) -> int:
         if session is None:
             raise _unknown(session_id)
         print_session(console, session)
+        from loopwright.observability.reports import build_report, print_report
+
+        console.print()
+        print_report(console, build_report(session, store=store))
     finally:
         store.close()
     return 0

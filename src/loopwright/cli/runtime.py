@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from loopwright.agent import Agent, ToolSpec
+from loopwright.instrument import Instrument
 from loopwright.models import ModelChoice, describe_default
 from loopwright.models.base import ModelError
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
@@ -116,6 +117,21 @@ def announce_model(choice: ModelChoice, name: str) -> None:
 PERMISSION_MODES = ("auto", "ask", "read-only")
 
 
+def cli_instruments() -> list[Instrument]:
+    """The environment's instruments, plus the stats recorder (per-call timings for
+    ``sessions show``/``report``) unless ``LOOPWRIGHT_STATS`` says off."""
+    import os
+
+    from loopwright.instrument import default_instruments
+    from loopwright.observability.stats import StatsRecorder
+
+    instruments = default_instruments()
+    wanted = os.environ.get("LOOPWRIGHT_STATS", "").strip().lower() not in ("0", "false", "off")
+    if wanted and not any(isinstance(i, StatsRecorder) for i in instruments):
+        instruments.append(StatsRecorder())
+    return instruments
+
+
 def standard_tools() -> list[ToolSpec]:
     """The CLI agent's tools: files, search, shell, Python, a task list, long-term memory,
     sub-agents; HTTP when ``LOOPWRIGHT_HTTP_ALLOW`` lists domains; the MCP servers of
@@ -190,6 +206,7 @@ def build_agent(
             model,
             system_prompt=SYSTEM_PROMPT,
             tools=standard_tools(),
+            instruments=cli_instruments(),
             name="loopwright",
             max_turns=max_turns,
             timeout=timeout,

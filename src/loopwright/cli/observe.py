@@ -1,0 +1,174 @@
+"""``loopwright sessions export`` and ``loopwright sessions report``.
+
+``export ID`` writes a session's transcript: a self-contained HTML page (``--html``, the
+default) or ``conversation.json`` (``--json``), into the session's workspace unless ``-o``
+names another path (``-o -`` prints it). ``report ID`` prints the session's cost and usage
+report (``--json`` for the same figures as JSON).
+
+Only typer is imported at start-up; the commands load the store and renderers when they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from loopwright.sessions.session import Session
+    from loopwright.sessions.store import SessionStore
+
+SessionArgument = Annotated[str, typer.Argument(metavar="ID", help="The session's id.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``export`` and ``report`` to the ``sessions`` command group."""
+    sessions = _sessions_group(app)
+
+    @sessions.command("export")
+    def sessions_export(
+        session_id: SessionArgument,
+        html: Annotated[
+            bool, typer.Option("--html", help="An HTML transcript viewer (the default).")
+        ] = False,
+        as_json: Annotated[
+            bool,
+            typer.Option("--json", help="conversation.json: messages, usage and timings."),
+        ] = False,
+        output: Annotated[
+            str | None,
+            typer.Option(
+                "--output",
+                "-o",
+                metavar="PATH",
+                help=(
+                    "Where to write it ('-' prints it). Default: conversation.html or "
+                    "conversation.json in the session's workspace."
+                ),
+            ),
+        ] = None,
+    ) -> None:
+        """Export a session's transcript as an HTML page or as conversation.json."""
+
+        def action() -> int:
+            return export_session(session_id, as_json=as_json, html=html, output=output)
+
+        raise typer.Exit(_guarded(action))
+
+    @sessions.command("report")
+    def sessions_report(
+        session_id: SessionArgument,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ) -> None:
+        """Show a session's cost and usage: tokens, cost, latency, tools, models and runs."""
+
+        def action() -> int:
+            return report_session(session_id, as_json=as_json)
+
+        raise typer.Exit(_guarded(action))
+
+
+def _sessions_group(app: typer.Typer) -> typer.Typer:
+    for group in app.registered_groups:
+        if group.name == "sessions" and group.typer_instance is not None:
+            return group.typer_instance
+    raise RuntimeError("the loopwright app has no 'sessions' command group to extend")
+
+
+def _guarded(action: Callable[[], int]) -> int:
+    """Run a command body; a user error becomes one line on stderr and its exit status."""
+    from loopwright.cli.runtime import CliError
+
+    try:
+        return action()
+    except CliError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        return exc.exit_code
+
+
+def _load(store: SessionStore, session_id: str) -> Session:
+    from loopwright.cli.runtime import EXIT_USAGE, CliError
+
+    try:
+        session = store.load(session_id)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if session is None:
+        raise CliError(
+            f"no saved session {session_id!r}; list saved sessions with `loopwright sessions list`"
+        )
+    return session
+
+
+def export_session(session_id: str, *, as_json: bool, html: bool, output: str | None) -> int:
+    """``sessions export``: write the transcript and say where."""
+    import sys
+    from pathlib import Path
+
+    from loopwright.cli.runtime import EXIT_USAGE, CliError, open_store
+    from loopwright.observability.stats import records_for_session
+    from loopwright.observability.transcript import (
+        CONVERSATION_FILE,
+        conversation_record,
+        render_html,
+        write_atomically,
+    )
+
+    if as_json and html:
+        raise CliError("choose one format: --html or --json", EXIT_USAGE)
+    store = open_store()
+    try:
+        session = _load(store, session_id)
+        records = records_for_session(session, store)
+    finally:
+        store.close()
+    if as_json:
+        import json
+
+        text = json.dumps(
+            conversation_record(session, records), ensure_ascii=False, indent=2, default=str
+        )
+        text += "\n"
+        default = Path(session.workspace_dir) / CONVERSATION_FILE
+    else:
+        text = render_html(session, records)
+        default = Path(session.workspace_dir) / "conversation.html"
+    if output == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return 0
+    target = Path(output).expanduser() if output else default
+    if target.is_dir():
+        target = target / default.name
+    try:
+        write_atomically(target, text)
+    except OSError as exc:
+        raise CliError(
+            f"cannot write {target} ({exc.strerror or exc}); choose another path with -o PATH"
+        ) from None
+    typer.echo(f"Wrote {target}")
+    return 0
+
+
+def report_session(session_id: str, *, as_json: bool) -> int:
+    """``sessions report``: the usage report as tables, or as JSON."""
+    from loopwright.cli.runtime import open_store
+    from loopwright.observability.reports import build_report
+
+    store = open_store()
+    try:
+        session = _load(store, session_id)
+        report = build_report(session, store=store)
+    finally:
+        store.close()
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return 0
+    from loopwright.cli.render import make_console
+    from loopwright.observability.reports import print_report
+
+    print_report(make_console(), report)
+    return 0

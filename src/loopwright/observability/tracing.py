@@ -1,0 +1,629 @@
+"""OpenTelemetry traces of agent runs, following the GenAI semantic conventions.
+
+Each run is an ``invoke_agent {agent}`` span; each model call inside it a ``chat {model}``
+span (model, provider, token usage including cache reads and writes, cost, finish reason,
+``max_tokens`` and ``temperature``); each tool call an ``execute_tool {tool}`` span (tool name,
+call id, error status). A sub-agent started by a tool call is an ``invoke_agent`` span under
+that call's ``execute_tool`` span, so a whole tree of agents is one trace. The session id is
+``gen_ai.conversation.id`` (and ``session.id``, which Langfuse and Phoenix group sessions by).
+
+Parents are always passed explicitly (``run.parent`` / ``run.parent_call``, then the spans
+kept in ``run.data``); no context is attached across the loop's async generators, where a
+token attached in one step could be detached in another task.
+
+Prompts, completions, tool arguments and tool results are recorded only when asked
+(``record_content=True``, or ``LOOPWRIGHT_TRACE_CONTENT=1`` for the environment switch), as
+the conventions' ``gen_ai.input.messages``, ``gen_ai.output.messages``,
+``gen_ai.system_instructions``, ``gen_ai.tool.call.arguments`` and ``gen_ai.tool.call.result``
+attributes (JSON strings).
+
+Token counts follow the conventions: ``gen_ai.usage.input_tokens`` counts every input token,
+cached ones included; ``gen_ai.usage.cache_read.input_tokens`` and
+``gen_ai.usage.cache_creation.input_tokens`` say how many of them were read from or written to
+the provider's cache. Cost (US dollars) is ``loopwright.usage.cost_usd``.
+
+Exporting: nothing is exported unless configured. The environment switch
+(:func:`instrument_from_env`) reads the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` /
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (with ``OTEL_EXPORTER_OTLP_HEADERS`` and the other
+``OTEL_EXPORTER_OTLP_*`` settings) and sends spans over OTLP/HTTP with a batching processor,
+so Langfuse, Arize Phoenix, Jaeger or any OTLP collector receives them. ``LANGFUSE_PUBLIC_KEY``
+with ``LANGFUSE_SECRET_KEY`` (and ``LANGFUSE_HOST``, default Langfuse Cloud) sends them to
+Langfuse's OTLP endpoint ``<host>/api/public/otel`` with Basic authentication. In code, give
+:class:`TracingInstrument` your own ``TracerProvider`` (or none: the global one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+try:
+    from opentelemetry import trace
+    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+    from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "OpenTelemetry tracing needs the tracing extra; install it with "
+        "pip install 'loopwright[tracing]'"
+    ) from exc
+
+from loopwright.events import ApprovalRequest, Error, TextDelta
+from loopwright.instrument import Instrument
+from loopwright.messages import (
+    ImageBlock,
+    Message,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+    from opentelemetry.trace import Span, SpanContext, Tracer, TracerProvider
+
+    from loopwright.events import Done, Event, Usage
+    from loopwright.models.base import Model, ModelRequest, ModelResponse
+    from loopwright.run_context import RunContext
+
+log = logging.getLogger("loopwright.observability")
+
+#: Our own attributes (the conventions have none for these).
+COST_USD = "loopwright.usage.cost_usd"
+AGENT_PATH = "loopwright.agent.path"
+RUN_ID = "loopwright.run.id"
+STOP_REASON = "loopwright.stop_reason"
+OUTPUT_CHARS = "loopwright.tool.output_chars"
+SESSION_ID = "session.id"  # what Langfuse and Phoenix group sessions by
+
+_ON = frozenset({"1", "true", "yes", "on"})
+#: Providers whose model-string prefix differs from the conventions' provider name.
+_PROVIDERS = {"local": "llama_cpp"}
+
+
+@dataclass(slots=True, eq=False)
+class _RunSpans:
+    """The open spans of one run (kept in ``run.data``)."""
+
+    span: Span
+    context: Context
+    common: dict[str, Any]
+    provider: str
+    model: str
+    chat: Span | None = None
+    chat_started_ns: int = 0
+    first_chunk: bool = False
+    error_type: str | None = None
+    prompt_recorded: bool = False
+    tools: dict[str, Span] = field(default_factory=dict)
+
+
+class TracingInstrument(Instrument):
+    """Turns runs into OpenTelemetry spans (see the module docstring for what is recorded).
+
+    ``tracer_provider``: where spans go; ``None`` uses the global provider (what
+    ``opentelemetry.trace.set_tracer_provider`` installed, else a no-op). ``record_content``
+    adds prompts, completions and tool inputs/outputs to the spans.
+    ``shutdown_on_close``: shut the provider down in :meth:`aclose` (for a provider made for
+    this instrument alone); otherwise :meth:`aclose` only flushes it.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        record_content: bool = False,
+        *,
+        shutdown_on_close: bool = False,
+    ) -> None:
+        from loopwright import __version__
+
+        self.provider: TracerProvider = tracer_provider or trace.get_tracer_provider()
+        self.tracer: Tracer = self.provider.get_tracer("loopwright", __version__)
+        self.record_content = record_content
+        self.shutdown_on_close = shutdown_on_close
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def run_started(self, run: RunContext) -> None:
+        agent = run.agent
+        provider, model = provider_and_model(agent.model)
+        session_id = run.session.id
+        common = {
+            gen_ai.GEN_AI_PROVIDER_NAME: provider,
+            gen_ai.GEN_AI_SYSTEM: provider,
+            gen_ai.GEN_AI_REQUEST_MODEL: model,
+            gen_ai.GEN_AI_CONVERSATION_ID: session_id,
+        }
+        attributes: dict[str, Any] = {
+            gen_ai.GEN_AI_OPERATION_NAME: "invoke_agent",
+            gen_ai.GEN_AI_AGENT_NAME: agent.name,
+            **common,
+            SESSION_ID: session_id,
+            AGENT_PATH: run.path,
+            RUN_ID: run.id,
+        }
+        span = self.tracer.start_span(
+            f"invoke_agent {agent.name}",
+            context=self._parent_context(run),
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        )
+        run.data[self] = _RunSpans(span, trace.set_span_in_context(span), common, provider, model)
+
+    def _parent_context(self, run: RunContext) -> Context | None:
+        """The parent's ``execute_tool`` span for a sub-agent, else the caller's context."""
+        parent = run.parent
+        if parent is None:
+            return None  # the current context: a span the application opened, if any
+        state = _spans_of(parent, self)
+        if state is None:
+            return None
+        call = run.parent_call
+        tool_span = state.tools.get(call.id) if call is not None else None
+        return trace.set_span_in_context(tool_span) if tool_span is not None else state.context
+
+    def run_finished(self, run: RunContext, done: Done) -> None:
+        state = run.data.get(self)
+        if not isinstance(state, _RunSpans):
+            return
+        if state.chat is not None:  # the run was stopped during a model call
+            state.chat.set_attribute("loopwright.cancelled", True)
+            state.chat.end()
+            state.chat = None
+        for tool_span in state.tools.values():
+            tool_span.set_attribute("loopwright.cancelled", True)
+            tool_span.end()
+        state.tools.clear()
+        span = state.span
+        attributes = _usage_attributes(done.usage, done.usage.cost_usd)
+        attributes[STOP_REASON] = done.stop_reason
+        attributes["loopwright.usage.model_calls"] = done.usage.model_calls
+        attributes["loopwright.usage.tool_calls"] = done.usage.tool_calls
+        attributes["loopwright.usage.tool_errors"] = done.usage.tool_errors
+        if self.record_content:
+            messages = run.session.messages
+            if messages and messages[-1].role == "assistant":
+                attributes[gen_ai.GEN_AI_OUTPUT_MESSAGES] = _json(
+                    [_message_json(messages[-1], finish_reason=done.stop_reason)]
+                )
+        span.set_attributes(attributes)
+        if done.stop_reason == "error":
+            span.set_attribute(ERROR_TYPE, state.error_type or "_OTHER")
+            span.set_status(Status(StatusCode.ERROR, done.detail or "the run failed"))
+        span.end()
+
+    # --- model calls --------------------------------------------------------------------
+
+    def model_call_started(self, run: RunContext, request: ModelRequest) -> None:
+        state = run.data.get(self)
+        if not isinstance(state, _RunSpans):
+            return
+        attributes: dict[str, Any] = {
+            gen_ai.GEN_AI_OPERATION_NAME: "chat",
+            **state.common,
+            gen_ai.GEN_AI_REQUEST_MAX_TOKENS: request.max_tokens,
+            gen_ai.GEN_AI_REQUEST_TEMPERATURE: request.temperature,
+        }
+        if request.stop:
+            attributes[gen_ai.GEN_AI_REQUEST_STOP_SEQUENCES] = list(request.stop)
+        if request.response_format is not None:
+            attributes[gen_ai.GEN_AI_OUTPUT_TYPE] = "json"
+        if self.record_content:
+            if not state.prompt_recorded:
+                # the run's prompt reaches the session after run_started: record it here
+                state.prompt_recorded = True
+                last = request.messages[-1] if request.messages else None
+                if last is not None and last.role == "user":
+                    state.span.set_attribute(
+                        gen_ai.GEN_AI_INPUT_MESSAGES, _json([_message_json(last)])
+                    )
+            if request.system:
+                attributes[gen_ai.GEN_AI_SYSTEM_INSTRUCTIONS] = _json(
+                    [{"type": "text", "content": request.system}]
+                )
+            attributes[gen_ai.GEN_AI_INPUT_MESSAGES] = _json(_messages_json(request.messages))
+        span = self.tracer.start_span(
+            f"chat {state.model}",
+            context=state.context,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        state.chat = span
+        state.first_chunk = False
+        state.chat_started_ns = getattr(span, "start_time", None) or 0
+
+    def model_call_finished(
+        self,
+        run: RunContext,
+        request: ModelRequest,
+        response: ModelResponse | None,
+        error: BaseException | None,
+        duration_s: float,
+    ) -> None:
+        state = run.data.get(self)
+        if not isinstance(state, _RunSpans) or state.chat is None:
+            return
+        span, state.chat = state.chat, None
+        if response is not None:
+            usage = response.usage
+            cost = usage.cost_usd
+            pricing = run.agent.model.pricing
+            if cost == 0.0 and pricing is not None:
+                cost = pricing.cost(usage)  # the loop prices the call just after this hook
+            attributes = _usage_attributes(usage, cost)
+            attributes[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS] = (response.stop_reason,)
+            if self.record_content:
+                attributes[gen_ai.GEN_AI_OUTPUT_MESSAGES] = _json(
+                    [_message_json(response.message, finish_reason=response.stop_reason)]
+                )
+            span.set_attributes(attributes)
+        elif isinstance(error, Exception):
+            kind = type(error).__name__
+            state.error_type = kind
+            span.set_attribute(ERROR_TYPE, kind)
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, str(error) or kind))
+        else:  # cancelled, or the consumer stopped reading
+            span.set_attribute("loopwright.cancelled", True)
+        span.end()
+
+    # --- tool calls ---------------------------------------------------------------------
+
+    def tool_call_started(self, run: RunContext, call: ToolUseBlock) -> None:
+        state = run.data.get(self)
+        if not isinstance(state, _RunSpans):
+            return
+        attributes: dict[str, Any] = {
+            gen_ai.GEN_AI_OPERATION_NAME: "execute_tool",
+            gen_ai.GEN_AI_TOOL_NAME: call.name,
+            gen_ai.GEN_AI_TOOL_CALL_ID: call.id,
+            gen_ai.GEN_AI_TOOL_TYPE: "extension" if call.name.startswith("mcp__") else "function",
+        }
+        if self.record_content:
+            attributes[gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS] = _json(call.input)
+        state.tools[call.id] = self.tracer.start_span(
+            f"execute_tool {call.name}",
+            context=state.context,
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        )
+
+    def tool_call_finished(
+        self, run: RunContext, call: ToolUseBlock, result: dict[str, Any], duration_s: float
+    ) -> None:
+        state = run.data.get(self)
+        if not isinstance(state, _RunSpans):
+            return
+        span = state.tools.pop(call.id, None)
+        if span is None:
+            return
+        text = _result_text(result.get("content", ""))
+        attributes: dict[str, Any] = {OUTPUT_CHARS: len(text)}
+        if self.record_content:
+            attributes[gen_ai.GEN_AI_TOOL_CALL_RESULT] = text
+        span.set_attributes(attributes)
+        if result.get("is_error"):
+            span.set_attribute(ERROR_TYPE, "ToolError")
+            span.set_status(Status(StatusCode.ERROR, _first_line(text)))
+        span.end()
+
+    # --- events -------------------------------------------------------------------------
+
+    def event(self, run: RunContext, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            state = run.data.get(self)
+            if (
+                isinstance(state, _RunSpans)
+                and state.chat is not None
+                and not state.first_chunk
+                and event.agent is None
+            ):
+                state.first_chunk = True
+                now = time.time_ns()
+                if state.chat_started_ns and now > state.chat_started_ns:
+                    state.chat.set_attribute(
+                        gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+                        (now - state.chat_started_ns) / 1e9,
+                    )
+        elif isinstance(event, Error):
+            state = run.data.get(self)
+            if isinstance(state, _RunSpans):
+                target = state.chat if state.chat is not None else state.span
+                target.add_event(
+                    "loopwright.retry" if event.retrying else "loopwright.error",
+                    {"message": event.message, "retryable": event.retryable},
+                )
+        elif isinstance(event, ApprovalRequest):
+            state = run.data.get(self)
+            if isinstance(state, _RunSpans):
+                tool_span = state.tools.get(event.tool_call_id)
+                (tool_span or state.span).add_event(
+                    "loopwright.approval_request",
+                    {"gen_ai.tool.name": event.name, "reason": event.reason},
+                )
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Flush pending spans (in a thread: an export may wait on the network)."""
+        provider = self.provider
+        if self.shutdown_on_close:
+            shutdown = getattr(provider, "shutdown", None)
+            if shutdown is not None:
+                await asyncio.to_thread(shutdown)
+            return
+        flush = getattr(provider, "force_flush", None)
+        if flush is not None:
+            await asyncio.to_thread(flush)
+
+
+def span_context_of(run: RunContext) -> SpanContext | None:
+    """The ``invoke_agent`` span of ``run`` (for linking later work, such as an evaluation
+    that finishes after the run, to its trace); ``None`` when the run is not traced."""
+    state = _spans_of(run, None)
+    return state.span.get_span_context() if state is not None else None
+
+
+def _spans_of(run: RunContext, instrument: TracingInstrument | None) -> _RunSpans | None:
+    if instrument is not None:
+        state = run.data.get(instrument)
+        if isinstance(state, _RunSpans):
+            return state
+    for value in run.data.values():  # traced by another TracingInstrument
+        if isinstance(value, _RunSpans):
+            return value
+    return None
+
+
+# --- attributes ---------------------------------------------------------------------------
+
+
+def provider_and_model(model: Model) -> tuple[str, str]:
+    """The conventions' provider name and the model name for ``model``: ``anthropic`` and
+    ``claude-sonnet-4-5`` for ``anthropic:claude-sonnet-4-5``; ``openai`` for an
+    OpenAI-compatible server (``openai:NAME@URL``)."""
+    name = model.name.split(" > ", 1)[0]  # a fallback chain: its first model
+    prefix, sep, rest = name.partition(":")
+    if not sep:
+        return name or type(model).__name__.lower(), name
+    return _PROVIDERS.get(prefix, prefix), rest.split("@", 1)[0] or name
+
+
+def _usage_attributes(usage: Usage, cost: float) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        gen_ai.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens
+        + usage.cache_read_tokens
+        + usage.cache_write_tokens,
+        gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+        COST_USD: cost,
+    }
+    if usage.cache_read_tokens:
+        attributes[gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+    if usage.cache_write_tokens:
+        attributes[gen_ai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+    return attributes
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _messages_json(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Messages in the conventions' shape: tool results become ``tool`` role messages."""
+    return [_message_json(message) for message in messages]
+
+
+def _message_json(message: Message, finish_reason: str | None = None) -> dict[str, Any]:
+    """One message as ``{"role", "parts": [...]}`` (the conventions' message schema)."""
+    parts: list[dict[str, Any]] = []
+    role: str = message.role
+    for block in message.content:
+        if isinstance(block, TextBlock):
+            parts.append({"type": "text", "content": block.text})
+        elif isinstance(block, ThinkingBlock):
+            parts.append({"type": "reasoning", "content": block.thinking})
+        elif isinstance(block, ToolUseBlock):
+            parts.append(
+                {"type": "tool_call", "id": block.id, "name": block.name, "arguments": block.input}
+            )
+        elif isinstance(block, ToolResultBlock):
+            role = "tool"
+            parts.append(
+                {
+                    "type": "tool_call_response",
+                    "id": block.tool_use_id,
+                    "response": block.text,
+                }
+            )
+        elif isinstance(block, ImageBlock):
+            # the picture itself is left out: megabytes of base64 in every span
+            parts.append({"type": "blob", "modality": "image", "mime_type": block.media_type})
+    data: dict[str, Any] = {"role": role, "parts": parts}
+    if finish_reason is not None:
+        data["finish_reason"] = finish_reason
+    return data
+
+
+def _result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    texts = [getattr(block, "text", None) for block in content or ()]
+    return "\n".join(t for t in texts if isinstance(t, str))
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return "the tool call failed"
+
+
+# --- configuration from the environment ---------------------------------------------------
+
+
+class TracingConfigError(ValueError):
+    """The tracing settings in the environment cannot work (the message says what to fix)."""
+
+
+_env_lock = threading.Lock()
+_env_providers: dict[tuple[tuple[str, str], ...], SdkTracerProvider] = {}
+
+#: The variables that decide where spans go (a provider is made once per distinct setting).
+_ENV_KEYS = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "LANGFUSE_PUBLIC_KEY",
+    "LANGFUSE_SECRET_KEY",
+    "LANGFUSE_HOST",
+    "LANGFUSE_BASE_URL",
+)
+
+
+def langfuse_exporter_settings(environ: Mapping[str, str]) -> tuple[str, dict[str, str]] | None:
+    """The OTLP/HTTP traces endpoint and headers for Langfuse, from ``LANGFUSE_*``."""
+    public = environ.get("LANGFUSE_PUBLIC_KEY", "").strip()
+    if not public:
+        return None
+    secret = environ.get("LANGFUSE_SECRET_KEY", "").strip()
+    if not secret:
+        raise TracingConfigError(
+            "LANGFUSE_PUBLIC_KEY is set but LANGFUSE_SECRET_KEY is not; set both (from your "
+            "Langfuse project's API keys) or unset LANGFUSE_PUBLIC_KEY"
+        )
+    host = (
+        environ.get("LANGFUSE_HOST", "").strip()
+        or environ.get("LANGFUSE_BASE_URL", "").strip()
+        or "https://cloud.langfuse.com"
+    )
+    if not host.startswith(("http://", "https://")):
+        raise TracingConfigError(
+            f"LANGFUSE_HOST={host!r} is not a URL; set it to your Langfuse server's address, "
+            "such as https://cloud.langfuse.com"
+        )
+    token = base64.b64encode(f"{public}:{secret}".encode()).decode("ascii")
+    endpoint = f"{host.rstrip('/')}/api/public/otel/v1/traces"
+    return endpoint, {"Authorization": f"Basic {token}"}
+
+
+def tracer_provider_from_env(
+    environ: Mapping[str, str] | None = None,
+) -> SdkTracerProvider | None:
+    """A tracer provider exporting where the environment says, or ``None`` when it says
+    nowhere. Raises :class:`TracingConfigError` for settings that cannot work."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return None
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider as SdkProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+        from opentelemetry.util.re import parse_env_headers
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise TracingConfigError(
+            "exporting traces needs the OpenTelemetry SDK and OTLP exporter; install them "
+            "with pip install 'loopwright[tracing]'"
+        ) from exc
+
+    exporters: list[SpanExporter] = []
+    endpoint = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    )
+    if endpoint:
+        protocol = (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip()
+            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+            or "http/protobuf"
+        )
+        if protocol != "http/protobuf":
+            raise TracingConfigError(
+                f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: loopwright "
+                "exports OTLP over HTTP; set it to 'http/protobuf' (or unset it) and point "
+                "the endpoint at the collector's HTTP port (usually 4318)"
+            )
+        if not endpoint.startswith(("http://", "https://")):
+            raise TracingConfigError(
+                f"the OTLP endpoint {endpoint!r} is not an http(s) URL; set "
+                "OTEL_EXPORTER_OTLP_ENDPOINT to something like http://localhost:4318"
+            )
+        if not env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip():
+            endpoint = f"{endpoint.rstrip('/')}/v1/traces"  # the base URL of all signals
+        headers = parse_env_headers(
+            env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "")
+            or env.get("OTEL_EXPORTER_OTLP_HEADERS", ""),
+            liberal=True,
+        )
+        # timeout, compression and certificates come from the same standard variables
+        exporters.append(OTLPSpanExporter(endpoint=endpoint, headers=dict(headers)))
+    langfuse = langfuse_exporter_settings(env)
+    if langfuse is not None:
+        if env.get("OTEL_EXPORTER_OTLP_HEADERS") or env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+            # the exporter would add them to Langfuse's requests too: another backend's keys
+            raise TracingConfigError(
+                "LANGFUSE_PUBLIC_KEY is set together with OTEL_EXPORTER_OTLP_HEADERS, whose "
+                "headers would be sent to Langfuse as well; send traces to Langfuse with the "
+                "LANGFUSE_* variables alone, or to your collector with the OTEL_* variables "
+                "alone (a collector can forward them to Langfuse)"
+            )
+        exporters.append(OTLPSpanExporter(endpoint=langfuse[0], headers=langfuse[1]))
+    if not exporters:
+        return None
+    resource = Resource.create()
+    service = resource.attributes.get(SERVICE_NAME)
+    if not service or str(service).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: "loopwright"}))
+    provider = SdkProvider(resource=resource)
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def _shared_env_provider() -> SdkTracerProvider | None:
+    """One provider per process for each distinct environment setting: agents built from the
+    environment share its export queue and thread (the SDK flushes and shuts it down when the
+    process exits; :meth:`TracingInstrument.aclose` flushes it before)."""
+    key = tuple((name, os.environ.get(name, "")) for name in _ENV_KEYS)
+    with _env_lock:
+        provider = _env_providers.get(key)
+        if provider is None:
+            provider = tracer_provider_from_env()
+            if provider is None:
+                return None
+            _env_providers[key] = provider
+        return provider
+
+
+def instrument_from_env() -> TracingInstrument | None:
+    """A :class:`TracingInstrument` exporting where ``OTEL_EXPORTER_OTLP_*`` / ``LANGFUSE_*``
+    say (``LOOPWRIGHT_TRACE_CONTENT=1`` records contents); ``None`` when they say nowhere or
+    cannot work (then an error saying what to fix is logged, and runs go on untraced)."""
+    try:
+        provider = _shared_env_provider()
+    except TracingConfigError as exc:
+        log.error("Tracing is off: %s.", exc)
+        return None
+    if provider is None:
+        return None
+    content = os.environ.get("LOOPWRIGHT_TRACE_CONTENT", "").strip().lower() in _ON
+    return TracingInstrument(provider, record_content=content)
