@@ -1,0 +1,231 @@
+"""``loopwright serve``: the standard agent over HTTP (JSON API, SSE streams) and the web UI.
+
+Only typer is imported here at start-up; the server, the agent and uvicorn are imported when
+the command runs, so ``loopwright --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to the ``loopwright`` app."""
+    app.command(name="serve")(serve)
+
+
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", metavar="HOST", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, metavar="PORT", help="Port to listen on.")
+    ] = 8000,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="MODEL",
+            help="Model string, as for `loopwright run` ('auto': LOOPWRIGHT_MODEL, else by "
+            "which API key is set, else the embedded local model).",
+        ),
+    ] = "auto",
+    permission_mode: Annotated[
+        str,
+        typer.Option(
+            "--permission-mode",
+            "-p",
+            metavar="MODE",
+            help="auto: every tool may run (in the sandbox); ask: write and execute calls wait "
+            "for an answer from the API or web UI; read-only: they are refused.",
+        ),
+    ] = "auto",
+    tokens_file: Annotated[
+        str | None,
+        typer.Option(
+            "--tokens-file",
+            metavar="PATH",
+            help="TOML or JSON file mapping bearer tokens to users ([tokens] TOKEN = "
+            '"alice"); also LOOPWRIGHT_TOKENS="token1=alice,token2=bob" and '
+            "LOOPWRIGHT_TOKENS_FILE.",
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Allow listening beyond 127.0.0.1 with no tokens configured (anyone who "
+            "can reach the port can run the agent).",
+        ),
+    ] = False,
+    rate_limit: Annotated[
+        str,
+        typer.Option(
+            "--rate-limit",
+            metavar="N/SECONDS",
+            help="Requests allowed per token (token bucket); 'off' for none.",
+        ),
+    ] = "120/60",
+    max_body_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-body-bytes", min=1, metavar="BYTES", help="Larger request bodies get 413."
+        ),
+    ] = 1_000_000,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace",
+            min=0,
+            metavar="SECONDS",
+            help="On shutdown, how long running turns may go on before they are cancelled "
+            "(their history is saved; resume them later).",
+        ),
+    ] = 30.0,
+    max_turns: Annotated[
+        int,
+        typer.Option("--max-turns", min=1, metavar="N", help="Model calls per turn, at most."),
+    ] = 50,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0.001, metavar="SECONDS", help="Time limit per turn."),
+    ] = None,
+    log_level: Annotated[
+        str,
+        typer.Option("--log-level", metavar="LEVEL", help="uvicorn's log level."),
+    ] = "info",
+) -> None:
+    """Serve the agent over HTTP: a JSON API with SSE event streams, and a web UI at /."""
+    from loopwright.cli.runtime import CliError
+
+    try:
+        code = _serve(
+            host=host,
+            port=port,
+            model=model,
+            permission_mode=permission_mode,
+            tokens_file=tokens_file,
+            insecure_no_auth=insecure_no_auth,
+            rate_limit=rate_limit,
+            max_body_bytes=max_body_bytes,
+            grace=grace,
+            max_turns=max_turns,
+            timeout=timeout,
+            log_level=log_level,
+        )
+    except CliError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(exc.exit_code) from None
+    raise typer.Exit(code)
+
+
+def _serve(
+    *,
+    host: str,
+    port: int,
+    model: str,
+    permission_mode: str,
+    tokens_file: str | None,
+    insecure_no_auth: bool,
+    rate_limit: str,
+    max_body_bytes: int,
+    grace: float,
+    max_turns: int,
+    timeout: float | None,
+    log_level: str,
+) -> int:
+    from loopwright.cli.runtime import (
+        EXIT_USAGE,
+        CliError,
+        announce_model,
+        build_agent,
+        choose_model,
+        open_store,
+    )
+
+    try:
+        from loopwright.server import (
+            InsecureBindError,
+            RequestRate,
+            TokenConfigError,
+            TokenMap,
+            create_app,
+            make_server,
+        )
+    except ImportError as exc:
+        raise CliError(
+            f"the server needs FastAPI and uvicorn ({exc}); install them with "
+            "`pip install 'loopwright[server]'`"
+        ) from None
+
+    try:
+        tokens = TokenMap.from_sources(file=tokens_file)
+    except TokenConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    rate: RequestRate | None = None
+    if rate_limit.strip().lower() not in ("off", "none", "0"):
+        try:
+            rate = RequestRate.parse(rate_limit)
+        except ValueError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+    levels = ("critical", "error", "warning", "info", "debug", "trace")
+    if log_level.lower() not in levels:
+        raise CliError(f"unknown log level {log_level!r}; use one of: {', '.join(levels)}")
+
+    choice = choose_model(model)
+    store = open_store()
+    agent = build_agent(
+        choice.spec,
+        store=store,
+        max_turns=max_turns,
+        timeout=timeout,
+        permission_mode=permission_mode,
+    )
+    app = create_app(
+        agent,
+        store=store,
+        tokens=tokens,
+        rate_limit=rate,
+        max_body_bytes=max_body_bytes,
+        shutdown_grace=grace,
+    )
+    try:
+        server = make_server(
+            app,
+            host=host,
+            port=port,
+            insecure_no_auth=insecure_no_auth,
+            log_level=log_level.lower(),
+        )
+    except InsecureBindError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    announce_model(choice, agent.model.name)
+    shown = f"[{host}]" if ":" in host else host
+    if tokens.enabled:
+        auth = f"{len(tokens)} token(s) for {len(tokens.users)} user(s)"
+    else:
+        auth = "off (no tokens configured)"
+    print(
+        f"loopwright serving http://{shown}:{port}/ (web UI at /, API spec at /openapi.json); "
+        f"auth: {auth}; store: {store.describe()}",
+        file=sys.stderr,
+        flush=True,
+    )
+    import asyncio
+
+    try:
+        server.run()
+    finally:
+        with asyncio.Runner() as runner:
+            try:
+                runner.run(agent.aclose())
+            except Exception as exc:  # closing must not hide how the server ended
+                print(f"warning: closing the agent failed: {exc}", file=sys.stderr)
+        store.close()
+    if not server.started:
+        return 1  # uvicorn said why (e.g. the port is in use)
+    return 0

@@ -1,0 +1,201 @@
+"""``create_app``: the FastAPI application that serves an agent over HTTP and the web UI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from loopwright import __version__
+from loopwright.agent import Agent
+from loopwright.server.auth import TokenMap
+from loopwright.server.context import ServerContext, context_of
+from loopwright.server.limits import BodySizeLimit, RateLimiter, RequestRate
+from loopwright.server.routes import add_routes
+from loopwright.server.runs import RunManager, ServerClosing, SessionBusy
+from loopwright.server.sessions import SessionAccess, SessionNotFound
+from loopwright.sessions.store import SessionStore
+
+DEFAULT_RATE = RequestRate(120, per=60.0)
+DEFAULT_MAX_BODY_BYTES = 1_000_000
+DEFAULT_SHUTDOWN_GRACE_S = 30.0
+DEFAULT_RUN_RETENTION_S = 600.0
+
+STATIC_DIR = Path(str(files("loopwright.server") / "static"))
+#: the web UI renders what agents write: it runs only its own script, loads nothing else
+UI_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def create_app(
+    agent: Agent | Callable[[], Agent],
+    *,
+    store: SessionStore | None = None,
+    tokens: TokenMap | Mapping[str, str] | None = None,
+    rate_limit: RequestRate | None = DEFAULT_RATE,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S,
+    run_retention: float = DEFAULT_RUN_RETENTION_S,
+    shared_store: bool | None = None,
+    web_ui: bool = True,
+) -> FastAPI:
+    """The HTTP API (and web UI at ``/``) serving ``agent``.
+
+    ``agent``: an :class:`Agent`, or a function that builds one (called once, here).
+    ``store``: where sessions live (default: the agent's store). ``tokens``: ``{token:
+    user}``; empty or ``None`` turns authentication off (every caller is ``local``; bind to
+    loopback only, see :func:`loopwright.server.serve`). ``rate_limit``: requests per token
+    (``None``: unlimited). ``max_body_bytes``: larger request bodies get 413.
+    ``shutdown_grace``: seconds running turns get to finish when the server stops, before
+    they are cancelled. ``run_retention``: seconds a finished run's events stay available
+    for reconnecting clients. ``shared_store``: other server processes use the same store
+    (several servers on one PostgreSQL database), so each turn starts from the store's copy
+    of its session; by default true for every store but SQLite and the in-memory one.
+
+    To let a person approve tool calls from the API or the web UI, give the agent a
+    ``Policy(mode="ask")`` (without an ``approver``): its calls then wait for
+    ``POST /api/sessions/{id}/approvals/{request_id}``.
+    """
+    built = agent() if not isinstance(agent, Agent) else agent
+    if not isinstance(built, Agent):
+        raise TypeError(
+            f"create_app needs an Agent or a function returning one, got {type(built).__name__}"
+        )
+    token_map = tokens if isinstance(tokens, TokenMap) else TokenMap(tokens)
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
+    session_store = store if store is not None else built.store
+    runs = RunManager(built, retention=run_retention)
+    context = ServerContext(
+        agent=built,
+        store=session_store,
+        tokens=token_map,
+        limiter=RateLimiter(rate_limit) if rate_limit is not None else None,
+        runs=runs,
+        sessions=SessionAccess(
+            built,
+            session_store,
+            auth_enabled=token_map.enabled,
+            is_running=lambda session_id: runs.active(session_id) is not None,
+            shared=_is_shared(session_store) if shared_store is None else shared_store,
+        ),
+        shutdown_grace=shutdown_grace,
+        max_body_bytes=max_body_bytes,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # under loopwright's own server the grace period has passed already (see serving.py);
+        # under a plain ASGI server, whatever still runs now is cancelled, history saved
+        await runs.shutdown(0.0)
+        await context.sessions.aclose()
+
+    app = FastAPI(
+        title="loopwright",
+        version=__version__,
+        summary="Run an autonomous agent over HTTP: sessions, turns streamed as SSE, "
+        "approvals, workspace files.",
+        lifespan=lifespan,
+        docs_url=None,  # the interactive docs load scripts from a CDN; the spec is enough
+        redoc_url=None,
+    )
+    app.state.loopwright = context
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    _add_error_handlers(app)
+    add_routes(app, context)
+    if web_ui:
+        _add_web_ui(app)
+    return app
+
+
+def _is_shared(store: SessionStore) -> bool:
+    """Whether other processes may write to ``store`` meanwhile (a database server)."""
+    from loopwright.sessions.sqlite import SQLiteStore
+    from loopwright.sessions.store import MemoryStore
+
+    return not isinstance(store, MemoryStore | SQLiteStore)
+
+
+def server_context(app: FastAPI) -> ServerContext:
+    """The parts of a server made by :func:`create_app` (its runs, sessions, store...)."""
+    return context_of(app)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    async def busy(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SessionBusy)
+        run = exc.run
+        return JSONResponse(
+            {
+                "detail": f"a turn is already running in session {run.session_id!r}; wait for "
+                "its done event, follow it at GET /api/sessions/{id}/events, or cancel it "
+                "with POST /api/sessions/{id}/cancel",
+                "run_id": run.id,
+            },
+            status_code=409,
+        )
+
+    async def closing(request: Request, exc: Exception) -> Response:
+        return JSONResponse(
+            {"detail": "the server is shutting down; try again in a moment (on another server)"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors: list[Any] = list(exc.errors())
+        first = errors[0] if errors else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        return JSONResponse(
+            {
+                "detail": f"invalid request ({where or 'body'}: {message}); see the request "
+                "schemas at /openapi.json",
+                "errors": [
+                    {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in errors
+                ],
+            },
+            status_code=422,
+        )
+
+    app.add_exception_handler(SessionNotFound, not_found)
+    app.add_exception_handler(SessionBusy, busy)
+    app.add_exception_handler(ServerClosing, closing)
+    app.add_exception_handler(RequestValidationError, invalid)
+
+
+class _UiFiles(StaticFiles):
+    """The web UI's assets, with the UI's security headers."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(UI_HEADERS)
+        return response
+
+
+def _add_web_ui(app: FastAPI) -> None:
+    index = STATIC_DIR / "index.html"
+
+    @app.get("/", include_in_schema=False)
+    async def web_ui() -> FileResponse:
+        return FileResponse(index, media_type="text/html", headers=UI_HEADERS)
+
+    app.mount("/static", _UiFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,685 @@
+// The loopwright web UI: a chat with one agent session at a time, over the server's JSON API.
+//
+// Turns stream as Server-Sent Events read with fetch() (EventSource cannot send the bearer
+// token); a dropped stream reconnects with Last-Event-ID. Everything the agent writes is put
+// in the page as text (textContent), never as HTML. Files are fetched with the token and shown
+// or saved through blob: URLs.
+"use strict";
+
+const TOKEN_KEY = "loopwright.token";
+const KEY_INPUTS = ["file_path", "path", "command", "pattern", "query", "url", "sql", "code",
+  "description", "content"];
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  authRequired: false,
+  sessionId: null,
+  runId: null,
+  lastEventId: 0,
+  finished: true,
+  stream: null,        // AbortController of the open event stream
+  bubble: null,        // the assistant message text streams into
+  cards: new Map(),    // tool_call id -> card elements
+  sessionUsage: null,  // the session's usage before the running turn
+  runUsage: null,
+  filesTimer: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+// --- the API ----------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message, retryAfter) {
+    super(message);
+    this.status = status;
+    this.retryAfter = retryAfter;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (state.token) headers.set("Authorization", "Bearer " + state.token);
+  const init = { method: options.method || "GET", headers, signal: options.signal };
+  if (options.json !== undefined) {
+    headers.set("Content-Type", "application/json");
+    init.body = JSON.stringify(options.json);
+  }
+  const response = await fetch(path, init);
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      const body = await response.json();
+      if (body && body.detail) detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+    } catch (_) { /* not JSON */ }
+    if (response.status === 401 && state.authRequired) {
+      forgetToken();
+      askToken("The token was refused: " + detail);
+    }
+    throw new ApiError(response.status, detail, response.headers.get("Retry-After"));
+  }
+  return response;
+}
+
+async function apiJson(path, options) {
+  const response = await api(path, options);
+  return response.json();
+}
+
+function sessionPath(suffix = "") {
+  return "/api/sessions/" + encodeURIComponent(state.sessionId) + suffix;
+}
+
+function filePath(path) {
+  return sessionPath("/files/" + path.split("/").map(encodeURIComponent).join("/"));
+}
+
+// --- authentication ---------------------------------------------------------------------
+
+let tokenWaiters = [];
+
+function forgetToken() {
+  state.token = "";
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+function askToken(message) {
+  $("token-error").textContent = message || "";
+  const dialog = $("token-dialog");
+  if (!dialog.open) dialog.showModal();
+  $("token-input").focus();
+  return new Promise((resolve) => tokenWaiters.push(resolve));
+}
+
+async function submitToken(event) {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  if (!token) return;
+  state.token = token;
+  try {
+    const me = await apiJson("/api/me");
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $("token-input").value = "";
+    $("token-dialog").close();
+    showUser(me);
+    const waiters = tokenWaiters;
+    tokenWaiters = [];
+    waiters.forEach((resolve) => resolve(me));
+  } catch (error) {
+    forgetToken();
+    $("token-error").textContent = error.message;
+  }
+}
+
+function showUser(me) {
+  $("user").textContent = me.auth ? "signed in as " + me.user : "no authentication (local)";
+  $("sign-out").hidden = !me.auth;
+}
+
+// --- sessions ---------------------------------------------------------------------------
+
+async function loadSessions(selected) {
+  const { sessions } = await apiJson("/api/sessions");
+  const select = $("session-select");
+  select.replaceChildren();
+  if (!sessions.length) select.append(el("option", "", "(no sessions yet)"));
+  for (const session of sessions) {
+    const option = el("option", "", (session.title || "(untitled)") + " · " + session.id);
+    option.value = session.id;
+    select.append(option);
+  }
+  if (selected) select.value = selected;
+  return sessions;
+}
+
+async function newSession() {
+  const session = await apiJson("/api/sessions", { method: "POST" });
+  await loadSessions(session.id);
+  await openSession(session.id);
+  return session;
+}
+
+async function openSession(id) {
+  closeStream();
+  state.sessionId = id;
+  state.runId = null;
+  state.finished = true;
+  history.replaceState(null, "", "#" + encodeURIComponent(id));
+  $("session-select").value = id;
+  clearLog();
+  const [session, history_] = await Promise.all([
+    apiJson(sessionPath()),
+    apiJson(sessionPath("/messages")),
+  ]);
+  renderHistory(history_.messages);
+  showSessionUsage(session.usage);
+  refreshFiles();
+  refreshTodos();
+  if (session.running && session.run) {
+    // the history holds the turn so far: follow only what comes next
+    attach(session.run.id, session.run.last_event_id);
+  }
+}
+
+function clearLog() {
+  $("log").replaceChildren();
+  state.bubble = null;
+  state.cards.clear();
+  $("preview").hidden = true;
+}
+
+function renderHistory(messages) {
+  const results = new Map();
+  for (const message of messages) {
+    for (const block of message.content) {
+      if (block.type === "tool_result") results.set(block.tool_use_id, block);
+    }
+  }
+  for (const message of messages) {
+    for (const block of message.content) {
+      if (block.type === "text" && block.text) {
+        if (message.role === "user") addMessage("user", block.text);
+        else addMessage("assistant", block.text);
+      } else if (block.type === "tool_use") {
+        const card = toolCard({ id: block.id, name: block.name, input: block.input });
+        const result = results.get(block.id);
+        if (result) {
+          finishCard(card, {
+            content: resultText(result.content),
+            is_error: Boolean(result.is_error),
+            duration_ms: null,
+          });
+        }
+      }
+    }
+  }
+  if (!messages.length) $("log").append(el("p", "hint", "No messages yet in this session."));
+  scrollDown();
+}
+
+function resultText(content) {
+  if (typeof content === "string") return content;
+  return content.map((b) => (b.type === "text" ? b.text : "[" + b.type + "]")).join("\n");
+}
+
+// --- the conversation -------------------------------------------------------------------
+
+function addMessage(role, text) {
+  const node = el("div", "msg " + role, text);
+  $("log").append(node);
+  scrollDown();
+  return node;
+}
+
+function notice(kind, text) {
+  $("log").append(el("div", "notice " + kind, text));
+  scrollDown();
+}
+
+function scrollDown() {
+  const log = $("log");
+  log.scrollTop = log.scrollHeight;
+}
+
+function keyInput(input) {
+  if (!input || typeof input !== "object") return "";
+  for (const key of KEY_INPUTS) {
+    if (typeof input[key] === "string") return input[key];
+  }
+  const first = Object.values(input).find((v) => typeof v === "string" || typeof v === "number");
+  return first === undefined ? "" : String(first);
+}
+
+function oneLine(text, max) {
+  const line = String(text).replace(/\s+/g, " ").trim();
+  return line.length > max ? line.slice(0, max - 1) + "\u2026" : line;
+}
+
+function toolCard(call) {
+  const root = el("div", "tool-card running");
+  root.dataset.toolId = call.id;
+  const head = el("div", "tool-head");
+  const name = el("span", "tool-name", call.name);
+  const input = el("span", "tool-input", oneLine(keyInput(call.input), 120));
+  input.title = keyInput(call.input);
+  const status = el("span", "tool-state", "running\u2026");
+  head.append(name, input, status);
+  const summary = el("div", "tool-summary");
+  const details = el("details");
+  details.append(el("summary", "", "input and output"));
+  const inputPre = el("pre", "", JSON.stringify(call.input, null, 2));
+  const outputPre = el("pre", "");
+  outputPre.hidden = true;
+  details.append(inputPre, outputPre);
+  root.append(head, summary, details);
+  $("log").append(root);
+  const card = { root, status, summary, outputPre, approval: null, name: call.name };
+  state.cards.set(call.id, card);
+  scrollDown();
+  return card;
+}
+
+function finishCard(card, result) {
+  card.root.classList.remove("running", "waiting");
+  card.root.classList.add(result.is_error ? "error" : "ok");
+  const took = result.duration_ms === null || result.duration_ms === undefined
+    ? "" : " \u00b7 " + formatDuration(result.duration_ms);
+  card.status.textContent = (result.is_error ? "failed" : "done") + took;
+  card.summary.textContent = oneLine(result.content, 300);
+  card.outputPre.textContent = result.content;
+  card.outputPre.hidden = false;
+  if (card.approval) {
+    card.approval.remove();
+    card.approval = null;
+  }
+}
+
+function formatDuration(ms) {
+  return ms < 1000 ? Math.round(ms) + " ms" : (ms / 1000).toFixed(1) + " s";
+}
+
+function approvalBox(request) {
+  const card = state.cards.get(request.tool_call_id) || toolCard({
+    id: request.tool_call_id, name: request.name, input: request.input,
+  });
+  card.root.classList.add("waiting");
+  card.status.textContent = "waiting for approval";
+  const box = el("div", "approval");
+  box.append(el("span", "", request.reason ? "Approve? " + request.reason : "Approve this call?"));
+  const reason = el("input");
+  reason.placeholder = "reason (optional, sent to the agent if you deny)";
+  const allow = el("button", "allow", "Allow");
+  const deny = el("button", "deny danger", "Deny");
+  allow.type = deny.type = "button";
+  const answer = async (yes) => {
+    allow.disabled = deny.disabled = true;
+    try {
+      await apiJson(sessionPath("/approvals/" + encodeURIComponent(request.id)), {
+        method: "POST", json: { allow: yes, reason: reason.value },
+      });
+      card.status.textContent = yes ? "allowed, running\u2026" : "denied";
+    } catch (error) {
+      allow.disabled = deny.disabled = false;
+      notice("error", "Could not answer the approval: " + error.message);
+    }
+  };
+  allow.addEventListener("click", () => answer(true));
+  deny.addEventListener("click", () => answer(false));
+  box.append(reason, allow, deny);
+  card.root.append(box);
+  card.approval = box;
+  scrollDown();
+}
+
+function handleEvent(event) {
+  switch (event.type) {
+    case "text_delta":
+      if (!state.bubble) state.bubble = addMessage("assistant", "");
+      state.bubble.textContent += event.text;
+      scrollDown();
+      break;
+    case "tool_call":
+      state.bubble = null;
+      toolCard(event);
+      setStatus("running " + event.name + "\u2026", true);
+      break;
+    case "approval_request":
+      approvalBox(event);
+      setStatus("waiting for your approval", true);
+      break;
+    case "tool_result": {
+      const card = state.cards.get(event.id) || toolCard({ id: event.id, name: event.name, input: {} });
+      finishCard(card, event);
+      setStatus("thinking\u2026", true);
+      if (event.name === "TodoWrite") refreshTodos();
+      scheduleFilesRefresh();
+      break;
+    }
+    case "usage":
+      state.runUsage = event.run;
+      renderUsage();
+      break;
+    case "error":
+      if (event.retrying) {
+        setStatus("retrying: " + event.message, true);
+        if (event.discard_partial && state.bubble) state.bubble.textContent = "";
+      } else {
+        notice("error", event.message);
+      }
+      break;
+    case "done":
+      state.finished = true;
+      state.bubble = null;
+      for (const card of state.cards.values()) {
+        if (card.root.classList.contains("running") || card.root.classList.contains("waiting")) {
+          finishCard(card, { content: "stopped before it finished", is_error: true, duration_ms: null });
+        }
+      }
+      if (event.stop_reason !== "end_turn") {
+        notice("stopped", "Stopped: " + event.stop_reason + (event.detail ? " \u2014 " + event.detail : ""));
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+// --- streams ----------------------------------------------------------------------------
+
+async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let kind = "message";
+  let data = [];
+  let id = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let newline;
+    while ((newline = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, newline).replace(/\r$/, "");
+      buffer = buffer.slice(newline + 1);
+      if (line === "") {
+        if (data.length) onEvent({ type: kind, data: data.join("\n"), id });
+        kind = "message";
+        data = [];
+        continue;
+      }
+      if (line.startsWith(":")) continue;  // keep-alive comment
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") kind = text;
+      else if (field === "data") data.push(text);
+      else if (field === "id") id = text;
+    }
+  }
+}
+
+function closeStream() {
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+  setRunning(false);
+}
+
+async function follow(response, runId, sessionId) {
+  state.runId = runId;
+  state.finished = false;
+  setRunning(true);
+  const controller = state.stream;
+  let attempts = 0;
+  for (;;) {
+    try {
+      await readEvents(response, (frame) => {
+        if (frame.id !== null) state.lastEventId = Number(frame.id);
+        handleEvent(JSON.parse(frame.data));
+      });
+    } catch (error) {
+      if (controller.signal.aborted) return;
+    }
+    if (state.finished || controller.signal.aborted || state.sessionId !== sessionId) break;
+    // the connection dropped before the turn ended: pick the stream up where it stopped
+    attempts += 1;
+    if (attempts > 20) {
+      notice("error", "Lost the connection to the server; reload the page to see the turn's result.");
+      break;
+    }
+    setStatus("reconnecting\u2026", true);
+    await new Promise((resolve) => setTimeout(resolve, Math.min(500 * attempts, 5000)));
+    try {
+      response = await api(sessionPath("/runs/" + encodeURIComponent(runId) + "/events"), {
+        headers: { "Last-Event-ID": String(state.lastEventId) }, signal: controller.signal,
+      });
+      attempts = 0;
+      setStatus("thinking\u2026", true);
+    } catch (error) {
+      if (controller.signal.aborted || error.status === 404) break;
+    }
+  }
+  if (state.stream === controller) state.stream = null;
+  setRunning(false);
+  afterTurn();
+}
+
+async function attach(runId, after) {
+  state.lastEventId = after;
+  state.stream = new AbortController();
+  const sessionId = state.sessionId;
+  try {
+    const response = await api(sessionPath("/runs/" + encodeURIComponent(runId) + "/events"), {
+      headers: { "Last-Event-ID": String(after) }, signal: state.stream.signal,
+    });
+    await follow(response, runId, sessionId);
+  } catch (error) {
+    if (error.name !== "AbortError") notice("error", error.message);
+    setRunning(false);
+  }
+}
+
+async function send(event) {
+  event.preventDefault();
+  const prompt = $("prompt");
+  const text = prompt.value;
+  if (!text.trim() || !state.finished) return;
+  try {
+    if (!state.sessionId) await newSession();
+    $("empty-hint")?.remove();
+    addMessage("user", text);
+    prompt.value = "";
+    state.bubble = null;
+    state.sessionUsage = (await apiJson(sessionPath("/usage"))).usage;
+    state.runUsage = null;
+    state.lastEventId = 0;
+    state.stream = new AbortController();
+    setRunning(true);
+    const response = await api(sessionPath("/messages"), {
+      method: "POST", json: { content: text }, signal: state.stream.signal,
+    });
+    await follow(response, response.headers.get("X-Run-Id"), state.sessionId);
+  } catch (error) {
+    if (error.name === "AbortError") return;
+    const wait = error.retryAfter ? " (try again in " + error.retryAfter + " s)" : "";
+    notice("error", error.message + wait);
+    setRunning(false);
+  }
+}
+
+async function stop() {
+  $("stop").disabled = true;
+  try {
+    await apiJson(sessionPath("/cancel"), { method: "POST" });
+  } catch (error) {
+    notice("error", error.message);
+  } finally {
+    $("stop").disabled = false;
+  }
+}
+
+function afterTurn() {
+  refreshFiles();
+  refreshTodos();
+  apiJson(sessionPath("/usage")).then((u) => showSessionUsage(u.usage)).catch(() => {});
+  loadSessions(state.sessionId).catch(() => {});
+}
+
+function setRunning(running) {
+  $("send").disabled = running;
+  $("stop").hidden = !running;
+  setStatus(running ? "thinking\u2026" : "", running);
+}
+
+function setStatus(text, busy) {
+  const status = $("status");
+  status.textContent = text;
+  status.classList.toggle("busy", Boolean(busy));
+}
+
+// --- usage ------------------------------------------------------------------------------
+
+function showSessionUsage(usage) {
+  state.sessionUsage = usage;
+  state.runUsage = null;
+  renderUsage();
+}
+
+function renderUsage() {
+  const base = state.sessionUsage || {};
+  const run = state.runUsage || {};
+  const sum = (key) => (base[key] || 0) + (run[key] || 0);
+  const tokens = sum("input_tokens") + sum("output_tokens") + sum("cache_read_tokens") + sum("cache_write_tokens");
+  const parts = [
+    tokens.toLocaleString() + " tokens (in " + sum("input_tokens").toLocaleString() +
+      " \u00b7 out " + sum("output_tokens").toLocaleString() + ")",
+    "$" + sum("cost_usd").toFixed(4),
+    sum("model_calls") + " model calls",
+    sum("tool_calls") + " tool calls",
+  ];
+  $("usage").textContent = "Session: " + parts.join(" \u00b7 ");
+}
+
+// --- files and todos --------------------------------------------------------------------
+
+function scheduleFilesRefresh() {
+  clearTimeout(state.filesTimer);
+  state.filesTimer = setTimeout(refreshFiles, 300);
+}
+
+async function refreshFiles() {
+  if (!state.sessionId) return;
+  let listing;
+  try {
+    listing = await apiJson(sessionPath("/files"));
+  } catch (error) {
+    return;
+  }
+  const list = $("files");
+  list.replaceChildren();
+  for (const file of listing.files) {
+    const item = el("li");
+    const name = el("button", "file-name", file.path);
+    name.type = "button";
+    name.title = file.image ? "Preview " + file.path : "Download " + file.path;
+    name.addEventListener("click", () => (file.image ? preview(file.path) : download(file.path)));
+    const size = el("span", "file-size", formatSize(file.size));
+    const save = el("button", "icon download", "\u2b07");
+    save.type = "button";
+    save.title = "Download " + file.path;
+    save.setAttribute("aria-label", "Download " + file.path);
+    save.addEventListener("click", () => download(file.path));
+    item.append(name, size, save);
+    list.append(item);
+  }
+  $("files-empty").hidden = listing.files.length > 0;
+}
+
+function formatSize(bytes) {
+  if (bytes < 1024) return bytes + " B";
+  if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KB";
+  return (bytes / 1024 / 1024).toFixed(1) + " MB";
+}
+
+async function fetchBlob(path, asAttachment) {
+  const response = await api(filePath(path) + (asAttachment ? "?download=true" : ""));
+  return response.blob();
+}
+
+async function preview(path) {
+  try {
+    const blob = await fetchBlob(path, false);
+    const img = $("preview-img");
+    if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+    img.src = URL.createObjectURL(blob);
+    img.alt = path;
+    $("preview-caption").textContent = path;
+    $("preview").hidden = false;
+  } catch (error) {
+    notice("error", "Could not show " + path + ": " + error.message);
+  }
+}
+
+async function download(path) {
+  try {
+    const blob = await fetchBlob(path, true);
+    const url = URL.createObjectURL(blob);
+    const link = el("a");
+    link.href = url;
+    link.download = path.split("/").pop();
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (error) {
+    notice("error", "Could not download " + path + ": " + error.message);
+  }
+}
+
+async function refreshTodos() {
+  if (!state.sessionId) return;
+  let result;
+  try {
+    result = await apiJson(sessionPath("/todos"));
+  } catch (error) {
+    return;
+  }
+  const list = $("todos");
+  list.replaceChildren();
+  for (const todo of result.todos) {
+    const text = todo.status === "in_progress" && todo.activeForm ? todo.activeForm : todo.content;
+    list.append(el("li", todo.status, text));
+  }
+  $("todos-panel").hidden = result.todos.length === 0;
+}
+
+// --- start ------------------------------------------------------------------------------
+
+async function start() {
+  $("composer").addEventListener("submit", send);
+  $("prompt").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("composer").requestSubmit();
+    }
+  });
+  $("stop").addEventListener("click", stop);
+  $("new-session").addEventListener("click", () => newSession().catch((e) => notice("error", e.message)));
+  $("session-select").addEventListener("change", (event) => {
+    if (event.target.value) openSession(event.target.value).catch((e) => notice("error", e.message));
+  });
+  $("refresh-files").addEventListener("click", refreshFiles);
+  $("token-form").addEventListener("submit", submitToken);
+  $("token-dialog").addEventListener("cancel", (event) => event.preventDefault());
+  $("sign-out").addEventListener("click", () => {
+    forgetToken();
+    location.reload();
+  });
+
+  const info = await (await fetch("/api/info")).json();
+  state.authRequired = info.auth_required;
+  let me;
+  if (state.authRequired && !state.token) {
+    me = await askToken();
+  } else {
+    try {
+      me = await apiJson("/api/me");
+    } catch (error) {
+      if (error.status !== 401) throw error;
+      me = await new Promise((resolve) => tokenWaiters.push(resolve));
+    }
+  }
+  showUser(me);
+  const sessions = await loadSessions();
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  const chosen = sessions.find((s) => s.id === wanted) || sessions[0];
+  if (chosen) await openSession(chosen.id);
+}
+
+start().catch((error) => notice("error", "The page could not start: " + error.message));

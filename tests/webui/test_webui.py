@@ -1,0 +1,195 @@
+"""The web UI in headless Chromium, against a real server on 127.0.0.1.
+
+A person's path through the page: sign in with a token, send a message, watch the text
+stream in and a tool card appear, see the todo list and the files, preview a chart, download
+a file, approve a tool call. A screenshot of the page is saved as a test artifact.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loopwright.policy import Policy
+from loopwright.server import create_app
+from server.live import CHART_SIZE, LiveServer, make_agent, png_bytes, start_live
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "ui-token"
+
+if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+    pytest.skip(
+        "chromium is not installed (apt-get install chromium) so the web UI cannot be driven",
+        allow_module_level=True,
+    )
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
+@pytest.fixture
+def browser() -> Iterator[sync_api.Browser]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+            args=CHROMIUM_ARGS,
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    live = start_live(create_app(make_agent(tmp_path), tokens={TOKEN: "alice"}))
+    yield live
+    live.stop()
+
+
+def open_page(browser: sync_api.Browser, url: str) -> sync_api.Page:
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(url)
+    return page
+
+
+def sign_in(page: sync_api.Page) -> None:
+    dialog = page.locator("#token-dialog")
+    sync_api.expect(dialog).to_be_visible()
+    page.fill("#token-input", "wrong-token")
+    page.click("#token-form button[type=submit]")
+    sync_api.expect(page.locator("#token-error")).to_contain_text("not valid")
+    page.fill("#token-input", TOKEN)
+    page.click("#token-form button[type=submit]")
+    sync_api.expect(dialog).to_be_hidden()
+    sync_api.expect(page.locator("#user")).to_have_text("signed in as alice")
+
+
+def send(page: sync_api.Page, text: str) -> None:
+    page.fill("#prompt", text)
+    page.keyboard.press("Enter")
+
+
+def test_chat_streams_text_shows_tool_cards_todos_and_files(
+    browser: sync_api.Browser, server: LiveServer, tmp_path: Path
+) -> None:
+    page = open_page(browser, server.base_url + "/")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page)
+
+    send(page, "write report.txt quarterly numbers look good")
+    assistant = page.locator(".msg.assistant")
+    sync_api.expect(assistant.last).to_have_text("I wrote report.txt.")
+    sync_api.expect(page.locator(".msg.user").first).to_have_text(
+        "write report.txt quarterly numbers look good"
+    )
+    card = page.locator(".tool-card").first
+    sync_api.expect(card.locator(".tool-name")).to_have_text("Write")
+    sync_api.expect(card.locator(".tool-input")).to_have_text("report.txt")
+    sync_api.expect(card.locator(".tool-summary")).to_contain_text("report.txt")
+    sync_api.expect(card.locator(".tool-state")).to_contain_text("done")
+    sync_api.expect(card).to_have_class("tool-card ok")
+    sync_api.expect(page.locator("#send")).to_be_enabled()
+    sync_api.expect(page.locator("#usage")).to_contain_text("1 tool calls")
+
+    send(page, "todos")
+    todos = page.locator("#todos li")
+    sync_api.expect(todos).to_have_count(3)
+    sync_api.expect(todos.nth(1)).to_have_text("Plotting it")
+    sync_api.expect(todos.nth(1)).to_have_class("in_progress")
+
+    send(page, "chart charts/sales.png")
+    chart_row = page.locator("#files li", has_text="charts/sales.png")
+    sync_api.expect(chart_row).to_be_visible()
+    chart_row.locator(".file-name").click()
+    preview = page.locator("#preview-img")
+    sync_api.expect(preview).to_be_visible()
+    sync_api.expect(page.locator("#preview-caption")).to_have_text("charts/sales.png")
+    width = page.evaluate("document.getElementById('preview-img').naturalWidth")
+    assert width == CHART_SIZE[0]  # the real PNG was fetched and decoded
+
+    report_row = page.locator("#files li", has_text="report.txt")
+    with page.expect_download() as download_info:
+        report_row.locator(".download").click()
+    download = download_info.value
+    assert download.suggested_filename == "report.txt"
+    saved = tmp_path / "downloaded-report.txt"
+    download.save_as(saved)
+    assert saved.read_text() == "quarterly numbers look good"
+
+    screenshot = tmp_path / "webui-chat.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes()[:8] == png_bytes(1, 1)[:8]
+    print(f"\nweb UI screenshot: {screenshot}")
+
+    # reloading the page shows the same session's history (token kept for the tab)
+    page.reload()
+    sync_api.expect(page.locator(".tool-card")).to_have_count(3)
+    sync_api.expect(page.locator(".msg.assistant").last).to_have_text(
+        "The chart is in charts/sales.png."
+    )
+    assert errors == []
+
+
+def test_approval_buttons_let_the_call_run(browser: sync_api.Browser, tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, policy=Policy(mode="ask"))
+    live = start_live(create_app(agent))  # authentication off: no sign-in dialog
+    try:
+        page = open_page(browser, live.base_url + "/")
+        sync_api.expect(page.locator("#user")).to_have_text("no authentication (local)")
+        send(page, "write allowed.txt yes")
+        approval = page.locator(".approval")
+        sync_api.expect(approval).to_be_visible()
+        sync_api.expect(page.locator(".tool-card.waiting .tool-name")).to_have_text("Write")
+        approval.locator("button.allow").click()
+        sync_api.expect(page.locator(".msg.assistant").last).to_have_text("I wrote allowed.txt.")
+        sync_api.expect(approval).to_have_count(0)
+        sync_api.expect(page.locator("#files li", has_text="allowed.txt")).to_be_visible()
+
+        send(page, "write denied.txt no")
+        sync_api.expect(page.locator(".approval")).to_be_visible()
+        page.fill(".approval input", "not today")
+        page.locator(".approval button.deny").click()
+        failed = page.locator(".tool-card.error")
+        sync_api.expect(failed).to_have_count(1)
+        sync_api.expect(failed.locator(".tool-summary")).to_contain_text("not today")
+        sync_api.expect(page.locator("#files li", has_text="denied.txt")).to_have_count(0)
+        page.screenshot(path=str(tmp_path / "webui-approval.png"))
+    finally:
+        live.stop()
+
+
+def test_a_running_turn_shows_progress_and_stop_cancels_it(
+    browser: sync_api.Browser, server: LiveServer
+) -> None:
+    page = open_page(browser, server.base_url + "/")
+    sign_in(page)
+    send(page, "sleep 30")
+    # the text streamed before the tool call is on the page while the tool still runs
+    sync_api.expect(page.locator(".msg.assistant").first).to_have_text("Waiting.\n")
+    card = page.locator(".tool-card").first
+    sync_api.expect(card.locator(".tool-state")).to_have_text("running\u2026")
+    sync_api.expect(page.locator("#status")).to_have_class("status busy")
+    sync_api.expect(page.locator("#send")).to_be_disabled()
+    page.click("#stop")
+    sync_api.expect(page.locator(".notice.stopped")).to_contain_text("Stopped: cancelled")
+    sync_api.expect(card).to_have_class("tool-card error")
+    sync_api.expect(card.locator(".tool-summary")).to_contain_text("interrupted")
+    sync_api.expect(page.locator("#send")).to_be_enabled()
+    sync_api.expect(page.locator("#stop")).to_be_hidden()
