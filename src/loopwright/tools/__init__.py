@@ -43,11 +43,14 @@ _LAZY = {
     "MemoryTools": "loopwright.tools.memory",
     "SearchTool": "loopwright.tools.search",
     "SearchTools": "loopwright.tools.search",
+    "SQL": "loopwright.tools.sql",
+    "SQLTool": "loopwright.tools.sql",
     "ConsultTool": "loopwright.tools.consult",
 }
 
 __all__ = [
     "HTTP",
+    "SQL",
     "BaseTool",
     "BashOutputTool",
     "BashTool",
@@ -68,6 +71,7 @@ __all__ = [
     "PythonTool",
     "PythonTools",
     "ReadTool",
+    "SQLTool",
     "SearchTool",
     "SearchTools",
     "ShellTools",
@@ -96,6 +100,7 @@ if TYPE_CHECKING:
     from loopwright.tools.python import PythonTool, PythonTools
     from loopwright.tools.search import SearchTool, SearchTools
     from loopwright.tools.shell import BashOutputTool, BashTool, KillShellTool, ShellTools
+    from loopwright.tools.sql import SQL, SQLTool
     from loopwright.tools.todo import TodoWriteTool, load_todos, render_todos
 
 

@@ -1,0 +1,364 @@
+"""The SQL backend interface: one read-only query, its full result streamed to disk.
+
+Every backend (DuckDB, PostgreSQL, BigQuery) answers the same three calls: ``schema()`` (the
+tables and columns, read from the database), ``query()`` (run one read-only query and write
+its result as CSV and Parquet, batch by batch, never the whole result in memory) and
+``aclose()``. A backend only has to say how to open a query as a stream of Arrow record
+batches and how to interrupt it; the shared part here runs that in a worker thread (database
+drivers block), enforces the row cap and the timeout, and writes the files.
+
+A timeout really stops the query: the event loop calls the backend's interrupt (DuckDB
+``interrupt()``, a PostgreSQL cancel request, a BigQuery job cancel) and waits a little for
+the worker to wind down. The worker is a daemon thread of its own, not one of the event
+loop's pool, so a driver that ignores the interrupt can never starve other tools' threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+#: Rows kept in the result files when the caller gives no cap.
+DEFAULT_MAX_ROWS = 1_000_000
+#: Seconds a query may run (query and writing the files) when the caller gives no timeout.
+DEFAULT_TIMEOUT_S = 60.0
+#: Rows shown in the preview.
+DEFAULT_PREVIEW_ROWS = 10
+#: Seconds to wait, after an interrupt, for the worker to stop before giving up on it.
+STOP_GRACE_S = 10.0
+
+T = TypeVar("T")
+
+
+class SQLError(Exception):
+    """A query failed. The message (the database's own, or ours) is meant for the model."""
+
+
+class QueryRefused(SQLError):
+    """The statement is not a single read-only query, or breaks a configured limit."""
+
+
+class UnparsableQuery(QueryRefused):
+    """The parser check could not read the statement, so it cannot vouch that it only reads."""
+
+
+class QueryTimeout(SQLError):
+    """The query ran past its timeout and was interrupted."""
+
+
+class UnknownTable(SQLError):
+    """The database says a table (or view) the query names does not exist."""
+
+
+class ResultFileError(SQLError):
+    """The query ran but its result files could not be written (disk full, permissions)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """What one query produced: the files, their shape, and the first rows."""
+
+    columns: list[tuple[str, str]]
+    """``(name, type)`` of each column, the type as the database names it."""
+    row_count: int
+    """Rows written to the files (at most the row cap)."""
+    truncated: bool
+    """Whether the query returned more rows than the cap (the files hold the first ones)."""
+    preview: list[tuple[Any, ...]]
+    """The first rows as Python values."""
+    csv_path: str
+    parquet_path: str | None
+    elapsed_s: float
+    bytes_scanned: int | None = None
+    """Bytes the query read, where the database reports it (BigQuery)."""
+
+
+@dataclass(slots=True)
+class ArrowStream:
+    """An open query, as a backend hands it over: its columns and its record batches."""
+
+    columns: list[tuple[str, str]]
+    schema: pa.Schema
+    batches: Iterator[pa.RecordBatch]
+    bytes_scanned: int | None = None
+
+
+class Interrupter:
+    """Lets the event loop stop a query that is running in a worker thread.
+
+    The worker registers how to interrupt its driver (``on_stop``) as soon as there is
+    something to interrupt. Callbacks always run in threads of their own (an interrupt may be
+    a network round trip, or may repeat until the worker notices), never in the worker: if
+    the query was stopped before its callback was registered, ``on_stop`` starts the callback
+    and raises :class:`QueryTimeout` so the worker goes no further.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], object]] = []
+        self.stopped = False
+
+    def on_stop(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` (in another thread) when the query is stopped."""
+        with self._lock:
+            if not self.stopped:
+                self._callbacks.append(callback)
+                return
+        _spawn(callback)
+        raise QueryTimeout("The query was stopped.")
+
+    def stop(self) -> None:
+        """Interrupt the query; idempotent, never raises, never blocks."""
+        with self._lock:
+            if self.stopped:
+                return
+            self.stopped = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            _spawn(callback)
+
+    def check(self) -> None:
+        """Raise :class:`QueryTimeout` if the query has been stopped (worker side)."""
+        if self.stopped:
+            raise QueryTimeout("The query was stopped.")
+
+
+def _spawn(callback: Callable[[], object]) -> None:
+    def call() -> None:
+        with contextlib.suppress(Exception):
+            callback()
+
+    threading.Thread(target=call, name="loopwright-sql-stop", daemon=True).start()
+
+
+class SQLBackend(ABC):
+    """A database the SQL tool can query: read-only, streamed, interruptible.
+
+    Subclasses set ``dialect`` (a sqlglot dialect name) and ``name`` (for messages), and
+    implement :meth:`schema`, :meth:`_open` and :meth:`aclose`. Queries may run
+    concurrently; a backend shares its connection (or pool) between them.
+    """
+
+    dialect: str = ""
+    """The sqlglot dialect the backend's SQL is parsed in (``duckdb``, ``postgres``...)."""
+    name: str = ""
+    """The database's name as users know it (``DuckDB``, ``PostgreSQL``, ``BigQuery``)."""
+
+    @abstractmethod
+    async def schema(self) -> dict[str, list[tuple[str, str]]]:
+        """Every table and view the query can read: ``{table: [(column, type), ...]}``.
+
+        Read from the database each time (not cached), in column order; tables outside
+        the default schema or dataset are named ``schema.table``.
+        """
+
+    async def tables(self) -> list[str]:
+        """The names of the tables and views (from :meth:`schema`)."""
+        return sorted(await self.schema())
+
+    def check(self, sql: str) -> None:
+        """Refuse anything but a single read-only query; runs in the worker thread.
+
+        The base check parses the statement with sqlglot in :attr:`dialect`; backends add
+        their own database's verdict where it has one. When sqlglot cannot parse it, the
+        database's own syntax error (:meth:`_syntax_error`) is the clearer message.
+        """
+        from loopwright.sql.readonly import check_read_only
+
+        try:
+            check_read_only(sql, self.dialect)
+        except UnparsableQuery:
+            native = self._syntax_error(sql)
+            if native is not None:
+                raise native from None
+            raise
+
+    def _syntax_error(self, sql: str) -> SQLError | None:
+        """The database's own complaint about ``sql``, parsed but never run (or ``None``)."""
+        return None
+
+    @abstractmethod
+    def _open(
+        self, sql: str, stop: Interrupter, timeout: float
+    ) -> AbstractContextManager[ArrowStream]:
+        """Start ``sql`` (already checked) and stream its result; runs in the worker thread.
+
+        The context manager releases the cursor or connection on exit, even when the
+        batches were not read to the end (the row cap stops early). Register the driver's
+        interrupt with ``stop.on_stop`` as soon as there is something to interrupt; use
+        ``timeout`` for the database's own limit where it has one (a second line of defence).
+        """
+
+    def _error(self, exc: Exception) -> SQLError:
+        """The driver's exception as an :class:`SQLError` with the database's message."""
+        return SQLError(f"{self.name} error: {str(exc).strip()}")
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close connections; the backend cannot be used afterwards."""
+
+    async def query(
+        self,
+        sql: str,
+        csv_path: str | os.PathLike[str],
+        parquet_path: str | os.PathLike[str] | None = None,
+        *,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109 - interrupts the query itself
+        preview_rows: int = DEFAULT_PREVIEW_ROWS,
+    ) -> QueryResult:
+        """Run one read-only query and write its result to ``csv_path`` (and Parquet).
+
+        The files are written batch by batch to temporary names and renamed into place only
+        when complete, so a failed query leaves any earlier file of that name as it was. At
+        most ``max_rows`` rows are written (``truncated`` says whether there were more);
+        ``timeout`` covers running the query and writing the files. Raises
+        :class:`QueryRefused`, :class:`QueryTimeout`, :class:`UnknownTable` or
+        :class:`SQLError`.
+        """
+        from loopwright.sql.output import write_result
+
+        csv_file = os.fspath(csv_path)
+        parquet_file = os.fspath(parquet_path) if parquet_path is not None else None
+        if max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        stop = Interrupter()
+        started = time.perf_counter()
+
+        def work() -> QueryResult:
+            self.check(sql)
+            stop.check()
+            with self._open(sql, stop, timeout) as stream:
+                try:
+                    written = write_result(
+                        stream.schema,
+                        stream.batches,
+                        csv_file,
+                        parquet_file,
+                        max_rows=max_rows,
+                        preview_rows=preview_rows,
+                        stop=stop,
+                    )
+                finally:  # the row cap may stop reading early: release the driver's stream
+                    close = getattr(stream.batches, "close", None)
+                    if close is not None:
+                        close()
+                return QueryResult(
+                    columns=_unique_columns(stream.columns, written.names),
+                    row_count=written.row_count,
+                    truncated=written.truncated,
+                    preview=written.preview,
+                    csv_path=csv_file,
+                    parquet_path=parquet_file,
+                    elapsed_s=time.perf_counter() - started,
+                    bytes_scanned=stream.bytes_scanned,
+                )
+
+        return await self._run(work, stop, timeout)
+
+    async def _run(
+        self,
+        work: Callable[[], T],
+        stop: Interrupter,
+        timeout: float,  # noqa: ASYNC109 - interrupts the query itself
+    ) -> T:
+        """Run ``work`` in a worker thread; on timeout or cancellation, interrupt it."""
+        try:
+            return await run_in_worker(self._guarded(work, stop), stop, timeout)
+        except TimeoutError:
+            raise QueryTimeout(
+                f"The query was stopped after {timeout:g} s (the SQL tool's timeout). Make it "
+                "cheaper: filter earlier, aggregate, or add a LIMIT."
+            ) from None
+
+    def _guarded(self, work: Callable[[], T], stop: Interrupter) -> Callable[[], T]:
+        def guarded() -> T:
+            try:
+                return work()
+            except (QueryRefused, ResultFileError):
+                raise
+            except Exception as exc:
+                if stop.stopped:  # the driver's own "interrupted" error, after our stop()
+                    raise QueryTimeout("The query was stopped.") from exc
+                if isinstance(exc, SQLError):
+                    raise
+                raise self._error(exc) from exc
+
+        return guarded
+
+
+async def run_in_worker(
+    work: Callable[[], T],
+    stop: Interrupter,
+    timeout: float | None,  # noqa: ASYNC109 - interrupts the work itself
+) -> T:
+    """Run blocking ``work`` in a daemon thread, interrupting it on timeout or cancel.
+
+    Raises ``TimeoutError`` once the worker has stopped (or :data:`STOP_GRACE_S` passed).
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: T | None, exc: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(value)  # type: ignore[arg-type]
+
+    def target() -> None:
+        try:
+            value = work()
+        except BaseException as exc:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=target, name="loopwright-sql", daemon=True).start()
+    try:
+        return await asyncio.wait_for(asyncio.shield(done), timeout)
+    except (TimeoutError, asyncio.CancelledError):
+        stop.stop()
+        await _wind_down(done)
+        raise
+
+
+async def _wind_down(done: asyncio.Future[Any]) -> None:
+    """Wait (bounded) for an interrupted worker to finish, so it releases its files."""
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(asyncio.shield(done), STOP_GRACE_S)
+    if done.done() and not done.cancelled():
+        done.exception()  # retrieved: no "exception was never retrieved" warning
+
+
+def _unique_columns(columns: list[tuple[str, str]], names: list[str]) -> list[tuple[str, str]]:
+    """The columns under the names the files use (duplicates get a suffix there)."""
+    if len(columns) != len(names):
+        return [(name, "") for name in names]
+    return [(name, kind) for name, (_, kind) in zip(names, columns, strict=True)]
+
+
+@dataclass(slots=True)
+class Written:
+    """What the result writer reports back."""
+
+    names: list[str]
+    row_count: int
+    truncated: bool
+    preview: list[tuple[Any, ...]] = field(default_factory=list)

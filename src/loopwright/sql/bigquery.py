@@ -1,0 +1,286 @@
+"""The BigQuery backend (``google-cloud-bigquery``): dry run first, then the query job.
+
+BigQuery has no read-only connection, so the locks are: the parser check; a dry run whose
+statement type must be ``SELECT`` (BigQuery's own verdict on what the statement does), which
+also reports the bytes the query would scan; a ``maximum_bytes_billed`` cap, checked against
+the dry run's estimate before anything is billed and set on the job so BigQuery enforces it
+too; and a job timeout (``job_timeout_ms``) next to the tool's own, which cancels the job.
+Jobs carry labels (``labels``) so their cost can be traced. For production, use credentials
+of a service account that only has the BigQuery Data Viewer and Job User roles.
+
+Results come back as Arrow record batches, page by page, through the REST API; no BigQuery
+Storage client is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+from google.api_core import exceptions as api_exceptions
+from google.cloud import bigquery
+
+from loopwright.sql.base import (
+    DEFAULT_TIMEOUT_S,
+    ArrowStream,
+    Interrupter,
+    QueryRefused,
+    QueryTimeout,
+    SQLBackend,
+    SQLError,
+    UnknownTable,
+    run_in_worker,
+)
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
+
+#: Labels every job carries, so its cost can be traced back to the tool.
+DEFAULT_LABELS = {"loopwright": "sql-tool"}
+_CREDENTIALS_HELP = (
+    "No Google Cloud credentials were found: run `gcloud auth application-default login` or "
+    "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, then try again."
+)
+
+
+class BigQueryBackend(SQLBackend):
+    """BigQuery, queried with a dry run first and a ``maximum_bytes_billed`` cap.
+
+    ``project`` runs (and pays for) the jobs; ``dataset`` is the default dataset for
+    unqualified table names. ``location`` is the jobs' location (``US``, ``EU``...).
+    ``maximum_bytes_billed`` refuses queries that would scan more. ``client`` is a ready
+    ``bigquery.Client``; otherwise one is made from ``credentials`` (default: the
+    application default credentials), or, with ``api_endpoint``, an emulator's address,
+    used without credentials. ``page_rows`` rows are fetched per page.
+    """
+
+    dialect = "bigquery"
+    name = "BigQuery"
+
+    def __init__(
+        self,
+        project: str,
+        dataset: str | None = None,
+        *,
+        location: str | None = None,
+        maximum_bytes_billed: int | None = None,
+        labels: Mapping[str, str] | None = None,
+        client: bigquery.Client | None = None,
+        credentials: Credentials | None = None,
+        api_endpoint: str | None = None,
+        page_rows: int = 10_000,
+    ) -> None:
+        if maximum_bytes_billed is not None and maximum_bytes_billed < 1:
+            raise ValueError("maximum_bytes_billed must be a positive number of bytes")
+        self.project = project
+        self.dataset = dataset
+        self.location = location
+        self.maximum_bytes_billed = maximum_bytes_billed
+        self.labels = dict(DEFAULT_LABELS if labels is None else labels)
+        self.credentials = credentials
+        self.api_endpoint = api_endpoint
+        self.page_rows = page_rows
+        self._client = client
+        self._owns_client = client is None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        where = f"{self.project}.{self.dataset}" if self.dataset else self.project
+        return f"BigQueryBackend({where!r})"
+
+    @property
+    def client(self) -> bigquery.Client:
+        """The BigQuery client (made on first use)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
+    def _make_client(self) -> bigquery.Client:
+        import google.auth.exceptions
+        from google.api_core.client_options import ClientOptions
+
+        credentials = self.credentials
+        options = None
+        if self.api_endpoint:
+            options = ClientOptions(api_endpoint=self.api_endpoint)
+            if credentials is None:
+                from google.auth.credentials import AnonymousCredentials
+
+                credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        try:
+            return bigquery.Client(
+                project=self.project,
+                credentials=credentials,
+                location=self.location,
+                client_options=options,
+            )
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            raise SQLError(_CREDENTIALS_HELP) from exc
+
+    def job_config(self, *, dry_run: bool, timeout: float | None = None) -> bigquery.QueryJobConfig:
+        """The job configuration of the dry run (``dry_run=True``) or of the real query."""
+        config = bigquery.QueryJobConfig(
+            dry_run=dry_run,
+            use_legacy_sql=False,
+            # the dry run reports what a run without the cache would scan: the worst case
+            use_query_cache=not dry_run,
+            labels=dict(self.labels),
+        )
+        if self.maximum_bytes_billed is not None:
+            config.maximum_bytes_billed = self.maximum_bytes_billed
+        if self.dataset:
+            config.default_dataset = f"{self.project}.{self.dataset}"
+        if timeout is not None and not dry_run:
+            config.job_timeout_ms = max(1, int(timeout * 1000))
+        return config
+
+    # --- queries --------------------------------------------------------------------------
+
+    def dry_run(self, sql: str, timeout: float = DEFAULT_TIMEOUT_S) -> bigquery.QueryJob:
+        """BigQuery's verdict on ``sql`` without running it; refuses non-``SELECT`` statements
+        and queries over the ``maximum_bytes_billed`` cap."""
+        job = self.client.query(
+            sql,
+            job_config=self.job_config(dry_run=True),
+            location=self.location,
+            timeout=timeout,
+        )
+        if job.statement_type != "SELECT":
+            raise QueryRefused(
+                f"BigQuery reads this as a {job.statement_type or 'non-query'} statement; the "
+                "SQL tool runs one read-only query (SELECT, WITH ... SELECT, UNION)."
+            )
+        scanned = job.total_bytes_processed
+        cap = self.maximum_bytes_billed
+        if cap is not None and scanned is not None and scanned > cap:
+            raise QueryRefused(
+                f"The query would scan {scanned:,} bytes, over the maximum_bytes_billed cap of "
+                f"{cap:,} bytes. Scan less: select only the columns needed and filter on the "
+                "tables' partitioning or clustering columns (such as a date range)."
+            )
+        return job
+
+    @contextlib.contextmanager
+    def _open(self, sql: str, stop: Interrupter, timeout: float) -> Iterator[ArrowStream]:
+        client = self.client
+        dry = self.dry_run(sql, timeout)
+        stop.check()
+        job = client.query(
+            sql,
+            job_config=self.job_config(dry_run=False, timeout=timeout),
+            job_id_prefix="loopwright_",
+            location=self.location,
+            timeout=timeout,
+        )
+
+        def cancel() -> None:
+            client.cancel_job(job.job_id, location=job.location, timeout=10)
+
+        stop.on_stop(cancel)
+        # our own timeout fires first; the client's is a backstop
+        rows = job.result(page_size=self.page_rows, timeout=timeout + 5)
+        fields = list(rows.schema or [])
+        columns = [(f.name, _type_name(f)) for f in fields]
+        batches = iter(rows.to_arrow_iterable(bqstorage_client=None))
+        first = next(batches, None)
+        schema = first.schema if first is not None else _arrow_schema(fields)
+        scanned = job.total_bytes_processed
+        yield ArrowStream(
+            columns,
+            schema,
+            _chain(first, batches),
+            bytes_scanned=scanned if scanned is not None else dry.total_bytes_processed,
+        )
+
+    def _syntax_error(self, sql: str) -> SQLError | None:
+        """BigQuery's own verdict from a dry run (free: nothing runs, nothing is billed)."""
+        try:
+            self.dry_run(sql)
+        except api_exceptions.GoogleAPICallError as exc:
+            return self._error(exc)
+        except Exception:
+            return None
+        return None
+
+    def _error(self, exc: Exception) -> SQLError:
+        if isinstance(exc, api_exceptions.GoogleAPICallError):
+            details = [e for e in exc.errors if isinstance(e, dict)]
+            said = list(dict.fromkeys(str(e["message"]) for e in details if e.get("message")))
+            message = f"BigQuery: {'; '.join(said) if said else exc.message}".rstrip(".")
+            reasons = {str(e.get("reason")) for e in details}
+            if isinstance(exc, api_exceptions.NotFound) and "Not found: Table" in message:
+                return UnknownTable(message)
+            if "bytesBilledLimitExceeded" in reasons:
+                return QueryRefused(
+                    f"{message}. Scan less: select fewer columns and filter on the tables' "
+                    "partitioning or clustering columns."
+                )
+            if "jobTimeout" in reasons or "stopped" in reasons:
+                return QueryTimeout(message)
+            return SQLError(message)
+        if isinstance(exc, TimeoutError):
+            return QueryTimeout(f"BigQuery did not finish the query in time ({exc}).")
+        import google.auth.exceptions
+
+        if isinstance(exc, google.auth.exceptions.DefaultCredentialsError):
+            return SQLError(_CREDENTIALS_HELP)
+        return SQLError(f"BigQuery: {str(exc).strip()}")
+
+    async def schema(self) -> dict[str, list[tuple[str, str]]]:
+        def read() -> dict[str, list[tuple[str, str]]]:
+            client = self.client
+            if self.dataset:
+                datasets = [self.dataset]
+            else:
+                datasets = [d.dataset_id for d in client.list_datasets(self.project)]
+            tables: dict[str, list[tuple[str, str]]] = {}
+            for dataset in datasets:
+                for item in client.list_tables(f"{self.project}.{dataset}"):
+                    table = client.get_table(item.reference)
+                    key = item.table_id if self.dataset else f"{dataset}.{item.table_id}"
+                    tables[key] = [(f.name, _type_name(f)) for f in table.schema]
+            return tables
+
+        try:
+            return await run_in_worker(read, Interrupter(), DEFAULT_TIMEOUT_S)
+        except SQLError:
+            raise
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    async def aclose(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            client.close()  # type: ignore[no-untyped-call]
+
+
+def _chain(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[Any]:
+    if first is not None:
+        yield first
+    yield from rest
+
+
+def _type_name(field: bigquery.SchemaField) -> str:
+    """A column's type as BigQuery SQL writes it: ``INT64``, ``ARRAY<STRING>``, ``STRUCT<...>``."""
+    kind = field.field_type or "STRING"
+    if kind in ("RECORD", "STRUCT"):
+        inner = ", ".join(f"{f.name} {_type_name(f)}" for f in field.fields)
+        kind = f"STRUCT<{inner}>"
+    if field.mode == "REPEATED":
+        return f"ARRAY<{kind}>"
+    return kind
+
+
+def _arrow_schema(fields: list[bigquery.SchemaField]) -> pa.Schema:
+    """The Arrow schema of an empty result (no batch to take it from)."""
+    from google.cloud.bigquery import _pandas_helpers
+
+    converted = _pandas_helpers.bq_to_arrow_schema(fields)  # type: ignore[no-untyped-call]
+    if converted is None:  # a type the library cannot map: text is always writable
+        return pa.schema([pa.field(f.name, pa.string()) for f in fields])
+    return converted

@@ -1,0 +1,210 @@
+"""The DuckDB backend: an embedded database file, opened read-only.
+
+The file is opened with ``read_only=True`` and external access switched off
+(``enable_external_access=false``, extension auto-install/auto-load off, configuration
+locked), so even a statement the parser check misjudged can neither write the database nor
+read or write files, install extensions or reach the network. One connection serves every
+query; each query gets its own cursor, so concurrent queries run side by side and a timeout
+interrupts only its own. Results come out as a stream of Arrow record batches (DuckDB's
+streaming result), never materialised whole.
+
+``:memory:`` opens an empty in-memory database, writable because DuckDB cannot open one
+read-only; it is for trying the tool out, and the parser check is its only lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from loopwright.sql.base import (
+    DEFAULT_TIMEOUT_S,
+    ArrowStream,
+    Interrupter,
+    QueryRefused,
+    SQLBackend,
+    SQLError,
+    UnknownTable,
+    run_in_worker,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+#: Settings that make the connection unable to touch anything but its own database file.
+READ_ONLY_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
+
+def open_read_only(database: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
+    """A direct DuckDB connection to ``database`` with the SQL tool's read-only settings.
+
+    Within one process DuckDB shares one instance per database file, and refuses a second
+    connection with other settings; code that queries the same file next to the tool (a
+    benchmark, a prompt builder) opens it with this. Its queries cannot touch files either.
+    """
+    return duckdb.connect(os.fspath(database), read_only=True, config=dict(READ_ONLY_CONFIG))
+
+
+_SCHEMA_SQL = """
+SELECT table_schema, table_name, column_name, data_type, current_schema()
+FROM information_schema.columns
+WHERE table_catalog = current_database()
+  AND table_schema NOT IN ('information_schema', 'pg_catalog')
+ORDER BY table_schema, table_name, ordinal_position
+"""
+
+
+class DuckDBBackend(SQLBackend):
+    """A DuckDB database file, queried read-only.
+
+    ``database`` is the path of the file (it must exist: a read-only connection cannot
+    create it) or ``":memory:"``. ``config`` adds DuckDB settings such as
+    ``{"memory_limit": "2GB", "threads": 2}``; :data:`READ_ONLY_CONFIG` always wins.
+    ``batch_rows`` is the size of the Arrow batches the result is streamed in.
+    """
+
+    dialect = "duckdb"
+    name = "DuckDB"
+
+    def __init__(
+        self,
+        database: str | os.PathLike[str] = ":memory:",
+        *,
+        config: Mapping[str, str | bool | int | float] | None = None,
+        batch_rows: int = 131_072,
+    ) -> None:
+        raw = os.fspath(database)
+        self.in_memory = raw in ("", ":memory:")
+        self.database = ":memory:" if self.in_memory else os.path.abspath(os.path.expanduser(raw))
+        self.config = dict(config or {})
+        self.batch_rows = batch_rows
+        self._lock = threading.Lock()
+        self._connection: duckdb.DuckDBPyConnection | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"DuckDBBackend({self.database!r})"
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the shared connection (opened on first use)."""
+        with self._lock:
+            if self._closed:
+                raise SQLError("This DuckDB backend is closed; create a new one.")
+            if self._connection is None:
+                self._connection = self._connect()
+            return self._connection.cursor()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if not self.in_memory and not os.path.isfile(self.database):
+            raise SQLError(
+                f"The DuckDB database {self.database} does not exist; create it first "
+                "(the SQL tool opens databases read-only, so it cannot create one)."
+            )
+        config: dict[str, str | bool | int | float | list[str]] = {
+            **self.config,
+            **READ_ONLY_CONFIG,
+        }
+        try:
+            return duckdb.connect(self.database, read_only=not self.in_memory, config=config)
+        except duckdb.ConnectionException as exc:
+            if "different configuration" not in str(exc):
+                raise SQLError(
+                    f"Could not open the DuckDB database {self.database}: {exc}"
+                ) from exc
+            raise SQLError(
+                f"The DuckDB database {self.database} is already open in this process with "
+                "other settings (DuckDB shares one instance per file): close that connection "
+                "first, or open it with loopwright.sql.duckdb.open_read_only()."
+            ) from exc
+        except duckdb.Error as exc:
+            raise SQLError(
+                f"Could not open the DuckDB database {self.database} read-only: {exc}. If "
+                "another connection has it open for writing, close that connection first."
+            ) from exc
+
+    def check(self, sql: str) -> None:
+        """DuckDB's own parser first (its syntax errors are the clearest), then sqlglot,
+        then DuckDB's verdict on the statement type: exactly one ``SELECT``."""
+        cursor = self._cursor()
+        try:
+            statements = cursor.extract_statements(sql)
+        except duckdb.ParserException as exc:
+            raise SQLError(f"DuckDB: {str(exc).strip()}") from None
+        finally:
+            cursor.close()
+        super().check(sql)
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            kind = statements[0].type.name if statements else "empty"
+            raise QueryRefused(
+                f"DuckDB reads this as a {kind} statement, not a single query; the SQL tool "
+                "runs one read-only query (SELECT, WITH ... SELECT, UNION, VALUES)."
+            )
+
+    @contextlib.contextmanager
+    def _open(self, sql: str, stop: Interrupter, timeout: float) -> Iterator[ArrowStream]:
+        cursor = self._cursor()
+        finished = threading.Event()
+
+        def interrupt() -> None:
+            # DuckDB forgets an interrupt that lands just before the query starts: repeat it
+            while not finished.is_set():
+                cursor.interrupt()
+                finished.wait(0.05)
+
+        try:
+            stop.on_stop(interrupt)
+            relation = cursor.sql(sql)
+            if relation is None:  # not a query after all: refused before it could run
+                raise QueryRefused("The statement returned no result; run a SELECT query.")
+            columns = [(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
+            reader = relation.to_arrow_reader(self.batch_rows)
+            yield ArrowStream(columns, reader.schema, _batches(reader))
+        finally:
+            finished.set()
+            cursor.close()
+
+    def _error(self, exc: Exception) -> SQLError:
+        message = f"DuckDB: {str(exc).strip()}"
+        if isinstance(exc, duckdb.CatalogException) and "Table with name" in message:
+            return UnknownTable(message)
+        return SQLError(message)
+
+    async def schema(self) -> dict[str, list[tuple[str, str]]]:
+        def read() -> dict[str, list[tuple[str, str]]]:
+            cursor = self._cursor()
+            try:
+                rows = cursor.execute(_SCHEMA_SQL).fetchall()
+            finally:
+                cursor.close()
+            tables: dict[str, list[tuple[str, str]]] = {}
+            for schema, table, column, kind, default_schema in rows:
+                key = table if schema == default_schema else f"{schema}.{table}"
+                tables.setdefault(key, []).append((column, kind))
+            return tables
+
+        return await run_in_worker(read, Interrupter(), DEFAULT_TIMEOUT_S)
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._closed = True
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(duckdb.Error):  # a query still winding down
+                connection.close()
+
+
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from reader
+    finally:
+        reader.close()

@@ -1,0 +1,334 @@
+"""Writing a query's result: Arrow record batches streamed into a CSV and a Parquet file.
+
+Batches are gathered into pieces of about :data:`PIECE_ROWS` rows, each written as it fills
+and then dropped, so memory stays at a few pieces whatever the result's size. The CSV is
+written by Polars (the fastest CSV writer at hand); the Parquet file by pyarrow, in a second
+thread fed through a short queue, so the two files are written side by side. Both go to
+temporary names in the target directory and are renamed into place only when complete: a
+failed or interrupted query leaves no half-written file and keeps any earlier file of the
+same name.
+
+CSV has no nested or binary values, so those columns are written to the CSV as text: nested
+values (lists, structs, maps) as JSON, binary as hex; intervals, which Parquet cannot hold
+either, are written as ISO 8601 durations to both files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import queue
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import IO, TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from loopwright.sql.base import ResultFileError, Written
+
+if TYPE_CHECKING:
+    from loopwright.sql.base import Interrupter
+
+#: Rows written at a time: drivers hand over small batches (DuckDB's can be 2,048 rows), and
+#: each write has a fixed cost (and makes a Parquet row group), so batches are gathered into
+#: pieces of about this many rows. Memory holds a few pieces at most.
+PIECE_ROWS = 262_144
+#: Pieces waiting for the Parquet writer; bounds memory when it falls behind.
+_PARQUET_QUEUE = 2
+#: Parquet compression: zstd files are a third of snappy's here, written about as fast.
+_COMPRESSION = "zstd"
+_DONE = object()
+
+Converter = Callable[[Any], pa.Array]
+
+
+def write_result(
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    csv_path: str,
+    parquet_path: str | None,
+    *,
+    max_rows: int,
+    preview_rows: int,
+    stop: Interrupter,
+    piece_rows: int = PIECE_ROWS,
+) -> Written:
+    """Stream ``batches`` into the files; keep at most ``max_rows`` rows and a preview."""
+    names = unique_names(schema.names)
+    named = pa.schema([field.with_name(name) for field, name in zip(schema, names, strict=True)])
+    csv_plan = {i: c for i, field in enumerate(schema) if (c := _csv_converter(field.type))}
+    parquet_plan = {i: c for i, field in enumerate(schema) if (c := _parquet_converter(field.type))}
+    csv_temp: str | None = None
+    parquet_temp: str | None = None
+    parquet: _ParquetThread | None = None
+    preview: list[tuple[Any, ...]] = []
+    pending: list[pa.RecordBatch] = []
+    pending_rows = written = 0
+    truncated = False
+    try:
+        csv_temp = _temp_beside(csv_path)
+        if parquet_path:
+            parquet_temp = _temp_beside(parquet_path)
+            parquet = _ParquetThread(parquet_temp, _converted_schema(named, parquet_plan))
+        with open(csv_temp, "wb") as csv_file:
+
+            def flush() -> None:
+                nonlocal pending, pending_rows
+                piece = pa.Table.from_batches(pending, schema=named)
+                if parquet is not None:
+                    parquet.put(_convert(piece, parquet_plan))
+                _write_csv(csv_file, piece, csv_plan, header=written == pending_rows)
+                pending, pending_rows = [], 0
+
+            for batch in _pulled(batches):
+                stop.check()
+                if batch.num_rows == 0:
+                    continue
+                room = max_rows - written
+                if room <= 0:
+                    truncated = True
+                    break
+                if batch.num_rows > room:
+                    batch, truncated = batch.slice(0, room), True
+                batch = pa.RecordBatch.from_arrays(batch.columns, schema=named)
+                if len(preview) < preview_rows:
+                    preview.extend(_rows(batch.slice(0, preview_rows - len(preview))))
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                written += batch.num_rows
+                if pending_rows >= piece_rows:
+                    flush()
+                if truncated:
+                    break
+            stop.check()
+            if pending or written == 0:  # the last piece; with no rows, the header alone
+                flush()
+        if parquet is not None:
+            parquet.finish()
+        if parquet_temp is not None and parquet_path is not None:
+            os.replace(parquet_temp, parquet_path)
+            parquet_temp = None
+        os.replace(csv_temp, csv_path)
+        csv_temp = None
+    except BaseException as exc:
+        if parquet is not None:
+            parquet.abort()
+        for temp in (csv_temp, parquet_temp):
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+        if isinstance(exc, _SourceFailed):
+            raise exc.error from None  # the database's error, not ours
+        if isinstance(exc, OSError):
+            raise ResultFileError(
+                f"The query ran, but its result could not be saved: {exc}. Free some disk "
+                "space or check the workspace's permissions, then run it again."
+            ) from exc
+        raise
+    return Written(names=names, row_count=written, truncated=truncated, preview=preview)
+
+
+class _SourceFailed(Exception):
+    """The driver's stream raised (told apart from errors writing the files)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _pulled(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _SourceFailed(exc) from exc
+        yield batch
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique (``a``, ``a_2``...): CSV readers and Polars need that."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _temp_beside(path: str) -> str:
+    """A new, empty temporary file next to ``path`` (same directory, so the final rename is
+    atomic), created with the process's usual permissions."""
+    directory, base = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    while True:
+        temp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.partial")
+        try:
+            with open(temp, "xb"):
+                return temp
+        except FileExistsError:
+            continue
+
+
+def _write_csv(
+    handle: IO[bytes], piece: pa.Table, plan: dict[int, Converter], *, header: bool
+) -> None:
+    frame = pl.from_arrow(_convert(piece, plan), rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    frame.write_csv(handle, include_header=header)
+
+
+def _convert(piece: pa.Table, plan: dict[int, Converter]) -> pa.Table:
+    if not plan:
+        return piece
+    columns = [plan[i](c) if i in plan else c for i, c in enumerate(piece.columns)]
+    return pa.Table.from_arrays(columns, names=piece.column_names)
+
+
+def _converted_schema(schema: pa.Schema, plan: dict[int, Converter]) -> pa.Schema:
+    return pa.schema(
+        [field.with_type(pa.string()) if i in plan else field for i, field in enumerate(schema)]
+    )
+
+
+def _rows(batch: pa.RecordBatch) -> list[tuple[Any, ...]]:
+    columns = [_python_values(column) for column in batch.columns]
+    return list(zip(*columns, strict=True)) if columns else []
+
+
+def _python_values(column: pa.Array) -> list[Any]:
+    if pa.types.is_interval(column.type):
+        return _intervals_as_text(column).to_pylist()  # type: ignore[no-any-return]
+    if pa.types.is_duration(column.type):
+        return _durations_as_text(column).to_pylist()  # type: ignore[no-any-return]
+    return column.to_pylist()  # type: ignore[no-any-return]
+
+
+# --- columns CSV or Parquet cannot hold as they are ------------------------------------
+
+
+def _is_nested(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_list(kind)
+        or pa.types.is_large_list(kind)
+        or pa.types.is_fixed_size_list(kind)
+        or pa.types.is_list_view(kind)
+        or pa.types.is_large_list_view(kind)
+        or pa.types.is_struct(kind)
+        or pa.types.is_map(kind)
+        or pa.types.is_union(kind)
+    )
+
+
+def _csv_converter(kind: pa.DataType) -> Converter | None:
+    if _is_nested(kind):
+        return _nested_as_json
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return _binary_as_hex
+    if pa.types.is_fixed_size_binary(kind) or pa.types.is_binary_view(kind):
+        return _binary_as_hex
+    if pa.types.is_interval(kind):
+        return _intervals_as_text
+    if pa.types.is_duration(kind):
+        return _durations_as_text
+    if pa.types.is_dictionary(kind):
+        return _csv_converter(kind.value_type)
+    return None
+
+
+def _parquet_converter(kind: pa.DataType) -> Converter | None:
+    return _intervals_as_text if pa.types.is_interval(kind) else None
+
+
+def _nested_as_json(column: pa.Array) -> pa.Array:
+    return pa.array(
+        [None if v is None else json.dumps(v, default=_json_default) for v in column.to_pylist()],
+        pa.string(),
+    )
+
+
+def _binary_as_hex(column: pa.Array) -> pa.Array:
+    return pa.array(
+        [None if v is None else "\\x" + v.hex() for v in column.to_pylist()], pa.string()
+    )
+
+
+def _intervals_as_text(column: pa.Array) -> pa.Array:
+    return pa.array(
+        [None if v is None else _iso_duration(v) for v in column.to_pylist()], pa.string()
+    )
+
+
+def _durations_as_text(column: pa.Array) -> pa.Array:
+    nanoseconds = column.cast(pa.duration("ns")).cast(pa.int64()).to_pylist()
+    return pa.array(
+        [None if v is None else _iso_duration((0, 0, v)) for v in nanoseconds], pa.string()
+    )
+
+
+def _iso_duration(value: Any) -> str:
+    """An interval (months, days, nanoseconds) as ISO 8601: ``P1M3D``, ``PT4.5S``."""
+    months, days, nanoseconds = value
+    text = "P" + (f"{months}M" if months else "") + (f"{days}D" if days else "")
+    if nanoseconds or text == "P":
+        seconds = Decimal(nanoseconds) / Decimal(1_000_000_000)
+        text += f"T{seconds.normalize():f}S"
+    return text
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.time | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+class _ParquetThread:
+    """A ``ParquetWriter`` fed pieces through a short queue, in a thread of its own, so
+    the CSV is written meanwhile."""
+
+    def __init__(self, path: str, schema: pa.Schema) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_PARQUET_QUEUE)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(path, schema), name="loopwright-parquet", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, path: str, schema: pa.Schema) -> None:
+        try:
+            with pq.ParquetWriter(path, schema, compression=_COMPRESSION) as writer:
+                while (item := self._queue.get()) is not _DONE:
+                    writer.write_table(item)
+        except BaseException as exc:
+            self._error = exc
+            while self._queue.get() is not _DONE:  # keep draining: put() must never block
+                pass
+
+    def put(self, piece: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(piece)
+
+    def finish(self) -> None:
+        self._queue.put(_DONE)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_DONE)
+            self._thread.join()

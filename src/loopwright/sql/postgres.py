@@ -1,0 +1,344 @@
+"""The PostgreSQL backend (psycopg 3): read-only transactions, rows streamed by a cursor.
+
+Every connection is opened with ``default_transaction_read_only=on`` and marked read-only
+in psycopg, so each query runs in a ``BEGIN READ ONLY`` transaction that is rolled back
+afterwards: a write the parser check missed is refused by the server itself. For real
+deployments, connect as a role that can only ``SELECT`` as well.
+
+The result is read through a server-side cursor a batch of rows at a time and turned into
+Arrow record batches with types taken from the result's column types, so a large result
+never sits in memory. The query's ``statement_timeout`` is set to the tool's timeout, and
+on a timeout the running statement is cancelled with a cancel request.
+
+Connections are kept in a small pool of idle ones (``pool_size``), opened on demand; a
+connection whose session may have been changed or broken is closed rather than reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import psycopg
+import psycopg.errors
+import pyarrow as pa  # type: ignore[import-untyped]
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+
+from loopwright.sql.base import (
+    DEFAULT_TIMEOUT_S,
+    ArrowStream,
+    Interrupter,
+    QueryRefused,
+    QueryTimeout,
+    SQLBackend,
+    SQLError,
+    UnknownTable,
+    run_in_worker,
+)
+
+if TYPE_CHECKING:
+    from psycopg import Column
+
+Convert = Callable[[Any], Any]
+
+_SCHEMA_SQL = """
+SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+       pg_catalog.pg_table_is_visible(c.oid)
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
+  AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+  AND has_table_privilege(c.oid, 'SELECT')
+ORDER BY n.nspname, c.relname, a.attnum
+"""
+
+_cursor_names = itertools.count(1)
+
+
+class PostgresBackend(SQLBackend):
+    """A PostgreSQL database, queried in read-only transactions.
+
+    ``dsn`` is a libpq connection string or URL (``postgresql://user@host:5432/db``);
+    ``pool_size`` idle connections are kept for reuse; ``batch_rows`` rows are fetched
+    per round trip.
+    """
+
+    dialect = "postgres"
+    name = "PostgreSQL"
+
+    def __init__(self, dsn: str, *, pool_size: int = 4, batch_rows: int = 10_000) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.batch_rows = batch_rows
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({_where(self.dsn)!r})"
+
+    # --- connections ----------------------------------------------------------------------
+
+    def _acquire(self) -> psycopg.Connection[Any]:
+        with self._lock:
+            if self._closed:
+                raise SQLError("This PostgreSQL backend is closed; create a new one.")
+            if self._idle:
+                return self._idle.pop()
+        params: dict[str, Any] = dict(conninfo_to_dict(self.dsn))
+        options = str(params.get("options") or "")
+        params["options"] = f"{options} -c default_transaction_read_only=on".strip()
+        params.setdefault("application_name", "loopwright")
+        params.setdefault("connect_timeout", "10")
+        try:
+            connection = psycopg.connect(**params, autocommit=False)
+        except psycopg.Error as exc:
+            raise SQLError(
+                f"Could not connect to PostgreSQL at {_where(self.dsn)}: {str(exc).strip()}"
+            ) from exc
+        connection.read_only = True
+        return connection
+
+    def _release(self, connection: psycopg.Connection[Any], reusable: bool) -> None:
+        keep = (
+            reusable
+            and not connection.closed
+            and connection.info.transaction_status == TransactionStatus.IDLE
+        )
+        if keep:
+            with self._lock:
+                if not self._closed and len(self._idle) < self.pool_size:
+                    self._idle.append(connection)
+                    return
+        with contextlib.suppress(Exception):
+            connection.close()
+
+    # --- queries --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _open(self, sql: str, stop: Interrupter, timeout: float) -> Iterator[ArrowStream]:
+        connection = self._acquire()
+        finished = threading.Event()  # also: a late stop() must not cancel the next query
+
+        def cancel() -> None:
+            # a cancel request that lands between statements is lost: repeat until done
+            while not finished.is_set():
+                connection.cancel_safe(timeout=5)
+                finished.wait(0.05)
+
+        reusable = False
+        try:
+            stop.on_stop(cancel)
+            milliseconds = max(1, int(timeout * 1000))
+            connection.execute(
+                "SELECT set_config('statement_timeout', %s, true)", (str(milliseconds),)
+            )
+            cursor = connection.cursor(name=f"loopwright_{next(_cursor_names)}")
+            try:
+                cursor.execute(sql)
+                description = cursor.description or []
+                columns = [(c.name, c.type_display) for c in description]
+                fields, converters = _arrow_fields(description, connection)
+                schema = pa.schema(fields)
+                yield ArrowStream(columns, schema, self._batches(cursor, schema, converters))
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    cursor.close()
+            reusable = True
+        finally:
+            finished.set()
+            try:
+                connection.rollback()
+            except psycopg.Error:
+                reusable = False
+            # a cancel request may still be on its way: never hand this connection on
+            self._release(connection, reusable and not stop.stopped)
+
+    def _batches(
+        self,
+        cursor: psycopg.ServerCursor[Any],
+        schema: pa.Schema,
+        converters: list[Convert | None],
+    ) -> Iterator[pa.RecordBatch]:
+        while rows := cursor.fetchmany(self.batch_rows):
+            values = list(zip(*rows, strict=True))
+            arrays = []
+            for field, column, convert in zip(schema, values, converters, strict=True):
+                if convert is not None:
+                    arrays.append(
+                        pa.array([None if v is None else convert(v) for v in column], field.type)
+                    )
+                else:
+                    arrays.append(pa.array(column, type=field.type))
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            del rows, values, arrays
+
+    def _syntax_error(self, sql: str) -> SQLError | None:
+        """PostgreSQL's own parse of ``sql``: ``PREPARE`` parses and plans, never runs."""
+        connection = self._acquire()
+        reusable = False
+        try:
+            connection.execute(f"PREPARE loopwright_check AS {sql}")
+            reusable = True
+            return None
+        except psycopg.Error as exc:
+            reusable = True
+            return self._error(exc)
+        finally:
+            try:
+                connection.rollback()  # a prepared statement outlives it: drop it too
+                connection.execute("DEALLOCATE ALL")
+                connection.rollback()
+            except psycopg.Error:
+                reusable = False
+            self._release(connection, reusable)
+
+    def _error(self, exc: Exception) -> SQLError:
+        message = f"PostgreSQL: {_without_cursor(str(exc).strip())}"
+        if isinstance(exc, psycopg.errors.UndefinedTable):
+            return UnknownTable(message)
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return QueryTimeout(
+                f"PostgreSQL stopped the query at its statement timeout ({message}). Make it "
+                "cheaper: filter earlier, aggregate, or add a LIMIT."
+            )
+        if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+            return QueryRefused(f"{message}. The SQL tool is read-only: run a SELECT query.")
+        return SQLError(message)
+
+    async def schema(self) -> dict[str, list[tuple[str, str]]]:
+        def read() -> dict[str, list[tuple[str, str]]]:
+            connection = self._acquire()
+            reusable = False
+            try:
+                rows = connection.execute(_SCHEMA_SQL).fetchall()
+                reusable = True
+            except psycopg.Error as exc:
+                raise self._error(exc) from exc
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    connection.rollback()
+                self._release(connection, reusable)
+            tables: dict[str, list[tuple[str, str]]] = {}
+            for schema, table, column, kind, visible in rows:
+                key = table if visible else f"{schema}.{table}"
+                tables.setdefault(key, []).append((column, kind))
+            return tables
+
+        return await run_in_worker(read, Interrupter(), DEFAULT_TIMEOUT_S)
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+# --- PostgreSQL types as Arrow types --------------------------------------------------------
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+#: PostgreSQL type name -> (Arrow type, conversion of each Python value or None).
+_SCALARS: dict[str, tuple[pa.DataType, Convert | None]] = {
+    "bool": (pa.bool_(), None),
+    "int2": (pa.int16(), None),
+    "int4": (pa.int32(), None),
+    "int8": (pa.int64(), None),
+    "oid": (pa.int64(), None),
+    "float4": (pa.float32(), None),
+    "float8": (pa.float64(), None),
+    "text": (pa.string(), None),
+    "varchar": (pa.string(), None),
+    "bpchar": (pa.string(), None),
+    "char": (pa.string(), None),
+    "name": (pa.string(), None),
+    "citext": (pa.string(), None),
+    "bytea": (pa.binary(), bytes),
+    "date": (pa.date32(), None),
+    "time": (pa.time64("us"), None),
+    "timestamp": (pa.timestamp("us"), None),
+    "timestamptz": (pa.timestamp("us", tz="UTC"), None),
+    "interval": (pa.duration("us"), None),
+    "uuid": (pa.string(), str),
+    "json": (pa.string(), _json_text),
+    "jsonb": (pa.string(), _json_text),
+}
+
+
+def _arrow_fields(
+    description: list[Column], connection: psycopg.Connection[Any]
+) -> tuple[list[pa.Field], list[Convert | None]]:
+    fields, converters = [], []
+    for column in description:
+        kind, convert = _arrow_type(column, connection)
+        fields.append(pa.field(column.name, kind))
+        converters.append(convert)
+    return fields, converters
+
+
+def _arrow_type(
+    column: Column, connection: psycopg.Connection[Any]
+) -> tuple[pa.DataType, Convert | None]:
+    info = connection.adapters.types.get(column.type_code)
+    if info is None:
+        return pa.string(), str
+    if info.name == "numeric":
+        precision, scale = column.precision, column.scale
+        if precision is not None and scale is not None and 0 < precision <= 38:
+            return pa.decimal128(precision, scale), None
+        return pa.float64(), float  # unconstrained numeric: exact digits vary row to row
+    scalar = _SCALARS.get(info.name)
+    is_array = column.type_code == info.array_oid and column.type_code != info.oid
+    if is_array:
+        if scalar is not None and scalar[1] is None:
+            return pa.list_(scalar[0]), None
+        return pa.string(), _json_text
+    if scalar is not None:
+        return scalar
+    return pa.string(), str
+
+
+_DECLARE = re.compile(r'DECLARE "loopwright_\d+" CURSOR FOR |PREPARE loopwright_check AS ')
+
+
+def _without_cursor(message: str) -> str:
+    """The server's message with our ``DECLARE ... CURSOR FOR`` (or ``PREPARE ... AS``) taken
+    out of the quoted
+    statement (and its caret moved back), so it points into the user's own SQL."""
+    lines = message.splitlines()
+    for i, line in enumerate(lines):
+        match = _DECLARE.search(line)
+        if match is None:
+            continue
+        lines[i] = line[: match.start()] + line[match.end() :]
+        if i + 1 < len(lines) and lines[i + 1].lstrip().startswith("^"):
+            caret = lines[i + 1]
+            lines[i + 1] = caret[: match.start()] + caret[match.end() :]
+    return "\n".join(lines)
+
+
+def _where(dsn: str) -> str:
+    """Host, port and database of a DSN, without credentials (for messages)."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return urlsplit(dsn).hostname or "the configured server"
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    database = params.get("dbname") or params.get("user") or ""
+    return f"{host}:{port}/{database}"

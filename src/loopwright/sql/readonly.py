@@ -1,0 +1,255 @@
+"""Read-only by construction: a statement is run only if it parses as one query.
+
+The SQL is parsed with sqlglot in the backend's dialect and must be exactly one query
+(``SELECT``, ``WITH ... SELECT``, ``UNION``/``INTERSECT``/``EXCEPT``, ``VALUES``). Refused,
+each with a message saying what to do instead:
+
+- anything else at the top (DML, DDL, ``PRAGMA``, ``SET``, ``COPY``, ``ATTACH``, ``INSTALL``,
+  ``LOAD``, ``EXPORT``, ``CALL``, transactions...) and more than one statement;
+- data-changing statements hidden inside a query (PostgreSQL's ``WITH d AS (DELETE ...)``),
+  ``SELECT ... INTO`` (creates a table) and ``FOR UPDATE`` (takes locks);
+- functions that reach outside the database or run SQL the check cannot see: DuckDB's file
+  readers (``read_csv``, ``read_parquet``, ``glob``, ``*_scan``, ``query(...)``...) and
+  file-name table references (``FROM 'claims.csv'``), PostgreSQL's server-file,
+  large-object, signalling and settings functions, BigQuery's ``EXTERNAL_QUERY``.
+
+This is the first of two locks: each backend's connection is read-only as well (DuckDB
+``read_only`` with external access off, a PostgreSQL read-only transaction, a BigQuery dry
+run whose statement type must be ``SELECT``), so a statement the parser misjudges still
+cannot write.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+#: Statement types a query may be, at the top.
+_QUERY_ROOTS: tuple[type[exp.Expression], ...] = (
+    exp.Select,
+    exp.SetOperation,
+    exp.Values,
+    exp.Subquery,
+)
+
+#: DuckDB's read-only inspection statements, allowed there (they are queries in DuckDB).
+_DUCKDB_INSPECTIONS: tuple[type[exp.Expression], ...] = (exp.Describe, exp.Summarize)
+
+#: Nodes that change data or state wherever they appear in the tree.
+_WRITES: tuple[type[exp.Expression], ...] = tuple(
+    getattr(exp, name)
+    for name in (
+        "Insert",
+        "Update",
+        "Delete",
+        "Merge",
+        "Create",
+        "Drop",
+        "Alter",
+        "TruncateTable",
+        "Copy",
+        "Set",
+        "Pragma",
+        "Command",
+        "Use",
+        "Transaction",
+        "Commit",
+        "Rollback",
+        "Attach",
+        "Detach",
+        "Install",
+        "LoadData",
+        "Grant",
+        "Revoke",
+        "Analyze",
+        "Declare",
+        "Export",
+    )
+    if hasattr(exp, name)
+)
+
+_DUCKDB_DENIED = frozenset(
+    {
+        "glob",
+        "sniff_csv",
+        "parquet_metadata",
+        "parquet_schema",
+        "parquet_file_metadata",
+        "parquet_kv_metadata",
+        "parquet_bloom_probe",
+        "query",
+        "query_table",
+        "getenv",
+        "st_read",
+        "st_read_meta",
+        "iceberg_metadata",
+        "iceberg_snapshots",
+        "load_aws_credentials",
+        "duckdb_secrets",
+        "which_secret",
+        "from_csv_auto",
+    }
+)
+
+_POSTGRES_DENIED = frozenset(
+    {
+        "pg_read_file",
+        "pg_read_binary_file",
+        "pg_stat_file",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_switch_wal",
+        "pg_create_restore_point",
+        "pg_promote",
+        "pg_backup_start",
+        "pg_backup_stop",
+        "pg_notify",
+        "pg_logical_emit_message",
+        "set_config",
+        "query_to_xml",
+        "query_to_xml_and_xmlschema",
+        "query_to_xmlschema",
+        "cursor_to_xml",
+        "cursor_to_xmlschema",
+    }
+)
+
+_BIGQUERY_DENIED = frozenset({"external_query"})
+
+
+def _duckdb_denied(name: str) -> bool:
+    return name in _DUCKDB_DENIED or name.startswith("read_") or name.endswith("_scan")
+
+
+def _postgres_denied(name: str) -> bool:
+    return name in _POSTGRES_DENIED or name.startswith(
+        ("lo_", "pg_ls_", "pg_advisory", "pg_file_", "dblink")
+    )
+
+
+_DENIED: dict[str, Callable[[str], bool]] = {
+    "duckdb": _duckdb_denied,
+    "postgres": _postgres_denied,
+    "bigquery": lambda name: name in _BIGQUERY_DENIED,
+}
+
+#: A table name that is really a file or URL: DuckDB reads ``FROM 'claims.csv'`` as a file.
+_FILE_LIKE = re.compile(r"[./\\:~]")
+
+#: First words of statements that are queries (the parse error is then a syntax error).
+_QUERY_WORDS = frozenset(
+    {"SELECT", "WITH", "VALUES", "FROM", "TABLE", "DESCRIBE", "SUMMARIZE", "PIVOT", "UNPIVOT"}
+)
+
+_ADVICE = "The SQL tool runs one read-only query (SELECT, WITH ... SELECT, UNION, VALUES)."
+
+
+def check_read_only(sql: str, dialect: str) -> exp.Expression:
+    """Parse ``sql`` in ``dialect`` and return its tree, or raise ``QueryRefused``.
+
+    ``dialect`` is a sqlglot dialect name (``duckdb``, ``postgres``, ``bigquery``...).
+    """
+    from loopwright.sql.base import QueryRefused, UnparsableQuery
+
+    if not sql or not sql.strip():
+        raise QueryRefused("The SQL is empty; give one SELECT query to run.")
+    first = _first_word(sql)
+    if first and first not in _QUERY_WORDS:  # refused before parsing: no parser warnings
+        raise QueryRefused(f"{first} statements are not allowed. {_ADVICE}")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except (ParseError, TokenError) as exc:
+        raise UnparsableQuery(
+            f"The SQL could not be parsed as {dialect} SQL ({_parse_message(exc)}); "
+            "fix the syntax and run it again."
+        ) from None
+    if not statements:
+        raise QueryRefused("The SQL holds no statement; give one SELECT query to run.")
+    if len(statements) > 1:
+        raise QueryRefused(
+            f"The SQL holds {len(statements)} statements; run one query per call "
+            "(use WITH ... for intermediate steps)."
+        )
+    tree = statements[0]
+    allowed = _QUERY_ROOTS + (_DUCKDB_INSPECTIONS if dialect == "duckdb" else ())
+    if not isinstance(tree, allowed) or (
+        isinstance(tree, exp.Subquery) and not isinstance(tree.unnest(), _QUERY_ROOTS)
+    ):
+        raise QueryRefused(f"{_statement_kind(tree, sql)} statements are not allowed. {_ADVICE}")
+    for node in tree.walk():
+        if isinstance(node, _WRITES):
+            raise QueryRefused(
+                f"The query contains a {_statement_kind(node)} statement, which is not "
+                f"allowed. {_ADVICE}"
+            )
+        if isinstance(node, exp.Into):
+            raise QueryRefused(
+                f"SELECT ... INTO creates a table, which is not allowed. {_ADVICE} "
+                "The result is saved to a file for you."
+            )
+        if isinstance(node, exp.Lock):
+            raise QueryRefused("FOR UPDATE/FOR SHARE takes locks; remove the locking clause.")
+        if isinstance(node, exp.Func):
+            _check_function(node, dialect)
+        if dialect == "duckdb" and isinstance(node, exp.Table):
+            _check_table_name(node)
+    return tree
+
+
+def _check_function(node: exp.Func, dialect: str) -> None:
+    from loopwright.sql.base import QueryRefused
+
+    denied = _DENIED.get(dialect)
+    if denied is None:
+        return
+    name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+    if denied(name):
+        raise QueryRefused(
+            f"The function {name}() is not allowed: the SQL tool only reads the database's "
+            "own tables (no files, other servers or settings). Query the tables instead."
+        )
+
+
+def _check_table_name(node: exp.Table) -> None:
+    from loopwright.sql.base import QueryRefused
+
+    identifier = node.this
+    if isinstance(identifier, exp.Identifier) and _FILE_LIKE.search(identifier.name):
+        raise QueryRefused(
+            f"{identifier.name!r} looks like a file, not a table: the SQL tool only reads the "
+            "database's own tables. Query the tables instead."
+        )
+
+
+def _statement_kind(node: object, sql: str = "") -> str:
+    """How a user would name the statement: ``INSERT``, ``PRAGMA``, ``LOAD``..."""
+    if isinstance(node, exp.Command):
+        return str(node.this).upper()
+    if isinstance(node, _WRITES) or sql == "":
+        name = type(node).__name__
+        return {"TruncateTable": "TRUNCATE", "LoadData": "LOAD DATA"}.get(name, name.upper())
+    return _first_word(sql) or type(node).__name__.upper()  # a statement sqlglot does not know
+
+
+def _first_word(sql: str) -> str:
+    """The statement's first keyword, past comments and parentheses (``""`` if none)."""
+    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL)
+    match = re.search(r"[A-Za-z_]+", text.lstrip(" \t\r\n("))
+    return match.group(0).upper() if match else ""
+
+
+def _parse_message(exc: ParseError | TokenError) -> str:
+    if isinstance(exc, ParseError) and exc.errors:
+        first = exc.errors[0]
+        description = str(first.get("description") or "syntax error")
+        line, col = first.get("line"), first.get("col")
+        if line is not None:
+            return f"{description} at line {line}, column {col}"
+        return description
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()[0]

@@ -1,0 +1,329 @@
+"""The ``SQL`` tool: run one read-only query and save its full result in the workspace.
+
+The schema is the design guide's: ``{sql, dataset_name, description}``. The result is saved
+as ``<dataset_name>.csv`` and ``<dataset_name>.parquet`` in the workspace (for the ``Python``
+tool to analyse), and the model gets the row count, the column names and types and the
+first rows, enough to decide the next step without reading the file.
+
+The database is a :class:`~loopwright.sql.SQLBackend` or a URL (``duckdb:///...``,
+``postgresql://...``, ``bigquery://...``). ``SQLTool(workspace, backend=...)`` is one tool;
+``SQL(backend)`` is the :class:`~loopwright.tools.Toolset` form for an ``Agent``, whose
+sessions then share one backend (one DuckDB connection, one PostgreSQL pool, one BigQuery
+client) rather than opening one each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from loopwright.tools.base import BaseTool, ToolResult, Toolset, error, ok
+
+if TYPE_CHECKING:
+    from loopwright.sql.base import QueryResult, SQLBackend
+
+#: ``dataset_name``: a plain file stem. Letters, digits, ``_`` and ``-``; no leading ``-``.
+DATASET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+MAX_DATASET_NAME = 100
+#: Characters shown of one value in the preview.
+MAX_CELL_CHARS = 80
+#: Seconds the registry adds to the query timeout before it gives up on the call itself.
+_REGISTRY_MARGIN_S = 15.0
+
+
+class SQLTool(BaseTool):
+    """``SQL``: run a read-only query; save the result as CSV and Parquet; show a preview.
+
+    ``backend`` is a :class:`~loopwright.sql.SQLBackend` (the caller closes it) or a
+    database URL (the tool opens it on first use and closes it in :meth:`aclose`).
+    ``max_rows`` caps the rows saved; ``timeout`` (seconds) covers the query and writing
+    the files; ``preview_rows`` rows are shown; ``parquet=False`` writes the CSV only.
+    """
+
+    def __init__(
+        self,
+        workspace_dir: str | os.PathLike[str],
+        backend: str | SQLBackend,
+        *,
+        max_rows: int | None = None,
+        timeout: float | None = None,
+        preview_rows: int | None = None,
+        parquet: bool = True,
+    ) -> None:
+        from loopwright.sql import (
+            DEFAULT_MAX_ROWS,
+            DEFAULT_PREVIEW_ROWS,
+            DEFAULT_TIMEOUT_S,
+            SQLBackend,
+            connect,
+        )
+
+        super().__init__(workspace_dir)
+        self._workspace = os.path.abspath(self.workspace_dir)
+        if isinstance(backend, SQLBackend):
+            self.backend, self._owns_backend = backend, False
+        elif isinstance(backend, str):
+            self.backend, self._owns_backend = connect(backend), True
+        else:
+            raise TypeError(
+                "backend must be a database URL (e.g. 'duckdb:///path/claims.duckdb') or an "
+                f"SQLBackend, not {type(backend).__name__}"
+            )
+        self.max_rows = DEFAULT_MAX_ROWS if max_rows is None else max_rows
+        self.query_timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
+        self.preview_rows = DEFAULT_PREVIEW_ROWS if preview_rows is None else preview_rows
+        self.parquet = parquet
+        if self.max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        if self.query_timeout <= 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        if self.preview_rows < 0:
+            raise ValueError("preview_rows cannot be negative")
+        # the registry's own limit: later than ours, so ours interrupts the query cleanly
+        self.timeout = self.query_timeout + _REGISTRY_MARGIN_S
+
+    @property
+    def name(self) -> str:
+        return "SQL"
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        files = "CSV and Parquet files" if self.parquet else "a CSV file"
+        return {
+            "name": "SQL",
+            "description": (
+                f"Run one read-only SQL query ({self.backend.name} dialect) and save the "
+                f"full result in the workspace as {files} named after dataset_name. Returns "
+                "the row count, the columns and their types, and the first rows. Only a "
+                "single SELECT (WITH, UNION, VALUES) is allowed. Results over "
+                f"{self.max_rows:,} rows are cut: aggregate in SQL (GROUP BY, LIMIT) rather "
+                "than fetching raw rows."
+            ),
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "sql": {"type": "string", "description": "SQL query to execute"},
+                    "dataset_name": {
+                        "type": "string",
+                        "description": (
+                            "Name for the CSV file (without extension): letters, digits, _ "
+                            "and -, e.g. humira_ca_top10"
+                        ),
+                    },
+                    "description": {
+                        "type": "string",
+                        "description": "Brief description of what this query does",
+                    },
+                },
+                "required": ["sql", "dataset_name", "description"],
+                "additionalProperties": False,
+            },
+        }
+
+    async def execute(self, input: dict[str, Any]) -> ToolResult:
+        from loopwright.sql import (
+            QueryRefused,
+            QueryTimeout,
+            ResultFileError,
+            SQLError,
+            UnknownTable,
+        )
+
+        sql = input.get("sql")
+        if not isinstance(sql, str) or not sql.strip():
+            return error("sql is empty; give the SELECT query to run.")
+        name = input.get("dataset_name")
+        problem = dataset_name_problem(name)
+        if problem is not None:
+            return error(problem)
+        assert isinstance(name, str)
+        # joined to the workspace, never resolved: the rename replaces a symlink of that
+        # name instead of writing through it (the backend creates a missing workspace)
+        workspace = self._workspace
+        csv_path = os.path.join(workspace, f"{name}.csv")
+        parquet_path = os.path.join(workspace, f"{name}.parquet") if self.parquet else None
+        try:
+            result = await self.backend.query(
+                sql,
+                csv_path,
+                parquet_path,
+                max_rows=self.max_rows,
+                timeout=self.query_timeout,
+                preview_rows=self.preview_rows,
+            )
+        except UnknownTable as exc:
+            return error(f"The query failed. {exc}{await self._table_list()}")
+        except (QueryRefused, QueryTimeout, ResultFileError) as exc:
+            return error(str(exc))
+        except SQLError as exc:
+            return error(f"The query failed. {exc}")
+        except OSError as exc:
+            return error(f"Could not write the result files in the workspace: {exc}.")
+        metadata = self._metadata(name, result)
+        metadata["description"] = str(input.get("description") or "")
+        return ok(self._render(name, result), metadata=metadata)
+
+    async def _table_list(self) -> str:
+        try:
+            tables = await self.backend.tables()
+        except Exception:  # the list is a hint; the database's own error is the answer
+            return ""
+        if not tables:
+            return "\nThe database has no tables."
+        return f"\nTables in the database: {', '.join(tables)}."
+
+    def _render(self, name: str, result: QueryResult) -> str:
+        files = f"{name}.csv" + (f" and {name}.parquet" if result.parquet_path else "")
+        n_rows, n_cols = result.row_count, len(result.columns)
+        rows = f"{n_rows:,} row{'' if n_rows == 1 else 's'}"
+        lines = [f"Saved {rows} × {n_cols} column{'' if n_cols == 1 else 's'} to {files}."]
+        if result.truncated:
+            lines.append(
+                f"The result was cut at the row cap: the query returned more than "
+                f"{self.max_rows:,} rows and only the first {n_rows:,} were saved. Aggregate "
+                "in SQL (GROUP BY, LIMIT) to get a complete answer."
+            )
+        if result.bytes_scanned is not None:
+            lines.append(f"Scanned {_bytes(result.bytes_scanned)}.")
+        columns = ", ".join(f"{c} ({t})" if t else c for c, t in result.columns)
+        lines.append(f"Columns: {columns}")
+        if n_rows == 0:
+            lines.append("The query returned no rows.")
+        elif result.preview:
+            shown = len(result.preview)
+            head = "All rows" if shown == n_rows else f"First {shown} rows"
+            lines += ["", f"{head}:", _table([c for c, _ in result.columns], result.preview)]
+        return "\n".join(lines)
+
+    def _metadata(self, name: str, result: QueryResult) -> dict[str, Any]:
+        return {
+            "dataset_name": name,
+            "csv_path": result.csv_path,
+            "parquet_path": result.parquet_path,
+            "row_count": result.row_count,
+            "truncated": result.truncated,
+            "columns": [list(c) for c in result.columns],
+            "bytes_scanned": result.bytes_scanned,
+            "elapsed_ms": round(result.elapsed_s * 1000, 1),
+        }
+
+    async def aclose(self) -> None:
+        """Close the backend if this tool opened it (from a URL)."""
+        if self._owns_backend:
+            await self.backend.aclose()
+
+
+class SQL(Toolset):
+    """The ``SQL`` tool for each session of an ``Agent``, all sharing one backend.
+
+    ``backend`` is a database URL (opened on first use) or an
+    :class:`~loopwright.sql.SQLBackend`; the options are :class:`SQLTool`'s. The backend
+    outlives sessions; close it with ``await sql.aclose()`` (or ``async with SQL(...)``)
+    when the agent is done.
+    """
+
+    def __init__(
+        self,
+        backend: str | SQLBackend,
+        *,
+        max_rows: int | None = None,
+        timeout: float | None = None,
+        preview_rows: int | None = None,
+        parquet: bool = True,
+    ) -> None:
+        from loopwright.sql import SQLBackend, connect
+
+        if not isinstance(backend, str | SQLBackend):
+            raise TypeError(
+                "backend must be a database URL (e.g. 'duckdb:///path/claims.duckdb') or an "
+                f"SQLBackend, not {type(backend).__name__}"
+            )
+        self.backend: SQLBackend = connect(backend) if isinstance(backend, str) else backend
+        self._owns_backend = isinstance(backend, str)
+        self.options: dict[str, Any] = {
+            "max_rows": max_rows,
+            "timeout": timeout,
+            "preview_rows": preview_rows,
+            "parquet": parquet,
+        }
+
+    def bind(self, workspace_dir: str, session_id: str | None = None) -> list[BaseTool]:
+        return [SQLTool(workspace_dir, self.backend, **self.options)]
+
+    async def aclose(self) -> None:
+        """Close the shared backend if this toolset opened it (from a URL)."""
+        if self._owns_backend:
+            await self.backend.aclose()
+
+    async def __aenter__(self) -> SQL:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def dataset_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a dataset name (a plain file stem), or ``None`` if it can."""
+    example = "e.g. humira_ca_top10"
+    if not isinstance(name, str) or not name:
+        return f"dataset_name is empty; give a short file name without extension, {example}."
+    if len(name) > MAX_DATASET_NAME:
+        return (
+            f"dataset_name is {len(name)} characters long; use at most {MAX_DATASET_NAME}, "
+            f"{example}."
+        )
+    if DATASET_NAME.fullmatch(name) is None:
+        return (
+            f"dataset_name {name!r} is not a plain file name: use only letters, digits, _ and "
+            f"- (no dots, slashes, spaces or extension, not starting with -), {example}."
+        )
+    return None
+
+
+def _table(names: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """A compact Markdown table of the preview rows."""
+    lines = ["| " + " | ".join(_cell(n) for n in names) + " |"]
+    lines.append("|" + "|".join("---" for _ in names) + "|")
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        text = "NULL"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = f"{value:.12g}"
+    elif isinstance(value, Decimal):
+        text = format(value, "f")
+    elif isinstance(value, int | str):
+        text = str(value)
+    elif isinstance(value, dt.datetime):
+        text = value.isoformat(sep=" ")
+    elif isinstance(value, dt.date | dt.time):
+        text = value.isoformat()
+    elif isinstance(value, bytes):
+        text = value.hex()
+    else:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    if len(text) > MAX_CELL_CHARS:
+        text = text[: MAX_CELL_CHARS - 1] + "…"
+    return text
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n:,} bytes"
+
+
+__all__ = ["SQL", "SQLTool", "dataset_name_problem"]

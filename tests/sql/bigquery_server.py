@@ -1,0 +1,542 @@
+"""A loopback stand-in for the BigQuery REST API (v2), for tests; queries run in DuckDB.
+
+It listens on 127.0.0.1 (an ephemeral port) and answers the calls the real
+``google.cloud.bigquery.Client`` makes for a query and for reading a schema, in the shapes
+bigquery.googleapis.com uses:
+
+* ``POST /bigquery/v2/projects/{p}/jobs`` (jobs.insert): a query job. A dry run answers
+  with the statement type and an estimate of the bytes processed; a real run executes the
+  query and keeps its result. ``maximumBytesBilled`` is enforced on real runs
+  (``bytesBilledLimitExceeded``), unknown tables are 404 ``Not found: Table ...`` and
+  other errors 400 ``invalidQuery``;
+* ``GET .../queries/{jobId}`` (jobs.getQueryResults), ``GET .../jobs/{jobId}`` (jobs.get),
+  ``GET .../datasets/{d}/tables/{t}/data`` (tabledata.list), each paged with
+  ``maxResults``/``pageToken``; ``POST .../jobs/{jobId}/cancel`` (jobs.cancel);
+* ``GET .../datasets``, ``GET .../datasets/{d}/tables`` and ``GET .../datasets/{d}/tables/{t}``.
+
+Datasets are DuckDB schemas: set the data up with :meth:`BigQueryServer.setup` (DuckDB SQL).
+Queries arrive in BigQuery SQL and are translated to DuckDB with sqlglot after the project
+is stripped from table names and the default dataset applied. A table's size, for the dry
+run's estimate and the bytes-billed cap, is ``rows x columns x 8`` bytes.
+
+``hold_jobs = True`` keeps real jobs ``RUNNING`` until they are cancelled (to test
+timeouts). Every request is recorded in :attr:`BigQueryServer.requests`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+_PREFIX = "/bigquery/v2/projects/"
+
+
+@dataclass
+class Recorded:
+    """One request the server received."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    body: Any
+
+
+@dataclass
+class _Job:
+    job_id: str
+    project: str
+    location: str
+    configuration: dict[str, Any]
+    statement_type: str
+    bytes_processed: int
+    schema: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    state: str = "DONE"
+    error: dict[str, Any] | None = None
+    created: float = field(default_factory=time.time)
+
+
+class BigQueryError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+class BigQueryServer:
+    """The stand-in server: ``with BigQueryServer() as server: server.base_url``."""
+
+    def __init__(self, project: str = "test-project", location: str = "US") -> None:
+        self.project = project
+        self.location = location
+        self.db = duckdb.connect()
+        self.requests: list[Recorded] = []
+        self.jobs: dict[str, _Job] = {}
+        self.hold_jobs = False
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- set-up --------------------------------------------------------------------------
+
+    def setup(self, sql: str) -> None:
+        """Run DuckDB SQL to create datasets (schemas) and tables."""
+        with self._lock:
+            self.db.execute(sql)
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> BigQueryServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                server._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                server._handle(self, "POST")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        with self._lock:
+            self.db.close()
+            # handler threads of kept-alive connections may outlive us: drop the database
+            del self.db
+
+    def paths(self, method: str | None = None) -> list[str]:
+        """The paths requested (optionally only with ``method``), in order."""
+        return [r.path for r in self.requests if method is None or r.method == method]
+
+    def job_bodies(self) -> list[dict[str, Any]]:
+        """The bodies of every jobs.insert request."""
+        return [
+            r.body
+            for r in self.requests
+            if r.method == "POST" and r.path.endswith("/jobs") and isinstance(r.body, dict)
+        ]
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        parts = urlsplit(handler.path)
+        params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        self.requests.append(Recorded(method, parts.path, params, body))
+        try:
+            status, payload = 200, self._route(method, parts.path, params, body)
+        except BigQueryError as exc:
+            status = exc.status
+            payload = {
+                "error": {
+                    "code": exc.status,
+                    "message": exc.message,
+                    "errors": [{"message": exc.message, "domain": "global", "reason": exc.reason}],
+                    "status": "NOT_FOUND" if exc.status == 404 else "INVALID_ARGUMENT",
+                }
+            }
+        data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json; charset=UTF-8")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _route(self, method: str, path: str, params: dict[str, str], body: Any) -> dict[str, Any]:
+        if not path.startswith(_PREFIX):
+            raise BigQueryError(404, "notFound", f"Not found: URL {path}")
+        segments = path[len(_PREFIX) :].split("/")
+        project, rest = segments[0], segments[1:]
+        match method, rest:
+            case "POST", ["jobs"]:
+                return self._insert(project, body)
+            case "POST", ["jobs", job_id, "cancel"]:
+                return {"kind": "bigquery#jobCancelResponse", "job": self._cancel(job_id)}
+            case "GET", ["jobs", job_id]:
+                return self._job_resource(self._job(job_id))
+            case "GET", ["queries", job_id]:
+                return self._query_results(self._job(job_id), params)
+            case "GET", ["datasets"]:
+                return self._datasets(project)
+            case "GET", ["datasets", dataset, "tables"]:
+                return self._tables(project, dataset)
+            case "GET", ["datasets", dataset, "tables", table]:
+                return self._table(project, dataset, table)
+            case "GET", ["datasets", _, "tables", table, "data"]:
+                job = self._job(table.removeprefix("anon_"))
+                return self._page(job, params, "bigquery#tableDataList")
+        raise BigQueryError(404, "notFound", f"Not found: {method} {path}")
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    def _insert(self, project: str, body: dict[str, Any]) -> dict[str, Any]:
+        configuration = body.get("configuration", {})
+        query = configuration.get("query", {})
+        sql = query.get("query", "")
+        if query.get("useLegacySql", True):
+            raise BigQueryError(400, "invalid", "Legacy SQL is not supported by this stand-in")
+        default = query.get("defaultDataset", {}).get("datasetId")
+        reference = body.get("jobReference", {})
+        job_id = reference.get("jobId") or f"job_{next(self._ids)}"
+        try:
+            statements = [s for s in sqlglot.parse(sql, read="bigquery") if s is not None]
+        except sqlglot.errors.SqlglotError as exc:
+            message = str(exc).splitlines()[0]
+            raise BigQueryError(400, "invalidQuery", f"Syntax error: {message}") from None
+        statement_type = _statement_type(statements)
+        duck_sql, tables = self._translate(statements, project, default)
+        processed = sum(self._table_bytes(d, t) for d, t in tables)
+        cap = query.get("maximumBytesBilled")
+        if cap is not None and processed > int(cap) and not configuration.get("dryRun"):
+            raise BigQueryError(
+                400,
+                "bytesBilledLimitExceeded",
+                f"Query exceeded limit for bytes billed: {cap}. {processed} or higher required.",
+            )
+        job = _Job(job_id, project, self.location, configuration, statement_type, processed)
+        if not configuration.get("dryRun"):
+            job.schema, job.rows = self._execute(duck_sql)
+            job.state = "RUNNING" if self.hold_jobs else "DONE"
+            self.jobs[job_id] = job
+        elif statement_type == "SELECT":
+            self._describe(duck_sql)  # errors (unknown table, bad column) surface on dry runs
+        return self._job_resource(job)
+
+    def _translate(
+        self, statements: list[exp.Expression], project: str, default: str | None
+    ) -> tuple[str, set[tuple[str, str]]]:
+        tables: set[tuple[str, str]] = set()
+        translated = []
+        for statement in statements:
+            ctes = {c.alias_or_name for c in statement.find_all(exp.CTE)}
+
+            def qualify(node: exp.Expression, ctes: set[str] = ctes) -> exp.Expression:
+                if not isinstance(node, exp.Table) or not node.name or node.name in ctes:
+                    return node
+                dataset = node.db or default
+                if node.catalog and node.catalog != project:
+                    raise BigQueryError(403, "accessDenied", f"Access Denied: {node.catalog}")
+                if not dataset:
+                    raise BigQueryError(
+                        400, "invalid", f'Table "{node.name}" must be qualified with a dataset'
+                    )
+                if not self._exists(dataset, node.name):
+                    raise BigQueryError(
+                        404,
+                        "notFound",
+                        f"Not found: Table {project}:{dataset}.{node.name} was not found in "
+                        f"location {self.location}",
+                    )
+                tables.add((dataset, node.name))
+                node.set("catalog", None)
+                node.set("db", exp.to_identifier(dataset))
+                return node
+
+            translated.append(statement.transform(qualify).sql(dialect="duckdb"))
+        return ";\n".join(translated), tables
+
+    def _exists(self, dataset: str, table: str) -> bool:
+        with self._lock:
+            row = self.db.execute(
+                "SELECT count(*) FROM information_schema.tables "
+                "WHERE table_schema = ? AND table_name = ?",
+                [dataset, table],
+            ).fetchone()
+        return bool(row and row[0])
+
+    def _table_bytes(self, dataset: str, table: str) -> int:
+        with self._lock:
+            rows = self.db.execute(f'SELECT count(*) FROM "{dataset}"."{table}"').fetchone()
+            columns = self.db.execute(
+                "SELECT count(*) FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
+                [dataset, table],
+            ).fetchone()
+        assert rows is not None
+        assert columns is not None
+        return int(rows[0]) * int(columns[0]) * 8
+
+    def _describe(self, sql: str) -> None:
+        with self._lock:
+            try:
+                self.db.execute(f"DESCRIBE {sql}")
+            except duckdb.Error as exc:
+                raise BigQueryError(400, "invalidQuery", str(exc).splitlines()[0]) from None
+
+    def _execute(self, sql: str) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+        with self._lock:
+            try:
+                self.db.execute(sql)
+                description = self.db.description or []
+                schema = [
+                    {"name": d[0], "type": _bq_type(str(d[1])), "mode": "NULLABLE"}
+                    for d in description
+                ]
+                return schema, self.db.fetchall()
+            except duckdb.Error as exc:
+                raise BigQueryError(400, "invalidQuery", str(exc).splitlines()[0]) from None
+
+    def _job(self, job_id: str) -> _Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise BigQueryError(404, "notFound", f"Not found: Job {self.project}:{job_id}")
+        return job
+
+    def _cancel(self, job_id: str) -> dict[str, Any]:
+        job = self._job(job_id)
+        if job.state != "DONE":
+            job.state = "DONE"
+            job.error = {
+                "reason": "stopped",
+                "message": "Job execution was cancelled: User requested cancellation",
+            }
+        return self._job_resource(job)
+
+    def _job_resource(self, job: _Job) -> dict[str, Any]:
+        created = str(int(job.created * 1000))
+        configuration = json.loads(json.dumps(job.configuration))
+        configuration.setdefault("jobType", "QUERY")
+        if not configuration.get("dryRun"):
+            configuration.setdefault("query", {})["destinationTable"] = {
+                "projectId": job.project,
+                "datasetId": "_anonymous",
+                "tableId": f"anon_{job.job_id}",
+            }
+        status: dict[str, Any] = {"state": job.state}
+        if job.error is not None:
+            status["errorResult"] = job.error
+            status["errors"] = [job.error]
+        statistics: dict[str, Any] = {
+            "creationTime": created,
+            "startTime": created,
+            "totalBytesProcessed": str(job.bytes_processed),
+            "query": {
+                "totalBytesProcessed": str(job.bytes_processed),
+                "totalBytesBilled": str(job.bytes_processed),
+                "statementType": job.statement_type,
+                "cacheHit": False,
+            },
+        }
+        if job.state == "DONE":
+            statistics["endTime"] = created
+        if job.schema:
+            statistics["query"]["schema"] = {"fields": job.schema}
+        return {
+            "kind": "bigquery#job",
+            "id": f"{job.project}:{job.location}.{job.job_id}",
+            "jobReference": {
+                "projectId": job.project,
+                "jobId": job.job_id,
+                "location": job.location,
+            },
+            "configuration": configuration,
+            "status": status,
+            "statistics": statistics,
+            "user_email": "anonymous@example.com",
+        }
+
+    def _query_results(self, job: _Job, params: dict[str, str]) -> dict[str, Any]:
+        if job.state != "DONE":
+            time.sleep(min(float(params.get("timeoutMs", "0")) / 1000, 0.2))
+        reference = {"projectId": job.project, "jobId": job.job_id, "location": job.location}
+        if job.state != "DONE":
+            return {
+                "kind": "bigquery#getQueryResultsResponse",
+                "jobReference": reference,
+                "jobComplete": False,
+            }
+        if job.error is not None:
+            raise BigQueryError(400, job.error["reason"], job.error["message"])
+        page = self._page(job, params, "bigquery#getQueryResultsResponse")
+        page.update(
+            jobReference=reference,
+            jobComplete=True,
+            schema={"fields": job.schema},
+            totalBytesProcessed=str(job.bytes_processed),
+            cacheHit=False,
+        )
+        return page
+
+    def _page(self, job: _Job, params: dict[str, str], kind: str) -> dict[str, Any]:
+        start = int(params.get("pageToken") or params.get("startIndex") or 0)
+        size = int(params.get("maxResults", 100_000))
+        rows = job.rows[start : start + size]
+        int64_timestamps = params.get("formatOptions.useInt64Timestamp", "").lower() == "true"
+        encoded = [
+            {
+                "f": [
+                    {"v": _encode(v, f["type"], int64_timestamps)}
+                    for v, f in zip(row, job.schema, strict=True)
+                ]
+            }
+            for row in rows
+        ]
+        page: dict[str, Any] = {"kind": kind, "totalRows": str(len(job.rows))}
+        if encoded:
+            page["rows"] = encoded
+        if start + size < len(job.rows):
+            page["pageToken"] = str(start + size)
+        return page
+
+    # --- catalog -------------------------------------------------------------------------
+
+    def _datasets(self, project: str) -> dict[str, Any]:
+        with self._lock:
+            names = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT DISTINCT table_schema FROM information_schema.tables "
+                    "WHERE table_schema NOT IN ('main', 'information_schema', 'pg_catalog') "
+                    "ORDER BY 1"
+                ).fetchall()
+            ]
+        return {
+            "kind": "bigquery#datasetList",
+            "datasets": [
+                {
+                    "kind": "bigquery#dataset",
+                    "id": f"{project}:{name}",
+                    "datasetReference": {"projectId": project, "datasetId": name},
+                    "location": self.location,
+                }
+                for name in names
+            ],
+        }
+
+    def _tables(self, project: str, dataset: str) -> dict[str, Any]:
+        with self._lock:
+            names = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+                    "ORDER BY 1",
+                    [dataset],
+                ).fetchall()
+            ]
+        return {
+            "kind": "bigquery#tableList",
+            "totalItems": len(names),
+            "tables": [
+                {
+                    "kind": "bigquery#table",
+                    "id": f"{project}:{dataset}.{name}",
+                    "tableReference": {
+                        "projectId": project,
+                        "datasetId": dataset,
+                        "tableId": name,
+                    },
+                    "type": "TABLE",
+                }
+                for name in names
+            ],
+        }
+
+    def _table(self, project: str, dataset: str, table: str) -> dict[str, Any]:
+        if not self._exists(dataset, table):
+            raise BigQueryError(404, "notFound", f"Not found: Table {project}:{dataset}.{table}")
+        with self._lock:
+            columns = self.db.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                [dataset, table],
+            ).fetchall()
+        return {
+            "kind": "bigquery#table",
+            "id": f"{project}:{dataset}.{table}",
+            "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table},
+            "schema": {
+                "fields": [{"name": n, "type": _bq_type(t), "mode": "NULLABLE"} for n, t in columns]
+            },
+            "type": "TABLE",
+            "location": self.location,
+        }
+
+
+def _statement_type(statements: list[exp.Expression]) -> str:
+    if len(statements) != 1:
+        return "SCRIPT"
+    statement = statements[0]
+    if isinstance(statement, exp.Select | exp.SetOperation | exp.Subquery):
+        return "SELECT"
+    if isinstance(statement, exp.Create):
+        return f"CREATE_{statement.args.get('kind', 'TABLE')}".upper()
+    if isinstance(statement, exp.Drop):
+        return f"DROP_{statement.args.get('kind', 'TABLE')}".upper()
+    return type(statement).__name__.upper()
+
+
+def _bq_type(duck_type: str) -> str:
+    duck_type = duck_type.upper()
+    if duck_type in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT"}:
+        return "INTEGER"
+    if duck_type in {"FLOAT", "DOUBLE", "REAL"}:
+        return "FLOAT"
+    if duck_type.startswith("DECIMAL"):
+        return "NUMERIC"
+    if duck_type == "BOOLEAN":
+        return "BOOLEAN"
+    if duck_type == "DATE":
+        return "DATE"
+    if duck_type == "TIMESTAMP WITH TIME ZONE":
+        return "TIMESTAMP"
+    if duck_type.startswith("TIMESTAMP"):
+        return "DATETIME"
+    if duck_type == "BLOB":
+        return "BYTES"
+    return "STRING"
+
+
+def _encode(value: Any, kind: str, int64_timestamps: bool) -> Any:
+    """A value as the REST API's JSON rows carry it (strings, or null)."""
+    if value is None:
+        return None
+    if kind == "BOOLEAN":
+        return "true" if value else "false"
+    if kind == "FLOAT":
+        return repr(float(value))
+    if kind == "TIMESTAMP":
+        assert isinstance(value, dt.datetime)
+        micros = int(value.timestamp() * 1_000_000)
+        return str(micros) if int64_timestamps else f"{micros / 1_000_000:.6f}"
+    if kind == "DATETIME":
+        return value.isoformat()
+    if kind == "DATE":
+        return value.isoformat()
+    if kind == "BYTES":
+        return base64.b64encode(value).decode()
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    return str(value)

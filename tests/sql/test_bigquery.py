@@ -1,0 +1,250 @@
+"""The BigQuery backend: the real ``google.cloud.bigquery.Client`` against a loopback
+stand-in that speaks the REST API (jobs.insert, getQueryResults, jobs.cancel, tables)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+from polars.testing import assert_frame_equal
+
+from loopwright.sql import BigQueryBackend, QueryRefused, connect
+from loopwright.tools.sql import SQLTool
+
+from .bigquery_server import BigQueryServer
+from .conftest import CLAIMS_SQL
+
+HUMIRA_CA = """
+SELECT prescriber_npi_nbr, COUNT(*) AS rx_count
+FROM `test-project.claims.rx_claims`
+WHERE ndc_drug_nm = 'HUMIRA' AND prescriber_npi_state_cd = 'CA'
+GROUP BY prescriber_npi_nbr
+ORDER BY rx_count DESC, prescriber_npi_nbr
+LIMIT 10
+"""
+
+
+def expected(sql: str) -> pl.DataFrame:
+    """The answer computed from the same rows, by DuckDB directly."""
+    with duckdb.connect() as connection:
+        connection.execute(CLAIMS_SQL)
+        return connection.sql(sql.replace("`test-project.claims.rx_claims`", "rx_claims")).pl()
+
+
+@pytest.fixture
+async def backend(bigquery_server: BigQueryServer) -> AsyncIterator[BigQueryBackend]:
+    client = bigquery.Client(
+        project="test-project",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options=ClientOptions(api_endpoint=bigquery_server.base_url),
+    )
+    backend = BigQueryBackend(
+        "test-project", "claims", maximum_bytes_billed=50_000_000, client=client, page_rows=500
+    )
+    yield backend
+    await backend.aclose()
+    client.close()  # type: ignore[no-untyped-call]
+
+
+async def run(tool: SQLTool, sql: str, name: str = "result") -> dict[str, object]:
+    return dict(await tool.execute({"sql": sql, "dataset_name": name, "description": "test"}))
+
+
+def test_the_job_configurations() -> None:
+    backend = BigQueryBackend(
+        "proj", "claims", location="EU", maximum_bytes_billed=10**9, labels={"team": "rx"}
+    )
+    dry = backend.job_config(dry_run=True)
+    assert dry.dry_run is True
+    assert dry.use_legacy_sql is False
+    assert dry.use_query_cache is False  # the estimate is the worst case
+    assert dry.maximum_bytes_billed == 10**9
+    assert dry.labels == {"team": "rx"}
+    assert str(dry.default_dataset) == "proj.claims"
+    real = backend.job_config(dry_run=False, timeout=30)
+    assert real.dry_run is None or real.dry_run is False
+    assert int(real.job_timeout_ms) == 30_000
+    assert real.use_legacy_sql is False
+    assert real.to_api_repr()["query"]["maximumBytesBilled"] == str(10**9)
+    assert BigQueryBackend("proj").job_config(dry_run=False).labels == {"loopwright": "sql-tool"}
+
+
+async def test_the_guides_example_through_the_real_client(
+    backend: BigQueryBackend, bigquery_server: BigQueryServer, workspace: Path
+) -> None:
+    tool = SQLTool(workspace, backend=backend, timeout=30)
+    result = await run(tool, HUMIRA_CA, "humira_ca_top10")
+    assert result["is_error"] is False
+    reference = expected(HUMIRA_CA)
+    parquet = pl.read_parquet(workspace / "humira_ca_top10.parquet")
+    assert_frame_equal(parquet, reference)
+    assert_frame_equal(pl.read_csv(workspace / "humira_ca_top10.csv"), reference)
+    content = str(result["content"])
+    assert "prescriber_npi_nbr (INTEGER), rx_count (INTEGER)" in content
+    assert "Scanned 125.0 KB." in content  # 2,000 rows x 8 columns x 8 bytes, the dry run's
+    # the requests: a dry run, then the job, both standard SQL with the cap and labels
+    dry, real = bigquery_server.job_bodies()
+    assert dry["configuration"]["dryRun"] is True
+    assert "dryRun" not in real["configuration"] or real["configuration"]["dryRun"] is False
+    for body in (dry, real):
+        query = body["configuration"]["query"]
+        assert query["useLegacySql"] is False
+        assert query["maximumBytesBilled"] == "50000000"
+        assert query["defaultDataset"] == {"projectId": "test-project", "datasetId": "claims"}
+        assert body["configuration"]["labels"] == {"loopwright": "sql-tool"}
+    assert real["configuration"]["jobTimeoutMs"] == "30000"
+    assert real["jobReference"]["jobId"].startswith("loopwright_")
+
+
+async def test_a_result_of_many_pages_lands_whole_in_both_files(
+    backend: BigQueryBackend, bigquery_server: BigQueryServer, workspace: Path
+) -> None:
+    sql = """
+    SELECT claim_id, ndc_drug_nm, service_date_dd, paid_amt, is_specialty
+    FROM rx_claims ORDER BY claim_id
+    """
+    result = await backend.query(sql, str(workspace / "all.csv"), str(workspace / "all.parquet"))
+    assert (result.row_count, result.truncated) == (2000, False)
+    pages = [p for p in bigquery_server.paths("GET") if "/queries/" in p]
+    assert len(pages) >= 4  # 500 rows a page
+    parquet = pl.read_parquet(workspace / "all.parquet")
+    assert_frame_equal(parquet, expected(sql), check_dtypes=False)
+    assert parquet.schema["service_date_dd"] == pl.Date
+    csv = pl.read_csv(workspace / "all.csv", try_parse_dates=True, schema=parquet.schema)
+    assert_frame_equal(csv, parquet)
+    assert result.columns[:3] == [
+        ("claim_id", "INTEGER"),
+        ("ndc_drug_nm", "STRING"),
+        ("service_date_dd", "DATE"),
+    ]
+
+
+async def test_the_row_cap_stops_reading_pages(
+    backend: BigQueryBackend, bigquery_server: BigQueryServer, workspace: Path
+) -> None:
+    result = await backend.query(
+        "SELECT claim_id FROM rx_claims ORDER BY claim_id",
+        str(workspace / "capped.csv"),
+        None,
+        max_rows=700,
+    )
+    assert (result.row_count, result.truncated) == (700, True)
+    assert pl.read_csv(workspace / "capped.csv")["claim_id"].to_list() == list(range(700))
+    pages = [p for p in bigquery_server.paths("GET") if "/queries/" in p]
+    assert len(pages) == 2  # 1,400 rows read of 2,000, not all four pages
+
+
+async def test_writes_are_refused_before_any_job_is_sent(
+    backend: BigQueryBackend, bigquery_server: BigQueryServer, workspace: Path
+) -> None:
+    tool = SQLTool(workspace, backend=backend)
+    for sql in ("DELETE FROM rx_claims WHERE true", "DROP TABLE rx_claims", "SELECT 1; SELECT 2"):
+        result = await run(tool, sql)
+        assert result["is_error"] is True
+    assert bigquery_server.job_bodies() == []
+    assert os.listdir(workspace) == []
+
+
+class Unchecked(BigQueryBackend):
+    """The backend without its parser check: what BigQuery's own verdict allows."""
+
+    def check(self, sql: str) -> None:
+        pass
+
+
+async def test_the_dry_run_refuses_what_is_not_a_select(
+    bigquery_server: BigQueryServer, workspace: Path
+) -> None:
+    backend = Unchecked("test-project", "claims", api_endpoint=bigquery_server.base_url)
+    try:
+        with pytest.raises(QueryRefused, match="BigQuery reads this as a DELETE statement"):
+            await backend.query("DELETE FROM rx_claims WHERE true", str(workspace / "x.csv"))
+    finally:
+        await backend.aclose()
+    (dry,) = bigquery_server.job_bodies()  # only the dry run: no job ever ran
+    assert dry["configuration"]["dryRun"] is True
+
+
+async def test_the_bytes_cap_refuses_before_anything_is_billed(
+    bigquery_server: BigQueryServer, workspace: Path
+) -> None:
+    url = f"bigquery://test-project/claims?maximum_bytes_billed=1000&api_endpoint={bigquery_server.base_url}"
+    tool = SQLTool(workspace, backend=url)
+    try:
+        result = await run(tool, "SELECT * FROM rx_claims")
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is True
+    assert "would scan 128,000 bytes, over the maximum_bytes_billed cap of 1,000" in str(
+        result["content"]
+    )
+    assert len(bigquery_server.job_bodies()) == 1
+    assert os.listdir(workspace) == []
+
+
+async def test_errors_come_back_with_bigquerys_message(
+    backend: BigQueryBackend, workspace: Path
+) -> None:
+    tool = SQLTool(workspace, backend=backend)
+    unknown = await run(tool, "SELECT * FROM rx_claimz")
+    assert unknown["is_error"] is True
+    content = str(unknown["content"])
+    assert "Not found: Table test-project:claims.rx_claimz was not found in location US" in content
+    assert "Tables in the database: providers_bio, rx_claims." in content
+    assert "POST http" not in content  # the message, not the client's request line
+    syntax = await run(tool, "SELECT * FROM rx_claims WHERE")
+    assert syntax["is_error"] is True
+    assert "BigQuery: Syntax error" in str(syntax["content"])
+
+
+async def test_a_timeout_cancels_the_job(
+    backend: BigQueryBackend, bigquery_server: BigQueryServer, workspace: Path
+) -> None:
+    bigquery_server.hold_jobs = True  # jobs run until cancelled
+    tool = SQLTool(workspace, backend=backend, timeout=0.5)
+    result = await run(tool, "SELECT count(*) AS n FROM rx_claims")
+    assert result["is_error"] is True
+    assert "stopped after 0.5 s" in str(result["content"])
+    cancels = [p for p in bigquery_server.paths("POST") if p.endswith("/cancel")]
+    (job_id,) = bigquery_server.jobs
+    assert cancels == [f"/bigquery/v2/projects/test-project/jobs/{job_id}/cancel"]
+    assert bigquery_server.jobs[job_id].error is not None
+    assert os.listdir(workspace) == []
+
+
+async def test_schema_lists_the_datasets_tables(
+    backend: BigQueryBackend, bigquery_server: BigQueryServer
+) -> None:
+    schema = await backend.schema()
+    assert list(schema) == ["providers_bio", "rx_claims"]
+    assert schema["providers_bio"] == [("npi_number", "INTEGER"), ("specialty", "STRING")]
+    whole_project = BigQueryBackend("test-project", api_endpoint=bigquery_server.base_url)
+    try:
+        assert list(await whole_project.schema()) == ["claims.providers_bio", "claims.rx_claims"]
+    finally:
+        await whole_project.aclose()
+
+
+def test_urls_configure_the_backend() -> None:
+    backend = connect(
+        "bigquery://my-project/claims?maximum_bytes_billed=1000000000&location=EU"
+        "&api_endpoint=http://127.0.0.1:9050"
+    )
+    assert isinstance(backend, BigQueryBackend)
+    assert (backend.project, backend.dataset, backend.location) == ("my-project", "claims", "EU")
+    assert backend.maximum_bytes_billed == 10**9
+    assert backend.api_endpoint == "http://127.0.0.1:9050"
+    assert backend.dialect == "bigquery"
+    with pytest.raises(ValueError, match="names no project"):
+        connect("bigquery:///claims")
+    with pytest.raises(ValueError, match="Unknown BigQuery URL parameter"):
+        connect("bigquery://p/d?max_bytes=5")
+    with pytest.raises(ValueError, match="whole number of bytes"):
+        connect("bigquery://p/d?maximum_bytes_billed=1GB")

@@ -1,0 +1,505 @@
+"""The SQL tool on a real DuckDB file, opened read-only."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from polars.testing import assert_frame_equal
+
+from loopwright.sql import DuckDBBackend, QueryRefused, SQLError, connect
+from loopwright.sql.duckdb import open_read_only
+from loopwright.tools.sql import SQLTool
+
+HUMIRA_CA = """
+SELECT prescriber_npi_nbr, COUNT(*) AS rx_count
+FROM rx_claims
+WHERE ndc_drug_nm = 'HUMIRA' AND prescriber_npi_state_cd = 'CA'
+GROUP BY prescriber_npi_nbr
+ORDER BY rx_count DESC, prescriber_npi_nbr
+LIMIT 10
+"""
+
+
+def reference(db: Path, sql: str) -> pl.DataFrame:
+    """The same query run by DuckDB directly, on its own connection."""
+    with duckdb.connect(str(db), read_only=True) as connection:
+        return connection.sql(sql).pl()
+
+
+async def run(tool: SQLTool, sql: str, name: str = "result") -> dict[str, object]:
+    result = await tool.execute({"sql": sql, "dataset_name": name, "description": "test"})
+    return dict(result)
+
+
+def snapshot(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def count_lines(path: Path) -> int:
+    lines = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            lines += chunk.count(b"\n")
+    return lines
+
+
+def wait_for_a_worker() -> None:
+    while not workers():
+        time.sleep(0.005)
+
+
+def workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("loopwright-")]
+
+
+def workers_left() -> list[str]:
+    """The query threads still running once they have had a moment to return."""
+    for thread in workers():
+        thread.join(timeout=10)
+    return [t.name for t in workers()]
+
+
+async def test_the_guides_example_saves_csv_and_parquet_and_previews(
+    claims_db: Path, workspace: Path
+) -> None:
+    expected = reference(claims_db, HUMIRA_CA)
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        result = await run(tool, HUMIRA_CA, "humira_ca_top10")
+    finally:
+        await tool.aclose()
+
+    assert result["is_error"] is False
+    csv = pl.read_csv(workspace / "humira_ca_top10.csv")
+    parquet = pl.read_parquet(workspace / "humira_ca_top10.parquet")
+    assert_frame_equal(parquet, expected)
+    assert_frame_equal(csv, expected)
+    content = str(result["content"])
+    assert content.startswith(
+        f"Saved {len(expected)} rows × 2 columns to humira_ca_top10.csv and "
+        "humira_ca_top10.parquet."
+    )
+    assert "prescriber_npi_nbr (BIGINT), rx_count (BIGINT)" in content
+    top = expected.row(0)
+    assert f"| {top[0]} | {top[1]} |" in content
+    metadata = result["metadata"]
+    assert isinstance(metadata, dict)
+    assert metadata["row_count"] == len(expected)
+    assert metadata["truncated"] is False
+    assert metadata["columns"] == [["prescriber_npi_nbr", "BIGINT"], ["rx_count", "BIGINT"]]
+    assert sorted(os.listdir(workspace)) == ["humira_ca_top10.csv", "humira_ca_top10.parquet"]
+
+
+async def test_csv_and_parquet_read_back_identical(claims_db: Path, workspace: Path) -> None:
+    sql = """
+    SELECT claim_id, ndc_drug_nm, service_date_dd, paid_amt, is_specialty,
+           service_date_dd::TIMESTAMP + INTERVAL 90 MINUTE AS filled_at,
+           CASE WHEN claim_id % 4 = 0 THEN NULL ELSE dispensed_quantity_val END AS qty,
+           'say "hi", then, go' AS awkward_text
+    FROM rx_claims ORDER BY claim_id
+    """
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        result = await run(tool, sql)
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is False
+    parquet = pl.read_parquet(workspace / "result.parquet")
+    csv = pl.read_csv(workspace / "result.csv", try_parse_dates=True, schema=parquet.schema)
+    assert parquet.height == 2000
+    assert_frame_equal(csv, parquet)
+    assert_frame_equal(parquet, reference(claims_db, sql))
+    assert parquet["service_date_dd"].dtype == pl.Date
+    assert parquet["qty"].null_count() == 500
+
+
+async def test_types_csv_cannot_hold_are_written_as_text(workspace: Path) -> None:
+    backend = DuckDBBackend(":memory:")
+    sql = """
+    SELECT [1, 2] AS l, {'k': 'v'} AS s, 'ab'::BLOB AS b, INTERVAL 3 DAY AS i,
+           1 AS dup, 2 AS dup, 12.50::DECIMAL(10, 2) AS price
+    """
+    try:
+        result = await backend.query(
+            sql, str(workspace / "t.csv"), str(workspace / "t.parquet"), preview_rows=1
+        )
+    finally:
+        await backend.aclose()
+    assert [c for c, _ in result.columns] == ["l", "s", "b", "i", "dup", "dup_2", "price"]
+    assert result.preview == [([1, 2], {"k": "v"}, b"ab", "P3D", 1, 2, result.preview[0][6])]
+    csv = pl.read_csv(workspace / "t.csv", infer_schema=False)
+    assert csv.row(0) == ("[1, 2]", '{"k": "v"}', "\\x6162", "P3D", "1", "2", "12.50")
+    parquet = pl.read_parquet(workspace / "t.parquet")
+    assert parquet["l"].to_list() == [[1, 2]]
+    assert parquet["i"].to_list() == ["P3D"]
+
+
+async def test_row_cap_truncates_and_says_so(claims_db: Path, workspace: Path) -> None:
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}", max_rows=150)
+    try:
+        capped = await run(tool, "SELECT * FROM rx_claims ORDER BY claim_id", "capped")
+        exact = await run(tool, "SELECT * FROM rx_claims ORDER BY claim_id LIMIT 150", "exact")
+    finally:
+        await tool.aclose()
+    assert capped["is_error"] is False
+    assert "cut at the row cap" in str(capped["content"])
+    assert capped["metadata"]["truncated"] is True  # type: ignore[index]
+    for name in ("capped.csv", "capped.parquet"):
+        frame = (
+            pl.read_csv(workspace / name)
+            if name.endswith("csv")
+            else pl.read_parquet(workspace / name)
+        )
+        assert frame["claim_id"].to_list() == list(range(150))
+    assert "cut" not in str(exact["content"])
+    assert exact["metadata"]["truncated"] is False  # type: ignore[index]
+
+
+async def test_a_small_batch_size_still_caps_exactly(claims_db: Path, workspace: Path) -> None:
+    backend = DuckDBBackend(claims_db, batch_rows=64)
+    try:
+        result = await backend.query(
+            "SELECT claim_id FROM rx_claims ORDER BY claim_id",
+            str(workspace / "r.csv"),
+            str(workspace / "r.parquet"),
+            max_rows=1000,
+            preview_rows=3,
+        )
+    finally:
+        await backend.aclose()
+    assert (result.row_count, result.truncated) == (1000, True)
+    assert result.preview == [(0,), (1,), (2,)]
+    assert pl.read_parquet(workspace / "r.parquet")["claim_id"].to_list() == list(range(1000))
+    assert pl.read_csv(workspace / "r.csv")["claim_id"].to_list() == list(range(1000))
+
+
+async def test_a_large_result_streams_to_disk_in_bounded_memory(workspace: Path) -> None:
+    """Three million rows (about 100 MB as Arrow) go to disk a batch at a time: neither
+    Python objects nor pyarrow buffers ever hold more than a few batches."""
+    rows = 3_000_000
+    sql = (
+        "SELECT range AS id, range * 0.5 AS half, 'claim number ' || range AS label "
+        f"FROM range({rows})"
+    )
+    csv, parquet = workspace / "big.csv", workspace / "big.parquet"
+    backend = DuckDBBackend(":memory:")
+    previous = pa.default_memory_pool()
+    pool = pa.proxy_memory_pool(previous)  # counts what pyarrow allocates from here on
+    pa.set_memory_pool(pool)
+    tracemalloc.start()
+    try:
+        result = await backend.query(sql, str(csv), str(parquet), max_rows=rows)
+        _, python_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        pa.set_memory_pool(previous)
+        await backend.aclose()
+    assert (result.row_count, result.truncated) == (rows, False)
+    assert python_peak < 4 * 1024 * 1024
+    assert pool.max_memory() < 32 * 1024 * 1024
+    assert pq.ParquetFile(parquet).metadata.num_rows == rows
+    assert count_lines(csv) == rows + 1
+    last = pl.scan_parquet(parquet).tail(1).collect().row(0)
+    assert last == (rows - 1, (rows - 1) * 0.5, f"claim number {rows - 1}")
+    assert pl.scan_csv(csv).tail(1).collect().row(0) == last
+
+
+async def test_an_empty_result_writes_the_header(claims_db: Path, workspace: Path) -> None:
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        result = await run(tool, "SELECT claim_id, ndc_drug_nm FROM rx_claims WHERE false")
+    finally:
+        await tool.aclose()
+    assert "Saved 0 rows × 2 columns" in str(result["content"])
+    assert "no rows" in str(result["content"])
+    assert (workspace / "result.csv").read_text() == "claim_id,ndc_drug_nm\n"
+    parquet = pl.read_parquet(workspace / "result.parquet")
+    assert parquet.schema == pl.Schema({"claim_id": pl.Int64, "ndc_drug_nm": pl.String})
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM rx_claims",
+        "DROP TABLE rx_claims",
+        "CREATE TABLE x AS SELECT 1",
+        "INSERT INTO rx_claims (claim_id) VALUES (-1)",
+        "SELECT 1; DELETE FROM rx_claims",
+        "COPY rx_claims TO 'stolen.csv'",
+        "ATTACH ':memory:' AS scratch",
+        "PRAGMA database_list",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM '/etc/passwd'",
+        "EXPORT DATABASE 'dump'",
+    ],
+)
+async def test_statements_that_are_not_queries_are_refused(
+    claims_db: Path, workspace: Path, sql: str
+) -> None:
+    before = snapshot(claims_db)
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        result = await run(tool, sql)
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is True
+    content = str(result["content"])
+    assert any(reason in content for reason in ("not allowed", "statements", "only reads"))
+    assert snapshot(claims_db) == before
+    assert os.listdir(workspace) == []
+
+
+class Unchecked(DuckDBBackend):
+    """The backend without its parser check: what the connection alone allows."""
+
+    def check(self, sql: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("sql", "refusal"),
+    [
+        ("CREATE TABLE x AS SELECT 1", "read-only"),
+        ("DELETE FROM rx_claims", "read-only"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "disabled by configuration"),
+        ("SELECT * FROM '{outside}'", "disabled by configuration"),
+        ("COPY rx_claims TO '/tmp/stolen.csv'", "disabled by configuration"),
+        ("INSTALL httpfs", "disabled by configuration"),
+        ("SET enable_external_access = true", "locked"),
+    ],
+)
+async def test_the_connection_itself_is_read_only(
+    claims_db: Path, workspace: Path, tmp_path: Path, sql: str, refusal: str
+) -> None:
+    outside = tmp_path / "outside.csv"
+    outside.write_text("secret\n42\n")
+    sql = sql.format(outside=outside)
+    before = snapshot(claims_db)
+    backend = Unchecked(claims_db)
+    try:
+        with pytest.raises(SQLError) as refused:
+            await backend.query(sql, str(workspace / "x.csv"))
+    finally:
+        await backend.aclose()
+    assert refusal in str(refused.value)
+    assert snapshot(claims_db) == before
+    assert os.listdir(workspace) == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../escape", "a/b", "/tmp/abs", ".hidden", "x.csv", "-rf", "a b", "", "x" * 101, "a\\b"],
+)
+async def test_dataset_names_with_path_tricks_are_refused(
+    claims_db: Path, workspace: Path, name: str
+) -> None:
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        result = await run(tool, "SELECT 1 AS x", name)
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is True
+    assert "dataset_name" in str(result["content"])
+    assert "humira_ca_top10" in str(result["content"])  # says what a good name looks like
+    assert os.listdir(workspace) == []
+    assert sorted(os.listdir(workspace.parent)) == ["claims.duckdb", "ws"]
+
+
+async def test_a_symlink_named_like_the_result_is_replaced_not_followed(
+    claims_db: Path, workspace: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.csv"
+    outside.write_text("precious\n")
+    (workspace / "result.csv").symlink_to(outside)
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        result = await run(tool, "SELECT 42 AS answer")
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is False
+    assert outside.read_text() == "precious\n"
+    assert not (workspace / "result.csv").is_symlink()
+    assert (workspace / "result.csv").read_text() == "answer\n42\n"
+
+
+async def test_database_errors_come_back_with_the_databases_message(
+    claims_db: Path, workspace: Path
+) -> None:
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        unknown_table = await run(tool, "SELECT * FROM rx_claimz")
+        unknown_column = await run(tool, "SELECT paid_amount FROM rx_claims")
+        syntax = await run(tool, "SELECT * FROM rx_claims WHERE")
+        no_function = await run(tool, "SELECT no_such_function(1)")
+    finally:
+        await tool.aclose()
+    assert "no_such_function does not exist" in str(no_function["content"])
+    assert "Tables in the database" not in str(no_function["content"])
+    assert unknown_table["is_error"] is True
+    assert "rx_claimz does not exist" in str(unknown_table["content"])
+    assert "Tables in the database: providers_bio, rx_claims." in str(unknown_table["content"])
+    assert 'Referenced column "paid_amount" not found' in str(unknown_column["content"])
+    assert "Tables in the database" not in str(unknown_column["content"])
+    assert "Parser Error: syntax error" in str(syntax["content"])
+    assert os.listdir(workspace) == []
+
+
+async def test_a_failed_query_keeps_the_earlier_file(claims_db: Path, workspace: Path) -> None:
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        first = await run(tool, "SELECT 1 AS x")
+        failed = await run(tool, "SELECT 1 / 0 AS x, error('boom') AS y")
+    finally:
+        await tool.aclose()
+    assert first["is_error"] is False
+    assert failed["is_error"] is True
+    assert "boom" in str(failed["content"])
+    assert (workspace / "result.csv").read_text() == "x\n1\n"
+    assert sorted(os.listdir(workspace)) == ["result.csv", "result.parquet"]
+
+
+async def test_a_result_that_cannot_be_saved_is_a_clear_error(
+    claims_db: Path, tmp_path: Path
+) -> None:
+    not_a_directory = tmp_path / "ws-file"
+    not_a_directory.write_text("a file where the workspace should be")
+    tool = SQLTool(not_a_directory, backend=f"duckdb://{claims_db}")
+    try:
+        result = await run(tool, "SELECT 1 AS x")
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is True
+    assert str(result["content"]).startswith("The query ran, but its result could not be saved")
+
+
+async def test_a_timeout_interrupts_the_query(claims_db: Path, workspace: Path) -> None:
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}", timeout=0.3)
+    huge = "SELECT count(*) FROM range(1000000000) a, range(1000000000) b WHERE a.range < b.range"
+    try:
+        result = await run(tool, huge)
+        assert result["is_error"] is True
+        assert "stopped after 0.3 s" in str(result["content"])
+        # the query was interrupted, not abandoned: its worker is gone, the cursor is free
+        assert workers_left() == []
+        after = await run(tool, "SELECT 7 AS x", "after")
+    finally:
+        await tool.aclose()
+    assert after["is_error"] is False
+    assert sorted(os.listdir(workspace)) == ["after.csv", "after.parquet"]
+
+
+async def test_cancelling_the_call_interrupts_the_query(claims_db: Path, workspace: Path) -> None:
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}", timeout=600)
+    huge = "SELECT count(*) FROM range(1000000000) a, range(1000000000) b WHERE a.range < b.range"
+    try:
+        call = asyncio.ensure_future(run(tool, huge))
+        await asyncio.wait_for(asyncio.to_thread(wait_for_a_worker), 30)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert workers_left() == []
+    finally:
+        await tool.aclose()
+    assert os.listdir(workspace) == []
+
+
+async def test_concurrent_queries_share_one_backend(claims_db: Path, workspace: Path) -> None:
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    drugs = ["HUMIRA", "ELIQUIS", "OZEMPIC", "KEYTRUDA"]
+    try:
+        results = await asyncio.gather(
+            *(
+                run(tool, f"SELECT count(*) AS n FROM rx_claims WHERE ndc_drug_nm = '{d}'", d)
+                for d in drugs
+            )
+        )
+    finally:
+        await tool.aclose()
+    assert all(r["is_error"] is False for r in results)
+    for drug in drugs:
+        expected = reference(
+            claims_db, f"SELECT count(*) AS n FROM rx_claims WHERE ndc_drug_nm = '{drug}'"
+        )
+        assert_frame_equal(pl.read_csv(workspace / f"{drug}.csv"), expected)
+
+
+async def test_schema_is_read_from_the_database(claims_db: Path) -> None:
+    backend = connect(f"duckdb://{claims_db}")
+    try:
+        schema = await backend.schema()
+    finally:
+        await backend.aclose()
+    assert list(schema) == ["providers_bio", "rx_claims"]
+    assert schema["providers_bio"] == [("npi_number", "BIGINT"), ("specialty", "VARCHAR")]
+    assert schema["rx_claims"][:3] == [
+        ("claim_id", "BIGINT"),
+        ("prescriber_npi_nbr", "BIGINT"),
+        ("ndc_drug_nm", "VARCHAR"),
+    ]
+    assert backend.dialect == "duckdb"
+
+
+async def test_a_missing_database_file_is_a_clear_error(tmp_path: Path, workspace: Path) -> None:
+    tool = SQLTool(workspace, backend=f"duckdb://{tmp_path / 'nope.duckdb'}")
+    result = await run(tool, "SELECT 1")
+    await tool.aclose()
+    assert result["is_error"] is True
+    assert "does not exist; create it first" in str(result["content"])
+    assert not (tmp_path / "nope.duckdb").exists()
+
+
+async def test_the_file_open_elsewhere_in_the_process_is_a_clear_error(
+    claims_db: Path, workspace: Path
+) -> None:
+    own = duckdb.connect(str(claims_db), read_only=True)
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        result = await run(tool, "SELECT 1")
+    finally:
+        own.close()
+        await tool.aclose()
+    assert "already open in this process" in str(result["content"])
+    assert "open_read_only()" in str(result["content"])
+    # a connection opened with the tool's settings shares the file with it
+    shared = open_read_only(claims_db)
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        result = await run(tool, "SELECT count(*) AS n FROM rx_claims")
+        assert shared.sql("SELECT count(*) FROM rx_claims").fetchall() == [(2000,)]
+    finally:
+        shared.close()
+        await tool.aclose()
+    assert result["is_error"] is False
+
+
+async def test_values_need_no_database(workspace: Path) -> None:
+    tool = SQLTool(workspace, backend="duckdb://:memory:")
+    try:
+        result = await run(tool, "SELECT DATE '2025-10-08' AS today, 1.5 AS x")
+    finally:
+        await tool.aclose()
+    frame = pl.read_parquet(workspace / "result.parquet")
+    assert frame.row(0)[0] == dt.date(2025, 10, 8)
+    assert "| 2025-10-08 | 1.5 |" in str(result["content"])
+
+
+async def test_refusals_happen_before_the_database_sees_the_statement(workspace: Path) -> None:
+    backend = DuckDBBackend(":memory:")  # writable: the parser check is its only lock
+    try:
+        with pytest.raises(QueryRefused):
+            await backend.query("CREATE TABLE t AS SELECT 1", str(workspace / "x.csv"))
+        tables = await backend.schema()
+    finally:
+        await backend.aclose()
+    assert tables == {}

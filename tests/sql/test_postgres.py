@@ -1,0 +1,288 @@
+"""The SQL tool on a real PostgreSQL server (started on 127.0.0.1 by the test session)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import tracemalloc
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import psycopg
+import pytest
+from polars.testing import assert_frame_equal
+
+from loopwright.sql import PostgresBackend, SQLError, connect
+from loopwright.tools.sql import SQLTool
+from postgres_server import PostgresServer
+
+SETUP = """
+CREATE TABLE rx_claims (
+    claim_id integer PRIMARY KEY,
+    prescriber_npi_nbr bigint NOT NULL,
+    ndc_drug_nm text NOT NULL,
+    prescriber_npi_state_cd char(2) NOT NULL,
+    service_date_dd date NOT NULL,
+    paid_amt numeric(10, 2),
+    ratio double precision,
+    filled_at timestamptz,
+    tags text[],
+    details jsonb,
+    wait interval
+);
+INSERT INTO rx_claims
+SELECT g,
+       1000000000 + (g * g) % 40,
+       (ARRAY['HUMIRA', 'ELIQUIS', 'OZEMPIC', 'KEYTRUDA'])[1 + (g * 3 + g / 11) % 4],
+       (ARRAY['CA', 'TX', 'NY', 'FL'])[1 + (g / 3 + g % 5) % 4],
+       DATE '2024-01-01' + g % 366,
+       CASE WHEN g % 9 = 0 THEN NULL ELSE round((g % 1000) * 1.37, 2) END,
+       g / 7.0,
+       TIMESTAMPTZ '2024-01-01 00:00:00+00' + g * INTERVAL '1 hour',
+       ARRAY['a', 'b'],
+       jsonb_build_object('g', g),
+       g * INTERVAL '1 minute'
+FROM generate_series(1, 1200) AS g;
+CREATE SCHEMA audit;
+CREATE TABLE audit.log (id serial, note text);
+CREATE FUNCTION audit.write_note() RETURNS integer LANGUAGE sql
+    AS $$ INSERT INTO audit.log (note) VALUES ('written') RETURNING id $$;
+"""
+
+HUMIRA_CA = """
+SELECT prescriber_npi_nbr, COUNT(*) AS rx_count, SUM(paid_amt) AS paid
+FROM rx_claims
+WHERE ndc_drug_nm = 'HUMIRA' AND prescriber_npi_state_cd = 'CA'
+GROUP BY prescriber_npi_nbr
+ORDER BY rx_count DESC, prescriber_npi_nbr
+LIMIT 10
+"""
+
+
+@pytest.fixture(scope="module")
+def dsn(postgres_server: PostgresServer) -> str:
+    """One database for the module: nothing here can change it (that is the point)."""
+    dsn = postgres_server.create_database("sqltool")
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(SETUP.encode())
+    return dsn
+
+
+@pytest.fixture
+async def tool(dsn: str, workspace: Path) -> AsyncIterator[SQLTool]:
+    tool = SQLTool(workspace, backend=dsn, timeout=30)
+    yield tool
+    await tool.aclose()
+
+
+async def run(tool: SQLTool, sql: str, name: str = "result") -> dict[str, object]:
+    return dict(await tool.execute({"sql": sql, "dataset_name": name, "description": "test"}))
+
+
+def count_rows(dsn: str) -> int:
+    with psycopg.connect(dsn) as connection:
+        row = connection.execute("SELECT count(*) FROM rx_claims").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_the_guides_example_matches_the_database(
+    tool: SQLTool, dsn: str, workspace: Path
+) -> None:
+    result = await run(tool, HUMIRA_CA, "humira_ca_top10")
+    assert result["is_error"] is False
+    with psycopg.connect(dsn) as connection:
+        expected = connection.execute(HUMIRA_CA).fetchall()
+    parquet = pl.read_parquet(workspace / "humira_ca_top10.parquet")
+    assert parquet.rows() == [(npi, n, float(paid)) for npi, n, paid in expected]
+    csv = pl.read_csv(workspace / "humira_ca_top10.csv", schema=parquet.schema)
+    assert_frame_equal(csv, parquet)
+    content = str(result["content"])
+    assert f"Saved {len(expected)} rows × 3 columns" in content
+    assert "prescriber_npi_nbr (int8), rx_count (int8), paid (numeric)" in content
+    assert f"| {expected[0][0]} | {expected[0][1]} |" in content
+
+
+async def test_postgres_types_land_in_both_files(tool: SQLTool, workspace: Path) -> None:
+    result = await run(tool, "SELECT * FROM rx_claims ORDER BY claim_id")
+    assert result["is_error"] is False
+    parquet = pl.read_parquet(workspace / "result.parquet")
+    assert parquet.height == 1200
+    assert parquet.schema["paid_amt"] == pl.Decimal(10, 2)
+    assert parquet.schema["service_date_dd"] == pl.Date
+    assert parquet.schema["filled_at"] == pl.Datetime("us", "UTC")
+    assert parquet.schema["tags"] == pl.List(pl.String)
+    first = parquet.row(0, named=True)
+    assert first["paid_amt"] == Decimal("1.37")
+    assert first["filled_at"] == dt.datetime(2024, 1, 1, 1, tzinfo=dt.UTC)
+    assert first["details"] == '{"g": 1}'
+    assert first["wait"] == dt.timedelta(minutes=1)
+    assert first["prescriber_npi_state_cd"] in {"CA", "TX", "NY", "FL"}
+    csv = pl.read_csv(workspace / "result.csv", infer_schema=False)
+    assert csv.row(0, named=True)["tags"] == '["a", "b"]'
+    assert csv.row(0, named=True)["wait"] == "PT60S"
+    assert csv["paid_amt"].null_count() == parquet["paid_amt"].null_count() == 133
+
+
+async def test_writes_are_refused_and_change_nothing(tool: SQLTool, dsn: str) -> None:
+    for sql in (
+        "DELETE FROM rx_claims",
+        "WITH gone AS (DELETE FROM rx_claims RETURNING *) SELECT count(*) FROM gone",
+        "SELECT * INTO stolen FROM rx_claims",
+        "SELECT set_config('default_transaction_read_only', 'off', false)",
+        "SELECT 1; DROP TABLE rx_claims",
+        "COPY rx_claims TO '/tmp/stolen.csv'",
+    ):
+        result = await run(tool, sql)
+        assert result["is_error"] is True, sql
+    assert count_rows(dsn) == 1200
+
+
+async def test_a_function_that_writes_is_stopped_by_the_read_only_transaction(
+    tool: SQLTool, dsn: str, workspace: Path
+) -> None:
+    """No parser can see inside a function; the server's read-only transaction can."""
+    result = await run(tool, "SELECT audit.write_note() AS id")
+    assert result["is_error"] is True
+    assert "read-only transaction" in str(result["content"])
+    with psycopg.connect(dsn) as connection:
+        assert connection.execute("SELECT count(*) FROM audit.log").fetchone() == (0,)
+    assert os.listdir(workspace) == []
+
+
+class Unchecked(PostgresBackend):
+    """The backend without its parser check: what the connection alone allows."""
+
+    def check(self, sql: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("sql", "refusal"),
+    [
+        ("SELECT nextval('audit.log_id_seq')", "read-only transaction"),
+        ("SELECT set_config('transaction_read_only', 'off', true)", "read-write mode"),
+        ("WITH gone AS (DELETE FROM rx_claims RETURNING claim_id) SELECT 1", "data-modifying"),
+        ("INSERT INTO audit.log (note) VALUES ('x') RETURNING id", "syntax error"),
+    ],
+)
+async def test_the_connection_itself_is_read_only(
+    dsn: str, workspace: Path, sql: str, refusal: str
+) -> None:
+    backend = Unchecked(dsn)
+    try:
+        with pytest.raises(SQLError, match=refusal):
+            await backend.query(sql, str(workspace / "x.csv"))
+    finally:
+        await backend.aclose()
+    assert count_rows(dsn) == 1200
+    assert os.listdir(workspace) == []
+
+
+async def test_whatever_slips_through_is_rolled_back(dsn: str, workspace: Path) -> None:
+    """Every query's transaction is rolled back: even a write the read-only mode lets
+    through (creating a large object) is gone afterwards."""
+    backend = Unchecked(dsn)
+    try:
+        result = await backend.query("SELECT lo_create(0) AS oid", str(workspace / "lo.csv"))
+    finally:
+        await backend.aclose()
+    assert result.row_count == 1
+    with psycopg.connect(dsn) as connection:
+        left = connection.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
+    assert left == (0,)
+
+
+async def test_database_errors_come_back_with_the_databases_message(tool: SQLTool) -> None:
+    unknown_table = await run(tool, "SELECT * FROM rx_claimz")
+    assert unknown_table["is_error"] is True
+    content = str(unknown_table["content"])
+    assert 'relation "rx_claimz" does not exist' in content
+    assert "LINE 1: SELECT * FROM rx_claimz" in content  # points into the user's SQL
+    assert "Tables in the database: audit.log, rx_claims." in content
+    unknown_column = await run(tool, "SELECT paid FROM rx_claims")
+    assert 'column "paid" does not exist' in str(unknown_column["content"])
+    syntax = await run(tool, "SELECT * FROM rx_claims WHERE")
+    assert "syntax error at end of input" in str(syntax["content"])
+
+
+async def test_a_timeout_cancels_the_statement_on_the_server(dsn: str, workspace: Path) -> None:
+    tool = SQLTool(workspace, backend=dsn, timeout=0.5)
+    try:
+        result = await run(tool, "SELECT pg_sleep(60)")
+        after = await run(tool, "SELECT 1 AS x", "after")
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is True
+    assert "stopped after 0.5 s" in str(result["content"])
+    with psycopg.connect(dsn) as connection:
+        sleeping = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' "
+            "AND state = 'active' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert sleeping == (0,)
+    assert after["is_error"] is False
+    assert [t for t in threading.enumerate() if t.name == "loopwright-sql"] == []
+
+
+async def test_row_cap_and_streaming_keep_memory_bounded(dsn: str, workspace: Path) -> None:
+    """120,000 rows stream through in batches: Python never holds more than a few."""
+    sql = (
+        "SELECT g AS id, 'row number ' || g AS label, g * 0.5::float8 AS half "
+        "FROM generate_series(1, 120000) AS g"
+    )
+    backend = PostgresBackend(dsn, batch_rows=5000)
+    tracemalloc.start()
+    try:
+        result = await backend.query(
+            sql, str(workspace / "big.csv"), str(workspace / "big.parquet"), max_rows=100_000
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await backend.aclose()
+    assert (result.row_count, result.truncated) == (100_000, True)
+    # held at once as Python rows, 100,000 of these would take over 20 MB
+    assert peak < 6 * 1024 * 1024
+    frame = pl.read_parquet(workspace / "big.parquet")
+    assert frame.height == 100_000
+    assert frame["id"].to_list()[-1] == 100_000
+    assert pl.read_csv(workspace / "big.csv").height == 100_000
+
+
+async def test_schema_names_tables_outside_the_search_path_with_their_schema(dsn: str) -> None:
+    backend = connect(dsn.replace("postgresql://", "postgres://", 1))
+    try:
+        schema = await backend.schema()
+    finally:
+        await backend.aclose()
+    assert list(schema) == ["audit.log", "rx_claims"]
+    assert schema["audit.log"] == [("id", "integer"), ("note", "text")]
+    assert schema["rx_claims"][5] == ("paid_amt", "numeric(10,2)")
+    assert backend.dialect == "postgres"
+
+
+async def test_connections_are_pooled_and_reused(dsn: str, workspace: Path) -> None:
+    backend = PostgresBackend(dsn, pool_size=2)
+    try:
+        for i in range(4):
+            await backend.query(
+                "SELECT pg_backend_pid() AS pid", str(workspace / f"pid{i}.csv"), None
+            )
+    finally:
+        await backend.aclose()
+    pids = {pl.read_csv(workspace / f"pid{i}.csv")["pid"][0] for i in range(4)}
+    assert len(pids) == 1
+
+
+async def test_an_unreachable_server_is_a_clear_error(workspace: Path) -> None:
+    tool = SQLTool(workspace, backend="postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    try:
+        result = await run(tool, "SELECT 1")
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is True
+    assert "Could not connect to PostgreSQL at 127.0.0.1:1/none" in str(result["content"])

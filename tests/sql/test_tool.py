@@ -1,0 +1,166 @@
+"""The SQL tool as an agent uses it: the schema, the registry, the Toolset, the URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from loopwright import Agent, MemoryStore, ScriptedModel, call
+from loopwright.sql import DuckDBBackend, PostgresBackend, SQLBackend, connect
+from loopwright.tools import ToolRegistry
+from loopwright.tools.sql import SQL, SQLTool, dataset_name_problem
+
+HUMIRA_CA = (
+    "SELECT prescriber_npi_nbr, COUNT(*) AS rx_count FROM rx_claims "
+    "WHERE ndc_drug_nm = 'HUMIRA' AND prescriber_npi_state_cd = 'CA' "
+    "GROUP BY prescriber_npi_nbr ORDER BY rx_count DESC, prescriber_npi_nbr LIMIT 10"
+)
+
+
+def test_the_schema_is_the_guides(claims_db: Path, workspace: Path) -> None:
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    schema = tool.schema
+    assert tool.name == schema["name"] == "SQL"
+    assert schema["input_schema"]["required"] == ["sql", "dataset_name", "description"]
+    assert set(schema["input_schema"]["properties"]) == {"sql", "dataset_name", "description"}
+    assert "DuckDB dialect" in schema["description"]
+
+
+async def test_through_the_registry_missing_inputs_are_refused(
+    claims_db: Path, workspace: Path
+) -> None:
+    registry = ToolRegistry(workspace)
+    registry.register(SQLTool(workspace, backend=f"duckdb://{claims_db}"))
+    try:
+        missing = await registry.execute("SQL", {"sql": "SELECT 1", "dataset_name": "x"})
+        done = await registry.execute(
+            "SQL", {"sql": HUMIRA_CA, "dataset_name": "top", "description": "top prescribers"}
+        )
+    finally:
+        await registry.aclose()
+    assert missing["is_error"] is True
+    assert "description" in str(missing["content"])
+    assert done["is_error"] is False
+    assert (workspace / "top.csv").exists()
+
+
+async def test_an_agent_queries_then_answers_from_the_file(claims_db: Path, tmp_path: Path) -> None:
+    """The guide's interaction, played by the scripted model: query, then answer."""
+
+    def answer(request: object) -> object:
+        results = [
+            block
+            for message in request.messages  # type: ignore[attr-defined]
+            for block in getattr(message, "content", [])
+            if getattr(block, "type", None) == "tool_result"
+        ]
+        if not results:
+            return call(
+                "SQL",
+                sql=HUMIRA_CA,
+                dataset_name="humira_ca_top10",
+                description="Top HUMIRA prescribers in California",
+            )
+        return "The top prescribers are listed in humira_ca_top10.csv."
+
+    sql = SQL(f"duckdb://{claims_db}", max_rows=1000)
+    agent = Agent(
+        ScriptedModel(answer),
+        tools=[sql],
+        store=MemoryStore(),
+        workspace_root=str(tmp_path / "sessions"),
+    )
+    try:
+        first, second = agent.new_session("one"), agent.new_session("two")
+        events_one = [e async for e in agent.run("Top 10 HUMIRA prescribers in CA?", first)]
+        events_two = [e async for e in agent.run("Top 10 HUMIRA prescribers in CA?", second)]
+    finally:
+        await agent.aclose()
+        await sql.aclose()
+    for session, events in ((first, events_one), (second, events_two)):
+        results = [e for e in events if e.type == "tool_result"]
+        assert [r.is_error for r in results] == [False]
+        assert "Saved" in str(results[0].content)
+        frame = pl.read_csv(session.workspace_dir / "humira_ca_top10.csv")
+        assert frame.columns == ["prescriber_npi_nbr", "rx_count"]
+
+
+async def test_the_toolset_binds_every_session_to_one_backend(
+    claims_db: Path, tmp_path: Path
+) -> None:
+    async with SQL(f"duckdb://{claims_db}", max_rows=5, timeout=9) as sql:
+        (one,) = sql.bind(str(tmp_path / "one"), "one")
+        (two,) = sql.bind(str(tmp_path / "two"), "two")
+        assert isinstance(one, SQLTool)
+        assert isinstance(two, SQLTool)
+        assert one.backend is two.backend is sql.backend
+        assert (one.max_rows, one.query_timeout) == (5, 9)
+        await one.aclose()  # a session closing does not close the shared backend
+        result = await two.execute(
+            {"sql": "SELECT count(*) AS n FROM rx_claims", "dataset_name": "n", "description": ""}
+        )
+        assert result["is_error"] is False
+    assert pl.read_csv(tmp_path / "two" / "n.csv")["n"].to_list() == [2000]
+
+
+async def test_a_tool_closes_only_a_backend_it_opened(claims_db: Path, workspace: Path) -> None:
+    backend = DuckDBBackend(claims_db)
+    borrowed = SQLTool(workspace, backend=backend)
+    await borrowed.execute({"sql": "SELECT 1 AS x", "dataset_name": "a", "description": ""})
+    await borrowed.aclose()
+    result = await backend.query("SELECT 2 AS x", str(workspace / "b.csv"))  # still open
+    assert result.row_count == 1
+    await backend.aclose()
+    owned = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    await owned.execute({"sql": "SELECT 1 AS x", "dataset_name": "c", "description": ""})
+    await owned.aclose()
+    after = await owned.execute({"sql": "SELECT 1", "dataset_name": "d", "description": ""})
+    assert after["is_error"] is True
+    assert "closed" in str(after["content"])
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("humira_ca_top10", None),
+        ("Q3-2024_summary", None),
+        ("9lives", None),
+        ("", "empty"),
+        ("../x", "not a plain file name"),
+        ("a.b", "not a plain file name"),
+        ("-x", "not a plain file name"),
+        ("x" * 101, "101 characters"),
+        (42, "empty"),
+    ],
+)
+def test_dataset_names(name: object, problem: str | None) -> None:
+    found = dataset_name_problem(name)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
+
+
+def test_urls_pick_the_backend(tmp_path: Path) -> None:
+    assert isinstance(connect("duckdb://:memory:"), DuckDBBackend)
+    duck = connect(f"duckdb://{tmp_path}/claims.duckdb?threads=2")
+    assert isinstance(duck, DuckDBBackend)
+    assert duck.database == f"{tmp_path}/claims.duckdb"
+    assert duck.config == {"threads": "2"}
+    bare = connect(str(tmp_path / "claims.duckdb"))
+    assert isinstance(bare, DuckDBBackend)
+    for url in ("postgresql://me@127.0.0.1/db", "postgres://me@127.0.0.1/db"):
+        backend = connect(url)
+        assert isinstance(backend, PostgresBackend)
+        assert isinstance(backend, SQLBackend)
+    with pytest.raises(ValueError, match="Unknown database URL 'mysql://me:\\*\\*\\*@host/db'"):
+        connect("mysql://me:secret@host/db")
+    with pytest.raises(ValueError, match="A database URL is needed"):
+        connect("")
+    with pytest.raises(TypeError, match="database URL"):
+        SQLTool(tmp_path, backend=42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_rows"):
+        SQLTool(tmp_path, backend="duckdb://:memory:", max_rows=0)
