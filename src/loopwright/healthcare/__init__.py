@@ -1,0 +1,54 @@
+"""The healthcare research example: synthetic claims data, golden questions and checkers.
+
+Submodules are imported on first use, so ``import loopwright.healthcare`` stays cheap:
+``data`` (the generator), ``golden`` (research questions with reference SQL), ``check``
+(compares an answer with the reference) and ``sqlcheck`` (static checks of a query).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "ensure_database": "loopwright.healthcare.data",
+    "build_database": "loopwright.healthcare.data",
+    "database_schema": "loopwright.healthcare.data",
+    "SCHEMA": "loopwright.healthcare.data",
+    "GOLDEN_QUESTIONS": "loopwright.healthcare.golden",
+    "GoldenQuestion": "loopwright.healthcare.golden",
+    "check_answer": "loopwright.healthcare.check",
+    "check_golden": "loopwright.healthcare.check",
+    "Verdict": "loopwright.healthcare.check",
+    "check_sql": "loopwright.healthcare.sqlcheck",
+    "SQLIssue": "loopwright.healthcare.sqlcheck",
+}
+
+__all__ = [
+    "GOLDEN_QUESTIONS",
+    "SCHEMA",
+    "GoldenQuestion",
+    "SQLIssue",
+    "Verdict",
+    "build_database",
+    "check_answer",
+    "check_golden",
+    "check_sql",
+    "database_schema",
+    "ensure_database",
+]
+
+if TYPE_CHECKING:
+    from loopwright.healthcare.check import Verdict, check_answer, check_golden
+    from loopwright.healthcare.data import SCHEMA, build_database, database_schema, ensure_database
+    from loopwright.healthcare.golden import GOLDEN_QUESTIONS, GoldenQuestion
+    from loopwright.healthcare.sqlcheck import SQLIssue, check_sql
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopwright.healthcare' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
