@@ -53,6 +53,7 @@ def store(opener: Opener) -> SessionStore:
 
 def test_create_save_load_roundtrip(store: SessionStore, tmp_path: Path) -> None:
     session = Session.create("s1", root=tmp_path / "ws", store=store, metadata={"user": "ada"})
+    assert store.list()[0].metadata == {"user": "ada"}
     assert (tmp_path / "ws" / "s1").is_dir()
     session.append(Message.user("hello"))
     session.append(
@@ -97,6 +98,7 @@ def test_list_and_delete(store: SessionStore, tmp_path: Path) -> None:
     infos = store.list()
     assert [i.id for i in infos] == ["b", "a"]
     assert infos[1].title == "Plan a trip to Lisbon"
+    assert infos[0].metadata == {}
     assert infos[1].message_count == 1
     assert store.delete("a")
     assert not store.delete("a")

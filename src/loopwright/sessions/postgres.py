@@ -198,11 +198,14 @@ class PostgresStore(SessionStore):
         with self._lock:
             rows = self._run(
                 lambda conn: conn.execute(
-                    "SELECT id, workspace, created_at, updated_at, message_count, usage, title"
-                    " FROM loopwright_sessions ORDER BY updated_at DESC"
+                    "SELECT id, workspace, created_at, updated_at, message_count, usage, title,"
+                    " metadata FROM loopwright_sessions ORDER BY updated_at DESC"
                 ).fetchall()
             )
-        return [SessionInfo(i, w, c, u, n, Usage.from_dict(us), t) for i, w, c, u, n, us, t in rows]
+        return [
+            SessionInfo(i, w, c, u, n, Usage.from_dict(us), t, md)
+            for i, w, c, u, n, us, t, md in rows
+        ]
 
     def delete(self, session_id: str) -> bool:
         with self._lock:

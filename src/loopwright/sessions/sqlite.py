@@ -159,12 +159,12 @@ class SQLiteStore(SessionStore):
     def list(self) -> list[SessionInfo]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, workspace, created_at, updated_at, message_count, usage, title"
-                " FROM sessions ORDER BY updated_at DESC"
+                "SELECT id, workspace, created_at, updated_at, message_count, usage, title,"
+                " metadata FROM sessions ORDER BY updated_at DESC"
             ).fetchall()
         return [
-            SessionInfo(i, w, c, u, n, Usage.from_dict(json.loads(us)), t)
-            for i, w, c, u, n, us, t in rows
+            SessionInfo(i, w, c, u, n, Usage.from_dict(json.loads(us)), t, json.loads(md))
+            for i, w, c, u, n, us, t, md in rows
         ]
 
     def delete(self, session_id: str) -> bool:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from loopwright.events import Usage
 from loopwright.messages import Message
@@ -21,6 +22,8 @@ class SessionInfo:
     message_count: int
     usage: Usage
     title: str
+    #: the session's metadata (its owner, a parent session...)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class SessionStore(ABC):
@@ -88,6 +91,7 @@ class MemoryStore(SessionStore):
                 len(s.messages),
                 s.usage,
                 title_of(s.messages),
+                dict(s.metadata),
             )
             for s in self._sessions.values()
         ]
