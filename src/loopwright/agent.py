@@ -397,7 +397,8 @@ class Agent:
         if session not in self._registries:
             try:
                 await self._prepare_toolsets()
-            except Exception as exc:  # a server that will not start, a bad config
+                self.registry_for(session)
+            except Exception as exc:  # a server that will not start, no usable sandbox
                 detail = f"the tools could not be set up: {type(exc).__name__}: {exc}"
                 yield Error(detail, retryable=False)
                 yield Done("error", run.usage.copy(), session.id, detail)

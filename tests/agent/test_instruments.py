@@ -182,3 +182,17 @@ async def test_a_run_started_inside_a_tool_call_knows_its_parent(tmp_path: Path)
     # outside any tool call there is no current run
     assert current_run() is None
     assert runs[0].path == "agent"
+
+
+async def test_tools_that_cannot_be_set_up_end_the_run_with_an_error(tmp_path: Path) -> None:
+    from loopwright.tools.base import Toolset
+
+    class NoSandbox(Toolset):
+        def bind(self, workspace_dir: str, session_id: str | None = None) -> list[BaseTool]:
+            raise RuntimeError("bubblewrap cannot create a user namespace here")
+
+    agent = make_agent(ScriptedModel(["never"]), tmp_path, tools=[NoSandbox()])
+    result = await agent.collect("hi")
+    assert result.stop_reason == "error"
+    assert types(result.events) == ["error", "done"]
+    assert "user namespace" in result.events[-1].detail

@@ -96,6 +96,22 @@ def eval_command(
             "--retry-delay", min=0.0, metavar="SECONDS", help="Pause before the first retry."
         ),
     ] = 1.0,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            metavar="NAME",
+            help="Where tasks run: local (in this process) or ray (as Ray tasks).",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            metavar="ADDR",
+            help="The Ray cluster of --executor ray (default: Ray started on this machine).",
+        ),
+    ] = None,
 ) -> None:
     """Run a task suite: each task in its own session and workspace, checked, with a JSON
     result file, an HTML report and a summary table.
@@ -116,6 +132,8 @@ def eval_command(
             judge_model=judge_model,
             tasks=task or [],
             retry_delay=retry_delay,
+            executor=executor,
+            ray_address=ray_address,
         )
     )
 
@@ -133,6 +151,8 @@ def run_eval(
     judge_model: str | None,
     tasks: list[str],
     retry_delay: float,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> int:
     """The command's body; returns the exit status."""
     import asyncio
@@ -141,6 +161,7 @@ def run_eval(
     from loopwright.cli.render import make_console
     from loopwright.cli.runtime import CliError, announce_model, choose_model
     from loopwright.evals.bench import TaskResult, default_output, run_suite
+    from loopwright.evals.ray_executor import RayExecutor, RayUnavailable
     from loopwright.evals.report import print_summary, write_html
     from loopwright.evals.suite import SuiteError, load_suite
     from loopwright.models import resolve_model
@@ -150,6 +171,10 @@ def run_eval(
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         return code
 
+    if executor not in ("local", "ray"):
+        return fail(f"unknown executor {executor!r}; use local or ray", EXIT_USAGE)
+    if ray_address is not None and executor != "ray":
+        return fail("--ray-address is for --executor ray; add it, or drop the address", EXIT_USAGE)
     try:
         suite = load_suite(suite_path)
         if tasks:
@@ -207,6 +232,9 @@ def run_eval(
                     output=json_path,
                     resume=resume,
                     on_result=progress,
+                    executor=RayExecutor(ray_address, parallel=parallel)
+                    if executor == "ray"
+                    else None,
                 )
             )
         except KeyboardInterrupt:
@@ -218,7 +246,7 @@ def run_eval(
                 flush=True,
             )
             return EXIT_INTERRUPTED
-        except SuiteError as exc:
+        except (SuiteError, RayUnavailable) as exc:
             return fail(str(exc), EXIT_USAGE)
     write_html(record, html_path)
     console = make_console()
