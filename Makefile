@@ -24,11 +24,11 @@ setup: uv system-deps
 	@$(UV) sync --frozen --all-groups --all-extras --quiet
 
 demo: setup
-	@$(RUN) python examples/hello_agent.py
+	@$(RUN) python examples/healthcare/demo.py
 
 lint: setup
-	$(RUN) ruff check src tests benchmarks examples
-	$(RUN) ruff format --check src tests benchmarks examples
+	$(RUN) ruff check src tests benchmarks examples deploy
+	$(RUN) ruff format --check src tests benchmarks examples deploy
 	$(RUN) mypy
 
 # Arize Phoenix: a real OTLP backend for the tracing integration test. It has its own

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+
 from postgres_server import PostgresServer, postgres_server  # noqa: F401
 
 

@@ -264,6 +264,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "loopwright.cli.mcp",
     "loopwright.cli.eval",
     "loopwright.cli.observe",
+    "loopwright.cli.healthcare",
 )
 
 

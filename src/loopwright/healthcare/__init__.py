@@ -2,7 +2,9 @@
 
 Submodules are imported on first use, so ``import loopwright.healthcare`` stays cheap:
 ``data`` (the generator), ``golden`` (research questions with reference SQL), ``check``
-(compares an answer with the reference) and ``sqlcheck`` (static checks of a query).
+(compares an answer with the reference) and ``sqlcheck`` (static checks of a query); and
+the research agent itself: ``agent`` (``healthcare_agent()``), ``prompt`` (its system prompt,
+read from the database) and ``cohort`` (the ``DefineCohort`` tool).
 """
 
 from __future__ import annotations
@@ -22,12 +24,24 @@ _EXPORTS = {
     "Verdict": "loopwright.healthcare.check",
     "check_sql": "loopwright.healthcare.sqlcheck",
     "SQLIssue": "loopwright.healthcare.sqlcheck",
+    "healthcare_agent": "loopwright.healthcare.agent",
+    "HealthcarePrompt": "loopwright.healthcare.prompt",
+    "system_prompt": "loopwright.healthcare.prompt",
+    "DefineCohort": "loopwright.healthcare.cohort",
+    "DefineCohortTool": "loopwright.healthcare.cohort",
+    "Criteria": "loopwright.healthcare.cohort",
+    "CohortError": "loopwright.healthcare.cohort",
 }
 
 __all__ = [
     "GOLDEN_QUESTIONS",
     "SCHEMA",
+    "CohortError",
+    "Criteria",
+    "DefineCohort",
+    "DefineCohortTool",
     "GoldenQuestion",
+    "HealthcarePrompt",
     "SQLIssue",
     "Verdict",
     "build_database",
@@ -36,12 +50,22 @@ __all__ = [
     "check_sql",
     "database_schema",
     "ensure_database",
+    "healthcare_agent",
+    "system_prompt",
 ]
 
 if TYPE_CHECKING:
+    from loopwright.healthcare.agent import healthcare_agent
     from loopwright.healthcare.check import Verdict, check_answer, check_golden
+    from loopwright.healthcare.cohort import (
+        CohortError,
+        Criteria,
+        DefineCohort,
+        DefineCohortTool,
+    )
     from loopwright.healthcare.data import SCHEMA, build_database, database_schema, ensure_database
     from loopwright.healthcare.golden import GOLDEN_QUESTIONS, GoldenQuestion
+    from loopwright.healthcare.prompt import HealthcarePrompt, system_prompt
     from loopwright.healthcare.sqlcheck import SQLIssue, check_sql
 
 

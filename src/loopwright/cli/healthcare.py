@@ -1,0 +1,392 @@
+"""``loopwright healthcare``: the healthcare research agent, one question or a chat.
+
+``loopwright healthcare "Find the top 10 prescribers of HUMIRA in California"`` answers one
+question and exits; ``loopwright healthcare`` opens a chat. The first use builds the
+synthetic claims database (a progress bar on stderr); ``--database URL`` uses a real one
+instead (``postgresql://...``, ``bigquery://project/dataset``, a ``.duckdb`` file).
+
+Only typer is imported at start-up; the agent, the data generator and rich are imported when
+the command runs. Exit statuses are ``loopwright run``'s: 0 answered, 1 error, 2 a limit or a
+usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from loopwright.agent import Agent
+    from loopwright.cli.runtime import Setup
+    from loopwright.events import Event
+    from loopwright.models import ModelChoice
+    from loopwright.sessions.store import SessionStore
+
+DEFAULT_ROWS = 200_000
+MIN_ROWS = 1_000
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``healthcare`` command to the ``loopwright`` app."""
+    app.command("healthcare")(healthcare_command)
+
+
+def healthcare_command(
+    question: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="QUESTION",
+            help="A research question to answer and exit ('-' reads stdin); none opens a chat.",
+        ),
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="MODEL",
+            help=(
+                "Model string, as for `loopwright run` ('auto': LOOPWRIGHT_MODEL, else by the "
+                "API keys set, else the embedded model; local:gemma3-270m is the better of "
+                "the embedded ones here)."
+            ),
+        ),
+    ] = "auto",
+    rows: Annotated[
+        int,
+        typer.Option(
+            "--rows",
+            min=MIN_ROWS,
+            metavar="N",
+            help="Pharmacy claims in the generated database (built on first use).",
+        ),
+    ] = DEFAULT_ROWS,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            "-d",
+            metavar="URL",
+            help=(
+                "Query this database instead of the generated one: postgresql://..., "
+                "bigquery://PROJECT/DATASET or a .duckdb file."
+            ),
+        ),
+    ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            "-s",
+            metavar="ID",
+            help="Continue this session, or create it with this id (default: a new session).",
+        ),
+    ] = None,
+    json_lines: Annotated[
+        bool,
+        typer.Option("--json", help="Print each event as one JSON line, nothing else."),
+    ] = False,
+    max_turns: Annotated[
+        int | None,
+        typer.Option(
+            "--max-turns",
+            min=1,
+            metavar="N",
+            help="Stop after this many model calls [default: LOOPWRIGHT_MAX_TURNS or 50].",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=0.001,
+            metavar="SECONDS",
+            help="Stop a run after this long [default: LOOPWRIGHT_TIMEOUT or none].",
+        ),
+    ] = None,
+) -> None:
+    """Ask the healthcare research agent about claims data (synthetic by default).
+
+    With a QUESTION it answers and exits; without one it opens a chat.
+    """
+
+    def action() -> int:
+        return healthcare(
+            question,
+            model=model,
+            rows=rows,
+            database=database,
+            session_id=session,
+            as_json=json_lines,
+            max_turns=max_turns,
+            timeout=timeout,
+        )
+
+    from loopwright.cli.runtime import CliError
+
+    try:
+        code = action()
+    except CliError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(exc.exit_code) from None
+    raise typer.Exit(code)
+
+
+def healthcare(
+    question: str | None,
+    *,
+    model: str,
+    rows: int = DEFAULT_ROWS,
+    database: str | None = None,
+    session_id: str | None = None,
+    as_json: bool = False,
+    max_turns: int | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Answer ``question`` (or chat when it is ``None``); return the exit status."""
+    from loopwright.cli.run import read_task
+    from loopwright.cli.runtime import announce_model, choose_model, open_store, settings_limits
+
+    prompt = read_task(question) if question is not None else None
+    turns, seconds, _ = settings_limits(max_turns, timeout, "auto")
+    options: dict[str, Any] = {"timeout": seconds}
+    if max_turns is not None or os.environ.get("LOOPWRIGHT_MAX_TURNS", "").strip():
+        options["max_turns"] = turns  # else the agent's own default (fewer for tiny models)
+    choice = embedded_choice(choose_model(model))
+    store = open_store()
+    agent = build_agent(choice.spec, store=store, rows=rows, database=database, **options)
+    ready = session_setup(agent, store, session_id)
+    announce_model(choice, agent.model.name)
+    if prompt is None:
+        return chat(ready, as_json=as_json)
+    return ask(ready, prompt, as_json=as_json)
+
+
+def embedded_choice(choice: ModelChoice) -> ModelChoice:
+    """When the default falls back to the embedded model, the bundled Gemma 3 270M if it is
+    installed: it writes this agent's SQL far better than the default SmolLM2-135M."""
+    from loopwright.models import ModelChoice
+
+    if choice.spec != "local" or not choice.reason.startswith("default"):
+        return choice
+    try:
+        from loopwright.models.local import bundled_models
+    except ImportError:
+        return choice
+    if "gemma3-270m" not in bundled_models():
+        return choice
+    return ModelChoice("local:gemma3-270m", f"{choice.reason}; Gemma 3 writes SQL better")
+
+
+def build_agent(
+    model: str,
+    *,
+    store: SessionStore,
+    rows: int = DEFAULT_ROWS,
+    database: str | None = None,
+    **options: Any,
+) -> Agent:
+    """The healthcare agent, building the claims database first when none is given (with a
+    progress bar on stderr); user errors become a :class:`CliError`."""
+    from loopwright.cli.runtime import EXIT_USAGE, CliError
+    from loopwright.healthcare.agent import healthcare_agent
+    from loopwright.models.base import ModelError
+    from loopwright.sql import SQLError
+
+    source: str | os.PathLike[str]
+    try:
+        if database is None:
+            from loopwright.healthcare.data import ensure_database
+
+            with _ProgressBar(
+                f"Building the synthetic claims database ({rows:,} rx claims)"
+            ) as bar:
+                source = ensure_database(rx_claims=rows, progress=bar.update)
+        else:
+            source = database
+        return healthcare_agent(model, database=source, store=store, **options)
+    except ModelError as exc:
+        raise CliError(f"{exc} (or choose another model with --model)", EXIT_USAGE) from None
+    except (ValueError, ImportError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except (SQLError, OSError) as exc:
+        raise CliError(f"cannot use the database: {exc}") from None
+
+
+def session_setup(agent: Agent, store: SessionStore, session_id: str | None) -> Setup:
+    """The session to continue, or the id of the one to create, as the CLI's ``Setup``."""
+    import sqlite3
+
+    from loopwright.cli.runtime import EXIT_USAGE, CliError, Setup
+    from loopwright.sessions.session import Session, new_session_id, validate_session_id
+
+    if session_id is None:
+        return Setup(agent, new_session_id(), None)
+    try:
+        validate_session_id(session_id)
+        existing = Session.resume(session_id, store=store) if store.exists(session_id) else None
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise CliError(
+            f"cannot open session {session_id} ({exc}); check that LOOPWRIGHT_HOME points to "
+            "a writable directory"
+        ) from None
+    return Setup(agent, session_id, existing)
+
+
+def _emitter(as_json: bool) -> tuple[Callable[[Event], None], Any]:
+    """Where events go: JSON lines on stdout, or the CLI's event printer."""
+    if as_json:
+
+        def emit(event: Event) -> None:
+            sys.stdout.write(event.to_json() + "\n")
+            sys.stdout.flush()
+
+        return emit, None
+    from loopwright.cli.render import EventPrinter, make_console
+
+    printer = EventPrinter(make_console())
+    return printer.handle, printer
+
+
+def ask(ready: Setup, prompt: str, *, as_json: bool = False) -> int:
+    """Run one question to the end with the ``run`` command's driver; the exit status."""
+    import asyncio
+
+    from loopwright.cli.run import close_agent, drive
+    from loopwright.cli.runtime import EXIT_INTERRUPTED, exit_code_for
+
+    agent, session = ready.agent, ready.session()
+    if as_json:
+        print(f"session {session.id}", file=sys.stderr, flush=True)
+    emit, printer = _emitter(as_json)
+    with asyncio.Runner() as runner:
+        try:
+            done = runner.run(drive(agent, session, prompt, emit))
+        except KeyboardInterrupt:
+            if printer is not None:
+                printer.end_line()
+            print(
+                f"interrupted; the history so far is saved. {resume_hint(session.id)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_INTERRUPTED
+        finally:
+            close_agent(runner, agent)
+    if printer is not None:
+        printer.console.print(f"workspace {session.workspace_dir}", style="dim")
+        printer.console.print(resume_hint(session.id), style="dim")
+    elif done.stop_reason != "end_turn":
+        print(f"stopped: {done.stop_reason} {done.detail}".rstrip(), file=sys.stderr)
+    return exit_code_for(done.stop_reason)
+
+
+def chat(ready: Setup, *, as_json: bool = False) -> int:
+    """A chat with the agent over one session, with the chat command's slash commands;
+    the end of input or ``/exit`` quits."""
+    import asyncio
+    import contextlib
+
+    from rich.text import Text
+
+    from loopwright.cli.chat import PROMPT, ChatState
+    from loopwright.cli.render import make_console
+    from loopwright.cli.run import close_agent, drive
+
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing for input())
+    console = make_console(sys.stderr if as_json else None)
+    interactive = sys.stdin.isatty()
+    state = "new session" if ready.existing is None else "resumed"
+    console.print(
+        Text(
+            f"loopwright healthcare · model {ready.agent.model.name} · session "
+            f"{ready.session_id} ({state}) · ask a research question; /help, /exit",
+            style="dim",
+        )
+    )
+    emit, printer = _emitter(as_json)
+    chat_state = ChatState(ready)
+    with asyncio.Runner() as runner:
+        try:
+            while True:
+                try:
+                    line = input(PROMPT if interactive else "")
+                except EOFError:
+                    break
+                except KeyboardInterrupt:
+                    console.print("\n(press Ctrl-D or type /exit to quit)", style="dim")
+                    continue
+                text = line.strip()
+                if not text:
+                    continue
+                if not interactive and not as_json:
+                    console.print(Text(PROMPT + line))
+                if text.startswith("/"):
+                    if not chat_state.command(console, text):
+                        break
+                    continue
+                if printer is not None:
+                    printer.restart()
+                try:
+                    runner.run(drive(ready.agent, chat_state.ready.session(), line, emit))
+                except KeyboardInterrupt:
+                    if printer is not None:
+                        printer.stop()
+                    console.print("(interrupted: the conversation so far is kept)", style="yellow")
+        finally:
+            if printer is not None:
+                printer.stop()
+            close_agent(runner, ready.agent)
+    if chat_state.ready.existing is not None:
+        console.print(resume_hint(chat_state.ready.session_id), style="dim")
+    return 0
+
+
+def resume_hint(session_id: str) -> str:
+    """How to continue this session with the healthcare agent."""
+    import shlex
+
+    quoted = shlex.quote(session_id)
+    return f'session {session_id} · continue with: loopwright healthcare --session {quoted} ["..."]'
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr, shown only if the work reports progress (a database
+    that already exists is not rebuilt, so nothing is shown)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def update(self, fraction: float, message: str) -> None:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[step]}", style="dim"),
+                console=Console(stderr=True),
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.title, total=1.0, step="")
+        self._progress.update(self._task, completed=fraction, step=message)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()

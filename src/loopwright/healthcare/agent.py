@@ -1,0 +1,189 @@
+"""The healthcare research agent: the design guide's worked example, ready to run.
+
+``healthcare_agent()`` is an :class:`~loopwright.Agent` that answers analysts' questions
+about claims data: it queries with ``SQL``, defines populations with ``DefineCohort``,
+analyses the saved CSVs and draws charts with ``Python`` (polars and matplotlib, inside the
+sandbox), and explains the findings in plain English. With no database it builds the
+synthetic claims database (:mod:`loopwright.healthcare.data`) on first use, so it works with
+no cloud account; a database URL (``postgresql://...``, ``bigquery://project/dataset``,
+``duckdb:///path``) points it at a real warehouse instead.
+
+::
+
+    from loopwright.healthcare import healthcare_agent
+
+    agent = healthcare_agent("anthropic")
+    print(agent.run_sync("Find the top 10 prescribers of HUMIRA in California").text)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from loopwright.agent import Agent, ToolSpec
+from loopwright.healthcare.data import DEFAULT_RX_CLAIMS, ProgressCallback, ensure_database
+from loopwright.healthcare.prompt import DatabaseProfile, FewShotModel, HealthcarePrompt
+from loopwright.models import resolve_model
+
+if TYPE_CHECKING:
+    from loopwright.models.base import Model
+    from loopwright.sql.base import SQLBackend
+
+T = TypeVar("T")
+
+#: The tools of the full agent, in the order the prompt lists them.
+TOOL_NAMES = (
+    "SQL",
+    "DefineCohort",
+    "Python",
+    "Bash",
+    "Read",
+    "Write",
+    "Edit",
+    "Glob",
+    "Grep",
+    "TodoWrite",
+)
+
+#: Settings of the sandboxed commands: charts render to files, never to a display.
+SANDBOX_ENV = {"MPLBACKEND": "Agg"}
+
+_DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
+
+
+def database_url(database: str | os.PathLike[str]) -> str:
+    """The SQL backend URL for a database given as a URL or as the path of a DuckDB file."""
+    raw = os.fspath(database)
+    if "://" in raw:
+        return raw
+    path = Path(raw).expanduser()
+    if path.is_file() or raw.lower().endswith(_DUCKDB_SUFFIXES):
+        return f"duckdb://{path.resolve()}"
+    raise ValueError(
+        f"{raw!r} is neither a database URL nor a DuckDB file; give a URL such as "
+        "postgresql://user@host/db or bigquery://project/dataset, or the path of a .duckdb file."
+    )
+
+
+def is_small_model(model: Model) -> bool:
+    """Whether ``model`` is a tiny embedded model that needs the compact prompt."""
+    return model.name.startswith("local:")
+
+
+def healthcare_agent(
+    model: Model | str | None = None,
+    *,
+    database: str | os.PathLike[str] | SQLBackend | None = None,
+    rx_claims: int = DEFAULT_RX_CLAIMS,
+    compact: bool | None = None,
+    progress: ProgressCallback | None = None,
+    max_rows: int | None = None,
+    query_timeout: float | None = None,
+    **agent_options: Any,
+) -> Agent:
+    """The healthcare research agent.
+
+    ``database``: a database URL, the path of a DuckDB file, or an
+    :class:`~loopwright.sql.SQLBackend`; by default the synthetic claims database of
+    ``rx_claims`` pharmacy claims, built on first use (``progress(fraction, message)`` is
+    called while it builds). The system prompt describes the database as read from it, and
+    today's date. ``compact`` (by default: for the embedded ``local:`` models) is what a tiny
+    model can use: a short prompt, the ``SQL`` tool alone, worked SQL examples computed on
+    this database shown as earlier turns (:class:`~loopwright.healthcare.prompt.FewShotModel`),
+    one-line answers, at most 6 turns. ``max_rows`` and ``query_timeout`` are the SQL tool's
+    limits; other keyword arguments go to :class:`~loopwright.Agent` (``max_turns``,
+    ``store``, ``timeout``...).
+
+    Raises ``ValueError`` for a database it cannot use and
+    :class:`~loopwright.models.ModelError` for a model it cannot make, each saying what to do.
+    """
+    from loopwright.healthcare.cohort import DefineCohort, supports
+    from loopwright.sandbox.base import SandboxConfig
+    from loopwright.sql import SQLBackend
+    from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
+    from loopwright.tools.grep import GrepTool
+    from loopwright.tools.python import PythonTools
+    from loopwright.tools.shell import ShellTools
+    from loopwright.tools.sql import SQL
+    from loopwright.tools.todo import TodoWriteTool
+
+    resolved: Model = resolve_model(model)
+    if compact is None:
+        compact = is_small_model(resolved)
+    if database is None:
+        database = ensure_database(rx_claims=rx_claims, progress=progress)
+    sql_options: dict[str, Any] = {"max_rows": max_rows, "timeout": query_timeout}
+    if isinstance(database, SQLBackend):
+        sql = SQL(database, **sql_options)
+    else:
+        sql = SQL(database_url(database), **sql_options)
+    backend = sql.backend
+    try:
+        profile = _run(_profile(backend))
+    except BaseException:
+        _run(sql.aclose())
+        raise
+    tools: list[ToolSpec] = [sql]
+    names = ["SQL"]
+    if not compact:
+        if supports(backend):
+            tools.append(DefineCohort(backend))
+            names.append("DefineCohort")
+        config = SandboxConfig(env=dict(SANDBOX_ENV))
+        tools += [
+            PythonTools(config=config),
+            ShellTools(config=config),
+            ReadTool,
+            WriteTool,
+            EditTool,
+            GlobTool,
+            GrepTool,
+            TodoWriteTool,
+        ]
+        names += [n for n in TOOL_NAMES if n not in names and n != "DefineCohort"]
+    options: dict[str, Any] = {"name": "healthcare"}
+    if compact:
+        # a tiny model: short answers, and no long detours
+        options.update(max_turns=6, max_output_tokens=512)
+    options.update(agent_options)
+    prompt = HealthcarePrompt(profile, compact=compact, tools=names)
+    shown = [example for example in profile.examples if example.rows]
+    if compact and shown:
+        # worked examples as earlier turns; a one-line answer (tool calls hold no newline)
+        resolved = FewShotModel(resolved, shown, stop=("\n",))
+    return Agent(resolved, system_prompt=prompt, tools=tools, **options)
+
+
+async def _profile(backend: SQLBackend) -> DatabaseProfile:
+    from loopwright.healthcare.prompt import profile_backend
+    from loopwright.sql import SQLError
+
+    try:
+        return await profile_backend(backend)
+    except SQLError as exc:
+        raise ValueError(f"Cannot read the database's schema: {exc}") from None
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running event loop
+    (in a thread of its own then), so the agent can be made anywhere."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+__all__ = [
+    "SANDBOX_ENV",
+    "TOOL_NAMES",
+    "database_url",
+    "healthcare_agent",
+    "is_small_model",
+]

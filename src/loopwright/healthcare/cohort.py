@@ -1,0 +1,1162 @@
+"""``DefineCohort``: a patient cohort from structured criteria, as a parameterised query.
+
+Analysts define populations all the time ("patients on HUMIRA in California with
+rheumatoid arthritis, 2024, at least two fills, never on ENBREL"). Letting a model paste
+such values into SQL invites quoting bugs and injection; this tool takes the criteria as
+structured input instead and builds the query itself:
+
+- every value (drug names, ICD-10 codes, states, dates, ages...) is bound as a query
+  parameter, never written into the SQL text, so ``HUMIRA' OR '1'='1`` is just a drug name
+  that matches nothing;
+- every identifier (table, column) comes from an allowlist: the design guide's claims
+  columns, looked up in the database's real schema (case-insensitively, so a PostgreSQL copy
+  with lower-case names works), and quoted;
+- the query runs on a read-only connection: for the embedded DuckDB file, a second
+  connection with the SQL tool's read-only settings (the SQL backends take no parameters);
+  for PostgreSQL, a ``read_only`` psycopg connection to the same server.
+
+The tool saves the definition as ``cohorts/<name>.json`` (criteria, the SQL with its
+placeholders, the parameter values, when, counts) and the members (one row per patient,
+with their qualifying claim counts) as ``cohorts/<name>.csv``, and answers with the patient
+and claim counts and the SQL. Values that match nothing in the data are pointed out, so a
+misspelt drug does not silently shrink the cohort.
+
+Semantics, for the definition's readers: the inclusion criteria are ANDed. ``drugs``: at
+least ``min_claims`` pharmacy claims for any of them; ``conditions`` (ICD-10 codes, matched
+as prefixes, or condition labels): at least ``min_claims`` medical claims for any of them.
+``states``, ``specialties`` (of the prescriber or treating provider), the date range, age (at
+the claim, from the birth year) and sex filter those qualifying claims. Without drugs or
+conditions the cohort is built from pharmacy claims alone. ``exclude_drugs`` and
+``exclude_conditions`` remove patients who ever had such a claim in the data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import json
+import os
+import re
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from loopwright.sandbox.paths import SecurityError
+from loopwright.tools.base import BaseTool, ToolResult, Toolset, error, ok
+
+if TYPE_CHECKING:
+    import duckdb
+    import psycopg
+
+    from loopwright.sql.base import SQLBackend
+
+#: Where cohorts are saved, relative to the workspace.
+COHORT_DIR = "cohorts"
+MAX_VALUES = 100
+MAX_VALUE_CHARS = 200
+DEFAULT_TIMEOUT_S = 60.0
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: An ICD-10(-CM) code or code prefix: a letter, two characters, optional decimals.
+_ICD10 = re.compile(r"[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{0,4})?", re.IGNORECASE)
+_SEXES = {"f": "F", "female": "F", "woman": "F", "m": "M", "male": "M", "man": "M"}
+
+
+class CohortError(ValueError):
+    """Criteria the tool cannot turn into a query; the message says what to change."""
+
+
+# --- the criteria --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """Inclusion and exclusion criteria of a cohort, validated and normalised."""
+
+    drugs: tuple[str, ...] = ()
+    conditions: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    specialties: tuple[str, ...] = ()
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    min_age: int | None = None
+    max_age: int | None = None
+    sex: Literal["F", "M"] | None = None
+    min_claims: int = 1
+    exclude_drugs: tuple[str, ...] = ()
+    exclude_conditions: tuple[str, ...] = ()
+
+    @classmethod
+    def from_input(cls, data: Mapping[str, Any]) -> Criteria:
+        """Criteria from the tool's input; :class:`CohortError` saying what is wrong."""
+        start = _date(data.get("start_date"), "start_date")
+        end = _date(data.get("end_date"), "end_date")
+        if start is not None and end is not None and start > end:
+            raise CohortError(f"start_date {start} is after end_date {end}; swap them or fix one.")
+        min_age = _int(data.get("min_age"), "min_age", 0, 130)
+        max_age = _int(data.get("max_age"), "max_age", 0, 130)
+        if min_age is not None and max_age is not None and min_age > max_age:
+            raise CohortError(f"min_age {min_age} is above max_age {max_age}; fix one of them.")
+        sex_value = data.get("sex")
+        sex: Literal["F", "M"] | None = None
+        if sex_value is not None and sex_value != "":
+            normalised = _SEXES.get(str(sex_value).strip().lower())
+            if normalised is None:
+                raise CohortError(f"sex {sex_value!r} is not understood; use 'F' or 'M'.")
+            sex = "F" if normalised == "F" else "M"
+        min_claims = _int(data.get("min_claims"), "min_claims", 1, 1_000_000)
+        criteria = cls(
+            drugs=_values(data.get("drugs"), "drugs"),
+            conditions=_values(data.get("conditions"), "conditions"),
+            states=tuple(_state(s) for s in _values(data.get("states"), "states")),
+            specialties=_values(data.get("specialties"), "specialties"),
+            start_date=start,
+            end_date=end,
+            min_age=min_age,
+            max_age=max_age,
+            sex=sex,
+            min_claims=1 if min_claims is None else min_claims,
+            exclude_drugs=_values(data.get("exclude_drugs"), "exclude_drugs"),
+            exclude_conditions=_values(data.get("exclude_conditions"), "exclude_conditions"),
+        )
+        if criteria == cls(min_claims=criteria.min_claims):
+            raise CohortError(
+                "No criteria given; name at least one of drugs, conditions, states, "
+                "specialties, start_date/end_date, min_age/max_age or sex."
+            )
+        return criteria
+
+    def to_dict(self) -> dict[str, Any]:
+        """The criteria as saved in the definition: ``{"include": ..., "exclude": ...}``."""
+        include: dict[str, Any] = {}
+        for key in ("drugs", "conditions", "states", "specialties"):
+            if getattr(self, key):
+                include[key] = list(getattr(self, key))
+        for key in ("start_date", "end_date"):
+            value = getattr(self, key)
+            if value is not None:
+                include[key] = value.isoformat()
+        for key in ("min_age", "max_age", "sex"):
+            if getattr(self, key) is not None:
+                include[key] = getattr(self, key)
+        include["min_claims"] = self.min_claims
+        exclude: dict[str, Any] = {}
+        if self.exclude_drugs:
+            exclude["drugs"] = list(self.exclude_drugs)
+        if self.exclude_conditions:
+            exclude["conditions"] = list(self.exclude_conditions)
+        return {"include": include, "exclude": exclude}
+
+    def describe(self) -> str:
+        """The criteria in one line of plain English."""
+        parts = []
+        if self.drugs:
+            parts.append(f"drugs {', '.join(self.drugs)}")
+        if self.conditions:
+            parts.append(f"conditions {', '.join(self.conditions)}")
+        if self.states:
+            parts.append(f"states {', '.join(self.states)}")
+        if self.specialties:
+            parts.append(f"specialties {', '.join(self.specialties)}")
+        if self.start_date or self.end_date:
+            parts.append(
+                f"claims from {self.start_date or 'the start'} to {self.end_date or 'the end'}"
+            )
+        if self.min_age is not None or self.max_age is not None:
+            parts.append(
+                f"age {self.min_age or 0} to {self.max_age if self.max_age is not None else 'any'}"
+            )
+        if self.sex:
+            parts.append(f"sex {self.sex}")
+        parts.append(
+            f"at least {self.min_claims} qualifying claim{'s' if self.min_claims > 1 else ''}"
+        )
+        text = "include " + "; ".join(parts)
+        excluded = [
+            f"drugs {', '.join(self.exclude_drugs)}" if self.exclude_drugs else "",
+            f"conditions {', '.join(self.exclude_conditions)}" if self.exclude_conditions else "",
+        ]
+        if any(excluded):
+            text += ". Exclude patients ever on " + "; ".join(p for p in excluded if p)
+        return text + "."
+
+
+def _values(value: Any, key: str) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise CohortError(f'{key} must be a list of strings, e.g. ["HUMIRA"].')
+    cleaned: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise CohortError(f"{key} must hold non-empty strings; got {item!r}.")
+        text = " ".join(item.split())
+        if len(text) > MAX_VALUE_CHARS:
+            raise CohortError(
+                f"a value of {key} is {len(text)} characters; use at most {MAX_VALUE_CHARS}."
+            )
+        if text.casefold() not in {c.casefold() for c in cleaned}:
+            cleaned.append(text)
+    if len(cleaned) > MAX_VALUES:
+        raise CohortError(f"{key} has {len(cleaned)} values; give at most {MAX_VALUES}.")
+    return tuple(cleaned)
+
+
+def _state(value: str) -> str:
+    """A state as its two-letter code: codes pass (upper-cased), full names are looked up."""
+    from loopwright.healthcare.data import STATE_NAMES
+
+    if len(value) == 2:
+        return value.upper()
+    by_name = {name.casefold(): code for code, name in STATE_NAMES.items()}
+    return by_name.get(value.casefold(), value)
+
+
+def _date(value: Any, key: str) -> dt.date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise CohortError(f"{key} {value!r} is not a date; write it as YYYY-MM-DD.") from None
+
+
+def _int(value: Any, key: str, low: int, high: int) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise CohortError(f"{key} must be a whole number between {low} and {high}.")
+    try:
+        number = int(value)
+    except ValueError:
+        raise CohortError(f"{key} must be a whole number between {low} and {high}.") from None
+    if not low <= number <= high:
+        raise CohortError(f"{key} {number} is out of range; use {low} to {high}.")
+    return number
+
+
+# --- the schema allowlist ------------------------------------------------------------------
+
+#: The design guide's columns each criterion reads, by role. Only these can appear in SQL.
+PHARMACY_COLUMNS: Mapping[str, str] = {
+    "table": "RX_CLAIMS",
+    "patient": "PATIENT_ID",
+    "date": "SERVICE_DATE_DD",
+    "drug": "NDC_DRUG_NM",
+    "state": "PRESCRIBER_NPI_STATE_CD",
+    "provider": "PRESCRIBER_NPI_NBR",
+    "birth_year": "PATIENT_BIRTH_YEAR",
+    "sex": "PATIENT_GENDER_CD",
+}
+MEDICAL_COLUMNS: Mapping[str, str] = {
+    "table": "MED_CLAIMS",
+    "patient": "PATIENT_ID",
+    "date": "STATEMENT_FROM_DD",
+    "label": "condition_label",
+    "code": "ICD10_CD",
+    "state": "SERVICE_STATE_CD",
+    "provider": "PRIMARY_HCP",
+    "birth_year": "PATIENT_BIRTH_YEAR",
+    "sex": "PATIENT_GENDER_CD",
+}
+PROVIDER_COLUMNS: Mapping[str, str] = {
+    "table": "PROVIDERS_BIO",
+    "npi": "npi_number",
+    "specialty": "specialty",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A table of the allowlist as it is named in this database: ``{role: real name}``."""
+
+    table: str
+    columns: Mapping[str, str]
+
+    def has(self, role: str) -> bool:
+        return role in self.columns
+
+    def __getitem__(self, role: str) -> str:
+        return self.columns[role]
+
+
+@dataclass(frozen=True, slots=True)
+class CohortSchema:
+    """Which of the allowlisted tables and columns this database has, under their real names."""
+
+    pharmacy: Source | None
+    medical: Source | None
+    providers: Source | None
+
+    @classmethod
+    def from_schema(cls, schema: Mapping[str, Sequence[tuple[str, str]]]) -> CohortSchema:
+        """Resolve the allowlist against ``{table: [(column, type)]}`` (case-insensitive;
+        ``schema.table`` keys match by their last part)."""
+        return cls(
+            _resolve(schema, PHARMACY_COLUMNS, ("patient", "date", "drug")),
+            _resolve(schema, MEDICAL_COLUMNS, ("patient", "date"), any_of=("label", "code")),
+            _resolve(schema, PROVIDER_COLUMNS, ("npi", "specialty")),
+        )
+
+    def check(self, criteria: Criteria) -> None:
+        """:class:`CohortError` naming the first criterion this database cannot answer."""
+        if (criteria.drugs or criteria.exclude_drugs) and self.pharmacy is None:
+            raise CohortError(_missing("drugs", PHARMACY_COLUMNS))
+        if (criteria.conditions or criteria.exclude_conditions) and self.medical is None:
+            raise CohortError(_missing("conditions", MEDICAL_COLUMNS))
+        anchors = self.anchors(criteria)
+        if not anchors:
+            raise CohortError(_missing("a cohort", PHARMACY_COLUMNS))
+        for role, criterion, wanted in (
+            ("state", "states", bool(criteria.states)),
+            (
+                "birth_year",
+                "min_age/max_age",
+                criteria.min_age is not None or criteria.max_age is not None,
+            ),
+            ("sex", "sex", criteria.sex is not None),
+            ("provider", "specialties", bool(criteria.specialties)),
+        ):
+            if wanted:
+                for source in anchors:
+                    if not source.has(role):
+                        raise CohortError(
+                            f"This database's {source.table} has no column for {criterion}; "
+                            f"drop {criterion} from the criteria."
+                        )
+        if criteria.specialties and self.providers is None:
+            raise CohortError(_missing("specialties", PROVIDER_COLUMNS))
+        for value in criteria.conditions + criteria.exclude_conditions:
+            assert self.medical is not None
+            if not self.medical.has("label") and not _is_code(value, self.medical):
+                raise CohortError(
+                    f"This database has only ICD-10 codes for conditions; give {value!r} as "
+                    "an ICD-10 code (e.g. M06.9)."
+                )
+
+    def anchors(self, criteria: Criteria) -> list[Source]:
+        """The claim tables the inclusion criteria select from."""
+        chosen: list[Source] = []
+        if criteria.drugs and self.pharmacy is not None:
+            chosen.append(self.pharmacy)
+        if criteria.conditions and self.medical is not None:
+            chosen.append(self.medical)
+        if not criteria.drugs and not criteria.conditions:
+            fallback = self.pharmacy or self.medical
+            if fallback is not None:
+                chosen.append(fallback)
+        return chosen
+
+
+def _resolve(
+    schema: Mapping[str, Sequence[tuple[str, str]]],
+    wanted: Mapping[str, str],
+    required: Sequence[str],
+    any_of: Sequence[str] = (),
+) -> Source | None:
+    table = next(
+        (t for t in schema if t.rsplit(".", 1)[-1].lower() == wanted["table"].lower()), None
+    )
+    if table is None or not all(_IDENTIFIER.fullmatch(p) for p in table.split(".")):
+        return None
+    real = {name.lower(): name for name, _ in schema[table]}
+    columns: dict[str, str] = {}
+    for role, name in wanted.items():
+        if role == "table":
+            continue
+        found = real.get(name.lower())
+        if found is not None and _IDENTIFIER.fullmatch(found):
+            columns[role] = found
+    if not all(role in columns for role in required):
+        return None
+    if any_of and not any(role in columns for role in any_of):
+        return None
+    return Source(table, columns)
+
+
+def _missing(what: str, columns: Mapping[str, str]) -> str:
+    return (
+        f"This database has no {columns['table']} table with the columns {what} needs, so "
+        "DefineCohort cannot build it; query the data with the SQL tool instead."
+    )
+
+
+def _is_code(value: str, medical: Source) -> bool:
+    return medical.has("code") and _ICD10.fullmatch(value) is not None
+
+
+# --- building the query --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How a database quotes identifiers and writes a named parameter."""
+
+    name: str
+    quote_char: str
+    placeholder_format: str
+
+    def quote(self, identifier: str) -> str:
+        """A quoted identifier (``schema.table`` quoted part by part)."""
+        q = self.quote_char
+        return ".".join(q + part.replace(q, q + q) + q for part in identifier.split("."))
+
+    def placeholder(self, name: str) -> str:
+        return self.placeholder_format.format(name)
+
+
+DUCKDB = Dialect("duckdb", '"', "${}")
+POSTGRES = Dialect("postgres", '"', "%({})s")
+
+
+@dataclass(frozen=True, slots=True)
+class CohortQuery:
+    """A cohort's SQL, with placeholders, and the values bound to them."""
+
+    sql: str
+    parameters: dict[str, Any]
+    dialect: str
+    columns: tuple[str, ...]
+    """The member list's columns."""
+
+
+@dataclass(slots=True)
+class _Parameters:
+    dialect: Dialect
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, prefix: str, value: Any) -> str:
+        """The placeholder of a new parameter (the same value under the same prefix, as in
+        both claim tables' filters, shares one)."""
+        same = [key for key in self.values if key.rsplit("_", 1)[0] == prefix]
+        for key in same:
+            if self.values[key] == value and type(self.values[key]) is type(value):
+                return self.dialect.placeholder(key)
+        name = f"{prefix}_{len(same) + 1}"
+        self.values[name] = value
+        return self.dialect.placeholder(name)
+
+    def many(self, prefix: str, values: Sequence[Any]) -> str:
+        return ", ".join(self.add(prefix, value) for value in values)
+
+
+def build_cohort_query(
+    criteria: Criteria, schema: CohortSchema, dialect: Dialect = DUCKDB
+) -> CohortQuery:
+    """The member query of a cohort: one row per patient who meets the criteria.
+
+    Values are bound as parameters; identifiers come from ``schema`` (the allowlist as
+    resolved against the database) and are quoted. Raises :class:`CohortError` when the
+    database lacks what a criterion needs.
+    """
+    schema.check(criteria)
+    params = _Parameters(dialect)
+    q = dialect.quote
+    ctes: list[str] = []
+    selected: list[tuple[str, Source]] = []
+    for source in schema.anchors(criteria):
+        alias = "pharmacy" if source is schema.pharmacy else "medical"
+        ctes.append(f"{alias} AS (\n{_anchor_sql(criteria, source, schema, params, q)}\n)")
+        selected.append((alias, source))
+    exclusions = _exclusion_sql(criteria, schema, params, q)
+    if exclusions:
+        ctes.append("excluded AS (\n" + "\n    UNION\n".join(exclusions) + "\n)")
+
+    first = selected[0][0]
+    columns = [f"{first}.patient_id AS patient_id"]
+    names = ["patient_id"]
+    for alias, _ in selected:
+        columns.append(f"{alias}.claims AS {alias}_claims")
+        names.append(f"{alias}_claims")
+    if len(selected) == 1:
+        columns += [
+            f"{first}.first_date AS first_claim_date",
+            f"{first}.last_date AS last_claim_date",
+        ]
+    else:
+        aliases = [alias for alias, _ in selected]
+        columns.append(
+            f"LEAST({', '.join(f'{a}.first_date' for a in aliases)}) AS first_claim_date"
+        )
+        columns.append(
+            f"GREATEST({', '.join(f'{a}.last_date' for a in aliases)}) AS last_claim_date"
+        )
+    names += ["first_claim_date", "last_claim_date"]
+    sql = "WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(columns)
+    sql += f"\nFROM {first}"
+    for alias, _ in selected[1:]:
+        sql += f"\nJOIN {alias} ON {alias}.patient_id = {first}.patient_id"
+    if exclusions:
+        sql += (
+            f"\nWHERE NOT EXISTS (SELECT 1 FROM excluded WHERE excluded.patient_id = "
+            f"{first}.patient_id)"
+        )
+    sql += "\nORDER BY patient_id"
+    return CohortQuery(sql, dict(params.values), dialect.name, tuple(names))
+
+
+def _anchor_sql(
+    criteria: Criteria,
+    source: Source,
+    schema: CohortSchema,
+    params: _Parameters,
+    q: Callable[[str], str],
+) -> str:
+    def col(role: str) -> str:
+        return f"c.{q(source[role])}"
+
+    where: list[str] = []
+    if source is schema.pharmacy and criteria.drugs:
+        where.append(f"lower({col('drug')}) IN ({params.many('drug', _lower(criteria.drugs))})")
+    if source is schema.medical and criteria.conditions:
+        where.append(_condition_match(criteria.conditions, source, params, q, "c", "condition"))
+    if criteria.states:
+        where.append(f"upper({col('state')}) IN ({params.many('state', criteria.states)})")
+    if criteria.start_date is not None:
+        where.append(f"{col('date')} >= {params.add('start_date', criteria.start_date)}")
+    if criteria.end_date is not None:
+        where.append(f"{col('date')} <= {params.add('end_date', criteria.end_date)}")
+    age = (
+        f"(EXTRACT(YEAR FROM {col('date')}) - {col('birth_year')})"
+        if source.has("birth_year")
+        else ""
+    )
+    if criteria.min_age is not None:
+        where.append(f"{age} >= {params.add('min_age', criteria.min_age)}")
+    if criteria.max_age is not None:
+        where.append(f"{age} <= {params.add('max_age', criteria.max_age)}")
+    if criteria.sex is not None:
+        where.append(f"upper({col('sex')}) = {params.add('sex', criteria.sex)}")
+    join = ""
+    if criteria.specialties:
+        providers = schema.providers
+        assert providers is not None
+        join = (
+            f"\n    JOIN {q(providers.table)} AS p ON p.{q(providers['npi'])} = {col('provider')}"
+        )
+        where.append(
+            f"lower(p.{q(providers['specialty'])}) IN "
+            f"({params.many('specialty', _lower(criteria.specialties))})"
+        )
+    lines = [
+        f"    SELECT {col('patient')} AS patient_id, COUNT(*) AS claims,",
+        f"           MIN({col('date')}) AS first_date, MAX({col('date')}) AS last_date",
+        f"    FROM {q(source.table)} AS c{join}",
+    ]
+    if where:
+        lines.append("    WHERE " + "\n      AND ".join(where))
+    lines.append(f"    GROUP BY {col('patient')}")
+    lines.append(f"    HAVING COUNT(*) >= {params.add('min_claims', criteria.min_claims)}")
+    return "\n".join(lines)
+
+
+def _condition_match(
+    values: Sequence[str],
+    source: Source,
+    params: _Parameters,
+    q: Callable[[str], str],
+    alias: str,
+    prefix: str,
+) -> str:
+    """Conditions as labels (case-insensitive) or ICD-10 codes (matched as prefixes)."""
+    codes = [v.upper() for v in values if _is_code(v, source)]
+    labels = [v.lower() for v in values if not _is_code(v, source)]
+    tests = []
+    if labels:
+        tests.append(
+            f"lower({alias}.{q(source['label'])}) IN ({params.many(prefix + '_label', labels)})"
+        )
+    for code in codes:
+        tests.append(
+            f"starts_with(upper({alias}.{q(source['code'])}), {params.add(prefix + '_code', code)})"
+        )
+    return tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")"
+
+
+def _exclusion_sql(
+    criteria: Criteria, schema: CohortSchema, params: _Parameters, q: Callable[[str], str]
+) -> list[str]:
+    parts = []
+    if criteria.exclude_drugs and schema.pharmacy is not None:
+        rx = schema.pharmacy
+        parts.append(
+            f"    SELECT x.{q(rx['patient'])} AS patient_id FROM {q(rx.table)} AS x\n"
+            f"    WHERE lower(x.{q(rx['drug'])}) IN "
+            f"({params.many('exclude_drug', _lower(criteria.exclude_drugs))})"
+        )
+    if criteria.exclude_conditions and schema.medical is not None:
+        med = schema.medical
+        match = _condition_match(criteria.exclude_conditions, med, params, q, "x", "exclude")
+        parts.append(
+            f"    SELECT x.{q(med['patient'])} AS patient_id FROM {q(med.table)} AS x\n"
+            f"    WHERE {match}"
+        )
+    return parts
+
+
+def _lower(values: Sequence[str]) -> list[str]:
+    return [v.lower() for v in values]
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A query listing which of a criterion's values occur in the data."""
+
+    criterion: str
+    values: tuple[str, ...]
+    sql: str
+    parameters: dict[str, Any]
+    codes: bool = False
+
+
+def build_probes(
+    criteria: Criteria, schema: CohortSchema, dialect: Dialect = DUCKDB
+) -> list[Probe]:
+    """One small query per list criterion, to tell which values match nothing."""
+    q = dialect.quote
+    probes: list[Probe] = []
+
+    def distinct(
+        criterion: str, values: Sequence[str], source: Source | None, role: str, transform: str
+    ) -> None:
+        if not values or source is None or not source.has(role):
+            return
+        params = _Parameters(dialect)
+        wanted = [v.lower() for v in values] if transform == "lower" else list(values)
+        column = f"{transform}(x.{q(source[role])})"
+        sql = (
+            f"SELECT DISTINCT {column} FROM {q(source.table)} AS x "
+            f"WHERE {column} IN ({params.many('value', wanted)})"
+        )
+        probes.append(Probe(criterion, tuple(values), sql, dict(params.values)))
+
+    distinct("drug", criteria.drugs, schema.pharmacy, "drug", "lower")
+    distinct("excluded drug", criteria.exclude_drugs, schema.pharmacy, "drug", "lower")
+    anchors = schema.anchors(criteria)
+    for source in anchors[:1]:
+        distinct("state", criteria.states, source, "state", "upper")
+    distinct("specialty", criteria.specialties, schema.providers, "specialty", "lower")
+    medical = schema.medical
+    for criterion, values in (
+        ("condition", criteria.conditions),
+        ("excluded condition", criteria.exclude_conditions),
+    ):
+        if not values or medical is None:
+            continue
+        params = _Parameters(dialect)
+        match = _condition_match(values, medical, params, q, "x", "value")
+        label = f"lower(x.{q(medical['label'])})" if medical.has("label") else "NULL"
+        code = f"upper(x.{q(medical['code'])})" if medical.has("code") else "NULL"
+        sql = f"SELECT DISTINCT {label}, {code} FROM {q(medical.table)} AS x WHERE {match}"
+        probes.append(Probe(criterion, tuple(values), sql, dict(params.values), codes=True))
+    return probes
+
+
+def unmatched_values(probe: Probe, rows: Sequence[Sequence[Any]]) -> list[str]:
+    """The probe's values that no row matched."""
+    if not probe.codes:
+        found = {str(row[0]).lower() for row in rows if row[0] is not None}
+        return [v for v in probe.values if v.lower() not in found]
+    labels = {str(row[0]).lower() for row in rows if row[0] is not None}
+    codes = [str(row[1]).upper() for row in rows if row[1] is not None]
+    missing = []
+    for value in probe.values:
+        if value.lower() in labels or any(code.startswith(value.upper()) for code in codes):
+            continue
+        missing.append(value)
+    return missing
+
+
+# --- running it read-only ------------------------------------------------------------------
+
+
+class CohortRunner(ABC):
+    """Runs a cohort's parameterised queries read-only on the SQL tool's database."""
+
+    dialect: Dialect
+    engine: str
+
+    @abstractmethod
+    async def schema(self) -> dict[str, list[tuple[str, str]]]:
+        """The database's tables and columns."""
+
+    @abstractmethod
+    async def fetch(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any],
+        timeout: float,  # noqa: ASYNC109 - interrupts the query itself
+    ) -> list[tuple[Any, ...]]:
+        """All rows of ``sql`` with ``parameters`` bound."""
+
+    async def aclose(self) -> None:
+        """Close connections."""
+
+
+class DuckDBRunner(CohortRunner):
+    """The embedded DuckDB file, through a connection of its own with the SQL tool's
+    read-only settings (the SQL backends have no parameter API)."""
+
+    dialect = DUCKDB
+    engine = "DuckDB"
+
+    def __init__(self, backend: Any) -> None:
+        import threading
+
+        self.backend = backend
+        self._lock = threading.Lock()
+        self._connection: duckdb.DuckDBPyConnection | None = None
+        self._closed = False
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        from loopwright.healthcare.prompt import open_like
+
+        with self._lock:
+            if self._closed:
+                raise CohortError("The cohort tool was closed; start a new session.")
+            if self._connection is None:
+                if not os.path.isfile(self.backend.database):
+                    raise CohortError(
+                        f"The DuckDB database {self.backend.database} does not exist; build "
+                        "it first (loopwright.healthcare.data.ensure_database())."
+                    )
+                self._connection = open_like(self.backend)
+            return self._connection.cursor()
+
+    async def schema(self) -> dict[str, list[tuple[str, str]]]:
+        result: dict[str, list[tuple[str, str]]] = await self.backend.schema()
+        return result
+
+    async def fetch(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any],
+        timeout: float,  # noqa: ASYNC109 - interrupts the query itself
+    ) -> list[tuple[Any, ...]]:
+        from loopwright.sql.base import Interrupter, run_in_worker
+
+        stop = Interrupter()
+
+        def work() -> list[tuple[Any, ...]]:
+            cursor = self._cursor()
+            try:
+                stop.on_stop(cursor.interrupt)
+                return cursor.execute(sql, dict(parameters)).fetchall()
+            finally:
+                cursor.close()
+
+        return await run_in_worker(work, stop, timeout)
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._closed = True
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+class PostgresRunner(CohortRunner):
+    """A PostgreSQL database, through a ``read_only`` psycopg connection per query (the
+    server refuses any write), with the SQL tool's connection settings."""
+
+    dialect = POSTGRES
+    engine = "PostgreSQL"
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    async def schema(self) -> dict[str, list[tuple[str, str]]]:
+        result: dict[str, list[tuple[str, str]]] = await self.backend.schema()
+        return result
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        params: dict[str, Any] = dict(conninfo_to_dict(self.backend.dsn))
+        options = str(params.get("options") or "")
+        params["options"] = f"{options} -c default_transaction_read_only=on".strip()
+        params.setdefault("application_name", "loopwright-cohort")
+        params.setdefault("connect_timeout", "10")
+        connection = psycopg.connect(**params, autocommit=False)
+        connection.read_only = True
+        return connection
+
+    async def fetch(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any],
+        timeout: float,  # noqa: ASYNC109 - interrupts the query itself
+    ) -> list[tuple[Any, ...]]:
+        from loopwright.sql.base import Interrupter, run_in_worker
+
+        stop = Interrupter()
+
+        def work() -> list[tuple[Any, ...]]:
+            with self._connect() as connection:
+                stop.on_stop(connection.cancel_safe)
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
+                    cursor.execute(sql, dict(parameters))
+                    rows = cursor.fetchall()
+                connection.rollback()
+                return [tuple(row) for row in rows]
+
+        return await run_in_worker(work, stop, timeout)
+
+
+def cohort_runner(backend: SQLBackend) -> CohortRunner:
+    """The runner for the SQL tool's backend; :class:`CohortError` for one without
+    parameter support here (BigQuery, an in-memory DuckDB)."""
+    from loopwright.sql.duckdb import DuckDBBackend
+
+    if isinstance(backend, DuckDBBackend):
+        if backend.in_memory:
+            raise CohortError(
+                "DefineCohort needs a DuckDB database file; an in-memory database cannot be "
+                "opened a second time read-only."
+            )
+        return DuckDBRunner(backend)
+    if type(backend).__name__ == "PostgresBackend":
+        return PostgresRunner(backend)
+    raise CohortError(
+        f"DefineCohort runs on DuckDB and PostgreSQL databases, not {backend.name}; define the "
+        "cohort with the SQL tool instead."
+    )
+
+
+def supports(backend: SQLBackend) -> bool:
+    """Whether DefineCohort can run on this backend."""
+    try:
+        cohort_runner(backend)
+    except CohortError:
+        return False
+    return True
+
+
+# --- the tool --------------------------------------------------------------------------------
+
+
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {
+            "type": "string",
+            "description": "Cohort name, used for the file names: letters, digits, _ and -, "
+            "e.g. humira_ra_ca",
+        },
+        "description": {"type": "string", "description": "What the cohort is, in a sentence"},
+        "drugs": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Include patients with pharmacy claims for any of these drugs",
+        },
+        "conditions": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Include patients with medical claims for any of these conditions: "
+            "ICD-10 codes (prefixes match: E11 covers E11.9) or condition labels",
+        },
+        "states": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Only claims from these states (two-letter codes)",
+        },
+        "specialties": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Only claims by providers of these specialties",
+        },
+        "start_date": {"type": "string", "description": "Only claims on or after (YYYY-MM-DD)"},
+        "end_date": {"type": "string", "description": "Only claims on or before (YYYY-MM-DD)"},
+        "min_age": {"type": "integer", "minimum": 0, "maximum": 130},
+        "max_age": {"type": "integer", "minimum": 0, "maximum": 130},
+        "sex": {"type": "string", "enum": ["F", "M"]},
+        "min_claims": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Qualifying claims a patient needs (default 1)",
+        },
+        "exclude_drugs": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Exclude patients ever on any of these drugs",
+        },
+        "exclude_conditions": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Exclude patients ever treated for any of these conditions",
+        },
+    },
+    "required": ["name"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CohortResult:
+    """What defining a cohort produced."""
+
+    name: str
+    patients: int
+    claims: dict[str, int]
+    query: CohortQuery
+    definition_path: str
+    members_path: str
+    unmatched: dict[str, list[str]]
+
+    @property
+    def total_claims(self) -> int:
+        return sum(self.claims.values())
+
+
+class DefineCohortTool(BaseTool):
+    """``DefineCohort``: build, run and save a cohort from structured criteria."""
+
+    kind: ClassVar[str] = "read"
+
+    def __init__(
+        self,
+        workspace_dir: str | os.PathLike[str],
+        runner: CohortRunner,
+        *,
+        query_timeout: float = DEFAULT_TIMEOUT_S,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        super().__init__(workspace_dir)
+        self.runner = runner
+        self.query_timeout = query_timeout
+        self.timeout = query_timeout * 2 + 15  # the member query and the value probes
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def name(self) -> str:
+        return "DefineCohort"
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {
+            "name": "DefineCohort",
+            "description": (
+                "Define a patient cohort from structured inclusion/exclusion criteria and "
+                "count it. The criteria are ANDed; values are bound as query parameters. "
+                "Saves the definition (criteria, SQL, parameters, counts) as "
+                "cohorts/<name>.json and the members (one row per patient) as "
+                "cohorts/<name>.csv, and returns the patient and claim counts and the SQL."
+            ),
+            "input_schema": INPUT_SCHEMA,
+        }
+
+    async def execute(self, input: dict[str, Any]) -> ToolResult:
+        name = input.get("name")
+        if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+            return error(
+                f"name {name!r} is not a plain file name: use 1-100 letters, digits, _ and - "
+                "(not starting with -), e.g. humira_ra_ca."
+            )
+        description = str(input.get("description") or "").strip()
+        try:
+            criteria = Criteria.from_input(input)
+            result = await self.define(name, criteria, description)
+        except CohortError as exc:
+            return error(str(exc))
+        except SecurityError as exc:
+            return error(str(exc))
+        except TimeoutError:
+            return error(
+                f"The cohort query ran past {self.query_timeout:g} s and was stopped; narrow "
+                "the criteria (a date range, fewer states)."
+            )
+        except OSError as exc:
+            return error(f"Could not save the cohort in the workspace: {exc}.")
+        except Exception as exc:  # the database's own error, for the model to act on
+            return error(f"The cohort query failed: {type(exc).__name__}: {exc}")
+        return ok(self._render(result, criteria), metadata=self._metadata(result))
+
+    async def define(self, name: str, criteria: Criteria, description: str = "") -> CohortResult:
+        """Build and run the cohort query, save the definition and members, return counts."""
+        schema = CohortSchema.from_schema(await self.runner.schema())
+        query = build_cohort_query(criteria, schema, self.runner.dialect)
+        rows = await self.runner.fetch(query.sql, query.parameters, self.query_timeout)
+        unmatched: dict[str, list[str]] = {}
+        for probe in build_probes(criteria, schema, self.runner.dialect):
+            found = await self.runner.fetch(probe.sql, probe.parameters, self.query_timeout)
+            missing = unmatched_values(probe, found)
+            if missing:
+                unmatched[probe.criterion] = missing
+        counts = {
+            column.removesuffix("_claims"): sum(int(row[i] or 0) for row in rows)
+            for i, column in enumerate(query.columns)
+            if column.endswith("_claims")
+        }
+        directory = self.path_validator.validate(COHORT_DIR, "DefineCohort cohorts directory")
+        os.makedirs(directory, exist_ok=True)
+        members = self.path_validator.validate(
+            os.path.join(COHORT_DIR, f"{name}.csv"), "DefineCohort members file"
+        )
+        definition_path = self.path_validator.validate(
+            os.path.join(COHORT_DIR, f"{name}.json"), "DefineCohort definition file"
+        )
+        _write_atomic(members, lambda handle: _write_csv(handle, query.columns, rows))
+        definition = {
+            "name": name,
+            "description": description,
+            "created_at": self.clock().isoformat(timespec="seconds"),
+            "database": {"engine": self.runner.engine, "dialect": query.dialect},
+            "criteria": criteria.to_dict(),
+            "sql": query.sql,
+            "parameters": {k: _jsonable(v) for k, v in query.parameters.items()},
+            "counts": {"patients": len(rows), "claims": sum(counts.values()), **counts},
+            "members_file": self.relative(members),
+            "unmatched_values": unmatched,
+        }
+        _write_atomic(
+            definition_path,
+            lambda handle: handle.write(
+                json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
+            ),
+        )
+        return CohortResult(name, len(rows), counts, query, definition_path, members, unmatched)
+
+    def _render(self, result: CohortResult, criteria: Criteria) -> str:
+        patients = f"{result.patients:,} patient{'' if result.patients == 1 else 's'}"
+        if len(result.claims) == 1:
+            ((kind, count),) = result.claims.items()
+            claims = f"{count:,} qualifying {kind} claims"
+        else:
+            kinds = ", ".join(f"{n:,} {kind}" for kind, n in result.claims.items())
+            claims = f"{result.total_claims:,} qualifying claims ({kinds})"
+        lines = [
+            f"Cohort {result.name}: {patients}, {claims}.",
+            f"Criteria: {criteria.describe()}",
+            f"Saved the definition to {self.relative(result.definition_path)} and the members "
+            f"(one row per patient: {', '.join(result.query.columns)}) to "
+            f"{self.relative(result.members_path)}. The member list is patient-level: report "
+            "counts, not patient ids.",
+        ]
+        for criterion, values in result.unmatched.items():
+            shown = ", ".join(repr(v) for v in values)
+            lines.append(
+                f"No claims match {criterion} {shown}: check the spelling against the values "
+                "the schema lists."
+            )
+        if result.patients == 0:
+            lines.append("No patient meets all the criteria.")
+        parameters = json.dumps(
+            {k: _jsonable(v) for k, v in result.query.parameters.items()}, ensure_ascii=False
+        )
+        lines += [
+            "",
+            f"SQL ({self.runner.engine}; the values are bound as parameters):",
+            result.query.sql,
+            f"Parameters: {parameters}",
+        ]
+        return "\n".join(lines)
+
+    def _metadata(self, result: CohortResult) -> dict[str, Any]:
+        return {
+            "cohort": result.name,
+            "patients": result.patients,
+            "claims": result.total_claims,
+            "claims_by_kind": dict(result.claims),
+            "definition_path": result.definition_path,
+            "members_path": result.members_path,
+            "sql": result.query.sql,
+            "parameters": {k: _jsonable(v) for k, v in result.query.parameters.items()},
+        }
+
+
+class DefineCohort(Toolset):
+    """``DefineCohort`` for each session of an agent, all sharing one read-only runner.
+
+    ``backend`` is the SQL tool's :class:`~loopwright.sql.SQLBackend` (DuckDB file or
+    PostgreSQL), or a database URL. The runner's connection closes with :meth:`aclose`.
+    """
+
+    def __init__(
+        self, backend: str | SQLBackend, *, query_timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        from loopwright.sql import connect
+
+        self.backend = connect(backend) if isinstance(backend, str) else backend
+        self._owns_backend = isinstance(backend, str)
+        self.runner = cohort_runner(self.backend)
+        self.query_timeout = query_timeout
+
+    def bind(self, workspace_dir: str, session_id: str | None = None) -> list[BaseTool]:
+        return [DefineCohortTool(workspace_dir, self.runner, query_timeout=self.query_timeout)]
+
+    async def aclose(self) -> None:
+        await self.runner.aclose()
+        if self._owns_backend:
+            await self.backend.aclose()
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def _write_atomic(path: str, write: Callable[[Any], object]) -> None:
+    """Write a file next to ``path`` and rename it into place (never half-written)."""
+    directory = os.path.dirname(path)
+    fd, temp = tempfile.mkstemp(prefix=".cohort-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            write(handle)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _write_csv(handle: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    writer = csv.writer(handle)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(_cell(value) for value in row)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+__all__ = [
+    "COHORT_DIR",
+    "CohortError",
+    "CohortQuery",
+    "CohortResult",
+    "CohortRunner",
+    "CohortSchema",
+    "Criteria",
+    "DefineCohort",
+    "DefineCohortTool",
+    "Dialect",
+    "DuckDBRunner",
+    "PostgresRunner",
+    "build_cohort_query",
+    "build_probes",
+    "cohort_runner",
+    "supports",
+    "unmatched_values",
+]

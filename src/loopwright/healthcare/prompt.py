@@ -1,0 +1,652 @@
+"""The healthcare research agent's system prompt, with the schema read from the database.
+
+The agent can only write correct SQL for tables it knows, so the prompt describes the real
+database: tables, columns and types, row counts, what each column means (the column
+comments), the date range of date columns and the values of categorical columns (drug
+names, states, specialties...), all read from the database when the agent is made, never
+copied by hand. Today's date is filled in on every model call, so a long-lived agent does
+not go stale.
+
+Two variants: :func:`system_prompt` is the design guide's prompt (schema, tools, research
+workflow, guidelines) for capable models; :func:`compact_system_prompt` is a short one for
+tiny local models, which follow a worked example far better than a description, so it
+shows one real SQL call, computed on this database, for a question like the user's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from loopwright.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
+from loopwright.models.base import Model, ModelEvent, ModelRequest
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from loopwright.sessions.session import Session
+    from loopwright.sql.base import SQLBackend
+
+#: Categorical columns with at most this many distinct values have their values listed.
+MAX_LISTED_DISTINCT = 60
+#: Columns with at most this many distinct values have them all listed; others, the
+#: :data:`MOST_COMMON_VALUES` most frequent.
+MAX_LISTED_VALUES = 40
+MOST_COMMON_VALUES = 10
+#: Values listed per column in the compact prompt.
+COMPACT_LISTED_VALUES = 8
+
+_TEXT_TYPES = ("VARCHAR", "TEXT", "STRING", "CHAR")
+_DATE_TYPES = ("DATE", "TIMESTAMP")
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnProfile:
+    """One column as the prompt describes it."""
+
+    name: str
+    type: str
+    description: str | None = None
+    values: tuple[str, ...] = ()
+    """The most frequent values of a categorical column, most frequent first."""
+    distinct: int | None = None
+    """How many distinct values it has (approximate), when it was measured."""
+    range: tuple[str, str] | None = None
+    """The earliest and latest value of a date column."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableProfile:
+    """One table: its columns, size and meaning."""
+
+    name: str
+    columns: tuple[ColumnProfile, ...]
+    rows: int | None = None
+    description: str | None = None
+
+    def column(self, name: str) -> ColumnProfile | None:
+        """The column called ``name`` (case-insensitive)."""
+        wanted = name.lower()
+        return next((c for c in self.columns if c.name.lower() == wanted), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A worked SQL call for small models: a question, its query, what it found, an answer."""
+
+    question: str
+    sql: str
+    dataset_name: str
+    description: str
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple[Any, ...], ...] = ()
+    answer: str | None = None
+    topic: str = ""
+    """What the example is about (its drug): never shown for a question about the same."""
+    size: int = 0
+    """How many rows the question asks for (top 5, top 10)."""
+
+    @property
+    def arguments(self) -> dict[str, str]:
+        """The ``SQL`` tool call's input."""
+        return {"sql": self.sql, "dataset_name": self.dataset_name, "description": self.description}
+
+    def result_text(self) -> str:
+        """The result as the ``SQL`` tool reports it (row count, columns, the rows)."""
+        n = len(self.rows)
+        lines = [
+            f"Saved {n} row{'' if n == 1 else 's'} × {len(self.columns)} columns to "
+            f"{self.dataset_name}.csv and {self.dataset_name}.parquet.",
+            f"Columns: {', '.join(self.columns)}",
+            "",
+            "All rows:",
+            "| " + " | ".join(self.columns) + " |",
+            "|" + "|".join("---" for _ in self.columns) + "|",
+        ]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseProfile:
+    """What the agent is told about the database: its engine and its tables."""
+
+    engine: str
+    """The database's name as users know it (``DuckDB``, ``PostgreSQL``, ``BigQuery``)."""
+    tables: tuple[TableProfile, ...]
+    examples: tuple[Example, ...] = ()
+    """Worked SQL calls on this database, for small models (with results when known)."""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def table(self, name: str) -> TableProfile | None:
+        """The table called ``name`` (case-insensitive; ``schema.table`` matches ``table``)."""
+        wanted = name.lower()
+        for table in self.tables:
+            lowered = table.name.lower()
+            if lowered == wanted or lowered.rsplit(".", 1)[-1] == wanted:
+                return table
+        return None
+
+    def schema(self) -> dict[str, list[tuple[str, str]]]:
+        """``{table: [(column, type)]}``, the shape ``check_sql`` and ``DefineCohort`` take."""
+        return {t.name: [(c.name, c.type) for c in t.columns] for t in self.tables}
+
+
+# --- reading the database ----------------------------------------------------------------
+
+
+def profile_duckdb(
+    connection: duckdb.DuckDBPyConnection, *, engine: str = "DuckDB"
+) -> DatabaseProfile:
+    """Read the tables of a DuckDB database: columns, comments, sizes, values and ranges.
+
+    Categorical text columns (at most :data:`MAX_LISTED_DISTINCT` distinct values) get their
+    most frequent values listed; date columns get their range. Queries are aggregates, one
+    scan per table.
+    """
+    tables = connection.execute(
+        "SELECT table_name, comment FROM duckdb_tables() "
+        "WHERE schema_name = current_schema() AND database_name = current_database() "
+        "AND NOT internal ORDER BY table_name"
+    ).fetchall()
+    columns = connection.execute(
+        "SELECT table_name, column_name, data_type, comment FROM duckdb_columns() "
+        "WHERE schema_name = current_schema() AND database_name = current_database() "
+        "AND NOT internal ORDER BY table_name, column_index"
+    ).fetchall()
+    by_table: dict[str, list[tuple[str, str, str | None]]] = {}
+    for table, column, kind, comment in columns:
+        by_table.setdefault(str(table), []).append((str(column), str(kind), _text(comment)))
+    profiles = []
+    for table, comment in tables:
+        name = str(table)
+        profiles.append(_profile_table(connection, name, by_table.get(name, []), _text(comment)))
+    profile = DatabaseProfile(engine, tuple(profiles))
+    examples = tuple(_with_result(connection, e) for e in claims_examples(profile))
+    return DatabaseProfile(engine, profile.tables, examples)
+
+
+def _profile_table(
+    connection: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: list[tuple[str, str, str | None]],
+    description: str | None,
+) -> TableProfile:
+    if _PLAIN_NAME.fullmatch(table) is None:  # only names we can quote without doubt
+        return TableProfile(table, tuple(ColumnProfile(c, k, d) for c, k, d in columns))
+    quoted = _quote(table)
+    texts = [c for c, k, _ in columns if _is_text(k) and _PLAIN_NAME.fullmatch(c)]
+    dates = [c for c, k, _ in columns if _is_date(k) and _PLAIN_NAME.fullmatch(c)]
+    parts = ["COUNT(*)"]
+    parts += [f"approx_count_distinct({_quote(c)})" for c in texts]
+    parts += [f"MIN({_quote(c)})::VARCHAR, MAX({_quote(c)})::VARCHAR" for c in dates]
+    row = connection.execute(f"SELECT {', '.join(parts)} FROM {quoted}").fetchone()
+    assert row is not None
+    rows = int(row[0])
+    distinct = {c: int(v) for c, v in zip(texts, row[1 : 1 + len(texts)], strict=True)}
+    offset = 1 + len(texts)
+    ranges = {
+        c: (str(row[offset + 2 * i]), str(row[offset + 2 * i + 1]))
+        for i, c in enumerate(dates)
+        if row[offset + 2 * i] is not None
+    }
+    profiles = []
+    for column, kind, comment in columns:
+        count = distinct.get(column)
+        values: tuple[str, ...] = ()
+        if count is not None and 1 < count <= MAX_LISTED_DISTINCT:
+            values = tuple(
+                str(value)
+                for (value,) in connection.execute(
+                    f"SELECT {_quote(column)} FROM {quoted} WHERE {_quote(column)} IS NOT NULL "
+                    f"GROUP BY 1 ORDER BY COUNT(*) DESC, 1 LIMIT {MAX_LISTED_VALUES + 1}"
+                ).fetchall()
+            )
+            if len(values) <= MAX_LISTED_VALUES:  # all of them: the exact count is known
+                count = len(values)
+            else:
+                values = values[:MOST_COMMON_VALUES]
+        profiles.append(ColumnProfile(column, kind, comment, values, count, ranges.get(column)))
+    return TableProfile(table, tuple(profiles), rows, description)
+
+
+def profile_schema(
+    schema: dict[str, list[tuple[str, str]]], *, engine: str, note: str | None = None
+) -> DatabaseProfile:
+    """A profile from a bare schema (a remote warehouse: no sizes or values are read, as
+    every query there costs time or money)."""
+    tables = tuple(
+        TableProfile(name, tuple(ColumnProfile(c, k) for c, k in columns))
+        for name, columns in sorted(schema.items())
+    )
+    profile = DatabaseProfile(engine, tables)
+    return DatabaseProfile(
+        engine, tables, claims_examples(profile), (note,) if note is not None else ()
+    )
+
+
+async def profile_backend(backend: SQLBackend) -> DatabaseProfile:
+    """The profile of the SQL tool's database: read in full from a DuckDB file, the schema
+    alone (``backend.schema()``) from PostgreSQL or BigQuery."""
+    from loopwright.sql.duckdb import DuckDBBackend
+
+    if isinstance(backend, DuckDBBackend) and not backend.in_memory:
+        import asyncio
+
+        def read() -> DatabaseProfile:
+            if not os.path.isfile(backend.database):
+                raise ValueError(
+                    f"The DuckDB database {backend.database} does not exist; check the path, "
+                    "or leave the database out to use the generated claims data."
+                )
+            import duckdb
+
+            try:
+                connection = open_like(backend)
+            except duckdb.Error as exc:
+                raise ValueError(
+                    f"Cannot open the DuckDB database {backend.database} read-only: {exc}"
+                ) from None
+            try:
+                return profile_duckdb(connection)
+            finally:
+                connection.close()
+
+        return await asyncio.to_thread(read)
+    return profile_schema(
+        await backend.schema(),
+        engine=backend.name,
+        note=(
+            f"Row counts and column values of this {backend.name} database are not listed "
+            "(reading them costs queries): look them up with SQL when you need them."
+        ),
+    )
+
+
+def open_like(backend: Any) -> duckdb.DuckDBPyConnection:
+    """A read-only DuckDB connection to a :class:`~loopwright.sql.DuckDBBackend`'s file,
+    with exactly the backend's settings: DuckDB shares one instance per file in a process
+    and refuses a second connection with other settings."""
+    import duckdb
+
+    from loopwright.sql.duckdb import READ_ONLY_CONFIG
+
+    config: dict[str, str | bool | int | float | list[str]] = {
+        **backend.config,
+        **READ_ONLY_CONFIG,
+    }
+    return duckdb.connect(os.fspath(backend.database), read_only=True, config=config)
+
+
+# --- the worked example for small models -------------------------------------------------
+
+_EXAMPLE_COLUMNS = ("PRESCRIBER_NPI_NBR", "NDC_DRUG_NM", "PRESCRIBER_NPI_STATE_CD")
+
+
+def claims_examples(profile: DatabaseProfile, *, candidates: int = 4) -> tuple[Example, ...]:
+    """Top-prescribers queries on the pharmacy claims, as worked examples for small models.
+
+    Drugs and states are the most common ones in the data (read from the profile), each
+    asked for as a top 5 and a top 10, so :class:`FewShotModel` can pick examples that are
+    not about the user's drug and whose size matches the question. Empty when the database
+    has no pharmacy claims table of the guide's shape.
+    """
+    from loopwright.healthcare.data import STATE_NAMES
+
+    table = profile.table("RX_CLAIMS")
+    if table is None:
+        return ()
+    found = [table.column(name) for name in _EXAMPLE_COLUMNS]
+    if any(column is None for column in found):
+        return ()
+    npi, drug_col, state_col = (c for c in found if c is not None)
+    templates = {
+        5: "Who are the top {n} prescribers of {drug} in {state}?",
+        10: "Find the top {n} prescribers of {drug} in {state}.",
+    }
+    examples = []
+    for rank in range(min(candidates, len(drug_col.values), len(state_col.values))):
+        drug, state = drug_col.values[rank], state_col.values[rank]
+        slug = re.sub(r"[^a-z0-9]+", "_", f"{drug}_{state}".lower()).strip("_")
+        for size, template in templates.items():
+            sql = (
+                f"SELECT {npi.name}, COUNT(*) AS rx_count FROM {table.name} "
+                f"WHERE {drug_col.name} = {_literal(drug)} AND {state_col.name} = "
+                f"{_literal(state)} GROUP BY {npi.name} ORDER BY rx_count DESC LIMIT {size}"
+            )
+            question = template.format(n=size, drug=drug, state=STATE_NAMES.get(state, state))
+            description = f"Top {size} {drug} prescribers in {state}"
+            examples.append(
+                Example(question, sql, f"{slug}_top{size}", description, topic=drug, size=size)
+            )
+    return tuple(examples)
+
+
+def _with_result(connection: duckdb.DuckDBPyConnection, example: Example) -> Example:
+    """The example with the rows its query really returns here, and an answer from them."""
+    cursor = connection.execute(example.sql)
+    columns = tuple(str(d[0]) for d in cursor.description or ())
+    rows = tuple(tuple(row) for row in cursor.fetchall())
+    if not rows:
+        return example
+    top_npi, top_count = rows[0][0], int(rows[0][1])
+    total = sum(int(row[1]) for row in rows)
+    answer = (
+        f"The top prescriber is NPI {top_npi}, who wrote {top_count:,} prescriptions. The top "
+        f"{len(rows)} wrote {total:,} prescriptions in total; the list is in "
+        f"{example.dataset_name}.csv.\n"
+        "Would you like to see their specialties, or the trend over time?"
+    )
+    return replace(example, columns=columns, rows=rows, answer=answer)
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def render_schema(profile: DatabaseProfile, *, compact: bool = False) -> str:
+    """The tables as the prompt lists them; ``compact`` drops descriptions and long lists."""
+    blocks = []
+    for index, table in enumerate(profile.tables, 1):
+        size = f" ({table.rows:,} rows)" if table.rows is not None else ""
+        if compact:
+            lines = [f"{table.name}{size}:"]
+        else:
+            about = f": {_first_sentence(table.description)}" if table.description else ""
+            lines = [f"{index}. {table.name}{size}{about}"]
+        for column in table.columns:
+            lines.append(_render_column(column, compact))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _render_column(column: ColumnProfile, compact: bool) -> str:
+    text = f"   - {column.name} {column.type}"
+    if column.description and not compact:
+        text += f": {column.description}"
+    if column.range is not None:
+        text += f" (from {column.range[0]} to {column.range[1]})"
+    if column.values:
+        limit = COMPACT_LISTED_VALUES if compact else MAX_LISTED_VALUES
+        shown = ", ".join(column.values[:limit])
+        count = column.distinct if column.distinct is not None else len(column.values)
+        more = len(column.values) > limit or count > len(column.values)
+        label = f"{count} values" if not more else f"about {count} values, most common"
+        if more and count == len(column.values):
+            label = f"{count} values, most common"
+        text += f" [{label}: {shown}{', ...' if more else ''}]"
+    return text
+
+
+def _first_sentence(text: str) -> str:
+    """A table comment without the generator's trailer (kept to its first sentence)."""
+    match = re.match(r"(.+?\.)(\s|$)", text.strip())
+    return match.group(1) if match else text.strip()
+
+
+TOOL_NOTES: dict[str, str] = {
+    "SQL": (
+        "run one read-only {dialect} SQL query; the full result is saved in the workspace "
+        "as <dataset_name>.csv (and .parquet) and you see the row count, column types and "
+        "the first rows"
+    ),
+    "DefineCohort": (
+        "define a patient cohort from structured inclusion/exclusion criteria (drugs, "
+        "conditions, states, specialties, dates, age, sex, minimum claims); values are "
+        "bound as query parameters, the definition is saved as cohorts/<name>.json and the "
+        "members as cohorts/<name>.csv; you get the patient and claim counts"
+    ),
+    "Python": (
+        "run Python in the sandbox (polars, duckdb, matplotlib are installed; each call is "
+        "a fresh interpreter, so read the CSVs you saved)"
+    ),
+    "Bash": "run shell commands in the workspace (sandboxed, no network)",
+    "Read": "read files from the workspace",
+    "Write": "create files (scripts, notes, reports)",
+    "Edit": "change files in place",
+    "Glob": "find files by pattern",
+    "Grep": "search file contents",
+    "TodoWrite": "keep a task list for multi-step analyses",
+}
+
+WORKFLOW = """\
+1. Understand the research question; for a multi-step analysis, plan it with TodoWrite.
+2. Query the data with SQL: filter and aggregate in SQL (GROUP BY, LIMIT) rather than \
+fetching raw rows, and join tables when that gives a richer answer. Use DefineCohort to \
+define a patient population by criteria.
+3. Analyse the saved CSV files with Python (polars) when SQL alone is not enough.
+4. Draw a chart when it helps: matplotlib with the Agg backend, saved as a PNG file in the \
+workspace (plt.savefig("name.png", dpi=120, bbox_inches="tight")).
+5. Present the findings clearly, with the key numbers exactly as the results show them.
+6. Suggest two or three follow-up analyses."""
+
+GUIDELINES = """\
+- Explain results in plain English for a healthcare analyst, not in SQL terms.
+- Quote numbers exactly from the query results; never guess or round away a count.
+- Save intermediate results as CSV files (the SQL tool saves each result; give datasets \
+short descriptive names).
+- List every file you created in your answer (CSV, PNG), with what it holds.
+- Privacy: report aggregates. Never put patient-level identifiers (patient ids, or a \
+patient's birth year and sex together) in answers or charts; counts of patients are fine. \
+Provider NPIs are public business identifiers and may be named.
+- Match values as the database stores them (the listed values show the spelling, e.g. drug \
+names in upper case and two-letter state codes).
+- If a query fails, read the error, fix the query and try again."""
+
+
+def system_prompt(
+    profile: DatabaseProfile,
+    *,
+    today: dt.date | None = None,
+    tools: Sequence[str] = tuple(TOOL_NOTES),
+) -> str:
+    """The research agent's system prompt (the design guide's, with the real schema)."""
+    today = today or dt.date.today()
+    dialect = profile.engine
+    tool_lines = "\n".join(
+        f"- {name}: {TOOL_NOTES[name].format(dialect=dialect)}"
+        for name in tools
+        if name in TOOL_NOTES
+    )
+    notes = "".join(f"\n{note}" for note in profile.notes)
+    return f"""\
+You are a healthcare data research engineer with direct, read-only access to a claims \
+database ({profile.engine}). Analysts ask you questions in plain English; you answer them \
+with data.
+
+**Available datasets** (read from the database):
+
+{render_schema(profile)}
+{notes}
+**Your tools:**
+{tool_lines}
+
+**Research workflow:**
+{WORKFLOW}
+
+**Guidelines:**
+{GUIDELINES}
+
+Current date: {today.isoformat()}"""
+
+
+def compact_system_prompt(profile: DatabaseProfile, *, today: dt.date | None = None) -> str:
+    """A short prompt for tiny local models: the tables with their columns on one line each,
+    and the date. Worked examples without results (a remote warehouse) are shown as text;
+    those with results are best shown as earlier turns (:class:`FewShotModel`)."""
+    today = today or dt.date.today()
+    tables = "\n".join(
+        f"{table.name}: {', '.join(c.name for c in table.columns)}" for table in profile.tables
+    )
+    parts = [
+        f"You answer questions about healthcare claims data with the SQL tool "
+        f"({profile.engine}). Call the SQL tool once, then answer in one sentence with the "
+        "numbers from its result.",
+        f"Tables:\n{tables}",
+    ]
+    shown: dict[int, Example] = {}
+    for example in profile.examples:
+        if not example.rows:
+            shown.setdefault(example.size, example)
+    for example in shown.values():
+        call = json.dumps({"name": "SQL", "arguments": example.arguments})
+        parts.append(f"Example question: {example.question}\nExample tool call: {call}")
+    parts.append(f"Current date: {today.isoformat()}")
+    return "\n\n".join(parts)
+
+
+class HealthcarePrompt:
+    """The agent's system prompt as a callable: the schema is fixed when the agent is made,
+    today's date is filled in on every model call."""
+
+    def __init__(
+        self,
+        profile: DatabaseProfile,
+        *,
+        compact: bool = False,
+        tools: Sequence[str] = tuple(TOOL_NOTES),
+        today: Callable[[], dt.date] = dt.date.today,
+    ) -> None:
+        self.profile = profile
+        self.compact = compact
+        self.tools = tuple(tools)
+        self.today = today
+
+    def render(self) -> str:
+        """The prompt as of today."""
+        if self.compact:
+            return compact_system_prompt(self.profile, today=self.today())
+        return system_prompt(self.profile, today=self.today(), tools=self.tools)
+
+    def __call__(self, session: Session) -> str:
+        return self.render()
+
+
+# --- few-shot turns for small models ---------------------------------------------------
+
+
+class FewShotModel(Model):
+    """A model shown worked examples as earlier turns of the conversation.
+
+    Tiny models copy a demonstration they saw as a real exchange (request, tool call,
+    result, answer) far more faithfully than one described in the system prompt. For each
+    request, ``per_request`` examples are chosen: none about a subject (drug) the user's
+    request names, each of a different size, the one whose size the request mentions last
+    (nearest the conversation). They are added in front of the conversation; the session's
+    history never holds them. ``stop`` adds stop sequences (a model that does not end its
+    turns cleanly stops there; example answers put a newline after the answer proper).
+    """
+
+    def __init__(
+        self,
+        inner: Model,
+        examples: Sequence[Example],
+        *,
+        per_request: int = 2,
+        stop: Sequence[str] = (),
+    ) -> None:
+        self.inner = inner
+        self.examples = tuple(examples)
+        self.per_request = per_request
+        self.stop = tuple(stop)
+        self.name = inner.name
+        self.pricing = inner.pricing
+        # the agent keeps its context under the window; leave room for the examples
+        longest = sorted((len(e.result_text()) + len(e.sql) for e in self.examples), reverse=True)
+        shown = sum(longest[:per_request]) + 200 * per_request
+        self.context_window = max(inner.context_window - shown // 3, inner.context_window // 2)
+
+    def choose(self, request_text: str) -> list[Example]:
+        """The examples shown for a request (see the class docs)."""
+        chosen: list[Example] = []
+        for example in self.examples:
+            if len(chosen) == self.per_request:
+                break
+            if _mentions(request_text, example.topic):
+                continue
+            if all(example.size != c.size and example.topic != c.topic for c in chosen):
+                chosen.append(example)
+        chosen.sort(key=lambda e: re.search(rf"\b{e.size}\b", request_text) is not None)
+        return chosen
+
+    def example_messages(self, request_text: str) -> list[Message]:
+        """The chosen examples as conversation turns."""
+        messages: list[Message] = []
+        for index, example in enumerate(self.choose(request_text)):
+            call_id = f"example_{index + 1}"
+            messages += [
+                Message("user", [TextBlock(example.question)]),
+                Message("assistant", [ToolUseBlock(call_id, "SQL", example.arguments)]),
+                Message("user", [ToolResultBlock(call_id, example.result_text())]),
+                Message("assistant", [TextBlock(example.answer or "Done.")]),
+            ]
+        return messages
+
+    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        text = next(
+            (m.text for m in reversed(request.messages) if m.role == "user" and m.text.strip()),
+            "",
+        )
+        shown = replace(
+            request,
+            messages=[*self.example_messages(text), *request.messages],
+            stop=[*request.stop, *self.stop],
+        )
+        return self.inner.stream(shown)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _mentions(text: str, topic: str) -> bool:
+    """Whether ``text`` names ``topic`` (or its first word: "NURTEC ODT" as "Nurtec")."""
+    if not topic:
+        return False
+    names = {topic, topic.split()[0]}
+    return any(re.search(rf"\b{re.escape(n)}\b", text, re.IGNORECASE) for n in names)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _text(value: object) -> str | None:
+    return str(value).strip() or None if value is not None else None
+
+
+def _is_text(kind: str) -> bool:
+    return kind.upper().startswith(_TEXT_TYPES)
+
+
+def _is_date(kind: str) -> bool:
+    return kind.upper().startswith(_DATE_TYPES)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+__all__ = [
+    "ColumnProfile",
+    "DatabaseProfile",
+    "Example",
+    "FewShotModel",
+    "HealthcarePrompt",
+    "TableProfile",
+    "claims_examples",
+    "compact_system_prompt",
+    "open_like",
+    "profile_backend",
+    "profile_duckdb",
+    "profile_schema",
+    "render_schema",
+    "system_prompt",
+]

@@ -1,0 +1,356 @@
+"""The healthcare research agent: its prompt, its tools, the guide's example run end to end,
+the compact mode for tiny models, and ``loopwright healthcare`` on the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from loopwright import MemoryStore, ScriptedModel, call
+from loopwright.healthcare.agent import TOOL_NAMES, database_url, healthcare_agent
+from loopwright.healthcare.check import check_golden
+from loopwright.healthcare.data import database_schema
+from loopwright.healthcare.golden import get_question
+from loopwright.healthcare.prompt import FewShotModel, HealthcarePrompt
+from loopwright.models.base import ModelRequest
+from loopwright.models.scripted import ScriptedTurn
+from postgres_server import PostgresServer, postgres_server  # noqa: F401
+
+HUMIRA_CA = (
+    "SELECT PRESCRIBER_NPI_NBR, COUNT(*) AS rx_count FROM RX_CLAIMS "
+    "WHERE NDC_DRUG_NM = 'HUMIRA' AND PRESCRIBER_NPI_STATE_CD = 'CA' "
+    "GROUP BY PRESCRIBER_NPI_NBR ORDER BY rx_count DESC, PRESCRIBER_NPI_NBR LIMIT 10"
+)
+
+CHART_CODE = """\
+import matplotlib
+import matplotlib.pyplot as plt
+import polars as pl
+
+top = pl.read_csv("humira_ca_top10.csv", schema_overrides={"PRESCRIBER_NPI_NBR": pl.Utf8})
+fig, ax = plt.subplots(figsize=(8, 4))
+ax.barh(top["PRESCRIBER_NPI_NBR"].to_list()[::-1], top["rx_count"].to_list()[::-1])
+ax.set_xlabel("HUMIRA prescriptions")
+ax.set_title("Top 10 HUMIRA prescribers in California")
+fig.savefig("humira_ca_top10.png", dpi=100, bbox_inches="tight")
+print(f"backend={matplotlib.get_backend()}")
+print(f"top_npi={top['PRESCRIBER_NPI_NBR'][0]}")
+print(f"top_count={top['rx_count'][0]}")
+print(f"total={top['rx_count'].sum()}")
+"""
+
+
+def _tool_results(request: ModelRequest) -> list[str]:
+    return [r.text for m in request.messages for r in m.tool_results]
+
+
+def analyst(request: ModelRequest) -> ScriptedTurn:
+    """Plays the model through the guide's interaction: query, chart, then an answer whose
+    numbers are the ones the Python tool read from the saved CSV."""
+    done = [b.name for m in request.messages for b in m.tool_uses]
+    if "SQL" not in done:
+        return ScriptedTurn(
+            "I'll query the rx_claims table for this analysis.\n",
+            [
+                call(
+                    "SQL",
+                    sql=HUMIRA_CA,
+                    dataset_name="humira_ca_top10",
+                    description="Top HUMIRA prescribers in California",
+                )
+            ],
+        )
+    if "Python" not in done:
+        return ScriptedTurn("Now a chart of the ten.\n", [call("Python", code=CHART_CODE)])
+    printed = dict(re.findall(r"^(\w+)=(\S+)$", _tool_results(request)[-1], re.MULTILINE))
+    return ScriptedTurn(
+        f"The top 10 HUMIRA prescribers in California account for {int(printed['total']):,} "
+        f"prescriptions. The leading prescriber (NPI {printed['top_npi']}) wrote "
+        f"{printed['top_count']} of them.\n\nFiles: humira_ca_top10.csv (the ten prescribers), "
+        "humira_ca_top10.png (a bar chart).\n\nWould you like me to:\n1. Join with provider "
+        "data to see their specialties?\n2. Analyze prescription trends over time?\n3. Compare "
+        "with other states?"
+    )
+
+
+def test_the_system_prompt_holds_the_real_schema_and_todays_date(
+    claims_db: Path, claims_con: duckdb.DuckDBPyConnection
+) -> None:
+    agent = healthcare_agent(ScriptedModel(["ok"]), database=claims_db, store=MemoryStore())
+    prompt = agent.system_prompt(agent.new_session())
+
+    assert f"Current date: {dt.date.today().isoformat()}" in prompt
+    for table, columns in database_schema(claims_db).items():
+        (rows,) = claims_con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        assert f"{table} ({rows:,} rows)" in prompt
+        for column, kind in columns:
+            assert f"- {column} {kind}" in prompt
+    drugs = [
+        d for (d,) in claims_con.execute("SELECT DISTINCT NDC_DRUG_NM FROM RX_CLAIMS").fetchall()
+    ]
+    line = next(x for x in prompt.splitlines() if "- NDC_DRUG_NM" in x)
+    assert all(drug in line for drug in drugs)  # every drug name, spelt as stored
+    (first, last) = claims_con.execute(
+        "SELECT MIN(SERVICE_DATE_DD), MAX(SERVICE_DATE_DD) FROM RX_CLAIMS"
+    ).fetchone()
+    dates = next(x for x in prompt.splitlines() if "- SERVICE_DATE_DD" in x)
+    assert f"from {first.isoformat()} to {last.isoformat()}" in dates
+    for tool in TOOL_NAMES:
+        assert f"- {tool}:" in prompt
+    assert "Suggest two or three follow-up analyses" in prompt
+    assert "PNG" in prompt
+    assert "patient-level identifiers" in prompt
+
+
+def test_the_date_is_filled_in_on_every_call(claims_db: Path) -> None:
+    agent = healthcare_agent(ScriptedModel(["ok"]), database=claims_db, store=MemoryStore())
+    prompt = agent.system_prompt
+    assert isinstance(prompt, HealthcarePrompt)
+    days = iter([dt.date(2031, 1, 2), dt.date(2031, 1, 3)])
+    dated = HealthcarePrompt(prompt.profile, today=lambda: next(days))
+    assert "Current date: 2031-01-02" in dated.render()
+    assert "Current date: 2031-01-03" in dated.render()
+
+
+def test_the_guides_example_runs_end_to_end_and_matches_the_reference(claims_db: Path) -> None:
+    model = ScriptedModel(analyst)
+    agent = healthcare_agent(model, database=claims_db, store=MemoryStore())
+    result = agent.run_sync("Find the top 10 prescribers of HUMIRA in California")
+
+    assert result.stop_reason == "end_turn", result.events[-1]
+    workspace = Path(result.session.workspace_dir)
+    assert set(agent.registry_for(result.session).names) >= set(TOOL_NAMES)
+    results = [e for e in result.events if e["type"] == "tool_result"]
+    assert [r["name"] for r in results] == ["SQL", "Python"]
+    assert not any(r["is_error"] for r in results), results
+    assert "backend=agg" in results[1]["content"].lower()  # no display in the sandbox
+
+    csv = workspace / "humira_ca_top10.csv"
+    chart = workspace / "humira_ca_top10.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert chart.stat().st_size > 5_000
+
+    verdict = check_golden(get_question("humira_ca_top10"), result.text, claims_db, csv=csv)
+    assert verdict.passed, verdict.to_dict()
+    assert verdict.csv is not None
+    assert verdict.csv.match == 1.0
+    assert "humira_ca_top10.png" in result.text  # the chart is listed in the answer
+    # the model saw the real schema in its system prompt
+    assert "PRESCRIBER_NPI_STATE_CD VARCHAR" in model.requests[0].system
+
+
+def test_an_answer_with_a_wrong_total_does_not_pass(claims_db: Path) -> None:
+    """The check is not a rubber stamp: the same run with a total off by one fails."""
+
+    def wrong(request: ModelRequest) -> ScriptedTurn:
+        turn = analyst(request)
+        match = re.search(r"account for ([\d,]+)", turn.text)
+        if match and not turn.tool_calls:
+            total = int(match.group(1).replace(",", ""))
+            turn.text = turn.text.replace(match.group(1), f"{total + 1:,}")
+        return turn
+
+    agent = healthcare_agent(ScriptedModel(wrong), database=claims_db, store=MemoryStore())
+    result = agent.run_sync("Find the top 10 prescribers of HUMIRA in California")
+    verdict = check_golden(get_question("humira_ca_top10"), result.text, claims_db)
+    assert not verdict.passed
+    assert [m.fact.label for m in verdict.missing] == ["total prescriptions of the top 10"]
+
+
+def test_a_tiny_local_model_gets_the_compact_prompt_and_worked_examples(
+    claims_db: Path, claims_con: duckdb.DuckDBPyConnection
+) -> None:
+    model = ScriptedModel(["Hello."], name="local:tiny-test")
+    agent = healthcare_agent(model, database=claims_db, store=MemoryStore())
+    assert isinstance(agent.model, FewShotModel)
+    assert agent.max_turns == 6
+    session = agent.new_session()
+    assert agent.registry_for(session).names == ["SQL"]
+    prompt = agent.system_prompt(session)
+    assert len(prompt) < 3_000
+    assert "RX_CLAIMS: CLAIM_ID, PATIENT_ID" in prompt
+
+    agent.run_sync("Find the top 10 prescribers of HUMIRA in California", session)
+    request = model.requests[0]
+    assert request.stop[-1] == "\n"
+    # worked examples come first, as real earlier turns, with this database's real rows
+    chosen = agent.model.choose("Find the top 10 prescribers of HUMIRA in California")
+    assert [e.size for e in chosen] == [5, 10]  # the size the question asks for, last
+    assert [m.text for m in request.messages[:5:4]] == [e.question for e in chosen]
+    for example in chosen:
+        assert "HUMIRA" not in example.sql  # never an example about the user's drug
+        expected = claims_con.execute(example.sql).fetchall()
+        assert [tuple(r) for r in expected] == list(example.rows)
+        assert example.answer is not None
+        assert f"who wrote {expected[0][1]:,} prescriptions" in example.answer
+    assert agent.model.choose("Top 5 prescribers of ELIQUIS?")[-1].size == 5
+    assert request.messages[-1].text == "Find the top 10 prescribers of HUMIRA in California"
+    assert session.messages[0].text.startswith("Find the top 10")  # no examples in history
+
+
+def test_database_arguments_are_checked_with_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="neither a database URL nor a DuckDB file"):
+        database_url(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match="does not exist"):
+        healthcare_agent(ScriptedModel(["ok"]), database=tmp_path / "missing.duckdb")
+    with pytest.raises(ValueError, match="Unknown database URL"):
+        healthcare_agent(ScriptedModel(["ok"]), database="mysql://host/db")
+    assert database_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_on_postgresql_the_prompt_comes_from_the_backends_schema(
+    postgres_server: PostgresServer,  # noqa: F811
+) -> None:
+    dsn = postgres_server.create_database("hc_agent")
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE rx_claims (prescriber_npi_nbr text, ndc_drug_nm text, "
+            "prescriber_npi_state_cd text, service_date_dd date)"
+        )
+    agent = healthcare_agent(ScriptedModel(["ok"]), database=dsn, store=MemoryStore())
+    prompt = agent.system_prompt(agent.new_session())
+    assert "claims database (PostgreSQL)" in prompt
+    assert "- ndc_drug_nm text" in prompt
+    assert "- service_date_dd date" in prompt
+    assert "Row counts and column values of this PostgreSQL database are not listed" in prompt
+    assert "- DefineCohort:" in prompt  # cohorts run on PostgreSQL too
+
+
+# --- the command line ----------------------------------------------------------------------
+
+
+def _cli(
+    args: list[str], home: Path, *, input: str = "", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["LOOPWRIGHT_HOME"] = str(home)
+    env.pop("LOOPWRIGHT_WORKSPACES", None)
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LOOPWRIGHT_MODEL"):
+        env.pop(name, None)
+    env["NO_COLOR"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return subprocess.run(
+        [sys.executable, "-m", "loopwright.cli.app", "healthcare", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=timeout,
+    )
+
+
+def _script(tmp_path: Path, *turns: Any) -> Path:
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps(list(turns)))
+    return path
+
+
+SQL_TURN = {
+    "text": "I'll query the rx_claims table.",
+    "call": "SQL",
+    "input": {
+        "sql": HUMIRA_CA,
+        "dataset_name": "humira_ca_top10",
+        "description": "Top HUMIRA prescribers in California",
+    },
+}
+
+
+def test_cli_one_shot_answers_and_writes_the_csv(
+    claims_db: Path, claims_con: duckdb.DuckDBPyConnection, tmp_path: Path, loopwright_home: Path
+) -> None:
+    script = _script(tmp_path, SQL_TURN, "Saved the ten prescribers to humira_ca_top10.csv.")
+    result = _cli(
+        ["--database", str(claims_db), "-m", f"scripted:{script}", "--json", "Top HUMIRA in CA?"],
+        loopwright_home,
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-1]["type"] == "done"
+    assert events[-1]["stop_reason"] == "end_turn"
+    (sql_result,) = [e for e in events if e["type"] == "tool_result"]
+    assert not sql_result["is_error"], sql_result
+    csv = loopwright_home / "workspaces" / events[-1]["session_id"] / "humira_ca_top10.csv"
+    rows = csv.read_text().splitlines()
+    assert rows[0] == "PRESCRIBER_NPI_NBR,rx_count"
+    expected = claims_con.execute(HUMIRA_CA).fetchall()
+    assert rows[1:] == [f"{npi},{count}" for npi, count in expected]
+
+
+def test_cli_builds_the_database_on_first_use_with_a_progress_bar(
+    tmp_path: Path, loopwright_home: Path
+) -> None:
+    script = _script(tmp_path, SQL_TURN, "Done.")
+    result = _cli(["--rows", "2000", "-m", f"scripted:{script}", "Top HUMIRA?"], loopwright_home)
+    assert result.returncode == 0, result.stderr
+    assert "Building the synthetic claims database (2,000 rx claims)" in result.stderr
+    assert (loopwright_home / "data" / "healthcare" / "claims-2000-42.duckdb").is_file()
+    assert "▸ SQL SELECT PRESCRIBER_NPI_NBR" in result.stdout
+    assert "Done." in result.stdout
+    assert "loopwright healthcare --session" in result.stdout
+
+
+def test_cli_chat_keeps_one_session(claims_db: Path, tmp_path: Path, loopwright_home: Path) -> None:
+    script = _script(tmp_path, SQL_TURN, "The list is in humira_ca_top10.csv.", "You're welcome.")
+    result = _cli(
+        ["--database", str(claims_db), "-m", f"scripted:{script}", "--session", "hc-chat"],
+        loopwright_home,
+        input="Top HUMIRA prescribers in CA?\n/files\nThanks!\n/exit\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "The list is in humira_ca_top10.csv." in result.stdout
+    assert "You're welcome." in result.stdout
+    assert "humira_ca_top10.csv" in result.stdout  # /files lists it
+    assert (loopwright_home / "workspaces" / "hc-chat" / "humira_ca_top10.csv").is_file()
+
+
+def test_cli_bad_database_is_one_clear_line(tmp_path: Path, loopwright_home: Path) -> None:
+    result = _cli(["--database", "mysql://db/x", "-m", "scripted", "hi"], loopwright_home)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: Unknown database URL")
+    assert "Traceback" not in result.stderr
+
+
+def test_on_bigquery_the_prompt_comes_from_the_backend_and_cohorts_are_left_out() -> None:
+    from sql.bigquery_server import BigQueryServer
+
+    with BigQueryServer(project="test-project") as server:
+        server.setup(
+            "CREATE SCHEMA claims; CREATE TABLE claims.RX_CLAIMS (PRESCRIBER_NPI_NBR VARCHAR, "
+            "NDC_DRUG_NM VARCHAR, PRESCRIBER_NPI_STATE_CD VARCHAR, SERVICE_DATE_DD DATE);"
+        )
+        url = f"bigquery://test-project/claims?api_endpoint={server.base_url}"
+        agent = healthcare_agent(ScriptedModel(["ok"]), database=url, store=MemoryStore())
+        session = agent.new_session()
+        prompt = agent.system_prompt(session)
+        names = agent.registry_for(session).names
+    assert "claims database (BigQuery)" in prompt
+    assert "- NDC_DRUG_NM STRING" in prompt
+    assert "DefineCohort" not in names  # it needs query parameters the backend lacks here
+    assert "- DefineCohort:" not in prompt
+    assert "SQL" in names
+
+
+def test_the_default_embedded_model_is_the_one_that_writes_sql_best() -> None:
+    from loopwright.cli.healthcare import embedded_choice
+    from loopwright.models import ModelChoice, describe_default
+
+    defaulted = embedded_choice(describe_default({}))
+    assert defaulted.spec == "local:gemma3-270m"
+    assert defaulted.reason.startswith("default: the embedded model")
+    chosen = ModelChoice("local", "from --model")
+    assert embedded_choice(chosen) is chosen  # an explicit choice is kept
+    keyed = describe_default({"ANTHROPIC_API_KEY": "k"})
+    assert embedded_choice(keyed) is keyed

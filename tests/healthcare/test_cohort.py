@@ -1,0 +1,351 @@
+"""``DefineCohort``: criteria become a parameterised query on allowlisted columns; injection
+attempts stay values; the definition and members are saved; counts match direct SQL."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from loopwright import Agent, MemoryStore, ScriptedModel, call
+from loopwright.healthcare.cohort import (
+    DUCKDB,
+    POSTGRES,
+    CohortError,
+    CohortSchema,
+    Criteria,
+    DefineCohort,
+    build_cohort_query,
+)
+from loopwright.healthcare.data import SCHEMA
+from loopwright.sql import DuckDBBackend, connect
+from loopwright.tools.base import BaseTool
+from postgres_server import PostgresServer, postgres_server  # noqa: F401
+
+
+@pytest.fixture
+async def cohort(claims_db: Path, tmp_path: Path) -> AsyncIterator[BaseTool]:
+    """A DefineCohort tool on the small claims database, bound to a fresh workspace."""
+    backend = DuckDBBackend(claims_db)
+    toolset = DefineCohort(backend)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (tool,) = toolset.bind(str(workspace))
+    yield tool
+    await toolset.aclose()
+    await backend.aclose()
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[int, int]:
+    """(patients, claims) of a direct query listing one row per qualifying claim."""
+    row = con.execute(f"SELECT COUNT(DISTINCT pid), COUNT(*) FROM ({sql})").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+# --- the query ----------------------------------------------------------------------------
+
+
+def test_values_are_parameters_and_identifiers_come_from_the_schema() -> None:
+    criteria = Criteria.from_input(
+        {
+            "drugs": ["HUMIRA", "Enbrel"],
+            "conditions": ["Rheumatoid arthritis", "L40"],
+            "states": ["California", "tx"],
+            "specialties": ["Rheumatology"],
+            "start_date": "2024-01-01",
+            "end_date": "2024-12-31",
+            "min_age": 18,
+            "max_age": 64,
+            "sex": "female",
+            "min_claims": 2,
+            "exclude_drugs": ["STELARA"],
+            "exclude_conditions": ["C50"],
+        }
+    )
+    query = build_cohort_query(criteria, CohortSchema.from_schema(SCHEMA), DUCKDB)
+
+    assert "'" not in query.sql  # no string literal at all: every value is a parameter
+    assert re.search(r"\b(18|64|2024)\b", query.sql) is None
+    assert "$drug_1" in query.sql
+    assert "$start_date_1" in query.sql
+    assert query.parameters["drug_1"] == "humira"
+    assert query.parameters["state_1"] == "CA"  # a state name becomes its code
+    assert query.parameters["sex_1"] == "F"
+    assert query.parameters["condition_code_1"] == "L40"  # an ICD-10 prefix
+    identifiers = set(re.findall(r'"([^"]+)"', query.sql))  # every quoted name
+    allowed = set(SCHEMA) | {column for columns in SCHEMA.values() for column, _ in columns}
+    assert identifiers <= allowed
+    assert {"RX_CLAIMS", "MED_CLAIMS", "PROVIDERS_BIO", "ICD10_CD"} <= identifiers
+
+    postgres = build_cohort_query(criteria, CohortSchema.from_schema(SCHEMA), POSTGRES)
+    assert "%(drug_1)s" in postgres.sql
+    assert "$drug_1" not in postgres.sql
+
+
+def test_the_schema_allowlist_follows_the_database() -> None:
+    lower = {t.lower(): [(c.lower(), k) for c, k in cols] for t, cols in SCHEMA.items()}
+    schema = CohortSchema.from_schema(lower)
+    assert schema.pharmacy is not None
+    assert schema.pharmacy.table == "rx_claims"
+    query = build_cohort_query(Criteria.from_input({"drugs": ["HUMIRA"]}), schema)
+    assert '"rx_claims"' in query.sql
+    assert '"ndc_drug_nm"' in query.sql
+
+    no_providers = {t: c for t, c in SCHEMA.items() if t != "PROVIDERS_BIO"}
+    with pytest.raises(CohortError, match="PROVIDERS_BIO"):
+        build_cohort_query(
+            Criteria.from_input({"drugs": ["HUMIRA"], "specialties": ["Rheumatology"]}),
+            CohortSchema.from_schema(no_providers),
+        )
+    no_age = {
+        t: [(c, k) for c, k in cols if c != "PATIENT_BIRTH_YEAR"] for t, cols in SCHEMA.items()
+    }
+    with pytest.raises(CohortError, match="min_age/max_age"):
+        build_cohort_query(
+            Criteria.from_input({"drugs": ["HUMIRA"], "min_age": 65}),
+            CohortSchema.from_schema(no_age),
+        )
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({}, "No criteria given"),
+        ({"start_date": "2024-05-01", "end_date": "2024-01-01"}, "after end_date"),
+        ({"start_date": "May 2024"}, "YYYY-MM-DD"),
+        ({"drugs": ["HUMIRA"], "sex": "x"}, "'F' or 'M'"),
+        ({"min_age": 70, "max_age": 20}, "above max_age"),
+        ({"drugs": "HUMIRA", "min_claims": 0}, "min_claims 0 is out of range"),
+        ({"drugs": [""]}, "non-empty strings"),
+    ],
+)
+def test_bad_criteria_get_a_clear_message(given: dict[str, Any], message: str) -> None:
+    with pytest.raises(CohortError, match=message):
+        Criteria.from_input(given)
+
+
+# --- running it ------------------------------------------------------------------------------
+
+
+async def test_counts_match_a_direct_query(
+    cohort: BaseTool, claims_con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    result = await cohort.execute(
+        {
+            "name": "humira_ca_2024",
+            "description": "HUMIRA in California, 2024, two fills or more",
+            "drugs": ["humira"],
+            "states": ["CA"],
+            "start_date": "2024-01-01",
+            "end_date": "2024-12-31",
+            "min_claims": 2,
+        }
+    )
+    assert result["is_error"] is False, result["content"]
+    patients, claims = _rows(
+        claims_con,
+        """SELECT PATIENT_ID AS pid FROM RX_CLAIMS
+           WHERE NDC_DRUG_NM = 'HUMIRA' AND PRESCRIBER_NPI_STATE_CD = 'CA'
+             AND SERVICE_DATE_DD BETWEEN DATE '2024-01-01' AND DATE '2024-12-31'
+             AND PATIENT_ID IN (
+                 SELECT PATIENT_ID FROM RX_CLAIMS
+                 WHERE NDC_DRUG_NM = 'HUMIRA' AND PRESCRIBER_NPI_STATE_CD = 'CA'
+                   AND SERVICE_DATE_DD BETWEEN DATE '2024-01-01' AND DATE '2024-12-31'
+                 GROUP BY PATIENT_ID HAVING COUNT(*) >= 2)""",
+    )
+    assert patients > 0
+    metadata = result["metadata"]
+    assert (metadata["patients"], metadata["claims"]) == (patients, claims)
+    assert f"{patients:,} patients, {claims:,} qualifying pharmacy claims" in result["content"]
+    assert "$drug_1" in result["content"]  # the SQL, with placeholders
+    assert "HUMIRA'" not in result["content"]
+
+    workspace = Path(cohort.workspace_dir)
+    definition = json.loads((workspace / "cohorts" / "humira_ca_2024.json").read_text())
+    assert definition["criteria"]["include"] == {
+        "drugs": ["humira"],
+        "states": ["CA"],
+        "start_date": "2024-01-01",
+        "end_date": "2024-12-31",
+        "min_claims": 2,
+    }
+    assert definition["parameters"]["drug_1"] == "humira"
+    assert "$drug_1" in definition["sql"]
+    assert definition["counts"]["patients"] == patients
+    assert definition["counts"]["claims"] == claims
+    assert definition["created_at"].endswith("+00:00")
+    assert definition["members_file"] == "cohorts/humira_ca_2024.csv"
+    members = (workspace / "cohorts" / "humira_ca_2024.csv").read_text().splitlines()
+    assert members[0] == "patient_id,pharmacy_claims,first_claim_date,last_claim_date"
+    assert len(members) - 1 == patients
+    assert sum(int(line.split(",")[1]) for line in members[1:]) == claims
+    # the saved SQL, run again with the saved parameters, gives the same members
+    rerun = claims_con.execute(definition["sql"], definition["parameters"]).fetchall()
+    assert [r[0] for r in rerun] == [line.split(",")[0] for line in members[1:]]
+
+
+async def test_conditions_specialties_age_and_exclusions(
+    cohort: BaseTool, claims_con: duckdb.DuckDBPyConnection
+) -> None:
+    result = await cohort.execute(
+        {
+            "name": "ra_on_tnf",
+            "drugs": ["HUMIRA", "ENBREL"],
+            "conditions": ["M06"],
+            "specialties": ["rheumatology"],
+            "min_age": 40,
+            "exclude_drugs": ["STELARA"],
+        }
+    )
+    assert result["is_error"] is False, result["content"]
+    direct = claims_con.execute(
+        """
+        WITH rx AS (
+            SELECT r.PATIENT_ID AS pid, COUNT(*) AS n FROM RX_CLAIMS r
+            JOIN PROVIDERS_BIO b ON b.npi_number = r.PRESCRIBER_NPI_NBR
+            WHERE r.NDC_DRUG_NM IN ('HUMIRA', 'ENBREL') AND b.specialty = 'Rheumatology'
+              AND year(r.SERVICE_DATE_DD) - r.PATIENT_BIRTH_YEAR >= 40
+            GROUP BY 1),
+        med AS (
+            SELECT m.PATIENT_ID AS pid, COUNT(*) AS n FROM MED_CLAIMS m
+            JOIN PROVIDERS_BIO b ON b.npi_number = m.PRIMARY_HCP
+            WHERE m.ICD10_CD LIKE 'M06%' AND b.specialty = 'Rheumatology'
+              AND year(m.STATEMENT_FROM_DD) - m.PATIENT_BIRTH_YEAR >= 40
+            GROUP BY 1)
+        SELECT COUNT(*), SUM(rx.n), SUM(med.n) FROM rx JOIN med USING (pid)
+        WHERE pid NOT IN (SELECT PATIENT_ID FROM RX_CLAIMS WHERE NDC_DRUG_NM = 'STELARA')
+        """
+    ).fetchone()
+    assert direct is not None
+    patients, rx_claims, med_claims = (int(v or 0) for v in direct)
+    assert patients > 0
+    assert result["metadata"]["patients"] == patients
+    assert result["metadata"]["claims_by_kind"] == {"pharmacy": rx_claims, "medical": med_claims}
+
+
+async def test_an_injection_attempt_is_a_value_that_matches_nothing(
+    cohort: BaseTool, claims_con: duckdb.DuckDBPyConnection, claims_db: Path
+) -> None:
+    (before,) = claims_con.execute("SELECT COUNT(*) FROM RX_CLAIMS").fetchone() or (0,)
+    attempts = [
+        "HUMIRA' OR '1'='1",
+        "HUMIRA'); DROP TABLE RX_CLAIMS; --",
+        'x" OR 1=1 --',
+    ]
+    for index, attempt in enumerate(attempts):
+        result = await cohort.execute(
+            {"name": f"attempt{index}", "drugs": [attempt], "states": ["CA' OR 'x'='x"]}
+        )
+        assert result["is_error"] is False, result["content"]
+        assert result["metadata"]["patients"] == 0
+        assert "No claims match drug" in result["content"]
+        assert attempt not in result["metadata"]["sql"]
+        assert result["metadata"]["parameters"]["drug_1"] == attempt.lower()
+    (after,) = claims_con.execute("SELECT COUNT(*) FROM RX_CLAIMS").fetchone() or (0,)
+    assert after == before > 0
+    tables = {t for (t,) in claims_con.execute("SHOW TABLES").fetchall()}
+    assert {"RX_CLAIMS", "MED_CLAIMS", "PROVIDERS_BIO", "PROVIDER_PAYMENTS"} <= tables
+
+
+async def test_misspelt_values_are_pointed_out(cohort: BaseTool) -> None:
+    result = await cohort.execute(
+        {"name": "typos", "drugs": ["HUMIRA", "HUMRA"], "conditions": ["Rheumatoid arthritis"]}
+    )
+    assert result["is_error"] is False
+    assert "No claims match drug 'HUMRA'" in result["content"]
+    assert "No claims match condition" not in result["content"]
+
+
+async def test_names_and_paths_are_checked(cohort: BaseTool, tmp_path: Path) -> None:
+    bad = await cohort.execute({"name": "../escape", "drugs": ["HUMIRA"]})
+    assert bad["is_error"] is True
+    assert "not a plain file name" in bad["content"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (Path(cohort.workspace_dir) / "cohorts").symlink_to(outside)
+    refused = await cohort.execute({"name": "ok", "drugs": ["HUMIRA"]})
+    assert refused["is_error"] is True
+    assert "Access denied" in refused["content"]
+    assert list(outside.iterdir()) == []
+
+
+async def test_an_agent_defines_a_cohort(claims_db: Path) -> None:
+    backend = connect(f"duckdb://{claims_db}")
+    model = ScriptedModel(
+        [
+            call("DefineCohort", name="ozempic", drugs=["OZEMPIC"], min_claims=3),
+            "Defined the cohort.",
+        ]
+    )
+    agent = Agent(model, tools=[DefineCohort(backend)], store=MemoryStore())
+    result = await agent.collect("Patients with 3+ OZEMPIC fills?")
+    await agent.aclose()
+    await backend.aclose()
+    (tool_result,) = [e for e in result.events if e["type"] == "tool_result"]
+    assert tool_result["is_error"] is False, tool_result["content"]
+    assert (Path(result.session.workspace_dir) / "cohorts" / "ozempic.json").is_file()
+
+
+async def test_on_postgresql_the_same_cohort_has_the_same_counts(
+    postgres_server: PostgresServer,  # noqa: F811
+    claims_con: duckdb.DuckDBPyConnection,
+    cohort: BaseTool,
+    tmp_path: Path,
+) -> None:
+    import psycopg
+
+    dsn = postgres_server.create_database("hc_cohort")
+    copies = {
+        "rx_claims": "SELECT PATIENT_ID, PATIENT_BIRTH_YEAR, PATIENT_GENDER_CD, "
+        "PRESCRIBER_NPI_NBR, PRESCRIBER_NPI_STATE_CD, NDC_DRUG_NM, SERVICE_DATE_DD FROM RX_CLAIMS",
+        "med_claims": "SELECT PATIENT_ID, PATIENT_BIRTH_YEAR, PATIENT_GENDER_CD, PRIMARY_HCP, "
+        "SERVICE_STATE_CD, condition_label, ICD10_CD, STATEMENT_FROM_DD FROM MED_CLAIMS",
+        "providers_bio": "SELECT npi_number, specialty FROM PROVIDERS_BIO",
+    }
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table, select in copies.items():
+            relation = claims_con.execute(select)
+            names = [d[0].lower() for d in relation.description or ()]
+            types = ["integer" if n == "patient_birth_year" else "date" if n.endswith("_dd")
+                     else "text" for n in names]  # fmt: skip
+            columns = ", ".join(f"{n} {t}" for n, t in zip(names, types, strict=True))
+            conn.execute(f"CREATE TABLE {table} ({columns})".encode())
+            with conn.cursor().copy(f"COPY {table} FROM STDIN".encode()) as copy:
+                for row in relation.fetchall():
+                    copy.write_row(row)
+
+    criteria = {
+        "drugs": ["HUMIRA"],
+        "conditions": ["Rheumatoid arthritis", "L40"],
+        "specialties": ["Rheumatology", "Dermatology"],
+        "start_date": "2023-06-01",
+        "sex": "F",
+        "exclude_drugs": ["ENBREL"],
+    }
+    backend = connect(dsn)
+    toolset = DefineCohort(backend)
+    workspace = tmp_path / "pg"
+    workspace.mkdir()
+    (pg_tool,) = toolset.bind(str(workspace))
+    try:
+        on_postgres = await pg_tool.execute({"name": "pg", **criteria})
+        on_duckdb = await cohort.execute({"name": "dd", **criteria})
+        injected = await pg_tool.execute({"name": "inj", "drugs": ["HUMIRA' OR '1'='1"]})
+    finally:
+        await toolset.aclose()
+        await backend.aclose()
+    assert on_postgres["is_error"] is False, on_postgres["content"]
+    assert "%(drug_1)s" in on_postgres["metadata"]["sql"]
+    assert on_postgres["metadata"]["patients"] > 0
+    for key in ("patients", "claims", "claims_by_kind"):
+        assert on_postgres["metadata"][key] == on_duckdb["metadata"][key]
+    pg_members = (workspace / "cohorts" / "pg.csv").read_text()
+    dd_members = (Path(cohort.workspace_dir) / "cohorts" / "dd.csv").read_text()
+    assert pg_members == dd_members
+    assert injected["metadata"]["patients"] == 0
