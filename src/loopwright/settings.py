@@ -113,7 +113,9 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "OpenTelemetry OTLP/HTTP endpoint for traces (any OTEL_EXPORTER_OTLP_* variable works).",
     ),
-    Setting("evals", "EVALS_ENABLED", "", "1: run evaluators on runs in the background."),
+    Setting(
+        "evals.enabled", "EVALS_ENABLED", "", "1: run evaluators on runs in the background."
+    ),
     Setting("evals.model", "EVALS_MODEL", "", "Model string of the judge (default: the agent's)."),
     Setting(
         "mcp_config",
@@ -126,6 +128,24 @@ SETTINGS: tuple[Setting, ...] = (
         "LOOPWRIGHT_HTTP_ALLOW",
         "",
         "Domains the CLI agent's HTTP tool may reach (comma-separated; none: no HTTP tool).",
+    ),
+    Setting(
+        "anthropic_base_url",
+        "ANTHROPIC_BASE_URL",
+        "",
+        "Another server speaking Anthropic's API (the key stays in the environment).",
+    ),
+    Setting(
+        "openai_base_url",
+        "OPENAI_BASE_URL",
+        "",
+        "Another OpenAI-compatible server (Ollama, vLLM, llama.cpp) for openai models.",
+    ),
+    Setting(
+        "server.tokens_file",
+        "LOOPWRIGHT_TOKENS_FILE",
+        "",
+        "A TOML ([tokens]) or JSON file mapping HTTP API tokens to users.",
     ),
     Setting(
         "server.tokens",

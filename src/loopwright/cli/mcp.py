@@ -77,19 +77,24 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         max_turns: Annotated[
-            int,
-            typer.Option("--max-turns", min=1, metavar="N", help="Model calls per run_agent."),
-        ] = 50,
+            int | None,
+            typer.Option(
+                "--max-turns",
+                min=1,
+                metavar="N",
+                help="Model calls per run_agent [default: LOOPWRIGHT_MAX_TURNS or 50].",
+            ),
+        ] = None,
         permission_mode: Annotated[
-            str,
+            str | None,
             typer.Option(
                 "--permission-mode",
                 "-p",
                 metavar="MODE",
                 help="auto: every tool may run (in the sandbox); read-only: write and "
-                "execute calls are refused.",
+                "execute calls are refused. [default: LOOPWRIGHT_PERMISSION_MODE or auto]",
             ),
-        ] = "auto",
+        ] = None,
     ) -> None:
         """Serve the agent's tools and the agent itself (run_agent) to MCP clients.
 
@@ -125,15 +130,23 @@ def serve_command(
     model: str,
     session_id: str | None,
     workspace: Path | None,
-    max_turns: int,
-    permission_mode: str,
+    max_turns: int | None,
+    permission_mode: str | None,
 ) -> int:
     """Build the CLI's agent and serve it until the client or a signal ends it."""
     import asyncio
     import contextlib
     import signal
 
-    from loopwright.cli.runtime import EXIT_INTERRUPTED, EXIT_USAGE, CliError, setup
+    from loopwright.cli.runtime import (
+        EXIT_INTERRUPTED,
+        EXIT_USAGE,
+        CliError,
+        settings_limits,
+        setup,
+    )
+
+    max_turns, _, permission_mode = settings_limits(max_turns, None, permission_mode)
 
     if transport not in TRANSPORTS:
         raise CliError(

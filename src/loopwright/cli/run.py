@@ -14,13 +14,22 @@ from loopwright.events import ApprovalRequest, Done, Event
 from loopwright.sessions.session import Session
 
 
+def _clip(key: str, value: str, limit: int = 60) -> str:
+    """A value shortened for the approval prompt: paths keep their end (the file name)."""
+    if len(value) <= limit:
+        return value
+    if key in ("file_path", "path", "notebook_path", "save_as"):
+        return "…" + value[-(limit - 1) :]
+    return value[: limit - 1] + "…"
+
+
 def ask_at_prompt(request: ApprovalRequest) -> tuple[bool, str]:
     """Ask on stderr whether a tool call may run; read the answer from standard input.
 
     ``y``/``yes`` allows; anything else denies, and text after ``n`` (``n use a copy``)
     goes back to the model as the reason. At the end of input the call is denied.
     """
-    detail = ", ".join(f"{k}={str(v)[:60]!r}" for k, v in request.input.items())
+    detail = ", ".join(f"{k}={_clip(k, str(v))!r}" for k, v in request.input.items())
     why = f" ({request.reason})" if request.reason else ""
     print(f"approve {request.name}({detail}){why}? [y/N] ", end="", file=sys.stderr, flush=True)
     line = sys.stdin.readline()

@@ -35,7 +35,7 @@ def serve(
         ),
     ] = "auto",
     permission_mode: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--permission-mode",
             "-p",
@@ -43,7 +43,7 @@ def serve(
             help="auto: every tool may run (in the sandbox); ask: write and execute calls wait "
             "for an answer from the API or web UI; read-only: they are refused.",
         ),
-    ] = "auto",
+    ] = None,
     tokens_file: Annotated[
         str | None,
         typer.Option(
@@ -87,9 +87,14 @@ def serve(
         ),
     ] = 30.0,
     max_turns: Annotated[
-        int,
-        typer.Option("--max-turns", min=1, metavar="N", help="Model calls per turn, at most."),
-    ] = 50,
+        int | None,
+        typer.Option(
+            "--max-turns",
+            min=1,
+            metavar="N",
+            help="Model calls per turn, at most [default: LOOPWRIGHT_MAX_TURNS or 50].",
+        ),
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option("--timeout", min=0.001, metavar="SECONDS", help="Time limit per turn."),
@@ -128,13 +133,13 @@ def _serve(
     host: str,
     port: int,
     model: str,
-    permission_mode: str,
+    permission_mode: str | None,
     tokens_file: str | None,
     insecure_no_auth: bool,
     rate_limit: str,
     max_body_bytes: int,
     grace: float,
-    max_turns: int,
+    max_turns: int | None,
     timeout: float | None,
     log_level: str,
 ) -> int:
@@ -145,7 +150,10 @@ def _serve(
         build_agent,
         choose_model,
         open_store,
+        settings_limits,
     )
+
+    max_turns, timeout, permission_mode = settings_limits(max_turns, timeout, permission_mode)
 
     try:
         from loopwright.server import (

@@ -2,8 +2,8 @@
 
 Model strings:
 
-- ``anthropic`` or ``anthropic:<model>`` (default ``claude-sonnet-4-5``): needs
-  ``ANTHROPIC_API_KEY``.
+- ``anthropic`` or ``anthropic:<model>`` (default ``claude-sonnet-5-5``; any model name, e.g.
+  ``anthropic:claude-sonnet-4-5``): needs ``ANTHROPIC_API_KEY``.
 - ``openai`` or ``openai:<model>`` (default ``gpt-4.1``): needs ``OPENAI_API_KEY``.
 - ``<provider>:<model>@<base_url>``, e.g. ``openai:llama3.2@http://127.0.0.1:11434/v1``: any
   server that speaks the provider's protocol (Ollama, vLLM, llama.cpp server, LM Studio); no

@@ -106,8 +106,11 @@ PRIMARY_ARGUMENTS: Mapping[str, str] = {
     "Glob": "path",
     "Grep": "path",
     "HTTP": "url",
-    "SQL": "query",
-    "Memory": "path",
+    "SQL": "sql",
+    "Memory": "text",
+    "Search": "query",
+    "Delegate": "task",
+    "Consult": "question",
 }
 #: For other tools, the first of these present in the input is the primary argument.
 FALLBACK_ARGUMENTS = ("file_path", "path", "command", "url", "code", "query")

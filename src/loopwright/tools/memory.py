@@ -272,6 +272,10 @@ class MemoryTools(Toolset):
                 self._bank.close()
                 self._bank = None
 
+    async def aclose(self) -> None:
+        """Called when the agent closes: the same as :meth:`close`."""
+        self.close()
+
 
 # --- rendering ---------------------------------------------------------------------------
 
