@@ -113,9 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "OpenTelemetry OTLP/HTTP endpoint for traces (any OTEL_EXPORTER_OTLP_* variable works).",
     ),
-    Setting(
-        "evals.enabled", "EVALS_ENABLED", "", "1: run evaluators on runs in the background."
-    ),
+    Setting("evals.enabled", "EVALS_ENABLED", "", "1: run evaluators on runs in the background."),
     Setting("evals.model", "EVALS_MODEL", "", "Model string of the judge (default: the agent's)."),
     Setting(
         "mcp_config",
