@@ -68,21 +68,44 @@ class Instrument:
         """The run yielded ``event`` to its consumer."""
 
 
-class Instruments:
-    """Several instruments called as one; each call is guarded so none can break the run."""
+_HOOKS = (
+    "run_started",
+    "run_finished",
+    "model_call_started",
+    "model_call_finished",
+    "tool_call_started",
+    "tool_call_finished",
+    "event",
+)
 
-    __slots__ = ("items",)
+
+class Instruments:
+    """Several instruments called as one; each call is guarded so none can break the run.
+
+    Each hook is bound once, for the instruments whose class overrides it (the defaults do
+    nothing), so a step pays only for the hooks that do something."""
+
+    __slots__ = ("_hooks", "items")
 
     def __init__(self, items: Sequence[Instrument]) -> None:
         self.items = tuple(items)
+        self._hooks: dict[str, tuple[tuple[Instrument, Callable[..., Any]], ...]] = {
+            name: tuple(
+                (item, getattr(item, name))
+                for item in self.items
+                if hasattr(item, name)
+                and getattr(type(item), name, None) is not getattr(Instrument, name)
+            )
+            for name in _HOOKS
+        }
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
     def call(self, method: str, *args: Any) -> None:
-        for item in self.items:
+        for item, hook in self._hooks[method]:
             try:
-                getattr(item, method)(*args)
+                hook(*args)
             except Exception:
                 log.exception("instrument %s failed in %s", type(item).__name__, method)
 

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, Sampler, SamplingResult
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
-from loopwright import ReadTool, ScriptedModel, ScriptedTurn, WriteTool, call
+from loopwright import BaseTool, ReadTool, ScriptedModel, ScriptedTurn, ToolResult, WriteTool, call
 from loopwright.events import Usage
 from loopwright.instrument import default_instruments
 from loopwright.models.base import ModelError, Pricing
@@ -163,6 +165,15 @@ def test_provider_names_from_model_strings() -> None:
     )
     assert provider_and_model(ScriptedModel([], name="local:smollm2")) == ("llama_cpp", "smollm2")
     assert provider_and_model(ScriptedModel([], name="scripted")) == ("scripted", "scripted")
+    # a fallback chain is named for its first model; a nameless model for its class
+    chain = ScriptedModel([], name="anthropic:claude-x > openai:gpt-5@http://127.0.0.1:1/v1")
+    assert provider_and_model(chain) == ("anthropic", "claude-x")
+    assert provider_and_model(ScriptedModel([], name="")) == ("scriptedmodel", "")
+    # parsed once per name: a model renamed later is parsed anew
+    model = ScriptedModel([], name="openai:gpt-5")
+    assert provider_and_model(model) == ("openai", "gpt-5")
+    model.name = "local:qwen3"
+    assert provider_and_model(model) == ("llama_cpp", "qwen3")
 
 
 async def test_contents_are_recorded_only_when_asked(
@@ -362,3 +373,207 @@ def test_langfuse_settings_build_its_otlp_endpoint() -> None:
     ) or ("", {})
     assert endpoint == "https://langfuse.example.org/api/public/otel/v1/traces"
     assert headers == {"Authorization": "Basic cGstbGYtMTpzay1sZi0y"}  # pk-lf-1:sk-lf-2
+
+
+# --- what the per-step fast paths must keep -------------------------------------------------
+
+
+class Echo(BaseTool):
+    """A tool named like an MCP server's, to check per-tool attributes (kept per name)."""
+
+    @property
+    def name(self) -> str:
+        return "mcp__files__echo"
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": "Echo the text.",
+            "input_schema": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}},
+                "required": ["text"],
+            },
+        }
+
+    async def execute(self, input: dict[str, Any]) -> ToolResult:
+        return {"content": f"echo: {input['text']}", "is_error": False}
+
+
+class Recording(Sampler):
+    """Samples the spans whose name ``keep`` accepts, and keeps what it was shown."""
+
+    def __init__(self, keep: Any = None) -> None:
+        self.keep = keep
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        self.seen.append((name, dict(attributes or {})))
+        sampled = self.keep is None or self.keep(name)
+        decision = Decision.RECORD_AND_SAMPLE if sampled else Decision.DROP
+        return SamplingResult(decision, attributes)
+
+    def get_description(self) -> str:
+        return "Recording"
+
+
+def sampled_provider(sampler: Sampler) -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+class KeepRuns(TracingInstrument):
+    """Keeps the runs it traced (to look at what the instrument left on them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.runs: list[RunContext] = []
+
+    def run_finished(self, run: RunContext, done: Any) -> None:
+        super().run_finished(run, done)
+        self.runs.append(run)
+
+
+async def test_each_tool_call_has_its_own_attributes(
+    tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    model = ScriptedModel(
+        [
+            [call("mcp__files__echo", text="a"), call("mcp__files__echo", text="b")],
+            [call("mcp__files__echo", text="c"), call("Read", file_path="none.txt")],
+            "Done.",
+        ]
+    )
+    agent = make_agent(
+        model,
+        tmp_path,
+        tools=[Echo, ReadTool],
+        instruments=[TracingInstrument(provider, record_content=True)],
+    )
+    result = await agent.collect("echo things")
+    assert result.stop_reason == "end_turn"
+
+    spans = by_name(exporter.get_finished_spans())
+    echoes = spans["execute_tool mcp__files__echo"]
+    (read,) = spans["execute_tool Read"]
+    calls = [u for m in result.session.messages for u in m.tool_uses]
+    ids = {u.id: u for u in calls}
+    assert sorted(attrs(s)["gen_ai.tool.call.id"] for s in [*echoes, read]) == sorted(ids)
+    for span in echoes:
+        found = attrs(span)
+        use = ids[str(found["gen_ai.tool.call.id"])]
+        assert found["gen_ai.tool.name"] == "mcp__files__echo"
+        assert found["gen_ai.tool.type"] == "extension"
+        assert json.loads(str(found["gen_ai.tool.call.arguments"])) == use.input
+        assert found["gen_ai.tool.call.result"] == f"echo: {use.input['text']}"
+        assert found["loopwright.tool.output_chars"] == len(f"echo: {use.input['text']}")
+    found = attrs(read)
+    assert found["gen_ai.tool.name"] == "Read"
+    assert found["gen_ai.tool.type"] == "function"
+    assert json.loads(str(found["gen_ai.tool.call.arguments"])) == {"file_path": "none.txt"}
+
+
+async def test_time_to_first_chunk_lies_within_the_chat_span(
+    tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    model = ScriptedModel(["A streamed answer, in several chunks of sixteen characters."])
+    agent = make_agent(model, tmp_path, instruments=[TracingInstrument(provider)])
+    await agent.collect("hi")
+    (chat,) = by_name(exporter.get_finished_spans())["chat scripted"]
+    assert chat.start_time is not None
+    assert chat.end_time is not None
+    first = attrs(chat)["gen_ai.response.time_to_first_chunk"]
+    assert isinstance(first, float)
+    assert 0 < first <= (chat.end_time - chat.start_time) / 1e9
+
+
+async def test_samplers_see_each_span_s_attributes_when_it_starts(tmp_path: Path) -> None:
+    sampler = Recording()
+    provider, exporter = sampled_provider(sampler)
+    model = ScriptedModel([call("Read", file_path="none.txt"), "Done."])
+    agent = make_agent(model, tmp_path, tools=[ReadTool], instruments=[TracingInstrument(provider)])
+    result = await agent.collect("read it")
+    provider.shutdown()
+
+    seen = {name: attributes for name, attributes in sampler.seen}
+    assert sorted(seen) == ["chat scripted", "execute_tool Read", "invoke_agent agent"]
+    assert seen["invoke_agent agent"]["gen_ai.agent.name"] == "agent"
+    assert seen["invoke_agent agent"]["gen_ai.conversation.id"] == result.session.id
+    chat = seen["chat scripted"]
+    assert chat["gen_ai.operation.name"] == "chat"
+    assert chat["gen_ai.request.model"] == "scripted"
+    assert chat["gen_ai.request.max_tokens"] == agent.max_output_tokens
+    assert chat["gen_ai.conversation.id"] == result.session.id
+    tool = seen["execute_tool Read"]
+    assert tool["gen_ai.tool.name"] == "Read"
+    assert tool["gen_ai.tool.call.id"] == result.session.messages[1].tool_uses[0].id
+    # what was shown at the start is what the spans carry
+    for span in exporter.get_finished_spans():
+        assert seen[span.name].items() <= attrs(span).items()
+
+
+async def test_a_run_whose_steps_are_sampled_out_still_gets_its_totals(tmp_path: Path) -> None:
+    provider, exporter = sampled_provider(Recording(lambda name: name.startswith("invoke_")))
+    model = ScriptedModel(
+        [
+            call("Read", file_path="none.txt"),
+            ScriptedTurn(error=ModelError("the provider is down")),
+        ]
+    )
+    agent = make_agent(model, tmp_path, tools=[ReadTool], instruments=[TracingInstrument(provider)])
+    result = await agent.collect("read it")
+    provider.shutdown()
+    assert result.stop_reason == "error"
+
+    (root,) = exporter.get_finished_spans()  # the chat and tool spans were dropped
+    assert root.name == "invoke_agent agent"
+    found = attrs(root)
+    assert found["loopwright.usage.tool_calls"] == 1
+    assert found["loopwright.usage.tool_errors"] == 1
+    assert found["gen_ai.usage.output_tokens"] == result.usage.output_tokens
+    # the failed model call's span was not recorded, but the run still says what failed
+    assert found["error.type"] == "ModelError"
+    assert root.status.status_code == StatusCode.ERROR
+
+
+async def test_an_unsampled_run_records_nothing_and_runs_normally(tmp_path: Path) -> None:
+    provider, exporter = sampled_provider(ALWAYS_OFF)
+    instrument = KeepRuns(provider, record_content=True)
+    model = ScriptedModel([call("Read", file_path="none.txt"), "Done."])
+    agent = make_agent(model, tmp_path, tools=[ReadTool], instruments=[instrument])
+    result = await agent.collect("read it")
+    provider.shutdown()
+    assert result.stop_reason == "end_turn"
+    assert exporter.get_finished_spans() == ()
+    # still one trace a later evaluation could link to (its spans are just not sampled)
+    context = span_context_of(instrument.runs[0])
+    assert context is not None
+    assert context.is_valid
+    assert not context.trace_flags.sampled
+
+
+async def test_without_an_sdk_a_run_keeps_no_tracing_state(tmp_path: Path) -> None:
+    instrument = KeepRuns(NoOpTracerProvider())
+    model = ScriptedModel(
+        [call("Delegate", agent="helper", task="look"), "Seen.", "The helper saw it."]
+    )
+    delegate = Delegate([SubAgent("helper", "Looks.", tools=[])])
+    agent = make_agent(model, tmp_path, tools=[delegate], instruments=[instrument])
+    result = await agent.collect("ask the helper")
+    assert result.stop_reason == "end_turn"
+    assert [run.path for run in instrument.runs] == ["agent/helper", "agent"]
+    for run in instrument.runs:
+        assert run.data == {}
+        assert span_context_of(run) is None

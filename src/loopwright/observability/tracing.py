@@ -22,6 +22,17 @@ cached ones included; ``gen_ai.usage.cache_read.input_tokens`` and
 ``gen_ai.usage.cache_creation.input_tokens`` say how many of them were read from or written to
 the provider's cache. Cost (US dollars) is ``loopwright.usage.cost_usd``.
 
+Cost per step: the hooks run on every model and tool call, so they do the least the SDK
+allows. What is the same for a whole run (provider, model, session, the ``chat`` span's name
+and opening attributes) is worked out once in :meth:`TracingInstrument.run_started`, and what
+is the same for every call of a tool (its span name and attributes) once per tool name.
+Attributes known when a span starts are passed to ``start_span`` (one validation pass in the
+SDK, and samplers see them); the run's parent context is made once. Contents are serialised
+only when recorded. A span the sampler dropped gets none of the attributes that are worked out
+when its call ends, and a run whose tracer is a no-op (no SDK installed) keeps no state, so
+its hooks return at once. ``benchmarks/tracing.py`` shows what is left beside the SDK's own
+cost.
+
 Exporting: nothing is exported unless configured. The environment switch
 (:func:`instrument_from_env`) reads the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` /
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (with ``OTEL_EXPORTER_OTLP_HEADERS`` and the other
@@ -43,6 +54,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -84,22 +96,48 @@ AGENT_PATH = "loopwright.agent.path"
 RUN_ID = "loopwright.run.id"
 STOP_REASON = "loopwright.stop_reason"
 OUTPUT_CHARS = "loopwright.tool.output_chars"
+CANCELLED = "loopwright.cancelled"
 SESSION_ID = "session.id"  # what Langfuse and Phoenix group sessions by
+
+# The conventions' names, read once (the hooks run on every call).
+_OPERATION = gen_ai.GEN_AI_OPERATION_NAME
+_PROVIDER = gen_ai.GEN_AI_PROVIDER_NAME
+_SYSTEM = gen_ai.GEN_AI_SYSTEM
+_REQUEST_MODEL = gen_ai.GEN_AI_REQUEST_MODEL
+_CONVERSATION = gen_ai.GEN_AI_CONVERSATION_ID
+_MAX_TOKENS = gen_ai.GEN_AI_REQUEST_MAX_TOKENS
+_TEMPERATURE = gen_ai.GEN_AI_REQUEST_TEMPERATURE
+_STOP_SEQUENCES = gen_ai.GEN_AI_REQUEST_STOP_SEQUENCES
+_OUTPUT_TYPE = gen_ai.GEN_AI_OUTPUT_TYPE
+_FINISH_REASONS = gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
+_FIRST_CHUNK = gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
+_INPUT_TOKENS = gen_ai.GEN_AI_USAGE_INPUT_TOKENS
+_OUTPUT_TOKENS = gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
+_CACHE_READ = gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+_CACHE_WRITE = gen_ai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+_TOOL_NAME = gen_ai.GEN_AI_TOOL_NAME
+_TOOL_CALL_ID = gen_ai.GEN_AI_TOOL_CALL_ID
+_TOOL_TYPE = gen_ai.GEN_AI_TOOL_TYPE
+_INPUT_MESSAGES = gen_ai.GEN_AI_INPUT_MESSAGES
+_OUTPUT_MESSAGES = gen_ai.GEN_AI_OUTPUT_MESSAGES
+_CLIENT = SpanKind.CLIENT
+_INTERNAL = SpanKind.INTERNAL
 
 _ON = frozenset({"1", "true", "yes", "on"})
 #: Providers whose model-string prefix differs from the conventions' provider name.
 _PROVIDERS = {"local": "llama_cpp"}
+#: Tool names whose span name and attributes are kept (past it, the table starts over).
+_TOOL_CACHE_SIZE = 1024
 
 
 @dataclass(slots=True, eq=False)
 class _RunSpans:
-    """The open spans of one run (kept in ``run.data``)."""
+    """The open spans of one run (kept in ``run.data``), and what its chat spans start with."""
 
     span: Span
-    context: Context
-    common: dict[str, Any]
-    provider: str
-    model: str
+    context: Context  # the run's span as a parent: made once, passed to every child span
+    chat_name: str  # "chat {model}"
+    chat_attributes: dict[str, Any]  # operation, provider, model, conversation: never mutated
     chat: Span | None = None
     chat_started_ns: int = 0
     first_chunk: bool = False
@@ -131,6 +169,8 @@ class TracingInstrument(Instrument):
         self.tracer: Tracer = self.provider.get_tracer("loopwright", __version__)
         self.record_content = record_content
         self.shutdown_on_close = shutdown_on_close
+        #: tool name -> (span name, the attributes every call of it starts with)
+        self._tools: dict[str, tuple[str, dict[str, Any]]] = {}
 
     # --- runs ---------------------------------------------------------------------------
 
@@ -138,27 +178,34 @@ class TracingInstrument(Instrument):
         agent = run.agent
         provider, model = provider_and_model(agent.model)
         session_id = run.session.id
-        common = {
-            gen_ai.GEN_AI_PROVIDER_NAME: provider,
-            gen_ai.GEN_AI_SYSTEM: provider,
-            gen_ai.GEN_AI_REQUEST_MODEL: model,
-            gen_ai.GEN_AI_CONVERSATION_ID: session_id,
-        }
-        attributes: dict[str, Any] = {
-            gen_ai.GEN_AI_OPERATION_NAME: "invoke_agent",
-            gen_ai.GEN_AI_AGENT_NAME: agent.name,
-            **common,
-            SESSION_ID: session_id,
-            AGENT_PATH: run.path,
-            RUN_ID: run.id,
-        }
         span = self.tracer.start_span(
             f"invoke_agent {agent.name}",
             context=self._parent_context(run),
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
+            kind=_INTERNAL,
+            attributes={
+                _OPERATION: "invoke_agent",
+                gen_ai.GEN_AI_AGENT_NAME: agent.name,
+                _PROVIDER: provider,
+                _SYSTEM: provider,
+                _REQUEST_MODEL: model,
+                _CONVERSATION: session_id,
+                SESSION_ID: session_id,
+                AGENT_PATH: run.path,
+                RUN_ID: run.id,
+            },
         )
-        run.data[self] = _RunSpans(span, trace.set_span_in_context(span), common, provider, model)
+        if not span.get_span_context().is_valid:
+            return  # a no-op tracer (no SDK): nothing this run does can be recorded
+        chat_attributes = {
+            _OPERATION: "chat",
+            _PROVIDER: provider,
+            _SYSTEM: provider,
+            _REQUEST_MODEL: model,
+            _CONVERSATION: session_id,
+        }
+        run.data[self] = _RunSpans(
+            span, trace.set_span_in_context(span), f"chat {model}", chat_attributes
+        )
 
     def _parent_context(self, run: RunContext) -> Context | None:
         """The parent's ``execute_tool`` span for a sub-agent, else the caller's context."""
@@ -173,74 +220,84 @@ class TracingInstrument(Instrument):
         return trace.set_span_in_context(tool_span) if tool_span is not None else state.context
 
     def run_finished(self, run: RunContext, done: Done) -> None:
-        state = run.data.get(self)
-        if not isinstance(state, _RunSpans):
+        state: _RunSpans | None = run.data.get(self)
+        if state is None:
             return
         if state.chat is not None:  # the run was stopped during a model call
-            state.chat.set_attribute("loopwright.cancelled", True)
+            state.chat.set_attribute(CANCELLED, True)
             state.chat.end()
             state.chat = None
         for tool_span in state.tools.values():
-            tool_span.set_attribute("loopwright.cancelled", True)
+            tool_span.set_attribute(CANCELLED, True)
             tool_span.end()
         state.tools.clear()
         span = state.span
-        attributes = _usage_attributes(done.usage, done.usage.cost_usd)
+        if not span.is_recording():  # sampled out: nothing to add
+            span.end()
+            return
+        usage = done.usage
+        attributes = _usage_attributes(usage, usage.cost_usd)
         attributes[STOP_REASON] = done.stop_reason
-        attributes["loopwright.usage.model_calls"] = done.usage.model_calls
-        attributes["loopwright.usage.tool_calls"] = done.usage.tool_calls
-        attributes["loopwright.usage.tool_errors"] = done.usage.tool_errors
+        attributes["loopwright.usage.model_calls"] = usage.model_calls
+        attributes["loopwright.usage.tool_calls"] = usage.tool_calls
+        attributes["loopwright.usage.tool_errors"] = usage.tool_errors
         if self.record_content:
             messages = run.session.messages
             if messages and messages[-1].role == "assistant":
-                attributes[gen_ai.GEN_AI_OUTPUT_MESSAGES] = _json(
+                attributes[_OUTPUT_MESSAGES] = _json(
                     [_message_json(messages[-1], finish_reason=done.stop_reason)]
                 )
-        span.set_attributes(attributes)
         if done.stop_reason == "error":
-            span.set_attribute(ERROR_TYPE, state.error_type or "_OTHER")
+            attributes[ERROR_TYPE] = state.error_type or "_OTHER"
             span.set_status(Status(StatusCode.ERROR, done.detail or "the run failed"))
+        span.set_attributes(attributes)
         span.end()
 
     # --- model calls --------------------------------------------------------------------
 
     def model_call_started(self, run: RunContext, request: ModelRequest) -> None:
-        state = run.data.get(self)
-        if not isinstance(state, _RunSpans):
+        state: _RunSpans | None = run.data.get(self)
+        if state is None:
             return
-        attributes: dict[str, Any] = {
-            gen_ai.GEN_AI_OPERATION_NAME: "chat",
-            **state.common,
-            gen_ai.GEN_AI_REQUEST_MAX_TOKENS: request.max_tokens,
-            gen_ai.GEN_AI_REQUEST_TEMPERATURE: request.temperature,
+        attributes = {
+            **state.chat_attributes,
+            _MAX_TOKENS: request.max_tokens,
+            _TEMPERATURE: request.temperature,
         }
         if request.stop:
-            attributes[gen_ai.GEN_AI_REQUEST_STOP_SEQUENCES] = list(request.stop)
+            attributes[_STOP_SEQUENCES] = list(request.stop)
         if request.response_format is not None:
-            attributes[gen_ai.GEN_AI_OUTPUT_TYPE] = "json"
+            attributes[_OUTPUT_TYPE] = "json"
         if self.record_content:
-            if not state.prompt_recorded:
-                # the run's prompt reaches the session after run_started: record it here
-                state.prompt_recorded = True
-                last = request.messages[-1] if request.messages else None
-                if last is not None and last.role == "user":
-                    state.span.set_attribute(
-                        gen_ai.GEN_AI_INPUT_MESSAGES, _json([_message_json(last)])
-                    )
-            if request.system:
-                attributes[gen_ai.GEN_AI_SYSTEM_INSTRUCTIONS] = _json(
-                    [{"type": "text", "content": request.system}]
-                )
-            attributes[gen_ai.GEN_AI_INPUT_MESSAGES] = _json(_messages_json(request.messages))
-        span = self.tracer.start_span(
-            f"chat {state.model}",
+            self._record_prompt(state, request, attributes)
+        # our own clock reading is the span's start, so time to first chunk needs no lookup
+        started = time.time_ns()
+        state.chat = self.tracer.start_span(
+            state.chat_name,
             context=state.context,
-            kind=SpanKind.CLIENT,
+            kind=_CLIENT,
             attributes=attributes,
+            start_time=started,
         )
-        state.chat = span
+        state.chat_started_ns = started
         state.first_chunk = False
-        state.chat_started_ns = getattr(span, "start_time", None) or 0
+
+    def _record_prompt(
+        self, state: _RunSpans, request: ModelRequest, attributes: dict[str, Any]
+    ) -> None:
+        """Contents of a chat span (``record_content``): system prompt and input messages;
+        the run's prompt also goes on the run's span, at its first model call."""
+        if not state.prompt_recorded:
+            # the run's prompt reaches the session after run_started: record it here
+            state.prompt_recorded = True
+            last = request.messages[-1] if request.messages else None
+            if last is not None and last.role == "user":
+                state.span.set_attribute(_INPUT_MESSAGES, _json([_message_json(last)]))
+        if request.system:
+            attributes[gen_ai.GEN_AI_SYSTEM_INSTRUCTIONS] = _json(
+                [{"type": "text", "content": request.system}]
+            )
+        attributes[_INPUT_MESSAGES] = _json(_messages_json(request.messages))
 
     def model_call_finished(
         self,
@@ -250,20 +307,29 @@ class TracingInstrument(Instrument):
         error: BaseException | None,
         duration_s: float,
     ) -> None:
-        state = run.data.get(self)
-        if not isinstance(state, _RunSpans) or state.chat is None:
+        state: _RunSpans | None = run.data.get(self)
+        if state is None:
             return
-        span, state.chat = state.chat, None
+        span = state.chat
+        if span is None:
+            return
+        state.chat = None
+        if not span.is_recording():  # sampled out: nothing to add
+            if isinstance(error, Exception):
+                state.error_type = type(error).__name__  # the run's span may be recorded
+            span.end()
+            return
         if response is not None:
             usage = response.usage
             cost = usage.cost_usd
-            pricing = run.agent.model.pricing
-            if cost == 0.0 and pricing is not None:
-                cost = pricing.cost(usage)  # the loop prices the call just after this hook
+            if cost == 0.0:
+                pricing = run.agent.model.pricing
+                if pricing is not None:
+                    cost = pricing.cost(usage)  # the loop prices the call just after this hook
             attributes = _usage_attributes(usage, cost)
-            attributes[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS] = (response.stop_reason,)
+            attributes[_FINISH_REASONS] = (response.stop_reason,)
             if self.record_content:
-                attributes[gen_ai.GEN_AI_OUTPUT_MESSAGES] = _json(
+                attributes[_OUTPUT_MESSAGES] = _json(
                     [_message_json(response.message, finish_reason=response.stop_reason)]
                 )
             span.set_attributes(attributes)
@@ -274,44 +340,59 @@ class TracingInstrument(Instrument):
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, str(error) or kind))
         else:  # cancelled, or the consumer stopped reading
-            span.set_attribute("loopwright.cancelled", True)
+            span.set_attribute(CANCELLED, True)
         span.end()
 
     # --- tool calls ---------------------------------------------------------------------
 
     def tool_call_started(self, run: RunContext, call: ToolUseBlock) -> None:
-        state = run.data.get(self)
-        if not isinstance(state, _RunSpans):
+        state: _RunSpans | None = run.data.get(self)
+        if state is None:
             return
-        attributes: dict[str, Any] = {
-            gen_ai.GEN_AI_OPERATION_NAME: "execute_tool",
-            gen_ai.GEN_AI_TOOL_NAME: call.name,
-            gen_ai.GEN_AI_TOOL_CALL_ID: call.id,
-            gen_ai.GEN_AI_TOOL_TYPE: "extension" if call.name.startswith("mcp__") else "function",
-        }
+        name = call.name
+        known = self._tools.get(name)
+        if known is None:
+            known = self._tool_start(name)
+        span_name, base = known
+        attributes = {**base, _TOOL_CALL_ID: call.id}
         if self.record_content:
             attributes[gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS] = _json(call.input)
         state.tools[call.id] = self.tracer.start_span(
-            f"execute_tool {call.name}",
-            context=state.context,
-            kind=SpanKind.INTERNAL,
-            attributes=attributes,
+            span_name, context=state.context, kind=_INTERNAL, attributes=attributes
         )
+
+    def _tool_start(self, name: str) -> tuple[str, dict[str, Any]]:
+        """The span name and opening attributes of every call of tool ``name``."""
+        if len(self._tools) >= _TOOL_CACHE_SIZE:
+            self._tools.clear()
+        known = (
+            f"execute_tool {name}",
+            {
+                _OPERATION: "execute_tool",
+                _TOOL_NAME: name,
+                _TOOL_TYPE: "extension" if name.startswith("mcp__") else "function",
+            },
+        )
+        self._tools[name] = known
+        return known
 
     def tool_call_finished(
         self, run: RunContext, call: ToolUseBlock, result: dict[str, Any], duration_s: float
     ) -> None:
-        state = run.data.get(self)
-        if not isinstance(state, _RunSpans):
+        state: _RunSpans | None = run.data.get(self)
+        if state is None:
             return
         span = state.tools.pop(call.id, None)
         if span is None:
             return
+        if not span.is_recording():  # sampled out: nothing to add
+            span.end()
+            return
         text = _result_text(result.get("content", ""))
-        attributes: dict[str, Any] = {OUTPUT_CHARS: len(text)}
         if self.record_content:
-            attributes[gen_ai.GEN_AI_TOOL_CALL_RESULT] = text
-        span.set_attributes(attributes)
+            span.set_attributes({OUTPUT_CHARS: len(text), gen_ai.GEN_AI_TOOL_CALL_RESULT: text})
+        else:
+            span.set_attribute(OUTPUT_CHARS, len(text))
         if result.get("is_error"):
             span.set_attribute(ERROR_TYPE, "ToolError")
             span.set_status(Status(StatusCode.ERROR, _first_line(text)))
@@ -320,37 +401,44 @@ class TracingInstrument(Instrument):
     # --- events -------------------------------------------------------------------------
 
     def event(self, run: RunContext, event: Event) -> None:
-        if isinstance(event, TextDelta):
-            state = run.data.get(self)
-            if (
-                isinstance(state, _RunSpans)
-                and state.chat is not None
-                and not state.first_chunk
-                and event.agent is None
-            ):
-                state.first_chunk = True
-                now = time.time_ns()
-                if state.chat_started_ns and now > state.chat_started_ns:
-                    state.chat.set_attribute(
-                        gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
-                        (now - state.chat_started_ns) / 1e9,
-                    )
-        elif isinstance(event, Error):
-            state = run.data.get(self)
-            if isinstance(state, _RunSpans):
-                target = state.chat if state.chat is not None else state.span
-                target.add_event(
-                    "loopwright.retry" if event.retrying else "loopwright.error",
-                    {"message": event.message, "retryable": event.retryable},
-                )
-        elif isinstance(event, ApprovalRequest):
-            state = run.data.get(self)
-            if isinstance(state, _RunSpans):
-                tool_span = state.tools.get(event.tool_call_id)
-                (tool_span or state.span).add_event(
-                    "loopwright.approval_request",
-                    {"gen_ai.tool.name": event.name, "reason": event.reason},
-                )
+        # most events (tool calls and results, usage updates) concern no span: the exact
+        # type is enough to tell (events are final dataclasses), and cheaper than isinstance
+        if type(event) is TextDelta:
+            self._text_delta(run, event)
+        elif type(event) is Error:
+            self._error(run, event)
+        elif type(event) is ApprovalRequest:
+            self._approval_request(run, event)
+
+    def _text_delta(self, run: RunContext, event: TextDelta) -> None:
+        """The first chunk of a model call's answer: its time to first chunk."""
+        state: _RunSpans | None = run.data.get(self)
+        if state is None or state.chat is None or state.first_chunk or event.agent is not None:
+            return
+        state.first_chunk = True
+        now = time.time_ns()
+        if state.chat_started_ns and now > state.chat_started_ns:
+            state.chat.set_attribute(_FIRST_CHUNK, (now - state.chat_started_ns) / 1e9)
+
+    def _error(self, run: RunContext, event: Error) -> None:
+        state: _RunSpans | None = run.data.get(self)
+        if state is None:
+            return
+        target = state.chat if state.chat is not None else state.span
+        target.add_event(
+            "loopwright.retry" if event.retrying else "loopwright.error",
+            {"message": event.message, "retryable": event.retryable},
+        )
+
+    def _approval_request(self, run: RunContext, event: ApprovalRequest) -> None:
+        state: _RunSpans | None = run.data.get(self)
+        if state is None:
+            return
+        tool_span = state.tools.get(event.tool_call_id)
+        (tool_span or state.span).add_event(
+            "loopwright.approval_request",
+            {"gen_ai.tool.name": event.name, "reason": event.reason},
+        )
 
     # --- shutdown -----------------------------------------------------------------------
 
@@ -392,25 +480,31 @@ def provider_and_model(model: Model) -> tuple[str, str]:
     """The conventions' provider name and the model name for ``model``: ``anthropic`` and
     ``claude-sonnet-4-5`` for ``anthropic:claude-sonnet-4-5``; ``openai`` for an
     OpenAI-compatible server (``openai:NAME@URL``)."""
-    name = model.name.split(" > ", 1)[0]  # a fallback chain: its first model
+    return _parse_model_name(model.name, type(model).__name__)
+
+
+@lru_cache(maxsize=256)
+def _parse_model_name(full_name: str, type_name: str) -> tuple[str, str]:
+    """:func:`provider_and_model` for a model string, parsed once per name."""
+    name = full_name.split(" > ", 1)[0]  # a fallback chain: its first model
     prefix, sep, rest = name.partition(":")
     if not sep:
-        return name or type(model).__name__.lower(), name
+        return name or type_name.lower(), name
     return _PROVIDERS.get(prefix, prefix), rest.split("@", 1)[0] or name
 
 
 def _usage_attributes(usage: Usage, cost: float) -> dict[str, Any]:
+    cache_read = usage.cache_read_tokens
+    cache_write = usage.cache_write_tokens
     attributes: dict[str, Any] = {
-        gen_ai.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens
-        + usage.cache_read_tokens
-        + usage.cache_write_tokens,
-        gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+        _INPUT_TOKENS: usage.input_tokens + cache_read + cache_write,
+        _OUTPUT_TOKENS: usage.output_tokens,
         COST_USD: cost,
     }
-    if usage.cache_read_tokens:
-        attributes[gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
-    if usage.cache_write_tokens:
-        attributes[gen_ai.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+    if cache_read:
+        attributes[_CACHE_READ] = cache_read
+    if cache_write:
+        attributes[_CACHE_WRITE] = cache_write
     return attributes
 
 
