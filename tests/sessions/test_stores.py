@@ -235,3 +235,22 @@ def test_postgres_store_from_the_environment(
 def test_postgres_unreachable_says_what_to_check() -> None:
     with pytest.raises(ConnectionError, match="check the DSN"):
         PostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_many_processes_can_open_a_new_sqlite_store_at_once(tmp_path: Path) -> None:
+    """Parallel eval workers each open the same new database file at the same moment."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "fresh.db"
+    code = (
+        "import sys; from loopwright import SQLiteStore, Session\n"
+        "store = SQLiteStore(sys.argv[1])\n"
+        "Session.create(root=sys.argv[2], store=store)\n"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code, str(db), str(tmp_path / "ws")])
+        for _ in range(8)
+    ]
+    assert [w.wait(timeout=60) for w in workers] == [0] * 8
+    assert len(SQLiteStore(db).list()) == 8

@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from loopwright.events import Usage
@@ -49,11 +50,27 @@ class SQLiteStore(SessionStore):
         self._db = sqlite3.connect(
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._initialise()
         #: ids whose row this store has written or read, so a save can be a plain UPDATE
         self._known: set[str] = set()
+
+    def _initialise(self, timeout: float = 30.0) -> None:
+        """WAL mode and the tables. Several processes may open a new file at once (parallel
+        eval workers): switching to WAL takes a lock the busy timeout does not wait for, so
+        a "locked" answer is retried until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     @classmethod
     def default(cls) -> SQLiteStore:
