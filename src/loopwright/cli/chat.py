@@ -21,6 +21,7 @@ from rich.text import Text
 from loopwright.cli.render import EventPrinter, format_usage, make_console
 from loopwright.cli.run import close_agent, drive, resume_hint
 from loopwright.cli.runtime import CliError, Setup, setup
+from loopwright.events import Event
 from loopwright.sessions.session import new_session_id
 
 PROMPT = "you> "
@@ -66,23 +67,38 @@ def _line_editing() -> Iterator[None]:
             readline.write_history_file(path)
 
 
-def _read_line(interactive: bool) -> str | None:
-    """The next line, or ``None`` at the end of input."""
+def _read_line(interactive: bool, quiet: bool = False) -> str | None:
+    """The next line, or ``None`` at the end of input (``quiet``: no prompt or echo on
+    stdout, which then holds only JSON lines)."""
     try:
-        line = input(PROMPT)
+        line = input("" if quiet else PROMPT)
     except EOFError:
-        print()  # end the prompt's line
+        if not quiet:
+            print()  # end the prompt's line
         return None
-    if not interactive:
+    if not interactive and not quiet:
         print(line)  # echo piped input so the transcript reads like a conversation
     return line
 
 
 def chat(*, model: str, session_id: str | None, permission_mode: str | None = None) -> int:
     """Run the chat loop until the user quits; return the exit status."""
-    ready = setup(model, session_id, permission_mode=permission_mode)
+    return chat_ready(setup(model, session_id, permission_mode=permission_mode))
+
+
+def chat_ready(
+    ready: Setup,
+    *,
+    title: str = "loopwright chat",
+    hint: Callable[[str], str] | None = None,
+    as_json: bool = False,
+) -> int:
+    """The chat loop with a ready agent and session (any agent); ``hint`` says how to
+    continue; ``as_json`` prints events as JSON lines on stdout (the chat's own lines go to
+    stderr)."""
+    hint = hint or resume_hint
     agent = ready.agent
-    console = make_console()
+    console = make_console(sys.stderr if as_json else None)
     interactive = sys.stdin.isatty()
     editing: contextlib.AbstractContextManager[None] = (
         _line_editing() if interactive else contextlib.nullcontext()
@@ -93,18 +109,19 @@ def chat(*, model: str, session_id: str | None, permission_mode: str | None = No
         state = f"resumed, {len(ready.existing.messages)} messages"
     console.print(
         Text(
-            f"loopwright chat · model {agent.model.name} · session {ready.session_id} ({state}) · "
+            f"{title} · model {agent.model.name} · session {ready.session_id} ({state}) · "
             "/help for commands, /exit to quit",
             style="dim",
         )
     )
-    printer = EventPrinter(console)
+    printer = None if as_json else EventPrinter(console)
+    emit = printer.handle if printer is not None else _json_line
     chat_state = ChatState(ready)
     with asyncio.Runner() as runner, editing:
         try:
             while True:
                 try:
-                    line = _read_line(interactive)
+                    line = _read_line(interactive, quiet=as_json)
                 except KeyboardInterrupt:
                     console.print("\n(press Ctrl-D or type /exit to quit)", style="dim")
                     continue
@@ -117,22 +134,31 @@ def chat(*, model: str, session_id: str | None, permission_mode: str | None = No
                     if not chat_state.command(console, text):
                         break
                     continue
-                printer.restart()
+                if printer is not None:
+                    printer.restart()
                 try:
-                    runner.run(drive(agent, chat_state.ready.session(), line, printer.handle))
-                    console.print()
+                    runner.run(drive(agent, chat_state.ready.session(), line, emit))
+                    if printer is not None:
+                        console.print()
                 except KeyboardInterrupt:
-                    printer.stop()
+                    if printer is not None:
+                        printer.stop()
                     console.print(
                         "(interrupted: the turn stopped; the conversation so far is kept)",
                         style="yellow",
                     )
         finally:
-            printer.stop()
+            if printer is not None:
+                printer.stop()
             close_agent(runner, agent)
     if chat_state.ready.existing is not None:
-        console.print(resume_hint(chat_state.ready.session_id), style="dim")
+        console.print(hint(chat_state.ready.session_id), style="dim")
     return 0
+
+
+def _json_line(event: Event) -> None:
+    sys.stdout.write(event.to_json() + "\n")
+    sys.stdout.flush()
 
 
 class ChatState:

@@ -13,8 +13,6 @@ usage error, 130 interrupted.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -24,7 +22,6 @@ if TYPE_CHECKING:
 
     from loopwright.agent import Agent
     from loopwright.cli.runtime import Setup
-    from loopwright.events import Event
     from loopwright.models import ModelChoice
     from loopwright.sessions.store import SessionStore
 
@@ -221,134 +218,24 @@ def build_agent(
 
 def session_setup(agent: Agent, store: SessionStore, session_id: str | None) -> Setup:
     """The session to continue, or the id of the one to create, as the CLI's ``Setup``."""
-    import sqlite3
+    from loopwright.cli.runtime import session_setup as setup_session
 
-    from loopwright.cli.runtime import EXIT_USAGE, CliError, Setup
-    from loopwright.sessions.session import Session, new_session_id, validate_session_id
-
-    if session_id is None:
-        return Setup(agent, new_session_id(), None)
-    try:
-        validate_session_id(session_id)
-        existing = Session.resume(session_id, store=store) if store.exists(session_id) else None
-    except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-    except (OSError, sqlite3.Error) as exc:
-        raise CliError(
-            f"cannot open session {session_id} ({exc}); check that LOOPWRIGHT_HOME points to "
-            "a writable directory"
-        ) from None
-    return Setup(agent, session_id, existing)
-
-
-def _emitter(as_json: bool) -> tuple[Callable[[Event], None], Any]:
-    """Where events go: JSON lines on stdout, or the CLI's event printer."""
-    if as_json:
-
-        def emit(event: Event) -> None:
-            sys.stdout.write(event.to_json() + "\n")
-            sys.stdout.flush()
-
-        return emit, None
-    from loopwright.cli.render import EventPrinter, make_console
-
-    printer = EventPrinter(make_console())
-    return printer.handle, printer
+    return setup_session(agent, store, session_id)
 
 
 def ask(ready: Setup, prompt: str, *, as_json: bool = False) -> int:
     """Run one question to the end with the ``run`` command's driver; the exit status."""
-    import asyncio
+    from loopwright.cli.run import run_ready
 
-    from loopwright.cli.run import close_agent, drive
-    from loopwright.cli.runtime import EXIT_INTERRUPTED, exit_code_for
-
-    agent, session = ready.agent, ready.session()
-    if as_json:
-        print(f"session {session.id}", file=sys.stderr, flush=True)
-    emit, printer = _emitter(as_json)
-    with asyncio.Runner() as runner:
-        try:
-            done = runner.run(drive(agent, session, prompt, emit))
-        except KeyboardInterrupt:
-            if printer is not None:
-                printer.end_line()
-            print(
-                f"interrupted; the history so far is saved. {resume_hint(session.id)}",
-                file=sys.stderr,
-                flush=True,
-            )
-            return EXIT_INTERRUPTED
-        finally:
-            close_agent(runner, agent)
-    if printer is not None:
-        printer.console.print(f"workspace {session.workspace_dir}", style="dim")
-        printer.console.print(resume_hint(session.id), style="dim")
-    elif done.stop_reason != "end_turn":
-        print(f"stopped: {done.stop_reason} {done.detail}".rstrip(), file=sys.stderr)
-    return exit_code_for(done.stop_reason)
+    return run_ready(ready, prompt, as_json=as_json, hint=resume_hint, show_workspace=True)
 
 
 def chat(ready: Setup, *, as_json: bool = False) -> int:
     """A chat with the agent over one session, with the chat command's slash commands;
     the end of input or ``/exit`` quits."""
-    import asyncio
-    import contextlib
+    from loopwright.cli.chat import chat_ready
 
-    from rich.text import Text
-
-    from loopwright.cli.chat import PROMPT, ChatState
-    from loopwright.cli.render import make_console
-    from loopwright.cli.run import close_agent, drive
-
-    with contextlib.suppress(ImportError):
-        import readline  # noqa: F401  (line editing for input())
-    console = make_console(sys.stderr if as_json else None)
-    interactive = sys.stdin.isatty()
-    state = "new session" if ready.existing is None else "resumed"
-    console.print(
-        Text(
-            f"loopwright healthcare · model {ready.agent.model.name} · session "
-            f"{ready.session_id} ({state}) · ask a research question; /help, /exit",
-            style="dim",
-        )
-    )
-    emit, printer = _emitter(as_json)
-    chat_state = ChatState(ready)
-    with asyncio.Runner() as runner:
-        try:
-            while True:
-                try:
-                    line = input(PROMPT if interactive else "")
-                except EOFError:
-                    break
-                except KeyboardInterrupt:
-                    console.print("\n(press Ctrl-D or type /exit to quit)", style="dim")
-                    continue
-                text = line.strip()
-                if not text:
-                    continue
-                if not interactive and not as_json:
-                    console.print(Text(PROMPT + line))
-                if text.startswith("/"):
-                    if not chat_state.command(console, text):
-                        break
-                    continue
-                if printer is not None:
-                    printer.restart()
-                try:
-                    runner.run(drive(ready.agent, chat_state.ready.session(), line, emit))
-                except KeyboardInterrupt:
-                    if printer is not None:
-                        printer.stop()
-                    console.print("(interrupted: the conversation so far is kept)", style="yellow")
-        finally:
-            if printer is not None:
-                printer.stop()
-            close_agent(runner, ready.agent)
-    if chat_state.ready.existing is not None:
-        console.print(resume_hint(chat_state.ready.session_id), style="dim")
-    return 0
+    return chat_ready(ready, title="loopwright healthcare", hint=resume_hint, as_json=as_json)
 
 
 def resume_hint(session_id: str) -> str:

@@ -9,7 +9,14 @@ import sys
 from collections.abc import Callable
 
 from loopwright.agent import Agent
-from loopwright.cli.runtime import EXIT_INTERRUPTED, EXIT_USAGE, CliError, exit_code_for, setup
+from loopwright.cli.runtime import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliError,
+    Setup,
+    exit_code_for,
+    setup,
+)
 from loopwright.events import ApprovalRequest, Done, Event
 from loopwright.sessions.session import Session
 
@@ -111,6 +118,20 @@ def run_task(
     ready = setup(
         model, session_id, max_turns=max_turns, timeout=timeout, permission_mode=permission_mode
     )
+    return run_ready(ready, prompt, as_json=as_json)
+
+
+def run_ready(
+    ready: Setup,
+    prompt: str,
+    *,
+    as_json: bool,
+    hint: Callable[[str], str] | None = None,
+    show_workspace: bool = False,
+) -> int:
+    """Run ``prompt`` with a ready agent and session (any agent: the standard one, the
+    healthcare one...) and return the exit status; ``hint`` says how to continue."""
+    hint = hint or resume_hint
     agent, session = ready.agent, ready.session()
     emit: Callable[[Event], None]
     if as_json:
@@ -132,9 +153,9 @@ def run_task(
             done = runner.run(drive(agent, session, prompt, emit))
         except KeyboardInterrupt:
             if printer is not None:
-                printer.end_line()
+                printer.stop()
             print(
-                f"interrupted; the history so far is saved. {resume_hint(session.id)}",
+                f"interrupted; the history so far is saved. {hint(session.id)}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -143,7 +164,9 @@ def run_task(
             close_agent(runner, agent)
 
     if printer is not None:
-        printer.console.print(resume_hint(session.id), style="dim")
+        if show_workspace:
+            printer.console.print(f"workspace {session.workspace_dir}", style="dim")
+        printer.console.print(hint(session.id), style="dim")
     elif done.stop_reason != "end_turn":
         print(f"stopped: {done.stop_reason} {done.detail}".rstrip(), file=sys.stderr)
     return exit_code_for(done.stop_reason)

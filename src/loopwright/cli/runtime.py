@@ -277,18 +277,23 @@ def setup(
         timeout=timeout,
         permission_mode=permission_mode,
     )
-    ready = Setup(agent, new_session_id(), None)
-    if session_id is not None:
-        try:
-            validate_session_id(session_id)
-            existing = Session.resume(session_id, store=store) if store.exists(session_id) else None
-        except ValueError as exc:
-            raise CliError(str(exc), EXIT_USAGE) from None
-        except (OSError, sqlite3.Error) as exc:
-            raise CliError(
-                f"cannot open session {session_id} ({exc}); check that LOOPWRIGHT_HOME points "
-                "to a writable directory"
-            ) from None
-        ready = Setup(agent, session_id, existing)
+    ready = session_setup(agent, store, session_id)
     announce_model(choice, agent.model.name)
     return ready
+
+
+def session_setup(agent: Agent, store: SessionStore, session_id: str | None) -> Setup:
+    """The session to continue, or the id of the one to create, for ``agent``."""
+    if session_id is None:
+        return Setup(agent, new_session_id(), None)
+    try:
+        validate_session_id(session_id)
+        existing = Session.resume(session_id, store=store) if store.exists(session_id) else None
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise CliError(
+            f"cannot open session {session_id} ({exc}); check that LOOPWRIGHT_HOME points "
+            "to a writable directory"
+        ) from None
+    return Setup(agent, session_id, existing)
