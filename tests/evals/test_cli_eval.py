@@ -224,3 +224,35 @@ def test_ctrl_c_keeps_finished_results_and_resume_finishes_the_suite(
     final = json.loads((tmp_path / "two.results.json").read_text())
     assert final["complete"] is True
     assert sorted(r["task_id"] for r in final["results"]) == ["quick", "slow"]
+
+
+def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    import pexpect
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(LOOPWRIGHT_HOME=str(tmp_path / "home"), TERM="xterm-256color")
+    child = pexpect.spawn(
+        sys.executable,
+        [
+            "-m",
+            "loopwright.cli.app",
+            "eval",
+            str(EXAMPLE),
+            "--model",
+            "scripted",
+            "-o",
+            str(tmp_path / "out.json"),
+        ],
+        env=env,
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(40, 120),
+    )
+    child.expect(r"suite \S+ .*\d+/13")  # the bar: description and M/N
+    child.expect_exact("✓")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

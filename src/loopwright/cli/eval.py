@@ -9,6 +9,7 @@ model or option, 130 when interrupted (the results so far are saved; ``--resume`
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -205,19 +206,38 @@ def run_eval(
     total = todo
     finished = 0
 
+    # on a terminal, a progress bar (the per-run lines print above it); else plain lines
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bar: Progress | None = None
+    if sys.stderr.isatty() and total:
+        bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        bar_task = bar.add_task(f"suite {suite.name}", total=total)
+
     def progress(result: TaskResult) -> None:
         nonlocal finished
         finished += 1
         mark = {"passed": "✓", "failed": "✗"}.get(result.status, "!")
         extra = f" ({result.error})" if result.status == "error" and result.error else ""
-        print(
+        line = (
             f"{mark} {result.task_id} [epoch {result.epoch}] {result.status} "
-            f"in {result.duration_s:.2f}s{extra}",
-            file=sys.stderr,
-            flush=True,
+            f"in {result.duration_s:.2f}s{extra}"
         )
+        if bar is not None:
+            bar.console.print(line, highlight=False, markup=False)
+            bar.advance(bar_task)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
-    with asyncio.Runner() as runner:
+    with asyncio.Runner() as runner, bar if bar is not None else contextlib.nullcontext():
         runner.run(probe.aclose())
         try:
             record = runner.run(
