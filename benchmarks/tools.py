@@ -242,6 +242,7 @@ def sandbox_startup(quick: bool) -> tuple[list[str], Any]:
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load {path}")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while defined
         spec.loader.exec_module(module)
         measure = module.measure_sandbox_startup
         parameters = inspect.signature(measure).parameters
