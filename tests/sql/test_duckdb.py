@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import os
+import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -17,8 +20,17 @@ import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
-from loopwright.sql import DuckDBBackend, QueryRefused, SQLError, connect
+from loopwright.sql import (
+    DuckDBBackend,
+    Interrupter,
+    QueryRefused,
+    ResultFileError,
+    SQLError,
+    connect,
+)
+from loopwright.sql.base import BUSY_WORKER, IDLE_WORKER, Workers, Written, run_in_worker
 from loopwright.sql.duckdb import open_read_only
+from loopwright.sql.output import INLINE_ROWS, PIECE_ROWS, write_result
 from loopwright.tools.sql import SQLTool
 
 HUMIRA_CA = """
@@ -60,14 +72,21 @@ def wait_for_a_worker() -> None:
 
 
 def workers() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("loopwright-")]
+    """The threads running a query, writing a file or stopping one (an idle worker, kept for
+    the next query, runs nothing)."""
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith("loopwright-") and t.name != IDLE_WORKER
+    ]
 
 
 def workers_left() -> list[str]:
     """The query threads still running once they have had a moment to return."""
-    for thread in workers():
-        thread.join(timeout=10)
-    return [t.name for t in workers()]
+    deadline = time.monotonic() + 10
+    while (busy := workers()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [t.name for t in busy]
 
 
 async def test_the_guides_example_saves_csv_and_parquet_and_previews(
@@ -503,3 +522,231 @@ async def test_refusals_happen_before_the_database_sees_the_statement(workspace:
     finally:
         await backend.aclose()
     assert tables == {}
+
+
+def write_from_duckdb(
+    sql: str, directory: Path, name: str, *, inline_rows: int, piece_rows: int
+) -> tuple[Written, list[str]]:
+    """``sql``'s result, streamed by DuckDB in small batches, written by the tool's writer;
+    and the names of the threads the writer started."""
+    started: list[str] = []
+
+    def first_call_in_a_new_thread(frame: object, event: str, arg: object) -> None:
+        started.append(threading.current_thread().name)
+        sys.setprofile(None)
+
+    with duckdb.connect() as connection:
+        reader = connection.sql(sql).to_arrow_reader(300)
+        threading.setprofile(first_call_in_a_new_thread)
+        try:
+            written = write_result(
+                reader.schema,
+                iter(reader),
+                str(directory / f"{name}.csv"),
+                str(directory / f"{name}.parquet"),
+                max_rows=1_000_000,
+                preview_rows=3,
+                stop=Interrupter(),
+                piece_rows=piece_rows,
+                inline_rows=inline_rows,
+            )
+        finally:
+            threading.setprofile(None)
+    return written, started
+
+
+@pytest.mark.parametrize(
+    ("rows", "piece_rows", "in_place"),
+    [
+        (0, PIECE_ROWS, True),
+        (1, PIECE_ROWS, True),
+        (INLINE_ROWS, PIECE_ROWS, True),
+        (INLINE_ROWS + 1, PIECE_ROWS, False),  # whole, but not small
+        (1000, 1000, False),  # fills a piece: more may follow
+        (3005, 1000, False),
+    ],
+)
+def test_small_results_are_written_in_place_with_the_same_files(
+    workspace: Path, rows: int, piece_rows: int, in_place: bool
+) -> None:
+    """A whole small result is written without the Parquet thread; its files are the same
+    as the threaded writer's, byte for byte (CSV) and value for value (Parquet)."""
+    sql = (
+        "SELECT range AS id, range * 0.5 AS half, 'row ' || range AS label, "
+        f"DATE '2024-01-01' + range::INTEGER AS day FROM range({rows})"
+    )
+    default, threads = write_from_duckdb(
+        sql, workspace, "default", inline_rows=INLINE_ROWS, piece_rows=piece_rows
+    )
+    never_in_place = -1
+    threaded, threads_always = write_from_duckdb(
+        sql, workspace, "threaded", inline_rows=never_in_place, piece_rows=piece_rows
+    )
+    assert threads == ([] if in_place else ["loopwright-parquet"])
+    assert threads_always == ["loopwright-parquet"]
+    assert default == threaded
+    assert (default.row_count, default.truncated) == (rows, False)
+    csv = (workspace / "default.csv").read_bytes()
+    assert csv == (workspace / "threaded.csv").read_bytes()
+    assert csv.count(b"\n") == rows + 1
+    parquet = pl.read_parquet(workspace / "default.parquet")
+    assert_frame_equal(parquet, pl.read_parquet(workspace / "threaded.parquet"))
+    with duckdb.connect() as connection:
+        assert_frame_equal(parquet, connection.sql(sql).pl())
+    assert sorted(os.listdir(workspace)) == [
+        "default.csv",
+        "default.parquet",
+        "threaded.csv",
+        "threaded.parquet",
+    ]
+
+
+async def test_unions_are_written_as_json_to_both_files(workspace: Path) -> None:
+    backend = DuckDBBackend(":memory:")
+    kind = "UNION(n INTEGER, s VARCHAR)"
+    sql = (
+        f"SELECT CASE WHEN range % 2 = 0 THEN union_value(n := range::INTEGER)::{kind} "
+        f"ELSE union_value(s := 'x' || range)::{kind} END AS u FROM range(4)"
+    )
+    try:
+        result = await backend.query(sql, str(workspace / "u.csv"), str(workspace / "u.parquet"))
+    finally:
+        await backend.aclose()
+    assert result.columns == [("u", "UNION(n INTEGER, s VARCHAR)")]
+    expected = ["0", '"x1"', "2", '"x3"']
+    assert pl.read_parquet(workspace / "u.parquet")["u"].to_list() == expected
+    assert pl.read_csv(workspace / "u.csv", infer_schema=False)["u"].to_list() == expected
+
+
+async def test_nanosecond_timestamps_keep_their_nanoseconds(workspace: Path) -> None:
+    backend = DuckDBBackend(":memory:")
+    sql = "SELECT TIMESTAMP_NS '2024-01-01 00:00:00.123456789' AS at"
+    try:
+        result = await backend.query(sql, str(workspace / "t.csv"), str(workspace / "t.parquet"))
+    finally:
+        await backend.aclose()
+    assert result.preview == [("2024-01-01 00:00:00.123456789",)]  # Python cannot hold ns
+    assert (workspace / "t.csv").read_text() == "at\n2024-01-01T00:00:00.123456789\n"
+    parquet = pq.read_table(workspace / "t.parquet")
+    assert parquet.schema.field("at").type == pa.timestamp("ns")
+    assert parquet["at"].cast(pa.int64()).to_pylist() == [1_704_067_200_123_456_789]
+
+
+@pytest.mark.parametrize("rows", [1, INLINE_ROWS + 1])
+async def test_a_value_the_writers_cannot_hold_is_a_clear_error_and_keeps_old_files(
+    workspace: Path, rows: int
+) -> None:
+    """Parquet has no interval inside a list: in place or in the thread, the call fails with
+    advice, leaves no temporary file and keeps the earlier result of that name."""
+    csv, parquet = workspace / "r.csv", workspace / "r.parquet"
+    backend = DuckDBBackend(":memory:")
+    try:
+        await backend.query("SELECT 1 AS kept", str(csv), str(parquet))
+        before = csv.read_bytes(), parquet.read_bytes()
+        with pytest.raises(ResultFileError) as refused:
+            await backend.query(
+                f"SELECT [INTERVAL (range) DAY] AS i FROM range({rows})", str(csv), str(parquet)
+            )
+    finally:
+        await backend.aclose()
+    message = str(refused.value)
+    assert message.startswith("The query ran, but its result could not be saved")
+    assert "month_day_nano_interval" in message
+    assert "column::VARCHAR" in message
+    assert "\n" not in message
+    assert (csv.read_bytes(), parquet.read_bytes()) == before
+    assert sorted(os.listdir(workspace)) == ["r.csv", "r.parquet"]
+
+
+# --- the worker threads ---------------------------------------------------------------------
+
+
+def run_and_wait(pool: Workers, work: Callable[[], object]) -> tuple[object, str, str]:
+    """``work``'s value, the worker's name while it ran, and its name once it woke us."""
+    finished = threading.Event()
+    seen: dict[str, object] = {}
+
+    def call() -> Callable[[], object]:
+        seen["value"] = work()
+        seen["busy"] = threading.current_thread().name
+
+        def then() -> None:
+            seen["after"] = threading.current_thread().name
+            finished.set()
+
+        return then
+
+    pool.run(call)
+    assert finished.wait(10)
+    return seen["value"], str(seen["busy"]), str(seen["after"])
+
+
+def test_a_finished_worker_runs_the_next_call() -> None:
+    pool = Workers(keep_alive=30)
+    first, busy, after = run_and_wait(pool, threading.get_ident)
+    second, _, _ = run_and_wait(pool, threading.get_ident)
+    assert first == second
+    assert (busy, after) == (BUSY_WORKER, IDLE_WORKER)
+
+
+def test_a_busy_worker_never_delays_another_call() -> None:
+    """A call whose driver hangs holds up only its own thread: the next gets a new one."""
+    pool = Workers(keep_alive=30)
+    release = threading.Event()
+    stuck_thread: list[int] = []
+
+    def stuck() -> Callable[[], object]:
+        stuck_thread.append(threading.get_ident())
+        release.wait(10)
+        return lambda: None
+
+    pool.run(stuck)
+    try:
+        other, _, _ = run_and_wait(pool, threading.get_ident)
+        assert other != stuck_thread[0]
+    finally:
+        release.set()
+
+
+def test_idle_workers_exit_and_no_call_is_lost_as_they_do() -> None:
+    """With a keep-alive of a millisecond, calls keep landing as idle workers give up: each is
+    run once, and the workers are gone afterwards."""
+    pool = Workers(keep_alive=0.001)
+    threads: list[threading.Thread] = []
+
+    def square(n: int) -> int:
+        threads.append(threading.current_thread())
+        return n * n
+
+    for n in range(200):
+        value, _, _ = run_and_wait(pool, functools.partial(square, n))
+        assert value == n * n
+        time.sleep(0.0005 * (n % 4))
+    assert len(threads) == 200
+    for thread in set(threads):
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def test_a_forked_child_starts_its_own_workers() -> None:
+    """The parent's idle workers do not exist in a forked child: its queries get new ones."""
+
+    async def answer() -> int:
+        return await run_in_worker(lambda: 42, Interrupter(), 10)
+
+    assert asyncio.run(answer()) == 42  # leaves an idle worker in this process
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its query ran
+        code = 1
+        try:
+            code = 0 if asyncio.run(asyncio.wait_for(answer(), 10)) == 42 else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done == (0, 0):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's query never ran")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

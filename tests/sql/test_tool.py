@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -164,3 +165,23 @@ def test_urls_pick_the_backend(tmp_path: Path) -> None:
         SQLTool(tmp_path, backend=42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_rows"):
         SQLTool(tmp_path, backend="duckdb://:memory:", max_rows=0)
+
+
+async def test_a_result_the_files_cannot_hold_says_how_to_fix_it(workspace: Path) -> None:
+    """The writers' refusal comes back as the tool's error, with the cast that fixes it, and
+    the corrected query then succeeds."""
+    tool = SQLTool(workspace, backend="duckdb://:memory:")
+    request = {"sql": "SELECT [INTERVAL 2 DAY] AS gaps", "dataset_name": "gaps", "description": ""}
+    try:
+        refused = await tool.execute(request)
+        fixed = await tool.execute({**request, "sql": "SELECT [INTERVAL 2 DAY]::VARCHAR AS gaps"})
+    finally:
+        await tool.aclose()
+    assert refused["is_error"] is True
+    content = str(refused["content"])
+    assert content.startswith("The query ran, but its result could not be saved")
+    assert "column::VARCHAR" in content
+    assert "DuckDB" not in content  # the database did nothing wrong
+    assert fixed["is_error"] is False
+    assert pl.read_parquet(workspace / "gaps.parquet")["gaps"].to_list() == ["[2 days]"]
+    assert sorted(os.listdir(workspace)) == ["gaps.csv", "gaps.parquet"]

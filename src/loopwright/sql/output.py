@@ -3,14 +3,17 @@
 Batches are gathered into pieces of about :data:`PIECE_ROWS` rows, each written as it fills
 and then dropped, so memory stays at a few pieces whatever the result's size. The CSV is
 written by Polars (the fastest CSV writer at hand); the Parquet file by pyarrow, in a second
-thread fed through a short queue, so the two files are written side by side. Both go to
-temporary names in the target directory and are renamed into place only when complete: a
-failed or interrupted query leaves no half-written file and keeps any earlier file of the
-same name.
+thread fed through a short queue, so the two files are written side by side. A small result
+(at most :data:`INLINE_ROWS` rows, all there before the first piece fills: the usual
+aggregate) is written in the calling thread instead, CSV then Parquet, since handing a few
+rows to another thread costs more than writing them. Both files go to temporary names in the
+target directory and are renamed into place only when complete: a failed or interrupted
+query leaves no half-written file and keeps any earlier file of the same name.
 
 CSV has no nested or binary values, so those columns are written to the CSV as text: nested
 values (lists, structs, maps) as JSON, binary as hex; intervals, which Parquet cannot hold
-either, are written as ISO 8601 durations to both files.
+either, are written as ISO 8601 durations to both files, and unions as JSON to both. A value
+neither writer can hold is a :class:`ResultFileError` that says to cast it to text.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-from loopwright.sql.base import ResultFileError, Written
+from loopwright.sql.base import ResultFileError, SQLError, Written
 
 if TYPE_CHECKING:
     from loopwright.sql.base import Interrupter
@@ -39,6 +42,10 @@ if TYPE_CHECKING:
 #: each write has a fixed cost (and makes a Parquet row group), so batches are gathered into
 #: pieces of about this many rows. Memory holds a few pieces at most.
 PIECE_ROWS = 262_144
+#: Rows of a whole result small enough to write in the calling thread: below about this many
+#: the Parquet thread's start and hand-over cost more than writing the two files one after
+#: the other (measured: the crossover is between 1,000 and 5,000 rows of 7 columns).
+INLINE_ROWS = 2_048
 #: Pieces waiting for the Parquet writer; bounds memory when it falls behind.
 _PARQUET_QUEUE = 2
 #: Parquet compression: zstd files are a third of snappy's here, written about as fast.
@@ -58,15 +65,17 @@ def write_result(
     preview_rows: int,
     stop: Interrupter,
     piece_rows: int = PIECE_ROWS,
+    inline_rows: int = INLINE_ROWS,
 ) -> Written:
     """Stream ``batches`` into the files; keep at most ``max_rows`` rows and a preview."""
     names = unique_names(schema.names)
     named = pa.schema([field.with_name(name) for field, name in zip(schema, names, strict=True)])
     csv_plan = {i: c for i, field in enumerate(schema) if (c := _csv_converter(field.type))}
     parquet_plan = {i: c for i, field in enumerate(schema) if (c := _parquet_converter(field.type))}
+    parquet_schema = _converted_schema(named, parquet_plan)
     csv_temp: str | None = None
     parquet_temp: str | None = None
-    parquet: _ParquetThread | None = None
+    parquet: _ParquetFile | _ParquetThread | None = None
     preview: list[tuple[Any, ...]] = []
     pending: list[pa.RecordBatch] = []
     pending_rows = written = 0
@@ -75,15 +84,21 @@ def write_result(
         csv_temp = _temp_beside(csv_path)
         if parquet_path:
             parquet_temp = _temp_beside(parquet_path)
-            parquet = _ParquetThread(parquet_temp, _converted_schema(named, parquet_plan))
         with open(csv_temp, "wb") as csv_file:
 
-            def flush() -> None:
-                nonlocal pending, pending_rows
+            def flush(*, last: bool) -> None:
+                nonlocal parquet, pending, pending_rows
                 piece = pa.Table.from_batches(pending, schema=named)
+                first = written == pending_rows
+                if parquet_temp is not None and parquet is None:
+                    # the whole result, and small: no thread; otherwise one for the Parquet file
+                    if last and first and piece.num_rows <= inline_rows:
+                        parquet = _ParquetFile(parquet_temp, parquet_schema)
+                    else:
+                        parquet = _ParquetThread(parquet_temp, parquet_schema)
                 if parquet is not None:
                     parquet.put(_convert(piece, parquet_plan))
-                _write_csv(csv_file, piece, csv_plan, header=written == pending_rows)
+                _write_csv(csv_file, piece, csv_plan, header=first)
                 pending, pending_rows = [], 0
 
             for batch in _pulled(batches):
@@ -102,13 +117,13 @@ def write_result(
                 pending.append(batch)
                 pending_rows += batch.num_rows
                 written += batch.num_rows
-                if pending_rows >= piece_rows:
-                    flush()
                 if truncated:
                     break
+                if pending_rows >= piece_rows:
+                    flush(last=False)
             stop.check()
             if pending or written == 0:  # the last piece; with no rows, the header alone
-                flush()
+                flush(last=True)
         if parquet is not None:
             parquet.finish()
         if parquet_temp is not None and parquet_path is not None:
@@ -130,8 +145,21 @@ def write_result(
                 f"The query ran, but its result could not be saved: {exc}. Free some disk "
                 "space or check the workspace's permissions, then run it again."
             ) from exc
+        if isinstance(exc, Exception) and not isinstance(exc, SQLError):
+            # a writer refused a value (a type CSV or Parquet cannot hold): not the database's
+            raise ResultFileError(
+                f"The query ran, but its result could not be saved as CSV and Parquet: "
+                f"{_first_line(exc)}. Cast the columns of unusual types to text in the query "
+                "(e.g. column::VARCHAR) and run it again."
+            ) from exc
         raise
     return Written(names=names, row_count=written, truncated=truncated, preview=preview)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The writer's own complaint, without the advice meant for its programmers."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(exc).__name__
 
 
 class _SourceFailed(Exception):
@@ -212,7 +240,10 @@ def _python_values(column: pa.Array) -> list[Any]:
         return _intervals_as_text(column).to_pylist()  # type: ignore[no-any-return]
     if pa.types.is_duration(column.type):
         return _durations_as_text(column).to_pylist()  # type: ignore[no-any-return]
-    return column.to_pylist()  # type: ignore[no-any-return]
+    try:
+        return column.to_pylist()  # type: ignore[no-any-return]
+    except ValueError:  # nanoseconds, which Python's datetime and time cannot hold: as text
+        return column.cast(pa.string()).to_pylist()  # type: ignore[no-any-return]
 
 
 # --- columns CSV or Parquet cannot hold as they are ------------------------------------
@@ -248,7 +279,11 @@ def _csv_converter(kind: pa.DataType) -> Converter | None:
 
 
 def _parquet_converter(kind: pa.DataType) -> Converter | None:
-    return _intervals_as_text if pa.types.is_interval(kind) else None
+    if pa.types.is_interval(kind):
+        return _intervals_as_text
+    if pa.types.is_union(kind):  # Parquet has no union type
+        return _nested_as_json
+    return None
 
 
 def _nested_as_json(column: pa.Array) -> pa.Array:
@@ -293,6 +328,23 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return str(value)
+
+
+class _ParquetFile:
+    """A ``ParquetWriter`` written in the calling thread: for a small result, given whole."""
+
+    def __init__(self, path: str, schema: pa.Schema) -> None:
+        self._writer = pq.ParquetWriter(path, schema, compression=_COMPRESSION)
+
+    def put(self, piece: pa.Table) -> None:
+        self._writer.write_table(piece)
+
+    def finish(self) -> None:
+        self._writer.close()
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # the file is deleted next
+            self._writer.close()
 
 
 class _ParquetThread:
