@@ -318,7 +318,8 @@ def claims_examples(profile: DatabaseProfile, *, candidates: int = 4) -> tuple[E
             sql = (
                 f"SELECT {npi.name}, COUNT(*) AS rx_count FROM {table.name} "
                 f"WHERE {drug_col.name} = {_literal(drug)} AND {state_col.name} = "
-                f"{_literal(state)} GROUP BY {npi.name} ORDER BY rx_count DESC LIMIT {size}"
+                f"{_literal(state)} GROUP BY {npi.name} "
+                f"ORDER BY rx_count DESC, {npi.name} LIMIT {size}"  # ties in a fixed order
             )
             question = template.format(n=size, drug=drug, state=STATE_NAMES.get(state, state))
             description = f"Top {size} {drug} prescribers in {state}"
