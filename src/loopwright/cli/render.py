@@ -11,10 +11,9 @@ plain text, line by line.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from typing import IO, Any
+from typing import IO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -34,20 +33,9 @@ from loopwright.events import (
     ToolResult,
     Usage,
 )
-
-#: Input keys that best say what a tool call is about, most telling first.
-KEY_INPUTS = (
-    "file_path",
-    "path",
-    "command",
-    "pattern",
-    "query",
-    "sql",
-    "url",
-    "code",
-    "description",
-    "prompt",
-)
+from loopwright.summaries import first_line
+from loopwright.summaries import key_input as key_input
+from loopwright.summaries import shorten as shorten
 
 
 def make_console(file: IO[str] | None = None) -> Console:
@@ -55,35 +43,9 @@ def make_console(file: IO[str] | None = None) -> Console:
     return Console(file=file or sys.stdout, soft_wrap=True, highlight=False)
 
 
-def shorten(text: str, limit: int) -> str:
-    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + "…"
-
-
-def key_input(tool_input: dict[str, Any], limit: int = 60) -> str:
-    """The input that best identifies a tool call (a path, a command...), shortened."""
-    for key in KEY_INPUTS:
-        value = tool_input.get(key)
-        if isinstance(value, str) and value:
-            return shorten(value, limit)
-    for value in tool_input.values():
-        if isinstance(value, str) and value:
-            return shorten(value, limit)
-    if not tool_input:
-        return ""
-    return shorten(json.dumps(tool_input, ensure_ascii=False, default=str), limit)
-
-
 def summarise_result(content: str, limit: int = 80) -> str:
     """The first non-empty line of a tool's output, shortened, with a count of the rest."""
-    lines = [line for line in content.splitlines() if line.strip()]
-    if not lines:
-        return "(no output)"
-    first = shorten(lines[0], limit)
-    if len(lines) > 1:
-        first += f" (+{len(lines) - 1} more lines)"
-    return first
+    return first_line(content, limit)
 
 
 def format_duration(ms: float) -> str:

@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias
 
 from loopwright.events import ApprovalRequest, Error
 from loopwright.instrument import Instrument
+from loopwright.summaries import KEY_INPUTS, first_line, key_input, shorten
 
 if TYPE_CHECKING:
     from loopwright.events import Done, Event
@@ -57,20 +58,8 @@ RUN_LOGGER = "loopwright.run"
 _ON = frozenset({"1", "true", "yes", "on"})
 #: One encoder for every line (``json.dumps`` with options builds a new one per call).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
-#: Tool input keys that best say what a call is about, most telling first.
-_KEY_INPUTS = (
-    "file_path",
-    "path",
-    "command",
-    "pattern",
-    "query",
-    "sql",
-    "url",
-    "code",
-    "task",
-    "description",
-    "prompt",
-)
+#: Tool input keys that best say what a call is about: the terminal's, and a sub-agent's task.
+_KEY_INPUTS = (*KEY_INPUTS[:-2], "task", *KEY_INPUTS[-2:])  # "task" before description, prompt
 
 _RESET = "\033[0m"
 _STYLES = {
@@ -83,24 +72,9 @@ _STYLES = {
 }
 
 
-def shorten(text: str, limit: int) -> str:
-    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + "…"
-
-
 def summarise_input(tool_input: dict[str, Any], limit: int = 80) -> str:
     """The input that best identifies a tool call (a path, a command...), on one line."""
-    for key in _KEY_INPUTS:
-        value = tool_input.get(key)
-        if isinstance(value, str) and value:
-            return shorten(value, limit)
-    for value in tool_input.values():
-        if isinstance(value, str) and value:
-            return shorten(value, limit)
-    if not tool_input:
-        return ""
-    return shorten(json.dumps(tool_input, ensure_ascii=False, default=str), limit)
+    return key_input(tool_input, limit, _KEY_INPUTS)
 
 
 def result_text(result: dict[str, Any]) -> str:
@@ -116,17 +90,6 @@ def result_text(result: dict[str, Any]) -> str:
         if isinstance(text, str):
             parts.append(text)
     return "\n".join(parts)
-
-
-def first_line(text: str, limit: int = 100) -> str:
-    """The first non-empty line of ``text``, shortened, with a count of the others."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        return "(no output)"
-    line = shorten(lines[0], limit)
-    if len(lines) > 1:
-        line += f" (+{len(lines) - 1} more lines)"
-    return line
 
 
 # --- formatting ---------------------------------------------------------------------------
