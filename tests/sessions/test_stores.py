@@ -254,3 +254,34 @@ def test_many_processes_can_open_a_new_sqlite_store_at_once(tmp_path: Path) -> N
     ]
     assert [w.wait(timeout=60) for w in workers] == [0] * 8
     assert len(SQLiteStore(db).list()) == 8
+
+
+def test_many_servers_can_open_a_new_postgres_store_at_once(
+    postgres_server: PostgresServer,  # noqa: F811
+) -> None:
+    """Two ``loopwright serve`` processes starting together both create the tables."""
+    import threading
+
+    for _ in range(3):
+        dsn = postgres_server.create_database("race")
+        barrier = threading.Barrier(8)
+        failures: list[BaseException] = []
+
+        def open_store_now(
+            dsn: str = dsn,
+            barrier: threading.Barrier = barrier,
+            failures: list[BaseException] = failures,
+        ) -> None:
+            barrier.wait()
+            try:
+                PostgresStore(dsn).close()
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_store_now) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert failures == []
+        assert PostgresStore(dsn).list() == []

@@ -23,6 +23,9 @@ from loopwright.sessions.store import SessionInfo, SessionStore, title_of
 if TYPE_CHECKING:
     import psycopg
 
+# Two processes creating the tables at once can both pass ``IF NOT EXISTS`` and one then fails
+# on the catalog's unique index, so creation runs under a transaction-scoped advisory lock.
+_SCHEMA_LOCK = 0x6C6F6F70  # "loop"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS loopwright_sessions (
     id TEXT PRIMARY KEY,
@@ -73,7 +76,12 @@ class PostgresStore(SessionStore):
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         with self._lock:
-            self._run(lambda conn: conn.execute(_SCHEMA))
+            self._run(self._create_schema)
+
+    @staticmethod
+    def _create_schema(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        conn.execute(_SCHEMA)
 
     def describe(self) -> str:
         from psycopg.conninfo import conninfo_to_dict
