@@ -7,8 +7,9 @@ thread fed through a short queue, so the two files are written side by side. A s
 (at most :data:`INLINE_ROWS` rows, all there before the first piece fills: the usual
 aggregate) is written in the calling thread instead, CSV then Parquet, since handing a few
 rows to another thread costs more than writing them. Both files go to temporary names in the
-target directory and are renamed into place only when complete: a failed or interrupted
-query leaves no half-written file and keeps any earlier file of the same name.
+target directory and are renamed into place only when complete (:mod:`loopwright.sql.files`):
+a failed or interrupted query leaves no half-written file and keeps any earlier file of the
+same name.
 
 CSV has no nested or binary values, so those columns are written to the CSV as text: nested
 values (lists, structs, maps) as JSON, binary as hex; intervals, which Parquet cannot hold
@@ -23,7 +24,6 @@ import datetime as dt
 import json
 import os
 import queue
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -34,6 +34,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from loopwright.sql.base import ResultFileError, SQLError, Written
+from loopwright.sql.files import replace, temp_beside
 
 if TYPE_CHECKING:
     from loopwright.sql.base import Interrupter
@@ -69,7 +70,12 @@ def write_result(
 ) -> Written:
     """Stream ``batches`` into the files; keep at most ``max_rows`` rows and a preview."""
     names = unique_names(schema.names)
-    named = pa.schema([field.with_name(name) for field, name in zip(schema, names, strict=True)])
+    renamed = names != schema.names
+    named = (
+        pa.schema([field.with_name(name) for field, name in zip(schema, names, strict=True)])
+        if renamed
+        else schema
+    )
     csv_plan = {i: c for i, field in enumerate(schema) if (c := _csv_converter(field.type))}
     parquet_plan = {i: c for i, field in enumerate(schema) if (c := _parquet_converter(field.type))}
     parquet_schema = _converted_schema(named, parquet_plan)
@@ -81,9 +87,9 @@ def write_result(
     pending_rows = written = 0
     truncated = False
     try:
-        csv_temp = _temp_beside(csv_path)
+        csv_temp = temp_beside(csv_path)
         if parquet_path:
-            parquet_temp = _temp_beside(parquet_path)
+            parquet_temp = temp_beside(parquet_path)
         with open(csv_temp, "wb") as csv_file:
 
             def flush(*, last: bool) -> None:
@@ -111,7 +117,8 @@ def write_result(
                     break
                 if batch.num_rows > room:
                     batch, truncated = batch.slice(0, room), True
-                batch = pa.RecordBatch.from_arrays(batch.columns, schema=named)
+                if renamed:
+                    batch = pa.RecordBatch.from_arrays(batch.columns, schema=named)
                 if len(preview) < preview_rows:
                     preview.extend(_rows(batch.slice(0, preview_rows - len(preview))))
                 pending.append(batch)
@@ -127,9 +134,9 @@ def write_result(
         if parquet is not None:
             parquet.finish()
         if parquet_temp is not None and parquet_path is not None:
-            os.replace(parquet_temp, parquet_path)
+            replace(parquet_temp, parquet_path)
             parquet_temp = None
-        os.replace(csv_temp, csv_path)
+        replace(csv_temp, csv_path)
         csv_temp = None
     except BaseException as exc:
         if parquet is not None:
@@ -193,20 +200,6 @@ def unique_names(names: list[str]) -> list[str]:
         seen.add(candidate)
         out.append(candidate)
     return out
-
-
-def _temp_beside(path: str) -> str:
-    """A new, empty temporary file next to ``path`` (same directory, so the final rename is
-    atomic), created with the process's usual permissions."""
-    directory, base = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    while True:
-        temp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.partial")
-        try:
-            with open(temp, "xb"):
-                return temp
-        except FileExistsError:
-            continue
 
 
 def _write_csv(

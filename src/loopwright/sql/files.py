@@ -1,0 +1,118 @@
+"""Result files put in place atomically, with the old file's space freed off the clock.
+
+A result is written to a temporary name beside its target (:func:`temp_beside`) and renamed
+over it when complete (:func:`replace`). Renaming over an existing file makes the kernel free
+that file's blocks inside the ``rename`` call: on ext4, 2 to 7 ms for a 10 MB CSV, paid by
+whoever waits for the query. :func:`replace` keeps a second hard link to the old file first,
+so the rename only drops a link, and a background thread (:class:`Reclaimer`) removes the
+extra link, which is where the space is freed. Readers see the old file or the new one,
+never neither, as with a plain rename. Links not yet removed when the process exits are
+removed then; a crash can leave one behind, named ``.<name>.<hex>.old``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import queue
+import secrets
+import stat
+import threading
+
+#: Old files at least this large are freed in the background; smaller ones free in
+#: microseconds, less than handing them over costs.
+FREE_LATER_BYTES = 256 * 1024
+
+
+def temp_beside(path: str, suffix: str = "partial") -> str:
+    """A new, empty file next to ``path`` (same directory, so a rename onto ``path`` is
+    atomic), created with the process's usual permissions."""
+    directory, base = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    while True:
+        temp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.{suffix}")
+        try:
+            with open(temp, "xb"):
+                return temp
+        except FileExistsError:
+            continue
+
+
+def replace(temp: str, target: str) -> None:
+    """Rename ``temp`` over ``target``; a large file it replaces is freed in the background.
+
+    A symlink at ``target`` is replaced, not written through, as ``os.replace`` does.
+    """
+    old = _second_link(target)
+    try:
+        os.replace(temp, target)
+    except BaseException:
+        if old is not None:
+            _unlink(old)
+        raise
+    if old is not None:
+        RECLAIMER.unlink(old)
+
+
+def _second_link(target: str) -> str | None:
+    """A hard link to ``target`` if it is a large regular file (else ``None``)."""
+    try:
+        info = os.lstat(target)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_size < FREE_LATER_BYTES:
+        return None
+    directory, base = os.path.split(os.path.abspath(target))
+    old = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.old")
+    try:
+        os.link(target, old, follow_symlinks=False)
+    except OSError:  # a file system without hard links: free it in the rename after all
+        return None
+    return old
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+class Reclaimer:
+    """One daemon thread that removes files handed to it, in order."""
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """Start over with no thread: in a forked child, whose threads did not come along."""
+        self._lock = threading.Lock()
+        self._paths: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def unlink(self, path: str) -> None:
+        """Remove ``path`` soon, in the background."""
+        self._paths.put(path)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="loopwright-reclaim", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            _unlink(self._paths.get())
+
+    def drain(self) -> None:
+        """Remove, in this thread, every file still waiting (at exit)."""
+        while True:
+            try:
+                path = self._paths.get_nowait()
+            except queue.Empty:
+                return
+            _unlink(path)
+
+
+RECLAIMER = Reclaimer()
+os.register_at_fork(after_in_child=RECLAIMER.forget)
+atexit.register(RECLAIMER.drain)

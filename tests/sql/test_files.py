@@ -1,0 +1,120 @@
+"""Result files put in place atomically, the replaced file freed in the background."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loopwright.sql import files
+from loopwright.sql.files import FREE_LATER_BYTES, Reclaimer, replace, temp_beside
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def wait_until_gone(directory: Path, timeout: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := leftovers(directory)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left
+
+
+def write_temp(target: Path, data: bytes) -> str:
+    temp = temp_beside(str(target))
+    Path(temp).write_bytes(data)
+    return temp
+
+
+def test_temp_files_are_hidden_new_and_beside_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "result.csv"
+    first, second = temp_beside(str(target)), temp_beside(str(target))
+    assert first != second
+    for temp in (first, second):
+        assert Path(temp).parent == target.parent  # the directory was created
+        assert Path(temp).name.startswith(".result.csv.")
+        assert temp.endswith(".partial")
+        assert Path(temp).stat().st_size == 0
+
+
+def test_a_large_replaced_file_is_freed_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    linked: list[str] = []
+    real_link = os.link
+    monkeypatch.setattr(files.os, "link", lambda *a, **k: linked.append(a[1]) or real_link(*a, **k))
+    target = tmp_path / "result.csv"
+    old = b"old," * (FREE_LATER_BYTES // 2)
+    target.write_bytes(old)
+    with open(target, "rb") as reader:  # a reader of the old file keeps reading it
+        replace(write_temp(target, b"new\n"), str(target))
+        assert reader.read() == old
+    assert target.read_bytes() == b"new\n"
+    assert len(linked) == 1  # the old file got a second name, removed later
+    assert wait_until_gone(tmp_path) == []
+
+
+def test_small_files_are_replaced_without_a_second_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    linked: list[str] = []
+    real_link = os.link
+    monkeypatch.setattr(files.os, "link", lambda *a, **k: linked.append(a[1]) or real_link(*a, **k))
+    target = tmp_path / "result.csv"
+    target.write_bytes(b"old\n")
+    replace(write_temp(target, b"new\n"), str(target))
+    assert target.read_bytes() == b"new\n"
+    assert linked == []
+    assert leftovers(tmp_path) == []
+
+
+def test_a_failed_rename_keeps_the_old_file_and_leaves_no_link(tmp_path: Path) -> None:
+    target = tmp_path / "result.csv"
+    old = b"x" * FREE_LATER_BYTES
+    target.write_bytes(old)
+    with pytest.raises(FileNotFoundError):
+        replace(str(tmp_path / ".gone.partial"), str(target))
+    assert target.read_bytes() == old
+    assert leftovers(tmp_path) == []
+
+
+def test_a_symlink_at_the_target_is_replaced_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes(b"y" * FREE_LATER_BYTES)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "result.csv").symlink_to(outside)
+    replace(write_temp(workspace / "result.csv", b"new\n"), str(workspace / "result.csv"))
+    assert not (workspace / "result.csv").is_symlink()
+    assert (workspace / "result.csv").read_bytes() == b"new\n"
+    assert outside.read_bytes() == b"y" * FREE_LATER_BYTES
+    assert leftovers(workspace) == []
+
+
+def test_files_still_waiting_are_removed_at_exit(tmp_path: Path) -> None:
+    reclaimer = Reclaimer()
+    waiting = [tmp_path / f".{n}.old" for n in range(3)]
+    for path in waiting:
+        path.write_bytes(b"z")
+        reclaimer._paths.put(str(path))  # queued, no thread started: as if exiting now
+    reclaimer.drain()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_process_that_exits_right_away_leaves_no_link(tmp_path: Path) -> None:
+    target = tmp_path / "result.csv"
+    target.write_bytes(b"o" * (4 * FREE_LATER_BYTES))
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from loopwright.sql.files import replace, temp_beside\n"
+        "temp = temp_beside(sys.argv[1]); Path(temp).write_bytes(b'new')\n"
+        "replace(temp, sys.argv[1])\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(target)], check=True, timeout=60)
+    assert target.read_bytes() == b"new"
+    assert leftovers(tmp_path) == []
