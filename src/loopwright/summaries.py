@@ -52,3 +52,11 @@ def first_line(text: str, limit: int = 80) -> str:
     if len(lines) > 1:
         line += f" (+{len(lines) - 1} more lines)"
     return line
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception's message in one line: its first non-empty line, or its class name."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

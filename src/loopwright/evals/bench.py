@@ -41,6 +41,7 @@ from loopwright.evals.checkers import CheckContext, CheckResult, InfraError, run
 from loopwright.evals.executor import Executor, LocalExecutor
 from loopwright.evals.suite import Limits, Suite, SuiteError, Task, load_suite, write_fixtures
 from loopwright.models.base import Model, ModelError
+from loopwright.summaries import error_line
 
 if TYPE_CHECKING:
     from loopwright.agent import Agent, RunResult, ToolSpec
@@ -231,7 +232,7 @@ class SuiteRun(BaseModel):
             return cls.model_validate_json(file.read_bytes())
         except (OSError, ValidationError, ValueError) as exc:
             raise SuiteError(
-                f"{file} is not a loopwright eval result file ({_first_line(exc)}); give "
+                f"{file} is not a loopwright eval result file ({error_line(exc)}); give "
                 "another --output, or delete it to start over"
             ) from None
 
@@ -514,11 +515,6 @@ def _is_scripted_model(model: Model) -> bool:
     from loopwright.models.scripted import ScriptedModel
 
     return isinstance(unwrap_model(model), ScriptedModel)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --- the suite ---------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from loopwright.evals.checkers import CheckSpec
 from loopwright.messages import Message
 from loopwright.models.base import ModelError, ModelRequest
 from loopwright.models.scripted import ScriptedModel, ScriptedToolCall, ScriptedTurn
+from loopwright.summaries import error_line
 
 #: The built-in tools a suite may list, by name.
 BUILTIN_TOOL_NAMES = (
@@ -270,7 +271,7 @@ def load_suite(path: str | os.PathLike[str]) -> Suite:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise SuiteError(
-                f"{file} is not valid YAML ({_first_line(exc)}); fix the file"
+                f"{file} is not valid YAML ({error_line(exc)}); fix the file"
             ) from None
     if isinstance(data, list):
         data = {"tasks": data}
@@ -308,10 +309,6 @@ def _jsonl_tasks(file: Path, text: str) -> list[Any]:
 
 def _sha(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _describe(file: Path, data: dict[str, Any], exc: ValidationError) -> str:

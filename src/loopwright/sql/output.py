@@ -35,6 +35,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from loopwright.sql.base import ResultFileError, SQLError, Written
 from loopwright.sql.files import replace, temp_beside
+from loopwright.summaries import error_line
 
 if TYPE_CHECKING:
     from loopwright.sql.base import Interrupter
@@ -156,17 +157,11 @@ def write_result(
             # a writer refused a value (a type CSV or Parquet cannot hold): not the database's
             raise ResultFileError(
                 f"The query ran, but its result could not be saved as CSV and Parquet: "
-                f"{_first_line(exc)}. Cast the columns of unusual types to text in the query "
-                "(e.g. column::VARCHAR) and run it again."
+                f"{error_line(exc).rstrip('.')}. Cast the columns of unusual types to text in "
+                "the query (e.g. column::VARCHAR) and run it again."
             ) from exc
         raise
     return Written(names=names, row_count=written, truncated=truncated, preview=preview)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The writer's own complaint, without the advice meant for its programmers."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0].rstrip(".") if lines else type(exc).__name__
 
 
 class _SourceFailed(Exception):
