@@ -342,8 +342,8 @@ class BashTool(BaseTool):
         await self.shells.aclose()
 
 
-class BashOutputTool(BaseTool):
-    """``BashOutput``: the new output of a background shell, with its status."""
+class _BackgroundShellTool(BaseTool):
+    """What ``BashOutput`` and ``KillShell`` share: the session's shells, looked up by id."""
 
     timeout = 30.0
 
@@ -352,6 +352,13 @@ class BashOutputTool(BaseTool):
     ) -> None:
         super().__init__(workspace_dir)
         self.shells = shells or ShellSession(create_sandbox(), workspace_dir)
+
+    async def aclose(self) -> None:
+        await self.shells.aclose()
+
+
+class BashOutputTool(_BackgroundShellTool):
+    """``BashOutput``: the new output of a background shell, with its status."""
 
     @property
     def name(self) -> str:
@@ -417,24 +424,13 @@ class BashOutputTool(BaseTool):
             metadata={"shell_id": shell.id, "status": status, "exit_code": shell.exit_code},
         )
 
-    async def aclose(self) -> None:
-        await self.shells.aclose()
-
 
 def _only_matching(text: str, pattern: re.Pattern[str]) -> str:
     return "".join(line for line in text.splitlines(keepends=True) if pattern.search(line))
 
 
-class KillShellTool(BaseTool):
+class KillShellTool(_BackgroundShellTool):
     """``KillShell``: stop a background shell and everything it started."""
-
-    timeout = 30.0
-
-    def __init__(
-        self, workspace_dir: str | os.PathLike[str], shells: ShellSession | None = None
-    ) -> None:
-        super().__init__(workspace_dir)
-        self.shells = shells or ShellSession(create_sandbox(), workspace_dir)
 
     @property
     def name(self) -> str:
@@ -467,9 +463,6 @@ class KillShellTool(BaseTool):
             return ok(f"Shell {shell.id} had already ended: {shell.status()}.")
         await shell.kill()
         return ok(f"Killed shell {shell.id} and every process it started.")
-
-    async def aclose(self) -> None:
-        await self.shells.aclose()
 
 
 class ShellTools(Toolset):
