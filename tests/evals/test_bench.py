@@ -263,7 +263,7 @@ def test_jobs_carry_resolved_settings_and_skip_what_is_done() -> None:
 def test_the_standard_agent_has_the_cli_prompt_the_suite_tools_and_the_task_limits(
     tmp_path: Path,
 ) -> None:
-    from loopwright.cli.runtime import SYSTEM_PROMPT
+    from loopwright.prompts import WORKSPACE_AGENT
 
     suite = load_suite(EXAMPLE)
     factory = StandardAgentFactory("scripted", store=MemoryStore(), workspace_root=str(tmp_path))
@@ -271,7 +271,7 @@ def test_the_standard_agent_has_the_cli_prompt_the_suite_tools_and_the_task_limi
 
     agent: Any = factory(job)
 
-    assert agent.system_prompt == SYSTEM_PROMPT
+    assert agent.system_prompt == WORKSPACE_AGENT
     assert agent.model.name == "scripted:word-count"
     session = agent.new_session()
     assert sorted(agent.registry_for(session).tools) == ["Bash", "BashOutput", "KillShell"]

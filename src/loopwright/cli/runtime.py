@@ -13,6 +13,7 @@ from loopwright.agent import Agent, ToolSpec
 from loopwright.instrument import Instrument
 from loopwright.models import ModelChoice, describe_default
 from loopwright.models.base import ModelError
+from loopwright.prompts import WORKSPACE_AGENT
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
 from loopwright.sessions.store import SessionStore
 from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
@@ -20,12 +21,7 @@ from loopwright.tools.grep import GrepTool
 from loopwright.tools.python import PythonTools
 from loopwright.tools.shell import ShellTools
 
-SYSTEM_PROMPT = (
-    "You are an autonomous agent working in a workspace directory on the user's behalf. Use "
-    "the tools to read, search and edit files and to run commands and Python in the "
-    "workspace (a sandbox; paths are relative to it). Work step by step until the task is "
-    "done, then answer with a short summary of what you did."
-)
+SYSTEM_PROMPT = WORKSPACE_AGENT
 
 #: ``done.stop_reason`` values that mean a limit stopped the run (exit status 2).
 LIMIT_REASONS = frozenset({"max_turns", "token_budget", "cost_budget", "timeout", "stuck_loop"})

@@ -298,7 +298,7 @@ class StandardAgentFactory:
 
     def __call__(self, job: TaskJob) -> Agent:
         from loopwright.agent import Agent
-        from loopwright.cli.runtime import SYSTEM_PROMPT
+        from loopwright.prompts import WORKSPACE_AGENT
 
         model: Model | str | None = self.model
         if self.scripted:
@@ -309,7 +309,7 @@ class StandardAgentFactory:
             self.store = SQLiteStore.default()
         return Agent(
             model,
-            system_prompt=job.system_prompt or SYSTEM_PROMPT,
+            system_prompt=job.system_prompt or WORKSPACE_AGENT,
             tools=tool_specs(job.tools),
             name="loopwright",
             store=self.store,
