@@ -11,6 +11,15 @@ from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
+from loopwright.cli.options import (
+    JsonOption,
+    MaxTurnsOption,
+    ModelOption,
+    PermissionOption,
+    SessionOption,
+    TimeoutOption,
+)
+
 app = typer.Typer(
     name="loopwright",
     help="Build and run autonomous agents: an LLM in a loop with tools.",
@@ -27,45 +36,6 @@ sessions_app = typer.Typer(
 app.add_typer(sessions_app, name="sessions")
 
 T = TypeVar("T")
-
-ModelOption = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        "-m",
-        metavar="MODEL",
-        help=(
-            "Model string: anthropic[:MODEL], openai[:MODEL], openai:MODEL@http://HOST:PORT/v1 "
-            "(any OpenAI-compatible server), local, local:/path/model.gguf, or scripted (a "
-            "demo script, no LLM). 'auto' uses LOOPWRIGHT_MODEL if set, else Anthropic if "
-            "ANTHROPIC_API_KEY is set, else OpenAI if OPENAI_API_KEY is set, else the embedded "
-            "local model."
-        ),
-        show_default=True,
-    ),
-]
-PermissionOption = Annotated[
-    str | None,
-    typer.Option(
-        "--permission-mode",
-        "-p",
-        metavar="MODE",
-        help=(
-            "auto: every tool may run (inside the sandbox); ask: write and execute tools wait "
-            "for your answer at a prompt; read-only: they are refused. "
-            "[default: LOOPWRIGHT_PERMISSION_MODE or auto]"
-        ),
-    ),
-]
-SessionOption = Annotated[
-    str | None,
-    typer.Option(
-        "--session",
-        "-s",
-        metavar="ID",
-        help="Continue this session, or create it with this id (default: a new session).",
-    ),
-]
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -120,28 +90,9 @@ def run(
     ],
     model: ModelOption = "auto",
     session: SessionOption = None,
-    max_turns: Annotated[
-        int | None,
-        typer.Option(
-            "--max-turns",
-            min=1,
-            metavar="N",
-            help="Stop after this many model calls [default: LOOPWRIGHT_MAX_TURNS or 50].",
-        ),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout",
-            min=0.001,
-            metavar="SECONDS",
-            help="Stop after this long [default: LOOPWRIGHT_TIMEOUT or none].",
-        ),
-    ] = None,
-    json_lines: Annotated[
-        bool,
-        typer.Option("--json", help="Print each event as one JSON line, nothing else."),
-    ] = False,
+    max_turns: MaxTurnsOption = None,
+    timeout: TimeoutOption = None,
+    json_lines: JsonOption = False,
     permission_mode: PermissionOption = None,
 ) -> None:
     """Run one task to the end, printing what the agent does.

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from loopwright.cli.options import JsonOption, MaxTurnsOption, SessionOption, TimeoutOption
+
 if TYPE_CHECKING:
     from rich.progress import Progress
 
@@ -76,37 +78,10 @@ def healthcare_command(
             ),
         ),
     ] = None,
-    session: Annotated[
-        str | None,
-        typer.Option(
-            "--session",
-            "-s",
-            metavar="ID",
-            help="Continue this session, or create it with this id (default: a new session).",
-        ),
-    ] = None,
-    json_lines: Annotated[
-        bool,
-        typer.Option("--json", help="Print each event as one JSON line, nothing else."),
-    ] = False,
-    max_turns: Annotated[
-        int | None,
-        typer.Option(
-            "--max-turns",
-            min=1,
-            metavar="N",
-            help="Stop after this many model calls [default: LOOPWRIGHT_MAX_TURNS or 50].",
-        ),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--timeout",
-            min=0.001,
-            metavar="SECONDS",
-            help="Stop a run after this long [default: LOOPWRIGHT_TIMEOUT or none].",
-        ),
-    ] = None,
+    session: SessionOption = None,
+    json_lines: JsonOption = False,
+    max_turns: MaxTurnsOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Ask the healthcare research agent about claims data (synthetic by default).
 

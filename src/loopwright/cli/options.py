@@ -1,0 +1,72 @@
+"""Command-line options several ``loopwright`` commands share, declared once.
+
+Typer reads them from the annotations: ``model: ModelOption = "auto"``. Only typer is
+imported, so ``loopwright --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="MODEL",
+        help=(
+            "Model string: anthropic[:MODEL], openai[:MODEL], openai:MODEL@http://HOST:PORT/v1 "
+            "(any OpenAI-compatible server), local, local:/path/model.gguf, or scripted (a "
+            "demo script, no LLM). 'auto' uses LOOPWRIGHT_MODEL if set, else Anthropic if "
+            "ANTHROPIC_API_KEY is set, else OpenAI if OPENAI_API_KEY is set, else the embedded "
+            "local model."
+        ),
+        show_default=True,
+    ),
+]
+PermissionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--permission-mode",
+        "-p",
+        metavar="MODE",
+        help=(
+            "auto: every tool may run (inside the sandbox); ask: write and execute tools wait "
+            "for your answer at a prompt; read-only: they are refused. "
+            "[default: LOOPWRIGHT_PERMISSION_MODE or auto]"
+        ),
+    ),
+]
+SessionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--session",
+        "-s",
+        metavar="ID",
+        help="Continue this session, or create it with this id (default: a new session).",
+    ),
+]
+MaxTurnsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-turns",
+        min=1,
+        metavar="N",
+        help="Stop after this many model calls [default: LOOPWRIGHT_MAX_TURNS or 50].",
+    ),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=0.001,
+        metavar="SECONDS",
+        help="Stop after this long [default: LOOPWRIGHT_TIMEOUT or none].",
+    ),
+]
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Print each event as one JSON line, nothing else."),
+]
