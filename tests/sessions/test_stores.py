@@ -285,3 +285,36 @@ def test_many_servers_can_open_a_new_postgres_store_at_once(
             thread.join(timeout=60)
         assert failures == []
         assert PostgresStore(dsn).list() == []
+
+
+def test_a_turn_lease_is_held_by_one_owner_at_a_time(opener: Opener, tmp_path: Path) -> None:
+    """What two servers sharing the store (here: two store objects on its data) go by."""
+    one, two = opener(), opener()
+    assert one.claim("s1", "server-a", ttl=60)
+    assert one.claim("s1", "server-a", ttl=60)  # renewed by its owner
+    assert not two.claim("s1", "server-b", ttl=60)
+    assert two.claim("s2", "server-b", ttl=60)  # other sessions are free
+    two.release("s1", "server-b")  # not its lease: nothing happens
+    assert not two.claim("s1", "server-b", ttl=60)
+    one.release("s1", "server-a")
+    assert two.claim("s1", "server-b", ttl=60)
+    assert not one.claim("s1", "server-a", ttl=60)
+
+
+def test_an_expired_lease_can_be_taken_over(opener: Opener) -> None:
+    """A server that died mid-turn holds its sessions only until its lease runs out."""
+    import time
+
+    one, two = opener(), opener()
+    assert one.claim("s1", "crashed", ttl=0.2)
+    assert not two.claim("s1", "alive", ttl=60)
+    time.sleep(0.3)
+    assert two.claim("s1", "alive", ttl=60)
+    assert not one.claim("s1", "crashed", ttl=60)
+
+
+def test_deleting_a_session_ends_its_lease(store: SessionStore, tmp_path: Path) -> None:
+    session = Session.create(root=tmp_path / "ws", store=store)
+    assert store.claim(session.id, "server-a", ttl=60)
+    assert store.delete(session.id)
+    assert store.claim(session.id, "server-b", ttl=60)

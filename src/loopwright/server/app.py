@@ -19,7 +19,7 @@ from loopwright.server.auth import TokenMap
 from loopwright.server.context import ServerContext, context_of
 from loopwright.server.limits import BodySizeLimit, RateLimiter, RequestRate
 from loopwright.server.routes import add_routes
-from loopwright.server.runs import RunManager, ServerClosing, SessionBusy
+from loopwright.server.runs import RunManager, ServerClosing, SessionBusy, SessionBusyElsewhere
 from loopwright.server.sessions import SessionAccess, SessionNotFound
 from loopwright.sessions.store import SessionStore
 
@@ -78,7 +78,10 @@ def create_app(
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
     session_store = store if store is not None else built.store
-    runs = RunManager(built, retention=run_retention)
+    shared = _is_shared(session_store) if shared_store is None else shared_store
+    runs = RunManager(
+        built, retention=run_retention, shared_store=session_store if shared else None
+    )
     context = ServerContext(
         agent=built,
         store=session_store,
@@ -90,7 +93,7 @@ def create_app(
             session_store,
             auth_enabled=token_map.enabled,
             is_running=lambda session_id: runs.active(session_id) is not None,
-            shared=_is_shared(session_store) if shared_store is None else shared_store,
+            shared=shared,
         ),
         shutdown_grace=shutdown_grace,
         max_body_bytes=max_body_bytes,
@@ -152,6 +155,18 @@ def _add_error_handlers(app: FastAPI) -> None:
             status_code=409,
         )
 
+    async def busy_elsewhere(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SessionBusyElsewhere)
+        return JSONResponse(
+            {
+                "detail": f"a turn is already running in session {exc.session_id!r} on another "
+                "server sharing the session store; wait for its done event there, or try again "
+                "in a moment"
+            },
+            status_code=409,
+            headers={"Retry-After": "5"},
+        )
+
     async def closing(request: Request, exc: Exception) -> Response:
         return JSONResponse(
             {"detail": "the server is shutting down; try again in a moment (on another server)"},
@@ -178,6 +193,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(SessionNotFound, not_found)
     app.add_exception_handler(SessionBusy, busy)
+    app.add_exception_handler(SessionBusyElsewhere, busy_elsewhere)
     app.add_exception_handler(ServerClosing, closing)
     app.add_exception_handler(RequestValidationError, invalid)
 

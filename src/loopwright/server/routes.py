@@ -64,7 +64,11 @@ START_DOC: dict[int | str, dict[str, Any]] = {
     **SSE_DOC,
     **NOT_FOUND_DOC,
     202: {"model": RunOut, "description": "With `stream=false`: the run started."},
-    409: {"model": ProblemOut, "description": "A turn is already running in this session."},
+    409: {
+        "model": ProblemOut,
+        "description": "A turn is already running in this session (here, or on another server "
+        "sharing the session store).",
+    },
     503: {"model": ProblemOut, "description": "The server is shutting down."},
 }
 

@@ -8,11 +8,19 @@ an SSE frame; any number of clients stream it, each from the number it last saw 
 When the server stops, running turns get a grace period to finish, then are cancelled; the
 agent's cancellation leaves the history consistent (unfinished tool calls are answered as
 "interrupted"), so the session can be resumed later, on this server or another.
+
+Servers sharing a session store (several replicas on one PostgreSQL database) also take a
+lease on the session in the store before a turn (``SessionStore.claim``), renewed while the
+turn runs and released when it ends, so no two of them run one session at once; a server
+that dies mid-turn holds the session until its lease runs out (:data:`LEASE_TTL_S`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -30,12 +38,17 @@ from loopwright.events import (
     UsageUpdate,
 )
 from loopwright.sessions.session import Session
+from loopwright.sessions.store import SessionStore
 
 #: seconds between keep-alive comments on an idle stream (proxies drop silent connections)
 KEEPALIVE_S = 15.0
 #: at most this long a streaming turn waits for other turns to start (see RunManager._pause)
 MAX_PAUSE_S = 0.05
 KEEPALIVE_FRAME = b": keep-alive\n\n"
+#: seconds a turn's lease on its session lasts in a shared store; renewed every third of it
+LEASE_TTL_S = 60.0
+
+log = logging.getLogger("loopwright.server")
 
 
 class SessionBusy(Exception):
@@ -44,6 +57,14 @@ class SessionBusy(Exception):
     def __init__(self, run: Run) -> None:
         super().__init__(run.id)
         self.run = run
+
+
+class SessionBusyElsewhere(Exception):
+    """Another server sharing the session store is running a turn in the session."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id)
+        self.session_id = session_id
 
 
 class ServerClosing(Exception):
@@ -142,10 +163,22 @@ class RunManager:
     session starts its next run.
     """
 
-    def __init__(self, agent: Agent, *, retention: float = 600.0) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        retention: float = 600.0,
+        shared_store: SessionStore | None = None,
+        lease_ttl: float = LEASE_TTL_S,
+    ) -> None:
         self.agent = agent
         self.retention = retention
         self.closing = False
+        #: the store other servers share, where turns lease their sessions (None: not shared)
+        self.shared_store = shared_store
+        self.lease_ttl = lease_ttl
+        #: this process's name on its leases
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._latest: dict[str, Run] = {}
         self._by_id: dict[str, Run] = {}
         self._swept_at = 0.0
@@ -187,6 +220,9 @@ class RunManager:
         current = self.active(session_id)
         if current is not None:
             raise SessionBusy(current)
+        store = self.shared_store
+        if store is not None and not store.claim(session_id, self.owner, self.lease_ttl):
+            raise SessionBusyElsewhere(session_id)
         previous = self._latest.get(session_id)
         if previous is not None:
             self._by_id.pop(previous.id, None)
@@ -204,6 +240,8 @@ class RunManager:
         if self._latest.get(run.session_id) is run:
             del self._latest[run.session_id]
         self._by_id.pop(run.id, None)
+        if self.shared_store is not None:
+            self.shared_store.release(run.session_id, self.owner)
 
     def start(self, run: Run, session: Session, prompt: Prompt | None) -> None:
         """Run the turn in a background task owned by the server."""
@@ -212,12 +250,29 @@ class RunManager:
         )
 
     async def _drive(self, run: Run, session: Session, prompt: Prompt | None) -> None:
+        renewing = (
+            asyncio.get_running_loop().create_task(self._keep_lease(run.session_id))
+            if self.shared_store is not None
+            else None
+        )
+
+        async def end_lease() -> None:
+            # before the done event goes out: a client that gets it may post the next turn
+            # to another server at once (the history is saved by then)
+            nonlocal renewing
+            if renewing is not None:
+                renewing.cancel()
+                renewing = None
+                await self._end_lease(run.session_id)
+
         events = self.agent.run(prompt, session)
         try:
             # closing the stream on any exit runs the agent's clean-up now (unfinished calls
             # answered as interrupted, history saved), not whenever it is garbage-collected
             async with aclosing(events):
                 async for event in events:
+                    if isinstance(event, Done):
+                        await end_lease()
                     run.append(event)
                     if run.id in self._starting:
                         self._started(run)
@@ -226,14 +281,43 @@ class RunManager:
             detail = run.cancel_detail or "cancelled"
             for result in interrupted_results(run, session):
                 run.append(result)
+            await end_lease()
             run.append(Done("cancelled", run.usage.copy(), session.id, detail))
         except Exception as exc:  # a bug below the loop: the stream still ends properly
             message = f"the run failed: {type(exc).__name__}: {exc}"
             run.append(Error(message))
+            await end_lease()
             run.append(Done("error", run.usage.copy(), session.id, message))
         finally:
             self._started(run)
             run.finish()
+            await end_lease()
+
+    async def _keep_lease(self, session_id: str) -> None:
+        """Renew the turn's lease on its session while the turn runs."""
+        store = self.shared_store
+        assert store is not None
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            try:
+                held = await asyncio.to_thread(store.claim, session_id, self.owner, self.lease_ttl)
+            except Exception as exc:  # the store is down: the next renewal may succeed
+                log.warning("could not renew the lease on session %s: %s", session_id, exc)
+                continue
+            if not held:
+                log.warning(
+                    "the lease on session %s ran out and another server took it; this turn "
+                    "goes on, but both may now write the session",
+                    session_id,
+                )
+
+    async def _end_lease(self, session_id: str) -> None:
+        store = self.shared_store
+        assert store is not None
+        try:
+            await asyncio.shield(asyncio.to_thread(store.release, session_id, self.owner))
+        except Exception as exc:  # it runs out by itself
+            log.warning("could not release the lease on session %s: %s", session_id, exc)
 
     def _started(self, run: Run) -> None:
         """The run has streamed its first event (or never will)."""

@@ -46,7 +46,23 @@ CREATE TABLE IF NOT EXISTS loopwright_messages (
     data JSONB NOT NULL,
     PRIMARY KEY (session_id, seq)
 );
+CREATE TABLE IF NOT EXISTS loopwright_leases (
+    session_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
 """
+
+# Taken when free, expired or already ours, by the database server's clock (the servers
+# sharing it may disagree about the time); one statement, so atomic between them.
+_NOW = "extract(epoch from clock_timestamp())"
+_CLAIM = (
+    "INSERT INTO loopwright_leases (session_id, owner, expires_at)"
+    f" VALUES (%s, %s, {_NOW} + %s)"
+    " ON CONFLICT (session_id) DO UPDATE SET owner=EXCLUDED.owner,"
+    " expires_at=EXCLUDED.expires_at"
+    f" WHERE loopwright_leases.owner=EXCLUDED.owner OR loopwright_leases.expires_at<{_NOW}"
+)
 
 _UPSERT_SESSION = (
     "INSERT INTO loopwright_sessions (id, workspace, created_at, updated_at, usage, metadata,"
@@ -216,15 +232,29 @@ class PostgresStore(SessionStore):
         ]
 
     def delete(self, session_id: str) -> bool:
+        def work(conn: psycopg.Connection[Any]) -> int:
+            conn.execute("DELETE FROM loopwright_leases WHERE session_id=%s", (session_id,))
+            return conn.execute(
+                "DELETE FROM loopwright_sessions WHERE id=%s", (session_id,)
+            ).rowcount
+
         with self._lock:
-            count = self._run(
-                lambda conn: (
-                    conn.execute(
-                        "DELETE FROM loopwright_sessions WHERE id=%s", (session_id,)
-                    ).rowcount
+            count = self._run(work)
+        return bool(count)
+
+    def claim(self, session_id: str, owner: str, ttl: float) -> bool:
+        with self._lock:
+            count = self._run(lambda conn: conn.execute(_CLAIM, (session_id, owner, ttl)).rowcount)
+        return bool(count == 1)
+
+    def release(self, session_id: str, owner: str) -> None:
+        with self._lock:
+            self._run(
+                lambda conn: conn.execute(
+                    "DELETE FROM loopwright_leases WHERE session_id=%s AND owner=%s",
+                    (session_id, owner),
                 )
             )
-        return bool(count)
 
     def close(self) -> None:
         with self._lock:

@@ -37,7 +37,19 @@ CREATE TABLE IF NOT EXISTS messages (
     data TEXT NOT NULL,
     PRIMARY KEY (session_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    session_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
 """
+
+# Taken when free, expired or already ours; one statement, so atomic between processes.
+_CLAIM = (
+    "INSERT INTO leases (session_id, owner, expires_at) VALUES (?,?,?)"
+    " ON CONFLICT (session_id) DO UPDATE SET owner=excluded.owner, expires_at=excluded.expires_at"
+    " WHERE leases.owner=excluded.owner OR leases.expires_at<?"
+)
 
 
 class SQLiteStore(SessionStore):
@@ -192,11 +204,24 @@ class SQLiteStore(SessionStore):
                 cursor = db.execute("DELETE FROM sessions WHERE id=?", (session_id,))
                 self._known.discard(session_id)
                 db.execute("DELETE FROM messages WHERE session_id=?", (session_id,))
+                db.execute("DELETE FROM leases WHERE session_id=?", (session_id,))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         return cursor.rowcount > 0
+
+    def claim(self, session_id: str, owner: str, ttl: float) -> bool:
+        now = time.time()  # the processes sharing a SQLite file share this clock
+        with self._lock:
+            cursor = self._db.execute(_CLAIM, (session_id, owner, now + ttl, now))
+        return cursor.rowcount == 1
+
+    def release(self, session_id: str, owner: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM leases WHERE session_id=? AND owner=?", (session_id, owner)
+            )
 
     def close(self) -> None:
         with self._lock:

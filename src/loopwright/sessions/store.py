@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,29 @@ class SessionStore(ABC):
     @abstractmethod
     def delete(self, session_id: str) -> bool:
         """Forget a session (its workspace directory is left to the caller). True if it existed."""
+
+    def claim(self, session_id: str, owner: str, ttl: float) -> bool:
+        """Lease the session's next turn to ``owner`` for ``ttl`` seconds, or renew its lease.
+
+        False while another owner holds an unexpired lease. Servers sharing a store take one
+        before running a turn (and renew it while the turn runs), so two processes never run
+        the same session at once; a crashed owner's lease runs out after ``ttl``. This
+        default keeps the leases in this process, which is right for a store no other process
+        writes; stores shared between processes keep them in the database.
+        """
+        leases: dict[str, tuple[str, float]] = self.__dict__.setdefault("_local_leases", {})
+        now = time.monotonic()
+        holder, expires = leases.get(session_id, (owner, now))
+        if holder != owner and expires > now:
+            return False
+        leases[session_id] = (owner, now + ttl)
+        return True
+
+    def release(self, session_id: str, owner: str) -> None:
+        """End ``owner``'s lease on the session (nothing if it holds none)."""
+        leases: dict[str, tuple[str, float]] = self.__dict__.setdefault("_local_leases", {})
+        if leases.get(session_id, ("", 0.0))[0] == owner:
+            del leases[session_id]
 
     def describe(self) -> str:
         """Where the store keeps its data, for messages."""
@@ -98,6 +122,7 @@ class MemoryStore(SessionStore):
         return sorted(infos, key=lambda info: info.updated_at, reverse=True)
 
     def delete(self, session_id: str) -> bool:
+        self.__dict__.get("_local_leases", {}).pop(session_id, None)
         return self._sessions.pop(session_id, None) is not None
 
     def describe(self) -> str:
