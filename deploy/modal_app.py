@@ -27,8 +27,10 @@ What runs where:
   running turns of different sessions never write the same file. Workspaces are on the
   Volume (``/data/workspaces/<id>/``).
 
-One turn per session at a time: a client sends the next message after the previous turn's
-``done`` event (the chat loop below does). Tool processes (a background shell) do not
+One turn per session at a time: a turn leases its session in the store
+(``loopwright.sessions.lease``), so a second message sent while a turn runs in another
+container raises ``SessionLeased``; send it after the ``done`` event (the chat loop below
+does). Tool processes (a background shell) do not
 outlive their turn, as every turn may land in another container.
 
 The functions' logic is plain Python (``run_turn``, ``list_session_files``,
@@ -201,15 +203,25 @@ async def run_turn(
     answered, each event yielded as a dict; the history is saved after every step."""
     if not message.strip():
         raise ValueError("the message is empty; send some text")
+    from loopwright.events import Done
+    from loopwright.sessions.lease import TurnLease, process_owner
+
     store = open_session_store(session_id, create=True)
     assert store is not None
     try:
         session = session_for_turn(store, user, session_id)
+        # containers share the store: a turn leases its session (SessionLeased if another
+        # container is running a turn there), given back before the done event goes out
+        lease = TurnLease(store, session_id, process_owner())
+        lease.acquire()
         agent = agent_factory(store)
         try:
             async for event in agent.run(message, session):
+                if isinstance(event, Done):
+                    await lease.release()
                 yield event.to_dict()
         finally:
+            await lease.release()
             await agent.aclose()
     finally:
         store.close()

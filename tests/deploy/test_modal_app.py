@@ -133,6 +133,41 @@ def test_the_model_sees_the_earlier_turns(modal_app: ModuleType) -> None:
     assert text == "You said: my name is Ada | what is my name?"
 
 
+def test_a_turn_running_in_one_container_holds_the_session_for_others(
+    modal_app: ModuleType, store_kind: str
+) -> None:
+    """Two containers (each its own store connection and lease owner), one session."""
+    from loopwright.sessions.lease import SessionLeased
+
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: ModelRequest) -> str:
+        if request.messages[-1].text == "slow":
+            entered.set()
+            await release.wait()
+        return "done"
+
+    def factory(store: SessionStore) -> Agent:
+        return Agent(ScriptedModel(slow), store=store)
+
+    async def scenario() -> list[str]:
+        async def consume(message: str) -> list[dict[str, Any]]:
+            run = modal_app.run_turn("alice", "busy-1", message, agent_factory=factory)
+            return [event async for event in run]
+
+        first = asyncio.create_task(consume("slow"))
+        await entered.wait()  # the first container is inside its turn
+        with pytest.raises(SessionLeased, match="already running in session 'busy-1'"):
+            await consume("meanwhile")
+        release.set()
+        events = await first
+        assert events[-1]["stop_reason"] == "end_turn"
+        after = await consume("next")  # the lease was given back with the done event
+        return [e["type"] for e in after]
+
+    assert asyncio.run(scenario())[-1] == "done"
+
+
 def test_another_users_session_is_refused_and_left_alone(modal_app: ModuleType) -> None:
     turn(modal_app, ALICE, "alices", "Remember the launch code")
     before = saved(modal_app, "alices")

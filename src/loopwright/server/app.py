@@ -19,8 +19,9 @@ from loopwright.server.auth import TokenMap
 from loopwright.server.context import ServerContext, context_of
 from loopwright.server.limits import BodySizeLimit, RateLimiter, RequestRate
 from loopwright.server.routes import add_routes
-from loopwright.server.runs import RunManager, ServerClosing, SessionBusy, SessionBusyElsewhere
+from loopwright.server.runs import RunManager, ServerClosing, SessionBusy
 from loopwright.server.sessions import SessionAccess, SessionNotFound
+from loopwright.sessions.lease import SessionLeased
 from loopwright.sessions.store import SessionStore
 
 DEFAULT_RATE = RequestRate(120, per=60.0)
@@ -156,7 +157,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         )
 
     async def busy_elsewhere(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, SessionBusyElsewhere)
+        assert isinstance(exc, SessionLeased)
         return JSONResponse(
             {
                 "detail": f"a turn is already running in session {exc.session_id!r} on another "
@@ -193,7 +194,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(SessionNotFound, not_found)
     app.add_exception_handler(SessionBusy, busy)
-    app.add_exception_handler(SessionBusyElsewhere, busy_elsewhere)
+    app.add_exception_handler(SessionLeased, busy_elsewhere)
     app.add_exception_handler(ServerClosing, closing)
     app.add_exception_handler(RequestValidationError, invalid)
 

@@ -10,17 +10,15 @@ agent's cancellation leaves the history consistent (unfinished tool calls are an
 "interrupted"), so the session can be resumed later, on this server or another.
 
 Servers sharing a session store (several replicas on one PostgreSQL database) also take a
-lease on the session in the store before a turn (``SessionStore.claim``), renewed while the
-turn runs and released when it ends, so no two of them run one session at once; a server
-that dies mid-turn holds the session until its lease runs out (:data:`LEASE_TTL_S`).
+lease on the session in the store before a turn (:class:`~loopwright.sessions.lease.TurnLease`),
+renewed while the turn runs and given back just before its ``done`` event, so no two of them
+run one session at once; a server that dies mid-turn holds the session until the lease runs
+out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -37,6 +35,7 @@ from loopwright.events import (
     Usage,
     UsageUpdate,
 )
+from loopwright.sessions.lease import LEASE_TTL_S, TurnLease, process_owner
 from loopwright.sessions.session import Session
 from loopwright.sessions.store import SessionStore
 
@@ -45,10 +44,6 @@ KEEPALIVE_S = 15.0
 #: at most this long a streaming turn waits for other turns to start (see RunManager._pause)
 MAX_PAUSE_S = 0.05
 KEEPALIVE_FRAME = b": keep-alive\n\n"
-#: seconds a turn's lease on its session lasts in a shared store; renewed every third of it
-LEASE_TTL_S = 60.0
-
-log = logging.getLogger("loopwright.server")
 
 
 class SessionBusy(Exception):
@@ -57,14 +52,6 @@ class SessionBusy(Exception):
     def __init__(self, run: Run) -> None:
         super().__init__(run.id)
         self.run = run
-
-
-class SessionBusyElsewhere(Exception):
-    """Another server sharing the session store is running a turn in the session."""
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(session_id)
-        self.session_id = session_id
 
 
 class ServerClosing(Exception):
@@ -96,6 +83,8 @@ class Run:
         self.open_calls: dict[str, tuple[str, float]] = {}
         self.task: asyncio.Task[None] | None = None
         self.cancel_detail = ""
+        #: the run's lease on its session in a store other servers share
+        self.lease: TurnLease | None = None
         self._changed = asyncio.Event()
 
     @property
@@ -178,7 +167,7 @@ class RunManager:
         self.shared_store = shared_store
         self.lease_ttl = lease_ttl
         #: this process's name on its leases
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = process_owner()
         self._latest: dict[str, Run] = {}
         self._by_id: dict[str, Run] = {}
         self._swept_at = 0.0
@@ -220,13 +209,15 @@ class RunManager:
         current = self.active(session_id)
         if current is not None:
             raise SessionBusy(current)
-        store = self.shared_store
-        if store is not None and not store.claim(session_id, self.owner, self.lease_ttl):
-            raise SessionBusyElsewhere(session_id)
+        lease = None
+        if self.shared_store is not None:
+            lease = TurnLease(self.shared_store, session_id, self.owner, self.lease_ttl)
+            lease.acquire()  # or SessionLeased: another server runs a turn there
         previous = self._latest.get(session_id)
         if previous is not None:
             self._by_id.pop(previous.id, None)
         run = Run(session_id, owner)
+        run.lease = lease
         self._latest[session_id] = run
         self._by_id[run.id] = run
         self._starting.add(run.id)
@@ -240,8 +231,8 @@ class RunManager:
         if self._latest.get(run.session_id) is run:
             del self._latest[run.session_id]
         self._by_id.pop(run.id, None)
-        if self.shared_store is not None:
-            self.shared_store.release(run.session_id, self.owner)
+        if run.lease is not None:
+            run.lease.release_now()
 
     def start(self, run: Run, session: Session, prompt: Prompt | None) -> None:
         """Run the turn in a background task owned by the server."""
@@ -250,20 +241,11 @@ class RunManager:
         )
 
     async def _drive(self, run: Run, session: Session, prompt: Prompt | None) -> None:
-        renewing = (
-            asyncio.get_running_loop().create_task(self._keep_lease(run.session_id))
-            if self.shared_store is not None
-            else None
-        )
-
         async def end_lease() -> None:
             # before the done event goes out: a client that gets it may post the next turn
             # to another server at once (the history is saved by then)
-            nonlocal renewing
-            if renewing is not None:
-                renewing.cancel()
-                renewing = None
-                await self._end_lease(run.session_id)
+            if run.lease is not None:
+                await run.lease.release()
 
         events = self.agent.run(prompt, session)
         try:
@@ -292,32 +274,6 @@ class RunManager:
             self._started(run)
             run.finish()
             await end_lease()
-
-    async def _keep_lease(self, session_id: str) -> None:
-        """Renew the turn's lease on its session while the turn runs."""
-        store = self.shared_store
-        assert store is not None
-        while True:
-            await asyncio.sleep(self.lease_ttl / 3)
-            try:
-                held = await asyncio.to_thread(store.claim, session_id, self.owner, self.lease_ttl)
-            except Exception as exc:  # the store is down: the next renewal may succeed
-                log.warning("could not renew the lease on session %s: %s", session_id, exc)
-                continue
-            if not held:
-                log.warning(
-                    "the lease on session %s ran out and another server took it; this turn "
-                    "goes on, but both may now write the session",
-                    session_id,
-                )
-
-    async def _end_lease(self, session_id: str) -> None:
-        store = self.shared_store
-        assert store is not None
-        try:
-            await asyncio.shield(asyncio.to_thread(store.release, session_id, self.owner))
-        except Exception as exc:  # it runs out by itself
-            log.warning("could not release the lease on session %s: %s", session_id, exc)
 
     def _started(self, run: Run) -> None:
         """The run has streamed its first event (or never will)."""
