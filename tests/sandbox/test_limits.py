@@ -60,7 +60,11 @@ def size_of(directory: Path, pattern: str) -> int:
 
 
 def live(marker: str) -> list[int]:
-    """Pids of live (not zombie) processes whose command line contains ``marker``."""
+    """Pids of live (not zombie) processes whose command line contains ``marker``.
+
+    Markers are odd numbers (``sleep 986.701``) that no other process on the machine has in
+    its command line: ``sleep 30`` also matched someone's ``sleep 300``.
+    """
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -159,14 +163,14 @@ async def test_memory_of_all_processes_together_is_limited(
     # they are over it, which the watchdog sees
     hog = (
         "import time; a = bytearray(100 * 1024 * 1024); "
-        "a[::4096] = b'x' * len(a[::4096]); time.sleep(60)"
+        "a[::4096] = b'x' * len(a[::4096]); time.sleep(986.704)"
     )
     command = f'for i in 1 2 3 4; do python -c "{hog}" & done; wait'
     async with sandbox(backend, memory_bytes=256 * MIB).open(workspace) as session:
         outcome = await session.run(["bash", "-c", command], time_limit=60)
     assert not outcome.timed_out
     assert "memory limit" in (outcome.violation or "")
-    assert live("time.sleep(60)") == []
+    assert live("time.sleep(986.704)") == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -187,22 +191,22 @@ async def test_process_limit_with_a_cgroup(backend: type[Sandbox], workspace: Pa
     box = sandbox(backend, max_processes=16)
     if not box.cgroups_usable():
         pytest.skip("no writable pids cgroup here")
-    spawner = "for i in $(seq 40); do sleep 30 & done 2>/dev/null; wait"
+    spawner = "for i in $(seq 40); do sleep 986.701 & done 2>/dev/null; wait"
     async with box.open(workspace) as session:
         outcome = await session.run(["bash", "-c", spawner], time_limit=60)
     assert "process limit" in (outcome.violation or "")
-    assert live("sleep 30") == []
+    assert live("sleep 986.701") == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_process_limit_without_a_cgroup_is_kept_by_the_watchdog(
     backend: type[Sandbox], workspace: Path
 ) -> None:
-    spawner = "for i in $(seq 40); do sleep 31 & done; wait"
+    spawner = "for i in $(seq 40); do sleep 986.702 & done; wait"
     async with sandbox(backend, cgroups=False, max_processes=16).open(workspace) as session:
         outcome = await session.run(["bash", "-c", spawner], time_limit=60)
     assert "process limit" in (outcome.violation or "")
-    assert live("sleep 31") == []
+    assert live("sleep 986.702") == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -210,9 +214,9 @@ async def test_wall_time_limit_applies_without_a_timeout(
     backend: type[Sandbox], workspace: Path
 ) -> None:
     async with sandbox(backend, wall_time_s=0.3).open(workspace) as session:
-        outcome = await session.run(["sleep", "32"], time_limit=None)
+        outcome = await session.run(["sleep", "986.703"], time_limit=None)
     assert "wall time limit" in (outcome.violation or "")
-    assert live("sleep 32") == []
+    assert live("sleep 986.703") == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
