@@ -39,7 +39,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +47,7 @@ from loopwright.memory.embeddings import EmbeddingError, EmbeddingFunction, embe
 from loopwright.memory.fts import TOKENIZER, fts_query, reciprocal_rank_fusion
 from loopwright.memory.vectors import VectorTable, connect
 from loopwright.sandbox.paths import PathValidator
+from loopwright.sqlite_tx import write_transaction
 
 log = logging.getLogger("loopwright.search")
 
@@ -280,17 +280,6 @@ class DocumentIndex:
             raise
         return db
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
     # --- indexing -----------------------------------------------------------------------
 
     def _refresh(self) -> IndexStats:
@@ -303,7 +292,7 @@ class DocumentIndex:
                 "SELECT path, id, size, mtime_ns, checked_ns, digest, status FROM files"
             )
         }
-        with self._transaction():
+        with write_transaction(self.db):
             for path in known.keys() - found.keys():
                 self._remove_file(db, known[path].id)
                 stats.removed += 1
@@ -456,7 +445,7 @@ class DocumentIndex:
         )
 
     def _store_vectors(self, pending: list[tuple[int, str]], vectors: list[list[float]]) -> None:
-        with self._transaction() as db:
+        with write_transaction(self.db) as db:
             self._match_vectors(db, len(vectors[0]))
             rows = []
             for (passage_id, _), vector in zip(pending, vectors, strict=True):
@@ -468,7 +457,7 @@ class DocumentIndex:
             self._vectors.insert(db, rows)
 
     def _match_vectors_now(self, dimensions: int) -> None:
-        with self._transaction() as db:
+        with write_transaction(self.db) as db:
             self._match_vectors(db, dimensions)
 
     def _vectors_usable(self, db: sqlite3.Connection, dimensions: int) -> bool:

@@ -42,8 +42,7 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +50,7 @@ from typing import Any, TypeVar
 from loopwright.memory.embeddings import EmbeddingError, EmbeddingFunction, embed, embedder_name
 from loopwright.memory.fts import TOKENIZER, fts_query, reciprocal_rank_fusion, words
 from loopwright.memory.vectors import VectorTable, connect
+from loopwright.sqlite_tx import write_transaction
 
 log = logging.getLogger("loopwright.memory")
 
@@ -350,17 +350,6 @@ class MemoryBank:
             raise RuntimeError(f"{self!r} is closed; open a new MemoryBank.")
         return self._db
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
     def _remember(
         self,
         scope: str,
@@ -372,7 +361,7 @@ class MemoryBank:
     ) -> Remembered:
         now = time.time()
         fingerprint = _fingerprint(text) if self.dedupe else uuid.uuid4().hex
-        with self._transaction() as db:
+        with write_transaction(self.db) as db:
             if vector is not None:
                 self._match_vectors(db, len(vector))
             row = db.execute(
@@ -487,7 +476,7 @@ class MemoryBank:
     def _forget(self, scope: str, ids: list[int]) -> list[int]:
         if not ids:
             return []
-        with self._transaction() as db:
+        with write_transaction(self.db) as db:
             found = [
                 int(r[0])
                 for r in db.execute(
@@ -500,7 +489,7 @@ class MemoryBank:
         return found
 
     def _clear(self, scope: str) -> int:
-        with self._transaction() as db:
+        with write_transaction(self.db) as db:
             found = [
                 int(r[0]) for r in db.execute("SELECT id FROM memories WHERE scope = ?", (scope,))
             ]
@@ -571,7 +560,7 @@ class MemoryBank:
             await self._in_thread(self._match_vectors_now, dimensions)
 
     def _match_vectors_now(self, dimensions: int) -> None:
-        with self._transaction() as db:
+        with write_transaction(self.db) as db:
             self._match_vectors(db, dimensions)
 
     def _vectors_usable(self, db: sqlite3.Connection, dimensions: int) -> bool:
@@ -615,7 +604,7 @@ class MemoryBank:
 
     def _store_backfill(self, pending: list[tuple[int, str]], vectors: list[list[float]]) -> int:
         done = 0
-        with self._transaction() as db:
+        with write_transaction(self.db) as db:
             self._match_vectors(db, len(vectors[0]))
             for (memory_id, text), vector in zip(pending, vectors, strict=True):
                 row = db.execute(

@@ -18,6 +18,7 @@ from loopwright.events import Usage
 from loopwright.messages import Message
 from loopwright.sessions.session import Session
 from loopwright.sessions.store import SessionInfo, SessionStore, title_of
+from loopwright.sqlite_tx import write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -104,32 +105,25 @@ class SQLiteStore(SessionStore):
         usage = json.dumps(session.usage.to_dict())
         metadata = json.dumps(session.metadata, default=str)
         state = json.dumps(session.state())
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                updated = 0
-                if session.id in self._known and start >= 4:  # the title cannot have changed
-                    updated = db.execute(
-                        "UPDATE sessions SET updated_at=?, usage=?, metadata=?, state=?,"
-                        " message_count=? WHERE id=?",
-                        (session.updated_at, usage, metadata, state, len(messages), session.id),
-                    ).rowcount
-                if not updated:
-                    self._upsert(session, usage, metadata, state)
-                if len(messages) < session.stored_count:
-                    db.execute(
-                        "DELETE FROM messages WHERE session_id=? AND seq>=?",
-                        (session.id, len(messages)),
-                    )
-                if len(rows) == 1:
-                    db.execute("INSERT OR REPLACE INTO messages VALUES (?,?,?)", rows[0])
-                elif rows:
-                    db.executemany("INSERT OR REPLACE INTO messages VALUES (?,?,?)", rows)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._lock, write_transaction(self._db) as db:
+            updated = 0
+            if session.id in self._known and start >= 4:  # the title cannot have changed
+                updated = db.execute(
+                    "UPDATE sessions SET updated_at=?, usage=?, metadata=?, state=?,"
+                    " message_count=? WHERE id=?",
+                    (session.updated_at, usage, metadata, state, len(messages), session.id),
+                ).rowcount
+            if not updated:
+                self._upsert(session, usage, metadata, state)
+            if len(messages) < session.stored_count:
+                db.execute(
+                    "DELETE FROM messages WHERE session_id=? AND seq>=?",
+                    (session.id, len(messages)),
+                )
+            if len(rows) == 1:
+                db.execute("INSERT OR REPLACE INTO messages VALUES (?,?,?)", rows[0])
+            elif rows:
+                db.executemany("INSERT OR REPLACE INTO messages VALUES (?,?,?)", rows)
         self._known.add(session.id)
 
     def _upsert(self, session: Session, usage: str, metadata: str, state: str) -> None:
@@ -197,18 +191,11 @@ class SQLiteStore(SessionStore):
         ]
 
     def delete(self, session_id: str) -> bool:
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = db.execute("DELETE FROM sessions WHERE id=?", (session_id,))
-                self._known.discard(session_id)
-                db.execute("DELETE FROM messages WHERE session_id=?", (session_id,))
-                db.execute("DELETE FROM leases WHERE session_id=?", (session_id,))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._lock, write_transaction(self._db) as db:
+            cursor = db.execute("DELETE FROM sessions WHERE id=?", (session_id,))
+            self._known.discard(session_id)
+            db.execute("DELETE FROM messages WHERE session_id=?", (session_id,))
+            db.execute("DELETE FROM leases WHERE session_id=?", (session_id,))
         return cursor.rowcount > 0
 
     def claim(self, session_id: str, owner: str, ttl: float) -> bool:
