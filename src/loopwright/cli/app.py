@@ -6,11 +6,11 @@ rich when it runs, so ``loopwright --help`` stays fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, NoReturn
 
 import typer
 
+from loopwright.cli.guard import guarded
 from loopwright.cli.options import (
     JsonOption,
     MaxTurnsOption,
@@ -35,22 +35,10 @@ sessions_app = typer.Typer(
 )
 app.add_typer(sessions_app, name="sessions")
 
-T = TypeVar("T")
-
 
 def _fail(message: str, code: int) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
-
-
-def _guarded(action: Callable[[], T]) -> T:
-    """Run a command body; a user error becomes one line on stderr and its exit status."""
-    from loopwright.cli.runtime import CliError
-
-    try:
-        return action()
-    except CliError as exc:
-        _fail(exc.message, exc.exit_code)
 
 
 def _version(value: bool) -> None:
@@ -114,7 +102,7 @@ def run(
             permission_mode=permission_mode,
         )
 
-    raise typer.Exit(_guarded(action))
+    raise typer.Exit(guarded(action))
 
 
 @app.command()
@@ -130,7 +118,7 @@ def chat(
 
         return chat_loop(model=model, session_id=session, permission_mode=permission_mode)
 
-    raise typer.Exit(_guarded(action))
+    raise typer.Exit(guarded(action))
 
 
 @app.command("config")
@@ -143,7 +131,7 @@ def config_show() -> None:
 
         return show_settings(make_console())
 
-    raise typer.Exit(_guarded(action))
+    raise typer.Exit(guarded(action))
 
 
 @sessions_app.command("list")
@@ -156,7 +144,7 @@ def sessions_list() -> None:
 
         return list_sessions(make_console())
 
-    raise typer.Exit(_guarded(action))
+    raise typer.Exit(guarded(action))
 
 
 @sessions_app.command("show")
@@ -169,7 +157,7 @@ def sessions_show(session_id: Annotated[str, typer.Argument(metavar="ID")]) -> N
 
         return show_session(make_console(), session_id)
 
-    raise typer.Exit(_guarded(action))
+    raise typer.Exit(guarded(action))
 
 
 @sessions_app.command("resume")
@@ -187,7 +175,7 @@ def sessions_resume(
         require_session(session_id)
         return chat_loop(model=model, session_id=session_id, permission_mode=permission_mode)
 
-    raise typer.Exit(_guarded(action))
+    raise typer.Exit(guarded(action))
 
 
 @sessions_app.command("rm")
@@ -205,7 +193,7 @@ def sessions_rm(
 
         return remove_session(make_console(), session_id, keep_workspace=keep_workspace)
 
-    raise typer.Exit(_guarded(action))
+    raise typer.Exit(guarded(action))
 
 
 # Commands that live in their own modules: each module has ``register(app)``, which adds its

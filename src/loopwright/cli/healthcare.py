@@ -100,14 +100,9 @@ def healthcare_command(
             timeout=timeout,
         )
 
-    from loopwright.cli.runtime import CliError
+    from loopwright.cli.guard import guarded
 
-    try:
-        code = action()
-    except CliError as exc:
-        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(exc.exit_code) from None
-    raise typer.Exit(code)
+    raise typer.Exit(guarded(action))
 
 
 def healthcare(

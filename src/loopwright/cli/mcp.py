@@ -101,10 +101,10 @@ def register(app: typer.Typer) -> None:
         Example client config: {"mcpServers": {"loopwright": {"command": "loopwright",
         "args": ["mcp", "serve"]}}}
         """
-        from loopwright.cli.runtime import CliError
+        from loopwright.cli.guard import guarded
 
-        try:
-            code = serve_command(
+        def action() -> int:
+            return serve_command(
                 transport=transport,
                 host=host,
                 port=port,
@@ -115,10 +115,8 @@ def register(app: typer.Typer) -> None:
                 max_turns=max_turns,
                 permission_mode=permission_mode,
             )
-        except CliError as exc:
-            typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(exc.exit_code) from None
-        raise typer.Exit(code)
+
+        raise typer.Exit(guarded(action))
 
 
 def serve_command(

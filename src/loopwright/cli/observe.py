@@ -10,10 +10,11 @@ Only typer is imported at start-up; the commands load the store and renderers wh
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from loopwright.cli.guard import guarded
 
 if TYPE_CHECKING:
     from loopwright.sessions.session import Session
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
         def action() -> int:
             return export_session(session_id, as_json=as_json, html=html, output=output)
 
-        raise typer.Exit(_guarded(action))
+        raise typer.Exit(guarded(action))
 
     @sessions.command("report")
     def sessions_report(
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
         def action() -> int:
             return report_session(session_id, as_json=as_json)
 
-        raise typer.Exit(_guarded(action))
+        raise typer.Exit(guarded(action))
 
 
 def _sessions_group(app: typer.Typer) -> typer.Typer:
@@ -74,17 +75,6 @@ def _sessions_group(app: typer.Typer) -> typer.Typer:
         if group.name == "sessions" and group.typer_instance is not None:
             return group.typer_instance
     raise RuntimeError("the loopwright app has no 'sessions' command group to extend")
-
-
-def _guarded(action: Callable[[], int]) -> int:
-    """Run a command body; a user error becomes one line on stderr and its exit status."""
-    from loopwright.cli.runtime import CliError
-
-    try:
-        return action()
-    except CliError as exc:
-        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
-        return exc.exit_code
 
 
 def _load(store: SessionStore, session_id: str) -> Session:

@@ -105,10 +105,10 @@ def serve(
     ] = "info",
 ) -> None:
     """Serve the agent over HTTP: a JSON API with SSE event streams, and a web UI at /."""
-    from loopwright.cli.runtime import CliError
+    from loopwright.cli.guard import guarded
 
-    try:
-        code = _serve(
+    def action() -> int:
+        return _serve(
             host=host,
             port=port,
             model=model,
@@ -122,10 +122,8 @@ def serve(
             timeout=timeout,
             log_level=log_level,
         )
-    except CliError as exc:
-        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(exc.exit_code) from None
-    raise typer.Exit(code)
+
+    raise typer.Exit(guarded(action))
 
 
 def _serve(
