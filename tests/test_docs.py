@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import textwrap
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from local_servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
@@ -123,14 +124,6 @@ def environment(tmp_path: Path) -> dict[str, str]:
         PORT=str(free_port()),  # for blocks that start a server: `--port "$PORT"`
     )
     return env
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def run_block(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+
+from local_servers import free_port
 
 from .conftest import REPO
 from .dockerfile import Dockerfile, Stage
@@ -157,20 +158,13 @@ def test_the_command_serves_the_exposed_port_and_the_health_check_probes_it(
 # --- the real command and health check, on 127.0.0.1 --------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def served(dockerfile: Dockerfile, tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """The image's CMD with its environment, listening on 127.0.0.1 (never beyond), its
     data directories under tmp_path."""
     runtime = dockerfile.final
     image_env = runtime.env()
-    port = _free_port()
+    port = free_port()
     command = runtime.last("CMD").exec_form()
     command[command.index("--host") + 1] = "127.0.0.1"
     command[command.index("--port") + 1] = str(port)
@@ -222,7 +216,7 @@ def test_the_health_check_command_passes_against_the_running_server(
 
 
 def test_the_health_check_fails_when_nothing_answers(dockerfile: Dockerfile) -> None:
-    port = _free_port()
+    port = free_port()
     check = [part.replace(":8000/", f":{port}/") for part in healthcheck_command(dockerfile)]
     check[0] = str(Path(sys.executable).parent / check[0])
     result = subprocess.run(check, capture_output=True, text=True, timeout=30)

@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import math
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from local_servers import free_port, server_process
 from loopwright.memory import (
     EmbeddingError,
     LlamaCppEmbeddings,
@@ -148,13 +145,6 @@ async def test_memory_bank_with_local_embeddings(local: LlamaCppEmbeddings, tmp_
 # --- the OpenAI-compatible client against llama.cpp's server ---------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of llama.cpp's OpenAI-compatible server, in embedding mode, on 127.0.0.1."""
@@ -168,29 +158,14 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         *("--n_ctx", "512", "--n_threads", "1", "--n_threads_batch", "1"),
     ]
     base_url = f"http://127.0.0.1:{port}/v1"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited at start:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+    with server_process(
+        command,
+        name="llama_cpp.server",
+        ready_url=f"{base_url}/models",
+        log_path=log_path,
+        timeout=60,
+    ):
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

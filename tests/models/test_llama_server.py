@@ -26,17 +26,14 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import fastjsonschema
-import httpx
 import pytest
 
+from local_servers import free_port, server_process
 from loopwright import Agent, MemoryStore
 from loopwright.events import ToolCall, ToolResult
 from loopwright.messages import Message
@@ -58,13 +55,6 @@ SYSTEM = (
     "You create files with the Write tool. For example, to create notes.txt containing "
     '"Buy milk", call Write with {"file_path": "notes.txt", "content": "Buy milk"}.'
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
@@ -98,29 +88,15 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "0",
     ]
     base_url = f"http://127.0.0.1:{port}/v1"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited at start:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+    with server_process(
+        command,
+        name="llama_cpp.server",
+        ready_url=f"{base_url}/models",
+        log_path=log_path,
+        timeout=120,
+        poll=0.2,
+    ):
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def openai_model(base_url: str) -> Model:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from local_servers import free_port, server_process
 from loopwright import ReadTool, ScriptedModel, call
 from loopwright.tools.delegate import Delegate, SubAgent
 
@@ -39,12 +38,6 @@ def phoenix_command() -> list[str] | None:
         return [str(beside)]
     found = shutil.which("phoenix")
     return [found] if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -69,35 +62,19 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         PHOENIX_TELEMETRY_ENABLED="false",
         PHOENIX_ALLOW_EXTERNAL_RESOURCES="false",
     )
-    log = (workdir / "phoenix.log").open("w")
-    process = subprocess.Popen(
-        [*command, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                log.flush()
-                output = (workdir / "phoenix.log").read_text()[-2000:]
-                pytest.fail(f"Phoenix exited with status {process.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"Phoenix did not start within {STARTUP_TIMEOUT_S:.0f} s")
-            time.sleep(0.25)
+    with server_process(
+        [*command, "serve"],
+        name="Phoenix",
+        ready_url=f"{url}/healthz",
+        log_path=workdir / "phoenix.log",
+        timeout=STARTUP_TIMEOUT_S,
+        poll=0.25,
+        env=env,
+        cwd=workdir,
+        stop_timeout=20,
+    ):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
 
 
 def phoenix_spans(url: str, expected: int) -> list[dict[str, Any]]:
