@@ -83,6 +83,7 @@ LastEventId = Annotated[
         description="The `id` of the last event received; the stream resumes after it.",
     ),
 ]
+AfterQuery = Annotated[int | None, Query(ge=0, description="Like Last-Event-ID.")]
 
 
 async def current_user(request: Request) -> User:
@@ -274,7 +275,7 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
         session_id: str,
         user: Caller,
         last_event_id: LastEventId = None,
-        after: Annotated[int | None, Query(ge=0, description="Like Last-Event-ID.")] = None,
+        after: AfterQuery = None,
     ) -> Response:
         ctx.sessions.header(user, session_id)
         run = ctx.runs.latest(session_id)
@@ -307,7 +308,7 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
         run_id: str,
         user: Caller,
         last_event_id: LastEventId = None,
-        after: Annotated[int | None, Query(ge=0, description="Like Last-Event-ID.")] = None,
+        after: AfterQuery = None,
     ) -> Response:
         run = find_run(user, session_id, run_id)
         return event_stream(run, resume_point(last_event_id, after))
