@@ -5,8 +5,9 @@ The names below are imported lazily, so ``import loopwright`` stays fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from loopwright.lazy import lazy_dir, lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -178,14 +179,6 @@ if TYPE_CHECKING:
     from loopwright.tools.todo import TodoWriteTool
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopwright' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__dir__ = lazy_dir(_EXPORTS, globals())

@@ -15,8 +15,9 @@ Names are imported lazily: ``import loopwright.evals`` loads nothing heavy.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from loopwright.lazy import lazy_getattr
 
 _EXPORTS = {
     "BaseEvaluator": "loopwright.evals.base",
@@ -111,10 +112,4 @@ if TYPE_CHECKING:
     from loopwright.evals.suite import Suite, SuiteError, Task, load_suite
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopwright.evals' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

@@ -9,8 +9,9 @@ read from the database) and ``cohort`` (the ``DefineCohort`` tool).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from loopwright.lazy import lazy_getattr
 
 _EXPORTS = {
     "ensure_database": "loopwright.healthcare.data",
@@ -69,10 +70,4 @@ if TYPE_CHECKING:
     from loopwright.healthcare.sqlcheck import SQLIssue, check_sql
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopwright.healthcare' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

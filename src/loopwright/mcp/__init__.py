@@ -13,8 +13,9 @@ Names are imported lazily: the SDK loads only when a connection or server is mad
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from loopwright.lazy import lazy_getattr
 
 _EXPORTS = {
     "MCPConfigError": "loopwright.mcp.config",
@@ -69,10 +70,4 @@ if TYPE_CHECKING:
     from loopwright.mcp.server import RUN_AGENT, AgentMCPServer, serve_agent
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopwright.mcp' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

@@ -33,9 +33,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from loopwright.lazy import lazy_getattr
 from loopwright.models.base import (
     Model,
     ModelError,
@@ -112,13 +113,7 @@ _LOCAL_EXTRA = "pip install 'loopwright[local]'"
 _OFFICIAL_HOSTS = ("api.anthropic.com", "api.openai.com")
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopwright.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ The names are imported lazily, so importing one module of the package stays chea
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from loopwright.lazy import lazy_dir, lazy_getattr
 
 _EXPORTS = {
     "Policy": "loopwright.policy.policy",
@@ -108,14 +109,6 @@ if TYPE_CHECKING:
     from loopwright.policy.sanitize import DATA_INSTRUCTIONS, strip_controls, wrap_as_data
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopwright.policy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__dir__ = lazy_dir(_EXPORTS, globals())

@@ -7,9 +7,9 @@ limits and the network proxy.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from loopwright.lazy import lazy_dir, lazy_getattr
 from loopwright.sandbox.paths import PathValidator, SecurityError, create_path_validation_prehook
 
 _LAZY = {
@@ -71,14 +71,6 @@ if TYPE_CHECKING:
     from loopwright.sandbox.process import ProcessSandbox
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopwright.sandbox' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__dir__ = lazy_dir(_LAZY, globals())

@@ -16,9 +16,9 @@ writers (``pyarrow``, ``polars``) come with ``loopwright[sql]`` and are imported
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from loopwright.lazy import lazy_getattr
 from loopwright.sql.base import (
     DEFAULT_MAX_ROWS,
     DEFAULT_PREVIEW_ROWS,
@@ -71,10 +71,4 @@ if TYPE_CHECKING:
     from loopwright.sql.readonly import check_read_only
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopwright.sql' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

@@ -3,9 +3,9 @@
 The shell and Python tools (and the sandbox behind them) are imported on first use.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from loopwright.lazy import lazy_getattr
 from loopwright.tools.base import (
     BaseTool,
     FunctionTool,
@@ -104,10 +104,4 @@ if TYPE_CHECKING:
     from loopwright.tools.todo import TodoWriteTool, load_todos, render_todos
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopwright.tools' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
