@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
+from bench_table import render_table
 from loopwright.memory import DocumentIndex, MemoryBank
 
 SCOPE = "project:bench"
@@ -198,17 +199,7 @@ def render(rows: list[Row]) -> str:
         (r.scenario, f"{r.size:,}", f"{r.median_ms:.2f} ms", f"{r.p95_ms:.2f} ms", r.note)
         for r in rows
     ]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = []
-    for index, line in enumerate(table):
-        cells = [
-            line[i].ljust(widths[i]) if i in (0, 4) else line[i].rjust(widths[i])
-            for i in range(len(header))
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(table[0], table[1:], left={0, 4})
 
 
 async def run(sizes: list[int], files: int, queries: int) -> list[Row]:

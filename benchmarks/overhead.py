@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
+from bench_table import render_table
 from loopwright import (
     Agent,
     BaseTool,
@@ -528,17 +529,7 @@ def render(rows: list[Row]) -> str:
                 "-" if row.passed is None else ("PASS" if row.passed else "FAIL"),
             )
         )
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = []
-    for index, line in enumerate(table):
-        cells = [
-            line[i].ljust(widths[i]) if i in (0, 4) else line[i].rjust(widths[i])
-            for i in range(len(header))
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(table[0], table[1:], left={0, 4})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,7 @@ from loopwright.events import Done
 from loopwright.models.scripted import ScriptedToolCall
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_table import render_table
 from overhead import NoopTool
 
 TOKEN = "bench-token"
@@ -505,14 +506,7 @@ def ttfe(values: list[float]) -> dict[str, float]:
 def render(rows: list[tuple[str, str, str, str]]) -> str:
     header = ("measure", "value", "target", "result")
     table = [header, *rows]
-    widths = [max(len(line[i]) for line in table) for i in range(4)]
-    lines = []
-    for index, line in enumerate(table):
-        cells = [line[i].ljust(widths[i]) if i != 1 else line[i].rjust(widths[i]) for i in range(4)]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(table[0], table[1:], left={0, 2, 3})
 
 
 def run_server_phase(steps: int, phase: Callable[[int], Any]) -> Any:

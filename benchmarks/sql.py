@@ -54,13 +54,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from bench_table import render_table
 from loopwright.healthcare.data import DEFAULT_SEED, Sizes, build_database
 
 TARGET_GENERATOR_S_1M = 15.0
@@ -414,21 +415,6 @@ def build_sql_rows(queries: list[QueryTiming]) -> list[SQLRow]:
     return rows
 
 
-def _table(header: tuple[str, ...], lines: Sequence[tuple[str, ...]], left: set[int]) -> str:
-    table = [header, *lines]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    out = []
-    for index, line in enumerate(table):
-        cells = [
-            line[i].ljust(widths[i]) if i in left else line[i].rjust(widths[i])
-            for i in range(len(header))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if index == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
 def _verdict(passed: bool | None) -> str:
     return "-" if passed is None else ("PASS" if passed else "FAIL")
 
@@ -446,7 +432,7 @@ def render(rows: list[Row]) -> str:
         )
         for row in rows
     ]
-    return _table(header, lines, left={0, 4})
+    return render_table(header, lines, left={0, 4})
 
 
 def render_sql(rows: list[SQLRow]) -> str:
@@ -499,7 +485,7 @@ def render_sql(rows: list[SQLRow]) -> str:
             "by call.",
         )
     )
-    return _table(header, lines, left={0, 1, 3, 6, 8}) + "\n\n" + legend
+    return render_table(header, lines, left={0, 1, 3, 6, 8}) + "\n\n" + legend
 
 
 def _tool_available() -> str | None:

@@ -27,6 +27,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench_table import render_table
+
 TARGET_IMPORT_MS = 150.0
 TARGET_HELP_MS = 300.0
 
@@ -181,17 +183,7 @@ def render(rows: list[Row]) -> str:
                 row.note,
             )
         )
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = []
-    for index, line in enumerate(table):
-        cells = [
-            line[i].rjust(widths[i]) if i == 1 else line[i].ljust(widths[i])
-            for i in range(len(header))
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(table[0], table[1:], left={0, 2, 3, 4})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench_table import render_table
 from loopwright.tools import GrepTool, ToolRegistry
 from loopwright.tools.grep import Backend, ripgrep_argv
 
@@ -307,17 +308,7 @@ def render(rows: list[Row]) -> str:
             )
         )
     numeric = {1, 2, 3, 6, 7, 9}
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = []
-    for index, line in enumerate(table):
-        cells = [
-            line[i].rjust(widths[i]) if i in numeric else line[i].ljust(widths[i])
-            for i in range(len(header))
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(table[0], table[1:], left=set(range(len(header))) - numeric)
 
 
 def rg_version(rg: str) -> str:

@@ -67,6 +67,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from bench_table import render_table
 from loopwright import Agent, BaseTool, MemoryStore, ModelRequest, ScriptedModel, ToolResult, call
 from loopwright.events import Done
 from loopwright.instrument import Instrument
@@ -554,17 +555,7 @@ def render(results: list[Result]) -> str:
                 else f"{'PASS' if r.passed else 'FAIL'} (< {TARGET_OVERHEAD:.0%})",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [
-            row[i].ljust(widths[i]) if i in (1, 7) else row[i].rjust(widths[i])
-            for i in range(len(header))
-        ]
-        lines.append("  ".join(cells).rstrip())
-        if index == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(rows[0], rows[1:], left={1, 7})
 
 
 def render_breakdown(parts: Breakdown, floor_us: float) -> str:
