@@ -264,6 +264,19 @@ def setup(
     ``model`` is a model string or ``auto``; which model was picked, and why, is printed
     on stderr."""
     max_turns, timeout, permission_mode = settings_limits(max_turns, timeout, permission_mode)
+    choice, store, agent = cli_agent(
+        model, max_turns=max_turns, timeout=timeout, permission_mode=permission_mode
+    )
+    ready = session_setup(agent, store, session_id)
+    announce_model(choice, agent.model.name)
+    return ready
+
+
+def cli_agent(
+    model: str, *, max_turns: int | None, timeout: float | None, permission_mode: str
+) -> tuple[ModelChoice, SessionStore, Agent]:
+    """The model chosen for ``model``, the session store, and the CLI's agent on them (the
+    limits already resolved by :func:`settings_limits`)."""
     choice = choose_model(model)
     store = open_store()
     agent = build_agent(
@@ -273,9 +286,7 @@ def setup(
         timeout=timeout,
         permission_mode=permission_mode,
     )
-    ready = session_setup(agent, store, session_id)
-    announce_model(choice, agent.model.name)
-    return ready
+    return choice, store, agent
 
 
 def session_setup(agent: Agent, store: SessionStore, session_id: str | None) -> Setup:

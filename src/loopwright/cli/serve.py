@@ -145,9 +145,7 @@ def _serve(
         EXIT_USAGE,
         CliError,
         announce_model,
-        build_agent,
-        choose_model,
-        open_store,
+        cli_agent,
         settings_limits,
     )
 
@@ -182,14 +180,8 @@ def _serve(
     if log_level.lower() not in levels:
         raise CliError(f"unknown log level {log_level!r}; use one of: {', '.join(levels)}")
 
-    choice = choose_model(model)
-    store = open_store()
-    agent = build_agent(
-        choice.spec,
-        store=store,
-        max_turns=max_turns,
-        timeout=timeout,
-        permission_mode=permission_mode,
+    choice, store, agent = cli_agent(
+        model, max_turns=max_turns, timeout=timeout, permission_mode=permission_mode
     )
     app = create_app(
         agent,
