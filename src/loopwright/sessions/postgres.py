@@ -204,9 +204,7 @@ class PostgresStore(SessionStore):
             store=self,
             created_at=created_at,
             updated_at=updated_at,
-            summary=state.get("summary", ""),
-            context_start=int(state.get("context_start", 0)),
-            trimmed=set(state.get("trimmed", [])),
+            **Session.state_arguments(state),
         )
 
     def exists(self, session_id: str) -> bool:

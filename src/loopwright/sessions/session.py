@@ -234,5 +234,14 @@ class Session:
             "trimmed": sorted(self.trimmed),
         }
 
+    @staticmethod
+    def state_arguments(state: dict[str, Any]) -> dict[str, Any]:
+        """The constructor's keyword arguments that restore what :meth:`state` saved."""
+        return {
+            "summary": state.get("summary", ""),
+            "context_start": int(state.get("context_start", 0)),
+            "trimmed": set(state.get("trimmed", [])),
+        }
+
     def __repr__(self) -> str:
         return f"<Session {self.id} messages={len(self.messages)} workspace={self.workspace_dir}>"
