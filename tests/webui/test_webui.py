@@ -16,7 +16,7 @@ import pytest
 
 from loopwright.policy import Policy
 from loopwright.server import create_app
-from server.live import CHART_SIZE, LiveServer, make_agent, png_bytes, start_live
+from server.live import CHART_SIZE, MARKDOWN_ANSWER, LiveServer, make_agent, png_bytes, start_live
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -147,6 +147,72 @@ def test_chat_streams_text_shows_tool_cards_todos_and_files(
     assert errors == []
 
 
+def test_answers_render_as_markdown_without_html_or_outside_loads(
+    browser: sync_api.Browser, server: LiveServer
+) -> None:
+    page = open_page(browser, server.base_url + "/")
+    errors: list[str] = []
+    outside: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "request",
+        lambda request: (
+            outside.append(request.url)
+            if not request.url.startswith((server.base_url, "blob:", "data:"))
+            else None
+        ),
+    )
+    sign_in(page)
+    send(page, "markdown")
+
+    def check(answer: sync_api.Locator) -> None:
+        sync_api.expect(answer.locator("h2")).to_have_text("Top prescribers")
+        sync_api.expect(answer.locator("p strong")).to_have_text("top prescriber")
+        sync_api.expect(answer.locator("p em")).to_have_text("58")
+        sync_api.expect(answer.locator("p code")).to_have_text("humira_ca.csv")
+        table = answer.locator("table")
+        sync_api.expect(table.locator("thead th")).to_have_text(["NPI", "claims"])
+        sync_api.expect(table.locator("tbody tr")).to_have_count(3)
+        sync_api.expect(table.locator("tbody tr").first.locator("td")).to_have_text(
+            ["1335437889", "58"]
+        )
+        sync_api.expect(table.locator("tbody td.align-right")).to_have_count(3)
+        sync_api.expect(answer.locator("ol li")).to_have_text(
+            ["Filter HUMIRA", "Group by prescriber"]
+        )
+        sync_api.expect(answer.locator("pre code.language-sql")).to_have_text(
+            "SELECT PRESCRIBER_NPI_NBR, COUNT(*) FROM RX_CLAIMS"
+        )
+        report = answer.locator("a", has_text="the report")
+        sync_api.expect(report).to_have_attribute("href", "https://example.org/report")
+        sync_api.expect(report).to_have_attribute("rel", "noopener noreferrer nofollow")
+        sync_api.expect(report).to_have_attribute("target", "_blank")
+        # a javascript: link is left as text, a relative one too (it is no page of the
+        # server); an image is a link, never loaded
+        sync_api.expect(answer).to_contain_text("[click me](javascript:window.__pwned=3)")
+        sync_api.expect(answer.locator("a[href^='javascript']")).to_have_count(0)
+        chart = answer.locator("span.md-link", has_text="the chart")
+        sync_api.expect(chart).to_have_attribute("title", "charts/top10.png")
+        sync_api.expect(answer.locator("a")).to_have_count(2)
+        sync_api.expect(answer.locator("a.md-image")).to_have_text("image: secret")
+        # raw HTML stays text: no element made from it, no script run
+        sync_api.expect(answer).to_contain_text('<img src="x" onerror="window.__pwned=1">')
+        sync_api.expect(answer).to_contain_text("<script>window.__pwned=2</script>")
+        assert answer.locator("img, script, iframe, [onerror], [style]").count() == 0
+
+    answer = page.locator(".msg.assistant").last
+    check(answer)
+    sync_api.expect(page.locator("#log .hint")).to_have_count(0)  # "no messages yet" went
+    assert page.evaluate("window.__pwned") is None
+
+    page.reload()  # the history is drawn the same way
+    check(page.locator(".msg.assistant").last)
+    assert page.evaluate("window.__pwned") is None
+    assert outside == []
+    assert errors == []
+    assert "| 1335437889 | 58 |" in MARKDOWN_ANSWER  # the table came from the scripted answer
+
+
 def test_approval_buttons_let_the_call_run(browser: sync_api.Browser, tmp_path: Path) -> None:
     agent = make_agent(tmp_path, policy=Policy(mode="ask"))
     live = start_live(create_app(agent))  # authentication off: no sign-in dialog
@@ -182,7 +248,7 @@ def test_a_running_turn_shows_progress_and_stop_cancels_it(
     sign_in(page)
     send(page, "sleep 30")
     # the text streamed before the tool call is on the page while the tool still runs
-    sync_api.expect(page.locator(".msg.assistant").first).to_have_text("Waiting.\n")
+    sync_api.expect(page.locator(".msg.assistant").first).to_have_text("Waiting.")
     card = page.locator(".tool-card").first
     sync_api.expect(card.locator(".tool-state")).to_have_text("running\u2026")
     sync_api.expect(page.locator("#status")).to_have_class("status busy")

@@ -2,8 +2,9 @@
 //
 // Turns stream as Server-Sent Events read with fetch() (EventSource cannot send the bearer
 // token); a dropped stream reconnects with Last-Event-ID. Everything the agent writes is put
-// in the page as text (textContent), never as HTML. Files are fetched with the token and shown
-// or saved through blob: URLs.
+// in the page as text (textContent), never as HTML; the assistant's messages are Markdown,
+// built into elements by markdown.js (also never through HTML). Files are fetched with the
+// token and shown or saved through blob: URLs.
 "use strict";
 
 const TOKEN_KEY = "loopwright.token";
@@ -19,6 +20,8 @@ const state = {
   finished: true,
   stream: null,        // AbortController of the open event stream
   bubble: null,        // the assistant message text streams into
+  bubbleText: "",      // its Markdown so far
+  bubbleFrame: 0,      // the animation frame that will draw it (0: none pending)
   cards: new Map(),    // tool_call id -> card elements
   sessionUsage: null,  // the session's usage before the running turn
   runUsage: null,
@@ -170,7 +173,7 @@ async function openSession(id) {
 
 function clearLog() {
   $("log").replaceChildren();
-  state.bubble = null;
+  endBubble();
   state.cards.clear();
   $("preview").hidden = true;
 }
@@ -200,7 +203,11 @@ function renderHistory(messages) {
       }
     }
   }
-  if (!messages.length) $("log").append(el("p", "hint", "No messages yet in this session."));
+  if (!messages.length) {
+    const hint = el("p", "hint", "No messages yet in this session.");
+    hint.id = "empty-hint"; // removed when the first message is sent
+    $("log").append(hint);
+  }
   scrollDown();
 }
 
@@ -212,10 +219,41 @@ function resultText(content) {
 // --- the conversation -------------------------------------------------------------------
 
 function addMessage(role, text) {
-  const node = el("div", "msg " + role, text);
+  const node = el("div", "msg " + role);
+  if (role === "assistant") {
+    node.classList.add("md");
+    Markdown.render(node, text);
+  } else {
+    node.textContent = text;
+  }
   $("log").append(node);
   scrollDown();
   return node;
+}
+
+// The assistant's text streams into one message, redrawn as Markdown at most once a frame.
+function streamText(text) {
+  if (!state.bubble) {
+    state.bubble = addMessage("assistant", "");
+    state.bubbleText = "";
+  }
+  state.bubbleText += text;
+  if (!state.bubbleFrame) state.bubbleFrame = requestAnimationFrame(drawBubble);
+}
+
+function drawBubble() {
+  if (state.bubbleFrame) cancelAnimationFrame(state.bubbleFrame);
+  state.bubbleFrame = 0;
+  if (!state.bubble) return;
+  Markdown.render(state.bubble, state.bubbleText);
+  scrollDown();
+}
+
+// The message is complete (a tool call or the end of the turn follows): draw it now.
+function endBubble() {
+  if (state.bubbleFrame) drawBubble();
+  state.bubble = null;
+  state.bubbleText = "";
 }
 
 function notice(kind, text) {
@@ -321,12 +359,10 @@ function approvalBox(request) {
 function handleEvent(event) {
   switch (event.type) {
     case "text_delta":
-      if (!state.bubble) state.bubble = addMessage("assistant", "");
-      state.bubble.textContent += event.text;
-      scrollDown();
+      streamText(event.text);
       break;
     case "tool_call":
-      state.bubble = null;
+      endBubble();
       toolCard(event);
       setStatus("running " + event.name + "\u2026", true);
       break;
@@ -349,14 +385,17 @@ function handleEvent(event) {
     case "error":
       if (event.retrying) {
         setStatus("retrying: " + event.message, true);
-        if (event.discard_partial && state.bubble) state.bubble.textContent = "";
+        if (event.discard_partial && state.bubble) {
+          state.bubbleText = "";
+          drawBubble();
+        }
       } else {
         notice("error", event.message);
       }
       break;
     case "done":
       state.finished = true;
-      state.bubble = null;
+      endBubble();
       for (const card of state.cards.values()) {
         if (card.root.classList.contains("running") || card.root.classList.contains("waiting")) {
           finishCard(card, { content: "stopped before it finished", is_error: true, duration_ms: null });
@@ -475,7 +514,7 @@ async function send(event) {
     $("empty-hint")?.remove();
     addMessage("user", text);
     prompt.value = "";
-    state.bubble = null;
+    endBubble();
     state.sessionUsage = (await apiJson(sessionPath("/usage"))).usage;
     state.runUsage = null;
     state.lastEventId = 0;

@@ -1,0 +1,122 @@
+// Markdown in the web UI: the assistant's text parsed by markdown-it (vendor/markdown-it.min.js)
+// and built into the page here, element by element from its tokens, never through innerHTML.
+//
+// What the text can and cannot do: raw HTML in it stays text (html: false); only a fixed set of
+// elements is ever created; links open only http(s) and mailto addresses, in a new tab, with no
+// referrer; anything else (javascript:, data:, relative paths) is shown as text. Images are
+// shown as links and never loaded: an agent that reads a web page or a file can be told to put
+// what it knows into an image's address, and loading the image would send it.
+"use strict";
+
+const Markdown = (() => {
+  const parser = typeof window.markdownit === "function"
+    ? window.markdownit({ html: false, linkify: true, typographer: false })
+    : null;
+
+  // markdown-it token tag -> element made for it; anything else becomes a <span>
+  const TAGS = new Set(["p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote",
+    "table", "thead", "tbody", "tr", "th", "td", "strong", "em", "s"]);
+  const SAFE_LINK = /^(https?:\/\/|mailto:)/i;
+  const ALIGN = /text-align:\s*(left|center|right)/;
+  const LANGUAGE = /^[\w+#.-]{1,32}$/;
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function link(href, title) {
+    if (href && SAFE_LINK.test(href)) {
+      const anchor = element("a");
+      anchor.href = href;
+      anchor.target = "_blank";
+      anchor.rel = "noopener noreferrer nofollow";
+      anchor.title = title || href;
+      return anchor;
+    }
+    const span = element("span", "md-link");
+    if (href) span.title = href;
+    return span;
+  }
+
+  function opened(token) {
+    if (token.type === "link_open") return link(token.attrGet("href"), token.attrGet("title"));
+    const node = element(TAGS.has(token.tag) ? token.tag : "span");
+    if (token.tag === "ol") {
+      const start = Number.parseInt(token.attrGet("start") || "", 10);
+      if (Number.isFinite(start) && start !== 1) node.start = start;
+    }
+    if (token.tag === "th" || token.tag === "td") {
+      const align = ALIGN.exec(token.attrGet("style") || "");
+      if (align) node.className = "align-" + align[1];
+    }
+    return node;
+  }
+
+  function leaf(token) {
+    switch (token.type) {
+      case "text":
+        return document.createTextNode(token.content);
+      case "code_inline":
+        return element("code", null, token.content);
+      case "softbreak":
+      case "hardbreak":
+        return element("br");
+      case "fence":
+      case "code_block": {
+        const pre = element("pre");
+        const language = (token.info || "").trim().split(/\s+/)[0];
+        const code = element("code", LANGUAGE.test(language) ? "language-" + language : null,
+          token.content.replace(/\n$/, ""));
+        pre.append(code);
+        return pre;
+      }
+      case "hr":
+        return element("hr");
+      case "image": {
+        const anchor = link(token.attrGet("src"), token.attrGet("title"));
+        anchor.textContent = "image: " + (token.content || token.attrGet("src") || "");
+        anchor.classList.add("md-image");
+        return anchor;
+      }
+      default: // html_block / html_inline cannot occur with html: false; kept as text anyway
+        return token.content ? document.createTextNode(token.content) : null;
+    }
+  }
+
+  function build(tokens, root) {
+    const stack = [root];
+    for (const token of tokens) {
+      const parent = stack[stack.length - 1];
+      if (token.type === "inline") {
+        build(token.children || [], parent);
+      } else if (token.nesting === 1) {
+        // the paragraphs of a tight list are hidden: their text goes straight into the <li>
+        const node = token.hidden ? parent : opened(token);
+        if (node !== parent) parent.append(node);
+        stack.push(node);
+      } else if (token.nesting === -1) {
+        if (stack.length > 1) stack.pop();
+      } else {
+        const node = leaf(token);
+        if (node) parent.append(node);
+      }
+    }
+  }
+
+  // Replace target's content with text rendered as Markdown (as plain text if the parser
+  // did not load).
+  function render(target, text) {
+    if (!parser) {
+      target.textContent = text;
+      return;
+    }
+    const fragment = document.createDocumentFragment();
+    build(parser.parse(text, {}), fragment);
+    target.replaceChildren(fragment);
+  }
+
+  return { render, available: parser !== null };
+})();
