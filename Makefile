@@ -51,6 +51,8 @@ bench: setup
 	$(RUN) python benchmarks/local_model.py
 	$(RUN) python benchmarks/memory.py
 	$(RUN) python benchmarks/tracing.py
+	$(RUN) python benchmarks/sql.py
+	$(RUN) python benchmarks/sql_floor.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
