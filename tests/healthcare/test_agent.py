@@ -230,16 +230,22 @@ def test_on_postgresql_the_prompt_comes_from_the_backends_schema(
 # --- the command line ----------------------------------------------------------------------
 
 
-def _cli(
-    args: list[str], home: Path, *, input: str = "", timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
+def _cli_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["LOOPWRIGHT_HOME"] = str(home)
-    env.pop("LOOPWRIGHT_WORKSPACES", None)
+    for name in ("LOOPWRIGHT_WORKSPACES", "LOOPWRIGHT_TOKENS", "LOOPWRIGHT_TOKENS_FILE"):
+        env.pop(name, None)
     for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LOOPWRIGHT_MODEL"):
         env.pop(name, None)
     env["NO_COLOR"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def _cli(
+    args: list[str], home: Path, *, input: str = "", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = _cli_env(home)
     return subprocess.run(
         [sys.executable, "-m", "loopwright.cli.app", "healthcare", *args],
         input=input,
@@ -321,6 +327,77 @@ def test_cli_bad_database_is_one_clear_line(tmp_path: Path, loopwright_home: Pat
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: Unknown database URL")
     assert "Traceback" not in result.stderr
+
+
+def test_serve_puts_the_healthcare_agent_behind_the_http_api(
+    claims_db: Path, claims_con: duckdb.DuckDBPyConnection, tmp_path: Path, loopwright_home: Path
+) -> None:
+    import httpx
+
+    from local_servers import free_port, server_process
+    from server.live import iter_sse
+
+    answer = "| NPI | claims |\n|---|---:|\n| see | humira_ca_top10.csv |"
+    script = _script(tmp_path, SQL_TURN, answer)
+    env = _cli_env(loopwright_home)
+    env["LOOPWRIGHT_TOKENS"] = "hc-token=dana"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "loopwright.cli.app", "serve", "--agent", "healthcare"]
+    command += ["--database", str(claims_db), "-m", f"scripted:{script}", "--port", str(port)]
+    log = tmp_path / "serve.log"
+    with server_process(
+        command,
+        name="loopwright serve",
+        ready_url=f"{base}/healthz",
+        log_path=log,
+        timeout=60,
+        env=env,
+    ):
+        headers = {"Authorization": "Bearer hc-token"}
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+            session_id = client.post("/api/sessions").json()["id"]
+            question = {"content": "Find the top 10 prescribers of HUMIRA in California"}
+            with client.stream(
+                "POST", f"/api/sessions/{session_id}/messages", json=question
+            ) as response:
+                events = list(iter_sse(response))
+            assert events[-1].data["stop_reason"] == "end_turn", events[-1].data
+            (sql_call,) = [e.data for e in events if e.event == "tool_call"]
+            assert sql_call["name"] == "SQL"
+            (sql_result,) = [e.data for e in events if e.event == "tool_result"]
+            assert not sql_result["is_error"], sql_result
+            files = client.get(f"/api/sessions/{session_id}/files").json()["files"]
+            paths = {f["path"] for f in files}
+            assert {"humira_ca_top10.csv", "humira_ca_top10.parquet"} <= paths
+            csv = client.get(f"/api/sessions/{session_id}/files/humira_ca_top10.csv").text
+            expected = claims_con.execute(HUMIRA_CA).fetchall()
+            assert csv.splitlines()[1:] == [f"{npi},{count}" for npi, count in expected]
+            history = client.get(f"/api/sessions/{session_id}/messages").json()["messages"]
+            assert history[-1]["content"][0]["text"] == answer
+    served = log.read_text()
+    assert f"serving the healthcare agent at {base}/" in served
+    assert "Traceback" not in served
+
+
+def test_serve_options_for_the_healthcare_agent_are_checked(loopwright_home: Path) -> None:
+    env = _cli_env(loopwright_home)
+    for args, message in (
+        (["--agent", "finance"], "unknown agent 'finance'; use one of: standard, healthcare"),
+        (["--database", "claims.duckdb"], "--database and --rows go with --agent healthcare"),
+        (["--agent", "healthcare", "--database", "mysql://db/x"], "Unknown database URL"),
+        (["--agent", "healthcare", "-p", "yolo", "--rows", "2000"], "unknown permission mode"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "loopwright.cli.app", "serve", "-m", "scripted", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
 
 
 def test_on_bigquery_the_prompt_comes_from_the_backend_and_cohorts_are_left_out() -> None:

@@ -76,7 +76,7 @@ def test_serve_runs_the_standard_agent_and_stops_on_sigterm(serve_env: dict[str,
             process.kill()
             raise
     assert process.returncode == 0, stderr
-    assert f"serving http://127.0.0.1:{port}/" in stderr
+    assert f"serving the standard agent at http://127.0.0.1:{port}/" in stderr
     assert "auth: 1 token(s) for 1 user(s)" in stderr
 
 

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from loopwright.cli.options import JsonOption, MaxTurnsOption, SessionOption, TimeoutOption
+from loopwright.cli.options import (
+    DatabaseOption,
+    JsonOption,
+    MaxTurnsOption,
+    SessionOption,
+    TimeoutOption,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -66,18 +72,7 @@ def healthcare_command(
             help="Pharmacy claims in the generated database (built on first use).",
         ),
     ] = DEFAULT_ROWS,
-    database: Annotated[
-        str | None,
-        typer.Option(
-            "--database",
-            "-d",
-            metavar="URL",
-            help=(
-                "Query this database instead of the generated one: postgresql://..., "
-                "bigquery://PROJECT/DATASET or a .duckdb file."
-            ),
-        ),
-    ] = None,
+    database: DatabaseOption = None,
     session: SessionOption = None,
     json_lines: JsonOption = False,
     max_turns: MaxTurnsOption = None,
@@ -118,13 +113,10 @@ def healthcare(
 ) -> int:
     """Answer ``question`` (or chat when it is ``None``); return the exit status."""
     from loopwright.cli.run import read_task
-    from loopwright.cli.runtime import announce_model, choose_model, open_store, settings_limits
+    from loopwright.cli.runtime import announce_model, choose_model, open_store
 
     prompt = read_task(question) if question is not None else None
-    turns, seconds, _ = settings_limits(max_turns, timeout, "auto")
-    options: dict[str, Any] = {"timeout": seconds}
-    if max_turns is not None or os.environ.get("LOOPWRIGHT_MAX_TURNS", "").strip():
-        options["max_turns"] = turns  # else the agent's own default (fewer for tiny models)
+    options = limit_options(max_turns, timeout)
     choice = embedded_choice(choose_model(model))
     store = open_store()
     agent = build_agent(choice.spec, store=store, rows=rows, database=database, **options)
@@ -133,6 +125,18 @@ def healthcare(
     if prompt is None:
         return chat(ready, as_json=as_json)
     return ask(ready, prompt, as_json=as_json)
+
+
+def limit_options(max_turns: int | None, timeout: float | None) -> dict[str, Any]:
+    """The agent's limits from ``--max-turns``/``--timeout``, then the environment. With no
+    turn limit given anywhere the agent keeps its own default (fewer turns for tiny models)."""
+    from loopwright.cli.runtime import settings_limits
+
+    turns, seconds, _ = settings_limits(max_turns, timeout, "auto")
+    options: dict[str, Any] = {"timeout": seconds}
+    if max_turns is not None or os.environ.get("LOOPWRIGHT_MAX_TURNS", "").strip():
+        options["max_turns"] = turns
+    return options
 
 
 def embedded_choice(choice: ModelChoice) -> ModelChoice:

@@ -70,3 +70,15 @@ JsonOption = Annotated[
     bool,
     typer.Option("--json", help="Print each event as one JSON line, nothing else."),
 ]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        "-d",
+        metavar="URL",
+        help=(
+            "The healthcare agent's database instead of the generated one: postgresql://..., "
+            "bigquery://PROJECT/DATASET or a .duckdb file."
+        ),
+    ),
+]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loopwright.agent import Agent, ToolSpec
 from loopwright.instrument import Instrument
@@ -20,6 +21,9 @@ from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
 from loopwright.tools.grep import GrepTool
 from loopwright.tools.python import PythonTools
 from loopwright.tools.shell import ShellTools
+
+if TYPE_CHECKING:
+    from loopwright.policy import Policy
 
 SYSTEM_PROMPT = WORKSPACE_AGENT
 
@@ -186,17 +190,7 @@ def build_agent(
 
     ``permission_mode`` ``ask`` makes write and execute calls wait for an answer at the
     prompt; ``read-only`` refuses them."""
-    if permission_mode not in PERMISSION_MODES:
-        raise CliError(
-            f"unknown permission mode {permission_mode!r}; use one of: "
-            f"{', '.join(PERMISSION_MODES)}",
-            EXIT_USAGE,
-        )
-    policy = None
-    if permission_mode != "auto":
-        from loopwright.policy import Policy
-
-        policy = Policy(mode=permission_mode)
+    policy = permission_policy(permission_mode)
     try:
         return Agent(
             model,
@@ -211,6 +205,22 @@ def build_agent(
         )
     except ModelError as exc:
         raise CliError(f"{exc} (or choose another model with --model)", EXIT_USAGE) from None
+
+
+def permission_policy(permission_mode: str) -> Policy | None:
+    """The policy for a ``--permission-mode`` (``None`` for ``auto``), or a :class:`CliError`
+    naming the modes."""
+    if permission_mode not in PERMISSION_MODES:
+        raise CliError(
+            f"unknown permission mode {permission_mode!r}; use one of: "
+            f"{', '.join(PERMISSION_MODES)}",
+            EXIT_USAGE,
+        )
+    if permission_mode == "auto":
+        return None
+    from loopwright.policy import Policy
+
+    return Policy(mode=permission_mode)
 
 
 def _env_number(name: str, kind: type[int] | type[float]) -> float | None:

@@ -1,4 +1,8 @@
-"""``loopwright serve``: the standard agent over HTTP (JSON API, SSE streams) and the web UI.
+"""``loopwright serve``: an agent over HTTP (JSON API, SSE streams) and the web UI.
+
+The standard agent by default; ``--agent healthcare`` serves the healthcare research agent
+(its claims database built on first use, or ``--database URL``), so analysts can ask it
+questions in the browser.
 
 Only typer is imported here at start-up; the server, the agent and uvicorn are imported when
 the command runs, so ``loopwright --help`` stays fast.
@@ -7,9 +11,19 @@ the command runs, so ``loopwright --help`` stays fast.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from loopwright.cli.options import DatabaseOption
+
+if TYPE_CHECKING:
+    from loopwright.agent import Agent
+    from loopwright.models import ModelChoice
+    from loopwright.sessions.store import SessionStore
+
+#: What ``--agent`` accepts.
+AGENTS = ("standard", "healthcare")
 
 
 def register(app: typer.Typer) -> None:
@@ -103,6 +117,26 @@ def serve(
         str,
         typer.Option("--log-level", metavar="LEVEL", help="uvicorn's log level."),
     ] = "info",
+    agent: Annotated[
+        str,
+        typer.Option(
+            "--agent",
+            metavar="AGENT",
+            help="Which agent to serve: standard (files, shell, Python, a task list...) or "
+            "healthcare (the healthcare research agent over claims data).",
+        ),
+    ] = "standard",
+    database: DatabaseOption = None,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            "--rows",
+            min=1000,
+            metavar="N",
+            help="With --agent healthcare: pharmacy claims in the generated database (built "
+            "on first use) [default: 200000].",
+        ),
+    ] = None,
 ) -> None:
     """Serve the agent over HTTP: a JSON API with SSE event streams, and a web UI at /."""
     from loopwright.cli.guard import guarded
@@ -121,6 +155,9 @@ def serve(
             max_turns=max_turns,
             timeout=timeout,
             log_level=log_level,
+            agent=agent,
+            database=database,
+            rows=rows,
         )
 
     raise typer.Exit(guarded(action))
@@ -140,15 +177,17 @@ def _serve(
     max_turns: int | None,
     timeout: float | None,
     log_level: str,
+    agent: str = "standard",
+    database: str | None = None,
+    rows: int | None = None,
 ) -> int:
-    from loopwright.cli.runtime import (
-        EXIT_USAGE,
-        CliError,
-        announce_model,
-        cli_agent,
-        settings_limits,
-    )
+    from loopwright.cli.runtime import EXIT_USAGE, CliError, announce_model, settings_limits
 
+    if agent not in AGENTS:
+        raise CliError(f"unknown agent {agent!r}; use one of: {', '.join(AGENTS)}", EXIT_USAGE)
+    if agent != "healthcare" and (database is not None or rows is not None):
+        raise CliError("--database and --rows go with --agent healthcare", EXIT_USAGE)
+    given = (max_turns, timeout)  # the healthcare agent tells "no limit given" apart
     max_turns, timeout, permission_mode = settings_limits(max_turns, timeout, permission_mode)
 
     try:
@@ -180,11 +219,16 @@ def _serve(
     if log_level.lower() not in levels:
         raise CliError(f"unknown log level {log_level!r}; use one of: {', '.join(levels)}")
 
-    choice, store, agent = cli_agent(
-        model, max_turns=max_turns, timeout=timeout, permission_mode=permission_mode
-    )
+    if agent == "healthcare":
+        choice, store, served = _healthcare_agent(model, *given, permission_mode, database, rows)
+    else:
+        from loopwright.cli.runtime import cli_agent
+
+        choice, store, served = cli_agent(
+            model, max_turns=max_turns, timeout=timeout, permission_mode=permission_mode
+        )
     app = create_app(
-        agent,
+        served,
         store=store,
         tokens=tokens,
         rate_limit=rate,
@@ -201,14 +245,15 @@ def _serve(
         )
     except InsecureBindError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    announce_model(choice, agent.model.name)
+    announce_model(choice, served.model.name)
     shown = f"[{host}]" if ":" in host else host
     if tokens.enabled:
         auth = f"{len(tokens)} token(s) for {len(tokens.users)} user(s)"
     else:
         auth = "off (no tokens configured)"
     print(
-        f"loopwright serving http://{shown}:{port}/ (web UI at /, API spec at /openapi.json); "
+        f"loopwright serving the {agent} agent at http://{shown}:{port}/ (web UI at /, API "
+        "spec at /openapi.json); "
         f"auth: {auth}; store: {store.describe()}",
         file=sys.stderr,
         flush=True,
@@ -220,10 +265,38 @@ def _serve(
     finally:
         with asyncio.Runner() as runner:
             try:
-                runner.run(agent.aclose())
+                runner.run(served.aclose())
             except Exception as exc:  # closing must not hide how the server ended
                 print(f"warning: closing the agent failed: {exc}", file=sys.stderr)
         store.close()
     if not server.started:
         return 1  # uvicorn said why (e.g. the port is in use)
     return 0
+
+
+def _healthcare_agent(
+    model: str,
+    max_turns: int | None,
+    timeout: float | None,
+    permission_mode: str,
+    database: str | None,
+    rows: int | None,
+) -> tuple[ModelChoice, SessionStore, Agent]:
+    """The healthcare agent as ``loopwright healthcare`` makes it (the same model choice,
+    database and limits, from the flags as given), with ``--permission-mode``'s policy."""
+    from loopwright.cli import healthcare
+    from loopwright.cli.runtime import choose_model, open_store, permission_policy
+
+    options = healthcare.limit_options(max_turns, timeout)
+    policy = permission_policy(permission_mode)
+    choice = healthcare.embedded_choice(choose_model(model))
+    store = open_store()
+    served = healthcare.build_agent(
+        choice.spec,
+        store=store,
+        rows=healthcare.DEFAULT_ROWS if rows is None else rows,
+        database=database,
+        policy=policy,
+        **options,
+    )
+    return choice, store, served
