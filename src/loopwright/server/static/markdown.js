@@ -3,9 +3,11 @@
 //
 // What the text can and cannot do: raw HTML in it stays text (html: false); only a fixed set of
 // elements is ever created; links open only http(s) and mailto addresses, in a new tab, with no
-// referrer; anything else (javascript:, data:, relative paths) is shown as text. Images are
-// shown as links and never loaded: an agent that reads a web page or a file can be told to put
-// what it knows into an image's address, and loading the image would send it.
+// referrer; anything else (javascript:, data:, absolute paths) is shown as text. Images from
+// elsewhere are shown as links and never loaded: an agent that reads a web page or a file can
+// be told to put what it knows into an image's address, and loading the image would send it.
+// Relative paths name files in the session's workspace: the page passes hooks that make those
+// links open the file and those images show it (fetched through the API, with the token).
 "use strict";
 
 const Markdown = (() => {
@@ -17,6 +19,7 @@ const Markdown = (() => {
   const TAGS = new Set(["p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote",
     "table", "thead", "tbody", "tr", "th", "td", "strong", "em", "s"]);
   const SAFE_LINK = /^(https?:\/\/|mailto:)/i;
+  const HAS_SCHEME = /^[a-z][a-z0-9+.-]*:/i;
   const ALIGN = /text-align:\s*(left|center|right)/;
   const LANGUAGE = /^[\w+#.-]{1,32}$/;
 
@@ -27,7 +30,23 @@ const Markdown = (() => {
     return node;
   }
 
-  function link(href, title) {
+  // The workspace path a relative link or image names ("charts/a.png"), or null.
+  function workspacePath(href) {
+    if (!href || HAS_SCHEME.test(href) || /^[/\\#?]/.test(href)) return null;
+    let path;
+    try {
+      path = decodeURIComponent(href.split(/[?#]/)[0]);
+    } catch (error) {
+      return null;
+    }
+    path = path.replace(/^(\.\/)+/, "");
+    if (!path || path.split("/").some((part) => part === ".." || part === "")) return null;
+    return path;
+  }
+
+  function link(href, title, hooks) {
+    const path = workspacePath(href);
+    if (path && hooks.fileLink) return hooks.fileLink(path);
     if (href && SAFE_LINK.test(href)) {
       const anchor = element("a");
       anchor.href = href;
@@ -41,8 +60,10 @@ const Markdown = (() => {
     return span;
   }
 
-  function opened(token) {
-    if (token.type === "link_open") return link(token.attrGet("href"), token.attrGet("title"));
+  function opened(token, hooks) {
+    if (token.type === "link_open") {
+      return link(token.attrGet("href"), token.attrGet("title"), hooks);
+    }
     const node = element(TAGS.has(token.tag) ? token.tag : "span");
     if (token.tag === "ol") {
       const start = Number.parseInt(token.attrGet("start") || "", 10);
@@ -55,7 +76,7 @@ const Markdown = (() => {
     return node;
   }
 
-  function leaf(token) {
+  function leaf(token, hooks) {
     switch (token.type) {
       case "text":
         return document.createTextNode(token.content);
@@ -76,7 +97,9 @@ const Markdown = (() => {
       case "hr":
         return element("hr");
       case "image": {
-        const anchor = link(token.attrGet("src"), token.attrGet("title"));
+        const path = workspacePath(token.attrGet("src"));
+        if (path && hooks.fileImage) return hooks.fileImage(path, token.content);
+        const anchor = link(token.attrGet("src"), token.attrGet("title"), {});
         anchor.textContent = "image: " + (token.content || token.attrGet("src") || "");
         anchor.classList.add("md-image");
         return anchor;
@@ -86,35 +109,36 @@ const Markdown = (() => {
     }
   }
 
-  function build(tokens, root) {
+  function build(tokens, root, hooks) {
     const stack = [root];
     for (const token of tokens) {
       const parent = stack[stack.length - 1];
       if (token.type === "inline") {
-        build(token.children || [], parent);
+        build(token.children || [], parent, hooks);
       } else if (token.nesting === 1) {
         // the paragraphs of a tight list are hidden: their text goes straight into the <li>
-        const node = token.hidden ? parent : opened(token);
+        const node = token.hidden ? parent : opened(token, hooks);
         if (node !== parent) parent.append(node);
         stack.push(node);
       } else if (token.nesting === -1) {
         if (stack.length > 1) stack.pop();
       } else {
-        const node = leaf(token);
+        const node = leaf(token, hooks);
         if (node) parent.append(node);
       }
     }
   }
 
   // Replace target's content with text rendered as Markdown (as plain text if the parser
-  // did not load).
-  function render(target, text) {
+  // did not load). hooks.fileLink(path) and hooks.fileImage(path, alt) make the elements for
+  // links and images that name workspace files; without them those are shown as text.
+  function render(target, text, hooks = {}) {
     if (!parser) {
       target.textContent = text;
       return;
     }
     const fragment = document.createDocumentFragment();
-    build(parser.parse(text, {}), fragment);
+    build(parser.parse(text, {}), fragment, hooks);
     target.replaceChildren(fragment);
   }
 
