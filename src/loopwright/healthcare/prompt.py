@@ -431,7 +431,8 @@ GUIDELINES = """\
 - Quote numbers exactly from the query results; never guess or round away a count.
 - Save intermediate results as CSV files (the SQL tool saves each result; give datasets \
 short descriptive names).
-- List every file you created in your answer (CSV, PNG), with what it holds.
+- List every file you created in your answer (CSV, PNG), with what it holds; show each \
+chart as a Markdown image, ![what it shows](name.png), so the web UI draws it in place.
 - Privacy: report aggregates. Never put patient-level identifiers (patient ids, or a \
 patient's birth year and sex together) in answers or charts; counts of patients are fine. \
 Provider NPIs are public business identifiers and may be named.
