@@ -154,7 +154,11 @@ def test_answers_render_as_markdown_without_html_or_outside_loads(
     page = open_page(browser, server.base_url + "/")
     errors: list[str] = []
     outside: list[str] = []
+    files: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "request", lambda request: files.append(request.url) if "/files/" in request.url else None
+    )
     page.on(
         "request",
         lambda request: (
@@ -221,6 +225,9 @@ def test_answers_render_as_markdown_without_html_or_outside_loads(
     answer = page.locator(".msg.assistant").last
     check(answer)
     sync_api.expect(page.locator("#log .hint")).to_have_count(0)  # "no messages yet" went
+    # each image was asked for once while the answer streamed in, the missing one too
+    assert sum(url.endswith("/files/charts/none.png") for url in files) == 1
+    assert sum(url.endswith("/files/charts/top10.png") for url in files) == 2  # + the preview
     assert page.evaluate("window.__pwned") is None
 
     page.reload()  # the history is drawn the same way

@@ -265,8 +265,9 @@ const FILE_HOOKS = {
 
 function workspaceImage(path) {
   if (!state.images.has(path)) {
+    // a failure is kept too (no request per redrawn frame); files change only when a tool
+    // runs, and each tool result starts the cache over
     const url = fetchBlob(path, false).then((blob) => URL.createObjectURL(blob));
-    url.catch(() => state.images.delete(path)); // not there (yet): ask again next time
     state.images.set(path, url);
   }
   return state.images.get(path);
