@@ -14,7 +14,7 @@ import functools
 import json
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -333,17 +333,30 @@ class Agent:
         return asyncio.run(self.collect(prompt, session))
 
     async def collect(
-        self, prompt: Prompt | None, session: Session | str | None = None
+        self,
+        prompt: Prompt | None,
+        session: Session | str | None = None,
+        *,
+        on_event: Callable[[Event], Awaitable[None] | None] | None = None,
     ) -> RunResult:
-        """Run to completion and return the result (the async twin of ``run_sync``)."""
+        """Run to completion and return the result (the async twin of ``run_sync``).
+
+        ``on_event`` (a function or a coroutine function) sees each event as it comes, for
+        progress reporting; what it raises ends the run.
+        """
         resolved = self._session(session)
         events: list[Event] = []
         done: Done | None = None
         first_new = len(resolved.messages)
-        async for event in self.run(prompt, resolved):
-            events.append(event)
-            if isinstance(event, Done):
-                done = event
+        async with aclosing(self.run(prompt, resolved)) as run:  # closed at once on errors
+            async for event in run:
+                events.append(event)
+                if on_event is not None:
+                    reported = on_event(event)
+                    if reported is not None:
+                        await reported
+                if isinstance(event, Done):
+                    done = event
         new = resolved.messages[first_new:]
         final = next((m.text for m in reversed(new) if m.role == "assistant" and m.text), "")
         assert done is not None

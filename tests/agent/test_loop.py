@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from loopwright import Agent, ReadTool, Session, WriteTool, call, tool
+from loopwright.events import Event
 from loopwright.messages import Message, ToolResultBlock
 from loopwright.models.base import ModelError, ModelRequest
 from loopwright.models.scripted import ScriptedModel, ScriptedToolCall, ScriptedTurn
@@ -94,6 +95,51 @@ async def test_session_given_by_id_is_created_then_continued(tmp_path: Path) -> 
     second = await agent.collect("second", "named-session")
     assert first.session.id == second.session.id == "named-session"
     assert [m.text for m in model.requests[1].messages] == ["first", "one", "second"]
+
+
+async def test_collect_shows_each_event_to_on_event_as_it_comes(tmp_path: Path) -> None:
+    model = ScriptedModel(
+        [["Writing.", call("Write", file_path="a.txt", content="a")], "Wrote a.txt."]
+    )
+    agent = make_agent(model, tmp_path, tools=[WriteTool])
+    seen: list[str] = []
+    files_when_result_seen: list[bool] = []
+
+    async def on_event(event: Event) -> None:  # a coroutine function...
+        seen.append(event.type)
+        if event.type == "tool_result":
+            files_when_result_seen.append((tmp_path / "ws" / "s1" / "a.txt").exists())
+
+    result = await agent.collect("write a.txt", "s1", on_event=on_event)
+    assert seen == [e.type for e in result.events]
+    assert seen[-1] == "done"
+    assert files_when_result_seen == [True]
+    plain: list[str] = []
+    await agent.collect("again", "s2", on_event=lambda e: plain.append(e.type))  # ...or not
+    assert plain[-1] == "done"
+
+
+async def test_an_on_event_that_raises_ends_the_run_and_keeps_the_history_whole(
+    tmp_path: Path,
+) -> None:
+    model = ScriptedModel(
+        [["Writing.", call("Write", file_path="a.txt", content="a")], "never reached"]
+    )
+    agent = make_agent(model, tmp_path, tools=[WriteTool])
+    session = agent.new_session("s")
+
+    def on_event(event: Event) -> None:
+        if event.type == "tool_call":
+            raise RuntimeError("the consumer went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        await agent.collect("write a.txt", session, on_event=on_event)
+    assert len(model.requests) == 1  # the run stopped: no second model call
+    # closed at once, as a cancelled run: the call has its "interrupted" result
+    assert [m.role for m in session.messages] == ["user", "assistant", "user"]
+    (interrupted,) = session.messages[-1].tool_results
+    assert "interrupted" in str(interrupted.content)
+    assert not (session.workspace_dir / "a.txt").exists()
 
 
 async def test_parallel_tool_calls_really_overlap(tmp_path: Path) -> None:

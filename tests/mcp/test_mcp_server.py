@@ -52,9 +52,16 @@ async def exercise(client: ClientSession) -> dict[str, Any]:
     read = await client.call_tool("Read", {"file_path": "notes.md"})
     outside = await client.call_tool("Read", {"file_path": "../../../etc/passwd"})
     invalid = await client.call_tool("Write", {"file_path": "x.txt"})
-    ran = await client.call_tool(RUN_AGENT, {"prompt": "Remember the milk"})
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    ran = await client.call_tool(
+        RUN_AGENT, {"prompt": "Remember the milk"}, progress_callback=on_progress
+    )
     return {"listed": listed, "wrote": wrote, "read": read, "outside": outside,
-            "invalid": invalid, "ran": ran}  # fmt: skip
+            "invalid": invalid, "ran": ran, "progress": progress}  # fmt: skip
 
 
 def check(outcome: dict[str, Any]) -> str:
@@ -75,6 +82,13 @@ def check(outcome: dict[str, Any]) -> str:
     assert not ran.is_error, text_of(ran)
     assert "Remember the milk" in text_of(ran)  # the demo model read its task back
     assert ran.structured_content["stop_reason"] == "end_turn"
+    # the run's tool calls arrived as progress notifications while it ran
+    assert outcome["progress"] == [
+        (1, None, "Write: task.md"),
+        (2, None, "Write done"),
+        (3, None, "Read: task.md"),
+        (4, None, "Read done"),
+    ]
     return str(ran.structured_content["session_id"])
 
 
@@ -177,7 +191,17 @@ async def test_run_agent_continues_a_named_session(tmp_path: Path) -> None:
     )
     server = AgentMCPServer(agent, expose_tools=False)
     assert [tool.name for tool in server.tools()] == [RUN_AGENT]
-    first = await server.run_agent({"prompt": "Write a plan", "session_id": "planning"})
+    reported: list[str | None] = []
+
+    async def client_gone(done: float, total: float | None, message: str | None) -> None:
+        reported.append(message)
+        raise ConnectionError("the client went away")
+
+    first = await server.run_agent(
+        {"prompt": "Write a plan", "session_id": "planning"}, progress=client_gone
+    )
+    assert not first.is_error  # progress that cannot be delivered does not stop the run
+    assert reported == ["Write: plan.md", "Write done"]
     second = await server.run_agent({"prompt": "What did I ask?", "session_id": "planning"})
     assert first.structured_content["session_id"] == "planning"
     assert text_of(second).startswith("You asked me to write a plan.")

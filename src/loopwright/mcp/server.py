@@ -7,7 +7,9 @@
   validation, path checks, the policy (hooks, permissions, audit) and output limits apply
   exactly as when the agent's model calls it;
 - the agent as one tool, ``run_agent {prompt, session_id?}``, which runs the agent on the
-  prompt to the end and returns its final answer (and the session id, to continue it).
+  prompt to the end and returns its final answer (and the session id, to continue it). A
+  client that asks for progress (a progress token, e.g. the SDK's ``progress_callback``) gets
+  a progress notification per tool call started and finished, with a one-line message.
 
 The tools work in one session's workspace (a new session unless one is given, or a directory
 given as ``workspace``); ``run_agent`` continues that session unless the caller names another.
@@ -24,7 +26,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,6 +37,7 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
+from loopwright.events import Event, ToolCall, ToolResult
 from loopwright.messages import ImageBlock, TextBlock
 from loopwright.policy.kinds import declared_kind
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
@@ -46,6 +49,9 @@ if TYPE_CHECKING:
     from loopwright.tools.registry import ToolRegistry
 
 RUN_AGENT = "run_agent"
+
+#: Reports progress to the client: ``(progress, total, message)``.
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
 RUN_AGENT_OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -167,11 +173,14 @@ class AgentMCPServer:
             )
         return listed
 
-    async def call(self, name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
-        """Run one call as a client would (``run_agent`` or one of the agent's tools)."""
+    async def call(
+        self, name: str, arguments: dict[str, Any] | None, progress: Progress | None = None
+    ) -> types.CallToolResult:
+        """Run one call as a client would (``run_agent`` or one of the agent's tools);
+        ``progress`` reports ``run_agent``'s steps."""
         arguments = arguments or {}
         if name == RUN_AGENT and self.expose_agent:
-            return await self.run_agent(arguments)
+            return await self.run_agent(arguments, progress)
         registry = self.registry
         if not self.expose_tools or name not in registry:
             known = ", ".join(tool.name for tool in self.tools())
@@ -185,8 +194,13 @@ class AgentMCPServer:
             content=_mcp_content(result["content"]), is_error=bool(result.get("is_error"))
         )
 
-    async def run_agent(self, arguments: dict[str, Any]) -> types.CallToolResult:
-        """Run the agent on ``arguments["prompt"]``; the answer, with the session id."""
+    async def run_agent(
+        self, arguments: dict[str, Any], progress: Progress | None = None
+    ) -> types.CallToolResult:
+        """Run the agent on ``arguments["prompt"]``; the answer, with the session id.
+
+        ``progress`` is told of each tool call as it starts and ends (step count, no total,
+        a one-line message); a client that went away does not stop the run."""
         prompt = arguments.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             return _error(f"{RUN_AGENT} needs a non-empty 'prompt' string: the task to do.")
@@ -203,7 +217,7 @@ class AgentMCPServer:
         lock = self._runs.setdefault(key, asyncio.Lock())
         async with lock:  # one run at a time per session keeps its history consistent
             try:
-                result = await self.agent.collect(prompt, target)
+                result = await self.agent.collect(prompt, target, on_event=_reporter(progress))
             except Exception as exc:  # the agent's loop reports model errors as events
                 return _error(f"{RUN_AGENT} failed: {type(exc).__name__}: {exc}")
         text = result.text
@@ -233,7 +247,8 @@ class AgentMCPServer:
     async def _on_call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        return await self.call(params.name, dict(params.arguments or {}))
+        report = ctx.session.report_progress  # a no-op unless the client sent a progress token
+        return await self.call(params.name, dict(params.arguments or {}), report)
 
     # --- serving ------------------------------------------------------------------------
 
@@ -386,3 +401,29 @@ def _error(message: str) -> types.CallToolResult:
 
 
 __all__ = ["RUN_AGENT", "AgentMCPServer", "serve_agent"]
+
+
+def _reporter(progress: Progress | None) -> Callable[[Event], Awaitable[None]] | None:
+    """An ``on_event`` for :meth:`Agent.collect` that reports tool calls to ``progress``."""
+    if progress is None:
+        return None
+    from loopwright.summaries import key_input
+
+    steps = 0
+
+    async def report(event: Event) -> None:
+        nonlocal steps
+        if isinstance(event, ToolCall):
+            detail = key_input(event.input)
+            message = f"{event.name}: {detail}" if detail else event.name
+        elif isinstance(event, ToolResult):
+            message = f"{event.name} {'failed' if event.is_error else 'done'}"
+        else:
+            return
+        if event.agent:
+            message = f"[{event.agent}] {message}"
+        steps += 1
+        with contextlib.suppress(Exception):  # the client's side of progress is best effort
+            await progress(steps, None, message)
+
+    return report
