@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from loopwright.cli.healthcare import DEFAULT_ROWS, MIN_ROWS
 from loopwright.cli.options import DatabaseOption
 
 if TYPE_CHECKING:
@@ -131,10 +132,10 @@ def serve(
         int | None,
         typer.Option(
             "--rows",
-            min=1000,
+            min=MIN_ROWS,
             metavar="N",
             help="With --agent healthcare: pharmacy claims in the generated database (built "
-            "on first use) [default: 200000].",
+            f"on first use) [default: {DEFAULT_ROWS}].",
         ),
     ] = None,
 ) -> None:
@@ -294,7 +295,7 @@ def _healthcare_agent(
     served = healthcare.build_agent(
         choice.spec,
         store=store,
-        rows=healthcare.DEFAULT_ROWS if rows is None else rows,
+        rows=DEFAULT_ROWS if rows is None else rows,
         database=database,
         policy=policy,
         **options,
