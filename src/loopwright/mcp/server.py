@@ -400,9 +400,6 @@ def _error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
 
 
-__all__ = ["RUN_AGENT", "AgentMCPServer", "serve_agent"]
-
-
 def _reporter(progress: Progress | None) -> Callable[[Event], Awaitable[None]] | None:
     """An ``on_event`` for :meth:`Agent.collect` that reports tool calls to ``progress``."""
     if progress is None:
@@ -427,3 +424,6 @@ def _reporter(progress: Progress | None) -> Callable[[Event], Awaitable[None]] |
             await progress(steps, None, message)
 
     return report
+
+
+__all__ = ["RUN_AGENT", "AgentMCPServer", "serve_agent"]
