@@ -52,15 +52,11 @@ from loopwright.sql.duckdb import READ_ONLY_CONFIG, open_read_only
 from loopwright.sql.files import replace, temp_beside
 from loopwright.sql.readonly import check_read_only
 from loopwright.tools.sql import SQLTool
+from sql import QUERIES, TARGET_TOOL_RATIO
 
-QUERY = """
-    SELECT PRESCRIBER_NPI_NBR, COUNT(*) AS rx_count
-    FROM RX_CLAIMS
-    WHERE NDC_DRUG_NM = 'HUMIRA' AND PRESCRIBER_NPI_STATE_CD = 'CA'
-    GROUP BY PRESCRIBER_NPI_NBR
-    ORDER BY rx_count DESC
-    LIMIT 10"""
-TARGET_RATIO = 1.2
+#: the query sql.py judges, and its target
+QUERY = QUERIES["top 10 HUMIRA prescribers, CA"]
+TARGET_RATIO = TARGET_TOOL_RATIO
 RUNS = 150
 WARM_UP = 20
 
