@@ -236,14 +236,16 @@ function addMessage(role, text) {
 // Links and images in an answer that name workspace files ("charts/top10.png"): a link opens
 // the file (preview for images, else download), an image is shown in place. Files are
 // fetched through the API with the token; each image once per path until files change.
-const IMAGE_FILE = /\.(png|jpe?g|gif|webp|svg)$/i;
+// The image types the server lists as images (server/files.py), shown in the preview.
+const IMAGE_FILE = /\.(png|jpe?g|gif|webp|bmp|svg)$/i;
 
 const FILE_HOOKS = {
   fileLink(path) {
+    const image = IMAGE_FILE.test(path);
     const button = el("button", "file-link");
     button.type = "button";
-    button.title = (IMAGE_FILE.test(path) ? "Preview " : "Download ") + path + " (workspace)";
-    button.addEventListener("click", () => (IMAGE_FILE.test(path) ? preview(path) : download(path)));
+    button.title = (image ? "Preview " : "Download ") + path + " (workspace)";
+    button.addEventListener("click", () => (image ? preview(path) : download(path)));
     return button;
   },
   fileImage(path, alt) {
