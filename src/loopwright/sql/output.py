@@ -2,14 +2,15 @@
 
 Batches are gathered into pieces of about :data:`PIECE_ROWS` rows, each written as it fills
 and then dropped, so memory stays at a few pieces whatever the result's size. The CSV is
-written by Polars (the fastest CSV writer at hand); the Parquet file by pyarrow, in a second
-thread fed through a short queue, so the two files are written side by side. A small result
-(at most :data:`INLINE_ROWS` rows, all there before the first piece fills: the usual
-aggregate) is written in the calling thread instead, CSV then Parquet, since handing a few
-rows to another thread costs more than writing them. Both files go to temporary names in the
-target directory and are renamed into place only when complete (:mod:`loopwright.sql.files`):
-a failed or interrupted query leaves no half-written file and keeps any earlier file of the
-same name.
+written by Polars, the fastest CSV writer at hand (a piece of a few rows is written in
+Polars' format by :mod:`loopwright.sql.csvtext`, which costs less for so few); the Parquet
+file by pyarrow, in a second thread fed through a short queue, so the two files are written
+side by side. A small result (at most :data:`INLINE_ROWS` rows, all there before the first
+piece fills: the usual aggregate) is written in the calling thread instead, CSV then Parquet,
+since handing a few rows to another thread costs more than writing them. Both files go to
+temporary names in the target directory and are renamed into place only when complete
+(:mod:`loopwright.sql.files`): a failed or interrupted query leaves no half-written file and
+keeps any earlier file of the same name.
 
 CSV has no nested or binary values, so those columns are written to the CSV as text: nested
 values (lists, structs, maps) as JSON, binary as hex; intervals, which Parquet cannot hold
@@ -34,6 +35,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from loopwright.sql.base import ResultFileError, SQLError, Written
+from loopwright.sql.csvtext import SMALL_CELLS, small_csv
 from loopwright.sql.files import replace, temp_beside
 from loopwright.summaries import error_line
 
@@ -184,10 +186,12 @@ def _pulled(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
 
 
 def unique_names(names: list[str]) -> list[str]:
-    """Column names made unique (``a``, ``a_2``...): CSV readers and Polars need that."""
+    """Column names made unique (``a``, ``a_2``...) and never empty (``column_3`` for the
+    third): CSV readers and Polars need that."""
     seen: set[str] = set()
     out: list[str] = []
-    for name in names:
+    for position, given in enumerate(names, start=1):
+        name = given or f"column_{position}"
         candidate, n = name, 1
         while candidate in seen:
             n += 1
@@ -200,7 +204,13 @@ def unique_names(names: list[str]) -> list[str]:
 def _write_csv(
     handle: IO[bytes], piece: pa.Table, plan: dict[int, Converter], *, header: bool
 ) -> None:
-    frame = pl.from_arrow(_convert(piece, plan), rechunk=False)
+    converted = _convert(piece, plan)
+    if converted.num_rows * max(converted.num_columns, 1) <= SMALL_CELLS:
+        text = small_csv(converted, header=header)  # Polars' format, without its fixed cost
+        if text is not None:
+            handle.write(text)
+            return
+    frame = pl.from_arrow(converted, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
     frame.write_csv(handle, include_header=header)
 
