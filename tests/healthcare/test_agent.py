@@ -400,7 +400,7 @@ def test_serve_options_for_the_healthcare_agent_are_checked(loopwright_home: Pat
         assert "Traceback" not in done.stderr
 
 
-def test_on_bigquery_the_prompt_comes_from_the_backend_and_cohorts_are_left_out() -> None:
+def test_on_bigquery_the_prompt_comes_from_the_backend_with_every_tool() -> None:
     from sql.bigquery_server import BigQueryServer
 
     with BigQueryServer(project="test-project") as server:
@@ -415,9 +415,9 @@ def test_on_bigquery_the_prompt_comes_from_the_backend_and_cohorts_are_left_out(
         names = agent.registry_for(session).names
     assert "claims database (BigQuery)" in prompt
     assert "- NDC_DRUG_NM STRING" in prompt
-    assert "DefineCohort" not in names  # it needs query parameters the backend lacks here
-    assert "- DefineCohort:" not in prompt
     assert "SQL" in names
+    assert "DefineCohort" in names  # BigQuery's named parameters carry the values
+    assert "- DefineCohort:" in prompt
 
 
 def test_the_default_embedded_model_is_the_one_that_writes_sql_best() -> None:

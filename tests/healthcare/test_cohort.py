@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 
 from loopwright import Agent, MemoryStore, ScriptedModel, call
 from loopwright.healthcare.cohort import (
+    BIGQUERY,
     DUCKDB,
     POSTGRES,
     CohortError,
@@ -349,3 +350,104 @@ async def test_on_postgresql_the_same_cohort_has_the_same_counts(
     dd_members = (Path(cohort.workspace_dir) / "cohorts" / "dd.csv").read_text()
     assert pg_members == dd_members
     assert injected["metadata"]["patients"] == 0
+
+
+# --- on BigQuery (the real client against the loopback stand-in) -----------------------------
+
+
+def test_bigquery_identifiers_are_quoted_with_backslash_escapes() -> None:
+    assert BIGQUERY.quote("claims.RX_CLAIMS") == "`claims`.`RX_CLAIMS`"
+    assert BIGQUERY.quote("odd`name\\") == "`odd\\`name\\\\`"
+    assert BIGQUERY.placeholder("drug_1") == "@drug_1"
+
+
+@pytest.fixture
+def bigquery_claims(claims_con: duckdb.DuckDBPyConnection) -> Iterator[Any]:
+    """The BigQuery stand-in holding the small database's tables as dataset ``claims``."""
+    from sql.bigquery_server import BigQueryServer
+
+    with BigQueryServer(project="test-project") as server:
+        for table in ("RX_CLAIMS", "MED_CLAIMS", "PROVIDERS_BIO"):
+            server.load("claims", table, claims_con.sql(f"SELECT * FROM {table}").to_arrow_table())
+        yield server
+
+
+async def test_on_bigquery_the_same_cohort_has_the_same_counts(
+    bigquery_claims: Any, cohort: BaseTool, tmp_path: Path
+) -> None:
+    criteria = {
+        "drugs": ["HUMIRA"],
+        "conditions": ["Rheumatoid arthritis", "L40"],
+        "specialties": ["Rheumatology", "Dermatology"],
+        "start_date": "2023-06-01",
+        "min_age": 30,
+        "sex": "F",
+        "exclude_drugs": ["ENBREL"],
+    }
+    url = f"bigquery://test-project/claims?api_endpoint={bigquery_claims.base_url}"
+    backend = connect(url)
+    toolset = DefineCohort(backend)
+    workspace = tmp_path / "bq"
+    workspace.mkdir()
+    (bq_tool,) = toolset.bind(str(workspace))
+    try:
+        on_bigquery = await bq_tool.execute({"name": "bq", **criteria})
+        on_duckdb = await cohort.execute({"name": "dd", **criteria})
+        injected = await bq_tool.execute(
+            {"name": "inj", "drugs": ["HUMIRA' OR '1'='1"], "states": ["CA` OR 1=1 --"]}
+        )
+    finally:
+        await toolset.aclose()
+        await backend.aclose()
+    assert on_bigquery["is_error"] is False, on_bigquery["content"]
+    sql = on_bigquery["metadata"]["sql"]
+    assert "@drug_1" in sql
+    assert "`RX_CLAIMS`" in sql
+    assert "'" not in sql
+    assert on_bigquery["metadata"]["patients"] > 0
+    for key in ("patients", "claims", "claims_by_kind"):
+        assert on_bigquery["metadata"][key] == on_duckdb["metadata"][key]
+    bq_members = (workspace / "cohorts" / "bq.csv").read_text()
+    dd_members = (Path(cohort.workspace_dir) / "cohorts" / "dd.csv").read_text()
+    assert bq_members == dd_members
+    assert "SQL (BigQuery; the values are bound as parameters)" in on_bigquery["content"]
+    assert injected["is_error"] is False, injected["content"]
+    assert injected["metadata"]["patients"] == 0
+    assert "No claims match drug" in injected["content"]
+
+    # what went over the wire: typed parameters, a dry run before each job, the tool's labels
+    jobs = bigquery_claims.job_bodies()
+    member_jobs = [j for j in jobs if j["configuration"]["query"]["query"] == sql]
+    assert [j["configuration"].get("dryRun", False) for j in member_jobs] == [True, False]
+    parameters = {
+        p["name"]: (p["parameterType"]["type"], p["parameterValue"]["value"])
+        for p in member_jobs[1]["configuration"]["query"]["queryParameters"]
+    }
+    assert parameters["drug_1"] == ("STRING", "humira")
+    assert parameters["start_date_1"] == ("DATE", "2023-06-01")
+    assert parameters["min_age_1"] == ("INT64", "30")
+    assert member_jobs[1]["configuration"]["labels"] == {"loopwright": "sql-tool"}
+    assert member_jobs[1]["jobReference"]["jobId"].startswith("loopwright_cohort_")
+
+
+async def test_on_bigquery_the_bytes_cap_refuses_before_the_job_runs(
+    bigquery_claims: Any, tmp_path: Path
+) -> None:
+    url = (
+        f"bigquery://test-project/claims?api_endpoint={bigquery_claims.base_url}"
+        "&maximum_bytes_billed=1000"
+    )
+    backend = connect(url)
+    toolset = DefineCohort(backend)
+    (tool,) = toolset.bind(str(tmp_path))
+    try:
+        result = await tool.execute({"name": "big", "drugs": ["HUMIRA"]})
+    finally:
+        await toolset.aclose()
+        await backend.aclose()
+    assert result["is_error"] is True
+    assert "over the maximum_bytes_billed cap of 1,000 bytes" in result["content"]
+    jobs = bigquery_claims.job_bodies()
+    assert jobs
+    assert all(j["configuration"].get("dryRun") for j in jobs)  # nothing ran
+    assert not (tmp_path / "cohorts").exists()

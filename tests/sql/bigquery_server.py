@@ -14,6 +14,10 @@ bigquery.googleapis.com uses:
   ``maxResults``/``pageToken``; ``POST .../jobs/{jobId}/cancel`` (jobs.cancel);
 * ``GET .../datasets``, ``GET .../datasets/{d}/tables`` and ``GET .../datasets/{d}/tables/{t}``.
 
+Named query parameters (``queryParameters``, ``@name`` in the SQL) are bound on dry and real
+runs alike; a parameter the SQL names but the job lacks is 400 ``Query parameter ... not
+found``, as on BigQuery.
+
 Datasets are DuckDB schemas: set the data up with :meth:`BigQueryServer.setup` (DuckDB SQL).
 Queries arrive in BigQuery SQL and are translated to DuckDB with sqlglot after the project
 is stripped from table names and the default dataset applied. A table's size, for the dry
@@ -96,6 +100,16 @@ class BigQueryServer:
         """Run DuckDB SQL to create datasets (schemas) and tables."""
         with self._lock:
             self.db.execute(sql)
+
+    def load(self, dataset: str, table: str, data: Any) -> None:
+        """Create ``dataset.table`` from ``data`` (an Arrow table or anything DuckDB scans)."""
+        with self._lock:
+            self.db.register("_load", data)
+            try:
+                self.db.execute(f'CREATE SCHEMA IF NOT EXISTS "{dataset}"')
+                self.db.execute(f'CREATE TABLE "{dataset}"."{table}" AS SELECT * FROM _load')
+            finally:
+                self.db.unregister("_load")
 
     @property
     def base_url(self) -> str:
@@ -217,6 +231,7 @@ class BigQueryServer:
             message = str(exc).splitlines()[0]
             raise BigQueryError(400, "invalidQuery", f"Syntax error: {message}") from None
         statement_type = _statement_type(statements)
+        values = _parameters(query, statements)
         duck_sql, tables = self._translate(statements, project, default)
         processed = sum(self._table_bytes(d, t) for d, t in tables)
         cap = query.get("maximumBytesBilled")
@@ -228,11 +243,11 @@ class BigQueryServer:
             )
         job = _Job(job_id, project, self.location, configuration, statement_type, processed)
         if not configuration.get("dryRun"):
-            job.schema, job.rows = self._execute(duck_sql)
+            job.schema, job.rows = self._execute(duck_sql, values)
             job.state = "RUNNING" if self.hold_jobs else "DONE"
             self.jobs[job_id] = job
-        elif statement_type == "SELECT":
-            self._describe(duck_sql)  # errors (unknown table, bad column) surface on dry runs
+        elif statement_type == "SELECT":  # errors (unknown table, bad column) show on dry runs
+            self._describe(duck_sql, values)
         return self._job_resource(job)
 
     def _translate(
@@ -289,17 +304,19 @@ class BigQueryServer:
         assert columns is not None
         return int(rows[0]) * int(columns[0]) * 8
 
-    def _describe(self, sql: str) -> None:
+    def _describe(self, sql: str, values: dict[str, Any]) -> None:
         with self._lock:
             try:
-                self.db.execute(f"DESCRIBE {sql}")
+                self.db.execute(f"DESCRIBE {sql}", values or None)
             except duckdb.Error as exc:
                 raise BigQueryError(400, "invalidQuery", str(exc).splitlines()[0]) from None
 
-    def _execute(self, sql: str) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    def _execute(
+        self, sql: str, values: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
         with self._lock:
             try:
-                self.db.execute(sql)
+                self.db.execute(sql, values or None)
                 description = self.db.description or []
                 schema = [
                     {"name": d[0], "type": _bq_type(str(d[1])), "mode": "NULLABLE"}
@@ -483,6 +500,42 @@ class BigQueryServer:
             "type": "TABLE",
             "location": self.location,
         }
+
+
+def _parameters(query: dict[str, Any], statements: list[exp.Expression]) -> dict[str, Any]:
+    """The job's named query parameters (``queryParameters``), decoded, checked against the
+    ``@name`` references in the statements as BigQuery does."""
+    if query.get("parameterMode", "NAMED") != "NAMED" and query.get("queryParameters"):
+        raise BigQueryError(400, "invalid", "This stand-in takes named parameters only")
+    values: dict[str, Any] = {}
+    for parameter in query.get("queryParameters", []):
+        kind = parameter["parameterType"]["type"]
+        raw = parameter.get("parameterValue", {}).get("value")
+        values[parameter["name"]] = _decode(raw, kind)
+    wanted = {node.name for statement in statements for node in statement.find_all(exp.Parameter)}
+    missing = sorted(wanted - set(values))
+    if missing:
+        raise BigQueryError(400, "invalidQuery", f"Query parameter '{missing[0]}' not found")
+    return {name: value for name, value in values.items() if name in wanted}
+
+
+def _decode(raw: str | None, kind: str) -> Any:
+    """A query parameter's value from the REST API's text."""
+    if raw is None:
+        return None
+    decoders: dict[str, Any] = {
+        "STRING": str,
+        "INT64": int,
+        "FLOAT64": float,
+        "NUMERIC": decimal.Decimal,
+        "BIGNUMERIC": decimal.Decimal,
+        "BOOL": lambda v: v.lower() == "true",
+        "DATE": dt.date.fromisoformat,
+        "DATETIME": dt.datetime.fromisoformat,
+    }
+    if kind not in decoders:
+        raise BigQueryError(400, "invalid", f"This stand-in has no {kind} query parameters")
+    return decoders[kind](raw)
 
 
 def _statement_type(statements: list[exp.Expression]) -> str:

@@ -3,19 +3,23 @@ stand-in that speaks the REST API (jobs.insert, getQueryResults, jobs.cancel, ta
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 from google.api_core.client_options import ClientOptions
+from google.api_core.exceptions import BadRequest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from polars.testing import assert_frame_equal
 
 from loopwright.sql import BigQueryBackend, QueryRefused, connect
+from loopwright.sql.bigquery import query_parameters
 from loopwright.tools.sql import SQLTool
 
 from .bigquery_server import BigQueryServer
@@ -74,6 +78,59 @@ def test_the_job_configurations() -> None:
     assert real.use_legacy_sql is False
     assert real.to_api_repr()["query"]["maximumBytesBilled"] == str(10**9)
     assert BigQueryBackend("proj").job_config(dry_run=False).labels == {"loopwright": "sql-tool"}
+
+
+def test_query_parameters_are_typed_from_their_values() -> None:
+    values = {
+        "drug": "humira",
+        "age": 40,
+        "flag": True,
+        "ratio": 0.5,
+        "amount": Decimal("12.50"),
+        "day": dt.date(2024, 1, 31),
+        "at": dt.datetime(2024, 1, 31, 9, 30),
+        "at_utc": dt.datetime(2024, 1, 31, 9, 30, tzinfo=dt.UTC),
+        "raw": b"x",
+    }
+    typed = {p.name: (p.type_, p.value) for p in query_parameters(values)}
+    assert typed == {
+        "drug": ("STRING", "humira"),
+        "age": ("INT64", 40),
+        "flag": ("BOOL", True),
+        "ratio": ("FLOAT64", 0.5),
+        "amount": ("BIGNUMERIC", Decimal("12.50")),
+        "day": ("DATE", dt.date(2024, 1, 31)),
+        "at": ("DATETIME", dt.datetime(2024, 1, 31, 9, 30)),
+        "at_utc": ("TIMESTAMP", dt.datetime(2024, 1, 31, 9, 30, tzinfo=dt.UTC)),
+        "raw": ("BYTES", b"x"),
+    }
+    config = BigQueryBackend("proj").job_config(dry_run=False, parameters={"drug": "humira"})
+    (sent,) = config.to_api_repr()["query"]["queryParameters"]
+    assert sent == {
+        "name": "drug",
+        "parameterType": {"type": "STRING"},
+        "parameterValue": {"value": "humira"},
+    }
+    with pytest.raises(TypeError, match="no parameter type for list values"):
+        query_parameters({"drugs": ["a", "b"]})
+
+
+def test_named_parameters_through_the_real_client(backend: BigQueryBackend) -> None:
+    sql = (
+        "SELECT COUNT(*) AS n FROM rx_claims "
+        "WHERE ndc_drug_nm = @drug AND service_date_dd >= @since AND dispensed_quantity_val > @q"
+    )
+    values = {"drug": "HUMIRA", "since": dt.date(2024, 7, 1), "q": 30}
+    assert backend.dry_run(sql, parameters=values).statement_type == "SELECT"
+    job = backend.client.query(sql, job_config=backend.job_config(dry_run=False, parameters=values))
+    ((n,),) = [tuple(row.values()) for row in job.result()]
+    direct = expected(
+        "SELECT COUNT(*) AS n FROM `test-project.claims.rx_claims` WHERE ndc_drug_nm = 'HUMIRA' "
+        "AND service_date_dd >= DATE '2024-07-01' AND dispensed_quantity_val > 30"
+    )
+    assert n == direct["n"][0] > 0
+    with pytest.raises(BadRequest, match="Query parameter 'since' not found"):
+        backend.dry_run(sql, parameters={"drug": "HUMIRA", "q": 30})
 
 
 async def test_the_guides_example_through_the_real_client(

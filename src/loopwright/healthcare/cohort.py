@@ -11,9 +11,11 @@ structured input instead and builds the query itself:
 - every identifier (table, column) comes from an allowlist: the design guide's claims
   columns, looked up in the database's real schema (case-insensitively, so a PostgreSQL copy
   with lower-case names works), and quoted;
-- the query runs on a read-only connection: for the embedded DuckDB file, a second
-  connection with the SQL tool's read-only settings (the SQL backends take no parameters);
-  for PostgreSQL, a ``read_only`` psycopg connection to the same server.
+- the query runs read-only: for the embedded DuckDB file, on a second connection with the
+  SQL tool's read-only settings (the SQL backends take no parameters); for PostgreSQL, on a
+  ``read_only`` psycopg connection to the same server; for BigQuery, which has no read-only
+  connection, behind the SQL tool's locks (a dry run whose statement type must be
+  ``SELECT``, the bytes cap, the job timeout).
 
 The tool saves the definition as ``cohorts/<name>.json`` (criteria, the SQL with its
 placeholders, the parameter values, when, counts) and the members (one row per patient,
@@ -403,11 +405,19 @@ class Dialect:
     name: str
     quote_char: str
     placeholder_format: str
+    escape_char: str = ""
+    """What escapes the quote character (and itself) inside a quoted identifier; empty:
+    the quote character is doubled."""
 
     def quote(self, identifier: str) -> str:
         """A quoted identifier (``schema.table`` quoted part by part)."""
-        q = self.quote_char
-        return ".".join(q + part.replace(q, q + q) + q for part in identifier.split("."))
+        q, e = self.quote_char, self.escape_char
+        parts = identifier.split(".")
+        if e:
+            parts = [part.replace(e, e + e).replace(q, e + q) for part in parts]
+        else:
+            parts = [part.replace(q, q + q) for part in parts]
+        return ".".join(q + part + q for part in parts)
 
     def placeholder(self, name: str) -> str:
         return self.placeholder_format.format(name)
@@ -415,6 +425,7 @@ class Dialect:
 
 DUCKDB = Dialect("duckdb", '"', "${}")
 POSTGRES = Dialect("postgres", '"', "%({})s")
+BIGQUERY = Dialect("bigquery", "`", "@{}", escape_char="\\")
 
 
 @dataclass(frozen=True, slots=True)
@@ -684,9 +695,13 @@ class CohortRunner(ABC):
     dialect: Dialect
     engine: str
 
-    @abstractmethod
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
     async def schema(self) -> dict[str, list[tuple[str, str]]]:
-        """The database's tables and columns."""
+        """The database's tables and columns (the SQL tool's backend reads them)."""
+        result: dict[str, list[tuple[str, str]]] = await self.backend.schema()
+        return result
 
     @abstractmethod
     async def fetch(
@@ -711,7 +726,7 @@ class DuckDBRunner(CohortRunner):
     def __init__(self, backend: Any) -> None:
         import threading
 
-        self.backend = backend
+        super().__init__(backend)
         self._lock = threading.Lock()
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._closed = False
@@ -730,10 +745,6 @@ class DuckDBRunner(CohortRunner):
                     )
                 self._connection = open_like(self.backend)
             return self._connection.cursor()
-
-    async def schema(self) -> dict[str, list[tuple[str, str]]]:
-        result: dict[str, list[tuple[str, str]]] = await self.backend.schema()
-        return result
 
     async def fetch(
         self,
@@ -771,13 +782,6 @@ class PostgresRunner(CohortRunner):
     dialect = POSTGRES
     engine = "PostgreSQL"
 
-    def __init__(self, backend: Any) -> None:
-        self.backend = backend
-
-    async def schema(self) -> dict[str, list[tuple[str, str]]]:
-        result: dict[str, list[tuple[str, str]]] = await self.backend.schema()
-        return result
-
     def _connect(self) -> psycopg.Connection[Any]:
         import psycopg
         from psycopg.conninfo import conninfo_to_dict
@@ -814,9 +818,58 @@ class PostgresRunner(CohortRunner):
         return await run_in_worker(work, stop, timeout)
 
 
+class BigQueryRunner(CohortRunner):
+    """BigQuery, through the SQL tool's client and its locks: the parser check, then a dry
+    run with the parameters bound (BigQuery's own verdict must be ``SELECT``, and the bytes
+    it would scan within ``maximum_bytes_billed``), then the job, with the backend's labels,
+    bytes cap and a timeout that cancels it. Values are named parameters (``@name``), typed
+    from their Python values."""
+
+    dialect = BIGQUERY
+    engine = "BigQuery"
+
+    async def fetch(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any],
+        timeout: float,  # noqa: ASYNC109 - interrupts the query itself
+    ) -> list[tuple[Any, ...]]:
+        from google.api_core import exceptions as api_exceptions
+
+        from loopwright.sql.base import Interrupter, SQLError, run_in_worker
+        from loopwright.sql.readonly import check_read_only
+
+        backend = self.backend
+        stop = Interrupter()
+
+        def work() -> list[tuple[Any, ...]]:
+            check_read_only(sql, "bigquery")
+            backend.dry_run(sql, timeout, parameters)
+            stop.check()
+            client = backend.client
+            job = client.query(
+                sql,
+                job_config=backend.job_config(
+                    dry_run=False, timeout=timeout, parameters=parameters
+                ),
+                job_id_prefix="loopwright_cohort_",
+                location=backend.location,
+                timeout=timeout,
+            )
+            stop.on_stop(lambda: client.cancel_job(job.job_id, location=job.location, timeout=10))
+            return [tuple(row.values()) for row in job.result(timeout=timeout + 5)]
+
+        try:
+            return await run_in_worker(work, stop, timeout)
+        except SQLError as exc:
+            raise CohortError(f"The cohort query failed. {exc}") from exc
+        except api_exceptions.GoogleAPICallError as exc:
+            raise CohortError(f"The cohort query failed. {backend._error(exc)}") from exc
+
+
 def cohort_runner(backend: SQLBackend) -> CohortRunner:
     """The runner for the SQL tool's backend; :class:`CohortError` for one without
-    parameter support here (BigQuery, an in-memory DuckDB)."""
+    parameter support here (an in-memory DuckDB, a backend of another kind)."""
     from loopwright.sql.duckdb import DuckDBBackend
 
     if isinstance(backend, DuckDBBackend):
@@ -828,9 +881,11 @@ def cohort_runner(backend: SQLBackend) -> CohortRunner:
         return DuckDBRunner(backend)
     if type(backend).__name__ == "PostgresBackend":
         return PostgresRunner(backend)
+    if type(backend).__name__ == "BigQueryBackend":
+        return BigQueryRunner(backend)
     raise CohortError(
-        f"DefineCohort runs on DuckDB and PostgreSQL databases, not {backend.name}; define the "
-        "cohort with the SQL tool instead."
+        f"DefineCohort runs on DuckDB, PostgreSQL and BigQuery databases, not {backend.name}; "
+        "define the cohort with the SQL tool instead."
     )
 
 
@@ -1078,8 +1133,8 @@ class DefineCohortTool(BaseTool):
 class DefineCohort(Toolset):
     """``DefineCohort`` for each session of an agent, all sharing one read-only runner.
 
-    ``backend`` is the SQL tool's :class:`~loopwright.sql.SQLBackend` (DuckDB file or
-    PostgreSQL), or a database URL. The runner's connection closes with :meth:`aclose`.
+    ``backend`` is the SQL tool's :class:`~loopwright.sql.SQLBackend` (DuckDB file,
+    PostgreSQL or BigQuery), or a database URL. The runner's connection closes with :meth:`aclose`.
     """
 
     def __init__(
@@ -1142,7 +1197,11 @@ def _jsonable(value: Any) -> Any:
 
 
 __all__ = [
+    "BIGQUERY",
     "COHORT_DIR",
+    "DUCKDB",
+    "POSTGRES",
+    "BigQueryRunner",
     "CohortError",
     "CohortQuery",
     "CohortResult",

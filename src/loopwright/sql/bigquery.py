@@ -121,8 +121,18 @@ class BigQueryBackend(SQLBackend):
         except google.auth.exceptions.DefaultCredentialsError as exc:
             raise SQLError(_CREDENTIALS_HELP) from exc
 
-    def job_config(self, *, dry_run: bool, timeout: float | None = None) -> bigquery.QueryJobConfig:
-        """The job configuration of the dry run (``dry_run=True``) or of the real query."""
+    def job_config(
+        self,
+        *,
+        dry_run: bool,
+        timeout: float | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> bigquery.QueryJobConfig:
+        """The job configuration of the dry run (``dry_run=True``) or of the real query.
+
+        ``parameters`` are bound to the query's named parameters (``@name``), each typed
+        from its Python value (:func:`query_parameters`).
+        """
         config = bigquery.QueryJobConfig(
             dry_run=dry_run,
             use_legacy_sql=False,
@@ -130,6 +140,8 @@ class BigQueryBackend(SQLBackend):
             use_query_cache=not dry_run,
             labels=dict(self.labels),
         )
+        if parameters:
+            config.query_parameters = query_parameters(parameters)
         if self.maximum_bytes_billed is not None:
             config.maximum_bytes_billed = self.maximum_bytes_billed
         if self.dataset:
@@ -140,12 +152,17 @@ class BigQueryBackend(SQLBackend):
 
     # --- queries --------------------------------------------------------------------------
 
-    def dry_run(self, sql: str, timeout: float = DEFAULT_TIMEOUT_S) -> bigquery.QueryJob:
-        """BigQuery's verdict on ``sql`` without running it; refuses non-``SELECT`` statements
-        and queries over the ``maximum_bytes_billed`` cap."""
+    def dry_run(
+        self,
+        sql: str,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> bigquery.QueryJob:
+        """BigQuery's verdict on ``sql`` (with ``parameters`` bound) without running it;
+        refuses non-``SELECT`` statements and queries over the ``maximum_bytes_billed`` cap."""
         job = self.client.query(
             sql,
-            job_config=self.job_config(dry_run=True),
+            job_config=self.job_config(dry_run=True, parameters=parameters),
             location=self.location,
             timeout=timeout,
         )
@@ -257,6 +274,41 @@ class BigQueryBackend(SQLBackend):
             client, self._client = self._client, None
         if client is not None and self._owns_client:
             client.close()  # type: ignore[no-untyped-call]
+
+
+def query_parameters(values: Mapping[str, Any]) -> list[bigquery.ScalarQueryParameter]:
+    """Named query parameters, typed from their Python values (``str`` as ``STRING``,
+    ``int`` as ``INT64``, ``datetime.date`` as ``DATE``...)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    parameters = []
+    for name, value in values.items():
+        kind: str
+        if isinstance(value, bool):  # before int: a bool is an int in Python
+            kind = "BOOL"
+        elif isinstance(value, int):
+            kind = "INT64"
+        elif isinstance(value, float):
+            kind = "FLOAT64"
+        elif isinstance(value, Decimal):
+            kind = "BIGNUMERIC"
+        elif isinstance(value, dt.datetime):  # before date: a datetime is a date
+            kind = "TIMESTAMP" if value.tzinfo is not None else "DATETIME"
+        elif isinstance(value, dt.date):
+            kind = "DATE"
+        elif isinstance(value, str):
+            kind = "STRING"
+        elif isinstance(value, bytes):
+            kind = "BYTES"
+        else:
+            raise TypeError(
+                f"query parameter {name!r}: BigQuery has no parameter type for "
+                f"{type(value).__name__} values; pass str, int, float, Decimal, bool, bytes, "
+                "date or datetime"
+            )
+        parameters.append(bigquery.ScalarQueryParameter(name, kind, value))
+    return parameters
 
 
 def _chain(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[Any]:
