@@ -40,7 +40,7 @@ CHART_SIZE = (240, 160)
 #: and a link and images naming workspace files by relative path (one of them missing).
 MARKDOWN_ANSWER = """## Top prescribers
 
-The **top prescriber** wrote *58* claims; see `humira_ca.csv`.
+The **top prescriber** wrote *58* claims; see `humira_ca.csv` and `charts/top10.png`.
 
 | NPI | claims |
 |---|---:|

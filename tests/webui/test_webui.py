@@ -178,7 +178,15 @@ def test_answers_render_as_markdown_without_html_or_outside_loads(
         sync_api.expect(answer.locator("h2")).to_have_text("Top prescribers")
         sync_api.expect(answer.locator("p strong")).to_have_text("top prescriber")
         sync_api.expect(answer.locator("p em")).to_have_text("58")
-        sync_api.expect(answer.locator("p code")).to_have_text("humira_ca.csv")
+        sync_api.expect(answer.locator("p code")).to_have_text(
+            ["humira_ca.csv", "charts/top10.png"]
+        )
+        # inline code naming a workspace file opens it; code naming no file stays code
+        sync_api.expect(answer.locator("button.file-code code")).to_have_text(["charts/top10.png"])
+        page.evaluate("document.getElementById('preview-caption').textContent = ''")
+        answer.locator("button.file-code").click()
+        sync_api.expect(page.locator("#preview-caption")).to_have_text("charts/top10.png")
+        page.evaluate("document.getElementById('preview-caption').textContent = ''")
         table = answer.locator("table")
         sync_api.expect(table.locator("thead th")).to_have_text(["NPI", "claims"])
         sync_api.expect(table.locator("tbody tr")).to_have_count(3)
@@ -227,7 +235,8 @@ def test_answers_render_as_markdown_without_html_or_outside_loads(
     sync_api.expect(page.locator("#log .hint")).to_have_count(0)  # "no messages yet" went
     # each image was asked for once while the answer streamed in, the missing one too
     assert sum(url.endswith("/files/charts/none.png") for url in files) == 1
-    assert sum(url.endswith("/files/charts/top10.png") for url in files) == 2  # + the preview
+    # + the two previews
+    assert sum(url.endswith("/files/charts/top10.png") for url in files) == 3
     assert page.evaluate("window.__pwned") is None
 
     page.reload()  # the history is drawn the same way

@@ -27,6 +27,7 @@ const state = {
   runUsage: null,
   filesTimer: null,
   images: new Map(),   // workspace path -> Promise of a blob: URL, for images in answers
+  files: new Set(),    // the workspace's file paths, as last listed
 };
 
 const $ = (id) => document.getElementById(id);
@@ -176,6 +177,7 @@ function clearLog() {
   $("log").replaceChildren();
   endBubble();
   forgetImages();
+  state.files = new Set();
   state.cards.clear();
   $("preview").hidden = true;
 }
@@ -239,14 +241,33 @@ function addMessage(role, text) {
 // The image types the server lists as images (server/files.py), shown in the preview.
 const IMAGE_FILE = /\.(png|jpe?g|gif|webp|bmp|svg)$/i;
 
+function fileButton(path) {
+  const button = el("button", "file-link");
+  button.type = "button";
+  button.title = (IMAGE_FILE.test(path) ? "Preview " : "Download ") + path + " (workspace)";
+  button.addEventListener("click", () => (IMAGE_FILE.test(path) ? preview(path) : download(path)));
+  return button;
+}
+
+// Inline code that is exactly a workspace file's path (`humira_ca_top10.csv`) opens the file
+// too, once the file list has that path (the list may arrive after the answer is drawn).
+function linkFileCode(code) {
+  if (!state.files.has(code.dataset.file) || code.parentElement?.classList.contains("file-link")) {
+    return;
+  }
+  const button = fileButton(code.dataset.file);
+  button.classList.add("file-code");
+  if (code.parentNode) code.replaceWith(button);
+  button.append(code);
+  return button;
+}
+
 const FILE_HOOKS = {
-  fileLink(path) {
-    const image = IMAGE_FILE.test(path);
-    const button = el("button", "file-link");
-    button.type = "button";
-    button.title = (image ? "Preview " : "Download ") + path + " (workspace)";
-    button.addEventListener("click", () => (image ? preview(path) : download(path)));
-    return button;
+  fileLink: fileButton,
+  fileCode(path, text) {
+    const code = el("code", null, text);
+    code.dataset.file = path;
+    return linkFileCode(code) || code;
   },
   fileImage(path, alt) {
     const figure = el("span", "md-figure");
@@ -646,13 +667,15 @@ function scheduleFilesRefresh() {
 }
 
 async function refreshFiles() {
-  if (!state.sessionId) return;
+  const session = state.sessionId;
+  if (!session) return;
   let listing;
   try {
     listing = await apiJson(sessionPath("/files"));
   } catch (error) {
     return;
   }
+  if (session !== state.sessionId) return; // another session was opened meanwhile
   const list = $("files");
   list.replaceChildren();
   for (const file of listing.files) {
@@ -671,6 +694,8 @@ async function refreshFiles() {
     list.append(item);
   }
   $("files-empty").hidden = listing.files.length > 0;
+  state.files = new Set(listing.files.map((file) => file.path));
+  for (const code of $("log").querySelectorAll("code[data-file]")) linkFileCode(code);
 }
 
 function formatSize(bytes) {

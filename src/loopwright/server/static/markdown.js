@@ -80,8 +80,12 @@ const Markdown = (() => {
     switch (token.type) {
       case "text":
         return document.createTextNode(token.content);
-      case "code_inline":
-        return element("code", null, token.content);
+      case "code_inline": {
+        // code that could be a workspace path (`top10.csv`): the page decides if it is one
+        const path = hooks.fileCode && !/\s/.test(token.content)
+          ? workspacePath(token.content) : null;
+        return path ? hooks.fileCode(path, token.content) : element("code", null, token.content);
+      }
       case "softbreak":
       case "hardbreak":
         return element("br");
@@ -132,6 +136,7 @@ const Markdown = (() => {
   // Replace target's content with text rendered as Markdown (as plain text if the parser
   // did not load). hooks.fileLink(path) and hooks.fileImage(path, alt) make the elements for
   // links and images that name workspace files; without them those are shown as text.
+  // hooks.fileCode(path, text) makes the element for inline code that could name one.
   function render(target, text, hooks = {}) {
     if (!parser) {
       target.textContent = text;
