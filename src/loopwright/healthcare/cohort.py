@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     import duckdb
     import psycopg
 
-    from loopwright.sql.base import SQLBackend
+    from loopwright.sql.base import Interrupter, SQLBackend
 
 #: Where cohorts are saved, relative to the workspace.
 COHORT_DIR = "cohorts"
@@ -703,14 +703,27 @@ class CohortRunner(ABC):
         result: dict[str, list[tuple[str, str]]] = await self.backend.schema()
         return result
 
-    @abstractmethod
     async def fetch(
         self,
         sql: str,
         parameters: Mapping[str, Any],
         timeout: float,  # noqa: ASYNC109 - interrupts the query itself
     ) -> list[tuple[Any, ...]]:
-        """All rows of ``sql`` with ``parameters`` bound."""
+        """All rows of ``sql`` with ``parameters`` bound, read in a worker thread; past
+        ``timeout`` the query is interrupted and ``TimeoutError`` raised."""
+        from loopwright.sql.base import Interrupter, run_in_worker
+
+        stop = Interrupter()
+        return await run_in_worker(
+            lambda: self._rows(sql, parameters, timeout, stop), stop, timeout
+        )
+
+    @abstractmethod
+    def _rows(
+        self, sql: str, parameters: Mapping[str, Any], timeout: float, stop: Interrupter
+    ) -> list[tuple[Any, ...]]:
+        """Run the query (in the worker thread) and return its rows; register the driver's
+        interrupt with ``stop.on_stop`` as soon as there is something to interrupt."""
 
     async def aclose(self) -> None:
         """Close connections."""
@@ -746,25 +759,15 @@ class DuckDBRunner(CohortRunner):
                 self._connection = open_like(self.backend)
             return self._connection.cursor()
 
-    async def fetch(
-        self,
-        sql: str,
-        parameters: Mapping[str, Any],
-        timeout: float,  # noqa: ASYNC109 - interrupts the query itself
+    def _rows(
+        self, sql: str, parameters: Mapping[str, Any], timeout: float, stop: Interrupter
     ) -> list[tuple[Any, ...]]:
-        from loopwright.sql.base import Interrupter, run_in_worker
-
-        stop = Interrupter()
-
-        def work() -> list[tuple[Any, ...]]:
-            cursor = self._cursor()
-            try:
-                stop.on_stop(cursor.interrupt)
-                return cursor.execute(sql, dict(parameters)).fetchall()
-            finally:
-                cursor.close()
-
-        return await run_in_worker(work, stop, timeout)
+        cursor = self._cursor()
+        try:
+            stop.on_stop(cursor.interrupt)
+            return cursor.execute(sql, dict(parameters)).fetchall()
+        finally:
+            cursor.close()
 
     async def aclose(self) -> None:
         with self._lock:
@@ -795,27 +798,17 @@ class PostgresRunner(CohortRunner):
         connection.read_only = True
         return connection
 
-    async def fetch(
-        self,
-        sql: str,
-        parameters: Mapping[str, Any],
-        timeout: float,  # noqa: ASYNC109 - interrupts the query itself
+    def _rows(
+        self, sql: str, parameters: Mapping[str, Any], timeout: float, stop: Interrupter
     ) -> list[tuple[Any, ...]]:
-        from loopwright.sql.base import Interrupter, run_in_worker
-
-        stop = Interrupter()
-
-        def work() -> list[tuple[Any, ...]]:
-            with self._connect() as connection:
-                stop.on_stop(connection.cancel_safe)
-                with connection.cursor() as cursor:
-                    cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
-                    cursor.execute(sql, dict(parameters))
-                    rows = cursor.fetchall()
-                connection.rollback()
-                return [tuple(row) for row in rows]
-
-        return await run_in_worker(work, stop, timeout)
+        with self._connect() as connection:
+            stop.on_stop(connection.cancel_safe)
+            with connection.cursor() as cursor:
+                cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
+                cursor.execute(sql, dict(parameters))
+                rows = cursor.fetchall()
+            connection.rollback()
+            return [tuple(row) for row in rows]
 
 
 class BigQueryRunner(CohortRunner):
@@ -836,35 +829,36 @@ class BigQueryRunner(CohortRunner):
     ) -> list[tuple[Any, ...]]:
         from google.api_core import exceptions as api_exceptions
 
-        from loopwright.sql.base import Interrupter, SQLError, run_in_worker
-        from loopwright.sql.readonly import check_read_only
-
-        backend = self.backend
-        stop = Interrupter()
-
-        def work() -> list[tuple[Any, ...]]:
-            check_read_only(sql, "bigquery")
-            backend.dry_run(sql, timeout, parameters)
-            stop.check()
-            client = backend.client
-            job = client.query(
-                sql,
-                job_config=backend.job_config(
-                    dry_run=False, timeout=timeout, parameters=parameters
-                ),
-                job_id_prefix="loopwright_cohort_",
-                location=backend.location,
-                timeout=timeout,
-            )
-            stop.on_stop(lambda: client.cancel_job(job.job_id, location=job.location, timeout=10))
-            return [tuple(row.values()) for row in job.result(timeout=timeout + 5)]
+        from loopwright.sql.base import SQLError
 
         try:
-            return await run_in_worker(work, stop, timeout)
+            return await super().fetch(sql, parameters, timeout)
         except SQLError as exc:
             raise CohortError(f"The cohort query failed. {exc}") from exc
         except api_exceptions.GoogleAPICallError as exc:
-            raise CohortError(f"The cohort query failed. {backend._error(exc)}") from exc
+            error = self.backend._error(exc)
+            raise CohortError(f"The cohort query failed. {error}") from exc
+
+    def _rows(
+        self, sql: str, parameters: Mapping[str, Any], timeout: float, stop: Interrupter
+    ) -> list[tuple[Any, ...]]:
+        from loopwright.sql.readonly import check_read_only
+
+        check_read_only(sql, "bigquery")
+        self.backend.dry_run(sql, timeout, parameters)
+        stop.check()
+        client = self.backend.client
+        job = client.query(
+            sql,
+            job_config=self.backend.job_config(
+                dry_run=False, timeout=timeout, parameters=parameters
+            ),
+            job_id_prefix="loopwright_cohort_",
+            location=self.backend.location,
+            timeout=timeout,
+        )
+        stop.on_stop(lambda: client.cancel_job(job.job_id, location=job.location, timeout=10))
+        return [tuple(row.values()) for row in job.result(timeout=timeout + 5)]
 
 
 def cohort_runner(backend: SQLBackend) -> CohortRunner:
