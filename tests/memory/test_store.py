@@ -297,6 +297,22 @@ def test_vector_table_partitions_and_deletes(tmp_path: Path) -> None:
     db.close()
 
 
+def test_vector_table_match_fits_the_embedder_once(tmp_path: Path) -> None:
+    db = connect(tmp_path / "m.db", vectors=True)
+    table = VectorTable("vectors")
+    assert not table.usable(db, 3)
+    assert table.match(db, "model-a", 3)  # created: every row must be embedded
+    assert table.usable(db, 3)
+    assert not table.usable(db, 4)
+    assert not table.match(db, "model-a", 3)  # already fits
+    assert table.match(db, "model-b", 3)  # another embedder: created anew
+    assert table.made_by(db) == ("model-b", 3)
+    other = VectorTable("vectors")  # another store on the same file finds it fitting
+    assert not other.match(db, "model-b", 3)
+    assert other.usable(db, 3)
+    db.close()
+
+
 async def test_hybrid_recall_finds_what_the_words_do_not_say(tmp_path: Path) -> None:
     embedder = ConceptEmbedder()
     bank = MemoryBank(tmp_path / "m.db", embedder=embedder)

@@ -198,7 +198,6 @@ class DocumentIndex:
         self.passage_chars = passage_chars
         self.stats = IndexStats()
         self._vectors = VectorTable("passage_vectors")
-        self._vector_key: tuple[str, int] | None = None
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
 
@@ -460,20 +459,10 @@ class DocumentIndex:
         with write_transaction(self.db) as db:
             self._match_vectors(db, dimensions)
 
-    def _vectors_usable(self, db: sqlite3.Connection, dimensions: int) -> bool:
-        return (
-            self._vector_key is not None
-            and self._vector_key[1] == dimensions
-            and self._vectors.exists(db)
-        )
-
     def _match_vectors(self, db: sqlite3.Connection, dimensions: int) -> None:
         assert self.embedder is not None
-        key = (embedder_name(self.embedder), dimensions)
-        if self._vector_key != key:
-            if self._vectors.ensure(db, *key):
-                db.execute("UPDATE passages SET embedded = 0")
-            self._vector_key = key
+        if self._vectors.match(db, embedder_name(self.embedder), dimensions):
+            db.execute("UPDATE passages SET embedded = 0")
 
     # --- searching ----------------------------------------------------------------------
 
@@ -511,7 +500,7 @@ class DocumentIndex:
                 (match, *params, pool),
             ).fetchall()
             ranked = [(int(pid), -float(score)) for pid, score in rows]
-        if vector is not None and self._vectors_usable(db, len(vector)):
+        if vector is not None and self._vectors.usable(db, len(vector)):
             nearest = [
                 pid for pid, _ in self._vectors.nearest(db, vector, pool * (4 if allowed else 1))
             ]

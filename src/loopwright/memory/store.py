@@ -155,8 +155,6 @@ class MemoryBank:
         self.dedupe = dedupe
         self.max_text_chars = max_text_chars
         self._vectors = VectorTable("memory_vectors", partitioned=True)
-        #: (embedder name, dimensions) once the vector table matches the embedder
-        self._vector_key: tuple[str, int] | None = None
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = self._open()
 
@@ -451,7 +449,7 @@ class MemoryBank:
                 (match, scope, *params, pool),
             ).fetchall()
             ranked = [(int(memory_id), -float(score)) for memory_id, score in rows]
-        if vector is not None and self._vectors_usable(db, len(vector)):
+        if vector is not None and self._vectors.usable(db, len(vector)):
             nearest = self._vectors.nearest(db, vector, pool, partition=scope)
             near_ids = [memory_id for memory_id, _ in nearest]
             if filters and near_ids:
@@ -546,29 +544,18 @@ class MemoryBank:
         """Make the vector table fit the current embedder; vectors of another embedder (or
         size) are dropped and every memory is queued to be embedded again."""
         assert self.embedder is not None
-        key = (embedder_name(self.embedder), dimensions)
-        if self._vector_key == key:
-            return
-        if self._vectors.ensure(db, *key):
+        if self._vectors.match(db, embedder_name(self.embedder), dimensions):
             db.execute("UPDATE memories SET embedded = 0 WHERE embedded = 1")
-        self._vector_key = key
 
     async def _ready_vectors(self, dimensions: int) -> None:
         """Make the vector table fit the embedder before its vectors are used."""
         assert self.embedder is not None
-        if self._vector_key != (embedder_name(self.embedder), dimensions):
+        if self._vectors.matched != (embedder_name(self.embedder), dimensions):
             await self._in_thread(self._match_vectors_now, dimensions)
 
     def _match_vectors_now(self, dimensions: int) -> None:
         with write_transaction(self.db) as db:
             self._match_vectors(db, dimensions)
-
-    def _vectors_usable(self, db: sqlite3.Connection, dimensions: int) -> bool:
-        return (
-            self._vector_key is not None
-            and self._vector_key[1] == dimensions
-            and self._vectors.exists(db)
-        )
 
     def _store_vector(
         self, db: sqlite3.Connection, memory_id: int, vector: list[float], scope: str

@@ -178,7 +178,8 @@ class VectorTable:
     nearest-neighbour query only ever sees its own partition.
 
     :meth:`ensure` creates the table for an embedding function and remembers which one (in
-    a ``vector_tables`` table), so vectors of different models never mix. Callers hold their
+    a ``vector_tables`` table), so vectors of different models never mix; :meth:`match` does
+    the same once per embedder for the store that owns this object. Callers hold their
     connection's lock and run these in a transaction where they need one.
     """
 
@@ -187,6 +188,24 @@ class VectorTable:
             raise ValueError(f"invalid table name {name!r}")
         self.name = name
         self.partitioned = partitioned
+        #: ``(embedder name, dimensions)`` the table was last made to fit through match()
+        self.matched: tuple[str, int] | None = None
+
+    def match(self, db: sqlite3.Connection, embedder: str, dimensions: int) -> bool:
+        """:meth:`ensure`, skipped when this object already made the table fit the same
+        embedder and size. Returns whether the table was (re)created, in which case every
+        row must be embedded again."""
+        key = (embedder, dimensions)
+        if self.matched == key:
+            return False
+        recreated = self.ensure(db, *key)
+        self.matched = key
+        return recreated
+
+    def usable(self, db: sqlite3.Connection, dimensions: int) -> bool:
+        """Whether vectors of ``dimensions`` can be searched: the table fits an embedder of
+        that size (through :meth:`match`) and exists."""
+        return self.matched is not None and self.matched[1] == dimensions and self.exists(db)
 
     def exists(self, db: sqlite3.Connection) -> bool:
         return _has_table(db, self.name)
