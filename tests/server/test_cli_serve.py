@@ -4,16 +4,14 @@ and stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from local_servers import free_port
+from local_servers import free_port, server_process
 
 from .live import iter_sse
 
@@ -34,27 +32,21 @@ def serve_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "loopwright.cli.app", "serve", *args]
 
 
-def test_serve_runs_the_standard_agent_and_stops_on_sigterm(serve_env: dict[str, str]) -> None:
+def test_serve_runs_the_standard_agent_and_stops_on_sigterm(
+    serve_env: dict[str, str], tmp_path: Path
+) -> None:
     port = free_port()
-    process = subprocess.Popen(
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with server_process(
         serve_command("--port", str(port), "--log-level", "warning"),
+        name="loopwright serve",
+        ready_url=f"{base}/healthz",
+        log_path=log,
+        timeout=30,
         env=serve_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "loopwright serve did not come up"
-            time.sleep(0.1)
+        stop_timeout=30,  # SIGTERM: a clean stop
+    ) as process:
         headers = {"Authorization": "Bearer cli-token"}
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             assert client.get("/api/me").json() == {"user": "carol", "auth": True}
@@ -68,16 +60,10 @@ def test_serve_runs_the_standard_agent_and_stops_on_sigterm(serve_env: dict[str,
             files = client.get(f"/api/sessions/{session_id}/files").json()["files"]
             assert "task.md" in [f["path"] for f in files]
             assert "Say hi" in client.get(f"/api/sessions/{session_id}/files/task.md").text
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-    assert process.returncode == 0, stderr
-    assert f"serving the standard agent at http://127.0.0.1:{port}/" in stderr
-    assert "auth: 1 token(s) for 1 user(s)" in stderr
+    output = log.read_text()
+    assert process.returncode == 0, output
+    assert f"serving the standard agent at http://127.0.0.1:{port}/" in output
+    assert "auth: 1 token(s) for 1 user(s)" in output
 
 
 def test_serve_refuses_to_listen_beyond_loopback_without_tokens(
