@@ -845,19 +845,9 @@ class BigQueryRunner(CohortRunner):
         from loopwright.sql.readonly import check_read_only
 
         check_read_only(sql, "bigquery")
-        self.backend.dry_run(sql, timeout, parameters)
-        stop.check()
-        client = self.backend.client
-        job = client.query(
-            sql,
-            job_config=self.backend.job_config(
-                dry_run=False, timeout=timeout, parameters=parameters
-            ),
-            job_id_prefix="loopwright_cohort_",
-            location=self.backend.location,
-            timeout=timeout,
+        _, job = self.backend.start(
+            sql, stop, timeout, parameters, job_id_prefix="loopwright_cohort_"
         )
-        stop.on_stop(lambda: client.cancel_job(job.job_id, location=job.location, timeout=10))
         return [tuple(row.values()) for row in job.result(timeout=timeout + 5)]
 
 

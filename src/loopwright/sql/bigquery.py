@@ -181,15 +181,24 @@ class BigQueryBackend(SQLBackend):
             )
         return job
 
-    @contextlib.contextmanager
-    def _open(self, sql: str, stop: Interrupter, timeout: float) -> Iterator[ArrowStream]:
+    def start(
+        self,
+        sql: str,
+        stop: Interrupter,
+        timeout: float,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        job_id_prefix: str = "loopwright_",
+    ) -> tuple[bigquery.QueryJob, bigquery.QueryJob]:
+        """The dry run (:meth:`dry_run`'s checks), then the query job, which ``stop``
+        cancels; runs in the worker thread. Returns ``(dry run, job)``."""
         client = self.client
-        dry = self.dry_run(sql, timeout)
+        dry = self.dry_run(sql, timeout, parameters)
         stop.check()
         job = client.query(
             sql,
-            job_config=self.job_config(dry_run=False, timeout=timeout),
-            job_id_prefix="loopwright_",
+            job_config=self.job_config(dry_run=False, timeout=timeout, parameters=parameters),
+            job_id_prefix=job_id_prefix,
             location=self.location,
             timeout=timeout,
         )
@@ -198,6 +207,11 @@ class BigQueryBackend(SQLBackend):
             client.cancel_job(job.job_id, location=job.location, timeout=10)
 
         stop.on_stop(cancel)
+        return dry, job
+
+    @contextlib.contextmanager
+    def _open(self, sql: str, stop: Interrupter, timeout: float) -> Iterator[ArrowStream]:
+        dry, job = self.start(sql, stop, timeout)
         # our own timeout fires first; the client's is a backstop
         rows = job.result(page_size=self.page_rows, timeout=timeout + 5)
         fields = list(rows.schema or [])
