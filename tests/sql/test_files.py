@@ -31,6 +31,15 @@ def write_temp(target: Path, data: bytes) -> str:
     return temp
 
 
+@pytest.fixture
+def linked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The second names ``replace`` gives old files (``os.link`` still runs)."""
+    names: list[str] = []
+    real_link = os.link
+    monkeypatch.setattr(files.os, "link", lambda *a, **k: names.append(a[1]) or real_link(*a, **k))
+    return names
+
+
 def test_temp_files_are_hidden_new_and_beside_the_target(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "result.csv"
     first, second = temp_beside(str(target)), temp_beside(str(target))
@@ -43,11 +52,8 @@ def test_temp_files_are_hidden_new_and_beside_the_target(tmp_path: Path) -> None
 
 
 def test_a_large_replaced_file_is_freed_in_the_background(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, linked: list[str]
 ) -> None:
-    linked: list[str] = []
-    real_link = os.link
-    monkeypatch.setattr(files.os, "link", lambda *a, **k: linked.append(a[1]) or real_link(*a, **k))
     target = tmp_path / "result.csv"
     old = b"old," * (FREE_LATER_BYTES // 2)
     target.write_bytes(old)
@@ -59,12 +65,7 @@ def test_a_large_replaced_file_is_freed_in_the_background(
     assert wait_until_gone(tmp_path) == []
 
 
-def test_small_files_are_replaced_without_a_second_link(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    linked: list[str] = []
-    real_link = os.link
-    monkeypatch.setattr(files.os, "link", lambda *a, **k: linked.append(a[1]) or real_link(*a, **k))
+def test_small_files_are_replaced_without_a_second_link(tmp_path: Path, linked: list[str]) -> None:
     target = tmp_path / "result.csv"
     target.write_bytes(b"old\n")
     replace(write_temp(target, b"new\n"), str(target))
