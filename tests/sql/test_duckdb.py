@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv as csvlib
 import datetime as dt
 import functools
 import os
@@ -599,6 +600,55 @@ def test_small_results_are_written_in_place_with_the_same_files(
         "threaded.csv",
         "threaded.parquet",
     ]
+
+
+async def test_types_arrow_gets_wrong_are_written_as_duckdbs_text(workspace: Path) -> None:
+    """UHUGEINT past 2^127 came out as -1, BIT as its internal bytes, TIMETZ without its
+    offset, BIGNUM not at all: they are DuckDB's own text now (JSON inside nested values),
+    the reported type stays DuckDB's, and repeated names are handled as anywhere else."""
+    backend = DuckDBBackend(":memory:")
+    big = "340282366920938463463374607431768211455"  # 2^128 - 1
+    digits = "1234567890" * 5
+    sql = f"""
+    SELECT '{big}'::UHUGEINT AS u, '10101'::BIT AS b, TIMETZ '12:00:00+02' AS t,
+           '{digits}'::BIGNUM AS n, ['1'::BIT, '01'::BIT] AS bits,
+           {{'x': '{big}'::UHUGEINT}} AS s, [1, 2] AS l, 7 AS u, 'a"b' AS "q""uote"
+    """
+    try:
+        result = await backend.query(
+            sql, str(workspace / "t.csv"), str(workspace / "t.parquet"), preview_rows=1
+        )
+    finally:
+        await backend.aclose()
+    assert result.columns == [
+        ("u", "UHUGEINT"),
+        ("b", "BIT"),
+        ("t", "TIME WITH TIME ZONE"),
+        ("n", "BIGNUM"),
+        ("bits", "BIT[]"),
+        ("s", "STRUCT(x UHUGEINT)"),
+        ("l", "INTEGER[]"),
+        ("u_2", "INTEGER"),
+        ('q"uote', "VARCHAR"),
+    ]
+    texts = (big, "10101", "12:00:00+02", digits, '["1","01"]', f'{{"x":{big}}}')
+    assert result.preview == [(*texts, [1, 2], 7, 'a"b')]
+    names = ["u", "b", "t", "n", "bits", "s", "l", "u_2", 'q"uote']
+    text = (workspace / "t.csv").read_text()  # csv, not Polars: it keeps a header's quotes
+    assert list(csvlib.reader(text.splitlines())) == [names, [*texts, "[1, 2]", "7", 'a"b']]
+    parquet = pq.read_table(workspace / "t.parquet")
+    assert parquet.to_pylist() == [dict(zip(names, (*texts, [1, 2], 7, 'a"b'), strict=True))]
+
+
+def test_queries_without_those_types_run_as_written() -> None:
+    from loopwright.sql.duckdb import _as_text_where_lossy
+
+    connection = duckdb.connect()
+    try:
+        plain = connection.sql("SELECT 1 AS a, [2] AS l, {'k': 3::HUGEINT} AS s")
+        assert _as_text_where_lossy(plain) is plain
+    finally:
+        connection.close()
 
 
 async def test_unions_are_written_as_json_to_both_files(workspace: Path) -> None:

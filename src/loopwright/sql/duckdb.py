@@ -8,6 +8,13 @@ query; each query gets its own cursor, so concurrent queries run side by side an
 interrupts only its own. Results come out as a stream of Arrow record batches (DuckDB's
 streaming result), never materialised whole.
 
+A few DuckDB types come out of its Arrow export wrong or not at all: ``UHUGEINT`` values of
+2^127 and more (as ``-1``...), ``BIT`` (its internal bytes), ``TIME WITH TIME ZONE`` (the
+offset dropped) and ``BIGNUM``/``VARINT`` (an opaque extension type no writer takes). Columns
+of those types are read as DuckDB's own text (``10101``, ``12:00:00+02``, every digit), and
+nested columns holding them as JSON (``to_json``); the column keeps its DuckDB type in the
+report. Other queries run exactly as written.
+
 ``:memory:`` opens an empty in-memory database, writable because DuckDB cannot open one
 read-only; it is for trying the tool out, and the parser check is its only lock.
 """
@@ -21,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import duckdb
+from duckdb.sqltypes import DuckDBPyType
 
 from loopwright.sql.base import (
     DEFAULT_TIMEOUT_S,
@@ -167,7 +175,7 @@ class DuckDBBackend(SQLBackend):
             if relation is None:  # not a query after all: refused before it could run
                 raise QueryRefused("The statement returned no result; run a SELECT query.")
             columns = [(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
-            reader = relation.to_arrow_reader(self.batch_rows)
+            reader = _as_text_where_lossy(relation).to_arrow_reader(self.batch_rows)
             yield ArrowStream(columns, reader.schema, _batches(reader))
         finally:
             finished.set()
@@ -201,6 +209,39 @@ class DuckDBBackend(SQLBackend):
         if connection is not None:
             with contextlib.suppress(duckdb.Error):  # a query still winding down
                 connection.close()
+
+
+#: DuckDB type ids whose Arrow export is wrong or unwritable (see the module's docstring).
+_LOSSY_TYPES = frozenset({"bit", "uhugeint", "time with time zone", "bignum", "varint"})
+
+
+def _holds_lossy(kind: DuckDBPyType) -> bool:
+    """Whether ``kind`` is, or (nested) contains, a type in :data:`_LOSSY_TYPES`."""
+    if kind.id in _LOSSY_TYPES:
+        return True
+    if kind.id not in ("list", "array", "struct", "map", "union"):
+        return False
+    return any(
+        isinstance(child, DuckDBPyType) and _holds_lossy(child) for _, child in kind.children
+    )
+
+
+def _as_text_where_lossy(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """``relation`` with its lossy columns as text (by position: names may repeat), or
+    ``relation`` itself when it has none."""
+    kinds = relation.types
+    if not any(map(_holds_lossy, kinds)):
+        return relation
+    items = []
+    for position, (name, kind) in enumerate(zip(relation.columns, kinds, strict=True), 1):
+        alias = '"' + name.replace('"', '""') + '"'
+        if kind.id in _LOSSY_TYPES:
+            items.append(f"CAST(#{position} AS VARCHAR) AS {alias}")
+        elif _holds_lossy(kind):
+            items.append(f"CAST(to_json(#{position}) AS VARCHAR) AS {alias}")
+        else:
+            items.append(f"#{position} AS {alias}")
+    return relation.project(", ".join(items))
 
 
 def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
