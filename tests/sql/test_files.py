@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from loopwright.sql import files
-from loopwright.sql.files import FREE_LATER_BYTES, Reclaimer, replace, temp_beside
+from loopwright.sql.files import (
+    FREE_LATER_BYTES,
+    Reclaimer,
+    open_beside,
+    replace,
+    temp_beside,
+)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -49,6 +55,26 @@ def test_temp_files_are_hidden_new_and_beside_the_target(tmp_path: Path) -> None
         assert Path(temp).name.startswith(".result.csv.")
         assert temp.endswith(".partial")
         assert Path(temp).stat().st_size == 0
+
+
+def test_a_temp_name_that_exists_is_never_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first name drawn is taken (by a symlink to a file elsewhere): a second is drawn,
+    and the file the symlink points to is left alone."""
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"keep")
+    target = tmp_path / "ws" / "result.csv"
+    target.parent.mkdir()
+    (target.parent / ".result.csv.aaaa.partial").symlink_to(outside)
+    names = iter(["aaaa", "bbbb"])
+    monkeypatch.setattr("loopwright.sql.files.secrets.token_hex", lambda n: next(names))
+    temp, handle = open_beside(str(target))
+    with handle:
+        handle.write(b"new")
+    assert Path(temp).name == ".result.csv.bbbb.partial"
+    assert Path(temp).read_bytes() == b"new"
+    assert outside.read_bytes() == b"keep"
 
 
 def test_a_large_replaced_file_is_freed_in_the_background(

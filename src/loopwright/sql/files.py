@@ -19,24 +19,39 @@ import queue
 import secrets
 import stat
 import threading
+from typing import BinaryIO
 
 #: Old files at least this large are freed in the background; smaller ones free in
 #: microseconds, less than handing them over costs.
 FREE_LATER_BYTES = 256 * 1024
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
-def temp_beside(path: str, suffix: str = "partial") -> str:
-    """A new, empty file next to ``path`` (same directory, so a rename onto ``path`` is
-    atomic), created with the process's usual permissions."""
+def open_beside(path: str, suffix: str = "partial") -> tuple[str, BinaryIO]:
+    """A new file next to ``path`` (same directory, so a rename onto ``path`` is atomic),
+    created with the process's usual permissions and open for writing: its name and file.
+
+    The directory is created when missing. One ``open`` with ``O_EXCL``: a name that exists
+    is never written through (a fresh name is drawn instead).
+    """
     directory, base = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     while True:
         temp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.{suffix}")
         try:
-            with open(temp, "xb"):
-                return temp
+            descriptor = os.open(temp, _CREATE, 0o666)
         except FileExistsError:
             continue
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+            continue
+        return temp, os.fdopen(descriptor, "wb")
+
+
+def temp_beside(path: str, suffix: str = "partial") -> str:
+    """A new, empty file next to ``path`` (see :func:`open_beside`): its name."""
+    temp, handle = open_beside(path, suffix)
+    handle.close()
+    return temp
 
 
 def replace(temp: str, target: str) -> None:

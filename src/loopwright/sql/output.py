@@ -36,7 +36,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from loopwright.sql.base import ResultFileError, SQLError, Written
 from loopwright.sql.csvtext import SMALL_CELLS, small_csv
-from loopwright.sql.files import replace, temp_beside
+from loopwright.sql.files import open_beside, replace, temp_beside
 from loopwright.summaries import error_line
 
 if TYPE_CHECKING:
@@ -90,10 +90,10 @@ def write_result(
     pending_rows = written = 0
     truncated = False
     try:
-        csv_temp = temp_beside(csv_path)
         if parquet_path:
             parquet_temp = temp_beside(parquet_path)
-        with open(csv_temp, "wb") as csv_file:
+        csv_temp, csv_file = open_beside(csv_path)
+        with csv_file:
 
             def flush(*, last: bool) -> None:
                 nonlocal parquet, pending, pending_rows
