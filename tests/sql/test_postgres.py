@@ -119,12 +119,99 @@ async def test_postgres_types_land_in_both_files(tool: SQLTool, workspace: Path)
     assert first["paid_amt"] == Decimal("1.37")
     assert first["filled_at"] == dt.datetime(2024, 1, 1, 1, tzinfo=dt.UTC)
     assert first["details"] == '{"g": 1}'
-    assert first["wait"] == dt.timedelta(minutes=1)
+    assert first["wait"] == "PT60S"  # intervals are ISO 8601 in both files, as DuckDB's
     assert first["prescriber_npi_state_cd"] in {"CA", "TX", "NY", "FL"}
     csv = pl.read_csv(workspace / "result.csv", infer_schema=False)
     assert csv.row(0, named=True)["tags"] == '["a", "b"]'
     assert csv.row(0, named=True)["wait"] == "PT60S"
     assert csv["paid_amt"].null_count() == parquet["paid_amt"].null_count() == 133
+
+
+INTERVALS = """
+SELECT INTERVAL '1 year 2 months 3 days 04:05:06.789' AS long, INTERVAL '1 month' AS month,
+       INTERVAL '-1 day' + INTERVAL '2 hours 3 minutes' AS mixed,
+       -INTERVAL '1.5 seconds' AS negative,
+       INTERVAL '0' AS zero, NULL::interval AS missing
+"""
+
+
+async def test_intervals_keep_months_and_match_duckdbs_files(
+    postgres_server: PostgresServer, workspace: Path
+) -> None:
+    """psycopg's timedelta made a month 30 days; the files now hold what the server holds,
+    byte for byte as DuckDB writes the same intervals, even where the database's
+    IntervalStyle is not the default."""
+    dsn = postgres_server.create_database("intervals")
+    name = dsn.rsplit("/", 1)[-1].split("?")[0]
+    postgres_server.execute(f"ALTER DATABASE \"{name}\" SET intervalstyle = 'iso_8601'")
+    backend = connect(dsn)
+    duckdb_backend = connect("duckdb://:memory:")
+    try:
+        result = await backend.query(INTERVALS, workspace / "pg.csv", workspace / "pg.parquet")
+        await duckdb_backend.query(INTERVALS, workspace / "dd.csv", workspace / "dd.parquet")
+        arrays = await backend.query(
+            "SELECT ARRAY[INTERVAL '1 month', NULL, INTERVAL '2 days'] AS a",
+            workspace / "a.csv",
+        )
+    finally:
+        await backend.aclose()
+        await duckdb_backend.aclose()
+    expected = ("P14M3DT14706.789S", "P1M", "P-1DT7380S", "PT-1.5S", "PT0S", None)
+    assert result.preview == [expected]
+    assert [kind for _, kind in result.columns] == ["interval"] * 6
+    assert (workspace / "pg.csv").read_bytes() == (workspace / "dd.csv").read_bytes()
+    assert pl.read_parquet(workspace / "pg.parquet").row(0) == expected
+    assert pl.read_parquet(workspace / "dd.parquet").row(0) == expected
+    assert arrays.preview == [('["P1M", null, "P2D"]',)]
+
+
+async def test_numeric_arrays_are_lists_of_floats(tool: SQLTool, workspace: Path) -> None:
+    """numeric[] (array_agg of an amount) used to fail in the conversion to Arrow."""
+    result = await run(
+        tool,
+        "SELECT prescriber_npi_nbr, array_agg(paid_amt ORDER BY claim_id) AS paid "
+        "FROM rx_claims WHERE claim_id IN (1, 9, 10) GROUP BY 1 ORDER BY 1",
+    )
+    assert result["is_error"] is False, result["content"]
+    parquet = pl.read_parquet(workspace / "result.parquet")
+    assert parquet.schema["paid"] == pl.List(pl.Float64)
+    assert sorted(v for paid in parquet["paid"].to_list() for v in paid if v is not None) == [
+        1.37,
+        13.7,
+    ]
+    assert parquet["paid"].list.len().sum() == 3  # claim 9's amount is NULL, kept as null
+
+
+@pytest.mark.parametrize(
+    ("sql", "says"),
+    [
+        (
+            "SELECT ARRAY[[1, 2], [3, 4]] AS grid",
+            "column grid (int4[]) could not be saved: it holds multi-dimensional arrays",
+        ),
+        (
+            "SELECT 'infinity'::date AS until",
+            "PostgreSQL sent a value Python cannot hold "
+            "(date too large (after year 10K): 'infinity')",
+        ),
+    ],
+)
+async def test_values_the_files_cannot_hold_are_clear_errors_that_keep_old_files(
+    tool: SQLTool, workspace: Path, sql: str, says: str
+) -> None:
+    first = await run(tool, "SELECT 1 AS kept", name="held")
+    assert first["is_error"] is False
+    before = (workspace / "held.csv").read_bytes(), (workspace / "held.parquet").read_bytes()
+    refused = await run(tool, sql, name="held")
+    assert refused["is_error"] is True
+    content = str(refused["content"])
+    assert content.startswith("The query ran, but ")
+    assert says in content
+    assert "::text" in content
+    assert ((workspace / "held.csv").read_bytes(), (workspace / "held.parquet").read_bytes()) == (
+        before
+    )
+    assert sorted(os.listdir(workspace)) == ["held.csv", "held.parquet"]
 
 
 async def test_writes_are_refused_and_change_nothing(tool: SQLTool, dsn: str) -> None:

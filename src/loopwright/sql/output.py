@@ -299,19 +299,20 @@ def _binary_as_hex(column: pa.Array) -> pa.Array:
 
 def _intervals_as_text(column: pa.Array) -> pa.Array:
     return pa.array(
-        [None if v is None else _iso_duration(v) for v in column.to_pylist()], pa.string()
+        [None if v is None else iso_duration(v) for v in column.to_pylist()], pa.string()
     )
 
 
 def _durations_as_text(column: pa.Array) -> pa.Array:
     nanoseconds = column.cast(pa.duration("ns")).cast(pa.int64()).to_pylist()
     return pa.array(
-        [None if v is None else _iso_duration((0, 0, v)) for v in nanoseconds], pa.string()
+        [None if v is None else iso_duration((0, 0, v)) for v in nanoseconds], pa.string()
     )
 
 
-def _iso_duration(value: Any) -> str:
-    """An interval (months, days, nanoseconds) as ISO 8601: ``P1M3D``, ``PT4.5S``."""
+def iso_duration(value: Any) -> str:
+    """An interval (months, days, nanoseconds) as ISO 8601: ``P1M3D``, ``PT4.5S``; how
+    every backend's intervals are written."""
     months, days, nanoseconds = value
     text = "P" + (f"{months}M" if months else "") + (f"{days}D" if days else "")
     if nanoseconds or text == "P":

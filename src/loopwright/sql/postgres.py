@@ -10,6 +10,12 @@ Arrow record batches with types taken from the result's column types, so a large
 never sits in memory. The query's ``statement_timeout`` is set to the tool's timeout, and
 on a timeout the running statement is cancelled with a cancel request.
 
+Intervals keep their months and days (psycopg's ``timedelta`` would make a month 30 days):
+they are read as (months, days, nanoseconds), written as ISO 8601 durations as DuckDB's
+are. Unconstrained ``numeric`` (what ``SUM`` and ``AVG`` return) becomes a float. A value
+Python cannot hold (``'infinity'::date``, a year past 9999) or a multi-dimensional array is
+a clear error saying which column to cast to text.
+
 Connections are kept in a small pool of idle ones (``pool_size``), opened on demand; a
 connection whose session may have been changed or broken is closed rather than reused.
 """
@@ -21,11 +27,12 @@ import itertools
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psycopg
+import psycopg.adapt
 import psycopg.errors
 import pyarrow as pa  # type: ignore[import-untyped]
 from psycopg.conninfo import conninfo_to_dict
@@ -37,11 +44,13 @@ from loopwright.sql.base import (
     Interrupter,
     QueryRefused,
     QueryTimeout,
+    ResultFileError,
     SQLBackend,
     SQLError,
     UnknownTable,
     run_in_worker,
 )
+from loopwright.summaries import error_line
 
 if TYPE_CHECKING:
     from psycopg import Column
@@ -107,6 +116,7 @@ class PostgresBackend(SQLBackend):
                 f"Could not connect to PostgreSQL at {_where(self.dsn)}: {str(exc).strip()}"
             ) from exc
         connection.read_only = True
+        connection.adapters.register_loader("interval", _IntervalLoader)
         return connection
 
     def _release(self, connection: psycopg.Connection[Any], reusable: bool) -> None:
@@ -140,8 +150,10 @@ class PostgresBackend(SQLBackend):
         try:
             stop.on_stop(cancel)
             milliseconds = max(1, int(timeout * 1000))
-            connection.execute(
-                "SELECT set_config('statement_timeout', %s, true)", (str(milliseconds),)
+            connection.execute(  # the interval loader reads the default style
+                "SELECT set_config('statement_timeout', %s, true), "
+                "set_config('intervalstyle', 'postgres', true)",
+                (str(milliseconds),),
             )
             cursor = connection.cursor(name=f"loopwright_{next(_cursor_names)}")
             try:
@@ -150,7 +162,8 @@ class PostgresBackend(SQLBackend):
                 columns = [(c.name, c.type_display) for c in description]
                 fields, converters = _arrow_fields(description, connection)
                 schema = pa.schema(fields)
-                yield ArrowStream(columns, schema, self._batches(cursor, schema, converters))
+                batches = self._batches(cursor, schema, converters, columns)
+                yield ArrowStream(columns, schema, batches)
             finally:
                 with contextlib.suppress(psycopg.Error):
                     cursor.close()
@@ -169,17 +182,22 @@ class PostgresBackend(SQLBackend):
         cursor: psycopg.ServerCursor[Any],
         schema: pa.Schema,
         converters: list[Convert | None],
+        columns: list[tuple[str, str]],
     ) -> Iterator[pa.RecordBatch]:
         while rows := cursor.fetchmany(self.batch_rows):
             values = list(zip(*rows, strict=True))
             arrays = []
-            for field, column, convert in zip(schema, values, converters, strict=True):
-                if convert is not None:
-                    arrays.append(
-                        pa.array([None if v is None else convert(v) for v in column], field.type)
-                    )
-                else:
-                    arrays.append(pa.array(column, type=field.type))
+            for field, column, convert, described in zip(
+                schema, values, converters, columns, strict=True
+            ):
+                try:
+                    if convert is not None:
+                        converted = [None if v is None else convert(v) for v in column]
+                        arrays.append(pa.array(converted, type=field.type))
+                    else:
+                        arrays.append(pa.array(column, type=field.type))
+                except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+                    raise _unsavable(described, column, exc) from exc
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
             del rows, values, arrays
 
@@ -204,6 +222,13 @@ class PostgresBackend(SQLBackend):
             self._release(connection, reusable)
 
     def _error(self, exc: Exception) -> SQLError:
+        if isinstance(exc, psycopg.DataError) and exc.sqlstate is None:
+            # psycopg could not turn a value the server sent into Python: not the query's fault
+            return ResultFileError(
+                f"The query ran, but PostgreSQL sent a value Python cannot hold "
+                f"({str(exc).strip()}). Cast that column to text in the query "
+                "(e.g. column::text) and run it again."
+            )
         message = f"PostgreSQL: {_without_cursor(str(exc).strip())}"
         if isinstance(exc, psycopg.errors.UndefinedTable):
             return UnknownTable(message)
@@ -273,7 +298,7 @@ _SCALARS: dict[str, tuple[pa.DataType, Convert | None]] = {
     "time": (pa.time64("us"), None),
     "timestamp": (pa.timestamp("us"), None),
     "timestamptz": (pa.timestamp("us", tz="UTC"), None),
-    "interval": (pa.duration("us"), None),
+    "interval": (pa.month_day_nano_interval(), None),
     "uuid": (pa.string(), str),
     "json": (pa.string(), _json_text),
     "jsonb": (pa.string(), _json_text),
@@ -297,20 +322,78 @@ def _arrow_type(
     info = connection.adapters.types.get(column.type_code)
     if info is None:
         return pa.string(), str
+    is_array = column.type_code == info.array_oid and column.type_code != info.oid
+    if is_array:
+        if info.name == "numeric":
+            return pa.list_(pa.float64()), _floats
+        if info.name == "interval":
+            return pa.string(), _intervals_json
+        scalar = _SCALARS.get(info.name)
+        if scalar is not None and scalar[1] is None:
+            return pa.list_(scalar[0]), None
+        return pa.string(), _json_text
     if info.name == "numeric":
         precision, scale = column.precision, column.scale
         if precision is not None and scale is not None and 0 < precision <= 38:
             return pa.decimal128(precision, scale), None
         return pa.float64(), float  # unconstrained numeric: exact digits vary row to row
-    scalar = _SCALARS.get(info.name)
-    is_array = column.type_code == info.array_oid and column.type_code != info.oid
-    if is_array:
-        if scalar is not None and scalar[1] is None:
-            return pa.list_(scalar[0]), None
-        return pa.string(), _json_text
-    if scalar is not None:
-        return scalar
-    return pa.string(), str
+    return _SCALARS.get(info.name) or (pa.string(), str)
+
+
+def _floats(values: list[Any]) -> list[float | None]:
+    return [None if v is None else float(v) for v in values]
+
+
+def _intervals_json(values: list[Any]) -> str:
+    from loopwright.sql.output import iso_duration
+
+    return json.dumps([None if v is None else iso_duration(v) for v in values])
+
+
+def _unsavable(column: tuple[str, str], values: Sequence[Any], exc: Exception) -> ResultFileError:
+    """Why a column's values could not become an Arrow column, and what to do."""
+    name, kind = column
+    if any(isinstance(v, list) and any(isinstance(x, list) for x in v) for v in values):
+        reason = "it holds multi-dimensional arrays, and the files keep one-dimensional lists"
+    else:
+        reason = error_line(exc).rstrip(".")
+    return ResultFileError(
+        f"The query ran, but column {name} ({kind}) could not be saved: {reason}. Cast it to "
+        f"text in the query (e.g. {name}::text) and run it again."
+    )
+
+
+#: An interval in PostgreSQL's default output style: ``1 year -2 mons 3 days -04:05:06.789``.
+_INTERVAL = re.compile(rb"(?:[+-]?\d+ (?:year|mon|day)s? ?)*(?:[+-]?\d+:\d+:\d+(?:\.\d{1,6})?)?")
+#: One part of it: ``-1 years``, ``2 mons``...
+_INTERVAL_PART = re.compile(rb"([+-]?\d+) (year|mon|day)s?")
+#: Its time part: ``-04:05:06.789`` (hours may run past 24).
+_INTERVAL_TIME = re.compile(rb"([+-]?)(\d+):(\d+):(\d+)(?:\.(\d{1,6}))?$")
+_MONTHS = {b"year": 12, b"mon": 1}
+
+
+class _IntervalLoader(psycopg.adapt.Loader):
+    """``interval`` as (months, days, nanoseconds), from the ``postgres`` output style."""
+
+    def load(self, data: Any) -> tuple[int, int, int]:
+        text = bytes(data)
+        if not text or _INTERVAL.fullmatch(text) is None:  # the style is set for each query
+            raise psycopg.DataError(f"can't parse interval {text.decode(errors='replace')!r}")
+        months = days = 0
+        for number, unit in _INTERVAL_PART.findall(text):
+            if unit == b"day":
+                days += int(number)
+            else:
+                months += int(number) * _MONTHS[unit]
+        microseconds = 0
+        clock = _INTERVAL_TIME.search(text)
+        if clock is not None:
+            sign, hours, minutes, seconds, fraction = clock.groups()
+            microseconds = (int(hours) * 60 + int(minutes)) * 60 + int(seconds)
+            microseconds = microseconds * 1_000_000 + int((fraction or b"0").ljust(6, b"0"))
+            if sign == b"-":
+                microseconds = -microseconds
+        return months, days, microseconds * 1000
 
 
 _DECLARE = re.compile(r'DECLARE "loopwright_\d+" CURSOR FOR |PREPARE loopwright_check AS ')
