@@ -557,8 +557,9 @@ def _bq_type(duck_type: str) -> str:
         return "INTEGER"
     if duck_type in {"FLOAT", "DOUBLE", "REAL"}:
         return "FLOAT"
-    if duck_type.startswith("DECIMAL"):
-        return "NUMERIC"
+    if duck_type.startswith("DECIMAL"):  # NUMERIC is (38, 9); a larger scale needs BIGNUMERIC
+        scale = int(duck_type.rstrip(")").rpartition(",")[2] or 0)
+        return "NUMERIC" if scale <= 9 else "BIGNUMERIC"
     if duck_type == "BOOLEAN":
         return "BOOLEAN"
     if duck_type == "DATE":

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from google.api_core.client_options import ClientOptions
 from google.api_core.exceptions import BadRequest
@@ -181,6 +183,23 @@ async def test_a_result_of_many_pages_lands_whole_in_both_files(
         ("ndc_drug_nm", "STRING"),
         ("service_date_dd", "DATE"),
     ]
+
+
+async def test_bignumeric_lands_in_both_files(backend: BigQueryBackend, workspace: Path) -> None:
+    """BIGNUMERIC comes from the client as Arrow decimal256, which Polars' CSV writer
+    panicked on; the CSV now has every digit and the Parquet file keeps the type."""
+    sql = "SELECT 12345678901234567.123456789012::DECIMAL(38, 12) AS big, 2.5 AS small"
+    result = await backend.query(sql, str(workspace / "n.csv"), str(workspace / "n.parquet"))
+    assert result.columns == [("big", "BIGNUMERIC"), ("small", "NUMERIC")]
+    big = Decimal("12345678901234567.123456789012")
+    assert (workspace / "n.csv").read_text().splitlines() == [
+        "big,small",
+        f"{big:.38f},2.500000000",
+    ]
+    parquet = pq.read_table(workspace / "n.parquet")
+    assert parquet.schema.field("big").type == pa.decimal256(76, 38)
+    assert parquet.to_pylist() == [{"big": big, "small": Decimal("2.5")}]
+    assert result.preview == [(big, Decimal("2.5"))]
 
 
 async def test_the_row_cap_stops_reading_pages(

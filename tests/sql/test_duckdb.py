@@ -682,6 +682,28 @@ async def test_nanosecond_timestamps_keep_their_nanoseconds(workspace: Path) -> 
     assert parquet["at"].cast(pa.int64()).to_pylist() == [1_704_067_200_123_456_789]
 
 
+async def test_a_polars_panic_is_a_clear_error_not_a_crash(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polars reports what it cannot write with a Rust panic, a BaseException (decimal256
+    did, before it was converted): it is the same clear error as any other writer refusal."""
+    from polars.exceptions import PanicException
+
+    def panic(*args: object, **kwargs: object) -> None:
+        raise PanicException("operator does not support primitive `Int256`")
+
+    monkeypatch.setattr(pl.DataFrame, "write_csv", panic)
+    backend = DuckDBBackend(":memory:")
+    try:
+        with pytest.raises(ResultFileError) as refused:
+            await backend.query("SELECT range AS n FROM range(5000)", str(workspace / "p.csv"))
+    finally:
+        await backend.aclose()
+    assert "could not be saved" in str(refused.value)
+    assert "Int256" in str(refused.value)
+    assert os.listdir(workspace) == []
+
+
 @pytest.mark.parametrize("rows", [1, INLINE_ROWS + 1])
 async def test_a_value_the_writers_cannot_hold_is_a_clear_error_and_keeps_old_files(
     workspace: Path, rows: int

@@ -13,15 +13,17 @@ temporary names in the target directory and are renamed into place only when com
 keeps any earlier file of the same name.
 
 CSV has no nested or binary values, so those columns are written to the CSV as text: nested
-values (lists, structs, maps) as JSON, binary as hex; intervals, which Parquet cannot hold
-either, are written as ISO 8601 durations to both files, and unions as JSON to both. A value
-neither writer can hold is a :class:`ResultFileError` that says to cast it to text.
+values (lists, structs, maps) as JSON, binary as hex, and 256-bit decimals (BigQuery's
+``BIGNUMERIC``; Polars takes 128-bit ones) as their digits; intervals, which Parquet cannot
+hold either, are written as ISO 8601 durations to both files, and unions as JSON to both. A
+value neither writer can hold is a :class:`ResultFileError` that says to cast it to text.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import queue
@@ -33,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
+from polars.exceptions import PanicException
 
 from loopwright.sql.base import ResultFileError, SQLError, Written
 from loopwright.sql.csvtext import SMALL_CELLS, small_csv
@@ -155,7 +158,7 @@ def write_result(
                 f"The query ran, but its result could not be saved: {exc}. Free some disk "
                 "space or check the workspace's permissions, then run it again."
             ) from exc
-        if isinstance(exc, Exception) and not isinstance(exc, SQLError):
+        if isinstance(exc, Exception | PanicException) and not isinstance(exc, SQLError):
             # a writer refused a value (a type CSV or Parquet cannot hold): not the database's
             raise ResultFileError(
                 f"The query ran, but its result could not be saved as CSV and Parquet: "
@@ -273,6 +276,10 @@ def _csv_converter(kind: pa.DataType) -> Converter | None:
         return _durations_as_text
     if pa.types.is_dictionary(kind):
         return _csv_converter(kind.value_type)
+    if pa.types.is_decimal256(kind):  # BigQuery's BIGNUMERIC; Polars takes decimal128 only
+        if kind.precision <= 38:
+            return functools.partial(_cast, kind=pa.decimal128(kind.precision, kind.scale))
+        return _decimals_as_text
     return None
 
 
@@ -289,6 +296,14 @@ def _nested_as_json(column: pa.Array) -> pa.Array:
         [None if v is None else json.dumps(v, default=_json_default) for v in column.to_pylist()],
         pa.string(),
     )
+
+
+def _cast(column: pa.Array, kind: pa.DataType) -> pa.Array:
+    return column.cast(kind)
+
+
+def _decimals_as_text(column: pa.Array) -> pa.Array:
+    return pa.array([None if v is None else format(v, "f") for v in column.to_pylist()])
 
 
 def _binary_as_hex(column: pa.Array) -> pa.Array:
