@@ -682,6 +682,38 @@ async def test_nanosecond_timestamps_keep_their_nanoseconds(workspace: Path) -> 
     assert parquet["at"].cast(pa.int64()).to_pylist() == [1_704_067_200_123_456_789]
 
 
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        ("'infinity'::DATE", "until"),  # past the preview's rows: Polars panicked on it
+        ("'-infinity'::TIMESTAMP", "since"),
+        ("DATE '10000-01-01'", "late"),
+    ],
+)
+async def test_dates_outside_years_1_to_9999_name_their_column(
+    workspace: Path, value: str, name: str
+) -> None:
+    backend = DuckDBBackend(":memory:")
+    sql = f"SELECT CASE WHEN range = 15 THEN {value} END AS {name} FROM range(20)"
+    try:
+        with pytest.raises(ResultFileError) as refused:
+            await backend.query(sql, str(workspace / "d.csv"), str(workspace / "d.parquet"))
+        edges = await backend.query(
+            "SELECT DATE '0001-01-01' AS a, DATE '9999-12-31' AS b, "
+            "TIMESTAMP '9999-12-31 23:59:59.999999' AS c, TIMESTAMP_S '0001-01-01' AS d",
+            str(workspace / "e.csv"),
+        )
+    finally:
+        await backend.aclose()
+    assert f"column {name} holds a date outside the years 1 to 9999" in str(refused.value)
+    assert "::VARCHAR" in str(refused.value)
+    assert (workspace / "e.csv").read_text().splitlines()[1] == (
+        "0001-01-01,9999-12-31,9999-12-31T23:59:59.999999,0001-01-01T00:00:00.000"
+    )
+    assert edges.row_count == 1
+    assert sorted(os.listdir(workspace)) == ["e.csv"]
+
+
 async def test_a_polars_panic_is_a_clear_error_not_a_crash(
     workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from polars.exceptions import PanicException
 
@@ -83,6 +84,7 @@ def write_result(
         else schema
     )
     csv_plan = {i: c for i, field in enumerate(schema) if (c := _csv_converter(field.type))}
+    dated = _date_bounds(schema)
     parquet_plan = {i: c for i, field in enumerate(schema) if (c := _parquet_converter(field.type))}
     parquet_schema = _converted_schema(named, parquet_plan)
     csv_temp: str | None = None
@@ -125,6 +127,8 @@ def write_result(
                     batch, truncated = batch.slice(0, room), True
                 if renamed:
                     batch = pa.RecordBatch.from_arrays(batch.columns, schema=named)
+                if dated:
+                    _check_dates(batch, dated)
                 if len(preview) < preview_rows:
                     preview.extend(_rows(batch.slice(0, preview_rows - len(preview))))
                 pending.append(batch)
@@ -229,6 +233,38 @@ def _converted_schema(schema: pa.Schema, plan: dict[int, Converter]) -> pa.Schem
     return pa.schema(
         [field.with_type(pa.string()) if i in plan else field for i, field in enumerate(schema)]
     )
+
+
+#: Days from 1970-01-01 to 0001-01-01 and to 9999-12-31: the dates Python can hold.
+_FIRST_DAY, _LAST_DAY = -719_162, 2_932_896
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000}
+
+
+def _date_bounds(schema: pa.Schema) -> dict[int, tuple[int, int]]:
+    """Date and timestamp columns (by position) with the stored values of years 1 and 9999:
+    outside them (DuckDB's ``infinity`` is the largest value) Polars' writer panics."""
+    bounds = {}
+    for i, field in enumerate(schema):
+        kind = field.type
+        if pa.types.is_date32(kind):
+            bounds[i] = (_FIRST_DAY, _LAST_DAY)
+        elif pa.types.is_timestamp(kind) and kind.unit in _PER_SECOND:  # ns always fit
+            per_day = 86_400 * _PER_SECOND[kind.unit]
+            bounds[i] = (_FIRST_DAY * per_day, (_LAST_DAY + 1) * per_day - 1)
+    return bounds
+
+
+def _check_dates(batch: pa.RecordBatch, bounds: dict[int, tuple[int, int]]) -> None:
+    for i, (first, last) in bounds.items():
+        column = batch.column(i)
+        stored = column.cast(pa.int32() if pa.types.is_date32(column.type) else pa.int64())
+        extremes = pc.min_max(stored)
+        low, high = extremes["min"].as_py(), extremes["max"].as_py()
+        if low is not None and (low < first or high > last):
+            raise ValueError(
+                f"column {batch.schema.field(i).name} holds a date outside the years 1 to "
+                "9999 (DuckDB's 'infinity' is one)"
+            )
 
 
 def _rows(batch: pa.RecordBatch) -> list[tuple[Any, ...]]:
