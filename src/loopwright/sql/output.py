@@ -327,11 +327,13 @@ def _parquet_converter(kind: pa.DataType) -> Converter | None:
     return None
 
 
+def _each_as_text(column: pa.Array, text: Callable[[Any], str]) -> pa.Array:
+    """``column`` as a string column: ``text`` of each value, nulls kept."""
+    return pa.array([None if v is None else text(v) for v in column.to_pylist()], pa.string())
+
+
 def _nested_as_json(column: pa.Array) -> pa.Array:
-    return pa.array(
-        [None if v is None else json.dumps(v, default=_json_default) for v in column.to_pylist()],
-        pa.string(),
-    )
+    return _each_as_text(column, lambda v: json.dumps(v, default=_json_default))
 
 
 def _cast(column: pa.Array, kind: pa.DataType) -> pa.Array:
@@ -339,26 +341,20 @@ def _cast(column: pa.Array, kind: pa.DataType) -> pa.Array:
 
 
 def _decimals_as_text(column: pa.Array) -> pa.Array:
-    return pa.array([None if v is None else format(v, "f") for v in column.to_pylist()])
+    return _each_as_text(column, lambda v: format(v, "f"))
 
 
 def _binary_as_hex(column: pa.Array) -> pa.Array:
-    return pa.array(
-        [None if v is None else "\\x" + v.hex() for v in column.to_pylist()], pa.string()
-    )
+    return _each_as_text(column, lambda v: "\\x" + v.hex())
 
 
 def _intervals_as_text(column: pa.Array) -> pa.Array:
-    return pa.array(
-        [None if v is None else iso_duration(v) for v in column.to_pylist()], pa.string()
-    )
+    return _each_as_text(column, iso_duration)
 
 
 def _durations_as_text(column: pa.Array) -> pa.Array:
-    nanoseconds = column.cast(pa.duration("ns")).cast(pa.int64()).to_pylist()
-    return pa.array(
-        [None if v is None else iso_duration((0, 0, v)) for v in nanoseconds], pa.string()
-    )
+    nanoseconds = column.cast(pa.duration("ns")).cast(pa.int64())
+    return _each_as_text(nanoseconds, lambda v: iso_duration((0, 0, v)))
 
 
 def iso_duration(value: Any) -> str:
