@@ -525,6 +525,44 @@ async def test_refusals_happen_before_the_database_sees_the_statement(workspace:
     assert tables == {}
 
 
+def test_the_statement_duckdb_judged_is_the_one_that_runs() -> None:
+    backend = DuckDBBackend(":memory:")
+    sql = "SELECT 1 AS judged"
+    other = duckdb.connect().extract_statements("SELECT 2 AS other")[0]
+
+    def opened(text: str) -> list[str]:
+        with backend._open(text, Interrupter(), 5.0) as stream:
+            return [name for name, _ in stream.columns]
+
+    try:
+        backend.check(sql)
+        assert backend._judged.query[0] is sql
+        # stand a different statement in for the judged one: _open runs the object it kept
+        backend._judged.query = (sql, other)
+        assert opened(sql) == ["other"]
+        assert backend._judged.query is None  # used once
+        assert opened(sql) == ["judged"]  # nothing judged: the text is parsed as usual
+        backend.check(sql)
+        backend._judged.query = (sql, other)
+        copy = "".join(sql)
+        assert copy == sql
+        assert copy is not sql
+        assert opened(copy) == ["judged"]  # same text, but not the checked object
+        assert backend._judged.query is None
+        # a refused statement leaves nothing behind for the next query
+        backend.check(sql)
+        with pytest.raises(QueryRefused):
+            backend.check("SELECT 1; SELECT 2")
+        assert backend._judged.query is None
+        # another thread's check is not seen in this one
+        worker = threading.Thread(target=backend.check, args=(sql,))
+        worker.start()
+        worker.join()
+        assert getattr(backend._judged, "query", None) is None
+    finally:
+        asyncio.run(backend.aclose())
+
+
 def write_from_duckdb(
     sql: str, directory: Path, name: str, *, inline_rows: int, piece_rows: int
 ) -> tuple[Written, list[str]]:

@@ -99,6 +99,8 @@ class DuckDBBackend(SQLBackend):
         self._lock = threading.Lock()
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._closed = False
+        # the statement check() judged, per worker thread, for _open() to run as it is
+        self._judged = threading.local()
 
     def __repr__(self) -> str:
         return f"DuckDBBackend({self.database!r})"
@@ -142,7 +144,12 @@ class DuckDBBackend(SQLBackend):
 
     def check(self, sql: str) -> None:
         """DuckDB's own parser first (its syntax errors are the clearest), then sqlglot,
-        then DuckDB's verdict on the statement type: exactly one ``SELECT``."""
+        then DuckDB's verdict on the statement type: exactly one ``SELECT``.
+
+        The statement DuckDB judged is kept for :meth:`_open` in the same thread, which runs
+        that very statement: DuckDB parses the query once, and what runs is what was judged.
+        """
+        self._judged.query = None
         cursor = self._cursor()
         try:
             statements = cursor.extract_statements(sql)
@@ -157,9 +164,14 @@ class DuckDBBackend(SQLBackend):
                 f"DuckDB reads this as a {kind} statement, not a single query; the SQL tool "
                 "runs one read-only query (SELECT, WITH ... SELECT, UNION, VALUES)."
             )
+        self._judged.query = (sql, statements[0])
 
     @contextlib.contextmanager
     def _open(self, sql: str, stop: Interrupter, timeout: float) -> Iterator[ArrowStream]:
+        judged, self._judged.query = getattr(self._judged, "query", None), None
+        statement: str | duckdb.Statement = sql
+        if judged is not None and judged[0] is sql:
+            statement = judged[1]
         cursor = self._cursor()
         finished = threading.Event()
 
@@ -171,7 +183,7 @@ class DuckDBBackend(SQLBackend):
 
         try:
             stop.on_stop(interrupt)
-            relation = cursor.sql(sql)
+            relation = cursor.sql(statement)
             if relation is None:  # not a query after all: refused before it could run
                 raise QueryRefused("The statement returned no result; run a SELECT query.")
             columns = [(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
