@@ -59,3 +59,19 @@ def bigquery_server() -> Iterator[BigQueryServer]:
     with BigQueryServer(project="test-project") as server:
         server.setup("CREATE SCHEMA claims; SET schema = 'claims';" + CLAIMS_SQL)
         yield server
+
+
+def unholdable_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Take away the Parquet writer's converter for intervals, so they reach pyarrow's
+    Parquet writer as they are and it refuses them: every type DuckDB makes is written, so
+    tests of that refusal need a type that cannot be."""
+    import pyarrow as pa
+
+    from loopwright.sql import output
+
+    converter = output._parquet_converter
+    monkeypatch.setattr(
+        output,
+        "_parquet_converter",
+        lambda kind: None if pa.types.is_interval(kind) else converter(kind),
+    )

@@ -34,6 +34,8 @@ from loopwright.sql.duckdb import open_read_only
 from loopwright.sql.output import INLINE_ROWS, PIECE_ROWS, write_result
 from loopwright.tools.sql import SQLTool
 
+from .conftest import unholdable_intervals
+
 HUMIRA_CA = """
 SELECT prescriber_npi_nbr, COUNT(*) AS rx_count
 FROM rx_claims
@@ -706,6 +708,56 @@ async def test_unions_are_written_as_json_to_both_files(workspace: Path) -> None
     assert pl.read_csv(workspace / "u.csv", infer_schema=False)["u"].to_list() == expected
 
 
+@pytest.mark.parametrize("rows", [1, INLINE_ROWS + 1])
+async def test_intervals_inside_lists_structs_and_maps_keep_their_shape(
+    workspace: Path, rows: int
+) -> None:
+    """Parquet has no interval at any depth: nested ones are ISO 8601 text in a column of
+    the same shape (JSON in the CSV, as every nested value); in place or in the thread."""
+    backend = DuckDBBackend(":memory:")
+    sql = f"""
+    SELECT range AS n, [INTERVAL (range + 1) DAY, NULL] AS gaps,
+           {{'span': INTERVAL '1 month 2 hours', 'n': range}} AS s,
+           MAP {{'wait': INTERVAL 90 MINUTE}} AS m, [[INTERVAL 1 SECOND]] AS deep,
+           NULL::STRUCT(i INTERVAL)[] AS none
+    FROM range({rows}) ORDER BY n
+    """
+    try:
+        result = await backend.query(sql, str(workspace / "i.csv"), str(workspace / "i.parquet"))
+    finally:
+        await backend.aclose()
+    first = {
+        "n": 0,
+        "gaps": ["P1D", None],
+        "s": {"span": "P1MT7200S", "n": 0},
+        "m": [("wait", "PT5400S")],
+        "deep": [["PT1S"]],
+        "none": None,
+    }
+    parquet = pq.read_table(workspace / "i.parquet")
+    assert parquet.slice(0, 1).to_pylist() == [first]
+    assert parquet.num_rows == rows
+    assert parquet.schema.field("s").type == pa.struct([("span", pa.string()), ("n", pa.int64())])
+    assert parquet.schema.field("m").type == pa.map_(pa.string(), pa.string())
+    assert (workspace / "i.csv").read_text().splitlines()[:2] == [
+        "n,gaps,s,m,deep,none",
+        '0,"[""P1D"", null]","{""span"": ""P1MT7200S"", ""n"": 0}","[[""wait"", ""PT5400S""]]",'
+        '"[[""PT1S""]]",',
+    ]
+    assert result.preview[0] == tuple(first.values())  # the preview's values are the same
+
+
+async def test_unions_inside_lists_and_structs_are_json(workspace: Path) -> None:
+    backend = DuckDBBackend(":memory:")
+    sql = "SELECT [union_value(n := 1)] AS l, {'u': union_value(i := INTERVAL 1 DAY)} AS s"
+    try:
+        await backend.query(sql, str(workspace / "u.csv"), str(workspace / "u.parquet"))
+    finally:
+        await backend.aclose()
+    assert pq.read_table(workspace / "u.parquet").to_pylist() == [{"l": "[1]", "s": '{"u": "P1D"}'}]
+    assert (workspace / "u.csv").read_text().splitlines() == ["l,s", '[1],"{""u"": ""P1D""}"']
+
+
 async def test_nanosecond_timestamps_keep_their_nanoseconds(workspace: Path) -> None:
     backend = DuckDBBackend(":memory:")
     sql = "SELECT TIMESTAMP_NS '2024-01-01 00:00:00.123456789' AS at"
@@ -776,10 +828,12 @@ async def test_a_polars_panic_is_a_clear_error_not_a_crash(
 
 @pytest.mark.parametrize("rows", [1, INLINE_ROWS + 1])
 async def test_a_value_the_writers_cannot_hold_is_a_clear_error_and_keeps_old_files(
-    workspace: Path, rows: int
+    workspace: Path, rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Parquet has no interval inside a list: in place or in the thread, the call fails with
-    advice, leaves no temporary file and keeps the earlier result of that name."""
+    """A value Parquet cannot hold (an interval, once its converter is taken away): in place
+    or in the thread, the call fails with advice, leaves no temporary file and keeps the
+    earlier result of that name."""
+    unholdable_intervals(monkeypatch)
     csv, parquet = workspace / "r.csv", workspace / "r.parquet"
     backend = DuckDBBackend(":memory:")
     try:
@@ -787,7 +841,7 @@ async def test_a_value_the_writers_cannot_hold_is_a_clear_error_and_keeps_old_fi
         before = csv.read_bytes(), parquet.read_bytes()
         with pytest.raises(ResultFileError) as refused:
             await backend.query(
-                f"SELECT [INTERVAL (range) DAY] AS i FROM range({rows})", str(csv), str(parquet)
+                f"SELECT INTERVAL (range) DAY AS i FROM range({rows})", str(csv), str(parquet)
             )
     finally:
         await backend.aclose()

@@ -149,10 +149,9 @@ async def test_intervals_keep_months_and_match_duckdbs_files(
     try:
         result = await backend.query(INTERVALS, workspace / "pg.csv", workspace / "pg.parquet")
         await duckdb_backend.query(INTERVALS, workspace / "dd.csv", workspace / "dd.parquet")
-        arrays = await backend.query(
-            "SELECT ARRAY[INTERVAL '1 month', NULL, INTERVAL '2 days'] AS a",
-            workspace / "a.csv",
-        )
+        array = "SELECT ARRAY[INTERVAL '1 month', NULL, INTERVAL '2 days'] AS a"
+        arrays = await backend.query(array, workspace / "a.csv", workspace / "a.parquet")
+        await duckdb_backend.query(array, workspace / "b.csv", workspace / "b.parquet")
     finally:
         await backend.aclose()
         await duckdb_backend.aclose()
@@ -162,7 +161,12 @@ async def test_intervals_keep_months_and_match_duckdbs_files(
     assert (workspace / "pg.csv").read_bytes() == (workspace / "dd.csv").read_bytes()
     assert pl.read_parquet(workspace / "pg.parquet").row(0) == expected
     assert pl.read_parquet(workspace / "dd.parquet").row(0) == expected
-    assert arrays.preview == [('["P1M", null, "P2D"]',)]
+    # arrays of intervals: lists of the same text in Parquet, JSON in the CSV, as DuckDB's
+    assert arrays.preview == [(["P1M", None, "P2D"],)]
+    assert (workspace / "a.csv").read_bytes() == (workspace / "b.csv").read_bytes()
+    assert (workspace / "a.csv").read_text() == 'a\n"[""P1M"", null, ""P2D""]"\n'
+    assert pl.read_parquet(workspace / "a.parquet").equals(pl.read_parquet(workspace / "b.parquet"))
+    assert pl.read_parquet(workspace / "a.parquet")["a"].to_list() == [["P1M", None, "P2D"]]
 
 
 async def test_numeric_arrays_are_lists_of_floats(tool: SQLTool, workspace: Path) -> None:

@@ -13,6 +13,8 @@ from loopwright.sql import DuckDBBackend, PostgresBackend, SQLBackend, connect
 from loopwright.tools import ToolRegistry
 from loopwright.tools.sql import SQL, SQLTool, dataset_name_problem
 
+from .conftest import unholdable_intervals
+
 HUMIRA_CA = (
     "SELECT prescriber_npi_nbr, COUNT(*) AS rx_count FROM rx_claims "
     "WHERE ndc_drug_nm = 'HUMIRA' AND prescriber_npi_state_cd = 'CA' "
@@ -167,21 +169,26 @@ def test_urls_pick_the_backend(tmp_path: Path) -> None:
         SQLTool(tmp_path, backend="duckdb://:memory:", max_rows=0)
 
 
-async def test_a_result_the_files_cannot_hold_says_how_to_fix_it(workspace: Path) -> None:
+async def test_a_result_the_files_cannot_hold_says_how_to_fix_it(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The writers' refusal comes back as the tool's error, with the cast that fixes it, and
-    the corrected query then succeeds."""
+    the corrected query then succeeds. (Every type DuckDB makes is written now; without
+    its converter, an interval is one Parquet cannot hold.)"""
+    unholdable_intervals(monkeypatch)
     tool = SQLTool(workspace, backend="duckdb://:memory:")
-    request = {"sql": "SELECT [INTERVAL 2 DAY] AS gaps", "dataset_name": "gaps", "description": ""}
+    request = {"sql": "SELECT INTERVAL 2 DAY AS gaps", "dataset_name": "gaps", "description": ""}
     try:
         refused = await tool.execute(request)
-        fixed = await tool.execute({**request, "sql": "SELECT [INTERVAL 2 DAY]::VARCHAR AS gaps"})
+        fixed = await tool.execute({**request, "sql": "SELECT (INTERVAL 2 DAY)::VARCHAR AS gaps"})
     finally:
         await tool.aclose()
     assert refused["is_error"] is True
     content = str(refused["content"])
     assert content.startswith("The query ran, but its result could not be saved")
+    assert "month_day_nano_interval" in content
     assert "column::VARCHAR" in content
     assert "DuckDB" not in content  # the database did nothing wrong
     assert fixed["is_error"] is False
-    assert pl.read_parquet(workspace / "gaps.parquet")["gaps"].to_list() == ["[2 days]"]
+    assert pl.read_parquet(workspace / "gaps.parquet")["gaps"].to_list() == ["2 days"]
     assert sorted(os.listdir(workspace)) == ["gaps.csv", "gaps.parquet"]

@@ -14,9 +14,11 @@ keeps any earlier file of the same name.
 
 CSV has no nested or binary values, so those columns are written to the CSV as text: nested
 values (lists, structs, maps) as JSON, binary as hex, and 256-bit decimals (BigQuery's
-``BIGNUMERIC``; Polars takes 128-bit ones) as their digits; intervals, which Parquet cannot
-hold either, are written as ISO 8601 durations to both files, and unions as JSON to both. A
-value neither writer can hold is a :class:`ResultFileError` that says to cast it to text.
+``BIGNUMERIC``; Polars takes 128-bit ones) as their digits. Parquet has no intervals and no
+unions, at any depth: intervals are written as ISO 8601 durations to both files (inside
+lists, structs and maps too, which keep their shape in Parquet), and unions, with whatever
+holds them, as JSON to both. A value neither writer can hold is a :class:`ResultFileError`
+that says to cast it to text.
 """
 
 from __future__ import annotations
@@ -226,12 +228,22 @@ def _convert(piece: pa.Table, plan: dict[int, Converter]) -> pa.Table:
     if not plan:
         return piece
     columns = [plan[i](c) if i in plan else c for i, c in enumerate(piece.columns)]
-    return pa.Table.from_arrays(columns, names=piece.column_names)
+    # each field keeps its name and nullability (BigQuery's arrays are never null)
+    fields = [f.with_type(c.type) for f, c in zip(piece.schema, columns, strict=True)]
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
 def _converted_schema(schema: pa.Schema, plan: dict[int, Converter]) -> pa.Schema:
+    """``schema`` with each converted column's type as its converter makes it: text, or
+    the same shape with text for intervals."""
+
+    def converted(field: pa.Field, converter: Converter) -> pa.Field:
+        if converter is _nested_intervals_as_text:
+            return field.with_type(_text_leaves(field.type))
+        return field.with_type(pa.string())
+
     return pa.schema(
-        [field.with_type(pa.string()) if i in plan else field for i, field in enumerate(schema)]
+        [converted(field, plan[i]) if i in plan else field for i, field in enumerate(schema)]
     )
 
 
@@ -277,6 +289,8 @@ def _python_values(column: pa.Array) -> list[Any]:
         return _intervals_as_text(column).to_pylist()  # type: ignore[no-any-return]
     if pa.types.is_duration(column.type):
         return _durations_as_text(column).to_pylist()  # type: ignore[no-any-return]
+    if _is_nested(column.type) and _holds(column.type, pa.types.is_interval):
+        return [_iso_intervals(v) for v in column.to_pylist()]
     try:
         return column.to_pylist()  # type: ignore[no-any-return]
     except ValueError:  # nanoseconds, which Python's datetime and time cannot hold: as text
@@ -322,18 +336,81 @@ def _csv_converter(kind: pa.DataType) -> Converter | None:
 def _parquet_converter(kind: pa.DataType) -> Converter | None:
     if pa.types.is_interval(kind):
         return _intervals_as_text
-    if pa.types.is_union(kind):  # Parquet has no union type
-        return _nested_as_json
+    if _is_nested(kind) and _holds(kind, _not_in_parquet):  # unions too, at any depth
+        return _nested_intervals_as_text if _text_leaves(kind) is not None else _nested_as_json
     return None
+
+
+def _not_in_parquet(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_interval(kind) or pa.types.is_union(kind))
+
+
+def _holds(kind: pa.DataType, wanted: Callable[[pa.DataType], bool]) -> bool:
+    """Whether ``kind``, or a type nested in it at any depth, is ``wanted``."""
+    if wanted(kind):
+        return True
+    if pa.types.is_map(kind):
+        return _holds(kind.key_type, wanted) or _holds(kind.item_type, wanted)
+    children = [kind.value_type] if _is_nested(kind) and hasattr(kind, "value_type") else []
+    if pa.types.is_struct(kind) or pa.types.is_union(kind):
+        children = [kind.field(i).type for i in range(kind.num_fields)]
+    return any(_holds(child, wanted) for child in children)
+
+
+def _text_leaves(kind: pa.DataType) -> pa.DataType | None:
+    """``kind`` with each interval in it as a string (``None``: a shape not rebuilt here)."""
+    if pa.types.is_interval(kind):
+        return pa.string()
+    if pa.types.is_struct(kind):
+        fields = [kind.field(i) for i in range(kind.num_fields)]
+        types = [_text_leaves(f.type) for f in fields]
+        if any(t is None for t in types):
+            return None
+        return pa.struct([f.with_type(t) for f, t in zip(fields, types, strict=True)])
+    if pa.types.is_map(kind):
+        key, item = _text_leaves(kind.key_type), _text_leaves(kind.item_type)
+        return None if key is None or item is None else pa.map_(key, item)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        item = _text_leaves(kind.value_type)
+        if item is None:
+            return None
+        make = pa.list_ if pa.types.is_list(kind) else pa.large_list
+        return make(kind.value_field.with_type(item))
+    return None if _is_nested(kind) else kind
+
+
+def _nested_intervals_as_text(column: pa.Array) -> pa.Array:
+    """Nested values with intervals, their shape kept and each interval as ISO 8601."""
+    kind = _text_leaves(column.type)
+    return pa.array([_iso_intervals(v) for v in column.to_pylist()], type=kind)
+
+
+def _nested_as_json(column: pa.Array) -> pa.Array:
+    if _holds(column.type, pa.types.is_interval):  # a tuple in JSON, unlike the others
+        return _each_as_text(column, lambda v: _json(_iso_intervals(v)))
+    return _each_as_text(column, _json)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=_json_default)
+
+
+def _iso_intervals(value: Any) -> Any:
+    """A nested value with its intervals (``MonthDayNano`` tuples) as ISO 8601 text."""
+    if isinstance(value, pa.MonthDayNano):
+        return iso_duration(value)
+    if isinstance(value, dict):
+        return {k: _iso_intervals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_iso_intervals(v) for v in value]
+    if isinstance(value, tuple):  # a map's (key, value) pairs
+        return tuple(_iso_intervals(v) for v in value)
+    return value
 
 
 def _each_as_text(column: pa.Array, text: Callable[[Any], str]) -> pa.Array:
     """``column`` as a string column: ``text`` of each value, nulls kept."""
     return pa.array([None if v is None else text(v) for v in column.to_pylist()], pa.string())
-
-
-def _nested_as_json(column: pa.Array) -> pa.Array:
-    return _each_as_text(column, lambda v: json.dumps(v, default=_json_default))
 
 
 def _cast(column: pa.Array, kind: pa.DataType) -> pa.Array:

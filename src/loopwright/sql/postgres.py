@@ -326,8 +326,6 @@ def _arrow_type(
     if is_array:
         if info.name == "numeric":
             return pa.list_(pa.float64()), _floats
-        if info.name == "interval":
-            return pa.string(), _intervals_json
         scalar = _SCALARS.get(info.name)
         if scalar is not None and scalar[1] is None:
             return pa.list_(scalar[0]), None
@@ -342,12 +340,6 @@ def _arrow_type(
 
 def _floats(values: list[Any]) -> list[float | None]:
     return [None if v is None else float(v) for v in values]
-
-
-def _intervals_json(values: list[Any]) -> str:
-    from loopwright.sql.output import iso_duration
-
-    return json.dumps([None if v is None else iso_duration(v) for v in values])
 
 
 def _unsavable(column: tuple[str, str], values: Sequence[Any], exc: Exception) -> ResultFileError:
