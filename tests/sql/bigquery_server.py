@@ -43,6 +43,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 import sqlglot
+from duckdb.sqltypes import DuckDBPyType
 from sqlglot import exp
 
 _PREFIX = "/bigquery/v2/projects/"
@@ -316,13 +317,16 @@ class BigQueryServer:
     ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
         with self._lock:
             try:
-                self.db.execute(sql, values or None)
-                description = self.db.description or []
-                schema = [
-                    {"name": d[0], "type": _bq_type(str(d[1])), "mode": "NULLABLE"}
-                    for d in description
-                ]
-                return schema, self.db.fetchall()
+                with self.db.cursor() as cursor:  # its own: others leave results unread
+                    relation = cursor.sql(sql, params=values or None)
+                    if relation is None:  # not a query: nothing to return
+                        return [], []
+                    fields = zip(relation.columns, relation.types, strict=True)
+                    schema = [_bq_field(n, t) for n, t in fields]
+                    # through Arrow: intervals keep their months (a timedelta has none)
+                    table = relation.to_arrow_table()
+                rows = zip(*(c.to_pylist() for c in table.columns), strict=True)
+                return schema, list(rows)
             except duckdb.Error as exc:
                 raise BigQueryError(400, "invalidQuery", str(exc).splitlines()[0]) from None
 
@@ -415,7 +419,7 @@ class BigQueryServer:
         encoded = [
             {
                 "f": [
-                    {"v": _encode(v, f["type"], int64_timestamps)}
+                    {"v": _cell(v, f, int64_timestamps)}
                     for v, f in zip(row, job.schema, strict=True)
                 ]
             }
@@ -570,7 +574,48 @@ def _bq_type(duck_type: str) -> str:
         return "DATETIME"
     if duck_type == "BLOB":
         return "BYTES"
+    if duck_type in {"INTERVAL", "JSON"}:
+        return duck_type
     return "STRING"
+
+
+def _bq_field(name: str, duck_type: DuckDBPyType) -> dict[str, Any]:
+    """A result column's schema field, as BigQuery would type the column: lists are
+    ``REPEATED`` fields, structs ``RECORD``s with their own fields."""
+    if duck_type.id == "list":
+        element = duck_type.child
+        if element.id == "list":  # BigQuery has no arrays of arrays
+            raise BigQueryError(400, "invalidQuery", f"Column {name} is an array of arrays")
+        return {**_bq_field(name, element), "mode": "REPEATED"}
+    if duck_type.id == "struct":
+        fields = [_bq_field(n, t) for n, t in duck_type.children]
+        return {"name": name, "type": "RECORD", "mode": "NULLABLE", "fields": fields}
+    return {"name": name, "type": _bq_type(str(duck_type)), "mode": "NULLABLE"}
+
+
+def _cell(value: Any, field: dict[str, Any], int64_timestamps: bool) -> Any:
+    """A value of ``field`` as the REST API's JSON rows carry it: arrays as lists of
+    ``{"v": ...}`` (never null), records as ``{"f": [{"v": ...}, ...]}``."""
+    if field.get("mode") == "REPEATED":
+        element = {**field, "mode": "NULLABLE"}
+        return [{"v": _cell(v, element, int64_timestamps)} for v in value or []]
+    if field["type"] == "RECORD":
+        if value is None:
+            return None
+        return {"f": [{"v": _cell(value[f["name"]], f, int64_timestamps)} for f in field["fields"]]}
+    return _encode(value, field["type"], int64_timestamps)
+
+
+def _interval(value: Any) -> str:
+    """An interval in BigQuery's canonical format, ``[-]Y-M [-]D [-]H:M:S[.F]``."""
+    months, days, nanoseconds = value.months, value.days, value.nanoseconds
+    year_month = f"{'-' if months < 0 else ''}{abs(months) // 12}-{abs(months) % 12}"
+    micros = abs(nanoseconds) // 1_000
+    seconds, fraction = divmod(micros, 1_000_000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    time = f"{'-' if nanoseconds < 0 else ''}{hours}:{minutes}:{seconds}"
+    return f"{year_month} {days} {time}" + (f".{fraction:06d}".rstrip("0") if fraction else "")
 
 
 def _encode(value: Any, kind: str, int64_timestamps: bool) -> Any:
@@ -591,6 +636,8 @@ def _encode(value: Any, kind: str, int64_timestamps: bool) -> Any:
         return value.isoformat()
     if kind == "BYTES":
         return base64.b64encode(value).decode()
+    if kind == "INTERVAL":
+        return _interval(value)
     if isinstance(value, decimal.Decimal):
         return format(value, "f")
     return str(value)

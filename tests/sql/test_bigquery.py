@@ -202,6 +202,78 @@ async def test_bignumeric_lands_in_both_files(backend: BigQueryBackend, workspac
     assert result.preview == [(big, Decimal("2.5"))]
 
 
+async def test_arrays_structs_json_and_intervals_land_in_both_files(
+    backend: BigQueryBackend, workspace: Path
+) -> None:
+    """REPEATED and RECORD fields, JSON and INTERVAL, as the REST API sends them: arrays and
+    structs keep their shape in Parquet and are JSON in the CSV; intervals are ISO 8601 text,
+    as from DuckDB and PostgreSQL."""
+    sql = """
+    SELECT [1, 2] AS ids, ARRAY<STRING>[] AS none, STRUCT(1 AS a, [DATE '2024-01-02'] AS d) AS s,
+           [STRUCT('x' AS k, NULL AS v)] AS pairs, JSON '{"a": [1, null]}' AS j,
+           MAKE_INTERVAL(1, 2, -3, 4, 5, 6) AS i, CAST(NULL AS INTERVAL) AS gap
+    """
+    result = await backend.query(sql, str(workspace / "t.csv"), str(workspace / "t.parquet"))
+    assert result.columns == [
+        ("ids", "ARRAY<INTEGER>"),
+        ("none", "ARRAY<STRING>"),
+        ("s", "STRUCT<a INTEGER, d ARRAY<DATE>>"),
+        ("pairs", "ARRAY<STRUCT<k STRING, v STRING>>"),
+        ("j", "JSON"),
+        ("i", "INTERVAL"),
+        ("gap", "INTERVAL"),
+    ]
+    assert (workspace / "t.csv").read_text().splitlines() == [
+        "ids,none,s,pairs,j,i,gap",
+        '"[1, 2]",[],"{""a"": 1, ""d"": [""2024-01-02""]}","[{""k"": ""x"", ""v"": null}]",'
+        '"{""a"":[1,null]}",P14M-3DT14706S,',
+    ]
+    parquet = pq.read_table(workspace / "t.parquet")
+    assert parquet.to_pylist() == [
+        {
+            "ids": [1, 2],
+            "none": [],
+            "s": {"a": 1, "d": [dt.date(2024, 1, 2)]},
+            "pairs": [{"k": "x", "v": None}],
+            "j": '{"a":[1,null]}',
+            "i": "P14M-3DT14706S",
+            "gap": None,
+        }
+    ]
+    assert parquet.schema.field("gap").type == pa.string()  # an interval column, never null
+
+
+async def test_an_interval_column_null_on_the_first_page_keeps_its_type(
+    backend: BigQueryBackend, workspace: Path
+) -> None:
+    """The client cannot type INTERVAL, so each page's column is typed by its values: a first
+    page of NULLs (500 rows a page here) must not decide the column's type."""
+    sql = """
+    SELECT claim_id, IF(claim_id > 1500, INTERVAL claim_id DAY, NULL) AS gap,
+           IF(claim_id > 1500, STRUCT(MAKE_INTERVAL(0, 1, 0) AS i), NULL) AS s
+    FROM rx_claims ORDER BY claim_id
+    """
+    result = await backend.query(sql, str(workspace / "g.csv"), str(workspace / "g.parquet"))
+    assert result.row_count == 2000
+    frame = pl.read_parquet(workspace / "g.parquet")
+    assert frame["gap"].null_count() == 1501  # claim ids 0 to 1500
+    last = frame.filter(pl.col("claim_id") == 1999)
+    assert (last["gap"].item(), last["s"].item()) == ("P1999D", {"i": "P1M"})
+    lines = (workspace / "g.csv").read_text().splitlines()
+    assert lines[1501:1503] == ["1500,,", '1501,P1501D,"{""i"": ""P1M""}"']
+
+
+async def test_an_empty_result_keeps_each_columns_type(
+    backend: BigQueryBackend, workspace: Path
+) -> None:
+    sql = "SELECT claim_id, MAKE_INTERVAL(0, 0, 1) AS i FROM rx_claims WHERE claim_id < 0"
+    result = await backend.query(sql, str(workspace / "e.csv"), str(workspace / "e.parquet"))
+    assert result.row_count == 0
+    assert (workspace / "e.csv").read_text() == "claim_id,i\n"
+    schema = pq.read_schema(workspace / "e.parquet")
+    assert (schema.field("claim_id").type, schema.field("i").type) == (pa.int64(), pa.string())
+
+
 async def test_the_row_cap_stops_reading_pages(
     backend: BigQueryBackend, bigquery_server: BigQueryServer, workspace: Path
 ) -> None:

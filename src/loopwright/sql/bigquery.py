@@ -9,13 +9,17 @@ Jobs carry labels (``labels``) so their cost can be traced. For production, use 
 of a service account that only has the BigQuery Data Viewer and Job User roles.
 
 Results come back as Arrow record batches, page by page, through the REST API; no BigQuery
-Storage client is needed.
+Storage client is needed. The client types every column but ``INTERVAL`` (alone or inside a
+``STRUCT``), whose Arrow type it leaves to each page's values: a page of NULLs would type the
+column ``null`` and the next page's intervals would not fit. Such results are cast page by
+page to one schema with intervals as Arrow ``month_day_nano_interval``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +41,11 @@ from loopwright.sql.base import (
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
+
+# The client warns, page after page, that it cannot type INTERVAL columns: _open does.
+warnings.filterwarnings(
+    "ignore", "Unable to determine Arrow type", UserWarning, r"google\.cloud\.bigquery\."
+)
 
 #: Labels every job carries, so its cost can be traced back to the tool.
 DEFAULT_LABELS = {"loopwright": "sql-tool"}
@@ -216,9 +225,13 @@ class BigQueryBackend(SQLBackend):
         rows = job.result(page_size=self.page_rows, timeout=timeout + 5)
         fields = list(rows.schema or [])
         columns = [(f.name, _type_name(f)) for f in fields]
-        batches = iter(rows.to_arrow_iterable(bqstorage_client=None))
+        batches: Iterator[pa.RecordBatch] = iter(rows.to_arrow_iterable(bqstorage_client=None))
+        schema, untyped = _arrow_schema(fields)
+        if untyped:  # typed by each page's values: one schema for all
+            batches = (batch.cast(schema) for batch in batches)
         first = next(batches, None)
-        schema = first.schema if first is not None else _arrow_schema(fields)
+        if first is not None:
+            schema = first.schema
         scanned = job.total_bytes_processed
         yield ArrowStream(
             columns,
@@ -342,11 +355,27 @@ def _type_name(field: bigquery.SchemaField) -> str:
     return kind
 
 
-def _arrow_schema(fields: list[bigquery.SchemaField]) -> pa.Schema:
-    """The Arrow schema of an empty result (no batch to take it from)."""
+def _arrow_schema(fields: list[bigquery.SchemaField]) -> tuple[pa.Schema, bool]:
+    """The Arrow schema of a result, and whether the client leaves some column untyped."""
+    converted = [_arrow_field(f) for f in fields]
+    return pa.schema([f for f, _ in converted]), any(untyped for _, untyped in converted)
+
+
+def _arrow_field(field: bigquery.SchemaField) -> tuple[pa.Field, bool]:
+    """The client's Arrow field for ``field`` where it has one (``False``), else ours
+    (``True``): intervals as ``month_day_nano_interval``, other unknown types as text."""
     from google.cloud.bigquery import _pandas_helpers
 
-    converted = _pandas_helpers.bq_to_arrow_schema(fields)  # type: ignore[no-untyped-call]
-    if converted is None:  # a type the library cannot map: text is always writable
-        return pa.schema([pa.field(f.name, pa.string()) for f in fields])
-    return converted
+    known = _pandas_helpers.bq_to_arrow_field(field)  # type: ignore[no-untyped-call]
+    if known is not None:
+        return known, False
+    kind: pa.DataType
+    if field.field_type in ("RECORD", "STRUCT"):
+        kind = pa.struct([_arrow_field(f)[0] for f in field.fields])
+    elif field.field_type == "INTERVAL":
+        kind = pa.month_day_nano_interval()
+    else:  # the client hands unknown types over as the API's text
+        kind = pa.string()
+    if field.mode == "REPEATED":
+        return pa.field(field.name, pa.list_(pa.field("element", kind)), nullable=False), True
+    return pa.field(field.name, kind), True
