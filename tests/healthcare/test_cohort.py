@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,11 +125,32 @@ def test_the_schema_allowlist_follows_the_database() -> None:
         ({"min_age": 70, "max_age": 20}, "above max_age"),
         ({"drugs": "HUMIRA", "min_claims": 0}, "min_claims 0 is out of range"),
         ({"drugs": [""]}, "non-empty strings"),
+        ({"drugs": ["HUMIRA\x00x"]}, "U\\+0000 at position 7"),  # PostgreSQL has no NUL
+        ({"states": ["C\udc80A"]}, "U\\+DC80 at position 2"),  # no UTF-8 for it
+        ({"drugs": ["HUMIRA"], "min_age": 40.5}, "whole number"),
     ],
 )
 def test_bad_criteria_get_a_clear_message(given: dict[str, Any], message: str) -> None:
     with pytest.raises(CohortError, match=message):
         Criteria.from_input(given)
+
+
+def test_whole_numbers_may_come_as_json_floats() -> None:
+    """JSON Schema's integer (which the registry checks) takes 40.0; so does the tool."""
+    criteria = Criteria.from_input({"drugs": ["HUMIRA"], "min_age": 40.0, "min_claims": 3.0})
+    assert (criteria.min_age, criteria.min_claims) == (40, 3)
+
+
+def test_a_long_list_is_refused_at_once() -> None:
+    """Duplicates were found in quadratic time and the count checked at the end: 20,000
+    values took 11-15 s on the event loop before the refusal."""
+    many = [f"NDC{i:011d}" for i in range(20_000)]
+    with pytest.raises(CohortError, match="give at most 100"):
+        Criteria.from_input({"drugs": many})
+    with pytest.raises(CohortError, match="more than 100 values"):
+        Criteria.from_input({"drugs": many[:150]})
+    repeated = Criteria.from_input({"drugs": ["HUMIRA", "humira"] * 300})  # repeats: one value
+    assert repeated.drugs == ("HUMIRA",)
 
 
 # --- running it ------------------------------------------------------------------------------
@@ -274,6 +296,95 @@ async def test_names_and_paths_are_checked(cohort: BaseTool, tmp_path: Path) -> 
     assert refused["is_error"] is True
     assert "Access denied" in refused["content"]
     assert list(outside.iterdir()) == []
+
+
+async def test_a_symlink_named_like_a_cohort_file_is_replaced_not_followed(
+    cohort: BaseTool,
+) -> None:
+    workspace = Path(cohort.workspace_dir)
+    notes = workspace / "notes.txt"
+    notes.write_text("my notes\n")
+    (workspace / "cohorts").mkdir()
+    (workspace / "cohorts" / "b.csv").symlink_to("../notes.txt")
+    result = await cohort.execute({"name": "b", "drugs": ["HUMIRA"]})
+    assert result["is_error"] is False, result["content"]
+    assert notes.read_text() == "my notes\n"
+    assert not (workspace / "cohorts" / "b.csv").is_symlink()
+    assert json.loads((workspace / "cohorts" / "b.json").read_text())["members_file"] == (
+        "cohorts/b.csv"
+    )
+
+
+@pytest.mark.parametrize("old_members", ["file", "symlink", "none"])
+async def test_a_failed_save_changes_neither_file(cohort: BaseTool, old_members: str) -> None:
+    """The members file used to be replaced before the definition was written: a failure
+    there left a new member list beside the old definition."""
+    cohorts = Path(cohort.workspace_dir) / "cohorts"
+    first = await cohort.execute({"name": "s", "drugs": ["HUMIRA"]})
+    assert first["is_error"] is False
+    members, definition = cohorts / "s.csv", cohorts / "s.json"
+    if old_members == "symlink":
+        members.rename(cohorts / "kept.csv")
+        members.symlink_to("kept.csv")
+    elif old_members == "none":
+        members.unlink()
+    before = {p.name: (p.is_symlink(), p.read_bytes() if p.exists() else None) for p in [members]}
+    definition.unlink()
+    definition.mkdir()  # the definition cannot be renamed into place
+    failed = await cohort.execute({"name": "s", "drugs": ["ENBREL"]})
+    assert failed["is_error"] is True
+    assert failed["content"].startswith("Could not save the cohort in the workspace")
+    after = {p.name: (p.is_symlink(), p.read_bytes() if p.exists() else None) for p in [members]}
+    assert after == before
+    assert not members.exists() or members.is_symlink() == (old_members == "symlink")
+    assert sorted(p.name for p in cohorts.iterdir() if p.name.startswith(".")) == []
+
+
+async def test_a_description_with_a_lone_surrogate_is_refused_before_anything_runs(
+    cohort: BaseTool,
+) -> None:
+    result = await cohort.execute({"name": "d", "drugs": ["HUMIRA"], "description": "x \ud800"})
+    assert result["is_error"] is True
+    assert "description holds the character U+D800" in result["content"]
+    assert not (Path(cohort.workspace_dir) / "cohorts").exists()
+
+
+async def test_the_default_schemas_table_is_chosen_over_another_schemas(
+    claims_db: Path, tmp_path: Path
+) -> None:
+    """A same-named table in another schema came first in the schema's keys and was used."""
+    database = tmp_path / "two-schemas.duckdb"
+    shutil.copyfile(claims_db, database)
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("CREATE SCHEMA archive")
+        connection.execute("CREATE TABLE archive.RX_CLAIMS AS SELECT * FROM RX_CLAIMS LIMIT 0")
+        expected = connection.execute(
+            "SELECT COUNT(DISTINCT PATIENT_ID) FROM RX_CLAIMS WHERE NDC_DRUG_NM = 'HUMIRA'"
+        ).fetchone()
+    backend = DuckDBBackend(database)
+    toolset = DefineCohort(backend)
+    (tool,) = toolset.bind(str(tmp_path / "ws"))
+    try:
+        assert next(iter(await backend.schema())) == "archive.RX_CLAIMS"  # listed first
+        result = await tool.execute({"name": "h", "drugs": ["HUMIRA"]})
+    finally:
+        await toolset.aclose()
+        await backend.aclose()
+    assert result["is_error"] is False, result["content"]
+    assert "archive" not in json.loads((tmp_path / "ws/cohorts/h.json").read_text())["sql"]
+    assert expected is not None
+    assert f"Cohort h: {expected[0]:,} patients" in result["content"]
+
+
+def test_a_table_only_in_other_schemas_is_used_when_it_is_the_only_one() -> None:
+    moved = {f"claims.{t}": cols for t, cols in SCHEMA.items()}
+    query = build_cohort_query(
+        Criteria.from_input({"drugs": ["HUMIRA"]}), CohortSchema.from_schema(moved), DUCKDB
+    )
+    assert '"claims"."RX_CLAIMS"' in query.sql
+    twice = {**moved, **{f"old.{t}": cols for t, cols in SCHEMA.items()}}
+    with pytest.raises(CohortError, match=r"2 RX_CLAIMS tables \(claims.RX_CLAIMS, old.RX"):
+        CohortSchema.from_schema(twice)
 
 
 async def test_an_agent_defines_a_cohort(claims_db: Path) -> None:

@@ -40,6 +40,8 @@ import datetime as dt
 import json
 import os
 import re
+import secrets
+import stat
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -194,7 +196,10 @@ def _values(value: Any, key: str) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list | tuple):
         raise CohortError(f'{key} must be a list of strings, e.g. ["HUMIRA"].')
+    if len(value) > 10 * MAX_VALUES:  # repeats are dropped below, but not this many
+        raise CohortError(f"{key} has {len(value)} values; give at most {MAX_VALUES}.")
     cleaned: list[str] = []
+    seen: set[str] = set()
     for item in value:
         if not isinstance(item, str) or not item.strip():
             raise CohortError(f"{key} must hold non-empty strings; got {item!r}.")
@@ -203,11 +208,29 @@ def _values(value: Any, key: str) -> tuple[str, ...]:
             raise CohortError(
                 f"a value of {key} is {len(text)} characters; use at most {MAX_VALUE_CHARS}."
             )
-        if text.casefold() not in {c.casefold() for c in cleaned}:
+        checked_text(text, key)
+        if text.casefold() not in seen:
+            seen.add(text.casefold())
             cleaned.append(text)
-    if len(cleaned) > MAX_VALUES:
-        raise CohortError(f"{key} has {len(cleaned)} values; give at most {MAX_VALUES}.")
+        if len(cleaned) > MAX_VALUES:
+            raise CohortError(f"{key} has more than {MAX_VALUES} values; give at most that.")
     return tuple(cleaned)
+
+
+#: Control characters (NUL included: PostgreSQL's text cannot hold it) and lone surrogates
+#: (no UTF-8 for them): never in a name, a code or a description.
+_UNWRITABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def checked_text(text: str, key: str) -> str:
+    """``text`` if it holds no control character or lone surrogate, else a clear error."""
+    found = _UNWRITABLE.search(text)
+    if found is not None:
+        raise CohortError(
+            f"{key} holds the character U+{ord(found.group()):04X} at position "
+            f"{found.start() + 1}, which no claims value has; remove it."
+        )
+    return text
 
 
 def _state(value: str) -> str:
@@ -234,6 +257,8 @@ def _date(value: Any, key: str) -> dt.date | None:
 def _int(value: Any, key: str, low: int, high: int) -> int | None:
     if value is None or value == "":
         return None
+    if isinstance(value, float) and value.is_integer():  # JSON's 40.0 is a whole number
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise CohortError(f"{key} must be a whole number between {low} and {high}.")
     try:
@@ -364,9 +389,7 @@ def _resolve(
     required: Sequence[str],
     any_of: Sequence[str] = (),
 ) -> Source | None:
-    table = next(
-        (t for t in schema if t.rsplit(".", 1)[-1].lower() == wanted["table"].lower()), None
-    )
+    table = _table_named(schema, wanted["table"])
     if table is None or not all(_IDENTIFIER.fullmatch(p) for p in table.split(".")):
         return None
     real = {name.lower(): name for name, _ in schema[table]}
@@ -382,6 +405,22 @@ def _resolve(
     if any_of and not any(role in columns for role in any_of):
         return None
     return Source(table, columns)
+
+
+def _table_named(schema: Mapping[str, object], name: str) -> str | None:
+    """The schema's key for table ``name``: the one in the default schema (keys without a
+    schema part) if there is one, else the only one in another schema."""
+    found = [t for t in schema if t.rsplit(".", 1)[-1].lower() == name.lower()]
+    unqualified = sorted((t for t in found if "." not in t), key=lambda t: t != name)
+    if unqualified:
+        return unqualified[0]
+    if len(found) > 1:
+        raise CohortError(
+            f"There are {len(found)} {name} tables ({', '.join(sorted(found))}) and none in the "
+            "default schema, so DefineCohort cannot tell which to use; query them with the "
+            "SQL tool instead."
+        )
+    return found[0] if found else None
 
 
 def _missing(what: str, columns: Mapping[str, str]) -> str:
@@ -1004,6 +1043,7 @@ class DefineCohortTool(BaseTool):
             )
         description = str(input.get("description") or "").strip()
         try:
+            checked_text(description, "description")
             criteria = Criteria.from_input(input)
             result = await self.define(name, criteria, description)
         except CohortError as exc:
@@ -1039,13 +1079,9 @@ class DefineCohortTool(BaseTool):
         }
         directory = self.path_validator.validate(COHORT_DIR, "DefineCohort cohorts directory")
         os.makedirs(directory, exist_ok=True)
-        members = self.path_validator.validate(
-            os.path.join(COHORT_DIR, f"{name}.csv"), "DefineCohort members file"
-        )
-        definition_path = self.path_validator.validate(
-            os.path.join(COHORT_DIR, f"{name}.json"), "DefineCohort definition file"
-        )
-        _write_atomic(members, lambda handle: _write_csv(handle, query.columns, rows))
+        # joined, never resolved: the rename replaces a symlink of that name, not its target
+        members = os.path.join(directory, f"{name}.csv")
+        definition_path = os.path.join(directory, f"{name}.json")
         definition = {
             "name": name,
             "description": description,
@@ -1058,11 +1094,10 @@ class DefineCohortTool(BaseTool):
             "members_file": self.relative(members),
             "unmatched_values": unmatched,
         }
-        _write_atomic(
-            definition_path,
-            lambda handle: handle.write(
-                json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
-            ),
+        text = json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
+        _write_pair(
+            (members, lambda handle: _write_csv(handle, query.columns, rows)),
+            (definition_path, lambda handle: handle.write(text)),
         )
         return CohortResult(name, len(rows), counts, query, definition_path, members, unmatched)
 
@@ -1143,18 +1178,73 @@ class DefineCohort(Toolset):
 # --- files -----------------------------------------------------------------------------------
 
 
-def _write_atomic(path: str, write: Callable[[Any], object]) -> None:
-    """Write a file next to ``path`` and rename it into place (never half-written)."""
-    directory = os.path.dirname(path)
-    fd, temp = tempfile.mkstemp(prefix=".cohort-", dir=directory)
+Writer = tuple[str, Callable[[Any], object]]
+
+
+def _write_pair(first: Writer, second: Writer) -> None:
+    """Write two files side by side so that both change or neither does.
+
+    Each is written whole under a temporary name first; then ``first`` is renamed into
+    place, then ``second``. If that second rename fails, ``first``'s earlier file (kept by a
+    hard link) is put back, or the new one removed if there was none.
+    """
+    temps: list[str] = []
+    kept: str | None = None
+    try:
+        for path, write in (first, second):
+            temps.append(_written_beside(path, write))
+        kept = _keep(first[0])
+        os.replace(temps[0], first[0])
+        try:
+            os.replace(temps[1], second[0])
+        except BaseException:
+            if kept is not None:
+                os.replace(kept, first[0])
+                kept = None
+            else:
+                os.unlink(first[0])
+            raise
+    finally:
+        for temp in (*temps, kept):
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+
+
+def _written_beside(path: str, write: Callable[[Any], object]) -> str:
+    """A complete new file next to ``path`` (same directory: renames are atomic): its name."""
+    fd, temp = tempfile.mkstemp(prefix=".cohort-", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             write(handle)
-        os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
+    return temp
+
+
+def _keep(path: str) -> str | None:
+    """A copy of the entry at ``path`` to put back: a second hard link to a file, or a link
+    to the same target (``None``: nothing there, or nothing that can be kept)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    while True:
+        kept = os.path.join(os.path.dirname(path), f".cohort-{secrets.token_hex(6)}.kept")
+        try:
+            if stat.S_ISLNK(mode):
+                os.symlink(os.readlink(path), kept)
+            elif stat.S_ISREG(mode):
+                os.link(path, kept, follow_symlinks=False)
+            else:
+                return None
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here: the earlier file cannot be put back
+            return None
+        return kept
 
 
 def _write_csv(handle: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
