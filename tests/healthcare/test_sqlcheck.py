@@ -180,3 +180,217 @@ def test_the_schema_read_from_a_database_works_as_well(claims_db: Path) -> None:
         con.execute("SELECT NDC_DRUG_NM, COUNT(*) FROM RX_CLAIMS GROUP BY 1").fetchall()
     finally:
         con.close()
+
+
+# --- regressions found by probing the checker with queries DuckDB runs -----------------------
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT x.d FROM RX_CLAIMS r, LATERAL (SELECT r.PAID_AMT * 2 AS d) x LIMIT 5",
+        """SELECT r.NDC_DRUG_NM, x.n FROM RX_CLAIMS r JOIN LATERAL (
+               SELECT COUNT(*) AS n FROM MED_CLAIMS m WHERE m.PATIENT_ID = r.PATIENT_ID
+           ) x ON TRUE LIMIT 5""",
+        "SELECT u.v FROM RX_CLAIMS r, UNNEST([r.PAID_AMT]) AS u(v) LIMIT 5",
+        "SELECT v FROM RX_CLAIMS r, UNNEST([PAID_AMT, PATIENT_PAY_AMT]) AS u(v) LIMIT 5",
+    ],
+)
+def test_lateral_joins_and_unnest_are_checked_without_recursing_forever(sql: str) -> None:
+    result = check_sql(sql)
+    assert result.ok, result.to_dict()
+    assert "RX_CLAIMS" in result.tables
+
+
+def test_an_identifier_returned_through_lateral_or_unnest_is_flagged() -> None:
+    for sql in [
+        "SELECT x.p FROM RX_CLAIMS r, LATERAL (SELECT r.PATIENT_ID AS p) x LIMIT 5",
+        "SELECT u.v FROM RX_CLAIMS r CROSS JOIN UNNEST([r.PATIENT_ID]) AS u(v) LIMIT 5",
+    ]:
+        assert "direct_identifier" in codes(check_sql(sql)), sql
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "",
+        ";",
+        "SELECT",
+        "SELECT * FROM (SELECT * FROM (SELECT * FROM RX_CLAIMS)) LIMIT 1",
+        "WITH RECURSIVE t AS (SELECT * FROM t) SELECT * FROM t",
+        "WITH a AS (SELECT * FROM b), b AS (SELECT * FROM a) SELECT * FROM a",
+        "SELECT * FROM RX_CLAIMS r, LATERAL (SELECT * FROM LATERAL (SELECT r.*) y) x LIMIT 1",
+        "SELECT (SELECT (SELECT PATIENT_ID)) FROM RX_CLAIMS LIMIT 1",
+        "SELECT a.b.c.d.e FROM RX_CLAIMS LIMIT 1",
+        "SELECT COLUMNS(c -> c LIKE 'PAT%') FROM RX_CLAIMS LIMIT 1",
+        "SELECT COLUMNS('[') FROM RX_CLAIMS LIMIT 1",
+        "SELECT " + "(" * 300 + "1" + ")" * 300,
+        "SELECT * FROM " + "(SELECT * FROM " * 60 + "RX_CLAIMS" + ")" * 60,
+        "SELECT " + "(" * 3000 + "1" + ")" * 3000,
+        "SELECT 1 " + "UNION ALL SELECT 1 " * 3000,
+    ],
+    ids=lambda sql: sql[:40],
+)
+def test_check_sql_never_raises(sql: str) -> None:
+    assert isinstance(check_sql(sql), SQLCheck)
+
+
+def test_an_internal_failure_degrades_to_fewer_findings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopwright.healthcare import sqlcheck
+
+    def explode(*_args: object) -> None:
+        raise RuntimeError("an unexpected sqlglot shape")
+
+    monkeypatch.setattr(sqlcheck._Checker, "_check_output", explode)
+    result = check_sql("SELECT PATIENT_ID, NDC_DRUG_NAME FROM RX_CLAIMS")
+    assert codes(result) == ["unknown_column"]  # the name check still ran
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT (SELECT PATIENT_ID FROM MED_CLAIMS LIMIT 1) AS p",
+        """SELECT NDC_DRUG_NM, (SELECT MAX(m.PATIENT_ID) FROM MED_CLAIMS m) AS p
+           FROM RX_CLAIMS GROUP BY 1""",
+        "SELECT (SELECT m.PATIENT_ID FROM MED_CLAIMS m LIMIT 1) FROM PROVIDERS_BIO LIMIT 5",
+    ],
+)
+def test_an_identifier_returned_by_a_scalar_subquery_is_flagged(sql: str) -> None:
+    result = check_sql(sql)
+    issue = next(i for i in result.issues if i.code == "direct_identifier")
+    assert issue.table == "MED_CLAIMS"  # resolved in the subquery, not against the outer FROM
+
+
+def test_a_subquery_in_a_predicate_does_not_expose_its_column() -> None:
+    sql = """SELECT NDC_DRUG_NM, EXISTS (SELECT PATIENT_ID FROM MED_CLAIMS) AS any_med
+             FROM RX_CLAIMS GROUP BY 1"""
+    assert check_sql(sql).issues == ()
+
+
+def test_star_exclude_and_columns_select_the_columns_they_name() -> None:
+    excluded = check_sql("SELECT * EXCLUDE (PATIENT_ID) FROM RX_CLAIMS LIMIT 5")
+    assert "direct_identifier" not in codes(excluded)
+    assert "quasi_identifier" in codes(excluded)  # the rest of the row still goes out
+    lower = check_sql("SELECT r.* EXCLUDE (patient_id) FROM RX_CLAIMS r LIMIT 5")
+    assert "direct_identifier" not in codes(lower)
+    nested = check_sql(
+        "SELECT * EXCLUDE (pid) FROM (SELECT PATIENT_ID AS pid, PAID_AMT FROM RX_CLAIMS) LIMIT 5"
+    )
+    assert "direct_identifier" not in codes(nested)
+    for sql in [
+        "SELECT COLUMNS('PATIENT.*') FROM RX_CLAIMS LIMIT 5",
+        "SELECT COLUMNS(['PATIENT_ID']) FROM RX_CLAIMS LIMIT 5",
+        "SELECT NDC_DRUG_NM, MAX(COLUMNS('_ID$')) FROM RX_CLAIMS GROUP BY 1",
+    ]:
+        assert "direct_identifier" in codes(check_sql(sql)), sql
+    amounts = check_sql("SELECT COLUMNS('_AMT$') FROM RX_CLAIMS LIMIT 5")
+    assert amounts.issues == ()
+    masked = check_sql("SELECT * REPLACE (NULL AS PATIENT_ID) FROM RX_CLAIMS LIMIT 5")
+    assert "direct_identifier" not in codes(masked)
+    hashed = check_sql("SELECT * REPLACE (md5(PATIENT_ID) AS PATIENT_ID) FROM RX_CLAIMS LIMIT 5")
+    assert "direct_identifier" in codes(hashed)
+    renamed = check_sql("SELECT p FROM (SELECT * RENAME (PATIENT_ID AS p) FROM RX_CLAIMS) LIMIT 5")
+    assert codes(renamed) == ["direct_identifier"]
+
+
+def test_struct_field_access_is_not_an_unknown_alias() -> None:
+    for sql in [
+        "SELECT s.a FROM (SELECT {'a': NDC_DRUG_NM} AS s FROM RX_CLAIMS) LIMIT 5",
+        "SELECT t.s.a FROM (SELECT {'a': NDC_DRUG_NM} AS s FROM RX_CLAIMS) t LIMIT 5",
+    ]:
+        result = check_sql(sql)
+        assert result.issues == (), (sql, result.to_dict())
+    leaked = check_sql("SELECT s.p FROM (SELECT {'p': PATIENT_ID} AS s FROM RX_CLAIMS) LIMIT 5")
+    assert codes(leaked) == ["direct_identifier"]
+    assert codes(check_sql("SELECT x.NDC_DRUG_NM FROM RX_CLAIMS r LIMIT 5")) == ["unknown_alias"]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT a FROM (SELECT NDC_DRUG_NM FROM RX_CLAIMS GROUP BY 1) t(a)",
+        "SELECT t.a, n FROM (SELECT NDC_DRUG_NM, COUNT(*) AS n FROM RX_CLAIMS GROUP BY 1) t(a)",
+        "WITH c(a) AS (SELECT NDC_DRUG_NM FROM RX_CLAIMS GROUP BY 1) SELECT a FROM c",
+        "SELECT x FROM UNNEST([1, 2, 3]) AS t(x)",
+        "SELECT t.x FROM UNNEST([1, 2, 3]) AS t(x)",
+        "SELECT * FROM range(3) r WHERE r.range > 1",
+        """WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 5)
+           SELECT n FROM t""",
+    ],
+)
+def test_column_lists_after_an_alias_rename_the_columns(sql: str) -> None:
+    result = check_sql(sql)
+    assert result.issues == (), result.to_dict()
+
+
+def test_renamed_columns_are_still_resolved_and_judged() -> None:
+    leaked = check_sql("SELECT a FROM (SELECT PATIENT_ID FROM RX_CLAIMS) t(a) LIMIT 5")
+    assert codes(leaked) == ["direct_identifier"]
+    stale = check_sql("SELECT NDC_DRUG_NM FROM (SELECT NDC_DRUG_NM FROM RX_CLAIMS) t(a) LIMIT 5")
+    assert codes(stale) == ["unknown_column"]
+
+
+def test_unknown_columns_in_using_are_errors() -> None:
+    result = check_sql("SELECT COUNT(*) FROM RX_CLAIMS JOIN MED_CLAIMS USING (FOO_ID)")
+    assert codes(result) == ["unknown_column"]
+    assert result.issues[0].column == "FOO_ID"
+    left_only = check_sql("SELECT COUNT(*) FROM RX_CLAIMS JOIN PROVIDERS_BIO USING (npi_number)")
+    assert codes(left_only) == ["unknown_column"]
+    assert check_sql(
+        "SELECT NDC_DRUG_NM, COUNT(*) FROM RX_CLAIMS JOIN MED_CLAIMS USING (PATIENT_ID) GROUP BY 1"
+    ).ok
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT table_name FROM information_schema.tables",
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'RX_CLAIMS'",
+        "SELECT tablename FROM pg_catalog.pg_tables",
+        "SELECT COUNT(*) FROM main.RX_CLAIMS",
+    ],
+)
+def test_system_schemas_are_not_judged_against_the_claims_schema(sql: str) -> None:
+    result = check_sql(sql)
+    assert result.issues == (), result.to_dict()
+
+
+def test_tables_in_the_default_schema_are_still_judged() -> None:
+    assert codes(check_sql("SELECT COUNT(*) FROM main.RX_CLAIM")) == ["unknown_table"]
+    assert codes(check_sql("SELECT COUNT(*) FROM public.RX_CLAIM")) == ["unknown_table"]
+
+
+def test_one_mistake_is_reported_once() -> None:
+    wrong = check_sql(
+        "SELECT COUNT(*) FROM PROVIDERS_BIO WHERE npi_number IN (SELECT npi FROM PROVIDER_PAYMENTS)"
+    )
+    assert codes(wrong) == ["unknown_column"]
+    assert wrong.issues[0].table is None  # not blamed on PROVIDERS_BIO, the outer table
+    using = check_sql("SELECT PATIENT_ID FROM RX_CLAIMS JOIN MED_CLAIMS USING (PATIENT_ID) LIMIT 5")
+    assert codes(using) == ["direct_identifier"]
+
+
+def test_distinct_and_limited_subqueries_need_no_limit() -> None:
+    assert check_sql("SELECT DISTINCT NDC_DRUG_NM FROM RX_CLAIMS").issues == ()
+    assert check_sql("SELECT DISTINCT PATIENT_BIRTH_YEAR FROM RX_CLAIMS").issues == ()
+    assert (
+        check_sql("SELECT NDC_DRUG_NM FROM (SELECT NDC_DRUG_NM FROM RX_CLAIMS LIMIT 10)").issues
+        == ()
+    )
+    still = check_sql("WITH c AS (SELECT NDC_DRUG_NM FROM RX_CLAIMS) SELECT NDC_DRUG_NM FROM c")
+    assert codes(still) == ["missing_limit"]
+    ids = check_sql("SELECT DISTINCT PATIENT_ID FROM RX_CLAIMS")
+    assert codes(ids) == ["direct_identifier"]
+
+
+def test_an_aggregate_inside_a_scalar_subquery_does_not_aggregate_the_outer_rows() -> None:
+    result = check_sql(
+        "SELECT NDC_DRUG_NM, (SELECT COUNT(*) FROM PROVIDERS_BIO) AS doctors FROM RX_CLAIMS"
+    )
+    assert codes(result) == ["missing_limit"]
+
+
+def test_a_union_column_is_traced_through_every_branch() -> None:
+    sql = """SELECT n FROM (SELECT NDC_DRUG_NM AS n FROM RX_CLAIMS
+                           UNION ALL SELECT PATIENT_ID FROM MED_CLAIMS) LIMIT 5"""
+    assert "direct_identifier" in codes(check_sql(sql))

@@ -19,9 +19,10 @@ with a severity: ``error`` (wrong or not allowed), ``warning`` (works, but shoul
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -189,6 +190,15 @@ def classify_identifier(
 
 # --- the checker -----------------------------------------------------------------------------
 
+#: the schemas an unqualified table name lands in: ``main`` (DuckDB) and ``public``
+#: (PostgreSQL); tables elsewhere (``information_schema``, ``pg_catalog``, an attached
+#: database) are not the claims tables, so they are not judged against the schema
+_DEFAULT_SCHEMAS = frozenset({"", "main", "public"})
+
+#: one column a source produces: its name and the (table, column) values it carries; a None
+#: name stands for columns we cannot name (a table function's) and matches any name
+_Output = tuple[str | None, list[tuple[str, str]]]
+
 
 def check_sql(
     sql: str,
@@ -200,7 +210,9 @@ def check_sql(
 ) -> SQLCheck:
     """Check one query against ``schema`` (``{table: [(column, type)]}``; default: the
     generated claims schema). ``big_tables`` names the tables where ``SELECT *`` and unlimited
-    row-level output are flagged (default: the claims fact tables)."""
+    row-level output are flagged (default: the claims fact tables).
+
+    Never raises on any query text: what the checker cannot follow yields fewer findings."""
     names = _Schema.from_mapping(SCHEMA if schema is None else schema)
     big = {t.lower() for t in (DEFAULT_BIG_TABLES if big_tables is None else big_tables)}
     try:
@@ -208,6 +220,9 @@ def check_sql(
     except SqlglotError as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         message = f"The query does not parse ({first}); fix the syntax."
+        return SQLCheck(sql, (SQLIssue("error", "parse_error", message),))
+    except Exception as error:  # sqlglot's parser recurses: deep nesting overflows the stack
+        message = f"The query could not be parsed ({type(error).__name__}); simplify it."
         return SQLCheck(sql, (SQLIssue("error", "parse_error", message),))
     if not statements:
         return SQLCheck(sql, (SQLIssue("error", "empty", "The query is empty; write a SELECT."),))
@@ -239,32 +254,55 @@ class _Checker:
         self.identifiers = identifiers
         self.issues: list[SQLIssue] = []
         self.tables_used: set[str] = set()
-        self._seen: set[tuple[str, str, str | None]] = set()
+        self._seen: set[tuple[str, str]] = set()
+        self._scope_of: dict[int, Scope] = {}  # id(scope.expression) -> scope
+        self._outputs_of: dict[int, list[_Output]] = {}  # id(scope) -> its output columns
 
     def add(self, issue: SQLIssue) -> None:
-        key = (issue.code, issue.message, issue.column)
+        # One mistake is one finding, even when several scopes or tables lead to it (a column
+        # seen from a subquery and its parent, PATIENT_ID from both sides of a USING join).
+        key = (issue.code, (issue.column or issue.table or issue.message).lower())
         if key not in self._seen:
             self._seen.add(key)
             self.issues.append(issue)
 
     def run(self, root: exp.Query) -> list[SQLIssue]:
+        # Every step is guarded: a query shape sqlglot or this code does not expect must cost
+        # some findings, never an exception in the caller (an agent's tool loop).
         try:
             scopes = traverse_scope(root)
         except SqlglotError as error:
             self.add(SQLIssue("error", "parse_error", f"The query cannot be analysed ({error})."))
             return self.issues
+        except Exception:
+            scopes = []
+        self._scope_of = {id(scope.expression): scope for scope in scopes}
+        claimed: set[int] = set()
         for scope in scopes:
-            self._check_names(scope)
+            try:
+                # sqlglot also lists a subquery's unqualified columns in its parent scope (they
+                # might be correlated); scopes come innermost first, so judging each column in
+                # the first scope that lists it judges it once, where it is written.
+                own = [column for column in scope.columns if id(column) not in claimed]
+                claimed.update(id(column) for column in own)
+                self._check_names(scope, own)
+            except Exception:
+                continue
         if scopes:
-            self._check_output(scopes[-1])
+            with contextlib.suppress(Exception):
+                self._check_output(scopes[-1])
         order = {"error": 0, "warning": 1, "info": 2}
         return sorted(self.issues, key=lambda issue: order[issue.severity])
 
     # names ----------------------------------------------------------------------------
 
+    def _table_spelling(self, table: exp.Table) -> str | None:
+        """The schema's spelling of a FROM table; None when it is not a schema table."""
+        return self.schema.table(table.name) if _is_ours(table) else None
+
     def _real_table(self, table: exp.Table) -> str | None:
         """The schema table a FROM item names, or None (reported) when unknown."""
-        if not isinstance(table.this, exp.Identifier):  # read_csv(...), range(...): not ours
+        if not _is_ours(table):  # read_csv(...), range(...), information_schema.tables
             return None
         spelling = self.schema.table(table.name)
         if spelling is None:
@@ -290,26 +328,24 @@ class _Checker:
     def _source_columns(self, source: exp.Table | Scope) -> set[str] | None:
         """Lower-case output columns of a source; None when unknown (a star, a function)."""
         if isinstance(source, Scope):
-            if _has_star(source.expression):
-                return None
-            return {name.lower() for name in _named_selects(source.expression)}
-        spelling = (
-            self.schema.table(source.name) if isinstance(source.this, exp.Identifier) else None
-        )
+            names = _scope_names(source)
+            return None if names is None else {name.lower() for name in names if name}
+        spelling = self._table_spelling(source)
         if spelling is None:
             return None
         return set(self.schema.columns[spelling.lower()])
 
-    def _check_names(self, scope: Scope) -> None:
+    def _check_names(self, scope: Scope, columns: list[exp.Column]) -> None:
         for table in scope.sources.values():
             if isinstance(table, exp.Table):
                 self._real_table(table)
+        self._check_using(scope)
         aliases = {name.lower() for name in _named_selects(scope.expression)}
         projections = (
             scope.expression.expressions if isinstance(scope.expression, exp.Select) else []
         )
         lateral = {p.alias.lower() for p in projections if isinstance(p, exp.Alias)}
-        for column in scope.columns:
+        for column in columns:
             if isinstance(column.this, exp.Star):
                 continue
             name = column.name
@@ -319,6 +355,8 @@ class _Checker:
             if qualifier:
                 found = _lookup_source(scope, qualifier)
                 if found is None:
+                    if self._is_field_access(scope, column):
+                        continue
                     self.add(SQLIssue("error", "unknown_alias",
                                       f"{qualifier}.{name} refers to {qualifier}, which is not a "
                                       "table or alias in this query; use a name from FROM/JOIN.",
@@ -341,18 +379,55 @@ class _Checker:
                 continue
             self._unknown_column(name, candidates[0] if len(candidates) == 1 else None, None)
 
+    def _is_field_access(self, scope: Scope, column: exp.Column) -> bool:
+        """Whether ``s.a`` or ``t.s.a`` reads field ``a`` of a struct column ``s``: DuckDB reads
+        a qualifier that names no table as a column (an unknown source may hold it too)."""
+        outer = column.text("db")
+        source = _lookup_source(scope, outer) if outer else None
+        sources = [source] if source is not None else list(_visible_sources(scope))
+        struct = column.table if source is not None else outer or column.table
+        knowns = [self._source_columns(s) for s in sources]
+        return any(known is None or struct.lower() in known for known in knowns)
+
+    def _check_using(self, scope: Scope) -> None:
+        """``JOIN b USING (c)`` needs ``c`` on both sides. sqlglot keeps these names out of the
+        scope's columns (they are bare identifiers), so they are checked here."""
+        select = scope.expression
+        if not isinstance(select, exp.Select):
+            return
+        first = select.args.get("from_") or select.args.get("from")
+        left: list[exp.Expr] = [first.this] if isinstance(first, exp.From) else []
+        for join in select.args.get("joins") or []:
+            for using in join.args.get("using") or []:
+                for side in ([join.this], left):
+                    self._check_side(scope, using.name, side)
+            left.append(join.this)
+
+    def _check_side(self, scope: Scope, name: str, items: list[exp.Expr]) -> None:
+        """Report ``name`` when no FROM item of one side of a join has it (and all are known)."""
+        found = [(item, _lookup_source(scope, item.alias_or_name)) for item in items]
+        sources = [(item, source) for item, source in found if source is not None]
+        knowns = [self._source_columns(source) for _, source in sources]
+        if not knowns or any(known is None or name.lower() in known for known in knowns):
+            return
+        if len(sources) == 1:
+            item, source = sources[0]
+            self._unknown_column(name, source, item.alias_or_name)
+        else:
+            self._unknown_column(name, None, None)
+
     def _unknown_column(
         self, name: str, source: exp.Table | Scope | None, alias: str | None
     ) -> None:
         where = ""
         pool: list[str] = []
-        if isinstance(source, exp.Table) and self.schema.table(source.name):
-            table = self.schema.table(source.name) or source.name
+        if isinstance(source, exp.Table) and self._table_spelling(source):
+            table = self._table_spelling(source) or source.name
             where = f" in {table}"
             pool = list(self.schema.columns[table.lower()].values())
         elif isinstance(source, Scope):
             where = f" in {alias}" if alias else ""
-            pool = list(_named_selects(source.expression))
+            pool = [name for name in _scope_names(source) or [] if name]
         else:
             pool = [c for cols in self.schema.columns.values() for c in cols.values()]
         close = difflib.get_close_matches(name.lower(), [p.lower() for p in pool], n=3, cutoff=0.6)
@@ -418,105 +493,249 @@ class _Checker:
                 "warning", "select_star",
                 f"SELECT * on {', '.join(sorted(reads_big))} returns every column of a big "
                 "table; name the columns you need."))  # fmt: skip
-        limited = root.expression.args.get("limit") is not None or all(
-            s.args.get("limit") is not None for s in selects
-        )
-        if row_level and reads_big and not limited:
+        if row_level and reads_big and not _is_limited(root.expression):
             self.add(SQLIssue(
                 "warning", "missing_limit",
                 f"The query returns row-level data from {', '.join(sorted(reads_big))} with no "
                 "LIMIT; aggregate it or add a LIMIT.",
                 "add LIMIT 1000, or GROUP BY the columns you want to count"))  # fmt: skip
 
-    def _reads_big(self, scope: Scope) -> set[str]:
-        """Big tables that feed this scope's rows (through derived tables and CTEs)."""
+    def _reads_big(self, root: Scope) -> set[str]:
+        """Big tables whose rows feed the result, through derived tables and CTEs that neither
+        aggregate nor limit their rows."""
         found: set[str] = set()
-        for source in _visible_sources(scope):
-            if isinstance(source, exp.Table):
-                spelling = self.schema.table(source.name) if source.name else None
-                if spelling and spelling.lower() in self.big:
-                    found.add(spelling)
-            elif isinstance(source, Scope) and not any(
-                _is_aggregated(s) for s in _branch_selects(source.expression)
-            ):
-                found |= self._reads_big(source)
-        for union_scope in scope.set_operation_scopes:
-            found |= self._reads_big(union_scope)
+        visited: set[int] = set()
+        pending = [root]
+        while pending:
+            scope = pending.pop()
+            # A LATERAL or UNNEST source sees the sources of the scope that lists it, itself
+            # included: without this a scope is revisited forever.
+            if id(scope) in visited:
+                continue
+            visited.add(id(scope))
+            for source in _visible_sources(scope):
+                if isinstance(source, exp.Table):
+                    spelling = self._table_spelling(source)
+                    if spelling and spelling.lower() in self.big:
+                        found.add(spelling)
+                elif isinstance(source, Scope) and not _is_bounded(source.expression):
+                    pending.append(source)
+            pending.extend(scope.set_operation_scopes)
         return found
 
-    def _exposed_columns(
-        self, scope: Scope, projection: exp.Expr, depth: int = 0
-    ) -> Iterator[tuple[str, str]]:
+    def _exposed_columns(self, scope: Scope, projection: exp.Expr) -> Iterator[tuple[str, str]]:
         """(table, column) pairs whose values reach the output through ``projection``."""
-        if depth > 20:
+        if _is_star(projection):
+            for _, values in self._star_outputs(scope, projection):
+                yield from values
             return
-        if isinstance(projection, exp.Star) or (
-            isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
-        ):
-            qualifier = projection.table if isinstance(projection, exp.Column) else ""
-            sources = (
-                [_lookup_source(scope, qualifier)] if qualifier else list(_visible_sources(scope))
-            )
-            for source in sources:
-                yield from self._all_columns(source, depth)
-            return
-        for column in projection.find_all(exp.Column):
-            if isinstance(column.this, exp.Star) or _is_hidden(column, projection):
+        for node in projection.find_all(exp.Column, exp.Columns, exp.Query):
+            if _in_subquery(node, projection) or _is_hidden(node, projection):
                 continue
-            yield from self._resolve(scope, column, depth)
+            if isinstance(node, exp.Query):  # a scalar subquery: resolved in its own scope
+                inner = self._scope_of.get(id(_unwrap(node)))
+                for _, values in self._outputs(inner):
+                    yield from values
+            elif isinstance(node, exp.Columns):  # COLUMNS('regex') inside an expression
+                for _, values in self._star_outputs(scope, node):
+                    yield from values
+            elif isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
+                yield from self._resolve(scope, node.name, node.table, node.text("db"))
 
-    def _all_columns(
-        self, source: exp.Table | Scope | None, depth: int
+    def _resolve(
+        self, scope: Scope, name: str, qualifier: str = "", outer: str = ""
     ) -> Iterator[tuple[str, str]]:
-        if isinstance(source, exp.Table):
-            spelling = self.schema.table(source.name) if source.name else None
-            if spelling:
-                for column in self.schema.columns[spelling.lower()].values():
-                    yield spelling, column
-        elif isinstance(source, Scope):
-            for select_scope, select in _select_scopes(source):
-                for projection in select.expressions:
-                    yield from self._exposed_columns(select_scope, projection, depth + 1)
-
-    def _resolve(self, scope: Scope, column: exp.Column, depth: int) -> Iterator[tuple[str, str]]:
-        qualifier = column.table
-        sources = [_lookup_source(scope, qualifier)] if qualifier else list(_visible_sources(scope))
+        """The (table, column) values a column reference ``[outer.][qualifier.]name`` reads."""
+        if qualifier:
+            source = _lookup_source(scope, qualifier)
+            if source is None:  # struct field access: the value is (part of) the struct column
+                if outer and _lookup_source(scope, outer) is not None:
+                    yield from self._resolve(scope, qualifier, outer)
+                else:
+                    yield from self._resolve(scope, outer or qualifier)
+                return
+            sources: list[exp.Table | Scope] = [source]
+        else:
+            sources = list(_visible_sources(scope))
         for source in sources:
-            if isinstance(source, exp.Table):
-                spelling = self.schema.table(source.name) if source.name else None
-                if spelling and self.schema.has_column(spelling, column.name):
-                    yield spelling, column.name
-                elif spelling is None and source.name:
-                    yield source.name, column.name  # unknown table: judge by the name
-            elif isinstance(source, Scope):
-                for select_scope, select in _select_scopes(source):
-                    for projection in select.expressions:
-                        if projection.alias_or_name.lower() == column.name.lower():
-                            yield from self._exposed_columns(select_scope, projection, depth + 1)
-                        elif isinstance(projection, exp.Star) or (
-                            isinstance(projection, exp.Column)
-                            and isinstance(projection.this, exp.Star)
-                        ):
-                            for table, name in self._exposed_columns(
-                                select_scope, projection, depth + 1
-                            ):
-                                if name.lower() == column.name.lower():
-                                    yield table, name
+            if isinstance(source, exp.Table) and self._table_spelling(source) is None:
+                if isinstance(source.this, exp.Identifier) and source.name:
+                    yield source.name, name  # not a schema table: judge the column by its name
+                continue
+            for output, values in self._outputs(source):
+                if output is None or output.lower() == name.lower():
+                    yield from values
+
+    def _outputs(self, source: exp.Table | Scope | None) -> list[_Output]:
+        """The columns a source produces, in order, each with the values it carries."""
+        if isinstance(source, exp.Table):
+            spelling = self._table_spelling(source)
+            if spelling is None:
+                return []
+            return [(c, [(spelling, c)]) for c in self.schema.columns[spelling.lower()].values()]
+        if source is None:
+            return []
+        key = id(source)
+        if key in self._outputs_of:
+            return self._outputs_of[key]
+        self._outputs_of[key] = []  # a scope that reads itself (recursive CTE) sees no columns
+        query = _scope_query(source)
+        outputs: list[_Output] = []
+        if query is None:  # a table function: its columns carry whatever its arguments hold
+            outputs = [(None, list(self._exposed_columns(source, source.expression)))]
+        else:
+            inner = source if query is source.expression else self._scope_of.get(id(query))
+            branches = [
+                list(self._select_outputs(select_scope, select))
+                for select_scope, select in (_select_scopes(inner) if inner else [])
+            ]
+            outputs = [(name, list(values)) for name, values in branches[0]] if branches else []
+            for branch in branches[1:]:  # a set operation: names from the first branch
+                for (_, values), (_, more) in zip(outputs, branch, strict=False):
+                    values.extend(more)
+            renamed = _alias_columns(source)
+            outputs = [
+                (renamed[i] if i < len(renamed) else name, values)
+                for i, (name, values) in enumerate(outputs)
+            ]
+        self._outputs_of[key] = outputs
+        return outputs
+
+    def _select_outputs(self, scope: Scope, select: exp.Select) -> Iterator[_Output]:
+        for projection in select.expressions:
+            if _is_star(projection):
+                yield from self._star_outputs(scope, projection)
+            else:
+                yield projection.alias_or_name, list(self._exposed_columns(scope, projection))
+
+    def _star_outputs(self, scope: Scope, node: exp.Expr) -> Iterator[_Output]:
+        """The columns ``*``, ``t.*`` (with EXCLUDE, REPLACE or RENAME) or ``COLUMNS(...)``
+        picks."""
+        qualifier = node.table if isinstance(node, exp.Column) else ""
+        if qualifier:
+            found = _lookup_source(scope, qualifier)
+            sources = [found] if found is not None else []
+        else:  # a star reads this scope's FROM, not an outer query's
+            sources = [source for _, source in scope.selected_sources.values()]
+        picks = _star_picks(node)
+        star = node.this if isinstance(node, exp.Column) else node
+        replaced = {a.alias.lower(): a for a in _star_list(star, "replace")}
+        renamed = {a.this.name.lower(): a.alias for a in _star_list(star, "rename")}
+        for source in sources:
+            for name, values in self._outputs(source):
+                if name is None:
+                    yield name, values
+                elif picks(name):
+                    key = name.lower()
+                    if key in replaced:  # REPLACE (expr AS col): the value is expr's now
+                        values = list(self._exposed_columns(scope, replaced[key]))
+                    yield renamed.get(key, name), values
 
 
 # --- helpers over sqlglot's scopes ---------------------------------------------------------
+
+
+def _is_ours(table: exp.Table) -> bool:
+    """Whether a FROM table can be a schema table: a plain name (not a function) that is
+    unqualified or in the default schema."""
+    return isinstance(table.this, exp.Identifier) and table.db.lower() in _DEFAULT_SCHEMAS
 
 
 def _named_selects(expression: exp.Expr) -> list[str]:
     return list(expression.named_selects) if isinstance(expression, exp.Query) else []
 
 
+def _is_star(projection: exp.Expr) -> bool:
+    """``*``, ``t.*`` (with or without EXCLUDE) or ``COLUMNS(...)``: several columns at once."""
+    return isinstance(projection, (exp.Star, exp.Columns)) or (
+        isinstance(projection, exp.Column) and isinstance(projection.this, exp.Star)
+    )
+
+
 def _has_star(expression: exp.Expr) -> bool:
+    """Whether a SELECT lists a literal ``*`` or ``t.*``, what the select_star warning is
+    about (``COLUMNS(...)`` already names the columns it wants)."""
     selects = expression.expressions if isinstance(expression, exp.Select) else []
     return any(
         isinstance(s, exp.Star) or (isinstance(s, exp.Column) and isinstance(s.this, exp.Star))
         for s in selects
     )
+
+
+def _star_picks(node: exp.Expr) -> Callable[[str], bool]:
+    """Which source columns a star-like projection picks, by name. A selection we cannot
+    evaluate (a lambda, a regex Python cannot read) picks every column: a privacy check errs
+    on the side of flagging."""
+    star = node.this if isinstance(node, exp.Column) else node
+    if isinstance(star, exp.Columns):
+        spec = star.this
+        if isinstance(spec, exp.Literal) and spec.is_string:
+            try:
+                pattern = re.compile(spec.name)
+            except re.error:
+                return lambda name: True
+            return lambda name: pattern.search(name) is not None  # DuckDB: a case-sensitive search
+        if isinstance(spec, exp.Array) and all(
+            isinstance(e, exp.Literal) for e in spec.expressions
+        ):
+            listed = {e.name.lower() for e in spec.expressions}
+            return lambda name: name.lower() in listed
+        if not isinstance(spec, exp.Star):
+            return lambda name: True
+        star = spec
+    excluded = star.args.get("except_") or star.args.get("except") or []
+    dropped = {column.name.lower() for column in excluded if isinstance(column, exp.Expr)}
+    return lambda name: name.lower() not in dropped
+
+
+def _star_list(star: exp.Expr, arg: str) -> list[exp.Alias]:
+    """A star's REPLACE or RENAME list: ``expr AS column`` pairs."""
+    items = star.args.get(arg) if isinstance(star, exp.Star) else None
+    return [item for item in items or [] if isinstance(item, exp.Alias)]
+
+
+def _unwrap(query: exp.Expr) -> exp.Expr:
+    while isinstance(query, exp.Subquery):
+        query = query.this
+    return query
+
+
+def _scope_query(scope: Scope) -> exp.Query | None:
+    """The query whose SELECT list makes a source's columns: the scope's own, a LATERAL's
+    subquery, or None for a table function (UNNEST, range, ...) whose columns we cannot know."""
+    expression = scope.expression
+    if isinstance(expression, exp.Lateral):
+        expression = _unwrap(expression.this)
+    return expression if isinstance(expression, exp.Query) else None
+
+
+def _alias_columns(scope: Scope) -> list[str]:
+    """The column list written after a source's alias (``t(a, b)``, ``WITH c(a) AS``), which
+    renames its first columns; for a recursive CTE's anchor it sits on the CTE, above the
+    UNION."""
+    node: exp.Expr | None = scope.expression
+    while node is not None:
+        alias = node.args.get("alias")
+        if isinstance(alias, exp.TableAlias) and alias.columns:
+            return [column.name for column in alias.columns]
+        if isinstance(node, exp.UDTF) or not isinstance(
+            node.parent, (exp.SetOperation, exp.Subquery, exp.CTE)
+        ):
+            return []
+        node = node.parent
+    return []
+
+
+def _scope_names(scope: Scope) -> list[str] | None:
+    """A derived table's, CTE's or LATERAL's column names in order, after any renaming; None
+    when they cannot be known from the query text (a star, a table function)."""
+    query = _scope_query(scope)
+    selects = list(_branch_selects(query)) if query is not None else []
+    if not selects or any(_is_star(p) for p in selects[0].expressions):
+        return None
+    names = [projection.alias_or_name for projection in selects[0].expressions]
+    renamed = _alias_columns(scope)
+    return renamed + names[len(renamed) :]
 
 
 def _branch_selects(expression: exp.Expr) -> Iterator[exp.Select]:
@@ -571,32 +790,60 @@ def _within(node: exp.Expr, ancestor: exp.Expr) -> bool:
     return False
 
 
+def _in_subquery(node: exp.Expr, projection: exp.Expr) -> bool:
+    """Whether ``node`` sits inside a subquery of ``projection``: it belongs to that query."""
+    current = node
+    while current is not projection and current.parent is not None:
+        current = current.parent
+        if isinstance(current, exp.Query):
+            return True
+    return False
+
+
+def _is_limited(expression: exp.Expr) -> bool:
+    """Whether a query returns a bounded number of rows: a LIMIT (or FETCH) on the whole query
+    or on every branch of a set operation."""
+    if expression.args.get("limit") is not None:
+        return True
+    selects = list(_branch_selects(expression))
+    return bool(selects) and all(s.args.get("limit") is not None for s in selects)
+
+
+def _is_bounded(expression: exp.Expr) -> bool:
+    """Whether a derived table or CTE returns groups or a limited number of rows, so that
+    reading it is not reading a big table row by row."""
+    return any(_is_aggregated(s) for s in _branch_selects(expression)) or _is_limited(expression)
+
+
 def _is_aggregated(select: exp.Select) -> bool:
-    """Whether the SELECT returns groups rather than rows (GROUP BY or an aggregate)."""
-    if select.args.get("group") is not None:
+    """Whether the SELECT returns groups rather than rows: GROUP BY, DISTINCT (one row per
+    distinct value, like a GROUP BY of every column) or an aggregate of its own (not one
+    inside a scalar subquery)."""
+    if select.args.get("group") is not None or select.args.get("distinct") is not None:
         return True
     for projection in select.expressions:
         for node in projection.find_all(exp.AggFunc):
-            if node.find_ancestor(exp.Window) is None:
+            if node.find_ancestor(exp.Window) is None and not _in_subquery(node, projection):
                 return True
     return False
 
 
-def _is_hidden(column: exp.Column, projection: exp.Expr) -> bool:
-    """Whether the column's value cannot reach the output through ``projection``: it sits in
-    a reducing aggregate (COUNT, SUM, ...), a comparison, or a window's PARTITION/ORDER BY."""
-    node: exp.Expr | None = column
-    child: exp.Expr = column
-    while node is not None and node is not projection.parent:
-        parent = node.parent
-        if isinstance(node, (*_REDUCING, exp.Predicate)):
+def _is_hidden(node: exp.Expr, projection: exp.Expr) -> bool:
+    """Whether the value of ``node`` (a column or subquery) cannot reach the output through
+    ``projection``: it sits in a reducing aggregate (COUNT, SUM, ...), a comparison (EXISTS and
+    IN included), or a window's PARTITION/ORDER BY."""
+    current: exp.Expr | None = node
+    child: exp.Expr = node
+    while current is not None and current is not projection.parent:
+        parent = current.parent
+        if isinstance(current, (*_REDUCING, exp.Predicate)):
             return True
-        if isinstance(node, exp.Window) and child is not node.this:
+        if isinstance(current, exp.Window) and child is not current.this:
             return True
-        if isinstance(node, exp.If) and child is node.this:
+        if isinstance(current, exp.If) and child is current.this:
             return True
-        child = node
-        node = parent
+        child = current
+        current = parent
     return False
 
 
