@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from loopwright.healthcare.check import (
+    Fact,
     Reference,
     check_answer,
     check_golden,
     compare_csv,
     entity_fact,
     find_numbers,
+    normalize,
     number_fact,
 )
-from loopwright.healthcare.golden import get_question, specialty_spellings, state_spellings
+from loopwright.healthcare.data import CONDITION_LABELS, DRUGS, SCHOOLS, SPECIALTIES
+from loopwright.healthcare.golden import (
+    GOLDEN_QUESTIONS,
+    GoldenQuestion,
+    condition_spellings,
+    drug_spellings,
+    get_question,
+    manufacturer_spellings,
+    nature_spellings,
+    school_spellings,
+    specialty_spellings,
+    state_spellings,
+)
 
 # --- numbers -------------------------------------------------------------------------------
 
@@ -247,3 +262,350 @@ async def test_the_sql_tools_csv_passes_while_the_tool_holds_the_file(
         assert verdict.csv.match == 1.0
     finally:
         await tool.aclose()
+
+
+# --- an answer must state its numbers, not list every candidate ----------------------------
+
+
+def test_a_shotgun_list_of_numbers_does_not_pass() -> None:
+    count = number_fact("prescriptions", 245)
+    verdict = check_answer(" ".join(str(i) for i in range(1, 501)), [count])
+    assert not verdict.passed
+    assert any("numbers" in reason for reason in verdict.reasons), verdict.reasons
+    share = number_fact("share", 29.4, percent=True)
+    assert not check_answer(" ".join(f"{i}%" for i in range(101)), [share]).passed
+    # a short run of consecutive candidates is a guess too
+    between = "It is one of " + ", ".join(str(i) for i in range(236, 256)) + "."
+    assert not check_answer(between, [count]).passed
+    # no progression, but far more distinct numbers than any answer needs
+    squares = number_fact("prescriptions", 225)
+    assert not check_answer(", ".join(str(i * i) for i in range(1, 90)), [squares]).passed
+
+
+def test_a_shotgun_answer_to_a_golden_question_fails(
+    claims_con: duckdb.DuckDBPyConnection,
+) -> None:
+    _, npi, _, _ = _humira_reference(claims_con)
+    listing = ", ".join(str(i) for i in range(1, 101))
+    answer = f"Ranked list for 2023-01-15 onward: {listing}. Top NPI {npi}."
+    verdict = check_golden(get_question("humira_ca_top10"), answer, claims_con)
+    assert not verdict.passed
+    assert verdict.score < 0.5
+    assert [r.fact.label for r in verdict.found] == ["top prescriber NPI"]
+
+
+_NPIS = [f"18{i:02d}54{i:02d}07" for i in range(10)]
+_COUNTS = [40, 35, 31, 28, 22, 19, 17, 14, 12, 11]
+_RANKED = list(zip(_NPIS, _COUNTS, strict=True))
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [
+        "\n".join(f"{r}. NPI {npi}: {n} prescriptions" for r, (npi, n) in enumerate(_RANKED, 1)),
+        "\n".join(f"- {r}) NPI {npi} ({n})" for r, (npi, n) in enumerate(_RANKED, 1)),
+        "| Rank | NPI | Prescriptions |\n|---:|---|---:|\n"
+        + "\n".join(f"| {r} | {npi} | {n} |" for r, (npi, n) in enumerate(_RANKED, 1)),
+        "| # | NPI | Rx |\n|---|---|---|\n"
+        + "\n".join(f"| {r} | {npi} | {n} |" for r, (npi, n) in enumerate(_RANKED, 1)),
+        "|    | npi | rx |\n|---:|---|---:|\n"
+        + "\n".join(f"| {r} | {npi} | {n} |" for r, (npi, n) in enumerate(_RANKED)),
+        "    npi          rx\n"
+        + "\n".join(f"{r}   {npi}  {n}" for r, (npi, n) in enumerate(_RANKED)),
+        "rank,npi,rx\n" + "\n".join(f"{r},{npi},{n}" for r, (npi, n) in enumerate(_RANKED, 1)),
+        "; ".join(f"#{r} NPI {npi} ({n})" for r, (npi, n) in enumerate(_RANKED, 1)),
+        ", ".join(f"the {r}{'st' if r == 1 else 'th'} NPI {npi} ({n})" for r, (npi, n) in
+                  enumerate(_RANKED, 1) if r in (1, 4)),
+    ],
+    ids=["numbered", "bullets", "rank-table", "hash-table", "index-table", "printed-frame",
+         "csv", "hashes", "ordinals"],
+)  # fmt: skip
+def test_list_and_rank_numbers_are_not_stated_values(listing: str) -> None:
+    """The ranks 1..10 of an honest list do not state a count of 4 (or any other value)."""
+    facts = [
+        entity_fact("top NPI", _NPIS[0]),
+        number_fact("top count", 40),
+        number_fact("prescribers with more than 25 prescriptions", 4),
+    ]
+    verdict = check_answer(f"Top HUMIRA prescribers:\n\n{listing}\n", facts)
+    assert not verdict.passed
+    assert [r.fact.label for r in verdict.missing] == [facts[2].label]
+    stated = f"Top HUMIRA prescribers:\n\n{listing}\n\nOf these, 4 wrote more than 25."
+    assert check_answer(stated, facts).passed
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def _stated(fact: Fact, style: int) -> str:
+    value = fact.values[0]
+    if fact.kind == "entity":
+        return str(value) if style != 2 else str(fact.values[-1]).lower()
+    assert isinstance(value, float)
+    if fact.percent:
+        return [f"{value}%", f"{value} percent", f"{value / 100:.3f}"][style]
+    if value == int(value):
+        return [f"{int(value):,}", f"{int(value)}", f"{value:.1f}"][style]
+    rounded = (
+        f"${value / 1e6:.2f} million" if value > 1e6
+        else f"${value / 1e3:.1f}k" if value > 1e4
+        else f"{value:,.1f}"
+    )  # fmt: skip
+    return [f"${value:,.2f}", f"{value:.2f}", rounded][style]
+
+
+@pytest.mark.parametrize("question", GOLDEN_QUESTIONS, ids=lambda q: q.id)
+def test_honest_answers_to_every_golden_question_pass_in_several_styles(
+    question: GoldenQuestion, claims_con: duckdb.DuckDBPyConnection
+) -> None:
+    """Prose in three number styles, and the same facts after the result as a numbered list
+    or a markdown table with a rank column: none of them looks like a shotgun list."""
+    reference = question.reference(claims_con)
+    facts = question.key_facts(reference)
+    rows = reference.rows[:10]
+    numbered = "\n".join(
+        f"{rank}. " + " | ".join(_cell(v) for v in row) for rank, row in enumerate(rows, 1)
+    )
+    table = "\n".join(
+        [
+            "| Rank | " + " | ".join(reference.columns) + " |",
+            "|---" * (len(reference.columns) + 1) + "|",
+            *(
+                f"| {rank} | " + " | ".join(_cell(v) for v in row) + " |"
+                for rank, row in enumerate(rows, 1)
+            ),
+        ]
+    )
+    for style in range(3):
+        prose = "; ".join(f"{fact.label} is {_stated(fact, style)}" for fact in facts) + "."
+        for answer in (
+            f"Answer: {prose}",
+            f"Results:\n\n{numbered}\n\nIn short: {prose}",
+            f"{table}\n\nIn short: {prose}",
+        ):
+            verdict = check_golden(question, answer, claims_con)
+            assert verdict.passed, (verdict.reasons, answer)
+            assert verdict.score == 1.0, (verdict.reasons, answer)
+
+
+# --- what is not a number ------------------------------------------------------------------
+
+
+def test_dates_and_hyphenated_words_contribute_no_numbers() -> None:
+    for text in ("2024-03-01", "03/01/2024", "3/1/24", "2024-03-01T00:00:00", "11/2024",
+                 "2024-11", "COVID-19", "ICD-10", "top-10", "A-1"):  # fmt: skip
+        assert find_numbers(text) == [], text
+    assert not check_answer("As of 2024-03-01 there were 5 claims.", [number_fact("n", 3)]).passed
+    assert not check_answer("On 03/01/2024 there were 5 claims.", [number_fact("n", 1)]).passed
+    assert not check_answer("The top-10 list has 5 names.", [number_fact("n", 10)]).passed
+    assert check_answer("As of 2024-03-01 there were 5 claims.", [number_fact("n", 5)]).passed
+    ranges = [n.value for n in find_numbers("from 10-20 fills, in 2023-2024")]
+    assert ranges == [10.0, 20.0, 2023.0, 2024.0]
+
+
+def test_numbers_in_csv_rows_lists_and_emphasis_are_found() -> None:
+    def values(text: str) -> list[float]:
+        return [n.value for n in find_numbers(text)]
+
+    assert values("```npi,count\n1806542407,245```") == [1806542407.0, 245.0]
+    assert values("Counts: 15,13,10") == [15.0, 13.0, 10.0]
+    assert values("1,234,56") == [1.0, 234.0, 56.0]  # not a thousands number: a list
+    assert values("They wrote _245_ and __246__ and *247*.") == [245.0, 246.0, 247.0]
+    assert values("$18,343,673.24 and 1,543 and 12,345.6") == [18_343_673.24, 1543.0, 12_345.6]
+    assert values("fills_2023 was 269") == [269.0]  # an identifier's digits are not a number
+    facts = [number_fact("count", 245), entity_fact("npi", "1806542407")]
+    assert check_answer("```npi,count\n1806542407,245```", facts).passed
+
+
+# --- zeros and hedges ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "accepted"),
+    [
+        ("They received no HUMIRA-related payments.", True),
+        ("Payments: none.", True),
+        ("They did not receive any ELIQUIS-related payments.", True),
+        ("As for payments, she didn't get any.", True),
+        ("Zero payments were recorded for this prescriber.", True),
+        ("None of the payments went to this prescriber.", True),
+        ("They were paid nothing.", True),
+        ("They received $12,345 in payments; there is no doubt.", False),
+        ("None of the data was missing; payments were $5,000.", False),
+        ("No doubt the payments were $5,000.", False),
+        ("There is nothing unusual: payments totaled $5,000.", False),
+        ("Payments totaled $5,000, none of it from AbbVie.", False),
+        ("The prescriber has no HUMIRA patients, and payments were $5,000.", False),
+    ],
+)
+def test_a_zero_needs_a_phrase_stating_that_quantity(answer: str, accepted: bool) -> None:
+    zero = number_fact("their HUMIRA-related payments", 0)
+    assert check_answer(answer, [zero]).passed is accepted
+
+
+@pytest.mark.parametrize(
+    ("written", "accepted"),
+    [
+        ("over 1,500", True),  # the true 1,543 is over 1,500
+        ("more than 1,500", True),
+        ("at least 1,500", True),
+        ("under 1,600", True),
+        ("less than 1,550", True),
+        ("nearly 1,600", True),
+        ("under 1,500", False),  # the wrong direction
+        ("less than 1,500", False),
+        ("fewer than 1,500", False),
+        ("nearly 1,500", False),
+        ("no more than 1,500", False),
+        ("over 1,600", False),
+        ("an awesome 1,500", False),  # "some" inside a word is no hedge
+        ("Moreover 1,500", False),  # nor is "over"
+        ("some 1,500", True),
+        ("an awesome 1,543", True),
+        ("nearly 1.55k", True),
+        ("over 1.54k", True),
+        ("over 1.55k", False),
+    ],
+)
+def test_hedges_are_whole_words_and_directional(written: str, accepted: bool) -> None:
+    fact = number_fact("total prescriptions", 1543)
+    assert check_answer(f"{written} prescriptions.", [fact]).passed is accepted
+
+
+@pytest.mark.parametrize(
+    ("written", "accepted"),
+    [
+        ("nearly 30%", True),
+        ("under 30%", True),
+        ("more than 29%", True),
+        ("about 29%", True),
+        ("under 29%", False),  # 29.4% is not under 29%, however 29% was rounded
+        ("almost 29%", False),
+        ("more than 30%", False),
+    ],
+)
+def test_a_hedged_share_is_directional_too(written: str, accepted: bool) -> None:
+    share = number_fact("share of 90-day fills", 29.4, percent=True)
+    assert check_answer(f"{written} of fills are 90-day supplies.", [share]).passed is accepted
+
+
+# --- the CSV's identifiers -----------------------------------------------------------------
+
+
+def test_csv_identifiers_match_as_text_not_as_nearby_numbers(
+    claims_con: duckdb.DuckDBPyConnection,
+) -> None:
+    reference, npi, count, total = _humira_reference(claims_con)
+    providers = sorted(
+        n for (n,) in claims_con.execute("SELECT npi_number FROM PROVIDERS_BIO").fetchall()
+    )
+
+    def neighbour(npi: str) -> str:
+        return min((p for p in providers if p != npi), key=lambda p: abs(int(p) - int(npi)))
+
+    wrong = "npi,rx_count\n" + "\n".join(f"{neighbour(p)},{n}" for p, n in reference.rows)
+    answer = f"NPI {npi} wrote {count}; the top 10 wrote {total}."
+    verdict = check_golden(get_question("humira_ca_top10"), answer, claims_con, csv=wrong)
+    assert not verdict.passed
+    assert verdict.csv is not None
+    assert verdict.csv.matched_rows == 0
+    # numbers keep their tolerance
+    rounded = "npi,rx_count\n" + "\n".join(f"{p},{n}.0" for p, n in reference.rows)
+    assert compare_csv(rounded, reference).match == 1.0
+
+
+# --- entities ------------------------------------------------------------------------------
+
+
+def test_a_name_inside_a_longer_name_of_the_same_kind_does_not_match() -> None:
+    states = get_question("providers_by_state")
+    for rows in ((("VA", 90), ("WV", 80)), (("VA", 90), ("CA", 80))):
+        facts = states.key_facts(Reference(("state", "providers"), rows))
+        assert not check_answer("West Virginia has the most providers (90).", facts).passed
+        assert check_answer("Virginia has the most (90), then West Virginia.", facts).passed
+        assert check_answer("VA has the most providers (90).", facts).passed
+
+    consulting = entity_fact("category", *nature_spellings("Consulting Fee"))
+    assert not check_answer(
+        "The most frequent is Compensation for services other than consulting.", [consulting]
+    ).passed
+    assert check_answer("Consulting fees are the most frequent.", [consulting]).passed
+
+    schools = get_question("humira_schools")
+    facts = schools.key_facts(
+        Reference(("education", "prescribers"), (("Duke University", 6), ("Rush University", 4)))
+    )
+    assert not check_answer("Duke University School of Nursing trained 6.", facts).passed
+    assert check_answer("Duke University trained 6.", facts).passed
+    nested = entity_fact("school", "Duke University", others=("Duke University School of Nursing",))
+    assert not check_answer("Duke University School of Nursing", [nested]).passed
+
+
+@pytest.mark.parametrize(
+    ("question_id", "name", "short"),
+    [
+        ("top_manufacturer_payments", "GlaxoSmithKline", "GSK"),
+        ("top_manufacturer_payments", "Eli Lilly", "Lilly"),
+        ("top_manufacturer_payments", "Gilead Sciences", "Gilead"),
+        ("top_manufacturer_payments", "Bristol-Myers Squibb", "BMS"),
+        ("top_manufacturer_payments", "Boehringer Ingelheim", "Boehringer"),
+        ("humira_schools", "Johns Hopkins University", "Johns Hopkins"),
+        ("humira_schools", "University of California, San Francisco", "UCSF"),
+    ],
+)
+def test_common_short_names_of_manufacturers_and_schools(
+    question_id: str, name: str, short: str
+) -> None:
+    question = get_question(question_id)
+    columns = ("manufacturer_name", "total_paid", "payments")
+    if question_id == "humira_schools":
+        columns = ("education", "prescribers")
+    rows = ((name, 7, 3), ("Merck", 5, 2)) if len(columns) == 3 else ((name, 7), ("Merck", 5))
+    facts = question.key_facts(Reference(columns, rows))
+    assert check_answer(f"{short} leads with 7.", facts).passed
+
+
+def test_janssen_alone_names_neither_janssen_company() -> None:
+    question = get_question("top_manufacturer_payments")
+    for top, other in (("Janssen Biotech", "Janssen Pharmaceuticals"),
+                       ("Janssen Pharmaceuticals", "Janssen Biotech")):  # fmt: skip
+        rows = ((top, 7.0, 3), (other, 5.0, 2))
+        facts = question.key_facts(Reference(("manufacturer_name", "total_paid", "payments"), rows))
+        assert not check_answer("Janssen leads with $7.", facts).passed
+        assert check_answer(f"{top} leads with $7.", facts).passed
+        assert not check_answer(f"{other} leads with $7.", facts).passed
+
+
+@pytest.mark.parametrize(
+    ("names", "spell"),
+    [
+        (tuple(sorted({d.manufacturer for d in DRUGS})), manufacturer_spellings),
+        (SCHOOLS, school_spellings),
+        (tuple(s.name for s in SPECIALTIES), specialty_spellings),
+        (CONDITION_LABELS, condition_spellings),
+        (tuple(d.name for d in DRUGS), drug_spellings),
+        (("Compensation for services other than consulting", "Consulting Fee", "Education",
+          "Food and Beverage", "Grant", "Honoraria", "Royalty or License", "Travel and Lodging"),
+         nature_spellings),
+    ],
+    ids=["manufacturers", "schools", "specialties", "conditions", "drugs", "natures"],
+)  # fmt: skip
+def test_aliases_are_unambiguous(
+    names: tuple[str, ...], spell: Callable[[str], tuple[str, ...]]
+) -> None:
+    """No alias of one entity is also a spelling of, or a part of a name of, another."""
+    names = tuple(dict.fromkeys(names))
+    for name in names:
+        for alias in spell(name)[1:]:
+            for other in names:
+                if other == name:
+                    continue
+                for spelling in spell(other):
+                    assert normalize(alias) not in normalize(spelling), (alias, name, other)

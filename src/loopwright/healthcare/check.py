@@ -5,8 +5,15 @@ An analyst's answer is judged on its key facts, not its wording: "the leading pr
 same facts. A ``Fact`` is a number or an entity (NPI, drug, state, specialty, month, ...) with
 the spellings that count as naming it. The checker finds numbers however they are written
 (``1,543``, ``1543``, ``1.5k``, ``$1.2 million``, ``12.5%``), accepting the rounding the writer
-stated (``1.5k`` may stand for 1,543; ``1,500`` may not, unless hedged: "about 1,500") within a
-cap, and a small relative tolerance; it finds entities by normalised word match.
+stated (``1.5k`` may stand for 1,543; ``1,500`` may not, unless hedged: "about 1,500", "over
+1,500" but not "under 1,500") within a cap, and a small relative tolerance; it finds entities by
+normalised word match, but not inside a longer name of the same kind ("Virginia" in "West
+Virginia").
+
+Only numbers an answer *states* count: dates, list and rank markers ("1.", "#1", a table's rank
+column) and the digits of words ("COVID-19") are not values. An answer that lists numbers
+wholesale (a long run like 1, 2, 3, ... or far more distinct numbers than the reference holds) is
+guessing, and none of its numbers is credited.
 
 Golden questions (``golden.py``) derive their facts from the reference query's result at check
 time; ``check_golden`` runs the whole comparison for one question.
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import csv as csv_module
 import io
+import itertools
 import math
 import os
 import re
@@ -38,6 +46,10 @@ FactKind = Literal["number", "entity"]
 MAX_ROUNDING = 0.05
 #: share of reference rows an agent's CSV must reproduce to pass
 CSV_PASS = 0.9
+#: fewest adjacent numbers in equal steps (1, 2, 3, ...) that make a list of candidates
+LONG_RUN = 10
+#: distinct numbers an answer may hold when no reference result says how many are plausible
+NUMBER_BUDGET = 50
 
 
 # --- facts and references ------------------------------------------------------------------
@@ -50,6 +62,10 @@ class Fact:
     ``values`` are the accepted values: numbers for a number fact (several when the reference
     has ties), spellings for an entity (the first is the canonical one). A ``percent`` number is
     in percent units (12.5 means 12.5%) and also matches a fraction (0.125).
+
+    ``others`` (entities only) are longer names of *other* entities of the same kind that
+    contain one of the spellings: "West Virginia" for Virginia. A spelling found only inside one
+    of them names that other entity, so it does not count.
     """
 
     label: str
@@ -58,6 +74,7 @@ class Fact:
     percent: bool = False
     rel_tol: float = 0.005
     required: bool = True
+    others: tuple[str, ...] = ()
 
     @property
     def expected(self) -> str:
@@ -87,12 +104,27 @@ def number_fact(
     return Fact(label, "number", values, percent=percent, rel_tol=rel_tol, required=required)
 
 
-def entity_fact(label: str, *spellings: str, required: bool = True) -> Fact:
-    """An entity the answer must name; any of ``spellings`` counts."""
+def entity_fact(
+    label: str, *spellings: str, required: bool = True, others: Iterable[str] = ()
+) -> Fact:
+    """An entity the answer must name; any of ``spellings`` counts.
+
+    ``others`` are names of other entities of the same kind (every state, every school...);
+    only those that contain a spelling as whole words are kept (see ``Fact``).
+    """
     cleaned = tuple(dict.fromkeys(s.strip() for s in spellings if s and s.strip()))
     if not cleaned:
         raise ValueError(f"the fact {label!r} needs at least one spelling")
-    return Fact(label, "entity", cleaned, required=required)
+    own = {normalize(s) for s in cleaned}
+    cores = [normalize(s) for s in cleaned if not _is_code(s)]
+    longer = tuple(
+        dict.fromkeys(
+            o.strip()
+            for o in others
+            if o and normalize(o) not in own and any(c in normalize(o) for c in cores)
+        )
+    )
+    return Fact(label, "entity", cleaned, required=required, others=longer)
 
 
 _MONTHS = (
@@ -179,12 +211,17 @@ def _plain(value: Any) -> Any:
 
 _NUMBER = re.compile(
     r"""
-    (?<![\w.,/])                         # not inside a word, decimal, code or date part
+    (?<![^\W_])                          # not inside a word or a longer number ("Q4", "v2")
+    (?<![^\W_]_)                         # nor an identifier ("fills_2023"); a lone "_" is
+                                         # markdown emphasis ("_245_")
+    (?<![./])                            # nor a decimal's or a fraction's second part
+    (?<![^\W\d_][-\u2010\u2011\u2013])     # nor a word's hyphenated digits ("COVID-19")
     (?P<sign>[-\u2212\u2013])?
     (?P<currency>[$\u20ac\u00a3]\s?)?
-    (?P<int>\d{1,3}(?:,\d{3})+|\d+)
+    (?P<int>\d{1,3}(?:,\d{3})+(?!,?\d)|\d+)  # "1,543"; any other comma between digits
+                                         # separates numbers ("15,13,10", a CSV row)
     (?:\.(?P<dec>\d+))?
-    (?!\d)(?!,\d)
+    (?!\d)
     (?:\s?(?P<suffix>%|percent\b|per\s?cent\b|pct\b|[kK]\b|thousand\b|mn\b|[mM]\b|million\b
         |bn\b|[bB]\b|billion\b))?
     """,
@@ -194,12 +231,42 @@ _MULTIPLIERS = {
     "k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6,
     "b": 1e9, "bn": 1e9, "billion": 1e9,
 }  # fmt: skip
-_HEDGES = re.compile(
-    r"(about|around|approximately|approx\.?|roughly|nearly|almost|some|over|under|more than|"
-    r"less than|close to|~|≈)\s*$",
-    re.IGNORECASE,
+#: dates are not quantities: ISO (2024-03-01, 2024-03), US (03/01/2024, 3/1/24) and 11/2024
+_DATES = re.compile(
+    r"""
+    (?<![\w/.-])
+    (?:(?:19|20)\d{2}-(?:0?[1-9]|1[0-2])(?:-(?:0?[1-9]|[12]\d|3[01]))?
+        (?:[T\s]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?
+      |(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:\d{4}|\d{2})
+      |(?:0?[1-9]|1[0-2])/(?:19|20)\d{2}
+      |(?:19|20)\d{2}/(?:0?[1-9]|1[0-2])(?:/(?:0?[1-9]|[12]\d|3[01]))?)
+    (?![\w/-])
+    """,
+    re.VERBOSE,
 )
-_ZERO_WORDS = re.compile(r"\b(no|none|zero|nothing|not receive|did not receive)\b", re.IGNORECASE)
+#: hedges before a number, by what they say of the true value: near it, at least it, at most it
+_HEDGES = re.compile(
+    r"""(?<![A-Za-z])(?:
+        (?P<below>no\s+more\s+than|not\s+more\s+than|under|less\s+than|fewer\s+than|below
+            |at\s+most|up\s+to|nearly|almost|just\s+shy\s+of|<|≤)
+        |(?P<above>no\s+less\s+than|no\s+fewer\s+than|not\s+less\s+than|over|more\s+than
+            |above|at\s+least|exceeding|in\s+excess\s+of|upwards\s+of|>|≥)
+        |(?P<near>about|around|approximately|approx\.?|roughly|some|close\s+to|circa|an\s+estimated
+            |~|≈)
+    )\s*$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+#: a numbered list's item marker at the start of a line: "1. ", "2) ", "- 3. "
+_LIST_MARKER = re.compile(r"^[ \t>]*(?:[-*+][ \t]+)?(\d{1,3})[.)](?=[ \t])", re.MULTILINE)
+#: "#1", and ordinals ("1st", "4th"): ranks, not values
+_HASH_MARKER = re.compile(r"(?<![\w&])#(\d{1,4})(?!\d)")
+_ORDINAL = re.compile(r"(?:st|nd|rd|th)\b", re.IGNORECASE)
+#: headers of a table column that ranks or numbers its rows
+_RANK_HEADERS = frozenset(
+    {"", "#", "rank", "ranking", "no", "nr", "num", "pos", "position", "place"}
+)
+_SEPARATOR_CELL = re.compile(r"\s*:?-{2,}:?\s*")
+_INTEGER_CELL = re.compile(r"\s*#?(\d{1,4})\.?\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +277,22 @@ class FoundNumber:
     value: float
     percent: bool
     half_unit: float  # half of the last stated digit's unit: "1.5k" -> 50
+    #: what a hedge says of the true value: 0 near it, 1 at least it ("over"), -1 at most it
+    direction: int = 0
 
 
 def find_numbers(text: str) -> list[FoundNumber]:
-    """Every number in ``text``, however formatted (see the module docstring)."""
+    """Every number ``text`` states, however formatted (see the module docstring).
+
+    Dates, list and rank markers, ordinals and the digits of words are left out: they are in
+    the text, but they are not values the writer is stating.
+    """
+    text = _DATES.sub(lambda m: " " * len(m.group(0)), text)  # same length: offsets hold
+    markers = _marker_offsets(text)
     found: list[FoundNumber] = []
     for match in _NUMBER.finditer(text):
+        if match.start("int") in markers or _ORDINAL.match(text, match.end()):
+            continue
         integer = match.group("int").replace(",", "")
         decimals = match.group("dec") or ""
         suffix = (match.group("suffix") or "").lower().replace(" ", "")
@@ -224,20 +301,165 @@ def find_numbers(text: str) -> list[FoundNumber]:
         value = float(f"{integer}.{decimals}" if decimals else integer) * multiplier
         if match.group("sign"):
             value = -value
-        if decimals:
-            unit = 10.0 ** -len(decimals)
-        else:
-            unit = 1.0
-            hedged = _HEDGES.search(text[max(0, match.start() - 20) : match.start()])
-            if hedged and len(integer) > 1:
-                zeros = len(integer) - len(integer.rstrip("0"))
-                unit = 10.0 ** min(zeros, len(integer) - 1)
-        found.append(FoundNumber(match.group(0).strip(), value, percent, unit * multiplier / 2))
+        hedge = _HEDGES.search(text, max(0, match.start() - 24), match.start())
+        direction = 0 if hedge is None else 1 if hedge["above"] else -1 if hedge["below"] else 0
+        unit = 10.0 ** -len(decimals) if decimals else 1.0
+        if hedge and not decimals and len(integer) > 1:
+            zeros = len(integer) - len(integer.rstrip("0"))
+            unit = 10.0 ** min(zeros, len(integer) - 1)  # "about 1,500": rounded to hundreds
+        text_found = match.group(0).strip()
+        found.append(FoundNumber(text_found, value, percent, unit * multiplier / 2, direction))
     return found
 
 
+def _marker_offsets(text: str) -> set[int]:
+    """Where the numbers that mark list items or rank table rows start.
+
+    "1. ", "2) " starting a line (a markdown list), "#3", a table column headed "Rank", "#",
+    "No." or nothing (a printed index) holding row numbers, and lines of plain text numbered
+    0, 1, 2... or 1, 2, 3... (a printed data frame). They say where a row is, not what it
+    holds: in an honest top-10 list, the ranks 1 to 10 must not state a count of 4.
+    """
+    offsets = {m.start(1) for m in _LIST_MARKER.finditer(text)}
+    offsets |= {m.start(1) for m in _HASH_MARKER.finditer(text)}
+    lines: list[tuple[int, str]] = []
+    position = 0
+    for line in text.split("\n"):
+        lines.append((position, line))
+        position += len(line) + 1
+    offsets |= _rank_column_offsets(lines)
+    offsets |= _row_number_offsets(lines)
+    return offsets
+
+
+def _cells(line: str, sep: str) -> list[tuple[int, str]]:
+    """A table row's cells with their offsets in the line (a pipe row's outer bars dropped)."""
+    cells: list[tuple[int, str]] = []
+    start = 0
+    for part in line.split(sep):
+        cells.append((start, part))
+        start += len(part) + 1
+    if sep == "|":
+        if line.lstrip().startswith("|"):
+            cells = cells[1:]
+        if line.rstrip().endswith("|"):
+            cells = cells[:-1]
+    return cells
+
+
+def _rank_column_offsets(lines: list[tuple[int, str]]) -> set[int]:
+    """Row numbers in rank columns of markdown tables and CSV blocks (see _marker_offsets)."""
+    blocks: list[tuple[str, list[tuple[int, str]]]] = []
+    for offset, line in lines:
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            kind = "|"
+        elif stripped.count(",") and ", " not in stripped:
+            kind = f",{stripped.count(',')}"  # a CSV block: rows with as many commas
+        else:
+            kind = ""
+        if kind and blocks and blocks[-1][0] == kind:
+            blocks[-1][1].append((offset, line))
+        elif kind:
+            blocks.append((kind, [(offset, line)]))
+        else:
+            blocks.append(("", []))
+    offsets: set[int] = set()
+    for kind, rows in blocks:
+        if len(rows) < 2:
+            continue
+        sep = "|" if kind == "|" else ","
+        table = [(offset, _cells(line, sep)) for offset, line in rows]
+        header = [cell.strip().strip(".:").lower() for _, cell in table[0][1]]
+        body = [
+            (offset, cells)
+            for offset, cells in table[1:]
+            if not all(_SEPARATOR_CELL.fullmatch(cell) for _, cell in cells)
+        ]
+        for column, name in enumerate(header):
+            if name not in _RANK_HEADERS:
+                continue
+            numbers: list[tuple[int, int]] = []
+            for offset, cells in body:
+                integer = _INTEGER_CELL.fullmatch(cells[column][1]) if column < len(cells) else None
+                if integer is None:
+                    break
+                numbers.append((offset + cells[column][0] + integer.start(1), int(integer[1])))
+            else:
+                values = [value for _, value in numbers]
+                # a named rank column may hold ties (1, 2, 2, 4); a nameless one must count
+                counting = bool(values) and values[0] in (0, 1)
+                counting = counting and values == list(range(values[0], values[0] + len(values)))
+                if values and (name or counting):
+                    offsets |= {start for start, _ in numbers}
+    return offsets
+
+
+def _row_number_offsets(lines: list[tuple[int, str]]) -> set[int]:
+    """Numbers starting three or more consecutive lines and counting up from 0 or 1."""
+    offsets: set[int] = set()
+    run: list[tuple[int, int]] = []
+    for offset, line in [*lines, (0, "")]:
+        leading = re.match(r"[ \t]*(\d{1,4})[ \t]+\S", line)
+        if leading and run and int(leading[1]) == run[-1][1] + 1:
+            run.append((offset + leading.start(1), int(leading[1])))
+            continue
+        if len(run) >= 3 and run[0][1] in (0, 1):
+            offsets |= {start for start, _ in run}
+        run = [(offset + leading.start(1), int(leading[1]))] if leading else []
+    return offsets
+
+
+def _listed_wholesale(numbers: list[FoundNumber], reference: Reference | None) -> str | None:
+    """Why the answer's numbers look listed rather than stated, or None.
+
+    An analyst states the values of the result, perhaps with totals, shares and differences:
+    at most a few numbers per value of the reference result. An answer that holds far more
+    distinct numbers than that (or, with no reference, more than ``NUMBER_BUDGET``) or a long
+    arithmetic progression (1, 2, 3, ..., or 0%, 1%, 2%, ...: candidates, not results) would
+    "state" almost any value by chance, so none of its numbers is credited.
+    """
+    distinct = {(round(n.value, 9), n.percent) for n in numbers}
+    if reference is not None:
+        cells = len(reference.rows) * len(reference.columns)
+        budget = 20 + 3 * cells
+        source = f"the reference result holds {cells} values"
+    else:
+        budget = NUMBER_BUDGET
+        source = f"an answer needs at most about {NUMBER_BUDGET}"
+    if len(distinct) > budget:
+        return (
+            f"the answer lists {len(distinct)} different numbers ({source}); numbers listed "
+            "wholesale are not credited"
+        )
+    run = longest = 1
+    step = 0.0
+    for previous, number in itertools.pairwise(numbers):
+        gap = number.value - previous.value
+        if number.percent != previous.percent or not gap:
+            run = 1
+        elif run > 1 and math.isclose(gap, step, rel_tol=1e-6, abs_tol=1e-9):
+            run += 1
+        else:
+            run = 2
+        step = gap
+        longest = max(longest, run)
+    if longest >= LONG_RUN:
+        return (
+            f"the answer lists {longest} numbers in a row that count up or down in equal steps; "
+            "a list of candidates is not a result, so its numbers are not credited"
+        )
+    return None
+
+
 def number_matches(fact: Fact, number: FoundNumber, max_rounding: float = MAX_ROUNDING) -> bool:
-    """Whether ``number`` states one of the fact's values (sign-insensitive: "fell 5%")."""
+    """Whether ``number`` states one of the fact's values (sign-insensitive: "fell 5%").
+
+    A directional hedge bounds the value on one side: "over 1,500" states 1,500 to 1,600 (one
+    unit of the rounding its zeros imply, capped), so it matches 1,543 and "under 1,500" does
+    not. On the wrong side only the fact's own tolerance applies ("nearly $18.3M" may stand
+    for $18.34M, as "$18.3M" may; "under 29%" may not stand for 29.4%).
+    """
     for raw in fact.values:
         expected = abs(float(raw))
         candidates: list[tuple[float, float]] = []
@@ -249,12 +471,116 @@ def number_matches(fact: Fact, number: FoundNumber, max_rounding: float = MAX_RO
         elif not number.percent:
             candidates.append((abs(number.value), number.half_unit))
         for value, half_unit in candidates:
+            slack = 1e-9 * max(1.0, expected)
+            if number.direction:
+                ahead = max(fact.rel_tol * expected, min(2 * half_unit, max_rounding * expected))
+                back = fact.rel_tol * expected
+                beyond = (expected - value) * number.direction  # > 0 on the stated side
+                if -back - slack <= beyond <= ahead + slack:
+                    return True
+                continue
             allowed = max(fact.rel_tol * expected, min(half_unit, max_rounding * expected))
             if math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-9) or (
-                abs(value - expected) <= allowed + 1e-9 * max(1.0, expected)
+                abs(value - expected) <= allowed + slack
             ):
                 return True
     return False
+
+
+# --- zero in words ---------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"(?P<word>[A-Za-z]+(?:['\u2019][A-Za-z]+)*)|(?P<number>\d[\d,]*(?:\.\d+)?)"
+    r"|(?P<stop>[.;!?\n])|(?P<pause>[,:()\u2014])"
+)
+_ZERO_WORDS = frozenset({"zero", "none", "nothing", "nil"})
+_NOT_WORDS = frozenset({"not", "never", "without"})
+#: "no" starting an idiom is not a quantity: "no doubt", "no longer", "no more than 5"
+_NO_IDIOMS = frozenset(
+    {"doubt", "longer", "matter", "way", "question", "wonder", "surprise", "means", "less",
+     "more", "fewer", "sooner", "one", "exception", "problem", "issue", "issues"}
+)  # fmt: skip
+_LABEL_STOPWORDS = frozenset(
+    {"the", "their", "its", "his", "her", "of", "in", "on", "a", "an", "and", "or", "with",
+     "without", "to", "for", "by", "from", "that", "this", "these", "those", "all", "total",
+     "number", "average", "share", "related", "per", "each", "who", "which", "they", "them"}
+    | {month.lower() for month in _MONTHS}
+)  # fmt: skip
+_QUANTITY_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "payments": ("paid", "money", "dollars", "compensation", "funds"),
+    "prescriptions": ("prescribed", "fills", "scripts", "rx"),
+    "fills": ("filled", "prescriptions"),
+    "prescribers": ("providers", "doctors", "physicians"),
+}
+#: how many words away a zero word may be from the quantity it counts, looking ahead ("none of
+#: the payments") and back ("payments, they did not receive any")
+_ZERO_AFTER = 4
+_ZERO_BEFORE = 5
+
+
+def _quantity_words(label: str) -> set[str]:
+    """The words that name a fact's quantity: "their HUMIRA-related payments" -> payments."""
+    words: set[str] = set()
+    for raw in re.findall(r"[A-Za-z]+", label):
+        word = raw.lower()
+        if (raw.isupper() and len(raw) > 1) or len(word) < 3 or word in _LABEL_STOPWORDS:
+            continue  # product names and codes (HUMIRA, NPI) say what, not how many
+        singular = word[:-1] if word.endswith("s") else word
+        words |= {word, singular, singular + "s"}
+        words |= set(_QUANTITY_SYNONYMS.get(singular + "s", ()))
+    return words
+
+
+def _zero_statement(text: str, label: str) -> str | None:
+    """The words stating that the fact's quantity is zero, or None.
+
+    "no", "none", "zero", "nothing", "not ... any" state a zero only next to the quantity they
+    count, within a clause and with no number between: "received no HUMIRA-related payments",
+    "Payments: none", "did not receive any payments", "were paid nothing". Otherwise they are
+    about something else: "there is no doubt", "none of the data was missing; payments were
+    $5,000", "nothing unusual: payments totaled $5,000".
+    """
+    nouns = _quantity_words(label)
+    tokens = list(_TOKEN.finditer(text))
+    words = [t.group().lower().replace("\u2019", "'") if t["word"] else "" for t in tokens]
+    for i, token in enumerate(tokens):
+        word = words[i]
+        following = next((w for w in words[i + 1 : i + 2] if w), "")
+        if word in _ZERO_WORDS:
+            if word == "zero" and following == "in":
+                continue  # "zero in on"
+            backward = True
+        elif word == "no":
+            if following in _NO_IDIOMS:
+                continue
+            backward = False  # "payments: no" is not how a zero is written
+        elif word in {"any", "anything"} and any(
+            w in _NOT_WORDS or w.endswith("n't") for w in words[max(0, i - 4) : i]
+        ):
+            backward = True
+        else:
+            continue
+        # forward: the quantity follows in the same phrase ("no ... payments")
+        for j in range(i + 1, min(len(tokens), i + 1 + _ZERO_AFTER)):
+            if not tokens[j]["word"]:
+                break
+            if words[j] in nouns:
+                return text[token.start() : tokens[j].end()]
+        if not backward:
+            continue
+        # backward: the quantity comes first in the same clause ("payments: none")
+        seen = 0
+        for j in range(i - 1, -1, -1):
+            if tokens[j]["number"] or tokens[j]["stop"]:
+                break
+            if tokens[j]["pause"]:
+                continue
+            if words[j] in nouns:
+                return text[tokens[j].start() : token.end()]
+            seen += 1
+            if seen >= _ZERO_BEFORE:
+                break
+    return None
 
 
 # --- finding entities ------------------------------------------------------------------------
@@ -275,16 +601,34 @@ def _is_code(spelling: str) -> bool:
 
 
 def entity_matches(fact: Fact, text: str, normalized: str | None = None) -> str | None:
-    """The spelling of the fact found in ``text``, or None."""
+    """The spelling of the fact found in ``text``, or None.
+
+    An occurrence inside one of ``fact.others`` (a longer name of another entity of the same
+    kind) does not count: "Virginia" in "West Virginia", "Duke University" in "Duke University
+    School of Nursing".
+    """
     normalized = normalized if normalized is not None else normalize(text)
+    longer = [_spans(normalized, normalize(other)) for other in fact.others]
     for spelling in fact.values:
         spelling = str(spelling)
         if _is_code(spelling):
             if re.search(rf"(?<![A-Za-z]){re.escape(spelling)}(?![A-Za-z])", text):
                 return spelling
-        elif normalize(spelling) in normalized:
-            return spelling
+            continue
+        for start, end in _spans(normalized, normalize(spelling)):
+            if not any(s <= start and end <= e for spans in longer for s, e in spans):
+                return spelling
     return None
+
+
+def _spans(normalized: str, padded: str) -> list[tuple[int, int]]:
+    """Where a normalised (space-padded) phrase occurs in a normalised text, words only."""
+    spans: list[tuple[int, int]] = []
+    index = normalized.find(padded)
+    while index >= 0 and padded.strip():
+        spans.append((index + 1, index + len(padded) - 1))
+        index = normalized.find(padded, index + 1)
+    return spans
 
 
 # --- the verdict -----------------------------------------------------------------------------
@@ -365,24 +709,30 @@ def check_answer(
 
     ``csv`` is a path (``Path`` or a string naming an existing file) or CSV text. The answer
     passes when every required fact is stated and, if a CSV is given, it reproduces at least
-    90% of the reference rows (on ``csv_columns``, default all).
+    90% of the reference rows (on ``csv_columns``, default all). An answer that lists numbers
+    wholesale gets no number fact (see ``_listed_wholesale``; ``reference``, when given, sets
+    how many numbers are plausible).
     """
     facts = list(facts)
     if not facts:
         raise ValueError("check_answer needs at least one fact to check")
     numbers = find_numbers(answer)
     normalized = normalize(answer)
+    wholesale = _listed_wholesale(numbers, reference)
     results: list[FactResult] = []
     for fact in facts:
         if fact.kind == "entity":
             spelling = entity_matches(fact, answer, normalized)
             results.append(FactResult(fact, spelling is not None, spelling))
             continue
+        if wholesale is not None:
+            results.append(FactResult(fact, False, hint="the answer lists numbers wholesale"))
+            continue
         hit = next((n for n in numbers if number_matches(fact, n, max_rounding)), None)
         if hit is None and any(float(v) == 0 for v in fact.values):
-            zero = _ZERO_WORDS.search(answer)
+            zero = _zero_statement(answer, fact.label)
             if zero:
-                results.append(FactResult(fact, True, zero.group(0)))
+                results.append(FactResult(fact, True, zero))
                 continue
         if hit is not None:
             results.append(FactResult(fact, True, hit.text))
@@ -391,7 +741,8 @@ def check_answer(
 
     found = tuple(r for r in results if r.found)
     missing = tuple(r for r in results if not r.found)
-    reasons = [f"missing {r.describe()}" for r in missing if r.fact.required]
+    reasons = [wholesale] if wholesale is not None else []
+    reasons += [f"missing {r.describe()}" for r in missing if r.fact.required]
     reasons += [f"missing (optional) {r.describe()}" for r in missing if not r.fact.required]
     weights = [1.0 if r.fact.required else 0.5 for r in results]
     score = sum(w for w, r in zip(weights, results, strict=True) if r.found) / sum(weights)
@@ -455,7 +806,11 @@ def _read_csv(csv: str | os.PathLike[str]) -> list[list[str]]:
 
 
 def _cell_tokens(value: Any) -> tuple[set[str], list[FoundNumber]]:
-    """What a cell can match: normalised text forms and, if numeric, the number."""
+    """What a cell can match: normalised text forms and, if numeric, the number.
+
+    A number-typed value (int, float, Decimal) is a number; a text-typed one from the reference
+    (an NPI is VARCHAR) is read as a number only on the CSV side, where every cell is text.
+    """
     text = "" if value is None else str(value).strip()
     texts = {normalize(text).strip()}
     date_match = re.fullmatch(r"(\d{4})-(\d{2})(?:-(\d{2}))?(?:[ T]00:00:00(?:\.0+)?)?", text)
@@ -465,7 +820,7 @@ def _cell_tokens(value: Any) -> tuple[set[str], list[FoundNumber]]:
         if day is not None:
             texts.add(f"{year} {month} {day}")
     numbers: list[FoundNumber] = []
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         numbers.append(FoundNumber(text, float(value), False, 0.0))
     elif not date_match and re.fullmatch(r"[-$\d,.\s%]+", text) and re.search(r"\d", text):
         numbers = find_numbers(text)[:1]
@@ -473,8 +828,16 @@ def _cell_tokens(value: Any) -> tuple[set[str], list[FoundNumber]]:
 
 
 def _cells_match(expected: Any, cell: str) -> bool:
+    """Whether a CSV cell holds a reference value.
+
+    Only number-typed reference values get a numeric tolerance. A text-typed one (an NPI, an
+    id, a name, a month) must match as text: 1806542407 and 1808036572 are different
+    providers, however close as numbers.
+    """
     texts, numbers = _cell_tokens(expected)
     cell_texts, cell_numbers = _cell_tokens(cell)
+    if isinstance(expected, str):
+        return bool(texts & cell_texts)
     if numbers and cell_numbers:
         fact = number_fact("cell", numbers[0].value, rel_tol=1e-3)
         return number_matches(fact, cell_numbers[0])

@@ -6,7 +6,9 @@ function that turns the query's result into the facts a correct answer states (t
 and its count, a total, a month...). Answers are never hard-coded: the reference is computed
 from the database at check time, so the questions hold for any size and seed.
 
-Ties are honoured: when two prescribers share the top count, naming either is correct.
+Ties are honoured: when two prescribers share the top count, naming either is correct. An entity
+fact knows the names of the other entities of its kind (the reference column's other values and
+the domain's full list), so that "Virginia" is not found in "West Virginia".
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from loopwright.healthcare.check import (
     number_fact,
     quarter_spellings,
 )
-from loopwright.healthcare.data import SPECIALTIES, STATE_NAMES, connect_read_only
+from loopwright.healthcare.data import (
+    CONDITION_LABELS,
+    DRUGS,
+    SCHOOLS,
+    SPECIALTIES,
+    STATE_NAMES,
+    connect_read_only,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -105,12 +114,52 @@ _NATURE_EXTRA: dict[str, tuple[str, ...]] = {
     "Compensation for services other than consulting": (
         "speaker fees", "speaking fees", "speaker programs", "services other than consulting"),
     "Royalty or License": ("royalties", "royalty", "licenses", "royalty/license"),
-    "Consulting Fee": ("consulting fees", "consulting"),
+    # not a bare "consulting": it is also the last word of "services other than consulting"
+    "Consulting Fee": ("consulting fees", "consulting fee payments"),
     "Travel and Lodging": ("travel & lodging", "travel"),
     "Grant": ("grants",),
     "Honoraria": ("honorarium", "honoraria"),
     "Education": ("educational", "education"),
 }  # fmt: skip
+
+# Short names in common use. An alias must name one entity only: no "Janssen" (Janssen Biotech
+# and Janssen Pharmaceuticals both pay), no "Duke" or "Vanderbilt" (each also has a School of
+# Nursing), no "Texas" (two University of Texas schools).
+_MANUFACTURER_EXTRA: dict[str, tuple[str, ...]] = {
+    "GlaxoSmithKline": ("GSK", "Glaxo"),
+    "Eli Lilly": ("Lilly", "Eli Lilly and Company"),
+    "Gilead Sciences": ("Gilead",),
+    "Bristol-Myers Squibb": ("BMS", "Bristol Myers", "Bristol-Myers"),
+    "Boehringer Ingelheim": ("Boehringer",),
+    "Novo Nordisk": ("Novo",),
+    "Merck": ("Merck & Co", "MSD"),
+    "AstraZeneca": ("Astra Zeneca",),
+    "Dr. Reddy's": ("Dr Reddys", "Reddy's"),
+}
+_SCHOOL_EXTRA: dict[str, tuple[str, ...]] = {
+    "Johns Hopkins University": ("Johns Hopkins", "JHU"),
+    "University of California, San Francisco": ("UCSF", "UC San Francisco"),
+    "Harvard University": ("Harvard",),
+    "Stanford University": ("Stanford",),
+    "Yale University": ("Yale",),
+    "University of Pennsylvania": ("UPenn", "Penn Medicine"),
+    "Washington University in St. Louis": ("WashU", "WUSTL", "Washington University"),
+    "University of North Carolina": ("UNC",),
+    "University of Texas Southwestern": ("UT Southwestern", "UTSW"),
+    "University of Texas Health Science Center": ("UTHealth",),
+    "Mayo Clinic Alix School of Medicine": ("Mayo Clinic", "Mayo"),
+    "Ohio State University": ("Ohio State",),
+    "Baylor College of Medicine": ("Baylor",),
+    "Philadelphia College of Osteopathic Medicine": ("PCOM",),
+    "Loyola University Chicago": ("Loyola",),
+    "A.T. Still University": ("ATSU",),
+    "Saint Louis University": ("SLU", "St. Louis University"),
+}
+
+#: every value of each kind of entity, for telling a name from a longer one that contains it
+_MANUFACTURERS = tuple(sorted({drug.manufacturer for drug in DRUGS}))
+_SPECIALTY_NAMES = tuple(specialty.name for specialty in SPECIALTIES)
+_DRUG_NAMES = tuple(drug.name for drug in DRUGS)
 
 
 def specialty_spellings(name: str) -> tuple[str, ...]:
@@ -142,6 +191,16 @@ def nature_spellings(nature: str) -> tuple[str, ...]:
     return (nature, *_NATURE_EXTRA.get(nature, ()))
 
 
+def manufacturer_spellings(name: str) -> tuple[str, ...]:
+    """A manufacturer and its usual short names ("GSK", "Lilly", "BMS")."""
+    return (name, *_MANUFACTURER_EXTRA.get(name, ()))
+
+
+def school_spellings(name: str) -> tuple[str, ...]:
+    """A school and its usual short names ("Johns Hopkins", "UCSF")."""
+    return (name, *_SCHOOL_EXTRA.get(name, ()))
+
+
 # --- building facts from a reference result --------------------------------------------------
 
 
@@ -157,11 +216,15 @@ def _entity(
     entity_column: str,
     rows: Sequence[int],
     spell: Callable[[str], tuple[str, ...]] = lambda v: (v,),
+    known: Sequence[str] = (),
 ) -> Fact:
-    spellings: list[str] = []
-    for index in rows:
-        spellings += spell(str(reference.value(entity_column, index)))
-    return entity_fact(label, *spellings)
+    """The entity of ``rows`` (ties), knowing the other entities of its kind: the column's
+    other values and ``known`` (the domain's list, as the result may not hold them all)."""
+    chosen = list(dict.fromkeys(str(reference.value(entity_column, index)) for index in rows))
+    spellings = [spelling for value in chosen for spelling in spell(value)]
+    others = dict.fromkeys(str(v) for v in (*reference.column(entity_column), *known))
+    other_spellings = [s for value in others if value not in chosen for s in spell(value)]
+    return entity_fact(label, *spellings, others=other_spellings)
 
 
 def _number(
@@ -185,13 +248,17 @@ def top_facts(
     spell: Callable[[str], tuple[str, ...]] = lambda v: (v,),
     *,
     percent_column: str | None = None,
+    known: Sequence[str] = (),
 ) -> FactsFn:
-    """Facts of a ranked result: the top entity (any of those tied) and its value."""
+    """Facts of a ranked result: the top entity (any of those tied) and its value.
+
+    ``known`` lists every entity of the kind (all states, all schools), see ``_entity``.
+    """
 
     def facts(reference: Reference) -> list[Fact]:
         tied = _tied_top(reference, value_column)
         found = [
-            _entity(entity_label, reference, entity_column, tied, spell),
+            _entity(entity_label, reference, entity_column, tied, spell, known),
             _number(value_label, reference, value_column),
         ]
         if percent_column is not None:
@@ -261,7 +328,7 @@ def _condition_costs(ref: Reference) -> list[Fact]:
     tied = _tied_top(ref, "total_charges")
     return [
         _entity("condition with the highest charges", ref, "condition_label", tied,
-                condition_spellings),
+                condition_spellings, CONDITION_LABELS),
         _number("its total charges", ref, "total_charges"),
         _number("its average charge per claim", ref, "avg_charge"),
     ]  # fmt: skip
@@ -344,7 +411,7 @@ def _top_humira_prescriber(ref: Reference) -> list[Fact]:
     return [
         _entity("top HUMIRA prescriber NPI", ref, "npi_number", tied),
         _number("their HUMIRA prescriptions", ref, "humira_rx"),
-        _entity("their specialty", ref, "specialty", tied, specialty_spellings),
+        _entity("their specialty", ref, "specialty", tied, specialty_spellings, _SPECIALTY_NAMES),
         _entity("their last name", ref, "last_name", tied),
         _number("their HUMIRA-related payments", ref, "humira_payments", tied),
     ]
@@ -402,7 +469,7 @@ def _derm_humira_share(ref: Reference) -> list[Fact]:
 
 _HUMIRA_SPECIALTIES = top_facts(
     "top HUMIRA specialty", "specialty", "its HUMIRA prescriptions", "rx_count",
-    specialty_spellings, percent_column="pct",
+    specialty_spellings, percent_column="pct", known=_SPECIALTY_NAMES,
 )  # fmt: skip
 
 GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
@@ -452,6 +519,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
             "its total payments",
             "total_paid",
             specialty_spellings,
+            known=_SPECIALTY_NAMES,
         ),
         ("PROVIDER_PAYMENTS", "PROVIDERS_BIO"),
         ("join", "payments"),
@@ -534,6 +602,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
             "its ELIQUIS prescriptions",
             "rx_count",
             state_spellings,
+            known=tuple(STATE_NAMES),
         ),
         ("RX_CLAIMS",),
         ("top-n", "geography"),
@@ -548,7 +617,14 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         FROM RX_CLAIMS
         GROUP BY NDC_DRUG_NM
         ORDER BY total_paid DESC, NDC_DRUG_NM""",
-        top_facts("drug", "NDC_DRUG_NM", "its total paid amount", "total_paid", drug_spellings),
+        top_facts(
+            "drug",
+            "NDC_DRUG_NM",
+            "its total paid amount",
+            "total_paid",
+            drug_spellings,
+            known=_DRUG_NAMES,
+        ),
         ("RX_CLAIMS",),
         ("costs", "top-n"),
         ("NDC_DRUG_NM", "total_paid"),
@@ -561,7 +637,14 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         FROM PROVIDER_PAYMENTS
         GROUP BY manufacturer_name
         ORDER BY total_paid DESC, manufacturer_name""",
-        top_facts("manufacturer", "manufacturer_name", "its total payments", "total_paid"),
+        top_facts(
+            "manufacturer",
+            "manufacturer_name",
+            "its total payments",
+            "total_paid",
+            manufacturer_spellings,
+            known=_MANUFACTURERS,
+        ),
         ("PROVIDER_PAYMENTS",),
         ("payments", "top-n"),
         ("manufacturer_name", "total_paid"),
@@ -680,7 +763,14 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         FROM PROVIDERS_BIO
         GROUP BY state
         ORDER BY providers DESC, state""",
-        top_facts("state", "state", "its providers", "providers", state_spellings),
+        top_facts(
+            "state",
+            "state",
+            "its providers",
+            "providers",
+            state_spellings,
+            known=tuple(STATE_NAMES),
+        ),
         ("PROVIDERS_BIO",),
         ("geography",),
         ("state", "providers"),
@@ -699,6 +789,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
             "its average years in practice",
             "avg_years",
             specialty_spellings,
+            known=_SPECIALTY_NAMES,
         ),
         ("PROVIDERS_BIO",),
         ("providers",),
@@ -743,7 +834,14 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         WHERE SERVICE_STATE_CD = 'TX'
         GROUP BY condition_label
         ORDER BY claims DESC, condition_label""",
-        top_facts("condition", "condition_label", "its claims", "claims", condition_spellings),
+        top_facts(
+            "condition",
+            "condition_label",
+            "its claims",
+            "claims",
+            condition_spellings,
+            known=CONDITION_LABELS,
+        ),
         ("MED_CLAIMS",),
         ("geography", "top-n"),
         ("condition_label", "claims"),
@@ -869,7 +967,14 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         WHERE r.NDC_DRUG_NM = 'HUMIRA'
         GROUP BY b.education
         ORDER BY prescribers DESC, b.education""",
-        top_facts("school", "education", "its HUMIRA prescribers", "prescribers"),
+        top_facts(
+            "school",
+            "education",
+            "its HUMIRA prescribers",
+            "prescribers",
+            school_spellings,
+            known=SCHOOLS,
+        ),
         ("RX_CLAIMS", "PROVIDERS_BIO"),
         ("join", "providers"),
         ("education", "prescribers"),
@@ -883,7 +988,12 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         GROUP BY b.specialty
         ORDER BY avg_charge DESC, b.specialty""",
         top_facts(
-            "specialty", "specialty", "its average charge", "avg_charge", specialty_spellings
+            "specialty",
+            "specialty",
+            "its average charge",
+            "avg_charge",
+            specialty_spellings,
+            known=_SPECIALTY_NAMES,
         ),
         ("MED_CLAIMS", "PROVIDERS_BIO"),
         ("join", "costs"),
@@ -949,7 +1059,9 @@ __all__ = [
     "condition_spellings",
     "drug_spellings",
     "get_question",
+    "manufacturer_spellings",
     "nature_spellings",
+    "school_spellings",
     "specialty_spellings",
     "state_spellings",
     "top_facts",
