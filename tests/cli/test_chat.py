@@ -5,10 +5,16 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from loopwright.cli.chat import _read_line
+
 from .conftest import CliRunner
+from .test_run import raw_cli
 
 
 def session_id_of(stdout: str) -> str:
@@ -91,3 +97,30 @@ def test_ctrl_c_interrupts_the_turn_not_the_chat(
     shown = cli("sessions", "show", "chatty").stdout
     assert "first message" in shown
     assert "second message" in shown
+
+
+def test_chat_with_stdin_closed_ends_as_at_the_end_of_input(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = raw_cli(cli_env, "chat", close_stdin=True)
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "loopwright chat" in result.stdout  # the header, then the end
+    monkeypatch.setattr(sys, "stdin", None)
+    for quiet in (False, True):  # quiet: the JSON chat of `loopwright healthcare --json`
+        assert _read_line(False, quiet=quiet) is None
+
+
+def test_chat_lines_that_are_not_utf8_are_decoded_with_replacement(
+    cli_env: dict[str, str],
+) -> None:
+    result = raw_cli(cli_env, "chat", "--session", "lat1", input=b"caf\xe9 q\nnext\n")
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("not valid UTF-8") == 1  # one warning, for the one bad line
+    assert result.stdout.count("Done. I saved your task") == 2
+    shown = raw_cli(cli_env, "sessions", "show", "lat1").stdout
+    assert "caf\ufffd q" in shown
+    assert "next" in shown

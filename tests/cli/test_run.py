@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import loopwright
+from loopwright.cli.run import read_task
+from loopwright.cli.runtime import CliError, settings_limits
 
 from .conftest import CliRunner
 
@@ -18,6 +24,33 @@ TASK = "Write a haiku about feedback loops"
 
 def json_events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines()]
+
+
+def raw_cli(
+    env: dict[str, str],
+    *args: str | bytes,
+    input: bytes = b"",
+    close_stdin: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with raw bytes in and (when ``close_stdin``) no standard input at all,
+    as ``<&-`` in a shell leaves it; the output is decoded for the asserts."""
+    result = subprocess.run(
+        [sys.executable, "-m", "loopwright.cli.app", *args],
+        input=None if close_stdin else input,
+        capture_output=not close_stdin,
+        stdout=subprocess.PIPE if close_stdin else None,
+        stderr=subprocess.PIPE if close_stdin else None,
+        env=env,
+        timeout=60,
+        # fd 0 is closed in the child after the pipes are set up, before the CLI starts
+        preexec_fn=(lambda: os.close(0)) if close_stdin else None,
+    )
+    return subprocess.CompletedProcess(
+        result.args,
+        result.returncode,
+        result.stdout.decode("utf-8", "replace"),
+        result.stderr.decode("utf-8", "replace"),
+    )
 
 
 def test_run_json_prints_only_the_event_stream_and_writes_the_workspace(
@@ -179,3 +212,82 @@ def test_help_lists_the_commands(cli: CliRunner) -> None:
     assert result.returncode == 0
     for command in ("run", "chat", "sessions"):
         assert command in result.stdout
+
+
+def test_a_dash_with_stdin_closed_is_a_usage_error(cli_env: dict[str, str]) -> None:
+    result = raw_cli(cli_env, "run", "--session", "nostdin", "-", close_stdin=True)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "no standard input" in result.stderr
+    assert "nostdin" not in raw_cli(cli_env, "sessions", "list").stdout
+
+
+def test_an_approval_prompt_with_stdin_closed_is_denied(cli_env: dict[str, str]) -> None:
+    result = raw_cli(cli_env, "run", "--json", "--permission-mode", "ask", TASK, close_stdin=True)
+
+    assert "Traceback" not in result.stderr
+    assert "(no answer: denied)" in result.stderr
+    results = [e for e in json_events(result.stdout) if e["type"] == "tool_result"]
+    assert results
+    assert results[0]["is_error"]
+
+
+@pytest.mark.parametrize("stdin_errors", ["strict", "surrogateescape"])
+def test_a_task_that_is_not_utf8_is_decoded_with_replacement(
+    cli_env: dict[str, str], loopwright_home: Path, stdin_errors: str
+) -> None:
+    # Python reads stdin strictly or (in UTF-8 mode, a C locale) with surrogates: both
+    cli_env["PYTHONIOENCODING"] = f"utf-8:{stdin_errors}"
+    piped = raw_cli(cli_env, "run", "--session", "lat1", "-", input=b"caf\xe9 q\n")
+    argument = raw_cli(cli_env, "run", "--session", "arg1", b"bad \xff arg")
+
+    for result in (piped, argument):
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "not valid UTF-8" in result.stderr
+    assert "caf\ufffd q" in (loopwright_home / "workspaces" / "lat1" / "task.md").read_text()
+    assert "bad \ufffd arg" in (loopwright_home / "workspaces" / "arg1" / "task.md").read_text()
+    shown = raw_cli(cli_env, "sessions", "show", "lat1")
+    assert "caf\ufffd q" in shown.stdout
+
+
+def test_the_empty_task_error_gives_the_callers_example() -> None:
+    with pytest.raises(CliError) as default:
+        read_task("  ")
+    with pytest.raises(CliError) as own:
+        read_task("", example='loopwright healthcare "Top HUMIRA prescribers"')
+
+    assert 'e.g. loopwright run "summarise notes.md"' in default.value.message
+    assert 'e.g. loopwright healthcare "Top HUMIRA prescribers"' in own.value.message
+    assert "loopwright run" not in own.value.message
+    assert own.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOOPWRIGHT_TIMEOUT", "nan"),
+        ("LOOPWRIGHT_TIMEOUT", "-inf"),
+        ("LOOPWRIGHT_MAX_TURNS", "nan"),
+        ("LOOPWRIGHT_MAX_TURNS", "inf"),
+    ],
+)
+def test_a_limit_that_is_not_a_finite_number_is_rejected(
+    cli: CliRunner, cli_env: dict[str, str], name: str, value: str
+) -> None:
+    cli_env[name] = value
+    result = cli("run", TASK)
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{name}={value!r}" in result.stderr
+    assert "Done." not in result.stdout
+
+
+def test_an_infinite_timeout_means_no_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPWRIGHT_TIMEOUT", "inf")
+    assert settings_limits(None, None, None)[1] is None
+    monkeypatch.setenv("LOOPWRIGHT_TIMEOUT", "2.5")
+    assert settings_limits(None, None, None)[1] == 2.5
+    assert settings_limits(None, float("inf"), None)[1] is None  # --timeout inf

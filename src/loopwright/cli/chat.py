@@ -19,7 +19,14 @@ from rich.table import Table
 from rich.text import Text
 
 from loopwright.cli.render import EventPrinter, format_usage, make_console
-from loopwright.cli.run import close_agent, drive, resume_hint
+from loopwright.cli.run import (
+    close_agent,
+    drive,
+    replace_undecodable,
+    resume_hint,
+    tolerant_stdin,
+    warn_undecodable,
+)
 from loopwright.cli.runtime import CliError, Setup, setup
 from loopwright.events import Event
 from loopwright.sessions.session import new_session_id
@@ -69,15 +76,20 @@ def _line_editing() -> Iterator[None]:
 
 def _read_line(interactive: bool, quiet: bool = False) -> str | None:
     """The next line, or ``None`` at the end of input (``quiet``: no prompt or echo on
-    stdout, which then holds only JSON lines)."""
+    stdout, which then holds only JSON lines). A closed standard input is the end of input."""
+    if sys.stdin is None:
+        return None
     try:
         line = input("" if quiet else PROMPT)
     except EOFError:
         if not quiet:
             print()  # end the prompt's line
         return None
+    line, replaced = replace_undecodable(line)
     if not interactive and not quiet:
         print(line)  # echo piped input so the transcript reads like a conversation
+    if replaced:  # after the echo, so the warning gets a line of its own
+        warn_undecodable("that line")
     return line
 
 
@@ -99,7 +111,8 @@ def chat_ready(
     hint = hint or resume_hint
     agent = ready.agent
     console = make_console(sys.stderr if as_json else None)
-    interactive = sys.stdin.isatty()
+    stdin = tolerant_stdin()
+    interactive = stdin is not None and stdin.isatty()
     editing: contextlib.AbstractContextManager[None] = (
         _line_editing() if interactive else contextlib.nullcontext()
     )

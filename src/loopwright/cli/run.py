@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import re
 import shlex
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 from loopwright.agent import Agent
 from loopwright.cli.runtime import (
@@ -19,6 +22,50 @@ from loopwright.cli.runtime import (
 )
 from loopwright.events import ApprovalRequest, Done, Event
 from loopwright.sessions.session import Session
+
+#: The example in the empty-task error; other commands that take a task pass their own.
+RUN_EXAMPLE = 'loopwright run "summarise notes.md"'
+
+# Python hands over bytes that are not UTF-8 as lone surrogates (in command-line arguments
+# always, on standard input once :func:`tolerant_stdin` has set it up). They cannot be
+# encoded, so a session holding one fails to save; they are replaced before use.
+_UNDECODABLE = re.compile("[\ud800-\udfff]")
+
+
+def replace_undecodable(text: str) -> tuple[str, bool]:
+    """``text`` with each byte that was not valid UTF-8 replaced by U+FFFD, and whether
+    there were any."""
+    cleaned, count = _UNDECODABLE.subn("\ufffd", text)
+    return cleaned, count > 0
+
+
+def warn_undecodable(what: str) -> None:
+    """Say on stderr that ``what`` (``the task``...) had bytes replaced."""
+    print(
+        f"warning: {what} is not valid UTF-8; its undecodable bytes were replaced with U+FFFD",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def user_text(text: str, what: str) -> str:
+    """``text`` with the bytes that were not UTF-8 replaced, warning about ``what`` if any."""
+    cleaned, replaced = replace_undecodable(text)
+    if replaced:
+        warn_undecodable(what)
+    return cleaned
+
+
+def tolerant_stdin() -> TextIO | None:
+    """Standard input set to pass bytes that are not UTF-8 on as surrogates (for
+    :func:`user_text` to replace) rather than fail with a ``UnicodeDecodeError`` mid-read;
+    ``None`` when the process has no standard input (started with it closed)."""
+    stdin = sys.stdin
+    if isinstance(stdin, io.TextIOWrapper) and stdin.errors == "strict":
+        # only the error handler changes, which TextIOWrapper allows even after reading
+        with contextlib.suppress(ValueError, OSError):
+            stdin.reconfigure(errors="surrogateescape")
+    return stdin
 
 
 def _clip(key: str, value: str, limit: int = 60) -> str:
@@ -39,13 +86,14 @@ def ask_at_prompt(request: ApprovalRequest) -> tuple[bool, str]:
     detail = ", ".join(f"{k}={_clip(k, str(v))!r}" for k, v in request.input.items())
     why = f" ({request.reason})" if request.reason else ""
     print(f"approve {request.name}({detail}){why}? [y/N] ", end="", file=sys.stderr, flush=True)
-    line = sys.stdin.readline()
+    stdin = tolerant_stdin()
+    line = stdin.readline() if stdin is not None else ""  # no stdin: no one can answer
     if not line:
         print("(no answer: denied)", file=sys.stderr, flush=True)
         return False, "no one answered the approval prompt"
-    if not sys.stdin.isatty():
+    if stdin is not None and not stdin.isatty():
         print(line.rstrip("\n"), file=sys.stderr, flush=True)
-    answer = line.strip()
+    answer = user_text(line, "the answer").strip()  # a reason goes into the session
     if answer.lower() in ("y", "yes"):
         return True, ""
     reason = answer[1:].strip() if answer[:1].lower() == "n" else answer
@@ -91,15 +139,28 @@ def resume_hint(session_id: str) -> str:
     )
 
 
-def read_task(task: str) -> str:
-    """The task text; ``-`` reads it from standard input."""
+def read_task(task: str, example: str = RUN_EXAMPLE) -> str:
+    """The task text; ``-`` reads it from standard input. Bytes that are not UTF-8 become
+    U+FFFD (with a warning); ``example`` is the command shown when the task is empty."""
+    what = "the task"
     if task == "-":
-        task = sys.stdin.read()
+        stdin = tolerant_stdin()
+        if stdin is None:
+            raise CliError(
+                "there is no standard input to read the task from ('-' was given but stdin is "
+                f"closed); pipe the task in or give it as an argument, e.g. {example}",
+                EXIT_USAGE,
+            )
+        try:
+            task = stdin.read()
+        except (OSError, UnicodeDecodeError) as exc:  # an I/O error, or a stdin not reconfigured
+            raise CliError(
+                f"cannot read the task from standard input ({exc})", EXIT_USAGE
+            ) from None
+        what = "the task read from standard input"
+    task = user_text(task, what)
     if not task.strip():
-        raise CliError(
-            'the task is empty; give it as an argument, e.g. loopwright run "summarise notes.md"',
-            EXIT_USAGE,
-        )
+        raise CliError(f"the task is empty; give it as an argument, e.g. {example}", EXIT_USAGE)
     return task
 
 

@@ -5,6 +5,7 @@ Imported only by command functions (it loads the agent), never at CLI start-up.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import sys
 from dataclasses import dataclass
@@ -237,8 +238,14 @@ def _env_number(name: str, kind: type[int] | type[float]) -> float | None:
             "environment or loopwright.toml",
             EXIT_USAGE,
         ) from None
+    # float() also takes "nan", which compares false with everything: it would slip past
+    # the check for negatives and then end every run at once
+    if math.isnan(value):
+        raise CliError(
+            f"{name}={raw!r} is not a number; give a number, or 0 for no limit", EXIT_USAGE
+        )
     if value < 0:
-        raise CliError(f"{name} must not be negative (0 means no limit)", EXIT_USAGE)
+        raise CliError(f"{name}={raw!r} must not be negative (0 means no limit)", EXIT_USAGE)
     return value
 
 
@@ -255,6 +262,8 @@ def settings_limits(
     if timeout is None:
         seconds = _env_number("LOOPWRIGHT_TIMEOUT", float)
         timeout = seconds or None
+    if timeout is not None and math.isinf(timeout):
+        timeout = None  # an endless time limit is no limit, which the agent takes as None
     if permission_mode is None:
         permission_mode = os.environ.get("LOOPWRIGHT_PERMISSION_MODE", "").strip() or "auto"
     return max_turns, timeout, permission_mode
