@@ -7,8 +7,11 @@ import datetime as dt
 import json
 import os
 import re
+import resource
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +210,19 @@ def test_database_arguments_are_checked_with_clear_errors(tmp_path: Path) -> Non
     assert database_url("postgresql://u@h/db") == "postgresql://u@h/db"
 
 
+@pytest.mark.parametrize("name", ["q?1.duckdb", "pct%41.duckdb", "a b#c.duckdb"])
+def test_a_database_path_with_url_characters_opens_that_file(tmp_path: Path, name: str) -> None:
+    """The path went into a duckdb:// URL unquoted: "?" started settings and "%41" was read
+    as "A", so another file, or none, was opened."""
+    from loopwright.sql import DuckDBBackend, connect
+
+    path = tmp_path / name
+    (tmp_path / "pctA.duckdb").touch()  # the file "%41" used to be read as
+    backend = connect(database_url(path))
+    assert isinstance(backend, DuckDBBackend)
+    assert backend.database == str(path.resolve())
+
+
 def test_on_postgresql_the_prompt_comes_from_the_backends_schema(
     postgres_server: PostgresServer,  # noqa: F811
 ) -> None:
@@ -243,9 +259,19 @@ def _cli_env(home: Path) -> dict[str, str]:
 
 
 def _cli(
-    args: list[str], home: Path, *, input: str = "", timeout: float = 120
+    args: list[str],
+    home: Path,
+    *,
+    input: str = "",
+    timeout: float = 120,
+    file_size_limit: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = _cli_env(home)
+
+    def limit_file_size() -> None:  # a disk that fills up, for the child only
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
     return subprocess.run(
         [sys.executable, "-m", "loopwright.cli.app", "healthcare", *args],
         input=input,
@@ -254,6 +280,7 @@ def _cli(
         encoding="utf-8",
         env=env,
         timeout=timeout,
+        preexec_fn=limit_file_size,
     )
 
 
@@ -327,6 +354,78 @@ def test_cli_bad_database_is_one_clear_line(tmp_path: Path, loopwright_home: Pat
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: Unknown database URL")
     assert "Traceback" not in result.stderr
+
+
+def test_cli_rows_beyond_the_generators_range_are_refused(loopwright_home: Path) -> None:
+    """A huge --rows overflowed DuckDB's INT64 with a traceback, or filled the disk."""
+    for rows in ("99999999999999999999999", "100000001"):
+        result = _cli(["--rows", rows, "-m", "scripted", "hi"], loopwright_home)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "100000000" in result.stderr
+    assert not (loopwright_home / "data").exists()
+
+
+def test_cli_a_build_that_fails_is_one_clear_line_and_leaves_nothing(
+    tmp_path: Path, loopwright_home: Path
+) -> None:
+    """A full disk (here: a file size limit) made DuckDB raise through the CLI's handlers."""
+    script = _script(tmp_path, "Done.")
+    result = _cli(
+        ["--rows", "50000", "-m", f"scripted:{script}", "hi"],
+        loopwright_home,
+        file_size_limit=1 << 20,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: cannot build the claims database: DuckDB could not build" in result.stderr
+    assert "free disk space" in result.stderr
+    data = loopwright_home / "data" / "healthcare"
+    assert [p.name for p in data.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_cli_ctrl_c_during_the_build_exits_130_and_leaves_nothing(
+    tmp_path: Path, loopwright_home: Path
+) -> None:
+    script = _script(tmp_path, "Done.")
+    command = ["healthcare", "--rows", "20000000", "-m", f"scripted:{script}", "hi"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loopwright.cli.app", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_cli_env(loopwright_home),
+    )
+    data = loopwright_home / "data" / "healthcare"
+    deadline = time.monotonic() + 60
+    while not list(data.glob(".claims-*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the build (20M rows take ~40 s)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted; the claims database was not built" in stderr
+    assert [p.name for p in data.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_builds_abandoned_by_a_killed_process_are_removed(tmp_path: Path) -> None:
+    """SIGTERM, SIGKILL or a closed terminal skip the build's own clean-up; the next build
+    of that file removes what a dead process left (never a live build's files)."""
+    from loopwright.healthcare.data import ensure_database
+
+    target = tmp_path / "claims.duckdb"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    abandoned = [tmp_path / f".claims.duckdb.{dead.stdout.strip()}.ab12cd34.tmp"]
+    abandoned.append(abandoned[0].with_name(abandoned[0].name + ".wal"))
+    live = tmp_path / f".claims.duckdb.{os.getpid()}.ef56ab78.tmp"
+    for path in (*abandoned, live):
+        path.write_bytes(b"x" * 100)
+    ensure_database(rx_claims=1000, path=target)
+    assert target.is_file()
+    assert [p.exists() for p in abandoned] == [False, False]
+    assert live.exists()
 
 
 def test_serve_puts_the_healthcare_agent_behind_the_http_api(

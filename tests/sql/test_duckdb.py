@@ -319,6 +319,22 @@ async def test_the_connection_itself_is_read_only(
     assert os.listdir(workspace) == []
 
 
+@pytest.mark.parametrize("settings", ["access_mode=read_write", "ACCESS_MODE=automatic"])
+def test_access_mode_cannot_be_set(claims_db: Path, settings: str) -> None:
+    """A config's access_mode used to override read_only=True: the connection could write."""
+    with pytest.raises(ValueError, match="opens databases read-only"):
+        connect(f"duckdb://{claims_db}?{settings}")
+
+
+async def test_settings_in_the_url_cannot_undo_the_locks(claims_db: Path, workspace: Path) -> None:
+    backend = Unchecked(claims_db, config={"enable_external_access": True})
+    try:
+        with pytest.raises(SQLError, match="disabled by configuration"):
+            await backend.query("SELECT * FROM read_csv('/etc/passwd')", str(workspace / "y"))
+    finally:
+        await backend.aclose()
+
+
 @pytest.mark.parametrize(
     "name",
     ["../escape", "a/b", "/tmp/abs", ".hidden", "x.csv", "-rf", "a b", "", "x" * 101, "a\\b"],

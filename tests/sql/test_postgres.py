@@ -377,3 +377,23 @@ async def test_an_unreachable_server_is_a_clear_error(workspace: Path) -> None:
         await tool.aclose()
     assert result["is_error"] is True
     assert "Could not connect to PostgreSQL at 127.0.0.1:1/none" in str(result["content"])
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:s3cretpw@[bad/db", "postgresql://u:s3cretpw@host:notaport/db"]
+)
+async def test_a_malformed_url_is_a_clear_error_that_keeps_the_password_out(
+    workspace: Path, url: str
+) -> None:
+    """psycopg's parse error quotes the whole URL; it was raised outside any handler, so the
+    tool died with a traceback that printed the password."""
+    tool = SQLTool(workspace, backend=url)
+    try:
+        assert "s3cretpw" not in repr(tool.backend)
+        result = await run(tool, "SELECT 1")
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is True
+    content = str(result["content"])
+    assert "s3cretpw" not in content
+    assert "not valid" in content or "Could not connect" in content

@@ -20,7 +20,6 @@ import typer
 from loopwright.cli.options import (
     DatabaseOption,
     JsonOption,
-    MaxTurnsOption,
     SessionOption,
     TimeoutOption,
 )
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ROWS = 200_000
 MIN_ROWS = 1_000
+MAX_ROWS = 100_000_000  # healthcare.data.MAX_RX_CLAIMS (not imported: --help stays fast)
 
 
 def register(app: typer.Typer) -> None:
@@ -68,6 +68,7 @@ def healthcare_command(
         typer.Option(
             "--rows",
             min=MIN_ROWS,
+            max=MAX_ROWS,
             metavar="N",
             help="Pharmacy claims in the generated database (built on first use).",
         ),
@@ -75,7 +76,18 @@ def healthcare_command(
     database: DatabaseOption = None,
     session: SessionOption = None,
     json_lines: JsonOption = False,
-    max_turns: MaxTurnsOption = None,
+    max_turns: Annotated[
+        int | None,
+        typer.Option(
+            "--max-turns",
+            min=1,
+            metavar="N",
+            help=(
+                "Stop after this many model calls [default: LOOPWRIGHT_MAX_TURNS, else 50; "
+                "6 for the embedded models]."
+            ),
+        ),
+    ] = None,
     timeout: TimeoutOption = None,
 ) -> None:
     """Ask the healthcare research agent about claims data (synthetic by default).
@@ -115,7 +127,8 @@ def healthcare(
     from loopwright.cli.run import read_task
     from loopwright.cli.runtime import announce_model, choose_model, open_store
 
-    prompt = read_task(question) if question is not None else None
+    example = 'loopwright healthcare "Find the top 10 prescribers of HUMIRA in California"'
+    prompt = read_task(question, example=example) if question is not None else None
     options = limit_options(max_turns, timeout)
     choice = embedded_choice(choose_model(model))
     store = open_store()
@@ -165,7 +178,7 @@ def build_agent(
 ) -> Agent:
     """The healthcare agent, building the claims database first when none is given (with a
     progress bar on stderr); user errors become a :class:`CliError`."""
-    from loopwright.cli.runtime import EXIT_USAGE, CliError
+    from loopwright.cli.runtime import EXIT_INTERRUPTED, EXIT_USAGE, CliError
     from loopwright.healthcare.agent import healthcare_agent
     from loopwright.models.base import ModelError
     from loopwright.sql import SQLError
@@ -173,12 +186,20 @@ def build_agent(
     source: str | os.PathLike[str]
     try:
         if database is None:
-            from loopwright.healthcare.data import ensure_database
+            from loopwright.healthcare.data import DatabaseBuildError, ensure_database
 
-            with _ProgressBar(
-                f"Building the synthetic claims database ({rows:,} rx claims)"
-            ) as bar:
-                source = ensure_database(rx_claims=rows, progress=bar.update)
+            try:
+                with _ProgressBar(
+                    f"Building the synthetic claims database ({rows:,} rx claims)"
+                ) as bar:
+                    source = ensure_database(rx_claims=rows, progress=bar.update)
+            except KeyboardInterrupt:
+                raise CliError(
+                    "interrupted; the claims database was not built (nothing was kept)",
+                    EXIT_INTERRUPTED,
+                ) from None
+            except DatabaseBuildError as exc:
+                raise CliError(f"cannot build the claims database: {exc}") from None
         else:
             source = database
         return healthcare_agent(model, database=source, store=store, **options)
@@ -188,6 +209,13 @@ def build_agent(
         raise CliError(str(exc), EXIT_USAGE) from None
     except (SQLError, OSError) as exc:
         raise CliError(f"cannot use the database: {exc}") from None
+    except Exception as exc:
+        import duckdb
+
+        if not isinstance(exc, duckdb.Error):
+            raise
+        hint = "" if database is not None else "; delete that file to have it built again"
+        raise CliError(f"cannot use the database: {str(exc).strip()}{hint}") from None
 
 
 def session_setup(agent: Agent, store: SessionStore, session_id: str | None) -> Setup:

@@ -24,6 +24,7 @@ import os
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from loopwright.agent import Agent, ToolSpec
 from loopwright.healthcare.data import DEFAULT_RX_CLAIMS, ProgressCallback, ensure_database
@@ -63,7 +64,8 @@ def database_url(database: str | os.PathLike[str]) -> str:
         return raw
     path = Path(raw).expanduser()
     if path.is_file() or raw.lower().endswith(_DUCKDB_SUFFIXES):
-        return f"duckdb://{path.resolve()}"
+        # quoted: the URL's "?" starts settings and "%41" is an escape; a path may hold both
+        return f"duckdb://{quote(str(path.resolve()))}"
     raise ValueError(
         f"{raw!r} is neither a database URL nor a DuckDB file; give a URL such as "
         "postgresql://user@host/db or bigquery://project/dataset, or the path of a .duckdb file."

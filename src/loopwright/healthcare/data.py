@@ -53,6 +53,15 @@ GENERATOR_VERSION = 1
 DEFAULT_SEED = 42
 DEFAULT_RX_CLAIMS = 200_000
 MIN_RX_CLAIMS = 1_000
+#: The largest database generated: 10M rx claims take ~20 s and 580 MiB here, so this is
+#: ~4 minutes and ~6 GiB; beyond it a typo (an extra zero or three) fills the disk.
+MAX_RX_CLAIMS = 100_000_000
+
+
+class DatabaseBuildError(RuntimeError):
+    """DuckDB could not build the claims database (a full disk, say); nothing is left behind."""
+
+
 START_DATE = date(2023, 1, 1)
 END_DATE = date(2024, 12, 31)
 
@@ -1201,6 +1210,18 @@ def build_database(
         finally:
             con.close()
         os.replace(temp, target)
+    except duckdb.InterruptException:  # Ctrl-C reached DuckDB first: it is still Ctrl-C
+        raise KeyboardInterrupt from None
+    except RuntimeError as exc:  # DuckDB's Python layer says "Query interrupted" this way
+        if str(exc).strip() == "Query interrupted":
+            raise KeyboardInterrupt from None
+        raise
+    except duckdb.Error as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseBuildError(
+            f"DuckDB could not build {target} ({detail}); check the free disk space and that "
+            "the data directory (LOOPWRIGHT_HOME) is writable."
+        ) from exc
     finally:
         for leftover in (temp, temp.with_name(temp.name + ".wal")):
             leftover.unlink(missing_ok=True)
@@ -1228,9 +1249,30 @@ def ensure_database(
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(target):
+        _remove_abandoned_builds(target)
         if not target.exists():  # a concurrent caller may have built it while we waited
             build_database(target, rx_claims=rx_claims, seed=seed, progress=progress)
     return target
+
+
+def _remove_abandoned_builds(target: Path) -> None:
+    """Delete the temporary files of builds of ``target`` whose process is gone (killed by
+    SIGTERM, SIGKILL or a closed terminal, which skip the build's own clean-up). Called
+    with the build lock held, so no live build of this file is running."""
+    for leftover in target.parent.glob(f".{target.name}.*.tmp*"):
+        pid = leftover.name.removeprefix(f".{target.name}.").split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, but belongs to someone else
+        return True
+    return True
 
 
 def connect_read_only(path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
@@ -1271,6 +1313,11 @@ def _check_size(rx_claims: int) -> None:
             f"rx_claims must be a whole number of at least {MIN_RX_CLAIMS:,}, got {rx_claims!r}; "
             f"pass a larger size (the default is {DEFAULT_RX_CLAIMS:,})."
         )
+    if rx_claims > MAX_RX_CLAIMS:
+        raise ValueError(
+            f"rx_claims {rx_claims:,} is more than the generator makes ({MAX_RX_CLAIMS:,}, "
+            f"about 6 GiB); pass a smaller size (the default is {DEFAULT_RX_CLAIMS:,})."
+        )
 
 
 @contextlib.contextmanager
@@ -1301,8 +1348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="the .duckdb file (default: in the loopwright data dir)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the file exists")
     args = parser.parse_args(argv)
-    if args.rows < MIN_RX_CLAIMS:
-        parser.error(f"--rows must be at least {MIN_RX_CLAIMS:,}")
+    if not MIN_RX_CLAIMS <= args.rows <= MAX_RX_CLAIMS:
+        parser.error(f"--rows must be from {MIN_RX_CLAIMS:,} to {MAX_RX_CLAIMS:,}")
 
     def show(fraction: float, message: str) -> None:
         print(f"\r{fraction:6.1%}  {message:<60}", end="", file=sys.stderr, flush=True)

@@ -95,6 +95,12 @@ class DuckDBBackend(SQLBackend):
         self.in_memory = raw in ("", ":memory:")
         self.database = ":memory:" if self.in_memory else os.path.abspath(os.path.expanduser(raw))
         self.config = dict(config or {})
+        for key in self.config:  # it would override read_only=True: the file could be written
+            if key.lower() == "access_mode":
+                raise ValueError(
+                    f"DuckDB setting {key!r} cannot be given: the SQL tool opens databases "
+                    "read-only, whatever the settings say."
+                )
         self.batch_rows = batch_rows
         self._lock = threading.Lock()
         self._connection: duckdb.DuckDBPyConnection | None = None

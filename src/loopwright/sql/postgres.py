@@ -104,7 +104,13 @@ class PostgresBackend(SQLBackend):
                 raise SQLError("This PostgreSQL backend is closed; create a new one.")
             if self._idle:
                 return self._idle.pop()
-        params: dict[str, Any] = dict(conninfo_to_dict(self.dsn))
+        try:
+            params: dict[str, Any] = dict(conninfo_to_dict(self.dsn))
+        except psycopg.Error as exc:  # its message quotes the DSN, password and all
+            raise SQLError(
+                f"The PostgreSQL URL is not valid ({_redacted(str(exc), self.dsn)}); write it as "
+                "postgresql://USER:PASSWORD@HOST:PORT/DATABASE."
+            ) from None
         options = str(params.get("options") or "")
         params["options"] = f"{options} -c default_transaction_read_only=on".strip()
         params.setdefault("application_name", "loopwright")
@@ -412,8 +418,20 @@ def _where(dsn: str) -> str:
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.Error:
-        return urlsplit(dsn).hostname or "the configured server"
+        try:
+            return urlsplit(dsn).hostname or "the configured server"
+        except ValueError:  # not even a URL's shape ("[bad" is an unclosed IPv6 address)
+            return "the configured server"
     host = params.get("host") or "localhost"
     port = params.get("port") or "5432"
     database = params.get("dbname") or params.get("user") or ""
     return f"{host}:{port}/{database}"
+
+
+def _redacted(message: str, dsn: str) -> str:
+    """``message`` with the DSN's password (if any) starred out."""
+    found = re.search(r"://[^/@:]*:([^@/]*)@", dsn) or re.search(r"password=(\S+)", dsn)
+    message = message.strip().splitlines()[0] if message.strip() else "unreadable"
+    if found and found.group(1):
+        message = message.replace(found.group(1), "***")
+    return message

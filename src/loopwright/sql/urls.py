@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -107,9 +108,14 @@ def _require(module: str, package: str) -> None:
 
 
 def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    """The URL (or key=value DSN) without its password, for messages."""
+    url = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL's shape: star what sits between "user:" and "@"
+        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", url)
+    if password:
+        netloc = parts.netloc.replace(f":{password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
