@@ -409,6 +409,17 @@ def test_cli_ctrl_c_during_the_build_exits_130_and_leaves_nothing(
     assert [p.name for p in data.iterdir() if not p.name.endswith(".lock")] == []
 
 
+def test_cli_a_bad_session_id_is_refused_before_the_database_is_built(
+    loopwright_home: Path,
+) -> None:
+    result = _cli(
+        ["--rows", "1500", "--session", "../evil", "-m", "scripted", "hi"], loopwright_home
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: invalid session id")
+    assert not (loopwright_home / "data" / "healthcare" / "claims-1500-42.duckdb").exists()
+
+
 def test_builds_abandoned_by_a_killed_process_are_removed(tmp_path: Path) -> None:
     """SIGTERM, SIGKILL or a closed terminal skip the build's own clean-up; the next build
     of that file removes what a dead process left (never a live build's files)."""

@@ -20,7 +20,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from polars.testing import assert_frame_equal
 
-from loopwright.sql import BigQueryBackend, QueryRefused, connect
+from loopwright.sql import BigQueryBackend, QueryRefused, SQLError, connect
 from loopwright.sql.bigquery import query_parameters
 from loopwright.tools.sql import SQLTool
 
@@ -396,3 +396,20 @@ def test_urls_configure_the_backend() -> None:
         connect("bigquery://p/d?max_bytes=5")
     with pytest.raises(ValueError, match="whole number of bytes"):
         connect("bigquery://p/d?maximum_bytes_billed=1GB")
+
+
+async def test_a_missing_key_file_is_named_not_taken_for_no_credentials(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GOOGLE_APPLICATION_CREDENTIALS naming a missing file was reported as 'No Google Cloud
+    credentials were found ... set GOOGLE_APPLICATION_CREDENTIALS', which it was."""
+    missing = tmp_path / "key.json"
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(missing))
+    backend = BigQueryBackend("test-project", "claims")
+    try:
+        with pytest.raises(SQLError) as failed:
+            await backend.query("SELECT 1", str(workspace / "x.csv"))
+    finally:
+        await backend.aclose()
+    assert str(failed.value).startswith("The Google Cloud credentials could not be loaded")
+    assert str(missing) in str(failed.value)

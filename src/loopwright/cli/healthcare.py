@@ -131,6 +131,14 @@ def healthcare(
     prompt = read_task(question, example=example) if question is not None else None
     options = limit_options(max_turns, timeout)
     choice = embedded_choice(choose_model(model))
+    if session_id is not None:  # before a database build that may take minutes
+        from loopwright.cli.runtime import EXIT_USAGE, CliError
+        from loopwright.sessions.session import validate_session_id
+
+        try:
+            validate_session_id(session_id)
+        except ValueError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
     store = open_store()
     agent = build_agent(choice.spec, store=store, rows=rows, database=database, **options)
     ready = session_setup(agent, store, session_id)

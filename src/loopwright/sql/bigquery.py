@@ -47,6 +47,16 @@ warnings.filterwarnings(
     "ignore", "Unable to determine Arrow type", UserWarning, r"google\.cloud\.bigquery\."
 )
 
+
+def _credentials_help(exc: Exception) -> str:
+    """How to give credentials, after what google-auth said (a key file that is missing is
+    not the same as none at all)."""
+    said = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if "was not found" in said or "File " in said:
+        return f"The Google Cloud credentials could not be loaded: {said}"
+    return _CREDENTIALS_HELP
+
+
 #: Labels every job carries, so its cost can be traced back to the tool.
 DEFAULT_LABELS = {"loopwright": "sql-tool"}
 _CREDENTIALS_HELP = (
@@ -128,7 +138,7 @@ class BigQueryBackend(SQLBackend):
                 client_options=options,
             )
         except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise SQLError(_CREDENTIALS_HELP) from exc
+            raise SQLError(_credentials_help(exc)) from exc
 
     def job_config(
         self,
@@ -271,7 +281,7 @@ class BigQueryBackend(SQLBackend):
         import google.auth.exceptions
 
         if isinstance(exc, google.auth.exceptions.DefaultCredentialsError):
-            return SQLError(_CREDENTIALS_HELP)
+            return SQLError(_credentials_help(exc))
         return SQLError(f"BigQuery: {str(exc).strip()}")
 
     async def schema(self) -> dict[str, list[tuple[str, str]]]:
