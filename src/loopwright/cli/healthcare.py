@@ -125,20 +125,19 @@ def healthcare(
 ) -> int:
     """Answer ``question`` (or chat when it is ``None``); return the exit status."""
     from loopwright.cli.run import read_task
-    from loopwright.cli.runtime import announce_model, choose_model, open_store
+    from loopwright.cli.runtime import (
+        announce_model,
+        checked_session_id,
+        choose_model,
+        open_store,
+    )
 
     example = 'loopwright healthcare "Find the top 10 prescribers of HUMIRA in California"'
     prompt = read_task(question, example=example) if question is not None else None
     options = limit_options(max_turns, timeout)
     choice = embedded_choice(choose_model(model))
     if session_id is not None:  # before a database build that may take minutes
-        from loopwright.cli.runtime import EXIT_USAGE, CliError
-        from loopwright.sessions.session import validate_session_id
-
-        try:
-            validate_session_id(session_id)
-        except ValueError as exc:
-            raise CliError(str(exc), EXIT_USAGE) from None
+        checked_session_id(session_id)
     store = open_store()
     agent = build_agent(choice.spec, store=store, rows=rows, database=database, **options)
     ready = session_setup(agent, store, session_id)
@@ -186,6 +185,8 @@ def build_agent(
 ) -> Agent:
     """The healthcare agent, building the claims database first when none is given (with a
     progress bar on stderr); user errors become a :class:`CliError`."""
+    import duckdb
+
     from loopwright.cli.runtime import EXIT_INTERRUPTED, EXIT_USAGE, CliError
     from loopwright.healthcare.agent import healthcare_agent
     from loopwright.models.base import ModelError
@@ -217,11 +218,7 @@ def build_agent(
         raise CliError(str(exc), EXIT_USAGE) from None
     except (SQLError, OSError) as exc:
         raise CliError(f"cannot use the database: {exc}") from None
-    except Exception as exc:
-        import duckdb
-
-        if not isinstance(exc, duckdb.Error):
-            raise
+    except duckdb.Error as exc:
         hint = "" if database is not None else "; delete that file to have it built again"
         raise CliError(f"cannot use the database: {str(exc).strip()}{hint}") from None
 

@@ -308,12 +308,21 @@ def cli_agent(
     return choice, store, agent
 
 
+def checked_session_id(session_id: str) -> str:
+    """``session_id`` if it is a valid id, else a usage error (callers with slow set-up, such
+    as a database build, check it first)."""
+    try:
+        return validate_session_id(session_id)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
 def session_setup(agent: Agent, store: SessionStore, session_id: str | None) -> Setup:
     """The session to continue, or the id of the one to create, for ``agent``."""
     if session_id is None:
         return Setup(agent, new_session_id(), None)
+    checked_session_id(session_id)
     try:
-        validate_session_id(session_id)
         existing = Session.resume(session_id, store=store) if store.exists(session_id) else None
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None

@@ -1227,22 +1227,21 @@ def _written_beside(path: str, write: Callable[[Any], object]) -> str:
 def _keep(path: str) -> str | None:
     """A copy of the entry at ``path`` to put back: a second hard link to a file, or a link
     to the same target (``None``: nothing there, or nothing that can be kept)."""
+    from loopwright.sql.files import second_link
+
     try:
-        mode = os.lstat(path).st_mode
+        if not stat.S_ISLNK(os.lstat(path).st_mode):
+            return second_link(path, "kept")
     except FileNotFoundError:
         return None
     while True:
-        kept = os.path.join(os.path.dirname(path), f".cohort-{secrets.token_hex(6)}.kept")
+        directory, base = os.path.split(path)
+        kept = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.kept")  # as files
         try:
-            if stat.S_ISLNK(mode):
-                os.symlink(os.readlink(path), kept)
-            elif stat.S_ISREG(mode):
-                os.link(path, kept, follow_symlinks=False)
-            else:
-                return None
+            os.symlink(os.readlink(path), kept)
         except FileExistsError:
             continue
-        except OSError:  # no hard links here: the earlier file cannot be put back
+        except OSError:
             return None
         return kept
 

@@ -59,7 +59,7 @@ def replace(temp: str, target: str) -> None:
 
     A symlink at ``target`` is replaced, not written through, as ``os.replace`` does.
     """
-    old = _second_link(target)
+    old = second_link(target, min_bytes=FREE_LATER_BYTES)
     try:
         os.replace(temp, target)
     except BaseException:
@@ -70,21 +70,26 @@ def replace(temp: str, target: str) -> None:
         RECLAIMER.unlink(old)
 
 
-def _second_link(target: str) -> str | None:
-    """A hard link to ``target`` if it is a large regular file (else ``None``)."""
+def second_link(path: str, suffix: str = "old", *, min_bytes: int = 0) -> str | None:
+    """A second hard link to the regular file at ``path`` (of at least ``min_bytes``), beside
+    it under a fresh hidden name: the file outlives a rename over ``path``. ``None`` when
+    there is no such file or the file system has no hard links."""
     try:
-        info = os.lstat(target)
+        info = os.lstat(path)
     except OSError:
         return None
-    if not stat.S_ISREG(info.st_mode) or info.st_size < FREE_LATER_BYTES:
+    if not stat.S_ISREG(info.st_mode) or info.st_size < min_bytes:
         return None
-    directory, base = os.path.split(os.path.abspath(target))
-    old = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.old")
-    try:
-        os.link(target, old, follow_symlinks=False)
-    except OSError:  # a file system without hard links: free it in the rename after all
-        return None
-    return old
+    directory, base = os.path.split(os.path.abspath(path))
+    while True:
+        link = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.{suffix}")
+        try:
+            os.link(path, link, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links
+            return None
+        return link
 
 
 def _unlink(path: str) -> None:

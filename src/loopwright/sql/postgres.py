@@ -50,6 +50,7 @@ from loopwright.sql.base import (
     UnknownTable,
     run_in_worker,
 )
+from loopwright.sql.urls import redact
 from loopwright.summaries import error_line
 
 if TYPE_CHECKING:
@@ -108,8 +109,8 @@ class PostgresBackend(SQLBackend):
             params: dict[str, Any] = dict(conninfo_to_dict(self.dsn))
         except psycopg.Error as exc:  # its message quotes the DSN, password and all
             raise SQLError(
-                f"The PostgreSQL URL is not valid ({_redacted(str(exc), self.dsn)}); write it as "
-                "postgresql://USER:PASSWORD@HOST:PORT/DATABASE."
+                f"The PostgreSQL URL is not valid ({redact(error_line(exc), self.dsn)}); write "
+                "it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE."
             ) from None
         options = str(params.get("options") or "")
         params["options"] = f"{options} -c default_transaction_read_only=on".strip()
@@ -426,12 +427,3 @@ def _where(dsn: str) -> str:
     port = params.get("port") or "5432"
     database = params.get("dbname") or params.get("user") or ""
     return f"{host}:{port}/{database}"
-
-
-def _redacted(message: str, dsn: str) -> str:
-    """``message`` with the DSN's password (if any) starred out."""
-    found = re.search(r"://[^/@:]*:([^@/]*)@", dsn) or re.search(r"password=(\S+)", dsn)
-    message = message.strip().splitlines()[0] if message.strip() else "unreadable"
-    if found and found.group(1):
-        message = message.replace(found.group(1), "***")
-    return message

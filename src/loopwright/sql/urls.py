@@ -48,7 +48,7 @@ def connect(url: str) -> SQLBackend:
         return PostgresBackend(url)
     if scheme == "bigquery":
         return _bigquery(url)
-    raise ValueError(f"Unknown database URL {_redact(url)!r}: use {_EXAMPLES}.")
+    raise ValueError(f"Unknown database URL {redact(url)!r}: use {_EXAMPLES}.")
 
 
 def _duckdb(rest: str) -> SQLBackend:
@@ -107,15 +107,17 @@ def _require(module: str, package: str) -> None:
         )
 
 
-def _redact(url: str) -> str:
-    """The URL (or key=value DSN) without its password, for messages."""
-    url = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
+def redact(text: str, url: str | None = None) -> str:
+    """``text`` with the password of ``url`` starred out, for messages; ``url`` is ``text``
+    itself by default (a URL or a key=value DSN). Another library's message that quotes the
+    URL is redacted by passing the URL too."""
+    source = text if url is None else url
+    text = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text)
     try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # not a URL's shape: star what sits between "user:" and "@"
-        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", url)
+        password = urlsplit(source).password
+    except ValueError:  # not a URL's shape ("[bad" opens an IPv6 address it never closes)
+        found = re.search(r"://[^/@:]*:([^@/]*)@", source)
+        password = found.group(1) if found else None
     if password:
-        netloc = parts.netloc.replace(f":{password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+        text = text.replace(f":{password}@", ":***@")
+    return text
