@@ -214,10 +214,10 @@ def build_agent(
         return healthcare_agent(model, database=source, store=store, **options)
     except ModelError as exc:
         raise CliError(f"{exc} (or choose another model with --model)", EXIT_USAGE) from None
+    except (SQLError, OSError) as exc:  # before ValueError: DatabaseUnreadable is both
+        raise CliError(f"cannot use the database: {exc}") from None
     except (ValueError, ImportError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    except (SQLError, OSError) as exc:
-        raise CliError(f"cannot use the database: {exc}") from None
     except duckdb.Error as exc:
         hint = "" if database is not None else "; delete that file to have it built again"
         raise CliError(f"cannot use the database: {str(exc).strip()}{hint}") from None

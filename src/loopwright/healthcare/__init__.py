@@ -26,6 +26,7 @@ _EXPORTS = {
     "check_sql": "loopwright.healthcare.sqlcheck",
     "SQLIssue": "loopwright.healthcare.sqlcheck",
     "healthcare_agent": "loopwright.healthcare.agent",
+    "DatabaseUnreadable": "loopwright.healthcare.agent",
     "HealthcarePrompt": "loopwright.healthcare.prompt",
     "system_prompt": "loopwright.healthcare.prompt",
     "DefineCohort": "loopwright.healthcare.cohort",
@@ -39,6 +40,7 @@ __all__ = [
     "SCHEMA",
     "CohortError",
     "Criteria",
+    "DatabaseUnreadable",
     "DefineCohort",
     "DefineCohortTool",
     "GoldenQuestion",
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from loopwright.healthcare.agent import healthcare_agent
+    from loopwright.healthcare.agent import DatabaseUnreadable, healthcare_agent
     from loopwright.healthcare.check import Verdict, check_answer, check_golden
     from loopwright.healthcare.cohort import (
         CohortError,

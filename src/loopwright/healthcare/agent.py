@@ -30,12 +30,20 @@ from loopwright.agent import Agent, ToolSpec
 from loopwright.healthcare.data import DEFAULT_RX_CLAIMS, ProgressCallback, ensure_database
 from loopwright.healthcare.prompt import DatabaseProfile, FewShotModel, HealthcarePrompt
 from loopwright.models import resolve_model
+from loopwright.sql.base import SQLError
 
 if TYPE_CHECKING:
     from loopwright.models.base import Model
     from loopwright.sql.base import SQLBackend
 
 T = TypeVar("T")
+
+
+class DatabaseUnreadable(SQLError, ValueError):
+    """The database's schema could not be read: a server that refused the connection or the
+    credentials, a query the warehouse rejected. An :class:`~loopwright.sql.SQLError` (the
+    database failed, not the caller) and, as before, a ``ValueError``."""
+
 
 #: The tools of the full agent, in the order the prompt lists them.
 TOOL_NAMES = (
@@ -101,7 +109,8 @@ def healthcare_agent(
     limits; other keyword arguments go to :class:`~loopwright.Agent` (``max_turns``,
     ``store``, ``timeout``...).
 
-    Raises ``ValueError`` for a database it cannot use and
+    Raises ``ValueError`` for a database it cannot use (:class:`DatabaseUnreadable`, also an
+    :class:`~loopwright.sql.SQLError`, when the database was there but failed to answer) and
     :class:`~loopwright.models.ModelError` for a model it cannot make, each saying what to do.
     """
     from loopwright.healthcare.cohort import DefineCohort, supports
@@ -163,12 +172,11 @@ def healthcare_agent(
 
 async def _profile(backend: SQLBackend) -> DatabaseProfile:
     from loopwright.healthcare.prompt import profile_backend
-    from loopwright.sql import SQLError
 
     try:
         return await profile_backend(backend)
     except SQLError as exc:
-        raise ValueError(f"Cannot read the database's schema: {exc}") from None
+        raise DatabaseUnreadable(f"Cannot read the database's schema: {exc}") from None
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -185,6 +193,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 __all__ = [
     "SANDBOX_ENV",
     "TOOL_NAMES",
+    "DatabaseUnreadable",
     "database_url",
     "healthcare_agent",
     "is_small_model",

@@ -240,9 +240,12 @@ async def profile_backend(backend: SQLBackend) -> DatabaseProfile:
         import asyncio
 
         def read() -> DatabaseProfile:
-            if not os.path.isfile(backend.database):
+            from loopwright.sql.duckdb import file_problem
+
+            problem = file_problem(backend.database)
+            if problem is not None:
                 raise ValueError(
-                    f"The DuckDB database {backend.database} does not exist; check the path, "
+                    f"The database file {backend.database} {problem}; check the path, "
                     "or leave the database out to use the generated claims data."
                 )
             import duckdb

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -61,6 +62,42 @@ def open_read_only(database: str | os.PathLike[str]) -> duckdb.DuckDBPyConnectio
     benchmark, a prompt builder) opens it with this. Its queries cannot touch files either.
     """
     return duckdb.connect(os.fspath(database), read_only=True, config=dict(READ_ONLY_CONFIG))
+
+
+#: The first bytes of a SQLite database file.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def file_problem(path: str) -> str | None:
+    """Why ``path`` cannot be opened as a DuckDB database file, as the end of a sentence
+    that starts with the path (``None`` when it may be one: DuckDB has the last word).
+
+    Missing files, directories and other non-files are named as such; a SQLite database is
+    recognised by its header (DuckDB would try to load its SQLite extension for it, which
+    the tool's locked-down connection refuses with a message about extensions).
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory, not a DuckDB database file"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file, so not a DuckDB database file"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if head == _SQLITE_MAGIC:
+        return (
+            "is a SQLite database, not DuckDB: the SQL tool reads DuckDB files, PostgreSQL "
+            "and BigQuery; copy its tables into a DuckDB file first (DuckDB's sqlite "
+            "extension reads SQLite files)"
+        )
+    return None
 
 
 _SCHEMA_SQL = """
@@ -121,11 +158,14 @@ class DuckDBBackend(SQLBackend):
             return self._connection.cursor()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        if not self.in_memory and not os.path.isfile(self.database):
+        problem = None if self.in_memory else file_problem(self.database)
+        if problem == "does not exist":
             raise SQLError(
                 f"The DuckDB database {self.database} does not exist; create it first "
                 "(the SQL tool opens databases read-only, so it cannot create one)."
             )
+        if problem is not None:
+            raise SQLError(f"Cannot open {self.database}: it {problem}.")
         config: dict[str, str | bool | int | float | list[str]] = {
             **self.config,
             **READ_ONLY_CONFIG,
