@@ -413,3 +413,42 @@ async def test_a_missing_key_file_is_named_not_taken_for_no_credentials(
         await backend.aclose()
     assert str(failed.value).startswith("The Google Cloud credentials could not be loaded")
     assert str(missing) in str(failed.value)
+
+
+async def test_an_unreachable_endpoint_is_named_not_taken_for_a_slow_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client retried the connection for the whole timeout (10 minutes by default):
+    the schema failed after 70 s with "did not finish the query in time ()", a query with
+    "Make it cheaper"."""
+    import loopwright.sql.bigquery as bigquery_module
+    from local_servers import free_port
+
+    monkeypatch.setattr(bigquery_module, "API_RETRY_S", 1.0)
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    backend = BigQueryBackend("test-project", "claims", api_endpoint=endpoint)
+    expected = f"Could not reach BigQuery at {endpoint} (Connection refused, still after retries)"
+    with pytest.raises(SQLError) as raised:
+        await backend.schema()
+    assert str(raised.value).startswith(expected)
+    assert "api_endpoint" in str(raised.value)
+    tool = SQLTool(tmp_path, backend, timeout=30)
+    result = await tool.execute({"sql": "SELECT 1 AS x", "dataset_name": "x", "description": ""})
+    assert result["is_error"]
+    assert f"The query failed. {expected}" in str(result["content"])
+    assert "cheaper" not in str(result["content"])
+    await backend.aclose()
+
+
+def test_errors_retried_to_the_end_keep_their_meaning() -> None:
+    from google.api_core import exceptions as api_exceptions
+
+    backend = BigQueryBackend("p", "d")
+    busy = api_exceptions.ServiceUnavailable("backend overloaded")
+    error = backend._error(api_exceptions.RetryError("Timeout of 15.0s exceeded", busy))
+    assert type(error) is SQLError
+    assert str(error) == "BigQuery: backend overloaded (after retrying)"
+    refused = ConnectionRefusedError(111, "Connection refused")
+    assert "Could not reach BigQuery at https://bigquery.googleapis.com" in str(
+        backend._error(refused)
+    )

@@ -8,6 +8,10 @@ too; and a job timeout (``job_timeout_ms``) next to the tool's own, which cancel
 Jobs carry labels (``labels``) so their cost can be traced. For production, use credentials
 of a service account that only has the BigQuery Data Viewer and Job User roles.
 
+The dry run and the schema's requests are retried on transient errors for
+:data:`API_RETRY_S` seconds at most (the client's default is 10 minutes), so a server that
+cannot be reached is reported as such, well inside the tool's timeout, not as a slow query.
+
 Results come back as Arrow record batches, page by page, through the REST API; no BigQuery
 Storage client is needed. The client types every column but ``INTERVAL`` (alone or inside a
 ``STRUCT``), whose Arrow type it leaves to each page's values: a page of NULLs would type the
@@ -18,6 +22,7 @@ page to one schema with intervals as Arrow ``month_day_nano_interval``.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
@@ -55,6 +60,30 @@ def _credentials_help(exc: Exception) -> str:
     if "was not found" in said or "File " in said:
         return f"The Google Cloud credentials could not be loaded: {said}"
     return _CREDENTIALS_HELP
+
+
+#: How long one API request (a dry run, starting a job, reading the schema) is retried on
+#: errors BigQuery's client deems transient, a server it cannot reach among them, before the
+#: last error is reported: the client's own default is 10 minutes.
+API_RETRY_S = 15.0
+
+
+def _retry(budget: float = API_RETRY_S) -> Any:
+    """The client's default retry policy, giving up after ``budget`` seconds (at most
+    :data:`API_RETRY_S`)."""
+    return bigquery.DEFAULT_RETRY.with_timeout(max(1.0, min(API_RETRY_S, budget)))
+
+
+def _unreachable(exc: Exception) -> str | None:
+    """The reason in a connection-level error (``Connection refused``, a name that does not
+    resolve...), or ``None`` when ``exc`` is not one."""
+    import requests
+
+    if not isinstance(exc, requests.exceptions.ConnectionError | ConnectionError):
+        return None
+    text = str(exc)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    return match.group(1).strip() if match else text.strip()[:200]
 
 
 #: Labels every job carries, so its cost can be traced back to the tool.
@@ -184,6 +213,10 @@ class BigQueryBackend(SQLBackend):
             job_config=self.job_config(dry_run=True, parameters=parameters),
             location=self.location,
             timeout=timeout,
+            # given up well inside the tool's timeout: the error is the answer (a dry run
+            # starts no job, so there is none to start again)
+            retry=_retry(timeout / 2),
+            job_retry=None,
         )
         if job.statement_type != "SELECT":
             raise QueryRefused(
@@ -223,7 +256,7 @@ class BigQueryBackend(SQLBackend):
         )
 
         def cancel() -> None:
-            client.cancel_job(job.job_id, location=job.location, timeout=10)
+            client.cancel_job(job.job_id, location=job.location, timeout=10, retry=_retry(10))
 
         stop.on_stop(cancel)
         return dry, job
@@ -261,6 +294,11 @@ class BigQueryBackend(SQLBackend):
         return None
 
     def _error(self, exc: Exception) -> SQLError:
+        if isinstance(exc, api_exceptions.RetryError) and isinstance(exc.cause, Exception):
+            return self._gave_up(exc.cause)
+        reason = _unreachable(exc)
+        if reason is not None:
+            return SQLError(self._unreachable_message(reason))
         if isinstance(exc, api_exceptions.GoogleAPICallError):
             details = [e for e in exc.errors if isinstance(e, dict)]
             said = list(dict.fromkeys(str(e["message"]) for e in details if e.get("message")))
@@ -284,17 +322,32 @@ class BigQueryBackend(SQLBackend):
             return SQLError(_credentials_help(exc))
         return SQLError(f"BigQuery: {str(exc).strip()}")
 
+    def _gave_up(self, last: Exception) -> SQLError:
+        """The error for requests retried until :data:`API_RETRY_S` ran out."""
+        reason = _unreachable(last)
+        if reason is not None:
+            return SQLError(self._unreachable_message(reason, retried=True))
+        error = self._error(last)
+        return type(error)(f"{error} (after retrying)")
+
+    def _unreachable_message(self, reason: str, *, retried: bool = False) -> str:
+        where = self.api_endpoint or "https://bigquery.googleapis.com"
+        again = ", still after retries" if retried else ""
+        check = "the network connection" + (" and the api_endpoint" if self.api_endpoint else "")
+        return f"Could not reach BigQuery at {where} ({reason}{again}): check {check}."
+
     async def schema(self) -> dict[str, list[tuple[str, str]]]:
         def read() -> dict[str, list[tuple[str, str]]]:
             client = self.client
             if self.dataset:
                 datasets = [self.dataset]
             else:
-                datasets = [d.dataset_id for d in client.list_datasets(self.project)]
+                listed = client.list_datasets(self.project, retry=_retry())
+                datasets = [d.dataset_id for d in listed]
             tables: dict[str, list[tuple[str, str]]] = {}
             for dataset in datasets:
-                for item in client.list_tables(f"{self.project}.{dataset}"):
-                    table = client.get_table(item.reference)
+                for item in client.list_tables(f"{self.project}.{dataset}", retry=_retry()):
+                    table = client.get_table(item.reference, retry=_retry())
                     key = item.table_id if self.dataset else f"{dataset}.{item.table_id}"
                     tables[key] = [(f.name, _type_name(f)) for f in table.schema]
             return tables
