@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv as csvlib
 import datetime as dt
 import os
 import threading
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import polars as pl
 import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -397,3 +400,63 @@ async def test_a_malformed_url_is_a_clear_error_that_keeps_the_password_out(
     content = str(result["content"])
     assert "s3cretpw" not in content
     assert "not valid" in content or "Could not connect" in content
+
+
+ODD_VALUES = """
+SELECT 'null'::jsonb AS json_null, NULL::jsonb AS sql_null,
+       '{"a": 1, "a": 2}'::json AS repeated,
+       '{"x": 0.1000000000000000055511151231257827}'::jsonb AS digits,
+       ARRAY['{"a": 1}'::jsonb, NULL, 'null'] AS documents,
+       ARRAY['\\x00ff'::bytea, NULL] AS blobs,
+       ROW(1, 'a b', NULL) AS pair, '[1,5)'::int4range AS span,
+       '12345678901234567890123456789012345678.12'::numeric(40, 2) AS wide,
+       0::numeric(40, 10) AS wide_zero, 0.00123::numeric(3, 5) AS small
+"""
+
+
+async def test_values_keep_what_postgresql_sent(tool: SQLTool, workspace: Path) -> None:
+    """psycopg's Python values lost some: a JSON null became a missing value, json's repeated
+    keys and jsonb's long digits were dropped by json.loads, bytea[] and records were
+    Python reprs (["b'\\\\x00'"], ('1', 'a')), numeric wider than 38 digits a rounded float,
+    and numeric(3, 5) (scale past precision) could not be saved at all."""
+    result = await run(tool, ODD_VALUES)
+    assert result["is_error"] is False, result["content"]
+    parquet = pq.read_table(workspace / "result.parquet")
+    assert parquet.schema.field("blobs").type == pa.list_(pa.binary())
+    assert parquet.schema.field("small").type == pa.decimal128(5, 5)
+    expected = {
+        "json_null": "null",
+        "sql_null": None,
+        "repeated": '{"a": 1, "a": 2}',
+        "digits": '{"x": 0.1000000000000000055511151231257827}',
+        "documents": '[{"a": 1}, null, null]',
+        "blobs": [b"\x00\xff", None],
+        "pair": '(1,"a b",)',
+        "span": "[1,5)",
+        "wide": "12345678901234567890123456789012345678.12",
+        "wide_zero": "0.0000000000",
+        "small": Decimal("0.00123"),
+    }
+    assert parquet.to_pylist() == [expected]
+    csv = list(csvlib.reader((workspace / "result.csv").read_text().splitlines()))
+    assert csv[1] == [
+        "null",
+        "",
+        '{"a": 1, "a": 2}',
+        '{"x": 0.1000000000000000055511151231257827}',
+        '[{"a": 1}, null, null]',
+        '["00ff", null]',  # as DuckDB's lists of blobs
+        '(1,"a b",)',
+        "[1,5)",
+        "12345678901234567890123456789012345678.12",
+        "0.0000000000",
+        "0.00123",
+    ]
+
+
+async def test_a_result_without_columns_is_a_clear_error(tool: SQLTool, workspace: Path) -> None:
+    """SELECT FROM t: rows of no columns, which were saved as an empty file "of 0 rows"."""
+    result = await run(tool, "SELECT FROM rx_claims")
+    assert result["is_error"] is True
+    assert "returned no columns" in str(result["content"])
+    assert os.listdir(workspace) == []

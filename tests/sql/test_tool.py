@@ -6,10 +6,14 @@ import os
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from loopwright import Agent, MemoryStore, ScriptedModel, call
-from loopwright.sql import DuckDBBackend, PostgresBackend, SQLBackend, connect
+from loopwright.sql import DuckDBBackend, PostgresBackend, ResultFileError, SQLBackend, connect
+from loopwright.sql.base import Interrupter
+from loopwright.sql.output import write_result
 from loopwright.tools import ToolRegistry
 from loopwright.tools.sql import SQL, SQLTool, dataset_name_problem
 
@@ -192,3 +196,118 @@ async def test_a_result_the_files_cannot_hold_says_how_to_fix_it(
     assert fixed["is_error"] is False
     assert pl.read_parquet(workspace / "gaps.parquet")["gaps"].to_list() == ["2 days"]
     assert sorted(os.listdir(workspace)) == ["gaps.csv", "gaps.parquet"]
+
+
+# --- odd values: the files and the preview say what the query returned ---------------------
+
+
+async def query(workspace: Path, sql: str, **options: int) -> tuple[dict[str, object], str]:
+    """The tool's answer to ``sql`` on an in-memory DuckDB, and the CSV it saved."""
+    tool = SQLTool(workspace, backend="duckdb://:memory:", **options)  # type: ignore[arg-type]
+    try:
+        result = dict(await tool.execute({"sql": sql, "dataset_name": "r", "description": ""}))
+    finally:
+        await tool.aclose()
+    csv = workspace / "r.csv"
+    return result, csv.read_text() if csv.exists() else ""
+
+
+async def test_a_time_of_24_00_is_a_clear_error_not_an_empty_field(workspace: Path) -> None:
+    """Polars wrote DuckDB's TIME '24:00:00' as an empty field (a null) and the preview said
+    00:00:00: the value was lost. It is refused like a date past 9999, naming its column."""
+    result, _ = await query(
+        workspace, "SELECT CASE WHEN range = 3 THEN TIME '24:00:00' END AS closes FROM range(5)"
+    )
+    assert result["is_error"] is True
+    content = str(result["content"])
+    assert "column closes holds a time of day past 23:59:59.999999" in content
+    assert "::VARCHAR" in content
+    assert os.listdir(workspace) == []
+    result, csv = await query(workspace, "SELECT TIME '23:59:59.999999' AS t, TIME_NS '0:0' AS n")
+    assert result["is_error"] is False
+    assert csv.splitlines()[1] == "23:59:59.999999000,00:00:00.000000000"
+
+
+async def test_nanoseconds_inside_lists_structs_and_maps_are_saved(workspace: Path) -> None:
+    """Nested nanosecond timestamps and times made pyarrow refuse to give Python values, so
+    the whole result failed; they are text in the CSV's JSON and the preview now, and keep
+    their nanoseconds in the Parquet file."""
+    stamp = "2024-01-01 00:00:00.123456789"
+    sql = (
+        f"SELECT [TIMESTAMP_NS '{stamp}', NULL] AS l, {{'t': TIMESTAMP_NS '{stamp}'}} AS s, "
+        "MAP {'a': TIME_NS '12:00:00.000000001'} AS m"
+    )
+    result, csv = await query(workspace, sql)
+    assert result["is_error"] is False, result["content"]
+    assert csv.splitlines()[1] == (
+        f'"[""{stamp}"", null]","{{""t"": ""{stamp}""}}","[[""a"", ""12:00:00.000000001""]]"'
+    )
+    assert f"| ['{stamp}', None] |" not in str(result["content"])  # JSON, as any nested value
+    assert f'["{stamp}", null]' in str(result["content"])
+    parquet = pq.read_table(workspace / "r.parquet")
+    assert parquet.schema.field("l").type == pa.list_(pa.timestamp("ns"))
+    nanoseconds = parquet["l"].combine_chunks().flatten().cast(pa.int64()).to_pylist()
+    assert nanoseconds == [1_704_067_200_123_456_789, None]
+
+
+def test_a_local_time_past_year_9999_does_not_break_the_preview(tmp_path: Path) -> None:
+    """9999-12-31 23:00 UTC is 10000-01-01 in Tokyo: the files hold it, but Python's
+    datetime cannot, and the preview raised OverflowError; it shows pyarrow's text now."""
+    kind = pa.timestamp("us", tz="Asia/Tokyo")
+    last = pa.array([253_402_297_200_000_000, None], kind)  # 9999-12-31 23:00 UTC
+    table = pa.table(
+        {"at": last, "list": pa.array([[253_402_297_200_000_000], None], pa.list_(kind))}
+    )
+    written = write_result(
+        table.schema,
+        iter(table.to_batches()),
+        str(tmp_path / "r.csv"),
+        str(tmp_path / "r.parquet"),
+        max_rows=10,
+        preview_rows=2,
+        stop=Interrupter(),
+    )
+    assert written.preview == [
+        ("10000-01-01 08:00:00.000000+0900", ["10000-01-01 08:00:00.000000+0900"]),
+        (None, None),
+    ]
+    assert (
+        (tmp_path / "r.csv")
+        .read_text()
+        .splitlines()[1]
+        .startswith("+10000-01-01T08:00:00.000000+0900,")
+    )
+    assert pq.read_table(tmp_path / "r.parquet")["at"].cast(pa.int64()).to_pylist() == [
+        253_402_297_200_000_000,
+        None,
+    ]
+
+
+def test_a_result_without_columns_is_a_clear_error(tmp_path: Path) -> None:
+    """PostgreSQL's SELECT FROM t returns rows of no columns: the files would say no rows."""
+    with pytest.raises(ResultFileError, match="returned no columns"):
+        write_result(
+            pa.schema([]),
+            iter([]),
+            str(tmp_path / "r.csv"),
+            str(tmp_path / "r.parquet"),
+            max_rows=10,
+            preview_rows=2,
+            stop=Interrupter(),
+        )
+    assert os.listdir(tmp_path) == []
+
+
+async def test_the_preview_says_what_the_files_hold(workspace: Path) -> None:
+    """The text NULL is not a missing value; a FLOAT shows the digits the CSV has; a result
+    cut at the cap never shows as all rows."""
+    sql = "SELECT * FROM (VALUES ('NULL', 0.1::FLOAT), (NULL, NULL)) t(s, f)"
+    result, csv = await query(workspace, sql)
+    assert csv == "s,f\nNULL,0.1\n,\n"
+    table = str(result["content"]).split("All rows:\n")[1]
+    assert table.splitlines()[2:] == ['| "NULL" | 0.1 |', "| NULL | NULL |"]
+    result, _ = await query(workspace, "SELECT range AS i FROM range(4)", max_rows=3)
+    content = str(result["content"])
+    assert "cut at the row cap" in content
+    assert "First 3 rows:" in content
+    assert "All rows" not in content

@@ -78,6 +78,11 @@ def write_result(
     inline_rows: int = INLINE_ROWS,
 ) -> Written:
     """Stream ``batches`` into the files; keep at most ``max_rows`` rows and a preview."""
+    if not schema.names:  # PostgreSQL's SELECT FROM t: rows without columns, lost as Arrow
+        raise ResultFileError(
+            "The query ran, but it returned no columns, so there is nothing to save: select "
+            "at least one column and run it again."
+        )
     names = unique_names(schema.names)
     renamed = names != schema.names
     named = (
@@ -250,33 +255,37 @@ def _converted_schema(schema: pa.Schema, plan: dict[int, Converter]) -> pa.Schem
 #: Days from 1970-01-01 to 0001-01-01 and to 9999-12-31: the dates Python can hold.
 _FIRST_DAY, _LAST_DAY = -719_162, 2_932_896
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000}
+_TIME_PER_SECOND = {**_PER_SECOND, "ns": 1_000_000_000}
+_OUTSIDE_YEARS = "a date outside the years 1 to 9999 (DuckDB's 'infinity' is one)"
+_PAST_MIDNIGHT = "a time of day past 23:59:59.999999 (24:00:00 is one)"
 
 
-def _date_bounds(schema: pa.Schema) -> dict[int, tuple[int, int]]:
-    """Date and timestamp columns (by position) with the stored values of years 1 and 9999:
-    outside them (DuckDB's ``infinity`` is the largest value) Polars' writer panics."""
+def _date_bounds(schema: pa.Schema) -> dict[int, tuple[int, int, str]]:
+    """Date, timestamp and time columns (by position) with the first and last stored values
+    the writers take, and what a value outside them is: outside years 1 to 9999 (DuckDB's
+    ``infinity`` is the largest value) Polars' writer panics, and it writes a time of
+    24:00:00 (DuckDB's and PostgreSQL's end of day) as an empty field."""
     bounds = {}
     for i, field in enumerate(schema):
         kind = field.type
         if pa.types.is_date32(kind):
-            bounds[i] = (_FIRST_DAY, _LAST_DAY)
+            bounds[i] = (_FIRST_DAY, _LAST_DAY, _OUTSIDE_YEARS)
         elif pa.types.is_timestamp(kind) and kind.unit in _PER_SECOND:  # ns always fit
             per_day = 86_400 * _PER_SECOND[kind.unit]
-            bounds[i] = (_FIRST_DAY * per_day, (_LAST_DAY + 1) * per_day - 1)
+            bounds[i] = (_FIRST_DAY * per_day, (_LAST_DAY + 1) * per_day - 1, _OUTSIDE_YEARS)
+        elif pa.types.is_time(kind):
+            bounds[i] = (0, 86_400 * _TIME_PER_SECOND[kind.unit] - 1, _PAST_MIDNIGHT)
     return bounds
 
 
-def _check_dates(batch: pa.RecordBatch, bounds: dict[int, tuple[int, int]]) -> None:
-    for i, (first, last) in bounds.items():
+def _check_dates(batch: pa.RecordBatch, bounds: dict[int, tuple[int, int, str]]) -> None:
+    for i, (first, last, outside) in bounds.items():
         column = batch.column(i)
-        stored = column.cast(pa.int32() if pa.types.is_date32(column.type) else pa.int64())
+        stored = column.cast(pa.int32() if column.type.bit_width == 32 else pa.int64())
         extremes = pc.min_max(stored)
         low, high = extremes["min"].as_py(), extremes["max"].as_py()
         if low is not None and (low < first or high > last):
-            raise ValueError(
-                f"column {batch.schema.field(i).name} holds a date outside the years 1 to "
-                "9999 (DuckDB's 'infinity' is one)"
-            )
+            raise ValueError(f"column {batch.schema.field(i).name} holds {outside}")
 
 
 def _rows(batch: pa.RecordBatch) -> list[tuple[Any, ...]]:
@@ -291,10 +300,25 @@ def _python_values(column: pa.Array) -> list[Any]:
         return _durations_as_text(column).to_pylist()  # type: ignore[no-any-return]
     if _is_nested(column.type) and _holds(column.type, pa.types.is_interval):
         return [_iso_intervals(v) for v in column.to_pylist()]
+    if pa.types.is_float32(column.type):  # its shortest digits, as the CSV: 0.1, not 0.100000001
+        return [None if v is None else float(v) for v in column.cast(pa.string()).to_pylist()]
+    return _pylist(column)
+
+
+def _pylist(column: pa.Array) -> list[Any]:
+    """``column``'s values in Python; where Python cannot hold one (nanoseconds, a local
+    time past the year 9999), its dates and times, nested ones too, as pyarrow's text."""
     try:
         return column.to_pylist()  # type: ignore[no-any-return]
-    except ValueError:  # nanoseconds, which Python's datetime and time cannot hold: as text
-        return column.cast(pa.string()).to_pylist()  # type: ignore[no-any-return]
+    except (ValueError, OverflowError):
+        as_text = _text_leaves(column.type, _is_temporal)
+        if as_text is None:  # a shape not rebuilt here: the writers' error says what to do
+            raise
+        return column.cast(as_text).to_pylist()  # type: ignore[no-any-return]
+
+
+def _is_temporal(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_temporal(kind))
 
 
 # --- columns CSV or Parquet cannot hold as they are ------------------------------------
@@ -357,21 +381,24 @@ def _holds(kind: pa.DataType, wanted: Callable[[pa.DataType], bool]) -> bool:
     return any(_holds(child, wanted) for child in children)
 
 
-def _text_leaves(kind: pa.DataType) -> pa.DataType | None:
-    """``kind`` with each interval in it as a string (``None``: a shape not rebuilt here)."""
-    if pa.types.is_interval(kind):
+def _text_leaves(
+    kind: pa.DataType, wanted: Callable[[pa.DataType], bool] = pa.types.is_interval
+) -> pa.DataType | None:
+    """``kind`` with each type in it that is ``wanted`` (intervals unless told) as a string
+    (``None``: a shape not rebuilt here)."""
+    if wanted(kind):
         return pa.string()
     if pa.types.is_struct(kind):
         fields = [kind.field(i) for i in range(kind.num_fields)]
-        types = [_text_leaves(f.type) for f in fields]
+        types = [_text_leaves(f.type, wanted) for f in fields]
         if any(t is None for t in types):
             return None
         return pa.struct([f.with_type(t) for f, t in zip(fields, types, strict=True)])
     if pa.types.is_map(kind):
-        key, item = _text_leaves(kind.key_type), _text_leaves(kind.item_type)
+        key, item = _text_leaves(kind.key_type, wanted), _text_leaves(kind.item_type, wanted)
         return None if key is None or item is None else pa.map_(key, item)
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        item = _text_leaves(kind.value_type)
+        item = _text_leaves(kind.value_type, wanted)
         if item is None:
             return None
         make = pa.list_ if pa.types.is_list(kind) else pa.large_list
@@ -410,7 +437,7 @@ def _iso_intervals(value: Any) -> Any:
 
 def _each_as_text(column: pa.Array, text: Callable[[Any], str]) -> pa.Array:
     """``column`` as a string column: ``text`` of each value, nulls kept."""
-    return pa.array([None if v is None else text(v) for v in column.to_pylist()], pa.string())
+    return pa.array([None if v is None else text(v) for v in _pylist(column)], pa.string())
 
 
 def _cast(column: pa.Array, kind: pa.DataType) -> pa.Array:

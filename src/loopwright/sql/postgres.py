@@ -12,7 +12,10 @@ on a timeout the running statement is cancelled with a cancel request.
 
 Intervals keep their months and days (psycopg's ``timedelta`` would make a month 30 days):
 they are read as (months, days, nanoseconds), written as ISO 8601 durations as DuckDB's
-are. Unconstrained ``numeric`` (what ``SUM`` and ``AVG`` return) becomes a float. A value
+are. Unconstrained ``numeric`` (what ``SUM`` and ``AVG`` return) becomes a float; ``numeric``
+with a precision and scale an Arrow decimal (wider than 38 digits, which Polars cannot
+read, its exact digits as text). ``json``, ``jsonb``, records and ranges keep the server's
+own text (a JSON ``null`` is not a missing value; JSON arrays are JSON). A value
 Python cannot hold (``'infinity'::date``, a year past 9999) or a multi-dimensional array is
 a clear error saying which column to cast to text.
 
@@ -28,6 +31,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -37,6 +41,9 @@ import psycopg.errors
 import pyarrow as pa  # type: ignore[import-untyped]
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
+from psycopg.types.multirange import MultirangeInfo
+from psycopg.types.range import RangeInfo
+from psycopg.types.string import TextLoader
 
 from loopwright.sql.base import (
     DEFAULT_TIMEOUT_S,
@@ -124,6 +131,8 @@ class PostgresBackend(SQLBackend):
             ) from exc
         connection.read_only = True
         connection.adapters.register_loader("interval", _IntervalLoader)
+        for name in _AS_TEXT:
+            connection.adapters.register_loader(name, TextLoader)
         return connection
 
     def _release(self, connection: psycopg.Connection[Any], reusable: bool) -> None:
@@ -285,6 +294,24 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 
+def _json_array(value: list[Any]) -> str:
+    """An array of ``json``/``jsonb`` (each element the server's JSON text) as a JSON array."""
+    items = ("null" if v is None else _json_array(v) if isinstance(v, list) else v for v in value)
+    return "[" + ", ".join(items) + "]"
+
+
+#: Types read as the server's text rather than psycopg's Python values, whose ``str`` is not
+#: PostgreSQL's (``('1', 'a')`` for the record ``(1,a)``, ``[1, 5)`` for ``[1,5)``), or
+#: loses what the text holds: a JSON ``null`` would be a missing value, ``json``'s repeated
+#: keys and ``jsonb``'s digits past a float's would be dropped.
+_AS_TEXT = (
+    "json",
+    "jsonb",
+    "record",
+    *(info.name for info in psycopg.postgres.types if isinstance(info, RangeInfo | MultirangeInfo)),
+)
+
+
 #: PostgreSQL type name -> (Arrow type, conversion of each Python value or None).
 _SCALARS: dict[str, tuple[pa.DataType, Convert | None]] = {
     "bool": (pa.bool_(), None),
@@ -307,8 +334,8 @@ _SCALARS: dict[str, tuple[pa.DataType, Convert | None]] = {
     "timestamptz": (pa.timestamp("us", tz="UTC"), None),
     "interval": (pa.month_day_nano_interval(), None),
     "uuid": (pa.string(), str),
-    "json": (pa.string(), _json_text),
-    "jsonb": (pa.string(), _json_text),
+    "json": (pa.string(), None),
+    "jsonb": (pa.string(), None),
 }
 
 
@@ -333,16 +360,28 @@ def _arrow_type(
     if is_array:
         if info.name == "numeric":
             return pa.list_(pa.float64()), _floats
+        if info.name in ("json", "jsonb"):
+            return pa.string(), _json_array
+        if info.name == "bytea":  # as DuckDB's lists of blobs: hex in the CSV's JSON
+            return pa.list_(pa.binary()), None
         scalar = _SCALARS.get(info.name)
         if scalar is not None and scalar[1] is None:
             return pa.list_(scalar[0]), None
         return pa.string(), _json_text
     if info.name == "numeric":
         precision, scale = column.precision, column.scale
-        if precision is not None and scale is not None and 0 < precision <= 38:
-            return pa.decimal128(precision, scale), None
-        return pa.float64(), float  # unconstrained numeric: exact digits vary row to row
+        if precision is None or scale is None:
+            return pa.float64(), float  # unconstrained numeric: exact digits vary row to row
+        # numeric(3, 5) holds 0.00123, numeric(2, -3) 12000: Arrow's digits count from the point
+        digits = max(precision, scale) if scale >= 0 else precision - scale
+        if digits <= 38:
+            return pa.decimal128(digits, max(scale, 0)), None
+        return pa.string(), _decimal_text  # exact, where a float would round
     return _SCALARS.get(info.name) or (pa.string(), str)
+
+
+def _decimal_text(value: Decimal) -> str:
+    return format(value, "f")  # 0.0000000000, not str()'s 0E-10
 
 
 def _floats(values: list[Any]) -> list[float | None]:

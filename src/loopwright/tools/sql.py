@@ -195,7 +195,8 @@ class SQLTool(BaseTool):
             lines.append("The query returned no rows.")
         elif result.preview:
             shown = len(result.preview)
-            head = "All rows" if shown == n_rows else f"First {shown} rows"
+            whole = shown == n_rows and not result.truncated  # not all, when cut at the cap
+            head = "All rows" if whole else f"First {shown} rows"
             lines += ["", f"{head}:", _table([c for c, _ in result.columns], result.preview)]
         return "\n".join(lines)
 
@@ -295,6 +296,8 @@ def _table(names: list[str], rows: list[tuple[Any, ...]]) -> str:
 def _cell(value: Any) -> str:
     if value is None:
         text = "NULL"
+    elif value == "NULL":  # the text NULL, told apart from a missing value
+        text = '"NULL"'
     elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, float):
