@@ -43,7 +43,6 @@ COMPACT_LISTED_VALUES = 8
 
 _TEXT_TYPES = ("VARCHAR", "TEXT", "STRING", "CHAR")
 _DATE_TYPES = ("DATE", "TIMESTAMP")
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +68,8 @@ class TableProfile:
     columns: tuple[ColumnProfile, ...]
     rows: int | None = None
     description: str | None = None
+    view: bool = False
+    """A view (listed with its columns, not measured)."""
 
     def column(self, name: str) -> ColumnProfile | None:
         """The column called ``name`` (case-insensitive)."""
@@ -127,11 +128,9 @@ class DatabaseProfile:
     def table(self, name: str) -> TableProfile | None:
         """The table called ``name`` (case-insensitive; ``schema.table`` matches ``table``)."""
         wanted = name.lower()
-        for table in self.tables:
-            lowered = table.name.lower()
-            if lowered == wanted or lowered.rsplit(".", 1)[-1] == wanted:
-                return table
-        return None
+        exact = (t for t in self.tables if t.name.lower() == wanted)
+        by_last_part = (t for t in self.tables if t.name.lower().rsplit(".", 1)[-1] == wanted)
+        return next(exact, None) or next(by_last_part, None)
 
     def schema(self) -> dict[str, list[tuple[str, str]]]:
         """``{table: [(column, type)]}``, the shape ``check_sql`` and ``DefineCohort`` take."""
@@ -144,29 +143,45 @@ class DatabaseProfile:
 def profile_duckdb(
     connection: duckdb.DuckDBPyConnection, *, engine: str = "DuckDB"
 ) -> DatabaseProfile:
-    """Read the tables of a DuckDB database: columns, comments, sizes, values and ranges.
+    """Read the tables and views of a DuckDB database: columns, comments, sizes, values and
+    ranges.
 
-    Categorical text columns (at most :data:`MAX_LISTED_DISTINCT` distinct values) get their
-    most frequent values listed; date columns get their range. Queries are aggregates, one
-    scan per table.
+    Every schema is read, as the SQL tool sees it: the default schema's tables by their
+    name, those of other schemas as ``schema.table``. Categorical text columns (at most
+    :data:`MAX_LISTED_DISTINCT` distinct values) get their most frequent values listed; date
+    columns get their range. Queries are aggregates, one scan per table; views are listed
+    with their columns only (running a view to measure it can cost any amount of work).
     """
-    tables = connection.execute(
-        "SELECT table_name, comment FROM duckdb_tables() "
-        "WHERE schema_name = current_schema() AND database_name = current_database() "
-        "AND NOT internal ORDER BY table_name"
+    objects = connection.execute(
+        "SELECT schema_name, table_name, comment, false FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND NOT internal AND NOT temporary "
+        "UNION ALL "
+        "SELECT schema_name, view_name, comment, true FROM duckdb_views() "
+        "WHERE database_name = current_database() AND NOT internal AND NOT temporary "
+        "ORDER BY schema_name <> current_schema(), schema_name, table_name"
     ).fetchall()
     columns = connection.execute(
-        "SELECT table_name, column_name, data_type, comment FROM duckdb_columns() "
-        "WHERE schema_name = current_schema() AND database_name = current_database() "
-        "AND NOT internal ORDER BY table_name, column_index"
+        "SELECT schema_name, table_name, column_name, data_type, comment FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND NOT internal "
+        "ORDER BY schema_name, table_name, column_index"
     ).fetchall()
-    by_table: dict[str, list[tuple[str, str, str | None]]] = {}
-    for table, column, kind, comment in columns:
-        by_table.setdefault(str(table), []).append((str(column), str(kind), _text(comment)))
+    (default_schema,) = connection.execute("SELECT current_schema()").fetchone() or ("main",)
+    by_table: dict[tuple[str, str], list[tuple[str, str, str | None]]] = {}
+    for schema, table, column, kind, comment in columns:
+        by_table.setdefault((str(schema), str(table)), []).append(
+            (str(column), str(kind), _text(comment))
+        )
     profiles = []
-    for table, comment in tables:
-        name = str(table)
-        profiles.append(_profile_table(connection, name, by_table.get(name, []), _text(comment)))
+    for schema, table, comment, is_view in objects:
+        key = (str(schema), str(table))
+        name = key[1] if key[0] == default_schema else f"{key[0]}.{key[1]}"
+        found = by_table.get(key, [])
+        if is_view:
+            described = tuple(ColumnProfile(c, k, d) for c, k, d in found)
+            profiles.append(TableProfile(name, described, None, _text(comment), view=True))
+        else:
+            reference = f"{_quote(key[0])}.{_quote(key[1])}"
+            profiles.append(_profile_table(connection, name, reference, found, _text(comment)))
     profile = DatabaseProfile(engine, tuple(profiles))
     examples = tuple(_with_result(connection, e) for e in claims_examples(profile))
     return DatabaseProfile(engine, profile.tables, examples)
@@ -175,14 +190,13 @@ def profile_duckdb(
 def _profile_table(
     connection: duckdb.DuckDBPyConnection,
     table: str,
+    quoted: str,
     columns: list[tuple[str, str, str | None]],
     description: str | None,
 ) -> TableProfile:
-    if _PLAIN_NAME.fullmatch(table) is None:  # only names we can quote without doubt
-        return TableProfile(table, tuple(ColumnProfile(c, k, d) for c, k, d in columns))
-    quoted = _quote(table)
-    texts = [c for c, k, _ in columns if _is_text(k) and _PLAIN_NAME.fullmatch(c)]
-    dates = [c for c, k, _ in columns if _is_date(k) and _PLAIN_NAME.fullmatch(c)]
+    """``table`` (``quoted``: its reference in SQL) measured: size, values, date ranges."""
+    texts = [c for c, k, _ in columns if _is_text(k)]
+    dates = [c for c, k, _ in columns if _is_date(k)]
     parts = ["COUNT(*)"]
     parts += [f"approx_count_distinct({_quote(c)})" for c in texts]
     parts += [f"MIN({_quote(c)})::VARCHAR, MAX({_quote(c)})::VARCHAR" for c in dates]
@@ -358,6 +372,7 @@ def render_schema(profile: DatabaseProfile, *, compact: bool = False) -> str:
     blocks = []
     for index, table in enumerate(profile.tables, 1):
         size = f" ({table.rows:,} rows)" if table.rows is not None else ""
+        size += " (view)" if table.view else ""
         if compact:
             lines = [f"{table.name}{size}:"]
         else:
