@@ -239,6 +239,14 @@ def test_the_verdict_serialises_and_bad_calls_are_refused(
         check_answer("x", [number_fact("n", 1)], csv="a,b\n1,2\n")
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), [3, float("inf")]])
+def test_a_number_fact_refuses_a_value_that_is_not_finite(value: float | list[float]) -> None:
+    """A reference that divided by zero gives inf or NaN: no answer can state it, so say so
+    (not an OverflowError from deep inside, nor a fact no answer can match)."""
+    with pytest.raises(ValueError, match=r"needs finite numbers.*NULLIF"):
+        number_fact("growth", value, percent=True)
+
+
 async def test_the_sql_tools_csv_passes_while_the_tool_holds_the_file(
     claims_db: Path, tmp_path: Path
 ) -> None:

@@ -310,10 +310,63 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["claims.duckdb", "claims[1].duckdb", "claims*.duckdb"])
+def test_the_leftovers_of_a_killed_build_are_removed_by_the_next(tmp_path: Path, name: str) -> None:
+    """A build killed by SIGKILL leaves its temporary files; the next ``ensure_database`` of
+    that file deletes them, whatever characters the file name holds."""
+    dead_pid = 2**22 + 12_345  # above Linux's largest pid: no such process
+    leftovers = [tmp_path / f".{name}.{dead_pid}.0badc0de.tmp{wal}" for wal in ("", ".wal")]
+    other = tmp_path / f".claims-other.duckdb.{dead_pid}.0badc0de.tmp"  # another file's build
+    for leftover in (*leftovers, other):
+        leftover.write_bytes(b"half a database")
+    path = ensure_database(rx_claims=1_000, seed=2, path=tmp_path / name)
+    assert path.is_file()
+    assert not any(leftover.exists() for leftover in leftovers)
+    assert other.exists()
+
+
 def test_a_too_small_size_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 1,000"):
         ensure_database(rx_claims=10, path=tmp_path / "x.duckdb")
     assert not (tmp_path / "x.duckdb").exists()
+
+
+@pytest.mark.parametrize("seed", [1.5, "7", None, True, 2**64 + 7, -(2**63) - 1])
+def test_a_bad_seed_is_refused_with_a_clear_message(tmp_path: Path, seed: Any) -> None:
+    """Not a crash deep in the generator (1.5, "7", None), nor a silent alias: True is seed 1
+    under another file name, and 2**64 + 7 draws what seed 7 draws."""
+    for build in (
+        lambda: build_database(tmp_path / "x.duckdb", rx_claims=1_000, seed=seed),
+        lambda: ensure_database(rx_claims=1_000, seed=seed, path=tmp_path / "x.duckdb"),
+    ):
+        with pytest.raises(ValueError, match="seed must be a whole number"):
+            build()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_is_not_taken_for_the_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "claims.duckdb"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match="is a directory, not a database file"):
+        ensure_database(rx_claims=1_000, path=folder)
+    with pytest.raises(IsADirectoryError, match="is a directory, not a database file"):
+        build_database(folder, rx_claims=1_000)
+    with pytest.raises(SystemExit):
+        main(["--rows", "1000", "--out", str(folder)])
+    assert "is a directory" in capsys.readouterr().err
+    assert folder.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["claims.duckdb"]
+
+
+def test_the_command_line_refuses_a_seed_out_of_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--rows", "1000", "--seed", str(2**64), "--out", str(tmp_path / "x.duckdb")])
+    assert "--seed must be from" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_command_line_builds_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -99,6 +99,11 @@ def number_fact(
     values = tuple(float(v) for v in raw)
     if not values:
         raise ValueError(f"the fact {label!r} needs at least one value")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(
+            f"the fact {label!r} needs finite numbers, got {raw!r} (did the reference query "
+            "divide by zero? guard it with NULLIF and leave the fact out when it is NULL)"
+        )
     if rel_tol is None:
         rel_tol = 0.0 if all(v == int(v) for v in values) and not percent else 0.005
     return Fact(label, "number", values, percent=percent, rel_tol=rel_tol, required=required)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import itertools
 import math
 import os
@@ -56,6 +57,9 @@ MIN_RX_CLAIMS = 1_000
 #: The largest database generated: 10M rx claims take ~20 s and 580 MiB here, so this is
 #: ~4 minutes and ~6 GiB; beyond it a typo (an extra zero or three) fills the disk.
 MAX_RX_CLAIMS = 100_000_000
+#: seeds are 64-bit: the random draws use the seed modulo 2**64
+MIN_SEED = -(2**63)
+MAX_SEED = 2**63 - 1
 
 
 class DatabaseBuildError(RuntimeError):
@@ -1198,7 +1202,9 @@ def build_database(
     import duckdb
 
     _check_size(rx_claims)
+    _check_seed(seed)
     target = Path(path)
+    _check_not_a_directory(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -1244,7 +1250,9 @@ def ensure_database(
     ``progress(fraction, message)`` is called as the build advances (not when reused).
     """
     _check_size(rx_claims)
+    _check_seed(seed)
     target = Path(path) if path is not None else default_database_path(rx_claims, seed)
+    _check_not_a_directory(target)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -1259,7 +1267,8 @@ def _remove_abandoned_builds(target: Path) -> None:
     """Delete the temporary files of builds of ``target`` whose process is gone (killed by
     SIGTERM, SIGKILL or a closed terminal, which skip the build's own clean-up). Called
     with the build lock held, so no live build of this file is running."""
-    for leftover in target.parent.glob(f".{target.name}.*.tmp*"):
+    # escaped: a "[" in the file name would make the pattern a character class
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
         pid = leftover.name.removeprefix(f".{target.name}.").split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             leftover.unlink(missing_ok=True)
@@ -1320,6 +1329,27 @@ def _check_size(rx_claims: int) -> None:
         )
 
 
+def _check_seed(seed: int) -> None:
+    """A seed is a whole number that fits in 64 bits (signed).
+
+    The random draws use the seed modulo 2**64, so larger seeds would repeat smaller ones;
+    ``True`` would be seed 1 under another file name.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or not MIN_SEED <= seed <= MAX_SEED:
+        raise ValueError(
+            f"seed must be a whole number from {MIN_SEED:,} to {MAX_SEED:,}, got {seed!r}; "
+            f"pass an int such as the default, {DEFAULT_SEED}."
+        )
+
+
+def _check_not_a_directory(target: Path) -> None:
+    if target.is_dir():
+        raise IsADirectoryError(
+            f"{target} is a directory, not a database file; pass the path of a .duckdb file "
+            f"(e.g. {target / 'claims.duckdb'})."
+        )
+
+
 @contextlib.contextmanager
 def _build_lock(target: Path) -> Iterator[None]:
     """An exclusive lock on ``<target>.lock`` (blocks until a concurrent build finishes)."""
@@ -1350,11 +1380,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not MIN_RX_CLAIMS <= args.rows <= MAX_RX_CLAIMS:
         parser.error(f"--rows must be from {MIN_RX_CLAIMS:,} to {MAX_RX_CLAIMS:,}")
+    if not MIN_SEED <= args.seed <= MAX_SEED:
+        parser.error(f"--seed must be from {MIN_SEED:,} to {MAX_SEED:,}")
 
     def show(fraction: float, message: str) -> None:
         print(f"\r{fraction:6.1%}  {message:<60}", end="", file=sys.stderr, flush=True)
 
     target = Path(args.out) if args.out else default_database_path(args.rows, args.seed)
+    if target.is_dir():
+        parser.error(f"--out {target} is a directory; pass the path of a .duckdb file")
     started = time.perf_counter()
     if args.force or not target.exists():
         build_database(target, rx_claims=args.rows, seed=args.seed, progress=show)

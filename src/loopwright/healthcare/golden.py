@@ -46,6 +46,8 @@ class GoldenQuestion:
     """A research question, its reference SQL, and how to read the key facts off the result.
 
     ``csv_columns`` names the reference columns an agent's saved CSV should reproduce.
+    ``empty_facts``, when given, are the facts of an empty result: for questions whose honest
+    answer on small generated data can be "none" (no HUMIRA fills in California, say).
     """
 
     id: str
@@ -55,6 +57,7 @@ class GoldenQuestion:
     tables: tuple[str, ...]
     tags: tuple[str, ...] = ()
     csv_columns: tuple[str, ...] | None = None
+    empty_facts: Callable[[], list[Fact]] | None = None
 
     def reference(self, database: str | os.PathLike[str] | duckdb.DuckDBPyConnection) -> Reference:
         """Run the reference SQL on ``database`` (a path, opened read-only, or a connection)."""
@@ -69,6 +72,8 @@ class GoldenQuestion:
     def key_facts(self, reference: Reference) -> list[Fact]:
         """The facts a correct answer states, derived from the reference result."""
         if not reference.rows:
+            if self.empty_facts is not None:
+                return self.empty_facts()
             raise ValueError(
                 f"the reference result of golden question {self.id!r} is empty: the database "
                 "is too small or is not the generated claims data; build it with "
@@ -217,6 +222,8 @@ def _entity(
     rows: Sequence[int],
     spell: Callable[[str], tuple[str, ...]] = lambda v: (v,),
     known: Sequence[str] = (),
+    *,
+    required: bool = True,
 ) -> Fact:
     """The entity of ``rows`` (ties), knowing the other entities of its kind: the column's
     other values and ``known`` (the domain's list, as the result may not hold them all)."""
@@ -224,7 +231,7 @@ def _entity(
     spellings = [spelling for value in chosen for spelling in spell(value)]
     others = dict.fromkeys(str(v) for v in (*reference.column(entity_column), *known))
     other_spellings = [s for value in others if value not in chosen for s in spell(value)]
-    return entity_fact(label, *spellings, others=other_spellings)
+    return entity_fact(label, *spellings, others=other_spellings, required=required)
 
 
 def _number(
@@ -268,6 +275,20 @@ def top_facts(
     return facts
 
 
+#: the row limit of the top-n reference queries
+TOP_N = 10
+
+
+def _tie_cut_off(reference: Reference, tied: Sequence[int], limit: int = TOP_N) -> bool:
+    """Whether a tie at the top may go on past the ``LIMIT`` of the reference query.
+
+    When every one of the ``limit`` rows ties with the first, more entities may share the top
+    value than the result shows: naming one of those is as correct, so which entity is the
+    top one (and its own figures) cannot be required, only the top value.
+    """
+    return len(tied) == len(reference.rows) >= limit
+
+
 def _row_where(reference: Reference, column: str, value: Any) -> int:
     for index, cell in enumerate(reference.column(column)):
         if cell == value:
@@ -293,8 +314,9 @@ def _max_rows(reference: Reference, column: str) -> list[int]:
 
 def _humira_ca_top10(ref: Reference) -> list[Fact]:
     tied = _tied_top(ref, "rx_count")
+    known = not _tie_cut_off(ref, tied)
     return [
-        _entity("top prescriber NPI", ref, "PRESCRIBER_NPI_NBR", tied),
+        _entity("top prescriber NPI", ref, "PRESCRIBER_NPI_NBR", tied, required=known),
         _number("top prescriber's prescriptions", ref, "rx_count"),
         number_fact("total prescriptions of the top 10", sum(ref.column("rx_count"))),
     ]
@@ -309,6 +331,11 @@ def _ozempic_monthly(ref: Reference) -> list[Fact]:
 
 
 def _ozempic_growth(ref: Reference) -> list[Fact]:
+    if ref.value("growth_pct") is None:  # no fills in 2023: no growth rate, only the counts
+        return [
+            _number("fills in 2023", ref, "fills_2023"),
+            _number("fills in 2024", ref, "fills_2024"),
+        ]
     return [
         _number("growth 2023 to 2024", ref, "growth_pct", percent=True),
         _number("fills in 2023", ref, "fills_2023", required=False),
@@ -317,11 +344,13 @@ def _ozempic_growth(ref: Reference) -> list[Fact]:
 
 
 def _humira_change(ref: Reference) -> list[Fact]:
-    return [
+    facts = [
         _number("fills in January 2023", ref, "jan_2023"),
         _number("fills in December 2024", ref, "dec_2024"),
-        _number("change", ref, "change_pct", percent=True, required=False),
     ]
+    if ref.value("change_pct") is not None:  # none in January 2023: no percentage change
+        facts.append(_number("change", ref, "change_pct", percent=True, required=False))
+    return facts
 
 
 def _condition_costs(ref: Reference) -> list[Fact]:
@@ -346,6 +375,14 @@ def _nature_breakdown(ref: Reference) -> list[Fact]:
     ]  # fmt: skip
 
 
+def _no_humira_in_california() -> list[Fact]:
+    return [number_fact("HUMIRA prescriptions in California", 0)]
+
+
+def _no_jardiance_payments() -> list[Fact]:
+    return [number_fact("total JARDIANCE payments to its prescribers", 0)]
+
+
 def _jardiance_payments(ref: Reference) -> list[Fact]:
     tied = _tied_top(ref, "total_paid")
     return [
@@ -357,12 +394,15 @@ def _jardiance_payments(ref: Reference) -> list[Fact]:
 
 def _afib_cardiologists(ref: Reference) -> list[Fact]:
     tied = _tied_top(ref, "afib_patients")
+    known = not _tie_cut_off(ref, tied)
     return [
-        _entity("cardiologist with the most AFib patients", ref, "npi_number", tied),
+        _entity("cardiologist with the most AFib patients", ref, "npi_number", tied,
+                required=known),
         _number("their AFib patients", ref, "afib_patients"),
-        _number("their ELIQUIS prescriptions", ref, "eliquis_rx", tied),
-        _number("their ELIQUIS-related payments", ref, "eliquis_payments", tied),
-    ]
+        _number("their ELIQUIS prescriptions", ref, "eliquis_rx", tied, required=known),
+        _number("their ELIQUIS-related payments", ref, "eliquis_payments", tied,
+                required=known),
+    ]  # fmt: skip
 
 
 def _days_supply(ref: Reference) -> list[Fact]:
@@ -408,13 +448,15 @@ def _place_costs(ref: Reference) -> list[Fact]:
 
 def _top_humira_prescriber(ref: Reference) -> list[Fact]:
     tied = _tied_top(ref, "humira_rx")
+    known = not _tie_cut_off(ref, tied)
     return [
-        _entity("top HUMIRA prescriber NPI", ref, "npi_number", tied),
+        _entity("top HUMIRA prescriber NPI", ref, "npi_number", tied, required=known),
         _number("their HUMIRA prescriptions", ref, "humira_rx"),
-        _entity("their specialty", ref, "specialty", tied, specialty_spellings, _SPECIALTY_NAMES),
-        _entity("their last name", ref, "last_name", tied),
-        _number("their HUMIRA-related payments", ref, "humira_payments", tied),
-    ]
+        _entity("their specialty", ref, "specialty", tied, specialty_spellings, _SPECIALTY_NAMES,
+                required=known),
+        _entity("their last name", ref, "last_name", tied, required=known),
+        _number("their HUMIRA-related payments", ref, "humira_payments", tied, required=known),
+    ]  # fmt: skip
 
 
 def _unpaid_prescribers(ref: Reference) -> list[Fact]:
@@ -448,12 +490,23 @@ def _summary(ref: Reference) -> list[Fact]:
 
 
 def _ozempic_payments_effect(ref: Reference) -> list[Fact]:
-    paid = _row_where(ref, "received_payments", True)
-    unpaid = _row_where(ref, "received_payments", False)
-    return [
-        _number("average OZEMPIC fills, prescribers with payments", ref, "avg_fills", [paid]),
-        _number("average OZEMPIC fills, prescribers without", ref, "avg_fills", [unpaid]),
-    ]
+    groups = ref.column("received_payments")
+    facts: list[Fact] = []
+    if True in groups:
+        paid = _row_where(ref, "received_payments", True)
+        facts.append(
+            _number("average OZEMPIC fills, prescribers with payments", ref, "avg_fills", [paid])
+        )
+    else:  # small data: no OZEMPIC prescriber was paid, so there is nothing to compare with
+        facts.append(number_fact("OZEMPIC prescribers with OZEMPIC payments", 0))
+    if False in groups:
+        unpaid = _row_where(ref, "received_payments", False)
+        facts.append(
+            _number("average OZEMPIC fills, prescribers without", ref, "avg_fills", [unpaid])
+        )
+    else:
+        facts.append(number_fact("OZEMPIC prescribers without OZEMPIC payments", 0))
+    return facts
 
 
 def _ra_humira(ref: Reference) -> list[Fact]:
@@ -487,6 +540,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         ("RX_CLAIMS",),
         ("top-n", "guide"),
         ("PRESCRIBER_NPI_NBR", "rx_count"),
+        empty_facts=_no_humira_in_california,
     ),
     GoldenQuestion(
         "humira_specialties",
@@ -544,7 +598,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         "By what percentage did the number of OZEMPIC fills grow from 2023 to 2024?",
         """
         SELECT fills_2023, fills_2024,
-               ROUND(100.0 * (fills_2024 - fills_2023) / fills_2023, 1) AS growth_pct
+               ROUND(100.0 * (fills_2024 - fills_2023) / NULLIF(fills_2023, 0), 1) AS growth_pct
         FROM (
             SELECT COUNT(*) FILTER (WHERE year(SERVICE_DATE_DD) = 2023) AS fills_2023,
                    COUNT(*) FILTER (WHERE year(SERVICE_DATE_DD) = 2024) AS fills_2024
@@ -559,7 +613,8 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         "humira_change",
         "How did HUMIRA's monthly fill volume change between January 2023 and December 2024?",
         """
-        SELECT jan_2023, dec_2024, ROUND(100.0 * (dec_2024 - jan_2023) / jan_2023, 1) AS change_pct
+        SELECT jan_2023, dec_2024,
+               ROUND(100.0 * (dec_2024 - jan_2023) / NULLIF(jan_2023, 0), 1) AS change_pct
         FROM (
             SELECT COUNT(*) FILTER (WHERE SERVICE_DATE_DD BETWEEN DATE '2023-01-01'
                                                           AND DATE '2023-01-31') AS jan_2023,
@@ -681,6 +736,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         ("RX_CLAIMS", "PROVIDER_PAYMENTS"),
         ("join", "payments"),
         ("npi_number", "total_paid"),
+        empty_facts=_no_jardiance_payments,
     ),
     GoldenQuestion(
         "afib_cardiologists",
