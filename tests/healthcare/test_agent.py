@@ -329,7 +329,7 @@ def test_cli_builds_the_database_on_first_use_with_a_progress_bar(
     result = _cli(["--rows", "2000", "-m", f"scripted:{script}", "Top HUMIRA?"], loopwright_home)
     assert result.returncode == 0, result.stderr
     assert "Building the synthetic claims database (2,000 rx claims)" in result.stderr
-    assert (loopwright_home / "data" / "healthcare" / "claims-2000-42.duckdb").is_file()
+    assert (loopwright_home / "data" / "healthcare" / "claims-v2-2000-42.duckdb").is_file()
     assert "▸ SQL SELECT PRESCRIBER_NPI_NBR" in result.stdout
     assert "Done." in result.stdout
     assert "loopwright healthcare --session" in result.stdout
@@ -417,7 +417,7 @@ def test_cli_a_bad_session_id_is_refused_before_the_database_is_built(
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: invalid session id")
-    assert not (loopwright_home / "data" / "healthcare" / "claims-1500-42.duckdb").exists()
+    assert not (loopwright_home / "data" / "healthcare" / "claims-v2-1500-42.duckdb").exists()
 
 
 def test_builds_abandoned_by_a_killed_process_are_removed(tmp_path: Path) -> None:

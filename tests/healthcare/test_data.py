@@ -92,10 +92,14 @@ def test_the_database_has_the_documented_schema_and_sizes(
 def test_npis_are_unique_and_pass_the_luhn_check(claims_con: duckdb.DuckDBPyConnection) -> None:
     npis = [row[0] for row in claims_con.execute("SELECT npi_number FROM PROVIDERS_BIO").fetchall()]
     assert len(npis) == len(set(npis))
-    assert all(is_valid_npi(npi) for npi in npis)
+    assert all(is_valid_npi(npi, synthetic=True) for npi in npis)
+    # none can be a real provider's: CMS issues NPIs beginning with 1 or 2
+    assert not any(is_valid_npi(npi) for npi in npis)
     # the CMS worked example: base 123456789 has check digit 3
     assert npi_check_digit("123456789") == 3
+    assert is_valid_npi("1234567893")
     assert not is_valid_npi("1234567890")
+    assert not is_valid_npi("9234567893", synthetic=False)
 
 
 def test_every_key_joins(claims_con: duckdb.DuckDBPyConnection) -> None:
@@ -249,7 +253,7 @@ def test_amounts_are_positive_and_90_day_fills_exist(
 def test_ensure_database_builds_into_the_data_directory_once(loopwright_home: Path) -> None:
     calls: list[tuple[float, str]] = []
     path = ensure_database(rx_claims=2_000, seed=3, progress=lambda f, m: calls.append((f, m)))
-    assert path == loopwright_home / "data" / "healthcare" / "claims-2000-3.duckdb"
+    assert path == loopwright_home / "data" / "healthcare" / "claims-v2-2000-3.duckdb"
     assert path == default_database_path(2_000, 3)
     assert path.is_file()
     fractions = [fraction for fraction, _ in calls]

@@ -124,5 +124,5 @@ def test_the_demo_script_runs_with_the_embedded_model(tmp_path: Path) -> None:
     assert "── " in out  # the run's footer: it ended, within its limits
     assert re.search(r"^run: (end_turn|max_turns) in [\d.]+ s", out, re.MULTILINE), out
     assert "golden check" in out  # a verdict, whatever the tiny model answered
-    assert (tmp_path / "home" / "data" / "healthcare" / "claims-5000-42.duckdb").is_file()
+    assert (tmp_path / "home" / "data" / "healthcare" / "claims-v2-5000-42.duckdb").is_file()
     assert "Traceback" not in result.stderr

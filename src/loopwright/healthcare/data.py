@@ -4,9 +4,11 @@ The healthcare research agent needs data that looks like a real claims warehouse
 prescriber specialties, states, skew, seasonality, joinable keys) so that its questions have
 interesting answers, while containing no real person's data. Everything here is synthetic:
 
-- NPIs are random 10-digit numbers that pass the Luhn check real NPIs use (prefix 80840);
-  provider names are drawn from generic first/last name lists; patients are opaque ids with a
-  birth year and a sex, nothing else.
+- NPIs are random 10-digit numbers that pass the Luhn check real NPIs use (prefix 80840),
+  but begin with 9: CMS issues NPIs beginning with 1 or 2 only, so no NPI here can be a real
+  provider's, whose name would then stand beside synthetic prescribing and payments.
+  Provider names are drawn from generic first/last name lists; patients are opaque ids with
+  a birth year and a sex, nothing else.
 - Drug names, manufacturers and ICD-10 codes are real public product and code names; NDC codes
   use the manufacturers' labeler prefixes with synthetic product codes.
 
@@ -564,6 +566,10 @@ class Sizes:
         )
 
 
+#: The smallest NPI base generated: synthetic NPIs begin with a 9, which CMS never issues.
+SYNTHETIC_NPI_BASE = 900_000_000
+
+
 def npi_check_digit(base: str) -> int:
     """The Luhn check digit of a 9-digit NPI base (the ``80840`` prefix counted as 24)."""
     if len(base) != 9 or not base.isdigit():
@@ -578,12 +584,13 @@ def npi_check_digit(base: str) -> int:
     return (10 - total % 10) % 10
 
 
-def is_valid_npi(npi: str) -> bool:
-    """Whether ``npi`` is 10 digits with a correct Luhn check digit."""
+def is_valid_npi(npi: str, *, synthetic: bool = False) -> bool:
+    """Whether ``npi`` is 10 digits with a correct Luhn check digit, beginning as CMS's do
+    (1 or 2) or, with ``synthetic``, as this generator's do (9)."""
     return (
         len(npi) == 10
         and npi.isdigit()
-        and npi[0] in "12"
+        and npi[0] in ("9" if synthetic else "12")
         and npi_check_digit(npi[:9]) == int(npi[9])
     )
 
@@ -691,9 +698,16 @@ TREND_IDS: dict[str, int] = {
 }
 
 
+#: Bumped whenever the generator's output changes, so that databases built by an earlier
+#: version are not reused as this one's (2: NPIs beginning with 9).
+DATA_VERSION = 2
+
+
 def default_database_path(rx_claims: int = DEFAULT_RX_CLAIMS, seed: int = DEFAULT_SEED) -> Path:
-    """Where ``ensure_database`` keeps the database of this size and seed."""
-    return loopwright_home() / "data" / "healthcare" / f"claims-{rx_claims}-{seed}.duckdb"
+    """Where ``ensure_database`` keeps the database of this size and seed (and
+    :data:`DATA_VERSION`)."""
+    name = f"claims-v{DATA_VERSION}-{rx_claims}-{seed}.duckdb"
+    return loopwright_home() / "data" / "healthcare" / name
 
 
 # --- building ------------------------------------------------------------------------------
@@ -879,14 +893,15 @@ class _Builder:
 
     def _providers(self) -> None:
         n, seed = self.sizes.providers, self.seed
-        # NPI bases: a scrambling bijection of the index on 27 bits (xor, odd multiplies and
-        # xor-shifts are each invertible), so NPIs are unique and look random
-        mask = (1 << 27) - 1
+        # NPI bases: a scrambling bijection of the index on 26 bits (xor, odd multiplies and
+        # xor-shifts are each invertible), so NPIs are unique and look random; 9 and eight
+        # digits, never a real NPI (see the module docstring)
+        mask = (1 << 26) - 1
         x0 = f"xor(idx, {_mix(seed, 100) & mask})"
         x1 = f"(({x0}) * {0x5BD1E995} & {mask})"
         x2 = f"xor({x1}, {x1} >> 13)"
         x3 = f"(({x2}) * {0x27D4EB2F} & {mask})"
-        base = "(100000000 + xor(x3, x3 >> 11))"
+        base = f"({SYNTHETIC_NPI_BASE} + xor(x3, x3 >> 11))"
         terms = []
         for j in range(9):
             digit = f"(({base} // {10 ** (8 - j)}) % 10)"
@@ -1244,7 +1259,8 @@ def ensure_database(
 ) -> Path:
     """The path of the claims database of this size and seed, building it on first use.
 
-    Without ``path`` the file is ``<LOOPWRIGHT_HOME>/data/healthcare/claims-<n>-<seed>.duckdb``.
+    Without ``path`` the file is :func:`default_database_path`:
+    ``<LOOPWRIGHT_HOME>/data/healthcare/claims-v<DATA_VERSION>-<n>-<seed>.duckdb``.
     An existing file is returned as is. Two processes asking at once do not both build: the
     second waits for the first (a lock file next to the database) and reuses its result.
     ``progress(fraction, message)`` is called as the build advances (not when reused).
