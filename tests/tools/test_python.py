@@ -109,6 +109,9 @@ async def test_timeout_kills_the_code_and_its_children(registry: ToolRegistry) -
     result = await python(registry, code, timeout=700)
     assert result["is_error"]
     assert text(result).startswith("started\n[The Python code timed out after 0.7s")
+    # the Python tool's own advice: it has no background mode, unlike Bash
+    assert "background" not in text(result)
+    assert "give a longer timeout (timeout, in ms" in text(result)
     assert not any(marker in _cmdline(pid) for pid in os.listdir("/proc") if pid.isdigit())
 
 
@@ -199,3 +202,13 @@ async def test_python_tool_registered_alone_uses_the_default_sandbox(workspace: 
         assert text(await python(registry, "print(6 * 7)")) == "42"
     finally:
         await registry.aclose()
+
+
+async def test_output_too_long_gets_advice_for_python_code(registry: ToolRegistry) -> None:
+    """The note said to redirect with `> out.txt`, which is shell, not Python."""
+    result = await python(registry, "print('x' * 2_000_000)")
+    note = text(result).splitlines()[-1]
+    assert note.startswith("[output too long: stdout 2,000,001 bytes")
+    assert "Print less (a summary, df.head()), or write the output to a file" in note
+    assert "> out.txt" not in note
+    assert note.endswith("]")

@@ -30,6 +30,13 @@ from loopwright.tools.shell import (
     render_outcome,
 )
 
+#: What to do about code that timed out or printed too much (it has no background mode).
+PYTHON_ADVICE = (
+    "Make it cheaper (less data, or a sample of it) or give a longer timeout "
+    f"(timeout, in ms, at most {MAX_TIMEOUT_MS:,}).",
+    "Print less (a summary, df.head()), or write the output to a file and read it in parts.",
+)
+
 #: Where the code is written (inside the workspace, so every backend sees it); removed after.
 CODE_DIR = os.path.join(".loopwright", "python")
 
@@ -118,7 +125,9 @@ class PythonTool(BaseTool):
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        return render_outcome(outcome, timeout_s=timeout_ms / 1000, what="The Python code")
+        return render_outcome(
+            outcome, timeout_s=timeout_ms / 1000, what="The Python code", advice=PYTHON_ADVICE
+        )
 
     async def aclose(self) -> None:
         """Kill whatever the code left running."""

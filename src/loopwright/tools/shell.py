@@ -44,10 +44,26 @@ BACKGROUND_OUTPUT_BYTES: Final = 256 * 1024
 REGISTRY_TIMEOUT_S: Final = MAX_TIMEOUT_MS / 1000 + 30
 
 
+#: What to do about a command that timed out, or printed too much: Bash's advice.
+SHELL_ADVICE: Final = (
+    "Run long jobs in the background (background: true) or give a longer timeout.",
+    "Redirect it to a file (> out.txt) and read the file in parts, or filter it (grep, head, "
+    "tail).",
+)
+
+
 def render_outcome(
-    outcome: RunOutcome, *, timeout_s: float | None, what: str = "The command"
+    outcome: RunOutcome,
+    *,
+    timeout_s: float | None,
+    what: str = "The command",
+    advice: tuple[str, str] = SHELL_ADVICE,
 ) -> ToolResult:
-    """A finished command as a tool result: stdout, stderr, notes; non-zero → ``is_error``."""
+    """A finished command as a tool result: stdout, stderr, notes; non-zero → ``is_error``.
+
+    ``advice`` is what to do about a time-out and about output too long to show, in the
+    terms of the calling tool (Bash's by default).
+    """
     parts: list[str] = []
     if outcome.stdout:
         parts.append(outcome.stdout.removesuffix("\n"))
@@ -57,13 +73,15 @@ def render_outcome(
         outcome.stdout_bytes, outcome.stdout_cut, outcome.stderr_bytes, outcome.stderr_cut
     )
     if cut_note:
+        cut_note = f"{cut_note} {advice[1]}]"
+    if cut_note:
         parts.append(cut_note)
     code = outcome.exit_code
     if outcome.timed_out:
         limit = f"{timeout_s:g}s" if timeout_s is not None else "its time limit"
         parts.append(
             f"[{what} timed out after {limit} and was killed, with every process it started. "
-            "Run long jobs in the background (background: true) or give a longer timeout.]"
+            f"{advice[0]}]"
         )
     elif outcome.violation is not None:
         parts.append(f"[{what} was stopped because {outcome.violation}.]")
@@ -102,10 +120,7 @@ def _cut_note(out_total: int, out_cut: int, err_total: int, err_cut: int) -> str
         cut.append(f"stderr {err_total:,} bytes ({err_cut:,} cut)")
     if not cut:
         return ""
-    return (
-        f"[output too long: {', '.join(cut)}; only its beginning and end are shown. Redirect it "
-        "to a file (> out.txt) and read the file in parts, or filter it (grep, head, tail).]"
-    )
+    return f"[output too long: {', '.join(cut)}; only its beginning and end are shown."
 
 
 class BackgroundShell:
