@@ -255,3 +255,18 @@ def test_sql_limits_are_checked_when_the_agent_is_made(
     )
     result = agent.run_sync("one")
     assert [r["is_error"] for r in _results(result.events)] == [False]
+
+
+def test_query_timeout_also_limits_define_cohort(claims_db: Path) -> None:
+    """DefineCohort kept its own 60 s whatever query_timeout said."""
+    from loopwright.healthcare.cohort import DefineCohort
+    from loopwright.tools.sql import SQL
+
+    agent = healthcare_agent(ScriptedModel(["ok"]), database=claims_db, query_timeout=7)
+    (cohort,) = [t for t in agent.tools if isinstance(t, DefineCohort)]
+    (sql,) = [t for t in agent.tools if isinstance(t, SQL)]
+    assert cohort.query_timeout == 7
+    assert sql.options["timeout"] == 7
+    default = healthcare_agent(ScriptedModel(["ok"]), database=claims_db)
+    (cohort,) = [t for t in default.tools if isinstance(t, DefineCohort)]
+    assert cohort.query_timeout == 60

@@ -106,9 +106,9 @@ def healthcare_agent(
     today's date. ``compact`` (by default: for the embedded ``local:`` models) is what a tiny
     model can use: a short prompt, the ``SQL`` tool alone, worked SQL examples computed on
     this database shown as earlier turns (:class:`~loopwright.healthcare.prompt.FewShotModel`),
-    one-line answers, at most 6 turns. ``max_rows`` and ``query_timeout`` are the SQL tool's
-    limits; other keyword arguments go to :class:`~loopwright.Agent` (``max_turns``,
-    ``store``, ``timeout``...).
+    one-line answers, at most 6 turns. ``max_rows`` is the SQL tool's row cap and
+    ``query_timeout`` the time limit of its queries and of ``DefineCohort``'s; other keyword
+    arguments go to :class:`~loopwright.Agent` (``max_turns``, ``store``, ``timeout``...).
 
     Raises ``ValueError`` for a database it cannot use (:class:`DatabaseUnreadable`, also an
     :class:`~loopwright.sql.SQLError`, when the database was there but failed to answer) or
@@ -146,7 +146,8 @@ def healthcare_agent(
     names = ["SQL"]
     if not compact:
         if supports(backend):
-            tools.append(DefineCohort(backend))
+            cohort_options = {} if query_timeout is None else {"query_timeout": query_timeout}
+            tools.append(DefineCohort(backend, **cohort_options))
             names.append("DefineCohort")
         config = SandboxConfig(env=dict(SANDBOX_ENV))
         tools += [
