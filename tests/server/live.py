@@ -3,8 +3,9 @@
 The agent understands a tiny command language in the user's message, so each test says what
 the turn does: ``write FILE TEXT`` (a Write call), ``sleep SECONDS`` (a slow tool call),
 ``steps N SECONDS`` (N slow calls), ``chart FILE`` (a PNG image), ``todos`` (a TodoWrite-style
-list in ``.loopwright/todos.json``), ``markdown`` (:data:`MARKDOWN_ANSWER`); anything else is
-echoed back.
+list in ``.loopwright/todos.json``), ``markdown`` (:data:`MARKDOWN_ANSWER`), ``charts`` (what
+the healthcare agent leaves: charts, one in a directory with a space in its name, a CSV whose
+name is HTML, then :data:`CHARTS_ANSWER`); anything else is echoed back.
 """
 
 from __future__ import annotations
@@ -65,6 +66,19 @@ SELECT PRESCRIBER_NPI_NBR, COUNT(*) FROM RX_CLAIMS
 ```
 
 <img src="x" onerror="window.__pwned=1"><script>window.__pwned=2</script>
+"""
+
+
+#: The ``charts`` command's files and answer: charts shown in place by relative path (one
+#: percent-encoded), and images that must not be fetched (outside the workspace, another host).
+CHARTS_FILES = ("chart.png", "sub/dir/chart x.png")
+HTML_NAMED_CSV = '<img src=x onerror="window.__pwned=4">.csv'
+CHARTS_ANSWER = """The chart: ![Top 10](chart.png)
+
+By state: ![By state](sub/dir/chart%20x.png)
+
+Not fetched: ![up](../secret.png) ![up2](%2e%2e/secret.png) ![abs](/etc/passwd.png)
+![elsewhere](//attacker.invalid/x.png) ![web](https://attacker.invalid/x.png)
 """
 
 
@@ -161,6 +175,12 @@ def script(request: ModelRequest) -> ScriptedTurn:
         return ScriptedTurn("Plan saved.")
     if command == "markdown":
         return ScriptedTurn(MARKDOWN_ANSWER)
+    if command == "charts":
+        if done == 0:
+            calls = [call("chart", file_path=path) for path in CHARTS_FILES]
+            calls.append(call("Write", file_path=HTML_NAMED_CSV, content="npi,claims\n1,2\n"))
+            return ScriptedTurn("Plotting.\n", calls)
+        return ScriptedTurn(CHARTS_ANSWER)
     return ScriptedTurn(f"You said: {task}")
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from loopwright.policy import Policy
+from loopwright.server import files as files_module
 
 from .conftest import StartServer
 from .live import CHART_SIZE, SSE, iter_sse, make_agent, png_bytes, stream_turn
@@ -172,6 +175,84 @@ def test_paths_outside_the_workspace_are_refused(live: StartServer, tmp_path: Pa
         assert [f["path"] for f in listing] == ["inside.txt"]  # links out are not listed
         assert alice.get(base, params={"path": "../"}).status_code == 400
         assert alice.get(base, params={"path": "inside.txt"}).status_code == 404
+
+
+def test_a_link_swapped_in_after_the_check_is_not_followed(
+    live: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool running meanwhile (``ln -sf`` in Bash) can replace a checked file, or a
+    directory on its path, with a link out of the workspace: the server must not read
+    through it (another session's files, the server's own secrets)."""
+    server = live(tokens=TOKENS)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data.csv").write_text("top secret")
+    swaps: dict[str, Callable[[Path], None]] = {}
+
+    def file_to_link(checked: Path) -> None:
+        checked.unlink()
+        checked.symlink_to(outside / "data.csv")
+
+    def directory_to_link(checked: Path) -> None:
+        directory = checked.parent
+        directory.rename(directory.with_name("moved"))
+        directory.symlink_to(outside)
+
+    class SwappingValidator(files_module.PathValidator):
+        def validate(self, path: str | os.PathLike[str], operation: str = "access") -> str:
+            resolved = super().validate(path, operation)
+            swap = swaps.pop(os.fspath(path), None)
+            if swap is not None:  # the tool's swap lands right after the check
+                swap(Path(resolved))
+            return resolved
+
+    monkeypatch.setattr(files_module, "PathValidator", SwappingValidator)
+    with server.client("tok-alice") as alice:
+        session_id = new_session(alice)
+        stream_turn(alice, session_id, "write result.csv ok")
+        stream_turn(alice, session_id, "write sub/data.csv ok")
+        base = f"/api/sessions/{session_id}/files"
+        assert alice.get(f"{base}/result.csv").text == "ok"
+        assert alice.get(f"{base}/sub/data.csv").text == "ok"
+
+        swaps["result.csv"] = file_to_link
+        swaps["sub/data.csv"] = directory_to_link
+        for path in ("result.csv", "sub/data.csv"):
+            response = alice.get(f"{base}/{path}")
+            assert "top secret" not in response.text, path
+            assert response.status_code == 400, (path, response.text)
+            assert "outside the session's workspace" in response.json()["detail"]
+        assert swaps == {}  # both swaps happened
+
+
+def test_the_listing_leaves_out_the_agents_own_files_and_unfinished_results(
+    live: StartServer, tmp_path: Path
+) -> None:
+    server = live(tokens=TOKENS)
+    with server.client("tok-alice") as alice:
+        session_id = new_session(alice)
+        stream_turn(alice, session_id, "todos")
+        stream_turn(alice, session_id, "write top10.csv a,b")
+        workspace = tmp_path / "workspaces" / session_id
+        cache = workspace / ".loopwright" / "home" / ".cache" / "matplotlib"
+        cache.mkdir(parents=True)
+        (cache / "fontlist.json").write_text("{}")
+        # the SQL tool's result being written, and an old result not yet freed
+        (workspace / ".top10.csv.0a1b2c3d.partial").write_text("a,")
+        (workspace / "sub").mkdir()
+        (workspace / "sub" / ".top10.parquet.deadbeef.old").write_text("PAR1")
+        (workspace / ".env").write_text("KEY=1")
+
+        base = f"/api/sessions/{session_id}/files"
+        listed = [f["path"] for f in alice.get(base).json()["files"]]
+        assert listed == [".env", "top10.csv"]
+        # the agent's own directory is there when asked for, and its files can be read
+        inner = alice.get(base, params={"path": ".loopwright"}).json()["files"]
+        assert [f["path"] for f in inner] == [
+            ".loopwright/home/.cache/matplotlib/fontlist.json",
+            ".loopwright/todos.json",
+        ]
+        assert alice.get(f"{base}/.loopwright/todos.json").status_code == 200
 
 
 def test_the_todo_list_is_served_when_present(live: StartServer, tmp_path: Path) -> None:

@@ -245,6 +245,69 @@ def test_bad_messages_get_a_clear_422(live: StartServer) -> None:
         assert client.get(f"/api/sessions/{session_id}").json()["message_count"] == 0
 
 
+def test_bodies_that_are_not_json_get_a_422_that_says_how_to_send_json(
+    live: StartServer,
+) -> None:
+    server = live(tokens=TOKENS)
+    with server.client("tok-alice") as client:
+        path = f"/api/sessions/{new_session(client)}/messages"
+        as_form = client.post(  # what `curl -d '{"content": "hi"}'` sends
+            path,
+            content=b'{"content": "hi"}',
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert as_form.status_code == 422
+        assert as_form.json()["detail"].startswith(
+            "the request body must be JSON sent with 'Content-Type: application/json', not "
+            "'application/x-www-form-urlencoded'"
+        )
+        broken = client.post(
+            path, content=b'{"content": hi}', headers={"Content-Type": "application/json"}
+        )
+        assert broken.status_code == 422
+        assert broken.json()["detail"].startswith(
+            "the request body is not valid JSON (Expecting value at character 12)"
+        )
+        for body in (b"[]", b'"hi"'):
+            not_object = client.post(
+                path, content=body, headers={"Content-Type": "application/json"}
+            )
+            assert not_object.status_code == 422
+            assert not_object.json()["detail"].startswith("the request body must be a JSON object")
+        empty = client.post(path, headers={"Content-Type": "application/json"})
+        assert empty.status_code == 422
+        assert empty.json()["detail"].startswith("the request needs a JSON body")
+
+
+def test_a_refused_resume_keeps_the_last_turn_and_its_events(live: StartServer) -> None:
+    server = live(tokens=TOKENS)
+    with server.client("tok-alice") as client:
+        session_id = new_session(client)
+        _, events = stream_turn(client, session_id, "hello")
+        assert events[-1].data["stop_reason"] == "end_turn"
+        run_id = client.get(f"/api/sessions/{session_id}").json()["run"]["id"]
+
+        refused = client.post(f"/api/sessions/{session_id}/resume")
+        assert refused.status_code == 409
+        assert "nothing to resume" in refused.json()["detail"]
+
+        # the finished turn is still the session's latest, its events still there
+        session = client.get(f"/api/sessions/{session_id}").json()
+        assert session["run"] is not None
+        assert session["run"]["id"] == run_id
+        with client.stream("GET", f"/api/sessions/{session_id}/events") as response:
+            assert response.status_code == 200
+            again = list(iter_sse(response))
+        assert again == events
+        by_id = client.get(f"/api/sessions/{session_id}/runs/{run_id}")
+        assert by_id.status_code == 200
+        assert by_id.json()["stop_reason"] == "end_turn"
+        # and the next turn replaces it as before
+        _, second = stream_turn(client, session_id, "again")
+        assert second[-1].data["stop_reason"] == "end_turn"
+        assert client.get(f"/api/sessions/{session_id}/runs/{run_id}").status_code == 404
+
+
 def test_health_readiness_and_the_openapi_spec(live: StartServer) -> None:
     server = live(tokens=TOKENS)
     with server.client() as anonymous:

@@ -17,7 +17,17 @@ import pytest
 
 from loopwright.policy import Policy
 from loopwright.server import create_app
-from server.live import CHART_SIZE, MARKDOWN_ANSWER, LiveServer, make_agent, png_bytes, start_live
+from server.live import (
+    CHART_SIZE,
+    CHARTS_FILES,
+    HTML_NAMED_CSV,
+    MARKDOWN_ANSWER,
+    LiveServer,
+    make_agent,
+    png_bytes,
+    start_live,
+    stream_turn,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -293,3 +303,52 @@ def test_a_running_turn_shows_progress_and_stop_cancels_it(
     sync_api.expect(card.locator(".tool-summary")).to_contain_text("interrupted")
     sync_api.expect(page.locator("#send")).to_be_enabled()
     sync_api.expect(page.locator("#stop")).to_be_hidden()
+
+
+def test_charts_in_an_answer_show_and_a_mangled_address_still_opens_the_page(
+    browser: sync_api.Browser, tmp_path: Path
+) -> None:
+    """What a healthcare answer holds: charts by relative path (one in a directory with a
+    space, percent-encoded), images outside the workspace or on another host (never fetched),
+    a result file whose name is HTML (shown as text). The page is opened by a link cut short
+    in the middle of an escape ("#%E0%A4%A"): it still starts, with the latest session."""
+    live = start_live(create_app(make_agent(tmp_path)))  # authentication off
+    try:
+        with live.client() as client:
+            session_id = client.post("/api/sessions").json()["id"]
+            _, events = stream_turn(client, session_id, "charts")
+            assert events[-1].data["stop_reason"] == "end_turn"
+        page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        page.set_default_timeout(15_000)
+        errors: list[str] = []
+        fetched: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: fetched.append(request.url))
+        page.goto(live.base_url + "/#%E0%A4%A")
+
+        answer = page.locator(".msg.assistant").last
+        sync_api.expect(answer).to_contain_text("The chart:")
+        sync_api.expect(page.locator(".notice.error")).to_have_count(0)
+        images = answer.locator(".md-figure img")
+        sync_api.expect(images).to_have_count(2)
+        for index, path in enumerate(CHARTS_FILES):
+            sync_api.expect(images.nth(index)).to_have_attribute("title", path)
+            page.wait_for_function(
+                "el => el.complete && el.naturalWidth > 0", arg=images.nth(index).element_handle()
+            )
+            assert images.nth(index).evaluate("el => el.naturalWidth") == CHART_SIZE[0]
+        sync_api.expect(answer.locator("a.md-image, span.md-image")).to_have_count(5)
+        file_name = page.locator("#files li .file-name", has_text="onerror")
+        sync_api.expect(file_name).to_have_text(HTML_NAMED_CSV)
+        assert page.locator("#files img, #files [onerror]").count() == 0
+        assert page.evaluate("window.__pwned") is None
+
+        files = [url for url in fetched if "/files/" in url]
+        assert sorted(url.split("/files/", 1)[1] for url in files) == [
+            "chart.png",
+            "sub/dir/chart%20x.png",
+        ]
+        assert [url for url in fetched if not url.startswith((live.base_url, "blob:"))] == []
+        assert errors == []
+    finally:
+        live.stop()

@@ -179,12 +179,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors: list[Any] = list(exc.errors())
         first = errors[0] if errors else {}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        detail = _body_problem(request, first)
+        if detail is None:
+            where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+            message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+            detail = f"invalid request ({where or 'body'}: {message})"
         return JSONResponse(
             {
-                "detail": f"invalid request ({where or 'body'}: {message}); see the request "
-                "schemas at /openapi.json",
+                "detail": f"{detail}; see the request schemas at /openapi.json",
                 "errors": [
                     {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))} for e in errors
                 ],
@@ -197,6 +199,31 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SessionLeased, busy_elsewhere)
     app.add_exception_handler(ServerClosing, closing)
     app.add_exception_handler(RequestValidationError, invalid)
+
+
+def _body_problem(request: Request, error: Any) -> str | None:
+    """What is wrong with a request body that is not JSON at all (``None``: something else):
+    the usual mistakes of a hand-written client, said so they can be fixed."""
+    loc = tuple(error.get("loc", ()))
+    if not loc or loc[0] != "body":
+        return None
+    if error.get("type") == "json_invalid":
+        reason = str((error.get("ctx") or {}).get("error", "")).strip()
+        at = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+        return f"the request body is not valid JSON ({reason or 'cannot be parsed'}{at})"
+    if loc != ("body",):
+        return None
+    kind = request.headers.get("content-type", "")
+    if error.get("type") == "missing":
+        return "the request needs a JSON body (Content-Type: application/json)"
+    if kind and "json" not in kind.lower():
+        return (
+            f"the request body must be JSON sent with 'Content-Type: application/json', not "
+            f"{kind.split(';')[0].strip()!r} (with curl: -H 'Content-Type: application/json')"
+        )
+    if error.get("type") in ("model_attributes_type", "dict_type"):
+        return "the request body must be a JSON object"
+    return None
 
 
 class _UiFiles(StaticFiles):

@@ -2,7 +2,9 @@
 
 Every path comes from the client, so every path goes through the same
 :class:`~loopwright.sandbox.paths.PathValidator` the tools use: ``..``, absolute paths and
-symlinks that lead outside the workspace are refused. Files are served so a browser cannot
+symlinks that lead outside the workspace are refused. A download is served from the file it
+checked (opened once, then checked again where it really is), so a link the agent swaps in
+between the check and the read is not followed. Files are served so a browser cannot
 be tricked into running them as part of the web UI: only images, plain text and data formats
 are shown inline, everything else is an attachment, and every response carries
 ``nosniff`` and a sandboxing Content-Security-Policy.
@@ -10,9 +12,13 @@ are shown inline, everything else is an attachment, and every response carries
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import mimetypes
 import os
+import re
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,14 @@ MAX_LISTED = 5000
 #: the TodoWrite tool's list, relative to the workspace
 TODOS_PATH = ".loopwright/todos.json"
 TODO_STATUSES = ("pending", "in_progress", "completed")
+#: the agent's own state in the workspace (todo list, audit log, the sandbox's home and
+#: caches): not listed with the analyst's files, unless its directory is asked for
+INTERNAL_DIR = ".loopwright"
+#: a result file being written (``.<name>.<hex>.partial``) or an old one not yet freed
+#: (``.<name>.<hex>.old``), see :mod:`loopwright.sql.files`: never listed
+TEMPORARY_FILE = re.compile(r"\..+\.[0-9a-f]{8}\.(?:partial|old)")
+#: where Linux shows what an open file descriptor really is
+_FD_DIR = "/proc/self/fd"
 
 #: media types a browser may show in place; anything else is downloaded
 INLINE_TYPES = frozenset(
@@ -75,21 +89,27 @@ def content_type_of(path: str) -> str:
     return guessed or "application/octet-stream"
 
 
+def _outside(path: str) -> WorkspacePathError:
+    return WorkspacePathError(
+        f"the path {path!r} leads outside the session's workspace; use a path relative to "
+        "the workspace, as GET /api/sessions/{id}/files lists them"
+    )
+
+
 def _resolve(workspace: Path, path: str, operation: str) -> str:
     validator = PathValidator(workspace)
     try:
         return validator.validate(path, operation)
     except SecurityError:
-        raise WorkspacePathError(
-            f"the path {path!r} leads outside the session's workspace; use a path relative to "
-            "the workspace, as GET /api/sessions/{id}/files lists them"
-        ) from None
+        raise _outside(path) from None
 
 
 def list_files(workspace: Path, under: str = "") -> tuple[list[FileEntry], bool]:
     """The files under ``under`` (the whole workspace by default), sorted by path, and
     whether the listing was cut at :data:`MAX_LISTED`. Symlinks are listed only when they
-    point inside the workspace; linked directories are not entered."""
+    point inside the workspace; linked directories are not entered. The agent's own
+    :data:`INTERNAL_DIR` is left out unless ``under`` is in it, and result files still being
+    written (:data:`TEMPORARY_FILE`) are never listed."""
     root = os.path.realpath(workspace)
     if not os.path.isdir(root):
         return [], False
@@ -99,8 +119,12 @@ def list_files(workspace: Path, under: str = "") -> tuple[list[FileEntry], bool]
     validator = PathValidator(root)
     entries: list[FileEntry] = []
     for directory, dirnames, filenames in os.walk(base):
+        if directory == root and INTERNAL_DIR in dirnames:
+            dirnames.remove(INTERNAL_DIR)
         dirnames.sort()
         for name in sorted(filenames):
+            if TEMPORARY_FILE.fullmatch(name):
+                continue
             full = os.path.join(directory, name)
             if os.path.islink(full) and not validator.is_inside(full):
                 continue
@@ -119,16 +143,90 @@ def list_files(workspace: Path, under: str = "") -> tuple[list[FileEntry], bool]
 
 
 def resolve_file(workspace: Path, path: str) -> str:
-    """The absolute path of a regular file inside the workspace, or an error saying why not."""
+    """The absolute path of a regular file inside the workspace, or an error saying why not.
+
+    Reading the file by this path later follows whatever is there then; to serve the file,
+    :func:`open_file` is safer."""
     if not path:
         raise WorkspacePathError("give the file's path relative to the workspace")
     resolved = _resolve(workspace, path, "download")
     if not os.path.isfile(resolved):
-        raise FileNotFoundError(
-            f"no file {path!r} in the session's workspace; list the files with "
-            "GET /api/sessions/{id}/files"
-        )
+        raise _missing(path)
     return resolved
+
+
+class FileUnreadable(OSError):
+    """The file is in the workspace but the server cannot read it."""
+
+
+@dataclass(slots=True)
+class OpenedFile:
+    """A regular file of the workspace, open for reading (until :meth:`close`).
+
+    ``path`` opens this same file again (``/proc/self/fd/N`` on Linux, which stays this
+    file whatever is renamed or linked meanwhile); ``stat`` is its size and times."""
+
+    descriptor: int
+    path: str
+    stat: os.stat_result
+    closed: bool = False
+
+    def close(self) -> None:
+        """Close the descriptor (once: its number may be another file's afterwards)."""
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                os.close(self.descriptor)
+
+
+def _missing(path: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"no file {path!r} in the session's workspace; list the files with "
+        "GET /api/sessions/{id}/files"
+    )
+
+
+def open_file(workspace: Path, path: str) -> OpenedFile:
+    """Open a regular file inside the workspace, or raise an error saying why not:
+    :class:`WorkspacePathError` (outside), :class:`FileNotFoundError` (no such file),
+    :class:`FileUnreadable` (the server may not read it).
+
+    The path is checked, the file opened without following a final link, then where the
+    open file really is is checked again: a link swapped in after the first check (by a
+    tool running meanwhile) is refused, never read through."""
+    if not path:
+        raise WorkspacePathError("give the file's path relative to the workspace")
+    resolved = _resolve(workspace, path, "download")
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(resolved, flags)  # O_NONBLOCK: a FIFO does not hang the server
+    except (FileNotFoundError, NotADirectoryError):
+        raise _missing(path) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the file became a link after the check
+            raise _outside(path) from None
+        raise FileUnreadable(
+            f"the file {path!r} cannot be read by the server ({exc.strerror or exc})"
+        ) from None
+    opened = OpenedFile(descriptor, resolved, os.fstat(descriptor))
+    try:
+        if not stat.S_ISREG(opened.stat.st_mode):
+            raise _missing(path)
+        fd_path = os.path.join(_FD_DIR, str(descriptor))
+        try:
+            really = os.readlink(fd_path).removesuffix(" (deleted)")
+        except OSError:  # no /proc: the file at the checked path must still be this one
+            if not os.path.samestat(opened.stat, os.stat(resolved)):
+                raise _outside(path) from None
+            return opened
+        if not PathValidator(workspace).is_inside(really):
+            raise _outside(path)
+        opened.path = fd_path
+        return opened
+    except BaseException:
+        opened.close()
+        raise
 
 
 def read_todos(workspace: Path) -> tuple[list[dict[str, str]], str]:

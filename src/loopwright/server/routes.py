@@ -21,11 +21,13 @@ from loopwright.server.context import ServerContext, context_of
 from loopwright.server.files import (
     FILE_HEADERS,
     INLINE_TYPES,
+    FileUnreadable,
+    OpenedFile,
     WorkspacePathError,
     content_type_of,
     list_files,
+    open_file,
     read_todos,
-    resolve_file,
 )
 from loopwright.server.runs import Run
 from loopwright.server.schemas import (
@@ -384,6 +386,7 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
             200: {"content": {"application/octet-stream": {}}, "description": "The file."},
             **NOT_FOUND_DOC,
             400: {"model": ProblemOut},
+            403: {"model": ProblemOut, "description": "The server cannot read the file."},
         },
     )
     async def download(
@@ -396,15 +399,17 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
     ) -> FileResponse:
         header = ctx.sessions.header(user, session_id)
         try:
-            resolved = resolve_file(header.workspace_dir, path)
+            opened = await run_in_threadpool(open_file, header.workspace_dir, path)
         except WorkspacePathError as exc:
             raise HTTPException(400, str(exc)) from None
         except FileNotFoundError as exc:
             raise HTTPException(404, str(exc)) from None
+        except FileUnreadable as exc:
+            raise HTTPException(403, str(exc)) from None
         kind = content_type_of(path)
         inline = kind in INLINE_TYPES and not download
-        return FileResponse(
-            resolved,
+        return OpenedFileResponse(
+            opened,
             media_type=kind,
             filename=path.rsplit("/", 1)[-1],
             content_disposition_type="inline" if inline else "attachment",
@@ -458,6 +463,21 @@ def resume_point(last_event_id: str | None, after: int | None) -> int:
             "last event received (or leave the header out to start from the beginning)",
         )
     return value
+
+
+class OpenedFileResponse(FileResponse):
+    """A workspace file served from the file :func:`open_file` opened and checked (never
+    opened again by a path a tool may have changed meanwhile); closed when sent."""
+
+    def __init__(self, opened: OpenedFile, **options: Any) -> None:
+        super().__init__(opened.path, stat_result=opened.stat, **options)
+        self.opened = opened
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.opened.close()
 
 
 class SSEResponse(StreamingResponse):

@@ -170,6 +170,8 @@ class RunManager:
         self.owner = process_owner()
         self._latest: dict[str, Run] = {}
         self._by_id: dict[str, Run] = {}
+        #: reserved run id -> the session's run before it, until the reserved one starts
+        self._replaced: dict[str, Run] = {}
         self._swept_at = 0.0
         #: ids of runs reserved that have not streamed their first event yet
         self._starting: set[str] = set()
@@ -213,11 +215,11 @@ class RunManager:
         if self.shared_store is not None:
             lease = TurnLease(self.shared_store, session_id, self.owner, self.lease_ttl)
             lease.acquire()  # or SessionLeased: another server runs a turn there
-        previous = self._latest.get(session_id)
-        if previous is not None:
-            self._by_id.pop(previous.id, None)
         run = Run(session_id, owner)
         run.lease = lease
+        previous = self._latest.get(session_id)
+        if previous is not None:  # kept until the new run starts (see release)
+            self._replaced[run.id] = previous
         self._latest[session_id] = run
         self._by_id[run.id] = run
         self._starting.add(run.id)
@@ -225,17 +227,25 @@ class RunManager:
         return run
 
     def release(self, run: Run) -> None:
-        """Give up a reserved run that never started."""
+        """Give up a reserved run that never started; the session's previous run (if any)
+        is its latest again, its events still there for clients to read."""
         self._started(run)
         run.finish()
+        previous = self._replaced.pop(run.id, None)
         if self._latest.get(run.session_id) is run:
-            del self._latest[run.session_id]
+            if previous is not None:
+                self._latest[run.session_id] = previous
+            else:
+                del self._latest[run.session_id]
         self._by_id.pop(run.id, None)
         if run.lease is not None:
             run.lease.release_now()
 
     def start(self, run: Run, session: Session, prompt: Prompt | None) -> None:
         """Run the turn in a background task owned by the server."""
+        previous = self._replaced.pop(run.id, None)
+        if previous is not None:  # the session's runs are now this one
+            self._by_id.pop(previous.id, None)
         run.task = asyncio.get_running_loop().create_task(
             self._drive(run, session, prompt), name=f"loopwright {run.id}"
         )

@@ -758,6 +758,16 @@ async function refreshTodos() {
 
 // --- start ------------------------------------------------------------------------------
 
+// The session id in the address ("#abc123"); "" when there is none or it is mangled (a
+// link cut short mid-escape), so the page still starts, with the latest session.
+function sessionInHash() {
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch (_) {
+    return "";
+  }
+}
+
 async function start() {
   $("composer").addEventListener("submit", send);
   $("prompt").addEventListener("keydown", (event) => {
@@ -794,7 +804,7 @@ async function start() {
   }
   showUser(me);
   const sessions = await loadSessions();
-  const wanted = decodeURIComponent(location.hash.slice(1));
+  const wanted = sessionInHash();
   const chosen = sessions.find((s) => s.id === wanted) || sessions[0];
   if (chosen) await openSession(chosen.id);
 }
