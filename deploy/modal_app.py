@@ -245,7 +245,7 @@ def list_session_files(user: str, session_id: str, under: str = "") -> list[dict
 def read_session_file(user: str, session_id: str, path: str) -> bytes:
     """One file of the user's session workspace; paths leading outside it are refused
     (``ValueError``), as by the HTTP API."""
-    from loopwright.server.files import resolve_file
+    from loopwright.server.files import open_file
 
     store = open_session_store(session_id, create=False)
     if store is None:
@@ -254,14 +254,19 @@ def read_session_file(user: str, session_id: str, path: str) -> bytes:
         session = owned_session(store, user, session_id)
     finally:
         store.close()
-    resolved = Path(resolve_file(session.workspace_dir, path))
-    size = resolved.stat().st_size
-    if size > MAX_DOWNLOAD_BYTES:
-        raise ValueError(
-            f"{path} is {size} bytes, more than a function call returns; copy it with "
-            f"`modal volume get {VOLUME_NAME} workspaces/{session_id}/{path}`"
-        )
-    return resolved.read_bytes()
+    # read from the descriptor that was checked: a link swapped in meanwhile is not followed
+    opened = open_file(Path(session.workspace_dir), path)
+    try:
+        size = opened.stat.st_size
+        if size > MAX_DOWNLOAD_BYTES:
+            raise ValueError(
+                f"{path} is {size} bytes, more than a function call returns; copy it with "
+                f"`modal volume get {VOLUME_NAME} workspaces/{session_id}/{path}`"
+            )
+        with os.fdopen(os.dup(opened.descriptor), "rb") as handle:
+            return handle.read()
+    finally:
+        opened.close()
 
 
 def render_event(event: dict[str, Any]) -> str:
