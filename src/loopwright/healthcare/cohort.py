@@ -29,7 +29,9 @@ as prefixes, or condition labels): at least ``min_claims`` medical claims for an
 ``states``, ``specialties`` (of the prescriber or treating provider), the date range, age (at
 the claim, from the birth year) and sex filter those qualifying claims. Without drugs or
 conditions the cohort is built from pharmacy claims alone. ``exclude_drugs`` and
-``exclude_conditions`` remove patients who ever had such a claim in the data.
+``exclude_conditions`` remove patients who ever had such a claim in the data. Claims without
+a patient id count for nobody. The member list is in code point order of the patient ids,
+whatever the database's collation, so the same data gives the same file on every backend.
 """
 
 from __future__ import annotations
@@ -533,12 +535,8 @@ def build_cohort_query(
         ]
     else:
         aliases = [alias for alias, _ in selected]
-        columns.append(
-            f"LEAST({', '.join(f'{a}.first_date' for a in aliases)}) AS first_claim_date"
-        )
-        columns.append(
-            f"GREATEST({', '.join(f'{a}.last_date' for a in aliases)}) AS last_claim_date"
-        )
+        columns.append(f"LEAST({_nulls_skipped(aliases, 'first_date')}) AS first_claim_date")
+        columns.append(f"GREATEST({_nulls_skipped(aliases, 'last_date')}) AS last_claim_date")
     names += ["first_claim_date", "last_claim_date"]
     sql = "WITH " + ",\n".join(ctes) + "\nSELECT " + ",\n       ".join(columns)
     sql += f"\nFROM {first}"
@@ -553,6 +551,16 @@ def build_cohort_query(
     return CohortQuery(sql, dict(params.values), dialect.name, tuple(names))
 
 
+def _nulls_skipped(aliases: Sequence[str], column: str) -> str:
+    """LEAST/GREATEST arguments that skip missing dates on every backend: BigQuery's LEAST is
+    NULL when any argument is, DuckDB's and PostgreSQL's ignore NULLs. Each argument falls
+    back on the others, so it is NULL only when all are."""
+    values = [f"{alias}.{column}" for alias in aliases]
+    return ", ".join(
+        f"COALESCE({', '.join([value, *(v for v in values if v != value)])})" for value in values
+    )
+
+
 def _anchor_sql(
     criteria: Criteria,
     source: Source,
@@ -563,7 +571,8 @@ def _anchor_sql(
     def col(role: str) -> str:
         return f"c.{q(source[role])}"
 
-    where: list[str] = []
+    # a claim without a patient id belongs to nobody: never a member (nor a NULL "patient")
+    where: list[str] = [f"{col('patient')} IS NOT NULL"]
     if source is schema.pharmacy and criteria.drugs:
         where.append(f"lower({col('drug')}) IN ({params.many('drug', _lower(criteria.drugs))})")
     if source is schema.medical and criteria.conditions:
@@ -601,8 +610,7 @@ def _anchor_sql(
         f"           MIN({col('date')}) AS first_date, MAX({col('date')}) AS last_date",
         f"    FROM {q(source.table)} AS c{join}",
     ]
-    if where:
-        lines.append("    WHERE " + "\n      AND ".join(where))
+    lines.append("    WHERE " + "\n      AND ".join(where))
     lines.append(f"    GROUP BY {col('patient')}")
     lines.append(f"    HAVING COUNT(*) >= {params.add('min_claims', criteria.min_claims)}")
     return "\n".join(lines)
@@ -1065,7 +1073,9 @@ class DefineCohortTool(BaseTool):
         """Build and run the cohort query, save the definition and members, return counts."""
         schema = CohortSchema.from_schema(await self.runner.schema())
         query = build_cohort_query(criteria, schema, self.runner.dialect)
-        rows = await self.runner.fetch(query.sql, query.parameters, self.query_timeout)
+        rows = _in_member_order(
+            await self.runner.fetch(query.sql, query.parameters, self.query_timeout)
+        )
         unmatched: dict[str, list[str]] = {}
         for probe in build_probes(criteria, schema, self.runner.dialect):
             found = await self.runner.fetch(probe.sql, probe.parameters, self.query_timeout)
@@ -1244,6 +1254,14 @@ def _keep(path: str) -> str | None:
         except OSError:
             return None
         return kept
+
+
+def _in_member_order(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The member rows by patient id, in code point order (DuckDB's and BigQuery's): the
+    SQL's ``ORDER BY`` follows PostgreSQL's collation there, which may be a language's
+    (``en-US`` puts ``PT_1`` before ``pt-2`` before ``PT0``), and the member file must not
+    depend on the server."""
+    return sorted(rows, key=lambda row: (row[0] is None, "" if row[0] is None else row[0]))
 
 
 def _write_csv(handle: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
