@@ -962,3 +962,36 @@ def test_a_forked_child_starts_its_own_workers() -> None:
         os.waitpid(pid, 0)
         pytest.fail("the forked child's query never ran")
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+async def test_sql_nested_deeper_than_the_parser_goes_is_a_clear_refusal(
+    workspace: Path,
+) -> None:
+    """DuckDB parses 900 levels of parentheses; sqlglot's RecursionError came back as
+    "The query failed. DuckDB: maximum recursion depth exceeded", not DuckDB's at all."""
+    tool = SQLTool(workspace, backend="duckdb:///:memory:")
+    try:
+        result = await run(tool, "SELECT " + "(" * 900 + "1" + ")" * 900 + " AS x")
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is True
+    content = str(result["content"])
+    assert "nested too deeply" in content
+    assert "DuckDB:" not in content
+    assert os.listdir(workspace) == []
+
+
+async def test_serialized_sql_is_not_run_behind_the_checks_back(workspace: Path) -> None:
+    """json_execute_serialized_sql runs a statement the parser check never sees (here the
+    refused query()); in memory, the check is the only lock."""
+    tool = SQLTool(workspace, backend="duckdb:///:memory:")
+    hidden = "SELECT * FROM query('SELECT 42 AS answer')"
+    try:
+        result = await run(
+            tool, f"FROM json_execute_serialized_sql(json_serialize_sql($${hidden}$$))"
+        )
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is True
+    assert "json_execute_serialized_sql() is not allowed" in str(result["content"])
+    assert os.listdir(workspace) == []

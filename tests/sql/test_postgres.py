@@ -460,3 +460,66 @@ async def test_a_result_without_columns_is_a_clear_error(tool: SQLTool, workspac
     assert result["is_error"] is True
     assert "returned no columns" in str(result["content"])
     assert os.listdir(workspace) == []
+
+
+def tables_named(dsn: str, prefix: str) -> list[str]:
+    with psycopg.connect(dsn) as connection:
+        rows = connection.execute(
+            "SELECT relname FROM pg_class WHERE relname LIKE %s ORDER BY 1", (prefix + "%",)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "COMMIT; BEGIN READ WRITE; CREATE TABLE pwned_commit (x int); COMMIT",
+        "SELECT CAST(pg_read_file('PG_VERSION') AS int)",  # the file in the error message
+    ],
+)
+async def test_sql_sqlglot_cannot_parse_never_runs_more_than_one_statement(
+    tool: SQLTool, dsn: str, workspace: Path, tail: str
+) -> None:
+    """SQL sqlglot cannot parse goes to PostgreSQL's own parser for its syntax error, as
+    PREPARE ... AS <sql>: sent with the simple protocol, whatever followed a ";" ran (the
+    first case committed and created a table)."""
+    result = await run(tool, f"SELECT collation for ('a'); {tail}")
+    assert result["is_error"] is True
+    assert str(result["content"]).startswith("The SQL holds more than one statement")
+    assert tables_named(dsn, "pwned") == []
+    assert os.listdir(workspace) == []
+    # the connection went back to the pool: the next query still runs read-only
+    again = await run(tool, "SELECT collation for ('a') AS c; CREATE TABLE pwned_next (x int)")
+    assert again["is_error"] is True
+    assert tables_named(dsn, "pwned") == []
+
+
+async def test_a_name_in_unicode_escapes_is_still_refused(tool: SQLTool, workspace: Path) -> None:
+    """U&"pg_read_fil\\0065" is pg_read_file to PostgreSQL; sqlglot keeps the escapes, so the
+    deny list missed it and the server file came back (the test server's role is a superuser)."""
+    result = await run(tool, "SELECT U&\"pg_read_fil\\0065\"('PG_VERSION') AS version")
+    assert result["is_error"] is True
+    assert "pg_read_file() is not allowed" in str(result["content"])
+    assert os.listdir(workspace) == []
+
+
+async def test_no_session_lock_outlives_the_query(tool: SQLTool, dsn: str) -> None:
+    """A session-level advisory lock survives the rollback, and the pooled connection kept it
+    for good: pg_try_advisory_lock was not on the deny list (pg_advisory_lock was)."""
+    result = await run(tool, "SELECT pg_try_advisory_lock(4242) AS locked")
+    assert result["is_error"] is True
+    with psycopg.connect(dsn) as connection:
+        held = connection.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        ).fetchone()
+    assert held == (0,)
+
+
+async def test_a_parser_crash_is_postgresqls_syntax_error(tool: SQLTool) -> None:
+    """sqlglot raises TypeError on some truncated SQL: it came back as "PostgreSQL:
+    sqlglot.expressions.core.Expr object expected; got None"."""
+    result = await run(tool, "SELECT ndc_drug_nm -> 'x' ->> 0, tags #> FROM rx_claims")
+    assert result["is_error"] is True
+    content = str(result["content"])
+    assert "PostgreSQL: syntax error" in content
+    assert "sqlglot" not in content

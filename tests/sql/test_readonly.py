@@ -83,6 +83,30 @@ REFUSED = [
     ("postgres", "SELECT dblink_exec('host=x', 'DROP TABLE t')", "dblink_exec"),
     ("postgres", "SELECT pg_terminate_backend(1)", "pg_terminate_backend"),
     ("bigquery", "SELECT * FROM EXTERNAL_QUERY('conn', 'SELECT 1')", "external_query"),
+    # names PostgreSQL reads through U& escapes, which sqlglot keeps as written
+    ("postgres", "SELECT U&\"pg_read_fil\\0065\"('/etc/passwd')", "pg_read_file()"),
+    ("postgres", "SELECT u&\"set_confi\\+000067\"('a.b', 'c', false)", "set_config()"),
+    ("postgres", "SELECT U&\"pg_notif\\0079\"('channel', 'x')", "pg_notify()"),
+    # SQL run from a string, which the check never sees
+    ("postgres", "SELECT * FROM ts_stat('SELECT pg_read_file(''x'')::tsvector')", "ts_stat"),
+    (
+        "duckdb",
+        "FROM json_execute_serialized_sql(json_serialize_sql('FROM query_table(''t'')'))",
+        "json_execute_serialized_sql",
+    ),
+    # what a rollback does not undo: session locks, replication slots, statistics
+    ("postgres", "SELECT pg_try_advisory_lock(1)", "pg_try_advisory_lock"),
+    ("postgres", "SELECT pg_try_advisory_lock_shared(1)", "pg_try_advisory_lock_shared"),
+    ("postgres", "SELECT pg_create_physical_replication_slot('s')", "replication_slot"),
+    ("postgres", "SELECT pg_stat_reset()", "pg_stat_reset"),
+    ("postgres", "SELECT pg_log_backend_memory_contexts(1)", "pg_log_backend_memory"),
+    # DuckDB's instance-changing and file-reading table functions
+    ("duckdb", "SELECT * FROM checkpoint()", "checkpoint"),
+    ("duckdb", "SELECT * FROM truncate_duckdb_logs()", "truncate_duckdb_logs"),
+    ("duckdb", "SELECT * FROM enable_logging()", "enable_logging"),
+    ("duckdb", "SELECT * FROM parquet_full_metadata('x.parquet')", "parquet_full_metadata"),
+    ("duckdb", "SUMMARIZE '/etc/passwd'", "looks like a file"),
+    ("duckdb", "SUMMARIZE 'claims'", "looks like a file"),
 ]
 
 
@@ -110,3 +134,24 @@ def test_empty_sql_is_refused(sql: str) -> None:
 def test_unparsable_sql_is_refused_as_such() -> None:
     with pytest.raises(UnparsableQuery, match="could not be parsed as duckdb SQL"):
         check_read_only("SELECT * FROM (", "duckdb")
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + "(" * 900 + "1" + ")" * 900,
+        "SELECT " + "CASE WHEN true THEN " * 900 + "1" + " END" * 900,
+    ],
+)
+def test_sql_nested_too_deeply_for_the_parser_is_refused_as_such(dialect: str, sql: str) -> None:
+    """sqlglot recurses per level: a RecursionError used to escape, reported as the
+    database's error ("DuckDB: maximum recursion depth exceeded")."""
+    with pytest.raises(UnparsableQuery, match="nested too deeply"):
+        check_read_only(sql, dialect)
+
+
+def test_sql_the_parser_trips_over_is_unparsable_not_a_crash() -> None:
+    """sqlglot raises TypeError on some truncated operators; it used to escape as is."""
+    with pytest.raises(UnparsableQuery, match="could not be parsed as postgres SQL"):
+        check_read_only("SELECT jsonb_path_query(j, '$.a') -> 'x' ->> 0, j #>", "postgres")

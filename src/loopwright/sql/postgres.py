@@ -218,15 +218,26 @@ class PostgresBackend(SQLBackend):
             del rows, values, arrays
 
     def _syntax_error(self, sql: str) -> SQLError | None:
-        """PostgreSQL's own parse of ``sql``: ``PREPARE`` parses and plans, never runs."""
+        """PostgreSQL's own parse of ``sql``: ``PREPARE`` parses and plans, never runs.
+
+        Only called for SQL sqlglot could not parse, so nothing vouches that it is one
+        statement: it is sent with the extended query protocol (``binary=True`` makes psycopg
+        use it), which takes exactly one statement. The simple protocol would run whatever
+        follows a ``;`` (``SELECT collation for ('a'); COMMIT; BEGIN READ WRITE; ...``).
+        """
         connection = self._acquire()
         reusable = False
         try:
-            connection.execute(f"PREPARE loopwright_check AS {sql}")
+            connection.execute(f"PREPARE loopwright_check AS {sql}", prepare=False, binary=True)
             reusable = True
             return None
         except psycopg.Error as exc:
             reusable = True
+            if isinstance(exc, psycopg.errors.SyntaxError) and "multiple commands" in str(exc):
+                return QueryRefused(
+                    "The SQL holds more than one statement; run one query per call (use "
+                    "WITH ... for intermediate steps)."
+                )
             return self._error(exc)
         finally:
             try:

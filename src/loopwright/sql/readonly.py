@@ -8,10 +8,18 @@ each with a message saying what to do instead:
   ``LOAD``, ``EXPORT``, ``CALL``, transactions...) and more than one statement;
 - data-changing statements hidden inside a query (PostgreSQL's ``WITH d AS (DELETE ...)``),
   ``SELECT ... INTO`` (creates a table) and ``FOR UPDATE`` (takes locks);
-- functions that reach outside the database or run SQL the check cannot see: DuckDB's file
-  readers (``read_csv``, ``read_parquet``, ``glob``, ``*_scan``, ``query(...)``...) and
-  file-name table references (``FROM 'claims.csv'``), PostgreSQL's server-file,
-  large-object, signalling and settings functions, BigQuery's ``EXTERNAL_QUERY``.
+- functions that reach outside the database, run SQL the check cannot see or change what a
+  rollback does not undo: DuckDB's file readers (``read_csv``, ``read_parquet``, ``glob``,
+  ``*_scan``, ``query(...)``, ``json_execute_serialized_sql``...), its checkpoint, logging
+  and profiling functions, and file-name table references (``FROM 'claims.csv'``,
+  ``SUMMARIZE 'claims.csv'``); PostgreSQL's server-file, large-object, signalling, settings,
+  advisory-lock, replication-slot and statistics-reset functions and ``ts_stat`` (names
+  written with ``U&"..."`` escapes are read as PostgreSQL reads them); BigQuery's
+  ``EXTERNAL_QUERY``.
+
+SQL sqlglot cannot parse (a syntax error, nesting too deep for it, or input it trips over)
+is refused as :class:`UnparsableQuery`, never run. The deny lists name what is known; the
+connection's own locks (below) are what holds against the rest.
 
 This is the first of two locks: each backend's connection is read-only as well (DuckDB
 ``read_only`` with external access off, a PostgreSQL read-only transaction, a BigQuery dry
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import NoReturn
 
 import sqlglot
 from sqlglot import exp
@@ -92,6 +101,22 @@ _DUCKDB_DENIED = frozenset(
         "duckdb_secrets",
         "which_secret",
         "from_csv_auto",
+        # runs a statement serialised as JSON, which the check never sees
+        "json_execute_serialized_sql",
+        # change the instance (checkpoints, logging, profiling, external resources)
+        "checkpoint",
+        "force_checkpoint",
+        "enable_logging",
+        "disable_logging",
+        "truncate_duckdb_logs",
+        "write_log",
+        "enable_profiling",
+        "disable_profiling",
+        "create_external_resource",
+        "destroy_external_resource",
+        "register_external_resource",
+        "register_external_resource_type",
+        "deregister_external_resource",
     }
 )
 
@@ -117,20 +142,80 @@ _POSTGRES_DENIED = frozenset(
         "query_to_xmlschema",
         "cursor_to_xml",
         "cursor_to_xmlschema",
+        # run a query given as text, which the check never sees
+        "ts_stat",
+        "ts_rewrite",
+        # server files and logs
+        "pg_current_logfile",
+        "pg_hba_file_rules",
+        "pg_ident_file_mappings",
+        "pg_show_all_file_settings",
+        # large objects by descriptor
+        "loread",
+        "lowrite",
+        # changes a rollback does not undo: replication slots, statistics, logs, indexes
+        "pg_drop_replication_slot",
+        "pg_replication_slot_advance",
+        "pg_log_backend_memory_contexts",
+        "pg_import_system_collations",
+        "pg_stat_statements_reset",
+        "brin_summarize_new_values",
+        "brin_summarize_range",
+        "brin_desummarize_range",
+        "gin_clean_pending_list",
     }
+)
+
+#: Prefixes of PostgreSQL functions refused like :data:`_POSTGRES_DENIED`: files, large
+#: objects, locks (session advisory locks outlive the transaction), other servers,
+#: replication slots and origins, statistics resets, recovery control.
+_POSTGRES_DENIED_PREFIXES = (
+    "lo_",
+    "pg_ls_",
+    "pg_read_",
+    "pg_advisory",
+    "pg_try_advisory",
+    "pg_file_",
+    "dblink",
+    "pg_create_",
+    "pg_copy_",
+    "pg_logical_slot_",
+    "pg_replication_origin_",
+    "pg_stat_reset",
+    "pg_wal_replay_",
+    "binary_upgrade_",
 )
 
 _BIGQUERY_DENIED = frozenset({"external_query"})
 
 
 def _duckdb_denied(name: str) -> bool:
-    return name in _DUCKDB_DENIED or name.startswith("read_") or name.endswith("_scan")
+    return (
+        name in _DUCKDB_DENIED or name.startswith(("read_", "parquet_")) or name.endswith("_scan")
+    )
 
 
 def _postgres_denied(name: str) -> bool:
-    return name in _POSTGRES_DENIED or name.startswith(
-        ("lo_", "pg_ls_", "pg_advisory", "pg_file_", "dblink")
-    )
+    return name in _POSTGRES_DENIED or name.startswith(_POSTGRES_DENIED_PREFIXES)
+
+
+#: An escape in a PostgreSQL ``U&"..."`` identifier: ``\XXXX``, ``\+XXXXXX`` or ``\\``.
+_UNICODE_ESCAPE = re.compile(r"\\(?:\+([0-9a-fA-F]{6})|([0-9a-fA-F]{4})|(\\))")
+
+
+def _unicode_escapes(name: str) -> str:
+    """``name`` with its ``U&`` escapes read (sqlglot keeps them as they were written)."""
+
+    def read(match: re.Match[str]) -> str:
+        code = match.group(1) or match.group(2)
+        if code is None:
+            return "\\"
+        try:
+            return chr(int(code, 16)).lower()
+        except (ValueError, OverflowError):  # past U+10FFFF: PostgreSQL refuses it too
+            return match.group(0)
+
+    return _UNICODE_ESCAPE.sub(read, name)
 
 
 _DENIED: dict[str, Callable[[str], bool]] = {
@@ -169,6 +254,16 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
             f"The SQL could not be parsed as {dialect} SQL ({_parse_message(exc)}); "
             "fix the syntax and run it again."
         ) from None
+    except RecursionError:
+        raise UnparsableQuery(
+            "The SQL is nested too deeply to be checked (hundreds of levels of parentheses, "
+            "CASE or subqueries); flatten it, e.g. with WITH ... for intermediate steps."
+        ) from None
+    except Exception as exc:  # sqlglot trips over some malformed input (TypeError...)
+        raise UnparsableQuery(
+            f"The SQL could not be parsed as {dialect} SQL ({type(exc).__name__}: "
+            f"{_parse_message(exc)}); fix the syntax and run it again."
+        ) from None
     if not statements:
         raise QueryRefused("The SQL holds no statement; give one SELECT query to run.")
     if len(statements) > 1:
@@ -182,6 +277,8 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
         isinstance(tree, exp.Subquery) and not isinstance(tree.unnest(), _QUERY_ROOTS)
     ):
         raise QueryRefused(f"{_statement_kind(tree, sql)} statements are not allowed. {_ADVICE}")
+    if isinstance(tree, exp.Summarize) and isinstance(tree.this, exp.Literal):
+        _refuse_file(tree.this.name)  # SUMMARIZE 'claims.csv' reads the file
     for node in tree.walk():
         if isinstance(node, _WRITES):
             raise QueryRefused(
@@ -209,6 +306,8 @@ def _check_function(node: exp.Func, dialect: str) -> None:
     if denied is None:
         return
     name = (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+    if "\\" in name and dialect == "postgres":  # U&"pg_read_fil\0065" is pg_read_file
+        name = _unicode_escapes(name)
     if denied(name):
         raise QueryRefused(
             f"The function {name}() is not allowed: the SQL tool only reads the database's "
@@ -217,14 +316,18 @@ def _check_function(node: exp.Func, dialect: str) -> None:
 
 
 def _check_table_name(node: exp.Table) -> None:
-    from loopwright.sql.base import QueryRefused
-
     identifier = node.this
     if isinstance(identifier, exp.Identifier) and _FILE_LIKE.search(identifier.name):
-        raise QueryRefused(
-            f"{identifier.name!r} looks like a file, not a table: the SQL tool only reads the "
-            "database's own tables. Query the tables instead."
-        )
+        _refuse_file(identifier.name)
+
+
+def _refuse_file(name: str) -> NoReturn:
+    from loopwright.sql.base import QueryRefused
+
+    raise QueryRefused(
+        f"{name!r} looks like a file, not a table: the SQL tool only reads the "
+        "database's own tables. Query the tables instead."
+    )
 
 
 def _statement_kind(node: object, sql: str = "") -> str:
@@ -244,7 +347,7 @@ def _first_word(sql: str) -> str:
     return match.group(0).upper() if match else ""
 
 
-def _parse_message(exc: ParseError | TokenError) -> str:
+def _parse_message(exc: Exception) -> str:
     if isinstance(exc, ParseError) and exc.errors:
         first = exc.errors[0]
         description = str(first.get("description") or "syntax error")
@@ -252,4 +355,5 @@ def _parse_message(exc: ParseError | TokenError) -> str:
         if line is not None:
             return f"{description} at line {line}, column {col}"
         return description
-    return re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()[0]
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()
+    return lines[0] if lines else "syntax error"
