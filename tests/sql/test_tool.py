@@ -311,3 +311,23 @@ async def test_the_preview_says_what_the_files_hold(workspace: Path) -> None:
     assert "cut at the row cap" in content
     assert "First 3 rows:" in content
     assert "All rows" not in content
+
+
+async def test_the_preview_shows_floats_with_the_digits_the_csv_has(workspace: Path) -> None:
+    """Floats were shown to 12 significant digits: a sum of money of 4,458,378,870,000 read
+    4.45837887e+12 in the preview (the CSV: 4458378870000.0), and 12345678901234.56 lost
+    its cents."""
+    sql = (
+        "SELECT * FROM (VALUES (1, 4458378870000.0::DOUBLE), (2, 12345678901234.56::DOUBLE), "
+        "(3, (0.1 + 0.2)::DOUBLE), (4, 0.00001::DOUBLE), (5, 1e20::DOUBLE)) t(i, f)"
+    )
+    result, csv = await query(workspace, sql)
+    table = str(result["content"]).split("All rows:\n")[1].splitlines()[2:]
+    assert [row.split(" | ")[1].rstrip(" |") for row in table] == [
+        "4458378870000.0",
+        "12345678901234.56",
+        "0.3",  # float noise past 16 digits is not shown
+        "0.00001",
+        "1e+20",
+    ]
+    assert csv.splitlines()[1:3] == ["1,4458378870000.0", "2,12345678901234.56"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 from decimal import Decimal
@@ -301,7 +302,7 @@ def _cell(value: Any) -> str:
     elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, float):
-        text = f"{value:.12g}"
+        text = _float_text(value)
     elif isinstance(value, Decimal):
         text = format(value, "f")
     elif isinstance(value, int | str):
@@ -317,6 +318,22 @@ def _cell(value: Any) -> str:
     text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
     if len(text) > MAX_CELL_CHARS:
         text = text[: MAX_CELL_CHARS - 1] + "…"
+    return text
+
+
+def _float_text(value: float) -> str:
+    """A float as the CSV holds it (its shortest exact digits), but without an exponent
+    where one is not needed (1e-06 to 1e16) and without float noise past 16 significant
+    digits (``0.1 + 0.2`` shows as ``0.3``). Rounding to fewer digits made a sum of money
+    ``4.45837887e+12`` in the preview while the CSV said ``4458378870000.0``."""
+    if not math.isfinite(value):
+        return f"{value:g}"
+    text = repr(value)
+    mantissa = text.partition("e")[0]
+    if len(mantissa.replace("-", "").replace(".", "").strip("0")) > 16:
+        text = f"{value:.15g}"
+    if "e" in text and 1e-6 <= abs(value) < 1e16:
+        text = format(Decimal(text), "f")
     return text
 
 
