@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import math
 import os
 from collections.abc import Coroutine
 from pathlib import Path
@@ -122,10 +121,11 @@ def healthcare_agent(
     from loopwright.tools.grep import GrepTool
     from loopwright.tools.python import PythonTools
     from loopwright.tools.shell import ShellTools
-    from loopwright.tools.sql import SQL
+    from loopwright.tools.sql import SQL, check_limits
     from loopwright.tools.todo import TodoWriteTool
 
-    _check_limits(max_rows, query_timeout)  # before a database is built or opened
+    # before a database is built or opened
+    check_limits(max_rows=max_rows, timeout=query_timeout, timeout_name="query_timeout")
     resolved: Model = resolve_model(model)
     if compact is None:
         compact = is_small_model(resolved)
@@ -172,24 +172,6 @@ def healthcare_agent(
         # worked examples as earlier turns; a one-line answer (tool calls hold no newline)
         resolved = FewShotModel(resolved, shown, stop=("\n",))
     return Agent(resolved, system_prompt=prompt, tools=tools, **options)
-
-
-def _check_limits(max_rows: int | None, query_timeout: float | None) -> None:
-    """``ValueError`` for SQL limits the tool would refuse only when the first session
-    starts (or, for a NaN timeout, on every query)."""
-    if max_rows is not None and (
-        isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
-    ):
-        raise ValueError(f"max_rows must be a whole number of at least 1, got {max_rows!r}.")
-    if query_timeout is not None and (
-        isinstance(query_timeout, bool)
-        or not isinstance(query_timeout, int | float)
-        or not math.isfinite(query_timeout)
-        or query_timeout <= 0
-    ):
-        raise ValueError(
-            f"query_timeout must be a positive number of seconds, got {query_timeout!r}."
-        )
 
 
 async def _profile(backend: SQLBackend) -> DatabaseProfile:

@@ -142,19 +142,6 @@ def list_files(workspace: Path, under: str = "") -> tuple[list[FileEntry], bool]
     return sorted(entries, key=lambda e: e.path), False
 
 
-def resolve_file(workspace: Path, path: str) -> str:
-    """The absolute path of a regular file inside the workspace, or an error saying why not.
-
-    Reading the file by this path later follows whatever is there then; to serve the file,
-    :func:`open_file` is safer."""
-    if not path:
-        raise WorkspacePathError("give the file's path relative to the workspace")
-    resolved = _resolve(workspace, path, "download")
-    if not os.path.isfile(resolved):
-        raise _missing(path)
-    return resolved
-
-
 class FileUnreadable(OSError):
     """The file is in the workspace but the server cannot read it."""
 

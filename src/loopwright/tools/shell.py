@@ -70,10 +70,12 @@ def render_outcome(
     if outcome.stderr:
         parts.append("[stderr]\n" + outcome.stderr.removesuffix("\n"))
     cut_note = _cut_note(
-        outcome.stdout_bytes, outcome.stdout_cut, outcome.stderr_bytes, outcome.stderr_cut
+        outcome.stdout_bytes,
+        outcome.stdout_cut,
+        outcome.stderr_bytes,
+        outcome.stderr_cut,
+        advice[1],
     )
-    if cut_note:
-        cut_note = f"{cut_note} {advice[1]}]"
     if cut_note:
         parts.append(cut_note)
     code = outcome.exit_code
@@ -112,7 +114,7 @@ def _exit_note(code: int) -> str:
     return f"[exit code {code}]"
 
 
-def _cut_note(out_total: int, out_cut: int, err_total: int, err_cut: int) -> str:
+def _cut_note(out_total: int, out_cut: int, err_total: int, err_cut: int, advice: str) -> str:
     cut = []
     if out_cut:
         cut.append(f"stdout {out_total:,} bytes ({out_cut:,} cut)")
@@ -120,7 +122,7 @@ def _cut_note(out_total: int, out_cut: int, err_total: int, err_cut: int) -> str
         cut.append(f"stderr {err_total:,} bytes ({err_cut:,} cut)")
     if not cut:
         return ""
-    return f"[output too long: {', '.join(cut)}; only its beginning and end are shown."
+    return f"[output too long: {', '.join(cut)}; only its beginning and end are shown. {advice}]"
 
 
 class BackgroundShell:

@@ -78,10 +78,7 @@ class SQLTool(BaseTool):
         self.query_timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
         self.preview_rows = DEFAULT_PREVIEW_ROWS if preview_rows is None else preview_rows
         self.parquet = parquet
-        if self.max_rows < 1:
-            raise ValueError("max_rows must be at least 1")
-        if self.query_timeout <= 0:
-            raise ValueError("timeout must be a positive number of seconds")
+        check_limits(max_rows=self.max_rows, timeout=self.query_timeout)
         if self.preview_rows < 0:
             raise ValueError("preview_rows cannot be negative")
         # the registry's own limit: later than ours, so ours interrupts the query cleanly
@@ -244,6 +241,7 @@ class SQL(Toolset):
                 "backend must be a database URL (e.g. 'duckdb:///path/claims.duckdb') or an "
                 f"SQLBackend, not {type(backend).__name__}"
             )
+        check_limits(max_rows=max_rows, timeout=timeout)  # now, not when a session starts
         self.backend: SQLBackend = connect(backend) if isinstance(backend, str) else backend
         self._owns_backend = isinstance(backend, str)
         self.options: dict[str, Any] = {
@@ -266,6 +264,24 @@ class SQL(Toolset):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def check_limits(
+    *, max_rows: object = None, timeout: object = None, timeout_name: str = "timeout"
+) -> None:
+    """``ValueError`` for a row cap or a timeout the SQL tool cannot use (``None``: the
+    default); ``timeout_name`` is what the caller calls its timeout."""
+    if max_rows is not None and (
+        isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1
+    ):
+        raise ValueError(f"max_rows must be a whole number of at least 1, got {max_rows!r}.")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(f"{timeout_name} must be a positive number of seconds, got {timeout!r}.")
 
 
 def dataset_name_problem(name: object) -> str | None:
@@ -346,4 +362,4 @@ def _bytes(n: int) -> str:
     return f"{n:,} bytes"
 
 
-__all__ = ["SQL", "SQLTool", "dataset_name_problem"]
+__all__ = ["SQL", "SQLTool", "check_limits", "dataset_name_problem"]
