@@ -20,7 +20,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from polars.testing import assert_frame_equal
 
-from loopwright.sql import BigQueryBackend, QueryRefused, SQLError, connect
+from loopwright.sql import BigQueryBackend, QueryRefused, SQLError, UnparsableQuery, connect
 from loopwright.sql.bigquery import query_parameters
 from loopwright.tools.sql import SQLTool
 
@@ -452,3 +452,18 @@ def test_errors_retried_to_the_end_keep_their_meaning() -> None:
     assert "Could not reach BigQuery at https://bigquery.googleapis.com" in str(
         backend._error(refused)
     )
+
+
+async def test_sql_bigquery_accepts_but_sqlglot_cannot_parse_is_not_a_syntax_error(
+    backend: BigQueryBackend,
+) -> None:
+    """What the backend answers when sqlglot could not parse the SQL: BigQuery's dry run is
+    asked. Where it accepts the SQL, the refusal says so instead of "fix the syntax"."""
+    unparsable = UnparsableQuery("The SQL could not be parsed", detail="Unexpected token")
+    accepted = backend._syntax_error("SELECT count(*) AS n FROM rx_claims", unparsable)
+    assert isinstance(accepted, UnparsableQuery)
+    assert str(accepted).startswith(
+        "BigQuery accepts this SQL, but the read-only check cannot parse it (Unexpected token)"
+    )
+    wrong = backend._syntax_error("SELECT * FROM rx_claims WHERE", unparsable)
+    assert "BigQuery: Syntax error" in str(wrong)

@@ -59,7 +59,15 @@ class QueryRefused(SQLError):
 
 
 class UnparsableQuery(QueryRefused):
-    """The parser check could not read the statement, so it cannot vouch that it only reads."""
+    """The parser check could not read the statement, so it cannot vouch that it only reads.
+
+    ``detail`` is the parser's complaint (``Unexpected token at line 1, column 20``), where
+    it had one; a backend whose database accepts the SQL says so with it.
+    """
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class QueryTimeout(SQLError):
@@ -181,21 +189,21 @@ class SQLBackend(ABC):
 
         The base check parses the statement with sqlglot in :attr:`dialect`; backends add
         their own database's verdict where it has one. When sqlglot cannot parse it, the
-        database's own syntax error (:meth:`_syntax_error`) is the clearer message.
+        database's own syntax error (:meth:`_syntax_error`) is the clearer message, and where
+        the database accepts what sqlglot cannot read, the refusal says so.
         """
         from loopwright.sql.readonly import check_read_only
 
         try:
             check_read_only(sql, self.dialect)
-        except UnparsableQuery:
-            native = self._syntax_error(sql)
-            if native is not None:
-                raise native from None
-            raise
+        except UnparsableQuery as exc:
+            raise self._syntax_error(sql, exc) from None
 
-    def _syntax_error(self, sql: str) -> SQLError | None:
-        """The database's own complaint about ``sql``, parsed but never run (or ``None``)."""
-        return None
+    def _syntax_error(self, sql: str, unparsable: UnparsableQuery) -> SQLError:
+        """What to answer for ``sql``, which sqlglot could not parse: the database's own
+        syntax error where it can parse without running (else ``unparsable`` itself), or
+        :func:`accepted_elsewhere` where the database accepts it."""
+        return unparsable
 
     @abstractmethod
     def _open(
@@ -368,6 +376,24 @@ class Workers:
 
 _WORKERS = Workers()
 os.register_at_fork(after_in_child=_WORKERS.forget)
+
+
+def accepted_elsewhere(database: str, sql: str, unparsable: UnparsableQuery) -> UnparsableQuery:
+    """The refusal of SQL that ``database`` parses but the read-only check cannot.
+
+    Still a refusal: only a parsed statement can be vouched for. It says the syntax is not
+    wrong, so the model rewrites the query rather than hunting for a typo.
+    """
+    from loopwright.sql.readonly import rewrite_hint
+
+    if unparsable.detail is None:  # not a syntax question (nested too deeply...)
+        return unparsable
+    return UnparsableQuery(
+        f"{database} accepts this SQL, but the read-only check cannot parse it "
+        f"({unparsable.detail}), so it cannot vouch that the query only reads. "
+        f"{rewrite_hint(sql)}",
+        detail=unparsable.detail,
+    )
 
 
 async def run_in_worker(

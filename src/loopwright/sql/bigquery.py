@@ -41,6 +41,8 @@ from loopwright.sql.base import (
     SQLBackend,
     SQLError,
     UnknownTable,
+    UnparsableQuery,
+    accepted_elsewhere,
     run_in_worker,
 )
 
@@ -283,15 +285,15 @@ class BigQueryBackend(SQLBackend):
             bytes_scanned=scanned if scanned is not None else dry.total_bytes_processed,
         )
 
-    def _syntax_error(self, sql: str) -> SQLError | None:
+    def _syntax_error(self, sql: str, unparsable: UnparsableQuery) -> SQLError:
         """BigQuery's own verdict from a dry run (free: nothing runs, nothing is billed)."""
         try:
             self.dry_run(sql)
         except api_exceptions.GoogleAPICallError as exc:
             return self._error(exc)
         except Exception:
-            return None
-        return None
+            return unparsable
+        return accepted_elsewhere("BigQuery", sql, unparsable)
 
     def _error(self, exc: Exception) -> SQLError:
         if isinstance(exc, api_exceptions.RetryError) and isinstance(exc.cause, Exception):

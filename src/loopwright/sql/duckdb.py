@@ -39,6 +39,8 @@ from loopwright.sql.base import (
     SQLBackend,
     SQLError,
     UnknownTable,
+    UnparsableQuery,
+    accepted_elsewhere,
     run_in_worker,
 )
 
@@ -204,6 +206,12 @@ class DuckDBBackend(SQLBackend):
         finally:
             cursor.close()
         super().check(sql)
+        if len(statements) == 1 and statements[0].type == duckdb.StatementType.MULTI:
+            raise QueryRefused(  # MULTI is DuckDB's PIVOT without an IN list
+                "DuckDB runs a PIVOT without an IN list as several statements (it first "
+                "reads the column's distinct values); list them: PIVOT t ON col IN ('a', "
+                "'b') USING ..., or use GROUP BY with CASE (or FILTER) instead."
+            )
         if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
             kind = statements[0].type.name if statements else "empty"
             raise QueryRefused(
@@ -211,6 +219,10 @@ class DuckDBBackend(SQLBackend):
                 "runs one read-only query (SELECT, WITH ... SELECT, UNION, VALUES)."
             )
         self._judged.query = (sql, statements[0])
+
+    def _syntax_error(self, sql: str, unparsable: UnparsableQuery) -> SQLError:
+        # only reached from check(), after DuckDB's own parser has read the SQL
+        return accepted_elsewhere("DuckDB", sql, unparsable)
 
     @contextlib.contextmanager
     def _open(self, sql: str, stop: Interrupter, timeout: float) -> Iterator[ArrowStream]:

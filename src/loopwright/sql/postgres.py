@@ -55,6 +55,8 @@ from loopwright.sql.base import (
     SQLBackend,
     SQLError,
     UnknownTable,
+    UnparsableQuery,
+    accepted_elsewhere,
     run_in_worker,
 )
 from loopwright.sql.urls import redact
@@ -100,6 +102,8 @@ class PostgresBackend(SQLBackend):
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self._closed = False
+        #: ``sent``: what this thread last sent around the user's SQL (see _without_cursor)
+        self._statement = threading.local()
 
     def __repr__(self) -> str:
         return f"PostgresBackend({_where(self.dsn)!r})"
@@ -172,6 +176,7 @@ class PostgresBackend(SQLBackend):
                 (str(milliseconds),),
             )
             cursor = connection.cursor(name=f"loopwright_{next(_cursor_names)}")
+            self._statement.sent = (f'DECLARE "{cursor.name}" CURSOR FOR ', sql)
             try:
                 cursor.execute(sql)
                 description = cursor.description or []
@@ -217,7 +222,7 @@ class PostgresBackend(SQLBackend):
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
             del rows, values, arrays
 
-    def _syntax_error(self, sql: str) -> SQLError | None:
+    def _syntax_error(self, sql: str, unparsable: UnparsableQuery) -> SQLError:
         """PostgreSQL's own parse of ``sql``: ``PREPARE`` parses and plans, never runs.
 
         Only called for SQL sqlglot could not parse, so nothing vouches that it is one
@@ -227,10 +232,11 @@ class PostgresBackend(SQLBackend):
         """
         connection = self._acquire()
         reusable = False
+        self._statement.sent = (_PREPARE, sql)
         try:
-            connection.execute(f"PREPARE loopwright_check AS {sql}", prepare=False, binary=True)
+            connection.execute(_PREPARE + sql, prepare=False, binary=True)
             reusable = True
-            return None
+            return accepted_elsewhere("PostgreSQL", sql, unparsable)
         except psycopg.Error as exc:
             reusable = True
             if isinstance(exc, psycopg.errors.SyntaxError) and "multiple commands" in str(exc):
@@ -256,7 +262,8 @@ class PostgresBackend(SQLBackend):
                 f"({str(exc).strip()}). Cast that column to text in the query "
                 "(e.g. column::text) and run it again."
             )
-        message = f"PostgreSQL: {_without_cursor(str(exc).strip())}"
+        sent = getattr(self._statement, "sent", None)
+        message = f"PostgreSQL: {_without_cursor(str(exc).strip(), sent)}"
         if isinstance(exc, psycopg.errors.UndefinedTable):
             return UnknownTable(message)
         if isinstance(exc, psycopg.errors.QueryCanceled):
@@ -445,23 +452,44 @@ class _IntervalLoader(psycopg.adapt.Loader):
         return months, days, microseconds * 1000
 
 
+_PREPARE = "PREPARE loopwright_check AS "
 _DECLARE = re.compile(r'DECLARE "loopwright_\d+" CURSOR FOR |PREPARE loopwright_check AS ')
+_EXCERPT = re.compile(r"(LINE 1: )(\.\.\.)?(.*?)(\.\.\.)?$")
 
 
-def _without_cursor(message: str) -> str:
+def _without_cursor(message: str, sent: tuple[str, str] | None = None) -> str:
     """The server's message with our ``DECLARE ... CURSOR FOR`` (or ``PREPARE ... AS``) taken
-    out of the quoted
-    statement (and its caret moved back), so it points into the user's own SQL."""
+    out of the quoted statement (and its caret moved back), so it points into the user's own
+    SQL. ``sent`` is (what went before the SQL, the SQL): a long first line is quoted cut
+    (``...RE loopwright_check AS SELECT ...``), and only the statement says where it starts."""
     lines = message.splitlines()
     for i, line in enumerate(lines):
         match = _DECLARE.search(line)
-        if match is None:
+        if match is not None:
+            start, end = match.start(), match.end()
+        elif sent is not None and (cut := _cut_wrapper(line, sent)) is not None:
+            start, end = cut
+        else:
             continue
-        lines[i] = line[: match.start()] + line[match.end() :]
+        lines[i] = line[:start] + line[end:]
         if i + 1 < len(lines) and lines[i + 1].lstrip().startswith("^"):
             caret = lines[i + 1]
-            lines[i + 1] = caret[: match.start()] + caret[match.end() :]
+            lines[i + 1] = caret[:start] + caret[end:]
     return "\n".join(lines)
+
+
+def _cut_wrapper(line: str, sent: tuple[str, str]) -> tuple[int, int] | None:
+    """Where, in a ``LINE 1: ...`` excerpt cut at its start, the tail of our wrapper is:
+    (start, end) in ``line``, the ``...`` included (the user's SQL starts right there)."""
+    match = _EXCERPT.match(line)
+    if match is None or match.group(2) is None:
+        return None
+    prefix, sql = sent
+    quoted = match.group(3)
+    found = (prefix + sql).split("\n", 1)[0].find(quoted)
+    if found < 0 or found >= len(prefix):
+        return None
+    return match.start(2), match.start(3) + len(prefix) - found
 
 
 def _where(dsn: str) -> str:

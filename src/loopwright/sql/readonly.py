@@ -45,8 +45,10 @@ _QUERY_ROOTS: tuple[type[exp.Expression], ...] = (
     exp.Subquery,
 )
 
-#: DuckDB's read-only inspection statements, allowed there (they are queries in DuckDB).
-_DUCKDB_INSPECTIONS: tuple[type[exp.Expression], ...] = (exp.Describe, exp.Summarize)
+#: DuckDB's read-only statements besides SELECT, allowed there (they are queries in DuckDB):
+#: inspections, and the ``PIVOT``/``UNPIVOT`` statements (the backend also asks DuckDB, which
+#: runs a ``PIVOT`` without an ``IN`` list as several statements, and that is refused).
+_DUCKDB_QUERIES: tuple[type[exp.Expression], ...] = (exp.Describe, exp.Summarize, exp.Pivot)
 
 #: Nodes that change data or state wherever they appear in the tree.
 _WRITES: tuple[type[exp.Expression], ...] = tuple(
@@ -250,9 +252,11 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
     try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except (ParseError, TokenError) as exc:
+        detail = _parse_message(exc)
         raise UnparsableQuery(
-            f"The SQL could not be parsed as {dialect} SQL ({_parse_message(exc)}); "
-            "fix the syntax and run it again."
+            f"The SQL could not be parsed as {dialect} SQL ({detail}); "
+            "fix the syntax and run it again.",
+            detail=detail,
         ) from None
     except RecursionError:
         raise UnparsableQuery(
@@ -260,9 +264,11 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
             "CASE or subqueries); flatten it, e.g. with WITH ... for intermediate steps."
         ) from None
     except Exception as exc:  # sqlglot trips over some malformed input (TypeError...)
+        detail = f"{type(exc).__name__}: {_parse_message(exc)}"
         raise UnparsableQuery(
-            f"The SQL could not be parsed as {dialect} SQL ({type(exc).__name__}: "
-            f"{_parse_message(exc)}); fix the syntax and run it again."
+            f"The SQL could not be parsed as {dialect} SQL ({detail}); "
+            "fix the syntax and run it again.",
+            detail=detail,
         ) from None
     if not statements:
         raise QueryRefused("The SQL holds no statement; give one SELECT query to run.")
@@ -272,7 +278,7 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
             "(use WITH ... for intermediate steps)."
         )
     tree = statements[0]
-    allowed = _QUERY_ROOTS + (_DUCKDB_INSPECTIONS if dialect == "duckdb" else ())
+    allowed = _QUERY_ROOTS + (_DUCKDB_QUERIES if dialect == "duckdb" else ())
     if not isinstance(tree, allowed) or (
         isinstance(tree, exp.Subquery) and not isinstance(tree.unnest(), _QUERY_ROOTS)
     ):
@@ -345,6 +351,17 @@ def _first_word(sql: str) -> str:
     text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL)
     match = re.search(r"[A-Za-z_]+", text.lstrip(" \t\r\n("))
     return match.group(0).upper() if match else ""
+
+
+def rewrite_hint(sql: str) -> str:
+    """Advice for a query the database accepts but sqlglot cannot parse."""
+    if _first_word(sql) in ("PIVOT", "UNPIVOT"):
+        return (
+            "Put the statement in a subquery, with any ORDER BY or LIMIT outside it: "
+            "SELECT * FROM (PIVOT ... ON ... USING ...) ORDER BY ... LIMIT ...; or write it "
+            "with GROUP BY and CASE (or FILTER) instead."
+        )
+    return "Write it with more common syntax (plain functions, subqueries or WITH ...)."
 
 
 def _parse_message(exc: Exception) -> str:
