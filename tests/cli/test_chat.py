@@ -60,6 +60,20 @@ def test_chat_commands_and_exit(cli: CliRunner) -> None:
     assert "No saved sessions" in cli("sessions", "list").stdout
 
 
+def test_piped_chat_exits_with_the_last_turns_status(
+    cli: CliRunner, cli_env: dict[str, str]
+) -> None:
+    """As a shell script's status is its last command's: a script piping messages in can
+    tell that the conversation ended on a failed turn (the chat always exited 0)."""
+    cli_env["LOOPWRIGHT_MAX_TURNS"] = "1"  # the demo model needs two calls per turn
+    stopped = cli("chat", "--session", "limited", input="first question\n/cost\n")
+    assert stopped.returncode == 2, stopped.stderr  # a limit stopped it, as `run` says
+    assert "max_turns" in stopped.stdout
+    del cli_env["LOOPWRIGHT_MAX_TURNS"]
+    finished = cli("chat", "--session", "limited", input="second question\n")
+    assert finished.returncode == 0, finished.stderr
+
+
 def test_chat_resumes_a_session_given_by_id(cli: CliRunner) -> None:
     cli("chat", "--session", "talk", input="hello\n")
     result = cli("chat", "--session", "talk", input="again\n")

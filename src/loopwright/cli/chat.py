@@ -27,7 +27,14 @@ from loopwright.cli.run import (
     tolerant_stdin,
     warn_undecodable,
 )
-from loopwright.cli.runtime import CliError, Setup, setup
+from loopwright.cli.runtime import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CliError,
+    Setup,
+    exit_code_for,
+    setup,
+)
 from loopwright.events import Event
 from loopwright.sessions.session import new_session_id
 
@@ -107,7 +114,12 @@ def chat_ready(
 ) -> int:
     """The chat loop with a ready agent and session (any agent); ``hint`` says how to
     continue; ``as_json`` prints events as JSON lines on stdout (the chat's own lines go to
-    stderr)."""
+    stderr).
+
+    The exit status is 0 at a terminal. With piped input it is that of the last turn, as
+    for ``loopwright run`` (a shell script's status is its last command's), so a script can
+    tell that the conversation ended on a failed turn.
+    """
     hint = hint or resume_hint
     agent = ready.agent
     console = make_console(sys.stderr if as_json else None)
@@ -130,6 +142,7 @@ def chat_ready(
     printer = None if as_json else EventPrinter(console)
     emit = printer.handle if printer is not None else _json_line
     chat_state = ChatState(ready)
+    status = EXIT_OK  # the last turn's
     with asyncio.Runner() as runner, editing:
         try:
             while True:
@@ -150,10 +163,12 @@ def chat_ready(
                 if printer is not None:
                     printer.restart()
                 try:
-                    runner.run(drive(agent, chat_state.ready.session(), line, emit))
+                    done = runner.run(drive(agent, chat_state.ready.session(), line, emit))
+                    status = exit_code_for(done.stop_reason)
                     if printer is not None:
                         console.print()
                 except KeyboardInterrupt:
+                    status = EXIT_INTERRUPTED
                     if printer is not None:
                         printer.stop()
                     console.print(
@@ -166,7 +181,7 @@ def chat_ready(
             close_agent(runner, agent)
     if chat_state.ready.existing is not None:
         console.print(hint(chat_state.ready.session_id), style="dim")
-    return 0
+    return EXIT_OK if interactive else status
 
 
 def _json_line(event: Event) -> None:
