@@ -7,7 +7,10 @@ checked (opened once, then checked again where it really is), so a link the agen
 between the check and the read is not followed. Files are served so a browser cannot
 be tricked into running them as part of the web UI: only images, plain text and data formats
 are shown inline, everything else is an attachment, and every response carries
-``nosniff`` and a sandboxing Content-Security-Policy.
+``nosniff`` and a sandboxing Content-Security-Policy. A file's media type
+(:func:`content_type_of`), whether it is shown in place (:func:`disposition_of`) and its
+``Content-Disposition`` header (:func:`content_disposition`) are decided here, for the
+listing and the download alike.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import re
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 from loopwright.sandbox.paths import PathValidator, SecurityError
 
@@ -39,7 +43,23 @@ TEMPORARY_FILE = re.compile(r"\..+\.[0-9a-f]{8}\.(?:partial|old)")
 #: where Linux shows what an open file descriptor really is
 _FD_DIR = "/proc/self/fd"
 
-#: media types a browser may show in place; anything else is downloaded
+#: media types by file name ending, over the platform's table (which varies from system to
+#: system and lacks data formats such as Parquet)
+MEDIA_TYPES = {
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".parquet": "application/vnd.apache.parquet",
+}
+#: the media type of a compressed file (``report.csv.gz`` is gzip data, not CSV text)
+COMPRESSED_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "compress": "application/x-compress",
+    "br": "application/x-brotli",
+}
+#: media types a browser may show in place; anything else is downloaded (binary data such as
+#: Parquet, HTML and scripts the agent wrote, archives)
 INLINE_TYPES = frozenset(
     {
         "image/png",
@@ -83,10 +103,47 @@ class FileEntry:
 
 
 def content_type_of(path: str) -> str:
-    guessed, _ = mimetypes.guess_type(path, strict=False)
-    if guessed is None and path.lower().endswith((".md", ".markdown")):
-        return "text/markdown"
+    """The media type of a workspace file, by its name (``application/octet-stream`` when
+    unknown)."""
+    name = path.rsplit("/", 1)[-1]
+    for ending, kind in MEDIA_TYPES.items():
+        if name.lower().endswith(ending):
+            return kind
+    # "./": a name such as "data:x.csv" is a file name here, never a data: URL
+    guessed, encoding = mimetypes.guess_type("./" + name, strict=False)
+    if encoding is not None:
+        return COMPRESSED_TYPES.get(encoding, "application/octet-stream")
     return guessed or "application/octet-stream"
+
+
+Disposition = Literal["inline", "attachment"]
+
+
+def disposition_of(content_type: str, *, download: bool = False) -> Disposition:
+    """``inline`` for what a browser may show in place (:data:`INLINE_TYPES`) unless
+    ``download`` asks for a file to save, else ``attachment``."""
+    return "inline" if content_type in INLINE_TYPES and not download else "attachment"
+
+
+#: what may not stand as is in the quoted ``filename=`` of a Content-Disposition: anything but
+#: printable ASCII (control characters, non-ASCII), the quote, the backslash, and ``%``
+#: (which some browsers decode)
+_NOT_PLAIN = re.compile(r'[^\x20-\x7e]|["\\%]')
+
+
+def content_disposition(disposition: Disposition, filename: str) -> str:
+    """A ``Content-Disposition`` header value naming ``filename`` (RFC 6266).
+
+    A plain printable-ASCII name is given as ``filename="..."``. Any other name (control
+    characters such as a newline, non-ASCII letters, quotes) is given exactly as
+    ``filename*=UTF-8''...``, percent-encoded (RFC 8187), after an ASCII ``filename=``
+    fallback with those characters replaced by ``_``: the value never holds a raw control
+    character, so a file name cannot add a header or end the header block."""
+    fallback = _NOT_PLAIN.sub("_", filename)
+    if fallback == filename:
+        return f'{disposition}; filename="{filename}"'
+    encoded = quote(filename, safe="")
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
 def _outside(path: str) -> WorkspacePathError:
@@ -97,6 +154,11 @@ def _outside(path: str) -> WorkspacePathError:
 
 
 def _resolve(workspace: Path, path: str, operation: str) -> str:
+    if "\x00" in path:
+        raise WorkspacePathError(
+            f"the path {path!r} holds a NUL character, which no file name can hold; use the "
+            "path exactly as GET /api/sessions/{id}/files lists it"
+        )
     validator = PathValidator(workspace)
     try:
         return validator.validate(path, operation)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.types import Receive, Scope, Send
 
 from loopwright import __version__
@@ -20,11 +21,12 @@ from loopwright.server.auth import User
 from loopwright.server.context import ServerContext, context_of
 from loopwright.server.files import (
     FILE_HEADERS,
-    INLINE_TYPES,
     FileUnreadable,
     OpenedFile,
     WorkspacePathError,
+    content_disposition,
     content_type_of,
+    disposition_of,
     list_files,
     open_file,
     read_todos,
@@ -72,6 +74,52 @@ START_DOC: dict[int | str, dict[str, Any]] = {
         "sharing the session store).",
     },
     503: {"model": ProblemOut, "description": "The server is shutting down."},
+}
+
+
+class WorkspacePathConvertor(Convertor[str]):
+    """A file path in a URL, every character of it: Starlette's ``path`` (``.*``) stops at a
+    newline, so a file whose name holds one (listed like any other) answered a bare 404, and
+    ``a.csv%0A`` matched as ``a.csv``."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("workspace_path", WorkspacePathConvertor())
+
+#: a file of a session's workspace (GET downloads it, HEAD answers its headers alone)
+FILE_PATH = "/api/sessions/{session_id}/files/{path:workspace_path}"
+FILE_REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: {
+        "model": ProblemOut,
+        "description": "No such session for this user, or no such file in its workspace.",
+    },
+    400: {
+        "model": ProblemOut,
+        "description": "The path leads outside the workspace (`..`, an absolute path, a link "
+        "out) or is not a file name.",
+    },
+    403: {"model": ProblemOut, "description": "The server cannot read the file."},
+}
+FILE_HEADERS_DOC: dict[str, Any] = {
+    "Content-Length": {"description": "The file's size in bytes.", "schema": {"type": "integer"}},
+    "Content-Disposition": {
+        "description": "`inline` for images, text and data a browser shows in place (unless "
+        "`download=true`), else `attachment`; the name as `filename=` and, unless it is plain "
+        "ASCII, exactly as `filename*=UTF-8''...` (percent-encoded).",
+        "schema": {"type": "string"},
+    },
+    "ETag": {
+        "description": "Changes when the file's size or modification time does.",
+        "schema": {"type": "string"},
+    },
+    "Last-Modified": {"description": "The file's modification time.", "schema": {"type": "string"}},
 }
 
 StreamQuery = Annotated[
@@ -377,16 +425,28 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
             raise HTTPException(404, str(exc)) from None
         return FileList(files=[FileOut(**e.to_dict()) for e in entries], truncated=truncated)
 
+    @router.head(
+        FILE_PATH,
+        tags=["files"],
+        summary="A file's headers (size, type, ETag), as GET would answer, without the file",
+        response_class=FileResponse,
+        responses={
+            200: {"description": "The file is there.", "headers": FILE_HEADERS_DOC},
+            **FILE_REFUSALS,
+        },
+    )
     @router.get(
-        "/api/sessions/{session_id}/files/{path:path}",
+        FILE_PATH,
         tags=["files"],
         summary="Download a file of the session's workspace",
         response_class=FileResponse,
         responses={
-            200: {"content": {"application/octet-stream": {}}, "description": "The file."},
-            **NOT_FOUND_DOC,
-            400: {"model": ProblemOut},
-            403: {"model": ProblemOut, "description": "The server cannot read the file."},
+            200: {
+                "content": {"application/octet-stream": {}},
+                "description": "The file.",
+                "headers": FILE_HEADERS_DOC,
+            },
+            **FILE_REFUSALS,
         },
     )
     async def download(
@@ -407,13 +467,13 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
         except FileUnreadable as exc:
             raise HTTPException(403, str(exc)) from None
         kind = content_type_of(path)
-        inline = kind in INLINE_TYPES and not download
+        disposition = content_disposition(
+            disposition_of(kind, download=download), path.rsplit("/", 1)[-1]
+        )
         return OpenedFileResponse(
             opened,
             media_type=kind,
-            filename=path.rsplit("/", 1)[-1],
-            content_disposition_type="inline" if inline else "attachment",
-            headers=FILE_HEADERS,
+            headers={**FILE_HEADERS, "Content-Disposition": disposition},
         )
 
     @router.get(
