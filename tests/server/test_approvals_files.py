@@ -253,6 +253,11 @@ def test_the_listing_leaves_out_the_agents_own_files_and_unfinished_results(
             ".loopwright/todos.json",
         ]
         assert alice.get(f"{base}/.loopwright/todos.json").status_code == 200
+        # what is not listed is not there: half a result is no file to download
+        for unfinished in (".top10.csv.0a1b2c3d.partial", "sub/.top10.parquet.deadbeef.old"):
+            fetched = alice.get(f"{base}/{unfinished}")
+            assert fetched.status_code == 404
+            assert "still being written" in fetched.json()["detail"]
 
 
 def test_the_todo_list_is_served_when_present(live: StartServer, tmp_path: Path) -> None:

@@ -315,6 +315,9 @@ def test_health_readiness_and_the_openapi_spec(live: StartServer) -> None:
         ready = anonymous.get("/readyz")
         assert ready.status_code == 200
         assert ready.json()["status"] == "ready"
+        for probe in ("/healthz", "/readyz"):  # as load balancers often probe
+            head = anonymous.head(probe)
+            assert (head.status_code, head.content) == (200, b"")
         spec = anonymous.get("/openapi.json").json()
         post = spec["paths"]["/api/sessions/{session_id}/messages"]["post"]
         assert "text/event-stream" in post["responses"]["200"]["content"]

@@ -238,7 +238,8 @@ def _missing(path: str) -> FileNotFoundError:
 def open_file(workspace: Path, path: str) -> OpenedFile:
     """Open a regular file inside the workspace, or raise an error saying why not:
     :class:`WorkspacePathError` (outside), :class:`FileNotFoundError` (no such file),
-    :class:`FileUnreadable` (the server may not read it).
+    :class:`FileUnreadable` (the server may not read it). A result file still being written
+    (:data:`TEMPORARY_FILE`) is not there, as in the listing.
 
     The path is checked, the file opened without following a final link, then where the
     open file really is is checked again: a link swapped in after the first check (by a
@@ -246,6 +247,13 @@ def open_file(workspace: Path, path: str) -> OpenedFile:
     if not path:
         raise WorkspacePathError("give the file's path relative to the workspace")
     resolved = _resolve(workspace, path, "download")
+    name = path.rsplit("/", 1)[-1]
+    if TEMPORARY_FILE.fullmatch(name):  # half a result: not a file of its own, as listed
+        raise FileNotFoundError(
+            f"{path!r} is a query result still being written (or an old one being "
+            "replaced), not a file of the workspace; the result appears under its own name "
+            "when it is complete"
+        )
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_CLOEXEC", 0)
     try:

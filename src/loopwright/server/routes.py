@@ -150,10 +150,18 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
 
     # --- health ------------------------------------------------------------------------
 
+    # HEAD too: load balancers and uptime checkers often probe with it
+    @router.head("/healthz", tags=["health"], summary="Liveness, as GET, without the body")
     @router.get("/healthz", tags=["health"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @router.head(
+        "/readyz",
+        tags=["health"],
+        summary="Readiness, as GET, without the body",
+        responses={503: {"model": ProblemOut}},
+    )
     @router.get(
         "/readyz",
         tags=["health"],
