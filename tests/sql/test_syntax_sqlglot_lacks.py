@@ -157,9 +157,7 @@ async def test_postgresql_syntax_sqlglot_lacks_is_refused_for_what_it_is(
     assert os.listdir(workspace) == []
 
 
-async def test_a_long_statements_error_quotes_only_the_users_sql(
-    dsn: str, workspace: Path
-) -> None:
+async def test_a_long_statements_error_quotes_only_the_users_sql(dsn: str, workspace: Path) -> None:
     """PostgreSQL quotes a long first line cut short, and the cut left the tail of the
     statement the check wraps around the SQL in view: "LINE 1: ...RE loopwright_check AS
     SELECT collation ...". The same for the cursor a query runs in."""
