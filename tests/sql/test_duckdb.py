@@ -789,21 +789,24 @@ async def test_nanosecond_timestamps_keep_their_nanoseconds(workspace: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("value", "name"),
+    ("value", "text"),
     [
-        ("'infinity'::DATE", "until"),  # past the preview's rows: Polars panicked on it
-        ("'-infinity'::TIMESTAMP", "since"),
-        ("DATE '10000-01-01'", "late"),
+        ("'infinity'::DATE", "infinity"),  # past the preview's rows: Polars panicked on it
+        ("'-infinity'::TIMESTAMP", "-infinity"),
+        ("DATE '10000-01-01'", "10000-01-01"),
+        ("'infinity'::TIMESTAMP_NS", "infinity"),  # Polars wrote it as 2262-04-11T23:47:16...
     ],
 )
-async def test_dates_outside_years_1_to_9999_name_their_column(
-    workspace: Path, value: str, name: str
+async def test_dates_outside_years_1_to_9999_are_written_as_duckdb_writes_them(
+    workspace: Path, value: str, text: str
 ) -> None:
+    """They were refused with an error saying to cast them to text (or, in nanoseconds,
+    written as a date in 2262); the CSV has DuckDB's own text for them now, the Parquet file
+    DuckDB's stored value, and the rest of the column is written as before."""
     backend = DuckDBBackend(":memory:")
-    sql = f"SELECT CASE WHEN range = 15 THEN {value} END AS {name} FROM range(20)"
+    sql = f"SELECT CASE WHEN range = 15 THEN {value} END AS d FROM range(20)"
     try:
-        with pytest.raises(ResultFileError) as refused:
-            await backend.query(sql, str(workspace / "d.csv"), str(workspace / "d.parquet"))
+        result = await backend.query(sql, str(workspace / "d.csv"), str(workspace / "d.parquet"))
         edges = await backend.query(
             "SELECT DATE '0001-01-01' AS a, DATE '9999-12-31' AS b, "
             "TIMESTAMP '9999-12-31 23:59:59.999999' AS c, TIMESTAMP_S '0001-01-01' AS d",
@@ -811,13 +814,20 @@ async def test_dates_outside_years_1_to_9999_name_their_column(
         )
     finally:
         await backend.aclose()
-    assert f"column {name} holds a date outside the years 1 to 9999" in str(refused.value)
-    assert "::VARCHAR" in str(refused.value)
+    lines = (workspace / "d.csv").read_text().splitlines()
+    assert lines == ["d", *[""] * 15, text, *[""] * 4]
+    assert result.row_count == 20
+    with duckdb.connect() as connection:
+        stored = connection.sql(f"SELECT {value}::VARCHAR").fetchall()[0][0]
+        read_back = connection.sql(
+            f"SELECT d::VARCHAR FROM '{workspace / 'd.parquet'}' WHERE d IS NOT NULL"
+        ).fetchall()
+    assert read_back == [(stored,)] == [(text,)]
     assert (workspace / "e.csv").read_text().splitlines()[1] == (
         "0001-01-01,9999-12-31,9999-12-31T23:59:59.999999,0001-01-01T00:00:00.000"
     )
     assert edges.row_count == 1
-    assert sorted(os.listdir(workspace)) == ["e.csv"]
+    assert sorted(os.listdir(workspace)) == ["d.csv", "d.parquet", "e.csv"]
 
 
 async def test_a_polars_panic_is_a_clear_error_not_a_crash(

@@ -212,17 +212,19 @@ async def query(workspace: Path, sql: str, **options: int) -> tuple[dict[str, ob
     return result, csv.read_text() if csv.exists() else ""
 
 
-async def test_a_time_of_24_00_is_a_clear_error_not_an_empty_field(workspace: Path) -> None:
+async def test_a_time_of_24_00_is_written_not_lost(workspace: Path) -> None:
     """Polars wrote DuckDB's TIME '24:00:00' as an empty field (a null) and the preview said
-    00:00:00: the value was lost. It is refused like a date past 9999, naming its column."""
-    result, _ = await query(
+    00:00:00: the value was lost; then it was refused. It is written as DuckDB writes it now,
+    in the CSV and the preview, and kept as it is in the Parquet file."""
+    result, csv = await query(
         workspace, "SELECT CASE WHEN range = 3 THEN TIME '24:00:00' END AS closes FROM range(5)"
     )
-    assert result["is_error"] is True
-    content = str(result["content"])
-    assert "column closes holds a time of day past 23:59:59.999999" in content
-    assert "::VARCHAR" in content
-    assert os.listdir(workspace) == []
+    assert result["is_error"] is False, result["content"]
+    assert csv == "closes\n\n\n\n24:00:00\n\n"
+    table = str(result["content"]).split("All rows:\n")[1].splitlines()
+    assert table[2:] == ["| NULL |", "| NULL |", "| NULL |", "| 24:00:00 |", "| NULL |"]
+    closes = pq.read_table(workspace / "r.parquet")["closes"]
+    assert closes.cast(pa.int64()).to_pylist() == [None, None, None, 86_400_000_000, None]
     result, csv = await query(workspace, "SELECT TIME '23:59:59.999999' AS t, TIME_NS '0:0' AS n")
     assert result["is_error"] is False
     assert csv.splitlines()[1] == "23:59:59.999999000,00:00:00.000000000"

@@ -19,6 +19,16 @@ unions, at any depth: intervals are written as ISO 8601 durations to both files 
 lists, structs and maps too, which keep their shape in Parquet), and unions, with whatever
 holds them, as JSON to both. A value neither writer can hold is a :class:`ResultFileError`
 that says to cast it to text.
+
+Dates and times Polars cannot write (dates and timestamps outside the years 1 to 9999,
+DuckDB's and PostgreSQL's ``infinity`` and ``-infinity``, a time of ``24:00:00``) are written
+as DuckDB's own ``COPY ... TO`` writes them: the Parquet file keeps their stored values (a
+date of ``infinity`` is date32's largest value, as in DuckDB's Arrow and Parquet), and the
+CSV has DuckDB's text: ``infinity``, ``-infinity``, ``294247-01-10``, ``0044-03-15 (BC)``,
+``0044-03-15 (BC) 12:34:56.5``, ``10000-01-01 00:00:00+00`` (a timestamp with a time zone,
+in its column's zone), ``24:00:00``. Only those values: the rest of the column keeps Polars'
+text (``2024-01-01T10:00:00.000000``). A piece holding none is written as any other (one
+vectorised minimum and maximum per column says so); the preview shows the same text.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
@@ -43,6 +53,7 @@ from polars.exceptions import PanicException
 from loopwright.sql.base import ResultFileError, SQLError, Written
 from loopwright.sql.csvtext import SMALL_CELLS, small_csv
 from loopwright.sql.files import open_beside, replace, temp_beside
+from loopwright.sql.temporal import DATE_INFINITY, PER_SECOND, TIMESTAMP_INFINITY, duckdb_text
 from loopwright.summaries import error_line
 
 if TYPE_CHECKING:
@@ -91,7 +102,7 @@ def write_result(
         else schema
     )
     csv_plan = {i: c for i, field in enumerate(schema) if (c := _csv_converter(field.type))}
-    dated = _date_bounds(schema)
+    dated = {i: b for i, field in enumerate(schema) if (b := _bounds(field.type)) is not None}
     parquet_plan = {i: c for i, field in enumerate(schema) if (c := _parquet_converter(field.type))}
     parquet_schema = _converted_schema(named, parquet_plan)
     csv_temp: str | None = None
@@ -99,6 +110,7 @@ def write_result(
     parquet: _ParquetFile | _ParquetThread | None = None
     preview: list[tuple[Any, ...]] = []
     pending: list[pa.RecordBatch] = []
+    beyond: set[int] = set()  # columns of the pending batches holding values Polars cannot write
     pending_rows = written = 0
     truncated = False
     try:
@@ -108,7 +120,7 @@ def write_result(
         with csv_file:
 
             def flush(*, last: bool) -> None:
-                nonlocal parquet, pending, pending_rows
+                nonlocal parquet, pending, pending_rows, beyond
                 piece = pa.Table.from_batches(pending, schema=named)
                 first = written == pending_rows
                 if parquet_temp is not None and parquet is None:
@@ -119,8 +131,9 @@ def write_result(
                         parquet = _ParquetThread(parquet_temp, parquet_schema)
                 if parquet is not None:
                     parquet.put(_convert(piece, parquet_plan))
-                _write_csv(csv_file, piece, csv_plan, header=first)
-                pending, pending_rows = [], 0
+                plan = csv_plan | dict.fromkeys(beyond, _temporal_as_text) if beyond else csv_plan
+                _write_csv(csv_file, piece, plan, header=first)
+                pending, pending_rows, beyond = [], 0, set()
 
             for batch in _pulled(batches):
                 stop.check()
@@ -134,10 +147,10 @@ def write_result(
                     batch, truncated = batch.slice(0, room), True
                 if renamed:
                     batch = pa.RecordBatch.from_arrays(batch.columns, schema=named)
-                if dated:
-                    _check_dates(batch, dated)
+                outside = _outside(batch, dated) if dated else ()
+                beyond.update(outside)
                 if len(preview) < preview_rows:
-                    preview.extend(_rows(batch.slice(0, preview_rows - len(preview))))
+                    preview.extend(_rows(batch.slice(0, preview_rows - len(preview)), outside))
                 pending.append(batch)
                 pending_rows += batch.num_rows
                 written += batch.num_rows
@@ -245,6 +258,8 @@ def _converted_schema(schema: pa.Schema, plan: dict[int, Converter]) -> pa.Schem
     def converted(field: pa.Field, converter: Converter) -> pa.Field:
         if converter is _nested_intervals_as_text:
             return field.with_type(_text_leaves(field.type))
+        if converter is _seconds_as_milliseconds:
+            return field.with_type(pa.timestamp("ms", field.type.tz))
         return field.with_type(pa.string())
 
     return pa.schema(
@@ -252,44 +267,14 @@ def _converted_schema(schema: pa.Schema, plan: dict[int, Converter]) -> pa.Schem
     )
 
 
-#: Days from 1970-01-01 to 0001-01-01 and to 9999-12-31: the dates Python can hold.
-_FIRST_DAY, _LAST_DAY = -719_162, 2_932_896
-_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000}
-_TIME_PER_SECOND = {**_PER_SECOND, "ns": 1_000_000_000}
-_OUTSIDE_YEARS = "a date outside the years 1 to 9999 (DuckDB's 'infinity' is one)"
-_PAST_MIDNIGHT = "a time of day past 23:59:59.999999 (24:00:00 is one)"
-
-
-def _date_bounds(schema: pa.Schema) -> dict[int, tuple[int, int, str]]:
-    """Date, timestamp and time columns (by position) with the first and last stored values
-    the writers take, and what a value outside them is: outside years 1 to 9999 (DuckDB's
-    ``infinity`` is the largest value) Polars' writer panics, and it writes a time of
-    24:00:00 (DuckDB's and PostgreSQL's end of day) as an empty field."""
-    bounds = {}
-    for i, field in enumerate(schema):
-        kind = field.type
-        if pa.types.is_date32(kind):
-            bounds[i] = (_FIRST_DAY, _LAST_DAY, _OUTSIDE_YEARS)
-        elif pa.types.is_timestamp(kind) and kind.unit in _PER_SECOND:  # ns always fit
-            per_day = 86_400 * _PER_SECOND[kind.unit]
-            bounds[i] = (_FIRST_DAY * per_day, (_LAST_DAY + 1) * per_day - 1, _OUTSIDE_YEARS)
-        elif pa.types.is_time(kind):
-            bounds[i] = (0, 86_400 * _TIME_PER_SECOND[kind.unit] - 1, _PAST_MIDNIGHT)
-    return bounds
-
-
-def _check_dates(batch: pa.RecordBatch, bounds: dict[int, tuple[int, int, str]]) -> None:
-    for i, (first, last, outside) in bounds.items():
-        column = batch.column(i)
-        stored = column.cast(pa.int32() if column.type.bit_width == 32 else pa.int64())
-        extremes = pc.min_max(stored)
-        low, high = extremes["min"].as_py(), extremes["max"].as_py()
-        if low is not None and (low < first or high > last):
-            raise ValueError(f"column {batch.schema.field(i).name} holds {outside}")
-
-
-def _rows(batch: pa.RecordBatch) -> list[tuple[Any, ...]]:
-    columns = [_python_values(column) for column in batch.columns]
+def _rows(batch: pa.RecordBatch, outside: Iterable[int] = ()) -> list[tuple[Any, ...]]:
+    """The preview's rows; the columns in ``outside`` hold dates or times Python has none
+    for, shown as the CSV's text."""
+    beyond = set(outside)
+    columns = [
+        _temporal_values(column) if i in beyond else _python_values(column)
+        for i, column in enumerate(batch.columns)
+    ]
     return list(zip(*columns, strict=True)) if columns else []
 
 
@@ -307,18 +292,205 @@ def _python_values(column: pa.Array) -> list[Any]:
 
 def _pylist(column: pa.Array) -> list[Any]:
     """``column``'s values in Python; where Python cannot hold one (nanoseconds, a local
-    time past the year 9999), its dates and times, nested ones too, as pyarrow's text."""
+    time past the year 9999, DuckDB's ``infinity``), its dates and times, nested ones too, as
+    pyarrow's text (those outside the years 1 to 9999 as DuckDB's: :func:`_leaf_text`).
+    A nested time of 24:00:00 is one too: pyarrow makes it midnight."""
     try:
+        if _nested_past_midnight(column):
+            raise ValueError("a time of day Python has none for")
         return column.to_pylist()  # type: ignore[no-any-return]
     except (ValueError, OverflowError):
         as_text = _text_leaves(column.type, _is_temporal)
         if as_text is None:  # a shape not rebuilt here: the writers' error says what to do
             raise
-        return column.cast(as_text).to_pylist()  # type: ignore[no-any-return]
+        return _map_leaves(column, _is_temporal, _leaf_text).to_pylist()  # type: ignore[no-any-return]
+
+
+def _nested_past_midnight(column: pa.Array) -> bool:
+    kind = column.type
+    if not (_is_nested(kind) and _holds(kind, pa.types.is_time)):
+        return False
+    return any(len(_beyond(leaf)[1]) for leaf in _leaves(column, pa.types.is_time))
 
 
 def _is_temporal(kind: pa.DataType) -> bool:
     return bool(pa.types.is_temporal(kind))
+
+
+# --- dates and times Polars cannot write: DuckDB's text ---------------------------------
+
+#: Days from 1970-01-01 to 0001-01-01 and to 9999-12-31: the dates Polars and Python hold.
+_FIRST_DAY, _LAST_DAY = -719_162, 2_932_896
+#: Polars' CSV format for its timestamps by unit (seconds become milliseconds in Polars; a
+#: time zone adds ``%z``), for dates and for times (always nanoseconds in Polars).
+_POLARS_FORMAT = {unit: f"%Y-%m-%dT%H:%M:%S%.{n}f" for unit, n in (("ms", 3), ("us", 6), ("ns", 9))}
+_POLARS_DATE, _POLARS_TIME = "%Y-%m-%d", "%H:%M:%S%.9f"
+
+
+def _bounds(kind: pa.DataType) -> tuple[int, int] | None:
+    """The first and last stored value of a date, time or timestamp type that Polars
+    writes (``None``: not such a type). Outside the years 1 to 9999 its CSV writer panics
+    (DuckDB's ``infinity`` is date32's largest value), and it writes a time of 24:00:00
+    (DuckDB's and PostgreSQL's end of day) as an empty field. Nanosecond timestamps all fall
+    in 1677 to 2262, but for DuckDB's ``infinity`` and ``-infinity``."""
+    if pa.types.is_date32(kind):
+        return _FIRST_DAY, _LAST_DAY
+    if pa.types.is_timestamp(kind):
+        if kind.unit == "ns":
+            return -TIMESTAMP_INFINITY + 1, TIMESTAMP_INFINITY - 1
+        per_day = 86_400 * PER_SECOND[kind.unit]
+        return _FIRST_DAY * per_day, (_LAST_DAY + 1) * per_day - 1
+    if pa.types.is_time(kind):
+        return 0, 86_400 * PER_SECOND[kind.unit] - 1
+    return None
+
+
+def _stored(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A date, time or timestamp column's stored numbers."""
+    return column.cast(pa.int32() if column.type.bit_width == 32 else pa.int64())
+
+
+def _outside(batch: pa.RecordBatch, bounds: dict[int, tuple[int, int]]) -> list[int]:
+    """The columns (by position, among ``bounds``') holding a value outside their bounds:
+    one vectorised minimum and maximum each."""
+    found = []
+    for i, (first, last) in bounds.items():
+        extremes = pc.min_max(_stored(batch.column(i)))
+        low, high = extremes["min"].as_py(), extremes["max"].as_py()
+        if low is not None and (low < first or high > last):
+            found.append(i)
+    return found
+
+
+def _beyond(column: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Where ``column`` (a date, time or timestamp) holds values Polars cannot write (a
+    mask, false for nulls), and those values as DuckDB's text, in order."""
+    first, last = _bounds(column.type) or (0, -1)
+    stored = _stored(column)
+    mask = pc.fill_null(pc.or_(pc.less(stored, first), pc.greater(stored, last)), False)
+    return mask, _duckdb_texts(pc.filter(stored, mask), column.type)
+
+
+def _duckdb_texts(stored: pa.Array, kind: pa.DataType) -> pa.Array:
+    """Stored dates or times as DuckDB's text: ``infinity`` and ``-infinity`` at once (a
+    column of open-ended validity dates may hold nothing else), the others one by one."""
+    infinity = (
+        DATE_INFINITY
+        if pa.types.is_date32(kind)
+        else TIMESTAMP_INFINITY
+        if pa.types.is_timestamp(kind)
+        else None
+    )
+    if infinity is None:
+        return pa.array([duckdb_text(v, kind) for v in stored.to_pylist()], pa.string())
+    texts = pc.if_else(
+        pc.equal(stored, infinity),
+        "infinity",
+        pc.if_else(pc.equal(stored, -infinity), "-infinity", pa.scalar(None, pa.string())),
+    )
+    others = pc.is_null(texts)
+    if not pc.any(others).as_py():
+        return texts
+    rest = [duckdb_text(v, kind) for v in pc.filter(stored, others).to_pylist()]
+    return pc.replace_with_mask(texts, others, pa.array(rest, pa.string()))
+
+
+def _with_duckdb_text(column: pa.Array, text: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    """``column`` as text: ``text`` of its values Polars writes, DuckDB's of the others."""
+    mask, texts = _beyond(column)
+    if not len(texts):
+        return text(column)
+    within = text(pc.if_else(mask, pa.scalar(None, column.type), column))
+    return pc.replace_with_mask(within, mask, texts)
+
+
+def _temporal_as_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A date, time or timestamp column of the CSV as text: Polars' text of each value it
+    writes, DuckDB's of the others (``infinity``, ``10000-01-01``, ``24:00:00``)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return _with_duckdb_text(column, _polars_text)
+
+
+def _polars_text(column: pa.Array) -> pa.Array:
+    """``column``'s dates or times as Polars' CSV writer writes them."""
+    series = pl.Series(column)
+    kind = series.dtype
+    if isinstance(kind, pl.Datetime):
+        pattern = _POLARS_FORMAT[kind.time_unit] + ("%z" if kind.time_zone else "")
+    else:
+        pattern = _POLARS_DATE if kind == pl.Date else _POLARS_TIME
+    return series.dt.to_string(pattern).to_arrow().cast(pa.string())
+
+
+def _leaf_text(column: pa.Array) -> pa.Array:
+    """A date or time nested in a list or struct, as text: pyarrow's, or DuckDB's for a
+    value Polars cannot write."""
+    if _bounds(column.type) is None:
+        return column.cast(pa.string())
+    return _with_duckdb_text(column, lambda within: within.cast(pa.string()))
+
+
+def _temporal_values(column: pa.Array) -> list[Any]:
+    """A date, time or timestamp column's values in Python, and as DuckDB's text where
+    Python has none (``infinity``, years past 9999): the CSV's text."""
+    mask, texts = _beyond(column)
+    values = _pylist(pc.if_else(mask, pa.scalar(None, column.type), column))
+    positions = pc.indices_nonzero(mask).to_pylist()
+    for position, text in zip(positions, texts.to_pylist(), strict=True):
+        values[position] = text
+    return values
+
+
+def _leaves(
+    column: pa.Array | pa.ChunkedArray, wanted: Callable[[pa.DataType], bool]
+) -> Iterator[pa.Array]:
+    """The arrays of a ``wanted`` type in ``column``, at any depth (a list's values whole,
+    even those a slice or a null leaves out)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    for chunk in chunks:
+        kind = chunk.type
+        if wanted(kind):
+            yield chunk
+        elif pa.types.is_struct(kind):
+            for i in range(kind.num_fields):
+                yield from _leaves(chunk.field(i), wanted)
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
+            yield from _leaves(chunk.values, wanted)
+
+
+def _map_leaves(
+    column: pa.Array | pa.ChunkedArray,
+    wanted: Callable[[pa.DataType], bool],
+    convert: Callable[[pa.Array], pa.Array],
+) -> pa.Array | pa.ChunkedArray:
+    """``column`` with each array of a ``wanted`` type in it, at any depth, replaced by
+    ``convert`` of it (only the shapes :func:`_text_leaves` rebuilds)."""
+    if isinstance(column, pa.ChunkedArray):
+        chunks = [_map_leaves(chunk, wanted, convert) for chunk in column.chunks]
+        if chunks:
+            return pa.chunked_array(chunks)
+        return pa.chunked_array([], type=_text_leaves(column.type, wanted))
+    kind = column.type
+    if wanted(kind):
+        return convert(column)
+    mask = column.is_null() if column.null_count else None
+    if pa.types.is_struct(kind):
+        children = [_map_leaves(column.field(i), wanted, convert) for i in range(kind.num_fields)]
+        fields = [kind.field(i).with_type(c.type) for i, c in enumerate(children)]
+        return pa.StructArray.from_arrays(children, fields=fields, mask=mask)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
+        # all the values (a slice's offsets point into them), not flatten()'s: it leaves out
+        # those behind a null list, and the offsets would not match
+        values = _map_leaves(column.values, wanted, convert)
+        offsets = column.offsets
+        if pa.types.is_map(kind):
+            return pa.MapArray.from_arrays(offsets, values.field(0), values.field(1), mask=mask)
+        make = pa.ListArray if pa.types.is_list(kind) else pa.LargeListArray
+        value_field = kind.value_field.with_type(values.type)
+        list_type = pa.list_(value_field) if pa.types.is_list(kind) else pa.large_list(value_field)
+        return make.from_arrays(offsets, values, type=list_type, mask=mask)
+    return column
 
 
 # --- columns CSV or Parquet cannot hold as they are ------------------------------------
@@ -360,9 +532,21 @@ def _csv_converter(kind: pa.DataType) -> Converter | None:
 def _parquet_converter(kind: pa.DataType) -> Converter | None:
     if pa.types.is_interval(kind):
         return _intervals_as_text
+    if pa.types.is_timestamp(kind) and kind.unit == "s":
+        return _seconds_as_milliseconds
     if _is_nested(kind) and _holds(kind, _not_in_parquet):  # unions too, at any depth
         return _nested_intervals_as_text if _text_leaves(kind) is not None else _nested_as_json
     return None
+
+
+def _seconds_as_milliseconds(column: pa.Array) -> pa.Array:
+    """Timestamps in seconds as milliseconds, as pyarrow's Parquet writer makes them itself
+    (Parquet has no seconds), but for DuckDB's ``infinity`` and ``-infinity``, kept as they
+    are (the largest value, in any unit): the writer's own multiplication overflows."""
+    stored = column.cast(pa.int64())
+    infinite = pc.equal(pc.abs(stored), TIMESTAMP_INFINITY)
+    milliseconds = pc.multiply_checked(pc.if_else(infinite, 0, stored), 1_000)
+    return pc.if_else(infinite, stored, milliseconds).cast(pa.timestamp("ms", column.type.tz))
 
 
 def _not_in_parquet(kind: pa.DataType) -> bool:

@@ -15,9 +15,17 @@ they are read as (months, days, nanoseconds), written as ISO 8601 durations as D
 are. Unconstrained ``numeric`` (what ``SUM`` and ``AVG`` return) becomes a float; ``numeric``
 with a precision and scale an Arrow decimal (wider than 38 digits, which Polars cannot
 read, its exact digits as text). ``json``, ``jsonb``, records and ranges keep the server's
-own text (a JSON ``null`` is not a missing value; JSON arrays are JSON). A value
-Python cannot hold (``'infinity'::date``, a year past 9999) or a multi-dimensional array is
-a clear error saying which column to cast to text.
+own text (a JSON ``null`` is not a missing value; JSON arrays are JSON).
+
+Dates, timestamps and times Python has no value for (``'infinity'`` and ``'-infinity'``,
+years past 9999 or BC, a time of ``24:00:00``) become the Arrow values DuckDB gives the same
+ones (``infinity`` is date32's or int64's largest value, ``-infinity`` minus it; other dates
+count days or microseconds from 1970), so both files hold what DuckDB's would: the Parquet
+file those values, the CSV DuckDB's text, not PostgreSQL's (``0044-03-15 (BC)``, where
+PostgreSQL writes ``0044-03-15 BC``; see :mod:`loopwright.sql.output`). Their text is read
+in the ISO ``DateStyle`` (the default; ``infinity`` in any). A value Arrow cannot hold (a
+timestamp past 294247-01-10, or a year past 9999 in another ``DateStyle``) or a
+multi-dimensional array is a clear error saying which column to cast to text.
 
 Connections are kept in a small pool of idle ones (``pool_size``), opened on demand; a
 connection whose session may have been changed or broken is closed rather than reused.
@@ -39,8 +47,9 @@ import psycopg
 import psycopg.adapt
 import psycopg.errors
 import pyarrow as pa  # type: ignore[import-untyped]
+from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import TransactionStatus
+from psycopg.pq import Format, TransactionStatus
 from psycopg.types.multirange import MultirangeInfo
 from psycopg.types.range import RangeInfo
 from psycopg.types.string import TextLoader
@@ -59,6 +68,7 @@ from loopwright.sql.base import (
     accepted_elsewhere,
     run_in_worker,
 )
+from loopwright.sql.temporal import DATE_INFINITY, TIMESTAMP_INFINITY, days_from_civil
 from loopwright.sql.urls import redact
 from loopwright.summaries import error_line
 
@@ -176,6 +186,7 @@ class PostgresBackend(SQLBackend):
                 (str(milliseconds),),
             )
             cursor = connection.cursor(name=f"loopwright_{next(_cursor_names)}")
+            fetcher: _Fetcher | None = None
             self._statement.sent = (f'DECLARE "{cursor.name}" CURSOR FOR ', sql)
             try:
                 cursor.execute(sql)
@@ -183,9 +194,12 @@ class PostgresBackend(SQLBackend):
                 columns = [(c.name, c.type_display) for c in description]
                 fields, converters = _arrow_fields(description, connection)
                 schema = pa.schema(fields)
-                batches = self._batches(cursor, schema, converters, columns)
+                fetcher = _Fetcher(cursor)
+                batches = self._batches(fetcher, schema, converters, columns)
                 yield ArrowStream(columns, schema, batches)
             finally:
+                if fetcher is not None:
+                    fetcher.close()  # a client cursor: closing it sends nothing
                 with contextlib.suppress(psycopg.Error):
                     cursor.close()
             reusable = True
@@ -200,12 +214,12 @@ class PostgresBackend(SQLBackend):
 
     def _batches(
         self,
-        cursor: psycopg.ServerCursor[Any],
+        fetcher: _Fetcher,
         schema: pa.Schema,
         converters: list[Convert | None],
         columns: list[tuple[str, str]],
     ) -> Iterator[pa.RecordBatch]:
-        while rows := cursor.fetchmany(self.batch_rows):
+        while rows := fetcher.fetch(self.batch_rows):
             values = list(zip(*rows, strict=True))
             arrays = []
             for field, column, convert, described in zip(
@@ -258,7 +272,7 @@ class PostgresBackend(SQLBackend):
         if isinstance(exc, psycopg.DataError) and exc.sqlstate is None:
             # psycopg could not turn a value the server sent into Python: not the query's fault
             return ResultFileError(
-                f"The query ran, but PostgreSQL sent a value Python cannot hold "
+                f"The query ran, but PostgreSQL sent a value the result files cannot hold "
                 f"({str(exc).strip()}). Cast that column to text in the query "
                 "(e.g. column::text) and run it again."
             )
@@ -450,6 +464,147 @@ class _IntervalLoader(psycopg.adapt.Loader):
             if sign == b"-":
                 microseconds = -microseconds
         return months, days, microseconds * 1000
+
+
+# --- dates and times Python has none for ---------------------------------------------------
+
+#: A date as PostgreSQL writes it in the ISO DateStyle, years past 9999 and BC too.
+_DATE = re.compile(rb"(\d{4,})-(\d\d)-(\d\d)( BC)?")
+#: A timestamp, its fraction, and (``timestamptz``) its UTC offset: ``+05:30``, ``-04:56:02``.
+_TIMESTAMP = re.compile(
+    rb"(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?"
+    rb"(?:([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?)?( BC)?"
+)
+_DAY_US = 86_400_000_000
+
+
+def _year(digits: bytes, bc: bytes | None) -> int:
+    return 1 - int(digits) if bc else int(digits)  # 1 BC is year 0
+
+
+class _BeyondPython(psycopg.adapt.Loader):
+    """psycopg's own loader for a date or time type (its Python value), and where that
+    value has no Python equivalent, the number Arrow stores for it, as DuckDB does: days or
+    microseconds since 1970 for years past 9999 or BC, its largest value (or minus it) for
+    ``infinity`` (``-infinity``). pyarrow takes the two mixed in one column.
+
+    Results come as text (the server-side cursor is not binary). ``infinity`` is read
+    first, in any DateStyle (a column of open-ended validity dates may hold little else, and
+    psycopg's exception for each would cost); :meth:`beyond` reads the ISO DateStyle's text
+    of the other values psycopg refuses. A value it cannot read, or one the Arrow type
+    cannot hold (a timestamp past 294247-01-10: PostgreSQL's go to 294276), keeps psycopg's
+    error, which says to cast the column to text.
+    """
+
+    #: ``infinity`` as Arrow stores it (``-infinity``: minus it); 0 for a type without one.
+    infinity = 0
+
+    def __init__(self, oid: int, context: psycopg.abc.AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        own = psycopg.adapters.get_loader(oid, Format.TEXT)
+        assert own is not None
+        self._load = own(oid, context).load
+
+    def load(self, data: Any) -> Any:
+        if self.infinity and data[-8:] == b"infinity":
+            return -self.infinity if data[:1] == b"-" else self.infinity
+        try:
+            return self._load(data)
+        except psycopg.DataError:
+            stored = self.beyond(bytes(data))
+            if stored is None:
+                raise
+            return stored
+
+    def beyond(self, text: bytes) -> int | None:
+        raise NotImplementedError
+
+
+class _DateLoader(_BeyondPython):
+    infinity = DATE_INFINITY
+
+    def beyond(self, text: bytes) -> int | None:
+        match = _DATE.fullmatch(text)
+        if match is None:
+            return None
+        year, month, day, bc = match.groups()
+        days = days_from_civil(_year(year, bc), int(month), int(day))
+        return days if abs(days) < DATE_INFINITY else None
+
+
+class _TimestampLoader(_BeyondPython):
+    """``timestamp`` and ``timestamptz`` (its offset subtracted: Arrow's are UTC)."""
+
+    infinity = TIMESTAMP_INFINITY
+
+    def beyond(self, text: bytes) -> int | None:
+        match = _TIMESTAMP.fullmatch(text)
+        if match is None:
+            return None
+        year, month, day, hour, minute, second, fraction, sign, *offset, bc = match.groups()
+        seconds = (int(hour) * 60 + int(minute)) * 60 + int(second)
+        if sign is not None:
+            hours, minutes, rest = (int(part or 0) for part in offset)
+            seconds -= (1 if sign == b"+" else -1) * ((hours * 60 + minutes) * 60 + rest)
+        microseconds = days_from_civil(_year(year, bc), int(month), int(day)) * _DAY_US
+        microseconds += seconds * 1_000_000 + int((fraction or b"0").ljust(6, b"0"))
+        return microseconds if abs(microseconds) < TIMESTAMP_INFINITY else None
+
+
+class _TimeLoader(_BeyondPython):
+    def beyond(self, text: bytes) -> int | None:
+        return _DAY_US if text == b"24:00:00" else None  # PostgreSQL's end of day
+
+
+#: The loaders of the types whose values can be beyond Python's (see :class:`_BeyondPython`).
+_BEYOND_PYTHON: dict[str, type[_BeyondPython]] = {
+    "date": _DateLoader,
+    "timestamp": _TimestampLoader,
+    "timestamptz": _TimestampLoader,
+    "time": _TimeLoader,
+}
+
+
+class _Fetcher:
+    """A server-side cursor's rows, a batch at a time, as its ``fetchmany`` gives them, but
+    for dates and times Python has none for.
+
+    Each batch is fetched (``FETCH FORWARD``, text, as the cursor itself would) by a client
+    cursor with psycopg's own loaders, its C ones: a loader written in Python costs a call
+    per value (measured: a fifth more time for a result of dates and timestamps). When a
+    batch holds a value those refuse (``infinity``, a year past 9999), the batch the server
+    sent is loaded again with the :class:`_BeyondPython` loaders, and so is every batch after
+    it (a column of open-ended validity dates is ``infinity`` throughout).
+    """
+
+    def __init__(self, cursor: psycopg.ServerCursor[Any]) -> None:
+        self._name = pgsql.Identifier(cursor.name)
+        self._client = cursor.connection.cursor()
+        self._beyond = False
+
+    def fetch(self, rows: int) -> list[tuple[Any, ...]]:
+        # a new query object each time: psycopg keeps a cursor's loaders for the same one, and
+        # after a refusal the next FETCH must take the loaders registered since
+        query = pgsql.SQL("FETCH FORWARD {} FROM {}").format(pgsql.Literal(rows), self._name)
+        self._client.execute(query, prepare=False)
+        if not self._beyond:
+            try:
+                return self._client.fetchall()
+            except psycopg.DataError as exc:
+                if exc.sqlstate is not None:  # the server's error, not a loader's
+                    raise
+            self._beyond = True
+            for name, loader in _BEYOND_PYTHON.items():  # for the next batches' FETCH
+                self._client.adapters.register_loader(name, loader)
+            result = self._client.pgresult  # this batch's, already here: loaded again
+            assert result is not None
+            transformer = psycopg.adapt.Transformer(self._client)
+            transformer.set_pgresult(result)
+            return transformer.load_rows(0, result.ntuples, tuple)
+        return self._client.fetchall()
+
+    def close(self) -> None:
+        self._client.close()
 
 
 _PREPARE = "PREPARE loopwright_check AS "
