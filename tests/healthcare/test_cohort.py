@@ -135,6 +135,23 @@ def test_bad_criteria_get_a_clear_message(given: dict[str, Any], message: str) -
         Criteria.from_input(given)
 
 
+async def test_the_tools_schema_takes_the_words_criteria_take(cohort: BaseTool) -> None:
+    """Criteria took "female" from Python, but the tool's schema only "F"/"M": a model that
+    wrote the word lost a turn to the registry's refusal."""
+    from loopwright.tools.registry import ToolRegistry
+
+    registry = ToolRegistry(cohort.workspace_dir)
+    registry.register(cohort)
+    women = await registry.execute("DefineCohort", {"name": "w", "sex": "female"})
+    assert women["is_error"] is False, women["content"]
+    assert women["metadata"]["patients"] > 0
+    letter = await registry.execute("DefineCohort", {"name": "f", "sex": "F"})
+    assert letter["metadata"]["patients"] == women["metadata"]["patients"]
+    unknown = await registry.execute("DefineCohort", {"name": "x", "sex": "x"})
+    assert unknown["is_error"] is True
+    assert "female" in str(unknown["content"])
+
+
 def test_whole_numbers_may_come_as_json_floats() -> None:
     """JSON Schema's integer (which the registry checks) takes 40.0; so does the tool."""
     criteria = Criteria.from_input({"drugs": ["HUMIRA"], "min_age": 40.0, "min_claims": 3.0})

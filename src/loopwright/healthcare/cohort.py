@@ -966,7 +966,11 @@ INPUT_SCHEMA: dict[str, Any] = {
         "end_date": {"type": "string", "description": "Only claims on or before (YYYY-MM-DD)"},
         "min_age": {"type": "integer", "minimum": 0, "maximum": 130},
         "max_age": {"type": "integer", "minimum": 0, "maximum": 130},
-        "sex": {"type": "string", "enum": ["F", "M"]},
+        "sex": {
+            "type": "string",
+            "enum": ["F", "M", "female", "male"],  # what Criteria takes, but "woman"/"man"
+            "description": "Patient's sex: F (female) or M (male)",
+        },
         "min_claims": {
             "type": "integer",
             "minimum": 1,
