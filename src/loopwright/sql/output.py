@@ -592,8 +592,7 @@ def _text_leaves(
 
 def _nested_intervals_as_text(column: pa.Array) -> pa.Array:
     """Nested values with intervals, their shape kept and each interval as ISO 8601."""
-    kind = _text_leaves(column.type)
-    return pa.array([_iso_intervals(v) for v in column.to_pylist()], type=kind)
+    return _map_leaves(column, pa.types.is_interval, _intervals_as_text)
 
 
 def _nested_as_json(column: pa.Array) -> pa.Array:
