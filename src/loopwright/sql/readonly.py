@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
+
+if TYPE_CHECKING:
+    from loopwright.sql.base import UnparsableQuery
 
 #: Statement types a query may be, at the top.
 _QUERY_ROOTS: tuple[type[exp.Expression], ...] = (
@@ -252,24 +255,14 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
     try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except (ParseError, TokenError) as exc:
-        detail = _parse_message(exc)
-        raise UnparsableQuery(
-            f"The SQL could not be parsed as {dialect} SQL ({detail}); "
-            "fix the syntax and run it again.",
-            detail=detail,
-        ) from None
+        raise _unparsable(dialect, _parse_message(exc)) from None
     except RecursionError:
         raise UnparsableQuery(
             "The SQL is nested too deeply to be checked (hundreds of levels of parentheses, "
             "CASE or subqueries); flatten it, e.g. with WITH ... for intermediate steps."
         ) from None
     except Exception as exc:  # sqlglot trips over some malformed input (TypeError...)
-        detail = f"{type(exc).__name__}: {_parse_message(exc)}"
-        raise UnparsableQuery(
-            f"The SQL could not be parsed as {dialect} SQL ({detail}); "
-            "fix the syntax and run it again.",
-            detail=detail,
-        ) from None
+        raise _unparsable(dialect, f"{type(exc).__name__}: {_parse_message(exc)}") from None
     if not statements:
         raise QueryRefused("The SQL holds no statement; give one SELECT query to run.")
     if len(statements) > 1:
@@ -351,6 +344,16 @@ def _first_word(sql: str) -> str:
     text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL)
     match = re.search(r"[A-Za-z_]+", text.lstrip(" \t\r\n("))
     return match.group(0).upper() if match else ""
+
+
+def _unparsable(dialect: str, detail: str) -> UnparsableQuery:
+    from loopwright.sql.base import UnparsableQuery
+
+    return UnparsableQuery(
+        f"The SQL could not be parsed as {dialect} SQL ({detail}); fix the syntax and run it "
+        "again.",
+        detail=detail,
+    )
 
 
 def rewrite_hint(sql: str) -> str:
