@@ -31,6 +31,7 @@ from loopwright.sql import (
 )
 from loopwright.sql.base import BUSY_WORKER, IDLE_WORKER, Workers, Written, run_in_worker
 from loopwright.sql.duckdb import open_read_only
+from loopwright.sql.files import RECLAIM_THREAD
 from loopwright.sql.output import INLINE_ROWS, PIECE_ROWS, write_result
 from loopwright.tools.sql import SQLTool
 
@@ -76,11 +77,11 @@ def wait_for_a_worker() -> None:
 
 def workers() -> list[threading.Thread]:
     """The threads running a query, writing a file or stopping one (an idle worker, kept for
-    the next query, runs nothing)."""
+    the next query, runs nothing; nor does the one thread that frees replaced files)."""
     return [
         t
         for t in threading.enumerate()
-        if t.name.startswith("loopwright-") and t.name != IDLE_WORKER
+        if t.name.startswith("loopwright-") and t.name not in (IDLE_WORKER, RECLAIM_THREAD)
     ]
 
 
