@@ -121,6 +121,58 @@ async def test_a_pivot_sqlglot_cannot_parse_is_not_called_a_syntax_error(
     assert pl.read_csv(workspace / "top.csv").height == 3
 
 
+async def test_backticks_and_a_pivot_after_with_get_advice_that_names_them(
+    duck: SQLTool, workspace: Path
+) -> None:
+    """DuckDB reads `name` as a name; sqlglot's DuckDB dialect does not. The advice was the
+    general "more common syntax"; it now says to use double quotes. A PIVOT after WITH got
+    the general advice too (only a PIVOT at the start was recognised)."""
+    result = await run(duck, "SELECT `ndc_drug_nm` FROM rx_claims LIMIT 1")
+    assert result["is_error"] is True
+    assert "double quotes" in str(result["content"])
+    result = await run(duck, 'SELECT "ndc_drug_nm" FROM rx_claims LIMIT 1', "quoted")
+    assert result["is_error"] is False, result["content"]
+
+    with_pivot = f"WITH r AS (SELECT * FROM rx_claims) {PIVOT.replace('rx_claims', 'r')} LIMIT 3"
+    result = await run(duck, with_pivot)
+    assert result["is_error"] is True
+    assert "SELECT * FROM (PIVOT" in str(result["content"])
+    rewritten = (
+        "WITH r AS (SELECT * FROM rx_claims) "
+        f"SELECT * FROM ({PIVOT.replace('rx_claims', 'r')}) LIMIT 3"
+    )
+    result = await run(duck, rewritten, "pivoted")
+    assert result["is_error"] is False, result["content"]
+    assert sorted(os.listdir(workspace)) == [
+        "pivoted.csv",
+        "pivoted.parquet",
+        "quoted.csv",
+        "quoted.parquet",
+    ]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT 1 AS a;\n-- that is all", "SELECT 1 AS a; /* done */", "\ufeffSELECT 1 AS a"],
+    ids=["line comment", "block comment", "byte-order mark"],
+)
+async def test_a_comment_after_the_semicolon_or_a_byte_order_mark_is_not_a_statement(
+    duck: SQLTool, workspace: Path, sql: str
+) -> None:
+    """sqlglot returned a statement for the comment after the last ``;`` ("The SQL holds 2
+    statements") and could not parse an editor's byte-order mark; DuckDB reads neither."""
+    result = await run(duck, sql)
+    assert result["is_error"] is False, result["content"]
+    assert (workspace / "result.csv").read_text() == "a\n1\n"
+
+
+def test_a_comment_alone_is_still_no_statement() -> None:
+    with pytest.raises(QueryRefused, match="holds no statement"):
+        check_read_only("-- nothing here", "duckdb")
+    with pytest.raises(QueryRefused, match="holds 2 statements"):
+        check_read_only("SELECT 1; -- and\nSELECT 2", "duckdb")
+
+
 async def test_duckdbs_own_syntax_errors_still_come_first(duck: SQLTool) -> None:
     result = await run(duck, "SELEC 1")
     assert result["is_error"] is True
@@ -174,3 +226,15 @@ async def test_a_long_statements_error_quotes_only_the_users_sql(dsn: str, works
     assert "loopwright" not in str(execution["content"])
     column = said[1].index("nosuchcolumn")
     assert said[2] == " " * column + "^"
+
+
+async def test_postgresql_runs_a_query_with_a_comment_after_its_semicolon(
+    dsn: str, workspace: Path
+) -> None:
+    tool = SQLTool(workspace, backend=dsn, timeout=30)
+    try:
+        result = await run(tool, "SELECT name FROM t;\n-- that is all")
+    finally:
+        await tool.aclose()
+    assert result["is_error"] is False, result["content"]
+    assert (workspace / "result.csv").read_text() == "name\na\n"

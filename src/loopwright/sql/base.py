@@ -246,6 +246,7 @@ class SQLBackend(ABC):
         """
         from loopwright.sql.output import write_result
 
+        sql = sql.removeprefix("\ufeff")  # an editor's byte-order mark is not SQL
         csv_file = os.fspath(csv_path)
         parquet_file = os.fspath(parquet_path) if parquet_path is not None else None
         if max_rows < 1:

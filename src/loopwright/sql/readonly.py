@@ -253,7 +253,13 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
     if first and first not in _QUERY_WORDS:  # refused before parsing: no parser warnings
         raise QueryRefused(f"{first} statements are not allowed. {_ADVICE}")
     try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        # a comment after the last semicolon is a statement of its own to sqlglot (a
+        # Semicolon node holding the comment); the databases read it as nothing
+        statements = [
+            s
+            for s in sqlglot.parse(sql, read=dialect)
+            if s is not None and not isinstance(s, exp.Semicolon)
+        ]
     except (ParseError, TokenError) as exc:
         raise _unparsable(dialect, _parse_message(exc)) from None
     except RecursionError:
@@ -357,14 +363,26 @@ def _unparsable(dialect: str, detail: str) -> UnparsableQuery:
 
 
 def rewrite_hint(sql: str) -> str:
-    """Advice for a query the database accepts but sqlglot cannot parse."""
-    if _first_word(sql) in ("PIVOT", "UNPIVOT"):
-        return (
-            "Put the statement in a subquery, with any ORDER BY or LIMIT outside it: "
+    """Advice for a query the database accepts but sqlglot cannot parse: what in it sqlglot
+    trips over, where that can be told from the text, else the general advice."""
+    text = _without_comments_and_strings(sql)
+    hints = []
+    if "`" in text:  # DuckDB reads `name` as a name, sqlglot only in BigQuery's dialect
+        hints.append('Quote names with double quotes ("NDC_DRUG_NM"), not backticks.')
+    if re.search(r"\b(?:UN)?PIVOT\b", text, flags=re.IGNORECASE):
+        hints.append(
+            "Put the PIVOT statement in a subquery, with any ORDER BY or LIMIT outside it: "
             "SELECT * FROM (PIVOT ... ON ... USING ...) ORDER BY ... LIMIT ...; or write it "
             "with GROUP BY and CASE (or FILTER) instead."
         )
-    return "Write it with more common syntax (plain functions, subqueries or WITH ...)."
+    if not hints:
+        hints.append("Write it with more common syntax (plain functions, subqueries or WITH ...).")
+    return " ".join(hints)
+
+
+def _without_comments_and_strings(sql: str) -> str:
+    """``sql`` with its comments and string literals blanked, for looking at its syntax."""
+    return re.sub(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", " ", sql, flags=re.DOTALL)
 
 
 def _parse_message(exc: Exception) -> str:
