@@ -422,6 +422,30 @@ async def test_a_result_that_cannot_be_saved_is_a_clear_error(
     assert str(result["content"]).startswith("The query ran, but its result could not be saved")
 
 
+async def test_a_save_that_fails_halfway_keeps_the_earlier_pair(
+    claims_db: Path, workspace: Path
+) -> None:
+    """The Parquet file was renamed into place before the CSV's rename failed, so the pair
+    mixed the new query's Parquet file with the old CSV; and a directory in the way was
+    answered with advice about disk space."""
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        first = await run(tool, "SELECT 'old' AS v", "pair")
+        (workspace / "pair.csv").unlink()
+        (workspace / "pair.csv").mkdir()  # the CSV's rename fails
+        failed = await run(tool, "SELECT 'new' AS v", "pair")
+    finally:
+        await tool.aclose()
+    assert first["is_error"] is False
+    assert failed["is_error"] is True
+    content = str(failed["content"])
+    assert content.startswith("The query ran, but its result could not be saved")
+    assert "not a file is in the way: pick another dataset_name" in content
+    assert "disk space" not in content
+    assert pl.read_parquet(workspace / "pair.parquet")["v"].to_list() == ["old"]
+    assert sorted(os.listdir(workspace)) == ["pair.csv", "pair.parquet"]
+
+
 async def test_a_timeout_interrupts_the_query(claims_db: Path, workspace: Path) -> None:
     tool = SQLTool(workspace, backend=f"duckdb://{claims_db}", timeout=0.3)
     huge = "SELECT count(*) FROM range(1000000000) a, range(1000000000) b WHERE a.range < b.range"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from loopwright.sql.files import (
     Reclaimer,
     open_beside,
     replace,
+    replace_together,
     temp_beside,
 )
 
@@ -148,3 +150,51 @@ def test_a_process_that_exits_right_away_leaves_no_link(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(target)], check=True, timeout=60)
     assert target.read_bytes() == b"new"
     assert leftovers(tmp_path) == []
+
+
+def test_files_saved_together_are_all_put_back_when_one_rename_fails(tmp_path: Path) -> None:
+    """A result's CSV and Parquet: the Parquet file was replaced and then the CSV's rename
+    failed, which left the new Parquet file beside the old CSV."""
+    kept, fresh, blocked = tmp_path / "kept.parquet", tmp_path / "fresh.txt", tmp_path / "d.csv"
+    kept.write_bytes(b"old parquet")
+    blocked.mkdir()  # a directory where the CSV goes: its rename fails
+    moves = [
+        (write_temp(kept, b"new parquet"), str(kept)),
+        (write_temp(fresh, b"new"), str(fresh)),
+        (write_temp(blocked, b"new csv"), str(blocked)),
+    ]
+    with pytest.raises(IsADirectoryError):
+        replace_together(moves)
+    assert kept.read_bytes() == b"old parquet"
+    assert not fresh.exists()  # there was none before
+    assert blocked.is_dir()
+    assert [name for name in leftovers(tmp_path) if not name.endswith(".partial")] == []
+
+
+def test_two_writers_of_the_same_files_never_mix_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writer A has renamed its CSV and not yet its Parquet file when writer B saves under
+    the same names: B waits for A, so the pair ends up all B's (it was B's CSV beside A's
+    Parquet file)."""
+    csv, parquet = tmp_path / "same.csv", tmp_path / "same.parquet"
+    a_moves = [(write_temp(csv, b"A"), str(csv)), (write_temp(parquet, b"A"), str(parquet))]
+    b_moves = [(write_temp(csv, b"B"), str(csv)), (write_temp(parquet, b"B"), str(parquet))]
+    a_half_done, b_done = threading.Event(), threading.Event()
+    real_replace = os.replace
+
+    def pausing_replace(source: str, target: str) -> None:
+        real_replace(source, target)
+        if threading.current_thread().name == "writer-a" and target == str(csv):
+            a_half_done.set()
+            b_done.wait(0.5)  # B finishes meanwhile unless it waits for A
+
+    monkeypatch.setattr(files.os, "replace", pausing_replace)
+    a = threading.Thread(target=replace_together, args=(a_moves,), name="writer-a")
+    a.start()
+    assert a_half_done.wait(10)
+    b = threading.Thread(target=lambda: (replace_together(b_moves), b_done.set()))
+    b.start()
+    a.join(10)
+    b.join(10)
+    assert (csv.read_bytes(), parquet.read_bytes()) == (b"B", b"B")

@@ -62,26 +62,58 @@ def replace(temp: str, target: str) -> None:
     with the link (handing the link over costs 2 µs). A symlink at ``target`` is replaced,
     not written through, as ``os.replace`` does.
     """
-    old = second_link(target)
-    try:
-        os.replace(temp, target)
-    except BaseException:
+    replace_together([(temp, target)])
+
+
+#: Held while a set of files is renamed into place: files that belong together (a result's
+#: CSV and Parquet) are never seen from two different writers.
+_RENAMING = threading.Lock()
+
+
+def replace_together(moves: list[tuple[str, str]]) -> None:
+    """Rename each ``(temp, target)`` as :func:`replace` does, all or none.
+
+    Two writers of the same targets (two queries saving under one name at once) each put
+    all their files in place in turn, so the targets never mix one writer's files with the
+    other's. When a rename fails, the targets already replaced get their old files back (or
+    are removed where there was none) and the error is raised: a failed save keeps the
+    earlier set whole. (Without hard links the old file cannot be kept, and a target
+    replaced before the failure keeps the new file.)
+    """
+    with _RENAMING:
+        existed = [os.path.lexists(target) for _, target in moves]
+        olds = [second_link(target) for _, target in moves]
+        done = 0
+        try:
+            for temp, target in moves:
+                os.replace(temp, target)
+                done += 1
+        except BaseException:
+            replaced = list(zip(moves, olds, existed, strict=True))[:done]
+            for (_, target), old, was in reversed(replaced):
+                with contextlib.suppress(OSError):
+                    if old is not None:
+                        os.replace(old, target)
+                    elif not was:
+                        os.unlink(target)
+            for old in olds[done:]:
+                if old is not None:
+                    _unlink(old)
+            raise
+    for old in olds:
         if old is not None:
-            _unlink(old)
-        raise
-    if old is not None:
-        RECLAIMER.unlink(old)
+            RECLAIMER.unlink(old)
 
 
-def second_link(path: str, suffix: str = "old", *, min_bytes: int = 0) -> str | None:
-    """A second hard link to the regular file at ``path`` (of at least ``min_bytes``), beside
-    it under a fresh hidden name: the file outlives a rename over ``path``. ``None`` when
-    there is no such file or the file system has no hard links."""
+def second_link(path: str, suffix: str = "old") -> str | None:
+    """A second hard link to the regular file at ``path``, beside it under a fresh hidden
+    name: the file outlives a rename over ``path``. ``None`` when there is no such file or
+    the file system has no hard links."""
     try:
         info = os.lstat(path)
     except OSError:
         return None
-    if not stat.S_ISREG(info.st_mode) or info.st_size < min_bytes:
+    if not stat.S_ISREG(info.st_mode):
         return None
     directory, base = os.path.split(os.path.abspath(path))
     while True:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import functools
 import json
 import os
@@ -52,7 +53,7 @@ from polars.exceptions import PanicException
 
 from loopwright.sql.base import ResultFileError, SQLError, Written
 from loopwright.sql.csvtext import SMALL_CELLS, small_csv
-from loopwright.sql.files import open_beside, replace, temp_beside
+from loopwright.sql.files import open_beside, replace_together, temp_beside
 from loopwright.sql.temporal import DATE_INFINITY, PER_SECOND, TIMESTAMP_INFINITY, duckdb_text
 from loopwright.summaries import error_line
 
@@ -163,11 +164,11 @@ def write_result(
                 flush(last=True)
         if parquet is not None:
             parquet.finish()
+        moves = [(csv_temp, csv_path)]
         if parquet_temp is not None and parquet_path is not None:
-            replace(parquet_temp, parquet_path)
-            parquet_temp = None
-        replace(csv_temp, csv_path)
-        csv_temp = None
+            moves.append((parquet_temp, parquet_path))
+        replace_together(moves)  # both files or neither, never two queries' files mixed
+        csv_temp = parquet_temp = None
     except BaseException as exc:
         if parquet is not None:
             parquet.abort()
@@ -179,8 +180,7 @@ def write_result(
             raise exc.error from None  # the database's error, not ours
         if isinstance(exc, OSError):
             raise ResultFileError(
-                f"The query ran, but its result could not be saved: {exc}. Free some disk "
-                "space or check the workspace's permissions, then run it again."
+                f"The query ran, but its result could not be saved: {exc}. {_save_advice(exc)}"
             ) from exc
         if isinstance(exc, Exception | PanicException) and not isinstance(exc, SQLError):
             # a writer refused a value (a type CSV or Parquet cannot hold): not the database's
@@ -191,6 +191,17 @@ def write_result(
             ) from exc
         raise
     return Written(names=names, row_count=written, truncated=truncated, preview=preview)
+
+
+def _save_advice(exc: OSError) -> str:
+    """What to do about an error saving the result files."""
+    if exc.errno in (errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY):
+        return "Something that is not a file is in the way: pick another dataset_name."
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "Free some disk space, then run it again."
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "Check the workspace's permissions, then run it again."
+    return "Free some disk space or check the workspace's permissions, then run it again."
 
 
 class _SourceFailed(Exception):
