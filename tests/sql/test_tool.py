@@ -333,3 +333,23 @@ async def test_the_preview_shows_floats_with_the_digits_the_csv_has(workspace: P
         "1e+20",
     ]
     assert csv.splitlines()[1:3] == ["1,4458378870000.0", "2,12345678901234.56"]
+
+
+async def test_the_preview_keeps_sixteen_digits_and_writes_nan_as_the_csv_does(
+    workspace: Path,
+) -> None:
+    """Floats needing 17 digits were cut to 15 (123456789012345.67 showed as
+    123456789012346), not the 16 the preview promises; NaN showed as nan, the CSV NaN."""
+    sql = "SELECT * FROM (VALUES (123456789012345.67::DOUBLE), ('nan'::DOUBLE)) t(f)"
+    result, csv = await query(workspace, sql)
+    table = str(result["content"]).split("All rows:\n")[1].splitlines()[2:]
+    assert table == ["| 123456789012345.7 |", "| NaN |"]
+    assert csv == "f\n123456789012345.67\nNaN\n"
+
+
+async def test_a_cap_of_one_row_is_reported_in_the_singular(workspace: Path) -> None:
+    result, _ = await query(workspace, "SELECT range AS i FROM range(4)", max_rows=1)
+    content = str(result["content"])
+    assert content.startswith("Saved 1 row × 1 column to r.csv")
+    assert "returned more than 1 row and only the first row was saved" in content
+    assert "First row:" in content

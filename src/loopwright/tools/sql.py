@@ -177,12 +177,12 @@ class SQLTool(BaseTool):
     def _render(self, name: str, result: QueryResult) -> str:
         files = f"{name}.csv" + (f" and {name}.parquet" if result.parquet_path else "")
         n_rows, n_cols = result.row_count, len(result.columns)
-        rows = f"{n_rows:,} row{'' if n_rows == 1 else 's'}"
-        lines = [f"Saved {rows} × {n_cols} column{'' if n_cols == 1 else 's'} to {files}."]
+        lines = [f"Saved {_count(n_rows, 'row')} × {_count(n_cols, 'column')} to {files}."]
         if result.truncated:
+            first = "first row was" if n_rows == 1 else f"first {n_rows:,} were"
             lines.append(
                 f"The result was cut at the row cap: the query returned more than "
-                f"{self.max_rows:,} rows and only the first {n_rows:,} were saved. Aggregate "
+                f"{_count(self.max_rows, 'row')} and only the {first} saved. Aggregate "
                 "in SQL (GROUP BY, LIMIT) to get a complete answer."
             )
         if result.bytes_scanned is not None:
@@ -194,7 +194,7 @@ class SQLTool(BaseTool):
         elif result.preview:
             shown = len(result.preview)
             whole = shown == n_rows and not result.truncated  # not all, when cut at the cap
-            head = "All rows" if whole else f"First {shown} rows"
+            head = "All rows" if whole else "First row" if shown == 1 else f"First {shown} rows"
             lines += ["", f"{head}:", _table([c for c, _ in result.columns], result.preview)]
         return "\n".join(lines)
 
@@ -342,15 +342,21 @@ def _float_text(value: float) -> str:
     where one is not needed (1e-06 to 1e16) and without float noise past 16 significant
     digits (``0.1 + 0.2`` shows as ``0.3``). Rounding to fewer digits made a sum of money
     ``4.45837887e+12`` in the preview while the CSV said ``4458378870000.0``."""
-    if not math.isfinite(value):
+    if math.isnan(value):
+        return "NaN"  # as the CSV writes it
+    if math.isinf(value):
         return f"{value:g}"
     text = repr(value)
     mantissa = text.partition("e")[0]
     if len(mantissa.replace("-", "").replace(".", "").strip("0")) > 16:
-        text = f"{value:.15g}"
+        text = f"{value:.16g}"
     if "e" in text and 1e-6 <= abs(value) < 1e16:
         text = format(Decimal(text), "f")
     return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _bytes(n: int) -> str:
