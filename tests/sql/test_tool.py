@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv as csvlib
+import io
 import os
 from pathlib import Path
 
@@ -353,3 +355,27 @@ async def test_a_cap_of_one_row_is_reported_in_the_singular(workspace: Path) -> 
     assert content.startswith("Saved 1 row × 1 column to r.csv")
     assert "returned more than 1 row and only the first row was saved" in content
     assert "First row:" in content
+
+
+async def test_nested_decimals_are_json_numbers_and_the_preview_shows_the_csvs_text(
+    workspace: Path,
+) -> None:
+    """Decimals inside lists and structs (quantile_cont of a money column) were JSON
+    strings, ["2.33", "2.52"]; the preview showed nested binary as b'\\xaa' and top-level
+    binary without the CSV's \\x; non-ASCII text in nested values was \\u-escaped."""
+    sql = (
+        "SELECT [1.25::DECIMAL(5, 2), 2.5] AS d, {'a': 1.5::DECIMAL(4, 2), "
+        "'big': 12345678901234567890.12::DECIMAL(38, 2)} AS s, "
+        "[blob '\\xAA'] AS lb, blob '\\xAA' AS b, ['café'] AS t"
+    )
+    result, csv = await query(workspace, sql)
+    row = next(csvlib.reader(io.StringIO(csv.splitlines()[1])))
+    assert row == [
+        "[1.25, 2.5]",
+        '{"a": 1.5, "big": "12345678901234567890.12"}',  # more digits than a float holds
+        '["aa"]',
+        "\\xaa",
+        '["café"]',
+    ]
+    table = str(result["content"]).split("All rows:\n")[1].splitlines()[2]
+    assert [cell.strip() for cell in table[1:-1].split(" | ")] == row

@@ -38,6 +38,7 @@ import datetime as dt
 import errno
 import functools
 import json
+import math
 import os
 import queue
 import threading
@@ -607,13 +608,40 @@ def _nested_intervals_as_text(column: pa.Array) -> pa.Array:
 
 
 def _nested_as_json(column: pa.Array) -> pa.Array:
-    if _holds(column.type, pa.types.is_interval):  # a tuple in JSON, unlike the others
-        return _each_as_text(column, lambda v: _json(_iso_intervals(v)))
+    if _holds(column.type, _needs_walking):
+        return _each_as_text(column, nested_json)
     return _each_as_text(column, _json)
 
 
+def _needs_walking(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_interval(kind) or pa.types.is_decimal(kind))
+
+
+def nested_json(value: Any) -> str:
+    """A nested value (list, struct, map) as the CSV writes it: JSON, intervals as ISO 8601
+    text, decimals as numbers where a float holds their value exactly (else their digits as
+    text), dates and times ISO 8601, binary hex."""
+    return _json(_decimal_numbers(_iso_intervals(value)))
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, default=_json_default)
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def _decimal_numbers(value: Any) -> Any:
+    """A nested value with each decimal as a float where the float's shortest digits are the
+    decimal's value (``2.50`` is ``2.5``), as its digits otherwise (more than a float's 17)."""
+    if isinstance(value, Decimal):
+        number = float(value)
+        exact = math.isfinite(number) and Decimal(repr(number)) == value
+        return number if exact else format(value, "f")
+    if isinstance(value, dict):
+        return {k: _decimal_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimal_numbers(v) for v in value]
+    if isinstance(value, tuple):  # a map's (key, value) pairs
+        return tuple(_decimal_numbers(v) for v in value)
+    return value
 
 
 def _iso_intervals(value: Any) -> Any:

@@ -15,7 +15,6 @@ client) rather than opening one each.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 import re
@@ -328,9 +327,11 @@ def _cell(value: Any) -> str:
     elif isinstance(value, dt.date | dt.time):
         text = value.isoformat()
     elif isinstance(value, bytes):
-        text = value.hex()
-    else:
-        text = json.dumps(value, default=str, ensure_ascii=False)
+        text = "\\x" + value.hex()  # as the CSV writes it
+    else:  # a list, struct or map: as the CSV's JSON
+        from loopwright.sql.output import nested_json
+
+        text = nested_json(value)
     text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
     if len(text) > MAX_CELL_CHARS:
         text = text[: MAX_CELL_CHARS - 1] + "…"
