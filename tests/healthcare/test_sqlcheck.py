@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from loopwright.healthcare.data import SCHEMA, connect_read_only, database_schema
+from loopwright.healthcare.data import (
+    DIRECT_IDENTIFIERS,
+    PROVIDER_IDENTIFIERS,
+    QUASI_IDENTIFIERS,
+    SCHEMA,
+    connect_read_only,
+    database_schema,
+)
 from loopwright.healthcare.sqlcheck import SQLCheck, check_sql, classify_identifier
 
 
@@ -394,3 +401,125 @@ def test_a_union_column_is_traced_through_every_branch() -> None:
     sql = """SELECT n FROM (SELECT NDC_DRUG_NM AS n FROM RX_CLAIMS
                            UNION ALL SELECT PATIENT_ID FROM MED_CLAIMS) LIMIT 5"""
     assert "direct_identifier" in codes(check_sql(sql))
+
+
+# --- schema-qualified tables, warehouse naming, DESCRIBE and SUMMARIZE ---------------------------
+
+#: the generated tables as a profile or PostgreSQL/BigQuery backend keys them outside the
+#: default schema
+QUALIFIED = {f"claims.{table}": columns for table, columns in SCHEMA.items()}
+
+
+def test_schema_qualified_tables_are_judged_like_plain_ones() -> None:
+    star = check_sql("SELECT * FROM claims.RX_CLAIMS", QUALIFIED)
+    assert {"direct_identifier", "select_star", "missing_limit"} <= set(codes(star))
+    assert star.tables == ("claims.RX_CLAIMS",)
+    leak = next(i for i in star.issues if i.code == "direct_identifier")
+    assert leak.column == "PATIENT_ID"
+
+    typo = check_sql("SELECT * FROM claims.RX_CLAIM LIMIT 5", QUALIFIED)
+    assert codes(typo) == ["unknown_table"]
+    assert typo.issues[0].table == "claims.RX_CLAIM"
+    assert typo.issues[0].suggestion is not None
+    assert "claims.RX_CLAIMS" in typo.issues[0].suggestion
+
+    column = check_sql("SELECT npi FROM claims.PROVIDERS_BIO", QUALIFIED)
+    assert codes(column) == ["unknown_column"]
+    assert "in claims.PROVIDERS_BIO" in column.issues[0].message
+
+    # names are case-insensitive, qualified or not, and aliases resolve as before
+    assert (
+        check_sql(
+            "SELECT r.NDC_DRUG_NM, COUNT(*) FROM CLAIMS.rx_claims r GROUP BY 1", QUALIFIED
+        ).issues
+        == ()
+    )
+    quasi = check_sql("SELECT PATIENT_GENDER_CD FROM claims.MED_CLAIMS LIMIT 5", QUALIFIED)
+    assert codes(quasi) == ["quasi_identifier"]
+    # a bare name does not reach a table that lives only in another schema
+    assert codes(check_sql("SELECT COUNT(*) FROM RX_CLAIMS", QUALIFIED)) == ["unknown_table"]
+    # plain keys work as before, and other schemas are still not judged
+    assert check_sql("SELECT COUNT(*) FROM RX_CLAIMS").issues == ()
+    assert check_sql("SELECT COUNT(*) FROM other.RX_CLAIM", QUALIFIED).issues == ()
+    mixed = {**SCHEMA, "claims.extra": [("x", "INTEGER")]}
+    assert codes(check_sql("SELECT y FROM claims.extra", mixed)) == ["unknown_column"]
+    assert check_sql("SELECT COUNT(*) FROM main.RX_CLAIMS", mixed).issues == ()
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "kind"),
+    [
+        ("RX_CLAIMS", "PATIENT_NM", "direct"),
+        ("RX_CLAIMS", "PATIENT_FIRST_NM", "direct"),
+        ("RX_CLAIMS", "PATIENT_LAST_NM", "direct"),
+        ("RX_CLAIMS", "PATIENT_BIRTH_DT", "direct"),
+        ("ELIGIBILITY", "BIRTH_DT", "direct"),
+        ("ELIGIBILITY", "MBR_ID", "direct"),
+        ("CLAIMS", "BENE_ID", "direct"),
+        ("ENCOUNTERS", "PAT_ID", "direct"),
+        ("RX_CLAIMS", "PATIENT_ADDR_LINE_1", "direct"),
+        ("ELIGIBILITY", "MBR_FIRST_NM", "direct"),
+        ("MEMBERS", "FIRST_NM", "direct"),
+        ("ELIGIBILITY", "MBR_ZIP5_CD", "quasi"),
+        ("CLAIMS", "BENE_BIRTH_YR", "quasi"),
+        ("ENCOUNTERS", "PAT_GNDR_CD", "quasi"),
+        ("claims.RX_CLAIMS", "PATIENT_NM", "direct"),
+    ],
+)
+def test_claims_warehouse_names_are_identifiers(table: str, column: str, kind: str) -> None:
+    assert classify_identifier(table, column) == kind
+
+
+def test_the_generated_schema_is_classified_as_its_identifier_sets_say() -> None:
+    expected = {
+        **dict.fromkeys(DIRECT_IDENTIFIERS, "direct"),
+        **dict.fromkeys(QUASI_IDENTIFIERS, "quasi"),
+        **dict.fromkeys(PROVIDER_IDENTIFIERS, "provider"),
+    }
+    for table, columns in SCHEMA.items():
+        for column, _ in columns:
+            want = expected.get((table, column))
+            assert classify_identifier(table, column) == want, (table, column)
+            assert classify_identifier(f"claims.{table}", column) == want, (table, column)
+    # drug and provider names in the _NM style stay what they are
+    assert classify_identifier("MEMBER_CLAIMS", "NDC_DRUG_NM") is None
+    assert classify_identifier("RX_CLAIMS", "PRESCRIBER_NM") is None
+    assert classify_identifier("CLAIMS", "BENEFIT_ID") is None
+    assert classify_identifier("CLAIMS", "PATH_ID") is None
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DESCRIBE RX_CLAIMS",
+        "DESC PROVIDERS_BIO",
+        "DESCRIBE TABLE MED_CLAIMS",
+        "DESCRIBE SELECT * FROM RX_CLAIMS",
+        "SUMMARIZE PROVIDERS_BIO",
+        "SUMMARIZE SELECT NDC_DRUG_NM, PAID_AMT FROM RX_CLAIMS",
+        "SUMMARIZE (SELECT PATIENT_ID, COUNT(*) AS n FROM RX_CLAIMS GROUP BY 1 HAVING n > 0)",
+    ],
+)
+def test_describe_and_summarize_are_queries(sql: str) -> None:
+    result = check_sql(sql)
+    assert result.ok, result.to_dict()
+    assert [i for i in result.issues if i.code != "summarize_identifier"] == []
+    assert result.tables
+
+
+def test_describe_and_summarize_are_judged_against_the_schema() -> None:
+    assert codes(check_sql("DESCRIBE RX_CLAIM")) == ["unknown_table"]
+    assert codes(check_sql("SUMMARIZE SELECT npi FROM PROVIDERS_BIO")) == ["unknown_column"]
+    assert codes(check_sql("SUMMARIZE claims.RX_CLAIM", QUALIFIED)) == ["unknown_table"]
+    # the SQL tool runs them on DuckDB only
+    assert codes(check_sql("DESCRIBE RX_CLAIMS", dialect="postgres")) == ["not_a_query"]
+
+
+def test_summarize_warns_about_the_min_and_max_of_direct_identifiers() -> None:
+    result = check_sql("SUMMARIZE RX_CLAIMS")
+    assert codes(result) == ["summarize_identifier"]
+    assert result.ok  # a warning: two values per column, no patient rows
+    assert "RX_CLAIMS.PATIENT_ID" in result.issues[0].message
+    assert "EXCLUDE" in (result.issues[0].suggestion or "")
+    assert check_sql("SUMMARIZE SELECT * EXCLUDE (PATIENT_ID) FROM RX_CLAIMS").issues == ()
+    assert check_sql("DESCRIBE RX_CLAIMS").issues == ()  # names and types only

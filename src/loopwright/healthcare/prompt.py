@@ -40,6 +40,10 @@ MAX_LISTED_VALUES = 40
 MOST_COMMON_VALUES = 10
 #: Values listed per column in the compact prompt.
 COMPACT_LISTED_VALUES = 8
+#: Patient quasi-identifiers (sex, zip code, birth year...) have their values listed only up
+#: to this many: a code list like F, M is the spelling the model must match and names no
+#: one; a longer list (zip codes, birth years) spells out the patients' own attributes.
+MAX_LISTED_QUASI = 5
 
 _TEXT_TYPES = ("VARCHAR", "TEXT", "STRING", "CHAR")
 _DATE_TYPES = ("DATE", "TIMESTAMP")
@@ -194,9 +198,16 @@ def _profile_table(
     columns: list[tuple[str, str, str | None]],
     description: str | None,
 ) -> TableProfile:
-    """``table`` (``quoted``: its reference in SQL) measured: size, values, date ranges."""
+    """``table`` (``quoted``: its reference in SQL) measured: size, values, date ranges.
+
+    The prompt goes to the model's provider: a direct patient identifier (id, name, date of
+    birth) never has its values or range listed, a quasi-identifier only a short code list
+    (:data:`MAX_LISTED_QUASI`); their names and types are listed as any column's."""
+    from loopwright.healthcare.sqlcheck import classify_identifier
+
+    kinds = {c: classify_identifier(table, c) for c, _, _ in columns}
     texts = [c for c, k, _ in columns if _is_text(k)]
-    dates = [c for c, k, _ in columns if _is_date(k)]
+    dates = [c for c, k, _ in columns if _is_date(k) and kinds[c] not in ("direct", "quasi")]
     parts = ["COUNT(*)"]
     parts += [f"approx_count_distinct({_quote(c)})" for c in texts]
     parts += [f"MIN({_quote(c)})::VARCHAR, MAX({_quote(c)})::VARCHAR" for c in dates]
@@ -214,7 +225,10 @@ def _profile_table(
     for column, kind, comment in columns:
         count = distinct.get(column)
         values: tuple[str, ...] = ()
-        if count is not None and 1 < count <= MAX_LISTED_DISTINCT:
+        most = {"direct": 0, "quasi": MAX_LISTED_QUASI}.get(
+            kinds[column] or "", MAX_LISTED_DISTINCT
+        )
+        if count is not None and 1 < count <= most:
             values = tuple(
                 str(value)
                 for (value,) in connection.execute(

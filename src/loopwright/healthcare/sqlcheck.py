@@ -10,7 +10,12 @@ every time, the mistakes that need no judgement:
 - patient quasi-identifiers (birth year, sex) and provider identifiers (NPIs, names) returned
   row by row: NPIs are public business identifiers, not patient data, but aggregated outputs
   are preferred;
-- ``SELECT *`` on a big table, and row-level output from a big table without a ``LIMIT``.
+- ``SELECT *`` on a big table, and row-level output from a big table without a ``LIMIT``;
+- the minimum and maximum of a direct identifier that DuckDB's ``SUMMARIZE`` returns
+  (``DESCRIBE`` and ``SUMMARIZE``, which the SQL tool runs, are checked like queries).
+
+Tables are matched as the schema keys them: ``RX_CLAIMS`` in the default schema,
+``claims.RX_CLAIMS`` in another (as profiles and the PostgreSQL/BigQuery backends key them).
 
 The query is parsed with sqlglot (DuckDB dialect by default); ``check_sql`` returns the issues
 with a severity: ``error`` (wrong or not allowed), ``warning`` (works, but should change) or
@@ -54,17 +59,23 @@ _REDUCING: tuple[type[exp.Expr], ...] = (
     exp.Kurtosis, exp.RowNumber,
 )  # fmt: skip
 
+# Claims warehouses abbreviate: PATIENT_NM, BIRTH_DT, MBR_ID, BENE_ID, PAT_ID, ..._ADDR_LINE_1.
+# A bare _NM is any name (NDC_DRUG_NM): only a patient's or member's name is an identifier.
+_PERSON = r"(patient|pat|member|mbr|beneficiary|bene|subscriber)"
 _DIRECT_PATTERN = re.compile(
-    r"(^|_)(ssn|social_security|dob|date_of_birth|birth_?date|mrn|medical_record|member_id|"
-    r"subscriber_id|email|e_mail|phone|telephone|street|address|patient_?id|patient_?name|"
-    r"patient_(first|last)_?name|full_?name)($|_)",
+    r"(^|_)(ssn|social_security|dob|date_of_birth|birth_?(date|dt)|mrn|medical_record|email|"
+    r"e_mail|phone|telephone|street|addr(ess)?\d?|full_?name|"
+    rf"{_PERSON}_?(id|nbr|num)|{_PERSON}_?((first|last|middle|full)_?)?(name|nm))($|_)",
     re.IGNORECASE,
 )
 _QUASI_PATTERN = re.compile(
-    r"(^|_)(zip|zip_?code|postal|birth_?year|year_of_birth|age|gender|sex)($|_)", re.IGNORECASE
+    r"(^|_)(zip\d?|zip_?code|postal|birth_?(year|yr)|year_of_birth|age|gender|gndr|sex)($|_)",
+    re.IGNORECASE,
 )
-_PERSON_TABLE = re.compile(r"patient|member|person|beneficiar|enrollee", re.IGNORECASE)
-_NAME_COLUMN = re.compile(r"(^|_)(first_?name|last_?name|name)$", re.IGNORECASE)
+_PERSON_TABLE = re.compile(
+    r"patient|member|person|beneficiar|enrollee|(^|[_.])(pat|mbr|bene)s?($|_)", re.IGNORECASE
+)
+_NAME_COLUMN = re.compile(r"(^|_)((first|last|middle|full)_?(name|nm)|name)$|^nm$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +140,7 @@ class _Schema:
 
     tables: dict[str, str] = field(default_factory=dict)  # lower -> spelling
     columns: dict[str, dict[str, str]] = field(default_factory=dict)  # lower table -> lower col
+    schemas: set[str] = field(default_factory=set)  # lower "claims" of "claims.RX_CLAIMS" keys
 
     @classmethod
     def from_mapping(cls, schema: SchemaLike) -> _Schema:
@@ -136,6 +148,8 @@ class _Schema:
         for table, columns in schema.items():
             key = table.lower()
             result.tables[key] = table
+            if "." in key:
+                result.schemas.add(key.rsplit(".", 1)[0])
             names = [c if isinstance(c, str) else c[0] for c in columns]
             result.columns[key] = {name.lower(): name for name in names}
         return result
@@ -161,21 +175,22 @@ def classify_identifier(
     """Whether ``table.column`` identifies a patient (direct or quasi) or a provider.
 
     Explicit ``identifiers`` win; then the generated schema's sets; then name patterns
-    (``ssn``, ``date_of_birth``, ``patient_id``, names in a patient table, ``zip``, ...).
+    (``ssn``, ``date_of_birth``, ``patient_id``, ``MBR_ID``, ``PATIENT_NM``, names in a
+    patient table, ``zip``, ...). A bare table name in ``identifiers`` or the sets also names
+    that table in another schema (``claims.RX_CLAIMS``), as ``DatabaseProfile.table`` reads it.
     """
-    key = (table.upper(), column.upper())
-    if identifiers is not None:
-        for (t, c), kind in identifiers.items():
-            if (t.upper(), c.upper()) == key:
-                return kind
-    ordered: tuple[tuple[IdentifierKind, frozenset[tuple[str, str]]], ...] = (
+    ordered: list[tuple[IdentifierKind, Iterable[tuple[str, str]]]] = [
+        (kind, [key]) for key, kind in (identifiers or {}).items()
+    ]
+    ordered += [
         ("direct", DIRECT_IDENTIFIERS),
         ("quasi", QUASI_IDENTIFIERS),
         ("provider", PROVIDER_IDENTIFIERS),
-    )
-    for kind, known in ordered:
-        if any((t.upper(), c.upper()) == key for t, c in known):
-            return kind
+    ]
+    for wanted in (table.upper(), table.rsplit(".", 1)[-1].upper()):  # the exact name first
+        for kind, known in ordered:
+            if any((t.upper(), c.upper()) == (wanted, column.upper()) for t, c in known):
+                return kind
     if _DIRECT_PATTERN.search(column):
         return "direct"
     if _PERSON_TABLE.search(table) and _NAME_COLUMN.search(column):
@@ -191,9 +206,14 @@ def classify_identifier(
 # --- the checker -----------------------------------------------------------------------------
 
 #: the schemas an unqualified table name lands in: ``main`` (DuckDB) and ``public``
-#: (PostgreSQL); tables elsewhere (``information_schema``, ``pg_catalog``, an attached
-#: database) are not the claims tables, so they are not judged against the schema
+#: (PostgreSQL); tables in other schemas (``information_schema``, ``pg_catalog``, an attached
+#: database) are not judged against the schema, unless its keys name that schema
+#: (``claims.RX_CLAIMS``)
 _DEFAULT_SCHEMAS = frozenset({"", "main", "public"})
+
+#: what a statement does with the query checked: return its rows, describe its columns, or
+#: summarize each column (DuckDB's SUMMARIZE: counts, averages, its minimum and maximum)
+_Kind = Literal["query", "describe", "summarize"]
 
 #: one column a source produces: its name and the (table, column) values it carries; a None
 #: name stands for columns we cannot name (a table function's) and matches any name
@@ -230,16 +250,31 @@ def check_sql(
         message = "The text holds several statements; send one query."
         return SQLCheck(sql, (SQLIssue("error", "multiple_statements", message),))
     root = statements[0]
+    checker = _Checker(names, big, identifiers)
+    if dialect == "duckdb" and isinstance(root, (exp.Describe, exp.Summarize)):
+        # The SQL tool runs these on DuckDB: they return a table's or query's columns (and,
+        # for SUMMARIZE, statistics of each), never its rows. Check the query they look at.
+        inspected = _inspected(root)
+        kind: _Kind = "summarize" if isinstance(root, exp.Summarize) else "describe"
+        issues = checker.run(inspected, kind) if inspected is not None else []
+        return SQLCheck(sql, tuple(issues), tuple(sorted(checker.tables_used)))
     if not isinstance(root, exp.Query):
-        kind = root.key.upper()
         message = (
-            f"This is a {kind} statement, not a query; "
+            f"This is a {root.key.upper()} statement, not a query; "
             "only SELECT (and WITH ... SELECT) is allowed."
         )
         return SQLCheck(sql, (SQLIssue("error", "not_a_query", message),))
-
-    checker = _Checker(names, big, identifiers)
     return SQLCheck(sql, tuple(checker.run(root)), tuple(sorted(checker.tables_used)))
+
+
+def _inspected(statement: exp.Describe | exp.Summarize) -> exp.Query | None:
+    """The query ``DESCRIBE``/``SUMMARIZE`` looks at: a table as ``SELECT * FROM`` it; None
+    for what is not a table or query (a file, which is not the schema's)."""
+    target = statement.this
+    if isinstance(target, exp.Table):
+        return exp.select(exp.Star()).from_(target.copy())
+    target = _unwrap(target) if isinstance(target, exp.Expr) else None
+    return target if isinstance(target, exp.Query) else None
 
 
 class _Checker:
@@ -266,7 +301,7 @@ class _Checker:
             self._seen.add(key)
             self.issues.append(issue)
 
-    def run(self, root: exp.Query) -> list[SQLIssue]:
+    def run(self, root: exp.Query, kind: _Kind = "query") -> list[SQLIssue]:
         # Every step is guarded: a query shape sqlglot or this code does not expect must cost
         # some findings, never an exception in the caller (an agent's tool loop).
         try:
@@ -288,26 +323,45 @@ class _Checker:
                 self._check_names(scope, own)
             except Exception:
                 continue
-        if scopes:
+        if scopes and kind != "describe":  # DESCRIBE returns names and types only
             with contextlib.suppress(Exception):
-                self._check_output(scopes[-1])
+                if kind == "summarize":
+                    self._check_summary(scopes[-1])
+                else:
+                    self._check_output(scopes[-1])
         order = {"error": 0, "warning": 1, "info": 2}
         return sorted(self.issues, key=lambda issue: order[issue.severity])
 
     # names ----------------------------------------------------------------------------
 
+    def _is_ours(self, table: exp.Table) -> bool:
+        """Whether a FROM table can be a schema table: a plain name (not a function) that is
+        unqualified, in the default schema, or in a schema the schema's keys name (a profile
+        or backend keys tables outside the default schema as ``claims.RX_CLAIMS``)."""
+        schema = table.db.lower()
+        return isinstance(table.this, exp.Identifier) and (
+            schema in _DEFAULT_SCHEMAS or schema in self.schema.schemas
+        )
+
     def _table_spelling(self, table: exp.Table) -> str | None:
         """The schema's spelling of a FROM table; None when it is not a schema table."""
-        return self.schema.table(table.name) if _is_ours(table) else None
+        if not self._is_ours(table):
+            return None
+        if table.db:  # main.RX_CLAIMS is the key RX_CLAIMS, unless main.RX_CLAIMS is a key
+            found = self.schema.table(f"{table.db}.{table.name}")
+            if found is not None or table.db.lower() not in _DEFAULT_SCHEMAS:
+                return found
+        return self.schema.table(table.name)
 
     def _real_table(self, table: exp.Table) -> str | None:
         """The schema table a FROM item names, or None (reported) when unknown."""
-        if not _is_ours(table):  # read_csv(...), range(...), information_schema.tables
+        if not self._is_ours(table):  # read_csv(...), range(...), information_schema.tables
             return None
-        spelling = self.schema.table(table.name)
+        spelling = self._table_spelling(table)
         if spelling is None:
+            written = table.name if table.db.lower() in _DEFAULT_SCHEMAS else _dotted(table)
             close = difflib.get_close_matches(
-                table.name.lower(), list(self.schema.tables), n=3, cutoff=0.5
+                written.lower(), list(self.schema.tables), n=3, cutoff=0.5
             )
             suggestions = [self.schema.tables[c] for c in close]
             hint = f"did you mean {' or '.join(suggestions)}?" if suggestions else None
@@ -316,9 +370,9 @@ class _Checker:
                 SQLIssue(
                     "error",
                     "unknown_table",
-                    f"Table {table.name} does not exist; use one of: {known}.",
+                    f"Table {written} does not exist; use one of: {known}.",
                     hint,
-                    table=table.name,
+                    table=written,
                 )
             )
             return None
@@ -451,16 +505,39 @@ class _Checker:
 
     # what the result exposes ---------------------------------------------------------
 
-    def _check_output(self, root: Scope) -> None:
-        selects = list(_branch_selects(root.expression))
+    def _identifiers_out(self, root: Scope) -> dict[tuple[str, str], IdentifierKind]:
+        """The identifier columns whose values reach the result, with their kind."""
         exposed: dict[tuple[str, str], IdentifierKind] = {}
-        row_level = any(not _is_aggregated(select) for select in selects)
         for select_scope, select in _select_scopes(root):
             for projection in select.expressions:
                 for table, column in self._exposed_columns(select_scope, projection):
                     kind = classify_identifier(table, column, self.identifiers)
                     if kind is not None:
                         exposed[(table, column)] = kind
+        return exposed
+
+    def _check_summary(self, root: Scope) -> None:
+        """SUMMARIZE returns no patient rows, but its min and max of each column are two real
+        values: of a direct identifier, two patients' ids (names, dates of birth). A warning,
+        not an error: two values per column, not a listing of patients, and leaving the column
+        out is an easy fix."""
+        direct = [
+            f"{table}.{self.schema.column_spelling(table, column)}"
+            for (table, column), kind in sorted(self._identifiers_out(root).items())
+            if kind == "direct"
+        ]
+        if direct:
+            columns = ", ".join(name.rsplit(".", 1)[-1] for name in direct)
+            self.add(SQLIssue(
+                "warning", "summarize_identifier",
+                f"SUMMARIZE returns the minimum and maximum of {', '.join(direct)}: real values "
+                "of a direct patient identifier; summarize the other columns.",
+                f"SUMMARIZE SELECT * EXCLUDE ({columns}) FROM ..."))  # fmt: skip
+
+    def _check_output(self, root: Scope) -> None:
+        selects = list(_branch_selects(root.expression))
+        exposed = self._identifiers_out(root)
+        row_level = any(not _is_aggregated(select) for select in selects)
         reads_big = self._reads_big(root)
         quasi: list[str] = []
         providers: list[str] = []
@@ -500,6 +577,12 @@ class _Checker:
                 "LIMIT; aggregate it or add a LIMIT.",
                 "add LIMIT 1000, or GROUP BY the columns you want to count"))  # fmt: skip
 
+    def _is_big(self, spelling: str) -> bool:
+        """Whether a schema table is big: named in ``big_tables`` as it is keyed, or by its
+        bare name (the default RX_CLAIMS is big in whatever schema it lives)."""
+        key = spelling.lower()
+        return key in self.big or key.rsplit(".", 1)[-1] in self.big
+
     def _reads_big(self, root: Scope) -> set[str]:
         """Big tables whose rows feed the result, through derived tables and CTEs that neither
         aggregate nor limit their rows."""
@@ -516,7 +599,7 @@ class _Checker:
             for source in _visible_sources(scope):
                 if isinstance(source, exp.Table):
                     spelling = self._table_spelling(source)
-                    if spelling and spelling.lower() in self.big:
+                    if spelling and self._is_big(spelling):
                         found.add(spelling)
                 elif isinstance(source, Scope) and not _is_bounded(source.expression):
                     pending.append(source)
@@ -635,10 +718,9 @@ class _Checker:
 # --- helpers over sqlglot's scopes ---------------------------------------------------------
 
 
-def _is_ours(table: exp.Table) -> bool:
-    """Whether a FROM table can be a schema table: a plain name (not a function) that is
-    unqualified or in the default schema."""
-    return isinstance(table.this, exp.Identifier) and table.db.lower() in _DEFAULT_SCHEMAS
+def _dotted(table: exp.Table) -> str:
+    """``schema.table`` as written (without a catalog), or ``table`` when unqualified."""
+    return f"{table.db}.{table.name}" if table.db else table.name
 
 
 def _named_selects(expression: exp.Expr) -> list[str]:
