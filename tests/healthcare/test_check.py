@@ -617,3 +617,208 @@ def test_aliases_are_unambiguous(
                     continue
                 for spelling in spell(other):
                     assert normalize(alias) not in normalize(spelling), (alias, name, other)
+
+
+# --- possessives ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question_id", "columns", "rows", "answer"),
+    [
+        ("top_manufacturer_payments", ("manufacturer_name", "total_paid", "payments"),
+         (("Pfizer", 305_411.06, 9), ("Merck", 5.0, 2)),
+         "Pfizer's payments to providers were the largest, totaling $305,411.06."),
+        ("top_manufacturer_payments", ("manufacturer_name", "total_paid", "payments"),
+         (("Pfizer", 305_411.06, 9), ("Merck", 5.0, 2)),
+         "Pfizer\u2019s payments to providers were the largest, totaling $305,411.06."),
+        ("top_drug_spend", ("NDC_DRUG_NM", "total_paid", "claims"),
+         (("SKYRIZI", 8_526_883.56, 406), ("HUMIRA", 10.0, 1)),
+         "SKYRIZI's total paid amount is the highest, at $8,526,883.56."),
+        ("providers_by_state", ("state", "providers"), (("CA", 123), ("TX", 78)),
+         "California's 123 providers are the most of any state."),
+        ("humira_schools", ("education", "prescribers"),
+         (("Tufts University", 4), ("Rush University", 3)),
+         "Tufts University's graduates include the most HUMIRA prescribers (4)."),
+        ("top_humira_prescriber",
+         ("npi_number", "first_name", "last_name", "specialty", "state", "humira_rx",
+          "humira_payments"),
+         (("9535334475", "Matthew", "Walker", "Rheumatology", "MI", 733, 97_924.46),
+          ("9634016841", "Brian", "Cooper", "Dermatology", "KS", 115, 10_485.59)),
+         "Dr. Walker's 733 HUMIRA prescriptions lead (NPI 9535334475, a rheumatologist); "
+         "Dr. Walker's HUMIRA-related payments: $97,924.46."),
+    ],
+    ids=["manufacturer", "curly-apostrophe", "drug", "state", "school", "last-name"],
+)  # fmt: skip
+def test_a_possessive_names_its_entity(
+    question_id: str, columns: tuple[str, ...], rows: tuple[tuple[object, ...], ...], answer: str
+) -> None:
+    facts = get_question(question_id).key_facts(Reference(columns, rows))
+    verdict = check_answer(answer, facts)
+    assert verdict.passed, verdict.reasons
+
+
+@pytest.mark.parametrize("apostrophe", ["'", "\u2019"])
+def test_a_possessive_answer_to_a_golden_question_passes(
+    claims_con: duckdb.DuckDBPyConnection, apostrophe: str
+) -> None:
+    question = get_question("top_manufacturer_payments")
+    name, total, _ = question.reference(claims_con).rows[0]
+    answer = f"{name}{apostrophe}s payments to providers were the largest, totaling ${total:,.2f}."
+    verdict = check_golden(question, answer, claims_con)
+    assert verdict.passed, verdict.reasons
+
+
+def test_names_with_apostrophes_and_longer_names_survive_possessives() -> None:
+    crohns = entity_fact("condition", *condition_spellings("Crohn's disease"))
+    for text in ("Crohn's disease costs the most", "crohns disease costs the most",
+                 "Crohn\u2019s disease's charges are the highest"):  # fmt: skip
+        assert check_answer(text, [crohns]).passed, text
+    reddy = entity_fact("manufacturer", *manufacturer_spellings("Dr. Reddy's"))
+    for text in ("Dr. Reddy's pays the most", "Dr Reddys pays the most", "Reddy's leads"):
+        assert check_answer(text, [reddy]).passed, text
+    obrien = entity_fact("last name", "O'Brien", others=("Brien",))
+    for text in ("Dr. O'Brien wrote the most", "Dr. O'Brien's patients", "Dr. O\u2019Brien's"):
+        assert check_answer(text, [obrien]).passed, text
+    assert not check_answer("Dr. Brien's patients", [obrien]).passed
+    virginia = entity_fact("state", *state_spellings("VA"), others=state_spellings("WV"))
+    assert not check_answer("West Virginia's providers are the most.", [virginia]).passed
+    assert check_answer("Virginia's providers are the most.", [virginia]).passed
+    texas = entity_fact("state", *state_spellings("TX"))
+    assert check_answer("Texas' providers are the most.", [texas]).passed
+
+
+# --- ranked CSVs: ties at the cut-off and the leading rows ---------------------------------
+
+
+def _honest_answer(question: GoldenQuestion, con: duckdb.DuckDBPyConnection) -> str:
+    facts = question.key_facts(question.reference(con))
+    return "; ".join(f"{fact.label} is {_stated(fact, 0)}" for fact in facts) + "."
+
+
+def _csv_text(columns: tuple[str, ...], rows: object) -> str:
+    assert isinstance(rows, (list, tuple))
+    return "\n".join([",".join(columns), *(",".join(str(v) for v in row) for row in rows)])
+
+
+def test_csv_rows_tying_at_the_cut_off_may_be_other_entities(
+    claims_con: duckdb.DuckDBPyConnection,
+) -> None:
+    """The reference breaks the tie at its LIMIT by NPI; breaking it the other way is as
+    correct, and the CSV's tied rows then name cardiologists the reference left out."""
+    question = get_question("afib_cardiologists")
+    reference = question.reference(claims_con)
+    other_order = question.sql.replace("b.npi_number\n        LIMIT", "b.npi_number DESC\n LIMIT")
+    assert other_order != question.sql
+    rows = Reference.from_query(claims_con, other_order).rows
+    last = reference.value("afib_patients", len(reference) - 1)
+    assert set(rows) != set(reference.rows)  # the data has a tie at the cut-off
+    assert all(row[4] == last for row in rows if row not in reference.rows)
+    answer = _honest_answer(question, claims_con)
+    verdict = check_golden(question, answer, claims_con, csv=_csv_text(reference.columns, rows))
+    assert verdict.passed, verdict.reasons
+    assert verdict.csv is not None
+    assert verdict.csv.match == 1.0
+
+    # a row beyond the cut-off must hold the tied value, and a reference entity its own values
+    outside = [i for i, row in enumerate(rows) if row not in reference.rows]
+    higher = [(*row[:4], last + 1, *row[5:]) if i in outside else row for i, row in enumerate(rows)]
+    verdict = check_golden(question, answer, claims_con, csv=_csv_text(reference.columns, higher))
+    assert not verdict.passed
+    left_out = iter(row for row in reference.rows if row not in rows)
+    wrong = [
+        (*next(left_out)[:5], 100 + row[5], row[6]) if i in outside else row
+        for i, row in enumerate(rows)
+    ]
+    verdict = check_golden(question, answer, claims_con, csv=_csv_text(reference.columns, wrong))
+    assert not verdict.passed
+
+
+@pytest.mark.parametrize(
+    ("question_id", "leading"),
+    [("eliquis_top_state", 1), ("busiest_quarter_2024", 1), ("top_drug_spend", 5),
+     ("afib_cardiologists", 1), ("providers_by_state", 3)],
+)  # fmt: skip
+def test_a_top_question_accepts_a_csv_of_the_leading_rows(
+    claims_con: duckdb.DuckDBPyConnection, question_id: str, leading: int
+) -> None:
+    """ "Which state has the most?" is answered by ``ORDER BY n DESC LIMIT 1``; rows that are
+    not the leading ones still fail."""
+    question = get_question(question_id)
+    reference = question.reference(claims_con)
+    assert question.csv_columns is not None
+    value = reference._index(question.csv_columns[1])
+    ranked = sorted(reference.rows, key=lambda row: -row[value])
+    answer = _honest_answer(question, claims_con)
+    verdict = check_golden(
+        question, answer, claims_con, csv=_csv_text(reference.columns, ranked[:leading])
+    )
+    assert verdict.passed, verdict.reasons
+    assert verdict.csv is not None
+    assert (verdict.csv.matched_rows, verdict.csv.checked_rows) == (leading, leading)
+
+    below = ranked[: leading - 1] + ranked[-1:]  # the last row in place of a leading one
+    verdict = check_golden(question, answer, claims_con, csv=_csv_text(reference.columns, below))
+    assert not verdict.passed
+    if question_id == "busiest_quarter_2024":  # calendar order is not rank order
+        assert ranked[0] != reference.rows[0]
+        first = _csv_text(reference.columns, reference.rows[:1])
+        assert not check_golden(question, answer, claims_con, csv=first).passed
+
+
+@pytest.mark.parametrize(
+    "question_id",
+    ["humira_specialties", "ozempic_monthly", "humira_ca_top10", "jardiance_prescriber_payments"],
+)
+def test_a_question_wanting_every_row_refuses_a_csv_of_the_top_only(
+    claims_con: duckdb.DuckDBPyConnection, question_id: str
+) -> None:
+    """ "Each specialty's share", "each month", "the top 10", a total over all prescribers."""
+    question = get_question(question_id)
+    reference = question.reference(claims_con)
+    assert question.csv_columns is not None
+    value = reference._index(question.csv_columns[1])
+    top = max(reference.rows, key=lambda row: row[value])
+    answer = _honest_answer(question, claims_con)
+    verdict = check_golden(question, answer, claims_con, csv=_csv_text(reference.columns, [top]))
+    assert not verdict.passed
+    assert any("CSV reproduces 1 of" in reason for reason in verdict.reasons), verdict.reasons
+
+
+def test_a_csv_of_the_top_may_hold_any_of_the_tied_rows() -> None:
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE RX_CLAIMS AS SELECT * FROM (VALUES ('ELIQUIS', 'CA'), ('ELIQUIS', 'CA'), "
+        "('ELIQUIS', 'TX'), ('ELIQUIS', 'TX'), ('ELIQUIS', 'NY'), ('HUMIRA', 'NY'))"
+        " AS t(NDC_DRUG_NM, PRESCRIBER_NPI_STATE_CD)"
+    )
+    question = get_question("eliquis_top_state")
+    answer = "Texas has the most ELIQUIS prescriptions (2), tied with California."
+    for csv, accepted in (("state,n\nTX,2", True), ("state,n\nCA,2", True),
+                          ("state,n\nTX,2\nCA,2", True), ("state,n\nNY,1", False),
+                          ("state,n\nTX,2\nNY,1", False), ("state,n\nTX,1", False)):  # fmt: skip
+        verdict = check_golden(question, answer, con, csv=csv)
+        assert verdict.passed is accepted, (csv, verdict.reasons)
+
+
+# --- a "#" column of counts ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["#", "No."])
+def test_a_count_column_headed_like_a_rank_column_states_its_numbers(
+    claims_con: duckdb.DuckDBPyConnection, header: str
+) -> None:
+    question = get_question("humira_specialties")
+    reference = question.reference(claims_con)
+    table = f"| Specialty | {header} | Share |\n|---|---|---|\n" + "\n".join(
+        f"| {specialty} | {count} | {pct}% |" for specialty, count, pct in reference.rows[:2]
+    )
+    verdict = check_golden(question, table, claims_con)
+    assert verdict.passed, verdict.reasons
+
+    # ranks, ties included, are still ranks: they do not state a count of 4
+    ranks = "| # | NPI | Rx |\n|---|---|---|\n" + "\n".join(
+        f"| {r} | {npi} | {n} |" for r, (npi, n) in zip((1, 2, 2, 4), _RANKED, strict=False)
+    )
+    four = [entity_fact("top NPI", _NPIS[0]), number_fact("count", 4)]
+    assert not check_answer(ranks, four).passed
+    assert check_answer(ranks + "\n\n4 of them wrote more than 20.", four).passed

@@ -7,8 +7,8 @@ the spellings that count as naming it. The checker finds numbers however they ar
 (``1,543``, ``1543``, ``1.5k``, ``$1.2 million``, ``12.5%``), accepting the rounding the writer
 stated (``1.5k`` may stand for 1,543; ``1,500`` may not, unless hedged: "about 1,500", "over
 1,500" but not "under 1,500") within a cap, and a small relative tolerance; it finds entities by
-normalised word match, but not inside a longer name of the same kind ("Virginia" in "West
-Virginia").
+normalised word match, possessives included ("Pfizer's"), but not inside a longer name of the
+same kind ("Virginia" in "West Virginia").
 
 Only numbers an answer *states* count: dates, list and rank markers ("1.", "#1", a table's rank
 column) and the digits of words ("COVID-19") are not values. An answer that lists numbers
@@ -28,7 +28,7 @@ import math
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -395,9 +395,23 @@ def _rank_column_offsets(lines: list[tuple[int, str]]) -> set[int]:
                 # a named rank column may hold ties (1, 2, 2, 4); a nameless one must count
                 counting = bool(values) and values[0] in (0, 1)
                 counting = counting and values == list(range(values[0], values[0] + len(values)))
-                if values and (name or counting):
+                if values and (_looks_like_ranks(values) if name else counting):
                     offsets |= {start for start, _ in numbers}
     return offsets
+
+
+def _looks_like_ranks(values: list[int]) -> bool:
+    """Whether a column headed like a rank column ("#", "No.") holds ranks, not counts.
+
+    Ranks count up from 0 or 1, by at most one row at a time (ties: 1, 2, 2, 4), or run on
+    consecutively from further down a list (11, 12, 13) or up it (10, 9, 8). "| Specialty | # |"
+    holding 255, 215 counts prescriptions: those numbers are stated values.
+    """
+    if values[0] not in (0, 1):
+        steps = {b - a for a, b in itertools.pairwise(values)}
+        return len(values) >= 3 and steps in ({1}, {-1})
+    rising = all(a <= b for a, b in itertools.pairwise(values))
+    return rising and all(value - values[0] <= i for i, value in enumerate(values))
 
 
 def _row_number_offsets(lines: list[tuple[int, str]]) -> set[int]:
@@ -605,24 +619,44 @@ def _is_code(spelling: str) -> bool:
     return len(spelling) <= 3 and spelling.isalpha() and spelling.isupper()
 
 
+#: a possessive ending, straight or curly: "Pfizer's" (not the inner apostrophe of "O'Sullivan")
+_POSSESSIVE = re.compile(r"(?<=[^\W\d_])['\u2019`]s(?![^\W_])")
+
+
+def _without_possessives(text: str) -> str:
+    """``normalize`` after dropping possessive endings: "Pfizer's fees" -> " pfizer fees "."""
+    return normalize(_POSSESSIVE.sub("", text))
+
+
 def entity_matches(fact: Fact, text: str, normalized: str | None = None) -> str | None:
     """The spelling of the fact found in ``text``, or None.
 
     An occurrence inside one of ``fact.others`` (a longer name of another entity of the same
     kind) does not count: "Virginia" in "West Virginia", "Duke University" in "Duke University
     School of Nursing".
+
+    A possessive names its entity: "Pfizer's payments", "California's providers". As
+    ``normalize`` drops apostrophes ("Crohn's" is "crohns", as people also write it), "Pfizer's"
+    would be "pfizers"; so a text with a possessive is also read with its possessive endings
+    dropped, and the spellings and longer names likewise ("Crohn's disease's costs" names
+    Crohn's disease). Only a final "'s" is a possessive: "O'Brien" keeps its apostrophe, and
+    the "s'" of "Texas'" needs nothing, its apostrophe being dropped anyway.
     """
     normalized = normalized if normalized is not None else normalize(text)
-    longer = [_spans(normalized, normalize(other)) for other in fact.others]
+    readings: list[tuple[str, Callable[[str], str]]] = [(normalized, normalize)]
+    if _POSSESSIVE.search(text):
+        readings.append((_without_possessives(text), _without_possessives))
+    longer = [[_spans(form, norm(other)) for other in fact.others] for form, norm in readings]
     for spelling in fact.values:
         spelling = str(spelling)
         if _is_code(spelling):
             if re.search(rf"(?<![A-Za-z]){re.escape(spelling)}(?![A-Za-z])", text):
                 return spelling
             continue
-        for start, end in _spans(normalized, normalize(spelling)):
-            if not any(s <= start and end <= e for spans in longer for s, e in spans):
-                return spelling
+        for (form, norm), others in zip(readings, longer, strict=True):
+            for start, end in _spans(form, norm(spelling)):
+                if not any(s <= start and end <= e for spans in others for s, e in spans):
+                    return spelling
     return None
 
 
@@ -653,6 +687,21 @@ class FactResult:
             return f"{self.fact.label}: {self.fact.expected} (as {self.evidence!r})"
         text = f"{self.fact.label}: expected {self.fact.expected}"
         return f"{text}; {self.hint}" if self.hint else text
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """How a reference result ranks its rows, for comparing an agent's CSV with it.
+
+    ``column`` holds the value the rows are ranked by, highest first. ``cut``: the reference
+    stops at a ``LIMIT``, so rows tying with its last row may go on past it, and which of them
+    a query keeps depends only on how it breaks ties. ``top``: the question asks for the top
+    of the ranking, so a CSV may hold only its leading rows (``ORDER BY n DESC LIMIT 1``).
+    """
+
+    column: str
+    cut: bool = False
+    top: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -708,15 +757,17 @@ def check_answer(
     csv: str | os.PathLike[str] | None = None,
     reference: Reference | None = None,
     csv_columns: Sequence[str] | None = None,
+    csv_ranking: Ranking | None = None,
     max_rounding: float = MAX_ROUNDING,
 ) -> Verdict:
     """Judge ``answer`` against ``facts`` (and, given ``csv`` and ``reference``, the CSV).
 
     ``csv`` is a path (``Path`` or a string naming an existing file) or CSV text. The answer
     passes when every required fact is stated and, if a CSV is given, it reproduces at least
-    90% of the reference rows (on ``csv_columns``, default all). An answer that lists numbers
-    wholesale gets no number fact (see ``_listed_wholesale``; ``reference``, when given, sets
-    how many numbers are plausible).
+    90% of the reference rows (on ``csv_columns``, default all; ties and leading rows of a
+    ranked reference as ``csv_ranking`` says, see ``compare_csv``). An answer that lists
+    numbers wholesale gets no number fact (see ``_listed_wholesale``; ``reference``, when
+    given, sets how many numbers are plausible).
     """
     facts = list(facts)
     if not facts:
@@ -757,7 +808,7 @@ def check_answer(
     if csv is not None:
         if reference is None:
             raise ValueError("checking a CSV needs the reference result (pass reference=...)")
-        csv_result = compare_csv(csv, reference, csv_columns)
+        csv_result = compare_csv(csv, reference, csv_columns, ranking=csv_ranking)
         score = 0.8 * score + 0.2 * csv_result.match
         if csv_result.match < CSV_PASS:
             passed = False
@@ -788,13 +839,73 @@ def check_golden(
 ) -> Verdict:
     """Judge an answer to a golden question against the reference computed from ``database``."""
     reference = question.reference(database)
+    facts = question.key_facts(reference)
     return check_answer(
         answer,
-        question.key_facts(reference),
+        facts,
         csv=csv,
         reference=reference,
         csv_columns=question.csv_columns,
+        csv_ranking=_csv_ranking(question, reference, facts) if csv is not None else None,
     )
+
+
+#: a question asking for every row of its result, not only the top: "each month", "break
+#: down", "the top 10"
+_EVERY_ROW = re.compile(
+    r"\b(?:each|every|break\s*down|breakdown|top\s+(?:\d+|three|five|ten|twenty))\b",
+    re.IGNORECASE,
+)
+#: ``LIMIT n`` ending a reference query
+_LIMIT = re.compile(r"\bLIMIT\s+(\d+)\s*;?\s*\Z", re.IGNORECASE)
+
+
+def _csv_ranking(
+    question: GoldenQuestion, reference: Reference, facts: Sequence[Fact]
+) -> Ranking | None:
+    """How the golden question's reference ranks its rows, read off the question's declaration.
+
+    ``csv_columns`` name a row's entity (or period) first and its value second: ("state",
+    "rx_count"), ("npi_number", "afib_patients", "eliquis_rx"), ("quarter", "claims"). The rows
+    rank by that value, whatever the query's own order (quarters come in calendar order). The
+    reference is cut when its query ends in ``LIMIT n`` and it holds n rows, the test the facts
+    use for a tie at the top (``golden._tie_cut_off``).
+
+    The question asks for the top of the ranking when its key facts are read off the top rows
+    alone, as for "which state has the most ELIQUIS prescriptions, and how many?", and it does
+    not ask for every row ("each month", "break down", "the top 10"). A total over all rows, a
+    comparison of two named rows or a second ranking gives other facts on the top rows alone,
+    so those questions want the whole result too.
+    """
+    columns = question.csv_columns
+    if columns is None or len(columns) < 2 or not reference.rows:
+        return None
+    column = columns[1]
+    values = reference.column(column)
+    if not all(_is_number(value) for value in values):
+        return None
+    limit = _LIMIT.search(question.sql)
+    cut = limit is not None and len(reference.rows) >= int(limit[1])
+    top = False
+    if not _EVERY_ROW.search(question.question):
+        index, best = reference._index(column), max(values)
+        leading = tuple(row for row in reference.rows if row[index] == best)
+        try:
+            top_facts = question.key_facts(Reference(reference.columns, leading))
+        except (ValueError, KeyError, IndexError, TypeError, ArithmeticError):
+            top_facts = []  # the facts need rows other than the top ones
+        top = _fact_values(top_facts) == _fact_values(facts)
+    return Ranking(column, cut=cut, top=top)
+
+
+def _fact_values(facts: Iterable[Fact]) -> list[tuple[str, FactKind, tuple[float | str, ...]]]:
+    """What facts ask for: their labels and values (not the names of other entities)."""
+    return [(fact.label, fact.kind, fact.values) for fact in facts]
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float, not a bool: a value rows can be ranked by."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # --- CSV comparison --------------------------------------------------------------------------
@@ -854,20 +965,30 @@ def compare_csv(
     reference: Reference,
     columns: Sequence[str] | None = None,
     max_rows: int = 200,
+    *,
+    ranking: Ranking | None = None,
 ) -> CSVResult:
     """How many reference rows (the first ``max_rows``) appear in the CSV, on ``columns``.
 
     Column names and order are free: a reference row is matched when one CSV row holds all of
     its values (numbers within rounding, dates as ``YYYY-MM[-DD]``). A one-row reference may be
     spread over the CSV (a summary written as several rows).
+
+    A ``ranking`` honours ties, as the facts do. The rows tying on its column at the end of
+    what is checked may be any of the tied rows: a reference ``cut`` at a ``LIMIT`` breaks the
+    tie one way (by NPI, say), an equally correct query another, so a CSV row holding none of
+    the reference's entities but the tied value stands for a missing tied row. For a ``top``
+    question a CSV shorter than the reference is checked against the leading rows only, as
+    many as it has, in rank order: "CA,62" answers "which state has the most?"; "IN,52" does
+    not, nor does a top 5 with a wrong row.
     """
     table = _read_csv(csv)
     body = table[1:] if table else []
     wanted = [reference._index(c) for c in columns] if columns else range(len(reference.columns))
     names = tuple(reference.columns[i] for i in wanted)
     checked = reference.rows[:max_rows]
-    matched = 0
-    for row in checked:
+
+    def found(row: tuple[Any, ...]) -> bool:
         values = [row[i] for i in wanted]
         in_one_row = any(
             all(any(_cells_match(v, cell) for cell in line) for v in values) for line in body
@@ -875,8 +996,30 @@ def compare_csv(
         spread = len(reference.rows) == 1 and all(
             any(_cells_match(v, cell) for line in body for cell in line) for v in values
         )
-        matched += in_one_row or spread
-    return CSVResult(len(body), len(reference.rows), matched, len(checked), names)
+        return in_one_row or spread
+
+    rank = reference._index(ranking.column) if ranking is not None else -1
+    if ranking is None or not all(_is_number(row[rank]) for row in checked):
+        matched = sum(found(row) for row in checked)
+        return CSVResult(len(body), len(reference.rows), matched, len(checked), names)
+    ranked = sorted(checked, key=lambda row: -float(row[rank]))  # stable: ties keep their order
+    expected = len(body) if ranking.top and 0 < len(body) < len(ranked) else len(ranked)
+    if not expected:
+        return CSVResult(len(body), len(reference.rows), 0, 0, names)
+    last = ranked[expected - 1][rank]
+    above = [row for row in ranked if row[rank] > last]  # all within the first ``expected``
+    tied = sum(found(row) for row in ranked if row[rank] == last)
+    entity = next((i for i in wanted if i != rank), None)
+    at_cut_off = ranking.cut and len(checked) == len(reference.rows) and ranked == list(checked)
+    if at_cut_off and checked[-1][rank] == last and entity is not None:
+        # rows past the cut-off: they hold the tied value and none of the reference's entities
+        tied += sum(
+            any(_cells_match(last, cell) for cell in line)
+            and not any(_cells_match(row[entity], cell) for row in reference.rows for cell in line)
+            for line in body
+        )
+    matched = sum(found(row) for row in above) + min(expected - len(above), tied)
+    return CSVResult(len(body), len(reference.rows), matched, expected, names)
 
 
 __all__ = [
@@ -884,6 +1027,7 @@ __all__ = [
     "Fact",
     "FactResult",
     "FoundNumber",
+    "Ranking",
     "Reference",
     "Verdict",
     "check_answer",
