@@ -631,30 +631,34 @@ def _json(value: Any) -> str:
 def _decimal_numbers(value: Any) -> Any:
     """A nested value with each decimal as a float where the float's shortest digits are the
     decimal's value (``2.50`` is ``2.5``), as its digits otherwise (more than a float's 17)."""
-    if isinstance(value, Decimal):
-        number = float(value)
-        exact = math.isfinite(number) and Decimal(repr(number)) == value
-        return number if exact else format(value, "f")
-    if isinstance(value, dict):
-        return {k: _decimal_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decimal_numbers(v) for v in value]
-    if isinstance(value, tuple):  # a map's (key, value) pairs
-        return tuple(_decimal_numbers(v) for v in value)
-    return value
+    return _map_nested(value, _decimal_number)
+
+
+def _decimal_number(value: Any) -> Any:
+    if not isinstance(value, Decimal):
+        return value
+    number = float(value)
+    exact = math.isfinite(number) and Decimal(repr(number)) == value
+    return number if exact else format(value, "f")
 
 
 def _iso_intervals(value: Any) -> Any:
     """A nested value with its intervals (``MonthDayNano`` tuples) as ISO 8601 text."""
+    return _map_nested(value, lambda v: iso_duration(v) if isinstance(v, pa.MonthDayNano) else v)
+
+
+def _map_nested(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """A nested Python value (dicts, lists, a map's pairs) with ``leaf`` of each value in it
+    that is none of those. An interval (a ``MonthDayNano``, a tuple) is a leaf."""
     if isinstance(value, pa.MonthDayNano):
-        return iso_duration(value)
+        return leaf(value)
     if isinstance(value, dict):
-        return {k: _iso_intervals(v) for k, v in value.items()}
+        return {k: _map_nested(v, leaf) for k, v in value.items()}
     if isinstance(value, list):
-        return [_iso_intervals(v) for v in value]
+        return [_map_nested(v, leaf) for v in value]
     if isinstance(value, tuple):  # a map's (key, value) pairs
-        return tuple(_iso_intervals(v) for v in value)
-    return value
+        return tuple(_map_nested(v, leaf) for v in value)
+    return leaf(value)
 
 
 def _each_as_text(column: pa.Array, text: Callable[[Any], str]) -> pa.Array:
