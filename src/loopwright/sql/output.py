@@ -621,25 +621,24 @@ def nested_json(value: Any) -> str:
     """A nested value (list, struct, map) as the CSV writes it: JSON, intervals as ISO 8601
     text, decimals as numbers where a float holds their value exactly (else their digits as
     text), dates and times ISO 8601, binary hex."""
-    return _json(_decimal_numbers(_iso_intervals(value)))
+    return _json(_map_nested(value, _json_leaf))
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, default=_json_default, ensure_ascii=False)
 
 
-def _decimal_numbers(value: Any) -> Any:
-    """A nested value with each decimal as a float where the float's shortest digits are the
-    decimal's value (``2.50`` is ``2.5``), as its digits otherwise (more than a float's 17)."""
-    return _map_nested(value, _decimal_number)
-
-
-def _decimal_number(value: Any) -> Any:
-    if not isinstance(value, Decimal):
-        return value
-    number = float(value)
-    exact = math.isfinite(number) and Decimal(repr(number)) == value
-    return number if exact else format(value, "f")
+def _json_leaf(value: Any) -> Any:
+    """A value inside a nested one, ready for JSON: an interval as its ISO 8601 text; a
+    decimal as a float where the float's shortest digits are its value (``2.50`` is
+    ``2.5``), as its digits otherwise (more than a float's 17)."""
+    if isinstance(value, pa.MonthDayNano):
+        return iso_duration(value)
+    if isinstance(value, Decimal):
+        number = float(value)
+        exact = math.isfinite(number) and Decimal(repr(number)) == value
+        return number if exact else format(value, "f")
+    return value
 
 
 def _iso_intervals(value: Any) -> Any:

@@ -237,6 +237,11 @@ _QUERY_WORDS = frozenset(
     {"SELECT", "WITH", "VALUES", "FROM", "TABLE", "DESCRIBE", "SUMMARIZE", "PIVOT", "UNPIVOT"}
 )
 
+#: SQL comments, and comments or string literals (``'it''s'``).
+_COMMENT = r"--[^\n]*|/\*.*?\*/"
+_COMMENTS = re.compile(_COMMENT, re.DOTALL)
+_COMMENTS_AND_STRINGS = re.compile(rf"{_COMMENT}|'(?:[^']|'')*'", re.DOTALL)
+
 _ADVICE = "The SQL tool runs one read-only query (SELECT, WITH ... SELECT, UNION, VALUES)."
 
 
@@ -347,7 +352,7 @@ def _statement_kind(node: object, sql: str = "") -> str:
 
 def _first_word(sql: str) -> str:
     """The statement's first keyword, past comments and parentheses (``""`` if none)."""
-    text = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL)
+    text = _COMMENTS.sub(" ", sql)
     match = re.search(r"[A-Za-z_]+", text.lstrip(" \t\r\n("))
     return match.group(0).upper() if match else ""
 
@@ -382,7 +387,7 @@ def rewrite_hint(sql: str) -> str:
 
 def _without_comments_and_strings(sql: str) -> str:
     """``sql`` with its comments and string literals blanked, for looking at its syntax."""
-    return re.sub(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", " ", sql, flags=re.DOTALL)
+    return _COMMENTS_AND_STRINGS.sub(" ", sql)
 
 
 def _parse_message(exc: Exception) -> str:
