@@ -515,6 +515,24 @@ def test_describe_and_summarize_are_judged_against_the_schema() -> None:
     assert codes(check_sql("DESCRIBE RX_CLAIMS", dialect="postgres")) == ["not_a_query"]
 
 
+def test_show_is_checked_as_duckdb_reads_it() -> None:
+    """The SQL tool runs DuckDB's SHOW statements; they were errors here ("not a query")."""
+    for sql in ("SHOW TABLES", "SHOW ALL TABLES;", "DESCRIBE"):  # names from the catalogue
+        assert check_sql(sql).issues == (), sql
+    assert check_sql("SHOW RX_CLAIMS").tables == ("RX_CLAIMS",)  # SHOW x is DESCRIBE x
+    assert check_sql("SHOW RX_CLAIMS").issues == ()
+    assert codes(check_sql("SHOW RX_CLAIM")) == ["unknown_table"]
+    assert codes(check_sql("SHOW SELECT npi FROM PROVIDERS_BIO")) == ["unknown_column"]
+    assert codes(check_sql("SHOW TABLES; DROP TABLE RX_CLAIMS")) == ["multiple_statements"]
+    assert codes(check_sql("SHOW TABLES", dialect="postgres")) == ["not_a_query"]
+
+
+def test_a_parse_error_names_what_was_written() -> None:
+    message = check_sql("SELECT * FROM RX_CLAIMS WHERE").issues[0].message
+    assert "incomplete WHERE at line 1" in message
+    assert "<" not in message  # was: "missing for <class 'sqlglot.expressions.query.Where'>"
+
+
 def test_summarize_warns_about_the_min_and_max_of_direct_identifiers() -> None:
     result = check_sql("SUMMARIZE RX_CLAIMS")
     assert codes(result) == ["summarize_identifier"]

@@ -155,3 +155,21 @@ def test_sql_the_parser_trips_over_is_unparsable_not_a_crash() -> None:
     """sqlglot raises TypeError on some truncated operators; it used to escape as is."""
     with pytest.raises(UnparsableQuery, match="could not be parsed as postgres SQL"):
         check_read_only("SELECT jsonb_path_query(j, '$.a') -> 'x' ->> 0, j #>", "postgres")
+
+
+@pytest.mark.parametrize(
+    ("sql", "said"),
+    [
+        ("SELECT * FROM", "Expected table name but got the end of the SQL at line 1"),
+        ("SELECT * FROM WHERE x = 1", "Expected table name but got 'WHERE' at line 1"),
+        ("SELECT a FROM t WHERE", "incomplete WHERE at line 1, column 21"),
+        ("SELECT a FROM t LIMIT", "incomplete LIMIT at line 1, column 21"),
+    ],
+)
+def test_parse_errors_name_what_the_user_wrote(sql: str, said: str) -> None:
+    """They showed sqlglot's objects: "got <Token token_type: TokenType.SENTINEL, text:
+    SENTINEL, line: 1, ...>", "missing for <class 'sqlglot.expressions.query.Where'>"."""
+    with pytest.raises(UnparsableQuery) as caught:
+        check_read_only(sql, "postgres")
+    assert said in str(caught.value)
+    assert "<" not in str(caught.value)

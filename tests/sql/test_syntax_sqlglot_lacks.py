@@ -3,7 +3,9 @@
 DuckDB's ``PIVOT`` and ``UNPIVOT`` statements are queries, and were refused as "PIVOT
 statements are not allowed". Where sqlglot cannot parse SQL the database accepts
 (PostgreSQL's ``collation for``, a ``PIVOT`` followed by ``ORDER BY``), the refusal said
-"fix the syntax", sending the model after a typo that was not there.
+"fix the syntax", sending the model after a typo that was not there. DuckDB's ``SHOW``
+statements (``SHOW TABLES``, ``SHOW rx_claims``, a bare ``DESCRIBE``) only read the catalogue,
+and were refused as "SHOW statements are not allowed".
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import duckdb
 import polars as pl
 import psycopg
 import pytest
+from sqlglot import exp
 
 from loopwright.sql import QueryRefused, UnparsableQuery, check_read_only
 from loopwright.tools.sql import SQLTool
@@ -238,3 +241,39 @@ async def test_postgresql_runs_a_query_with_a_comment_after_its_semicolon(
         await tool.aclose()
     assert result["is_error"] is False, result["content"]
     assert (workspace / "result.csv").read_text() == "name\na\n"
+
+
+def test_the_check_reads_duckdbs_show_as_describe_or_a_listing() -> None:
+    """DuckDB reads ``SHOW x`` as ``DESCRIBE x``; the listings name no table."""
+    for sql in ("SHOW TABLES", "show all tables;", "SHOW", "DESCRIBE", "SHOW DATABASES"):
+        assert isinstance(check_read_only(sql, "duckdb"), exp.Show), sql
+    assert isinstance(check_read_only("SHOW TABLES FROM main", "duckdb"), exp.Show)
+    for sql in ("SHOW rx_claims", '/* c */ SHOW "rx_claims";', "SHOW SELECT 1 AS x"):
+        assert isinstance(check_read_only(sql, "duckdb"), exp.Describe), sql
+    # ...and what they look at is checked as in DESCRIBE
+    with pytest.raises(QueryRefused, match="looks like a file"):
+        check_read_only("SHOW 'claims.csv'", "duckdb")
+    with pytest.raises(QueryRefused, match="looks like a file"):
+        check_read_only("SHOW TABLES FROM 'claims.csv'", "duckdb")
+    with pytest.raises(QueryRefused, match=r"read_csv\(\) is not allowed"):
+        check_read_only("SHOW SELECT * FROM read_csv('/etc/passwd')", "duckdb")
+    with pytest.raises(QueryRefused, match="2 statements"):
+        check_read_only("SHOW TABLES; DROP TABLE rx_claims", "duckdb")
+    with pytest.raises(QueryRefused, match="SHOW statements are not allowed"):
+        check_read_only("SHOW search_path", "postgres")  # PostgreSQL's reads settings
+
+
+async def test_show_statements_run(claims_db: Path, duck: SQLTool, workspace: Path) -> None:
+    with duckdb.connect(str(claims_db), read_only=True) as connection:
+        tables = connection.sql("SHOW TABLES").fetchall()
+        columns = connection.sql("DESCRIBE rx_claims").fetchall()
+    result = await run(duck, "SHOW TABLES", "tables")
+    assert result["is_error"] is False, result["content"]
+    assert pl.read_csv(workspace / "tables.csv").rows() == tables
+    result = await run(duck, "SHOW rx_claims", "columns")
+    assert result["is_error"] is False, result["content"]
+    written = pl.read_csv(workspace / "columns.csv")
+    assert written.select("column_name", "column_type").rows() == [c[:2] for c in columns]
+    result = await run(duck, "DESCRIBE", "everything")
+    assert result["is_error"] is False, result["content"]
+    assert pl.read_csv(workspace / "everything.csv")["name"].to_list() == [t for (t,) in tables]

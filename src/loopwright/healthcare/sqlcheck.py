@@ -12,7 +12,8 @@ every time, the mistakes that need no judgement:
   are preferred;
 - ``SELECT *`` on a big table, and row-level output from a big table without a ``LIMIT``;
 - the minimum and maximum of a direct identifier that DuckDB's ``SUMMARIZE`` returns
-  (``DESCRIBE`` and ``SUMMARIZE``, which the SQL tool runs, are checked like queries).
+  (``DESCRIBE``, ``SHOW`` and ``SUMMARIZE``, which the SQL tool runs, are checked like
+  queries; ``SHOW TABLES`` and the other catalogue listings return only names).
 
 Tables are matched as the schema keys them: ``RX_CLAIMS`` in the default schema,
 ``claims.RX_CLAIMS`` in another (as profiles and the PostgreSQL/BigQuery backends key them).
@@ -42,6 +43,7 @@ from loopwright.healthcare.data import (
     QUASI_IDENTIFIERS,
     SCHEMA,
 )
+from loopwright.sql.readonly import duckdb_show, parse_message
 
 Severity = Literal["error", "warning", "info"]
 IdentifierKind = Literal["direct", "quasi", "provider"]
@@ -235,11 +237,17 @@ def check_sql(
     Never raises on any query text: what the checker cannot follow yields fewer findings."""
     names = _Schema.from_mapping(SCHEMA if schema is None else schema)
     big = {t.lower() for t in (DEFAULT_BIG_TABLES if big_tables is None else big_tables)}
+    text = sql
+    if dialect == "duckdb":
+        with contextlib.suppress(Exception):  # what it cannot read, the parse below reports
+            shown = duckdb_show(sql)
+            if isinstance(shown, exp.Show):  # SHOW TABLES and the like: names from the catalogue
+                return SQLCheck(sql, ())
+            text = shown  # SHOW x is DuckDB's DESCRIBE x
     try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
     except SqlglotError as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        message = f"The query does not parse ({first}); fix the syntax."
+        message = f"The query does not parse ({parse_message(error)}); fix the syntax."
         return SQLCheck(sql, (SQLIssue("error", "parse_error", message),))
     except Exception as error:  # sqlglot's parser recurses: deep nesting overflows the stack
         message = f"The query could not be parsed ({type(error).__name__}); simplify it."

@@ -1,7 +1,9 @@
 """Read-only by construction: a statement is run only if it parses as one query.
 
 The SQL is parsed with sqlglot in the backend's dialect and must be exactly one query
-(``SELECT``, ``WITH ... SELECT``, ``UNION``/``INTERSECT``/``EXCEPT``, ``VALUES``). Refused,
+(``SELECT``, ``WITH ... SELECT``, ``UNION``/``INTERSECT``/``EXCEPT``, ``VALUES``; in DuckDB
+also ``DESCRIBE``, ``SUMMARIZE``, ``PIVOT``/``UNPIVOT`` and ``SHOW``, which DuckDB reads as
+``DESCRIBE`` or a listing of its catalogue). Refused,
 each with a message saying what to do instead:
 
 - anything else at the top (DML, DDL, ``PRAGMA``, ``SET``, ``COPY``, ``ATTACH``, ``INSTALL``,
@@ -34,7 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import TokenType, exp
 from sqlglot.errors import ParseError, TokenError
 
 if TYPE_CHECKING:
@@ -255,7 +257,14 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
     if not sql or not sql.strip():
         raise QueryRefused("The SQL is empty; give one SELECT query to run.")
     first = _first_word(sql)
-    if first and first not in _QUERY_WORDS:  # refused before parsing: no parser warnings
+    if dialect == "duckdb" and first in ("SHOW", "DESCRIBE"):
+        shown = duckdb_show(sql)
+        if isinstance(shown, exp.Show):
+            for table in shown.find_all(exp.Table):
+                _check_table_name(table)
+            return shown
+        sql = shown  # checked as the DESCRIBE DuckDB reads it as
+    elif first and first not in _QUERY_WORDS:  # refused before parsing: no parser warnings
         raise QueryRefused(f"{first} statements are not allowed. {_ADVICE}")
     try:
         # a comment after the last semicolon is a statement of its own to sqlglot (a
@@ -266,14 +275,14 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
             if s is not None and not isinstance(s, exp.Semicolon)
         ]
     except (ParseError, TokenError) as exc:
-        raise _unparsable(dialect, _parse_message(exc)) from None
+        raise _unparsable(dialect, parse_message(exc)) from None
     except RecursionError:
         raise UnparsableQuery(
             "The SQL is nested too deeply to be checked (hundreds of levels of parentheses, "
             "CASE or subqueries); flatten it, e.g. with WITH ... for intermediate steps."
         ) from None
     except Exception as exc:  # sqlglot trips over some malformed input (TypeError...)
-        raise _unparsable(dialect, f"{type(exc).__name__}: {_parse_message(exc)}") from None
+        raise _unparsable(dialect, f"{type(exc).__name__}: {parse_message(exc)}") from None
     if not statements:
         raise QueryRefused("The SQL holds no statement; give one SELECT query to run.")
     if len(statements) > 1:
@@ -307,6 +316,51 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
         if dialect == "duckdb" and isinstance(node, exp.Table):
             _check_table_name(node)
     return tree
+
+
+#: DuckDB's ``SHOW`` forms that list the catalogue rather than describe a table or query.
+_LISTINGS = {("ALL",), ("DATABASES",), ("SCHEMAS",), ("TABLES",), ("ALL", "TABLES")}
+
+
+def duckdb_show(sql: str) -> str | exp.Show:
+    """DuckDB's ``SHOW`` (and ``DESCRIBE``) statement ``sql`` as the read-only check reads it.
+
+    DuckDB reads ``SHOW x`` as ``DESCRIBE x`` (the columns of a table or query): the
+    ``DESCRIBE`` text is returned, to be checked like any ``DESCRIBE``. The listings (a bare
+    ``SHOW`` or ``DESCRIBE``, ``SHOW DATABASES``, ``SHOW SCHEMAS``, ``SHOW [ALL] TABLES
+    [FROM schema]``) name no table and read only the catalogue: their tree is returned.
+    Other SQL comes back unchanged, for the usual check to judge.
+    """
+    try:
+        tokens = sqlglot.tokenize(sql, read="duckdb")
+    except TokenError:
+        return sql  # the parse reports it
+    while tokens and tokens[-1].token_type == TokenType.SEMICOLON:
+        tokens.pop()
+    if not tokens or tokens[0].token_type not in (TokenType.SHOW, TokenType.DESCRIBE):
+        return sql
+    if any(t.token_type == TokenType.SEMICOLON for t in tokens):
+        return sql  # several statements: refused as such
+    words: list[str] = []  # the leading plain words: TABLES, ALL TABLES...
+    for token in tokens[1:3]:
+        if token.token_type not in (TokenType.VAR, TokenType.ALL):
+            break
+        words.append(token.text.upper())
+    after = tokens[1 + len(words) :]
+    listing = tuple(words) in _LISTINGS
+    if len(tokens) == 1 or (listing and not after):
+        return exp.Show(this=" ".join(words) or "ALL TABLES")
+    if listing and words[-1] == "TABLES" and after[0].token_type == TokenType.FROM:
+        try:  # SHOW [ALL] TABLES FROM schema
+            tree = sqlglot.parse_one(sql, read="duckdb")
+        except (ParseError, TokenError):
+            return sql
+        if isinstance(tree, exp.Show) and isinstance(tree.args.get("from_"), exp.Table):
+            return tree
+        return sql
+    if tokens[0].token_type == TokenType.DESCRIBE:
+        return sql
+    return "DESCRIBE " + sql[tokens[1].start :]
 
 
 def _check_function(node: exp.Func, dialect: str) -> None:
@@ -390,13 +444,32 @@ def _without_comments_and_strings(sql: str) -> str:
     return _COMMENTS_AND_STRINGS.sub(" ", sql)
 
 
-def _parse_message(exc: Exception) -> str:
+def parse_message(exc: Exception) -> str:
+    """sqlglot's parse error ``exc`` in words: what it expected, and where."""
     if isinstance(exc, ParseError) and exc.errors:
         first = exc.errors[0]
-        description = str(first.get("description") or "syntax error")
+        description = _readable(str(first.get("description") or "syntax error"))
         line, col = first.get("line"), first.get("col")
         if line is not None:
             return f"{description} at line {line}, column {col}"
         return description
     lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()
-    return lines[0] if lines else "syntax error"
+    return _readable(lines[0]) if lines else "syntax error"
+
+
+#: sqlglot's own objects in its messages: a token (``<Token token_type: TokenType.WHERE,
+#: text: WHERE, ...>``) and a tree class (``<class 'sqlglot.expressions.query.Limit'>``).
+_TOKEN = re.compile(
+    r"<Token token_type: TokenType\.(\w+), text: (.*?), line: .*?comments: \[.*?\]>"
+)
+_MISSING = re.compile(r"Required keyword: '\w+' missing for <class '(?:\w+\.)*(\w+)'>")
+
+
+def _readable(description: str) -> str:
+    """``description`` with sqlglot's objects named as a user would name them."""
+
+    def token(match: re.Match[str]) -> str:
+        return "the end of the SQL" if match.group(1) == "SENTINEL" else repr(match.group(2))
+
+    description = _TOKEN.sub(token, description)
+    return _MISSING.sub(lambda match: f"incomplete {match.group(1).upper()}", description)
