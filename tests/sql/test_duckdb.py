@@ -522,6 +522,45 @@ async def test_a_missing_database_file_is_a_clear_error(tmp_path: Path, workspac
     assert not (tmp_path / "nope.duckdb").exists()
 
 
+async def test_a_file_that_is_not_a_database_is_called_that(
+    tmp_path: Path, workspace: Path
+) -> None:
+    """Every failure to open ended "If another connection has it open for writing, close
+    that connection first", whatever it was."""
+    for name, content in [("junk.duckdb", os.urandom(20_000)), ("notes.duckdb", b"a,b\n1,2\n")]:
+        (tmp_path / name).write_bytes(content)
+        tool = SQLTool(workspace, backend=f"duckdb://{tmp_path / name}")
+        result = await run(tool, "SELECT 1")
+        await tool.aclose()
+        assert result["is_error"] is True
+        said = str(result["content"])
+        assert "not a valid DuckDB database file." in said  # DuckDB's words, once ended
+        assert "damaged or not a DuckDB database" in said
+        assert "open for writing" not in said
+
+
+async def test_a_file_another_process_writes_says_so(claims_db: Path, workspace: Path) -> None:
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(flush=True); sys.stdin.read()",
+        str(claims_db),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert writer.stdout is not None
+        await writer.stdout.readline()  # the writer holds the file's lock
+        tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+        result = await run(tool, "SELECT 1")
+        await tool.aclose()
+    finally:
+        await writer.communicate(b"")
+    assert result["is_error"] is True
+    assert "Another process has it open for writing" in str(result["content"])
+    assert "a copy of the file" in str(result["content"])
+
+
 async def test_the_file_open_elsewhere_in_the_process_is_a_clear_error(
     claims_db: Path, workspace: Path
 ) -> None:

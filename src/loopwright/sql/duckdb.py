@@ -102,6 +102,19 @@ def file_problem(path: str) -> str | None:
     return None
 
 
+def _open_advice(message: str) -> str:
+    """What to do about DuckDB's ``message`` on opening a database file ("" where DuckDB's
+    own words say it)."""
+    if "Could not set lock" in message or "Conflicting lock" in message:
+        return (
+            " Another process has it open for writing: close that connection first, or give "
+            "the SQL tool a copy of the file."
+        )
+    if "not a valid DuckDB database file" in message or "Corrupt database file" in message:
+        return " The file is damaged or not a DuckDB database: give the SQL tool one that is."
+    return ""
+
+
 _SCHEMA_SQL = """
 SELECT table_schema, table_name, column_name, data_type, current_schema()
 FROM information_schema.columns
@@ -185,9 +198,10 @@ class DuckDBBackend(SQLBackend):
                 "first, or open it with loopwright.sql.duckdb.open_read_only()."
             ) from exc
         except duckdb.Error as exc:
+            message = str(exc).strip().rstrip("!.")
             raise SQLError(
-                f"Could not open the DuckDB database {self.database} read-only: {exc}. If "
-                "another connection has it open for writing, close that connection first."
+                f"Could not open the DuckDB database {self.database} read-only: {message}."
+                f"{_open_advice(message)}"
             ) from exc
 
     def check(self, sql: str) -> None:
