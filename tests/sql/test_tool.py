@@ -379,3 +379,48 @@ async def test_nested_decimals_are_json_numbers_and_the_preview_shows_the_csvs_t
     ]
     table = str(result["content"]).split("All rows:\n")[1].splitlines()[2]
     assert [cell.strip() for cell in table[1:-1].split(" | ")] == row
+
+
+async def test_nested_floats_have_the_digits_of_a_float_column(workspace: Path) -> None:
+    """A FLOAT column is written 1.1, but FLOATs inside lists, structs, maps and DuckDB's
+    fixed-size arrays were written as doubles, 1.100000023841858, in the CSV and the
+    preview. The Parquet file keeps them as they are (float32)."""
+    sql = (
+        "SELECT [1.1::FLOAT, 'nan'::FLOAT, NULL] AS l, {'a': 0.1::FLOAT, 'b': [0.7::FLOAT]} "
+        "AS s, MAP {'k': 3.3::FLOAT} AS m, [1.1, 2.2]::FLOAT[2] AS arr, [1e-40::FLOAT] AS tiny, "
+        "[0.1::DOUBLE, 1.100000023841858] AS d FROM range(3) WHERE range > 0"  # a slice
+    )
+    result, csv = await query(workspace, sql)
+    row = next(csvlib.reader(io.StringIO(csv.splitlines()[1])))
+    assert row == [
+        "[1.1, NaN, null]",
+        '{"a": 0.1, "b": [0.7]}',
+        '[["k", 3.3]]',
+        "[1.1, 2.2]",
+        "[1e-40]",
+        "[0.1, 1.100000023841858]",  # a double that is this number keeps its digits
+    ]
+    assert len(csv.splitlines()) == 3
+    table = str(result["content"]).split("All rows:\n")[1].splitlines()[2]
+    assert [cell.strip() for cell in table[1:-1].split(" | ")] == row
+    stored = pq.read_table(workspace / "r.parquet")
+    assert stored.schema.field("arr").type.value_type == pa.float32()
+    assert stored.column("l").to_pylist()[0][0] == pytest.approx(1.1, rel=1e-7)
+
+
+def test_nested_floats_of_a_sliced_batch_keep_their_rows(tmp_path: Path) -> None:
+    """A slice's lists start part-way into their values: each row keeps its own."""
+    arrays = pa.array([[1.1, 2.2], [3.3, None], None, [4.4, 5.5]], pa.list_(pa.float32(), 2))
+    batch = pa.RecordBatch.from_arrays([arrays], names=["arr"]).slice(1)
+    written = write_result(
+        batch.schema,
+        iter([batch]),
+        str(tmp_path / "r.csv"),
+        None,
+        max_rows=10,
+        preview_rows=10,
+        stop=Interrupter(),
+    )
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines == ["arr", '"[3.3, null]"', "", '"[4.4, 5.5]"']
+    assert written.preview == [([3.3, None],), (None,), ([4.4, 5.5],)]

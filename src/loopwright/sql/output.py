@@ -295,10 +295,12 @@ def _python_values(column: pa.Array) -> list[Any]:
         return _intervals_as_text(column).to_pylist()  # type: ignore[no-any-return]
     if pa.types.is_duration(column.type):
         return _durations_as_text(column).to_pylist()  # type: ignore[no-any-return]
+    if pa.types.is_float32(column.type):  # its shortest digits, as the CSV: 0.1, not 0.100000001
+        return _shortest_double(column).to_pylist()  # type: ignore[no-any-return]
+    if _is_nested(column.type) and _holds(column.type, pa.types.is_float32):
+        column = _float32_widened(column)
     if _is_nested(column.type) and _holds(column.type, pa.types.is_interval):
         return [_iso_intervals(v) for v in column.to_pylist()]
-    if pa.types.is_float32(column.type):  # its shortest digits, as the CSV: 0.1, not 0.100000001
-        return [None if v is None else float(v) for v in column.cast(pa.string()).to_pylist()]
     return _pylist(column)
 
 
@@ -477,7 +479,7 @@ def _map_leaves(
     convert: Callable[[pa.Array], pa.Array],
 ) -> pa.Array | pa.ChunkedArray:
     """``column`` with each array of a ``wanted`` type in it, at any depth, replaced by
-    ``convert`` of it (only the shapes :func:`_text_leaves` rebuilds)."""
+    ``convert`` of it (in structs, lists and maps; a union is kept as it is)."""
     if isinstance(column, pa.ChunkedArray):
         chunks = [_map_leaves(chunk, wanted, convert) for chunk in column.chunks]
         if chunks:
@@ -491,6 +493,12 @@ def _map_leaves(
         children = [_map_leaves(column.field(i), wanted, convert) for i in range(kind.num_fields)]
         fields = [kind.field(i).with_type(c.type) for i, c in enumerate(children)]
         return pa.StructArray.from_arrays(children, fields=fields, mask=mask)
+    if pa.types.is_fixed_size_list(kind):  # DuckDB's ARRAY: values ignore a slice's offset
+        size = kind.list_size
+        values = column.values.slice(column.offset * size, len(column) * size)
+        values = _map_leaves(values, wanted, convert)
+        array_type = pa.list_(kind.value_field.with_type(values.type), size)
+        return pa.FixedSizeListArray.from_arrays(values, type=array_type, mask=mask)
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
         # all the values (a slice's offsets point into them), not flatten()'s: it leaves out
         # those behind a null list, and the offsets would not match
@@ -608,9 +616,22 @@ def _nested_intervals_as_text(column: pa.Array) -> pa.Array:
 
 
 def _nested_as_json(column: pa.Array) -> pa.Array:
+    if _holds(column.type, pa.types.is_float32):
+        column = _float32_widened(column)
     if _holds(column.type, _needs_walking):
         return _each_as_text(column, nested_json)
     return _each_as_text(column, _json)
+
+
+def _float32_widened(column: pa.Array) -> pa.Array:
+    """``column`` with each ``FLOAT`` (float32) in it as the double of its shortest digits
+    (``1.1``, which as a double is ``1.100000023841858``), as the CSV writes a ``FLOAT``
+    column: JSON and the preview print doubles."""
+    return _map_leaves(column, pa.types.is_float32, _shortest_double)
+
+
+def _shortest_double(column: pa.Array) -> pa.Array:
+    return column.cast(pa.string()).cast(pa.float64())
 
 
 def _needs_walking(kind: pa.DataType) -> bool:
