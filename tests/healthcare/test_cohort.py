@@ -90,6 +90,18 @@ def test_values_are_parameters_and_identifiers_come_from_the_schema() -> None:
     assert "$drug_1" not in postgres.sql
 
 
+def test_one_state_named_several_ways_is_one_state() -> None:
+    """It was described as "states CA, CA" and bound twice."""
+    criteria = Criteria.from_input({"states": ["ca", "CA", "California", "tx"]})
+    assert criteria.states == ("CA", "TX")
+    assert "states CA, TX;" in criteria.describe()
+    query = build_cohort_query(criteria, CohortSchema.from_schema(SCHEMA), DUCKDB)
+    assert sorted(v for k, v in query.parameters.items() if k.startswith("state_")) == [
+        "CA",
+        "TX",
+    ]
+
+
 def test_the_schema_allowlist_follows_the_database() -> None:
     lower = {t.lower(): [(c.lower(), k) for c, k in cols] for t, cols in SCHEMA.items()}
     schema = CohortSchema.from_schema(lower)

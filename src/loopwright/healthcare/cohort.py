@@ -118,7 +118,8 @@ class Criteria:
         criteria = cls(
             drugs=_values(data.get("drugs"), "drugs"),
             conditions=_values(data.get("conditions"), "conditions"),
-            states=tuple(_state(s) for s in _values(data.get("states"), "states")),
+            # "ca" and "California" are one state: once in the query and the description
+            states=tuple(dict.fromkeys(_state(s) for s in _values(data.get("states"), "states"))),
             specialties=_values(data.get("specialties"), "specialties"),
             start_date=start,
             end_date=end,
