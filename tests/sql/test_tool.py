@@ -310,6 +310,8 @@ async def test_the_preview_says_what_the_files_hold(workspace: Path) -> None:
     assert csv == "s,f\nNULL,0.1\n,\n"
     table = str(result["content"]).split("All rows:\n")[1]
     assert table.splitlines()[2:] == ['| "NULL" | 0.1 |', "| NULL | NULL |"]
+    result, _ = await query(workspace, "SELECT NULL AS nothing")
+    assert "Columns: nothing (NULL)" in str(result["content"])  # was ("NULL"), DuckDB's quoting
     result, _ = await query(workspace, "SELECT range AS i FROM range(4)", max_rows=3)
     content = str(result["content"])
     assert "cut at the row cap" in content

@@ -258,7 +258,9 @@ class DuckDBBackend(SQLBackend):
             relation = cursor.sql(statement)
             if relation is None:  # not a query after all: refused before it could run
                 raise QueryRefused("The statement returned no result; run a SELECT query.")
-            columns = [(n, str(t)) for n, t in zip(relation.columns, relation.types, strict=True)]
+            columns = [
+                (n, _type_name(t)) for n, t in zip(relation.columns, relation.types, strict=True)
+            ]
             reader = _as_text_where_lossy(relation).to_arrow_reader(self.batch_rows)
             yield ArrowStream(columns, reader.schema, _batches(reader))
         finally:
@@ -293,6 +295,13 @@ class DuckDBBackend(SQLBackend):
         if connection is not None:
             with contextlib.suppress(duckdb.Error):  # a query still winding down
                 connection.close()
+
+
+def _type_name(kind: DuckDBPyType) -> str:
+    """How DuckDB names ``kind``: ``INTEGER``, ``VARCHAR[]``... and ``NULL`` for the type of a
+    bare ``NULL``, which DuckDB spells ``"NULL"`` (quoted, as it is a keyword)."""
+    name = str(kind)
+    return "NULL" if name == '"NULL"' else name
 
 
 #: DuckDB type ids whose Arrow export is wrong or unwritable (see the module's docstring).
