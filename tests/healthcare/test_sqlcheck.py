@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from loopwright.healthcare.data import (
@@ -541,3 +542,228 @@ def test_summarize_warns_about_the_min_and_max_of_direct_identifiers() -> None:
     assert "EXCLUDE" in (result.issues[0].suggestion or "")
     assert check_sql("SUMMARIZE SELECT * EXCLUDE (PATIENT_ID) FROM RX_CLAIMS").issues == ()
     assert check_sql("DESCRIBE RX_CLAIMS").issues == ()  # names and types only
+
+
+# --- whole rows, struct stars, per-patient groups, DuckDB's star filters and PIVOT -------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "dialect"),
+    [
+        ("SELECT r FROM RX_CLAIMS r LIMIT 5", "duckdb"),
+        ("SELECT RX_CLAIMS FROM RX_CLAIMS LIMIT 5", "duckdb"),
+        ("SELECT main.RX_CLAIMS FROM RX_CLAIMS LIMIT 5", "duckdb"),
+        ("SELECT to_json(r) AS j FROM RX_CLAIMS r LIMIT 5", "duckdb"),
+        ("SELECT {'x': r} AS s FROM RX_CLAIMS r LIMIT 5", "duckdb"),
+        ("SELECT t FROM (SELECT PATIENT_ID, PAID_AMT FROM RX_CLAIMS) t LIMIT 5", "duckdb"),
+        ("SELECT row_to_json(r) FROM RX_CLAIMS r LIMIT 5", "postgres"),
+        ("SELECT row_to_json(r.*) FROM RX_CLAIMS r LIMIT 5", "postgres"),
+        ("SELECT TO_JSON_STRING(r) FROM RX_CLAIMS r LIMIT 5", "bigquery"),
+    ],
+)
+def test_a_whole_row_returned_is_a_direct_identifier_leak(sql: str, dialect: str) -> None:
+    """A FROM item's name as a value is its whole row (a struct in DuckDB and BigQuery, a
+    composite in PostgreSQL), PATIENT_ID included; it was "column r does not exist"."""
+    result = check_sql(sql, dialect=dialect)
+    assert "unknown_column" not in codes(result), result.to_dict()
+    assert "unknown_alias" not in codes(result), result.to_dict()
+    issue = next(i for i in result.issues if i.code == "direct_identifier")
+    assert (issue.severity, issue.column) == ("error", "PATIENT_ID")
+
+
+def test_whole_rows_the_checker_calls_leaks_do_return_patient_ids(
+    claims_con: duckdb.DuckDBPyConnection,
+) -> None:
+    patient = claims_con.execute("SELECT PATIENT_ID FROM RX_CLAIMS LIMIT 1").fetchone()
+    assert patient is not None
+    for sql in [
+        f"SELECT r FROM RX_CLAIMS r WHERE PATIENT_ID = '{patient[0]}' LIMIT 1",
+        f"SELECT RX_CLAIMS FROM RX_CLAIMS WHERE PATIENT_ID = '{patient[0]}' LIMIT 1",
+        f"SELECT to_json(r) FROM RX_CLAIMS r WHERE PATIENT_ID = '{patient[0]}' LIMIT 1",
+    ]:
+        assert patient[0] in str(claims_con.execute(sql).fetchall()), sql
+        assert "direct_identifier" in codes(check_sql(sql)), sql
+
+
+def test_an_aggregated_or_identifier_free_whole_row_is_fine() -> None:
+    assert check_sql("SELECT COUNT(r) AS n FROM RX_CLAIMS r").issues == ()
+    assert check_sql("SELECT count(r.*) FROM RX_CLAIMS r", dialect="postgres").issues == ()
+    free = check_sql("SELECT t FROM (SELECT NDC_DRUG_NM, PAID_AMT FROM RX_CLAIMS) t LIMIT 5")
+    assert free.issues == ()
+    # a column wins over a FROM item of the same name, as in DuckDB
+    assert check_sql("SELECT state FROM PROVIDERS_BIO AS state").issues == ()
+    assert codes(check_sql("SELECT q FROM RX_CLAIMS r LIMIT 5")) == ["unknown_column"]
+
+
+def test_a_struct_expanded_with_star_is_judged_like_its_fields() -> None:
+    """``s.*`` of a struct column returns its fields: PATIENT_ID in it is the same error as
+    selecting PATIENT_ID (it was a select_star warning)."""
+    for sql in [
+        """WITH t AS (SELECT {'id': PATIENT_ID, 'd': NDC_DRUG_NM} AS s FROM RX_CLAIMS)
+           SELECT s.* FROM t LIMIT 5""",
+        """WITH t AS (SELECT {'id': PATIENT_ID, 'd': NDC_DRUG_NM} AS s FROM RX_CLAIMS)
+           SELECT t.s.* FROM t LIMIT 5""",
+    ]:
+        result = check_sql(sql)
+        assert codes(result) == ["direct_identifier"], (sql, result.to_dict())
+        assert result.issues[0].severity == "error"
+    clean = check_sql(
+        "WITH t AS (SELECT {'d': NDC_DRUG_NM} AS s FROM RX_CLAIMS) SELECT s.* FROM t LIMIT 5"
+    )
+    assert clean.issues == ()
+
+
+def test_grouping_by_a_patient_identifier_returns_per_patient_rows() -> None:
+    """GROUP BY PATIENT_ID aggregates, but one row per patient: returning the id is a leak
+    (as it was), and quasi-identifiers returned with it are per-patient output, warned like
+    row-level output (they were not)."""
+    leak = check_sql("SELECT PATIENT_ID, COUNT(*) AS fills FROM RX_CLAIMS GROUP BY PATIENT_ID")
+    assert codes(leak) == ["direct_identifier"]
+    for sql in [
+        """SELECT PATIENT_BIRTH_YEAR, PATIENT_GENDER_CD, COUNT(*) AS fills FROM RX_CLAIMS
+           GROUP BY PATIENT_ID, PATIENT_BIRTH_YEAR, PATIENT_GENDER_CD""",
+        "SELECT PATIENT_BIRTH_YEAR, COUNT(*) FROM RX_CLAIMS GROUP BY PATIENT_ID, 1",
+        """SELECT MAX(PATIENT_BIRTH_YEAR) AS born, MAX(PATIENT_GENDER_CD) AS sex FROM MED_CLAIMS
+           GROUP BY PATIENT_ID""",
+        """SELECT b, COUNT(*) FROM (SELECT PATIENT_ID AS p, PATIENT_BIRTH_YEAR AS b
+           FROM RX_CLAIMS) GROUP BY p, b""",
+        "SELECT DISTINCT ON (PATIENT_ID) PATIENT_BIRTH_YEAR FROM RX_CLAIMS",
+        "SELECT PATIENT_GENDER_CD, COUNT(*) FROM MED_CLAIMS GROUP BY ROLLUP (PATIENT_ID, 1)",
+    ]:
+        result = check_sql(sql)
+        assert codes(result) == ["quasi_identifier"], (sql, result.to_dict())
+        issue = result.issues[0]
+        assert issue.severity == "warning"
+        assert "one row per patient" in issue.message
+        assert "PATIENT_ID" in issue.message
+        assert issue.suggestion is not None
+        assert "COUNT(DISTINCT PATIENT_ID)" in issue.suggestion
+    for sql in [
+        "SELECT COUNT(DISTINCT PATIENT_ID) AS patients FROM RX_CLAIMS",
+        "SELECT COUNT(*) AS fills FROM RX_CLAIMS GROUP BY PATIENT_ID",
+        """SELECT PATIENT_BIRTH_YEAR, COUNT(DISTINCT PATIENT_ID) AS patients FROM RX_CLAIMS
+           GROUP BY PATIENT_BIRTH_YEAR""",
+        "SELECT PATIENT_GENDER_CD, COUNT(*) FROM MED_CLAIMS GROUP BY ALL",
+    ]:
+        assert check_sql(sql).issues == (), sql
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * LIKE 'PAT%' FROM RX_CLAIMS LIMIT 5",
+        "SELECT r.* LIKE 'PATIENT%' FROM RX_CLAIMS r LIMIT 5",
+        "SELECT * ILIKE 'patient_id' FROM RX_CLAIMS LIMIT 5",
+        "SELECT * GLOB 'PAT*' FROM RX_CLAIMS LIMIT 5",
+        "SELECT * SIMILAR TO 'PATIENT' FROM RX_CLAIMS LIMIT 5",
+        "SELECT * LIKE 'PATIENT!_ID' ESCAPE '!' FROM RX_CLAIMS LIMIT 5",
+        "SELECT * NOT LIKE '%AMT' FROM RX_CLAIMS LIMIT 5",
+        "SELECT COLUMNS(*) FROM RX_CLAIMS LIMIT 5",
+        "SELECT COLUMNS('PATIENT.*') FROM RX_CLAIMS LIMIT 5",
+        "SELECT * EXCLUDE (CLAIM_ID) FROM RX_CLAIMS LIMIT 5",
+        "SELECT * REPLACE (PAID_AMT * 2 AS PAID_AMT) FROM RX_CLAIMS LIMIT 5",
+        """SELECT * EXCLUDE (r.PATIENT_ID) FROM RX_CLAIMS r JOIN MED_CLAIMS m USING (CLAIM_ID)
+           LIMIT 5""",
+    ],
+)
+def test_duckdb_star_expressions_that_pick_an_identifier_are_leaks(sql: str) -> None:
+    """``* LIKE``/``GLOB``/``SIMILAR TO`` returned nothing to check (no findings at all);
+    ``EXCLUDE (r.PATIENT_ID)`` drops r's column only, and a join's other PATIENT_ID still goes
+    out."""
+    result = check_sql(sql)
+    assert "direct_identifier" in codes(result), result.to_dict()
+
+
+def test_duckdb_star_expressions_that_leave_identifiers_out_are_fine() -> None:
+    for sql in [
+        "SELECT * LIKE '%AMT' FROM RX_CLAIMS LIMIT 5",
+        "SELECT * ILIKE '%amt' FROM RX_CLAIMS LIMIT 5",
+        "SELECT * GLOB '*_AMT' FROM RX_CLAIMS LIMIT 5",
+        "SELECT * NOT SIMILAR TO 'PATIENT|PRESCRIBER' FROM RX_CLAIMS LIMIT 5",
+        "SELECT * LIKE 'PATIENT!_IDX' ESCAPE '!' FROM RX_CLAIMS LIMIT 5",
+        "SELECT MAX(COLUMNS(* EXCLUDE (PATIENT_ID))) FROM RX_CLAIMS",  # was a false alarm
+        "SELECT COLUMNS(* EXCLUDE (PATIENT_ID)) FROM PROVIDERS_BIO LIMIT 5",
+    ]:
+        result = check_sql(sql)
+        assert "direct_identifier" not in codes(result), (sql, result.to_dict())
+        assert result.ok, (sql, result.to_dict())
+    both = check_sql(
+        "SELECT * EXCLUDE (PATIENT_ID) FROM RX_CLAIMS r JOIN MED_CLAIMS m USING (CLAIM_ID) LIMIT 5"
+    )
+    assert "direct_identifier" not in codes(both)  # unqualified: dropped from both sides
+    # COLUMNS(*) is every column, as SELECT * is
+    assert "select_star" in codes(check_sql("SELECT COLUMNS(*) FROM PROVIDER_PAYMENTS LIMIT 5"))
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        """PIVOT RX_CLAIMS ON PAYER_TYPE IN ('Commercial', 'Medicare') USING SUM(PAID_AMT)
+           GROUP BY NDC_DRUG_NM""",
+        """PIVOT RX_CLAIMS ON PAYER_TYPE IN ('Commercial', 'Medicare')
+           USING COUNT(DISTINCT PATIENT_ID) AS patients, SUM(PAID_AMT) AS paid
+           GROUP BY NDC_DRUG_NM""",
+        """SELECT NDC_DRUG_NM, Commercial, Medicare FROM (
+               PIVOT RX_CLAIMS ON PAYER_TYPE IN ('Commercial', 'Medicare') USING SUM(PAID_AMT)
+               GROUP BY NDC_DRUG_NM) ORDER BY Commercial DESC LIMIT 5""",
+        """WITH p AS (PIVOT RX_CLAIMS ON PAYER_TYPE IN ('Commercial', 'Medicare')
+                      USING SUM(PAID_AMT) AS paid GROUP BY NDC_DRUG_NM)
+           SELECT NDC_DRUG_NM, Commercial_paid FROM p LIMIT 5""",
+        """UNPIVOT (SELECT NDC_DRUG_NM, SUM(PAID_AMT) AS paid, SUM(PATIENT_PAY_AMT) AS copay
+                    FROM RX_CLAIMS GROUP BY 1) ON paid, copay INTO NAME k VALUE v""",
+        """SELECT Commercial FROM (SELECT NDC_DRUG_NM, PAYER_TYPE, PAID_AMT FROM RX_CLAIMS)
+           PIVOT (SUM(PAID_AMT) FOR PAYER_TYPE IN ('Commercial', 'Medicare')) LIMIT 5""",
+    ],
+)
+def test_pivot_statements_are_checked_as_the_queries_they_are(
+    sql: str, claims_con: duckdb.DuckDBPyConnection
+) -> None:
+    """DuckDB's PIVOT/UNPIVOT, which the SQL tool runs, were "not a query" at the top and
+    unchecked in a subquery."""
+    result = check_sql(sql)
+    assert result.issues == (), result.to_dict()
+    assert result.tables == ("RX_CLAIMS",)
+    claims_con.execute(sql).fetchall()  # and they really run
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        """PIVOT RX_CLAIMS ON PAYER_TYPE IN ('Commercial', 'Medicare') USING SUM(PAID_AMT)
+           GROUP BY PATIENT_ID""",
+        # without GROUP BY, DuckDB groups by every other column: PATIENT_ID is returned
+        "PIVOT RX_CLAIMS ON PAYER_TYPE IN ('Commercial', 'Medicare') USING SUM(PAID_AMT)",
+        """PIVOT RX_CLAIMS ON PAYER_TYPE IN ('Commercial', 'Medicare') USING MAX(PATIENT_ID)
+           GROUP BY NDC_DRUG_NM""",
+        # without IN, the patient ids become the column names
+        "PIVOT MED_CLAIMS ON PATIENT_ID USING COUNT(*) GROUP BY condition_label",
+        "UNPIVOT RX_CLAIMS ON PAID_AMT, PATIENT_PAY_AMT INTO NAME k VALUE v",
+        """SELECT * FROM (PIVOT RX_CLAIMS ON PAYER_TYPE IN ('Commercial', 'Medicare')
+           USING SUM(PAID_AMT) GROUP BY PATIENT_ID) LIMIT 5""",
+        """WITH p AS (UNPIVOT (SELECT PATIENT_ID, PAID_AMT FROM RX_CLAIMS) ON PAID_AMT)
+           SELECT * FROM p LIMIT 5""",
+    ],
+)
+def test_a_pivot_returning_patient_identifiers_is_an_error(sql: str) -> None:
+    result = check_sql(sql)
+    issue = next(i for i in result.issues if i.code == "direct_identifier")
+    assert issue.column == "PATIENT_ID"
+    assert not result.ok
+
+
+def test_pivot_names_are_judged_against_the_schema() -> None:
+    typo = check_sql(
+        "PIVOT RX_CLAIMS ON PAYER_TYP IN ('Cash') USING SUM(PAID_AMT) GROUP BY NDC_DRUG_NM"
+    )
+    assert codes(typo) == ["unknown_column"]
+    assert codes(check_sql("PIVOT RX_CLAIM ON PAYER_TYPE IN ('Cash') USING COUNT(*)")) == [
+        "unknown_table"
+    ]
+    missing = check_sql(
+        """SELECT Medicaid FROM (PIVOT RX_CLAIMS ON PAYER_TYPE IN ('Cash') USING SUM(PAID_AMT)
+           GROUP BY NDC_DRUG_NM)"""
+    )
+    assert codes(missing) == ["unknown_column"]
+    rows = check_sql("UNPIVOT RX_CLAIMS ON PAID_AMT, PATIENT_PAY_AMT")
+    assert "missing_limit" in codes(rows)  # row by row, from a big table
+    assert "select_star" not in codes(rows)  # the star is the statement's, not written
