@@ -432,6 +432,119 @@ def test_numbers_in_csv_rows_lists_and_emphasis_are_found() -> None:
     assert check_answer("```npi,count\n1806542407,245```", facts).passed
 
 
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("$5.02MM", 5_020_000.0),
+        ("$5.02 MM", 5_020_000.0),
+        ("$5.02mm", 5_020_000.0),
+        ("5.02 MM USD", 5_020_000.0),
+        ("5.02mm", 5.02),  # no money: millimetres, not millions
+        ("a 5 mm nodule", 5.0),
+        ("11 MM patients", 11.0),  # multiple myeloma
+    ],
+)
+def test_mm_is_millions_only_for_money(written: str, value: float) -> None:
+    assert [n.value for n in find_numbers(written)] == [value]
+
+
+def test_a_total_in_mm_shorthand_passes_and_millimetres_do_not() -> None:
+    fact = number_fact("total payments", 5_020_000)
+    assert check_answer("Payments totaled $5.02MM.", [fact]).passed
+    assert check_answer("Payments totaled $5.02 MM.", [fact]).passed
+    assert not check_answer("The largest lesion was 5.02mm.", [fact]).passed
+
+
+@pytest.mark.parametrize(
+    ("written", "values"),
+    [
+        ("20\u00a0000 claims", [20_000.0]),
+        ("20\u202f000 claims", [20_000.0]),
+        ("20\u2009000 claims", [20_000.0]),
+        ("1\u202f250\u202f000 claims", [1_250_000.0]),
+        ("in 2023 1\u00a0200 claims", [2023.0, 1200.0]),  # a 4-digit group starts no number
+        ("20 000 claims", [20_000.0]),  # a plain space: "000" is no number of its own
+        ("the top 10 000 prescribers", [10_000.0]),
+        ("20 500 claims", [20.0, 500.0]),  # a plain space between two numbers
+        ("in 2023 1 200 claims", [2023.0, 1.0, 200.0]),
+        ("1\u00a0234\u00a05678", [1.0, 234.0, 5678.0]),  # a group of four: not thousands
+    ],
+)
+def test_thousands_separated_by_spaces(written: str, values: list[float]) -> None:
+    assert [n.value for n in find_numbers(written)] == values
+
+
+def test_spaced_thousands_are_one_number_not_a_zero() -> None:
+    """ "20 000" read as 20 and 000 stated a zero: a wrong total passed a zero fact."""
+    count = number_fact("claims", 20_000)
+    for space in ("\u00a0", "\u202f", "\u2009", " "):
+        assert check_answer(f"There were 20{space}000 claims.", [count]).passed, repr(space)
+    zero = number_fact("total JARDIANCE payments to its prescribers", 0)
+    assert not check_answer("The total was 20\u00a0000.", [zero]).passed
+    assert not check_answer("The total was 20 000.", [zero]).passed
+
+
+@pytest.mark.parametrize(
+    ("answer", "value", "accepted"),
+    [
+        ("Nineteen prescribers wrote HUMIRA.", 19, True),
+        ("They wrote forty-two prescriptions.", 42, True),
+        ("They wrote forty two prescriptions.", 42, True),
+        ("One hundred claims were filed.", 100, True),
+        ("a hundred and five claims", 105, True),
+        ("Only one prescriber was paid.", 1, True),
+        ("about twenty prescribers", 21, True),  # hedged: rounded to tens, within 5%
+        ("twenty prescribers", 21, False),
+        ("the one with the most payments is Dr. Walker", 1, False),  # a pronoun
+        ("No one was paid.", 1, False),
+        ("One of the top ten prescribers was paid.", 1, False),
+        ("One of the top ten prescribers was paid.", 10, False),  # the question's framing
+        ("Most are ninety-day fills.", 90, False),  # a kind of fill, not a count
+        ("Nineteen prescribers wrote HUMIRA.", 18, False),
+    ],
+)
+def test_numbers_in_words(answer: str, value: int, accepted: bool) -> None:
+    assert check_answer(answer, [number_fact("count", value)]).passed is accepted
+
+
+def test_numbers_in_words_listed_wholesale_do_not_pass() -> None:
+    words = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+             "eleven", "twelve")  # fmt: skip
+    listing = "It is " + ", ".join(f"{word} prescribers" for word in words) + "."
+    verdict = check_answer(listing, [number_fact("prescribers", 7)])
+    assert not verdict.passed
+    assert any("wholesale" in reason for reason in verdict.reasons), verdict.reasons
+
+
+@pytest.mark.parametrize(
+    ("answer", "values"),
+    [
+        ("Sex: 11 M, 9 F", [11.0, 9.0]),
+        ("| sex | 11 M | 9 F |", [11.0, 9.0]),
+        ("11M, 9F", [11.0, 9.0]),
+        ("$11M", [11_000_000.0]),
+        ("$11 M", [11_000_000.0]),
+        ("11M claims", [11_000_000.0]),
+        ("3 M claims", [3_000_000.0]),
+        ("Sex: 11 M, 9 F; paid $11M", [11.0, 9.0, 11_000_000.0]),  # money is money
+    ],
+)
+def test_an_m_counting_by_sex_is_a_letter_not_millions(answer: str, values: list[float]) -> None:
+    assert [n.value for n in find_numbers(answer)] == values
+
+
+def test_a_count_by_sex_states_its_numbers() -> None:
+    facts = [number_fact("male patients", 11), number_fact("female patients", 9)]
+    assert check_answer("Sex: 11 M, 9 F.", facts).passed
+
+
+def test_a_count_out_of_a_total_states_both() -> None:
+    assert [n.value for n in find_numbers("62/94 prescribers")] == [62.0, 94.0]
+    facts = [number_fact("paid prescribers", 62), number_fact("prescribers", 94)]
+    assert check_answer("62/94 prescribers received payments.", facts).passed
+    assert find_numbers("11/2024 and 03/01/2024") == []  # dates still are not numbers
+
+
 # --- zeros and hedges ----------------------------------------------------------------------
 
 
@@ -456,6 +569,38 @@ def test_numbers_in_csv_rows_lists_and_emphasis_are_found() -> None:
 def test_a_zero_needs_a_phrase_stating_that_quantity(answer: str, accepted: bool) -> None:
     zero = number_fact("their HUMIRA-related payments", 0)
     assert check_answer(answer, [zero]).passed is accepted
+
+
+@pytest.mark.parametrize(
+    ("label", "answer", "accepted"),
+    [
+        # a zero word next to another word of the label is not a zero of the quantity
+        ("total JARDIANCE payments to its prescribers",
+         "No prescriber was left out: the total was $27,388.", False),
+        ("HUMIRA prescriptions in California",
+         "Nothing unusual in California: 245 HUMIRA prescriptions.", False),
+        ("OZEMPIC prescribers with OZEMPIC payments", "No prescriber was left out.", False),
+        ("oncologists prescribing KEYTRUDA", "No oncologists were found, KEYTRUDA aside.", False),
+        # "no prescriber received payments" says all of them are without payments
+        ("ELIQUIS prescribers without ELIQUIS payments",
+         "No prescriber received ELIQUIS payments.", False),
+        # a partitive with a number, and "not a single", do state a zero
+        ("total JARDIANCE payments to its prescribers",
+         "None of the 45 JARDIANCE prescribers received JARDIANCE payments.", True),
+        ("total JARDIANCE payments to its prescribers",
+         "Not a single JARDIANCE payment was made.", True),
+        ("total JARDIANCE payments to its prescribers", "None of its prescribers were paid.", True),
+        ("ELIQUIS prescribers without ELIQUIS payments",
+         "No ELIQUIS prescriber went without ELIQUIS payments.", True),
+        ("OZEMPIC prescribers with OZEMPIC payments",
+         "No OZEMPIC prescriber received OZEMPIC payments.", True),
+        ("oncologists prescribing KEYTRUDA", "No oncologist prescribed KEYTRUDA.", True),
+    ],
+)  # fmt: skip
+def test_a_zero_in_words_is_about_what_the_label_counts(
+    label: str, answer: str, accepted: bool
+) -> None:
+    assert check_answer(answer, [number_fact(label, 0)]).passed is accepted
 
 
 @pytest.mark.parametrize(
@@ -798,6 +943,47 @@ def test_a_csv_of_the_top_may_hold_any_of_the_tied_rows() -> None:
                           ("state,n\nTX,2\nNY,1", False), ("state,n\nTX,1", False)):  # fmt: skip
         verdict = check_golden(question, answer, con, csv=csv)
         assert verdict.passed is accepted, (csv, verdict.reasons)
+
+
+def _eliquis_states(*states: str) -> duckdb.DuckDBPyConnection:
+    """A claims table whose ELIQUIS prescriptions come from ``states``, one row each."""
+    con = duckdb.connect()
+    values = ", ".join(f"('ELIQUIS', '{state}')" for state in states)
+    con.execute(
+        f"CREATE TABLE RX_CLAIMS AS SELECT * FROM (VALUES {values}, ('HUMIRA', 'NY'))"
+        " AS t(NDC_DRUG_NM, PRESCRIBER_NPI_STATE_CD)"
+    )
+    return con
+
+
+@pytest.mark.parametrize(
+    ("answer", "accepted"),
+    [
+        ("They all tie, with 2 ELIQUIS prescriptions each.", True),
+        ("They are all tied at 2.", True),
+        ("All three states are tied at 2 prescriptions.", True),
+        ("Texas has the most (2).", True),  # one of the tied, named
+        ("Both are tied at 2.", False),  # there are three
+        ("All four states tie at 2.", False),
+        ("They don't all tie: the most is 2.", False),
+        ("Not all tie; the most is 2.", False),
+        ("Ohio leads with 3; the rest all tie at 2.", False),
+        ("Ohio leads with 3. They all tie at 2.", False),
+        ("All ties were broken by state: 2.", False),
+    ],
+)
+def test_they_all_tie_names_the_top_when_every_row_ties(answer: str, accepted: bool) -> None:
+    question = get_question("eliquis_top_state")
+    con = _eliquis_states("CA", "CA", "TX", "TX", "NY", "NY")
+    verdict = check_golden(question, answer, con)
+    assert verdict.passed is accepted, verdict.reasons
+
+
+def test_they_all_tie_is_wrong_when_only_the_top_rows_tie() -> None:
+    question = get_question("eliquis_top_state")
+    con = _eliquis_states("CA", "CA", "TX", "TX", "NY")
+    assert not check_golden(question, "They all tie, with 2 each.", con).passed
+    assert check_golden(question, "Texas and California tie, with 2 each.", con).passed
 
 
 # --- a "#" column of counts ----------------------------------------------------------------

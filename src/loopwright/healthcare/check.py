@@ -4,16 +4,19 @@ An analyst's answer is judged on its key facts, not its wording: "the leading pr
 1234567890) wrote 245 prescriptions" and "NPI 1234567890 tops the list with 245 fills" carry the
 same facts. A ``Fact`` is a number or an entity (NPI, drug, state, specialty, month, ...) with
 the spellings that count as naming it. The checker finds numbers however they are written
-(``1,543``, ``1543``, ``1.5k``, ``$1.2 million``, ``12.5%``), accepting the rounding the writer
-stated (``1.5k`` may stand for 1,543; ``1,500`` may not, unless hedged: "about 1,500", "over
-1,500" but not "under 1,500") within a cap, and a small relative tolerance; it finds entities by
-normalised word match, possessives included ("Pfizer's"), but not inside a longer name of the
-same kind ("Virginia" in "West Virginia").
+(``1,543``, ``1543``, ``20 000``, ``1.5k``, ``$1.2 million``, ``$5.02MM``, ``12.5%``, ``62/94``,
+"nineteen"), accepting the rounding the writer stated (``1.5k`` may stand for 1,543; ``1,500``
+may not, unless hedged: "about 1,500", "over 1,500" but not "under 1,500") within a cap, and a
+small relative tolerance; it finds entities by normalised word match, possessives included
+("Pfizer's"), but not inside a longer name of the same kind ("Virginia" in "West Virginia").
 
 Only numbers an answer *states* count: dates, list and rank markers ("1.", "#1", a table's rank
-column) and the digits of words ("COVID-19") are not values. An answer that lists numbers
-wholesale (a long run like 1, 2, 3, ... or far more distinct numbers than the reference holds) is
-guessing, and none of its numbers is credited.
+column), the digits of words ("COVID-19"), the M of a count by sex ("11 M, 9 F") and words
+that only look like numbers ("the one with the most", "the top ten") are not values. A zero in
+words must name what it counts ("no HUMIRA prescriptions", not "no prescriber was left out").
+When every row of the reference ties, "they all tie" names the top entity. An answer that lists
+numbers wholesale (a long run like 1, 2, 3, ... or far more distinct numbers than the reference
+holds) is guessing, and none of its numbers is credited.
 
 Golden questions (``golden.py``) derive their facts from the reference query's result at check
 time; ``check_golden`` runs the whole comparison for one question.
@@ -29,11 +32,21 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from loopwright.healthcare.numbers import (
+    MONTHS,
+    SMALL_NUMBERS,
+    FoundNumber,
+    digit_numbers,
+    find_numbers,
+    spelled_numbers,
+)
+from loopwright.healthcare.zeros import zero_statement
 
 if TYPE_CHECKING:
     import duckdb
@@ -66,6 +79,11 @@ class Fact:
     ``others`` (entities only) are longer names of *other* entities of the same kind that
     contain one of the spellings: "West Virginia" for Virginia. A spelling found only inside one
     of them names that other entity, so it does not count.
+
+    ``tied_rows`` (entities only): when all the reference's rows (two or more) tie on the value
+    the entity is ranked by, how many they are; then an answer saying that they all tie ("they
+    all tie at 2", "all three are tied") states it without naming one (see
+    ``_all_tie_statement``). ``check_golden`` sets it.
     """
 
     label: str
@@ -75,6 +93,7 @@ class Fact:
     rel_tol: float = 0.005
     required: bool = True
     others: tuple[str, ...] = ()
+    tied_rows: int = 0
 
     @property
     def expected(self) -> str:
@@ -110,12 +129,17 @@ def number_fact(
 
 
 def entity_fact(
-    label: str, *spellings: str, required: bool = True, others: Iterable[str] = ()
+    label: str,
+    *spellings: str,
+    required: bool = True,
+    others: Iterable[str] = (),
+    tied_rows: int = 0,
 ) -> Fact:
     """An entity the answer must name; any of ``spellings`` counts.
 
     ``others`` are names of other entities of the same kind (every state, every school...);
-    only those that contain a spelling as whole words are kept (see ``Fact``).
+    only those that contain a spelling as whole words are kept (see ``Fact``). ``tied_rows``:
+    that many reference rows all tie, so "they all tie" names the entity too.
     """
     cleaned = tuple(dict.fromkeys(s.strip() for s in spellings if s and s.strip()))
     if not cleaned:
@@ -129,19 +153,13 @@ def entity_fact(
             if o and normalize(o) not in own and any(c in normalize(o) for c in cores)
         )
     )
-    return Fact(label, "entity", cleaned, required=required, others=longer)
-
-
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
-)  # fmt: skip
+    return Fact(label, "entity", cleaned, required=required, others=longer, tied_rows=tied_rows)
 
 
 def month_spellings(year_month: str) -> tuple[str, ...]:
     """Ways to write a month given as ``YYYY-MM``: "March 2024", "Mar 2024", "2024-03", ..."""
     year, month = (int(part) for part in year_month.split("-")[:2])
-    name = _MONTHS[month - 1]
+    name = MONTHS[month - 1]
     return (
         f"{year:04d}-{month:02d}",
         f"{name} {year}",
@@ -212,221 +230,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# --- finding numbers -------------------------------------------------------------------------
-
-_NUMBER = re.compile(
-    r"""
-    (?<![^\W_])                          # not inside a word or a longer number ("Q4", "v2")
-    (?<![^\W_]_)                         # nor an identifier ("fills_2023"); a lone "_" is
-                                         # markdown emphasis ("_245_")
-    (?<![./])                            # nor a decimal's or a fraction's second part
-    (?<![^\W\d_][-\u2010\u2011\u2013])     # nor a word's hyphenated digits ("COVID-19")
-    (?P<sign>[-\u2212\u2013])?
-    (?P<currency>[$\u20ac\u00a3]\s?)?
-    (?P<int>\d{1,3}(?:,\d{3})+(?!,?\d)|\d+)  # "1,543"; any other comma between digits
-                                         # separates numbers ("15,13,10", a CSV row)
-    (?:\.(?P<dec>\d+))?
-    (?!\d)
-    (?:\s?(?P<suffix>%|percent\b|per\s?cent\b|pct\b|[kK]\b|thousand\b|mn\b|[mM]\b|million\b
-        |bn\b|[bB]\b|billion\b))?
-    """,
-    re.VERBOSE,
-)
-_MULTIPLIERS = {
-    "k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "million": 1e6,
-    "b": 1e9, "bn": 1e9, "billion": 1e9,
-}  # fmt: skip
-#: dates are not quantities: ISO (2024-03-01, 2024-03), US (03/01/2024, 3/1/24) and 11/2024
-_DATES = re.compile(
-    r"""
-    (?<![\w/.-])
-    (?:(?:19|20)\d{2}-(?:0?[1-9]|1[0-2])(?:-(?:0?[1-9]|[12]\d|3[01]))?
-        (?:[T\s]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?
-      |(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:\d{4}|\d{2})
-      |(?:0?[1-9]|1[0-2])/(?:19|20)\d{2}
-      |(?:19|20)\d{2}/(?:0?[1-9]|1[0-2])(?:/(?:0?[1-9]|[12]\d|3[01]))?)
-    (?![\w/-])
-    """,
-    re.VERBOSE,
-)
-#: hedges before a number, by what they say of the true value: near it, at least it, at most it
-_HEDGES = re.compile(
-    r"""(?<![A-Za-z])(?:
-        (?P<below>no\s+more\s+than|not\s+more\s+than|under|less\s+than|fewer\s+than|below
-            |at\s+most|up\s+to|nearly|almost|just\s+shy\s+of|<|≤)
-        |(?P<above>no\s+less\s+than|no\s+fewer\s+than|not\s+less\s+than|over|more\s+than
-            |above|at\s+least|exceeding|in\s+excess\s+of|upwards\s+of|>|≥)
-        |(?P<near>about|around|approximately|approx\.?|roughly|some|close\s+to|circa|an\s+estimated
-            |~|≈)
-    )\s*$""",
-    re.IGNORECASE | re.VERBOSE,
-)
-#: a numbered list's item marker at the start of a line: "1. ", "2) ", "- 3. "
-_LIST_MARKER = re.compile(r"^[ \t>]*(?:[-*+][ \t]+)?(\d{1,3})[.)](?=[ \t])", re.MULTILINE)
-#: "#1", and ordinals ("1st", "4th"): ranks, not values
-_HASH_MARKER = re.compile(r"(?<![\w&])#(\d{1,4})(?!\d)")
-_ORDINAL = re.compile(r"(?:st|nd|rd|th)\b", re.IGNORECASE)
-#: headers of a table column that ranks or numbers its rows
-_RANK_HEADERS = frozenset(
-    {"", "#", "rank", "ranking", "no", "nr", "num", "pos", "position", "place"}
-)
-_SEPARATOR_CELL = re.compile(r"\s*:?-{2,}:?\s*")
-_INTEGER_CELL = re.compile(r"\s*#?(\d{1,4})\.?\s*")
-
-
-@dataclass(frozen=True, slots=True)
-class FoundNumber:
-    """A number written in the answer, with the precision its writer implied."""
-
-    text: str
-    value: float
-    percent: bool
-    half_unit: float  # half of the last stated digit's unit: "1.5k" -> 50
-    #: what a hedge says of the true value: 0 near it, 1 at least it ("over"), -1 at most it
-    direction: int = 0
-
-
-def find_numbers(text: str) -> list[FoundNumber]:
-    """Every number ``text`` states, however formatted (see the module docstring).
-
-    Dates, list and rank markers, ordinals and the digits of words are left out: they are in
-    the text, but they are not values the writer is stating.
-    """
-    text = _DATES.sub(lambda m: " " * len(m.group(0)), text)  # same length: offsets hold
-    markers = _marker_offsets(text)
-    found: list[FoundNumber] = []
-    for match in _NUMBER.finditer(text):
-        if match.start("int") in markers or _ORDINAL.match(text, match.end()):
-            continue
-        integer = match.group("int").replace(",", "")
-        decimals = match.group("dec") or ""
-        suffix = (match.group("suffix") or "").lower().replace(" ", "")
-        percent = suffix in {"%", "percent", "pct"}
-        multiplier = 1.0 if percent else _MULTIPLIERS.get(suffix, 1.0)
-        value = float(f"{integer}.{decimals}" if decimals else integer) * multiplier
-        if match.group("sign"):
-            value = -value
-        hedge = _HEDGES.search(text, max(0, match.start() - 24), match.start())
-        direction = 0 if hedge is None else 1 if hedge["above"] else -1 if hedge["below"] else 0
-        unit = 10.0 ** -len(decimals) if decimals else 1.0
-        if hedge and not decimals and len(integer) > 1:
-            zeros = len(integer) - len(integer.rstrip("0"))
-            unit = 10.0 ** min(zeros, len(integer) - 1)  # "about 1,500": rounded to hundreds
-        text_found = match.group(0).strip()
-        found.append(FoundNumber(text_found, value, percent, unit * multiplier / 2, direction))
-    return found
-
-
-def _marker_offsets(text: str) -> set[int]:
-    """Where the numbers that mark list items or rank table rows start.
-
-    "1. ", "2) " starting a line (a markdown list), "#3", a table column headed "Rank", "#",
-    "No." or nothing (a printed index) holding row numbers, and lines of plain text numbered
-    0, 1, 2... or 1, 2, 3... (a printed data frame). They say where a row is, not what it
-    holds: in an honest top-10 list, the ranks 1 to 10 must not state a count of 4.
-    """
-    offsets = {m.start(1) for m in _LIST_MARKER.finditer(text)}
-    offsets |= {m.start(1) for m in _HASH_MARKER.finditer(text)}
-    lines: list[tuple[int, str]] = []
-    position = 0
-    for line in text.split("\n"):
-        lines.append((position, line))
-        position += len(line) + 1
-    offsets |= _rank_column_offsets(lines)
-    offsets |= _row_number_offsets(lines)
-    return offsets
-
-
-def _cells(line: str, sep: str) -> list[tuple[int, str]]:
-    """A table row's cells with their offsets in the line (a pipe row's outer bars dropped)."""
-    cells: list[tuple[int, str]] = []
-    start = 0
-    for part in line.split(sep):
-        cells.append((start, part))
-        start += len(part) + 1
-    if sep == "|":
-        if line.lstrip().startswith("|"):
-            cells = cells[1:]
-        if line.rstrip().endswith("|"):
-            cells = cells[:-1]
-    return cells
-
-
-def _rank_column_offsets(lines: list[tuple[int, str]]) -> set[int]:
-    """Row numbers in rank columns of markdown tables and CSV blocks (see _marker_offsets)."""
-    blocks: list[tuple[str, list[tuple[int, str]]]] = []
-    for offset, line in lines:
-        stripped = line.strip()
-        if stripped.startswith("|"):
-            kind = "|"
-        elif stripped.count(",") and ", " not in stripped:
-            kind = f",{stripped.count(',')}"  # a CSV block: rows with as many commas
-        else:
-            kind = ""
-        if kind and blocks and blocks[-1][0] == kind:
-            blocks[-1][1].append((offset, line))
-        elif kind:
-            blocks.append((kind, [(offset, line)]))
-        else:
-            blocks.append(("", []))
-    offsets: set[int] = set()
-    for kind, rows in blocks:
-        if len(rows) < 2:
-            continue
-        sep = "|" if kind == "|" else ","
-        table = [(offset, _cells(line, sep)) for offset, line in rows]
-        header = [cell.strip().strip(".:").lower() for _, cell in table[0][1]]
-        body = [
-            (offset, cells)
-            for offset, cells in table[1:]
-            if not all(_SEPARATOR_CELL.fullmatch(cell) for _, cell in cells)
-        ]
-        for column, name in enumerate(header):
-            if name not in _RANK_HEADERS:
-                continue
-            numbers: list[tuple[int, int]] = []
-            for offset, cells in body:
-                integer = _INTEGER_CELL.fullmatch(cells[column][1]) if column < len(cells) else None
-                if integer is None:
-                    break
-                numbers.append((offset + cells[column][0] + integer.start(1), int(integer[1])))
-            else:
-                values = [value for _, value in numbers]
-                # a named rank column may hold ties (1, 2, 2, 4); a nameless one must count
-                counting = bool(values) and values[0] in (0, 1)
-                counting = counting and values == list(range(values[0], values[0] + len(values)))
-                if values and (_looks_like_ranks(values) if name else counting):
-                    offsets |= {start for start, _ in numbers}
-    return offsets
-
-
-def _looks_like_ranks(values: list[int]) -> bool:
-    """Whether a column headed like a rank column ("#", "No.") holds ranks, not counts.
-
-    Ranks count up from 0 or 1, by at most one row at a time (ties: 1, 2, 2, 4), or run on
-    consecutively from further down a list (11, 12, 13) or up it (10, 9, 8). "| Specialty | # |"
-    holding 255, 215 counts prescriptions: those numbers are stated values.
-    """
-    if values[0] not in (0, 1):
-        steps = {b - a for a, b in itertools.pairwise(values)}
-        return len(values) >= 3 and steps in ({1}, {-1})
-    rising = all(a <= b for a, b in itertools.pairwise(values))
-    return rising and all(value - values[0] <= i for i, value in enumerate(values))
-
-
-def _row_number_offsets(lines: list[tuple[int, str]]) -> set[int]:
-    """Numbers starting three or more consecutive lines and counting up from 0 or 1."""
-    offsets: set[int] = set()
-    run: list[tuple[int, int]] = []
-    for offset, line in [*lines, (0, "")]:
-        leading = re.match(r"[ \t]*(\d{1,4})[ \t]+\S", line)
-        if leading and run and int(leading[1]) == run[-1][1] + 1:
-            run.append((offset + leading.start(1), int(leading[1])))
-            continue
-        if len(run) >= 3 and run[0][1] in (0, 1):
-            offsets |= {start for start, _ in run}
-        run = [(offset + leading.start(1), int(leading[1]))] if leading else []
-    return offsets
+# --- numbers stated wholesale ----------------------------------------------------------
 
 
 def _listed_wholesale(numbers: list[FoundNumber], reference: Reference | None) -> str | None:
@@ -504,102 +308,6 @@ def number_matches(fact: Fact, number: FoundNumber, max_rounding: float = MAX_RO
             ):
                 return True
     return False
-
-
-# --- zero in words ---------------------------------------------------------------------------
-
-_TOKEN = re.compile(
-    r"(?P<word>[A-Za-z]+(?:['\u2019][A-Za-z]+)*)|(?P<number>\d[\d,]*(?:\.\d+)?)"
-    r"|(?P<stop>[.;!?\n])|(?P<pause>[,:()\u2014])"
-)
-_ZERO_WORDS = frozenset({"zero", "none", "nothing", "nil"})
-_NOT_WORDS = frozenset({"not", "never", "without"})
-#: "no" starting an idiom is not a quantity: "no doubt", "no longer", "no more than 5"
-_NO_IDIOMS = frozenset(
-    {"doubt", "longer", "matter", "way", "question", "wonder", "surprise", "means", "less",
-     "more", "fewer", "sooner", "one", "exception", "problem", "issue", "issues"}
-)  # fmt: skip
-_LABEL_STOPWORDS = frozenset(
-    {"the", "their", "its", "his", "her", "of", "in", "on", "a", "an", "and", "or", "with",
-     "without", "to", "for", "by", "from", "that", "this", "these", "those", "all", "total",
-     "number", "average", "share", "related", "per", "each", "who", "which", "they", "them"}
-    | {month.lower() for month in _MONTHS}
-)  # fmt: skip
-_QUANTITY_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "payments": ("paid", "money", "dollars", "compensation", "funds"),
-    "prescriptions": ("prescribed", "fills", "scripts", "rx"),
-    "fills": ("filled", "prescriptions"),
-    "prescribers": ("providers", "doctors", "physicians"),
-}
-#: how many words away a zero word may be from the quantity it counts, looking ahead ("none of
-#: the payments") and back ("payments, they did not receive any")
-_ZERO_AFTER = 4
-_ZERO_BEFORE = 5
-
-
-def _quantity_words(label: str) -> set[str]:
-    """The words that name a fact's quantity: "their HUMIRA-related payments" -> payments."""
-    words: set[str] = set()
-    for raw in re.findall(r"[A-Za-z]+", label):
-        word = raw.lower()
-        if (raw.isupper() and len(raw) > 1) or len(word) < 3 or word in _LABEL_STOPWORDS:
-            continue  # product names and codes (HUMIRA, NPI) say what, not how many
-        singular = word[:-1] if word.endswith("s") else word
-        words |= {word, singular, singular + "s"}
-        words |= set(_QUANTITY_SYNONYMS.get(singular + "s", ()))
-    return words
-
-
-def _zero_statement(text: str, label: str) -> str | None:
-    """The words stating that the fact's quantity is zero, or None.
-
-    "no", "none", "zero", "nothing", "not ... any" state a zero only next to the quantity they
-    count, within a clause and with no number between: "received no HUMIRA-related payments",
-    "Payments: none", "did not receive any payments", "were paid nothing". Otherwise they are
-    about something else: "there is no doubt", "none of the data was missing; payments were
-    $5,000", "nothing unusual: payments totaled $5,000".
-    """
-    nouns = _quantity_words(label)
-    tokens = list(_TOKEN.finditer(text))
-    words = [t.group().lower().replace("\u2019", "'") if t["word"] else "" for t in tokens]
-    for i, token in enumerate(tokens):
-        word = words[i]
-        following = next((w for w in words[i + 1 : i + 2] if w), "")
-        if word in _ZERO_WORDS:
-            if word == "zero" and following == "in":
-                continue  # "zero in on"
-            backward = True
-        elif word == "no":
-            if following in _NO_IDIOMS:
-                continue
-            backward = False  # "payments: no" is not how a zero is written
-        elif word in {"any", "anything"} and any(
-            w in _NOT_WORDS or w.endswith("n't") for w in words[max(0, i - 4) : i]
-        ):
-            backward = True
-        else:
-            continue
-        # forward: the quantity follows in the same phrase ("no ... payments")
-        for j in range(i + 1, min(len(tokens), i + 1 + _ZERO_AFTER)):
-            if not tokens[j]["word"]:
-                break
-            if words[j] in nouns:
-                return text[token.start() : tokens[j].end()]
-        if not backward:
-            continue
-        # backward: the quantity comes first in the same clause ("payments: none")
-        seen = 0
-        for j in range(i - 1, -1, -1):
-            if tokens[j]["number"] or tokens[j]["stop"]:
-                break
-            if tokens[j]["pause"]:
-                continue
-            if words[j] in nouns:
-                return text[tokens[j].start() : token.end()]
-            seen += 1
-            if seen >= _ZERO_BEFORE:
-                break
-    return None
 
 
 # --- finding entities ------------------------------------------------------------------------
@@ -766,34 +474,42 @@ def check_answer(
     passes when every required fact is stated and, if a CSV is given, it reproduces at least
     90% of the reference rows (on ``csv_columns``, default all; ties and leading rows of a
     ranked reference as ``csv_ranking`` says, see ``compare_csv``). An answer that lists
-    numbers wholesale gets no number fact (see ``_listed_wholesale``; ``reference``, when
-    given, sets how many numbers are plausible).
+    numbers wholesale, in digits or in words, gets no number fact (see ``_listed_wholesale``;
+    ``reference``, when given, sets how many numbers are plausible). Numbers in words
+    ("nineteen prescribers") state a fact only when no number in digits does.
     """
     facts = list(facts)
     if not facts:
         raise ValueError("check_answer needs at least one fact to check")
-    numbers = find_numbers(answer)
+    digits, words = digit_numbers(answer), spelled_numbers(answer)
+    numbers = [number for _, number in digits]
+    spelled = [number for _, number in words]
     normalized = normalize(answer)
-    wholesale = _listed_wholesale(numbers, reference)
+    in_order = [number for _, number in sorted(digits + words, key=lambda item: item[0])]
+    wholesale = _listed_wholesale(in_order, reference)
     results: list[FactResult] = []
     for fact in facts:
         if fact.kind == "entity":
             spelling = entity_matches(fact, answer, normalized)
+            if spelling is None and fact.tied_rows > 1:
+                spelling = _all_tie_statement(answer, fact.tied_rows)
             results.append(FactResult(fact, spelling is not None, spelling))
             continue
         if wholesale is not None:
             results.append(FactResult(fact, False, hint="the answer lists numbers wholesale"))
             continue
         hit = next((n for n in numbers if number_matches(fact, n, max_rounding)), None)
+        if hit is None:  # digits first: a number in words is the weaker evidence
+            hit = next((n for n in spelled if number_matches(fact, n, max_rounding)), None)
         if hit is None and any(float(v) == 0 for v in fact.values):
-            zero = _zero_statement(answer, fact.label)
+            zero = zero_statement(answer, fact.label)
             if zero:
                 results.append(FactResult(fact, True, zero))
                 continue
         if hit is not None:
             results.append(FactResult(fact, True, hit.text))
         else:
-            results.append(FactResult(fact, False, hint=_closest_hint(fact, numbers)))
+            results.append(FactResult(fact, False, hint=_closest_hint(fact, in_order)))
 
     found = tuple(r for r in results if r.found)
     missing = tuple(r for r in results if not r.found)
@@ -840,6 +556,9 @@ def check_golden(
     """Judge an answer to a golden question against the reference computed from ``database``."""
     reference = question.reference(database)
     facts = question.key_facts(reference)
+    tied = _tied_entity_labels(question, reference, facts)
+    count = len(reference.rows)
+    facts = [replace(fact, tied_rows=count) if fact.label in tied else fact for fact in facts]
     return check_answer(
         answer,
         facts,
@@ -848,6 +567,105 @@ def check_golden(
         csv_columns=question.csv_columns,
         csv_ranking=_csv_ranking(question, reference, facts) if csv is not None else None,
     )
+
+
+def _tied_entity_labels(
+    question: GoldenQuestion, reference: Reference, facts: Sequence[Fact]
+) -> set[str]:
+    """Labels of the entity facts that "they all tie" states: every row of the reference ties.
+
+    The rows tie when they hold two or more entities (``csv_columns[0]``) and one value of the
+    column they are ranked by (``csv_columns[1]``, see ``_csv_ranking``). A fact names the tied
+    entity when it accepts the entity of each row alone (its facts on that one row) and its
+    values follow the entity column: with only the entity changed, the one-row fact changes.
+    That leaves out facts about the tied rows' other columns ("their specialty", which
+    "they all tie" does not state) and facts ranked by another value ("largest category by
+    amount" when the counts tie).
+    """
+    columns = question.csv_columns
+    if columns is None or len(columns) < 2 or len(reference.rows) < 2:
+        return set()
+    entity, value = reference._index(columns[0]), reference._index(columns[1])
+    ranked = {row[value] for row in reference.rows}
+    if len(ranked) != 1 or not all(_is_number(v) for v in ranked):
+        return set()
+    first = reference.rows[0]
+    other = next((row[entity] for row in reference.rows if row[entity] != first[entity]), None)
+    if other is None:
+        return set()
+    moved = tuple(other if index == entity else cell for index, cell in enumerate(first))
+    try:
+        alone = [question.key_facts(Reference(reference.columns, (row,))) for row in reference.rows]
+        changed = question.key_facts(Reference(reference.columns, (moved,)))
+    except (ValueError, KeyError, IndexError, TypeError, ArithmeticError):
+        return set()  # the facts need more than one row
+
+    def accepted(found: list[Fact], label: str) -> set[float | str] | None:
+        return next((set(f.values) for f in found if f.label == label), None)
+
+    tied: set[str] = set()
+    for fact in facts:
+        per_row = [accepted(row, fact.label) for row in alone]
+        if fact.kind != "entity" or any(v is None or not v <= set(fact.values) for v in per_row):
+            continue
+        if accepted(changed, fact.label) != per_row[0]:
+            tied.add(fact.label)
+    return tied
+
+
+#: a statement that all the ranked entities tie: "they all tie", "they are all tied at 2",
+#: "all three are tied", "all 4 states tie", "both are tied", "all of them tie"
+_ALL_TIE = re.compile(
+    rf"""
+    \b(?:
+        (?:they|these|those|the\s+(?!rest\b|others?\b|remaining\b)[a-z]+)
+            \s+(?:are\s+|were\s+)?(?:all|(?P<both>both))
+        |(?:all|(?P<both_first>both))(?:\s+of\s+(?:them|these|those|the\s+[a-z]+))?
+            (?:\s+(?P<count>\d+|{"|".join(SMALL_NUMBERS)}))?
+            (?:\s+(?!but\b|rest\b|others?\b|remaining\b|are\b|were\b)[a-z]+)?
+            (?:\s+(?:are|were))?
+    )
+    \s+(?:tie|tied)\b
+    (?=[ \t]*(?:[\n.,;:!?()\u2014-]|$)|\s+(?:at|with|for|on|in|by)\b)
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+#: words that make "all tie" about some of the entities only: "the rest all tie", "behind
+#: California, all tie", "they all tie but CA"
+_TIE_SUBSET = re.compile(
+    r"\b(?:rest|others|remaining|except|besides|behind|after|below|apart|otherwise|but)\b",
+    re.IGNORECASE,
+)
+#: a single entity ahead of the others: "CA leads; they all tie at 2 after that"
+_TIE_LEADER = re.compile(r"\b(?:leads?|leading|ahead|tops|outranks?)\b", re.IGNORECASE)
+_NEGATED_BEFORE = re.compile(r"(?:\bnot|n't|\bnever)\s+(?:\w+\s+)?\Z", re.IGNORECASE)
+
+
+def _all_tie_statement(answer: str, rows: int) -> str | None:
+    """The words saying that all the ranked entities, ``rows`` of them, tie, or None.
+
+    Only for a fact whose reference rows all tie (``Fact.tied_rows``): there "they all tie at
+    2" is as right as naming one of them. Not when negated ("they don't all tie", "not all
+    tie"), when it counts them wrong ("both" for three, "all four" for three), when its
+    sentence makes it about some of them ("the rest all tie", "all tie behind CA"), or when the
+    answer puts one entity ahead ("CA leads").
+    """
+    if _TIE_LEADER.search(answer):
+        return None
+    for match in _ALL_TIE.finditer(answer):
+        if _NEGATED_BEFORE.search(answer, max(0, match.start() - 24), match.start()):
+            continue
+        count = match["count"] or ""
+        stated = 2 if match["both"] or match["both_first"] else None
+        stated = int(count) if count.isdigit() else SMALL_NUMBERS.get(count.lower(), stated)
+        if stated is not None and stated != rows:
+            continue
+        start = max(answer.rfind(c, 0, match.start()) for c in ".;!?\n") + 1
+        ends = [i for i in (answer.find(c, match.end()) for c in ".;!?\n") if i >= 0]
+        if _TIE_SUBSET.search(answer, start, min(ends, default=len(answer))):
+            continue
+        return match.group(0).strip()
+    return None
 
 
 #: a question asking for every row of its result, not only the top: "each month", "break

@@ -1,0 +1,420 @@
+"""The numbers an answer states, however it writes them, and what only looks like one.
+
+Digits in any common format (``1,543``, ``1543``, ``20 000``, ``1.5k``, ``$1.2 million``,
+``$5.02MM``, ``12.5%``, ``62/94``) and numbers in words ("nineteen", "forty-two"), each with the
+rounding its writer implied: "about 1,500" may stand for 1,543, "1,500" may not. Dates, list and
+rank markers ("1.", "#1", a table's rank column), the digits of words ("COVID-19"), the M of a
+count by sex ("11 M, 9 F") and words that only look like numbers ("the one with the most", "the
+top ten") are not values. The golden checker (``check.py``) matches what is found here against a
+question's facts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+#: the months' names, for dates and the words that are not quantities
+MONTHS = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+)  # fmt: skip
+
+_NUMBER = re.compile(
+    r"""
+    (?<![^\W_])                          # not inside a word or a longer number ("Q4", "v2")
+    (?<![^\W_]_)                         # nor an identifier ("fills_2023"); a lone "_" is
+                                         # markdown emphasis ("_245_")
+    (?<!\.)                              # nor a decimal's second part
+    (?<![^\d\s]/)                        # nor what follows a word's slash ("n/5"); a count's
+                                         # total is a number ("62/94")
+    (?<![^\W\d_][-\u2010\u2011\u2013])     # nor a word's hyphenated digits ("COVID-19")
+    (?P<sign>[-\u2212\u2013])?
+    (?P<currency>[$\u20ac\u00a3]\s?)?
+    (?P<int>\d{1,3}(?:,\d{3})+(?!,?\d)|\d+)  # "1,543"; any other comma between digits
+                                         # separates numbers ("15,13,10", a CSV row)
+    (?:\.(?P<dec>\d+))?
+    (?!\d)
+    (?:\s?(?P<suffix>%|percent\b|per\s?cent\b|pct\b|[kK]\b|thousand\b|mn\b|mm\b|MM\b|[mM]\b
+        |million\b|bn\b|[bB]\b|billion\b))?
+    """,
+    re.VERBOSE,
+)
+_MULTIPLIERS = {
+    "k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "mm": 1e6, "million": 1e6,
+    "b": 1e9, "bn": 1e9, "billion": 1e9,
+}  # fmt: skip
+#: a money word after a number: what makes "5.02 MM" millions of dollars, not millimetres
+_MONEY_AFTER = re.compile(r"\s*(?:USD|dollars?)\b", re.IGNORECASE)
+#: counts by sex on a line ("Sex: 11 M, 9 F", "11M/9F"): there an "M" after a number is male
+_SEX_COUNTS = re.compile(r"(?<![\w.])\d+\s?[Ff]\b|\b(?:sex|gender)\b", re.IGNORECASE)
+#: spaces that only ever separate thousands: no-break, narrow no-break, thin and figure spaces
+_THOUSANDS_SPACES = "\u00a0\u202f\u2009\u2007"
+#: digit groups joined by single spaces: "20 000", "1 250 000" (see _join_spaced_thousands)
+_SPACED_GROUPS = re.compile(
+    rf"(?<![\w.,])\d{{1,3}}(?P<sep>[ {_THOUSANDS_SPACES}])\d{{3}}(?:(?P=sep)\d{{3}})*"
+    rf"(?![\w]|[ {_THOUSANDS_SPACES}]\d)"
+)
+#: dates are not quantities: ISO (2024-03-01, 2024-03), US (03/01/2024, 3/1/24) and 11/2024
+_DATES = re.compile(
+    r"""
+    (?<![\w/.-])
+    (?:(?:19|20)\d{2}-(?:0?[1-9]|1[0-2])(?:-(?:0?[1-9]|[12]\d|3[01]))?
+        (?:[T\s]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?
+      |(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:\d{4}|\d{2})
+      |(?:0?[1-9]|1[0-2])/(?:19|20)\d{2}
+      |(?:19|20)\d{2}/(?:0?[1-9]|1[0-2])(?:/(?:0?[1-9]|[12]\d|3[01]))?)
+    (?![\w/-])
+    """,
+    re.VERBOSE,
+)
+#: hedges before a number, by what they say of the true value: near it, at least it, at most it
+_HEDGES = re.compile(
+    r"""(?<![A-Za-z])(?:
+        (?P<below>no\s+more\s+than|not\s+more\s+than|under|less\s+than|fewer\s+than|below
+            |at\s+most|up\s+to|nearly|almost|just\s+shy\s+of|<|≤)
+        |(?P<above>no\s+less\s+than|no\s+fewer\s+than|not\s+less\s+than|over|more\s+than
+            |above|at\s+least|exceeding|in\s+excess\s+of|upwards\s+of|>|≥)
+        |(?P<near>about|around|approximately|approx\.?|roughly|some|close\s+to|circa|an\s+estimated
+            |~|≈)
+    )\s*$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+#: a numbered list's item marker at the start of a line: "1. ", "2) ", "- 3. "
+_LIST_MARKER = re.compile(r"^[ \t>]*(?:[-*+][ \t]+)?(\d{1,3})[.)](?=[ \t])", re.MULTILINE)
+#: "#1", and ordinals ("1st", "4th"): ranks, not values
+_HASH_MARKER = re.compile(r"(?<![\w&])#(\d{1,4})(?!\d)")
+_ORDINAL = re.compile(r"(?:st|nd|rd|th)\b", re.IGNORECASE)
+#: headers of a table column that ranks or numbers its rows
+_RANK_HEADERS = frozenset(
+    {"", "#", "rank", "ranking", "no", "nr", "num", "pos", "position", "place"}
+)
+_SEPARATOR_CELL = re.compile(r"\s*:?-{2,}:?\s*")
+_INTEGER_CELL = re.compile(r"\s*#?(\d{1,4})\.?\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class FoundNumber:
+    """A number written in the answer, with the precision its writer implied."""
+
+    text: str
+    value: float
+    percent: bool
+    half_unit: float  # half of the last stated digit's unit: "1.5k" -> 50
+    #: what a hedge says of the true value: 0 near it, 1 at least it ("over"), -1 at most it
+    direction: int = 0
+
+
+def find_numbers(text: str, *, spelled: bool = False) -> list[FoundNumber]:
+    """Every number ``text`` states in digits, however formatted (see the module docstring).
+
+    Dates, list and rank markers, ordinals and the digits of words are left out: they are in
+    the text, but they are not values the writer is stating. With ``spelled``, numbers in
+    words ("nineteen", "forty-two", "one hundred") come too, in text order (see
+    ``spelled_numbers`` for which words count).
+    """
+    found = digit_numbers(text) + (spelled_numbers(text) if spelled else [])
+    return [number for _, number in sorted(found, key=lambda item: item[0])]
+
+
+def digit_numbers(text: str) -> list[tuple[int, FoundNumber]]:
+    """The numbers ``text`` states in digits, each with its offset in ``text``."""
+    text = _DATES.sub(lambda m: " " * len(m.group(0)), text)  # same length: offsets hold
+    markers = _marker_offsets(text)
+    shown = text
+    text = _join_spaced_thousands(text, markers)  # same length again
+    found: list[tuple[int, FoundNumber]] = []
+    for match in _NUMBER.finditer(text):
+        if match.start("int") in markers or _ORDINAL.match(text, match.end()):
+            continue
+        suffix, end = _suffix(text, match)
+        percent = suffix in {"%", "percent", "pct"}
+        multiplier = 1.0 if percent else _MULTIPLIERS.get(suffix, 1.0)
+        number = _stated_number(
+            text,
+            match.start(),
+            shown[match.start() : end].strip(),
+            match.group("int").replace(",", ""),
+            match.group("dec") or "",
+            multiplier,
+            percent=percent,
+            negative=match.group("sign") is not None,
+        )
+        found.append((match.start(), number))
+    return found
+
+
+def _stated_number(
+    text: str,
+    start: int,
+    shown: str,
+    integer: str,
+    decimals: str,
+    multiplier: float,
+    *,
+    percent: bool,
+    negative: bool = False,
+) -> FoundNumber:
+    """The number written at ``start`` (``shown``), with the precision its writer implied.
+
+    A hedge before it ("about", "over") makes its trailing zeros rounding and may bound the
+    true value on one side (see ``number_matches``).
+    """
+    value = float(f"{integer}.{decimals}" if decimals else integer) * multiplier
+    hedge = _HEDGES.search(text, max(0, start - 24), start)
+    direction = 0 if hedge is None else 1 if hedge["above"] else -1 if hedge["below"] else 0
+    unit = 10.0 ** -len(decimals) if decimals else 1.0
+    if hedge and not decimals and len(integer) > 1:
+        zeros = len(integer) - len(integer.rstrip("0"))
+        unit = 10.0 ** min(zeros, len(integer) - 1)  # "about 1,500": rounded to hundreds
+    return FoundNumber(
+        shown, -value if negative else value, percent, unit * multiplier / 2, direction
+    )
+
+
+def _suffix(text: str, match: re.Match[str]) -> tuple[str, int]:
+    """The unit or multiplier after a number (lower case, no spaces), and where the number ends.
+
+    Two suffixes say "million" only in context. "MM" is the financial shorthand ("$5.02MM")
+    only for money, a currency sign before or "USD"/"dollars" after: "5 mm" is millimetres,
+    and "MM" alone may be multiple myeloma. A bare "M" is a letter, not "million", on a line
+    that counts by sex ("Sex: 11 M, 9 F", "11M/9F"), unless a currency sign makes it money
+    ("$11M"); elsewhere it stays "million" ("11M claims", "3 M claims", "$11 M"). A suffix that
+    is not a multiplier is dropped, and the number ends before it.
+    """
+    suffix = (match.group("suffix") or "").lower().replace(" ", "")
+    money = match.group("currency") is not None
+    letter = False
+    if suffix == "mm":
+        letter = not (money or _MONEY_AFTER.match(text, match.end()))
+    elif suffix == "m" and not money:
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line_end = text.find("\n", match.end())
+        line = text[line_start : line_end if line_end >= 0 else len(text)]
+        letter = _SEX_COUNTS.search(line) is not None
+    if letter:
+        return "", match.end("dec") if match.group("dec") else match.end("int")
+    return suffix, match.end()
+
+
+def _join_spaced_thousands(text: str, markers: set[int]) -> str:
+    """``text`` with spaces that separate thousands made commas: "20 000" -> "20,000".
+
+    Groups join when a number of one to three digits is followed by groups of exactly three,
+    each after the same single space, and no further group of digits follows ("2023 1 200"
+    is not one number). No-break, narrow no-break, thin and figure spaces are typographic
+    thousands separators, never a gap between two numbers, so they always join. A plain
+    space does separate numbers ("the top 10 245 prescriptions", a printed table), so it
+    joins only when a group after it starts with 0: nobody writes "000" or "050" as a number
+    of its own, so "20 000", "top 10 000", "1 250 000" are single numbers, while "20 500" stays
+    20 and 500. A list or row number (see ``_marker_offsets``) never starts a group.
+    """
+
+    def join(match: re.Match[str]) -> str:
+        sep, start = match["sep"], match.start()
+        groups = match.group(0).split(sep)
+        longer_run = start >= 2 and text[start - 1] == sep and text[start - 2].isdigit()
+        plain = sep == " " and not any(group.startswith("0") for group in groups[1:])
+        if start in markers or longer_run or plain:
+            return match.group(0)
+        return ",".join(groups)
+
+    return _SPACED_GROUPS.sub(join, text)
+
+
+SMALL_NUMBERS = {
+    word: value
+    for value, word in enumerate(
+        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+         "eighteen", "nineteen")
+    )
+}  # fmt: skip
+TENS = {
+    word: 10 * value
+    for value, word in enumerate(
+        ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"), 2
+    )
+}
+_UNITS_ALTERNATION = "|".join(word for word, value in SMALL_NUMBERS.items() if 1 <= value <= 9)
+_BELOW_HUNDRED = (
+    rf"(?:(?:{'|'.join(TENS)})(?:[- ](?:{_UNITS_ALTERNATION}))?|(?:{'|'.join(SMALL_NUMBERS)}))"
+)
+#: a number in words, zero to nine hundred ninety-nine: "nineteen", "forty-two", "forty two",
+#: "one hundred", "a hundred and five"; not the first part of a compound ("ninety-day",
+#: "one-time", "twenty-one-year-old"): that names a kind of thing, not how many
+_SPELLED = re.compile(
+    rf"""
+    (?<![\w-])
+    (?:(?:a|{_UNITS_ALTERNATION})[- ]hundred(?:[- ](?:and[- ])?{_BELOW_HUNDRED})?|{_BELOW_HUNDRED})
+    (?![\w-])
+    (?:\s?(?P<suffix>%|percent\b|per\s?cent\b|thousand\b|million\b|billion\b))?
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+#: words before "one" that make it a pronoun ("the one with the most", "no one"), and after
+#: it that make it one of something else ("one of the top ten", "one or two")
+_ONE_BEFORE = frozenset(
+    {"the", "this", "that", "which", "each", "every", "any", "no", "another", "a", "an", "some"}
+)  # fmt: skip
+_ONE_AFTER = frozenset(
+    {"of", "another", "other", "or", "and", "by", "more", "less", "than", "to", "too", "but",
+     "at", "in", "on", "for", "with", "is", "was", "are", "were", "has", "had", "have", "can",
+     "could", "would", "should", "may", "might", "will", "that", "which", "who", "the", "a",
+     "an", "as", "if", "so", "time", "day", "way", "point", "thing", "hand"}
+)  # fmt: skip
+#: "the top ten", "the bottom five": the question's framing, not a stated value
+_RANK_WORDS = frozenset({"top", "bottom"})
+_NEXT_WORD = re.compile(r"[ \t]+([A-Za-z]+)")
+
+
+def spelled_numbers(text: str) -> list[tuple[int, FoundNumber]]:
+    """The numbers ``text`` states in words ("Nineteen prescribers"), with their offsets.
+
+    Words are more often something other than a value than digits are, so fewer of them count:
+    "zero" never does here (a zero in words must name its quantity, see ``zero_statement``:
+    "zero in on", "zero data were missing"), nor a number after "top" or "bottom" ("the top
+    ten"), and "one" only as a count of a following noun ("one prescriber", "only one
+    prescriber"), not as a pronoun ("the one with the most", "no one", "one of them", "one
+    is..."). ``check_answer`` reads them only for a number fact no digits state, and counts
+    them in ``_listed_wholesale``: "one, two, three, ..." is a list of candidates too.
+    """
+    found: list[tuple[int, FoundNumber]] = []
+    for match in _SPELLED.finditer(text):
+        words = re.split(r"[- ]+", match.group(0).lower())
+        value = 0
+        for word in words:
+            if word == "hundred":
+                value = max(value, 1) * 100
+            else:
+                value += SMALL_NUMBERS.get(word, TENS.get(word, 0))
+        before = re.findall(r"[A-Za-z]+", text[max(0, match.start() - 20) : match.start()])
+        previous = before[-1].lower() if before else ""
+        if value == 0 or previous in _RANK_WORDS:
+            continue
+        if words == ["one"] and not match.group("suffix"):  # "one percent" is a value
+            following = _NEXT_WORD.match(text, match.end())
+            if previous in _ONE_BEFORE or following is None or following[1].lower() in _ONE_AFTER:
+                continue
+        suffix = (match.group("suffix") or "").lower().replace(" ", "")
+        percent = suffix in {"%", "percent"}
+        multiplier = 1.0 if percent else _MULTIPLIERS.get(suffix, 1.0)
+        shown = match.group(0).strip()
+        number = _stated_number(
+            text, match.start(), shown, str(value), "", multiplier, percent=percent
+        )
+        found.append((match.start(), number))
+    return found
+
+
+def _marker_offsets(text: str) -> set[int]:
+    """Where the numbers that mark list items or rank table rows start.
+
+    "1. ", "2) " starting a line (a markdown list), "#3", a table column headed "Rank", "#",
+    "No." or nothing (a printed index) holding row numbers, and lines of plain text numbered
+    0, 1, 2... or 1, 2, 3... (a printed data frame). They say where a row is, not what it
+    holds: in an honest top-10 list, the ranks 1 to 10 must not state a count of 4.
+    """
+    offsets = {m.start(1) for m in _LIST_MARKER.finditer(text)}
+    offsets |= {m.start(1) for m in _HASH_MARKER.finditer(text)}
+    lines: list[tuple[int, str]] = []
+    position = 0
+    for line in text.split("\n"):
+        lines.append((position, line))
+        position += len(line) + 1
+    offsets |= _rank_column_offsets(lines)
+    offsets |= _row_number_offsets(lines)
+    return offsets
+
+
+def _cells(line: str, sep: str) -> list[tuple[int, str]]:
+    """A table row's cells with their offsets in the line (a pipe row's outer bars dropped)."""
+    cells: list[tuple[int, str]] = []
+    start = 0
+    for part in line.split(sep):
+        cells.append((start, part))
+        start += len(part) + 1
+    if sep == "|":
+        if line.lstrip().startswith("|"):
+            cells = cells[1:]
+        if line.rstrip().endswith("|"):
+            cells = cells[:-1]
+    return cells
+
+
+def _rank_column_offsets(lines: list[tuple[int, str]]) -> set[int]:
+    """Row numbers in rank columns of markdown tables and CSV blocks (see _marker_offsets)."""
+    blocks: list[tuple[str, list[tuple[int, str]]]] = []
+    for offset, line in lines:
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            kind = "|"
+        elif stripped.count(",") and ", " not in stripped:
+            kind = f",{stripped.count(',')}"  # a CSV block: rows with as many commas
+        else:
+            kind = ""
+        if kind and blocks and blocks[-1][0] == kind:
+            blocks[-1][1].append((offset, line))
+        elif kind:
+            blocks.append((kind, [(offset, line)]))
+        else:
+            blocks.append(("", []))
+    offsets: set[int] = set()
+    for kind, rows in blocks:
+        if len(rows) < 2:
+            continue
+        sep = "|" if kind == "|" else ","
+        table = [(offset, _cells(line, sep)) for offset, line in rows]
+        header = [cell.strip().strip(".:").lower() for _, cell in table[0][1]]
+        body = [
+            (offset, cells)
+            for offset, cells in table[1:]
+            if not all(_SEPARATOR_CELL.fullmatch(cell) for _, cell in cells)
+        ]
+        for column, name in enumerate(header):
+            if name not in _RANK_HEADERS:
+                continue
+            numbers: list[tuple[int, int]] = []
+            for offset, cells in body:
+                integer = _INTEGER_CELL.fullmatch(cells[column][1]) if column < len(cells) else None
+                if integer is None:
+                    break
+                numbers.append((offset + cells[column][0] + integer.start(1), int(integer[1])))
+            else:
+                values = [value for _, value in numbers]
+                # a named rank column may hold ties (1, 2, 2, 4); a nameless one must count
+                counting = bool(values) and values[0] in (0, 1)
+                counting = counting and values == list(range(values[0], values[0] + len(values)))
+                if values and (_looks_like_ranks(values) if name else counting):
+                    offsets |= {start for start, _ in numbers}
+    return offsets
+
+
+def _looks_like_ranks(values: list[int]) -> bool:
+    """Whether a column headed like a rank column ("#", "No.") holds ranks, not counts.
+
+    Ranks count up from 0 or 1, by at most one row at a time (ties: 1, 2, 2, 4), or run on
+    consecutively from further down a list (11, 12, 13) or up it (10, 9, 8). "| Specialty | # |"
+    holding 255, 215 counts prescriptions: those numbers are stated values.
+    """
+    if values[0] not in (0, 1):
+        steps = {b - a for a, b in itertools.pairwise(values)}
+        return len(values) >= 3 and steps in ({1}, {-1})
+    rising = all(a <= b for a, b in itertools.pairwise(values))
+    return rising and all(value - values[0] <= i for i, value in enumerate(values))
+
+
+def _row_number_offsets(lines: list[tuple[int, str]]) -> set[int]:
+    """Numbers starting three or more consecutive lines and counting up from 0 or 1."""
+    offsets: set[int] = set()
+    run: list[tuple[int, int]] = []
+    for offset, line in [*lines, (0, "")]:
+        leading = re.match(r"[ \t]*(\d{1,4})[ \t]+\S", line)
+        if leading and run and int(leading[1]) == run[-1][1] + 1:
+            run.append((offset + leading.start(1), int(leading[1])))
+            continue
+        if len(run) >= 3 and run[0][1] in (0, 1):
+            offsets |= {start for start, _ in run}
+        run = [(offset + leading.start(1), int(leading[1]))] if leading else []
+    return offsets
