@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import fnmatch
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,6 +46,8 @@ from loopwright.healthcare.data import (
     QUASI_IDENTIFIERS,
     SCHEMA,
 )
+from loopwright.healthcare.sqlpivot import ANY_NAME, KEPT, desugared
+from loopwright.healthcare.sqlstars import is_star, star_base, star_list, star_picks, value_nodes
 from loopwright.sql.readonly import duckdb_show, parse_message
 
 Severity = Literal["error", "warning", "info"]
@@ -82,18 +83,6 @@ _PERSON_TABLE = re.compile(
     r"patient|member|person|beneficiar|enrollee|(^|[_.])(pat|mbr|bene)s?($|_)", re.IGNORECASE
 )
 _NAME_COLUMN = re.compile(r"(^|_)((first|last|middle|full)_?(name|nm)|name)$|^nm$", re.IGNORECASE)
-
-#: DuckDB's filters on the names a star picks: ``* LIKE 'PAT%'``, ``* NOT ILIKE ...``,
-#: ``* GLOB ...``, ``* SIMILAR TO ...`` (``ESCAPE`` and ``NOT`` wrap them)
-_STAR_FILTERS: tuple[type[exp.Expr], ...] = (
-    exp.Like, exp.ILike, exp.Glob, exp.SimilarTo, exp.Escape, exp.Not,
-)  # fmt: skip
-
-#: marks (in a node's ``meta``) on the SELECT written for a PIVOT or UNPIVOT statement: the
-#: star standing for the columns it keeps (not a ``SELECT *`` the agent wrote), and a column
-#: whose name DuckDB makes up from values or expressions (it matches any name)
-_KEPT = "sqlcheck_kept_columns"
-_ANY_NAME = "sqlcheck_any_name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +264,7 @@ def check_sql(
         return SQLCheck(sql, (SQLIssue("error", "multiple_statements", message),))
     root = statements[0]
     with contextlib.suppress(Exception):  # what cannot be rewritten is checked as written
-        root = _desugared(root)
+        root = desugared(root)
     checker = _Checker(names, big, identifiers)
     if dialect == "duckdb" and isinstance(root, (exp.Describe, exp.Summarize)):
         # The SQL tool runs these on DuckDB: they return a table's or query's columns (and,
@@ -291,195 +280,6 @@ def check_sql(
         )
         return SQLCheck(sql, (SQLIssue("error", "not_a_query", message),))
     return SQLCheck(sql, tuple(checker.run(root)), tuple(sorted(checker.tables_used)))
-
-
-# --- DuckDB's PIVOT and UNPIVOT, as the queries they stand for ------------------------------
-
-
-def _desugared(tree: exp.Expr) -> exp.Expr:
-    """``tree`` with each PIVOT and UNPIVOT written as the SELECT it stands for, so that names,
-    identifiers and row counts are followed through it like through any query.
-
-    DuckDB's statements (``PIVOT t ON c IN (...) USING agg GROUP BY g``, ``UNPIVOT t ON a, b
-    INTO NAME n VALUE v``), which the SQL tool runs at the top, in a subquery or in a CTE,
-    sqlglot reads as a node that is no query and that its scopes do not enter; the SQL
-    standard's ``FROM t PIVOT (agg FOR c IN (...))`` it reads as a table whose columns would
-    be the table's."""
-    if not any(_rewritable(node) for node in tree.find_all(exp.Pivot)):
-        return tree
-
-    def rewrite(node: exp.Expr) -> exp.Expr:
-        if isinstance(node, exp.Pivot) and node.this is not None:
-            return _pivot_query(node)
-        if not isinstance(node, (exp.Table, exp.Subquery)):
-            return node
-        pivots = node.args.get("pivots")
-        if pivots and all(_rewritable(pivot) for pivot in pivots):
-            return _pivoted_source(node, pivots)
-        return node
-
-    return tree.transform(rewrite)
-
-
-def _rewritable(pivot: exp.Pivot) -> bool:
-    """Whether a PIVOT/UNPIVOT is one this module writes as a query: DuckDB's statement, or
-    the SQL standard's clause on a FROM item with its ``FOR c IN (...)``."""
-    if pivot.this is not None:
-        return True
-    fields = pivot.args.get("fields") or []
-    return (
-        isinstance(pivot.parent, (exp.Table, exp.Subquery))
-        and len(fields) == 1
-        and all(isinstance(field, exp.In) for field in fields)
-    )
-
-
-def _pivoted_source(source: exp.Table | exp.Subquery, pivots: list[exp.Pivot]) -> exp.Expr:
-    """``FROM t PIVOT (agg FOR c IN (...)) p`` as ``FROM (PIVOT t ON c IN (...) USING agg) p``
-    (and UNPIVOT (v FOR n IN (a, b)) as DuckDB's UNPIVOT t ON a, b INTO NAME n VALUE v); the
-    result is named by the clause's alias, else the FROM item's."""
-    current: exp.Expr = source.copy()
-    alias = source.alias
-    current.set("pivots", None)
-    for pivot in pivots:
-        field = pivot.args["fields"][0]
-        if pivot.args.get("unpivot"):
-            statement = exp.Pivot(
-                this=current,
-                expressions=[e.copy() for e in field.expressions],
-                unpivot=True,
-                into=exp.UnpivotColumns(
-                    this=field.this.copy(), expressions=[e.copy() for e in pivot.expressions]
-                ),
-            )
-        else:
-            on = exp.In(this=field.this.copy(), expressions=[e.copy() for e in field.expressions])
-            using = [e.copy() for e in pivot.expressions]
-            statement = exp.Pivot(this=current, expressions=[on], using=using)
-        alias = pivot.alias or alias
-        current = exp.Subquery(
-            this=_pivot_query(statement, exact=False),
-            alias=exp.TableAlias(this=exp.to_identifier(alias)) if alias else None,
-        )
-    return current
-
-
-def _pivot_query(pivot: exp.Pivot, exact: bool = True) -> exp.Select:
-    """The SELECT a DuckDB ``PIVOT`` or ``UNPIVOT`` statement stands for.
-
-    ``PIVOT t ON c IN (x, y) USING agg AS a GROUP BY g`` returns per group ``g`` the aggregate
-    over the rows where ``c`` is each listed value: ``SELECT g, agg AS x_a, agg AS y_a FROM t
-    WHERE c IN (x, y) GROUP BY g``. Without GROUP BY it groups by every column not named in
-    ON or USING (a star EXCLUDE here: PATIENT_ID among them is returned). Without IN, the
-    distinct values of ``c`` become column names: ``c`` is returned too.
-
-    ``UNPIVOT t ON a, b INTO NAME n VALUE v`` returns, for every row and every column
-    unpivoted, the other columns, the column's name and its value: ``SELECT * EXCLUDE (a, b),
-    'a' AS n, [a, b] AS v FROM t``, row by row.
-
-    ``exact`` False: the pivot columns' names follow another dialect's rules (the SQL
-    standard's clause): only a single unaliased aggregate over string values is named here."""
-    select = exp.Select().from_(_desugared(pivot.this.copy()))
-    ons = [on.copy() for on in pivot.expressions]
-    named = {
-        column.name.lower(): column.name
-        for on in ons
-        for column in _value_nodes(on.this if isinstance(on, (exp.In, exp.Alias)) else on)
-        if isinstance(column, exp.Column) and not isinstance(column.this, exp.Star)
-    }
-    if pivot.args.get("unpivot"):
-        into = pivot.args.get("into")
-        name = into.this.name if isinstance(into, exp.UnpivotColumns) and into.this else "name"
-        values = [e.name for e in into.expressions] if isinstance(into, exp.UnpivotColumns) else []
-        unpivoted = [
-            exp.Columns(this=on) if isinstance(on, exp.Star) else on.unalias() for on in ons
-        ]
-        projections: list[exp.Expr] = [
-            _kept_columns(named.values()),
-            exp.alias_(exp.Literal.string(""), name, quoted=True),
-        ]
-        projections += [
-            exp.alias_(exp.Array(expressions=[u.copy() for u in unpivoted]), value, quoted=True)
-            for value in values or ["value"]
-        ]
-        return select.select(*projections, copy=False)
-    usings = [u.copy() for u in pivot.args.get("using") or []]
-    usings = usings or [exp.Count(this=exp.Star())]  # PIVOT without USING counts the rows
-    named.update(
-        (column.name.lower(), column.name)
-        for using in usings
-        for column in _value_nodes(using)
-        if isinstance(column, exp.Column) and not isinstance(column.this, exp.Star)
-    )
-    group = pivot.args.get("group")
-    projections = (
-        [key.copy() for key in group.expressions]
-        if isinstance(group, exp.Group)
-        else [_kept_columns(named.values())]
-    )
-    for on in ons:
-        if not isinstance(on, exp.In):  # its distinct values name the output columns
-            projections.append(_any_name(on))
-    for name, using in _pivot_columns(ons, usings, exact):
-        value = using.unalias().copy()
-        projections.append(exp.alias_(value, name, quoted=True) if name else _any_name(value))
-    select = select.select(*projections, copy=False)
-    filters = [on for on in ons if isinstance(on, exp.In)]
-    if filters:
-        select = select.where(*filters, copy=False)
-    select.set("group", group.copy() if isinstance(group, exp.Group) else exp.Group(all=True))
-    return select
-
-
-def _kept_columns(dropped: Iterable[str]) -> exp.Star:
-    """``* EXCLUDE (dropped)``: the columns a PIVOT without GROUP BY or an UNPIVOT keeps."""
-    star = exp.Star(except_=[exp.column(name, quoted=True) for name in dropped] or None)
-    star.meta[_KEPT] = True
-    return star
-
-
-def _any_name(expression: exp.Expr) -> exp.Expr:
-    """A projection whose output name DuckDB makes up (from values or the expression's text):
-    it matches any name a query around it uses."""
-    expression.meta[_ANY_NAME] = True
-    return expression
-
-
-def _pivot_columns(
-    ons: list[exp.Expr], usings: list[exp.Expr], exact: bool = True
-) -> list[tuple[str | None, exp.Expr]]:
-    """The columns a PIVOT makes, each with its name as DuckDB spells it (``A`` for value
-    ``'A'`` and a single USING, ``A_total`` for ``USING sum(x) AS total``) and its aggregate;
-    None for a name it derives from an expression's text or an ON without IN (and, when not
-    ``exact``, for any but a single unaliased aggregate's string values)."""
-    values = ons[0].expressions if len(ons) == 1 and isinstance(ons[0], exp.In) else None
-    names = [_value_name(value) for value in values or []]
-    simple = len(usings) == 1 and not isinstance(usings[0], exp.Alias)
-    if not exact and not (
-        simple and all(isinstance(v, exp.Literal) and v.is_string for v in values or [])
-    ):
-        names = []
-    if not names or len(names) * len(usings) > 200:
-        return [(None, using) for using in usings]
-    columns: list[tuple[str | None, exp.Expr]] = []
-    for name in names:
-        for using in usings:
-            if name is not None and isinstance(using, exp.Alias) and using.alias:
-                columns.append((f"{name}_{using.alias}", using))
-            else:
-                columns.append((name if name is not None and simple else None, using))
-    return columns
-
-
-def _value_name(value: exp.Expr) -> str | None:
-    """The column name DuckDB gives a PIVOT ... IN value: its text (``'A'`` is A, ``-1``)."""
-    if isinstance(value, exp.Literal):
-        return value.name
-    if isinstance(value, exp.Null):
-        return "NULL"
-    if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal):
-        return f"-{value.this.name}"
-    return None
 
 
 def _inspected(statement: exp.Describe | exp.Summarize) -> exp.Query | None:
@@ -826,7 +626,7 @@ class _Checker:
         group = select.args.get("group")
         if isinstance(group, exp.Group):
             if group.args.get("all"):  # GROUP BY ALL: the projections that do not aggregate
-                keys += [p for p in projections if _is_star(p) or not _aggregates(p)]
+                keys += [p for p in projections if is_star(p) or not _aggregates(p)]
             keys += list(group.expressions)
         distinct = select.args.get("distinct")
         on = distinct.args.get("on") if isinstance(distinct, exp.Distinct) else None
@@ -877,21 +677,21 @@ class _Checker:
 
     def _exposed_columns(self, scope: Scope, projection: exp.Expr) -> Iterator[tuple[str, str]]:
         """(table, column) pairs whose values reach the output through ``projection``."""
-        if _is_star(projection):
+        if is_star(projection):
             for _, values in self._star_outputs(scope, projection):
                 yield from values
             return
-        for node in _value_nodes(projection):
+        for node in value_nodes(projection):
             if _in_subquery(node, projection) or _is_hidden(node, projection):
                 continue
             if isinstance(node, exp.Query):  # a scalar subquery: resolved in its own scope
                 inner = self._scope_of.get(id(_unwrap(node)))
                 for _, values in self._outputs(inner):
                     yield from values
-            elif _is_star(node):
+            elif is_star(node):
                 # COLUMNS('regex') inside an expression, or PostgreSQL's row_to_json(r.*) (the
                 # whole row); a bare * there is COUNT(*)'s, or an error in DuckDB
-                if not isinstance(_star_base(node), exp.Star):
+                if not isinstance(star_base(node), exp.Star):
                     for _, values in self._star_outputs(scope, node):
                         yield from values
             elif isinstance(node, exp.Column):
@@ -973,17 +773,17 @@ class _Checker:
 
     def _select_outputs(self, scope: Scope, select: exp.Select) -> Iterator[_Output]:
         for projection in select.expressions:
-            if _is_star(projection):
+            if is_star(projection):
                 yield from self._star_outputs(scope, projection)
             else:
-                name = None if projection.meta.get(_ANY_NAME) else projection.alias_or_name
+                name = None if projection.meta.get(ANY_NAME) else projection.alias_or_name
                 yield name, list(self._exposed_columns(scope, projection))
 
     def _star_outputs(self, scope: Scope, node: exp.Expr) -> Iterator[_Output]:
         """The columns ``*``, ``t.*`` (with EXCLUDE, REPLACE or RENAME, or a LIKE filter) or
         ``COLUMNS(...)`` picks. ``s.*`` of a struct column ``s`` (not a table) returns its
         fields: the values the struct holds, under names we do not follow."""
-        base = _star_base(node)
+        base = star_base(node)
         if base is None:
             return
         qualified = base.this if isinstance(base, exp.Columns) else base
@@ -998,10 +798,10 @@ class _Checker:
             sources = [(qualifier, found)]
         else:  # a star reads this scope's FROM, not an outer query's
             sources = [(alias, source) for alias, (_, source) in scope.selected_sources.items()]
-        picks = _star_picks(node)
+        picks = star_picks(node)
         star = base.this if isinstance(base, exp.Column) else base
-        replaced = {a.alias.lower(): a for a in _star_list(star, "replace")}
-        renamed = {a.this.name.lower(): a.alias for a in _star_list(star, "rename")}
+        replaced = {a.alias.lower(): a for a in star_list(star, "replace")}
+        renamed = {a.this.name.lower(): a.alias for a in star_list(star, "rename")}
         for alias, source in sources:
             for name, values in self._outputs(source):
                 if name is None:
@@ -1025,25 +825,6 @@ def _named_selects(expression: exp.Expr) -> list[str]:
     return list(expression.named_selects) if isinstance(expression, exp.Query) else []
 
 
-def _star_base(node: exp.Expr) -> exp.Expr | None:
-    """The ``*``, ``t.*`` or ``COLUMNS(...)`` a projection picks columns with, under any of
-    DuckDB's name filters on it (``* LIKE 'PAT%'``, ``NOT ILIKE``, ``GLOB``, ``SIMILAR TO``,
-    with an ``ESCAPE``); None for an expression that is not a star."""
-    while isinstance(node, _STAR_FILTERS):
-        node = node.this
-    if isinstance(node, (exp.Star, exp.Columns)) or (
-        isinstance(node, exp.Column) and isinstance(node.this, exp.Star)
-    ):
-        return node
-    return None
-
-
-def _is_star(projection: exp.Expr) -> bool:
-    """``*``, ``t.*`` (with or without EXCLUDE, or a LIKE filter) or ``COLUMNS(...)``: several
-    columns at once."""
-    return _star_base(projection) is not None
-
-
 def _has_star(expression: exp.Expr, scope: Scope) -> bool:
     """Whether a SELECT lists a literal ``*``, ``t.*`` or ``COLUMNS(*)``, all of a table's
     columns, what the select_star warning is about (``COLUMNS('regex')`` and ``* LIKE ...``
@@ -1052,136 +833,13 @@ def _has_star(expression: exp.Expr, scope: Scope) -> bool:
     selects = expression.expressions if isinstance(expression, exp.Select) else []
     for select in selects:
         star = select.this if isinstance(select, (exp.Column, exp.Columns)) else select
-        if not isinstance(star, exp.Star) or star.meta.get(_KEPT) or star.args.get("ilike"):
+        if not isinstance(star, exp.Star) or star.meta.get(KEPT) or star.args.get("ilike"):
             continue
         struct = isinstance(select, exp.Column) and select.table
         if struct and _lookup_source(scope, select.table) is None:
             continue
         return True
     return False
-
-
-def _star_picks(node: exp.Expr) -> Callable[[str, str], bool]:
-    """Which source columns a star-like projection picks, by the source's alias and the
-    column's name. A selection we cannot evaluate (a lambda, a regex Python cannot read, a
-    pattern that is not a literal) picks every column: a privacy check errs on the side of
-    flagging."""
-    filters: list[Callable[[str], bool]] = []
-    current = node
-    while isinstance(current, _STAR_FILTERS):
-        keep, current = _name_filter(current)
-        filters.append(keep)
-    star = current.this if isinstance(current, exp.Column) else current
-    if isinstance(star, exp.Columns):
-        spec = star.this
-        if isinstance(spec, exp.Column) and isinstance(spec.this, exp.Star):
-            spec = spec.this  # COLUMNS(t.*): the qualifier is read by _star_outputs
-        if isinstance(spec, exp.Literal) and spec.is_string:
-            filters.append(_regex_filter(spec.name))
-        elif isinstance(spec, exp.Array) and all(
-            isinstance(e, exp.Literal) for e in spec.expressions
-        ):
-            listed = {e.name.lower() for e in spec.expressions}
-            filters.append(lambda name: name.lower() in listed)
-        if not isinstance(spec, exp.Star):
-            return lambda _source, name: all(keep(name) for keep in filters)
-        star = spec
-    ilike = star.args.get("ilike") if isinstance(star, exp.Star) else None
-    if isinstance(ilike, exp.Literal) and ilike.is_string:  # * ILIKE 'pat%'
-        filters.append(_pattern_filter(exp.ILike, ilike.name))
-    elif ilike is not None:
-        filters.append(lambda name: True)
-    excluded = star.args.get("except_") or star.args.get("except") or []
-    # EXCLUDE (r.PATIENT_ID) drops r's column only: m.PATIENT_ID of a join still goes out
-    dropped = {
-        (column.table.lower(), column.name.lower())
-        for column in excluded
-        if isinstance(column, exp.Column)
-    }
-
-    def picks(source: str, name: str) -> bool:
-        key = name.lower()
-        if ("", key) in dropped or (source.lower(), key) in dropped:
-            return False
-        return all(keep(name) for keep in filters)
-
-    return picks
-
-
-def _regex_filter(pattern: str) -> Callable[[str], bool]:
-    """COLUMNS('regex') and ``* SIMILAR TO``: a case-sensitive search, as DuckDB does."""
-    try:
-        compiled = re.compile(pattern)
-    except re.error:
-        return lambda name: True
-    return lambda name: compiled.search(name) is not None
-
-
-def _name_filter(node: exp.Expr) -> tuple[Callable[[str], bool], exp.Expr]:
-    """The column names a filter on a star (``* LIKE``, ``ILIKE``, ``GLOB`` or ``SIMILAR
-    TO``, with NOT or ESCAPE) keeps, and the node it filters; every name when the pattern is
-    not a literal."""
-    escape: str | None = None
-    negated = False
-    while isinstance(node, (exp.Escape, exp.Not)):
-        if isinstance(node, exp.Escape) and isinstance(node.expression, exp.Literal):
-            escape = node.expression.name
-        negated ^= isinstance(node, exp.Not)
-        node = node.this
-    negated ^= bool(node.args.get("negate"))
-    spec = node.args.get("expression")
-    if not (isinstance(spec, exp.Literal) and spec.is_string):
-        return (lambda name: True), node.this
-    matches = _pattern_filter(type(node), spec.name, escape)
-    return ((lambda name: not matches(name)) if negated else matches), node.this
-
-
-def _pattern_filter(
-    kind: type[exp.Expr], pattern: str, escape: str | None = None
-) -> Callable[[str], bool]:
-    """Whether a column name matches a LIKE (case-sensitive), ILIKE, GLOB or SIMILAR TO (a
-    regex search, as DuckDB applies it to a star) pattern."""
-    if kind is exp.SimilarTo:
-        return _regex_filter(pattern)
-    if kind is exp.Glob:
-        return lambda name: fnmatch.fnmatchcase(name, pattern)
-    if kind in (exp.Like, exp.ILike):
-        flags = re.DOTALL | (re.IGNORECASE if kind is exp.ILike else 0)
-        compiled = re.compile(_like_regex(pattern, escape), flags)
-        return lambda name: compiled.fullmatch(name) is not None
-    return lambda name: True
-
-
-def _like_regex(pattern: str, escape: str | None) -> str:
-    """A LIKE pattern as a regular expression: ``%`` any text, ``_`` one character."""
-    parts: list[str] = []
-    chars = iter(pattern)
-    for char in chars:
-        if escape and char == escape:
-            parts.append(re.escape(next(chars, "")))
-        elif char == "%":
-            parts.append(".*")
-        elif char == "_":
-            parts.append(".")
-        else:
-            parts.append(re.escape(char))
-    return "".join(parts)
-
-
-def _star_list(star: exp.Expr, arg: str) -> list[exp.Alias]:
-    """A star's REPLACE or RENAME list: ``expr AS column`` pairs."""
-    items = star.args.get(arg) if isinstance(star, exp.Star) else None
-    return [item for item in items or [] if isinstance(item, exp.Alias)]
-
-
-def _value_nodes(projection: exp.Expr) -> Iterator[exp.Expr]:
-    """The columns, stars and subqueries whose values ``projection`` computes with; not the
-    names in a star's EXCLUDE list, nor what a subquery reads (its own scope resolves it)."""
-    for node in projection.walk(
-        bfs=False, prune=lambda n: n is not projection and (_is_star(n) or isinstance(n, exp.Query))
-    ):
-        if isinstance(node, (exp.Column, exp.Query)) or _is_star(node):
-            yield node
 
 
 def _unwrap(query: exp.Expr) -> exp.Expr:
@@ -1221,7 +879,7 @@ def _scope_names(scope: Scope) -> list[str] | None:
     when they cannot be known from the query text (a star, a table function)."""
     query = _scope_query(scope)
     selects = list(_branch_selects(query)) if query is not None else []
-    if not selects or any(_is_star(p) or p.meta.get(_ANY_NAME) for p in selects[0].expressions):
+    if not selects or any(is_star(p) or p.meta.get(ANY_NAME) for p in selects[0].expressions):
         return None
     names = [projection.alias_or_name for projection in selects[0].expressions]
     renamed = _alias_columns(scope)
