@@ -129,16 +129,13 @@ def digit_numbers(text: str) -> list[tuple[int, FoundNumber]]:
         if match.start("int") in markers or _ORDINAL.match(text, match.end()):
             continue
         suffix, end = _suffix(text, match)
-        percent = suffix in {"%", "percent", "pct"}
-        multiplier = 1.0 if percent else _MULTIPLIERS.get(suffix, 1.0)
         number = _stated_number(
             text,
             match.start(),
             shown[match.start() : end].strip(),
             match.group("int").replace(",", ""),
             match.group("dec") or "",
-            multiplier,
-            percent=percent,
+            suffix,
             negative=match.group("sign") is not None,
         )
         found.append((match.start(), number))
@@ -151,16 +148,18 @@ def _stated_number(
     shown: str,
     integer: str,
     decimals: str,
-    multiplier: float,
+    suffix: str,
     *,
-    percent: bool,
     negative: bool = False,
 ) -> FoundNumber:
     """The number written at ``start`` (``shown``), with the precision its writer implied.
 
-    A hedge before it ("about", "over") makes its trailing zeros rounding and may bound the
-    true value on one side (see ``number_matches``).
+    ``suffix`` (lower case, no spaces) makes it a percentage or multiplies it ("k",
+    "million"). A hedge before it ("about", "over") makes its trailing zeros rounding and may
+    bound the true value on one side (see ``number_matches``).
     """
+    percent = suffix in {"%", "percent", "pct"}
+    multiplier = 1.0 if percent else _MULTIPLIERS.get(suffix, 1.0)
     value = float(f"{integer}.{decimals}" if decimals else integer) * multiplier
     hedge = _HEDGES.search(text, max(0, start - 24), start)
     direction = 0 if hedge is None else 1 if hedge["above"] else -1 if hedge["below"] else 0
@@ -298,12 +297,7 @@ def spelled_numbers(text: str) -> list[tuple[int, FoundNumber]]:
             if previous in _ONE_BEFORE or following is None or following[1].lower() in _ONE_AFTER:
                 continue
         suffix = (match.group("suffix") or "").lower().replace(" ", "")
-        percent = suffix in {"%", "percent"}
-        multiplier = 1.0 if percent else _MULTIPLIERS.get(suffix, 1.0)
-        shown = match.group(0).strip()
-        number = _stated_number(
-            text, match.start(), shown, str(value), "", multiplier, percent=percent
-        )
+        number = _stated_number(text, match.start(), match.group(0).strip(), str(value), "", suffix)
         found.append((match.start(), number))
     return found
 

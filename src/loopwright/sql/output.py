@@ -297,7 +297,7 @@ def _python_values(column: pa.Array) -> list[Any]:
         return _durations_as_text(column).to_pylist()  # type: ignore[no-any-return]
     if pa.types.is_float32(column.type):  # its shortest digits, as the CSV: 0.1, not 0.100000001
         return _shortest_double(column).to_pylist()  # type: ignore[no-any-return]
-    if _is_nested(column.type) and _holds(column.type, pa.types.is_float32):
+    if _is_nested(column.type):
         column = _float32_widened(column)
     if _is_nested(column.type) and _holds(column.type, pa.types.is_interval):
         return [_iso_intervals(v) for v in column.to_pylist()]
@@ -616,8 +616,7 @@ def _nested_intervals_as_text(column: pa.Array) -> pa.Array:
 
 
 def _nested_as_json(column: pa.Array) -> pa.Array:
-    if _holds(column.type, pa.types.is_float32):
-        column = _float32_widened(column)
+    column = _float32_widened(column)
     if _holds(column.type, _needs_walking):
         return _each_as_text(column, nested_json)
     return _each_as_text(column, _json)
@@ -626,7 +625,9 @@ def _nested_as_json(column: pa.Array) -> pa.Array:
 def _float32_widened(column: pa.Array) -> pa.Array:
     """``column`` with each ``FLOAT`` (float32) in it as the double of its shortest digits
     (``1.1``, which as a double is ``1.100000023841858``), as the CSV writes a ``FLOAT``
-    column: JSON and the preview print doubles."""
+    column: JSON and the preview print doubles. ``column`` itself when it holds none."""
+    if not _holds(column.type, pa.types.is_float32):
+        return column
     return _map_leaves(column, pa.types.is_float32, _shortest_double)
 
 

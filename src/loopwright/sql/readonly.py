@@ -331,6 +331,8 @@ def duckdb_show(sql: str) -> str | exp.Show:
     [FROM schema]``) name no table and read only the catalogue: their tree is returned.
     Other SQL comes back unchanged, for the usual check to judge.
     """
+    if _first_word(sql) not in ("SHOW", "DESCRIBE"):
+        return sql  # the common case, told without tokenizing the whole statement
     try:
         tokens = sqlglot.tokenize(sql, read="duckdb")
     except TokenError:
