@@ -648,6 +648,36 @@ def test_grouping_by_a_patient_identifier_returns_per_patient_rows() -> None:
         assert check_sql(sql).issues == (), sql
 
 
+def test_an_average_over_one_patients_rows_is_that_patients_value() -> None:
+    """Grouped by PATIENT_ID, AVG, MEDIAN or a quantile of the birth year returns each
+    patient's birth year, as MAX does: per-patient output (they were taken for aggregates that
+    hide the value). Grouped otherwise, they still hide it."""
+    for sql in [
+        "SELECT AVG(PATIENT_BIRTH_YEAR) AS born FROM RX_CLAIMS GROUP BY PATIENT_ID",
+        "SELECT MEDIAN(PATIENT_BIRTH_YEAR) FROM MED_CLAIMS GROUP BY PATIENT_ID",
+        "SELECT quantile_disc(PATIENT_BIRTH_YEAR, 0.5) FROM RX_CLAIMS GROUP BY PATIENT_ID",
+        "SELECT quantile_cont(PATIENT_BIRTH_YEAR, 0.5) FROM RX_CLAIMS GROUP BY PATIENT_ID",
+        "SELECT approx_quantile(PATIENT_BIRTH_YEAR, 0.5) FROM RX_CLAIMS GROUP BY PATIENT_ID",
+        """SELECT NDC_DRUG_NM, CAST(AVG(PATIENT_BIRTH_YEAR) AS INT) AS born, COUNT(*) AS fills
+           FROM RX_CLAIMS GROUP BY 1, PATIENT_ID""",
+        """SELECT born FROM (SELECT PATIENT_ID, AVG(PATIENT_BIRTH_YEAR) AS born FROM RX_CLAIMS
+           GROUP BY PATIENT_ID) LIMIT 5""",
+    ]:
+        result = check_sql(sql)
+        assert codes(result) == ["quasi_identifier"], (sql, result.to_dict())
+    for sql in [
+        "SELECT AVG(PATIENT_BIRTH_YEAR) AS born FROM RX_CLAIMS",
+        "SELECT NDC_DRUG_NM, MEDIAN(PATIENT_BIRTH_YEAR) FROM RX_CLAIMS GROUP BY NDC_DRUG_NM",
+        "SELECT COUNT(DISTINCT PATIENT_BIRTH_YEAR) FROM RX_CLAIMS GROUP BY PATIENT_ID",
+        "SELECT AVG(PAID_AMT) AS paid FROM RX_CLAIMS GROUP BY PATIENT_ID",
+        """SELECT AVG(born) FROM (SELECT AVG(PATIENT_BIRTH_YEAR) AS born FROM RX_CLAIMS
+           GROUP BY PATIENT_ID)""",
+        """SELECT born, COUNT(*) AS patients FROM (SELECT AVG(PATIENT_BIRTH_YEAR) AS born
+           FROM RX_CLAIMS GROUP BY PATIENT_ID) GROUP BY born""",
+    ]:
+        assert check_sql(sql).issues == (), (sql, check_sql(sql).to_dict())
+
+
 @pytest.mark.parametrize(
     "sql",
     [

@@ -65,6 +65,11 @@ _REDUCING: tuple[type[exp.Expr], ...] = (
     exp.Rank, exp.DenseRank, exp.PercentRank, exp.CumeDist, exp.Ntile, exp.Skewness,
     exp.Kurtosis, exp.RowNumber,
 )  # fmt: skip
+#: Reducing aggregates whose result is a value their rows share: over one patient's rows (a
+#: GROUP BY PATIENT_ID), AVG(PATIENT_BIRTH_YEAR) is that patient's birth year.
+_KEEP_SHARED: tuple[type[exp.Expr], ...] = (
+    exp.Avg, exp.Median, exp.Quantile, exp.PercentileCont, exp.PercentileDisc,
+)  # fmt: skip
 
 # Claims warehouses abbreviate: PATIENT_NM, BIRTH_DT, MBR_ID, BENE_ID, PAT_ID, ..._ADDR_LINE_1.
 # A bare _NM is any name (NDC_DRUG_NM): only a patient's or member's name is an identifier.
@@ -307,6 +312,7 @@ class _Checker:
         self._seen: set[tuple[str, str]] = set()
         self._scope_of: dict[int, Scope] = {}  # id(scope.expression) -> scope
         self._outputs_of: dict[int, list[_Output]] = {}  # id(scope) -> its output columns
+        self._per_patient: dict[int, bool] = {}  # id(select) -> whether it groups by patient
 
     def add(self, issue: SQLIssue) -> None:
         # One mistake is one finding, even when several scopes or tables lead to it (a column
@@ -646,6 +652,16 @@ class _Checker:
                         found.add(f"{table}.{self.schema.column_spelling(table, column)}")
         return found
 
+    def _groups_by_patient(self, scope: Scope, select: exp.Expr | None) -> bool:
+        """Whether ``select`` returns one row per patient (see :meth:`_patient_keys`)."""
+        if not isinstance(select, exp.Select):
+            return False
+        key = id(select)
+        if key not in self._per_patient:
+            self._per_patient[key] = False  # its keys' own projections are read meanwhile
+            self._per_patient[key] = bool(self._patient_keys(scope, select))
+        return self._per_patient[key]
+
     def _is_big(self, spelling: str) -> bool:
         """Whether a schema table is big: named in ``big_tables`` as it is keyed, or by its
         bare name (the default RX_CLAIMS is big in whatever schema it lives)."""
@@ -681,8 +697,10 @@ class _Checker:
             for _, values in self._star_outputs(scope, projection):
                 yield from values
             return
+        # one row per patient: an average of a patient's rows is the patient's own value
+        kept = _KEEP_SHARED if self._groups_by_patient(scope, projection.parent) else ()
         for node in value_nodes(projection):
-            if _in_subquery(node, projection) or _is_hidden(node, projection):
+            if _in_subquery(node, projection) or _is_hidden(node, projection, kept):
                 continue
             if isinstance(node, exp.Query):  # a scalar subquery: resolved in its own scope
                 inner = self._scope_of.get(id(_unwrap(node)))
@@ -1004,15 +1022,15 @@ def _aggregates(projection: exp.Expr) -> bool:
     )
 
 
-def _is_hidden(node: exp.Expr, projection: exp.Expr) -> bool:
+def _is_hidden(node: exp.Expr, projection: exp.Expr, kept: tuple[type[exp.Expr], ...] = ()) -> bool:
     """Whether the value of ``node`` (a column or subquery) cannot reach the output through
-    ``projection``: it sits in a reducing aggregate (COUNT, SUM, ...), a comparison (EXISTS and
-    IN included), or a window's PARTITION/ORDER BY."""
+    ``projection``: it sits in a reducing aggregate (COUNT, SUM, ...) other than those
+    ``kept``, a comparison (EXISTS and IN included), or a window's PARTITION/ORDER BY."""
     current: exp.Expr | None = node
     child: exp.Expr = node
     while current is not None and current is not projection.parent:
         parent = current.parent
-        if isinstance(current, (*_REDUCING, exp.Predicate)):
+        if isinstance(current, (*_REDUCING, exp.Predicate)) and not isinstance(current, kept):
             return True
         if isinstance(current, exp.Window) and child is not current.this:
             return True
