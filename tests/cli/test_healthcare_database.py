@@ -94,3 +94,27 @@ def test_file_problem(tmp_path: Path) -> None:
     text.write_text("hello")
     assert file_problem(str(text)) is None  # DuckDB's own error names it
     assert file_problem(str(tmp_path / "none")) == "does not exist"
+
+
+def test_an_unknown_model_is_refused_before_the_database_is_built(loopwright_home: Path) -> None:
+    """A mistyped --model was reported only after the first-use build (minutes, for a large
+    --rows)."""
+    with pytest.raises(CliError) as raised:
+        build_agent("claude-typo", store=MemoryStore(), rows=1_000)
+    assert raised.value.exit_code == EXIT_USAGE
+    assert str(raised.value).startswith("unknown model 'claude-typo'")
+    assert "choose another model with --model" in str(raised.value)
+    assert not (loopwright_home / "data").exists()
+
+
+def test_a_data_directory_that_cannot_be_made_is_one_clear_line(loopwright_home: Path) -> None:
+    """It was "cannot use the database: [Errno 17] File exists: ...", naming no cause."""
+    loopwright_home.mkdir()
+    (loopwright_home / "data").write_text("not a directory")
+    with pytest.raises(CliError) as raised:
+        build_agent("scripted", store=MemoryStore(), rows=1_000)
+    assert raised.value.exit_code == EXIT_ERROR
+    message = str(raised.value)
+    assert message.startswith(f"cannot build the claims database: {loopwright_home / 'data'}")
+    assert "is a file, where the directory" in message
+    assert "LOOPWRIGHT_HOME" in message

@@ -15,6 +15,7 @@ from loopwright.healthcare.data import (
     BRANDED_DRUGS,
     SCHEMA,
     STATES,
+    DatabaseBuildError,
     Sizes,
     build_database,
     connect_read_only,
@@ -327,6 +328,64 @@ def test_the_leftovers_of_a_killed_build_are_removed_by_the_next(tmp_path: Path,
     assert path.is_file()
     assert not any(leftover.exists() for leftover in leftovers)
     assert other.exists()
+
+
+def test_the_spill_directory_of_a_killed_build_is_removed_by_the_next(tmp_path: Path) -> None:
+    """A build that ran short of memory spills to ``<temp>.tmp/``, a directory; killed, it
+    left that directory, and every later build failed with "Is a directory"."""
+    dead_pid = 2**22 + 12_345  # above Linux's largest pid: no such process
+    spill = tmp_path / f".claims.duckdb.{dead_pid}.0badc0de.tmp.tmp"
+    spill.mkdir()
+    (spill / f"duckdb_temp_{dead_pid}_0_storage_DEFAULT-0.tmp").write_bytes(b"spilled rows")
+    path = ensure_database(rx_claims=1_000, seed=2, path=tmp_path / "claims.duckdb")
+    assert path.is_file()
+    assert not spill.exists()
+
+
+def test_a_path_starting_with_a_tilde_is_in_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB expanded the "~" of the temporary file, the rename did not: the build failed
+    at its end, left a hidden temporary file in the home directory and a "~" folder here."""
+    home = tmp_path / "home"
+    home.mkdir()
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    assert ensure_database(rx_claims=1_000, seed=2, path="~/a.duckdb") == home / "a.duckdb"
+    assert build_database("~/b.duckdb", rx_claims=1_000, seed=2) == home / "b.duckdb"
+    assert main(["--rows", "1000", "--seed", "2", "--out", "~/c.duckdb"]) == 0
+    assert sorted(p.name for p in home.iterdir() if not p.name.endswith(".lock")) == [
+        "a.duckdb",
+        "b.duckdb",
+        "c.duckdb",
+    ]
+    assert list(here.iterdir()) == []
+    assert _rows(home / "a.duckdb", "PROVIDERS_BIO") == _rows(home / "b.duckdb", "PROVIDERS_BIO")
+
+
+def test_a_data_directory_that_cannot_be_made_is_a_clear_error(
+    loopwright_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file where the data directory should be was a bare "[Errno 17] File exists"."""
+    loopwright_home.mkdir()
+    blocker = loopwright_home / "data"
+    blocker.write_text("not a directory")
+    expected = f"{blocker} is a file, where the directory {blocker / 'healthcare'} should be"
+    with pytest.raises(DatabaseBuildError, match="move that file away") as raised:
+        ensure_database(rx_claims=1_000)
+    assert str(raised.value).startswith(expected)
+    assert "LOOPWRIGHT_HOME" in str(raised.value)
+    with pytest.raises(DatabaseBuildError, match="is a file, where the directory"):
+        build_database(blocker / "claims.duckdb", rx_claims=1_000)
+    with pytest.raises(SystemExit) as exited:
+        main(["--rows", "1000", "--out", str(blocker / "claims.duckdb")])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert f"error: {blocker} is a file, where the directory" in err
+    assert "Traceback" not in err
+    assert blocker.read_text() == "not a directory"
 
 
 def test_a_too_small_size_is_refused_with_a_clear_message(tmp_path: Path) -> None:

@@ -184,16 +184,19 @@ def build_agent(
     **options: Any,
 ) -> Agent:
     """The healthcare agent, building the claims database first when none is given (with a
-    progress bar on stderr); user errors become a :class:`CliError`."""
+    progress bar on stderr); user errors become a :class:`CliError`. The model is made
+    first, so that a mistyped one is refused before a build that may take minutes."""
     import duckdb
 
     from loopwright.cli.runtime import EXIT_INTERRUPTED, EXIT_USAGE, CliError
     from loopwright.healthcare.agent import healthcare_agent
+    from loopwright.models import resolve_model
     from loopwright.models.base import ModelError
     from loopwright.sql import SQLError
 
     source: str | os.PathLike[str]
     try:
+        resolved = resolve_model(model)
         if database is None:
             from loopwright.healthcare.data import DatabaseBuildError, ensure_database
 
@@ -211,7 +214,7 @@ def build_agent(
                 raise CliError(f"cannot build the claims database: {exc}") from None
         else:
             source = database
-        return healthcare_agent(model, database=source, store=store, **options)
+        return healthcare_agent(resolved, database=source, store=store, **options)
     except ModelError as exc:
         raise CliError(f"{exc} (or choose another model with --model)", EXIT_USAGE) from None
     except (SQLError, OSError) as exc:  # before ValueError: DatabaseUnreadable is both

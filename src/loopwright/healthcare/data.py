@@ -37,6 +37,7 @@ import glob
 import itertools
 import math
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -65,7 +66,8 @@ MAX_SEED = 2**63 - 1
 
 
 class DatabaseBuildError(RuntimeError):
-    """DuckDB could not build the claims database (a full disk, say); nothing is left behind."""
+    """The claims database could not be built (a full disk, a data directory that cannot be
+    written); nothing is left behind."""
 
 
 START_DATE = date(2023, 1, 1)
@@ -1218,9 +1220,9 @@ def build_database(
 
     _check_size(rx_claims)
     _check_seed(seed)
-    target = Path(path)
+    target = Path(path).expanduser()  # DuckDB would expand "~" itself, os.replace would not
     _check_not_a_directory(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_directory(target.parent)
     temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         con = duckdb.connect(str(temp))
@@ -1267,11 +1269,11 @@ def ensure_database(
     """
     _check_size(rx_claims)
     _check_seed(seed)
-    target = Path(path) if path is not None else default_database_path(rx_claims, seed)
+    target = Path(path).expanduser() if path is not None else default_database_path(rx_claims, seed)
     _check_not_a_directory(target)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_directory(target.parent)
     with _build_lock(target):
         _remove_abandoned_builds(target)
         if not target.exists():  # a concurrent caller may have built it while we waited
@@ -1281,12 +1283,23 @@ def ensure_database(
 
 def _remove_abandoned_builds(target: Path) -> None:
     """Delete the temporary files of builds of ``target`` whose process is gone (killed by
-    SIGTERM, SIGKILL or a closed terminal, which skip the build's own clean-up). Called
-    with the build lock held, so no live build of this file is running."""
+    SIGTERM, SIGKILL or a closed terminal, which skip the build's own clean-up), and the
+    ``<temp>.tmp`` directory DuckDB spills to when memory runs short. Called with the build
+    lock held, so no live build of this file is running. Best effort: a leftover that cannot
+    be deleted does not stop the build."""
     # escaped: a "[" in the file name would make the pattern a character class
     for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
         pid = leftover.name.removeprefix(f".{target.name}.").split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
+            _remove(leftover)
+
+
+def _remove(leftover: Path) -> None:
+    """Delete a file or a directory tree, if it can be."""
+    with contextlib.suppress(OSError):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
             leftover.unlink(missing_ok=True)
 
 
@@ -1358,6 +1371,32 @@ def _check_seed(seed: int) -> None:
         )
 
 
+def _make_directory(directory: Path) -> None:
+    """Create the directory a database goes in; a :class:`DatabaseBuildError` saying why
+    and what to do when it cannot be."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(directory, exc) from exc
+
+
+def _unwritable(directory: Path, exc: OSError) -> DatabaseBuildError:
+    """The error for a directory the claims database cannot be written into."""
+    where = "build the database elsewhere (LOOPWRIGHT_HOME sets the data directory)"
+    blocker = next((p for p in (directory, *directory.parents) if p.is_file()), None)
+    if blocker is not None:
+        return DatabaseBuildError(
+            f"{blocker} is a file, where the directory {directory} should be; move that file "
+            f"away, or {where}."
+        )
+    reason = exc.strerror or type(exc).__name__
+    if exc.filename:
+        reason = f"{reason}: {exc.filename}"
+    return DatabaseBuildError(
+        f"{directory} is not a writable directory ({reason}); make it writable, or {where}."
+    )
+
+
 def _check_not_a_directory(target: Path) -> None:
     if target.is_dir():
         raise IsADirectoryError(
@@ -1370,7 +1409,11 @@ def _check_not_a_directory(target: Path) -> None:
 def _build_lock(target: Path) -> Iterator[None]:
     """An exclusive lock on ``<target>.lock`` (blocks until a concurrent build finishes)."""
     lock_path = target.with_name(target.name + ".lock")
-    with open(lock_path, "a+b") as handle:
+    try:
+        handle = open(lock_path, "a+b")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise _unwritable(target.parent, exc) from exc
+    with handle:
         try:
             import fcntl
         except ImportError:  # Windows: no advisory lock; the atomic rename still protects
@@ -1402,12 +1445,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     def show(fraction: float, message: str) -> None:
         print(f"\r{fraction:6.1%}  {message:<60}", end="", file=sys.stderr, flush=True)
 
-    target = Path(args.out) if args.out else default_database_path(args.rows, args.seed)
+    out = Path(args.out).expanduser() if args.out else None
+    target = out or default_database_path(args.rows, args.seed)
     if target.is_dir():
         parser.error(f"--out {target} is a directory; pass the path of a .duckdb file")
     started = time.perf_counter()
     if args.force or not target.exists():
-        build_database(target, rx_claims=args.rows, seed=args.seed, progress=show)
+        try:
+            build_database(target, rx_claims=args.rows, seed=args.seed, progress=show)
+        except DatabaseBuildError as exc:
+            print(file=sys.stderr)
+            parser.exit(1, f"error: {exc}\n")
         print(file=sys.stderr)
         elapsed = time.perf_counter() - started
         print(f"built {target} in {elapsed:.1f} s ({args.rows / elapsed:,.0f} rx claims/s)")
