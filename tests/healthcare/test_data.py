@@ -275,21 +275,27 @@ def test_concurrent_callers_share_one_build(tmp_path: Path) -> None:
     target = tmp_path / "shared.duckdb"
     barrier = threading.Barrier(2)
     builds: list[int] = []
+    waits: list[list[tuple[float, str]]] = []
     results: list[Path] = []
     errors: list[BaseException] = []
 
     def caller(index: int) -> None:
-        reported: list[float] = []
+        reported: list[tuple[float, str]] = []
         try:
             barrier.wait()
             results.append(
                 ensure_database(
-                    rx_claims=2_000, seed=5, path=target, progress=lambda f, m: reported.append(f)
+                    rx_claims=2_000,
+                    seed=5,
+                    path=target,
+                    progress=lambda f, m: reported.append((f, m)),
                 )
             )
         except BaseException as error:  # surfaced below
             errors.append(error)
-        if reported:
+        if reported and reported[0][1].startswith("waiting"):
+            waits.append(reported)
+        elif reported:
             builds.append(index)
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(2)]
@@ -300,7 +306,44 @@ def test_concurrent_callers_share_one_build(tmp_path: Path) -> None:
     assert errors == []
     assert results == [target, target]
     assert len(builds) == 1  # the second caller waited and reused the file
+    for reported in waits:
+        assert reported == [WAITING, REUSED]
     assert _rows(target, "PROVIDERS_BIO")
+
+
+WAITING = (0.0, "waiting for another build")
+REUSED = (1.0, "built by another process")
+
+
+def test_a_caller_waiting_for_another_build_says_so(tmp_path: Path) -> None:
+    """A second `loopwright healthcare` waiting for the first one's build showed nothing until
+    that build was done: it looked hung."""
+    import fcntl
+
+    target = tmp_path / "shared.duckdb"
+    reported: list[tuple[float, str]] = []
+    waiting = threading.Event()
+    results: list[Path] = []
+
+    def progress(fraction: float, message: str) -> None:
+        reported.append((fraction, message))
+        waiting.set()
+
+    with open(tmp_path / "shared.duckdb.lock", "a+b") as lock:  # another build holds the lock
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        caller = threading.Thread(
+            target=lambda: results.append(
+                ensure_database(rx_claims=1_000, seed=5, path=target, progress=progress)
+            )
+        )
+        caller.start()
+        assert waiting.wait(timeout=60)
+        assert reported == [WAITING]
+        build_database(target, rx_claims=1_000, seed=5)  # the other build finishes
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    caller.join(timeout=60)
+    assert results == [target]
+    assert reported == [WAITING, REUSED]
 
 
 def test_a_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -439,3 +482,27 @@ def test_the_command_line_builds_a_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert "rx claims/s" in capsys.readouterr().out
     assert main(["--rows", "1000", "--seed", "2", "--out", str(out)]) == 0
     assert "already exists" in capsys.readouterr().out
+
+
+def test_running_out_of_memory_says_so_not_to_check_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build DuckDB could neither hold in memory nor spill said to check the free disk space
+    and the data directory's permissions, whatever the cause."""
+    real_connect = duckdb.connect
+
+    def tight(database: str, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        con = real_connect(database, *args, **kwargs)
+        for setting in ("memory_limit = '30MB'", "max_temp_directory_size = '0KB'", "threads = 1"):
+            con.execute(f"SET {setting}")
+        return con
+
+    monkeypatch.setattr(duckdb, "connect", tight)
+    target = tmp_path / "claims.duckdb"
+    with pytest.raises(DatabaseBuildError) as raised:
+        build_database(target, rx_claims=200_000)
+    message = str(raised.value)
+    assert "Out of Memory" in message
+    assert "build a smaller one (fewer rx claims), or free memory and disk space" in message
+    assert "writable" not in message
+    assert list(tmp_path.iterdir()) == []

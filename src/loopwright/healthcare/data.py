@@ -1241,10 +1241,13 @@ def build_database(
         raise
     except duckdb.Error as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseBuildError(
-            f"DuckDB could not build {target} ({detail}); check the free disk space and that "
-            "the data directory (LOOPWRIGHT_HOME) is writable."
-        ) from exc
+        advice = (
+            "build a smaller one (fewer rx claims), or free memory and disk space"
+            if isinstance(exc, duckdb.OutOfMemoryException)  # it spills to disk first
+            else "check the free disk space and that the data directory (LOOPWRIGHT_HOME) is "
+            "writable"
+        )
+        raise DatabaseBuildError(f"DuckDB could not build {target} ({detail}); {advice}.") from exc
     finally:
         for leftover in (temp, temp.with_name(temp.name + ".wal")):
             leftover.unlink(missing_ok=True)
@@ -1265,7 +1268,9 @@ def ensure_database(
     ``<LOOPWRIGHT_HOME>/data/healthcare/claims-v<DATA_VERSION>-<n>-<seed>.duckdb``.
     An existing file is returned as is. Two processes asking at once do not both build: the
     second waits for the first (a lock file next to the database) and reuses its result.
-    ``progress(fraction, message)`` is called as the build advances (not when reused).
+    ``progress(fraction, message)`` is called as the build advances (not when reused), and
+    while this call waits for another process's build of the same file (at 0, then at 1 when
+    that build is reused).
     """
     _check_size(rx_claims)
     _check_seed(seed)
@@ -1274,10 +1279,20 @@ def ensure_database(
     if target.exists():
         return target
     _make_directory(target.parent)
-    with _build_lock(target):
+    waited = False
+
+    def waiting() -> None:
+        nonlocal waited
+        waited = True
+        if progress is not None:
+            progress(0.0, "waiting for another build")
+
+    with _build_lock(target, waiting):
         _remove_abandoned_builds(target)
         if not target.exists():  # a concurrent caller may have built it while we waited
             build_database(target, rx_claims=rx_claims, seed=seed, progress=progress)
+        elif waited and progress is not None:
+            progress(1.0, "built by another process")
     return target
 
 
@@ -1406,8 +1421,9 @@ def _check_not_a_directory(target: Path) -> None:
 
 
 @contextlib.contextmanager
-def _build_lock(target: Path) -> Iterator[None]:
-    """An exclusive lock on ``<target>.lock`` (blocks until a concurrent build finishes)."""
+def _build_lock(target: Path, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """An exclusive lock on ``<target>.lock``: blocks until a concurrent build finishes,
+    calling ``waiting()`` first when it has to wait."""
     lock_path = target.with_name(target.name + ".lock")
     try:
         handle = open(lock_path, "a+b")  # noqa: SIM115 (closed by the with below)
@@ -1419,7 +1435,11 @@ def _build_lock(target: Path) -> Iterator[None]:
         except ImportError:  # Windows: no advisory lock; the atomic rename still protects
             yield
             return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
