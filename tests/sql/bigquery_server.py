@@ -24,7 +24,9 @@ is stripped from table names and the default dataset applied. A table's size, fo
 run's estimate and the bytes-billed cap, is ``rows x columns x 8`` bytes.
 
 ``hold_jobs = True`` keeps real jobs ``RUNNING`` until they are cancelled (to test
-timeouts). Every request is recorded in :attr:`BigQueryServer.requests`.
+timeouts); clearing :attr:`BigQueryServer.table_gate` holds each tables.get request until
+it is set again, and :attr:`BigQueryServer.most_table_reads` says how many were ever in
+flight at once. Every request is recorded in :attr:`BigQueryServer.requests`.
 """
 
 from __future__ import annotations
@@ -90,6 +92,10 @@ class BigQueryServer:
         self.requests: list[Recorded] = []
         self.jobs: dict[str, _Job] = {}
         self.hold_jobs = False
+        self.table_gate = threading.Event()
+        self.table_gate.set()
+        self.most_table_reads = 0
+        self._table_reads = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -142,6 +148,7 @@ class BigQueryServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.table_gate.set()  # no request is left held
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -209,7 +216,7 @@ class BigQueryServer:
             case "GET", ["datasets", dataset, "tables"]:
                 return self._tables(project, dataset)
             case "GET", ["datasets", dataset, "tables", table]:
-                return self._table(project, dataset, table)
+                return self._gated_table(project, dataset, table)
             case "GET", ["datasets", _, "tables", table, "data"]:
                 job = self._job(table.removeprefix("anon_"))
                 return self._page(job, params, "bigquery#tableDataList")
@@ -484,6 +491,17 @@ class BigQueryServer:
                 for name in names
             ],
         }
+
+    def _gated_table(self, project: str, dataset: str, table: str) -> dict[str, Any]:
+        with self._lock:
+            self._table_reads += 1
+            self.most_table_reads = max(self.most_table_reads, self._table_reads)
+        try:
+            self.table_gate.wait()
+            return self._table(project, dataset, table)
+        finally:
+            with self._lock:
+                self._table_reads -= 1
 
     def _table(self, project: str, dataset: str, table: str) -> dict[str, Any]:
         if not self._exists(dataset, table):

@@ -14,9 +14,17 @@ cannot be reached is reported as such, well inside the tool's timeout, not as a 
 
 Results come back as Arrow record batches, page by page, through the REST API; no BigQuery
 Storage client is needed. The client types every column but ``INTERVAL`` (alone or inside a
-``STRUCT``), whose Arrow type it leaves to each page's values: a page of NULLs would type the
-column ``null`` and the next page's intervals would not fit. Such results are cast page by
-page to one schema with intervals as Arrow ``month_day_nano_interval``.
+``STRUCT``), which it parses into dateutil's ``relativedelta``: that folds hours past 24 into
+days (BigQuery's ``0-0 0 36:0:0`` became ``1 day 12:00:00``, which BigQuery tells apart) and
+leaves the Arrow type to each page's values. A result with intervals is read again from its
+table with them as text, BigQuery's canonical ``Y-M D H:M:S.F``, parsed here into Arrow
+``month_day_nano_interval`` values as they are, one type for every page.
+
+The client marks ``DATETIME``, ``JSON`` and ``GEOGRAPHY`` fields, at any depth, as Arrow
+extension types (``ARROW:extension:name`` metadata), which Polars takes for types of its own:
+its CSV writer refused them, and the Parquet file handed them on to its readers (Polars read
+an ``ARRAY<DATETIME>`` column back as no list at all). Such results are cast to the same
+schema without the metadata: plain timestamps and text, as the column types already say.
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ import contextlib
 import re
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa  # type: ignore[import-untyped]
 from google.api_core import exceptions as api_exceptions
@@ -48,6 +57,8 @@ from loopwright.sql.base import (
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
+
+T = TypeVar("T")
 
 # The client warns, page after page, that it cannot type INTERVAL columns: _open does.
 warnings.filterwarnings(
@@ -87,6 +98,9 @@ def _unreachable(exc: Exception) -> str | None:
     match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
     return match.group(1).strip() if match else text.strip()[:200]
 
+
+#: Tables whose columns :meth:`BigQueryBackend.schema` reads at once (a request each).
+SCHEMA_REQUESTS = 8
 
 #: Labels every job carries, so its cost can be traced back to the tool.
 DEFAULT_LABELS = {"loopwright": "sql-tool"}
@@ -270,10 +284,24 @@ class BigQueryBackend(SQLBackend):
         rows = job.result(page_size=self.page_rows, timeout=timeout + 5)
         fields = list(rows.schema or [])
         columns = [(f.name, _type_name(f)) for f in fields]
-        batches: Iterator[pa.RecordBatch] = iter(rows.to_arrow_iterable(bqstorage_client=None))
         schema, untyped = _arrow_schema(fields)
-        if untyped:  # typed by each page's values: one schema for all
-            batches = (batch.cast(schema) for batch in batches)
+        if _holds_intervals(fields) and job.destination is not None:
+            # the client's intervals lose what they say: read them as BigQuery's text
+            rows = self.client.list_rows(
+                job.destination,
+                selected_fields=_intervals_as_text(fields),
+                page_size=self.page_rows,
+                retry=_retry(timeout),
+            )
+            batches: Iterator[pa.RecordBatch] = (
+                _parsed_intervals(batch, fields).cast(schema)
+                for batch in rows.to_arrow_iterable(bqstorage_client=None)
+            )
+        else:
+            batches = iter(rows.to_arrow_iterable(bqstorage_client=None))
+            if untyped or _has_metadata(fields):
+                # typed by each page's values, or marked as extension types: one plain schema
+                batches = (batch.cast(schema) for batch in batches)
         first = next(batches, None)
         if first is not None:
             schema = first.schema
@@ -322,6 +350,14 @@ class BigQueryBackend(SQLBackend):
 
         if isinstance(exc, google.auth.exceptions.DefaultCredentialsError):
             return SQLError(_credentials_help(exc))
+        if isinstance(exc, google.auth.exceptions.RefreshError):
+            # its args are Google's error and the whole response: the first one says it
+            refusal = str(exc.args[0] if exc.args else exc).strip().rstrip(".")
+            return SQLError(
+                f"Google refused the Google Cloud credentials ({refusal}): log in again with "
+                "`gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
+                "to a valid service-account key file, then try again."
+            )
         return SQLError(f"BigQuery: {str(exc).strip()}")
 
     def _gave_up(self, last: Exception) -> SQLError:
@@ -338,24 +374,61 @@ class BigQueryBackend(SQLBackend):
         check = "the network connection" + (" and the api_endpoint" if self.api_endpoint else "")
         return f"Could not reach BigQuery at {where} ({reason}{again}): check {check}."
 
+    def _listed(self) -> Iterator[tuple[str, bigquery.TableReference]]:
+        """``(name, reference)`` of each table and view: those of the default dataset, named
+        alone, or else those of every dataset in the project, named ``dataset.table``."""
+        client = self.client
+        if self.dataset:
+            datasets = [self.dataset]
+        else:
+            listed = client.list_datasets(self.project, retry=_retry())
+            datasets = [d.dataset_id for d in listed]
+        for dataset in datasets:
+            for item in client.list_tables(f"{self.project}.{dataset}", retry=_retry()):
+                name = item.table_id if self.dataset else f"{dataset}.{item.table_id}"
+                yield name, item.reference
+
+    async def tables(self) -> list[str]:
+        """The names of the tables and views, from the listing alone: :meth:`schema` reads
+        each table's columns, a request per table."""
+        return await self._catalog(lambda: sorted(name for name, _ in self._listed()), "the tables")
+
     async def schema(self) -> dict[str, list[tuple[str, str]]]:
+        stop = Interrupter()
+
         def read() -> dict[str, list[tuple[str, str]]]:
             client = self.client
-            if self.dataset:
-                datasets = [self.dataset]
-            else:
-                listed = client.list_datasets(self.project, retry=_retry())
-                datasets = [d.dataset_id for d in listed]
-            tables: dict[str, list[tuple[str, str]]] = {}
-            for dataset in datasets:
-                for item in client.list_tables(f"{self.project}.{dataset}", retry=_retry()):
-                    table = client.get_table(item.reference, retry=_retry())
-                    key = item.table_id if self.dataset else f"{dataset}.{item.table_id}"
-                    tables[key] = [(f.name, _type_name(f)) for f in table.schema]
-            return tables
+            listed = list(self._listed())
 
+            def columns(reference: bigquery.TableReference) -> list[tuple[str, str]]:
+                stop.check()  # timed out: the tables not read yet are left alone
+                table = client.get_table(reference, retry=_retry())
+                return [(f.name, _type_name(f)) for f in table.schema]
+
+            # a request per table: a few at a time, or a dataset of a few hundred tables
+            # (a year of date-sharded ones) would outlast the timeout
+            with ThreadPoolExecutor(SCHEMA_REQUESTS, "loopwright-bigquery-schema") as pool:
+                found = pool.map(columns, [reference for _, reference in listed])
+                return dict(zip([name for name, _ in listed], found, strict=True))
+
+        return await self._catalog(read, "the tables and their columns", stop)
+
+    async def _catalog(
+        self, read: Callable[[], T], what: str, stop: Interrupter | None = None
+    ) -> T:
+        """``read`` (``what`` it lists, for the message) run in a worker, within
+        :data:`DEFAULT_TIMEOUT_S`."""
         try:
-            return await run_in_worker(read, Interrupter(), DEFAULT_TIMEOUT_S)
+            return await run_in_worker(read, stop or Interrupter(), DEFAULT_TIMEOUT_S)
+        except TimeoutError:
+            advice = (
+                "check the network connection and try again"
+                if self.dataset
+                else "name a default dataset (bigquery://PROJECT/DATASET) to read only its tables"
+            )
+            raise QueryTimeout(
+                f"BigQuery did not list {what} within {DEFAULT_TIMEOUT_S:g} s: {advice}."
+            ) from None
         except SQLError:
             raise
         except Exception as exc:
@@ -420,6 +493,97 @@ def _type_name(field: bigquery.SchemaField) -> str:
     return kind
 
 
+def _holds_intervals(fields: list[bigquery.SchemaField]) -> bool:
+    """Whether any of ``fields``, or a field nested in one, is an ``INTERVAL``."""
+    return any(f.field_type == "INTERVAL" or _holds_intervals(list(f.fields)) for f in fields)
+
+
+def _intervals_as_text(fields: list[bigquery.SchemaField]) -> list[bigquery.SchemaField]:
+    """``fields`` with each ``INTERVAL`` in them, at any depth, read as ``STRING``."""
+    return [
+        bigquery.SchemaField(f.name, "STRING", mode=f.mode)
+        if f.field_type == "INTERVAL"
+        else bigquery.SchemaField(
+            f.name, f.field_type, mode=f.mode, fields=_intervals_as_text(list(f.fields))
+        )
+        if f.fields
+        else f
+        for f in fields
+    ]
+
+
+def _parsed_intervals(batch: pa.RecordBatch, fields: list[bigquery.SchemaField]) -> Any:
+    """``batch``, read with :func:`_intervals_as_text`, with its intervals parsed."""
+    columns = [_parsed(batch.column(i), f) for i, f in enumerate(fields)]
+    return pa.RecordBatch.from_arrays(columns, names=[f.name for f in fields])
+
+
+def _parsed(array: pa.Array, field: bigquery.SchemaField) -> pa.Array:
+    """``array``, of ``field`` read as text, with the intervals in it parsed."""
+    if not _holds_intervals([field]):
+        return array
+    mask = array.is_null() if array.null_count else None
+    if field.mode == "REPEATED":  # a list: its values, all of them, are of the element
+        element = bigquery.SchemaField(field.name, field.field_type, fields=field.fields)
+        values = _parsed(array.values, element)
+        return pa.ListArray.from_arrays(array.offsets, values, mask=mask)
+    if field.field_type in ("RECORD", "STRUCT"):
+        # flatten(): a null struct's fields are null too, whatever its slots hold
+        children = [_parsed(c, f) for c, f in zip(array.flatten(), field.fields, strict=True)]
+        names = [f.name for f in field.fields]
+        return pa.StructArray.from_arrays(children, names=names, mask=mask)
+    texts = array.to_pylist()
+    return pa.array([_interval(t) for t in texts], pa.month_day_nano_interval())
+
+
+#: BigQuery's canonical interval text: ``[-]Y-M [-]D [-]H:M:S[.F]``, each sign applying to
+#: its part (years and months, days, the time).
+_INTERVAL = re.compile(r"(-?)(\d+)-(\d+) (-?\d+) (-?)(\d+):(\d+):(\d+)(?:\.(\d{1,9}))?")
+
+
+def _interval(text: str | None) -> tuple[int, int, int] | None:
+    """An interval's ``(months, days, nanoseconds)`` from BigQuery's canonical text."""
+    if text is None:
+        return None
+    match = _INTERVAL.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(
+            f"an interval came in a format not known here ({text!r}): cast the column to text "
+            "in the query (CAST(column AS STRING)) and run it again"
+        )
+    month_sign, years, months, days, time_sign, hours, minutes, seconds, fraction = match.groups()
+    total_months = int(years) * 12 + int(months)
+    whole = (int(hours) * 60 + int(minutes)) * 60 + int(seconds)
+    nanoseconds = whole * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
+    return (
+        -total_months if month_sign else total_months,
+        int(days),
+        -nanoseconds if time_sign else nanoseconds,
+    )
+
+
+#: The types the client marks as Arrow extension types (field metadata), see the module's doc.
+_EXTENSION_TYPES = frozenset({"DATETIME", "JSON", "GEOGRAPHY"})
+
+
+def _has_metadata(fields: list[bigquery.SchemaField]) -> bool:
+    """Whether the client's Arrow fields for ``fields`` carry metadata, at any depth."""
+    return any(
+        (f.field_type or "").upper() in _EXTENSION_TYPES or _has_metadata(list(f.fields))
+        for f in fields
+    )
+
+
+def _plain(field: pa.Field) -> pa.Field:
+    """``field`` without metadata, nor any in the fields nested in it."""
+    kind = field.type
+    if pa.types.is_struct(kind):
+        kind = pa.struct([_plain(kind.field(i)) for i in range(kind.num_fields)])
+    elif pa.types.is_list(kind):
+        kind = pa.list_(_plain(kind.value_field))
+    return pa.field(field.name, kind, nullable=field.nullable)
+
+
 def _arrow_schema(fields: list[bigquery.SchemaField]) -> tuple[pa.Schema, bool]:
     """The Arrow schema of a result, and whether the client leaves some column untyped."""
     converted = [_arrow_field(f) for f in fields]
@@ -433,7 +597,7 @@ def _arrow_field(field: bigquery.SchemaField) -> tuple[pa.Field, bool]:
 
     known = _pandas_helpers.bq_to_arrow_field(field)  # type: ignore[no-untyped-call]
     if known is not None:
-        return known, False
+        return _plain(known), False
     kind: pa.DataType
     if field.field_type in ("RECORD", "STRUCT"):
         kind = pa.struct([_arrow_field(f)[0] for f in field.fields])
