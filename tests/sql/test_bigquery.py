@@ -32,7 +32,7 @@ from loopwright.sql.bigquery import query_parameters
 from loopwright.tools.sql import SQLTool
 
 from .bigquery_server import BigQueryServer
-from .conftest import CLAIMS_SQL
+from .conftest import CLAIMS_SQL, unholdable_intervals
 
 HUMIRA_CA = """
 SELECT prescriber_npi_nbr, COUNT(*) AS rx_count
@@ -645,3 +645,18 @@ async def test_intervals_keep_hours_past_a_day(backend: BigQueryBackend, workspa
         '"{""i"": ""PT172800S"", ""js"": [{""j"": ""PT108000S""}]}",,2024-01-02T03:04:05.000000'
     )
     assert tuple(pq.read_table(workspace / "i.parquet").to_pylist()[0].values()) == expected_row
+
+
+async def test_the_advice_to_cast_to_text_is_bigquery_sql(
+    backend: BigQueryBackend, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value the writers refuse came with DuckDB's cast, column::VARCHAR, which BigQuery
+    cannot parse."""
+    unholdable_intervals(monkeypatch)
+    tool = SQLTool(workspace, backend=backend)
+    refused = await run(tool, "SELECT INTERVAL 2 DAY AS gaps")
+    assert refused["is_error"] is True
+    content = str(refused["content"])
+    assert content.startswith("The query ran, but its result could not be saved")
+    assert "(e.g. CAST(column AS STRING))" in content
+    assert "VARCHAR" not in content

@@ -22,6 +22,8 @@ from loopwright.sql import PostgresBackend, SQLError, connect
 from loopwright.tools.sql import SQLTool
 from postgres_server import PostgresServer
 
+from .conftest import unholdable_intervals
+
 SETUP = """
 CREATE TABLE rx_claims (
     claim_id integer PRIMARY KEY,
@@ -219,6 +221,19 @@ async def test_values_the_files_cannot_hold_are_clear_errors_that_keep_old_files
         before
     )
     assert sorted(os.listdir(workspace)) == ["held.csv", "held.parquet"]
+
+
+async def test_the_advice_to_cast_to_text_is_postgresql_sql(
+    tool: SQLTool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value the writers refuse came with DuckDB's cast, column::VARCHAR."""
+    unholdable_intervals(monkeypatch)
+    refused = await run(tool, "SELECT interval '2 days' AS gaps")
+    assert refused["is_error"] is True
+    content = str(refused["content"])
+    assert content.startswith("The query ran, but its result could not be saved")
+    assert "(e.g. column::text)" in content
+    assert "VARCHAR" not in content
 
 
 async def test_writes_are_refused_and_change_nothing(tool: SQLTool, dsn: str) -> None:

@@ -171,6 +171,8 @@ class SQLBackend(ABC):
     """The sqlglot dialect the backend's SQL is parsed in (``duckdb``, ``postgres``...)."""
     name: str = ""
     """The database's name as users know it (``DuckDB``, ``PostgreSQL``, ``BigQuery``)."""
+    text_cast: str = "column::VARCHAR"
+    """A column cast to text in the database's SQL, for messages."""
 
     @abstractmethod
     async def schema(self) -> dict[str, list[tuple[str, str]]]:
@@ -269,6 +271,7 @@ class SQLBackend(ABC):
                         max_rows=max_rows,
                         preview_rows=preview_rows,
                         stop=stop,
+                        text_cast=self.text_cast,
                     )
                 finally:  # the row cap may stop reading early: release the driver's stream
                     close = getattr(stream.batches, "close", None)

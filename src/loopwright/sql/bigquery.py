@@ -123,6 +123,7 @@ class BigQueryBackend(SQLBackend):
 
     dialect = "bigquery"
     name = "BigQuery"
+    text_cast = "CAST(column AS STRING)"
 
     def __init__(
         self,

@@ -89,8 +89,13 @@ def write_result(
     stop: Interrupter,
     piece_rows: int = PIECE_ROWS,
     inline_rows: int = INLINE_ROWS,
+    text_cast: str = "column::VARCHAR",
 ) -> Written:
-    """Stream ``batches`` into the files; keep at most ``max_rows`` rows and a preview."""
+    """Stream ``batches`` into the files; keep at most ``max_rows`` rows and a preview.
+
+    ``text_cast`` shows, in the database's SQL, how to cast a column to text: the advice
+    when a writer refuses a value.
+    """
     if not schema.names:  # PostgreSQL's SELECT FROM t: rows without columns, lost as Arrow
         raise ResultFileError(
             "The query ran, but it returned no columns, so there is nothing to save: select "
@@ -188,7 +193,7 @@ def write_result(
             raise ResultFileError(
                 f"The query ran, but its result could not be saved as CSV and Parquet: "
                 f"{error_line(exc).rstrip('.')}. Cast the columns of unusual types to text in "
-                "the query (e.g. column::VARCHAR) and run it again."
+                f"the query (e.g. {text_cast}) and run it again."
             ) from exc
         raise
     return Written(names=names, row_count=written, truncated=truncated, preview=preview)

@@ -104,6 +104,7 @@ class PostgresBackend(SQLBackend):
 
     dialect = "postgres"
     name = "PostgreSQL"
+    text_cast = "column::text"
 
     def __init__(self, dsn: str, *, pool_size: int = 4, batch_rows: int = 10_000) -> None:
         self.dsn = dsn
