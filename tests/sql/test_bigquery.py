@@ -89,6 +89,52 @@ def test_the_job_configurations() -> None:
     assert BigQueryBackend("proj").job_config(dry_run=False).labels == {"loopwright": "sql-tool"}
 
 
+async def test_a_dataset_in_another_project(
+    bigquery_server: BigQueryServer, workspace: Path
+) -> None:
+    """``bigquery://my-billing/bigquery-public-data.cms_medicare``: the jobs run in (and are
+    billed to) one project, the default dataset and its tables are another's. The dataset
+    id was sent as "bigquery-public-data.cms_medicare" under the billing project."""
+    client = bigquery.Client(
+        project="billing-project",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options=ClientOptions(api_endpoint=bigquery_server.base_url),
+    )
+    backend = BigQueryBackend("billing-project", "public-data.claims", client=client)
+    try:
+        assert repr(backend) == "BigQueryBackend('billing-project', 'public-data.claims')"
+        dry = backend.job_config(dry_run=True).to_api_repr()["query"]["defaultDataset"]
+        assert dry == {"projectId": "public-data", "datasetId": "claims"}
+        assert await backend.tables() == ["providers_bio", "rx_claims"]
+        result = await backend.query("SELECT COUNT(*) AS n FROM rx_claims", workspace / "n.csv")
+    finally:
+        await backend.aclose()
+        client.close()  # type: ignore[no-untyped-call]
+    assert result.preview == [(2000,)]
+    assert "/projects/public-data/datasets/claims/tables" in bigquery_server.paths("GET")[0]
+    jobs = [p for p in bigquery_server.paths("POST") if p.endswith("/jobs")]
+    assert jobs
+    assert all("/projects/billing-project/" in p for p in jobs)
+    same = BigQueryBackend("proj", "proj/claims")  # PROJECT/DATASET, as a URL's path has it
+    assert (same.dataset_project, same.dataset, repr(same)) == (
+        "proj",
+        "claims",
+        "BigQueryBackend('proj.claims')",
+    )
+    assert BigQueryBackend("p", "example.com:other.claims").dataset_project == "example.com:other"
+    for url in ("bigquery://billing/public-data.claims", "bigquery://billing/public-data/claims"):
+        backend = connect(url)
+        assert isinstance(backend, BigQueryBackend)
+        assert (backend.project, backend.dataset_project, backend.dataset) == (
+            "billing",
+            "public-data",
+            "claims",
+        )
+    for bad in ("claims.", ".claims", "my-dataset", "a.b c"):
+        with pytest.raises(ValueError, match="is not a BigQuery dataset"):
+            BigQueryBackend("proj", bad)
+
+
 def test_query_parameters_are_typed_from_their_values() -> None:
     values = {
         "drug": "humira",

@@ -114,7 +114,9 @@ class BigQueryBackend(SQLBackend):
     """BigQuery, queried with a dry run first and a ``maximum_bytes_billed`` cap.
 
     ``project`` runs (and pays for) the jobs; ``dataset`` is the default dataset for
-    unqualified table names. ``location`` is the jobs' location (``US``, ``EU``...).
+    unqualified table names, ``DATASET`` in ``project`` or ``OTHER_PROJECT.DATASET`` in
+    another one (a public dataset such as ``bigquery-public-data.cms_medicare``, queried and
+    paid for from ``project``). ``location`` is the jobs' location (``US``, ``EU``...).
     ``maximum_bytes_billed`` refuses queries that would scan more. ``client`` is a ready
     ``bigquery.Client``; otherwise one is made from ``credentials`` (default: the
     application default credentials), or, with ``api_endpoint``, an emulator's address,
@@ -141,7 +143,7 @@ class BigQueryBackend(SQLBackend):
         if maximum_bytes_billed is not None and maximum_bytes_billed < 1:
             raise ValueError("maximum_bytes_billed must be a positive number of bytes")
         self.project = project
-        self.dataset = dataset
+        self.dataset_project, self.dataset = _dataset_parts(project, dataset)
         self.location = location
         self.maximum_bytes_billed = maximum_bytes_billed
         self.labels = dict(DEFAULT_LABELS if labels is None else labels)
@@ -153,7 +155,9 @@ class BigQueryBackend(SQLBackend):
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        where = f"{self.project}.{self.dataset}" if self.dataset else self.project
+        where = f"{self.dataset_project}.{self.dataset}" if self.dataset else self.project
+        if self.dataset_project != self.project:  # billed to one project, data in another
+            return f"BigQueryBackend({self.project!r}, {where!r})"
         return f"BigQueryBackend({where!r})"
 
     @property
@@ -210,7 +214,7 @@ class BigQueryBackend(SQLBackend):
         if self.maximum_bytes_billed is not None:
             config.maximum_bytes_billed = self.maximum_bytes_billed
         if self.dataset:
-            config.default_dataset = f"{self.project}.{self.dataset}"
+            config.default_dataset = f"{self.dataset_project}.{self.dataset}"
         if timeout is not None and not dry_run:
             config.job_timeout_ms = max(1, int(timeout * 1000))
         return config
@@ -385,7 +389,8 @@ class BigQueryBackend(SQLBackend):
             listed = client.list_datasets(self.project, retry=_retry())
             datasets = [d.dataset_id for d in listed]
         for dataset in datasets:
-            for item in client.list_tables(f"{self.project}.{dataset}", retry=_retry()):
+            where = f"{self.dataset_project}.{dataset}"
+            for item in client.list_tables(where, retry=_retry()):
                 name = item.table_id if self.dataset else f"{dataset}.{item.table_id}"
                 yield name, item.reference
 
@@ -492,6 +497,21 @@ def _type_name(field: bigquery.SchemaField) -> str:
     if field.mode == "REPEATED":
         return f"ARRAY<{kind}>"
     return kind
+
+
+def _dataset_parts(project: str, dataset: str | None) -> tuple[str, str | None]:
+    """The project holding ``dataset`` and its id: ``DATASET`` is in ``project``;
+    ``OTHER.DATASET`` (or ``OTHER/DATASET``) in ``OTHER``. Dataset ids have no dots; project
+    ids can (``example.com:project``), so the last dot splits them."""
+    if not dataset:
+        return project, None
+    where, _, name = dataset.replace("/", ".").rpartition(".")
+    if not name or (_ and not where) or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise ValueError(
+            f"{dataset!r} is not a BigQuery dataset: give DATASET (letters, digits and _), or "
+            "PROJECT.DATASET for one in another project."
+        )
+    return where or project, name
 
 
 def _holds_intervals(fields: list[bigquery.SchemaField]) -> bool:

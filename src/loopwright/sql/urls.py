@@ -7,8 +7,10 @@
 - ``postgresql://user:password@host:5432/dbname?sslmode=require`` (or ``postgres://``): any
   libpq connection URL.
 - ``bigquery://PROJECT[/DATASET]?maximum_bytes_billed=N&location=US&api_endpoint=URL``: the
-  dataset is the default one for unqualified table names; ``api_endpoint`` points the
-  client at an emulator (which is then used without credentials).
+  dataset is the default one for unqualified table names, in ``PROJECT`` (which runs and
+  pays for the queries) or, written ``OTHER_PROJECT.DATASET``, in another project (a public
+  dataset); ``api_endpoint`` points the client at an emulator (which is then used without
+  credentials).
 """
 
 from __future__ import annotations
