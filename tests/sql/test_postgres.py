@@ -394,7 +394,10 @@ async def test_an_unreachable_server_is_a_clear_error(workspace: Path) -> None:
     finally:
         await tool.aclose()
     assert result["is_error"] is True
-    assert "Could not connect to PostgreSQL at 127.0.0.1:1/none" in str(result["content"])
+    content = str(result["content"])
+    assert "Could not connect to PostgreSQL at 127.0.0.1:1/none" in content
+    assert "Connection refused; Is the server running" in content  # libpq's hint, one line
+    assert "\n" not in content
 
 
 @pytest.mark.parametrize(

@@ -141,8 +141,10 @@ class PostgresBackend(SQLBackend):
         try:
             connection = psycopg.connect(**params, autocommit=False)
         except psycopg.Error as exc:
+            # libpq puts its hint on a line of its own; one line reads better in a CLI error
+            said = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
             raise SQLError(
-                f"Could not connect to PostgreSQL at {_where(self.dsn)}: {str(exc).strip()}"
+                f"Could not connect to PostgreSQL at {_where(self.dsn)}: {said}"
             ) from exc
         connection.read_only = True
         connection.adapters.register_loader("interval", _IntervalLoader)
