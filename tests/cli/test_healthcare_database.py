@@ -3,6 +3,7 @@ with the exit status of what went wrong (1: the database failed; 2: the caller's
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from pathlib import Path
@@ -118,3 +119,35 @@ def test_a_data_directory_that_cannot_be_made_is_one_clear_line(loopwright_home:
     assert message.startswith(f"cannot build the claims database: {loopwright_home / 'data'}")
     assert "is a file, where the directory" in message
     assert "LOOPWRIGHT_HOME" in message
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database\n"])
+def test_a_damaged_generated_database_says_to_delete_it(
+    loopwright_home: Path, content: bytes
+) -> None:
+    """The generated file, damaged, was a usage error (exit 2) without a word on what to do."""
+    from loopwright.healthcare.data import DEFAULT_SEED, default_database_path
+
+    generated = default_database_path(1_000, DEFAULT_SEED)
+    generated.parent.mkdir(parents=True)
+    generated.write_bytes(content)
+    with pytest.raises(CliError) as raised:
+        build_agent("scripted", store=MemoryStore(), rows=1_000)
+    assert raised.value.exit_code == EXIT_ERROR
+    message = str(raised.value)
+    assert message.startswith(
+        f"cannot use the generated claims database: Cannot open the DuckDB "
+        f"database {generated} read-only"
+    )
+    assert message.endswith("; delete that file to have it built again")
+    generated.unlink()  # as the message says: the next run builds it again
+    asyncio.run(build_agent("scripted", store=MemoryStore(), rows=1_000).aclose())
+    assert generated.stat().st_size > 0
+    damaged = _refused(str(_damaged(loopwright_home / "mine.duckdb", content)))
+    assert damaged.exit_code == EXIT_USAGE  # the caller's own file
+    assert "delete that file" not in str(damaged)
+
+
+def _damaged(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path

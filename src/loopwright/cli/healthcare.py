@@ -190,6 +190,7 @@ def build_agent(
 
     from loopwright.cli.runtime import EXIT_INTERRUPTED, EXIT_USAGE, CliError
     from loopwright.healthcare.agent import healthcare_agent
+    from loopwright.healthcare.prompt import DatabaseFileError
     from loopwright.models import resolve_model
     from loopwright.models.base import ModelError
     from loopwright.sql import SQLError
@@ -219,6 +220,15 @@ def build_agent(
         raise CliError(f"{exc} (or choose another model with --model)", EXIT_USAGE) from None
     except (SQLError, OSError) as exc:  # before ValueError: DatabaseUnreadable is both
         raise CliError(f"cannot use the database: {exc}") from None
+    except DatabaseFileError as exc:
+        if database is not None:  # the path the user gave
+            raise CliError(str(exc), EXIT_USAGE) from None
+        # the generated file, damaged (a disk error, an edit): building it again mends it
+        said = str(exc).strip().rstrip("!.")
+        raise CliError(
+            f"cannot use the generated claims database: {said}; delete that file to have it "
+            "built again"
+        ) from None
     except (ValueError, ImportError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except duckdb.Error as exc:

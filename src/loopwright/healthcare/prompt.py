@@ -259,6 +259,11 @@ def profile_schema(
     )
 
 
+class DatabaseFileError(ValueError):
+    """A DuckDB database file that cannot be opened: missing, not a file, not DuckDB's, or
+    damaged."""
+
+
 async def profile_backend(backend: SQLBackend) -> DatabaseProfile:
     """The profile of the SQL tool's database: read in full from a DuckDB file, the schema
     alone (``backend.schema()``) from PostgreSQL or BigQuery."""
@@ -272,7 +277,7 @@ async def profile_backend(backend: SQLBackend) -> DatabaseProfile:
 
             problem = file_problem(backend.database)
             if problem is not None:
-                raise ValueError(
+                raise DatabaseFileError(
                     f"The database file {backend.database} {problem}; check the path, "
                     "or leave the database out to use the generated claims data."
                 )
@@ -281,7 +286,7 @@ async def profile_backend(backend: SQLBackend) -> DatabaseProfile:
             try:
                 connection = open_like(backend)
             except duckdb.Error as exc:
-                raise ValueError(
+                raise DatabaseFileError(
                     f"Cannot open the DuckDB database {backend.database} read-only: {exc}"
                 ) from None
             try:
@@ -670,6 +675,7 @@ def _literal(value: str) -> str:
 
 __all__ = [
     "ColumnProfile",
+    "DatabaseFileError",
     "DatabaseProfile",
     "Example",
     "FewShotModel",
