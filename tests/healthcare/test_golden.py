@@ -199,9 +199,11 @@ def test_every_question_holds_on_the_smallest_generated_data(
         for question in GOLDEN_QUESTIONS:
             facts = question.key_facts(question.reference(con))
             assert check_golden(question, _answer_stating(facts), con).passed, question.id
+            # every number wrong, optional ones too: with one claim of a condition its total
+            # charge (optional) is its average charge (required)
             wrong = " ".join(
                 f"The {fact.label} is {float(fact.values[0]) * 3 + 7:,.1f}."
-                if fact.kind == "number" and fact.required
+                if fact.kind == "number"
                 else f"The {fact.label} is {fact.expected}."
                 for fact in facts
             )
@@ -213,3 +215,195 @@ def test_every_question_holds_on_the_smallest_generated_data(
 def test_an_unknown_question_id_lists_the_known_ones() -> None:
     with pytest.raises(KeyError, match="humira_ca_top10"):
         get_question("no_such_question")
+
+
+# --- exact reference values: the answer's own rounding is the checker's to judge -----------
+
+
+def _csv(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """An agent's CSV of ``sql``: every digit, as a query without ROUND saves it."""
+    cursor = con.execute(sql)
+    rows = [[str(v) for v in row] for row in cursor.fetchall()]
+    header = [str(d[0]) for d in cursor.description or ()]
+    return "\n".join(",".join(line) for line in [header, *rows])
+
+
+def test_exact_average_fills_with_and_without_payments_pass(
+    claims_con: duckdb.DuckDBPyConnection,
+) -> None:
+    """The reference rounded the averages to 4.7 and 7.5 fills: 4.74, the average to two
+    places, was 0.04 off, over its 0.5% tolerance, and a CSV of the exact averages matched no
+    row."""
+    fills = Counter(
+        npi
+        for (npi,) in claims_con.execute(
+            "SELECT PRESCRIBER_NPI_NBR FROM RX_CLAIMS WHERE NDC_DRUG_NM = 'OZEMPIC'"
+        ).fetchall()
+    )
+    paid = {
+        npi
+        for (npi,) in claims_con.execute(
+            "SELECT npi_number FROM PROVIDER_PAYMENTS WHERE associated_product = 'OZEMPIC'"
+        ).fetchall()
+    }
+    with_paid = [n for npi, n in fills.items() if npi in paid]
+    without = [n for npi, n in fills.items() if npi not in paid]
+    average_with, average_without = (sum(g) / len(g) for g in (with_paid, without))
+    question = get_question("ozempic_payments_effect")
+    answer = (
+        f"Prescribers with OZEMPIC payments averaged {average_with:.2f} fills, those without "
+        f"{average_without:.2f}."
+    )
+    csv = (
+        f"received_payments,prescribers,avg_fills\nTrue,{len(with_paid)},{average_with!r}\n"
+        f"False,{len(without)},{average_without!r}"
+    )
+    verdict = check_golden(question, answer, claims_con, csv=csv)
+    assert verdict.passed, verdict.reasons
+    assert verdict.csv is not None
+    assert verdict.csv.match == 1.0
+    off = f"Prescribers with payments averaged {average_with:.2f} fills, those without " + (
+        f"{average_without + 0.2:.2f}."
+    )
+    assert not check_golden(question, off, claims_con).passed
+
+
+@pytest.mark.parametrize(
+    ("question_id", "sql"),
+    [
+        ("experience_by_specialty",
+         "SELECT specialty, AVG(years_in_practice) AS avg_years, COUNT(*) AS providers "
+         "FROM PROVIDERS_BIO GROUP BY specialty ORDER BY avg_years DESC"),
+        ("eliquis_days_supply",
+         "SELECT AVG(DAYS_SUPPLY_CNT) AS avg_days_supply, "
+         "100.0 * AVG(CASE WHEN DAYS_SUPPLY_CNT >= 90 THEN 1 ELSE 0 END) AS pct_90_day "
+         "FROM RX_CLAIMS WHERE NDC_DRUG_NM = 'ELIQUIS'"),
+        ("dermatology_humira_share",
+         "SELECT 100.0 * AVG(CASE WHEN r.NDC_DRUG_NM = 'HUMIRA' THEN 1 ELSE 0 END) AS pct, "
+         "SUM(CASE WHEN r.NDC_DRUG_NM = 'HUMIRA' THEN 1 ELSE 0 END) AS humira_rx, "
+         "COUNT(*) AS all_rx FROM RX_CLAIMS r, PROVIDERS_BIO b "
+         "WHERE b.npi_number = r.PRESCRIBER_NPI_NBR AND b.specialty = 'Dermatology'"),
+    ],
+)  # fmt: skip
+def test_a_csv_of_exact_averages_and_shares_matches_the_reference(
+    claims_con: duckdb.DuckDBPyConnection, question_id: str, sql: str
+) -> None:
+    """A CSV cell is matched within 0.1%; a reference rounded to one decimal (19.4 years for
+    19.44, 29.4% for 29.44%) matched no CSV that kept every digit."""
+    question = get_question(question_id)
+    facts = question.key_facts(question.reference(claims_con))
+    answer = _answer_stating(facts)
+    verdict = check_golden(question, answer, claims_con, csv=_csv(claims_con, sql))
+    assert verdict.passed, verdict.reasons
+    assert verdict.csv is not None
+    assert verdict.csv.match == 1.0
+    wrong = _csv(claims_con, sql.replace("AVG(", "1.05 * AVG(", 1))
+    assert not check_golden(question, answer, claims_con, csv=wrong).passed
+
+
+def test_an_average_near_a_whole_number_keeps_its_tolerance() -> None:
+    """An average of 19.96 years rounded to 20.0 became a count that only "20" stated."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE PROVIDERS_BIO (specialty VARCHAR, years_in_practice INTEGER)")
+    years = [("Cardiology", 20)] * 49 + [("Cardiology", 18), ("Neurology", 12)]
+    con.executemany("INSERT INTO PROVIDERS_BIO VALUES (?, ?)", years)
+    question = get_question("experience_by_specialty")
+    for average in ("19.96", "20.0", "about 20"):
+        answer = f"Cardiology has the highest average, {average} years in practice."
+        assert check_golden(question, answer, con).passed, average
+    assert not check_golden(question, "Cardiology: 19.5 years on average.", con).passed
+    assert not check_golden(question, "Neurology: 19.96 years on average.", con).passed
+    con.close()
+
+
+# --- facts the question asks for ------------------------------------------------------------
+
+
+def test_the_top_humira_prescriber_is_answered_by_what_the_question_asks_for(
+    claims_con: duckdb.DuckDBPyConnection,
+) -> None:
+    """NPI, name, specialty and payments: the question asks for no prescription count."""
+    question = get_question("top_humira_prescriber")
+    npi, first, last, specialty, _, _, paid = question.reference(claims_con).rows[0]
+    answer = (
+        f"The top HUMIRA prescriber is {first} {last} (NPI {npi}, {specialty}), who received "
+        f"${paid:,.2f} in HUMIRA-related payments."
+    )
+    assert check_golden(question, answer, claims_con).passed
+    wrong = answer.replace(f"{paid:,.2f}", f"{paid + 1000:,.2f}")
+    assert not check_golden(question, wrong, claims_con).passed
+
+
+def test_a_tie_past_the_limit_still_asks_the_top_humira_prescriber_count() -> None:
+    """Twelve prescribers with one fill each: which is the top one is not known, so the count
+    is the fact left to state."""
+    con = duckdb.connect()
+    npis = [f"1{n:09d}" for n in range(12)]
+    _rx_table(con, [(npi, "HUMIRA", "CA", "2024-01-02", "PT1") for npi in npis])
+    con.execute(
+        "CREATE TABLE PROVIDERS_BIO AS SELECT DISTINCT PRESCRIBER_NPI_NBR AS npi_number, "
+        "'Ann' AS first_name, 'Lee' AS last_name, 'Rheumatology' AS specialty, 'CA' AS state "
+        "FROM RX_CLAIMS"
+    )
+    con.execute(
+        "CREATE TABLE PROVIDER_PAYMENTS (npi_number VARCHAR, associated_product VARCHAR, "
+        "total_payment_amount DECIMAL(12, 2))"
+    )
+    question = get_question("top_humira_prescriber")
+    assert check_golden(question, f"NPI {npis[-1]} wrote 1 HUMIRA prescription.", con).passed
+    assert not check_golden(question, f"NPI {npis[-1]} tops the list.", con).passed
+    con.close()
+
+
+def test_the_costliest_condition_is_answered_by_its_average_charge(
+    claims_con: duckdb.DuckDBPyConnection,
+) -> None:
+    """The question asks which condition and its average charge per claim, not its total."""
+    charges: dict[str, list[float]] = {}
+    for label, charge in claims_con.execute(
+        "SELECT condition_label, CLAIM_CHARGE_AMT FROM MED_CLAIMS"
+    ).fetchall():
+        charges.setdefault(label, []).append(float(charge))
+    top = max(charges, key=lambda label: sum(charges[label]))
+    average = sum(charges[top]) / len(charges[top])
+    question = get_question("condition_costs")
+    answer = (
+        f"{top} has the highest total charges; its average charge per claim is ${average:,.2f}."
+    )
+    assert check_golden(question, answer, claims_con).passed
+    wrong = f"{top} has the highest total charges; its average charge is ${average * 1.1:,.2f}."
+    assert not check_golden(question, wrong, claims_con).passed
+
+
+def test_the_most_frequent_payment_category_may_count_the_payments_in_its_records(
+    claims_con: duckdb.DuckDBPyConnection,
+) -> None:
+    """A record of Open Payments may hold several payments (number_of_payments): the most
+    frequent category's count is its records or the payments they hold."""
+    rows = claims_con.execute(
+        "SELECT nature_of_payment, number_of_payments, total_payment_amount FROM PROVIDER_PAYMENTS"
+    ).fetchall()
+    records: Counter[str] = Counter()
+    payments: Counter[str] = Counter()
+    amounts: Counter[str] = Counter()
+    for nature, count, amount in rows:
+        records[nature] += 1
+        payments[nature] += count
+        amounts[nature] += amount
+    (frequent, n_records), (largest, amount) = records.most_common(1)[0], amounts.most_common(1)[0]
+    n_payments = payments[frequent]
+    assert n_payments > n_records  # the two readings differ on this data
+    question = get_question("payment_natures")
+    for count in (n_records, n_payments):
+        answer = (
+            f"{largest} is the largest by amount (${amount:,.2f}); {frequent} is the most "
+            f"frequent, with {count:,} payments."
+        )
+        csv = "nature,payments,amount\n" + "\n".join(
+            f"{nature},{(records if count == n_records else payments)[nature]},{amounts[nature]}"
+            for nature in records
+        )
+        verdict = check_golden(question, answer, claims_con, csv=csv)
+        assert verdict.passed, (count, verdict.reasons)
+    wrong = answer.replace(f"{n_payments:,}", f"{n_payments + n_records:,}")
+    assert not check_golden(question, wrong, claims_con).passed

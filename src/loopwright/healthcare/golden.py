@@ -4,7 +4,9 @@ A golden question is what an analyst would ask in plain English ("Find the top 1
 of HUMIRA in California"), the DuckDB query that answers it on the generated claims data, and a
 function that turns the query's result into the facts a correct answer states (the top entity
 and its count, a total, a month...). Answers are never hard-coded: the reference is computed
-from the database at check time, so the questions hold for any size and seed.
+from the database at check time, so the questions hold for any size and seed. Averages and
+shares are not rounded in the reference: the checker accepts the rounding an answer (or its CSV)
+states, "4.7" or "4.74" fills for 4.7416, where a reference rounded to 4.7 would refuse 4.74.
 
 Ties are honoured: when two prescribers share the top count, naming either is correct. An entity
 fact knows the names of the other entities of its kind (the reference column's other values and
@@ -358,20 +360,26 @@ def _condition_costs(ref: Reference) -> list[Fact]:
     return [
         _entity("condition with the highest charges", ref, "condition_label", tied,
                 condition_spellings, CONDITION_LABELS),
-        _number("its total charges", ref, "total_charges"),
+        # the question asks which condition and its average, not how much its total is
+        _number("its total charges", ref, "total_charges", required=False),
         _number("its average charge per claim", ref, "avg_charge"),
     ]  # fmt: skip
 
 
 def _nature_breakdown(ref: Reference) -> list[Fact]:
     by_amount = _max_rows(ref, "total_amount")
-    by_count = _max_rows(ref, "payments")
+    # "payments" counts a category's records; a record may hold several payments (its
+    # number_of_payments), and counting those is as good a reading of "most frequent"
+    by_records = _max_rows(ref, "payments")
+    by_payments = _max_rows(ref, "number_of_payments")
+    counts = [ref.value("payments", by_records[0]), ref.value("number_of_payments", by_payments[0])]
     return [
         _entity("largest category by amount", ref, "nature_of_payment", by_amount,
                 nature_spellings),
         _number("its total amount", ref, "total_amount", by_amount[:1]),
-        _entity("most frequent category", ref, "nature_of_payment", by_count, nature_spellings),
-        _number("its number of payments", ref, "payments", by_count[:1]),
+        _entity("most frequent category", ref, "nature_of_payment", by_records + by_payments,
+                nature_spellings),
+        number_fact("its number of payments", counts),
     ]  # fmt: skip
 
 
@@ -451,7 +459,8 @@ def _top_humira_prescriber(ref: Reference) -> list[Fact]:
     known = not _tie_cut_off(ref, tied)
     return [
         _entity("top HUMIRA prescriber NPI", ref, "npi_number", tied, required=known),
-        _number("their HUMIRA prescriptions", ref, "humira_rx"),
+        # not asked for, but the only fact left to require when the top is not known
+        _number("their HUMIRA prescriptions", ref, "humira_rx", required=not known),
         _entity("their specialty", ref, "specialty", tied, specialty_spellings, _SPECIALTY_NAMES,
                 required=known),
         _entity("their last name", ref, "last_name", tied, required=known),
@@ -548,7 +557,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         "Give each specialty's share of HUMIRA claims.",
         """
         SELECT b.specialty, COUNT(*) AS rx_count,
-               ROUND(100.0 * COUNT(*) / SUM(COUNT(*)) OVER (), 1) AS pct
+               100.0 * COUNT(*) / SUM(COUNT(*)) OVER () AS pct
         FROM RX_CLAIMS r JOIN PROVIDERS_BIO b ON b.npi_number = r.PRESCRIBER_NPI_NBR
         WHERE r.NDC_DRUG_NM = 'HUMIRA'
         GROUP BY b.specialty
@@ -598,7 +607,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         "By what percentage did the number of OZEMPIC fills grow from 2023 to 2024?",
         """
         SELECT fills_2023, fills_2024,
-               ROUND(100.0 * (fills_2024 - fills_2023) / NULLIF(fills_2023, 0), 1) AS growth_pct
+               100.0 * (fills_2024 - fills_2023) / NULLIF(fills_2023, 0) AS growth_pct
         FROM (
             SELECT COUNT(*) FILTER (WHERE year(SERVICE_DATE_DD) = 2023) AS fills_2023,
                    COUNT(*) FILTER (WHERE year(SERVICE_DATE_DD) = 2024) AS fills_2024
@@ -614,7 +623,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         "How did HUMIRA's monthly fill volume change between January 2023 and December 2024?",
         """
         SELECT jan_2023, dec_2024,
-               ROUND(100.0 * (dec_2024 - jan_2023) / NULLIF(jan_2023, 0), 1) AS change_pct
+               100.0 * (dec_2024 - jan_2023) / NULLIF(jan_2023, 0) AS change_pct
         FROM (
             SELECT COUNT(*) FILTER (WHERE SERVICE_DATE_DD BETWEEN DATE '2023-01-01'
                                                           AND DATE '2023-01-31') AS jan_2023,
@@ -709,14 +718,15 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         "Break down provider payments by nature of payment. Which category has the largest "
         "total amount, and which is the most frequent?",
         """
-        SELECT nature_of_payment, COUNT(*) AS payments, SUM(total_payment_amount) AS total_amount
+        SELECT nature_of_payment, COUNT(*) AS payments, SUM(total_payment_amount) AS total_amount,
+               SUM(number_of_payments) AS number_of_payments
         FROM PROVIDER_PAYMENTS
         GROUP BY nature_of_payment
         ORDER BY total_amount DESC, nature_of_payment""",
         _nature_breakdown,
         ("PROVIDER_PAYMENTS",),
         ("payments",),
-        ("nature_of_payment", "payments", "total_amount"),
+        ("nature_of_payment", "total_amount"),  # a count may be of records or of payments
     ),
     GoldenQuestion(
         "jardiance_prescriber_payments",
@@ -776,9 +786,8 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         "What is the average days supply of ELIQUIS fills, and what percentage of ELIQUIS "
         "fills are 90-day supplies?",
         """
-        SELECT ROUND(AVG(DAYS_SUPPLY_CNT), 1) AS avg_days_supply,
-               ROUND(100.0 * COUNT(*) FILTER (WHERE DAYS_SUPPLY_CNT >= 90) / COUNT(*), 1)
-                   AS pct_90_day
+        SELECT AVG(DAYS_SUPPLY_CNT) AS avg_days_supply,
+               100.0 * COUNT(*) FILTER (WHERE DAYS_SUPPLY_CNT >= 90) / COUNT(*) AS pct_90_day
         FROM RX_CLAIMS
         WHERE NDC_DRUG_NM = 'ELIQUIS'""",
         _days_supply,
@@ -802,10 +811,9 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         "What share of pharmacy claims were paid by Medicare, and what share of total paid "
         "dollars did Medicare account for?",
         """
-        SELECT ROUND(100.0 * COUNT(*) FILTER (WHERE PAYER_TYPE = 'Medicare') / COUNT(*), 1)
-                   AS pct_claims,
-               ROUND(100.0 * SUM(PAID_AMT) FILTER (WHERE PAYER_TYPE = 'Medicare')
-                     / SUM(PAID_AMT), 1) AS pct_paid
+        SELECT 100.0 * COUNT(*) FILTER (WHERE PAYER_TYPE = 'Medicare') / COUNT(*) AS pct_claims,
+               100.0 * SUM(PAID_AMT) FILTER (WHERE PAYER_TYPE = 'Medicare') / SUM(PAID_AMT)
+                   AS pct_paid
         FROM RX_CLAIMS""",
         _medicare_share,
         ("RX_CLAIMS",),
@@ -835,7 +843,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         "experience_by_specialty",
         "Which specialty has the highest average years in practice, and what is that average?",
         """
-        SELECT specialty, ROUND(AVG(years_in_practice), 1) AS avg_years, COUNT(*) AS providers
+        SELECT specialty, AVG(years_in_practice) AS avg_years, COUNT(*) AS providers
         FROM PROVIDERS_BIO
         GROUP BY specialty
         ORDER BY avg_years DESC, specialty""",
@@ -906,8 +914,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
         "dermatology_humira_share",
         "What percentage of dermatologists' prescriptions are for HUMIRA?",
         """
-        SELECT ROUND(100.0 * COUNT(*) FILTER (WHERE r.NDC_DRUG_NM = 'HUMIRA') / COUNT(*), 1)
-                   AS pct,
+        SELECT 100.0 * COUNT(*) FILTER (WHERE r.NDC_DRUG_NM = 'HUMIRA') / COUNT(*) AS pct,
                COUNT(*) FILTER (WHERE r.NDC_DRUG_NM = 'HUMIRA') AS humira_rx,
                COUNT(*) AS all_rx
         FROM RX_CLAIMS r JOIN PROVIDERS_BIO b ON b.npi_number = r.PRESCRIBER_NPI_NBR
@@ -1069,7 +1076,7 @@ GOLDEN_QUESTIONS: tuple[GoldenQuestion, ...] = (
             WHERE associated_product = 'OZEMPIC'
         )
         SELECT paid.npi IS NOT NULL AS received_payments, COUNT(*) AS prescribers,
-               ROUND(AVG(rx.fills), 1) AS avg_fills
+               AVG(rx.fills) AS avg_fills
         FROM rx LEFT JOIN paid ON paid.npi = rx.npi
         GROUP BY received_payments
         ORDER BY received_payments DESC""",
