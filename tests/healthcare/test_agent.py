@@ -151,6 +151,60 @@ def test_the_guides_example_runs_end_to_end_and_matches_the_reference(claims_db:
     assert "PRESCRIBER_NPI_STATE_CD VARCHAR" in model.requests[0].system
 
 
+HUMIRA_CA_NDC = (
+    "SELECT PRESCRIBER_NPI_NBR, MIN(NDC_CD) AS first_ndc, COUNT(*) AS rx_count FROM RX_CLAIMS "
+    "WHERE NDC_DRUG_NM = 'HUMIRA' AND PRESCRIBER_NPI_STATE_CD = 'CA' "
+    "GROUP BY PRESCRIBER_NPI_NBR ORDER BY rx_count DESC, PRESCRIBER_NPI_NBR LIMIT 10"
+)
+
+PARQUET_CHART = """\
+import matplotlib.pyplot as plt
+import polars as pl
+
+top = pl.read_parquet("humira_ca_ndc.parquet")
+fig, ax = plt.subplots()
+ax.barh(top["PRESCRIBER_NPI_NBR"], top["rx_count"])
+fig.savefig("humira_ca_ndc.png")
+print("ticks=" + ",".join(label.get_text() for label in ax.get_yticklabels()))
+print("ndc=" + ",".join(top["first_ndc"]))
+guessed = pl.read_csv("humira_ca_ndc.csv")
+print("csv=" + ",".join(str(v) for v in guessed["first_ndc"]))
+"""
+
+
+async def test_the_python_tool_says_to_read_the_parquet_file_which_keeps_codes_and_npis(
+    claims_db: Path, claims_con: duckdb.DuckDBPyConnection
+) -> None:
+    """``pl.read_csv`` guesses a saved result's types: NDC codes lose their leading zeros
+    (00074... as 74...) and NPIs become integers, so a bar chart by NPI drew its bars at
+    y = 9.5e9, an empty picture. The model was told to read the CSVs; the Python tool now
+    says to read the Parquet file, which keeps them as the database does."""
+    agent = healthcare_agent(ScriptedModel(["ok"]), database=claims_db, store=MemoryStore())
+    session = agent.new_session()
+    registry = agent.registry_for(session)
+    try:
+        tool = registry.get("Python")
+        assert tool is not None
+        description = tool.schema["description"]
+        assert "read the .parquet (pl.read_parquet), which keeps its column types" in description
+        saved = await registry.execute(
+            "SQL", {"sql": HUMIRA_CA_NDC, "dataset_name": "humira_ca_ndc", "description": "x"}
+        )
+        assert not saved["is_error"], saved
+        result = await registry.execute("Python", {"code": PARQUET_CHART})
+    finally:
+        await registry.aclose()
+    assert not result["is_error"], result
+    printed = dict(re.findall(r"^(\w+)=(.*)$", str(result["content"]), re.MULTILINE))
+    rows = claims_con.execute(HUMIRA_CA_NDC).fetchall()
+    assert printed["ticks"].split(",") == [npi for npi, _, _ in rows]  # one bar per NPI
+    assert printed["ndc"].split(",") == [ndc for _, ndc, _ in rows]
+    assert all(ndc.startswith("00074") for _, ndc, _ in rows)
+    assert printed["csv"].split(",") == [str(int(ndc)) for _, ndc, _ in rows]  # what CSV gave
+    chart = Path(session.workspace_dir) / "humira_ca_ndc.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_an_answer_with_a_wrong_total_does_not_pass(claims_db: Path) -> None:
     """The check is not a rubber stamp: the same run with a total off by one fails."""
 

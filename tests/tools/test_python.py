@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -212,3 +213,71 @@ async def test_output_too_long_gets_advice_for_python_code(registry: ToolRegistr
     assert "Print less (a summary, df.head()), or write the output to a file" in note
     assert "> out.txt" not in note
     assert note.endswith("]")
+
+
+def user_site_python(user_base: Path) -> tuple[str, Path] | None:
+    """An interpreter here that imports from a user site-packages directory (the
+    virtualenv's base one, or the system's), and where that directory is under ``user_base``."""
+    code = "import site; print(bool(site.ENABLE_USER_SITE)); print(site.getusersitepackages())"
+    for candidate in dict.fromkeys((getattr(sys, "_base_executable", ""), SYSTEM_PYTHON)):
+        if not candidate or not os.path.exists(candidate):
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", code],
+            env={**os.environ, "PYTHONUSERBASE": str(user_base)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        enabled, _, packages = probe.stdout.partition("\n")
+        if probe.returncode == 0 and enabled == "True":
+            return candidate, Path(packages.strip())
+    return None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_libraries_installed_with_pip_user_import(
+    backend: str, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pip install --user`` (pip's own choice when site-packages is not writable) puts
+    polars and matplotlib in the user site-packages: the sandbox's other HOME hid them, and
+    bubblewrap did not show the directory at all, so nothing the analysis needs imported."""
+    user_base = tmp_path / "user-base"
+    monkeypatch.setenv("PYTHONUSERBASE", str(user_base))
+    found = user_site_python(user_base)
+    if found is None:
+        pytest.skip("no interpreter here reads a user site-packages directory")
+    interpreter, packages = found
+    packages.mkdir(parents=True)
+    (packages / "claims_helpers.py").write_text("VALUE = 'from the user site'\n")
+    (user_base / "other.txt").write_text("not a library")
+    registry = ToolRegistry(workspace)
+    registry.register_all([PythonTools(backend, config=SandboxConfig(python=interpreter))])
+    code = (
+        "import os, claims_helpers\n"
+        "print(claims_helpers.VALUE)\n"
+        f"print(os.path.exists({str(user_base / 'other.txt')!r}))"
+    )
+    try:
+        result = await python(registry, code)
+    finally:
+        await registry.aclose()
+    assert not result["is_error"], text(result)
+    shown = "True" if backend == "process" else "False"  # bubblewrap: that directory alone
+    assert text(result) == f"from the user site\n{shown}"
+
+
+async def test_a_lone_surrogate_in_the_code_is_a_clear_error(
+    registry: ToolRegistry, workspace: Path
+) -> None:
+    """A model's JSON can hold half of a character (``"\\ud83d"``): the code cannot be written
+    as UTF-8. It was the registry's bare ``UnicodeEncodeError``, with nothing to do about it."""
+    result = await python(registry, "print('chart \ud83d done')")
+    assert result["is_error"]
+    assert text(result) == (
+        "The code holds '\\ud83d' at character 13: a lone surrogate (half of a character), "
+        "which is not valid text. Remove it, or write it as that escape inside a string."
+    )
+    assert leftover_cells(workspace) == []
+    escaped = await python(registry, "print(len('chart \\ud83d done'))")  # as it says
+    assert text(escaped) == "12"

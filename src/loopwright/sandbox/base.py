@@ -647,6 +647,11 @@ class Sandbox(ABC):
         """The Python interpreter commands use (``python`` on ``PATH``, the Python tool)."""
         return self.config.python or sys.executable
 
+    def python_user_site(self) -> tuple[str, str] | None:
+        """``(user base, user site-packages)`` of :attr:`python` on the host, when it
+        imports from one (see :func:`python_user_site`)."""
+        return python_user_site(self.python)
+
     # --- shared by the backends --------------------------------------------------------
 
     def home_dir(self, workspace: str) -> str:
@@ -678,6 +683,10 @@ class Sandbox(ABC):
                 "LOOPWRIGHT_SANDBOXED": self.name,  # a program may check where it runs
             }
         )
+        user_site = self.python_user_site()
+        if user_site is not None:
+            # the libraries installed with pip --user: the same directory as on the host
+            env["PYTHONUSERBASE"] = user_site[0]
         if proxy:
             url = f"http://127.0.0.1:{PROXY_PORT}"
             for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
@@ -739,6 +748,50 @@ class Sandbox(ABC):
                 if name != "watchdog_interval_s"
             },
         }
+
+
+def python_user_site(executable: str) -> tuple[str, str] | None:
+    """``(user base, user site-packages)`` when the interpreter ``executable`` imports from a
+    user site-packages directory on this host (``pip install --user``, or pip's own fallback
+    when site-packages is not writable: then polars, matplotlib and loopwright itself live
+    there), else ``None``. A sandboxed command has another ``HOME``, so its interpreter finds
+    that directory only through ``PYTHONUSERBASE``."""
+    return _user_site(
+        executable, os.environ.get("PYTHONUSERBASE"), os.environ.get("PYTHONNOUSERSITE")
+    )
+
+
+@functools.cache
+def _user_site(executable: str, *env: str | None) -> tuple[str, str] | None:
+    """:func:`python_user_site`, cached per interpreter and the variables that move it."""
+    if executable == sys.executable:  # the same path: a virtualenv's is not its base's
+        import site
+
+        enabled = bool(site.ENABLE_USER_SITE)
+        base, packages = site.getuserbase(), site.getusersitepackages()
+    else:
+        code = (
+            "import site; print(bool(site.ENABLE_USER_SITE), site.getuserbase(), "
+            "site.getusersitepackages(), sep='\\n')"
+        )
+        try:
+            out = subprocess.run(
+                [executable, "-c", code],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+                stdin=subprocess.DEVNULL,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None  # an interpreter that does not run says so when it is used
+        lines = out.splitlines()
+        if len(lines) < 3:
+            return None
+        enabled, base, packages = lines[0] == "True", lines[1], lines[2]
+    if not enabled or not os.path.isdir(packages):
+        return None
+    return base, os.path.realpath(packages)
 
 
 def _popen(
@@ -813,4 +866,5 @@ __all__ = [
     "SandboxedProcess",
     "create_sandbox",
     "drain_into",
+    "python_user_site",
 ]

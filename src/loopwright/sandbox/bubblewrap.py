@@ -6,8 +6,9 @@ What a command sees:
   ``/etc`` without its secrets (``shadow``, ``gshadow``, ``sudoers``, SSH host keys,
   ``ssl/private`` and every other entry the host keeps from other users);
 - the Python interpreter it needs, read-only: the configured one's prefix and base prefix
-  (a virtualenv and the installation it was made from), and nothing else of the home
-  directory they may live in;
+  (a virtualenv and the installation it was made from) and its user site-packages directory
+  when it imports from one (``pip install --user``), and nothing else of the home directory
+  they may live in;
 - the workspace, read-write, at its real path (so paths agree with the file tools), with
   ``HOME`` inside it; nothing of the host's home, ``/root``, other workspaces or the
   framework's data directory;
@@ -245,6 +246,9 @@ class BubblewrapSandbox(Sandbox):
 
     def _read_only_roots(self) -> tuple[str, ...]:
         roots = list(python_roots(self.python))
+        user_site = self.python_user_site()
+        if user_site is not None:
+            roots.append(user_site[1])  # the directory alone: not the rest of ~/.local
         for path in self.config.read_only_paths:
             real = os.path.realpath(path)
             if os.path.exists(real):

@@ -108,6 +108,10 @@ class DockerSandbox(Sandbox):
         """The image's interpreter (the host's virtualenv is not inside the container)."""
         return self.config.python or "python3"
 
+    def python_user_site(self) -> tuple[str, str] | None:
+        """None: the image's interpreter has no user site-packages of the host's."""
+        return None
+
     def prepare(
         self,
         argv: list[str],

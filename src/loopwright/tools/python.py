@@ -1,7 +1,7 @@
 """The ``Python`` tool: run a piece of Python code in the sandbox, in the workspace.
 
 The code runs as a script (``python <file>``) with the sandbox's interpreter: the one
-running loopwright by default, so the project's installed libraries (pandas, DuckDB...)
+running loopwright by default, so the project's installed libraries (Polars, DuckDB...)
 import, or ``SandboxConfig.python``. It gets the same isolation, limits, scrubbed
 environment and output capture as ``Bash``; the workspace is on ``sys.path`` so its own
 modules import, and tracebacks show the lines of the code.
@@ -74,8 +74,13 @@ class PythonTool(BaseTool):
                 "print() what you want to see (the value of a last expression is not "
                 "shown). Each call is a fresh interpreter (variables do not carry over; save "
                 "intermediate results to files). Installed data libraries can be imported, "
-                "and so can modules in the workspace. Returns stdout, then stderr after a "
-                "[stderr] line (tracebacks), and the exit code when it is not 0."
+                "and so can modules in the workspace. Save files to keep (charts, tables) "
+                "in the workspace with relative paths (chart.png): files written elsewhere, "
+                "such as /tmp, are not kept. A query result saved as both .csv and .parquet: "
+                "read the .parquet (pl.read_parquet), which keeps its column types; "
+                "pl.read_csv guesses them (codes and ids such as 00074290601 become numbers "
+                "and lose their leading zeros, dates stay text). Returns stdout, then stderr "
+                "after a [stderr] line (tracebacks), and the exit code when it is not 0."
             ),
             "input_schema": {
                 "type": "object",
@@ -120,6 +125,13 @@ class PythonTool(BaseTool):
             )
         except SandboxError as exc:
             return error(str(exc))
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            return error(
+                f"The code holds {bad!a} at character {exc.start}: a lone surrogate (half "
+                "of a character), which is not valid text. Remove it, or write it as that "
+                "escape inside a string."
+            )
         except OSError as exc:
             return error(f"Could not write the code to the workspace: {exc}.")
         finally:
