@@ -39,7 +39,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import polars as pl
 
-top = pl.read_csv("humira_ca_top10.csv", schema_overrides={"PRESCRIBER_NPI_NBR": pl.Utf8})
+top = pl.read_parquet("humira_ca_top10.parquet")  # its types as the database has them
 fig, ax = plt.subplots(figsize=(8, 4))
 ax.barh(top["PRESCRIBER_NPI_NBR"].to_list()[::-1], top["rx_count"].to_list()[::-1])
 ax.set_xlabel("HUMIRA prescriptions")
@@ -203,6 +203,12 @@ async def test_the_python_tool_says_to_read_the_parquet_file_which_keeps_codes_a
     assert printed["csv"].split(",") == [str(int(ndc)) for _, ndc, _ in rows]  # what CSV gave
     chart = Path(session.workspace_dir) / "humira_ca_ndc.png"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the system prompt says the same (it said to read the CSVs)
+    prompt = agent.system_prompt(session)
+    assert isinstance(prompt, str)
+    assert 'pl.read_parquet("<dataset>.parquet") keeps their column types' in prompt
+    assert "reading the .parquet files" in prompt
+    assert "read the CSVs" not in prompt
 
 
 def test_an_answer_with_a_wrong_total_does_not_pass(claims_db: Path) -> None:

@@ -441,7 +441,9 @@ TOOL_NOTES: dict[str, str] = {
     ),
     "Python": (
         "run Python in the sandbox (polars, duckdb, matplotlib are installed; each call is "
-        "a fresh interpreter, so read the CSVs you saved)"
+        'a fresh interpreter, so read the results you saved: pl.read_parquet("<dataset>.'
+        'parquet") keeps their column types, where pl.read_csv guesses them and turns codes '
+        "with leading zeros into numbers)"
     ),
     "Bash": "run shell commands in the workspace (sandboxed, no network)",
     "Read": "read files from the workspace",
@@ -457,7 +459,8 @@ WORKFLOW = """\
 2. Query the data with SQL: filter and aggregate in SQL (GROUP BY, LIMIT) rather than \
 fetching raw rows, and join tables when that gives a richer answer. Use DefineCohort to \
 define a patient population by criteria.
-3. Analyse the saved CSV files with Python (polars) when SQL alone is not enough.
+3. Analyse the saved results with Python (polars, reading the .parquet files) when SQL \
+alone is not enough.
 4. Draw a chart when it helps: matplotlib with the Agg backend, saved as a PNG file in the \
 workspace (plt.savefig("name.png", dpi=120, bbox_inches="tight")).
 5. Present the findings clearly, with the key numbers exactly as the results show them.
