@@ -1465,8 +1465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def show(fraction: float, message: str) -> None:
         print(f"\r{fraction:6.1%}  {message:<60}", end="", file=sys.stderr, flush=True)
 
-    out = Path(args.out).expanduser() if args.out else None
-    target = out or default_database_path(args.rows, args.seed)
+    target = (
+        Path(args.out).expanduser() if args.out else default_database_path(args.rows, args.seed)
+    )
     if target.is_dir():
         parser.error(f"--out {target} is a directory; pass the path of a .duckdb file")
     started = time.perf_counter()

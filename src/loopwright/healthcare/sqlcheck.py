@@ -312,7 +312,7 @@ class _Checker:
         self._seen: set[tuple[str, str]] = set()
         self._scope_of: dict[int, Scope] = {}  # id(scope.expression) -> scope
         self._outputs_of: dict[int, list[_Output]] = {}  # id(scope) -> its output columns
-        self._per_patient: dict[int, bool] = {}  # id(select) -> whether it groups by patient
+        self._per_patient: dict[int, set[str]] = {}  # id(select) -> its patient keys
 
     def add(self, issue: SQLIssue) -> None:
         # One mistake is one finding, even when several scopes or tables lead to it (a column
@@ -566,7 +566,7 @@ class _Checker:
         row_level = any(not _is_aggregated(select) for select in selects)
         # GROUP BY PATIENT_ID aggregates, but what it returns it returns for each patient
         per_patient = sorted(
-            {key for scope, select in branches for key in self._patient_keys(scope, select)}
+            {key for scope, select in branches for key in self._patients_grouped(scope, select)}
         )
         listed = row_level or bool(per_patient)
         how = (
@@ -652,14 +652,15 @@ class _Checker:
                         found.add(f"{table}.{self.schema.column_spelling(table, column)}")
         return found
 
-    def _groups_by_patient(self, scope: Scope, select: exp.Expr | None) -> bool:
-        """Whether ``select`` returns one row per patient (see :meth:`_patient_keys`)."""
+    def _patients_grouped(self, scope: Scope, select: exp.Expr | None) -> set[str]:
+        """:meth:`_patient_keys` of ``select`` (none when it is no SELECT), worked out once:
+        non-empty when it returns one row per patient."""
         if not isinstance(select, exp.Select):
-            return False
+            return set()
         key = id(select)
         if key not in self._per_patient:
-            self._per_patient[key] = False  # its keys' own projections are read meanwhile
-            self._per_patient[key] = bool(self._patient_keys(scope, select))
+            self._per_patient[key] = set()  # its keys' own projections are read meanwhile
+            self._per_patient[key] = self._patient_keys(scope, select)
         return self._per_patient[key]
 
     def _is_big(self, spelling: str) -> bool:
@@ -698,7 +699,7 @@ class _Checker:
                 yield from values
             return
         # one row per patient: an average of a patient's rows is the patient's own value
-        kept = _KEEP_SHARED if self._groups_by_patient(scope, projection.parent) else ()
+        kept = _KEEP_SHARED if self._patients_grouped(scope, projection.parent) else ()
         for node in value_nodes(projection):
             if _in_subquery(node, projection) or _is_hidden(node, projection, kept):
                 continue

@@ -514,9 +514,18 @@ def _dataset_parts(project: str, dataset: str | None) -> tuple[str, str | None]:
     return where or project, name
 
 
+def _holds(fields: list[bigquery.SchemaField], kinds: frozenset[str]) -> bool:
+    """Whether any of ``fields``, or a field nested in one, is of one of ``kinds``."""
+    return any(
+        (f.field_type or "").upper() in kinds or _holds(list(f.fields), kinds) for f in fields
+    )
+
+
 def _holds_intervals(fields: list[bigquery.SchemaField]) -> bool:
-    """Whether any of ``fields``, or a field nested in one, is an ``INTERVAL``."""
-    return any(f.field_type == "INTERVAL" or _holds_intervals(list(f.fields)) for f in fields)
+    return _holds(fields, _INTERVALS)
+
+
+_INTERVALS = frozenset({"INTERVAL"})
 
 
 def _intervals_as_text(fields: list[bigquery.SchemaField]) -> list[bigquery.SchemaField]:
@@ -589,10 +598,7 @@ _EXTENSION_TYPES = frozenset({"DATETIME", "JSON", "GEOGRAPHY"})
 
 def _has_metadata(fields: list[bigquery.SchemaField]) -> bool:
     """Whether the client's Arrow fields for ``fields`` carry metadata, at any depth."""
-    return any(
-        (f.field_type or "").upper() in _EXTENSION_TYPES or _has_metadata(list(f.fields))
-        for f in fields
-    )
+    return _holds(fields, _EXTENSION_TYPES)
 
 
 def _plain(field: pa.Field) -> pa.Field:
