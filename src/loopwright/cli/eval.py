@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from loopwright.cli.healthcare import AgentRowsOption
+from loopwright.cli.options import DatabaseOption
+from loopwright.cli.serve import AGENTS
+
+if TYPE_CHECKING:
+    from loopwright.evals.suite import Suite
+    from loopwright.healthcare.suite import HealthcareAgentFactory
+    from loopwright.models.base import Model
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -28,9 +37,16 @@ def register(app: typer.Typer) -> None:
 
 def eval_command(
     suite: Annotated[
-        Path,
-        typer.Argument(metavar="SUITE", help="The suite file (.yaml or .jsonl)."),
-    ],
+        Path | None,
+        typer.Argument(
+            metavar="[SUITE]",
+            help=(
+                "The suite file (.yaml or .jsonl). With --agent healthcare and no suite: the "
+                "golden research questions."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
         str,
         typer.Option(
@@ -113,9 +129,23 @@ def eval_command(
             help="The Ray cluster of --executor ray (default: Ray started on this machine).",
         ),
     ] = None,
+    agent: Annotated[
+        str,
+        typer.Option(
+            "--agent",
+            metavar="AGENT",
+            help=(
+                "Which agent does the tasks: standard (the suite's tools and system prompt) "
+                "or healthcare (the healthcare research agent over claims data)."
+            ),
+        ),
+    ] = "standard",
+    database: DatabaseOption = None,
+    rows: AgentRowsOption = None,
 ) -> None:
     """Run a task suite: each task in its own session and workspace, checked, with a JSON
-    result file, an HTML report and a summary table.
+    result file, an HTML report and a summary table. `--agent healthcare` with no suite
+    asks the healthcare agent the golden research questions.
 
     Exit status: 0 when every task passed, 1 when any failed, 2 for bad input, 130 when
     interrupted (resume with --resume).
@@ -135,12 +165,15 @@ def eval_command(
             retry_delay=retry_delay,
             executor=executor,
             ray_address=ray_address,
+            agent=agent,
+            database=database,
+            rows=rows,
         )
     )
 
 
 def run_eval(
-    suite_path: Path,
+    suite_path: Path | None,
     *,
     model: str,
     parallel: int,
@@ -154,6 +187,9 @@ def run_eval(
     retry_delay: float,
     executor: str = "local",
     ray_address: str | None = None,
+    agent: str = "standard",
+    database: str | None = None,
+    rows: int | None = None,
 ) -> int:
     """The command's body; returns the exit status."""
     import asyncio
@@ -176,22 +212,59 @@ def run_eval(
         return fail(f"unknown executor {executor!r}; use local or ray", EXIT_USAGE)
     if ray_address is not None and executor != "ray":
         return fail("--ray-address is for --executor ray; add it, or drop the address", EXIT_USAGE)
+    if agent not in AGENTS:
+        return fail(f"unknown agent {agent!r}; use one of: {', '.join(AGENTS)}", EXIT_USAGE)
+    healthcare = agent == "healthcare"
+    if not healthcare and (database is not None or rows is not None):
+        return fail("--database and --rows go with --agent healthcare", EXIT_USAGE)
+    if suite_path is None and not healthcare:
+        return fail(
+            "give the suite file to run (or --agent healthcare, for the healthcare agent's "
+            "golden research questions)",
+            EXIT_USAGE,
+        )
+    from loopwright.evals.bench import is_scripted
+
+    factory: HealthcareAgentFactory | None = None
     try:
-        suite = load_suite(suite_path)
-        if tasks:
-            suite = suite.select(tasks)
+        if suite_path is None:
+            from loopwright.healthcare.suite import golden_suite
+
+            suite = golden_suite(tasks)
+        else:
+            suite = load_suite(suite_path)
+            if tasks:
+                suite = suite.select(tasks)
         choice = choose_model(model)
+        if healthcare:
+            from loopwright.cli.healthcare import embedded_choice
+
+            choice = embedded_choice(choice)
+        if suite_path is None and is_scripted(choice.spec):
+            return fail(
+                "the golden questions have no scripts for the scripted model to play; run "
+                "them with a real one (--model local:gemma3-270m, anthropic, openai...)",
+                EXIT_USAGE,
+            )
         probe = resolve_model(choice.spec)  # a bad model string or missing key fails here
+        if healthcare:
+            factory = _healthcare_factory(choice.spec, database, rows)
+            if suite_path is None:
+                suite = _golden_limits(suite, probe)
     except SuiteError as exc:
         return fail(str(exc), EXIT_USAGE)
     except ModelError as exc:
         return fail(f"{exc} (or choose another model with --model)", EXIT_USAGE)
     except CliError as exc:
         return fail(exc.message, exc.exit_code)
-    from loopwright.evals.bench import is_scripted
 
     announce_model(choice, "each task's script" if is_scripted(choice.spec) else probe.name)
-    json_path = output if output is not None else default_output(suite_path)
+    if output is not None:
+        json_path = output
+    elif suite_path is None:
+        json_path = Path(f"{suite.name}.results.json")
+    else:
+        json_path = default_output(suite_path)
     html_path = html if html is not None else json_path.with_suffix(".html")
     total = len(suite.tasks) * epochs
     recorded = _recorded(json_path, suite.name) if resume else set()
@@ -243,6 +316,7 @@ def run_eval(
             record = runner.run(
                 run_suite(
                     suite,
+                    factory,
                     model=choice.spec,
                     judge=judge_model,
                     epochs=epochs,
@@ -258,22 +332,80 @@ def run_eval(
                 )
             )
         except KeyboardInterrupt:
+            again = _command_again(suite_path, agent, database, rows, output)
             print(
                 f"interrupted after {finished} of {total} run(s); the results so far are in "
-                f"{json_path}. Go on with: loopwright eval {suite_path} --resume"
-                + (f" --output {json_path}" if output is not None else ""),
+                f"{json_path}. Go on with: {again}",
                 file=sys.stderr,
                 flush=True,
             )
             return EXIT_INTERRUPTED
         except (SuiteError, RayUnavailable) as exc:
             return fail(str(exc), EXIT_USAGE)
+        finally:
+            if factory is not None:
+                factory.close()
     write_html(record, html_path)
     console = make_console()
     print_summary(record, console)
     console.print(f"results: {json_path}\nreport:  {html_path}", highlight=False)
     summary = record.summary()
     return EXIT_OK if summary.runs and summary.passed == summary.runs else EXIT_FAILED
+
+
+def _healthcare_factory(
+    model: str, database: str | None, rows: int | None
+) -> HealthcareAgentFactory:
+    """The healthcare agent's factory, on the database given or the generated one (built
+    now, with a progress bar); one agent is made and closed first, so that a database the
+    agent cannot read is refused before any task runs. Raises :class:`CliError`."""
+    import asyncio
+
+    from loopwright.cli.healthcare import DEFAULT_ROWS, agent_errors, generated_database
+    from loopwright.healthcare.agent import healthcare_agent
+    from loopwright.healthcare.suite import HealthcareAgentFactory
+
+    with agent_errors(database):
+        source = database if database is not None else generated_database(rows or DEFAULT_ROWS)
+        first = healthcare_agent("scripted", database=source)
+        asyncio.run(first.aclose())
+        return HealthcareAgentFactory(model, database=source)
+
+
+def _golden_limits(suite: Suite, model: Model) -> Suite:
+    """The golden suite with the turn limit ``loopwright healthcare`` gives ``model``:
+    fewer turns for the embedded models."""
+    from loopwright.evals.suite import Limits
+    from loopwright.healthcare.agent import COMPACT_MAX_TURNS, is_small_model
+
+    if not is_small_model(model):
+        return suite
+    return suite.model_copy(update={"limits": Limits(max_turns=COMPACT_MAX_TURNS)})
+
+
+def _command_again(
+    suite_path: Path | None,
+    agent: str,
+    database: str | None,
+    rows: int | None,
+    output: Path | None,
+) -> str:
+    """The command that resumes this run."""
+    import shlex
+
+    words = ["loopwright", "eval"]
+    if suite_path is not None:
+        words.append(str(suite_path))
+    if agent != "standard":
+        words += ["--agent", agent]
+    if database is not None:
+        words += ["--database", database]
+    if rows is not None:
+        words += ["--rows", str(rows)]
+    words.append("--resume")
+    if output is not None:
+        words += ["--output", str(output)]
+    return shlex.join(words)
 
 
 def _recorded(path: Path, suite: str) -> set[tuple[str, int]]:

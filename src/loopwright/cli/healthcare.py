@@ -12,7 +12,9 @@ usage error, 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -35,6 +37,20 @@ if TYPE_CHECKING:
 DEFAULT_ROWS = 200_000
 MIN_ROWS = 1_000
 MAX_ROWS = 100_000_000  # healthcare.data.MAX_RX_CLAIMS (not imported: --help stays fast)
+
+#: ``--rows`` of the commands that run the healthcare agent with ``--agent healthcare``.
+AgentRowsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--rows",
+        min=MIN_ROWS,
+        max=MAX_ROWS,
+        metavar="N",
+        help="With --agent healthcare: pharmacy claims in the generated database (built on "
+        f"first use) [default: {DEFAULT_ROWS}].",
+        show_default=False,
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -186,36 +202,46 @@ def build_agent(
     """The healthcare agent, building the claims database first when none is given (with a
     progress bar on stderr); user errors become a :class:`CliError`. The model is made
     first, so that a mistyped one is refused before a build that may take minutes."""
+    from loopwright.healthcare.agent import healthcare_agent
+    from loopwright.models import resolve_model
+
+    with agent_errors(database):
+        resolved = resolve_model(model)
+        source = database if database is not None else generated_database(rows)
+        return healthcare_agent(resolved, database=source, store=store, **options)
+
+
+def generated_database(rows: int) -> os.PathLike[str]:
+    """The synthetic claims database of ``rows`` rx claims, built first if it is not there
+    (with a progress bar on stderr); a failed or interrupted build is a :class:`CliError`."""
+    from loopwright.cli.runtime import EXIT_INTERRUPTED, CliError
+    from loopwright.healthcare.data import DatabaseBuildError, ensure_database
+
+    try:
+        with _ProgressBar(f"Building the synthetic claims database ({rows:,} rx claims)") as bar:
+            return ensure_database(rx_claims=rows, progress=bar.update)
+    except KeyboardInterrupt:
+        raise CliError(
+            "interrupted; the claims database was not built (nothing was kept)",
+            EXIT_INTERRUPTED,
+        ) from None
+    except DatabaseBuildError as exc:
+        raise CliError(f"cannot build the claims database: {exc}") from None
+
+
+@contextlib.contextmanager
+def agent_errors(database: str | None) -> Iterator[None]:
+    """Turn what making the healthcare agent can raise into a :class:`CliError` saying what
+    to do; ``database`` is the one the user gave (``None``: the generated one)."""
     import duckdb
 
-    from loopwright.cli.runtime import EXIT_INTERRUPTED, EXIT_USAGE, CliError
-    from loopwright.healthcare.agent import healthcare_agent
+    from loopwright.cli.runtime import EXIT_USAGE, CliError
     from loopwright.healthcare.prompt import DatabaseFileError
-    from loopwright.models import resolve_model
     from loopwright.models.base import ModelError
     from loopwright.sql import SQLError
 
-    source: str | os.PathLike[str]
     try:
-        resolved = resolve_model(model)
-        if database is None:
-            from loopwright.healthcare.data import DatabaseBuildError, ensure_database
-
-            try:
-                with _ProgressBar(
-                    f"Building the synthetic claims database ({rows:,} rx claims)"
-                ) as bar:
-                    source = ensure_database(rx_claims=rows, progress=bar.update)
-            except KeyboardInterrupt:
-                raise CliError(
-                    "interrupted; the claims database was not built (nothing was kept)",
-                    EXIT_INTERRUPTED,
-                ) from None
-            except DatabaseBuildError as exc:
-                raise CliError(f"cannot build the claims database: {exc}") from None
-        else:
-            source = database
-        return healthcare_agent(resolved, database=source, store=store, **options)
+        yield
     except ModelError as exc:
         raise CliError(f"{exc} (or choose another model with --model)", EXIT_USAGE) from None
     except (SQLError, OSError) as exc:  # before ValueError: DatabaseUnreadable is both

@@ -71,6 +71,9 @@ class TaskJob:
 
 
 AgentFactory: TypeAlias = "Callable[[TaskJob], Agent]"
+"""Makes each attempt's agent. A factory may also have a ``check_extra`` mapping, handed to
+every check as :attr:`CheckContext.extra <loopwright.evals.checkers.CheckContext.extra>`
+(the healthcare agent's factory names its database there, for the ``golden`` check)."""
 
 
 class TaskResult(BaseModel):
@@ -270,51 +273,23 @@ def tool_specs(names: Sequence[str]) -> list[ToolSpec]:
     return specs
 
 
-class StandardAgentFactory:
-    """The agent ``loopwright run`` uses (its system prompt and built-in tools), per task:
-    the suite's tool list, the task's system prompt if it has one, and with the ``scripted``
-    model the task's own script.
+class FactoryStore:
+    """An agent factory's session store: the one given, else the SQLite store in the data
+    directory (so ``loopwright sessions show ID`` shows any task's run), opened on first use
+    and closed by :meth:`close`. Pickled without the store it opened (a remote worker opens
+    its own)."""
 
-    ``model`` is a model string (``None``: the default choice). Sessions go to ``store``
-    (default: the SQLite store in the data directory, so ``loopwright sessions show ID``
-    shows any task's run).
-    """
-
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        store: SessionStore | None = None,
-        workspace_root: str | None = None,
-    ) -> None:
-        self.model = model
+    def __init__(self, store: SessionStore | None) -> None:
         self.store = store
-        self.workspace_root = workspace_root
         self._owns_store = store is None
 
-    @property
-    def scripted(self) -> bool:
-        return is_scripted(self.model)
-
-    def __call__(self, job: TaskJob) -> Agent:
-        from loopwright.agent import Agent
-        from loopwright.prompts import WORKSPACE_AGENT
-
-        model: Model | str | None = self.model
-        if self.scripted:
-            model = job.task.scripted_model() or self.model
+    def session_store(self) -> SessionStore:
+        """The store, opened now if it is the default one."""
         if self.store is None:
             from loopwright.sessions.sqlite import SQLiteStore
 
             self.store = SQLiteStore.default()
-        return Agent(
-            model,
-            system_prompt=job.system_prompt or WORKSPACE_AGENT,
-            tools=tool_specs(job.tools),
-            name="loopwright",
-            store=self.store,
-            workspace_root=self.workspace_root,
-        )
+        return self.store
 
     def close(self) -> None:
         """Close the session store this factory opened."""
@@ -327,6 +302,47 @@ class StandardAgentFactory:
         if state.get("_owns_store"):
             state["store"] = None
         return state
+
+
+class StandardAgentFactory(FactoryStore):
+    """The agent ``loopwright run`` uses (its system prompt and built-in tools), per task:
+    the suite's tool list, the task's system prompt if it has one, and with the ``scripted``
+    model the task's own script.
+
+    ``model`` is a model string (``None``: the default choice). Sessions go to ``store``
+    (default: the SQLite store in the data directory).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        store: SessionStore | None = None,
+        workspace_root: str | None = None,
+    ) -> None:
+        super().__init__(store)
+        self.model = model
+        self.workspace_root = workspace_root
+
+    @property
+    def scripted(self) -> bool:
+        return is_scripted(self.model)
+
+    def __call__(self, job: TaskJob) -> Agent:
+        from loopwright.agent import Agent
+        from loopwright.prompts import WORKSPACE_AGENT
+
+        model: Model | str | None = self.model
+        if self.scripted:
+            model = job.task.scripted_model() or self.model
+        return Agent(
+            model,
+            system_prompt=job.system_prompt or WORKSPACE_AGENT,
+            tools=tool_specs(job.tools),
+            name="loopwright",
+            store=self.session_store(),
+            workspace_root=self.workspace_root,
+        )
 
 
 # --- one task ----------------------------------------------------------------------------
@@ -436,6 +452,7 @@ class TaskWorker:
                 suite_dir=job.suite_dir,
                 judge=self.judge if self.judge is not None else agent.model,
                 scripted=self.judge is None and _is_scripted_model(agent.model),
+                extra=dict(getattr(self.agent_factory, "check_extra", None) or {}),
             )
             checks: list[CheckResult] = []
             for check in task.checks:
@@ -643,6 +660,7 @@ def default_output(suite_path: str | os.PathLike[str]) -> Path:
 __all__ = [
     "HANG_GRACE_S",
     "AgentFactory",
+    "FactoryStore",
     "StandardAgentFactory",
     "SuiteRun",
     "Summary",

@@ -21,6 +21,12 @@ Each check is a ``{type: ..., ...}`` entry in a task's ``checks`` list:
   default 70). It sees the task, the answer and the workspace files (``files``: the paths to
   show; default all small text files). ``script`` is the judge's reply when the model is
   ``scripted`` (ignored otherwise).
+- ``golden``: the answer to one of the healthcare agent's golden research questions
+  (``question``: its id, see :mod:`loopwright.healthcare.golden`) states the reference's key
+  facts, and the CSV its last successful ``SQL`` call saved reproduces the reference rows
+  (``csv: false`` checks the answer alone). The reference is computed from ``database`` (a
+  DuckDB file, relative to the suite), by default the database the agent itself queried
+  (``loopwright eval --agent healthcare``). The score is the checker's, 0 to 100.
 
 Every check may have a ``name`` shown in reports.
 """
@@ -43,7 +49,16 @@ from loopwright.models.base import Model, ModelError
 if TYPE_CHECKING:
     from loopwright.agent import RunResult
 
-CHECK_TYPES = ("exact", "contains", "regex", "file_exists", "file_contents", "python", "judge")
+CHECK_TYPES = (
+    "exact",
+    "contains",
+    "regex",
+    "file_exists",
+    "file_contents",
+    "python",
+    "judge",
+    "golden",
+)
 #: Workspace text shown to a judge, in characters.
 MAX_FILES_CHARS = 30_000
 
@@ -365,6 +380,66 @@ class JudgeCheck(_Check):
         return self._result(passed, detail, score=result.score, **spent)
 
 
+class GoldenCheck(_Check):
+    type: Literal["golden"]
+    question: str = Field(min_length=1)
+    database: str | None = None
+    csv: bool = True
+
+    def problem(self, suite_dir: Path) -> str | None:
+        try:
+            from loopwright.healthcare.golden import GOLDEN_QUESTIONS
+        except ImportError as exc:
+            return (
+                f"golden check: the healthcare checker needs DuckDB ({exc}); install it with "
+                "`pip install 'loopwright[sql]'`"
+            )
+        known = sorted(question.id for question in GOLDEN_QUESTIONS)
+        if self.question not in known:
+            return (
+                f"golden check: no golden question {self.question!r}; the questions are: "
+                f"{', '.join(known)}"
+            )
+        if self.database is not None and not self._database(suite_dir).is_file():
+            return f"golden check: no database file {self.database!r} (relative to the suite)"
+        return None
+
+    def _database(self, suite_dir: Path) -> Path:
+        assert self.database is not None
+        return suite_dir / Path(self.database).expanduser()
+
+    async def run(self, ctx: CheckContext) -> CheckResult:
+        import asyncio
+
+        from loopwright.healthcare.suite import saved_csv, verdict_detail
+
+        if self.database is not None:
+            database: object = self._database(ctx.suite_dir)
+        else:
+            database = ctx.extra.get("database")
+        if not isinstance(database, str | Path):
+            why = ctx.extra.get("database_problem") or (
+                "the agent has no DuckDB database to compute it from"
+            )
+            return self._result(
+                False,
+                f"no reference for golden question {self.question!r}: {why}; run the suite "
+                "with --agent healthcare on the generated claims database, or give the check "
+                "a database: file",
+            )
+        csv = saved_csv(ctx.result.events, ctx.workspace) if self.csv and ctx.result else None
+        verdict = await asyncio.to_thread(self._verdict, ctx.answer, database, csv)
+        return self._result(
+            verdict.passed, verdict_detail(verdict, csv), score=round(verdict.score * 100)
+        )
+
+    def _verdict(self, answer: str, database: str | Path, csv: Path | None) -> Any:
+        from loopwright.healthcare.check import check_golden
+        from loopwright.healthcare.golden import get_question
+
+        return check_golden(get_question(self.question), answer, database, csv=csv)
+
+
 CheckSpec: TypeAlias = (
     ExactCheck
     | ContainsCheck
@@ -373,6 +448,7 @@ CheckSpec: TypeAlias = (
     | FileContentsCheck
     | PythonCheck
     | JudgeCheck
+    | GoldenCheck
 )
 
 
@@ -472,6 +548,7 @@ __all__ = [
     "ExactCheck",
     "FileContentsCheck",
     "FileExistsCheck",
+    "GoldenCheck",
     "InfraError",
     "JudgeCheck",
     "PythonCheck",

@@ -4,7 +4,8 @@ Submodules are imported on first use, so ``import loopwright.healthcare`` stays 
 ``data`` (the generator), ``golden`` (research questions with reference SQL), ``check``
 (compares an answer with the reference) and ``sqlcheck`` (static checks of a query); and
 the research agent itself: ``agent`` (``healthcare_agent()``), ``prompt`` (its system prompt,
-read from the database) and ``cohort`` (the ``DefineCohort`` tool).
+read from the database) and ``cohort`` (the ``DefineCohort`` tool); ``suite`` runs the golden
+questions on the agent as an eval suite (``loopwright eval --agent healthcare``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ _EXPORTS = {
     "DefineCohortTool": "loopwright.healthcare.cohort",
     "Criteria": "loopwright.healthcare.cohort",
     "CohortError": "loopwright.healthcare.cohort",
+    "golden_suite": "loopwright.healthcare.suite",
+    "HealthcareAgentFactory": "loopwright.healthcare.suite",
 }
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "DefineCohort",
     "DefineCohortTool",
     "GoldenQuestion",
+    "HealthcareAgentFactory",
     "HealthcarePrompt",
     "SQLIssue",
     "Verdict",
@@ -53,6 +57,7 @@ __all__ = [
     "check_sql",
     "database_schema",
     "ensure_database",
+    "golden_suite",
     "healthcare_agent",
     "system_prompt",
 ]
@@ -70,6 +75,7 @@ if TYPE_CHECKING:
     from loopwright.healthcare.golden import GOLDEN_QUESTIONS, GoldenQuestion
     from loopwright.healthcare.prompt import HealthcarePrompt, system_prompt
     from loopwright.healthcare.sqlcheck import SQLIssue, check_sql
+    from loopwright.healthcare.suite import HealthcareAgentFactory, golden_suite
 
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

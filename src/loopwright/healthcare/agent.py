@@ -59,6 +59,9 @@ TOOL_NAMES = (
     "TodoWrite",
 )
 
+#: Model calls a tiny (compact mode) model gets: short answers, and no long detours.
+COMPACT_MAX_TURNS = 6
+
 #: Settings of the sandboxed commands: charts render to files, never to a display.
 SANDBOX_ENV = {"MPLBACKEND": "Agg"}
 
@@ -164,7 +167,7 @@ def healthcare_agent(
     options: dict[str, Any] = {"name": "healthcare"}
     if compact:
         # a tiny model: short answers, and no long detours
-        options.update(max_turns=6, max_output_tokens=512)
+        options.update(max_turns=COMPACT_MAX_TURNS, max_output_tokens=512)
     options.update(agent_options)
     prompt = HealthcarePrompt(profile, compact=compact, tools=names)
     shown = [example for example in profile.examples if example.rows]
@@ -195,6 +198,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 __all__ = [
+    "COMPACT_MAX_TURNS",
     "SANDBOX_ENV",
     "TOOL_NAMES",
     "DatabaseUnreadable",
