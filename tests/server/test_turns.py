@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import duckdb
 import httpx
 
+from loopwright import Agent, MemoryStore, ScriptedModel, call
 from loopwright.events import event_from_dict
+from loopwright.models.scripted import ScriptedTurn
+from loopwright.tools.sql import SQL
 
 from .conftest import StartServer
 from .live import SSE, iter_sse, stream_turn
@@ -79,6 +84,39 @@ def test_a_turn_streams_every_event_as_sse(live: StartServer) -> None:
         assert session["run"]["last_event_id"] == len(events)
         listed = client.get("/api/sessions").json()["sessions"]
         assert [s["id"] for s in listed] == [session_id]
+
+
+def test_line_separators_in_the_data_stay_inside_one_sse_data_line(
+    live: StartServer, tmp_path: Path
+) -> None:
+    """A text field of the database holding a line separator (U+2028), a paragraph separator
+    (U+2029) or a NEL (U+0085), quoted back in the answer: a client that reads the stream
+    line by line as Python does (httpx's and requests' iter_lines) still gets each event's
+    JSON whole."""
+    note = "first\u2028second\x85third\u2029fourth"
+    database = tmp_path / "notes.duckdb"
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("CREATE TABLE notes AS SELECT ? AS note", [note])
+    query = call("SQL", sql="SELECT note FROM notes", dataset_name="notes", description="notes")
+    agent = Agent(
+        ScriptedModel([ScriptedTurn("Reading the notes.\n", [query]), f"The note: {note}"]),
+        tools=[SQL(f"duckdb://{database}")],
+        store=MemoryStore(),
+        workspace_root=str(tmp_path / "workspaces"),
+    )
+    server = live(agent)
+    with server.client() as client:
+        session_id = new_session(client)
+        response, events = stream_turn(client, session_id, "What does the note say?")
+
+    assert response.status_code == 200
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert events[-1].data["stop_reason"] == "end_turn"
+    result = next(e.data for e in events if e.event == "tool_result")
+    assert not result["is_error"], result["content"]
+    assert note in result["content"]
+    text = "".join(e.data["text"] for e in events if e.event == "text_delta")
+    assert text == f"Reading the notes.\nThe note: {note}"
 
 
 def test_a_second_turn_while_one_runs_is_refused_with_409(live: StartServer) -> None:

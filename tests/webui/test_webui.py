@@ -7,14 +7,23 @@ a file, approve a tool call. A screenshot of the page is saved as a test artifac
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from loopwright import MemoryStore, ScriptedModel, call
+from loopwright.events import TextDelta
+from loopwright.healthcare.agent import healthcare_agent
+from loopwright.healthcare.data import build_database
+from loopwright.models.base import ModelEvent, ModelRequest
+from loopwright.models.scripted import ScriptedTurn
 from loopwright.policy import Policy
 from loopwright.server import create_app
 from server.live import (
@@ -23,6 +32,7 @@ from server.live import (
     HTML_NAMED_CSV,
     MARKDOWN_ANSWER,
     LiveServer,
+    iter_sse,
     make_agent,
     png_bytes,
     start_live,
@@ -351,4 +361,159 @@ def test_charts_in_an_answer_show_and_a_mangled_address_still_opens_the_page(
         assert [url for url in fetched if not url.startswith((live.base_url, "blob:"))] == []
         assert errors == []
     finally:
+        live.stop()
+
+
+# --- a page opened while a healthcare turn runs ------------------------------------------
+
+TOP_PRESCRIBERS = (
+    "SELECT PRESCRIBER_NPI_NBR, COUNT(*) AS rx_count FROM RX_CLAIMS "
+    "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
+)
+QUESTION = "Who are the top 10 prescribers?"
+ANSWER_START = "The top 10 prescribers are in `top10.csv`; "
+ANSWER_END = "the leader wrote the most claims."
+
+
+@pytest.fixture(scope="module")
+def claims_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated claims database for the healthcare agent."""
+    return build_database(tmp_path_factory.mktemp("claims") / "claims.duckdb", rx_claims=1_000)
+
+
+def analyst(request: ModelRequest) -> ScriptedTurn:
+    """The healthcare analyst: a query, a look at the result in Python, then the answer."""
+    done = [b.name for m in request.messages for b in m.tool_uses]
+    if "SQL" not in done:
+        query = call("SQL", sql=TOP_PRESCRIBERS, dataset_name="top10", description="Top 10")
+        return ScriptedTurn("Querying.\n", [query])
+    if "Python" not in done:
+        code = "import polars as pl\nprint(pl.read_parquet('top10.parquet').height)"
+        return ScriptedTurn("Checking it.\n", [call("Python", code=code)])
+    return ScriptedTurn(ANSWER_START + ANSWER_END)
+
+
+class HeldAnswer(ScriptedModel):
+    """The analyst, whose answer stops after :data:`ANSWER_START` until ``release`` is set
+    (a slow model in the middle of its answer)."""
+
+    def __init__(self) -> None:
+        super().__init__(analyst, chunk_size=len(ANSWER_START))
+        self.release = threading.Event()
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        async for event in super().stream(request):
+            if isinstance(event, TextDelta) and event.text == ANSWER_END:
+                await asyncio.to_thread(self.release.wait)
+            yield event
+
+
+def wait_for_event(client: httpx.Client, session_id: str, kind: str, text: str = "") -> None:
+    """Follow the session's running turn until an event of ``kind`` (with ``text``, for a
+    ``text_delta``) has been streamed."""
+    with client.stream("GET", f"/api/sessions/{session_id}/events") as response:
+        for event in iter_sse(response):
+            if event.event == kind and event.data.get("text", "") == text:
+                return
+    raise AssertionError(f"the turn ended without a {kind} event")
+
+
+def test_a_page_opened_mid_turn_shows_the_call_waiting_for_approval(
+    browser: sync_api.Browser, tmp_path: Path, claims_db: Path
+) -> None:
+    """The analyst reloads the page (or opens it elsewhere) while the agent's Python call
+    waits for approval: the call is shown waiting, with the buttons to answer it."""
+    agent = healthcare_agent(
+        ScriptedModel(analyst, chunk_size=8),
+        database=claims_db,
+        store=MemoryStore(),
+        workspace_root=str(tmp_path / "workspaces"),
+        policy=Policy(mode="ask"),
+    )
+    live = start_live(create_app(agent, shutdown_grace=0))  # authentication off
+    try:
+        with live.client() as client:
+            session_id = client.post("/api/sessions").json()["id"]
+            started = client.post(
+                f"/api/sessions/{session_id}/messages",
+                params={"stream": "false"},
+                json={"content": QUESTION},
+            )
+            assert started.status_code == 202
+            wait_for_event(client, session_id, "approval_request")
+
+        page = open_page(browser, f"{live.base_url}/#{session_id}")
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        cards = page.locator(".tool-card")
+        sync_api.expect(cards).to_have_count(2)
+        sync_api.expect(cards.nth(0)).to_have_class("tool-card ok")  # SQL asks no approval
+        sync_api.expect(cards.nth(1)).to_have_class("tool-card running waiting")
+        sync_api.expect(cards.nth(1).locator(".tool-state")).to_have_text("waiting for approval")
+        approval = page.locator(".approval")
+        sync_api.expect(approval).to_have_count(1)
+        approval.locator("button.allow").click()
+
+        answer = page.locator(".msg.assistant").last
+        sync_api.expect(answer).to_have_text((ANSWER_START + ANSWER_END).replace("`", ""))
+        sync_api.expect(approval).to_have_count(0)
+        sync_api.expect(cards).to_have_count(2)
+        sync_api.expect(cards.nth(1)).to_have_class("tool-card ok")
+        sync_api.expect(cards.nth(1).locator(".tool-summary")).to_have_text("10")
+        sync_api.expect(page.locator(".msg.user")).to_have_text([QUESTION])
+        sync_api.expect(page.locator(".notice")).to_have_count(0)
+        assert errors == []
+    finally:
+        live.stop()
+
+
+def test_a_page_opened_mid_answer_shows_the_whole_answer(
+    browser: sync_api.Browser, tmp_path: Path, claims_db: Path
+) -> None:
+    """The page is opened while the model is in the middle of its answer: the answer shows
+    from its first word (not only what streams after the page opened), every step once,
+    and the usage counted once."""
+    model = HeldAnswer()
+    agent = healthcare_agent(
+        model,
+        database=claims_db,
+        store=MemoryStore(),
+        workspace_root=str(tmp_path / "workspaces"),
+    )
+    live = start_live(create_app(agent, shutdown_grace=0))  # authentication off
+    try:
+        with live.client() as client:
+            session_id = client.post("/api/sessions").json()["id"]
+            client.post(
+                f"/api/sessions/{session_id}/messages",
+                params={"stream": "false"},
+                json={"content": QUESTION},
+            )
+            wait_for_event(client, session_id, "text_delta", ANSWER_START)
+            usage = client.get(f"/api/sessions/{session_id}/usage").json()["usage"]
+
+            page = open_page(browser, f"{live.base_url}/#{session_id}")
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            answer = page.locator(".msg.assistant").last
+            sync_api.expect(answer).to_have_text(ANSWER_START.replace("`", "").rstrip())
+            sync_api.expect(page.locator("#status")).to_have_class("status busy")
+            sync_api.expect(page.locator("#usage")).to_contain_text(
+                f"{usage['model_calls']} model calls \u00b7 2 tool calls"
+            )
+            sync_api.expect(page.locator("#usage")).to_contain_text(
+                f"in {usage['input_tokens']:,} "
+            )
+
+            model.release.set()
+            sync_api.expect(answer).to_have_text((ANSWER_START + ANSWER_END).replace("`", ""))
+            sync_api.expect(page.locator("#send")).to_be_enabled()
+        messages = page.locator(".msg")
+        sync_api.expect(messages).to_have_count(4)  # the question, two steps, the answer
+        sync_api.expect(page.locator(".msg.user")).to_have_text([QUESTION])
+        sync_api.expect(page.locator(".tool-card.ok")).to_have_count(2)
+        sync_api.expect(page.locator(".tool-card")).to_have_count(2)
+        assert errors == []
+    finally:
+        model.release.set()
         live.stop()

@@ -222,6 +222,7 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
             usage=run.usage.to_dict(),
             pending_approvals=[r.to_dict() for r in run.pending_approvals.values()],
             events_url=f"/api/sessions/{run.session_id}/runs/{run.id}/events",
+            first_message=run.first_message,
         )
 
     @router.get("/api/sessions", tags=["sessions"], summary="The caller's sessions")

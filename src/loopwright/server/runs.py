@@ -58,9 +58,16 @@ class ServerClosing(Exception):
     """The server is shutting down and starts no new runs."""
 
 
+#: characters that JSON leaves as they are but that many line readers take for a line break
+#: (Python's ``str.splitlines``, so httpx's and requests' ``iter_lines``): escaped in a frame's
+#: data (they can only be inside its strings), so the frame's one ``data:`` line stays one
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def sse_frame(seq: int, kind: str, data: str) -> bytes:
-    """An SSE frame: ``event:`` the type, ``id:`` the number, ``data:`` the JSON (one line)."""
-    return f"event: {kind}\nid: {seq}\ndata: {data}\n\n".encode()
+    """An SSE frame: ``event:`` the type, ``id:`` the number, ``data:`` the JSON (one line,
+    whatever line separators its strings hold)."""
+    return f"event: {kind}\nid: {seq}\ndata: {data.translate(_LINE_BREAKS)}\n\n".encode()
 
 
 class Run:
@@ -75,6 +82,12 @@ class Run:
         #: the SSE frame of every event so far; event number n is ``frames[n - 1]``
         self.frames: list[bytes] = []
         self.stop_reason: str | None = None
+        #: how many messages of the session's history came before this run (set when it
+        #: starts): its prompt, if it has one, is the next; a client that (re)opens the
+        #: session while the run goes on draws the history up to there, then replays every
+        #: event of the run (the history lacks the answer streaming now, and calls waiting
+        #: for approval)
+        self.first_message = 0
         #: the run's usage so far (from its latest ``usage`` event)
         self.usage = Usage()
         #: ids of approval requests this run raised and that have no answer yet
@@ -246,6 +259,7 @@ class RunManager:
         previous = self._replaced.pop(run.id, None)
         if previous is not None:  # the session's runs are now this one
             self._by_id.pop(previous.id, None)
+        run.first_message = len(session.messages)
         run.task = asyncio.get_running_loop().create_task(
             self._drive(run, session, prompt), name=f"loopwright {run.id}"
         )

@@ -63,6 +63,13 @@ class RunOut(BaseModel):
     usage: dict[str, Any]
     pending_approvals: list[dict[str, Any]]
     events_url: str
+    first_message: int = Field(
+        default=0,
+        description="How many messages of the session's history came before this run (its "
+        "prompt, if it has one, is the next): a client opening the session while the run goes "
+        "on shows the history up to there, then the run's events from the first (the history "
+        "lacks the text streaming now and the calls waiting for approval).",
+    )
 
 
 class MessagesOut(BaseModel):

@@ -27,6 +27,8 @@ const state = {
   runUsage: null,
   filesTimer: null,
   images: new Map(),   // workspace path -> Promise of a blob: URL, for images in answers
+  replayUntil: 0,      // events up to this number were replayed on opening a running turn
+  waitingApprovals: new Set(),  // the approval requests unanswered when it was opened
   files: new Set(),    // the workspace's file paths, as last listed
 };
 
@@ -159,18 +161,38 @@ async function openSession(id) {
   history.replaceState(null, "", "#" + encodeURIComponent(id));
   $("session-select").value = id;
   clearLog();
-  const [session, history_] = await Promise.all([
-    apiJson(sessionPath()),
-    apiJson(sessionPath("/messages")),
-  ]);
-  renderHistory(history_.messages);
-  showSessionUsage(session.usage);
+  // the session first: the history read next holds at least the steps its run had then
+  const session = await apiJson(sessionPath());
+  const history_ = await apiJson(sessionPath("/messages"));
+  const run = session.running && session.run ? session.run : null;
+  let messages = history_.messages;
+  if (run) {
+    // The running turn is drawn from its events, replayed from the first: the history
+    // lacks the answer streaming now and the calls waiting for approval. So the history
+    // goes up to the run's start, and its prompt (user messages only).
+    let end = Math.min(run.first_message || 0, messages.length);
+    while (end < messages.length && messages[end].role === "user") end += 1;
+    messages = messages.slice(0, end);
+  }
+  renderHistory(messages);
+  // the session's usage holds the run's so far, which its replayed usage events add again
+  showSessionUsage(run ? usageBefore(session.usage, run.usage) : session.usage);
   refreshFiles();
   refreshTodos();
-  if (session.running && session.run) {
-    // the history holds the turn so far: follow only what comes next
-    attach(session.run.id, session.run.last_event_id);
+  if (run) {
+    state.replayUntil = run.last_event_id;
+    state.waitingApprovals = new Set((run.pending_approvals || []).map((r) => r.id));
+    attach(run.id, 0);
   }
+}
+
+// The session's usage before a run: its usage now less the run's.
+function usageBefore(session, run) {
+  const before = { ...session };
+  for (const [key, value] of Object.entries(run || {})) {
+    if (typeof value === "number" && typeof before[key] === "number") before[key] -= value;
+  }
+  return before;
 }
 
 function clearLog() {
@@ -179,6 +201,7 @@ function clearLog() {
   forgetImages();
   state.files = new Set();
   state.cards.clear();
+  state.replayUntil = 0;
   $("preview").hidden = true;
 }
 
@@ -436,10 +459,12 @@ function handleEvent(event) {
       break;
     case "tool_call":
       endBubble();
-      toolCard(event);
+      if (!state.cards.has(event.id)) toolCard(event); // a resumed call is in the history
       setStatus("running " + event.name + "\u2026", true);
       break;
     case "approval_request":
+      // replayed when the session was opened mid-run: asked only if still unanswered then
+      if (state.lastEventId <= state.replayUntil && !state.waitingApprovals.has(event.id)) break;
       approvalBox(event);
       setStatus("waiting for your approval", true);
       break;
@@ -592,6 +617,7 @@ async function send(event) {
     state.sessionUsage = (await apiJson(sessionPath("/usage"))).usage;
     state.runUsage = null;
     state.lastEventId = 0;
+    state.replayUntil = 0;
     state.stream = new AbortController();
     setRunning(true);
     const response = await api(sessionPath("/messages"), {
