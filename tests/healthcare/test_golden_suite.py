@@ -179,6 +179,10 @@ def test_the_golden_questions_run_on_the_embedded_model(
         (["--agent", "healthcare", "-m", "scripted"], "the golden questions have no scripts"),
         (["s.yaml", "--database", "x.duckdb"], "--database and --rows go with --agent healthcare"),
         (["--agent", "robot"], "unknown agent 'robot'; use one of: standard, healthcare"),
+        (
+            ["--agent", "healthcare", "-d", "x.duckdb", "--rows", "5000"],
+            "--rows sizes the generated database, which --database replaces",
+        ),
         (["--agent", "healthcare", "-t", "nope"], "no task 'nope' in suite 'healthcare-golden'"),
         (
             ["--agent", "healthcare", "-m", "local:gemma3-270m", "-d", "missing.duckdb"],

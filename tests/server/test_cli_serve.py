@@ -89,6 +89,10 @@ def test_serve_reports_bad_settings_in_one_line(serve_env: dict[str, str], tmp_p
         (("--tokens-file", str(bad)), "is not valid JSON"),
         (("--rate-limit", "lots"), "invalid rate limit 'lots'"),
         (("--permission-mode", "yolo"), "unknown permission mode"),
+        (
+            ("--agent", "healthcare", "--database", "x.duckdb", "--rows", "5000"),
+            "--rows sizes the generated database, which --database replaces",
+        ),
     ):
         done = subprocess.run(
             serve_command("--port", str(free_port()), *args),
@@ -100,3 +104,22 @@ def test_serve_reports_bad_settings_in_one_line(serve_env: dict[str, str], tmp_p
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_serve_refuses_more_rows_than_the_generator_makes_as_the_rows_option(
+    serve_env: dict[str, str],
+) -> None:
+    """``--rows`` past the generator's largest database is refused as ``loopwright
+    healthcare`` refuses it: by the option's name and range, before the model is loaded or
+    anything is built."""
+    done = subprocess.run(
+        serve_command("--agent", "healthcare", "--port", str(free_port()), "--rows", "100000001"),
+        env=serve_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Invalid value for '--rows'" in done.stderr
+    assert "less than or equal to 100000000" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -17,7 +17,7 @@ import typer
 
 from loopwright.cli.healthcare import AgentRowsOption
 from loopwright.cli.options import DatabaseOption
-from loopwright.cli.serve import AGENTS
+from loopwright.cli.serve import AGENTS, ROWS_WITH_DATABASE
 
 if TYPE_CHECKING:
     from loopwright.evals.suite import Suite
@@ -217,6 +217,8 @@ def run_eval(
     healthcare = agent == "healthcare"
     if not healthcare and (database is not None or rows is not None):
         return fail("--database and --rows go with --agent healthcare", EXIT_USAGE)
+    if database is not None and rows is not None:
+        return fail(ROWS_WITH_DATABASE, EXIT_USAGE)
     if suite_path is None and not healthcare:
         return fail(
             "give the suite file to run (or --agent healthcare, for the healthcare agent's "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from loopwright.cli.healthcare import DEFAULT_ROWS, MIN_ROWS
+from loopwright.cli.healthcare import DEFAULT_ROWS, AgentRowsOption
 from loopwright.cli.options import DatabaseOption
 
 if TYPE_CHECKING:
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 #: What ``--agent`` accepts.
 AGENTS = ("standard", "healthcare")
+ROWS_WITH_DATABASE = (
+    "--rows sizes the generated database, which --database replaces: give one or the other"
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -128,16 +131,7 @@ def serve(
         ),
     ] = "standard",
     database: DatabaseOption = None,
-    rows: Annotated[
-        int | None,
-        typer.Option(
-            "--rows",
-            min=MIN_ROWS,
-            metavar="N",
-            help="With --agent healthcare: pharmacy claims in the generated database (built "
-            f"on first use) [default: {DEFAULT_ROWS}].",
-        ),
-    ] = None,
+    rows: AgentRowsOption = None,
 ) -> None:
     """Serve the agent over HTTP: a JSON API with SSE event streams, and a web UI at /."""
     from loopwright.cli.guard import guarded
@@ -188,6 +182,8 @@ def _serve(
         raise CliError(f"unknown agent {agent!r}; use one of: {', '.join(AGENTS)}", EXIT_USAGE)
     if agent != "healthcare" and (database is not None or rows is not None):
         raise CliError("--database and --rows go with --agent healthcare", EXIT_USAGE)
+    if database is not None and rows is not None:
+        raise CliError(ROWS_WITH_DATABASE, EXIT_USAGE)
     given = (max_turns, timeout)  # the healthcare agent tells "no limit given" apart
     max_turns, timeout, permission_mode = settings_limits(max_turns, timeout, permission_mode)
 
