@@ -53,14 +53,10 @@ def cli(loopwright_home: Path, tmp_path: Path) -> Cli:
     return run
 
 
-def _top10(claims_db: Path) -> tuple[str, int, int]:
+def _top10(claims_con: duckdb.DuckDBPyConnection) -> tuple[str, int, int]:
     """The top HUMIRA prescriber in California, their count, and the top 10's total, worked
     out here with DuckDB (not with the checker's own reference code)."""
-    con = duckdb.connect(str(claims_db), read_only=True)
-    try:
-        rows = con.execute(TOP10).fetchall()
-    finally:
-        con.close()
+    rows = claims_con.execute(TOP10).fetchall()
     assert rows[0][1] > rows[1][1], "the test needs a single top prescriber"
     return str(rows[0][0]), int(rows[0][1]), sum(int(n) for _, n in rows)
 
@@ -94,9 +90,9 @@ def test_the_golden_suite_asks_every_question_once() -> None:
 
 
 def test_a_suite_on_the_healthcare_agent_is_graded_against_the_reference(
-    cli: Cli, tmp_path: Path, claims_db: Path
+    cli: Cli, tmp_path: Path, claims_db: Path, claims_con: duckdb.DuckDBPyConnection
 ) -> None:
-    npi, count, total = _top10(claims_db)
+    npi, count, total = _top10(claims_con)
     right = f"The top prescriber is NPI {npi} with {count} fills; the top 10 wrote {total}."
     wrong = f"The top prescriber is NPI {npi} with {count + 5} fills; the top 10 wrote {total}."
     texas = TOP10.replace("'CA'", "'TX'")
@@ -230,8 +226,10 @@ async def test_without_a_duckdb_database_the_check_says_why(tmp_path: Path) -> N
     assert "give the check a database: file" in on_postgres.detail
 
 
-async def test_a_check_may_name_its_own_database(tmp_path: Path, claims_db: Path) -> None:
-    npi, count, total = _top10(claims_db)
+async def test_a_check_may_name_its_own_database(
+    tmp_path: Path, claims_db: Path, claims_con: duckdb.DuckDBPyConnection
+) -> None:
+    npi, count, total = _top10(claims_con)
     check = GoldenCheck(
         type="golden", question="humira_ca_top10", database=str(claims_db), csv=False
     )
