@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import re
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,14 @@ class ColumnProfile:
     """How many distinct values it has (approximate), when it was measured."""
     range: tuple[str, str] | None = None
     """The earliest and latest value of a date column."""
+    quoted: str | None = None
+    """The name as the database's SQL must write it, where that is not the bare name
+    (PostgreSQL folds unquoted names to lower case: ``"NDC_DRUG_NM"``)."""
+
+    @property
+    def in_sql(self) -> str:
+        """The name as a query writes it."""
+        return self.quoted or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,14 @@ class TableProfile:
     description: str | None = None
     view: bool = False
     """A view (listed with its columns, not measured)."""
+    quoted: str | None = None
+    """The name as the database's SQL must write it, where that is not the bare name
+    (``claims."RX_CLAIMS"``)."""
+
+    @property
+    def in_sql(self) -> str:
+        """The name as a query writes it."""
+        return self.quoted or self.name
 
     def column(self, name: str) -> ColumnProfile | None:
         """The column called ``name`` (case-insensitive)."""
@@ -295,14 +312,54 @@ async def profile_backend(backend: SQLBackend) -> DatabaseProfile:
                 connection.close()
 
         return await asyncio.to_thread(read)
-    return profile_schema(
-        await backend.schema(),
-        engine=backend.name,
-        note=(
-            f"Row counts and column values of this {backend.name} database are not listed "
-            "(reading them costs queries): look them up with SQL when you need them."
-        ),
+    note = (
+        f"Row counts and column values of this {backend.name} database are not listed "
+        "(reading them costs queries): look them up with SQL when you need them."
     )
+    postgres = sys.modules.get("loopwright.sql.postgres")
+    if postgres is not None and isinstance(backend, postgres.PostgresBackend):
+        return profile_postgres(await backend.catalog(), note=note)
+    return profile_schema(await backend.schema(), engine=backend.name, note=note)
+
+
+#: Told when names must be quoted: the model copies what it sees, quotes and all.
+QUOTED_NAMES_NOTE = (
+    "PostgreSQL folds unquoted names to lower case: write the names shown in double quotes "
+    "with their quotes, exactly as listed (e.g. {example})."
+)
+
+
+def profile_postgres(catalog: Sequence[Any], *, note: str | None = None) -> DatabaseProfile:
+    """A profile from a PostgreSQL catalog (:meth:`~loopwright.sql.PostgresBackend.catalog`):
+    the tables, views and columns with their comments, and their names as PostgreSQL's SQL
+    must write them (quoted where they have capitals, or are keywords). No sizes or values
+    are read (every query on a shared server costs)."""
+
+    def quoted(name: str, sql: str) -> str | None:
+        return None if sql == name else sql
+
+    tables = tuple(
+        TableProfile(
+            table.name,
+            tuple(
+                ColumnProfile(c.name, c.type, c.comment, quoted=quoted(c.name, c.sql))
+                for c in table.columns
+            ),
+            description=table.comment,
+            view=table.view,
+            quoted=quoted(table.name, table.sql),
+        )
+        for table in sorted(catalog, key=lambda t: t.name)
+    )
+    notes = [] if note is None else [note]
+    example = next(
+        (t.in_sql for t in tables if t.quoted is not None),
+        next((c.quoted for t in tables for c in t.columns if c.quoted is not None), None),
+    )
+    if example is not None:
+        notes.append(QUOTED_NAMES_NOTE.format(example=example))
+    profile = DatabaseProfile("PostgreSQL", tables)
+    return DatabaseProfile("PostgreSQL", tables, claims_examples(profile), tuple(notes))
 
 
 def open_like(backend: Any) -> duckdb.DuckDBPyConnection:
@@ -352,10 +409,10 @@ def claims_examples(profile: DatabaseProfile, *, candidates: int = 4) -> tuple[E
         slug = re.sub(r"[^a-z0-9]+", "_", f"{drug}_{state}".lower()).strip("_")
         for size, template in templates.items():
             sql = (
-                f"SELECT {npi.name}, COUNT(*) AS rx_count FROM {table.name} "
-                f"WHERE {drug_col.name} = {_literal(drug)} AND {state_col.name} = "
-                f"{_literal(state)} GROUP BY {npi.name} "
-                f"ORDER BY rx_count DESC, {npi.name} LIMIT {size}"  # ties in a fixed order
+                f"SELECT {npi.in_sql}, COUNT(*) AS rx_count FROM {table.in_sql} "
+                f"WHERE {drug_col.in_sql} = {_literal(drug)} AND {state_col.in_sql} = "
+                f"{_literal(state)} GROUP BY {npi.in_sql} "
+                f"ORDER BY rx_count DESC, {npi.in_sql} LIMIT {size}"  # ties in a fixed order
             )
             question = template.format(n=size, drug=drug, state=STATE_NAMES.get(state, state))
             description = f"Top {size} {drug} prescribers in {state}"
@@ -393,10 +450,10 @@ def render_schema(profile: DatabaseProfile, *, compact: bool = False) -> str:
         size = f" ({table.rows:,} rows)" if table.rows is not None else ""
         size += " (view)" if table.view else ""
         if compact:
-            lines = [f"{table.name}{size}:"]
+            lines = [f"{table.in_sql}{size}:"]
         else:
             about = f": {_first_sentence(table.description)}" if table.description else ""
-            lines = [f"{index}. {table.name}{size}{about}"]
+            lines = [f"{index}. {table.in_sql}{size}{about}"]
         for column in table.columns:
             lines.append(_render_column(column, compact))
         blocks.append("\n".join(lines))
@@ -404,7 +461,7 @@ def render_schema(profile: DatabaseProfile, *, compact: bool = False) -> str:
 
 
 def _render_column(column: ColumnProfile, compact: bool) -> str:
-    text = f"   - {column.name} {column.type}"
+    text = f"   - {column.in_sql} {column.type}"
     if column.description and not compact:
         text += f": {column.description}"
     if column.range is not None:
@@ -523,7 +580,7 @@ def compact_system_prompt(profile: DatabaseProfile, *, today: dt.date | None = N
     those with results are best shown as earlier turns (:class:`FewShotModel`)."""
     today = today or dt.date.today()
     tables = "\n".join(
-        f"{table.name}: {', '.join(c.name for c in table.columns)}" for table in profile.tables
+        f"{table.in_sql}: {', '.join(c.in_sql for c in table.columns)}" for table in profile.tables
     )
     parts = [
         f"You answer questions about healthcare claims data with the SQL tool "
@@ -689,6 +746,7 @@ __all__ = [
     "open_like",
     "profile_backend",
     "profile_duckdb",
+    "profile_postgres",
     "profile_schema",
     "render_schema",
     "system_prompt",

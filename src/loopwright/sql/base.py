@@ -183,7 +183,8 @@ class SQLBackend(ABC):
         """
 
     async def tables(self) -> list[str]:
-        """The names of the tables and views (from :meth:`schema`)."""
+        """The tables and views, named as a query writes them (by default :meth:`schema`'s
+        keys; PostgreSQL quotes the names it would otherwise fold to lower case)."""
         return sorted(await self.schema())
 
     def check(self, sql: str) -> None:

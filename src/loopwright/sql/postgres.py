@@ -28,7 +28,14 @@ timestamp past 294247-01-10, or a year past 9999 in another ``DateStyle``) or a
 multi-dimensional array is a clear error saying which column to cast to text.
 
 Connections are kept in a small pool of idle ones (``pool_size``), opened on demand; a
-connection whose session may have been changed or broken is closed rather than reused.
+connection whose session may have been changed or broken is closed rather than reused, and
+one the server dropped while it sat idle (a restart, ``idle_session_timeout``) is replaced
+when the first statement sent on it finds it dead, so the caller never sees it.
+
+The schema lists what the role can really read (schemas it may use, columns it may select;
+partitions only as their partitioned table), and :meth:`PostgresBackend.catalog` adds the
+names as SQL must write them (``claims."RX_CLAIMS"``: PostgreSQL folds unquoted names to
+lower case) and the tables' and columns' comments, for the agent's prompt.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -77,19 +85,57 @@ if TYPE_CHECKING:
 
 Convert = Callable[[Any], Any]
 
-_SCHEMA_SQL = """
+#: Every table and view the role can read, column by column: in a schema it may use, the
+#: columns it may select (a table can be granted column by column), partitions left out (the
+#: partitioned table holds their rows). Names also come quoted as SQL must write them.
+_CATALOG_SQL = """
 SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-       pg_catalog.pg_table_is_visible(c.oid)
+       pg_catalog.pg_table_is_visible(c.oid), c.relkind IN ('v', 'm'),
+       quote_ident(n.nspname), quote_ident(c.relname), quote_ident(a.attname),
+       obj_description(c.oid, 'pg_class'), col_description(c.oid, a.attnum)
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
+WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND NOT c.relispartition
   AND a.attnum > 0 AND NOT a.attisdropped
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-  AND has_table_privilege(c.oid, 'SELECT')
+  AND has_schema_privilege(n.oid, 'USAGE')
+  AND has_column_privilege(c.oid, a.attnum, 'SELECT')
 ORDER BY n.nspname, c.relname, a.attnum
 """
+
+#: The names of types psycopg does not know (enums, domains' arrays, extensions' types).
+_TYPE_NAMES_SQL = (
+    "SELECT oid, format_type(oid, NULL) FROM pg_catalog.pg_type WHERE oid = ANY(%s::oid[])"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogColumn:
+    """A column of a :class:`CatalogTable`."""
+
+    name: str
+    type: str
+    sql: str
+    """The name as SQL must write it: quoted where PostgreSQL would fold or misread it
+    (``"NDC_DRUG_NM"``, ``"user"``), else as it is."""
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogTable:
+    """A table or view the role can read, as :meth:`PostgresBackend.catalog` reads it."""
+
+    name: str
+    """Its key in :meth:`PostgresBackend.schema`: ``table``, or ``schema.table`` outside the
+    search path."""
+    sql: str
+    """Its name as SQL must write it (``claims."RX_CLAIMS"``)."""
+    columns: tuple[CatalogColumn, ...]
+    comment: str | None = None
+    view: bool = False
+
 
 _cursor_names = itertools.count(1)
 
@@ -121,12 +167,17 @@ class PostgresBackend(SQLBackend):
 
     # --- connections ----------------------------------------------------------------------
 
-    def _acquire(self) -> psycopg.Connection[Any]:
+    def _acquire(self) -> tuple[psycopg.Connection[Any], bool]:
+        """An idle connection from the pool, else a new one; and whether it was pooled."""
         with self._lock:
             if self._closed:
                 raise SQLError("This PostgreSQL backend is closed; create a new one.")
             if self._idle:
-                return self._idle.pop()
+                return self._idle.pop(), True
+        return self._connect(), False
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A new connection, read-only, with this backend's loaders."""
         try:
             params: dict[str, Any] = dict(conninfo_to_dict(self.dsn))
         except psycopg.Error as exc:  # its message quotes the DSN, password and all
@@ -152,6 +203,31 @@ class PostgresBackend(SQLBackend):
             connection.adapters.register_loader(name, TextLoader)
         return connection
 
+    def _start(
+        self, statement: str, params: Sequence[Any] | None = None, **options: Any
+    ) -> tuple[psycopg.Connection[Any], psycopg.Cursor[Any]]:
+        """A connection with ``statement`` run as the first of its transaction, and its cursor.
+
+        A pooled connection may be dead by now (the server restarted, or ended idle
+        sessions); that shows only when something is sent, so a connection that breaks on
+        this first statement is closed and the next idle one, or a new one, tried instead:
+        nothing ran there, so sending the statement again is safe. Errors of the statement
+        itself, and any of a new connection, are raised (the connection released).
+        """
+        while True:
+            connection, pooled = self._acquire()
+            try:
+                return connection, connection.execute(statement, params, **options)
+            except BaseException as exc:
+                dead = connection.broken
+                if not dead:
+                    with contextlib.suppress(psycopg.Error):
+                        connection.rollback()
+                self._release(connection, not dead)
+                if pooled and dead and isinstance(exc, psycopg.OperationalError):
+                    continue  # a pooled connection that had died: try the next one
+                raise
+
     def _release(self, connection: psycopg.Connection[Any], reusable: bool) -> None:
         keep = (
             reusable
@@ -170,7 +246,12 @@ class PostgresBackend(SQLBackend):
 
     @contextlib.contextmanager
     def _open(self, sql: str, stop: Interrupter, timeout: float) -> Iterator[ArrowStream]:
-        connection = self._acquire()
+        milliseconds = max(1, int(timeout * 1000))
+        connection, _ = self._start(  # the interval loader reads the default style
+            "SELECT set_config('statement_timeout', %s, true), "
+            "set_config('intervalstyle', 'postgres', true)",
+            (str(milliseconds),),
+        )
         finished = threading.Event()  # also: a late stop() must not cancel the next query
 
         def cancel() -> None:
@@ -182,19 +263,14 @@ class PostgresBackend(SQLBackend):
         reusable = False
         try:
             stop.on_stop(cancel)
-            milliseconds = max(1, int(timeout * 1000))
-            connection.execute(  # the interval loader reads the default style
-                "SELECT set_config('statement_timeout', %s, true), "
-                "set_config('intervalstyle', 'postgres', true)",
-                (str(milliseconds),),
-            )
             cursor = connection.cursor(name=f"loopwright_{next(_cursor_names)}")
             fetcher: _Fetcher | None = None
             self._statement.sent = (f'DECLARE "{cursor.name}" CURSOR FOR ', sql)
             try:
                 cursor.execute(sql)
                 description = cursor.description or []
-                columns = [(c.name, c.type_display) for c in description]
+                names = _type_names(connection, description)
+                columns = [(c.name, names.get(c.type_code, c.type_display)) for c in description]
                 fields, converters = _arrow_fields(description, connection)
                 schema = pa.schema(fields)
                 fetcher = _Fetcher(cursor)
@@ -247,21 +323,19 @@ class PostgresBackend(SQLBackend):
         use it), which takes exactly one statement. The simple protocol would run whatever
         follows a ``;`` (``SELECT collation for ('a'); COMMIT; BEGIN READ WRITE; ...``).
         """
-        connection = self._acquire()
-        reusable = False
         self._statement.sent = (_PREPARE, sql)
-        try:
-            connection.execute(_PREPARE + sql, prepare=False, binary=True)
-            reusable = True
-            return accepted_elsewhere("PostgreSQL", sql, unparsable)
+        try:  # on an error, nothing was prepared (and the connection is released)
+            connection, _ = self._start(_PREPARE + sql, prepare=False, binary=True)
         except psycopg.Error as exc:
-            reusable = True
             if isinstance(exc, psycopg.errors.SyntaxError) and "multiple commands" in str(exc):
                 return QueryRefused(
                     "The SQL holds more than one statement; run one query per call (use "
                     "WITH ... for intermediate steps)."
                 )
             return self._error(exc)
+        reusable = True
+        try:
+            return accepted_elsewhere("PostgreSQL", sql, unparsable)
         finally:
             try:
                 connection.rollback()  # a prepared statement outlives it: drop it too
@@ -293,11 +367,27 @@ class PostgresBackend(SQLBackend):
         return SQLError(message)
 
     async def schema(self) -> dict[str, list[tuple[str, str]]]:
-        def read() -> dict[str, list[tuple[str, str]]]:
-            connection = self._acquire()
+        return {
+            table.name: [(column.name, column.type) for column in table.columns]
+            for table in await self.catalog()
+        }
+
+    async def tables(self) -> list[str]:
+        """The tables and views, named as SQL must write them (``claims."RX_CLAIMS"``)."""
+        return [table.sql for table in sorted(await self.catalog(), key=lambda t: t.name)]
+
+    async def catalog(self) -> list[CatalogTable]:
+        """The tables and views the role can read (:meth:`schema`'s), with their names as
+        SQL must write them, their comments, and whether they are views."""
+
+        def read() -> list[CatalogTable]:
+            try:
+                connection, cursor = self._start(_CATALOG_SQL)
+            except psycopg.Error as exc:
+                raise self._error(exc) from exc
             reusable = False
             try:
-                rows = connection.execute(_SCHEMA_SQL).fetchall()
+                rows = cursor.fetchall()
                 reusable = True
             except psycopg.Error as exc:
                 raise self._error(exc) from exc
@@ -305,11 +395,18 @@ class PostgresBackend(SQLBackend):
                 with contextlib.suppress(psycopg.Error):
                     connection.rollback()
                 self._release(connection, reusable)
-            tables: dict[str, list[tuple[str, str]]] = {}
-            for schema, table, column, kind, visible in rows:
+            tables: dict[str, CatalogTable] = {}
+            columns: dict[str, list[CatalogColumn]] = {}
+            for row in rows:
+                schema, table, column, kind, visible, view, schema_sql, table_sql, *rest = row
+                column_sql, table_comment, column_comment = rest
                 key = table if visible else f"{schema}.{table}"
-                tables.setdefault(key, []).append((column, kind))
-            return tables
+                if key not in tables:
+                    reference = table_sql if visible else f"{schema_sql}.{table_sql}"
+                    tables[key] = CatalogTable(key, reference, (), _comment(table_comment), view)
+                described = CatalogColumn(column, kind, column_sql, _comment(column_comment))
+                columns.setdefault(key, []).append(described)
+            return [replace(t, columns=tuple(columns[key])) for key, t in tables.items()]
 
         return await run_in_worker(read, Interrupter(), DEFAULT_TIMEOUT_S)
 
@@ -323,6 +420,21 @@ class PostgresBackend(SQLBackend):
 
 
 # --- PostgreSQL types as Arrow types --------------------------------------------------------
+
+
+def _type_names(connection: psycopg.Connection[Any], description: list[Column]) -> dict[int, str]:
+    """The server's names of the result's types psycopg does not know (psycopg shows their
+    OID): ``payer`` and ``payer[]`` for an enum, an extension's ``citext``."""
+    types = connection.adapters.types
+    unknown = sorted({c.type_code for c in description if types.get(c.type_code) is None})
+    if not unknown:
+        return {}
+    rows = connection.execute(_TYPE_NAMES_SQL, (unknown,)).fetchall()
+    return {int(oid): str(name) for oid, name in rows}
+
+
+def _comment(value: str | None) -> str | None:
+    return value.strip() or None if value is not None else None
 
 
 def _json_text(value: Any) -> str:
