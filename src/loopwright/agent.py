@@ -67,8 +67,8 @@ CUT_TEXT = (
     "stopped.)"
 )
 REPEAT_NOTE = (
-    "\n\n[Note from the agent loop: this is the {count}th time in a row you made exactly this "
-    "call with the same input. Repeating it will not change the result; try a different "
+    "\n\n[Note from the agent loop: you have now made exactly this call, with the same input, "
+    "{count} times in a row. Repeating it will not change the result; try a different "
     "approach or answer with what you have.]"
 )
 SUMMARY_SYSTEM = (

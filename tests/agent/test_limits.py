@@ -109,7 +109,7 @@ async def test_repeated_identical_calls_are_pointed_out_then_stopped(tmp_path: P
     results = of_type(events, "tool_result")
     assert len(results) == 5
     assert "same input" not in results[1].content
-    assert "3th time in a row" in results[2].content
+    assert "same input, 3 times in a row." in results[2].content
     assert "same input" in results[2].content
     assert events[-1].stop_reason == "stuck_loop"
     assert "5 times" in events[-1].detail
