@@ -250,9 +250,16 @@ def run_eval(
             )
         probe = resolve_model(choice.spec)  # a bad model string or missing key fails here
         if healthcare:
+            from loopwright.healthcare.suite import golden_database_problem
+
             factory = _healthcare_factory(choice.spec, database, rows)
             if suite_path is None:
                 suite = _golden_limits(suite, probe)
+            # golden checks the database cannot give references for would fail every task
+            problem = golden_database_problem(suite, factory.check_extra)
+            if problem is not None:
+                factory.close()
+                return fail(problem, EXIT_USAGE)
     except SuiteError as exc:
         return fail(str(exc), EXIT_USAGE)
     except ModelError as exc:
@@ -334,7 +341,23 @@ def run_eval(
                 )
             )
         except KeyboardInterrupt:
-            again = _command_again(suite_path, agent, database, rows, output)
+            again = _command_again(
+                suite_path,
+                agent=agent,
+                model=choice.spec,
+                database=database,
+                rows=rows,
+                output=output,
+                html=html,
+                parallel=parallel,
+                epochs=epochs,
+                retries=retries,
+                retry_delay=retry_delay,
+                judge_model=judge_model,
+                tasks=tasks,
+                executor=executor,
+                ray_address=ray_address,
+            )
             print(
                 f"interrupted after {finished} of {total} run(s); the results so far are in "
                 f"{json_path}. Go on with: {again}",
@@ -387,12 +410,24 @@ def _golden_limits(suite: Suite, model: Model) -> Suite:
 
 def _command_again(
     suite_path: Path | None,
+    *,
     agent: str,
+    model: str,
     database: str | None,
     rows: int | None,
     output: Path | None,
+    html: Path | None = None,
+    parallel: int = 4,
+    epochs: int = 1,
+    retries: int = 2,
+    retry_delay: float = 1.0,
+    judge_model: str | None = None,
+    tasks: list[str] | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> str:
-    """The command that resumes this run."""
+    """The command that resumes this run: the same suite, model, agent, database, epochs,
+    tasks and settings (a resume with another model or fewer epochs would not finish it)."""
     import shlex
 
     words = ["loopwright", "eval"]
@@ -400,13 +435,32 @@ def _command_again(
         words.append(str(suite_path))
     if agent != "standard":
         words += ["--agent", agent]
+    words += ["--model", model]
     if database is not None:
         words += ["--database", database]
     if rows is not None:
         words += ["--rows", str(rows)]
+    for task in tasks or []:
+        words += ["--task", task]
+    if epochs != 1:
+        words += ["--epochs", str(epochs)]
+    if parallel != 4:
+        words += ["--parallel", str(parallel)]
+    if retries != 2:
+        words += ["--retries", str(retries)]
+    if retry_delay != 1.0:
+        words += ["--retry-delay", f"{retry_delay:g}"]
+    if judge_model is not None:
+        words += ["--judge-model", judge_model]
+    if executor != "local":
+        words += ["--executor", executor]
+    if ray_address is not None:
+        words += ["--ray-address", ray_address]
     words.append("--resume")
     if output is not None:
         words += ["--output", str(output)]
+    if html is not None:
+        words += ["--html", str(html)]
     return shlex.join(words)
 
 

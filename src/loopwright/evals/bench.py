@@ -646,7 +646,14 @@ def _start_record(
             "suite file changed); run without --resume, or give a new --output, to start over"
         )
     # keep every finished result (also of tasks not selected this time); errors run again
-    fresh.results = [r for r in previous.results if r.status != "error"]
+    kept = [r for r in previous.results if r.status != "error"]
+    if kept and previous.model and previous.model != model:
+        # the rest would run on another model, and the file would credit its label with all
+        raise SuiteError(
+            f"{output} holds results of model {previous.model!r}, not {model!r}; resume with "
+            f"--model {previous.model}, or give a new --output to start over"
+        )
+    fresh.results = kept
     fresh.task_ids = list(dict.fromkeys([*previous.task_ids, *fresh.task_ids]))
     fresh.started_at = previous.started_at
     return fresh

@@ -400,8 +400,11 @@ class GoldenCheck(_Check):
                 f"golden check: no golden question {self.question!r}; the questions are: "
                 f"{', '.join(known)}"
             )
-        if self.database is not None and not self._database(suite_dir).is_file():
-            return f"golden check: no database file {self.database!r} (relative to the suite)"
+        if self.database is not None:
+            database = self._database(suite_dir)
+            if not database.is_file():
+                return f"golden check: no database file {self.database!r} (relative to the suite)"
+            return _golden_database_problem(self.question, self.database, database)
         return None
 
     def _database(self, suite_dir: Path) -> Path:
@@ -429,15 +432,33 @@ class GoldenCheck(_Check):
             )
         csv = saved_csv(ctx.result.events, ctx.workspace) if self.csv and ctx.result else None
         verdict = await asyncio.to_thread(self._verdict, ctx.answer, database, csv)
-        return self._result(
-            verdict.passed, verdict_detail(verdict, csv), score=round(verdict.score * 100)
-        )
+        detail = verdict_detail(verdict, csv, csv_wanted=self.csv)
+        return self._result(verdict.passed, detail, score=round(verdict.score * 100))
 
     def _verdict(self, answer: str, database: str | Path, csv: Path | None) -> Any:
         from loopwright.healthcare.check import check_golden
         from loopwright.healthcare.golden import get_question
 
         return check_golden(get_question(self.question), answer, database, csv=csv)
+
+
+def _golden_database_problem(question: str, given: str, database: Path) -> str | None:
+    """Why the golden check's own ``database:`` cannot give the question's reference."""
+    import duckdb
+
+    from loopwright.healthcare.suite import unanswerable_questions
+    from loopwright.summaries import error_line
+
+    try:
+        problems = unanswerable_questions([question], database)
+    except duckdb.Error as exc:
+        return f"golden check: cannot open the database {given!r} ({error_line(exc)})"
+    if question in problems:
+        return (
+            f"golden check: the database {given!r} cannot answer golden question "
+            f"{question!r} ({problems[question]}); give it a generated claims database"
+        )
+    return None
 
 
 CheckSpec: TypeAlias = (

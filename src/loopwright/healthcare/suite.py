@@ -174,12 +174,15 @@ def saved_csv(events: Iterable[object], workspace: str | os.PathLike[str]) -> Pa
     return path if path.is_file() else None
 
 
-def verdict_detail(verdict: Verdict, csv: Path | None) -> str:
-    """The golden checker's verdict in one line, for a check result."""
+def verdict_detail(verdict: Verdict, csv: Path | None, *, csv_wanted: bool = True) -> str:
+    """The golden checker's verdict in one line, for a check result (``csv_wanted=False``:
+    the check was told not to look at a CSV)."""
     parts = list(verdict.reasons)
     if verdict.found:
         parts.append("found " + ", ".join(r.describe() for r in verdict.found))
-    if csv is None:
+    if csv is None and not csv_wanted:
+        parts.append("no CSV checked (the check has csv: false)")
+    elif csv is None:
         parts.append("no CSV checked (no SQL call saved one)")
     elif verdict.csv is not None:
         shown = verdict.csv
@@ -190,10 +193,91 @@ def verdict_detail(verdict: Verdict, csv: Path | None) -> str:
     return "; ".join(parts)
 
 
+def unanswerable_questions(
+    question_ids: Iterable[str], database: str | os.PathLike[str]
+) -> dict[str, str]:
+    """The golden questions (of ``question_ids``) whose reference cannot be computed from the
+    DuckDB file ``database``, each with why: its reference SQL does not bind there (a table
+    or column of the generated claims database is missing). Only binds the queries (DuckDB's
+    ``EXPLAIN``), so it is quick on any size; an empty result is found when a check runs."""
+    import duckdb
+
+    from loopwright.healthcare.data import connect_read_only
+    from loopwright.healthcare.golden import get_question
+    from loopwright.summaries import error_line
+
+    problems: dict[str, str] = {}
+    con = connect_read_only(database)
+    try:
+        for question_id in dict.fromkeys(question_ids):
+            try:
+                con.execute("EXPLAIN " + get_question(question_id).sql.strip().rstrip(";"))
+            except duckdb.Error as exc:
+                problems[question_id] = error_line(exc)
+    finally:
+        con.close()
+    return problems
+
+
+def golden_database_problem(suite: Suite, check_extra: dict[str, str]) -> str | None:
+    """Why the ``golden`` checks of ``suite`` that grade against the agent's database
+    (those with no ``database:`` of their own) cannot get their references from it, in one
+    sentence; ``None`` when they can (or there are none). ``check_extra`` is the factory's
+    (:attr:`HealthcareAgentFactory.check_extra`)."""
+    import duckdb
+
+    from loopwright.evals.checkers import GoldenCheck
+    from loopwright.summaries import error_line
+
+    asked: dict[str, list[str]] = {}
+    for task in suite.tasks:
+        for check in task.checks:
+            if isinstance(check, GoldenCheck) and check.database is None:
+                asked.setdefault(check.question, []).append(task.id)
+    database = check_extra.get("database")
+    if not asked:
+        return None
+    if database is None:
+        tasks = list(dict.fromkeys(t for ids in asked.values() for t in ids))
+        why = check_extra.get("database_problem") or "the agent has no DuckDB database file"
+        return (
+            f"the golden checks of task(s) {_listing(tasks)} cannot be graded: {why}; run them "
+            "on the generated claims database (leave out --database), or give each check a "
+            "database: file of its own"
+        )
+    try:
+        problems = unanswerable_questions(asked, database)
+    except duckdb.Error as exc:
+        return (
+            f"cannot open the database {database} to compute the golden references "
+            f"({error_line(exc)})"
+        )
+    if not problems:
+        return None
+    tasks = list(dict.fromkeys(t for question in problems for t in asked[question]))
+    which = "" if tasks == list(problems) else f" (task(s) {_listing(tasks)})"
+    why = next(iter(problems.values()))
+    return (
+        f"the database {database} cannot answer golden question(s) {_listing(problems)}"
+        f"{which}: {why}; their answers cannot be graded. The golden questions need the "
+        "tables and columns of the generated claims database: leave out --database, or leave "
+        "those tasks out (--task)"
+    )
+
+
+def _listing(names: Iterable[str], shown: int = 5) -> str:
+    """Names joined with commas, at most ``shown`` of them and how many more."""
+    items = list(names)
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 __all__ = [
     "SUITE_NAME",
     "HealthcareAgentFactory",
+    "golden_database_problem",
     "golden_suite",
     "saved_csv",
+    "unanswerable_questions",
     "verdict_detail",
 ]
