@@ -226,6 +226,58 @@ def test_ctrl_c_keeps_finished_results_and_resume_finishes_the_suite(
     assert sorted(r["task_id"] for r in final["results"]) == ["quick", "slow"]
 
 
+def test_ctrl_c_before_any_run_finished_does_not_point_at_a_missing_file(
+    tmp_path: Path, loopwright_home: Path
+) -> None:
+    import signal
+    import time
+
+    suite = tmp_path / "slow.yaml"
+    suite.write_text(
+        "tasks:\n"
+        "  - id: slow\n"
+        "    prompt: y\n"
+        "    tools: [Bash]\n"
+        "    script: [{call: Bash, input: {command: 'sleep 5; echo slept'}}, 'done']\n"
+    )
+    env = dict(os.environ, LOOPWRIGHT_HOME=str(loopwright_home), LOOPWRIGHT_MODEL="scripted")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loopwright.cli.app", "eval", str(suite)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("suite slow"):
+            break
+    time.sleep(1)  # the task is running (and a Ctrl-C before it started says the same)
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=30) == 130
+    assert not (tmp_path / "slow.results.json").exists()
+    assert "interrupted after 0 of 1 run(s); no run had finished, so no result file" in rest
+    assert "results so far" not in rest
+
+
+def test_the_html_report_says_where_a_long_answer_goes_on(cli: Cli, tmp_path: Path) -> None:
+    suite = tmp_path / "long.yaml"
+    answer = "x" * 4990 + "0123456789" + "qjqj" * 250
+    suite.write_text(f"tasks:\n  - {{id: long, prompt: p, script: ['{answer}']}}\n")
+
+    result = cli("eval", str(suite))
+
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "long.results.json").read_text())
+    assert data["results"][0]["answer"] == answer
+    page = (tmp_path / "long.results.html").read_text()
+    assert "x" * 4990 + "0123456789\n… (1,000 more characters: the whole answer is in" in page
+    assert "qjqj" not in page
+
+
 def test_a_terminal_gets_a_progress_bar(tmp_path: Path) -> None:
     import os
     import sys

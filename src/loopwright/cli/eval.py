@@ -320,8 +320,8 @@ def run_eval(
             print(line, file=sys.stderr, flush=True)
 
     with asyncio.Runner() as runner, bar if bar is not None else contextlib.nullcontext():
-        runner.run(probe.aclose())
         try:
+            runner.run(probe.aclose())
             record = runner.run(
                 run_suite(
                     suite,
@@ -358,9 +358,13 @@ def run_eval(
                 executor=executor,
                 ray_address=ray_address,
             )
+            kept = (
+                f"the results so far are in {json_path}"
+                if json_path.is_file()
+                else "no run had finished, so no result file was written"
+            )
             print(
-                f"interrupted after {finished} of {total} run(s); the results so far are in "
-                f"{json_path}. Go on with: {again}",
+                f"interrupted after {finished} of {total} run(s); {kept}. Go on with: {again}",
                 file=sys.stderr,
                 flush=True,
             )

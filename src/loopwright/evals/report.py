@@ -19,6 +19,9 @@ from loopwright.evals.bench import SuiteRun, TaskResult, TaskStats
 if TYPE_CHECKING:
     from rich.console import Console
 
+#: characters of each answer the HTML report shows (the JSON file keeps all of it)
+ANSWER_SHOWN = 5000
+
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
   color:#1f2328;background:#f6f8fa}
@@ -231,7 +234,11 @@ def _run_details(result: TaskResult) -> str:
     if checks:
         lines.append(f'<ul class="checks">{checks}</ul>')
     if result.answer:
-        lines.append(f"<pre>{_e(result.answer[:5000])}</pre>")
+        shown = result.answer[:ANSWER_SHOWN]
+        more = len(result.answer) - len(shown)
+        if more:
+            shown += f"\n… ({more:,} more characters: the whole answer is in the JSON file)"
+        lines.append(f"<pre>{_e(shown)}</pre>")
     lines.append("</details>")
     return "".join(lines)
 
