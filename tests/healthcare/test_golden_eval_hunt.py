@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from loopwright.evals.bench import SuiteRun, run_suite
+from loopwright.evals.report import write_html
 from loopwright.evals.suite import SuiteError, load_suite
 from loopwright.healthcare.data import build_database
 from loopwright.healthcare.suite import HealthcareAgentFactory
@@ -171,6 +172,38 @@ def test_a_resume_on_another_model_is_refused(
     resumed = asyncio.run(run("scripted", resume=True))  # the same model goes on
     assert sorted(r.task_id for r in resumed.results) == ["a", "b"]
     assert resumed.complete
+
+
+def test_a_resume_on_another_database_is_refused(tmp_path: Path, claims_db: Path) -> None:
+    """The same question has another reference on another database: results of two
+    databases in one file would be graded against two different answers."""
+    suite = load_suite(_write_suite(tmp_path / "hc.yaml", [_eliquis_task("a"), _eliquis_task("b")]))
+    output = tmp_path / "hc.results.json"
+    other = build_database(tmp_path / "other.duckdb", rx_claims=1_000, seed=5)
+
+    async def run(database: Path, **options: Any) -> SuiteRun:
+        factory = HealthcareAgentFactory("scripted", database=database)
+        try:
+            return await run_suite(suite, factory, model="scripted", output=output, **options)
+        finally:
+            factory.close()
+
+    first = asyncio.run(run(claims_db, tasks=["a"]))
+    assert first.agent == f"the healthcare agent on {claims_db}"
+    write_html(first, tmp_path / "hc.html")
+    assert (
+        f"<b>scripted</b>, the healthcare agent on {claims_db}"
+        in (tmp_path / "hc.html").read_text()
+    )
+    saved = output.read_text(encoding="utf-8")
+
+    with pytest.raises(SuiteError, match=r"holds results of the healthcare agent on .*, not the"):
+        asyncio.run(run(other, resume=True))
+
+    assert output.read_text(encoding="utf-8") == saved
+    resumed = asyncio.run(run(claims_db, resume=True))  # the same database goes on
+    assert sorted(r.task_id for r in resumed.results) == ["a", "b"]
+    assert SuiteRun.load(output).agent == first.agent
 
 
 @pytest.fixture

@@ -155,6 +155,8 @@ class SuiteRun(BaseModel):
     suite_sha256: str = ""
     description: str = ""
     model: str = ""
+    #: who did the tasks, when not the standard agent: the factory's ``label``
+    agent: str = ""
     epochs: int = 1
     parallel: int = 1
     retries: int = 0
@@ -590,7 +592,8 @@ async def run_suite(
         loaded = loaded.select(tasks)
     factory = agent_factory if agent_factory is not None else StandardAgentFactory(model)
     label = model or getattr(factory, "model", None) or "custom agent"
-    record = _start_record(loaded, output, resume, label, epochs, parallel, retries)
+    agent = str(getattr(factory, "label", "") or "")
+    record = _start_record(loaded, output, resume, label, agent, epochs, parallel, retries)
     done = {(r.task_id, r.epoch) for r in record.results}
     jobs = plan_jobs(loaded, epochs, done)
     judge_model = judge or loaded.judge or os.environ.get("EVALS_MODEL", "").strip() or None
@@ -620,6 +623,7 @@ def _start_record(
     output: str | os.PathLike[str] | None,
     resume: bool,
     model: str,
+    agent: str,
     epochs: int,
     parallel: int,
     retries: int,
@@ -630,6 +634,7 @@ def _start_record(
         suite_sha256=suite.sha256,
         description=suite.description,
         model=model,
+        agent=agent,
         epochs=epochs,
         parallel=parallel,
         retries=retries,
@@ -652,6 +657,13 @@ def _start_record(
         raise SuiteError(
             f"{output} holds results of model {previous.model!r}, not {model!r}; resume with "
             f"--model {previous.model}, or give a new --output to start over"
+        )
+    if kept and previous.agent != agent:
+        # e.g. the healthcare agent on another database: its answers are graded differently
+        raise SuiteError(
+            f"{output} holds results of {previous.agent or 'the standard agent'}, not "
+            f"{agent or 'the standard agent'}; resume with the same agent and database, or "
+            "give a new --output to start over"
         )
     fresh.results = kept
     fresh.task_ids = list(dict.fromkeys([*previous.task_ids, *fresh.task_ids]))

@@ -80,13 +80,14 @@ def render_html(run: SuiteRun) -> str:
             "Latency per task (mean, seconds)", stats, lambda s: s.mean_duration_s, _seconds
         ),
     ]
+    agent = f", {run.agent}" if run.agent else ""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>",
         f"<h1>{_e(title)}</h1>",
-        f'<p class="muted">model <b>{_e(run.model)}</b> · {run.epochs} epoch(s) · '
+        f'<p class="muted">model <b>{_e(run.model)}</b>{_e(agent)} · {run.epochs} epoch(s) · '
         f"parallel {run.parallel} · started {_e(started)} · {_e(state)}</p>",
     ]
     if run.description:

@@ -111,6 +111,13 @@ class HealthcareAgentFactory(FactoryStore):
     def scripted(self) -> bool:
         return is_scripted(self.model)
 
+    @property
+    def label(self) -> str:
+        """Who does the tasks, for the result file (a resume must be on the same database)."""
+        from loopwright.sql.urls import redact
+
+        return f"the healthcare agent on {redact(self.database, self.database)}"
+
     def __call__(self, job: TaskJob) -> Agent:
         from loopwright.healthcare.agent import healthcare_agent
         from loopwright.models.base import Model
