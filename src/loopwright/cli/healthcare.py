@@ -22,6 +22,7 @@ import typer
 from loopwright.cli.options import (
     DatabaseOption,
     JsonOption,
+    PermissionOption,
     SessionOption,
     TimeoutOption,
 )
@@ -80,15 +81,17 @@ def healthcare_command(
         ),
     ] = "auto",
     rows: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--rows",
             min=MIN_ROWS,
             max=MAX_ROWS,
             metavar="N",
-            help="Pharmacy claims in the generated database (built on first use).",
+            help="Pharmacy claims in the generated database (built on first use) "
+            f"[default: {DEFAULT_ROWS}].",
+            show_default=False,
         ),
-    ] = DEFAULT_ROWS,
+    ] = None,
     database: DatabaseOption = None,
     session: SessionOption = None,
     json_lines: JsonOption = False,
@@ -105,6 +108,7 @@ def healthcare_command(
         ),
     ] = None,
     timeout: TimeoutOption = None,
+    permission_mode: PermissionOption = None,
 ) -> None:
     """Ask the healthcare research agent about claims data (synthetic by default).
 
@@ -121,6 +125,7 @@ def healthcare_command(
             as_json=json_lines,
             max_turns=max_turns,
             timeout=timeout,
+            permission_mode=permission_mode,
         )
 
     from loopwright.cli.guard import guarded
@@ -132,30 +137,52 @@ def healthcare(
     question: str | None,
     *,
     model: str,
-    rows: int = DEFAULT_ROWS,
+    rows: int | None = None,
     database: str | None = None,
     session_id: str | None = None,
     as_json: bool = False,
     max_turns: int | None = None,
     timeout: float | None = None,
+    permission_mode: str | None = None,
 ) -> int:
-    """Answer ``question`` (or chat when it is ``None``); return the exit status."""
+    """Answer ``question`` (or chat when it is ``None``); return the exit status.
+
+    ``permission_mode`` (default ``LOOPWRIGHT_PERMISSION_MODE``, else ``auto``) is as for
+    ``loopwright run``: ``ask`` makes the Python and Bash calls (and any file writes) wait
+    for an answer at the prompt, ``read-only`` refuses them."""
     from loopwright.cli.run import read_task
     from loopwright.cli.runtime import (
+        EXIT_USAGE,
+        CliError,
         announce_model,
         checked_session_id,
         choose_model,
         open_store,
+        permission_policy,
+        settings_limits,
     )
 
+    if database is not None and rows is not None:  # as serve and eval: not ignored
+        from loopwright.cli.serve import ROWS_WITH_DATABASE
+
+        raise CliError(ROWS_WITH_DATABASE, EXIT_USAGE)
     example = 'loopwright healthcare "Find the top 10 prescribers of HUMIRA in California"'
     prompt = read_task(question, example=example) if question is not None else None
     options = limit_options(max_turns, timeout)
+    *_, permission_mode = settings_limits(max_turns, timeout, permission_mode)
+    policy = permission_policy(permission_mode)
     choice = embedded_choice(choose_model(model))
     if session_id is not None:  # before a database build that may take minutes
         checked_session_id(session_id)
     store = open_store()
-    agent = build_agent(choice.spec, store=store, rows=rows, database=database, **options)
+    agent = build_agent(
+        choice.spec,
+        store=store,
+        rows=DEFAULT_ROWS if rows is None else rows,
+        database=database,
+        policy=policy,
+        **options,
+    )
     ready = session_setup(agent, store, session_id)
     announce_model(choice, agent.model.name)
     if prompt is None:
@@ -201,10 +228,15 @@ def build_agent(
 ) -> Agent:
     """The healthcare agent, building the claims database first when none is given (with a
     progress bar on stderr); user errors become a :class:`CliError`. The model is made
-    first, so that a mistyped one is refused before a build that may take minutes."""
+    first, so that a mistyped one is refused before a build that may take minutes. It has
+    the CLI's instruments (the stats recorder of ``sessions show``/``report``...) unless
+    ``options`` name others."""
+    from loopwright.cli.runtime import cli_instruments
     from loopwright.healthcare.agent import healthcare_agent
     from loopwright.models import resolve_model
 
+    if "instruments" not in options:
+        options["instruments"] = cli_instruments()
     with agent_errors(database):
         resolved = resolve_model(model)
         source = database if database is not None else generated_database(rows)

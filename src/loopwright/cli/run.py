@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import io
 import re
+import select
 import shlex
 import sys
+import threading
 from collections.abc import Callable
 from typing import TextIO
 
@@ -77,17 +79,49 @@ def _clip(key: str, value: str, limit: int = 60) -> str:
     return value[: limit - 1] + "…"
 
 
-def ask_at_prompt(request: ApprovalRequest) -> tuple[bool, str]:
+#: How often an approval prompt waiting at a terminal checks that its turn still waits.
+ANSWER_POLL_SECONDS = 0.1
+
+
+def _read_answer(stdin: TextIO, stop: threading.Event | None) -> str | None:
+    """The next line of ``stdin``, or ``None`` when ``stop`` is set (the turn was
+    interrupted) before one was typed.
+
+    At a terminal the line is read only once it is there: a read that has begun cannot be
+    stopped, so the prompt of an interrupted turn would stay blocked in it, taking the next
+    line typed (the chat's next message, or ``/exit``) and keeping the program from exiting
+    until Enter was pressed. Piped answers are there at once, and read as they come."""
+    if stop is not None:
+        try:
+            fd = stdin.fileno() if stdin.isatty() else None
+            while fd is not None:
+                ready = select.select([fd], [], [], ANSWER_POLL_SECONDS)[0]
+                if stop.is_set():  # also when ready: the line is the next reader's
+                    return None
+                if ready:
+                    break
+        except (OSError, ValueError):  # a closed stdin, or one select cannot watch
+            pass
+    return stdin.readline()
+
+
+def ask_at_prompt(
+    request: ApprovalRequest, stop: threading.Event | None = None
+) -> tuple[bool, str]:
     """Ask on stderr whether a tool call may run; read the answer from standard input.
 
     ``y``/``yes`` allows; anything else denies, and text after ``n`` (``n use a copy``)
-    goes back to the model as the reason. At the end of input the call is denied.
+    goes back to the model as the reason. At the end of input the call is denied. ``stop``
+    set (the turn was interrupted) ends the wait at a terminal, leaving what is typed next
+    to whoever reads next.
     """
     detail = ", ".join(f"{k}={_clip(k, str(v))!r}" for k, v in request.input.items())
     why = f" ({request.reason})" if request.reason else ""
     print(f"approve {request.name}({detail}){why}? [y/N] ", end="", file=sys.stderr, flush=True)
     stdin = tolerant_stdin()
-    line = stdin.readline() if stdin is not None else ""  # no stdin: no one can answer
+    line = _read_answer(stdin, stop) if stdin is not None else ""  # no stdin: no answer
+    if line is None:  # the turn was interrupted: no one waits for the answer
+        return False, "the turn was interrupted"
     if not line:
         print("(no answer: denied)", file=sys.stderr, flush=True)
         return False, "no one answered the approval prompt"
@@ -105,17 +139,23 @@ async def drive(
     session: Session,
     prompt: str,
     emit: Callable[[Event], None],
-    approve: Callable[[ApprovalRequest], tuple[bool, str]] = ask_at_prompt,
+    approve: Callable[[ApprovalRequest, threading.Event], tuple[bool, str]] = ask_at_prompt,
 ) -> Done:
     """Run one prompt in ``session``, handing every event to ``emit``; return the ``done``.
 
     An ``approval_request`` is answered with ``approve`` (by default at the prompt), run
-    in a thread so the tools of the turn that need no approval go on meanwhile."""
+    in a thread so the tools of the turn that need no approval go on meanwhile; the event
+    it is given is set when the turn stops waiting for the answer (Ctrl-C), as a thread
+    cannot be stopped from outside."""
     done: Done | None = None
     async for event in agent.run(prompt, session):
         emit(event)
         if isinstance(event, ApprovalRequest):
-            allow, reason = await asyncio.to_thread(approve, event)
+            stop = threading.Event()
+            try:
+                allow, reason = await asyncio.to_thread(approve, event, stop)
+            finally:
+                stop.set()
             agent.approve(event.id, allow=allow, reason=reason, by="cli")
         if isinstance(event, Done):
             done = event
