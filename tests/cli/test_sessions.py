@@ -70,3 +70,35 @@ def test_an_unknown_session_is_one_clear_sentence_and_exit_1(cli: CliRunner) -> 
             "error: no saved session 'no-such-session'; list saved sessions with "
             "`loopwright sessions list`"
         ]
+
+
+def test_the_list_keeps_whole_ids_at_any_terminal_width() -> None:
+    """An ID cut short ("81d46e3c7e…") cannot be given to /resume or sessions show."""
+    import io
+    import time
+    import uuid
+
+    from rich.console import Console
+
+    from loopwright.cli.history import print_session_list
+    from loopwright.events import Usage
+    from loopwright.sessions import SessionInfo
+
+    title = "Find the top 10 prescribers of HUMIRA in California and chart them by quarter"
+    now = time.time()
+    usage = Usage(input_tokens=123_456, output_tokens=7_890, cost_usd=1.25)
+    ids = [uuid.uuid4().hex, uuid.uuid4().hex, "notes-1"]
+    infos = [SessionInfo(i, "/w", now, now, 12, usage, title) for i in ids]
+    for width, shows_title in ((60, False), (80, False), (100, True), (200, True)):
+        out = io.StringIO()
+        print_session_list(Console(file=out, width=width), infos, "here")
+        lines = out.getvalue().splitlines()
+        assert [line.split()[0] for line in lines] == ["ID", *ids]
+        assert all(len(line) <= width for line in lines)
+        if width >= 80:  # the numbers fit whole beside the whole ID
+            assert lines[1].split()[3:6] == ["12", "131,346", "$1.2500"]
+        assert ("TITLE" in lines[0]) is shows_title
+        if width == 200:
+            assert lines[1].endswith(
+                "  Find the top 10 prescribers of HUMIRA in California and cha…"
+            )

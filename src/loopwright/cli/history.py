@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -21,10 +22,17 @@ from loopwright.messages import (
 from loopwright.sessions.session import Session
 from loopwright.sessions.store import SessionInfo
 
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
+
 
 def format_time(timestamp: float) -> str:
     """A local date and time to the minute."""
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+#: the narrowest title column the session list shows (narrower: no titles)
+TITLE_MIN_WIDTH = 12
 
 
 def print_session_list(console: Console, sessions: Sequence[SessionInfo], where: str) -> None:
@@ -32,22 +40,36 @@ def print_session_list(console: Console, sessions: Sequence[SessionInfo], where:
     if not sessions:
         console.print(f"No saved sessions in {where}.")
         return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("ID", no_wrap=True, style="cyan")
-    table.add_column("UPDATED", no_wrap=True)
-    table.add_column("MSGS", justify="right")
-    table.add_column("TOKENS", justify="right")
-    table.add_column("COST", justify="right")
-    table.add_column("TITLE", overflow="ellipsis", no_wrap=True)
-    for info in sessions:
-        table.add_row(
+    rows = [
+        (
             info.id,
             format_time(info.updated_at),
             str(info.message_count),
             f"{info.usage.total_tokens:,}",
             f"${info.usage.cost_usd:.4f}",
-            Text(shorten(info.title, 60)),
         )
+        for info in sessions
+    ]
+    headers: list[tuple[str, JustifyMethod]] = [("ID", "left"), ("UPDATED", "left")]
+    headers += [("MSGS", "right"), ("TOKENS", "right"), ("COST", "right")]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, (h, _) in enumerate(headers)]
+    # every column but the title keeps its whole width (an ID cut short cannot be resumed);
+    # the title gets what is left of the line, and is left out when that is too little
+    room = console.width - sum(widths) - 2 * len(widths)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for (header, justify), width in zip(headers, widths, strict=True):
+        table.add_column(
+            header,
+            justify=justify,
+            no_wrap=True,
+            min_width=width,
+            style="cyan" if header == "ID" else None,
+        )
+    titled = room >= TITLE_MIN_WIDTH
+    if titled:
+        table.add_column("TITLE", overflow="ellipsis", no_wrap=True, max_width=min(room, 60))
+    for info, row in zip(sessions, rows, strict=True):
+        table.add_row(*row, *([Text(shorten(info.title, 60))] if titled else []))
     console.print(table)
 
 
