@@ -318,3 +318,29 @@ def test_golden_checks_on_a_database_with_no_file_to_grade_from_are_refused(
     assert "the agent's DuckDB database is in memory" in result.stderr
     assert "database: file" in result.stderr
     assert not (tmp_path / "mem.results.json").exists()
+
+
+def test_own_suites_give_the_embedded_models_the_healthcare_agents_six_turns(
+    tmp_path: Path,
+) -> None:
+    """The runner's default of 20 turns replaced the compact agent's six for an own suite."""
+    pytest.importorskip("llama_cpp", reason="needs the `local` extra")
+    from loopwright.cli.eval import healthcare_limits
+    from loopwright.healthcare.agent import COMPACT_MAX_TURNS
+    from loopwright.models import resolve_model
+
+    small = resolve_model("local:smollm2-135m")  # not loaded: nothing runs
+    big = resolve_model("scripted")
+    tasks = [_eliquis_task("a"), _eliquis_task("b", limits={"max_turns": 3})]
+    own = load_suite(_write_suite(tmp_path / "own.yaml", tasks))
+
+    fitted = healthcare_limits(own, small)
+    assert [fitted.limits_for(t).max_turns for t in fitted.tasks] == [COMPACT_MAX_TURNS, 3]
+    assert fitted.limits_for(fitted.tasks[0]).timeout == 300  # the other limits stay
+    assert healthcare_limits(own, big).limits_for(own.tasks[0]).max_turns == 20
+    data = {"name": "set", "limits": {"max_turns": 9, "timeout": 60}, "tasks": tasks}
+    (tmp_path / "set.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    chosen = load_suite(tmp_path / "set.yaml")
+    kept = healthcare_limits(chosen, small)
+    assert [kept.limits_for(t).max_turns for t in kept.tasks] == [9, 3]
+    assert kept.limits_for(kept.tasks[0]).timeout == 60

@@ -253,8 +253,7 @@ def run_eval(
             from loopwright.healthcare.suite import golden_database_problem
 
             factory = _healthcare_factory(choice.spec, database, rows)
-            if suite_path is None:
-                suite = _golden_limits(suite, probe)
+            suite = healthcare_limits(suite, probe)
             # golden checks the database cannot give references for would fail every task
             problem = golden_database_problem(suite, factory.check_extra)
             if problem is not None:
@@ -401,15 +400,16 @@ def _healthcare_factory(
         return HealthcareAgentFactory(model, database=source)
 
 
-def _golden_limits(suite: Suite, model: Model) -> Suite:
-    """The golden suite with the turn limit ``loopwright healthcare`` gives ``model``:
-    fewer turns for the embedded models."""
-    from loopwright.evals.suite import Limits
+def healthcare_limits(suite: Suite, model: Model) -> Suite:
+    """``suite`` for the healthcare agent on ``model``: the embedded models get the turn
+    limit ``loopwright healthcare`` gives them, unless the suite sets one of its own (a
+    task's own limit still wins)."""
     from loopwright.healthcare.agent import COMPACT_MAX_TURNS, is_small_model
 
-    if not is_small_model(model):
+    if not is_small_model(model) or suite.limits.max_turns is not None:
         return suite
-    return suite.model_copy(update={"limits": Limits(max_turns=COMPACT_MAX_TURNS)})
+    limits = suite.limits.model_copy(update={"max_turns": COMPACT_MAX_TURNS})
+    return suite.model_copy(update={"limits": limits})
 
 
 def _command_again(
