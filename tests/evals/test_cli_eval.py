@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from cli_process import interrupt_after
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "evals" / "basic.yaml"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -181,8 +183,6 @@ def test_eval_is_listed_in_the_help(cli: Cli) -> None:
 def test_ctrl_c_keeps_finished_results_and_resume_finishes_the_suite(
     cli: Cli, tmp_path: Path, loopwright_home: Path
 ) -> None:
-    import signal
-
     suite = tmp_path / "two.yaml"
     suite.write_text(
         "tasks:\n"
@@ -194,22 +194,11 @@ def test_ctrl_c_keeps_finished_results_and_resume_finishes_the_suite(
         "    checks: [{type: exact, expected: 'done: slept'}]\n"
     )
     env = dict(os.environ, LOOPWRIGHT_HOME=str(loopwright_home), LOOPWRIGHT_MODEL="scripted")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "loopwright.cli.app", "eval", str(suite), "-n", "1"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    # Ctrl-C while the slow task sleeps
+    status, rest = interrupt_after(
+        ["eval", str(suite), "-n", "1"], line="✓ quick", env=env, cwd=tmp_path, timeout=30
     )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if line.startswith("✓ quick"):
-            break
-    process.send_signal(signal.SIGINT)  # while the slow task sleeps
-    rest = process.stderr.read()
-    assert process.wait(timeout=30) == 130
+    assert status == 130
     assert "interrupted after 1 of 2 run(s)" in rest
     assert "--resume" in rest
     partial = json.loads((tmp_path / "two.results.json").read_text())
@@ -229,9 +218,6 @@ def test_ctrl_c_keeps_finished_results_and_resume_finishes_the_suite(
 def test_ctrl_c_before_any_run_finished_does_not_point_at_a_missing_file(
     tmp_path: Path, loopwright_home: Path
 ) -> None:
-    import signal
-    import time
-
     suite = tmp_path / "slow.yaml"
     suite.write_text(
         "tasks:\n"
@@ -241,23 +227,11 @@ def test_ctrl_c_before_any_run_finished_does_not_point_at_a_missing_file(
         "    script: [{call: Bash, input: {command: 'sleep 5; echo slept'}}, 'done']\n"
     )
     env = dict(os.environ, LOOPWRIGHT_HOME=str(loopwright_home), LOOPWRIGHT_MODEL="scripted")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "loopwright.cli.app", "eval", str(suite)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    # the task is running (and a Ctrl-C before it started says the same)
+    status, rest = interrupt_after(
+        ["eval", str(suite)], line="suite slow", env=env, cwd=tmp_path, pause=1, timeout=30
     )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if line.startswith("suite slow"):
-            break
-    time.sleep(1)  # the task is running (and a Ctrl-C before it started says the same)
-    process.send_signal(signal.SIGINT)
-    rest = process.stderr.read()
-    assert process.wait(timeout=30) == 130
+    assert status == 130
     assert not (tmp_path / "slow.results.json").exists()
     assert "interrupted after 0 of 1 run(s); no run had finished, so no result file" in rest
     assert "results so far" not in rest

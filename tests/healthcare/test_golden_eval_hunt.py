@@ -9,7 +9,6 @@ import itertools
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import duckdb
 import pytest
 import yaml
 
+from cli_process import interrupt_after
 from loopwright.evals.bench import SuiteRun, run_suite
 from loopwright.evals.report import write_html
 from loopwright.evals.suite import SuiteError, load_suite
@@ -96,23 +96,11 @@ def test_ctrl_c_prints_the_command_that_finishes_the_same_run(
     )
     args = ["eval", str(suite), "--agent", "healthcare", "-m", "scripted", "-d", str(claims_db)]
     args += ["-k", "2", "-n", "1", "-t", "quick", "-t", "slow"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "loopwright.cli.app", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        encoding="utf-8",
-        env=_env(loopwright_home),
-        cwd=tmp_path,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    # Ctrl-C while the slow task sleeps
+    status, rest = interrupt_after(
+        args, line="✓ quick [epoch 1]", env=_env(loopwright_home), cwd=tmp_path
     )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if line.startswith("✓ quick [epoch 1]"):
-            break
-    process.send_signal(signal.SIGINT)  # while the slow task sleeps
-    rest = process.stderr.read()
-    assert process.wait(timeout=60) == 130, rest
+    assert status == 130, rest
     assert "interrupted after 1 of 4 run(s)" in rest
     again = shlex.split(rest.split("Go on with: ", 1)[1].strip())
     assert again[:3] == ["loopwright", "eval", str(suite)]
