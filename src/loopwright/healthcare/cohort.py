@@ -135,6 +135,8 @@ class Criteria:
                 "No criteria given; name at least one of drugs, conditions, states, "
                 "specialties, start_date/end_date, min_age/max_age or sex."
             )
+        _check_not_excluded(criteria.drugs, criteria.exclude_drugs, "drugs")
+        _check_not_excluded(criteria.conditions, criteria.exclude_conditions, "conditions")
         return criteria
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +192,33 @@ class Criteria:
         if any(excluded):
             text += ". Exclude patients ever on " + "; ".join(p for p in excluded if p)
         return text + "."
+
+
+def _check_not_excluded(included: Sequence[str], excluded: Sequence[str], key: str) -> None:
+    """:class:`CohortError` when every value of an inclusion list is also excluded (an
+    ICD-10 code inside an excluded code's prefix included): each patient it brings in is
+    removed again, so the cohort is empty by construction. Some of them is a real cohort
+    ("on HUMIRA or ENBREL, never on HUMIRA": ENBREL without HUMIRA)."""
+
+    def covered(value: str) -> bool:
+        folded = value.casefold()
+        return any(
+            folded == other.casefold()
+            or (
+                _ICD10.fullmatch(value) is not None
+                and _ICD10.fullmatch(other) is not None
+                and folded.startswith(other.casefold())
+            )
+            for other in excluded
+        )
+
+    if included and all(covered(value) for value in included):
+        shown = ", ".join(repr(value) for value in included)
+        raise CohortError(
+            f"Every value of {key} ({shown}) is also excluded by exclude_{key}: each patient "
+            "they bring in would be removed again, so the cohort would be empty. Take them "
+            f"out of exclude_{key} or out of {key}."
+        )
 
 
 def _values(value: Any, key: str) -> tuple[str, ...]:
@@ -310,6 +339,8 @@ class Source:
 
     table: str
     columns: Mapping[str, str]
+    types: Mapping[str, str] = field(default_factory=dict)
+    """``{role: the column's type}``, as the database names it (upper-cased)."""
 
     def has(self, role: str) -> bool:
         return role in self.columns
@@ -395,19 +426,20 @@ def _resolve(
     table = _table_named(schema, wanted["table"])
     if table is None or not all(_IDENTIFIER.fullmatch(p) for p in table.split(".")):
         return None
-    real = {name.lower(): name for name, _ in schema[table]}
+    real = {name.lower(): (name, str(kind)) for name, kind in schema[table]}
     columns: dict[str, str] = {}
+    types: dict[str, str] = {}
     for role, name in wanted.items():
         if role == "table":
             continue
         found = real.get(name.lower())
-        if found is not None and _IDENTIFIER.fullmatch(found):
-            columns[role] = found
+        if found is not None and _IDENTIFIER.fullmatch(found[0]):
+            columns[role], types[role] = found[0], found[1].strip().upper()
     if not all(role in columns for role in required):
         return None
     if any_of and not any(role in columns for role in any_of):
         return None
-    return Source(table, columns)
+    return Source(table, columns, types)
 
 
 def _table_named(schema: Mapping[str, object], name: str) -> str | None:
@@ -572,6 +604,10 @@ def _anchor_sql(
     def col(role: str) -> str:
         return f"c.{q(source[role])}"
 
+    # a claim's day: a TIMESTAMP (or text) column compared with a date bound would leave
+    # out the end date's claims after midnight (and BigQuery refuses TIMESTAMP >= DATE)
+    day = col("date") if _is_date(source.types.get("date")) else f"CAST({col('date')} AS DATE)"
+
     # a claim without a patient id belongs to nobody: never a member (nor a NULL "patient")
     where: list[str] = [f"{col('patient')} IS NOT NULL"]
     if source is schema.pharmacy and criteria.drugs:
@@ -581,35 +617,31 @@ def _anchor_sql(
     if criteria.states:
         where.append(f"upper({col('state')}) IN ({params.many('state', criteria.states)})")
     if criteria.start_date is not None:
-        where.append(f"{col('date')} >= {params.add('start_date', criteria.start_date)}")
+        where.append(f"{day} >= {params.add('start_date', criteria.start_date)}")
     if criteria.end_date is not None:
-        where.append(f"{col('date')} <= {params.add('end_date', criteria.end_date)}")
-    age = (
-        f"(EXTRACT(YEAR FROM {col('date')}) - {col('birth_year')})"
-        if source.has("birth_year")
-        else ""
-    )
+        where.append(f"{day} <= {params.add('end_date', criteria.end_date)}")
+    age = f"(EXTRACT(YEAR FROM {day}) - {col('birth_year')})" if source.has("birth_year") else ""
     if criteria.min_age is not None:
         where.append(f"{age} >= {params.add('min_age', criteria.min_age)}")
     if criteria.max_age is not None:
         where.append(f"{age} <= {params.add('max_age', criteria.max_age)}")
     if criteria.sex is not None:
         where.append(f"upper({col('sex')}) = {params.add('sex', criteria.sex)}")
-    join = ""
     if criteria.specialties:
         providers = schema.providers
         assert providers is not None
-        join = (
-            f"\n    JOIN {q(providers.table)} AS p ON p.{q(providers['npi'])} = {col('provider')}"
-        )
+        # EXISTS, not a JOIN: a provider listed more than once (two specialties, a repeated
+        # row) must not count a claim twice
         where.append(
-            f"lower(p.{q(providers['specialty'])}) IN "
-            f"({params.many('specialty', _lower(criteria.specialties))})"
+            f"EXISTS (SELECT 1 FROM {q(providers.table)} AS p\n"
+            f"              WHERE p.{q(providers['npi'])} = {col('provider')}\n"
+            f"                AND lower(p.{q(providers['specialty'])}) IN "
+            f"({params.many('specialty', _lower(criteria.specialties))}))"
         )
     lines = [
         f"    SELECT {col('patient')} AS patient_id, COUNT(*) AS claims,",
-        f"           MIN({col('date')}) AS first_date, MAX({col('date')}) AS last_date",
-        f"    FROM {q(source.table)} AS c{join}",
+        f"           MIN({day}) AS first_date, MAX({day}) AS last_date",
+        f"    FROM {q(source.table)} AS c",
     ]
     lines.append("    WHERE " + "\n      AND ".join(where))
     lines.append(f"    GROUP BY {col('patient')}")
@@ -627,7 +659,7 @@ def _condition_match(
 ) -> str:
     """Conditions as labels (case-insensitive) or ICD-10 codes (matched as prefixes)."""
     codes = [v.upper() for v in values if _is_code(v, source)]
-    labels = [v.lower() for v in values if not _is_code(v, source)]
+    labels = _lower([v for v in values if not _is_code(v, source)])
     tests = []
     if labels:
         tests.append(
@@ -662,7 +694,24 @@ def _exclusion_sql(
 
 
 def _lower(values: Sequence[str]) -> list[str]:
-    return [v.lower() for v in values]
+    return [_db_lower(v) for v in values]
+
+
+def _db_lower(text: str) -> str:
+    """``text`` lower-cased as the databases' ``lower()`` does it: character by character,
+    by Unicode's simple mappings. Python's ``str.lower`` uses the full ones, which the SQL
+    side never matches: a final capital sigma becomes ``ς`` (``lower('ΟΔΟΣ')`` is ``οδοσ``
+    in SQL) and ``İ`` two characters (SQL: ``i``)."""
+    return "".join(_SIMPLE_LOWER.get(c) or c.lower() for c in text)
+
+
+#: The one character whose full lower case (Python's) is not its simple one (SQL's).
+_SIMPLE_LOWER = {"\u0130": "i"}
+
+
+def _is_date(kind: str | None) -> bool:
+    """Whether a column of this type holds plain dates (``None``: not known, taken as one)."""
+    return kind is None or kind == "DATE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -689,7 +738,7 @@ def build_probes(
         if not values or source is None or not source.has(role):
             return
         params = _Parameters(dialect)
-        wanted = [v.lower() for v in values] if transform == "lower" else list(values)
+        wanted = _lower(values) if transform == "lower" else list(values)
         column = f"{transform}(x.{q(source[role])})"
         sql = (
             f"SELECT DISTINCT {column} FROM {q(source.table)} AS x "
@@ -722,13 +771,13 @@ def build_probes(
 def unmatched_values(probe: Probe, rows: Sequence[Sequence[Any]]) -> list[str]:
     """The probe's values that no row matched."""
     if not probe.codes:
-        found = {str(row[0]).lower() for row in rows if row[0] is not None}
-        return [v for v in probe.values if v.lower() not in found]
-    labels = {str(row[0]).lower() for row in rows if row[0] is not None}
+        found = {_db_lower(str(row[0])) for row in rows if row[0] is not None}
+        return [v for v in probe.values if _db_lower(v) not in found]
+    labels = {_db_lower(str(row[0])) for row in rows if row[0] is not None}
     codes = [str(row[1]).upper() for row in rows if row[1] is not None]
     missing = []
     for value in probe.values:
-        if value.lower() in labels or any(code.startswith(value.upper()) for code in codes):
+        if _db_lower(value) in labels or any(code.startswith(value.upper()) for code in codes):
             continue
         missing.append(value)
     return missing
