@@ -551,12 +551,12 @@ class Watchdog:
             return self._too_many()
         if limits.memory_bytes is not None and usage.memory_bytes > limits.memory_bytes:
             return (
-                f"its processes used more than {_size(limits.memory_bytes)} of memory together "
-                "(the memory limit)"
+                f"its processes used more than {format_size(limits.memory_bytes)} of memory "
+                "together (the memory limit)"
             )
         if limits.disk_write_bytes is not None and usage.written_bytes > limits.disk_write_bytes:
             return (
-                f"it wrote more than {_size(limits.disk_write_bytes)} to disk "
+                f"it wrote more than {format_size(limits.disk_write_bytes)} to disk "
                 "(the disk write limit)"
             )
         if (
@@ -571,7 +571,7 @@ class Watchdog:
             free = stats.f_bavail * stats.f_frsize
             if free < limits.min_free_disk_bytes:
                 return (
-                    f"the disk is almost full (less than {_size(limits.min_free_disk_bytes)} "
+                    f"the disk is almost full (less than {format_size(limits.min_free_disk_bytes)} "
                     "free) and it was writing to it"
                 )
         return None
@@ -581,7 +581,8 @@ class Watchdog:
         self.kill()
 
 
-def _size(value: int) -> str:
+def format_size(value: int) -> str:
+    """A number of bytes as people write it: ``4 GiB``, ``1.5 MiB``, ``512 bytes``."""
     for unit, size in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
         if value >= size:
             amount = value / size
@@ -600,6 +601,7 @@ __all__ = [
     "apply_rlimits",
     "descendants",
     "describe_signal",
+    "format_size",
     "kill_processes",
     "session_members",
     "signal_of",

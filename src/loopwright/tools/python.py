@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from typing import Any
 
@@ -35,6 +36,13 @@ PYTHON_ADVICE = (
     "Make it cheaper (less data, or a sample of it) or give a longer timeout "
     f"(timeout, in ms, at most {MAX_TIMEOUT_MS:,}).",
     "Print less (a summary, df.head()), or write the output to a file and read it in parts.",
+)
+
+#: What code that ran out of memory leaves on stderr: Python's (and NumPy's) MemoryError,
+#: the abort of Rust code (Polars) or C++ code, DuckDB's error.
+_OUT_OF_MEMORY = re.compile(
+    r"\b\w*MemoryError\b|memory allocation of \d+ bytes failed|std::bad_alloc"
+    r"|Out of Memory Error"
 )
 
 #: Where the code is written (inside the workspace, so every backend sees it); removed after.
@@ -137,8 +145,33 @@ class PythonTool(BaseTool):
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
-        return render_outcome(
+        result = render_outcome(
             outcome, timeout_s=timeout_ms / 1000, what="The Python code", advice=PYTHON_ADVICE
+        )
+        if (
+            result["is_error"]
+            and not outcome.timed_out
+            and outcome.violation is None
+            and _OUT_OF_MEMORY.search(outcome.stderr)
+        ):
+            # a bare MemoryError (or Polars' abort) says neither that a limit was hit nor
+            # what to do about it
+            result["content"] = f"{result['content']}\n{self._memory_note()}"
+        return result
+
+    def _memory_note(self) -> str:
+        from loopwright.sandbox.limits import format_size
+
+        limit = self.sandbox.config.limits.memory_bytes
+        where = (
+            f"each process may use at most {format_size(limit)} here"
+            if limit
+            else "on this machine"
+        )
+        return (
+            f"[The Python code ran out of memory ({where}). Work on less at once: aggregate "
+            "with SQL first, read only the columns and rows needed "
+            '(pl.scan_parquet("x.parquet").select(...).filter(...).collect()), or a sample.]'
         )
 
     async def aclose(self) -> None:
