@@ -39,19 +39,24 @@ DEFAULT_ROWS = 200_000
 MIN_ROWS = 1_000
 MAX_ROWS = 100_000_000  # healthcare.data.MAX_RX_CLAIMS (not imported: --help stays fast)
 
-#: ``--rows`` of the commands that run the healthcare agent with ``--agent healthcare``.
-AgentRowsOption = Annotated[
-    int | None,
-    typer.Option(
+
+def _rows_option(claims: str) -> Any:
+    """``--rows N`` within the generator's bounds (``None``: not given); ``claims`` opens its
+    help."""
+    return typer.Option(
         "--rows",
         min=MIN_ROWS,
         max=MAX_ROWS,
         metavar="N",
-        help="With --agent healthcare: pharmacy claims in the generated database (built on "
-        f"first use) [default: {DEFAULT_ROWS}].",
+        help=f"{claims} in the generated database (built on first use) [default: {DEFAULT_ROWS}].",
         show_default=False,
-    ),
-]
+    )
+
+
+#: ``--rows`` of ``loopwright healthcare``.
+RowsOption = Annotated[int | None, _rows_option("Pharmacy claims")]
+#: ``--rows`` of the commands that run the healthcare agent with ``--agent healthcare``.
+AgentRowsOption = Annotated[int | None, _rows_option("With --agent healthcare: pharmacy claims")]
 
 
 def register(app: typer.Typer) -> None:
@@ -80,18 +85,7 @@ def healthcare_command(
             ),
         ),
     ] = "auto",
-    rows: Annotated[
-        int | None,
-        typer.Option(
-            "--rows",
-            min=MIN_ROWS,
-            max=MAX_ROWS,
-            metavar="N",
-            help="Pharmacy claims in the generated database (built on first use) "
-            f"[default: {DEFAULT_ROWS}].",
-            show_default=False,
-        ),
-    ] = None,
+    rows: RowsOption = None,
     database: DatabaseOption = None,
     session: SessionOption = None,
     json_lines: JsonOption = False,
