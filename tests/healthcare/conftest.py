@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -12,6 +15,8 @@ from loopwright.healthcare.data import build_database, connect_read_only
 
 SMALL_RX_CLAIMS = 20_000
 SEED = 7
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +32,33 @@ def claims_con(claims_db: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = connect_read_only(claims_db)
     yield con
     con.close()
+
+
+def cli_env(loopwright_home: Path) -> dict[str, str]:
+    """The environment of a ``loopwright`` process: this home, no provider keys, no model
+    setting, plain wide output."""
+    env = dict(os.environ)
+    env["LOOPWRIGHT_HOME"] = str(loopwright_home)
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "EVALS_MODEL", "LOOPWRIGHT_MODEL"):
+        env.pop(name, None)
+    env.update(NO_COLOR="1", COLUMNS="160", PYTHONIOENCODING="utf-8")
+    return env
+
+
+@pytest.fixture
+def cli(loopwright_home: Path, tmp_path: Path) -> Cli:
+    """``python -m loopwright.cli.app ARGS`` in ``tmp_path``, in :func:`cli_env`."""
+    env = cli_env(loopwright_home)
+
+    def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "loopwright.cli.app", *args],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            cwd=tmp_path,
+            timeout=timeout,
+        )
+
+    return run

@@ -7,11 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import shlex
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,39 +22,12 @@ from loopwright.evals.suite import SuiteError, load_suite
 from loopwright.healthcare.data import build_database
 from loopwright.healthcare.suite import HealthcareAgentFactory
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
+from .conftest import Cli, cli_env
 
 ELIQUIS_SQL = (
     "SELECT PRESCRIBER_NPI_STATE_CD AS state, COUNT(*) AS fills FROM RX_CLAIMS "
     "WHERE NDC_DRUG_NM = 'ELIQUIS' GROUP BY state ORDER BY fills DESC LIMIT 1"
 )
-
-
-def _env(loopwright_home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["LOOPWRIGHT_HOME"] = str(loopwright_home)
-    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "EVALS_MODEL", "LOOPWRIGHT_MODEL"):
-        env.pop(name, None)
-    env.update(NO_COLOR="1", COLUMNS="160", PYTHONIOENCODING="utf-8")
-    return env
-
-
-@pytest.fixture
-def cli(loopwright_home: Path, tmp_path: Path) -> Cli:
-    """``python -m loopwright.cli.app ARGS`` in ``tmp_path``, with no provider keys."""
-
-    def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "loopwright.cli.app", *args],
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            env=_env(loopwright_home),
-            cwd=tmp_path,
-            timeout=timeout,
-        )
-
-    return run
 
 
 def _eliquis_task(task_id: str, *, before: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
@@ -98,7 +67,7 @@ def test_ctrl_c_prints_the_command_that_finishes_the_same_run(
     args += ["-k", "2", "-n", "1", "-t", "quick", "-t", "slow"]
     # Ctrl-C while the slow task sleeps
     status, rest = interrupt_after(
-        args, line="✓ quick [epoch 1]", env=_env(loopwright_home), cwd=tmp_path
+        args, line="✓ quick [epoch 1]", env=cli_env(loopwright_home), cwd=tmp_path
     )
     assert status == 130, rest
     assert "interrupted after 1 of 4 run(s)" in rest

@@ -4,12 +4,8 @@ check, and the healthcare agent's factory, run for real through the CLI."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,34 +19,9 @@ from loopwright.events import ToolCall, ToolResult
 from loopwright.healthcare.golden import GOLDEN_QUESTIONS, get_question
 from loopwright.healthcare.suite import HealthcareAgentFactory, golden_suite, saved_csv
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
+from .conftest import Cli
 
 TOP10 = get_question("humira_ca_top10").sql
-
-
-@pytest.fixture
-def cli(loopwright_home: Path, tmp_path: Path) -> Cli:
-    """``python -m loopwright.cli.app ARGS`` in ``tmp_path``, with no provider keys."""
-    env = dict(os.environ)
-    env["LOOPWRIGHT_HOME"] = str(loopwright_home)
-    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "EVALS_MODEL", "LOOPWRIGHT_MODEL"):
-        env.pop(name, None)
-    env["NO_COLOR"] = "1"
-    env["COLUMNS"] = "160"
-    env["PYTHONIOENCODING"] = "utf-8"
-
-    def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "loopwright.cli.app", *args],
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            env=env,
-            cwd=tmp_path,
-            timeout=timeout,
-        )
-
-    return run
 
 
 def _top10(claims_con: duckdb.DuckDBPyConnection) -> tuple[str, int, int]:
