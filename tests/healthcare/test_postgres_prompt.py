@@ -8,7 +8,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from loopwright.healthcare.prompt import compact_system_prompt, profile_backend, system_prompt
+from loopwright.healthcare.prompt import (
+    DatabaseProfile,
+    compact_system_prompt,
+    profile_backend,
+    system_prompt,
+)
 from loopwright.sql import PostgresBackend
 from loopwright.tools.sql import SQLTool
 from postgres_server import PostgresServer, postgres_server  # noqa: F401
@@ -41,15 +46,20 @@ def dsn(postgres_server: PostgresServer) -> str:  # noqa: F811
     return dsn
 
 
+async def _profile(dsn: str) -> DatabaseProfile:
+    """The database profile the healthcare agent's prompt is written from."""
+    backend = PostgresBackend(dsn)
+    try:
+        return await profile_backend(backend)
+    finally:
+        await backend.aclose()
+
+
 async def test_names_with_capitals_are_quoted_as_postgresql_needs(dsn: str, tmp_path: Path) -> None:
     """The prompt listed claims.RX_CLAIMS and NDC_DRUG_NM bare: PostgreSQL reads those as
     claims.rx_claims and ndc_drug_nm, so every query the model wrote from it failed with
     "relation claims.rx_claims does not exist"."""
-    backend = PostgresBackend(dsn)
-    try:
-        profile = await profile_backend(backend)
-    finally:
-        await backend.aclose()
+    profile = await _profile(dsn)
     prompt = system_prompt(profile)
     assert 'claims."RX_CLAIMS"' in prompt
     assert '- "NDC_DRUG_NM" text' in prompt
@@ -82,11 +92,7 @@ async def test_names_with_capitals_are_quoted_as_postgresql_needs(dsn: str, tmp_
 async def test_table_and_column_comments_are_in_the_prompt(dsn: str) -> None:
     """The comments, which say what the columns mean, were read on DuckDB only: on
     PostgreSQL the prompt listed bare names and types."""
-    backend = PostgresBackend(dsn)
-    try:
-        profile = await profile_backend(backend)
-    finally:
-        await backend.aclose()
+    profile = await _profile(dsn)
     prompt = system_prompt(profile)
     assert 'claims."RX_CLAIMS": Pharmacy claims: one row per fill.' in prompt
     assert "Loaded nightly" not in prompt  # the first sentence, as on DuckDB
