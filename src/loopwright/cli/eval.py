@@ -29,6 +29,13 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+#: The options' defaults (the resume command repeats only the settings that differ).
+PARALLEL = 4
+EPOCHS = 1
+RETRIES = 2
+RETRY_DELAY = 1.0
+EXECUTOR = "local"
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``eval`` command to the ``loopwright`` app."""
@@ -61,10 +68,10 @@ def eval_command(
     ] = "auto",
     parallel: Annotated[
         int, typer.Option("--parallel", "-n", min=1, metavar="N", help="Tasks run at once.")
-    ] = 4,
+    ] = PARALLEL,
     epochs: Annotated[
         int, typer.Option("--epochs", "-k", min=1, metavar="K", help="Runs of each task.")
-    ] = 1,
+    ] = EPOCHS,
     retries: Annotated[
         int,
         typer.Option(
@@ -73,7 +80,7 @@ def eval_command(
             metavar="N",
             help="Retries of infrastructure failures (model outages, hung runs) per task.",
         ),
-    ] = 2,
+    ] = RETRIES,
     resume: Annotated[
         bool,
         typer.Option(
@@ -112,7 +119,7 @@ def eval_command(
         typer.Option(
             "--retry-delay", min=0.0, metavar="SECONDS", help="Pause before the first retry."
         ),
-    ] = 1.0,
+    ] = RETRY_DELAY,
     executor: Annotated[
         str,
         typer.Option(
@@ -120,7 +127,7 @@ def eval_command(
             metavar="NAME",
             help="Where tasks run: local (in this process) or ray (as Ray tasks).",
         ),
-    ] = "local",
+    ] = EXECUTOR,
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -185,7 +192,7 @@ def run_eval(
     judge_model: str | None,
     tasks: list[str],
     retry_delay: float,
-    executor: str = "local",
+    executor: str = EXECUTOR,
     ray_address: str | None = None,
     agent: str = "standard",
     database: str | None = None,
@@ -420,15 +427,15 @@ def _command_again(
     database: str | None,
     rows: int | None,
     output: Path | None,
-    html: Path | None = None,
-    parallel: int = 4,
-    epochs: int = 1,
-    retries: int = 2,
-    retry_delay: float = 1.0,
-    judge_model: str | None = None,
-    tasks: list[str] | None = None,
-    executor: str = "local",
-    ray_address: str | None = None,
+    html: Path | None,
+    parallel: int,
+    epochs: int,
+    retries: int,
+    retry_delay: float,
+    judge_model: str | None,
+    tasks: list[str],
+    executor: str,
+    ray_address: str | None,
 ) -> str:
     """The command that resumes this run: the same suite, model, agent, database, epochs,
     tasks and settings (a resume with another model or fewer epochs would not finish it)."""
@@ -444,19 +451,19 @@ def _command_again(
         words += ["--database", database]
     if rows is not None:
         words += ["--rows", str(rows)]
-    for task in tasks or []:
+    for task in tasks:
         words += ["--task", task]
-    if epochs != 1:
+    if epochs != EPOCHS:
         words += ["--epochs", str(epochs)]
-    if parallel != 4:
+    if parallel != PARALLEL:
         words += ["--parallel", str(parallel)]
-    if retries != 2:
+    if retries != RETRIES:
         words += ["--retries", str(retries)]
-    if retry_delay != 1.0:
+    if retry_delay != RETRY_DELAY:
         words += ["--retry-delay", f"{retry_delay:g}"]
     if judge_model is not None:
         words += ["--judge-model", judge_model]
-    if executor != "local":
+    if executor != EXECUTOR:
         words += ["--executor", executor]
     if ray_address is not None:
         words += ["--ray-address", ray_address]
