@@ -405,6 +405,20 @@ async def test_errors_come_back_with_bigquerys_message(
     assert "BigQuery: Syntax error" in str(syntax["content"])
 
 
+async def test_placeholders_are_explained_but_system_variables_are_not(
+    backend: BigQueryBackend, workspace: Path
+) -> None:
+    tool = SQLTool(workspace, backend=backend)
+    named = await run(tool, "SELECT * FROM rx_claims WHERE ndc_drug_nm = @drug_0")
+    assert named["is_error"] is True
+    assert "Query parameter 'drug_0' not found" in str(named["content"])
+    assert "placeholders (@drug_0), and this tool binds no values" in str(named["content"])
+    # @@dataset_id is BigQuery's own variable: no hint about it beside another error
+    other = await run(tool, "SELECT @@dataset_id, nope FROM rx_claimz")
+    assert other["is_error"] is True
+    assert "placeholders" not in str(other["content"])
+
+
 async def test_a_timeout_cancels_the_job(
     backend: BigQueryBackend, bigquery_server: BigQueryServer, workspace: Path
 ) -> None:

@@ -318,6 +318,15 @@ async def test_database_errors_come_back_with_the_databases_message(tool: SQLToo
     assert "syntax error at end of input" in str(syntax["content"])
 
 
+async def test_placeholders_are_explained_in_postgresqls_styles(tool: SQLTool) -> None:
+    numbered = await run(tool, "SELECT * FROM rx_claims WHERE ndc_drug_nm = $1")
+    assert "bind message supplies 0 parameters" in str(numbered["content"])
+    assert "placeholders ($1), and this tool binds no values" in str(numbered["content"])
+    named = await run(tool, "SELECT * FROM rx_claims WHERE ndc_drug_nm = %(drug_0)s")
+    assert numbered["is_error"] is named["is_error"] is True
+    assert "placeholders (%(drug_0)s), and this tool binds no values" in str(named["content"])
+
+
 async def test_a_timeout_cancels_the_statement_on_the_server(dsn: str, workspace: Path) -> None:
     tool = SQLTool(workspace, backend=dsn, timeout=0.5)
     try:

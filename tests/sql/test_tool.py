@@ -426,3 +426,32 @@ def test_nested_floats_of_a_sliced_batch_keep_their_rows(tmp_path: Path) -> None
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines == ["arr", '"[3.3, null]"', "", '"[4.4, 5.5]"']
     assert written.preview == [([3.3, None],), (None,), ([4.4, 5.5],)]
+
+
+async def test_sql_with_placeholders_says_the_tool_binds_no_values(
+    claims_db: Path, workspace: Path
+) -> None:
+    """A cohort's saved SQL, or a snippet from application code, pasted into the tool: the
+    database's "Values were not provided" is explained, with what to write instead."""
+    tool = SQLTool(workspace, backend=f"duckdb://{claims_db}")
+    try:
+        for sql, shown in [
+            ("SELECT count(*) FROM rx_claims WHERE ndc_drug_nm = $drug_0", "($drug_0)"),
+            ("SELECT count(*) FROM rx_claims WHERE ndc_drug_nm = ? AND 1 = $2", "(?, $2)"),
+            ("SELECT count(*) FROM rx_claims WHERE ndc_drug_nm = :drug", "(:drug)"),
+        ]:
+            failed = await tool.execute({"sql": sql, "dataset_name": "n", "description": ""})
+            assert failed["is_error"] is True
+            content = str(failed["content"])
+            assert f"parameter placeholders {shown}" in content, content
+            assert "binds no values" in content
+            assert "NDC_DRUG_NM = 'HUMIRA'" in content
+        # the database's own message stays; a failure without placeholders gets no such hint
+        other = await tool.execute(
+            {"sql": "SELECT '$1', nope FROM rx_claims", "dataset_name": "n", "description": ""}
+        )
+        assert "nope" in str(other["content"])
+        assert "placeholders" not in str(other["content"])
+    finally:
+        await tool.aclose()
+    assert not (workspace / "n.csv").exists()

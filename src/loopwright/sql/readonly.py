@@ -441,6 +441,37 @@ def rewrite_hint(sql: str) -> str:
     return " ".join(hints)
 
 
+def placeholder_hint(sql: str, dialect: str) -> str:
+    """Advice for a failed query that holds parameter placeholders (``$1``, ``$name``, ``?``,
+    ``%(name)s``, ``@name``): the SQL tool runs the text as it is and binds no values, so
+    such SQL (a cohort's saved query, a snippet from application code) can only fail. Empty
+    when there are none, or the SQL does not parse."""
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except Exception:  # a hint only: the database's own error stands
+        return ""
+    found: list[str] = []
+    for node in tree.find_all(exp.Placeholder, exp.Parameter):
+        if isinstance(node.parent, exp.Parameter):
+            continue  # BigQuery's @@name is a Parameter holding a Parameter
+        name = node.name
+        written = name and re.search(rf"%\({re.escape(name)}\)s|[:$@]{re.escape(name)}\b", sql)
+        text = written.group(0) if written else node.sql(dialect=dialect)  # as the SQL has it
+        if text.startswith("@@"):
+            continue  # a BigQuery system variable (@@dataset_id), not a parameter
+        if text not in found:
+            found.append(text)
+    if not found:
+        return ""
+    shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+    return (
+        f"\nThe query has parameter placeholders ({shown}), and this tool binds no values: "
+        "write the values into the SQL as literals, e.g. NDC_DRUG_NM = 'HUMIRA' or "
+        "SERVICE_DATE_DD >= DATE '2024-01-01'. (A saved cohort's SQL lists its values under "
+        '"parameters" in its definition file.)'
+    )
+
+
 def _without_comments_and_strings(sql: str) -> str:
     """``sql`` with its comments and string literals blanked, for looking at its syntax."""
     return _COMMENTS_AND_STRINGS.sub(" ", sql)

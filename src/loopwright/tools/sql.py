@@ -157,7 +157,9 @@ class SQLTool(BaseTool):
         except (QueryRefused, QueryTimeout, ResultFileError) as exc:
             return error(str(exc))
         except SQLError as exc:
-            return error(f"The query failed. {exc}")
+            from loopwright.sql.readonly import placeholder_hint
+
+            return error(f"The query failed. {exc}{placeholder_hint(sql, self.backend.dialect)}")
         except OSError as exc:
             return error(f"Could not write the result files in the workspace: {exc}.")
         metadata = self._metadata(name, result)
