@@ -90,7 +90,7 @@ async def test_runs_in_the_workspace_and_writes_files_there(
 ) -> None:
     code = "import os, pathlib\nprint(os.getcwd())\npathlib.Path('out.txt').write_text('data')"
     result = await python(registry, code)
-    assert text(result) == str(workspace)
+    assert text(result) == f"{workspace}\n[Files written in the workspace: out.txt (4 bytes)]"
     assert (workspace / "out.txt").read_text() == "data"
 
 
@@ -281,3 +281,48 @@ async def test_a_lone_surrogate_in_the_code_is_a_clear_error(
     assert leftover_cells(workspace) == []
     escaped = await python(registry, "print(len('chart \\ud83d done'))")  # as it says
     assert text(escaped) == "12"
+
+
+async def test_files_the_code_writes_are_listed_with_their_sizes(
+    registry: ToolRegistry, workspace: Path
+) -> None:
+    """A chart saved by the code is named in the result (and its metadata), so the answer
+    can list it; files that were there already and did not change are not."""
+    (workspace / "claims.csv").write_text("a\n1\n")
+    (workspace / "old.txt").write_text("x")
+    code = (
+        "import os, sys\n"
+        "os.makedirs('charts', exist_ok=True)\n"
+        "open('charts/trend.png', 'wb').write(b'\\x89PNG' + bytes(2044))\n"
+        "open('old.txt', 'w').write('changed')\n"
+        "print(open('claims.csv').read().count(chr(10)))\n"
+    )
+    result = await python(registry, code)
+    assert result["is_error"] is False
+    content = text(result)
+    assert content.startswith("2\n")
+    assert content.endswith(
+        "[Files written in the workspace: charts/trend.png (2 KiB), old.txt (7 bytes)]"
+    )
+    assert result["metadata"]["files_written"] == ["charts/trend.png", "old.txt"]
+    # nothing written: no note; the code file and caches under .loopwright are never listed
+    quiet = await python(registry, "import json\nprint(len(json.dumps({})))")
+    assert text(quiet) == "2"
+    assert "files_written" not in quiet.get("metadata", {})
+
+
+async def test_files_written_before_a_failure_are_listed_too(
+    registry: ToolRegistry, workspace: Path
+) -> None:
+    result = await python(registry, "open('partial.csv', 'w').write('a\\n')\nraise SystemExit(3)")
+    assert result["is_error"] is True
+    assert "[Files written in the workspace: partial.csv (2 bytes)]" in text(result)
+
+
+def test_a_huge_workspace_is_not_listed(tmp_path: Path) -> None:
+    from loopwright.tools.python import MAX_SCANNED, files_written, workspace_files
+
+    for i in range(MAX_SCANNED + 1):
+        (tmp_path / f"f{i}").touch()
+    assert workspace_files(str(tmp_path)) is None
+    assert files_written(None, {"a.png": (1, 2, 3)}) == []

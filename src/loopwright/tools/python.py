@@ -123,6 +123,7 @@ class PythonTool(BaseTool):
         timeout_ms = input.get("timeout") or self.default_timeout_ms
         session = self.sandbox_session
         path = os.path.join(session.workspace, CODE_DIR, f"cell_{uuid.uuid4().hex[:8]}.py")
+        before = workspace_files(session.workspace)
         try:
             _write(path, code)
             outcome = await session.run(
@@ -157,6 +158,11 @@ class PythonTool(BaseTool):
             # a bare MemoryError (or Polars' abort) says neither that a limit was hit nor
             # what to do about it
             result["content"] = f"{result['content']}\n{self._memory_note()}"
+        written = files_written(before, workspace_files(session.workspace))
+        if written:
+            # charts and tables the code saved, named so the answer can list them
+            result["content"] = f"{result['content']}\n{written_note(written)}"
+            result.setdefault("metadata", {})["files_written"] = [name for name, _ in written]
         return result
 
     def _memory_note(self) -> str:
@@ -179,6 +185,64 @@ class PythonTool(BaseTool):
         session, self._session = self._session, None
         if session is not None:
             await session.aclose()
+
+
+#: Entries looked at when listing what the code wrote; past this, nothing is listed.
+MAX_SCANNED = 5_000
+#: Files named in the note; the rest are counted.
+MAX_LISTED = 20
+#: Directories never listed: loopwright's own (the code file, the sandbox's HOME) and
+#: Python's bytecode caches.
+_SKIPPED_DIRS = frozenset({".loopwright", "__pycache__"})
+
+#: A workspace file's identity and content stamp: (inode, size, mtime in ns).
+Stamp = tuple[int, int, int]
+
+
+def workspace_files(workspace: str) -> dict[str, Stamp] | None:
+    """The workspace's files (relative path → stamp), for telling what a run wrote;
+    ``None`` for a workspace too big to scan cheaply (or unreadable)."""
+    files: dict[str, Stamp] = {}
+    pending, scanned = [""], 0
+    while pending:
+        relative = pending.pop()
+        try:
+            with os.scandir(os.path.join(workspace, relative)) as entries:
+                for entry in entries:
+                    scanned += 1
+                    if scanned > MAX_SCANNED:
+                        return None
+                    name = os.path.join(relative, entry.name)
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name not in _SKIPPED_DIRS:
+                            pending.append(name)
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        files[name] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            if not relative:
+                return None
+    return files
+
+
+def files_written(
+    before: dict[str, Stamp] | None, after: dict[str, Stamp] | None
+) -> list[tuple[str, int]]:
+    """The files new or changed between two listings, with their sizes, in name order."""
+    if before is None or after is None:
+        return []
+    return sorted((name, stamp[1]) for name, stamp in after.items() if before.get(name) != stamp)
+
+
+def written_note(written: list[tuple[str, int]]) -> str:
+    """``[Files written in the workspace: chart.png (21.3 KiB), ...]``."""
+    from loopwright.sandbox.limits import format_size
+
+    shown = ", ".join(f"{name} ({format_size(size)})" for name, size in written[:MAX_LISTED])
+    more = len(written) - MAX_LISTED
+    if more > 0:
+        shown += f" and {more:,} more"
+    return f"[Files written in the workspace: {shown}]"
 
 
 def _write(path: str, code: str) -> None:
