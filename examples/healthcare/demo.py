@@ -35,6 +35,7 @@ from loopwright.healthcare.agent import healthcare_agent
 from loopwright.healthcare.check import Verdict, check_golden
 from loopwright.healthcare.data import ensure_database
 from loopwright.healthcare.golden import get_question
+from loopwright.models import resolve_model
 from loopwright.models.base import Model, ModelError
 
 DEMO_MODEL = "local:gemma3-270m"
@@ -82,6 +83,8 @@ async def run_demo(
     """
     console = console or make_console()
     golden = get_question(question_id)
+    # the model first: one that cannot be made is refused before a build that takes minutes
+    model = resolve_model(model) if isinstance(model, str) else model
     if database is None:
         database = ensure_database(rx_claims=rows, progress=_progress(console, rows))
     agent = healthcare_agent(
