@@ -194,8 +194,10 @@ def test_criteria_that_exclude_all_they_include_are_refused(claims_db: Path) -> 
     assert sorted(p.name for p in (workspace / "cohorts").iterdir()) == [
         "ok.csv",
         "ok.json",
+        "ok.parquet",
         "ok2.csv",
         "ok2.json",
+        "ok2.parquet",
     ]
     assert _counts(workspace, "ok")[0] > 0
     assert _counts(workspace, "ok2")[0] > 0

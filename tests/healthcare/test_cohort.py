@@ -344,28 +344,35 @@ async def test_a_symlink_named_like_a_cohort_file_is_replaced_not_followed(
     )
 
 
+@pytest.mark.parametrize("blocked", ["json", "parquet"])
 @pytest.mark.parametrize("old_members", ["file", "symlink", "none"])
-async def test_a_failed_save_changes_neither_file(cohort: BaseTool, old_members: str) -> None:
+async def test_a_failed_save_changes_no_file(
+    cohort: BaseTool, old_members: str, blocked: str
+) -> None:
     """The members file used to be replaced before the definition was written: a failure
-    there left a new member list beside the old definition."""
+    there left a new member list beside the old definition. The CSV, the Parquet file and
+    the definition change together or not at all."""
     cohorts = Path(cohort.workspace_dir) / "cohorts"
     first = await cohort.execute({"name": "s", "drugs": ["HUMIRA"]})
     assert first["is_error"] is False
-    members, definition = cohorts / "s.csv", cohorts / "s.json"
+    members = cohorts / "s.csv"
+    files = [members, cohorts / "s.parquet", cohorts / "s.json"]
     if old_members == "symlink":
         members.rename(cohorts / "kept.csv")
         members.symlink_to("kept.csv")
     elif old_members == "none":
         members.unlink()
-    before = {p.name: (p.is_symlink(), p.read_bytes() if p.exists() else None) for p in [members]}
-    definition.unlink()
-    definition.mkdir()  # the definition cannot be renamed into place
+    stuck = cohorts / f"s.{blocked}"
+    stuck.unlink()
+    stuck.mkdir()  # this file cannot be renamed into place
+    before = {p.name: (p.is_symlink(), p.read_bytes() if p.is_file() else None) for p in files}
     failed = await cohort.execute({"name": "s", "drugs": ["ENBREL"]})
     assert failed["is_error"] is True
     assert failed["content"].startswith("Could not save the cohort in the workspace")
-    after = {p.name: (p.is_symlink(), p.read_bytes() if p.exists() else None) for p in [members]}
+    after = {p.name: (p.is_symlink(), p.read_bytes() if p.is_file() else None) for p in files}
     assert after == before
     assert not members.exists() or members.is_symlink() == (old_members == "symlink")
+    assert stuck.is_dir()
     assert sorted(p.name for p in cohorts.iterdir() if p.name.startswith(".")) == []
 
 

@@ -1,7 +1,8 @@
 """``DefineCohort`` on DuckDB, PostgreSQL and BigQuery: the same data and criteria give the
-same members, counts and saved criteria on every backend, including the data's odd corners
-(claims without a patient id or a date, mixed-case ids, accented names) and a PostgreSQL
-database whose collation is a language's rather than code point order."""
+same members (CSV and typed Parquet), counts and saved criteria on every backend, including
+the data's odd corners (claims without a patient id or a date, mixed-case ids, accented names,
+a diagnosis code stored without its dot) and a PostgreSQL database whose collation is a
+language's rather than code point order."""
 
 from __future__ import annotations
 
@@ -12,9 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
-from loopwright.healthcare.cohort import DefineCohort
+from loopwright.healthcare.cohort import (
+    CohortSchema,
+    Criteria,
+    DefineCohort,
+    build_probes,
+    cohort_runner,
+)
 from loopwright.healthcare.data import TABLES, build_database
 from loopwright.sql import DuckDBBackend, SQLBackend, connect
 from postgres_server import PostgresServer, postgres_server  # noqa: F401
@@ -39,7 +47,8 @@ INSERT INTO MED_CLAIMS (CLAIM_ID, PATIENT_ID, PATIENT_BIRTH_YEAR, PATIENT_GENDER
  ('M1', NULL, 1970, 'F', NULL, 'CA', 'Rheumatoid arthritis', 'M06.9', DATE '2024-03-01'),
  ('M2', 'PTNODATE', 1960, 'F', NULL, 'CA', 'Rheumatoid arthritis', 'm06.9', DATE '2024-07-01'),
  ('M3', 'éclair', 1990, 'F', NULL, 'NY', 'SJÖGREN SYNDROME', 'M35.00', DATE '2024-06-01'),
- ('M4', 'Zed', NULL, NULL, NULL, NULL, 'Rheumatoid arthritis', NULL, NULL)
+ ('M4', 'Zed', NULL, NULL, NULL, NULL, 'Rheumatoid arthritis', NULL, NULL),
+ ('M5', 'NODOT', 1975, 'F', NULL, 'TX', 'Type 2 diabetes', 'E119', DATE '2024-08-01')
 """
 
 
@@ -158,6 +167,8 @@ _CRITERIA: list[dict[str, Any]] = [
     {"drugs": ["OZEMPIC"], "conditions": ["E11"], "specialties": ["Endocrinology"]},
     {"conditions": ["I10"], "start_date": "2024-01-01", "exclude_conditions": ["E11"]},
     {"drugs": ["NO SUCH DRUG"], "states": ["ZZ"]},
+    {"conditions": ["E11.9"], "sex": "F"},
+    {"conditions": ["e119", "I48.91"], "exclude_conditions": ["E1190"]},
 ]
 
 
@@ -175,8 +186,11 @@ async def test_the_same_criteria_give_the_same_cohort_on_every_backend(
     }
     result, members, definition = outcomes["duckdb"]
     assert "\n," not in members  # no member without an id
+    typed = pq.read_table(tmp_path / "duckdb" / "cohorts" / "c.parquet")
+    assert typed.num_rows == result["metadata"]["patients"]
     for name, (other, other_members, other_definition) in outcomes.items():
         assert other_members == members, name
+        assert pq.read_table(tmp_path / name / "cohorts" / "c.parquet").equals(typed), name
         for key in ("patients", "claims", "claims_by_kind", "parameters"):
             assert other["metadata"][key] == result["metadata"][key], (name, key)
         for key in ("criteria", "counts", "unmatched_values", "parameters"):
@@ -222,3 +236,42 @@ async def test_members_are_in_code_point_order_whatever_the_collation(
         ids = [line.split(",")[0] for line in members.splitlines()[1:]]
         assert ids == sorted(ids), name
         assert ids[-4:] == ["PTNODATE", "PT_UPPER", "Zed", "pt-lower"], name
+
+
+async def test_codes_match_with_or_without_the_dot_on_every_backend(
+    backends: dict[str, SQLBackend], tmp_path: Path
+) -> None:
+    """NODOT's diabetes claim is stored as E119, the generated ones as E11.9: E11.9 missed
+    NODOT, and E119 (taken for a condition label) found no one."""
+    for name, backend in backends.items():
+        members = {}
+        for code in ("E11.9", "E119"):
+            _, members[code], definition = await _define(
+                backend, tmp_path / name / code, {"conditions": [code]}
+            )
+            assert definition["unmatched_values"] == {}, (name, code)
+        assert members["E11.9"] == members["E119"], name
+        lines = members["E11.9"].splitlines()[1:]
+        assert "NODOT,1,2024-08-01,2024-08-01" in lines, name
+        assert len(lines) > 1, name
+
+
+async def test_the_codes_of_a_sex_column_are_listed_on_every_backend(
+    backends: dict[str, SQLBackend],
+) -> None:
+    """The query listing what a sex column holds (run when the sex asked for matches
+    nothing) has no parameters and a LIMIT: it runs on each backend, with the same answer."""
+    listed = {}
+    for name, backend in backends.items():
+        runner = cohort_runner(backend)
+        try:
+            schema = CohortSchema.from_schema(await runner.schema())
+            probes = build_probes(Criteria.from_input({"sex": "F"}), schema, runner.dialect)
+            (probe,) = [p for p in probes if p.criterion == "sex"]
+            assert probe.listing is not None
+            rows = await runner.fetch(probe.listing, {}, 30)
+        finally:
+            await runner.aclose()
+        listed[name] = sorted(str(row[0]) for row in rows)
+    assert listed["duckdb"] == ["F", "M", "f"]
+    assert listed["postgres"] == listed["bigquery"] == listed["duckdb"]

@@ -19,13 +19,18 @@ structured input instead and builds the query itself:
 
 The tool saves the definition as ``cohorts/<name>.json`` (criteria, the SQL with its
 placeholders, the parameter values, when, counts) and the members (one row per patient,
-with their qualifying claim counts) as ``cohorts/<name>.csv``, and answers with the patient
+with their qualifying claim counts) as ``cohorts/<name>.csv`` and ``cohorts/<name>.parquet``
+(which keeps the column types, also when the cohort is empty), and answers with the patient
 and claim counts and the SQL. Values that match nothing in the data are pointed out, so a
-misspelt drug does not silently shrink the cohort.
+misspelt drug does not silently shrink the cohort; a sex that matches nothing comes with the
+codes the column holds. Defining a cohort under a name already used replaces the earlier
+one, and the answer says so (with its patient count).
 
 Semantics, for the definition's readers: the inclusion criteria are ANDed. ``drugs``: at
 least ``min_claims`` pharmacy claims for any of them; ``conditions`` (ICD-10 codes, matched
-as prefixes, or condition labels): at least ``min_claims`` medical claims for any of them.
+as prefixes with or without the dot, so ``E11.9`` and ``E119`` find the same claims whichever
+way the database writes them, or condition labels): at least ``min_claims`` medical claims
+for any of them.
 ``states``, ``specialties`` (of the prescriber or treating provider), the date range, age (at
 the claim, from the birth year) and sex filter those qualifying claims. Without drugs or
 conditions the cohort is built from pharmacy claims alone. ``exclude_drugs`` and
@@ -39,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -49,14 +55,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
 
+from loopwright.healthcare.prompt import MAX_LISTED_QUASI
 from loopwright.sandbox.paths import SecurityError
 from loopwright.tools.base import BaseTool, ToolResult, Toolset, error, ok
 
 if TYPE_CHECKING:
     import duckdb
     import psycopg
+    import pyarrow as pa  # type: ignore[import-untyped]
 
     from loopwright.sql.base import Interrupter, SQLBackend
 
@@ -67,9 +75,13 @@ MAX_VALUE_CHARS = 200
 DEFAULT_TIMEOUT_S = 60.0
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: An ICD-10(-CM) code or code prefix: a letter, two characters, optional decimals.
-_ICD10 = re.compile(r"[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{0,4})?", re.IGNORECASE)
+#: An ICD-10(-CM) code or code prefix: a letter, two characters, optional decimals, after a
+#: dot or not (databases store ``E11.9`` or ``E119``; see :func:`code_spellings`).
+_ICD10 = re.compile(r"[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{0,4})?", re.IGNORECASE)
 _SEXES = {"f": "F", "female": "F", "woman": "F", "m": "M", "male": "M", "man": "M"}
+#: Codes of a column listed when the sex asked for matches none of them: as many as the
+#: prompt lists of a patient quasi-identifier (a code list like F, M, U names no one).
+MAX_LISTED_CODES = MAX_LISTED_QUASI
 
 
 class CohortError(ValueError):
@@ -196,9 +208,9 @@ class Criteria:
 
 def _check_not_excluded(included: Sequence[str], excluded: Sequence[str], key: str) -> None:
     """:class:`CohortError` when every value of an inclusion list is also excluded (an
-    ICD-10 code inside an excluded code's prefix included): each patient it brings in is
-    removed again, so the cohort is empty by construction. Some of them is a real cohort
-    ("on HUMIRA or ENBREL, never on HUMIRA": ENBREL without HUMIRA)."""
+    ICD-10 code inside an excluded code's prefix included, dot or no dot): each patient it
+    brings in is removed again, so the cohort is empty by construction. Some of them is a
+    real cohort ("on HUMIRA or ENBREL, never on HUMIRA": ENBREL without HUMIRA)."""
 
     def covered(value: str) -> bool:
         folded = value.casefold()
@@ -207,7 +219,7 @@ def _check_not_excluded(included: Sequence[str], excluded: Sequence[str], key: s
             or (
                 _ICD10.fullmatch(value) is not None
                 and _ICD10.fullmatch(other) is not None
-                and folded.startswith(other.casefold())
+                and _undotted(value).startswith(_undotted(other))
             )
             for other in excluded
         )
@@ -469,6 +481,18 @@ def _is_code(value: str, medical: Source) -> bool:
     return medical.has("code") and _ICD10.fullmatch(value) is not None
 
 
+def code_spellings(code: str) -> tuple[str, ...]:
+    """The prefixes an ICD-10 code (or code prefix) is matched by, upper-cased: with the dot
+    after its first three characters and without, as databases store codes either way
+    (``E11.9`` and ``E119``, whichever the criteria give). A category (``E11``) has one."""
+    bare = _undotted(code)
+    return (bare,) if len(bare) <= 3 else (f"{bare[:3]}.{bare[3:]}", bare)
+
+
+def _undotted(code: str) -> str:
+    return code.upper().replace(".", "")
+
+
 # --- building the query --------------------------------------------------------------------
 
 
@@ -657,18 +681,20 @@ def _condition_match(
     alias: str,
     prefix: str,
 ) -> str:
-    """Conditions as labels (case-insensitive) or ICD-10 codes (matched as prefixes)."""
-    codes = [v.upper() for v in values if _is_code(v, source)]
+    """Conditions as labels (case-insensitive) or ICD-10 codes (matched as prefixes, each
+    in both spellings, :func:`code_spellings`: one ``starts_with`` more for a code past its
+    category, none for a category like ``E11``; the column itself is not rewritten)."""
+    codes = [v for v in values if _is_code(v, source)]
     labels = _lower([v for v in values if not _is_code(v, source)])
     tests = []
     if labels:
         tests.append(
             f"lower({alias}.{q(source['label'])}) IN ({params.many(prefix + '_label', labels)})"
         )
-    for code in codes:
-        tests.append(
-            f"starts_with(upper({alias}.{q(source['code'])}), {params.add(prefix + '_code', code)})"
-        )
+    spellings = dict.fromkeys(s for code in codes for s in code_spellings(code))
+    for spelling in spellings:
+        placeholder = params.add(prefix + "_code", spelling)
+        tests.append(f"starts_with(upper({alias}.{q(source['code'])}), {placeholder})")
     return tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")"
 
 
@@ -723,6 +749,12 @@ class Probe:
     sql: str
     parameters: dict[str, Any]
     codes: bool = False
+    listing: str | None = None
+    """A query listing the column's values (at most :data:`MAX_LISTED_CODES` and one), for
+    a criterion whose values the model cannot respell (sex: F or M): what the data holds
+    instead, asked only when a value matched nothing."""
+    column: str = ""
+    """``TABLE.COLUMN`` the probe reads, for messages."""
 
 
 def build_probes(
@@ -733,24 +765,42 @@ def build_probes(
     probes: list[Probe] = []
 
     def distinct(
-        criterion: str, values: Sequence[str], source: Source | None, role: str, transform: str
+        criterion: str,
+        values: Sequence[str],
+        source: Source | None,
+        role: str,
+        transform: str,
+        *,
+        listed: bool = False,
     ) -> None:
         if not values or source is None or not source.has(role):
             return
         params = _Parameters(dialect)
         wanted = _lower(values) if transform == "lower" else list(values)
-        column = f"{transform}(x.{q(source[role])})"
+        raw = f"x.{q(source[role])}"
+        column = f"{transform}({raw})"
         sql = (
             f"SELECT DISTINCT {column} FROM {q(source.table)} AS x "
             f"WHERE {column} IN ({params.many('value', wanted)})"
         )
-        probes.append(Probe(criterion, tuple(values), sql, dict(params.values)))
+        listing = (
+            f"SELECT DISTINCT {raw} FROM {q(source.table)} AS x WHERE {raw} IS NOT NULL "
+            f"LIMIT {MAX_LISTED_CODES + 1}"
+            if listed
+            else None
+        )
+        where = f"{source.table}.{source[role]}"
+        probes.append(
+            Probe(criterion, tuple(values), sql, dict(params.values), listing=listing, column=where)
+        )
 
     distinct("drug", criteria.drugs, schema.pharmacy, "drug", "lower")
     distinct("excluded drug", criteria.exclude_drugs, schema.pharmacy, "drug", "lower")
     anchors = schema.anchors(criteria)
     for source in anchors[:1]:
         distinct("state", criteria.states, source, "state", "upper")
+        sexes = (criteria.sex,) if criteria.sex is not None else ()
+        distinct("sex", sexes, source, "sex", "upper", listed=True)
     distinct("specialty", criteria.specialties, schema.providers, "specialty", "lower")
     medical = schema.medical
     for criterion, values in (
@@ -777,7 +827,8 @@ def unmatched_values(probe: Probe, rows: Sequence[Sequence[Any]]) -> list[str]:
     codes = [str(row[1]).upper() for row in rows if row[1] is not None]
     missing = []
     for value in probe.values:
-        if _db_lower(value) in labels or any(code.startswith(value.upper()) for code in codes):
+        prefixes = code_spellings(value) if _ICD10.fullmatch(value) else (value.upper(),)
+        if _db_lower(value) in labels or any(code.startswith(prefixes) for code in codes):
             continue
         missing.append(value)
     return missing
@@ -1000,7 +1051,8 @@ INPUT_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {"type": "string"},
             "description": "Include patients with medical claims for any of these conditions: "
-            "ICD-10 codes (prefixes match: E11 covers E11.9) or condition labels",
+            "ICD-10 codes (prefixes match: E11 covers E11.9; with or without the dot, E11.9 "
+            "or E119) or condition labels",
         },
         "states": {
             "type": "array",
@@ -1043,6 +1095,27 @@ INPUT_SCHEMA: dict[str, Any] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Listed:
+    """What a column holds instead of a value that matched nothing (see :attr:`Probe.listing`)."""
+
+    column: str
+    values: tuple[str, ...] | None
+    """Its distinct values, sorted; ``None``: more than :data:`MAX_LISTED_CODES`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """The earlier cohort of the same name that a definition replaced, as far as its saved
+    definition tells (``None``: not known, e.g. only a member file was there)."""
+
+    patients: int | None = None
+    created_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"patients": self.patients, "created_at": self.created_at}
+
+
+@dataclass(frozen=True, slots=True)
 class CohortResult:
     """What defining a cohort produced."""
 
@@ -1053,6 +1126,10 @@ class CohortResult:
     definition_path: str
     members_path: str
     unmatched: dict[str, list[str]]
+    parquet_path: str = ""
+    listed: dict[str, Listed] = field(default_factory=dict)
+    """For a criterion in :attr:`unmatched` whose probe lists its column: what it holds."""
+    replaced: Replaced | None = None
 
     @property
     def total_claims(self) -> int:
@@ -1091,7 +1168,9 @@ class DefineCohortTool(BaseTool):
                 "count it. The criteria are ANDed; values are bound as query parameters. "
                 "Saves the definition (criteria, SQL, parameters, counts) as "
                 "cohorts/<name>.json and the members (one row per patient) as "
-                "cohorts/<name>.csv, and returns the patient and claim counts and the SQL."
+                "cohorts/<name>.csv and cohorts/<name>.parquet (with the column types), "
+                "replacing a cohort of the same name, and returns the patient and claim "
+                "counts and the SQL."
             ),
             "input_schema": INPUT_SCHEMA,
         }
@@ -1131,21 +1210,32 @@ class DefineCohortTool(BaseTool):
             await self.runner.fetch(query.sql, query.parameters, self.query_timeout)
         )
         unmatched: dict[str, list[str]] = {}
+        listed: dict[str, Listed] = {}
         for probe in build_probes(criteria, schema, self.runner.dialect):
             found = await self.runner.fetch(probe.sql, probe.parameters, self.query_timeout)
             missing = unmatched_values(probe, found)
             if missing:
                 unmatched[probe.criterion] = missing
+                if probe.listing is not None:
+                    held = await self.runner.fetch(probe.listing, {}, self.query_timeout)
+                    values = sorted({str(row[0]) for row in held})
+                    complete = len(held) <= MAX_LISTED_CODES
+                    listed[probe.criterion] = Listed(
+                        probe.column, tuple(values) if complete else None
+                    )
         counts = {
             column.removesuffix("_claims"): sum(int(row[i] or 0) for row in rows)
             for i, column in enumerate(query.columns)
             if column.endswith("_claims")
         }
+        table = _member_table(query.columns, rows, schema.anchors(criteria)[0].types.get("patient"))
         directory = self.path_validator.validate(COHORT_DIR, "DefineCohort cohorts directory")
         os.makedirs(directory, exist_ok=True)
         # joined, never resolved: the rename replaces a symlink of that name, not its target
         members = os.path.join(directory, f"{name}.csv")
+        parquet = os.path.join(directory, f"{name}.parquet")
         definition_path = os.path.join(directory, f"{name}.json")
+        replaced = _replaced(definition_path, (members, parquet))
         definition = {
             "name": name,
             "description": description,
@@ -1156,14 +1246,28 @@ class DefineCohortTool(BaseTool):
             "parameters": {k: _jsonable(v) for k, v in query.parameters.items()},
             "counts": {"patients": len(rows), "claims": sum(counts.values()), **counts},
             "members_file": self.relative(members),
+            "members_parquet": self.relative(parquet),
             "unmatched_values": unmatched,
         }
-        text = json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
-        _write_pair(
+        text = json.dumps(definition, indent=2, ensure_ascii=False).encode() + b"\n"
+        # the definition last: it names member files that are already in place
+        _write_together(
             (members, lambda handle: _write_csv(handle, query.columns, rows)),
+            (parquet, lambda handle: _write_parquet(handle, table)),
             (definition_path, lambda handle: handle.write(text)),
         )
-        return CohortResult(name, len(rows), counts, query, definition_path, members, unmatched)
+        return CohortResult(
+            name,
+            len(rows),
+            counts,
+            query,
+            definition_path,
+            members,
+            unmatched,
+            parquet_path=parquet,
+            listed=listed,
+            replaced=replaced,
+        )
 
     def _render(self, result: CohortResult, criteria: Criteria) -> str:
         patients = f"{result.patients:,} patient{'' if result.patients == 1 else 's'}"
@@ -1178,11 +1282,18 @@ class DefineCohortTool(BaseTool):
             f"Criteria: {criteria.describe()}",
             f"Saved the definition to {self.relative(result.definition_path)} and the members "
             f"(one row per patient: {', '.join(result.query.columns)}) to "
-            f"{self.relative(result.members_path)}. The member list is patient-level: report "
-            "counts, not patient ids.",
+            f"{self.relative(result.members_path)} and {self.relative(result.parquet_path)} "
+            "(which keeps the column types: read it with pl.read_parquet). The member list is "
+            "patient-level: report counts, not patient ids.",
         ]
+        if result.replaced is not None:
+            lines.append(_replaced_line(result.name, result.replaced))
         for criterion, values in result.unmatched.items():
             shown = ", ".join(repr(v) for v in values)
+            listed = result.listed.get(criterion)
+            if listed is not None:
+                lines.append(f"No claims match {criterion} {shown}: {_listed_hint(listed)}")
+                continue
             lines.append(
                 f"No claims match {criterion} {shown}: check the spelling against the values "
                 "the schema lists."
@@ -1208,6 +1319,8 @@ class DefineCohortTool(BaseTool):
             "claims_by_kind": dict(result.claims),
             "definition_path": result.definition_path,
             "members_path": result.members_path,
+            "parquet_path": result.parquet_path,
+            "replaced": result.replaced.to_dict() if result.replaced is not None else None,
             "sql": result.query.sql,
             "parameters": {k: _jsonable(v) for k, v in result.query.parameters.items()},
         }
@@ -1242,44 +1355,53 @@ class DefineCohort(Toolset):
 # --- files -----------------------------------------------------------------------------------
 
 
-Writer = tuple[str, Callable[[Any], object]]
+Writer = tuple[str, Callable[[BinaryIO], object]]
 
 
-def _write_pair(first: Writer, second: Writer) -> None:
-    """Write two files side by side so that both change or neither does.
+def _write_together(*files: Writer) -> None:
+    """Write files side by side so that all of them change or none does.
 
-    Each is written whole under a temporary name first; then ``first`` is renamed into
-    place, then ``second``. If that second rename fails, ``first``'s earlier file (kept by a
-    hard link) is put back, or the new one removed if there was none.
+    Each is written whole under a temporary name first; then they are renamed into place in
+    order. If a rename fails, the files renamed before it get their earlier entries back
+    (kept by a hard link, or a symlink to the same target), or are removed where there was
+    none.
     """
     temps: list[str] = []
-    kept: str | None = None
+    kept: list[str | None] = []
     try:
-        for path, write in (first, second):
+        for path, write in files:
             temps.append(_written_beside(path, write))
-        kept = _keep(first[0])
-        os.replace(temps[0], first[0])
-        try:
-            os.replace(temps[1], second[0])
-        except BaseException:
-            if kept is not None:
-                os.replace(kept, first[0])
-                kept = None
-            else:
-                os.unlink(first[0])
-            raise
+        for index, ((path, _), temp) in enumerate(zip(files, temps, strict=True)):
+            if index < len(files) - 1:  # the last one's failed rename leaves its entry as it was
+                kept.append(_keep(path))
+            try:
+                os.replace(temp, path)
+            except BaseException:
+                _put_back([earlier for earlier, _ in files[:index]], kept[:index])
+                raise
     finally:
-        for temp in (*temps, kept):
-            if temp is not None:
+        for leftover in (*temps, *kept):
+            if leftover is not None:
                 with contextlib.suppress(OSError):
-                    os.unlink(temp)
+                    os.unlink(leftover)
 
 
-def _written_beside(path: str, write: Callable[[Any], object]) -> str:
+def _put_back(paths: Sequence[str], kept: Sequence[str | None]) -> None:
+    """Give each of ``paths``, already replaced, its earlier entry back (last first): the
+    copy in ``kept``, or none where ``kept`` has none (there was nothing to keep)."""
+    for path, old in reversed(list(zip(paths, kept, strict=True))):
+        with contextlib.suppress(OSError):
+            if old is not None:
+                os.replace(old, path)
+            else:
+                os.unlink(path)
+
+
+def _written_beside(path: str, write: Callable[[BinaryIO], object]) -> str:
     """A complete new file next to ``path`` (same directory: renames are atomic): its name."""
     fd, temp = tempfile.mkstemp(prefix=".cohort-", dir=os.path.dirname(path))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with os.fdopen(fd, "wb") as handle:
             write(handle)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -1318,11 +1440,125 @@ def _in_member_order(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return sorted(rows, key=lambda row: (row[0] is None, "" if row[0] is None else row[0]))
 
 
-def _write_csv(handle: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    writer = csv.writer(handle)
+def _write_csv(handle: BinaryIO, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+    writer = csv.writer(text)
     writer.writerow(columns)
     for row in rows:
         writer.writerow(_cell(value) for value in row)
+    text.detach()  # flushed; the file stays open for its writer to close
+
+
+#: Type names (upper-cased, as the databases spell them) of integer columns whose values fit
+#: a 64-bit integer: patient ids of these types stay numbers in the Parquet file.
+_INTEGER_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "INT", "BIGINT", "INT2", "INT4", "INT8", "INT64"}
+    | {"UTINYINT", "USMALLINT", "UINTEGER"}
+)
+
+
+def _member_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], patient_type: str | None
+) -> pa.Table:
+    """The member rows as Arrow, typed by what each column is rather than by the values (an
+    empty cohort keeps its types too): patient ids as the database keeps them (whole numbers
+    for an integer column, else text), claim counts as 64-bit integers, the dates as dates."""
+    import pyarrow as pa
+
+    arrays = []
+    for index, column in enumerate(columns):
+        values = [row[index] for row in rows]
+        if index == 0:
+            arrays.append(_patient_ids(values, patient_type))
+        elif column.endswith("_claims"):
+            arrays.append(pa.array(values, pa.int64()))
+        else:
+            days = [v.date() if isinstance(v, dt.datetime) else v for v in values]
+            arrays.append(pa.array(days, pa.date32()))
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def _patient_ids(values: Sequence[Any], kind: str | None) -> pa.Array:
+    import pyarrow as pa
+
+    if (kind or "").partition("(")[0].strip() in _INTEGER_TYPES and all(
+        type(v) is int and -(1 << 63) <= v < 1 << 63 for v in values if v is not None
+    ):
+        return pa.array(values, pa.int64())
+    return pa.array([None if v is None else str(_cell(v)) for v in values], pa.string())
+
+
+def _write_parquet(handle: BinaryIO, table: pa.Table) -> None:
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    pq.write_table(table, handle, compression="zstd")  # as the SQL tool's Parquet files
+
+
+#: Bytes of an earlier definition file read to tell what it defined (one is a few KB).
+_MAX_DEFINITION_BYTES = 1 << 20
+
+
+def _replaced(definition: str, members: Sequence[str]) -> Replaced | None:
+    """The earlier cohort saved under this name, as its definition file tells it; ``None``
+    when there is none. The file is read only if it is a regular file (not through a
+    symlink); anything else there, or only a member file, is an earlier cohort of unknown
+    size."""
+    try:
+        info = os.lstat(definition)
+    except FileNotFoundError:
+        return Replaced() if any(os.path.lexists(path) for path in members) else None
+    except OSError:
+        return Replaced()
+    if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_DEFINITION_BYTES:
+        return Replaced()
+    try:
+        fd = os.open(definition, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            saved = json.loads(handle.read(_MAX_DEFINITION_BYTES))
+    except (OSError, ValueError, RecursionError):
+        return Replaced()
+    if not isinstance(saved, dict):
+        return Replaced()
+    counts = saved.get("counts")
+    patients = counts.get("patients") if isinstance(counts, dict) else None
+    created = saved.get("created_at")
+    if not isinstance(created, str) or not _is_timestamp(created):
+        created = None  # a date, not whatever text the file holds
+    whole = isinstance(patients, int) and not isinstance(patients, bool) and patients >= 0
+    return Replaced(patients if whole else None, created)
+
+
+def _is_timestamp(text: str) -> bool:
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _replaced_line(name: str, replaced: Replaced) -> str:
+    known = []
+    if replaced.patients is not None:
+        known.append(f"{replaced.patients:,} patient{'' if replaced.patients == 1 else 's'}")
+    if replaced.created_at is not None:
+        known.append(f"defined {replaced.created_at}")
+    details = f" ({', '.join(known)})" if known else ""
+    return (
+        f"This replaced the earlier cohort {name}{details}: its files now hold the new definition."
+    )
+
+
+def _listed_hint(listed: Listed) -> str:
+    """What to do about a sex that matched nothing, from the codes its column holds."""
+    if listed.values is None:
+        return f"{listed.column} holds other codes; look at them with the SQL tool and count there."
+    if not listed.values:
+        return f"{listed.column} is empty on every claim, so this database has no sex to filter."
+    codes = ", ".join(repr(v) for v in listed.values)
+    return (
+        f"{listed.column} holds only {codes}. The sex filter matches F or M (either case); for "
+        "data coded otherwise, count with the SQL tool on these codes."
+    )
 
 
 def _cell(value: Any) -> Any:
