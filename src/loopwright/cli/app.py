@@ -166,13 +166,20 @@ def sessions_resume(
     model: ModelOption = "auto",
     permission_mode: PermissionOption = None,
 ) -> None:
-    """Continue a saved session in the chat."""
+    """Continue a saved session in the chat (a healthcare session with the healthcare agent,
+    on its data)."""
 
     def action() -> int:
         from loopwright.cli.chat import chat as chat_loop
         from loopwright.cli.history import require_session
+        from loopwright.cli.runtime import HEALTHCARE
 
-        require_session(session_id)
+        if require_session(session_id) == HEALTHCARE:
+            from loopwright.cli.healthcare import healthcare
+
+            return healthcare(
+                None, model=model, session_id=session_id, permission_mode=permission_mode
+            )
         return chat_loop(model=model, session_id=session_id, permission_mode=permission_mode)
 
     raise typer.Exit(guarded(action))

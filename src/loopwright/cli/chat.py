@@ -21,17 +21,19 @@ from rich.text import Text
 from loopwright.cli.render import EventPrinter, format_usage, make_console
 from loopwright.cli.run import (
     close_agent,
-    drive,
+    drive_turn,
     replace_undecodable,
     resume_hint,
     tolerant_stdin,
     warn_undecodable,
 )
 from loopwright.cli.runtime import (
+    EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
     CliError,
     Setup,
+    continuation_note,
     exit_code_for,
     setup,
 )
@@ -163,10 +165,15 @@ def chat_ready(
                 if printer is not None:
                     printer.restart()
                 try:
-                    done = runner.run(drive(agent, chat_state.ready.session(), line, emit))
+                    done = runner.run(drive_turn(chat_state.ready, line, emit))
                     status = exit_code_for(done.stop_reason)
                     if printer is not None:
                         console.print()
+                except CliError as exc:  # the session is busy elsewhere: the chat goes on
+                    status = EXIT_ERROR
+                    if printer is not None:
+                        printer.stop()
+                    console.print(Text(exc.message, style="yellow"))
                 except KeyboardInterrupt:
                     status = EXIT_INTERRUPTED
                     if printer is not None:
@@ -274,7 +281,7 @@ class ChatState:
 
     def _resume(self, console: Console, argument: str) -> None:
         from loopwright.cli.history import print_session_list
-        from loopwright.sessions.session import Session, validate_session_id
+        from loopwright.sessions.session import validate_session_id
 
         store = self.ready.agent.store
         if not argument:
@@ -285,15 +292,18 @@ class ChatState:
             validate_session_id(argument)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        if not store.exists(argument):
+        session = store.load(argument)  # repaired, if need be, by its next turn
+        if session is None:
             raise CliError(f"no session {argument!r}; /resume without an id lists them")
-        session = Session.resume(argument, store=store)
-        self.ready = Setup(self.ready.agent, argument, session)
+        self.ready = Setup(self.ready.agent, argument, session, self.ready.metadata)
         console.print(Text(f"resumed session {argument} ({len(session.messages)} messages)"))
+        note = continuation_note(session, self.ready)
+        if note is not None:
+            console.print(Text(f"note: {note}", style="yellow"))
 
     def _clear(self, console: Console, _: str) -> None:
         previous = self.ready.session_id
-        self.ready = Setup(self.ready.agent, new_session_id(), None)
+        self.ready = Setup(self.ready.agent, new_session_id(), None, self.ready.metadata)
         console.print(
             Text(
                 f"new session {self.ready.session_id}; the previous one ({previous}) is saved: "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -145,23 +146,60 @@ def healthcare(
     ``loopwright run``: ``ask`` makes the Python and Bash calls (and any file writes) wait
     for an answer at the prompt, ``read-only`` refuses them."""
     from loopwright.cli.run import read_task
+
+    check_data_options(rows, database)
+    example = 'loopwright healthcare "Find the top 10 prescribers of HUMIRA in California"'
+    prompt = read_task(question, example=example) if question is not None else None
+    ready = prepare(
+        model,
+        rows=rows,
+        database=database,
+        session_id=session_id,
+        max_turns=max_turns,
+        timeout=timeout,
+        permission_mode=permission_mode,
+    )
+    if prompt is None:
+        return chat(ready, as_json=as_json)
+    return ask(ready, prompt, as_json=as_json)
+
+
+def check_data_options(rows: int | None, database: str | None) -> None:
+    """A :class:`CliError` for ``--rows`` beside ``--database`` (as serve and eval: not
+    ignored)."""
+    from loopwright.cli.runtime import EXIT_USAGE, CliError
+
+    if database is not None and rows is not None:
+        from loopwright.cli.serve import ROWS_WITH_DATABASE
+
+        raise CliError(ROWS_WITH_DATABASE, EXIT_USAGE)
+
+
+def prepare(
+    model: str,
+    *,
+    rows: int | None,
+    database: str | None,
+    session_id: str | None,
+    max_turns: int | None,
+    timeout: float | None,
+    permission_mode: str | None,
+) -> Setup:
+    """The healthcare agent on its data and the session it works in, as ``loopwright
+    healthcare`` (and ``loopwright mcp serve --agent healthcare``) make them: the model
+    chosen (and announced), a saved session continued on the data it recorded unless
+    ``rows``/``database`` say otherwise (with a note), the database built if need be."""
     from loopwright.cli.runtime import (
-        EXIT_USAGE,
-        CliError,
         announce_model,
         checked_session_id,
         choose_model,
+        continuation_note,
         open_store,
         permission_policy,
         settings_limits,
     )
 
-    if database is not None and rows is not None:  # as serve and eval: not ignored
-        from loopwright.cli.serve import ROWS_WITH_DATABASE
-
-        raise CliError(ROWS_WITH_DATABASE, EXIT_USAGE)
-    example = 'loopwright healthcare "Find the top 10 prescribers of HUMIRA in California"'
-    prompt = read_task(question, example=example) if question is not None else None
+    check_data_options(rows, database)
     options = limit_options(max_turns, timeout)
     *_, permission_mode = settings_limits(max_turns, timeout, permission_mode)
     policy = permission_policy(permission_mode)
@@ -169,6 +207,9 @@ def healthcare(
     if session_id is not None:  # before a database build that may take minutes
         checked_session_id(session_id)
     store = open_store()
+    if session_id is not None and database is None and rows is None:
+        # a session continues on its own data, not on whatever the defaults are today
+        rows, database = recorded_data(store, session_id)
     agent = build_agent(
         choice.spec,
         store=store,
@@ -177,11 +218,75 @@ def healthcare(
         policy=policy,
         **options,
     )
-    ready = session_setup(agent, store, session_id)
+    ready = session_setup(agent, store, session_id, data_metadata(rows, database))
     announce_model(choice, agent.model.name)
-    if prompt is None:
-        return chat(ready, as_json=as_json)
-    return ask(ready, prompt, as_json=as_json)
+    note = continuation_note(ready.existing, ready) if ready.existing is not None else None
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    return ready
+
+
+def data_metadata(rows: int | None, database: str | None) -> dict[str, Any]:
+    """What a healthcare session records about its data (see ``runtime.AGENT_KEY``): the
+    generated database's size, or the database given (a URL with its password starred out,
+    a file's absolute path)."""
+    from pathlib import Path
+
+    from loopwright.cli.runtime import AGENT_KEY, DATABASE_KEY, HEALTHCARE, ROWS_KEY
+    from loopwright.sql.urls import redact
+
+    if database is None:
+        return {AGENT_KEY: HEALTHCARE, ROWS_KEY: DEFAULT_ROWS if rows is None else rows}
+    if "://" in database:
+        return {AGENT_KEY: HEALTHCARE, DATABASE_KEY: redact(database)}
+    return {AGENT_KEY: HEALTHCARE, DATABASE_KEY: str(Path(database).expanduser().resolve())}
+
+
+def recorded_data(store: SessionStore, session_id: str) -> tuple[int | None, str | None]:
+    """The ``--rows``/``--database`` a saved healthcare session worked on (``None, None``
+    for a new session or one of another agent); a recorded database it cannot reopen (its
+    password was not kept, its file is gone) is a :class:`CliError` saying what to give."""
+    import shlex
+    import sqlite3
+    from pathlib import Path
+
+    from loopwright.cli.runtime import (
+        AGENT_KEY,
+        DATABASE_KEY,
+        EXIT_USAGE,
+        HEALTHCARE,
+        ROWS_KEY,
+        CliError,
+    )
+
+    try:
+        session = store.load(session_id)
+    except (OSError, ValueError, sqlite3.Error):
+        return None, None  # session_setup says what is wrong with it
+    if session is None or session.metadata.get(AGENT_KEY) != HEALTHCARE:
+        return None, None
+    rows = session.metadata.get(ROWS_KEY)
+    if isinstance(rows, int) and MIN_ROWS <= rows <= MAX_ROWS:
+        return rows, None
+    database = session.metadata.get(DATABASE_KEY)
+    if not isinstance(database, str) or not database:
+        return None, None
+    again = (
+        f"give it again: loopwright healthcare --session {shlex.quote(session_id)} "
+        "--database URL (or --rows N for the generated data)"
+    )
+    if "://" in database and "***" in database:  # the password was starred out
+        raise CliError(
+            f"session {session_id} works on {database}, whose password is not kept; {again}",
+            EXIT_USAGE,
+        )
+    if "://" not in database and not Path(database).exists():
+        raise CliError(
+            f"session {session_id} worked on the database file {database}, which is not "
+            f"there any more; {again}",
+            EXIT_USAGE,
+        )
+    return None, database
 
 
 def limit_options(max_turns: int | None, timeout: float | None) -> dict[str, Any]:
@@ -288,11 +393,17 @@ def agent_errors(database: str | None) -> Iterator[None]:
         raise CliError(f"cannot use the database: {str(exc).strip()}{hint}") from None
 
 
-def session_setup(agent: Agent, store: SessionStore, session_id: str | None) -> Setup:
-    """The session to continue, or the id of the one to create, as the CLI's ``Setup``."""
+def session_setup(
+    agent: Agent,
+    store: SessionStore,
+    session_id: str | None,
+    metadata: dict[str, Any] | None = None,
+) -> Setup:
+    """The session to continue, or the id of the one to create, as the CLI's ``Setup``;
+    ``metadata`` is what the session records about its agent and data."""
     from loopwright.cli.runtime import session_setup as setup_session
 
-    return setup_session(agent, store, session_id)
+    return setup_session(agent, store, session_id, metadata)
 
 
 def ask(ready: Setup, prompt: str, *, as_json: bool = False) -> int:

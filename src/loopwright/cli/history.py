@@ -163,16 +163,20 @@ def show_session(console: Console, session_id: str) -> int:
     return 0
 
 
-def require_session(session_id: str) -> None:
-    """A :class:`CliError` unless the session is saved."""
-    from loopwright.cli.runtime import open_store
+def require_session(session_id: str) -> str | None:
+    """The agent that made the session, as its metadata records it (``healthcare``;
+    ``None``: not recorded); a :class:`CliError` unless the session is saved."""
+    from loopwright.cli.runtime import AGENT_KEY, open_store
 
     store = open_store()
     try:
-        if not store.exists(session_id):
+        session = store.load(session_id)
+        if session is None:
             raise _unknown(session_id)
     finally:
         store.close()
+    agent = session.metadata.get(AGENT_KEY)
+    return agent if isinstance(agent, str) else None
 
 
 def remove_session(console: Console, session_id: str, *, keep_workspace: bool) -> int:

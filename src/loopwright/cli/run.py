@@ -164,6 +164,18 @@ async def drive(
     return done
 
 
+async def drive_turn(
+    ready: Setup,
+    prompt: str,
+    emit: Callable[[Event], None],
+    approve: Callable[[ApprovalRequest, threading.Event], tuple[bool, str]] = ask_at_prompt,
+) -> Done:
+    """:func:`drive` one prompt in the ready session, leased for the turn and as the store
+    has it now (see :meth:`Setup.turn`)."""
+    async with ready.turn() as session:
+        return await drive(ready.agent, session, prompt, emit, approve)
+
+
 def close_agent(runner: asyncio.Runner, agent: Agent) -> None:
     """Close the agent's tools and model; a second Ctrl-C while closing is ignored."""
     with contextlib.suppress(KeyboardInterrupt, Exception):
@@ -233,10 +245,10 @@ def run_ready(
     """Run ``prompt`` with a ready agent and session (any agent: the standard one, the
     healthcare one...) and return the exit status; ``hint`` says how to continue."""
     hint = hint or resume_hint
-    agent, session = ready.agent, ready.session()
+    agent, session_id = ready.agent, ready.session_id
     emit: Callable[[Event], None]
     if as_json:
-        print(f"session {session.id}", file=sys.stderr, flush=True)
+        print(f"session {session_id}", file=sys.stderr, flush=True)
 
         def emit(event: Event) -> None:
             sys.stdout.write(event.to_json() + "\n")
@@ -251,12 +263,12 @@ def run_ready(
 
     with asyncio.Runner() as runner:
         try:
-            done = runner.run(drive(agent, session, prompt, emit))
+            done = runner.run(drive_turn(ready, prompt, emit))
         except KeyboardInterrupt:
             if printer is not None:
                 printer.stop()
             print(
-                f"interrupted; the history so far is saved. {hint(session.id)}",
+                f"interrupted; the history so far is saved. {hint(session_id)}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -266,8 +278,8 @@ def run_ready(
 
     if printer is not None:
         if show_workspace:
-            printer.console.print(f"workspace {session.workspace_dir}", style="dim")
-        printer.console.print(hint(session.id), style="dim")
+            printer.console.print(f"workspace {ready.session().workspace_dir}", style="dim")
+        printer.console.print(hint(session_id), style="dim")
     elif done.stop_reason != "end_turn":
         print(f"stopped: {done.stop_reason} {done.detail}".rstrip(), file=sys.stderr)
     return exit_code_for(done.stop_reason)

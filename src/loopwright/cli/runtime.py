@@ -5,17 +5,20 @@ Imported only by command functions (it loads the agent), never at CLI start-up.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from loopwright.agent import Agent, ToolSpec
 from loopwright.instrument import Instrument
 from loopwright.models import ModelChoice, describe_default
 from loopwright.models.base import ModelError
 from loopwright.prompts import WORKSPACE_AGENT
+from loopwright.sessions.lease import SessionLeased, TurnLease, process_owner
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
 from loopwright.sessions.store import SessionStore
 from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
@@ -60,23 +63,83 @@ def exit_code_for(stop_reason: str) -> int:
 
 @dataclass(slots=True)
 class Setup:
-    """A ready agent and the session it works in (created on first use when it is new)."""
+    """A ready agent and the session it works in (created on first use when it is new).
+
+    ``metadata`` is what the session records about the agent that works in it (the healthcare
+    agent: its name and database), given to a new session and updated on an existing one at
+    its next turn."""
 
     agent: Agent
     session_id: str
     existing: Session | None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def session(self) -> Session:
         """The session, saved to the store (and given its workspace) if it is new."""
         if self.existing is None:
             try:
-                self.existing = self.agent.new_session(self.session_id)
+                self.existing = self.agent.new_session(self.session_id, **self.metadata)
             except (OSError, sqlite3.Error) as exc:
                 raise CliError(
                     f"cannot create session {self.session_id} ({exc}); check that "
                     "LOOPWRIGHT_HOME points to a writable directory"
                 ) from None
         return self.existing
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[Session]:
+        """The session for one turn: leased in the store while the turn runs, and as the
+        store has it now.
+
+        Another process (a second ``healthcare``/``chat``/``run`` on the same id) may run
+        the session too: without the lease both would write its history at once, each over
+        the other's messages; without loading it again, a chat would write over the turns
+        taken elsewhere since it loaded the session. A session another process holds is a
+        :class:`CliError`."""
+        store = self.agent.store
+        lease = TurnLease(store, self.session_id, process_owner())
+        try:
+            lease.acquire()
+        except SessionLeased:
+            raise CliError(
+                f"session {self.session_id} is busy: another process is running a turn in it; "
+                "try again when that turn has ended (a process that was killed holds it for "
+                "up to a minute)"
+            ) from None
+        except (OSError, sqlite3.Error) as exc:
+            raise CliError(f"cannot open session {self.session_id} ({exc})") from None
+        try:
+            yield await self._current()
+        finally:
+            lease.release_now()
+
+    async def _current(self) -> Session:
+        """The session as the store has it (created if it is new), replacing a stale copy."""
+        existing = self.existing
+        try:
+            stored = self.agent.store.load(self.session_id)
+            if stored is None:
+                if existing is not None:  # removed meanwhile: saved again, whole
+                    existing.touch(0)
+                session = self.session()
+            elif (
+                existing is not None
+                and stored.updated_at == existing.updated_at
+                and len(stored.messages) == len(existing.messages)
+            ):
+                session = existing
+            else:
+                if existing is not None:  # its tools (a Python process...) are closed
+                    await self.agent.close_session(existing)
+                session = self.existing = stored
+            session.workspace_dir.mkdir(parents=True, exist_ok=True)  # deleted meanwhile
+        except (OSError, sqlite3.Error) as exc:
+            raise CliError(
+                f"cannot open session {self.session_id} ({exc}); check that LOOPWRIGHT_HOME "
+                "points to a writable directory"
+            ) from None
+        session.metadata.update(self.metadata)  # saved with the turn's first message
+        return session
 
 
 def open_store() -> SessionStore:
@@ -288,6 +351,9 @@ def setup(
     )
     ready = session_setup(agent, store, session_id)
     announce_model(choice, agent.model.name)
+    note = continuation_note(ready.existing, ready) if ready.existing is not None else None
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     return ready
 
 
@@ -317,13 +383,66 @@ def checked_session_id(session_id: str) -> str:
         raise CliError(str(exc), EXIT_USAGE) from None
 
 
-def session_setup(agent: Agent, store: SessionStore, session_id: str | None) -> Setup:
-    """The session to continue, or the id of the one to create, for ``agent``."""
+#: What a session made by the healthcare command records in its metadata: the agent's name
+#: (``healthcare``) and its data, the generated database's size or the database given (a
+#: URL with its password starred out, or a file's absolute path).
+AGENT_KEY = "agent"
+ROWS_KEY = "rows"
+DATABASE_KEY = "database"
+HEALTHCARE = "healthcare"
+
+
+def describe_data(metadata: dict[str, Any]) -> str:
+    """The data a session's metadata records, for messages."""
+    rows = metadata.get(ROWS_KEY)
+    if isinstance(rows, int):
+        return f"the generated claims database ({rows:,} rx claims)"
+    return str(metadata.get(DATABASE_KEY) or "an unrecorded database")
+
+
+def continuation_note(session: Session, ready: Setup) -> str | None:
+    """What the user should know before continuing ``session`` with ``ready``'s agent: that
+    a healthcare session goes on without its tools, or on other data than before."""
+    import shlex
+
+    recorded = session.metadata
+    if recorded.get(AGENT_KEY) == HEALTHCARE and ready.agent.name != HEALTHCARE:
+        return (
+            f"session {session.id} is a healthcare research session; this command continues "
+            "it with the general agent, which has none of its tools (SQL, DefineCohort); "
+            f"continue it with: loopwright healthcare --session {shlex.quote(session.id)}"
+        )
+    keys = (ROWS_KEY, DATABASE_KEY)
+    if (
+        recorded.get(AGENT_KEY) == ready.metadata.get(AGENT_KEY) == HEALTHCARE
+        and any(k in recorded for k in keys)
+        and any(recorded.get(k) != ready.metadata.get(k) for k in keys)
+    ):
+        return (
+            f"session {session.id} worked on {describe_data(recorded)}; it continues on "
+            f"{describe_data(ready.metadata)}, so its earlier results and files come from "
+            "other data"
+        )
+    return None
+
+
+def session_setup(
+    agent: Agent,
+    store: SessionStore,
+    session_id: str | None,
+    metadata: dict[str, Any] | None = None,
+) -> Setup:
+    """The session to continue, or the id of the one to create, for ``agent``.
+
+    The session is read, not repaired: a tool call without a result may be another
+    process's turn still running; the agent answers such calls when a turn starts, under
+    the turn's lease (:meth:`Setup.turn`)."""
+    metadata = dict(metadata or {})
     if session_id is None:
-        return Setup(agent, new_session_id(), None)
+        return Setup(agent, new_session_id(), None, metadata)
     checked_session_id(session_id)
     try:
-        existing = Session.resume(session_id, store=store) if store.exists(session_id) else None
+        existing = store.load(session_id)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     except (OSError, sqlite3.Error) as exc:
@@ -331,4 +450,4 @@ def session_setup(agent: Agent, store: SessionStore, session_id: str | None) -> 
             f"cannot open session {session_id} ({exc}); check that LOOPWRIGHT_HOME points "
             "to a writable directory"
         ) from None
-    return Setup(agent, session_id, existing)
+    return Setup(agent, session_id, existing, metadata)

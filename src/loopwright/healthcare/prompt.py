@@ -494,7 +494,7 @@ TOOL_NOTES: dict[str, str] = {
         "define a patient cohort from structured inclusion/exclusion criteria (drugs, "
         "conditions, states, specialties, dates, age, sex, minimum claims); values are "
         "bound as query parameters, the definition is saved as cohorts/<name>.json and the "
-        "members as cohorts/<name>.csv; you get the patient and claim counts"
+        "members as cohorts/<name>.csv (and .parquet); you get the patient and claim counts"
     ),
     "Python": (
         "run Python in the sandbox (polars, duckdb, matplotlib are installed; each call is "
@@ -639,6 +639,8 @@ class FewShotModel(Model):
     (nearest the conversation). They are added in front of the conversation; the session's
     history never holds them. ``stop`` adds stop sequences (a model that does not end its
     turns cleanly stops there; example answers put a newline after the answer proper).
+    A request that offers no tools (the agent's summary of a long session) is passed on
+    as it is.
     """
 
     def __init__(
@@ -687,6 +689,10 @@ class FewShotModel(Model):
         return messages
 
     def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        if not request.tools:
+            # not a turn of the agent (which always offers its SQL tool) but another request:
+            # the summary of a long session's earlier turns, many lines, no SQL examples
+            return self.inner.stream(request)
         text = next(
             (m.text for m in reversed(request.messages) if m.role == "user" and m.text.strip()),
             "",

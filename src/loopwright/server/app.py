@@ -127,11 +127,12 @@ def create_app(
 
 
 def _is_shared(store: SessionStore) -> bool:
-    """Whether other processes may write to ``store`` meanwhile (a database server)."""
-    from loopwright.sessions.sqlite import SQLiteStore
+    """Whether other processes may write to ``store`` meanwhile: a database server, and the
+    SQLite file too, which the CLI (``loopwright chat/run/healthcare --session``) writes
+    beside the server (a turn taken there must not be overwritten by the server's copy)."""
     from loopwright.sessions.store import MemoryStore
 
-    return not isinstance(store, MemoryStore | SQLiteStore)
+    return not isinstance(store, MemoryStore)
 
 
 def server_context(app: FastAPI) -> ServerContext:
@@ -160,9 +161,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, SessionLeased)
         return JSONResponse(
             {
-                "detail": f"a turn is already running in session {exc.session_id!r} on another "
-                "server sharing the session store; wait for its done event there, or try again "
-                "in a moment"
+                "detail": f"a turn is already running in session {exc.session_id!r} in another "
+                "process sharing the session store (another server, or the loopwright CLI); "
+                "wait for its done event there, or try again in a moment"
             },
             status_code=409,
             headers={"Retry-After": "5"},

@@ -70,8 +70,8 @@ START_DOC: dict[int | str, dict[str, Any]] = {
     202: {"model": RunOut, "description": "With `stream=false`: the run started."},
     409: {
         "model": ProblemOut,
-        "description": "A turn is already running in this session (here, or on another server "
-        "sharing the session store).",
+        "description": "A turn is already running in this session (here, or in another process "
+        "sharing the session store: another server, the CLI).",
     },
     503: {"model": ProblemOut, "description": "The server is shutting down."},
 }
