@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from loopwright.cli.healthcare import AgentRowsOption
+from loopwright.cli.options import DatabaseOption
+
 if TYPE_CHECKING:
     from loopwright.cli.runtime import Setup
     from loopwright.sessions.session import Session
@@ -95,6 +98,18 @@ def register(app: typer.Typer) -> None:
                 "execute calls are refused. [default: LOOPWRIGHT_PERMISSION_MODE or auto]",
             ),
         ] = None,
+        agent: Annotated[
+            str,
+            typer.Option(
+                "--agent",
+                metavar="AGENT",
+                help="Which agent to serve: standard (files, shell, Python, a task list...) or "
+                "healthcare (the healthcare research agent: SQL and DefineCohort over claims "
+                "data, Python...).",
+            ),
+        ] = "standard",
+        database: DatabaseOption = None,
+        rows: AgentRowsOption = None,
     ) -> None:
         """Serve the agent's tools and the agent itself (run_agent) to MCP clients.
 
@@ -114,6 +129,9 @@ def register(app: typer.Typer) -> None:
                 workspace=workspace,
                 max_turns=max_turns,
                 permission_mode=permission_mode,
+                agent=agent,
+                database=database,
+                rows=rows,
             )
 
         raise typer.Exit(guarded(action))
@@ -130,8 +148,12 @@ def serve_command(
     workspace: Path | None,
     max_turns: int | None,
     permission_mode: str | None,
+    agent: str = "standard",
+    database: str | None = None,
+    rows: int | None = None,
 ) -> int:
-    """Build the CLI's agent and serve it until the client or a signal ends it."""
+    """Build the CLI's agent (or the healthcare agent) and serve it until the client or a
+    signal ends it."""
     import asyncio
     import contextlib
     import signal
@@ -143,9 +165,15 @@ def serve_command(
         settings_limits,
         setup,
     )
+    from loopwright.cli.serve import AGENTS
 
+    given_turns = max_turns  # the healthcare agent tells "no limit given" apart
     max_turns, _, permission_mode = settings_limits(max_turns, None, permission_mode)
 
+    if agent not in AGENTS:
+        raise CliError(f"unknown agent {agent!r}; use one of: {', '.join(AGENTS)}", EXIT_USAGE)
+    if agent != "healthcare" and (database is not None or rows is not None):
+        raise CliError("--database and --rows go with --agent healthcare", EXIT_USAGE)
     if transport not in TRANSPORTS:
         raise CliError(
             f"unknown transport {transport!r}; use --transport stdio or --transport http",
@@ -159,8 +187,21 @@ def serve_command(
         )
     if not path.startswith("/"):
         raise CliError(f"--path must start with '/', got {path!r}", EXIT_USAGE)
-    ready = setup(model, session_id, max_turns=max_turns, permission_mode=permission_mode)
-    agent = ready.agent
+    if agent == "healthcare":
+        from loopwright.cli import healthcare
+
+        ready = healthcare.prepare(
+            model,
+            rows=rows,
+            database=database,
+            session_id=session_id,
+            max_turns=given_turns,
+            timeout=None,
+            permission_mode=permission_mode,
+        )
+    else:
+        ready = setup(model, session_id, max_turns=max_turns, permission_mode=permission_mode)
+    served = ready.agent
     session = _session(ready, workspace)
     print(f"session {session.id} · workspace {session.workspace_dir}", file=sys.stderr, flush=True)
 
@@ -177,7 +218,7 @@ def serve_command(
                     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         try:
             await serve_agent(
-                agent,
+                served,
                 "http" if transport == "http" else "stdio",
                 host=host,
                 port=port,
@@ -186,7 +227,7 @@ def serve_command(
                 on_ready=announce,
             )
         finally:
-            await agent.aclose()
+            await served.aclose()
 
     try:
         asyncio.run(main())
