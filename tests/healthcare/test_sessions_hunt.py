@@ -63,6 +63,15 @@ def _lw(
     )
 
 
+def _ask(
+    home: Path, cwd: Path, session: str, prompt: str, *flags: str, name: str, turns: list[Any]
+) -> subprocess.CompletedProcess[str]:
+    """``loopwright healthcare FLAGS -m scripted:<name>.json --session SESSION PROMPT``, the
+    scripted model playing ``turns``."""
+    script = _script(cwd, name, turns)
+    return _lw(home, cwd, "healthcare", *flags, "-m", script, "--session", session, prompt)
+
+
 def _store(home: Path) -> SQLiteStore:
     return SQLiteStore(home / "sessions.db")
 
@@ -105,17 +114,15 @@ def test_a_second_process_waits_for_the_turn_running_elsewhere(
     store, as the server's turns do), a second ``healthcare --session`` refuses in one
     sentence and writes nothing: both writing the history at once interleaved their
     messages, each over the other's."""
-    first = _lw(
+    first = _ask(
         loopwright_home,
         tmp_path,
-        "healthcare",
-        "--rows",
-        str(ROWS),
-        "-m",
-        _script(tmp_path, "first", _count_turns("day1")),
-        "--session",
         "s1",
         "How many claims?",
+        "--rows",
+        str(ROWS),
+        name="first",
+        turns=_count_turns("day1"),
     )
     assert first.returncode == 0, first.stderr
     before = _load(loopwright_home, "s1")
@@ -123,15 +130,8 @@ def test_a_second_process_waits_for_the_turn_running_elsewhere(
     store = _store(loopwright_home)
     try:
         assert store.claim("s1", "another-process", 60)  # a turn running elsewhere
-        busy = _lw(
-            loopwright_home,
-            tmp_path,
-            "healthcare",
-            "-m",
-            _script(tmp_path, "second", _count_turns("day2")),
-            "--session",
-            "s1",
-            "And today?",
+        busy = _ask(
+            loopwright_home, tmp_path, "s1", "And today?", name="second", turns=_count_turns("day2")
         )
         assert busy.returncode == 1
         assert "session s1 is busy: another process is running a turn in it" in busy.stderr
@@ -144,15 +144,8 @@ def test_a_second_process_waits_for_the_turn_running_elsewhere(
         store.release("s1", "another-process")
         store.close()
 
-    again = _lw(
-        loopwright_home,
-        tmp_path,
-        "healthcare",
-        "-m",
-        _script(tmp_path, "third", _count_turns("day2")),
-        "--session",
-        "s1",
-        "And today?",
+    again = _ask(
+        loopwright_home, tmp_path, "s1", "And today?", name="third", turns=_count_turns("day2")
     )
     assert again.returncode == 0, again.stderr
     assert _user_texts(_load(loopwright_home, "s1")) == ["How many claims?", "And today?"]
@@ -164,17 +157,8 @@ def test_a_chat_left_open_keeps_the_turns_taken_elsewhere_meanwhile(
     """An analyst leaves a healthcare chat open, asks a one-shot question in the same session
     from another terminal, then goes on in the chat: the chat's next turn starts from the
     session as it is now, rather than writing its old copy over the other turn."""
-    made = _lw(
-        loopwright_home,
-        tmp_path,
-        "healthcare",
-        "--rows",
-        str(ROWS),
-        "-m",
-        _script(tmp_path, "made", ["Hello."]),
-        "--session",
-        "s2",
-        "Start",
+    made = _ask(
+        loopwright_home, tmp_path, "s2", "Start", "--rows", str(ROWS), name="made", turns=["Hello."]
     )
     assert made.returncode == 0, made.stderr
     chat_script = _script(tmp_path, "chat", [*_count_turns("chat1"), *_count_turns("chat2")])
@@ -199,15 +183,13 @@ def test_a_chat_left_open_keeps_the_turns_taken_elsewhere_meanwhile(
             assert time.monotonic() < deadline, "the chat's first turn did not finish"
             time.sleep(0.1)
 
-        elsewhere = _lw(
+        elsewhere = _ask(
             loopwright_home,
             tmp_path,
-            "healthcare",
-            "-m",
-            _script(tmp_path, "elsewhere", _count_turns("other")),
-            "--session",
             "s2",
             "one-shot question",
+            name="elsewhere",
+            turns=_count_turns("other"),
         )
         assert elsewhere.returncode == 0, elsewhere.stderr
 
@@ -246,29 +228,20 @@ def test_a_session_continues_on_its_own_generated_database(
     """``continue with: loopwright healthcare --session ID`` (the hint, as printed) goes on
     with the database the session worked on, not with the default 200,000-claim one, which
     was built for it and its numbers mixed with yesterday's."""
-    day1 = _lw(
+    day1 = _ask(
         loopwright_home,
         tmp_path,
-        "healthcare",
-        "--rows",
-        str(ROWS),
-        "-m",
-        _script(tmp_path, "day1", _count_turns("day1")),
-        "--session",
         "s3",
         "How many claims?",
+        "--rows",
+        str(ROWS),
+        name="day1",
+        turns=_count_turns("day1"),
     )
     assert day1.returncode == 0, day1.stderr
     assert "continue with: loopwright healthcare --session s3" in day1.stdout
-    day2 = _lw(
-        loopwright_home,
-        tmp_path,
-        "healthcare",
-        "-m",
-        _script(tmp_path, "day2", _count_turns("day2")),
-        "--session",
-        "s3",
-        "How many now?",
+    day2 = _ask(
+        loopwright_home, tmp_path, "s3", "How many now?", name="day2", turns=_count_turns("day2")
     )
     assert day2.returncode == 0, day2.stderr
     assert "note:" not in day2.stderr
@@ -282,16 +255,14 @@ def test_other_data_on_resume_is_said_and_then_kept(loopwright_home: Path, tmp_p
     """Continuing on other data on purpose works, with a note that the earlier results come
     from other data; the session then goes on with the data it was last used with."""
     for name, args in (("a", ["--rows", str(ROWS)]), ("b", ["--rows", "2000"]), ("c", [])):
-        result = _lw(
+        result = _ask(
             loopwright_home,
             tmp_path,
-            "healthcare",
-            *args,
-            "-m",
-            _script(tmp_path, name, _count_turns(name)),
-            "--session",
             "s4",
             f"count {name}",
+            *args,
+            name=name,
+            turns=_count_turns(name),
         )
         assert result.returncode == 0, result.stderr
         if name == "b":
@@ -333,30 +304,16 @@ def test_a_session_on_a_database_file_continues_on_it_until_it_is_gone(
     assert day1.returncode == 0, day1.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    day2 = _lw(
-        loopwright_home,
-        elsewhere,
-        "healthcare",
-        "-m",
-        _script(tmp_path, "day2", _count_turns("day2")),
-        "--session",
-        "s5",
-        "How many now?",
+    day2 = _ask(
+        loopwright_home, elsewhere, "s5", "How many now?", name="day2", turns=_count_turns("day2")
     )
     assert day2.returncode == 0, day2.stderr
     workspace = _load(loopwright_home, "s5").workspace_dir
     assert _count(workspace, "day2") == _count(workspace, "day1") == rx_claims
 
     mine.rename(tmp_path / "moved.duckdb")
-    gone = _lw(
-        loopwright_home,
-        elsewhere,
-        "healthcare",
-        "-m",
-        _script(tmp_path, "day3", _count_turns("day3")),
-        "--session",
-        "s5",
-        "And now?",
+    gone = _ask(
+        loopwright_home, elsewhere, "s5", "And now?", name="day3", turns=_count_turns("day3")
     )
     assert gone.returncode == 2
     message = " ".join(gone.stderr.split())
@@ -379,16 +336,7 @@ def test_a_database_password_is_never_kept_and_is_asked_for_again(
         Session.create("s6", root=tmp_path / "ws", store=store, metadata=recorded)
     finally:
         store.close()
-    result = _lw(
-        loopwright_home,
-        tmp_path,
-        "healthcare",
-        "-m",
-        _script(tmp_path, "s6", ["Hi."]),
-        "--session",
-        "s6",
-        "Go on",
-    )
+    result = _ask(loopwright_home, tmp_path, "s6", "Go on", name="s6", turns=["Hi."])
     assert result.returncode == 2
     assert (
         "session s6 works on postgresql://ana:***@db.example/claims, whose password is not kept"
@@ -405,17 +353,15 @@ def test_sessions_resume_continues_a_healthcare_session_with_its_agent_and_data(
     """``loopwright sessions resume ID`` of a healthcare session opens the healthcare chat on
     the session's data; it opened the general chat, whose agent has no SQL tool ("Unknown
     tool: 'SQL'") and whose hint pointed at ``loopwright chat``."""
-    day1 = _lw(
+    day1 = _ask(
         loopwright_home,
         tmp_path,
-        "healthcare",
-        "--rows",
-        str(ROWS),
-        "-m",
-        _script(tmp_path, "day1", _count_turns("day1")),
-        "--session",
         "s7",
         "How many claims?",
+        "--rows",
+        str(ROWS),
+        name="day1",
+        turns=_count_turns("day1"),
     )
     assert day1.returncode == 0, day1.stderr
     resumed = _lw(
@@ -444,17 +390,8 @@ def test_the_general_commands_say_a_healthcare_session_lacks_its_tools(
 ) -> None:
     """``loopwright run/chat --session ID`` of a healthcare session still run (the user asked
     for them), but say on stderr that its tools are missing and how to continue it."""
-    day1 = _lw(
-        loopwright_home,
-        tmp_path,
-        "healthcare",
-        "--rows",
-        str(ROWS),
-        "-m",
-        _script(tmp_path, "day1", ["Hello."]),
-        "--session",
-        "s8",
-        "Hi",
+    day1 = _ask(
+        loopwright_home, tmp_path, "s8", "Hi", "--rows", str(ROWS), name="day1", turns=["Hello."]
     )
     assert day1.returncode == 0, day1.stderr
     script = _script(tmp_path, "plain", ["Plain answer."])
