@@ -152,10 +152,10 @@ async def test_http_server_driven_by_the_official_client(
 
 
 def agent_for(tmp_path: Path, script: list[Any], **options: Any) -> Agent:
+    options.setdefault("store", MemoryStore())
     return Agent(
         ScriptedModel(script),
         tools=[ReadTool, WriteTool],
-        store=MemoryStore(),
         workspace_root=str(tmp_path / "workspaces"),
         **options,
     )
@@ -247,3 +247,39 @@ def test_cli_refuses_bad_options(server_env: dict[str, str]) -> None:
     ask = serve("--permission-mode", "ask")
     assert ask.returncode == 2
     assert "use auto or read-only" in ask.stderr
+
+
+async def test_run_agent_keeps_turns_taken_by_another_process_and_waits_for_them(
+    tmp_path: Path,
+) -> None:
+    """``mcp serve --session X`` beside ``loopwright chat --session X`` on one SQLite file:
+    a turn the other process took in between is kept (the server's older copy is not saved
+    over it), and while the other process runs a turn, run_agent says the session is busy."""
+    store = SQLiteStore(tmp_path / "sessions.db")
+    agent = agent_for(tmp_path, ["First answer.", "Third answer."], store=store)
+    server = AgentMCPServer(agent, session="shared")
+    first = await server.run_agent({"prompt": "first"})
+    assert not first.is_error, text_of(first)
+
+    elsewhere_store = SQLiteStore(tmp_path / "sessions.db")  # the other process's connection
+    elsewhere = agent_for(tmp_path, ["Second answer."], store=elsewhere_store)
+    await elsewhere.collect("second, from the CLI", "shared")
+
+    assert elsewhere_store.claim("shared", "the-cli", 60)  # a turn running there now
+    busy = await server.run_agent({"prompt": "not now"})
+    assert busy.is_error
+    assert "session shared is busy" in text_of(busy)
+    elsewhere_store.release("shared", "the-cli")
+
+    third = await server.run_agent({"prompt": "third"})
+    assert not third.is_error, text_of(third)
+    history = store.load("shared")
+    assert history is not None
+    assert [m.text for m in history.messages] == [
+        "first", "First answer.", "second, from the CLI", "Second answer.", "third",
+        "Third answer.",
+    ]  # fmt: skip
+    assert store.claim("shared", "someone-else", 60)  # the lease was given back
+    await server.aclose()
+    await agent.aclose()
+    await elsewhere.aclose()

@@ -231,6 +231,7 @@ def data_metadata(rows: int | None, database: str | None) -> dict[str, Any]:
     generated database's size, or the database given (a URL with its password starred out,
     a file's absolute path)."""
     from pathlib import Path
+    from urllib.parse import quote, unquote
 
     from loopwright.cli.runtime import AGENT_KEY, DATABASE_KEY, HEALTHCARE, ROWS_KEY
     from loopwright.sql.urls import redact
@@ -238,6 +239,13 @@ def data_metadata(rows: int | None, database: str | None) -> dict[str, Any]:
     if database is None:
         return {AGENT_KEY: HEALTHCARE, ROWS_KEY: DEFAULT_ROWS if rows is None else rows}
     if "://" in database:
+        scheme, _, rest = database.partition("://")
+        path, query = rest.split("?", 1) if "?" in rest else (rest, None)
+        if scheme.lower() == "duckdb" and path not in ("", ":memory:") and path[:1] != "/":
+            # a relative file is the current directory's: recorded as the absolute path,
+            # the session continues on it from anywhere (as a bare path)
+            absolute = quote(str(Path(unquote(path)).expanduser().resolve()), safe="/")
+            database = f"{scheme}://{absolute}" + ("" if query is None else f"?{query}")
         return {AGENT_KEY: HEALTHCARE, DATABASE_KEY: redact(database)}
     return {AGENT_KEY: HEALTHCARE, DATABASE_KEY: str(Path(database).expanduser().resolve())}
 

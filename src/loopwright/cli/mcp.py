@@ -262,7 +262,9 @@ def _session(ready: Setup, workspace: Path | None) -> Session:
                 EXIT_USAGE,
             )
         return existing
-    session = Session(ready.session_id, directory, store=ready.agent.store)
+    session = Session(
+        ready.session_id, directory, metadata=dict(ready.metadata), store=ready.agent.store
+    )
     session.save()
     ready.existing = session
     return session

@@ -40,6 +40,7 @@ from mcp_types import INVALID_PARAMS
 from loopwright.events import Event, ToolCall, ToolResult
 from loopwright.messages import ImageBlock, TextBlock
 from loopwright.policy.kinds import declared_kind
+from loopwright.sessions.lease import SessionLeased, TurnLease, process_owner
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class AgentMCPServer:
         self._workspace = Path(workspace).expanduser().resolve() if workspace else None
         self._session: Session | None = None
         self._runs: dict[str, asyncio.Lock] = {}
+        self._owner = process_owner()
         self._sequential = asyncio.Lock()
         self.server: Server[Any] = Server(
             name or ("loopwright" if agent.name == "loopwright" else f"loopwright-{agent.name}"),
@@ -216,10 +218,23 @@ class AgentMCPServer:
         key = target.id if isinstance(target, Session) else target
         lock = self._runs.setdefault(key, asyncio.Lock())
         async with lock:  # one run at a time per session keeps its history consistent
+            # and one process at a time: the CLI or a server may run a turn in it too
+            lease = TurnLease(self.agent.store, key, self._owner)
             try:
+                lease.acquire()
+            except SessionLeased:
+                return _error(
+                    f"session {key} is busy: another process (the loopwright CLI, a server) "
+                    "is running a turn in it; try again when that turn has ended"
+                )
+            try:
+                if isinstance(target, Session):
+                    target = await self._current(target)
                 result = await self.agent.collect(prompt, target, on_event=_reporter(progress))
             except Exception as exc:  # the agent's loop reports model errors as events
                 return _error(f"{RUN_AGENT} failed: {type(exc).__name__}: {exc}")
+            finally:
+                lease.release_now()
         text = result.text
         if result.stop_reason != "end_turn":
             problems = [str(e["message"]) for e in result.events if e["type"] == "error"]
@@ -296,6 +311,21 @@ class AgentMCPServer:
             await self.agent.close_session(self._session)
 
     # --- helpers ------------------------------------------------------------------------
+
+    async def _current(self, session: Session) -> Session:
+        """The served session as the store has it now: turns taken meanwhile by another
+        process (``loopwright chat --session``...) are kept, not written over by this
+        server's older copy, whose tools are closed when it is replaced."""
+        stored = await asyncio.to_thread(self.agent.store.load, session.id)
+        if stored is None or (
+            stored.updated_at == session.updated_at
+            and len(stored.messages) == len(session.messages)
+        ):
+            return session  # new (saved with its first turn), or unchanged
+        await self.agent.close_session(session)
+        stored.workspace_dir.mkdir(parents=True, exist_ok=True)
+        self._session = stored
+        return stored
 
     def _open_session(self) -> Session:
         agent, spec = self.agent, self._session_spec

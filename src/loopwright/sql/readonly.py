@@ -454,6 +454,8 @@ def placeholder_hint(sql: str, dialect: str) -> str:
     for node in tree.find_all(exp.Placeholder, exp.Parameter):
         if isinstance(node.parent, exp.Parameter):
             continue  # BigQuery's @@name is a Parameter holding a Parameter
+        if isinstance(node, exp.Placeholder) and node.name and isinstance(node.parent, exp.Bracket):
+            continue  # a slice up to a column, list[:n], which sqlglot reads as [ :n ]
         name = node.name
         written = name and re.search(rf"%\({re.escape(name)}\)s|[:$@]{re.escape(name)}\b", sql)
         text = written.group(0) if written else node.sql(dialect=dialect)  # as the SQL has it

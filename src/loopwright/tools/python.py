@@ -228,10 +228,20 @@ def workspace_files(workspace: str) -> dict[str, Stamp] | None:
 def files_written(
     before: dict[str, Stamp] | None, after: dict[str, Stamp] | None
 ) -> list[tuple[str, int]]:
-    """The files new or changed between two listings, with their sizes, in name order."""
+    """The files new or changed between two listings, with their sizes, in name order; a
+    name's characters that are not printable are escaped (a newline as ``\\n``, a byte that
+    is not UTF-8, decoded as a lone surrogate, as ``\\udcff``): such a name could not be saved
+    with the session, or would break the note's line."""
     if before is None or after is None:
         return []
-    return sorted((name, stamp[1]) for name, stamp in after.items() if before.get(name) != stamp)
+    changed = sorted((name, stamp[1]) for name, stamp in after.items() if before.get(name) != stamp)
+    return [(_printable(name), size) for name, size in changed]
+
+
+def _printable(name: str) -> str:
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
 
 
 def written_note(written: list[tuple[str, int]]) -> str:
