@@ -196,6 +196,7 @@ def prepare(
         continuation_note,
         open_store,
         permission_policy,
+        session_setup,
         settings_limits,
     )
 
@@ -399,19 +400,6 @@ def agent_errors(database: str | None) -> Iterator[None]:
     except duckdb.Error as exc:
         hint = "" if database is not None else "; delete that file to have it built again"
         raise CliError(f"cannot use the database: {str(exc).strip()}{hint}") from None
-
-
-def session_setup(
-    agent: Agent,
-    store: SessionStore,
-    session_id: str | None,
-    metadata: dict[str, Any] | None = None,
-) -> Setup:
-    """The session to continue, or the id of the one to create, as the CLI's ``Setup``;
-    ``metadata`` is what the session records about its agent and data."""
-    from loopwright.cli.runtime import session_setup as setup_session
-
-    return setup_session(agent, store, session_id, metadata)
 
 
 def ask(ready: Setup, prompt: str, *, as_json: bool = False) -> int:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from loopwright.cli.healthcare import AgentRowsOption
-from loopwright.cli.options import DatabaseOption
+from loopwright.cli.options import DatabaseOption, ServedAgentOption
 
 if TYPE_CHECKING:
     from loopwright.cli.runtime import Setup
@@ -98,16 +98,7 @@ def register(app: typer.Typer) -> None:
                 "execute calls are refused. [default: LOOPWRIGHT_PERMISSION_MODE or auto]",
             ),
         ] = None,
-        agent: Annotated[
-            str,
-            typer.Option(
-                "--agent",
-                metavar="AGENT",
-                help="Which agent to serve: standard (files, shell, Python, a task list...) or "
-                "healthcare (the healthcare research agent: SQL and DefineCohort over claims "
-                "data, Python...).",
-            ),
-        ] = "standard",
+        agent: ServedAgentOption = "standard",
         database: DatabaseOption = None,
         rows: AgentRowsOption = None,
     ) -> None:

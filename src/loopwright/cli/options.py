@@ -70,6 +70,16 @@ JsonOption = Annotated[
     bool,
     typer.Option("--json", help="Print each event as one JSON line, nothing else."),
 ]
+#: ``serve`` and ``mcp serve``: which agent to serve (see ``cli.serve.AGENTS``).
+ServedAgentOption = Annotated[
+    str,
+    typer.Option(
+        "--agent",
+        metavar="AGENT",
+        help="Which agent to serve: standard (files, shell, Python, a task list...) or "
+        "healthcare (the healthcare research agent: SQL and DefineCohort over claims data).",
+    ),
+]
 DatabaseOption = Annotated[
     str | None,
     typer.Option(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from loopwright.cli.healthcare import DEFAULT_ROWS, AgentRowsOption
-from loopwright.cli.options import DatabaseOption
+from loopwright.cli.options import DatabaseOption, ServedAgentOption
 
 if TYPE_CHECKING:
     from loopwright.agent import Agent
@@ -121,15 +121,7 @@ def serve(
         str,
         typer.Option("--log-level", metavar="LEVEL", help="uvicorn's log level."),
     ] = "info",
-    agent: Annotated[
-        str,
-        typer.Option(
-            "--agent",
-            metavar="AGENT",
-            help="Which agent to serve: standard (files, shell, Python, a task list...) or "
-            "healthcare (the healthcare research agent over claims data).",
-        ),
-    ] = "standard",
+    agent: ServedAgentOption = "standard",
     database: DatabaseOption = None,
     rows: AgentRowsOption = None,
 ) -> None:
