@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from rich.console import Console
 
 from loopwright import MemoryStore, ScriptedModel, call
-from loopwright.models.base import ModelRequest
+from loopwright.models.base import ModelError, ModelRequest
 from loopwright.models.scripted import ScriptedTurn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,3 +127,17 @@ def test_the_demo_script_runs_with_the_embedded_model(tmp_path: Path) -> None:
     assert "golden check" in out  # a verdict, whatever the tiny model answered
     assert (tmp_path / "home" / "data" / "healthcare" / "claims-v2-5000-42.duckdb").is_file()
     assert "Traceback" not in result.stderr
+
+
+def test_the_demo_refuses_a_model_it_cannot_make_before_building_the_database(
+    loopwright_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``demo.py --model anthropic`` without a key: the error, and no database built first
+    (as ``loopwright healthcare -m anthropic`` does it)."""
+    import asyncio
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    demo = _demo_module()
+    with pytest.raises(ModelError):
+        asyncio.run(demo.run_demo("anthropic", rows=1_000))
+    assert not list((loopwright_home / "data" / "healthcare").glob("*.duckdb"))

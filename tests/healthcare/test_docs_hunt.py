@@ -5,31 +5,23 @@ that the code does not deliver (each test fails on the code it was written again
   ``agent`` names the database)": the ``agent`` label holds ``--database`` as typed, so a
   relative path names another file from another directory (accepted), and the same file
   spelled another way (``./claims.duckdb``) is refused.
-- The demo makes its model only after building the database, unlike ``loopwright
-  healthcare``/``eval``, which refuse a model they cannot make before a build that may take
-  minutes.
+
+(The demo's model checked before its database is built: ``test_demo``.)
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
+from cli_process import cli_env, run_cli
 from loopwright.healthcare.data import build_database
 from loopwright.healthcare.suite import HealthcareAgentFactory
-from loopwright.models.base import ModelError
-
-from .conftest import cli_env
-
-ROOT = Path(__file__).resolve().parents[2]
 
 ELIQUIS_SQL = (
     "SELECT PRESCRIBER_NPI_STATE_CD AS state, COUNT(*) AS fills FROM RX_CLAIMS "
@@ -56,15 +48,7 @@ def _suite(path: Path) -> Path:
 
 
 def _eval(cwd: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loopwright.cli.app", "eval", *args],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=cli_env(home),
-        cwd=cwd,
-        timeout=240,
-    )
+    return run_cli(["eval", *args], env=cli_env(home), cwd=cwd)
 
 
 def test_the_resume_label_names_the_database_file_not_how_it_was_typed(
@@ -129,29 +113,3 @@ def test_resume_accepts_the_same_database_file_spelled_another_way(
 
     assert resumed.returncode == ran.returncode, (resumed.stdout, resumed.stderr)
     assert "holds results of" not in resumed.stderr
-
-
-def _demo() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "healthcare_demo_docs_hunt", ROOT / "examples" / "healthcare" / "demo.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_demo_refuses_a_model_it_cannot_make_before_building_the_database(
-    loopwright_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``demo.py --model anthropic`` without a key: the error, and no database built first
-    (as ``loopwright healthcare -m anthropic`` does it)."""
-    import asyncio
-
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    demo = _demo()
-    with pytest.raises(ModelError):
-        asyncio.run(demo.run_demo("anthropic", rows=1_000))
-    assert not list((loopwright_home / "data" / "healthcare").glob("*.duckdb"))

@@ -15,14 +15,14 @@ import duckdb
 import pytest
 import yaml
 
-from cli_process import interrupt_after
+from cli_process import cli_env, interrupt_after
 from loopwright.evals.bench import SuiteRun, run_suite
 from loopwright.evals.report import write_html
 from loopwright.evals.suite import SuiteError, load_suite
 from loopwright.healthcare.data import build_database
 from loopwright.healthcare.suite import HealthcareAgentFactory
 
-from .conftest import Cli, cli_env
+from .conftest import Cli
 
 ELIQUIS_SQL = (
     "SELECT PRESCRIBER_NPI_STATE_CD AS state, COUNT(*) AS fills FROM RX_CLAIMS "

@@ -22,15 +22,15 @@ from typing import Any
 import duckdb
 import pytest
 
+from cli_process import cli_env, run_cli
 from loopwright import MemoryStore
 from loopwright.healthcare.agent import healthcare_agent
+from loopwright.healthcare.data import build_database
 from loopwright.messages import ToolResultBlock
 from loopwright.models.base import ModelRequest
 from loopwright.models.scripted import ScriptedModel, ScriptedToolCall
 from loopwright.sessions.session import Session
 from loopwright.sessions.sqlite import SQLiteStore
-
-from .conftest import cli_env
 
 ROWS = 1000  # the smallest generated database: built in a moment
 
@@ -51,16 +51,7 @@ def _count_turns(dataset: str) -> list[Any]:
 def _lw(
     home: Path, cwd: Path, *args: str, input: str = "", timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loopwright.cli.app", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=cli_env(home),
-        cwd=cwd,
-        timeout=timeout,
-    )
+    return run_cli(list(args), env=cli_env(home), cwd=cwd, input=input, timeout=timeout)
 
 
 def _ask(
@@ -446,3 +437,68 @@ def test_the_summary_of_a_long_compact_session_gets_no_sql_examples_or_line_stop
     assert len(request.messages) == 1
     assert request.messages[0].text.startswith("Summarise this conversation transcript")
     assert session.summary == "Summary: the user asked about HUMIRA.\nCounts were 1, 2, 3."
+
+
+def test_a_session_on_a_relative_duckdb_url_continues_on_it_from_elsewhere(
+    loopwright_home: Path, tmp_path: Path
+) -> None:
+    """``--database duckdb://mine.duckdb`` is the current directory's file, as a bare
+    ``mine.duckdb`` is; the session recorded the URL as given, so continuing it from
+    another directory looked for a file of that name there (exit 2: not there)."""
+    build_database(tmp_path / "mine.duckdb", rx_claims=ROWS)
+    with duckdb.connect(str(tmp_path / "mine.duckdb"), read_only=True) as con:
+        row = con.execute("SELECT COUNT(*) FROM rx_claims").fetchone()
+    assert row is not None
+    day1 = _ask(
+        loopwright_home,
+        tmp_path,
+        "rel",
+        "How many claims?",
+        "--database",
+        "duckdb://mine.duckdb",
+        name="day1",
+        turns=_count_turns("day1"),
+    )
+    assert day1.returncode == 0, day1.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    day2 = _ask(
+        loopwright_home, elsewhere, "rel", "How many now?", name="day2", turns=_count_turns("day2")
+    )
+    assert day2.returncode == 0, day2.stderr
+    workspace = _load(loopwright_home, "rel").workspace_dir
+    counted = (workspace / "day2.csv").read_text(encoding="utf-8").split()
+    assert int(counted[1]) == row[0]
+    assert not (elsewhere / "mine.duckdb").exists()
+    recorded = _load(loopwright_home, "rel").metadata["database"]
+    assert recorded == f"duckdb://{(tmp_path / 'mine.duckdb').resolve()}"
+
+
+def test_mcp_serve_healthcare_in_a_workspace_records_its_data(
+    loopwright_home: Path, tmp_path: Path
+) -> None:
+    """``mcp serve --agent healthcare --workspace DIR`` made its new session without the
+    metadata the healthcare command records: ``sessions resume`` then opened the general
+    chat, and ``healthcare --session`` built the default 200,000-claim database."""
+    workspace = tmp_path / "project"
+    workspace.mkdir()
+    served = _lw(
+        loopwright_home,
+        tmp_path,
+        "mcp",
+        "serve",
+        "--agent",
+        "healthcare",
+        "--rows",
+        str(ROWS),
+        "--workspace",
+        str(workspace),
+        "--session",
+        "mcpws",
+        "-m",
+        "scripted",
+    )
+    assert served.returncode == 0, served.stderr
+    session = _load(loopwright_home, "mcpws")
+    assert session.workspace_dir == workspace.resolve()
+    assert session.metadata == {"agent": "healthcare", "rows": ROWS}

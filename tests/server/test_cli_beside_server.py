@@ -5,21 +5,18 @@ of the server's turns is kept, and neither runs a turn while the other does."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from cli_process import cli_env, run_cli
 from loopwright.sessions.sqlite import SQLiteStore
 
 from .conftest import StartServer
 from .live import make_agent, stream_turn
-
-CLI = [sys.executable, "-m", "loopwright.cli.app"]
 
 
 def cli_run(
@@ -27,18 +24,8 @@ def cli_run(
 ) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "cli-script.json"
     script.write_text(json.dumps(["From the CLI."]), encoding="utf-8")
-    env = dict(os.environ, LOOPWRIGHT_HOME=str(home), NO_COLOR="1", COLUMNS="160")
-    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LOOPWRIGHT_MODEL", "LOOPWRIGHT_STORE"):
-        env.pop(name, None)
-    return subprocess.run(
-        [*CLI, "run", "--session", session_id, "-m", f"scripted:{script}", prompt],
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-    )
+    args = ["run", "--session", session_id, "-m", f"scripted:{script}", prompt]
+    return run_cli(args, env=cli_env(home), cwd=tmp_path, timeout=120)
 
 
 def texts(client: httpx.Client, session_id: str) -> list[str]:

@@ -16,6 +16,7 @@ from loopwright import Agent, MemoryStore, ScriptedModel, call
 from loopwright.sql import DuckDBBackend, PostgresBackend, ResultFileError, SQLBackend, connect
 from loopwright.sql.base import Interrupter
 from loopwright.sql.output import write_result
+from loopwright.sql.readonly import placeholder_hint
 from loopwright.tools import ToolRegistry
 from loopwright.tools.sql import SQL, SQLTool, dataset_name_problem
 
@@ -455,3 +456,22 @@ async def test_sql_with_placeholders_says_the_tool_binds_no_values(
     finally:
         await tool.aclose()
     assert not (workspace / "n.csv").exists()
+
+
+async def test_a_duckdb_slice_to_a_column_is_no_placeholder(workspace: Path) -> None:
+    """``list[:n]`` slices up to column ``n`` in DuckDB; sqlglot reads ``:n`` as a named
+    placeholder, so a query with one that failed for another reason (here a missing table)
+    was told it holds parameter placeholders, and to write literals instead."""
+    for sql in ("SELECT [1, 2, 3][:n] FROM nosuch", "SELECT s[:n] FROM nosuch"):
+        assert placeholder_hint(sql, "duckdb") == "", sql
+    assert ":n" in placeholder_hint("SELECT * FROM t WHERE a = :n", "duckdb")
+    tool = SQLTool(workspace, backend="duckdb://:memory:")
+    try:
+        failed = await tool.execute(
+            {"sql": "SELECT s[:n] FROM nosuch", "dataset_name": "x", "description": ""}
+        )
+    finally:
+        await tool.aclose()
+    assert failed["is_error"] is True
+    assert "nosuch" in str(failed["content"])
+    assert "placeholders" not in str(failed["content"])
