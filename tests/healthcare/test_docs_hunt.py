@@ -65,10 +65,13 @@ def test_the_resume_label_names_the_database_file_not_how_it_was_typed(
     plain = HealthcareAgentFactory("scripted", database="claims.duckdb").label
     dotted = HealthcareAgentFactory("scripted", database="./claims.duckdb").label
     absolute = HealthcareAgentFactory("scripted", database=str(first / "claims.duckdb")).label
+    url = HealthcareAgentFactory("scripted", database="duckdb://claims.duckdb?threads=1").label
+    absolute_url = f"the healthcare agent on duckdb://{first / 'claims.duckdb'}?threads=1"
     monkeypatch.chdir(second)
     elsewhere = HealthcareAgentFactory("scripted", database="claims.duckdb").label
 
     assert plain == dotted == absolute
+    assert url == absolute_url  # a relative duckdb:// URL too, its settings kept
     assert elsewhere != plain
 
 

@@ -297,7 +297,7 @@ class ChatState:
             raise CliError(f"no session {argument!r}; /resume without an id lists them")
         self.ready = Setup(self.ready.agent, argument, session, self.ready.metadata)
         console.print(Text(f"resumed session {argument} ({len(session.messages)} messages)"))
-        note = continuation_note(session, self.ready)
+        note = continuation_note(self.ready)
         if note is not None:
             console.print(Text(f"note: {note}", style="yellow"))
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -193,11 +192,11 @@ def prepare(
         announce_model,
         checked_session_id,
         choose_model,
-        continuation_note,
         open_store,
         permission_policy,
         session_setup,
         settings_limits,
+        warn_continuation,
     )
 
     check_data_options(rows, database)
@@ -221,9 +220,7 @@ def prepare(
     )
     ready = session_setup(agent, store, session_id, data_metadata(rows, database))
     announce_model(choice, agent.model.name)
-    note = continuation_note(ready.existing, ready) if ready.existing is not None else None
-    if note is not None:
-        print(f"note: {note}", file=sys.stderr, flush=True)
+    warn_continuation(ready)
     return ready
 
 
@@ -231,24 +228,18 @@ def data_metadata(rows: int | None, database: str | None) -> dict[str, Any]:
     """What a healthcare session records about its data (see ``runtime.AGENT_KEY``): the
     generated database's size, or the database given (a URL with its password starred out,
     a file's absolute path)."""
-    from pathlib import Path
-    from urllib.parse import quote, unquote
-
     from loopwright.cli.runtime import AGENT_KEY, DATABASE_KEY, HEALTHCARE, ROWS_KEY
-    from loopwright.sql.urls import redact
+    from loopwright.sql.urls import absolute, redact
 
     if database is None:
         return {AGENT_KEY: HEALTHCARE, ROWS_KEY: DEFAULT_ROWS if rows is None else rows}
-    if "://" in database:
-        scheme, _, rest = database.partition("://")
-        path, query = rest.split("?", 1) if "?" in rest else (rest, None)
-        if scheme.lower() == "duckdb" and path not in ("", ":memory:") and path[:1] != "/":
-            # a relative file is the current directory's: recorded as the absolute path,
-            # the session continues on it from anywhere (as a bare path)
-            absolute = quote(str(Path(unquote(path)).expanduser().resolve()), safe="/")
-            database = f"{scheme}://{absolute}" + ("" if query is None else f"?{query}")
-        return {AGENT_KEY: HEALTHCARE, DATABASE_KEY: redact(database)}
-    return {AGENT_KEY: HEALTHCARE, DATABASE_KEY: str(Path(database).expanduser().resolve())}
+    # a relative file is the current directory's: recorded absolute, the session continues
+    # on it from anywhere
+    database = absolute(database)
+    return {
+        AGENT_KEY: HEALTHCARE,
+        DATABASE_KEY: redact(database) if "://" in database else database,
+    }
 
 
 def recorded_data(store: SessionStore, session_id: str) -> tuple[int | None, str | None]:

@@ -122,11 +122,7 @@ class Setup:
                 if existing is not None:  # removed meanwhile: saved again, whole
                     existing.touch(0)
                 session = self.session()
-            elif (
-                existing is not None
-                and stored.updated_at == existing.updated_at
-                and len(stored.messages) == len(existing.messages)
-            ):
+            elif existing is not None and existing.holds_saved(stored):
                 session = existing
             else:
                 if existing is not None:  # its tools (a Python process...) are closed
@@ -351,10 +347,15 @@ def setup(
     )
     ready = session_setup(agent, store, session_id)
     announce_model(choice, agent.model.name)
-    note = continuation_note(ready.existing, ready) if ready.existing is not None else None
+    warn_continuation(ready)
+    return ready
+
+
+def warn_continuation(ready: Setup) -> None:
+    """Print :func:`continuation_note` on stderr, if there is one."""
+    note = continuation_note(ready)
     if note is not None:
         print(f"note: {note}", file=sys.stderr, flush=True)
-    return ready
 
 
 def cli_agent(
@@ -400,11 +401,15 @@ def describe_data(metadata: dict[str, Any]) -> str:
     return str(metadata.get(DATABASE_KEY) or "an unrecorded database")
 
 
-def continuation_note(session: Session, ready: Setup) -> str | None:
-    """What the user should know before continuing ``session`` with ``ready``'s agent: that
-    a healthcare session goes on without its tools, or on other data than before."""
+def continuation_note(ready: Setup) -> str | None:
+    """What the user should know before continuing ``ready``'s saved session with its agent:
+    that a healthcare session goes on without its tools, or on other data than before
+    (``None``: nothing, or the session is new)."""
     import shlex
 
+    session = ready.existing
+    if session is None:
+        return None
     recorded = session.metadata
     if recorded.get(AGENT_KEY) == HEALTHCARE and ready.agent.name != HEALTHCARE:
         return (

@@ -100,10 +100,11 @@ class HealthcareAgentFactory(FactoryStore):
     ) -> None:
         super().__init__(store)
         self.model = model
-        raw = os.fspath(database)
-        # a file path is made absolute now: the label a resume compares names one file
+        from loopwright.sql.urls import absolute
+
+        # a relative file is made absolute now: the label a resume compares names one file
         # however it was typed, and from whichever directory
-        self.database = raw if "://" in raw else str(Path(raw).expanduser().resolve())
+        self.database = absolute(os.fspath(database))
         self.workspace_root = workspace_root
         self.options = agent_options
         self.check_extra = _reference_database(self.database)

@@ -317,10 +317,7 @@ class AgentMCPServer:
         process (``loopwright chat --session``...) are kept, not written over by this
         server's older copy, whose tools are closed when it is replaced."""
         stored = await asyncio.to_thread(self.agent.store.load, session.id)
-        if stored is None or (
-            stored.updated_at == session.updated_at
-            and len(stored.messages) == len(session.messages)
-        ):
+        if stored is None or session.holds_saved(stored):
             return session  # new (saved with its first turn), or unchanged
         await self.agent.close_session(session)
         stored.workspace_dir.mkdir(parents=True, exist_ok=True)

@@ -160,11 +160,7 @@ class SessionAccess:
         fresh = self._load_checked(session_id)
         if not self.may_see(self._headers[session_id].owner, user):
             raise SessionNotFound(session_id)
-        if (
-            live is not None
-            and live.updated_at == fresh.updated_at
-            and len(live.messages) == len(fresh.messages)
-        ):
+        if live is not None and live.holds_saved(fresh):
             self._live.move_to_end(session_id)
             return live
         if live is not None:

@@ -145,6 +145,12 @@ class Session:
             self.store.save(self)
         self.dirty_from = self.stored_count = len(self.messages)
 
+    def holds_saved(self, stored: Session) -> bool:
+        """Whether this copy still holds what ``stored``, the session just loaded from the
+        store, holds: nothing was saved since by another copy (another process's turn), so
+        this one may go on without being replaced."""
+        return self.updated_at == stored.updated_at and len(self.messages) == len(stored.messages)
+
     def pending_tool_uses(self) -> list[str]:
         """Ids of the last assistant message's tool calls that have no result yet."""
         for index in range(len(self.messages) - 1, -1, -1):

@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 if TYPE_CHECKING:
     from loopwright.sql.base import SQLBackend
@@ -107,6 +108,21 @@ def _require(module: str, package: str) -> None:
             f"This database needs the '{package}' package: install loopwright[sql] "
             f"(pip install 'loopwright[sql]')."
         )
+
+
+def absolute(database: str) -> str:
+    """``database``, a URL or the path of a DuckDB file, naming the same database from any
+    directory: a relative DuckDB file (a bare path, or after ``duckdb://``) made absolute from
+    the current directory, ``~`` expanded as DuckDB does, its settings kept; anything else as
+    it is."""
+    scheme, sep, rest = database.partition("://")
+    if not sep:
+        return str(Path(database).expanduser().resolve())
+    path, mark, settings = rest.partition("?")
+    if scheme.lower() != "duckdb" or path.startswith("/") or unquote(path) in ("", ":memory:"):
+        return database
+    whole = quote(str(Path(unquote(path)).expanduser().resolve()), safe="/")
+    return f"{scheme}://{whole}{mark}{settings}"
 
 
 def redact(text: str, url: str | None = None) -> str:
