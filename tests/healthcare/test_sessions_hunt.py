@@ -280,17 +280,15 @@ def test_a_session_on_a_database_file_continues_on_it_until_it_is_gone(
         row = con.execute("SELECT COUNT(*) FROM rx_claims").fetchone()
     assert row is not None
     rx_claims = int(row[0])
-    day1 = _lw(
+    day1 = _ask(
         loopwright_home,
         tmp_path,
-        "healthcare",
-        "--database",
-        "mine.duckdb",  # relative to the directory of day 1
-        "-m",
-        _script(tmp_path, "day1", _count_turns("day1")),
-        "--session",
         "s5",
         "How many claims?",
+        "--database",
+        "mine.duckdb",  # relative to the directory of day 1
+        name="day1",
+        turns=_count_turns("day1"),
     )
     assert day1.returncode == 0, day1.stderr
     elsewhere = tmp_path / "elsewhere"
