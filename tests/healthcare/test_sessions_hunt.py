@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import pytest
 
 from cli_process import cli_env, run_cli
@@ -500,3 +501,42 @@ def test_mcp_serve_healthcare_in_a_workspace_records_its_data(
     session = _load(loopwright_home, "mcpws")
     assert session.workspace_dir == workspace.resolve()
     assert session.metadata == {"agent": "healthcare", "rows": ROWS}
+
+
+def test_a_session_begun_in_the_web_ui_continues_on_the_servers_data(
+    loopwright_home: Path, tmp_path: Path
+) -> None:
+    """A session made by ``serve --agent healthcare --rows N`` (the web UI's "new session")
+    recorded no data, so ``loopwright healthcare --session ID`` continued it on the default
+    200,000-claim database, built for it, its numbers mixed with the web UI's."""
+    from local_servers import free_port, server_process
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "loopwright.cli.app", "serve", "--agent", "healthcare"]
+    command += ["--rows", str(ROWS), "--port", str(port), "-m", "scripted"]
+    with server_process(
+        command,
+        name="loopwright serve --agent healthcare",
+        ready_url=f"{base}/healthz",
+        log_path=tmp_path / "serve.log",
+        timeout=120,
+        env=cli_env(loopwright_home),
+        stop_timeout=30,
+    ):
+        made = httpx.post(f"{base}/api/sessions", timeout=30)
+    assert made.status_code == 201, made.text
+    session_id = made.json()["id"]
+    assert _load(loopwright_home, session_id).metadata == {
+        "owner": "local",
+        "agent": "healthcare",
+        "rows": ROWS,
+    }
+    later = _ask(
+        loopwright_home, tmp_path, session_id, "How many?", name="cli", turns=_count_turns("n")
+    )
+    assert later.returncode == 0, later.stderr
+    assert "note:" not in later.stderr
+    assert _count(_load(loopwright_home, session_id).workspace_dir, "n") == ROWS
+    built = sorted(p.name for p in (loopwright_home / "data" / "healthcare").glob("*.duckdb"))
+    assert built == [f"claims-v2-{ROWS}-42.duckdb"]

@@ -86,6 +86,28 @@ def test_users_see_only_their_own_sessions_and_files(live: StartServer) -> None:
         assert alice_phone.get(f"{base}/files/diary.txt").text == "dear diary"
 
 
+def test_sessions_record_the_servers_metadata_beside_their_owner(
+    live: StartServer, tmp_path: Path
+) -> None:
+    store = MemoryStore()
+    server = live(make_agent(tmp_path, store=store), tokens=TOKENS, session_metadata={"rows": 5})
+    with server.client("tok-bob") as bob:
+        session_id = bob.post("/api/sessions").json()["id"]
+    session = store.load(session_id)
+    assert session is not None
+    assert session.metadata == {"rows": 5, "owner": "bob"}
+
+
+def test_session_metadata_the_server_cannot_keep_is_refused_at_once(tmp_path: Path) -> None:
+    from loopwright.server import create_app
+
+    agent = make_agent(tmp_path)
+    with pytest.raises(ValueError, match="may not set 'owner'"):
+        create_app(agent, session_metadata={"owner": "mallory"})
+    with pytest.raises(ValueError, match="must hold JSON values"):
+        create_app(agent, session_metadata={"rows": object()})
+
+
 def test_without_tokens_everyone_is_local_and_sees_ownerless_sessions(
     live: StartServer, tmp_path: Path
 ) -> None:

@@ -11,7 +11,7 @@ the command runs, so ``loopwright --help`` stays fast.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -208,8 +208,13 @@ def _serve(
     if log_level.lower() not in levels:
         raise CliError(f"unknown log level {log_level!r}; use one of: {', '.join(levels)}")
 
+    session_metadata: dict[str, Any] | None = None
     if agent == "healthcare":
+        from loopwright.cli.healthcare import data_metadata
+
         choice, store, served = _healthcare_agent(model, *given, permission_mode, database, rows)
+        # sessions begun in the web UI record their data, as the CLI's do
+        session_metadata = data_metadata(rows, database)
     else:
         from loopwright.cli.runtime import cli_agent
 
@@ -223,6 +228,7 @@ def _serve(
         rate_limit=rate,
         max_body_bytes=max_body_bytes,
         shutdown_grace=grace,
+        session_metadata=session_metadata,
     )
     try:
         server = make_server(

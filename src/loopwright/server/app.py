@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -20,7 +21,7 @@ from loopwright.server.context import ServerContext, context_of
 from loopwright.server.limits import BodySizeLimit, RateLimiter, RequestRate
 from loopwright.server.routes import add_routes
 from loopwright.server.runs import RunManager, ServerClosing, SessionBusy
-from loopwright.server.sessions import SessionAccess, SessionNotFound
+from loopwright.server.sessions import OWNER_KEY, SessionAccess, SessionNotFound
 from loopwright.sessions.lease import SessionLeased
 from loopwright.sessions.store import SessionStore
 
@@ -52,6 +53,7 @@ def create_app(
     run_retention: float = DEFAULT_RUN_RETENTION_S,
     shared_store: bool | None = None,
     web_ui: bool = True,
+    session_metadata: Mapping[str, Any] | None = None,
 ) -> FastAPI:
     """The HTTP API (and web UI at ``/``) serving ``agent``.
 
@@ -65,6 +67,10 @@ def create_app(
     for reconnecting clients. ``shared_store``: other server processes use the same store
     (several servers on one PostgreSQL database), so each turn starts from the store's copy
     of its session; by default true for every store but SQLite and the in-memory one.
+    ``session_metadata``: what every session this server creates records besides its owner
+    (``loopwright serve --agent healthcare`` records the data it works on, so that
+    ``loopwright healthcare --session ID`` continues a session begun in the web UI on the
+    same data); JSON values, checked here.
 
     To let a person approve tool calls from the API or the web UI, give the agent a
     ``Policy(mode="ask")`` (without an ``approver``): its calls then wait for
@@ -95,6 +101,7 @@ def create_app(
             auth_enabled=token_map.enabled,
             is_running=lambda session_id: runs.active(session_id) is not None,
             shared=shared,
+            metadata=_checked_metadata(session_metadata),
         ),
         shutdown_grace=shutdown_grace,
         max_body_bytes=max_body_bytes,
@@ -124,6 +131,24 @@ def create_app(
     if web_ui:
         _add_web_ui(app)
     return app
+
+
+def _checked_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``session_metadata`` as a plain dict, refused now (not at the first session) when the
+    store could not save it or it would overwrite the owner."""
+    if metadata is None:
+        return {}
+    checked = dict(metadata)
+    if OWNER_KEY in checked:
+        raise ValueError(
+            f"session_metadata may not set {OWNER_KEY!r}: the server records each session's "
+            "owner itself"
+        )
+    try:
+        json.dumps(checked, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"session_metadata must hold JSON values: {exc}") from None
+    return checked
 
 
 def _is_shared(store: SessionStore) -> bool:

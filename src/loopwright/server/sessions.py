@@ -12,9 +12,10 @@ The store is called from the event loop, as the agent itself does after every st
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from loopwright.agent import Agent
 from loopwright.server.auth import LOCAL_USER, User
@@ -54,6 +55,8 @@ class SessionAccess:
     meanwhile on another server is not lost (loading costs time in proportion to the
     history). Otherwise this server is the only writer of the sessions it runs, and a live
     session is used as it is.
+
+    ``metadata``: what each session created here records besides its owner.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class SessionAccess:
         is_running: Callable[[str], bool],
         shared: bool = False,
         keep_live: int = 256,
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.agent = agent
         self.store = store
@@ -72,6 +76,7 @@ class SessionAccess:
         self.shared = shared
         self.is_running = is_running
         self.keep_live = keep_live
+        self.metadata = dict(metadata or {})
         self._headers: dict[str, SessionHeader] = {}
         self._live: OrderedDict[str, Session] = OrderedDict()
         self._closing: list[Session] = []
@@ -118,7 +123,9 @@ class SessionAccess:
     def create(self, user: User) -> Session:
         """A new session owned by ``user``, saved to the store, with its workspace."""
         session = Session.create(
-            root=self.agent.workspace_root, store=self.store, metadata={OWNER_KEY: user.name}
+            root=self.agent.workspace_root,
+            store=self.store,
+            metadata={**self.metadata, OWNER_KEY: user.name},
         )
         self._remember(session)
         self._live[session.id] = session
