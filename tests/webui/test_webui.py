@@ -168,6 +168,33 @@ def test_chat_streams_text_shows_tool_cards_todos_and_files(
     assert errors == []
 
 
+def test_the_page_and_its_icon_load_with_no_failed_request(
+    browser: sync_api.Browser, server: LiveServer
+) -> None:
+    """Every browser asked for ``/favicon.ico`` and got a 404 (in the server's log at every
+    page load); the page now names its icon, and ``/favicon.ico`` answers too."""
+    failed: list[str] = []  # the page's own files (signing in with a wrong token is a 401)
+
+    def note(response: sync_api.Response) -> None:
+        if response.status >= 400 and "/api/" not in response.url:
+            failed.append(f"{response.status} {response.url}")
+
+    page = open_page(browser, "about:blank")
+    page.on("response", note)
+    page.goto(server.base_url + "/")
+    sign_in(page)
+    icon = page.locator("link[rel=icon]").get_attribute("href")
+    assert icon is not None
+    with httpx.Client(base_url=server.base_url) as client:
+        for path in (icon, "/favicon.ico"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            assert response.headers["content-type"].startswith("image/svg+xml")
+            assert response.text.startswith("<svg")
+    assert page.evaluate(f"fetch({icon!r}).then(r => r.status)") == 200
+    assert failed == []
+
+
 def test_answers_render_as_markdown_without_html_or_outside_loads(
     browser: sync_api.Browser, server: LiveServer
 ) -> None:
