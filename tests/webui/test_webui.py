@@ -342,6 +342,34 @@ def test_a_running_turn_shows_progress_and_stop_cancels_it(
     sync_api.expect(page.locator("#stop")).to_be_hidden()
 
 
+def test_a_stopped_turn_can_be_continued_from_the_page(
+    browser: sync_api.Browser, server: LiveServer
+) -> None:
+    """The API resumes an interrupted turn (``POST .../resume``), but the page offered no way
+    to: after Stop, or on opening a session whose turn the server's shutdown cut short, the
+    only way on was a new message."""
+    page = open_page(browser, server.base_url + "/")
+    sign_in(page)
+    resume = page.locator("#resume")
+    sync_api.expect(resume).to_be_hidden()
+    send(page, "sleep 30")
+    sync_api.expect(page.locator(".tool-card .tool-state").first).to_have_text("running\u2026")
+    sync_api.expect(resume).to_be_hidden()  # not while the turn runs
+    page.click("#stop")
+    sync_api.expect(page.locator(".notice.stopped")).to_contain_text("Stopped: cancelled")
+    sync_api.expect(resume).to_be_visible()
+
+    page.reload()  # the session opened afresh says the same
+    sync_api.expect(resume).to_be_visible()
+    resume.click()
+    sync_api.expect(page.locator(".msg.assistant").last).to_have_text("I slept.")
+    sync_api.expect(resume).to_be_hidden()  # the turn ended: nothing left to continue
+    sync_api.expect(page.locator("#send")).to_be_enabled()
+    page.reload()
+    sync_api.expect(page.locator(".msg.assistant").last).to_have_text("I slept.")
+    sync_api.expect(resume).to_be_hidden()
+
+
 def test_charts_in_an_answer_show_and_a_mangled_address_still_opens_the_page(
     browser: sync_api.Browser, tmp_path: Path
 ) -> None:

@@ -194,9 +194,12 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
 
     def session_out(session: Session | SessionInfo) -> SessionOut:
         run = ctx.runs.latest(session.id)
+        running = run is not None and not run.finished
+        can_resume = False
         if isinstance(session, Session):
             title = title_of(session.messages[:4])
             count = len(session.messages)
+            can_resume = not running and resumable(session)
         else:
             title, count = session.title, session.message_count
         return SessionOut(
@@ -206,7 +209,8 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
             updated_at=session.updated_at,
             message_count=count,
             usage=session.usage.to_dict(),
-            running=run is not None and not run.finished,
+            running=running,
+            resumable=can_resume,
             run=run_out(run).model_dump() if run is not None else None,
         )
 

@@ -41,6 +41,12 @@ class SessionOut(BaseModel):
     message_count: int
     usage: dict[str, Any]
     running: bool = False
+    resumable: bool = Field(
+        default=False,
+        description="Its last turn was interrupted (cancelled, or the server stopped) and "
+        "`POST /api/sessions/{id}/resume` continues it; set in one session's details, false "
+        "in the list.",
+    )
     run: dict[str, Any] | None = Field(
         default=None, description="The current or latest run kept by this server."
     )

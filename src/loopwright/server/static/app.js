@@ -179,6 +179,7 @@ async function openSession(id) {
   showSessionUsage(run ? usageBefore(session.usage, run.usage) : session.usage);
   refreshFiles();
   refreshTodos();
+  showResume(session);
   if (run) {
     state.replayUntil = run.last_event_id;
     state.waitingApprovals = new Set((run.pending_approvals || []).map((r) => r.id));
@@ -608,11 +609,26 @@ async function send(event) {
   const prompt = $("prompt");
   const text = prompt.value;
   if (!text.trim() || !state.finished) return;
-  try {
+  await runTurn(async () => {
     if (!state.sessionId) await newSession();
     $("empty-hint")?.remove();
     addMessage("user", text);
     prompt.value = "";
+    return "/messages";
+  }, { content: text });
+}
+
+// Continue the session's interrupted turn (stopped, or cut short by the server's shutdown).
+async function resumeTurn() {
+  if (!state.sessionId || !state.finished) return;
+  await runTurn(async () => "/resume");
+}
+
+// Start a turn (after `prepare`, which returns the session's path to post to) and follow
+// its events to the end.
+async function runTurn(prepare, body) {
+  try {
+    const path = await prepare();
     endBubble();
     state.sessionUsage = (await apiJson(sessionPath("/usage"))).usage;
     state.runUsage = null;
@@ -620,8 +636,8 @@ async function send(event) {
     state.replayUntil = 0;
     state.stream = new AbortController();
     setRunning(true);
-    const response = await api(sessionPath("/messages"), {
-      method: "POST", json: { content: text }, signal: state.stream.signal,
+    const response = await api(sessionPath(path), {
+      method: "POST", json: body, signal: state.stream.signal,
     });
     await follow(response, response.headers.get("X-Run-Id"), state.sessionId);
   } catch (error) {
@@ -647,12 +663,22 @@ function afterTurn() {
   refreshFiles();
   refreshTodos();
   apiJson(sessionPath("/usage")).then((u) => showSessionUsage(u.usage)).catch(() => {});
+  const id = state.sessionId;
+  apiJson(sessionPath()).then((session) => {
+    if (state.sessionId === id && state.finished) showResume(session);
+  }).catch(() => {});
   loadSessions(state.sessionId).catch(() => {});
+}
+
+// The Continue button, when the session's last turn was interrupted and nothing runs now.
+function showResume(session) {
+  $("resume").hidden = !(session.resumable && !session.running);
 }
 
 function setRunning(running) {
   $("send").disabled = running;
   $("stop").hidden = !running;
+  if (running) $("resume").hidden = true;
   setStatus(running ? "thinking\u2026" : "", running);
 }
 
@@ -803,6 +829,7 @@ async function start() {
     }
   });
   $("stop").addEventListener("click", stop);
+  $("resume").addEventListener("click", resumeTurn);
   $("new-session").addEventListener("click", () => newSession().catch((e) => notice("error", e.message)));
   $("session-select").addEventListener("change", (event) => {
     if (event.target.value) openSession(event.target.value).catch((e) => notice("error", e.message));
