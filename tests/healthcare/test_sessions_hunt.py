@@ -540,3 +540,36 @@ def test_a_session_begun_in_the_web_ui_continues_on_the_servers_data(
     assert _count(_load(loopwright_home, session_id).workspace_dir, "n") == ROWS
     built = sorted(p.name for p in (loopwright_home / "data" / "healthcare").glob("*.duckdb"))
     assert built == [f"claims-v2-{ROWS}-42.duckdb"]
+
+
+def test_mcp_serve_on_other_data_records_it_at_once(loopwright_home: Path, tmp_path: Path) -> None:
+    """``mcp serve --agent healthcare --rows N --session ID`` said the session moved to other
+    data, but its record kept the old data until a ``run_agent`` turn: after a client's
+    direct SQL calls, ``healthcare --session ID`` went back to the old data with no note. A
+    session busy elsewhere keeps its record, and the server says so."""
+    made = _ask(
+        loopwright_home, tmp_path, "mv", "Hi", "--rows", str(ROWS), name="a", turns=["Hello."]
+    )
+    assert made.returncode == 0, made.stderr
+    args = ["mcp", "serve", "--agent", "healthcare", "-m", "scripted", "--session", "mv"]
+    served = _lw(loopwright_home, tmp_path, *args, "--rows", "2000")
+    assert served.returncode == 0, served.stderr
+    assert "it continues on the generated claims database (2,000 rx claims)" in served.stderr
+    session = _load(loopwright_home, "mv")
+    assert session.metadata == {"agent": "healthcare", "rows": 2000}
+    assert _user_texts(session) == ["Hi"]  # the history is kept whole
+
+    from loopwright.sessions.lease import TurnLease
+
+    store = _store(loopwright_home)
+    lease = TurnLease(store, "mv", "another-process")
+    lease.acquire()
+    try:
+        busy = _lw(loopwright_home, tmp_path, *args, "--rows", str(ROWS))
+    finally:
+        lease.release_now()
+        store.close()
+    assert busy.returncode == 0, busy.stderr
+    assert "session mv is busy" in busy.stderr
+    assert "still records the data it worked on before" in busy.stderr
+    assert _load(loopwright_home, "mv").metadata["rows"] == 2000

@@ -193,7 +193,7 @@ def serve_command(
     else:
         ready = setup(model, session_id, max_turns=max_turns, permission_mode=permission_mode)
     served = ready.agent
-    session = _session(ready, workspace)
+    session = _recorded(ready, _session(ready, workspace))
     print(f"session {session.id} · workspace {session.workspace_dir}", file=sys.stderr, flush=True)
 
     def announce(url: str) -> None:
@@ -229,6 +229,36 @@ def serve_command(
     except OSError as exc:
         raise CliError(str(exc)) from None
     return 0
+
+
+def _recorded(ready: Setup, session: Session) -> Session:
+    """``session`` with what ``ready`` records about its agent (the healthcare agent's data)
+    saved now, under the turn lease, when it recorded something else: the client's queries
+    run on this data from the first call, so ``loopwright healthcare --session ID`` should
+    continue on it later, even if no ``run_agent`` turn saves the session meanwhile. A
+    session busy in another process keeps its record, with a note."""
+    import asyncio
+
+    from loopwright.cli.runtime import SessionBusy
+
+    if all(session.metadata.get(key) == value for key, value in ready.metadata.items()):
+        return session
+
+    async def save() -> Session:
+        async with ready.turn() as current:  # the store's copy, the metadata applied
+            current.save()
+            return current
+
+    try:
+        return asyncio.run(save())
+    except SessionBusy as exc:
+        print(
+            f"note: {exc.message}; so it still records the data it worked on before, which "
+            f"`loopwright healthcare --session {session.id}` continues on",
+            file=sys.stderr,
+            flush=True,
+        )
+        return session
 
 
 def _session(ready: Setup, workspace: Path | None) -> Session:

@@ -50,6 +50,10 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+class SessionBusy(CliError):
+    """Another process holds the session's turn lease (it is running a turn in it)."""
+
+
 def exit_code_for(stop_reason: str) -> int:
     """The process exit status for a run that ended with ``stop_reason``."""
     if stop_reason == "end_turn":
@@ -101,7 +105,7 @@ class Setup:
         try:
             lease.acquire()
         except SessionLeased:
-            raise CliError(
+            raise SessionBusy(
                 f"session {self.session_id} is busy: another process is running a turn in it; "
                 "try again when that turn has ended (a process that was killed holds it for "
                 "up to a minute)"
