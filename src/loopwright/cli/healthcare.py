@@ -142,8 +142,9 @@ def healthcare(
     """Answer ``question`` (or chat when it is ``None``); return the exit status.
 
     ``permission_mode`` (default ``LOOPWRIGHT_PERMISSION_MODE``, else ``auto``) is as for
-    ``loopwright run``: ``ask`` makes the Python and Bash calls (and any file writes) wait
-    for an answer at the prompt, ``read-only`` refuses them."""
+    ``loopwright run``: ``ask`` makes the Python, Bash, Write and Edit calls wait for an
+    answer at the prompt, ``read-only`` refuses them; SQL and DefineCohort only read the
+    database, so they run in every mode and save their result files."""
     from loopwright.cli.run import read_task
 
     check_data_options(rows, database)
