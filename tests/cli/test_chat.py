@@ -113,6 +113,32 @@ def test_ctrl_c_interrupts_the_turn_not_the_chat(
     assert "second message" in shown
 
 
+def test_ctrl_c_stops_a_slow_command_not_the_chat(
+    slow_cli: Callable[..., subprocess.Popen[str]], cli_env: dict[str, str]
+) -> None:
+    """Ctrl-C during a slash command that takes its time (``/files`` of a big workspace)
+    ended the whole chat, as if it were Ctrl-C at the prompt twice over."""
+    cli_env["SLOW_CLI_FILES_DELAY"] = "60"
+    process = slow_cli(0, "chat", "--session", "listing")
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write("first message\n/files\n")
+    process.stdin.flush()
+    seen = ""
+    while "(listing the files)" not in seen:
+        line = process.stdout.readline()
+        assert line, f"the chat ended before /files ran: {seen}"
+        seen += line
+    process.send_signal(signal.SIGINT)
+    rest, stderr = process.communicate("/session\nsecond message\n", timeout=60)
+
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "(interrupted: /files stopped; the chat goes on)" in rest
+    assert "session listing\nworkspace " in rest  # the commands after it ran
+    assert "Done. I saved your task" in rest
+
+
 def test_chat_with_stdin_closed_ends_as_at_the_end_of_input(
     cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

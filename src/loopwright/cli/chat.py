@@ -159,8 +159,14 @@ def chat_ready(
                 if not text:
                     continue
                 if text.startswith("/"):
-                    if not chat_state.command(console, text):
-                        break
+                    try:
+                        if not chat_state.command(console, text):
+                            break
+                    except KeyboardInterrupt:  # a slow one (/files of a big workspace...)
+                        console.print(
+                            f"(interrupted: {text.split()[0]} stopped; the chat goes on)",
+                            style="yellow",
+                        )
                     continue
                 if printer is not None:
                     printer.restart()
