@@ -138,6 +138,62 @@ def test_missing_packages_and_files_fail_with_one_actionable_sentence(
         LocalModel(bundled="gemma3-270m")
 
 
+LOAD_GEMMA = """
+import asyncio, logging, sys
+if sys.argv[1:] == ["debug"]:
+    logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+from loopwright.models.local import LocalModel
+
+async def main() -> None:
+    model = LocalModel(bundled="gemma3-270m", n_ctx=1024)
+    await model.load()
+    await model.aclose()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif("gemma3-270m" not in bundled_models(), reason="needs the Gemma 3 parts")
+def test_llama_cpp_notices_go_to_the_debug_log_not_stderr() -> None:
+    """Loading Gemma 3 printed llama.cpp's "llama_kv_cache_iswa: using full-size SWA cache"
+    on stderr (llama.cpp logs it as an error, which llama-cpp-python prints even with
+    verbose=False): a stray line in every answer of the CLI on the embedded model."""
+    import subprocess
+    import sys
+
+    quiet = subprocess.run(
+        [sys.executable, "-c", LOAD_GEMMA], capture_output=True, text=True, timeout=300
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    debug = subprocess.run(
+        [sys.executable, "-c", LOAD_GEMMA, "debug"], capture_output=True, text=True, timeout=300
+    )
+    assert debug.returncode == 0, debug.stderr
+    assert "loopwright.llama: llama_kv_cache_iswa: using full-size SWA cache" in debug.stderr
+
+
+def cut_short(tmp_path: Path) -> Path:
+    """A copy of the bundled SmolLM2 cut to a third: a download that stopped early."""
+    damaged = tmp_path / "damaged.gguf"
+    whole = Path(local.bundled_model_path("smollm2-135m")).read_bytes()
+    damaged.write_bytes(whole[: len(whole) // 3])
+    return damaged
+
+
+@needs_smollm2
+async def test_a_file_llama_cpp_cannot_load_says_what_llama_cpp_said(tmp_path: Path) -> None:
+    damaged = cut_short(tmp_path)
+    model = LocalModel(damaged, n_threads=THREADS)
+    with pytest.raises(ModelError) as caught:
+        await model.load()
+    message = str(caught.value)
+    assert f"Could not load the model {damaged}" in message
+    assert "llama.cpp said: " in message
+    assert "check that it is a complete GGUF file" in message
+    await model.aclose()
+
+
 @pytest.mark.skipif("gemma3-270m" not in bundled_models(), reason="needs the Gemma 3 parts")
 def test_gemma_parts_are_joined_once_into_the_cache(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path

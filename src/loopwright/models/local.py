@@ -49,11 +49,13 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import tempfile
 import threading
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -380,6 +382,50 @@ class _WeightsCache:
 _WEIGHTS = _WeightsCache()
 
 
+class _LlamaLog:
+    """llama.cpp's log, sent to the ``loopwright.llama`` logger at debug level (``DEBUG=1``
+    shows it) instead of stderr.
+
+    llama-cpp-python's own handler prints the lines it takes for errors even with
+    ``verbose=False``, and it reads the levels of an older llama.cpp (``ggml_log_level``
+    gained DEBUG = 1 since: warnings are 3 now, errors 4), so it printed warnings such as
+    Gemma 3's "llama_kv_cache_iswa: using full-size SWA cache" on every load: a stray line
+    in every CLI answer. A load that really fails raises, and its :class:`ModelError`
+    quotes the error lines kept here."""
+
+    def __init__(self) -> None:
+        self.callback: Any = None  # the C callback, kept alive while llama.cpp may call it
+        self.errors: deque[str] = deque(maxlen=5)
+        self._pending = threading.local()  # each thread's unfinished line and its level
+
+    def install(self, llama_cpp: Any) -> None:
+        if self.callback is not None:
+            return
+        self.callback = llama_cpp.llama_log_callback(self._log)
+        llama_cpp.llama_log_set(self.callback, ctypes.c_void_p(0))
+
+    def _log(self, level: int, text: bytes, _data: ctypes.c_void_p) -> None:
+        # pieces of one line arrive apart (level 5 continues the previous one): whole lines
+        # are logged
+        pending = self._pending
+        if level != 5 or not hasattr(pending, "level"):
+            pending.level = level
+        pending.line = getattr(pending, "line", "") + text.decode("utf-8", "replace")
+        while "\n" in pending.line:
+            line, pending.line = pending.line.split("\n", 1)
+            if not line.strip():
+                continue
+            if pending.level == _GGML_LOG_LEVEL_ERROR:
+                self.errors.append(line.strip())
+            _llama_logger.debug("%s", line.rstrip())
+
+
+_llama_logger = logging.getLogger("loopwright.llama")
+#: ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues a line)
+_GGML_LOG_LEVEL_ERROR = 4
+_LLAMA_LOG = _LlamaLog()
+
+
 def _load(entry: _Weights, chat_format: str | None, chat_template: str | None) -> None:
     """Load the weights of ``entry`` unless they are loaded (runs on the entry's worker)."""
     if entry.llama is not None:
@@ -390,7 +436,9 @@ def _load(entry: _Weights, chat_format: str | None, chat_template: str | None) -
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import llama_cpp
 
+    _LLAMA_LOG.install(llama_cpp)
     key = entry.key
+    _LLAMA_LOG.errors.clear()
     try:
         llama = llama_cpp.Llama(
             key.path,
@@ -401,8 +449,11 @@ def _load(entry: _Weights, chat_format: str | None, chat_template: str | None) -
             verbose=False,
         )
     except (ValueError, RuntimeError) as exc:
+        said = "; ".join(_LLAMA_LOG.errors)
+        said = f"; llama.cpp said: {said}" if said else ""
         raise ModelError(
-            f"Could not load the model {key.path} ({exc}); check that it is a complete GGUF file."
+            f"Could not load the model {key.path} ({exc}{said}); check that it is a complete "
+            "GGUF file."
         ) from exc
     try:
         entry.chat = _ChatTemplate.for_model(llama, chat_format, chat_template)
