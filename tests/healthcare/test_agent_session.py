@@ -203,8 +203,8 @@ def test_views_and_tables_of_other_schemas_are_in_the_prompt(tmp_path: Path) -> 
     assert "archive.old_claims (3 rows)" in prompt
     assert "   - NDC_DRUG_NM VARCHAR [2 values: OZEMPIC, HUMIRA]" in prompt
     assert "   - note VARCHAR\n" in prompt  # only NULLs: no values
-    assert "Claims 2023 (2 rows)" in prompt
-    assert "   - Drug Name VARCHAR [2 values: ELIQUIS, HUMIRA]" in prompt
+    assert '"Claims 2023" (2 rows)' in prompt
+    assert '   - "Drug Name" VARCHAR [2 values: ELIQUIS, HUMIRA]' in prompt
     assert "empty_claims (0 rows)" in prompt
     assert "RX_CLAIMS (2 rows)" in prompt
     assert "(from 2024-01-05 to 2024-02-01)" in prompt

@@ -368,26 +368,37 @@ class CohortSchema:
     pharmacy: Source | None
     medical: Source | None
     providers: Source | None
+    missing: Mapping[str, str] = field(default_factory=dict)
+    """``{table: why}`` for an allowlisted table not resolved: what the database has instead
+    (another table's columns, other tables), so the model can turn to the SQL tool."""
 
     @classmethod
     def from_schema(cls, schema: Mapping[str, Sequence[tuple[str, str]]]) -> CohortSchema:
         """Resolve the allowlist against ``{table: [(column, type)]}`` (case-insensitive;
         ``schema.table`` keys match by their last part)."""
-        return cls(
-            _resolve(schema, PHARMACY_COLUMNS, ("patient", "date", "drug")),
-            _resolve(schema, MEDICAL_COLUMNS, ("patient", "date"), any_of=("label", "code")),
-            _resolve(schema, PROVIDER_COLUMNS, ("npi", "specialty")),
-        )
+        wanted: list[tuple[Mapping[str, str], tuple[str, ...], tuple[str, ...]]] = [
+            (PHARMACY_COLUMNS, ("patient", "date", "drug"), ()),
+            (MEDICAL_COLUMNS, ("patient", "date"), ("label", "code")),
+            (PROVIDER_COLUMNS, ("npi", "specialty"), ()),
+        ]
+        sources = [_resolve(schema, *each) for each in wanted]
+        missing = {
+            each[0]["table"]: _unresolved(schema, *each)
+            for each, source in zip(wanted, sources, strict=True)
+            if source is None
+        }
+        pharmacy, medical, providers = sources
+        return cls(pharmacy, medical, providers, missing)
 
     def check(self, criteria: Criteria) -> None:
         """:class:`CohortError` naming the first criterion this database cannot answer."""
         if (criteria.drugs or criteria.exclude_drugs) and self.pharmacy is None:
-            raise CohortError(_missing("drugs", PHARMACY_COLUMNS))
+            raise CohortError(self._missing("drugs", PHARMACY_COLUMNS))
         if (criteria.conditions or criteria.exclude_conditions) and self.medical is None:
-            raise CohortError(_missing("conditions", MEDICAL_COLUMNS))
+            raise CohortError(self._missing("conditions", MEDICAL_COLUMNS))
         anchors = self.anchors(criteria)
         if not anchors:
-            raise CohortError(_missing("a cohort", PHARMACY_COLUMNS))
+            raise CohortError(self._missing("a cohort", PHARMACY_COLUMNS))
         for role, criterion, wanted in (
             ("state", "states", bool(criteria.states)),
             (
@@ -401,12 +412,24 @@ class CohortSchema:
             if wanted:
                 for source in anchors:
                     if not source.has(role):
+                        columns = PHARMACY_COLUMNS if source is self.pharmacy else MEDICAL_COLUMNS
                         raise CohortError(
-                            f"This database's {source.table} has no column for {criterion}; "
-                            f"drop {criterion} from the criteria."
+                            f"This database's {source.table} has no column for {criterion} "
+                            f"(DefineCohort reads {columns[role]}); drop {criterion} from the "
+                            "criteria, or filter on the column it has with the SQL tool."
                         )
         if criteria.specialties and self.providers is None:
-            raise CohortError(_missing("specialties", PROVIDER_COLUMNS))
+            raise CohortError(self._missing("specialties", PROVIDER_COLUMNS))
+        self._check_codes_are_text(criteria, anchors)
+        if criteria.min_age is not None or criteria.max_age is not None:
+            for source in anchors:
+                kind = source.types.get("birth_year", "")
+                if kind.startswith(_NOT_YEAR_TYPES):  # the database refuses year - text
+                    raise CohortError(
+                        f"This database's {source.table}.{source['birth_year']} is {kind}, "
+                        "not a year number, so DefineCohort cannot compute ages from it; drop "
+                        "min_age/max_age, or compute ages with the SQL tool."
+                    )
         for value in criteria.conditions + criteria.exclude_conditions:
             assert self.medical is not None
             if not self.medical.has("label") and not _is_code(value, self.medical):
@@ -427,6 +450,53 @@ class CohortSchema:
             if fallback is not None:
                 chosen.append(fallback)
         return chosen
+
+    def _check_codes_are_text(self, criteria: Criteria, anchors: Sequence[Source]) -> None:
+        """:class:`CohortError` for a criterion matched as text (``upper(state)``) on a
+        column of numbers: claims data often codes sex as 1/2 and states as numbers (SSA or
+        FIPS codes), which no database upper-cases; the model is told to count with SQL."""
+        wanted: list[tuple[Source | None, str, str, bool]] = [
+            (self.pharmacy, "drug", "drugs", bool(criteria.drugs or criteria.exclude_drugs)),
+            (self.providers, "specialty", "specialties", bool(criteria.specialties)),
+        ]
+        for anchor in anchors:
+            wanted += [
+                (anchor, "state", "states", bool(criteria.states)),
+                (anchor, "sex", "sex", criteria.sex is not None),
+            ]
+        if self.medical is not None and (criteria.conditions or criteria.exclude_conditions):
+            wanted += [(self.medical, role, "conditions", True) for role in ("label", "code")]
+        for source, role, criterion, used in wanted:
+            if not used or source is None or not source.has(role):
+                continue
+            kind = source.types.get(role, "")
+            if kind.partition("(")[0].strip() in _NUMBER_TYPES:
+                raise CohortError(
+                    f"This database's {source.table}.{source[role]} holds numbers ({kind}), "
+                    f"not the codes or names DefineCohort matches for {criterion}; drop "
+                    f"{criterion} from the criteria and filter on that column's codes with "
+                    "the SQL tool."
+                )
+
+    def _missing(self, what: str, columns: Mapping[str, str]) -> str:
+        why = self.missing.get(columns["table"])
+        return (
+            f"This database has no {columns['table']} table with the columns {what} needs, so "
+            "DefineCohort cannot build it; query the data with the SQL tool instead."
+            + (f" {why}" if why else "")
+        )
+
+
+#: Column types (upper-cased, without their precision) of numbers: no database upper-cases
+#: or lower-cases one, so a criterion matched as text cannot read such a column.
+_NUMBER_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "INT", "BIGINT", "HUGEINT", "INT2", "INT4", "INT8"}
+    | {"INT64", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "DECIMAL"}
+    | {"NUMERIC", "BIGNUMERIC", "DOUBLE", "DOUBLE PRECISION", "FLOAT", "FLOAT4", "FLOAT8"}
+    | {"FLOAT64", "REAL"}
+)
+#: Column types (upper-cased prefixes) a birth year cannot be subtracted from: text, dates.
+_NOT_YEAR_TYPES = ("VARCHAR", "TEXT", "STRING", "CHAR", "DATE", "TIMESTAMP", "BLOB", "BYTES")
 
 
 def _resolve(
@@ -470,11 +540,37 @@ def _table_named(schema: Mapping[str, object], name: str) -> str | None:
     return found[0] if found else None
 
 
-def _missing(what: str, columns: Mapping[str, str]) -> str:
-    return (
-        f"This database has no {columns['table']} table with the columns {what} needs, so "
-        "DefineCohort cannot build it; query the data with the SQL tool instead."
-    )
+#: Names listed in a message saying what a database has instead of an allowlisted table.
+MAX_NAMES_SHOWN = 20
+
+
+def _unresolved(
+    schema: Mapping[str, Sequence[tuple[str, str]]],
+    wanted: Mapping[str, str],
+    required: Sequence[str],
+    any_of: Sequence[str] = (),
+) -> str:
+    """Why :func:`_resolve` found no ``wanted`` table, naming what the database has: the
+    columns the table lacks and those it has, or the tables there are (a database of one's
+    own names its claims otherwise: ``pharmacy_claims``, ``member_id``)."""
+    name = wanted["table"]
+    needed = [wanted[role] for role in required]
+    if any_of:
+        needed.append(" or ".join(wanted[role] for role in any_of))
+    table = _table_named(schema, name)
+    if table is None:
+        tables = sorted(schema)
+        shown = ", ".join(tables[:MAX_NAMES_SHOWN])
+        more = f" and {len(tables) - MAX_NAMES_SHOWN} more" if len(tables) > MAX_NAMES_SHOWN else ""
+        has = f"its tables are {shown}{more}" if tables else "it has no tables"
+        return f"DefineCohort reads a table named {name} with {', '.join(needed)}; {has}."
+    if not all(_IDENTIFIER.fullmatch(part) for part in table.split(".")):
+        return f"The table {table} is named with characters DefineCohort does not write."
+    columns = [column for column, _ in schema[table]]
+    shown = ", ".join(columns[:MAX_NAMES_SHOWN])
+    if len(columns) > MAX_NAMES_SHOWN:
+        shown += f" and {len(columns) - MAX_NAMES_SHOWN} more"
+    return f"DefineCohort reads {', '.join(needed)} from {table}, whose columns are {shown}."
 
 
 def _is_code(value: str, medical: Source) -> bool:

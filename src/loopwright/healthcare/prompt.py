@@ -45,6 +45,24 @@ COMPACT_LISTED_VALUES = 8
 #: to this many: a code list like F, M is the spelling the model must match and names no
 #: one; a longer list (zip codes, birth years) spells out the patients' own attributes.
 MAX_LISTED_QUASI = 5
+#: A column with a value longer than this is free text, not a code list: its values are
+#: not listed (one row of a notes column could otherwise fill the prompt).
+MAX_LISTED_VALUE_CHARS = 80
+#: Column and table comments are cut to this many characters in the prompt.
+MAX_DESCRIPTION_CHARS = 300
+#: Tables measured (row count, values, date ranges) in a DuckDB file: the first ones as
+#: listed; the rest are listed with their columns alone, as a catalogue of thousands of
+#: tables would otherwise take minutes of scans to describe tables the prompt cannot hold.
+MAX_MEASURED_TABLES = 100
+#: Size of the prompt's list of tables, in characters (about 10,000 tokens; the generated
+#: claims database takes 8,000): hundreds of tables, or one of hundreds of columns, would
+#: otherwise fill the model's context before the first question. A table that does not fit
+#: is listed with its column names alone, or, past that, named in a closing note.
+MAX_SCHEMA_CHARS = 40_000
+#: The same for the compact prompt of tiny models, whose context is a few thousand tokens.
+MAX_COMPACT_SCHEMA_CHARS = 3_000
+#: Columns listed per table; the others are counted (information_schema lists them).
+MAX_LISTED_COLUMNS = 100
 
 _TEXT_TYPES = ("VARCHAR", "TEXT", "STRING", "CHAR")
 _DATE_TYPES = ("DATE", "TIMESTAMP")
@@ -187,25 +205,81 @@ def profile_duckdb(
         "ORDER BY schema_name, table_name, column_index"
     ).fetchall()
     (default_schema,) = connection.execute("SELECT current_schema()").fetchone() or ("main",)
+    # names that are keywords (GROUP, ORDER, LEFT...) are written quoted, as DuckDB's SQL
+    # must write them; "unreserved" ones (YEAR, NAME) need no quotes
+    keywords = frozenset(
+        str(word).lower()
+        for (word,) in connection.execute(
+            "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category <> 'unreserved'"
+        ).fetchall()
+    )
     by_table: dict[tuple[str, str], list[tuple[str, str, str | None]]] = {}
     for schema, table, column, kind, comment in columns:
         by_table.setdefault((str(schema), str(table)), []).append(
             (str(column), str(kind), _text(comment))
         )
     profiles = []
+    measured = 0
     for schema, table, comment, is_view in objects:
         key = (str(schema), str(table))
         name = key[1] if key[0] == default_schema else f"{key[0]}.{key[1]}"
+        in_sql = _duckdb_name(key[1], keywords)
+        if key[0] != default_schema:
+            in_sql = f"{_duckdb_name(key[0], keywords)}.{in_sql}"
         found = by_table.get(key, [])
-        if is_view:
+        if is_view or measured >= MAX_MEASURED_TABLES:
             described = tuple(ColumnProfile(c, k, d) for c, k, d in found)
-            profiles.append(TableProfile(name, described, None, _text(comment), view=True))
+            profiles.append(TableProfile(name, described, None, _text(comment), view=is_view))
         else:
+            measured += 1
             reference = f"{_quote(key[0])}.{_quote(key[1])}"
             profiles.append(_profile_table(connection, name, reference, found, _text(comment)))
+        profiles[-1] = _written_as(profiles[-1], in_sql, keywords)
+    notes = []
+    if any(not t.view and t.rows is None for t in profiles):
+        notes.append(UNMEASURED_NOTE.format(count=MAX_MEASURED_TABLES))
+    example = next((t.quoted for t in profiles if t.quoted is not None), None) or next(
+        (c.quoted for t in profiles for c in t.columns if c.quoted is not None), None
+    )
+    if example is not None:
+        notes.append(DUCKDB_QUOTED_NAMES_NOTE.format(example=example))
     profile = DatabaseProfile(engine, tuple(profiles))
     examples = tuple(_with_result(connection, e) for e in claims_examples(profile))
-    return DatabaseProfile(engine, profile.tables, examples)
+    return DatabaseProfile(engine, profile.tables, examples, tuple(notes))
+
+
+#: Told when the tables past :data:`MAX_MEASURED_TABLES` are listed without sizes or values.
+UNMEASURED_NOTE = (
+    "Only the first {count} tables were measured (there are too many to measure them all): "
+    "the others have no row counts or values listed; look those up with SQL when you need "
+    "them."
+)
+#: Told when some names must be quoted in DuckDB's SQL: the model copies what it sees.
+DUCKDB_QUOTED_NAMES_NOTE = (
+    "Names shown in double quotes have spaces or other characters, or are SQL keywords: "
+    "write them with their quotes, exactly as listed (e.g. {example})."
+)
+
+
+def _duckdb_name(name: str, keywords: frozenset[str]) -> str:
+    """``name`` as DuckDB's SQL writes it: bare when it is a plain identifier and no
+    keyword (DuckDB matches names case-insensitively, so ``Drug`` needs no quotes), quoted
+    otherwise (``"Fill Date"``, ``"group"``, ``"Ärzt"``, ``"1st"``: unquoted, ``1st`` is
+    read as the number 1 named ``st``)."""
+    if _BARE_NAME.fullmatch(name) and name.lower() not in keywords:
+        return name
+    return _quote(name)
+
+
+def _written_as(table: TableProfile, in_sql: str, keywords: frozenset[str]) -> TableProfile:
+    """``table`` with its name and its columns' as DuckDB's SQL writes them (``quoted``
+    set where that is not the bare name)."""
+    columns = tuple(
+        replace(c, quoted=quoted if quoted != c.name else None)
+        for c in table.columns
+        for quoted in (_duckdb_name(c.name, keywords),)
+    )
+    return replace(table, columns=columns, quoted=in_sql if in_sql != table.name else None)
 
 
 def _profile_table(
@@ -220,9 +294,7 @@ def _profile_table(
     The prompt goes to the model's provider: a direct patient identifier (id, name, date of
     birth) never has its values or range listed, a quasi-identifier only a short code list
     (:data:`MAX_LISTED_QUASI`); their names and types are listed as any column's."""
-    from loopwright.healthcare.sqlcheck import classify_identifier
-
-    kinds = {c: classify_identifier(table, c) for c, _, _ in columns}
+    kinds = {c: _identifier_kind(table, c) for c, _, _ in columns}
     texts = [c for c, k, _ in columns if _is_text(k)]
     dates = [c for c, k, _ in columns if _is_date(k) and kinds[c] not in ("direct", "quasi")]
     parts = ["COUNT(*)"]
@@ -257,8 +329,30 @@ def _profile_table(
                 count = len(values)
             else:
                 values = values[:MOST_COMMON_VALUES]
+            if any(len(value) > MAX_LISTED_VALUE_CHARS for value in values):
+                values = ()  # free text, not a code list
         profiles.append(ColumnProfile(column, kind, comment, values, count, ranges.get(column)))
     return TableProfile(table, tuple(profiles), rows, description)
+
+
+def _identifier_kind(table: str, column: str) -> str | None:
+    """How ``table.column`` identifies a person, if it does (see ``classify_identifier``),
+    also for names written with spaces, hyphens or in camel case: ``"Patient Name"``,
+    ``"Date of Birth"``, ``DateOfBirth`` and ``"Member-ID"`` are the patterns'
+    ``PATIENT_NAME``, ``date_of_birth``... and their values must not be listed either."""
+    from loopwright.healthcare.sqlcheck import classify_identifier
+
+    kind = classify_identifier(table, column)
+    if kind is None:
+        kind = classify_identifier(_snake_case(table), _snake_case(column))
+    return kind
+
+
+def _snake_case(name: str) -> str:
+    """``name`` with words split by underscores: ``DateOfBirth`` and ``Date of Birth`` are
+    ``Date_Of_Birth`` and ``Date_of_Birth`` (a ``schema.table`` keeps its dot)."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    return re.sub(r"[^0-9A-Za-z.]+", "_", words).strip("_")
 
 
 def profile_schema(
@@ -443,27 +537,96 @@ def _with_result(connection: duckdb.DuckDBPyConnection, example: Example) -> Exa
 # --- rendering ------------------------------------------------------------------------------
 
 
-def render_schema(profile: DatabaseProfile, *, compact: bool = False) -> str:
-    """The tables as the prompt lists them; ``compact`` drops descriptions and long lists."""
-    blocks = []
-    for index, table in enumerate(profile.tables, 1):
-        size = f" ({table.rows:,} rows)" if table.rows is not None else ""
-        size += " (view)" if table.view else ""
-        if compact:
-            lines = [f"{table.in_sql}{size}:"]
-        else:
-            about = f": {_first_sentence(table.description)}" if table.description else ""
-            lines = [f"{index}. {table.in_sql}{size}{about}"]
-        for column in table.columns:
-            lines.append(_render_column(column, compact))
-        blocks.append("\n".join(lines))
+def render_schema(
+    profile: DatabaseProfile, *, compact: bool = False, budget: int = MAX_SCHEMA_CHARS
+) -> str:
+    """The tables as the prompt lists them; ``compact`` drops descriptions and long lists.
+
+    The list holds at most ``budget`` characters (:data:`MAX_SCHEMA_CHARS`), as a warehouse
+    can have thousands of tables: a table whose full description does not fit is listed on
+    one line, its columns and their types; one that does not fit even so is named in a
+    closing note saying where its columns are. A table lists at most
+    :data:`MAX_LISTED_COLUMNS` columns, and says how many more it has."""
+    if not profile.tables:
+        return "(none: this database has no tables or views)"
+    blocks: list[str] = []
+    left_out: list[TableProfile] = []
+    used = 0
+    for table in profile.tables:
+        index = len(blocks) + 1
+        block = _render_table(table, index, compact)
+        if used + len(block) > budget:
+            names = [f"{c.in_sql} {_shown_type(c.type)}" for c in table.columns]
+            block = f"{index}. {_table_line(table, names, _size(table))}"
+        if used + len(block) > budget:
+            left_out.append(table)
+            continue
+        blocks.append(block)
+        used += len(block) + 2
+    if left_out:
+        blocks.append(_left_out_note(left_out, budget // 10))
     return "\n\n".join(blocks)
 
 
+def _render_table(table: TableProfile, index: int, compact: bool) -> str:
+    size = _size(table)
+    if compact:
+        lines = [f"{table.in_sql}{size}:"]
+    else:
+        about = f": {_first_sentence(table.description)}" if table.description else ""
+        lines = [f"{index}. {table.in_sql}{size}{about}"]
+    for column in table.columns[:MAX_LISTED_COLUMNS]:
+        lines.append(_render_column(column, compact))
+    more = len(table.columns) - MAX_LISTED_COLUMNS
+    if more > 0:
+        lines.append(f"   - ... and {more:,} more columns (information_schema.columns lists them)")
+    return "\n".join(lines)
+
+
+def _size(table: TableProfile) -> str:
+    size = f" ({table.rows:,} rows)" if table.rows is not None else ""
+    return size + (" (view)" if table.view else "")
+
+
+def _table_line(table: TableProfile, columns: Sequence[str], size: str = "") -> str:
+    """A table on one line: its name and ``columns`` (the first :data:`MAX_LISTED_COLUMNS`
+    of them), with how many more there are."""
+    listed = ", ".join(columns[:MAX_LISTED_COLUMNS])
+    more = len(columns) - MAX_LISTED_COLUMNS
+    if more > 0:
+        listed += f", ... ({more:,} more columns)"
+    return f"{table.in_sql}{size}: {listed}"
+
+
+def _left_out_note(tables: Sequence[TableProfile], chars: int) -> str:
+    """The closing note naming the tables the list had no room for (as many names as fit in
+    ``chars``)."""
+    names: list[str] = []
+    length = 0
+    for table in tables:
+        if names and length + len(table.in_sql) + 2 > chars:
+            break
+        names.append(table.in_sql)
+        length += len(table.in_sql) + 2
+    rest = len(tables) - len(names)
+    shown = ", ".join(names) + (f" and {rest:,} more" if rest else "")
+    count = len(tables)
+    return (
+        f"{count:,} more table{'' if count == 1 else 's'}, not described here to keep this "
+        f"list short: {shown}. Look up a table's columns with SQL (information_schema.columns) "
+        "before you query it."
+    )
+
+
+def _shown_type(kind: str) -> str:
+    """A column type as listed: a long one (a STRUCT of many fields) cut short."""
+    return kind if len(kind) <= MAX_DESCRIPTION_CHARS else kind[:MAX_DESCRIPTION_CHARS] + "…"
+
+
 def _render_column(column: ColumnProfile, compact: bool) -> str:
-    text = f"   - {column.in_sql} {column.type}"
+    text = f"   - {column.in_sql} {_shown_type(column.type)}"
     if column.description and not compact:
-        text += f": {column.description}"
+        text += f": {_shortened(column.description)}"
     if column.range is not None:
         text += f" (from {column.range[0]} to {column.range[1]})"
     if column.values:
@@ -478,10 +641,18 @@ def _render_column(column: ColumnProfile, compact: bool) -> str:
     return text
 
 
+def _shortened(text: str) -> str:
+    """A comment on one line, cut to :data:`MAX_DESCRIPTION_CHARS` characters."""
+    text = " ".join(text.split())
+    if len(text) <= MAX_DESCRIPTION_CHARS:
+        return text
+    return text[:MAX_DESCRIPTION_CHARS].rstrip() + "…"
+
+
 def _first_sentence(text: str) -> str:
     """A table comment without the generator's trailer (kept to its first sentence)."""
     match = re.match(r"(.+?\.)(\s|$)", text.strip())
-    return match.group(1) if match else text.strip()
+    return _shortened(match.group(1) if match else text)
 
 
 TOOL_NOTES: dict[str, str] = {
@@ -579,9 +750,19 @@ def compact_system_prompt(profile: DatabaseProfile, *, today: dt.date | None = N
     and the date. Worked examples without results (a remote warehouse) are shown as text;
     those with results are best shown as earlier turns (:class:`FewShotModel`)."""
     today = today or dt.date.today()
-    tables = "\n".join(
-        f"{table.in_sql}: {', '.join(c.in_sql for c in table.columns)}" for table in profile.tables
-    )
+    lines: list[str] = []
+    left_out: list[TableProfile] = []
+    used = 0
+    for table in profile.tables:  # within MAX_COMPACT_SCHEMA_CHARS, as render_schema
+        line = _table_line(table, [c.in_sql for c in table.columns])
+        if used + len(line) > MAX_COMPACT_SCHEMA_CHARS:
+            left_out.append(table)
+            continue
+        lines.append(line)
+        used += len(line) + 1
+    if left_out:
+        lines.append(_left_out_note(left_out, MAX_COMPACT_SCHEMA_CHARS // 10))
+    tables = "\n".join(lines) or "(none)"
     parts = [
         f"You answer questions about healthcare claims data with the SQL tool "
         f"({profile.engine}). Call the SQL tool once, then answer in one sentence with the "
@@ -724,11 +905,16 @@ def _text(value: object) -> str | None:
 
 
 def _is_text(kind: str) -> bool:
-    return kind.upper().startswith(_TEXT_TYPES)
+    """Whether a column of this type holds text (a list of texts, ``VARCHAR[]``, does not:
+    its values would be listed as Python writes lists, not as SQL does)."""
+    return kind.upper().startswith(_TEXT_TYPES) and not kind.rstrip().endswith("]")
 
 
 def _is_date(kind: str) -> bool:
     return kind.upper().startswith(_DATE_TYPES)
+
+
+_BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _quote(name: str) -> str:
