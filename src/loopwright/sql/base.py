@@ -408,7 +408,9 @@ async def run_in_worker(
 ) -> T:
     """Run blocking ``work`` in a worker thread, interrupting it on timeout or cancel.
 
-    Raises ``TimeoutError`` once the worker has stopped (or :data:`STOP_GRACE_S` passed).
+    Raises ``TimeoutError`` once the worker has stopped (or :data:`STOP_GRACE_S` passed),
+    unless the work finished meanwhile: then its result, which is complete (the timeout
+    struck as a query's files were being renamed into place: they are there).
     """
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
@@ -435,18 +437,37 @@ async def run_in_worker(
     _WORKERS.run(call)
     try:
         return await asyncio.wait_for(asyncio.shield(done), timeout)
-    except (TimeoutError, asyncio.CancelledError):
+    except TimeoutError:
+        stop.stop()
+        await _wind_down(done)
+        if done.done() and not done.cancelled() and done.exception() is None:
+            # past the last check for a stop (writing the last piece, renaming the files
+            # into place): the result is whole and its files have replaced any earlier
+            # ones, so saying it was stopped would be false
+            return done.result()
+        raise
+    except asyncio.CancelledError:
         stop.stop()
         await _wind_down(done)
         raise
 
 
 async def _wind_down(done: asyncio.Future[Any]) -> None:
-    """Wait (bounded) for an interrupted worker to finish, so it releases its files."""
-    with contextlib.suppress(BaseException):
+    """Wait (bounded) for an interrupted worker to finish, so it releases its files.
+
+    A cancellation meanwhile (the run's timeout, Ctrl-C) ends the wait and is raised, never
+    swallowed: after a timeout, swallowing it returned the timeout message as a result and
+    the run went on. The worker's outcome is retrieved whenever it comes (no "exception was
+    never retrieved" warning).
+    """
+    done.add_done_callback(_retrieve)
+    with contextlib.suppress(Exception):  # the worker's own error, or the grace ran out
         await asyncio.wait_for(asyncio.shield(done), STOP_GRACE_S)
-    if done.done() and not done.cancelled():
-        done.exception()  # retrieved: no "exception was never retrieved" warning
+
+
+def _retrieve(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 def _unique_columns(columns: list[tuple[str, str]], names: list[str]) -> list[tuple[str, str]]:

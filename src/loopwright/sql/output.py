@@ -1,7 +1,8 @@
 """Writing a query's result: Arrow record batches streamed into a CSV and a Parquet file.
 
-Batches are gathered into pieces of about :data:`PIECE_ROWS` rows, each written as it fills
-and then dropped, so memory stays at a few pieces whatever the result's size. The CSV is
+Batches are gathered into pieces of about :data:`PIECE_ROWS` rows (fewer where the rows are
+wide: at most about :data:`PIECE_BYTES`), each written as it fills and then dropped, so memory
+stays at a few pieces whatever the result's size. The CSV is
 written by Polars, the fastest CSV writer at hand (a piece of a few rows is written in
 Polars' format by :mod:`loopwright.sql.csvtext`, which costs less for so few); the Parquet
 file by pyarrow, in a second thread fed through a short queue, so the two files are written
@@ -65,6 +66,11 @@ if TYPE_CHECKING:
 #: each write has a fixed cost (and makes a Parquet row group), so batches are gathered into
 #: pieces of about this many rows. Memory holds a few pieces at most.
 PIECE_ROWS = 262_144
+#: Bytes of Arrow data a piece holds at most (give or take a batch): wide rows (clinical
+#: notes of a few KB) made pieces of 262,144 rows a gigabyte or more each, and 600,000 rows of
+#: 2 KB peaked at 1.4 GB of memory. A usual row of a few columns (50 to 100 bytes) fills
+#: :data:`PIECE_ROWS` well before this.
+PIECE_BYTES = 32 * 1024 * 1024
 #: Rows of a whole result small enough to write in the calling thread: below about this many
 #: the Parquet thread's start and hand-over cost more than writing the two files one after
 #: the other (measured: the crossover is between 1,000 and 5,000 rows of 7 columns).
@@ -88,6 +94,7 @@ def write_result(
     preview_rows: int,
     stop: Interrupter,
     piece_rows: int = PIECE_ROWS,
+    piece_bytes: int = PIECE_BYTES,
     inline_rows: int = INLINE_ROWS,
     text_cast: str = "column::VARCHAR",
 ) -> Written:
@@ -118,7 +125,7 @@ def write_result(
     preview: list[tuple[Any, ...]] = []
     pending: list[pa.RecordBatch] = []
     beyond: set[int] = set()  # columns of the pending batches holding values Polars cannot write
-    pending_rows = written = 0
+    pending_rows = pending_bytes = written = 0
     truncated = False
     try:
         if parquet_path:
@@ -127,7 +134,7 @@ def write_result(
         with csv_file:
 
             def flush(*, last: bool) -> None:
-                nonlocal parquet, pending, pending_rows, beyond
+                nonlocal parquet, pending, pending_rows, pending_bytes, beyond
                 piece = pa.Table.from_batches(pending, schema=named)
                 first = written == pending_rows
                 if parquet_temp is not None and parquet is None:
@@ -140,7 +147,7 @@ def write_result(
                     parquet.put(_convert(piece, parquet_plan))
                 plan = csv_plan | dict.fromkeys(beyond, _temporal_as_text) if beyond else csv_plan
                 _write_csv(csv_file, piece, plan, header=first)
-                pending, pending_rows, beyond = [], 0, set()
+                pending, pending_rows, pending_bytes, beyond = [], 0, 0, set()
 
             for batch in _pulled(batches):
                 stop.check()
@@ -163,7 +170,10 @@ def write_result(
                 written += batch.num_rows
                 if truncated:
                     break
-                if pending_rows >= piece_rows:
+                # its buffers' sizes, a sum over a few buffers (nbytes walks the offsets: 50
+                # times slower); the drivers' batches own their buffers
+                pending_bytes += batch.get_total_buffer_size()
+                if pending_rows >= piece_rows or pending_bytes >= piece_bytes:
                     flush(last=False)
             stop.check()
             if pending or written == 0:  # the last piece; with no rows, the header alone
@@ -201,8 +211,13 @@ def write_result(
 
 def _save_advice(exc: OSError) -> str:
     """What to do about an error saving the result files."""
-    if exc.errno in (errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY):
+    if exc.errno in (errno.EISDIR, errno.ENOTEMPTY):
         return "Something that is not a file is in the way: pick another dataset_name."
+    if exc.errno == errno.ENOTDIR:  # a file where a directory should be: the workspace's path
+        return (
+            "A file stands where the workspace's directory (or one above it) should be: make "
+            "the workspace a directory, then run it again."
+        )
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "Free some disk space, then run it again."
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):

@@ -33,6 +33,10 @@ MAX_DATASET_NAME = 100
 MAX_CELL_CHARS = 80
 #: Seconds the registry adds to the query timeout before it gives up on the call itself.
 _REGISTRY_MARGIN_S = 15.0
+#: The CSV paths calls are saving right now (in any tool of the process: sessions may share a
+#: workspace), each with the call's token. Two calls in one turn with the same dataset_name
+#: both said "Saved N rows to x.csv", each with its own N, while x.csv held one of the two.
+_SAVING: dict[str, object] = {}
 
 
 class SQLTool(BaseTool):
@@ -143,6 +147,12 @@ class SQLTool(BaseTool):
         workspace = self._workspace
         csv_path = os.path.join(workspace, f"{name}.csv")
         parquet_path = os.path.join(workspace, f"{name}.parquet") if self.parquet else None
+        token = object()
+        if _SAVING.setdefault(csv_path, token) is not token:  # one step: safe across threads
+            return error(
+                f"Another SQL call is saving {name}.csv right now (the same dataset_name twice "
+                "at once): nothing was run; give each query its own dataset_name."
+            )
         try:
             result = await self.backend.query(
                 sql,
@@ -162,6 +172,8 @@ class SQLTool(BaseTool):
             return error(f"The query failed. {exc}{placeholder_hint(sql, self.backend.dialect)}")
         except OSError as exc:
             return error(f"Could not write the result files in the workspace: {exc}.")
+        finally:
+            del _SAVING[csv_path]
         metadata = self._metadata(name, result)
         metadata["description"] = str(input.get("description") or "")
         return ok(self._render(name, result), metadata=metadata)
