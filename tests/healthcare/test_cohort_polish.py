@@ -316,3 +316,19 @@ async def test_exclusions_and_their_check_ignore_the_dot_too(
     async with _tool(claims_db, tmp_path / "all") as tool:
         everyone = await _define(tool, "i10", conditions=["I10"])
     assert 0 < patients < everyone["metadata"]["patients"]  # some, not all, were excluded
+
+
+async def test_cohort_files_follow_the_umask_as_query_results_do(
+    claims_db: Path, tmp_path: Path
+) -> None:
+    """The cohort's files were made by mkstemp, so 0600 whatever the umask, beside query
+    results that the analyst's group can read."""
+    previous = os.umask(0o022)
+    try:
+        async with _tool(claims_db, tmp_path / "ws") as tool:
+            await _define(tool, "ra", drugs=["HUMIRA"])
+    finally:
+        os.umask(previous)
+    cohorts = tmp_path / "ws" / "cohorts"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in cohorts.iterdir()}
+    assert modes == dict.fromkeys(["ra.csv", "ra.parquet", "ra.json"], 0o644)

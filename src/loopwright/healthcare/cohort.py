@@ -50,7 +50,6 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1494,10 +1493,16 @@ def _put_back(paths: Sequence[str], kept: Sequence[str | None]) -> None:
 
 
 def _written_beside(path: str, write: Callable[[BinaryIO], object]) -> str:
-    """A complete new file next to ``path`` (same directory: renames are atomic): its name."""
-    fd, temp = tempfile.mkstemp(prefix=".cohort-", dir=os.path.dirname(path))
+    """A complete new file next to ``path`` (same directory: renames are atomic): its name.
+
+    Made as the SQL tool makes its files, with the process's usual permissions (``mkstemp``
+    made them 0600: a cohort's members were unreadable to the group that could read every
+    query result beside them)."""
+    from loopwright.sql.files import open_beside
+
+    temp, opened = open_beside(path, "cohort")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with opened as handle:
             write(handle)
     except BaseException:
         with contextlib.suppress(OSError):
