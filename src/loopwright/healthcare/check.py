@@ -10,13 +10,14 @@ may not, unless hedged: "about 1,500", "over 1,500" but not "under 1,500") withi
 small relative tolerance; it finds entities by normalised word match, possessives included
 ("Pfizer's"), but not inside a longer name of the same kind ("Virginia" in "West Virginia").
 
-Only numbers an answer *states* count: dates, list and rank markers ("1.", "#1", a table's rank
-column), the digits of words ("COVID-19"), the M of a count by sex ("11 M, 9 F") and words
-that only look like numbers ("the one with the most", "the top ten") are not values. A zero in
-words must name what it counts ("no HUMIRA prescriptions", not "no prescriber was left out").
-When every row of the reference ties, "they all tie" names the top entity. An answer that lists
-numbers wholesale (a long run like 1, 2, 3, ... or far more distinct numbers than the reference
-holds) is guessing, and none of its numbers is credited.
+Only numbers an answer *states* count: dates, phone numbers, list and rank markers ("1.", "#1",
+a table's rank column), a ranking's size ("the top 10"), the digits of words ("COVID-19"),
+numbers denied ("not 245") or offered as alternatives ("245 or 312"), the M of a count by sex
+("11 M, 9 F") and words that only look like numbers ("the one with the most", "the top ten")
+are not values. A zero in words must name what it counts ("no HUMIRA prescriptions", not "no
+prescriber was left out"). When every row of the reference ties, "they all tie" names the top
+entity. An answer that lists numbers wholesale (a long run like 1, 2, 3, ... or far more
+distinct numbers than the reference holds) is guessing, and none of its numbers is credited.
 
 Golden questions (``golden.py``) derive their facts from the reference query's result at check
 time; ``check_golden`` runs the whole comparison for one question.

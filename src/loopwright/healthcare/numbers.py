@@ -2,10 +2,12 @@
 
 Digits in any common format (``1,543``, ``1543``, ``20 000``, ``1.5k``, ``$1.2 million``,
 ``$5.02MM``, ``12.5%``, ``62/94``) and numbers in words ("nineteen", "forty-two"), each with the
-rounding its writer implied: "about 1,500" may stand for 1,543, "1,500" may not. Dates, list and
-rank markers ("1.", "#1", a table's rank column), the digits of words ("COVID-19"), the M of a
-count by sex ("11 M, 9 F") and words that only look like numbers ("the one with the most", "the
-top ten") are not values. The golden checker (``check.py``) matches what is found here against a
+rounding its writer implied: "about 1,500" may stand for 1,543, "1,500" may not. Dates ("March
+2024", "Q4 2024" too), phone numbers and hyphenated codes, list and rank markers ("1.", "#1", a
+table's rank column), a ranking's size ("the top 10"), the digits of words ("COVID-19"), the M
+of a count by sex ("11 M, 9 F") and words that only look like numbers ("the one with the most",
+"the top ten") are not values; nor are numbers denied ("not 245") or offered as alternatives
+("245 or 312"). The golden checker (``check.py``) matches what is found here against a
 question's facts.
 """
 
@@ -69,6 +71,37 @@ _DATES = re.compile(
     """,
     re.VERBOSE,
 )
+_MONTH_NAME = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sept?(?:ember)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+#: dates and periods in words, whose digits are days and years: "March 2024", "March 5, 2024",
+#: "5 March 2024", "Q4 2024", "2024 Q4"; and codes of digit groups joined by hyphens, a phone
+#: number's or a product code's ("555-245-1234", "(555) 245-1234", "00074-4339-02")
+_NAMED_DATES = re.compile(
+    rf"""
+    (?<![\w/.-])
+    (?:{_MONTH_NAME}\.?\s+(?:\d{{1,2}}(?:st|nd|rd|th)?,?\s+)?(?:19|20)\d{{2}}
+      |\d{{1,2}}\s+{_MONTH_NAME}\.?,?\s+(?:19|20)\d{{2}}
+      |Q[1-4]\s*(?:19|20)\d{{2}}
+      |(?:19|20)\d{{2}}[\s-]?Q[1-4]
+      |\d+(?:[-\u2010\u2011]\d+){{2,}}
+      |\(\d{{3}}\)\s?\d{{3}}[-\u2010\u2011]\d{{4}})
+    (?![\w/-])
+    """,
+    re.VERBOSE,
+)
+#: words denying the number after them: "it is not 245", "isn't 245", "rather than 245"
+_DENIED = re.compile(
+    r"(?:(?<![A-Za-z])(?:not|never|rather\s+than|instead\s+of|as\s+opposed\s+to)|n't)"
+    r"\s*[*_]*\s*$",
+    re.IGNORECASE,
+)
+#: "the top 10", "the bottom 5": the question's framing, not a stated value
+_RANK_BEFORE = re.compile(r"(?<![A-Za-z])(?:top|bottom)\s+$", re.IGNORECASE)
+#: what joins numbers given as alternatives: "245 or 312", "240, 245 or 250"; a comma alone
+#: joins a list, which names each of its numbers
+_ALTERNATIVES = re.compile(r"[*_]*\s*(?:(?P<or>,?\s*(?:or|and/or))\s|,)\s*[*_]*", re.IGNORECASE)
 #: hedges before a number, by what they say of the true value: near it, at least it, at most it
 _HEDGES = re.compile(
     r"""(?<![A-Za-z])(?:
@@ -120,13 +153,16 @@ def find_numbers(text: str, *, spelled: bool = False) -> list[FoundNumber]:
 
 def digit_numbers(text: str) -> list[tuple[int, FoundNumber]]:
     """The numbers ``text`` states in digits, each with its offset in ``text``."""
-    text = _DATES.sub(lambda m: " " * len(m.group(0)), text)  # same length: offsets hold
+    for dates in (_DATES, _NAMED_DATES):  # same length: offsets hold
+        text = dates.sub(lambda m: " " * len(m.group(0)), text)
     markers = _marker_offsets(text)
     shown = text
     text = _join_spaced_thousands(text, markers)  # same length again
-    found: list[tuple[int, FoundNumber]] = []
+    found: list[tuple[int, int, FoundNumber]] = []
     for match in _NUMBER.finditer(text):
         if match.start("int") in markers or _ORDINAL.match(text, match.end()):
+            continue
+        if _is_rank_size(text, match):
             continue
         suffix, end = _suffix(text, match)
         number = _stated_number(
@@ -138,8 +174,47 @@ def digit_numbers(text: str) -> list[tuple[int, FoundNumber]]:
             suffix,
             negative=match.group("sign") is not None,
         )
-        found.append((match.start(), number))
-    return found
+        found.append((match.start(), end, number))
+    alternatives = _alternatives(text, found)
+    return [
+        (start, number)
+        for index, (start, _, number) in enumerate(found)
+        if index not in alternatives and not _denied(text, start)
+    ]
+
+
+def _is_rank_size(text: str, match: re.Match[str]) -> bool:
+    """Whether the number is a ranking's size, as in "the top 10": a small whole number after
+    "top" or "bottom" ("the top 10 000 prescribers" counts them)."""
+    small = re.fullmatch(r"\d{1,3}", match.group("int")) and not match.group("dec")
+    before = _RANK_BEFORE.search(text, max(0, match.start() - 12), match.start())
+    return bool(small and before and not match.group("suffix"))
+
+
+def _denied(text: str, start: int) -> bool:
+    """Whether the number at ``start`` is denied: "not 245", "isn't 245", "rather than 245"."""
+    return _DENIED.search(text, max(0, start - 24), start) is not None
+
+
+def _alternatives(text: str, found: list[tuple[int, int, FoundNumber]]) -> set[int]:
+    """Indexes of the numbers given as alternatives, not stated: "245 or 312", "either 240,
+    245 or 250". A run of numbers of one kind (counts or percentages) joined by commas and
+    "or" offers them all when one join is an "or"; "245 fills, or 12.3%" restates one value."""
+    offered: set[int] = set()
+    run = [0] if found else []
+    either = False
+    for index in range(1, len(found) + 1):
+        if index < len(found):
+            (_, end, previous), (start, _, number) = found[index - 1], found[index]
+            join = _ALTERNATIVES.fullmatch(text, end, start)
+            if join is not None and previous.percent == number.percent:
+                run.append(index)
+                either = either or join["or"] is not None
+                continue
+        if either:
+            offered.update(run)
+        run, either = [index], False
+    return offered
 
 
 def _stated_number(
@@ -296,6 +371,8 @@ def spelled_numbers(text: str) -> list[tuple[int, FoundNumber]]:
             following = _NEXT_WORD.match(text, match.end())
             if previous in _ONE_BEFORE or following is None or following[1].lower() in _ONE_AFTER:
                 continue
+        if _denied(text, match.start()):
+            continue
         suffix = (match.group("suffix") or "").lower().replace(" ", "")
         number = _stated_number(text, match.start(), match.group(0).strip(), str(value), "", suffix)
         found.append((match.start(), number))

@@ -16,7 +16,9 @@ every time, the mistakes that need no judgement:
 - the minimum and maximum of a direct identifier that DuckDB's ``SUMMARIZE`` returns
   (``DESCRIBE``, ``SHOW`` and ``SUMMARIZE``, which the SQL tool runs, are checked like
   queries; ``SHOW TABLES`` and the other catalogue listings return only names). DuckDB's
-  ``PIVOT`` and ``UNPIVOT`` statements are checked as the SELECT each stands for.
+  ``PIVOT`` and ``UNPIVOT`` statements are checked as the SELECT each stands for, and its
+  ``query('SELECT ...')`` and ``query_table('t')`` as the query or table they read (when their
+  argument is not literal text, that is an error: what they read cannot be checked).
 
 Tables are matched as the schema keys them: ``RX_CLAIMS`` in the default schema,
 ``claims.RX_CLAIMS`` in another (as profiles and the PostgreSQL/BigQuery backends key them).
@@ -57,19 +59,20 @@ SchemaLike = Mapping[str, Sequence[tuple[str, str]] | Sequence[str]]
 #: the generated claims tables large enough that row-level output needs a LIMIT
 DEFAULT_BIG_TABLES = frozenset({"RX_CLAIMS", "MED_CLAIMS", "PROVIDER_PAYMENTS"})
 
-# aggregates whose result does not reveal the values aggregated (MIN/MAX/ANY_VALUE/ARRAY_AGG do)
+# aggregates whose result does not reveal the values aggregated (MIN/MAX/ANY_VALUE/ARRAY_AGG
+# do, and so do MEDIAN and the quantiles: an order statistic is one of the values, and DuckDB
+# takes the median of text, MEDIAN(PATIENT_ID) being one patient's id)
 _REDUCING: tuple[type[exp.Expr], ...] = (
     exp.Count, exp.CountIf, exp.Sum, exp.Avg, exp.ApproxDistinct, exp.Stddev, exp.StddevPop,
     exp.StddevSamp, exp.Variance, exp.VariancePop, exp.Corr, exp.CovarPop, exp.CovarSamp,
-    exp.Median, exp.Quantile, exp.PercentileCont, exp.PercentileDisc, exp.Hll,
-    exp.Rank, exp.DenseRank, exp.PercentRank, exp.CumeDist, exp.Ntile, exp.Skewness,
+    exp.Hll, exp.Rank, exp.DenseRank, exp.PercentRank, exp.CumeDist, exp.Ntile, exp.Skewness,
     exp.Kurtosis, exp.RowNumber,
+    # not aggregates, but a value's size says nothing of the value: LEN(LIST(PATIENT_ID))
+    exp.Length, exp.ArraySize,
 )  # fmt: skip
 #: Reducing aggregates whose result is a value their rows share: over one patient's rows (a
 #: GROUP BY PATIENT_ID), AVG(PATIENT_BIRTH_YEAR) is that patient's birth year.
-_KEEP_SHARED: tuple[type[exp.Expr], ...] = (
-    exp.Avg, exp.Median, exp.Quantile, exp.PercentileCont, exp.PercentileDisc,
-)  # fmt: skip
+_KEEP_SHARED: tuple[type[exp.Expr], ...] = (exp.Avg,)
 
 # Claims warehouses abbreviate: PATIENT_NM, BIRTH_DT, MBR_ID, BENE_ID, PAT_ID, ..._ADDR_LINE_1.
 # A bare _NM is any name (NDC_DRUG_NM): only a patient's or member's name is an identifier.
@@ -271,6 +274,9 @@ def check_sql(
     with contextlib.suppress(Exception):  # what cannot be rewritten is checked as written
         root = desugared(root)
     checker = _Checker(names, big, identifiers)
+    if dialect == "duckdb":
+        with contextlib.suppress(Exception):
+            root = _inlined(root, checker)
     if dialect == "duckdb" and isinstance(root, (exp.Describe, exp.Summarize)):
         # The SQL tool runs these on DuckDB: they return a table's or query's columns (and,
         # for SUMMARIZE, statistics of each), never its rows. Check the query they look at.
@@ -285,6 +291,61 @@ def check_sql(
         )
         return SQLCheck(sql, (SQLIssue("error", "not_a_query", message),))
     return SQLCheck(sql, tuple(checker.run(root)), tuple(sorted(checker.tables_used)))
+
+
+#: DuckDB's table functions that read by name what the query text does not show: query('SELECT
+#: ...') runs a query given as a string, query_table('RX_CLAIMS') (or a list of names) reads tables
+_READ_BY_NAME = frozenset({"query", "query_table"})
+
+
+def _inlined(tree: exp.Expr, checker: _Checker) -> exp.Expr:
+    """``tree`` with each ``query('...')`` and ``query_table('...')`` FROM item written as the
+    query or table it reads, so that names and identifiers are followed into it. One whose
+    argument is not a string literal (or a list of them) runs what cannot be read here: that is
+    an error, as a privacy check errs on the side of flagging."""
+
+    def rewrite(node: exp.Expr) -> exp.Expr:
+        call = node.this if isinstance(node, exp.Table) else None
+        if not isinstance(call, exp.Anonymous) or call.name.lower() not in _READ_BY_NAME:
+            return node
+        read = _read_by_name(call)
+        if read is None:
+            checker.add(SQLIssue(
+                "error", "unreadable_source",
+                f"{call.name}(...) reads tables or runs SQL that the query text does not show; "
+                "write the query with the table names in it."))  # fmt: skip
+            return node
+        alias = node.args.get("alias")
+        if isinstance(read, exp.Table):
+            read.set("alias", alias.copy() if alias is not None else None)
+            return read
+        return exp.Subquery(this=_inlined(read, checker), alias=alias.copy() if alias else None)
+
+    return tree.transform(rewrite)
+
+
+def _read_by_name(call: exp.Anonymous) -> exp.Table | exp.Query | None:
+    """What ``query('sql')`` or ``query_table('t')`` / ``query_table(['a', 'b'])`` reads: the
+    query, the table, or every table's rows one after the other; None when its argument is not
+    literal text."""
+    argument = call.expressions[0] if call.expressions else None
+    if call.name.lower() == "query":
+        if not (isinstance(argument, exp.Literal) and argument.is_string):
+            return None
+        try:
+            parsed = sqlglot.parse(argument.name, read="duckdb")
+        except Exception:  # a parse error, or nesting too deep for the parser
+            return None
+        query = parsed[0] if len(parsed) == 1 else None
+        return query if isinstance(query, exp.Query) else None
+    listed = argument.expressions if isinstance(argument, exp.Array) else [argument]
+    if not listed or not all(isinstance(n, exp.Literal) and n.is_string for n in listed):
+        return None
+    tables = [exp.to_table(n.name, dialect="duckdb") for n in listed if isinstance(n, exp.Literal)]
+    if len(tables) == 1:
+        return tables[0]
+    reads = [exp.select(exp.Star()).from_(table) for table in tables]
+    return exp.union(*reads, distinct=False)
 
 
 def _inspected(statement: exp.Describe | exp.Summarize) -> exp.Query | None:
@@ -405,10 +466,9 @@ class _Checker:
         if isinstance(source, Scope):
             names = _scope_names(source)
             return None if names is None else {name.lower() for name in names if name}
-        spelling = self._table_spelling(source)
-        if spelling is None:
+        if self._table_spelling(source) is None:
             return None
-        return set(self.schema.columns[spelling.lower()])
+        return {name.lower() for name, _ in self._outputs(source) if name}
 
     def _check_names(self, scope: Scope, columns: list[exp.Column]) -> None:
         for table in scope.sources.values():
@@ -761,7 +821,13 @@ class _Checker:
             spelling = self._table_spelling(source)
             if spelling is None:
                 return []
-            return [(c, [(spelling, c)]) for c in self.schema.columns[spelling.lower()].values()]
+            columns = list(self.schema.columns[spelling.lower()].values())
+            alias = source.args.get("alias")  # FROM RX_CLAIMS r(a, b) renames its first columns
+            renamed = [c.name for c in alias.columns] if isinstance(alias, exp.TableAlias) else []
+            return [
+                (renamed[i] if i < len(renamed) else c, [(spelling, c)])
+                for i, c in enumerate(columns)
+            ]
         if source is None:
             return []
         key = id(source)
