@@ -140,3 +140,32 @@ def test_the_values_inside_a_sized_list_still_count() -> None:
     assert "direct_identifier" in codes(
         check_sql("SELECT LIST_SORT(LIST(PATIENT_ID)), LEN(LIST(PATIENT_ID)) FROM RX_CLAIMS")
     )
+
+
+@pytest.mark.parametrize(
+    ("column", "kind"),
+    [
+        ('"Patient Name"', "direct_identifier"),
+        ('"Date of Birth"', "direct_identifier"),
+        ("DateOfBirth", "direct_identifier"),
+        ('"Member-ID"', "direct_identifier"),
+    ],
+)
+def test_identifiers_spelt_with_spaces_or_in_camel_case_are_found(column: str, kind: str) -> None:
+    """The prompt kept the values of "Patient Name" or DateOfBirth out of the model's sight,
+    but the SQL checker, matching snake_case names only, passed a query returning them row by
+    row from a warehouse that spells them so."""
+    schema = {
+        "patients": [
+            ("Patient Name", "VARCHAR"),
+            ("Date of Birth", "DATE"),
+            ("DateOfBirth", "DATE"),
+            ("Member-ID", "VARCHAR"),
+            ("State", "VARCHAR"),
+        ]
+    }
+    found = codes(check_sql(f"SELECT {column} FROM patients LIMIT 5", schema))
+    assert kind in found
+    assert "direct_identifier" not in codes(
+        check_sql("SELECT State, COUNT(*) FROM patients GROUP BY 1", schema)
+    )

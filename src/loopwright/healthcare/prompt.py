@@ -294,7 +294,10 @@ def _profile_table(
     The prompt goes to the model's provider: a direct patient identifier (id, name, date of
     birth) never has its values or range listed, a quasi-identifier only a short code list
     (:data:`MAX_LISTED_QUASI`); their names and types are listed as any column's."""
-    kinds = {c: _identifier_kind(table, c) for c, _, _ in columns}
+    from loopwright.healthcare.sqlcheck import classify_identifier
+
+    # names spelt with spaces or in camel case too ("Date of Birth", PatientName)
+    kinds = {c: classify_identifier(table, c) for c, _, _ in columns}
     texts = [c for c, k, _ in columns if _is_text(k)]
     dates = [c for c, k, _ in columns if _is_date(k) and kinds[c] not in ("direct", "quasi")]
     parts = ["COUNT(*)"]
@@ -333,26 +336,6 @@ def _profile_table(
                 values = ()  # free text, not a code list
         profiles.append(ColumnProfile(column, kind, comment, values, count, ranges.get(column)))
     return TableProfile(table, tuple(profiles), rows, description)
-
-
-def _identifier_kind(table: str, column: str) -> str | None:
-    """How ``table.column`` identifies a person, if it does (see ``classify_identifier``),
-    also for names written with spaces, hyphens or in camel case: ``"Patient Name"``,
-    ``"Date of Birth"``, ``DateOfBirth`` and ``"Member-ID"`` are the patterns'
-    ``PATIENT_NAME``, ``date_of_birth``... and their values must not be listed either."""
-    from loopwright.healthcare.sqlcheck import classify_identifier
-
-    kind = classify_identifier(table, column)
-    if kind is None:
-        kind = classify_identifier(_snake_case(table), _snake_case(column))
-    return kind
-
-
-def _snake_case(name: str) -> str:
-    """``name`` with words split by underscores: ``DateOfBirth`` and ``Date of Birth`` are
-    ``Date_Of_Birth`` and ``Date_of_Birth`` (a ``schema.table`` keeps its dot)."""
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
-    return re.sub(r"[^0-9A-Za-z.]+", "_", words).strip("_")
 
 
 def profile_schema(

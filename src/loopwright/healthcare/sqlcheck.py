@@ -193,7 +193,30 @@ def classify_identifier(
     (``ssn``, ``date_of_birth``, ``patient_id``, ``MBR_ID``, ``PATIENT_NM``, names in a
     patient table, ``zip``, ...). A bare table name in ``identifiers`` or the sets also names
     that table in another schema (``claims.RX_CLAIMS``), as ``DatabaseProfile.table`` reads it.
+    Names written with spaces, hyphens or in camel case (``"Patient Name"``, ``DateOfBirth``,
+    ``"Member-ID"``) are matched as their snake_case spelling too.
     """
+    kind = _classified(table, column, identifiers)
+    if kind is None:
+        snake_table, snake_column = snake_case(table), snake_case(column)
+        if (snake_table, snake_column) != (table, column):
+            kind = _classified(snake_table, snake_column, identifiers)
+    return kind
+
+
+def snake_case(name: str) -> str:
+    """``name`` with words split by underscores: ``DateOfBirth`` and ``Date of Birth`` are
+    ``Date_Of_Birth`` and ``Date_of_Birth`` (a ``schema.table`` keeps its dot)."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    return re.sub(r"[^0-9A-Za-z.]+", "_", words).strip("_")
+
+
+def _classified(
+    table: str,
+    column: str,
+    identifiers: Mapping[tuple[str, str], IdentifierKind] | None,
+) -> IdentifierKind | None:
+    """:func:`classify_identifier` for the names as written."""
     ordered: list[tuple[IdentifierKind, Iterable[tuple[str, str]]]] = [
         (kind, [key]) for key, kind in (identifiers or {}).items()
     ]
