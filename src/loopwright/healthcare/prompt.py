@@ -20,7 +20,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -532,23 +532,37 @@ def render_schema(
     :data:`MAX_LISTED_COLUMNS` columns, and says how many more it has."""
     if not profile.tables:
         return "(none: this database has no tables or views)"
-    blocks: list[str] = []
+
+    def forms(table: TableProfile, index: int) -> Iterator[str]:
+        yield _render_table(table, index, compact)
+        names = [f"{c.in_sql} {_shown_type(c.type)}" for c in table.columns]
+        yield f"{index}. {_table_line(table, names, _size(table))}"
+
+    return _within_budget(profile.tables, forms, budget, "\n\n")
+
+
+def _within_budget(
+    tables: Sequence[TableProfile],
+    forms: Callable[[TableProfile, int], Iterable[str]],
+    budget: int,
+    separator: str,
+) -> str:
+    """The tables listed in at most ``budget`` characters: each in the first of its
+    ``forms`` (given the table and its number in the list; made as they are tried) that
+    still fits, the tables none of whose forms fit named in a closing note."""
+    listed: list[str] = []
     left_out: list[TableProfile] = []
     used = 0
-    for table in profile.tables:
-        index = len(blocks) + 1
-        block = _render_table(table, index, compact)
-        if used + len(block) > budget:
-            names = [f"{c.in_sql} {_shown_type(c.type)}" for c in table.columns]
-            block = f"{index}. {_table_line(table, names, _size(table))}"
-        if used + len(block) > budget:
+    for table in tables:
+        form = next((f for f in forms(table, len(listed) + 1) if used + len(f) <= budget), None)
+        if form is None:
             left_out.append(table)
             continue
-        blocks.append(block)
-        used += len(block) + 2
+        listed.append(form)
+        used += len(form) + len(separator)
     if left_out:
-        blocks.append(_left_out_note(left_out, budget // 10))
-    return "\n\n".join(blocks)
+        listed.append(_left_out_note(left_out, budget // 10))
+    return separator.join(listed)
 
 
 def _render_table(table: TableProfile, index: int, compact: bool) -> str:
@@ -733,19 +747,15 @@ def compact_system_prompt(profile: DatabaseProfile, *, today: dt.date | None = N
     and the date. Worked examples without results (a remote warehouse) are shown as text;
     those with results are best shown as earlier turns (:class:`FewShotModel`)."""
     today = today or dt.date.today()
-    lines: list[str] = []
-    left_out: list[TableProfile] = []
-    used = 0
-    for table in profile.tables:  # within MAX_COMPACT_SCHEMA_CHARS, as render_schema
-        line = _table_line(table, [c.in_sql for c in table.columns])
-        if used + len(line) > MAX_COMPACT_SCHEMA_CHARS:
-            left_out.append(table)
-            continue
-        lines.append(line)
-        used += len(line) + 1
-    if left_out:
-        lines.append(_left_out_note(left_out, MAX_COMPACT_SCHEMA_CHARS // 10))
-    tables = "\n".join(lines) or "(none)"
+    tables = (
+        _within_budget(
+            profile.tables,
+            lambda table, _: (_table_line(table, [c.in_sql for c in table.columns]),),
+            MAX_COMPACT_SCHEMA_CHARS,
+            "\n",
+        )
+        or "(none)"
+    )
     parts = [
         f"You answer questions about healthcare claims data with the SQL tool "
         f"({profile.engine}). Call the SQL tool once, then answer in one sentence with the "
