@@ -85,6 +85,17 @@ def test_chat_resumes_a_session_given_by_id(cli: CliRunner) -> None:
     assert "again" in shown
 
 
+def read_until(process: subprocess.Popen[str], marker: str, failure: str, seen: str = "") -> str:
+    """Read ``process``'s stdout until ``marker`` has been printed (after ``seen``, what was
+    read before); the output so far. Its end first fails the test with ``failure``."""
+    assert process.stdout is not None
+    while marker not in seen:
+        line = process.stdout.readline()
+        assert line, f"{failure}: {seen}"
+        seen += line
+    return seen
+
+
 def test_ctrl_c_interrupts_the_turn_not_the_chat(
     slow_cli: Callable[..., subprocess.Popen[str]], cli: CliRunner
 ) -> None:
@@ -93,16 +104,9 @@ def test_ctrl_c_interrupts_the_turn_not_the_chat(
     assert process.stdout is not None
     process.stdin.write("first message\n")
     process.stdin.flush()
-    seen = ""
-    while "▸ Read" not in seen:
-        line = process.stdout.readline()
-        assert line, f"the turn ended before it could be interrupted: {seen}"
-        seen += line
+    seen = read_until(process, "▸ Read", "the turn ended before it could be interrupted")
     process.send_signal(signal.SIGINT)
-    while "(interrupted" not in seen:
-        line = process.stdout.readline()
-        assert line, f"the chat ended instead of the turn: {seen}"
-        seen += line
+    read_until(process, "(interrupted", "the chat ended instead of the turn", seen)
     rest, stderr = process.communicate("second message\n", timeout=60)
 
     assert process.returncode == 0, stderr
@@ -124,11 +128,7 @@ def test_ctrl_c_stops_a_slow_command_not_the_chat(
     assert process.stdout is not None
     process.stdin.write("first message\n/files\n")
     process.stdin.flush()
-    seen = ""
-    while "(listing the files)" not in seen:
-        line = process.stdout.readline()
-        assert line, f"the chat ended before /files ran: {seen}"
-        seen += line
+    read_until(process, "(listing the files)", "the chat ended before /files ran")
     process.send_signal(signal.SIGINT)
     rest, stderr = process.communicate("/session\nsecond message\n", timeout=60)
 
