@@ -1,14 +1,14 @@
 """The numbers an answer states, however it writes them, and what only looks like one.
 
 Digits in any common format (``1,543``, ``1543``, ``20 000``, ``1.5k``, ``$1.2 million``,
-``$5.02MM``, ``12.5%``, ``62/94``) and numbers in words ("nineteen", "forty-two"), each with the
-rounding its writer implied: "about 1,500" may stand for 1,543, "1,500" may not. Dates ("March
-2024", "Q4 2024" too), phone numbers and hyphenated codes, list and rank markers ("1.", "#1", a
-table's rank column), a ranking's size ("the top 10"), the digits of words ("COVID-19"), the M
-of a count by sex ("11 M, 9 F") and words that only look like numbers ("the one with the most",
-"the top ten") are not values; nor are numbers denied ("not 245") or offered as alternatives
-("245 or 312"). The golden checker (``check.py``) matches what is found here against a
-question's facts.
+``$5.02MM``, ``12.5%``, ``3.1 percentage points``, ``1.234567e+06``, ``62/94``) and numbers in
+words ("nineteen", "forty-two"), each with the rounding its writer implied: "about 1,500" may
+stand for 1,543, "1,500" may not. Dates ("March 2024", "Q4 2024" too), phone numbers and
+hyphenated codes, list and rank markers ("1.", "#1", a table's rank column), a ranking's size
+("the top 10"), the digits of words ("COVID-19"), the M of a count by sex ("11 M, 9 F") and
+words that only look like numbers ("the one with the most", "the top ten") are not values; nor
+are numbers denied ("not 245") or offered as alternatives ("245 or 312", "two or three"). The
+golden checker (``check.py``) matches what is found here against a question's facts.
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ _NUMBER = re.compile(
     (?P<int>\d{1,3}(?:,\d{3})+(?!,?\d)|\d+)  # "1,543"; any other comma between digits
                                          # separates numbers ("15,13,10", a CSV row)
     (?:\.(?P<dec>\d+))?
+    (?:[eE](?P<exp>[-+]?\d{1,3})(?!\w|\.\d))?  # a float as Python prints it: "1.234567e+06"
     (?!\d)
-    (?:\s?(?P<suffix>%|percent\b|per\s?cent\b|pct\b|[kK]\b|thousand\b|mn\b|mm\b|MM\b|[mM]\b
-        |million\b|bn\b|[bB]\b|billion\b))?
+    (?:\s?(?P<suffix>%|percent\b|per\s?cent\b|pct\b|percentage\s+points?\b|pp\b|[kK]\b
+        |thousand\b|mn\b|mm\b|MM\b|[mM]\b|million\b|bn\b|[bB]\b|billion\b))?
     """,
     re.VERBOSE,
 )
+#: suffixes that make a number a percentage; a change in one is in "percentage points"
+_PERCENT = frozenset({"%", "percent", "pct", "percentagepoint", "percentagepoints", "pp"})
 _MULTIPLIERS = {
     "k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "mm": 1e6, "million": 1e6,
     "b": 1e9, "bn": 1e9, "billion": 1e9,
@@ -173,6 +176,7 @@ def digit_numbers(text: str) -> list[tuple[int, FoundNumber]]:
             match.group("dec") or "",
             suffix,
             negative=match.group("sign") is not None,
+            exponent=int(match.group("exp") or 0),
         )
         found.append((match.start(), end, number))
     alternatives = _alternatives(text, found)
@@ -226,15 +230,17 @@ def _stated_number(
     suffix: str,
     *,
     negative: bool = False,
+    exponent: int = 0,
 ) -> FoundNumber:
     """The number written at ``start`` (``shown``), with the precision its writer implied.
 
     ``suffix`` (lower case, no spaces) makes it a percentage or multiplies it ("k",
-    "million"). A hedge before it ("about", "over") makes its trailing zeros rounding and may
-    bound the true value on one side (see ``number_matches``).
+    "million"); ``exponent`` scales it by a power of ten ("1.2e6"). A hedge before it
+    ("about", "over") makes its trailing zeros rounding and may bound the true value on one
+    side (see ``number_matches``).
     """
-    percent = suffix in {"%", "percent", "pct"}
-    multiplier = 1.0 if percent else _MULTIPLIERS.get(suffix, 1.0)
+    percent = suffix in _PERCENT
+    multiplier = (1.0 if percent else _MULTIPLIERS.get(suffix, 1.0)) * 10.0**exponent
     value = float(f"{integer}.{decimals}" if decimals else integer) * multiplier
     hedge = _HEDGES.search(text, max(0, start - 24), start)
     direction = 0 if hedge is None else 1 if hedge["above"] else -1 if hedge["below"] else 0
@@ -268,7 +274,7 @@ def _suffix(text: str, match: re.Match[str]) -> tuple[str, int]:
         line = text[line_start : line_end if line_end >= 0 else len(text)]
         letter = _SEX_COUNTS.search(line) is not None
     if letter:
-        return "", match.end("dec") if match.group("dec") else match.end("int")
+        return "", max(match.end(part) for part in ("int", "dec", "exp"))
     return suffix, match.end()
 
 
@@ -323,7 +329,8 @@ _SPELLED = re.compile(
     (?<![\w-])
     (?:(?:a|{_UNITS_ALTERNATION})[- ]hundred(?:[- ](?:and[- ])?{_BELOW_HUNDRED})?|{_BELOW_HUNDRED})
     (?![\w-])
-    (?:\s?(?P<suffix>%|percent\b|per\s?cent\b|thousand\b|million\b|billion\b))?
+    (?:\s?(?P<suffix>%|percent\b|per\s?cent\b|percentage\s+points?\b|thousand\b|million\b
+        |billion\b))?
     """,
     re.IGNORECASE | re.VERBOSE,
 )
@@ -354,7 +361,7 @@ def spelled_numbers(text: str) -> list[tuple[int, FoundNumber]]:
     is..."). ``check_answer`` reads them only for a number fact no digits state, and counts
     them in ``_listed_wholesale``: "one, two, three, ..." is a list of candidates too.
     """
-    found: list[tuple[int, FoundNumber]] = []
+    found: list[tuple[int, int, FoundNumber]] = []
     for match in _SPELLED.finditer(text):
         words = re.split(r"[- ]+", match.group(0).lower())
         value = 0
@@ -375,8 +382,13 @@ def spelled_numbers(text: str) -> list[tuple[int, FoundNumber]]:
             continue
         suffix = (match.group("suffix") or "").lower().replace(" ", "")
         number = _stated_number(text, match.start(), match.group(0).strip(), str(value), "", suffix)
-        found.append((match.start(), number))
-    return found
+        found.append((match.start(), match.end(), number))
+    alternatives = _alternatives(text, found)  # "two or three prescribers"
+    return [
+        (start, number)
+        for index, (start, _, number) in enumerate(found)
+        if index not in alternatives
+    ]
 
 
 def _marker_offsets(text: str) -> set[int]:
