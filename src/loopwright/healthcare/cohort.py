@@ -52,7 +52,7 @@ import secrets
 import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
 
@@ -175,13 +175,13 @@ class Criteria:
         """The criteria in one line of plain English."""
         parts = []
         if self.drugs:
-            parts.append(f"drugs {', '.join(self.drugs)}")
+            parts.append(f"drugs {_listing(self.drugs)}")
         if self.conditions:
-            parts.append(f"conditions {', '.join(self.conditions)}")
+            parts.append(f"conditions {_listing(self.conditions)}")
         if self.states:
-            parts.append(f"states {', '.join(self.states)}")
+            parts.append(f"states {_listing(self.states)}")
         if self.specialties:
-            parts.append(f"specialties {', '.join(self.specialties)}")
+            parts.append(f"specialties {_listing(self.specialties)}")
         if self.start_date or self.end_date:
             parts.append(
                 f"claims from {self.start_date or 'the start'} to {self.end_date or 'the end'}"
@@ -197,12 +197,26 @@ class Criteria:
         )
         text = "include " + "; ".join(parts)
         excluded = [
-            f"drugs {', '.join(self.exclude_drugs)}" if self.exclude_drugs else "",
-            f"conditions {', '.join(self.exclude_conditions)}" if self.exclude_conditions else "",
+            f"drugs {_listing(self.exclude_drugs)}" if self.exclude_drugs else "",
+            f"conditions {_listing(self.exclude_conditions)}" if self.exclude_conditions else "",
         ]
         if any(excluded):
             text += ". Exclude patients ever on " + "; ".join(p for p in excluded if p)
         return text + "."
+
+
+#: What makes a list of values written one after another ambiguous, held in a value: the
+#: separators of :meth:`Criteria.describe` (``, `` between values, ``; `` between criteria)
+#: and quotes.
+_SEPARATORS = re.compile(r"[,;'\"]")
+
+
+def _listing(values: Sequence[str]) -> str:
+    """``values`` for a sentence: as they are (``HUMIRA, ENBREL``) when none holds a
+    separator, else each quoted (``'Diabetes, type 2', 'Obesity'``: two values, not three)."""
+    if any(_SEPARATORS.search(value) for value in values):
+        return ", ".join(repr(value) for value in values)
+    return ", ".join(values)
 
 
 def _check_not_excluded(included: Sequence[str], excluded: Sequence[str], key: str) -> None:
@@ -289,12 +303,16 @@ def _state(value: str) -> str:
 def _date(value: Any, key: str) -> dt.date | None:
     if value is None or value == "":
         return None
+    if isinstance(value, dt.datetime):  # a day, not a moment: 15:00 would drop that day's claims
+        return value.date()
     if isinstance(value, dt.date):
         return value
     try:
         return dt.date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise CohortError(f"{key} {value!r} is not a date; write it as YYYY-MM-DD.") from None
+    except ValueError as exc:
+        # written right but no day of the calendar (2023-02-29): say so, not how to write it
+        why = f" ({exc})" if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", str(value).strip()) else ""
+        raise CohortError(f"{key} {value!r} is not a date{why}; write it as YYYY-MM-DD.") from None
 
 
 def _int(value: Any, key: str, low: int, high: int) -> int | None:
@@ -352,6 +370,9 @@ class Source:
     columns: Mapping[str, str]
     types: Mapping[str, str] = field(default_factory=dict)
     """``{role: the column's type}``, as the database names it (upper-cased)."""
+    dates: DateText | None = None
+    """How the date column writes its dates when it is text or a number (read from its
+    values by :func:`read_dates`); ``None``: not read, a cast reads them."""
 
     def has(self, role: str) -> bool:
         return role in self.columns
@@ -505,7 +526,7 @@ def _resolve(
     any_of: Sequence[str] = (),
 ) -> Source | None:
     table = _table_named(schema, wanted["table"])
-    if table is None or not all(_IDENTIFIER.fullmatch(p) for p in table.split(".")):
+    if table is None:  # its schema's name may need quotes ("My Schema"): Dialect.quote
         return None
     real = {name.lower(): (name, str(kind)) for name, kind in schema[table]}
     columns: dict[str, str] = {}
@@ -563,8 +584,6 @@ def _unresolved(
         more = f" and {len(tables) - MAX_NAMES_SHOWN} more" if len(tables) > MAX_NAMES_SHOWN else ""
         has = f"its tables are {shown}{more}" if tables else "it has no tables"
         return f"DefineCohort reads a table named {name} with {', '.join(needed)}; {has}."
-    if not all(_IDENTIFIER.fullmatch(part) for part in table.split(".")):
-        return f"The table {table} is named with characters DefineCohort does not write."
     columns = [column for column, _ in schema[table]]
     shown = ", ".join(columns[:MAX_NAMES_SHOWN])
     if len(columns) > MAX_NAMES_SHOWN:
@@ -601,23 +620,30 @@ class Dialect:
     escape_char: str = ""
     """What escapes the quote character (and itself) inside a quoted identifier; empty:
     the quote character is doubled."""
+    percent_doubled: bool = False
+    """Whether a ``%`` in the SQL text must be written ``%%`` (psycopg's ``%(name)s``
+    placeholders: a lone ``%`` in a schema's name would be read as one)."""
 
     def quote(self, identifier: str) -> str:
-        """A quoted identifier (``schema.table`` quoted part by part)."""
+        """A quoted identifier; ``schema.table`` quoted part by part, split at its last dot
+        (the backends name a table of another schema so, and only the schema's name, which
+        may hold anything, a space, a dot, a quote, can have one)."""
+        schema, dot, name = identifier.rpartition(".")
+        return (self._quote_one(schema) + "." if dot else "") + self._quote_one(name)
+
+    def _quote_one(self, part: str) -> str:
         q, e = self.quote_char, self.escape_char
-        parts = identifier.split(".")
-        if e:
-            parts = [part.replace(e, e + e).replace(q, e + q) for part in parts]
-        else:
-            parts = [part.replace(q, q + q) for part in parts]
-        return ".".join(q + part + q for part in parts)
+        part = part.replace(e, e + e).replace(q, e + q) if e else part.replace(q, q + q)
+        if self.percent_doubled:
+            part = part.replace("%", "%%")
+        return q + part + q
 
     def placeholder(self, name: str) -> str:
         return self.placeholder_format.format(name)
 
 
 DUCKDB = Dialect("duckdb", '"', "${}")
-POSTGRES = Dialect("postgres", '"', "%({})s")
+POSTGRES = Dialect("postgres", '"', "%({})s", percent_doubled=True)
 BIGQUERY = Dialect("bigquery", "`", "@{}", escape_char="\\")
 
 
@@ -630,6 +656,9 @@ class CohortQuery:
     dialect: str
     columns: tuple[str, ...]
     """The member list's columns."""
+    ids_as_text: bool = False
+    """Whether the patient ids are selected as text (the tables keep them as different
+    kinds of value: :func:`_patient_ids_sql`)."""
 
 
 @dataclass(slots=True)
@@ -664,15 +693,21 @@ def build_cohort_query(
     schema.check(criteria)
     params = _Parameters(dialect)
     q = dialect.quote
+    text = _patient_ids_as_text(criteria, schema, dialect)
+    ids: Callable[[str], str] = (
+        (lambda column: column) if text is None else (lambda column: f"CAST({column} AS {text})")
+    )
     ctes: list[str] = []
     selected: list[tuple[str, Source]] = []
     for source in schema.anchors(criteria):
         alias = "pharmacy" if source is schema.pharmacy else "medical"
-        ctes.append(f"{alias} AS (\n{_anchor_sql(criteria, source, schema, params, q)}\n)")
+        anchor = _anchor_sql(criteria, source, schema, params, q, ids)
+        ctes.append(f"{alias} AS (\n{anchor}\n)")
         selected.append((alias, source))
-    exclusions = _exclusion_sql(criteria, schema, params, q)
+    exclusions = _exclusion_sql(criteria, schema, params, q, ids)
     if exclusions:
-        ctes.append("excluded AS (\n" + "\n    UNION\n".join(exclusions) + "\n)")
+        # UNION ALL: BigQuery takes no bare UNION (and NOT EXISTS needs no distinct rows)
+        ctes.append("excluded AS (\n" + "\n    UNION ALL\n".join(exclusions) + "\n)")
 
     first = selected[0][0]
     columns = [f"{first}.patient_id AS patient_id"]
@@ -700,7 +735,30 @@ def build_cohort_query(
             f"{first}.patient_id)"
         )
     sql += "\nORDER BY patient_id"
-    return CohortQuery(sql, dict(params.values), dialect.name, tuple(names))
+    return CohortQuery(sql, dict(params.values), dialect.name, tuple(names), text is not None)
+
+
+def _patient_ids_as_text(criteria: Criteria, schema: CohortSchema, dialect: Dialect) -> str | None:
+    """The text type the patient ids are selected as when the tables the cohort reads keep
+    them as different kinds of value (text in one, numbers in another), which the databases
+    compare by casting the text to a number (``'A9'`` fails the query, ``'00123'`` is
+    patient 123) or refuse to compare (PostgreSQL); ``None``: as they are."""
+    sources = list(schema.anchors(criteria))
+    if criteria.exclude_drugs and schema.pharmacy is not None:
+        sources.append(schema.pharmacy)
+    if criteria.exclude_conditions and schema.medical is not None:
+        sources.append(schema.medical)
+    kinds = {_value_kind(source.types.get("patient")) for source in sources}
+    if len(kinds) <= 1:
+        return None
+    return {"postgres": "text", "bigquery": "STRING"}.get(dialect.name, "VARCHAR")
+
+
+def _value_kind(kind: str | None) -> str:
+    """``text``, ``number`` or the type itself (``None``: not known, as the guide's text)."""
+    if kind is None or kind.startswith(_TEXT_TYPES):
+        return "text"
+    return "number" if kind.partition("(")[0].strip() in _NUMBER_TYPES else kind
 
 
 def _nulls_skipped(aliases: Sequence[str], column: str) -> str:
@@ -719,13 +777,14 @@ def _anchor_sql(
     schema: CohortSchema,
     params: _Parameters,
     q: Callable[[str], str],
+    ids: Callable[[str], str] = lambda column: column,
 ) -> str:
     def col(role: str) -> str:
         return f"c.{q(source[role])}"
 
     # a claim's day: a TIMESTAMP (or text) column compared with a date bound would leave
     # out the end date's claims after midnight (and BigQuery refuses TIMESTAMP >= DATE)
-    day = col("date") if _is_date(source.types.get("date")) else f"CAST({col('date')} AS DATE)"
+    day = _day_sql(source, col("date"), params)
 
     # a claim without a patient id belongs to nobody: never a member (nor a NULL "patient")
     where: list[str] = [f"{col('patient')} IS NOT NULL"]
@@ -758,7 +817,7 @@ def _anchor_sql(
             f"({params.many('specialty', _lower(criteria.specialties))}))"
         )
     lines = [
-        f"    SELECT {col('patient')} AS patient_id, COUNT(*) AS claims,",
+        f"    SELECT {ids(col('patient'))} AS patient_id, COUNT(*) AS claims,",
         f"           MIN({day}) AS first_date, MAX({day}) AS last_date",
         f"    FROM {q(source.table)} AS c",
     ]
@@ -794,13 +853,17 @@ def _condition_match(
 
 
 def _exclusion_sql(
-    criteria: Criteria, schema: CohortSchema, params: _Parameters, q: Callable[[str], str]
+    criteria: Criteria,
+    schema: CohortSchema,
+    params: _Parameters,
+    q: Callable[[str], str],
+    ids: Callable[[str], str] = lambda column: column,
 ) -> list[str]:
     parts = []
     if criteria.exclude_drugs and schema.pharmacy is not None:
         rx = schema.pharmacy
         parts.append(
-            f"    SELECT x.{q(rx['patient'])} AS patient_id FROM {q(rx.table)} AS x\n"
+            f"    SELECT {ids('x.' + q(rx['patient']))} AS patient_id FROM {q(rx.table)} AS x\n"
             f"    WHERE lower(x.{q(rx['drug'])}) IN "
             f"({params.many('exclude_drug', _lower(criteria.exclude_drugs))})"
         )
@@ -808,7 +871,7 @@ def _exclusion_sql(
         med = schema.medical
         match = _condition_match(criteria.exclude_conditions, med, params, q, "x", "exclude")
         parts.append(
-            f"    SELECT x.{q(med['patient'])} AS patient_id FROM {q(med.table)} AS x\n"
+            f"    SELECT {ids('x.' + q(med['patient']))} AS patient_id FROM {q(med.table)} AS x\n"
             f"    WHERE {match}"
         )
     return parts
@@ -833,6 +896,178 @@ _SIMPLE_LOWER = {"\u0130": "i"}
 def _is_date(kind: str | None) -> bool:
     """Whether a column of this type holds plain dates (``None``: not known, taken as one)."""
     return kind is None or kind == "DATE"
+
+
+# --- dates written as text or numbers ------------------------------------------------------
+
+#: Column types (upper-cased prefixes) of text.
+_TEXT_TYPES = ("VARCHAR", "TEXT", "STRING", "CHAR", "BPCHAR", "NVARCHAR", "NCHAR")
+#: Distinct values of a date column read to tell how it writes its dates (a claims table's
+#: dates span some thousand days: all of them, as a rule).
+MAX_DATE_VALUES = 10_000
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[T ].*)?")
+_COMPACT_DATE = re.compile(r"[0-9]{8}")
+_NUMERIC_DATE = re.compile(r"([0-9]{1,2})([/.-])([0-9]{1,2})\2([0-9]{4})")
+#: The formats read, for the message about one that is not.
+_FORMATS_READ = "YYYY-MM-DD, MM/DD/YYYY, DD/MM/YYYY (with /, - or .) and YYYYMMDD"
+
+
+@dataclass(frozen=True, slots=True)
+class DateText:
+    """How a date column of text or numbers writes its dates."""
+
+    format: str
+    """A ``strptime`` format (``%m/%d/%Y``, ``%Y%m%d``); empty: ISO text, which a cast reads."""
+    blanks: bool = False
+    """Whether some values are empty text (no date, as NULL is)."""
+
+
+def reads_dates_from_values(kind: str | None) -> bool:
+    """Whether a date column of this type is read by its values (text, numbers): a cast
+    alone fails on ``03/15/2024``, ``20240315`` or the number 20240315."""
+    if kind is None:
+        return False
+    return kind.startswith(_TEXT_TYPES) or kind.partition("(")[0].strip() in _NUMBER_TYPES
+
+
+def read_dates(where: str, kind: str, values: Sequence[Any]) -> DateText:
+    """How the column ``where`` (``TABLE.COLUMN``, of type ``kind``) writes its dates, told
+    from its distinct non-NULL ``values``; :class:`CohortError` when that is not one format
+    read unambiguously (``03/04/2024`` with no day past the 12th to tell month from day)."""
+    numeric = not kind.startswith(_TEXT_TYPES)
+    texts: list[str] = []
+    for value in values:
+        if numeric:
+            whole = _whole(value)
+            if whole is None:
+                raise CohortError(_dates_unread(where, f"numbers like {value}, not YYYYMMDD dates"))
+            texts.append(str(whole))
+        else:
+            texts.append(str(value).strip())
+    blanks = "" in texts
+    written = [text for text in texts if text]
+    if not written:  # nothing but NULLs and blanks: any reading reads them
+        return DateText("%Y%m%d" if numeric else "", blanks)
+    shapes: dict[str, str] = {}  # a shape: an example value
+    for text in written:
+        shapes.setdefault(_date_shape(text), text)
+    if len(shapes) > 1:
+        examples = " and ".join(repr(example) for example in shapes.values())
+        raise CohortError(_dates_unread(where, f"dates written in more than one way ({examples})"))
+    ((shape, example),) = shapes.items()
+    if numeric and shape != "%Y%m%d":
+        raise CohortError(_dates_unread(where, f"numbers like {example}, not YYYYMMDD dates"))
+    if shape == "?":
+        raise CohortError(
+            _dates_unread(
+                where,
+                f"text dates like {example!r}, in none of the formats DefineCohort reads "
+                f"({_FORMATS_READ})",
+            )
+        )
+    if shape == "iso":
+        return DateText("", blanks)
+    form = shape
+    if shape.startswith("DM"):  # day and month, in an order to tell from the values
+        separator = shape[2]
+        parts = [_NUMERIC_DATE.fullmatch(text) for text in written]
+        firsts = {int(m.group(1)) for m in parts if m is not None}
+        seconds = {int(m.group(3)) for m in parts if m is not None}
+        day_first, month_first = max(firsts) > 12, max(seconds) > 12
+        if day_first and month_first:
+            raise CohortError(
+                _dates_unread(
+                    where,
+                    f"dates like {example!r} with days first in some and months first in others",
+                )
+            )
+        if (
+            not day_first
+            and not month_first
+            and any(m is not None and int(m.group(1)) != int(m.group(3)) for m in parts)
+        ):
+            raise CohortError(
+                _dates_unread(
+                    where,
+                    f"dates like {example!r} that read as month/day/year and "
+                    "as day/month/year alike (no day is past the 12th)",
+                )
+            )
+        order = ("%d", "%m") if day_first else ("%m", "%d")
+        form = separator.join((*order, "%Y"))
+    for text in written:
+        try:
+            dt.datetime.strptime(text, form)
+        except ValueError:
+            raise CohortError(
+                _dates_unread(
+                    where,
+                    f"{text!r}, no date in the format {form} of its other values",
+                )
+            ) from None
+    return DateText(form, blanks)
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as a whole number (``20240315.0`` is one), or ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        if isinstance(value, float | Decimal) and value == int(value):
+            return int(value)
+    except (ValueError, OverflowError):  # NaN, infinity
+        pass
+    return None
+
+
+def _date_shape(text: str) -> str:
+    """``iso``, ``%Y%m%d``, ``DM`` and the separator (day and month in an order not yet
+    known), or ``?``."""
+    if _ISO_DATE.fullmatch(text):
+        return "iso"
+    if _COMPACT_DATE.fullmatch(text):
+        return "%Y%m%d"
+    found = _NUMERIC_DATE.fullmatch(text)
+    return "DM" + found.group(2) if found else "?"
+
+
+def _dates_unread(where: str, what: str) -> str:
+    return (
+        f"This database's {where} holds {what}: DefineCohort cannot read those as dates, so "
+        "define the cohort with the SQL tool and convert them there as the data writes them."
+    )
+
+
+def _day_sql(source: Source, column: str, params: _Parameters) -> str:
+    """A claim's day from its date column: as it is (DATE), cast (a timestamp, ISO text),
+    or parsed in the format its values have (:attr:`Source.dates`)."""
+    kind = source.types.get("date")
+    if _is_date(kind):
+        return column
+    reading = source.dates
+    name = params.dialect.name
+    if reading is None or kind is None:
+        return f"CAST({column} AS DATE)"
+    if kind.startswith(_TEXT_TYPES):
+        text = f"trim({column})"
+        if reading.blanks:
+            text = f"NULLIF({text}, {params.add('blank', '')})"
+    else:  # a number: its digits (20240315.0 is a whole number too)
+        integer, string = {"postgres": ("bigint", "text"), "bigquery": ("INT64", "STRING")}.get(
+            name, ("BIGINT", "VARCHAR")
+        )
+        text = f"CAST(CAST({column} AS {integer}) AS {string})"
+    if not reading.format:
+        return f"CAST({text} AS DATE)"
+    if name == "postgres":
+        form = reading.format.replace("%Y", "YYYY").replace("%m", "MM").replace("%d", "DD")
+        return f"to_date({text}, {params.add('date_format', form)})"
+    placeholder = params.add("date_format", reading.format)
+    if name == "bigquery":
+        return f"PARSE_DATE({placeholder}, {text})"
+    return f"CAST(strptime({text}, {placeholder}) AS DATE)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1299,7 +1534,9 @@ class DefineCohortTool(BaseTool):
 
     async def define(self, name: str, criteria: Criteria, description: str = "") -> CohortResult:
         """Build and run the cohort query, save the definition and members, return counts."""
-        schema = CohortSchema.from_schema(await self.runner.schema())
+        schema = await self._with_dates(
+            CohortSchema.from_schema(await self.runner.schema()), criteria
+        )
         query = build_cohort_query(criteria, schema, self.runner.dialect)
         rows = _in_member_order(
             await self.runner.fetch(query.sql, query.parameters, self.query_timeout)
@@ -1323,7 +1560,10 @@ class DefineCohortTool(BaseTool):
             for i, column in enumerate(query.columns)
             if column.endswith("_claims")
         }
-        table = _member_table(query.columns, rows, schema.anchors(criteria)[0].types.get("patient"))
+        patient_type = (
+            None if query.ids_as_text else schema.anchors(criteria)[0].types.get("patient")
+        )
+        table = _member_table(query.columns, rows, patient_type)
         directory = self.path_validator.validate(COHORT_DIR, "DefineCohort cohorts directory")
         os.makedirs(directory, exist_ok=True)
         # joined, never resolved: the rename replaces a symlink of that name, not its target
@@ -1363,6 +1603,33 @@ class DefineCohortTool(BaseTool):
             listed=listed,
             replaced=replaced,
         )
+
+    async def _with_dates(self, schema: CohortSchema, criteria: Criteria) -> CohortSchema:
+        """``schema`` with :attr:`Source.dates` read for each claims table the cohort reads
+        whose date column holds text or numbers (their distinct values tell the format)."""
+        schema.check(criteria)  # a criterion the database cannot answer: before any query
+        q = self.runner.dialect.quote
+        read: dict[str, Source] = {}
+        for source in schema.anchors(criteria):
+            kind = source.types.get("date")
+            if not reads_dates_from_values(kind):
+                continue
+            assert kind is not None
+            column = f"x.{q(source['date'])}"
+            sql = (
+                f"SELECT DISTINCT {column} FROM {q(source.table)} AS x WHERE {column} IS NOT NULL "
+                f"LIMIT {MAX_DATE_VALUES + 1}"
+            )
+            values = [row[0] for row in await self.runner.fetch(sql, {}, self.query_timeout)]
+            where = f"{source.table}.{source['date']}"
+            read[source.table] = replace(source, dates=read_dates(where, kind, values))
+        if not read:
+            return schema
+        pharmacy, medical = (
+            None if source is None else read.get(source.table, source)
+            for source in (schema.pharmacy, schema.medical)
+        )
+        return replace(schema, pharmacy=pharmacy, medical=medical)
 
     def _render(self, result: CohortResult, criteria: Criteria) -> str:
         patients = f"{result.patients:,} patient{'' if result.patients == 1 else 's'}"
