@@ -121,10 +121,14 @@ class Interrupter:
     and raises :class:`QueryTimeout` so the worker goes no further.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wanted_rows: int | None = None) -> None:
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], object]] = []
         self.stopped = False
+        #: The most rows the result writer will read (the row cap and one more, which tells
+        #: whether there were more): a driver that fetches in round trips asks for no more.
+        #: ``None``: no limit known.
+        self.wanted_rows = wanted_rows
 
     def on_stop(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` (in another thread) when the query is stopped."""
@@ -182,10 +186,12 @@ class SQLBackend(ABC):
         the default schema or dataset are named ``schema.table``.
         """
 
-    async def tables(self) -> list[str]:
+    async def tables(self, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109
         """The tables and views, named as a query writes them (by default :meth:`schema`'s
-        keys; PostgreSQL quotes the names it would otherwise fold to lower case)."""
-        return sorted(await self.schema())
+        keys; PostgreSQL quotes the names it would otherwise fold to lower case), read
+        within ``timeout`` seconds (default :data:`DEFAULT_TIMEOUT_S`; ``TimeoutError`` past
+        it): a hint in an error message must not hold the tool up for long."""
+        return sorted(await asyncio.wait_for(self.schema(), timeout or DEFAULT_TIMEOUT_S))
 
     def check(self, sql: str) -> None:
         """Refuse anything but a single read-only query; runs in the worker thread.
@@ -218,6 +224,7 @@ class SQLBackend(ABC):
         batches were not read to the end (the row cap stops early). Register the driver's
         interrupt with ``stop.on_stop`` as soon as there is something to interrupt; use
         ``timeout`` for the database's own limit where it has one (a second line of defence).
+        A driver that fetches rows in round trips fetches no more than ``stop.wanted_rows``.
         """
 
     def _error(self, exc: Exception) -> SQLError:
@@ -256,7 +263,7 @@ class SQLBackend(ABC):
             raise ValueError("max_rows must be at least 1")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
-        stop = Interrupter()
+        stop = Interrupter(wanted_rows=max_rows + 1)  # one more row tells the cap was hit
         started = time.perf_counter()
 
         def work() -> QueryResult:
@@ -383,8 +390,11 @@ _WORKERS = Workers()
 os.register_at_fork(after_in_child=_WORKERS.forget)
 
 
-def accepted_elsewhere(database: str, sql: str, unparsable: UnparsableQuery) -> UnparsableQuery:
-    """The refusal of SQL that ``database`` parses but the read-only check cannot.
+def accepted_elsewhere(
+    database: str, sql: str, unparsable: UnparsableQuery, dialect: str = "duckdb"
+) -> UnparsableQuery:
+    """The refusal of SQL that ``database`` (of sqlglot's ``dialect``) parses but the
+    read-only check cannot.
 
     Still a refusal: only a parsed statement can be vouched for. It says the syntax is not
     wrong, so the model rewrites the query rather than hunting for a typo.
@@ -396,7 +406,7 @@ def accepted_elsewhere(database: str, sql: str, unparsable: UnparsableQuery) -> 
     return UnparsableQuery(
         f"{database} accepts this SQL, but the read-only check cannot parse it "
         f"({unparsable.detail}), so it cannot vouch that the query only reads. "
-        f"{rewrite_hint(sql)}",
+        f"{rewrite_hint(sql, dialect)}",
         detail=unparsable.detail,
     )
 

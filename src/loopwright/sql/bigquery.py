@@ -285,8 +285,11 @@ class BigQueryBackend(SQLBackend):
     @contextlib.contextmanager
     def _open(self, sql: str, stop: Interrupter, timeout: float) -> Iterator[ArrowStream]:
         dry, job = self.start(sql, stop, timeout)
+        # a page holds no more than the writer reads: a row cap of 5 fetched 10,000 rows
+        wanted = stop.wanted_rows
+        page = self.page_rows if wanted is None else max(1, min(self.page_rows, wanted))
         # our own timeout fires first; the client's is a backstop
-        rows = job.result(page_size=self.page_rows, timeout=timeout + 5)
+        rows = job.result(page_size=page, timeout=timeout + 5)
         fields = list(rows.schema or [])
         columns = [(f.name, _type_name(f)) for f in fields]
         schema, untyped = _arrow_schema(fields)
@@ -295,7 +298,7 @@ class BigQueryBackend(SQLBackend):
             rows = self.client.list_rows(
                 job.destination,
                 selected_fields=_intervals_as_text(fields),
-                page_size=self.page_rows,
+                page_size=page,
                 retry=_retry(timeout),
             )
             batches: Iterator[pa.RecordBatch] = (
@@ -326,7 +329,7 @@ class BigQueryBackend(SQLBackend):
             return self._error(exc)
         except Exception:
             return unparsable
-        return accepted_elsewhere("BigQuery", sql, unparsable)
+        return accepted_elsewhere("BigQuery", sql, unparsable, self.dialect)
 
     def _error(self, exc: Exception) -> SQLError:
         if isinstance(exc, api_exceptions.RetryError) and isinstance(exc.cause, Exception):
@@ -379,32 +382,47 @@ class BigQueryBackend(SQLBackend):
         check = "the network connection" + (" and the api_endpoint" if self.api_endpoint else "")
         return f"Could not reach BigQuery at {where} ({reason}{again}): check {check}."
 
-    def _listed(self) -> Iterator[tuple[str, bigquery.TableReference]]:
+    def _listed(
+        self, stop: Interrupter, budget: float = API_RETRY_S
+    ) -> Iterator[tuple[str, bigquery.TableReference]]:
         """``(name, reference)`` of each table and view: those of the default dataset, named
-        alone, or else those of every dataset in the project, named ``dataset.table``."""
+        alone, or else those of every dataset in the project, named ``dataset.table``.
+        Each request waits and is retried for ``budget`` seconds at most; ``stop`` ends
+        the listing between requests."""
         client = self.client
+        wait = max(1.0, budget)
         if self.dataset:
             datasets = [self.dataset]
         else:
-            listed = client.list_datasets(self.project, retry=_retry())
+            listed = client.list_datasets(self.project, retry=_retry(budget), timeout=wait)
             datasets = [d.dataset_id for d in listed]
         for dataset in datasets:
-            where = f"{self.dataset_project}.{dataset}"
-            for item in client.list_tables(where, retry=_retry()):
+            stop.check()
+            where = bigquery.DatasetReference(self.dataset_project, dataset)
+            for item in client.list_tables(where, retry=_retry(budget), timeout=wait):
                 name = item.table_id if self.dataset else f"{dataset}.{item.table_id}"
                 yield name, item.reference
 
-    async def tables(self) -> list[str]:
-        """The names of the tables and views, from the listing alone: :meth:`schema` reads
-        each table's columns, a request per table."""
-        return await self._catalog(lambda: sorted(name for name, _ in self._listed()), "the tables")
+    async def tables(self, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109
+        """The names of the tables and views as SQL must write them (``claims.`order```,
+        ```daily visits```: BigQuery's reserved words and names of other characters in
+        backticks), from the listing alone: :meth:`schema` reads each table's columns, a
+        request per table."""
+        stop = Interrupter()
+        budget = timeout or DEFAULT_TIMEOUT_S
+
+        def read() -> list[str]:
+            listed = sorted(self._listed(stop, budget), key=lambda item: item[0])
+            return [".".join(map(quote_name, name.split("."))) for name, _ in listed]
+
+        return await self._catalog(read, "the tables", stop, timeout)
 
     async def schema(self) -> dict[str, list[tuple[str, str]]]:
         stop = Interrupter()
 
         def read() -> dict[str, list[tuple[str, str]]]:
             client = self.client
-            listed = list(self._listed())
+            listed = list(self._listed(stop))
 
             def columns(reference: bigquery.TableReference) -> list[tuple[str, str]]:
                 stop.check()  # timed out: the tables not read yet are left alone
@@ -420,12 +438,17 @@ class BigQueryBackend(SQLBackend):
         return await self._catalog(read, "the tables and their columns", stop)
 
     async def _catalog(
-        self, read: Callable[[], T], what: str, stop: Interrupter | None = None
+        self,
+        read: Callable[[], T],
+        what: str,
+        stop: Interrupter | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - stops the reading itself
     ) -> T:
         """``read`` (``what`` it lists, for the message) run in a worker, within
-        :data:`DEFAULT_TIMEOUT_S`."""
+        ``timeout`` seconds (default :data:`DEFAULT_TIMEOUT_S`)."""
+        timeout = timeout or DEFAULT_TIMEOUT_S
         try:
-            return await run_in_worker(read, stop or Interrupter(), DEFAULT_TIMEOUT_S)
+            return await run_in_worker(read, stop or Interrupter(), timeout)
         except TimeoutError:
             advice = (
                 "check the network connection and try again"
@@ -433,7 +456,7 @@ class BigQueryBackend(SQLBackend):
                 else "name a default dataset (bigquery://PROJECT/DATASET) to read only its tables"
             )
             raise QueryTimeout(
-                f"BigQuery did not list {what} within {DEFAULT_TIMEOUT_S:g} s: {advice}."
+                f"BigQuery did not list {what} within {timeout:g} s: {advice}."
             ) from None
         except SQLError:
             raise
@@ -445,6 +468,27 @@ class BigQueryBackend(SQLBackend):
             client, self._client = self._client, None
         if client is not None and self._owns_client:
             client.close()  # type: ignore[no-untyped-call]
+
+
+#: GoogleSQL's reserved keywords: a name spelt as one must be quoted.
+RESERVED = frozenset(
+    """ALL AND ANY ARRAY AS ASC ASSERT_ROWS_MODIFIED AT BETWEEN BY CASE CAST COLLATE CONTAINS
+    CREATE CROSS CUBE CURRENT DEFAULT DEFINE DESC DISTINCT ELSE END ENUM ESCAPE EXCEPT EXCLUDE
+    EXISTS EXTRACT FALSE FETCH FOLLOWING FOR FROM FULL GROUP GROUPING GROUPS HASH HAVING IF
+    IGNORE IN INNER INTERSECT INTERVAL INTO IS JOIN LATERAL LEFT LIKE LIMIT LOOKUP MERGE
+    NATURAL NEW NO NOT NULL NULLS OF ON OR ORDER OUTER OVER PARTITION PRECEDING PROTO QUALIFY
+    RANGE RECURSIVE RESPECT RIGHT ROLLUP ROWS SELECT SET SOME STRUCT TABLESAMPLE THEN TO TREAT
+    TRUE UNBOUNDED UNION UNNEST USING WHEN WHERE WINDOW WITH WITHIN""".split()  # noqa: SIM905
+)
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def quote_name(name: str) -> str:
+    """One part of a BigQuery path as SQL must write it: as it is where it can go unquoted,
+    else in backticks (a backslash escapes a backtick or a backslash inside)."""
+    if _PLAIN_NAME.fullmatch(name) and name.upper() not in RESERVED:
+        return name
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def query_parameters(values: Mapping[str, Any]) -> list[bigquery.ScalarQueryParameter]:

@@ -274,11 +274,32 @@ class DuckDBBackend(SQLBackend):
         return SQLError(message)
 
     async def schema(self) -> dict[str, list[tuple[str, str]]]:
+        return await self._schema(DEFAULT_TIMEOUT_S)
+
+    async def tables(self, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109
+        return sorted(await self._schema(timeout or DEFAULT_TIMEOUT_S))
+
+    async def _schema(
+        self,
+        timeout: float,  # noqa: ASYNC109 - interrupts the read itself
+    ) -> dict[str, list[tuple[str, str]]]:
+        """:meth:`schema`, interrupted after ``timeout`` seconds (``TimeoutError``)."""
+        stop = Interrupter()
+
         def read() -> dict[str, list[tuple[str, str]]]:
             cursor = self._cursor()
+            finished = threading.Event()
+
+            def interrupt() -> None:
+                while not finished.is_set():  # as _open's: an early interrupt is forgotten
+                    cursor.interrupt()
+                    finished.wait(0.05)
+
             try:
+                stop.on_stop(interrupt)
                 rows = cursor.execute(_SCHEMA_SQL).fetchall()
             finally:
+                finished.set()
                 cursor.close()
             tables: dict[str, list[tuple[str, str]]] = {}
             for schema, table, column, kind, default_schema in rows:
@@ -286,7 +307,7 @@ class DuckDBBackend(SQLBackend):
                 tables.setdefault(key, []).append((column, kind))
             return tables
 
-        return await run_in_worker(read, Interrupter(), DEFAULT_TIMEOUT_S)
+        return await run_in_worker(read, stop, timeout)
 
     async def aclose(self) -> None:
         with self._lock:

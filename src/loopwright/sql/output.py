@@ -55,7 +55,7 @@ from polars.exceptions import PanicException
 
 from loopwright.sql.base import ResultFileError, SQLError, Written
 from loopwright.sql.csvtext import SMALL_CELLS, small_csv
-from loopwright.sql.files import open_beside, replace_together, temp_beside
+from loopwright.sql.files import open_beside, replace_together, sweep_later
 from loopwright.sql.temporal import DATE_INFINITY, PER_SECOND, TIMESTAMP_INFINITY, duckdb_text
 from loopwright.summaries import error_line
 
@@ -121,6 +121,8 @@ def write_result(
     parquet_schema = _converted_schema(named, parquet_plan)
     csv_temp: str | None = None
     parquet_temp: str | None = None
+    # open (and so locked, see files.sweep) until the files are in place or removed
+    held: list[IO[bytes]] = []
     parquet: _ParquetFile | _ParquetThread | None = None
     preview: list[tuple[Any, ...]] = []
     pending: list[pa.RecordBatch] = []
@@ -129,55 +131,58 @@ def write_result(
     truncated = False
     try:
         if parquet_path:
-            parquet_temp = temp_beside(parquet_path)
+            parquet_temp, parquet_lock = open_beside(parquet_path)  # pyarrow writes it by name
+            held.append(parquet_lock)
         csv_temp, csv_file = open_beside(csv_path)
-        with csv_file:
+        held.append(csv_file)
+        # the CSV stays open (so locked) until it is in place; flushed before the rename
 
-            def flush(*, last: bool) -> None:
-                nonlocal parquet, pending, pending_rows, pending_bytes, beyond
-                piece = pa.Table.from_batches(pending, schema=named)
-                first = written == pending_rows
-                if parquet_temp is not None and parquet is None:
-                    # the whole result, and small: no thread; otherwise one for the Parquet file
-                    if last and first and piece.num_rows <= inline_rows:
-                        parquet = _ParquetFile(parquet_temp, parquet_schema)
-                    else:
-                        parquet = _ParquetThread(parquet_temp, parquet_schema)
-                if parquet is not None:
-                    parquet.put(_convert(piece, parquet_plan))
-                plan = csv_plan | dict.fromkeys(beyond, _temporal_as_text) if beyond else csv_plan
-                _write_csv(csv_file, piece, plan, header=first)
-                pending, pending_rows, pending_bytes, beyond = [], 0, 0, set()
+        def flush(*, last: bool) -> None:
+            nonlocal parquet, pending, pending_rows, pending_bytes, beyond
+            piece = pa.Table.from_batches(pending, schema=named)
+            first = written == pending_rows
+            if parquet_temp is not None and parquet is None:
+                # the whole result, and small: no thread; otherwise one for the Parquet file
+                if last and first and piece.num_rows <= inline_rows:
+                    parquet = _ParquetFile(parquet_temp, parquet_schema)
+                else:
+                    parquet = _ParquetThread(parquet_temp, parquet_schema)
+            if parquet is not None:
+                parquet.put(_convert(piece, parquet_plan))
+            plan = csv_plan | dict.fromkeys(beyond, _temporal_as_text) if beyond else csv_plan
+            _write_csv(csv_file, piece, plan, header=first)
+            pending, pending_rows, pending_bytes, beyond = [], 0, 0, set()
 
-            for batch in _pulled(batches):
-                stop.check()
-                if batch.num_rows == 0:
-                    continue
-                room = max_rows - written
-                if room <= 0:
-                    truncated = True
-                    break
-                if batch.num_rows > room:
-                    batch, truncated = batch.slice(0, room), True
-                if renamed:
-                    batch = pa.RecordBatch.from_arrays(batch.columns, schema=named)
-                outside = _outside(batch, dated) if dated else ()
-                beyond.update(outside)
-                if len(preview) < preview_rows:
-                    preview.extend(_rows(batch.slice(0, preview_rows - len(preview)), outside))
-                pending.append(batch)
-                pending_rows += batch.num_rows
-                written += batch.num_rows
-                if truncated:
-                    break
-                # its buffers' sizes, a sum over a few buffers (nbytes walks the offsets: 50
-                # times slower); the drivers' batches own their buffers
-                pending_bytes += batch.get_total_buffer_size()
-                if pending_rows >= piece_rows or pending_bytes >= piece_bytes:
-                    flush(last=False)
+        for batch in _pulled(batches):
             stop.check()
-            if pending or written == 0:  # the last piece; with no rows, the header alone
-                flush(last=True)
+            if batch.num_rows == 0:
+                continue
+            room = max_rows - written
+            if room <= 0:
+                truncated = True
+                break
+            if batch.num_rows > room:
+                batch, truncated = batch.slice(0, room), True
+            if renamed:
+                batch = pa.RecordBatch.from_arrays(batch.columns, schema=named)
+            outside = _outside(batch, dated) if dated else ()
+            beyond.update(outside)
+            if len(preview) < preview_rows:
+                preview.extend(_rows(batch.slice(0, preview_rows - len(preview)), outside))
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            written += batch.num_rows
+            if truncated:
+                break
+            # its buffers' sizes, a sum over a few buffers (nbytes walks the offsets: 50
+            # times slower); the drivers' batches own their buffers
+            pending_bytes += batch.get_total_buffer_size()
+            if pending_rows >= piece_rows or pending_bytes >= piece_bytes:
+                flush(last=False)
+        stop.check()
+        if pending or written == 0:  # the last piece; with no rows, the header alone
+            flush(last=True)
+        csv_file.flush()
         if parquet is not None:
             parquet.finish()
         moves = [(csv_temp, csv_path)]
@@ -185,6 +190,8 @@ def write_result(
             moves.append((parquet_temp, parquet_path))
         replace_together(moves)  # both files or neither, never two queries' files mixed
         csv_temp = parquet_temp = None
+        _close(held)
+        sweep_later(os.path.dirname(os.path.abspath(csv_path)))  # what killed writers left
     except BaseException as exc:
         if parquet is not None:
             parquet.abort()
@@ -192,6 +199,7 @@ def write_result(
             if temp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
+        _close(held)
         if isinstance(exc, _SourceFailed):
             raise exc.error from None  # the database's error, not ours
         if isinstance(exc, OSError):
@@ -207,6 +215,14 @@ def write_result(
             ) from exc
         raise
     return Written(names=names, row_count=written, truncated=truncated, preview=preview)
+
+
+def _close(handles: list[IO[bytes]]) -> None:
+    """Close the temporary files' handles (their data is flushed already, or discarded)."""
+    for handle in handles:
+        with contextlib.suppress(OSError):
+            handle.close()
+    handles.clear()
 
 
 def _save_advice(exc: OSError) -> str:

@@ -145,7 +145,7 @@ class PostgresBackend(SQLBackend):
 
     ``dsn`` is a libpq connection string or URL (``postgresql://user@host:5432/db``);
     ``pool_size`` idle connections are kept for reuse; ``batch_rows`` rows are fetched
-    per round trip.
+    per round trip (fewer when the row cap needs fewer).
     """
 
     dialect = "postgres"
@@ -253,16 +253,9 @@ class PostgresBackend(SQLBackend):
             (str(milliseconds),),
         )
         finished = threading.Event()  # also: a late stop() must not cancel the next query
-
-        def cancel() -> None:
-            # a cancel request that lands between statements is lost: repeat until done
-            while not finished.is_set():
-                connection.cancel_safe(timeout=5)
-                finished.wait(0.05)
-
         reusable = False
         try:
-            stop.on_stop(cancel)
+            stop.on_stop(_canceller(connection, finished))
             cursor = connection.cursor(name=f"loopwright_{next(_cursor_names)}")
             fetcher: _Fetcher | None = None
             self._statement.sent = (f'DECLARE "{cursor.name}" CURSOR FOR ', sql)
@@ -274,7 +267,7 @@ class PostgresBackend(SQLBackend):
                 fields, converters = _arrow_fields(description, connection)
                 schema = pa.schema(fields)
                 fetcher = _Fetcher(cursor)
-                batches = self._batches(fetcher, schema, converters, columns)
+                batches = self._batches(fetcher, schema, converters, columns, stop.wanted_rows)
                 yield ArrowStream(columns, schema, batches)
             finally:
                 if fetcher is not None:
@@ -297,8 +290,18 @@ class PostgresBackend(SQLBackend):
         schema: pa.Schema,
         converters: list[Convert | None],
         columns: list[tuple[str, str]],
+        wanted: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        while rows := fetcher.fetch(self.batch_rows):
+        """The rows, ``batch_rows`` per round trip but never more than the ``wanted`` rows
+        left (a row cap of 5 fetched 10,000 rows); a batch short of what was asked for is
+        the last (no round trip to be told there is nothing more)."""
+        while wanted is None or wanted > 0:
+            asked = self.batch_rows if wanted is None else min(self.batch_rows, wanted)
+            rows = fetcher.fetch(asked)
+            if not rows:
+                return
+            if wanted is not None:
+                wanted -= len(rows)
             values = list(zip(*rows, strict=True))
             arrays = []
             for field, column, convert, described in zip(
@@ -313,6 +316,8 @@ class PostgresBackend(SQLBackend):
                 except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
                     raise _unsavable(described, column, exc) from exc
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            if len(rows) < asked:  # the cursor is at its end
+                return
             del rows, values, arrays
 
     def _syntax_error(self, sql: str, unparsable: UnparsableQuery) -> SQLError:
@@ -372,29 +377,43 @@ class PostgresBackend(SQLBackend):
             for table in await self.catalog()
         }
 
-    async def tables(self) -> list[str]:
+    async def tables(self, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109
         """The tables and views, named as SQL must write them (``claims."RX_CLAIMS"``)."""
-        return [table.sql for table in sorted(await self.catalog(), key=lambda t: t.name)]
+        catalog = await self.catalog(timeout)
+        return [table.sql for table in sorted(catalog, key=lambda t: t.name)]
 
-    async def catalog(self) -> list[CatalogTable]:
+    async def catalog(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - cancels the statement itself
+    ) -> list[CatalogTable]:
         """The tables and views the role can read (:meth:`schema`'s), with their names as
-        SQL must write them, their comments, and whether they are views."""
+        SQL must write them, their comments, and whether they are views; read within
+        ``timeout`` seconds (default :data:`DEFAULT_TIMEOUT_S`), the statement cancelled
+        past it (``TimeoutError``)."""
+        timeout = timeout or DEFAULT_TIMEOUT_S
+        stop = Interrupter()
+        milliseconds = str(max(1, int(timeout * 1000)))
 
         def read() -> list[CatalogTable]:
-            try:
-                connection, cursor = self._start(_CATALOG_SQL)
+            try:  # the server's own limit too: a catalogue of many thousand tables is slow
+                connection, _ = self._start(
+                    "SELECT set_config('statement_timeout', %s, true)", (milliseconds,)
+                )
             except psycopg.Error as exc:
                 raise self._error(exc) from exc
+            finished = threading.Event()
             reusable = False
             try:
-                rows = cursor.fetchall()
+                stop.on_stop(_canceller(connection, finished))
+                rows = connection.execute(_CATALOG_SQL).fetchall()
                 reusable = True
             except psycopg.Error as exc:
                 raise self._error(exc) from exc
             finally:
+                finished.set()
                 with contextlib.suppress(psycopg.Error):
                     connection.rollback()
-                self._release(connection, reusable)
+                self._release(connection, reusable and not stop.stopped)
             tables: dict[str, CatalogTable] = {}
             columns: dict[str, list[CatalogColumn]] = {}
             for row in rows:
@@ -408,7 +427,7 @@ class PostgresBackend(SQLBackend):
                 columns.setdefault(key, []).append(described)
             return [replace(t, columns=tuple(columns[key])) for key, t in tables.items()]
 
-        return await run_in_worker(read, Interrupter(), DEFAULT_TIMEOUT_S)
+        return await run_in_worker(read, stop, timeout)
 
     async def aclose(self) -> None:
         with self._lock:
@@ -417,6 +436,20 @@ class PostgresBackend(SQLBackend):
         for connection in idle:
             with contextlib.suppress(Exception):
                 connection.close()
+
+
+def _canceller(
+    connection: psycopg.Connection[Any], finished: threading.Event
+) -> Callable[[], None]:
+    """What stops the statement running on ``connection`` until ``finished`` is set."""
+
+    def cancel() -> None:
+        # a cancel request that lands between statements is lost: repeat until done
+        while not finished.is_set():
+            connection.cancel_safe(timeout=5)
+            finished.wait(0.05)
+
+    return cancel
 
 
 # --- PostgreSQL types as Arrow types --------------------------------------------------------

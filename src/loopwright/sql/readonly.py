@@ -423,14 +423,17 @@ def _unparsable(dialect: str, detail: str) -> UnparsableQuery:
     )
 
 
-def rewrite_hint(sql: str) -> str:
-    """Advice for a query the database accepts but sqlglot cannot parse: what in it sqlglot
-    trips over, where that can be told from the text, else the general advice."""
+def rewrite_hint(sql: str, dialect: str = "duckdb") -> str:
+    """Advice for a query the database (of sqlglot's ``dialect``) accepts but sqlglot cannot
+    parse: what in it sqlglot trips over, where that can be told from the text, else the
+    general advice. BigQuery quotes names with backticks (double quotes make strings there)
+    and writes PIVOT as an operator of FROM: the advice about those is DuckDB's alone."""
     text = _without_comments_and_strings(sql)
     hints = []
-    if "`" in text:  # DuckDB reads `name` as a name, sqlglot only in BigQuery's dialect
+    duckdb_like = dialect != "bigquery"
+    if "`" in text and duckdb_like:  # DuckDB reads `name` as a name, sqlglot only in BigQuery's
         hints.append('Quote names with double quotes ("NDC_DRUG_NM"), not backticks.')
-    if re.search(r"\b(?:UN)?PIVOT\b", text, flags=re.IGNORECASE):
+    if duckdb_like and re.search(r"\b(?:UN)?PIVOT\b", text, flags=re.IGNORECASE):
         hints.append(
             "Put the PIVOT statement in a subquery, with any ORDER BY or LIMIT outside it: "
             "SELECT * FROM (PIVOT ... ON ... USING ...) ORDER BY ... LIMIT ...; or write it "

@@ -18,6 +18,7 @@ import datetime as dt
 import math
 import os
 import re
+import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,10 @@ MAX_DATASET_NAME = 100
 MAX_CELL_CHARS = 80
 #: Seconds the registry adds to the query timeout before it gives up on the call itself.
 _REGISTRY_MARGIN_S = 15.0
+#: Seconds the list of tables shown with an unknown-table error may take at most (and at
+#: least, where the query left less of its timeout): a hint, not worth a long wait.
+TABLE_LIST_TIMEOUT_S = 10.0
+_TABLE_LIST_FLOOR_S = 1.0
 #: The CSV paths calls are saving right now (in any tool of the process: sessions may share a
 #: workspace), each with the call's token. Two calls in one turn with the same dataset_name
 #: both said "Saved N rows to x.csv", each with its own N, while x.csv held one of the two.
@@ -153,6 +158,7 @@ class SQLTool(BaseTool):
                 f"Another SQL call is saving {name}.csv right now (the same dataset_name twice "
                 "at once): nothing was run; give each query its own dataset_name."
             )
+        started = time.monotonic()
         try:
             result = await self.backend.query(
                 sql,
@@ -163,7 +169,8 @@ class SQLTool(BaseTool):
                 preview_rows=self.preview_rows,
             )
         except UnknownTable as exc:
-            return error(f"The query failed. {exc}{await self._table_list()}")
+            left = self.query_timeout - (time.monotonic() - started)
+            return error(f"The query failed. {exc}{await self._table_list(left)}")
         except (QueryRefused, QueryTimeout, ResultFileError) as exc:
             return error(str(exc))
         except SQLError as exc:
@@ -178,9 +185,13 @@ class SQLTool(BaseTool):
         metadata["description"] = str(input.get("description") or "")
         return ok(self._render(name, result), metadata=metadata)
 
-    async def _table_list(self) -> str:
+    async def _table_list(self, left: float) -> str:
+        """The tables, for an unknown-table error: read within what the query left of its
+        timeout (at least a second, at most :data:`TABLE_LIST_TIMEOUT_S`); the list always
+        took up to a minute, whatever the timeout, on a slow catalogue."""
+        timeout = min(TABLE_LIST_TIMEOUT_S, max(_TABLE_LIST_FLOOR_S, left))
         try:
-            tables = await self.backend.tables()
+            tables = await self.backend.tables(timeout)
         except Exception:  # the list is a hint; the database's own error is the answer
             return ""
         if not tables:
