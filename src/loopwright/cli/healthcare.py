@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
 
 import typer
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from loopwright.agent import Agent
     from loopwright.cli.runtime import Setup
     from loopwright.models import ModelChoice
+    from loopwright.sessions.session import Session
     from loopwright.sessions.store import SessionStore
 
 DEFAULT_ROWS = 200_000
@@ -158,6 +160,7 @@ def healthcare(
         max_turns=max_turns,
         timeout=timeout,
         permission_mode=permission_mode,
+        refuse_busy=prompt is not None,  # a chat waits for its turn; a question cannot
     )
     if prompt is None:
         return chat(ready, as_json=as_json)
@@ -184,21 +187,29 @@ def prepare(
     max_turns: int | None,
     timeout: float | None,
     permission_mode: str | None,
+    refuse_busy: bool = False,
 ) -> Setup:
     """The healthcare agent on its data and the session it works in, as ``loopwright
     healthcare`` (and ``loopwright mcp serve --agent healthcare``) make them: the model
     chosen (and announced), a saved session continued on the data it recorded unless
-    ``rows``/``database`` say otherwise (with a note), the database built if need be."""
+    ``rows``/``database`` say otherwise (with a note), the database built if need be.
+
+    The session is read once, before the build; ``refuse_busy`` makes a session another
+    process is running a turn in a :class:`SessionBusy` before the build too (a command
+    about to run a turn; the turn reads the session again, under its lease)."""
     from loopwright.cli.runtime import (
+        Setup,
         announce_model,
         checked_session_id,
         choose_model,
+        load_session,
         open_store,
         permission_policy,
-        session_setup,
         settings_limits,
         warn_continuation,
     )
+    from loopwright.cli.runtime import refuse_busy as refuse_if_busy
+    from loopwright.sessions.session import new_session_id
 
     check_data_options(rows, database)
     options = limit_options(max_turns, timeout)
@@ -208,9 +219,18 @@ def prepare(
     if session_id is not None:  # before a database build that may take minutes
         checked_session_id(session_id)
     store = open_store()
-    if session_id is not None and database is None and rows is None:
-        # a session continues on its own data, not on whatever the defaults are today
-        rows, database = recorded_data(store, session_id)
+    existing: Session | None = None
+    noted = False
+    if session_id is not None:
+        if refuse_busy:
+            refuse_if_busy(store, session_id)
+        existing = load_session(store, session_id)
+        if existing is not None and database is None and rows is None:
+            # a session continues on its own data, not on whatever the defaults are today
+            rows, database, note = recorded_data(existing)
+            if note is not None:  # said before the build of the default database
+                print(f"note: {note}", file=sys.stderr, flush=True)
+                noted = True
     agent = build_agent(
         choice.spec,
         store=store,
@@ -219,9 +239,11 @@ def prepare(
         policy=policy,
         **options,
     )
-    ready = session_setup(agent, store, session_id, data_metadata(rows, database))
+    metadata = data_metadata(rows, database)
+    ready = Setup(agent, session_id or new_session_id(), existing, metadata)
     announce_model(choice, agent.model.name)
-    warn_continuation(ready)
+    if not noted:  # the note said what the session recorded, and what it goes on with
+        warn_continuation(ready)
     return ready
 
 
@@ -243,13 +265,13 @@ def data_metadata(rows: int | None, database: str | None) -> dict[str, Any]:
     }
 
 
-def recorded_data(store: SessionStore, session_id: str) -> tuple[int | None, str | None]:
+def recorded_data(session: Session) -> tuple[int | None, str | None, str | None]:
     """The ``--rows``/``--database`` a saved healthcare session worked on (``None, None``
-    for a new session or one of another agent); a recorded database it cannot reopen (its
-    password was not kept, its file is gone) is a :class:`CliError` saying what to give."""
+    for one of another agent, or one that recorded no data), and a note when what it
+    recorded cannot be used (damaged: it goes on with the default); a recorded database it
+    cannot reopen (its password was not kept, its file is gone) is a :class:`CliError`
+    saying what to give."""
     import shlex
-    import sqlite3
-    from pathlib import Path
 
     from loopwright.cli.runtime import (
         AGENT_KEY,
@@ -260,34 +282,88 @@ def recorded_data(store: SessionStore, session_id: str) -> tuple[int | None, str
         CliError,
     )
 
-    try:
-        session = store.load(session_id)
-    except (OSError, ValueError, sqlite3.Error):
-        return None, None  # session_setup says what is wrong with it
-    if session is None or session.metadata.get(AGENT_KEY) != HEALTHCARE:
-        return None, None
-    rows = session.metadata.get(ROWS_KEY)
-    if isinstance(rows, int) and MIN_ROWS <= rows <= MAX_ROWS:
-        return rows, None
-    database = session.metadata.get(DATABASE_KEY)
-    if not isinstance(database, str) or not database:
-        return None, None
+    metadata = session.metadata if isinstance(session.metadata, dict) else {}
+    if metadata.get(AGENT_KEY) != HEALTHCARE:
+        return None, None, None
+    rows = metadata.get(ROWS_KEY)
+    if _whole(rows) and MIN_ROWS <= rows <= MAX_ROWS:
+        return rows, None, None
+    database = metadata.get(DATABASE_KEY)
+    quoted = shlex.quote(session.id)
+    if not isinstance(database, str) or not database.strip():
+        if ROWS_KEY not in metadata and DATABASE_KEY not in metadata:
+            return None, None, None  # recorded nothing (made before sessions recorded it)
+        return None, None, _unusable_record(session.id, metadata, quoted)
     again = (
-        f"give it again: loopwright healthcare --session {shlex.quote(session_id)} "
+        f"give it again: loopwright healthcare --session {quoted} "
         "--database URL (or --rows N for the generated data)"
     )
     if "://" in database and "***" in database:  # the password was starred out
         raise CliError(
-            f"session {session_id} works on {database}, whose password is not kept; {again}",
+            f"session {session.id} works on {database}, whose password is not kept; {again}",
             EXIT_USAGE,
         )
-    if "://" not in database and not Path(database).exists():
-        raise CliError(
-            f"session {session_id} worked on the database file {database}, which is not "
-            f"there any more; {again}",
-            EXIT_USAGE,
-        )
-    return None, database
+    path = _duckdb_file(database)
+    if path is not None:
+        from loopwright.sql.duckdb import file_problem
+
+        problem = file_problem(path)
+        if problem == "does not exist":
+            problem = "is not there any more"
+        if problem is not None:
+            raise CliError(
+                f"session {session.id} worked on the database file {path}, which {problem}; "
+                f"{again}",
+                EXIT_USAGE,
+            )
+    return None, database, None
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is a whole number (``True`` is an int to Python, not a size)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _duckdb_file(database: str) -> str | None:
+    """The DuckDB file a recorded database names (a bare path, or a ``duckdb://`` URL's);
+    ``None`` for other databases and an in-memory one."""
+    from urllib.parse import unquote
+
+    scheme, sep, rest = database.partition("://")
+    if not sep:
+        return database
+    if scheme.lower() != "duckdb":
+        return None
+    path = unquote(rest.partition("?")[0])
+    return None if path in ("", ":memory:", "/:memory:") else path
+
+
+def _unusable_record(session_id: str, metadata: dict[str, Any], quoted: str) -> str:
+    """The note for a healthcare session whose recorded data cannot be used: what it
+    records, that it goes on with the default, and how to choose."""
+    import json
+
+    from loopwright.cli.runtime import DATABASE_KEY, ROWS_KEY
+
+    if ROWS_KEY in metadata:
+        rows = metadata[ROWS_KEY]
+        if _whole(rows):
+            what = (
+                f"its generated database as {rows:,} rx claims, which is not a size it can "
+                f"have ({MIN_ROWS:,} to {MAX_ROWS:,})"
+            )
+        else:
+            shown = json.dumps(rows, default=repr)[:60]
+            what = f"its generated database's size as {shown}, which is not a whole number"
+    else:
+        shown = json.dumps(metadata[DATABASE_KEY], default=repr)[:60]
+        what = f"its database as {shown}, which is not a database URL or file"
+    return (
+        f"session {session_id} records {what}; it continues on the generated claims database "
+        f"({DEFAULT_ROWS:,} rx claims), and its earlier results may come from other data; to "
+        f"choose its data, run: loopwright healthcare --session {quoted} --rows N (or "
+        "--database URL)"
+    )
 
 
 def limit_options(max_turns: int | None, timeout: float | None) -> dict[str, Any]:
@@ -373,7 +449,14 @@ def agent_errors(database: str | None) -> Iterator[None]:
     from loopwright.sql import SQLError
 
     try:
-        yield
+        try:
+            yield
+        except (SQLError, OSError, ValueError, duckdb.Error) as exc:
+            locked = locked_file(str(exc))
+            if locked is None:
+                raise
+            # neither damaged (nothing to delete) nor the caller's mistake: in use elsewhere
+            raise CliError(locked) from None
     except ModelError as exc:
         raise CliError(f"{exc} (or choose another model with --model)", EXIT_USAGE) from None
     except (SQLError, OSError) as exc:  # before ValueError: DatabaseUnreadable is both
@@ -392,6 +475,29 @@ def agent_errors(database: str | None) -> Iterator[None]:
     except duckdb.Error as exc:
         hint = "" if database is not None else "; delete that file to have it built again"
         raise CliError(f"cannot use the database: {str(exc).strip()}{hint}") from None
+
+
+def locked_file(message: str) -> str | None:
+    """What to tell the user when ``message`` (DuckDB's, as any layer passed it on) says a
+    database file is locked by another process that has it open for writing; ``None`` for
+    other errors."""
+    import re
+
+    found = re.search(r'Could not set lock on file "(?P<file>[^"]+)"', message)
+    if found is None:
+        return None
+    holder = re.search(
+        r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)", message
+    )
+    who = (
+        f"another program ({holder['program']}, PID {holder['pid']})"
+        if holder is not None
+        else "another program"
+    )
+    return (
+        f"the database file {found['file']} is locked: {who} has it open for writing; close "
+        "it there (or have that program open it read-only), then try again"
+    )
 
 
 def ask(ready: Setup, prompt: str, *, as_json: bool = False) -> int:

@@ -102,16 +102,7 @@ class Setup:
         :class:`CliError`."""
         store = self.agent.store
         lease = TurnLease(store, self.session_id, process_owner())
-        try:
-            lease.acquire()
-        except SessionLeased:
-            raise SessionBusy(
-                f"session {self.session_id} is busy: another process is running a turn in it; "
-                "try again when that turn has ended (a process that was killed holds it for "
-                "up to a minute)"
-            ) from None
-        except (OSError, sqlite3.Error) as exc:
-            raise CliError(f"cannot open session {self.session_id} ({exc})") from None
+        _take(lease)
         try:
             yield await self._current()
         finally:
@@ -133,13 +124,86 @@ class Setup:
                     await self.agent.close_session(existing)
                 session = self.existing = stored
             session.workspace_dir.mkdir(parents=True, exist_ok=True)  # deleted meanwhile
+            mend_metadata(session)  # said at start-up (:func:`load_session`)
         except (OSError, sqlite3.Error) as exc:
             raise CliError(
                 f"cannot open session {self.session_id} ({exc}); check that LOOPWRIGHT_HOME "
                 "points to a writable directory"
             ) from None
+        if any(key in self.metadata for key in DATA_KEYS):
+            # the data is recorded whole: a database given after generated data (or the
+            # reverse) must not leave the other's key behind, which a later continuation
+            # would take for the data the session works on
+            for key in DATA_KEYS:
+                session.metadata.pop(key, None)
         session.metadata.update(self.metadata)  # saved with the turn's first message
         return session
+
+
+def _take(lease: TurnLease) -> None:
+    """Acquire ``lease``, or a :class:`SessionBusy` (another process holds it) or a
+    :class:`CliError` (the store failed)."""
+    try:
+        lease.acquire()
+    except SessionLeased:
+        raise SessionBusy(
+            f"session {lease.session_id} is busy: another process is running a turn in it; "
+            "try again when that turn has ended (a process that was killed holds it for up "
+            "to a minute)"
+        ) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise CliError(f"cannot open session {lease.session_id} ({exc})") from None
+
+
+#: How long the lease :func:`refuse_busy` takes lasts if it cannot give it back (seconds).
+PROBE_TTL = 5.0
+
+
+def refuse_busy(store: SessionStore, session_id: str) -> None:
+    """A :class:`SessionBusy` now if another process is running a turn in the session (it
+    holds the session's turn lease): a command about to run a turn says so before a slow
+    set-up (a database build), not after it. The lease is taken and given back at once, so
+    the turn itself still takes its own (the session may be taken meanwhile: the turn then
+    says so)."""
+    lease = TurnLease(store, session_id, process_owner(), ttl=PROBE_TTL)
+    _take(lease)
+    lease.release_now()
+
+
+def load_session(store: SessionStore, session_id: str) -> Session | None:
+    """The saved session (``None``: there is none), read once for a command's start-up; a
+    record the store cannot read is a :class:`CliError` saying so, and metadata that is not
+    a mapping (a damaged record) is set aside with a note, the history kept."""
+    try:
+        session = store.load(session_id)
+    except ValueError as exc:  # json, a message's shape...: what was written is damaged
+        raise CliError(
+            f"cannot read session {session_id}: its record in {store.describe()} is damaged "
+            f"({exc}); start a new session instead"
+        ) from None
+    except (OSError, sqlite3.Error) as exc:
+        raise CliError(
+            f"cannot open session {session_id} ({exc}); check that LOOPWRIGHT_HOME points "
+            "to a writable directory"
+        ) from None
+    if session is not None and mend_metadata(session):
+        print(
+            f"note: session {session_id} has damaged metadata in the store (not a mapping of "
+            "names to values), so what it recorded (its agent, its data) is not known; it "
+            "continues with its history, and its next turn records new metadata",
+            file=sys.stderr,
+            flush=True,
+        )
+    return session
+
+
+def mend_metadata(session: Session) -> bool:
+    """Replace ``session``'s metadata by an empty mapping if it is not one (a damaged
+    record: every reader takes it for a dict); whether it was replaced."""
+    if isinstance(session.metadata, dict):
+        return False
+    session.metadata = {}
+    return True
 
 
 def open_store() -> SessionStore:
@@ -395,12 +459,14 @@ AGENT_KEY = "agent"
 ROWS_KEY = "rows"
 DATABASE_KEY = "database"
 HEALTHCARE = "healthcare"
+#: The keys that say which data a session works on (one of them at a time).
+DATA_KEYS = (ROWS_KEY, DATABASE_KEY)
 
 
 def describe_data(metadata: dict[str, Any]) -> str:
     """The data a session's metadata records, for messages."""
     rows = metadata.get(ROWS_KEY)
-    if isinstance(rows, int):
+    if isinstance(rows, int) and not isinstance(rows, bool):
         return f"the generated claims database ({rows:,} rx claims)"
     return str(metadata.get(DATABASE_KEY) or "an unrecorded database")
 
@@ -414,18 +480,19 @@ def continuation_note(ready: Setup) -> str | None:
     session = ready.existing
     if session is None:
         return None
-    recorded = session.metadata
+    recorded = session.metadata if isinstance(session.metadata, dict) else {}
     if recorded.get(AGENT_KEY) == HEALTHCARE and ready.agent.name != HEALTHCARE:
         return (
             f"session {session.id} is a healthcare research session; this command continues "
             "it with the general agent, which has none of its tools (SQL, DefineCohort); "
             f"continue it with: loopwright healthcare --session {shlex.quote(session.id)}"
         )
-    keys = (ROWS_KEY, DATABASE_KEY)
     if (
         recorded.get(AGENT_KEY) == ready.metadata.get(AGENT_KEY) == HEALTHCARE
-        and any(k in recorded for k in keys)
-        and any(recorded.get(k) != ready.metadata.get(k) for k in keys)
+        and any(k in recorded for k in DATA_KEYS)
+        # as described: a record that kept a stale key beside the data in use (before the
+        # data was recorded whole) is the same data, not other data
+        and describe_data(recorded) != describe_data(ready.metadata)
     ):
         return (
             f"session {session.id} worked on {describe_data(recorded)}; it continues on "
@@ -450,13 +517,4 @@ def session_setup(
     if session_id is None:
         return Setup(agent, new_session_id(), None, metadata)
     checked_session_id(session_id)
-    try:
-        existing = store.load(session_id)
-    except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-    except (OSError, sqlite3.Error) as exc:
-        raise CliError(
-            f"cannot open session {session_id} ({exc}); check that LOOPWRIGHT_HOME points "
-            "to a writable directory"
-        ) from None
-    return Setup(agent, session_id, existing, metadata)
+    return Setup(agent, session_id, load_session(store, session_id), metadata)
