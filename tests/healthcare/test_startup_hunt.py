@@ -294,7 +294,9 @@ def test_an_unreadable_session_record_is_named_as_damaged(
         f"error: cannot read session garbled: its record in the session store "
         f"{loopwright_home / 'sessions.db'} is damaged ("
     )
-    assert message.endswith("); start a new session instead")
+    assert message.endswith(
+        "); start a new session instead (`loopwright sessions rm garbled` removes this one)"
+    )
     assert "Traceback" not in result.stderr
     assert not (loopwright_home / "data").exists()
 

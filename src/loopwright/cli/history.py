@@ -20,7 +20,7 @@ from loopwright.messages import (
     ToolUseBlock,
 )
 from loopwright.sessions.session import Session
-from loopwright.sessions.store import SessionInfo
+from loopwright.sessions.store import SessionDamaged, SessionInfo, SessionStore
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -146,13 +146,13 @@ def list_sessions(console: Console) -> int:
 
 def show_session(console: Console, session_id: str) -> int:
     """``sessions show ID``; an unknown id is a :class:`CliError`."""
-    from loopwright.cli.runtime import open_store
+    from loopwright.cli.runtime import mend_metadata, open_store
 
     store = open_store()
     try:
-        session = store.load(session_id)
-        if session is None:
-            raise _unknown(session_id)
+        session = _load(store, session_id)
+        if mend_metadata(session):
+            console.print(Text("metadata   (damaged in the store: not a mapping; set aside)"))
         print_session(console, session)
         from loopwright.observability.reports import build_report, print_report
 
@@ -170,12 +170,11 @@ def require_session(session_id: str) -> str | None:
 
     store = open_store()
     try:
-        session = store.load(session_id)
-        if session is None:
-            raise _unknown(session_id)
+        session = _load(store, session_id)
     finally:
         store.close()
-    agent = session.metadata.get(AGENT_KEY)
+    metadata = session.metadata if isinstance(session.metadata, dict) else {}
+    agent = metadata.get(AGENT_KEY)
     return agent if isinstance(agent, str) else None
 
 
@@ -189,13 +188,19 @@ def remove_session(console: Console, session_id: str, *, keep_workspace: bool) -
 
     store = open_store()
     try:
-        session = store.load(session_id)
-        if session is None:
+        try:
+            found = store.load(session_id)
+            workspace_dir = None if found is None else str(found.workspace_dir)
+        except SessionDamaged:  # removed all the same: its row still names its workspace
+            workspace_dir = next(
+                (i.workspace_dir for i in store.list() if i.id == session_id), None
+            )
+        if workspace_dir is None:
             raise _unknown(session_id)
         store.delete(session_id)
     finally:
         store.close()
-    workspace = Path(session.workspace_dir).resolve()
+    workspace = Path(workspace_dir).resolve()
     root = workspace_root().resolve()
     removed = ""
     if not keep_workspace and workspace.is_dir() and workspace.parent == root:
@@ -205,6 +210,19 @@ def remove_session(console: Console, session_id: str, *, keep_workspace: bool) -
         removed = f"; its workspace {workspace} was kept"
     console.print(Text(f"Removed session {session_id}{removed}."))
     return 0
+
+
+def _load(store: SessionStore, session_id: str) -> Session:
+    """The saved session; a :class:`CliError` for an unknown id or a damaged record."""
+    from loopwright.cli.runtime import CliError, damaged_message
+
+    try:
+        session = store.load(session_id)
+    except SessionDamaged as exc:
+        raise CliError(damaged_message(exc)) from None
+    if session is None:
+        raise _unknown(session_id)
+    return session
 
 
 def _unknown(session_id: str) -> Exception:

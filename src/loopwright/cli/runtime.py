@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from loopwright.models.base import ModelError
 from loopwright.prompts import WORKSPACE_AGENT
 from loopwright.sessions.lease import SessionLeased, TurnLease, process_owner
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
-from loopwright.sessions.store import SessionStore
+from loopwright.sessions.store import SessionDamaged, SessionStore
 from loopwright.tools.files import EditTool, GlobTool, ReadTool, WriteTool
 from loopwright.tools.grep import GrepTool
 from loopwright.tools.python import PythonTools
@@ -176,11 +177,8 @@ def load_session(store: SessionStore, session_id: str) -> Session | None:
     a mapping (a damaged record) is set aside with a note, the history kept."""
     try:
         session = store.load(session_id)
-    except ValueError as exc:  # json, a message's shape...: what was written is damaged
-        raise CliError(
-            f"cannot read session {session_id}: its record in {store.describe()} is damaged "
-            f"({exc}); start a new session instead"
-        ) from None
+    except SessionDamaged as exc:  # json, a message's shape...: what was written is damaged
+        raise CliError(damaged_message(exc)) from None
     except (OSError, sqlite3.Error) as exc:
         raise CliError(
             f"cannot open session {session_id} ({exc}); check that LOOPWRIGHT_HOME points "
@@ -195,6 +193,16 @@ def load_session(store: SessionStore, session_id: str) -> Session | None:
             flush=True,
         )
     return session
+
+
+def damaged_message(exc: SessionDamaged) -> str:
+    """What to tell the user of a session whose record cannot be read back."""
+    quoted = shlex.quote(exc.session_id)
+    return (
+        f"cannot read session {exc.session_id}: its record in {exc.where} is damaged "
+        f"({exc.detail}); start a new session instead (`loopwright sessions rm {quoted}` "
+        "removes this one)"
+    )
 
 
 def mend_metadata(session: Session) -> bool:
@@ -475,8 +483,6 @@ def continuation_note(ready: Setup) -> str | None:
     """What the user should know before continuing ``ready``'s saved session with its agent:
     that a healthcare session goes on without its tools, or on other data than before
     (``None``: nothing, or the session is new)."""
-    import shlex
-
     session = ready.existing
     if session is None:
         return None

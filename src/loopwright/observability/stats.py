@@ -266,14 +266,18 @@ def records_for_session(
         if workspace not in seen:
             seen.add(workspace)
             pool.extend(read_records(workspace))
-        parent_id = current.metadata.get("parent_session")
+        metadata = current.metadata if isinstance(current.metadata, dict) else {}  # damaged
+        parent_id = metadata.get("parent_session")
         if (
             store is None
             or not isinstance(parent_id, str)
             or any(r.get("session") == session.id for r in pool)
         ):
             break
-        current = store.load(parent_id)
+        try:
+            current = store.load(parent_id)
+        except ValueError:  # a damaged parent record (SessionDamaged): its records unread
+            break
     return select_records(pool, session.id)
 
 

@@ -23,7 +23,7 @@ from loopwright.server.routes import add_routes
 from loopwright.server.runs import RunManager, ServerClosing, SessionBusy
 from loopwright.server.sessions import OWNER_KEY, SessionAccess, SessionNotFound
 from loopwright.sessions.lease import SessionLeased
-from loopwright.sessions.store import SessionStore
+from loopwright.sessions.store import SessionDamaged, SessionStore
 
 DEFAULT_RATE = RequestRate(120, per=60.0)
 DEFAULT_MAX_BODY_BYTES = 1_000_000
@@ -194,6 +194,16 @@ def _add_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    async def damaged(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SessionDamaged)
+        return JSONResponse(
+            {
+                "detail": f"session {exc.session_id!r} cannot be read: {exc}; remove it with "
+                f"loopwright sessions rm {exc.session_id}"
+            },
+            status_code=500,
+        )
+
     async def closing(request: Request, exc: Exception) -> Response:
         return JSONResponse(
             {"detail": "the server is shutting down; try again in a moment (on another server)"},
@@ -221,6 +231,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(SessionNotFound, not_found)
+    app.add_exception_handler(SessionDamaged, damaged)
     app.add_exception_handler(SessionBusy, busy)
     app.add_exception_handler(SessionLeased, busy_elsewhere)
     app.add_exception_handler(ServerClosing, closing)

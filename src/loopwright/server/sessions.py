@@ -20,7 +20,7 @@ from typing import Any
 from loopwright.agent import Agent
 from loopwright.server.auth import LOCAL_USER, User
 from loopwright.sessions.session import Session, validate_session_id
-from loopwright.sessions.store import SessionInfo, SessionStore
+from loopwright.sessions.store import SessionDamaged, SessionInfo, SessionStore
 
 OWNER_KEY = "owner"
 
@@ -99,7 +99,8 @@ class SessionAccess:
         return header
 
     def _remember(self, session: Session) -> SessionHeader:
-        owner = session.metadata.get(OWNER_KEY)
+        metadata = session.metadata if isinstance(session.metadata, dict) else {}  # damaged
+        owner = metadata.get(OWNER_KEY)
         header = SessionHeader(
             session.id, owner if isinstance(owner, str) else None, session.workspace_dir
         )
@@ -111,7 +112,12 @@ class SessionAccess:
             validate_session_id(session_id)
         except ValueError:
             raise SessionNotFound(session_id) from None
-        session = self.store.load(session_id)
+        try:
+            session = self.store.load(session_id)
+        except SessionDamaged:
+            if self.auth_enabled:  # whose it is cannot be read: nobody's, to anyone asking
+                raise SessionNotFound(session_id) from None
+            raise
         if session is None:
             self._headers.pop(session_id, None)
             raise SessionNotFound(session_id)

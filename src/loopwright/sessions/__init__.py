@@ -8,6 +8,7 @@ from loopwright.sessions.session import Session, validate_session_id
 from loopwright.sessions.sqlite import SQLiteStore
 from loopwright.sessions.store import (
     MemoryStore,
+    SessionDamaged,
     SessionInfo,
     SessionStore,
     default_store,
@@ -18,6 +19,7 @@ __all__ = [
     "MemoryStore",
     "SQLiteStore",
     "Session",
+    "SessionDamaged",
     "SessionInfo",
     "SessionStore",
     "default_store",

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from loopwright.events import Usage
 from loopwright.messages import Message
 from loopwright.sessions.session import Session
-from loopwright.sessions.store import SessionInfo, SessionStore, title_of
+from loopwright.sessions.store import (
+    SessionInfo,
+    SessionStore,
+    decode_record,
+    listed_info,
+    title_of,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -195,16 +201,20 @@ class PostgresStore(SessionStore):
         if found is None:
             return None
         (workspace, created_at, updated_at, usage, metadata, state), data = found
-        return Session(
+        return decode_record(
             session_id,
-            workspace,
-            messages=[Message.from_dict(item) for (item,) in data],
-            usage=Usage.from_dict(usage),
-            metadata=metadata,
-            store=self,
-            created_at=created_at,
-            updated_at=updated_at,
-            **Session.state_arguments(state),
+            self.describe(),
+            lambda: Session(
+                session_id,
+                workspace,
+                messages=[Message.from_dict(item) for (item,) in data],
+                usage=Usage.from_dict(usage),
+                metadata=metadata,
+                store=self,
+                created_at=created_at,
+                updated_at=updated_at,
+                **Session.state_arguments(state),
+            ),
         )
 
     def exists(self, session_id: str) -> bool:
@@ -224,10 +234,7 @@ class PostgresStore(SessionStore):
                     " metadata FROM loopwright_sessions ORDER BY updated_at DESC"
                 ).fetchall()
             )
-        return [
-            SessionInfo(i, w, c, u, n, Usage.from_dict(us), t, md)
-            for i, w, c, u, n, us, t, md in rows
-        ]
+        return [listed_info(row[0], self.describe(), row[1:], lambda value: value) for row in rows]
 
     def delete(self, session_id: str) -> bool:
         def work(conn: psycopg.Connection[Any]) -> int:

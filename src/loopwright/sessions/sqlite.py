@@ -17,7 +17,13 @@ from pathlib import Path
 from loopwright.events import Usage
 from loopwright.messages import Message
 from loopwright.sessions.session import Session
-from loopwright.sessions.store import SessionInfo, SessionStore, title_of
+from loopwright.sessions.store import (
+    SessionInfo,
+    SessionStore,
+    decode_record,
+    listed_info,
+    title_of,
+)
 from loopwright.sqlite_tx import write_transaction
 
 _SCHEMA = """
@@ -159,17 +165,20 @@ class SQLiteStore(SessionStore):
                 "SELECT data FROM messages WHERE session_id=? ORDER BY seq", (session_id,)
             ).fetchall()
         workspace, created_at, updated_at, usage, metadata, state = row
-        state = json.loads(state)
-        return Session(
+        return decode_record(
             session_id,
-            workspace,
-            messages=[Message.from_dict(json.loads(item)) for (item,) in data],
-            usage=Usage.from_dict(json.loads(usage)),
-            metadata=json.loads(metadata),
-            store=self,
-            created_at=created_at,
-            updated_at=updated_at,
-            **Session.state_arguments(state),
+            self.describe(),
+            lambda: Session(
+                session_id,
+                workspace,
+                messages=[Message.from_dict(json.loads(item)) for (item,) in data],
+                usage=Usage.from_dict(json.loads(usage)),
+                metadata=json.loads(metadata),
+                store=self,
+                created_at=created_at,
+                updated_at=updated_at,
+                **Session.state_arguments(json.loads(state)),
+            ),
         )
 
     def exists(self, session_id: str) -> bool:
@@ -183,10 +192,7 @@ class SQLiteStore(SessionStore):
                 "SELECT id, workspace, created_at, updated_at, message_count, usage, title,"
                 " metadata FROM sessions ORDER BY updated_at DESC"
             ).fetchall()
-        return [
-            SessionInfo(i, w, c, u, n, Usage.from_dict(json.loads(us)), t, json.loads(md))
-            for i, w, c, u, n, us, t, md in rows
-        ]
+        return [listed_info(row[0], self.describe(), row[1:], json.loads) for row in rows]
 
     def delete(self, session_id: str) -> bool:
         with self._lock, write_transaction(self._db) as db:

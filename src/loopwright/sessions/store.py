@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from loopwright.events import Usage
 from loopwright.messages import Message
 from loopwright.sessions.session import Session
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -27,6 +30,63 @@ class SessionInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+class SessionDamaged(ValueError):
+    """A saved session's record that cannot be read back (JSON that does not parse, a
+    message of an unknown shape): the store says which session and where; the record is
+    left as it is (``delete`` still removes it)."""
+
+    def __init__(self, session_id: str, where: str, detail: str) -> None:
+        super().__init__(f"the record of session {session_id} in {where} is damaged ({detail})")
+        self.session_id, self.where, self.detail = session_id, where, detail
+
+
+def decode_record(session_id: str, where: str, decode: Callable[[], T]) -> T:
+    """``decode()``, with what a damaged record raises on the way (bad JSON, a field of the
+    wrong type or missing) as a :class:`SessionDamaged` about ``session_id``."""
+    try:
+        return decode()
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        if isinstance(exc, SessionDamaged):
+            raise
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        raise SessionDamaged(session_id, where, detail) from exc
+
+
+def listed_info(
+    session_id: str, where: str, row: tuple[Any, ...], decode: Callable[[Any], Any]
+) -> SessionInfo:
+    """A :class:`SessionInfo` from a store's row (``workspace, created_at, updated_at,
+    message_count, usage, title, metadata``; ``decode`` turns a stored JSON value into
+    Python): a damaged record is listed too, titled as such, not the end of the list."""
+    workspace, created_at, updated_at, count, usage, title, metadata = row
+    try:
+        return decode_record(
+            session_id,
+            where,
+            lambda: SessionInfo(
+                session_id,
+                workspace,
+                created_at,
+                updated_at,
+                count,
+                Usage.from_dict(decode(usage)),
+                title,
+                _mapping(decode(metadata)),
+            ),
+        )
+    except SessionDamaged:
+        created, updated = (float(v) if isinstance(v, int | float) else 0.0 for v in row[1:3])
+        return SessionInfo(session_id, str(workspace), created, updated, 0, Usage(), DAMAGED_TITLE)
+
+
+#: The title ``list`` gives a session whose record cannot be read back.
+DAMAGED_TITLE = "(damaged record: see `loopwright sessions show`)"
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 class SessionStore(ABC):
     """Persists sessions. ``save`` writes only what changed since the last save."""
 
@@ -36,7 +96,8 @@ class SessionStore(ABC):
 
     @abstractmethod
     def load(self, session_id: str) -> Session | None:
-        """The saved session, attached to this store, or ``None``."""
+        """The saved session, attached to this store, or ``None``; a record that cannot be
+        read back is a :class:`SessionDamaged`."""
 
     @abstractmethod
     def exists(self, session_id: str) -> bool:
@@ -44,7 +105,8 @@ class SessionStore(ABC):
 
     @abstractmethod
     def list(self) -> list[SessionInfo]:
-        """Saved sessions, most recently updated first."""
+        """Saved sessions, most recently updated first (a damaged record too, titled
+        :data:`DAMAGED_TITLE`)."""
 
     @abstractmethod
     def delete(self, session_id: str) -> bool:
