@@ -29,11 +29,10 @@ from urllib.parse import quote
 from loopwright.agent import Agent, ToolSpec
 from loopwright.healthcare.data import DEFAULT_RX_CLAIMS, ProgressCallback, ensure_database
 from loopwright.healthcare.prompt import DatabaseProfile, FewShotModel, HealthcarePrompt
-from loopwright.models import resolve_model
+from loopwright.models import Model, resolve_model
 from loopwright.sql.base import SQLError
 
 if TYPE_CHECKING:
-    from loopwright.models.base import Model
     from loopwright.sql.base import SQLBackend
 
 T = TypeVar("T")
@@ -62,6 +61,12 @@ TOOL_NAMES = (
 #: Model calls a tiny (compact mode) model gets: short answers, and no long detours.
 COMPACT_MAX_TURNS = 6
 
+#: Output limit of a model turn for an OpenAI reasoning model (o-series, GPT-5), whose hidden
+#: reasoning counts against it: OpenAI recommends leaving at least 25,000 tokens for reasoning
+#: and the answer. Within the agent's usual 4,096 the reasoning about a claims question often
+#: used them all, and the turn ended empty ("length"), again on each "continue".
+REASONING_MAX_OUTPUT_TOKENS = 25_000
+
 #: Settings of the sandboxed commands: charts render to files, never to a display.
 SANDBOX_ENV = {"MPLBACKEND": "Agg"}
 
@@ -88,6 +93,17 @@ def is_small_model(model: Model) -> bool:
     return model.name.startswith("local:")
 
 
+def reasons_in_its_output(model: Model) -> bool:
+    """Whether ``model`` is an OpenAI reasoning model (inside the retrying or caching
+    wrappers, which keep it as ``.model``): its reasoning counts as output tokens."""
+    seen: set[int] = set()
+    inner = model
+    while isinstance(wrapped := getattr(inner, "model", None), Model) and id(inner) not in seen:
+        seen.add(id(inner))
+        inner = wrapped
+    return getattr(inner, "reasoning", False) is True
+
+
 def healthcare_agent(
     model: Model | str | None = None,
     *,
@@ -108,9 +124,12 @@ def healthcare_agent(
     today's date. ``compact`` (by default: for the embedded ``local:`` models) is what a tiny
     model can use: a short prompt, the ``SQL`` tool alone, worked SQL examples computed on
     this database shown as earlier turns (:class:`~loopwright.healthcare.prompt.FewShotModel`),
-    one-line answers, at most 6 turns. ``max_rows`` is the SQL tool's row cap and
-    ``query_timeout`` the time limit of its queries and of ``DefineCohort``'s; other keyword
-    arguments go to :class:`~loopwright.Agent` (``max_turns``, ``store``, ``timeout``...).
+    at most 6 turns, and one-line answers from the embedded models. An OpenAI reasoning model
+    (o-series, GPT-5), whose hidden reasoning counts as output, may write
+    :data:`REASONING_MAX_OUTPUT_TOKENS` tokens a turn (unless ``max_output_tokens`` is given).
+    ``max_rows`` is the SQL tool's row cap and ``query_timeout`` the time limit of its queries
+    and of ``DefineCohort``'s; other keyword arguments go to :class:`~loopwright.Agent`
+    (``max_turns``, ``store``, ``timeout``...).
 
     Raises ``ValueError`` for a database it cannot use (:class:`DatabaseUnreadable`, also an
     :class:`~loopwright.sql.SQLError`, when the database was there but failed to answer) or
@@ -168,12 +187,18 @@ def healthcare_agent(
     if compact:
         # a tiny model: short answers, and no long detours
         options.update(max_turns=COMPACT_MAX_TURNS, max_output_tokens=512)
+    elif reasons_in_its_output(resolved):
+        options["max_output_tokens"] = REASONING_MAX_OUTPUT_TOKENS
     options.update(agent_options)
     prompt = HealthcarePrompt(profile, compact=compact, tools=names)
     shown = [example for example in profile.examples if example.rows]
     if compact and shown:
-        # worked examples as earlier turns; a one-line answer (tool calls hold no newline)
-        resolved = FewShotModel(resolved, shown, stop=("\n",))
+        # worked examples as earlier turns; an embedded model's answer ends at a newline
+        # (its tool calls, written to a grammar, hold none). A server's model writes tool
+        # calls in its own format, over lines (<tool_call>\n{...}), and servers match stop
+        # sequences against that raw output: a "\n" stop would cut every call.
+        stop = ("\n",) if is_small_model(resolved) else ()
+        resolved = FewShotModel(resolved, shown, stop=stop)
     return Agent(resolved, system_prompt=prompt, tools=tools, **options)
 
 
@@ -199,10 +224,12 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 __all__ = [
     "COMPACT_MAX_TURNS",
+    "REASONING_MAX_OUTPUT_TOKENS",
     "SANDBOX_ENV",
     "TOOL_NAMES",
     "DatabaseUnreadable",
     "database_url",
     "healthcare_agent",
     "is_small_model",
+    "reasons_in_its_output",
 ]

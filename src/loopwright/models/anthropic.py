@@ -15,6 +15,9 @@ What it takes care of:
   their signatures and sent back, as the API requires during tool use. A redacted thinking
   block is kept as a :class:`~loopwright.messages.ThinkingBlock` with empty text whose
   ``signature`` is :data:`REDACTED_THINKING_PREFIX` followed by the block's ``data``.
+- **Images** over the API's limits (5 MB of base64, 8000 pixels a side for a PNG) are sent
+  as a note saying so: the API would refuse the request, and every later one of the session
+  whose history holds the image.
 - **Errors** become :class:`~loopwright.models.base.ModelError` with ``retryable``,
   ``status_code`` and ``retry_after`` set, for the retry layer. The SDK's own retries are
   switched off (``max_retries=0``) so a failure is retried in one place only.
@@ -22,6 +25,9 @@ What it takes care of:
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
 import email.utils
 import json
 import os
@@ -68,6 +74,8 @@ __all__ = [
     "DEFAULT_MODEL",
     "LEGACY_API_VERSION",
     "MAX_CACHE_BREAKPOINTS",
+    "MAX_IMAGE_BASE64_CHARS",
+    "MAX_IMAGE_SIDE",
     "REDACTED_THINKING_PREFIX",
     "AnthropicModel",
     "context_window_for",
@@ -114,6 +122,11 @@ MAX_CACHE_BREAKPOINTS = 4
 REDACTED_THINKING_PREFIX = "redacted_thinking:"
 
 _EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
+#: The Messages API's limits on one image: 5 MB of base64 text, 8000 pixels a side. An
+#: image over them is refused with a 400 for the whole request, and, as it stays in the
+#: history, for every later request of the session.
+MAX_IMAGE_BASE64_CHARS = 5 * 1024 * 1024
+MAX_IMAGE_SIDE = 8000
 _MIN_THINKING_BUDGET = 1024
 #: Error types the API sends inside a stream (after a 200) mapped to their HTTP status.
 _STATUS_OF_ERROR_TYPE = {
@@ -206,14 +219,16 @@ class AnthropicModel(Model):
         self.api_version = api_version or ANTHROPIC_API_VERSION
         headers = {**(default_headers or {}), "anthropic-version": self.api_version}
         self._owns_http_client = http_client is None
-        self._client = anthropic.AsyncAnthropic(
-            api_key=key,
-            base_url=base_url,
-            http_client=http_client,
-            timeout=anthropic.Timeout(timeout, connect=min(timeout, 10.0)),
-            max_retries=0,
-            default_headers=headers,
-        )
+        self._client_options: dict[str, Any] = {
+            "api_key": key,
+            "base_url": base_url,
+            "timeout": anthropic.Timeout(timeout, connect=min(timeout, 10.0)),
+            "max_retries": 0,
+            "default_headers": headers,
+        }
+        self._client = anthropic.AsyncAnthropic(http_client=http_client, **self._client_options)
+        #: The event loop the client's connections belong to (set on first use).
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def base_url(self) -> str:
@@ -266,8 +281,10 @@ class AnthropicModel(Model):
                         "use tool_choice='auto' or create the model without thinking=."
                     )
                 params["tool_choice"] = choice
-        if request.stop:
-            params["stop_sequences"] = list(request.stop)
+        # the API refuses a stop sequence of whitespace alone ("\n"): 400 for the request
+        stops = [stop for stop in request.stop if stop.strip()]
+        if stops:
+            params["stop_sequences"] = stops
         user_id = request.metadata.get("user_id")
         if isinstance(user_id, str) and user_id:
             params["metadata"] = {"user_id": user_id}
@@ -288,6 +305,7 @@ class AnthropicModel(Model):
         Closing the stream early (or cancelling its task) closes the HTTP response.
         """
         params = self.request_params(request)
+        self._client_for_this_loop()
         # parameters of older API versions that the SDK no longer names go in the raw body
         extra = {k: params.pop(k) for k in _LEGACY_PARAMS if k in params}
         try:
@@ -314,6 +332,20 @@ class AnthropicModel(Model):
         if self.pricing is not None:
             response.usage.cost_usd = self.pricing.cost(response.usage)
         yield response
+
+    def _client_for_this_loop(self) -> anthropic.AsyncAnthropic:
+        """The SDK client, made anew when this call runs on another event loop than the
+        last one (``agent.run_sync()`` called again: each call is an ``asyncio.run()``): the
+        pooled connections of the old client belong to the old loop, closed by now, and
+        fail with "Event loop is closed" (after the server may have had the request). A
+        client given as ``http_client`` is the caller's, and is kept."""
+        loop = asyncio.get_running_loop()
+        if self._client_loop is not loop:
+            if self._client_loop is not None and self._owns_http_client:
+                # the old client's connections cannot be closed from this loop: dropped
+                self._client = anthropic.AsyncAnthropic(**self._client_options)
+            self._client_loop = loop
+        return self._client
 
     async def aclose(self) -> None:
         """Close the SDK's HTTP client (one passed in as ``http_client`` is left open)."""
@@ -413,6 +445,9 @@ def _api_block(block: ContentBlock) -> dict[str, Any] | None:
     if isinstance(block, TextBlock):
         return {"type": "text", "text": block.text} if block.text.strip() else None
     if isinstance(block, ImageBlock):
+        refused = _image_over_limits(block)
+        if refused is not None:
+            return {"type": "text", "text": f"[image not sent: {refused}]"}
         return block.to_dict()
     if isinstance(block, ToolUseBlock):
         # a call cut off mid-arguments was answered with an error result; its input is empty
@@ -439,6 +474,34 @@ def _api_block(block: ContentBlock) -> dict[str, Any] | None:
             }
         return {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
     return None  # pragma: no cover - every block type is handled above
+
+
+def _image_over_limits(block: ImageBlock) -> str | None:
+    """Why the API would refuse this image (too large, or a PNG too wide or tall), or
+    ``None``."""
+    if len(block.data) > MAX_IMAGE_BASE64_CHARS:
+        return (
+            f"{len(block.data):,} bytes as base64, over the Anthropic API's limit of "
+            f"{MAX_IMAGE_BASE64_CHARS:,} per image; save it smaller (fewer pixels, a lower dpi)"
+        )
+    size = _png_size(block.data)
+    if size is not None and max(size) > MAX_IMAGE_SIDE:
+        return (
+            f"{size[0]:,}x{size[1]:,} pixels, over the Anthropic API's limit of "
+            f"{MAX_IMAGE_SIDE:,} a side; save it smaller (fewer pixels, a lower dpi)"
+        )
+    return None
+
+
+def _png_size(data: str) -> tuple[int, int] | None:
+    """Width and height from a base64 PNG's header, or ``None`` if it is not a PNG."""
+    try:
+        head = base64.b64decode(data[:32])
+    except (binascii.Error, ValueError):
+        return None
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 def _api_tool(schema: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,11 @@ What the translation does, in both directions:
   ``ToolUseBlock`` with ``partial_json`` set and an empty input), and usage is normalised
   (``input_tokens`` excludes cached prompt tokens, which are ``cache_read_tokens``).
 
+A model that rejects images (o3-mini, a text-only model on a compatible server: a chart the
+agent read with ``Read``, say) gets the request again with a note in place of each image,
+and so from then on (see :data:`IMAGE_NOT_SENT`); otherwise every later turn of the session
+would fail too.
+
 Reasoning models (the o-series, GPT-5 and later) get no ``temperature`` and no ``stop``,
 which they reject, and get ``max_completion_tokens``. api.openai.com gets
 ``max_completion_tokens`` for every model; other servers get ``max_tokens``, which all of
@@ -35,6 +40,7 @@ and the retry layer decides what to do.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import os
@@ -83,6 +89,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CONTEXT_WINDOW",
+    "IMAGE_NOT_SENT",
     "OPENAI_BASE_URL",
     "OpenAIModel",
     "context_window_for",
@@ -121,6 +128,13 @@ _CONTEXT_WINDOWS: tuple[tuple[re.Pattern[str], int], ...] = tuple(
 )
 _REASONING_MODEL = re.compile(r"^(o\d+|gpt-([5-9]|\d{2,})(\.\d+)?|codex-mini)(-|$)")
 _MAX_DETAIL = 500
+#: What a server says when its model takes no images: OpenAI for o3-mini ("image_url is only
+#: supported by certain models"), llama.cpp ("image input is not supported", "Unsupported
+#: content part type: image_url"), vLLM ("not a multimodal model"), LM Studio ("does not
+#: support images")...
+_NO_IMAGES = re.compile(r"image|multi-?modal|vision|mmproj", re.IGNORECASE)
+#: Sent in place of an image to a server whose model does not accept images.
+IMAGE_NOT_SENT = "[image not sent: this model does not accept images]"
 _TOOL_NAME_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 _STOP_REASONS = {
@@ -223,17 +237,24 @@ class OpenAIModel(Model):
         self._official = official
         #: False once a compatible server rejected ``response_format: json_schema``
         self._json_schema_format = True
+        #: False once the server refused an image (a model that takes none)
+        self._images = True
         self._where = "OpenAI" if official else f"the OpenAI-compatible server at {self.base_url}"
         self._owns_http_client = http_client is None
+        self._client_options: dict[str, Any] = {
+            "api_key": key,
+            "base_url": self.base_url,
+            "timeout": timeout,
+            "max_retries": 0,
+            "default_headers": default_headers,
+        }
         self._client = openai.AsyncOpenAI(
-            api_key=key,
-            base_url=self.base_url,
-            timeout=timeout,
-            max_retries=0,
-            default_headers=default_headers,
+            **self._client_options,
             # the SDK accepts both httpx and httpx2 clients; its signature names only httpx2
             http_client=cast("httpx2.AsyncClient | None", http_client),
         )
+        #: The event loop the client's connections belong to (set on first use).
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     # --- the request ----------------------------------------------------------------------
 
@@ -242,7 +263,7 @@ class OpenAIModel(Model):
         params: dict[str, Any] = {
             "model": self.model,
             "messages": to_chat_messages(
-                request.system, request.messages, null_content=self._official
+                request.system, request.messages, null_content=self._official, images=self._images
             ),
             "stream_options": {"include_usage": True},
             self.max_tokens_param: request.max_tokens,
@@ -266,28 +287,48 @@ class OpenAIModel(Model):
             params["response_format"] = response_format
         return params
 
+    def _client_for_this_loop(self) -> openai.AsyncOpenAI:
+        """The SDK client, made anew when this call runs on another event loop than the
+        last one (``agent.run_sync()`` called again: each call is an ``asyncio.run()``): the
+        pooled connections of the old client belong to the old loop, closed by now, and
+        fail with "Event loop is closed". A client given as ``http_client`` is the caller's,
+        and is kept."""
+        loop = asyncio.get_running_loop()
+        if self._client_loop is not loop:
+            if self._client_loop is not None and self._owns_http_client:
+                # the old client's connections cannot be closed from this loop: dropped
+                self._client = openai.AsyncOpenAI(**self._client_options)
+            self._client_loop = loop
+        return self._client
+
     async def _create(self, request: ModelRequest) -> openai.AsyncStream[ChatCompletionChunk]:
-        """Send the request; a compatible server that rejects ``json_schema`` structured
-        output gets it again as ``json_object`` with the schema (llama-cpp-python's form),
-        and this model remembers to send that form from then on."""
-        params = self.request_params(request)
-        chunks: openai.AsyncStream[ChatCompletionChunk]
-        try:
-            chunks = await self._client.chat.completions.create(stream=True, **params)
-            return chunks
-        except openai.APIStatusError as exc:
-            format_type = (params.get("response_format") or {}).get("type")
-            if (
-                self._official
-                or format_type != "json_schema"
-                or exc.status_code not in (400, 422, 500)
-                or "response_format" not in str(exc)
-            ):
-                raise
-        self._json_schema_format = False
-        params = self.request_params(request)
-        chunks = await self._client.chat.completions.create(stream=True, **params)
-        return chunks
+        """Send the request. A compatible server that rejects ``json_schema`` structured
+        output gets it again as ``json_object`` with the schema (llama-cpp-python's form); a
+        model that takes no images (o3-mini; a text-only model on llama.cpp, vLLM, Ollama...)
+        gets it again with a note in place of each image (a chart the agent read, say), which
+        would otherwise fail every later turn of the session too. This model remembers either
+        from then on."""
+        self._client_for_this_loop()
+        while True:
+            params = self.request_params(request)
+            try:
+                chunks: openai.AsyncStream[ChatCompletionChunk]
+                chunks = await self._client.chat.completions.create(stream=True, **params)
+                return chunks
+            except openai.APIStatusError as exc:
+                if exc.status_code not in ((400,) if self._official else (400, 415, 422, 500)):
+                    raise
+                format_type = (params.get("response_format") or {}).get("type")
+                if (
+                    not self._official
+                    and format_type == "json_schema"
+                    and "response_format" in str(exc)
+                ):
+                    self._json_schema_format = False
+                elif self._images and _has_images(params) and _NO_IMAGES.search(str(exc)):
+                    self._images = False  # o3-mini on OpenAI itself takes no images either
+                else:
+                    raise
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         """Stream one Chat Completions turn: text deltas, then the :class:`ModelResponse`."""
@@ -444,9 +485,21 @@ def _image_part(block: ImageBlock) -> dict[str, Any]:
     }
 
 
-def _tool_message(block: ToolResultBlock) -> tuple[ChatMessage, list[dict[str, Any]]]:
-    """The ``tool`` message for a result, and the image parts that must follow it."""
-    images = (
+def _has_images(params: Mapping[str, Any]) -> bool:
+    """Whether the request's messages hold an image part."""
+    return any(
+        isinstance(message.get("content"), list)
+        and any(part.get("type") == "image_url" for part in message["content"])
+        for message in params.get("messages", ())
+    )
+
+
+def _tool_message(
+    block: ToolResultBlock, images: bool = True
+) -> tuple[ChatMessage, list[dict[str, Any]]]:
+    """The ``tool`` message for a result, and the image parts that must follow it (none,
+    with a note in the text, when ``images`` is false)."""
+    found = (
         []
         if isinstance(block.content, str)
         else [_image_part(b) for b in block.content if isinstance(b, ImageBlock)]
@@ -454,9 +507,12 @@ def _tool_message(block: ToolResultBlock) -> tuple[ChatMessage, list[dict[str, A
     text = block.text
     if block.is_error and not text.lower().startswith("error"):
         text = f"Error: {text}"
-    if images:
-        text = f"{text}\n[{len(images)} image(s) attached in the next message]".lstrip()
-    return {"role": "tool", "tool_call_id": block.tool_use_id, "content": text or "(empty)"}, images
+    if found and images:
+        text = f"{text}\n[{len(found)} image(s) attached in the next message]".lstrip()
+    elif found:
+        text = f"{text}\n{IMAGE_NOT_SENT}".lstrip()
+        found = []
+    return {"role": "tool", "tool_call_id": block.tool_use_id, "content": text or "(empty)"}, found
 
 
 def _assistant_message(message: Message, null_content: bool) -> ChatMessage | None:
@@ -485,7 +541,7 @@ def _assistant_message(message: Message, null_content: bool) -> ChatMessage | No
     return chat
 
 
-def _user_messages(message: Message) -> list[ChatMessage]:
+def _user_messages(message: Message, images: bool = True) -> list[ChatMessage]:
     tools: list[ChatMessage] = []
     tool_images: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
@@ -493,13 +549,16 @@ def _user_messages(message: Message) -> list[ChatMessage]:
         if isinstance(block, TextBlock):
             parts.append({"type": "text", "text": block.text})
         elif isinstance(block, ImageBlock):
-            parts.append(_image_part(block))
-        elif isinstance(block, ToolResultBlock):
-            tool, images = _tool_message(block)
-            tools.append(tool)
             if images:
+                parts.append(_image_part(block))
+            else:
+                parts.append({"type": "text", "text": IMAGE_NOT_SENT})
+        elif isinstance(block, ToolResultBlock):
+            tool, images_of_tool = _tool_message(block, images)
+            tools.append(tool)
+            if images_of_tool:
                 label = f"Image(s) returned by tool call {block.tool_use_id}:"
-                tool_images += [{"type": "text", "text": label}, *images]
+                tool_images += [{"type": "text", "text": label}, *images_of_tool]
     out = list(tools)
     if tool_images or parts:
         out.append({"role": "user", "content": tool_images + parts})
@@ -507,12 +566,17 @@ def _user_messages(message: Message) -> list[ChatMessage]:
 
 
 def to_chat_messages(
-    system: str, messages: Sequence[Message], *, null_content: bool = True
+    system: str,
+    messages: Sequence[Message],
+    *,
+    null_content: bool = True,
+    images: bool = True,
 ) -> list[ChatMessage]:
     """A loopwright conversation as Chat Completions ``messages``.
 
     ``null_content=False`` sends ``""`` instead of ``null`` as the text of an assistant
-    message that only holds tool calls (for servers that require a string).
+    message that only holds tool calls (for servers that require a string). ``images=False``
+    sends a note (:data:`IMAGE_NOT_SENT`) in place of each image, for text-only models.
     """
     chat: list[ChatMessage] = [{"role": "system", "content": system}] if system else []
     for message in messages:
@@ -521,7 +585,7 @@ def to_chat_messages(
             if converted is not None:
                 chat.append(converted)
         else:
-            chat += _user_messages(message)
+            chat += _user_messages(message, images)
     return [_finish_user_content(m) for m in _merge_same_roles(chat)]
 
 
