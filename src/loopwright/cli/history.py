@@ -150,7 +150,7 @@ def show_session(console: Console, session_id: str) -> int:
 
     store = open_store()
     try:
-        session = _load(store, session_id)
+        session = load_saved(store, session_id)
         if mend_metadata(session):
             console.print(Text("metadata   (damaged in the store: not a mapping; set aside)"))
         print_session(console, session)
@@ -170,7 +170,7 @@ def require_session(session_id: str) -> str | None:
 
     store = open_store()
     try:
-        session = _load(store, session_id)
+        session = load_saved(store, session_id)
     finally:
         store.close()
     metadata = session.metadata if isinstance(session.metadata, dict) else {}
@@ -212,14 +212,17 @@ def remove_session(console: Console, session_id: str, *, keep_workspace: bool) -
     return 0
 
 
-def _load(store: SessionStore, session_id: str) -> Session:
-    """The saved session; a :class:`CliError` for an unknown id or a damaged record."""
-    from loopwright.cli.runtime import CliError, damaged_message
+def load_saved(store: SessionStore, session_id: str) -> Session:
+    """The saved session; a :class:`CliError` for an unknown id, a damaged record, or an id
+    the store refuses (a usage error)."""
+    from loopwright.cli.runtime import EXIT_USAGE, CliError, damaged_message
 
     try:
         session = store.load(session_id)
     except SessionDamaged as exc:
         raise CliError(damaged_message(exc)) from None
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     if session is None:
         raise _unknown(session_id)
     return session

@@ -78,19 +78,10 @@ def _sessions_group(app: typer.Typer) -> typer.Typer:
 
 
 def _load(store: SessionStore, session_id: str) -> Session:
-    from loopwright.cli.runtime import EXIT_USAGE, CliError, damaged_message, mend_metadata
-    from loopwright.sessions.store import SessionDamaged
+    from loopwright.cli.history import load_saved
+    from loopwright.cli.runtime import mend_metadata
 
-    try:
-        session = store.load(session_id)
-    except SessionDamaged as exc:
-        raise CliError(damaged_message(exc)) from None
-    except ValueError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
-    if session is None:
-        raise CliError(
-            f"no saved session {session_id!r}; list saved sessions with `loopwright sessions list`"
-        )
+    session = load_saved(store, session_id)
     mend_metadata(session)  # damaged (not a mapping): read as none, the history still shown
     return session
 
