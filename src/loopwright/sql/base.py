@@ -111,6 +111,19 @@ class ArrowStream:
     bytes_scanned: int | None = None
 
 
+def repeated_until(finished: threading.Event, stop: Callable[[], object]) -> Callable[[], None]:
+    """A callback for :meth:`Interrupter.on_stop` that calls ``stop`` every 50 ms until
+    ``finished`` is set: a driver forgets an interrupt (DuckDB) or a cancel request
+    (PostgreSQL) that lands just before its statement starts, or between two statements."""
+
+    def repeat() -> None:
+        while not finished.is_set():
+            stop()
+            finished.wait(0.05)
+
+    return repeat
+
+
 class Interrupter:
     """Lets the event loop stop a query that is running in a worker thread.
 

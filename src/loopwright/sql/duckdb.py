@@ -41,6 +41,7 @@ from loopwright.sql.base import (
     UnknownTable,
     UnparsableQuery,
     accepted_elsewhere,
+    repeated_until,
     run_in_worker,
 )
 
@@ -246,15 +247,8 @@ class DuckDBBackend(SQLBackend):
             statement = judged[1]
         cursor = self._cursor()
         finished = threading.Event()
-
-        def interrupt() -> None:
-            # DuckDB forgets an interrupt that lands just before the query starts: repeat it
-            while not finished.is_set():
-                cursor.interrupt()
-                finished.wait(0.05)
-
         try:
-            stop.on_stop(interrupt)
+            stop.on_stop(repeated_until(finished, cursor.interrupt))
             relation = cursor.sql(statement)
             if relation is None:  # not a query after all: refused before it could run
                 raise QueryRefused("The statement returned no result; run a SELECT query.")
@@ -289,14 +283,8 @@ class DuckDBBackend(SQLBackend):
         def read() -> dict[str, list[tuple[str, str]]]:
             cursor = self._cursor()
             finished = threading.Event()
-
-            def interrupt() -> None:
-                while not finished.is_set():  # as _open's: an early interrupt is forgotten
-                    cursor.interrupt()
-                    finished.wait(0.05)
-
             try:
-                stop.on_stop(interrupt)
+                stop.on_stop(repeated_until(finished, cursor.interrupt))
                 rows = cursor.execute(_SCHEMA_SQL).fetchall()
             finally:
                 finished.set()

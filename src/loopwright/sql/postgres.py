@@ -74,6 +74,7 @@ from loopwright.sql.base import (
     UnknownTable,
     UnparsableQuery,
     accepted_elsewhere,
+    repeated_until,
     run_in_worker,
 )
 from loopwright.sql.temporal import DATE_INFINITY, TIMESTAMP_INFINITY, days_from_civil
@@ -255,7 +256,7 @@ class PostgresBackend(SQLBackend):
         finished = threading.Event()  # also: a late stop() must not cancel the next query
         reusable = False
         try:
-            stop.on_stop(_canceller(connection, finished))
+            stop.on_stop(repeated_until(finished, lambda: connection.cancel_safe(timeout=5)))
             cursor = connection.cursor(name=f"loopwright_{next(_cursor_names)}")
             fetcher: _Fetcher | None = None
             self._statement.sent = (f'DECLARE "{cursor.name}" CURSOR FOR ', sql)
@@ -404,7 +405,7 @@ class PostgresBackend(SQLBackend):
             finished = threading.Event()
             reusable = False
             try:
-                stop.on_stop(_canceller(connection, finished))
+                stop.on_stop(repeated_until(finished, lambda: connection.cancel_safe(timeout=5)))
                 rows = connection.execute(_CATALOG_SQL).fetchall()
                 reusable = True
             except psycopg.Error as exc:
@@ -436,20 +437,6 @@ class PostgresBackend(SQLBackend):
         for connection in idle:
             with contextlib.suppress(Exception):
                 connection.close()
-
-
-def _canceller(
-    connection: psycopg.Connection[Any], finished: threading.Event
-) -> Callable[[], None]:
-    """What stops the statement running on ``connection`` until ``finished`` is set."""
-
-    def cancel() -> None:
-        # a cancel request that lands between statements is lost: repeat until done
-        while not finished.is_set():
-            connection.cancel_safe(timeout=5)
-            finished.wait(0.05)
-
-    return cancel
 
 
 # --- PostgreSQL types as Arrow types --------------------------------------------------------
