@@ -490,7 +490,7 @@ class CohortSchema:
             if not used or source is None or not source.has(role):
                 continue
             kind = source.types.get(role, "")
-            if kind.partition("(")[0].strip() in _NUMBER_TYPES:
+            if _is_number_type(kind):
                 raise CohortError(
                     f"This database's {source.table}.{source[role]} holds numbers ({kind}), "
                     f"not the codes or names DefineCohort matches for {criterion}; drop "
@@ -758,7 +758,7 @@ def _value_kind(kind: str | None) -> str:
     """``text``, ``number`` or the type itself (``None``: not known, as the guide's text)."""
     if kind is None or kind.startswith(_TEXT_TYPES):
         return "text"
-    return "number" if kind.partition("(")[0].strip() in _NUMBER_TYPES else kind
+    return "number" if _is_number_type(kind) else kind
 
 
 def _nulls_skipped(aliases: Sequence[str], column: str) -> str:
@@ -925,9 +925,13 @@ class DateText:
 def reads_dates_from_values(kind: str | None) -> bool:
     """Whether a date column of this type is read by its values (text, numbers): a cast
     alone fails on ``03/15/2024``, ``20240315`` or the number 20240315."""
-    if kind is None:
-        return False
-    return kind.startswith(_TEXT_TYPES) or kind.partition("(")[0].strip() in _NUMBER_TYPES
+    return kind is not None and (kind.startswith(_TEXT_TYPES) or _is_number_type(kind))
+
+
+def _is_number_type(kind: str) -> bool:
+    """Whether a column type (as the database names it, upper-cased) holds numbers:
+    ``INTEGER``, ``NUMERIC(10, 2)``..."""
+    return kind.partition("(")[0].strip() in _NUMBER_TYPES
 
 
 def read_dates(where: str, kind: str, values: Sequence[Any]) -> DateText:
