@@ -19,30 +19,13 @@ from typing import Any
 
 import pytest
 
-from cli_process import cli_env, run_cli
 from loopwright.cli import healthcare as healthcare_cli
 from loopwright.healthcare.data import build_database, ensure_database
 from loopwright.messages import Message
 from loopwright.sessions.session import Session
 from loopwright.sessions.sqlite import SQLiteStore
 
-ROWS = 1000  # the smallest generated database: built in a moment
-
-
-def _script(tmp_path: Path, name: str, turns: list[Any]) -> str:
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(turns), encoding="utf-8")
-    return f"scripted:{path}"
-
-
-def _lw(
-    home: Path, cwd: Path, *args: str, input: str = "", timeout: float = 240
-) -> subprocess.CompletedProcess[str]:
-    return run_cli(list(args), env=cli_env(home), cwd=cwd, input=input, timeout=timeout)
-
-
-def _store(home: Path) -> SQLiteStore:
-    return SQLiteStore(home / "sessions.db")
+from .test_sessions_hunt import ROWS, _load, _lw, _script, _store
 
 
 def _saved(home: Path, tmp_path: Path, session_id: str, metadata: dict[str, Any]) -> Session:
@@ -59,16 +42,6 @@ def _saved(home: Path, tmp_path: Path, session_id: str, metadata: dict[str, Any]
         session.save()
     finally:
         store.close()
-    return session
-
-
-def _load(home: Path, session_id: str) -> Session:
-    store = _store(home)
-    try:
-        session = store.load(session_id)
-    finally:
-        store.close()
-    assert session is not None
     return session
 
 
