@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import duckdb
 import sqlglot
@@ -200,7 +200,8 @@ class BigQueryServer:
     def _route(self, method: str, path: str, params: dict[str, str], body: Any) -> dict[str, Any]:
         if not path.startswith(_PREFIX):
             raise BigQueryError(404, "notFound", f"Not found: URL {path}")
-        segments = path[len(_PREFIX) :].split("/")
+        # the client percent-encodes each part (a table ``daily visits``), as BigQuery reads it
+        segments = [unquote(segment) for segment in path[len(_PREFIX) :].split("/")]
         project, rest = segments[0], segments[1:]
         match method, rest:
             case "POST", ["jobs"]:

@@ -339,18 +339,56 @@ def _profile_table(
 
 
 def profile_schema(
-    schema: dict[str, list[tuple[str, str]]], *, engine: str, note: str | None = None
+    schema: dict[str, list[tuple[str, str]]],
+    *,
+    engine: str,
+    note: str | None = None,
+    quote: Callable[[str], str] | None = None,
+    quoted_note: str | None = None,
 ) -> DatabaseProfile:
     """A profile from a bare schema (a remote warehouse: no sizes or values are read, as
-    every query there costs time or money)."""
+    every query there costs time or money).
+
+    ``quote`` writes a name as the engine's SQL must (BigQuery: ``order`` in backticks);
+    when some name needs it, ``quoted_note`` (formatted with an ``example``) says so."""
+
+    def written(name: str) -> str | None:
+        sql = name if quote is None else quote(name)
+        return None if sql == name else sql
+
     tables = tuple(
-        TableProfile(name, tuple(ColumnProfile(c, k) for c, k in columns))
+        TableProfile(
+            name,
+            tuple(ColumnProfile(c, k, quoted=written(c)) for c, k in columns),
+            # a dataset-qualified name (no default dataset) is quoted part by part
+            quoted=written(name) if quote is None else _quoted_path(name, quote),
+        )
         for name, columns in sorted(schema.items())
     )
-    profile = DatabaseProfile(engine, tables)
-    return DatabaseProfile(
-        engine, tables, claims_examples(profile), (note,) if note is not None else ()
+    notes = [] if note is None else [note]
+    example = next(
+        (t.in_sql for t in tables if t.quoted is not None),
+        next((c.quoted for t in tables for c in t.columns if c.quoted is not None), None),
     )
+    if example is not None and quoted_note is not None:
+        notes.append(quoted_note.format(example=example))
+    profile = DatabaseProfile(engine, tables)
+    return DatabaseProfile(engine, tables, claims_examples(profile), tuple(notes))
+
+
+def _quoted_path(name: str, quote: Callable[[str], str]) -> str | None:
+    """``dataset.table`` (or a bare ``table``) with each part quoted as needed; ``None``
+    when no part needs it."""
+    sql = ".".join(quote(part) for part in name.split(".", 1))
+    return None if sql == name else sql
+
+
+#: Told when some BigQuery names must be quoted: the model copies what it sees.
+BACKTICKS_NOTE = (
+    "Names shown in backticks are BigQuery reserved words or hold other characters: write "
+    "them with their backticks, exactly as listed (e.g. {example}); double quotes make "
+    "strings in BigQuery, not names."
+)
 
 
 class DatabaseFileError(ValueError):
@@ -396,6 +434,15 @@ async def profile_backend(backend: SQLBackend) -> DatabaseProfile:
     postgres = sys.modules.get("loopwright.sql.postgres")
     if postgres is not None and isinstance(backend, postgres.PostgresBackend):
         return profile_postgres(await backend.catalog(), note=note)
+    bigquery = sys.modules.get("loopwright.sql.bigquery")
+    if bigquery is not None and isinstance(backend, bigquery.BigQueryBackend):
+        return profile_schema(
+            await backend.schema(),
+            engine=backend.name,
+            note=note,
+            quote=bigquery.quote_name,
+            quoted_note=BACKTICKS_NOTE,
+        )
     return profile_schema(await backend.schema(), engine=backend.name, note=note)
 
 
