@@ -102,3 +102,44 @@ def test_the_list_keeps_whole_ids_at_any_terminal_width() -> None:
             assert lines[1].endswith(
                 "  Find the top 10 prescribers of HUMIRA in California and cha…"
             )
+
+
+def test_rm_refuses_a_session_whose_turn_runs_in_another_process(
+    cli: CliRunner, loopwright_home: Path
+) -> None:
+    """``rm`` deleted a session while another process ran a turn in it: the workspace went
+    from under the running agent, and its next save wrote the session back. It is refused
+    now, while the turn's lease is held, and works once the turn has ended."""
+    from loopwright.sessions import SQLiteStore
+
+    assert cli("run", "--session", "busy", "a task").returncode == 0
+    store = SQLiteStore(loopwright_home / "sessions.db")
+    try:
+        assert store.claim("busy", "another-process", 60)  # a turn running elsewhere
+        refused = cli("sessions", "rm", "busy")
+        assert refused.returncode == 1
+        assert "session busy is busy: another process is running a turn in it" in (refused.stderr)
+        assert store.load("busy") is not None
+        assert (loopwright_home / "workspaces" / "busy" / "task.md").exists()
+        assert not store.claim("busy", "a-third-process", 60)  # still the turn's
+
+        store.release("busy", "another-process")  # the turn ends
+        assert cli("sessions", "rm", "busy").returncode == 0
+        assert store.load("busy") is None
+        assert store.claim("busy", "a-fourth-process", 60)  # no lease left behind
+    finally:
+        store.close()
+
+
+def test_rm_of_an_unknown_session_leaves_no_lease_behind(
+    cli: CliRunner, loopwright_home: Path
+) -> None:
+    from loopwright.sessions import SQLiteStore
+
+    assert cli("sessions", "rm", "never-was").returncode == 1
+    store = SQLiteStore(loopwright_home / "sessions.db")
+    try:
+        rows = store._db.execute("SELECT session_id FROM leases").fetchall()
+    finally:
+        store.close()
+    assert rows == []

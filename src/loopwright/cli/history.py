@@ -183,21 +183,28 @@ def remove_session(console: Console, session_id: str, *, keep_workspace: bool) -
     import shutil
     from pathlib import Path
 
-    from loopwright.cli.runtime import open_store
+    from loopwright.cli.runtime import hold_idle, open_store
     from loopwright.config import workspace_root
 
     store = open_store()
     try:
+        # a turn running in another process would save the session again after this, and
+        # its workspace would be gone from under it: its lease is taken first (or the
+        # removal refused), and the store's delete gives it up with the session
+        lease = hold_idle(store, session_id)
         try:
-            found = store.load(session_id)
-            workspace_dir = None if found is None else str(found.workspace_dir)
-        except SessionDamaged:  # removed all the same: its row still names its workspace
-            workspace_dir = next(
-                (i.workspace_dir for i in store.list() if i.id == session_id), None
-            )
-        if workspace_dir is None:
-            raise _unknown(session_id)
-        store.delete(session_id)
+            try:
+                found = store.load(session_id)
+                workspace_dir = None if found is None else str(found.workspace_dir)
+            except SessionDamaged:  # removed all the same: its row still names its workspace
+                workspace_dir = next(
+                    (i.workspace_dir for i in store.list() if i.id == session_id), None
+                )
+            if workspace_dir is None:
+                raise _unknown(session_id)
+            store.delete(session_id)
+        finally:
+            lease.release_now()  # an unknown id leaves no lease behind
     finally:
         store.close()
     workspace = Path(workspace_dir).resolve()

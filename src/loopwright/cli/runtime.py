@@ -171,6 +171,16 @@ def refuse_busy(store: SessionStore, session_id: str) -> None:
     lease.release_now()
 
 
+def hold_idle(store: SessionStore, session_id: str) -> TurnLease:
+    """The session's turn lease, taken for a change made outside any turn (removing it),
+    or a :class:`SessionBusy` while another process runs a turn in it. It is held for
+    :data:`PROBE_TTL` seconds, not renewed: make the change and give it back
+    (``release_now()``)."""
+    lease = TurnLease(store, session_id, process_owner(), ttl=PROBE_TTL)
+    _take(lease)
+    return lease
+
+
 def load_session(store: SessionStore, session_id: str) -> Session | None:
     """The saved session (``None``: there is none), read once for a command's start-up; a
     record the store cannot read is a :class:`CliError` saying so, and metadata that is not
