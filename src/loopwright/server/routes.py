@@ -7,6 +7,7 @@ A session of another user answers 404 exactly like one that does not exist.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
@@ -245,6 +246,28 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
     )
     async def get_session(session_id: str, user: Caller) -> SessionOut:
         return session_out(ctx.sessions.get(user, session_id))
+
+    @router.delete(
+        "/api/sessions/{session_id}",
+        status_code=204,
+        tags=["sessions"],
+        summary="Remove a session, its history and its workspace",
+        responses={**NOT_FOUND_DOC, 409: {"model": ProblemOut}},
+    )
+    async def delete_session(session_id: str, user: Caller) -> Response:
+        workspace = ctx.sessions.workspace_to_remove(user, session_id)
+        # the session is claimed as a turn would claim it: refused while a turn runs here
+        # (409, cancel it first) or in another process sharing the store
+        run = ctx.runs.reserve(session_id, user.name)
+        try:
+            ctx.store.delete(session_id)
+        finally:
+            ctx.runs.forget(run)
+            ctx.sessions.forget(session_id)
+        await ctx.sessions.drop_closed()  # the session's tools (a Python process...) closed
+        if workspace is not None:
+            await run_in_threadpool(remove_workspace, workspace, ctx.agent.workspace_root)
+        return Response(status_code=204)
 
     @router.get(
         "/api/sessions/{session_id}/messages",
@@ -512,6 +535,20 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
                 "for a while, then only the history remains: GET /api/sessions/{id}/messages)",
             )
         return run
+
+
+def remove_workspace(workspace: Path, root: str | None) -> None:
+    """Delete a removed session's workspace, if loopwright made it (a directory right under
+    the workspace root: the agent's, else the configured one); one given by the user is
+    kept."""
+    import shutil
+
+    from loopwright.config import workspace_root
+
+    made_in = (Path(root) if root is not None else workspace_root()).resolve()
+    workspace = workspace.resolve()
+    if workspace.is_dir() and workspace.parent == made_in:
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def resumable(session: Session) -> bool:

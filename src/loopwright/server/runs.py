@@ -254,6 +254,14 @@ class RunManager:
         if run.lease is not None:
             run.lease.release_now()
 
+    def forget(self, run: Run) -> None:
+        """Give up ``run``, reserved to remove its session, and every run kept for that
+        session: a removed session has no turns left to reconnect to."""
+        self.release(run)
+        kept = self._latest.pop(run.session_id, None)
+        if kept is not None:
+            self._by_id.pop(kept.id, None)
+
     def start(self, run: Run, session: Session, prompt: Prompt | None) -> None:
         """Run the turn in a background task owned by the server."""
         previous = self._replaced.pop(run.id, None)

@@ -159,6 +159,26 @@ class SessionAccess:
                 mine.append(info)
         return mine
 
+    # --- removing --------------------------------------------------------------------
+
+    def workspace_to_remove(self, user: User, session_id: str) -> Path | None:
+        """The workspace of a session ``user`` may remove (``None``: the store's row names
+        none), or :class:`SessionNotFound`. A damaged record is the local user's to remove
+        (with tokens on, whose it is cannot be read: nobody's)."""
+        try:
+            return self.header(user, session_id).workspace_dir
+        except SessionDamaged:  # raised only with tokens off
+            row = next((i for i in self.store.list() if i.id == session_id), None)
+            return None if row is None else Path(row.workspace_dir)
+
+    def forget(self, session_id: str) -> None:
+        """Drop a removed session from the caches; its live object's tools are closed at
+        the next :meth:`drop_closed`."""
+        self._headers.pop(session_id, None)
+        live = self._live.pop(session_id, None)
+        if live is not None:
+            self._closing.append(live)
+
     # --- running ---------------------------------------------------------------------
 
     def for_run(self, user: User, session_id: str) -> Session:
