@@ -572,3 +572,61 @@ def test_a_page_opened_mid_answer_shows_the_whole_answer(
     finally:
         model.release.set()
         live.stop()
+
+
+def test_the_open_session_can_be_deleted_from_the_page(
+    browser: sync_api.Browser, server: LiveServer, tmp_path: Path
+) -> None:
+    """The page could make sessions but never remove one. Delete asks first, removes the
+    open session with its files, and opens the latest one left; a running turn is stopped
+    first (the server refuses, and the page says so)."""
+    page = open_page(browser, server.base_url + "/")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page)
+    select = page.locator("#session-select")
+    sync_api.expect(page.locator("#delete-session")).to_be_disabled()  # nothing open
+
+    send(page, "write kept.md to keep")
+    sync_api.expect(page.locator("#files li", has_text="kept.md")).to_be_visible()
+    kept = select.input_value()
+    page.click("#new-session")
+    sync_api.expect(select.locator("option")).to_have_count(2)  # the new one is open
+    sync_api.expect(page.locator(".msg")).to_have_count(0)
+    send(page, "write gone.md to delete")
+    sync_api.expect(page.locator("#files li", has_text="gone.md")).to_be_visible()
+    doomed = select.input_value()
+    assert doomed != kept
+    workspace = tmp_path / "workspaces" / doomed
+    assert (workspace / "gone.md").is_file()
+
+    page.once("dialog", lambda dialog: dialog.dismiss())  # changed their mind
+    page.click("#delete-session")
+    sync_api.expect(select.locator("option")).to_have_count(2)
+    assert workspace.is_dir()
+
+    send(page, "sleep 30")
+    sync_api.expect(page.locator("#stop")).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-session")
+    sync_api.expect(page.locator(".notice.error")).to_contain_text("Not deleted")
+    sync_api.expect(page.locator(".notice.error")).to_contain_text("already running")
+    page.click("#stop")
+    sync_api.expect(page.locator("#send")).to_be_enabled()
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-session")
+    sync_api.expect(select.locator("option")).to_have_count(1)
+    sync_api.expect(select).to_have_value(kept)
+    sync_api.expect(page.locator("#files li", has_text="kept.md")).to_be_visible()
+    assert not workspace.exists()
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-session")
+    sync_api.expect(select.locator("option")).to_have_text("(no sessions yet)")
+    sync_api.expect(page.locator("#delete-session")).to_be_disabled()
+    sync_api.expect(page.locator("#files li")).to_have_count(0)
+    sync_api.expect(page.locator(".msg")).to_have_count(0)
+    send(page, "write fresh.md a new start")  # the page goes on with a new session
+    sync_api.expect(page.locator("#files li", has_text="fresh.md")).to_be_visible()
+    assert errors == []

@@ -153,9 +153,33 @@ async function newSession() {
   return session;
 }
 
+// Delete the open session (after the user confirms), then open the latest one left. The
+// server refuses while a turn runs in it: stop the turn first.
+async function deleteSession() {
+  const id = state.sessionId;
+  if (!id || !confirm("Delete session " + id + ", its history and its files?")) return;
+  await api(sessionPath(), { method: "DELETE" });
+  closeStream();
+  state.sessionId = null;
+  const sessions = await loadSessions();
+  if (sessions.length) {
+    await openSession(sessions[0].id);
+    return;
+  }
+  history.replaceState(null, "", location.pathname + location.search);
+  clearLog();
+  $("files").replaceChildren();
+  $("files-empty").hidden = false;
+  $("todos-panel").hidden = true;
+  $("resume").hidden = true;
+  $("delete-session").disabled = true;
+  $("usage").textContent = "No usage yet.";
+}
+
 async function openSession(id) {
   closeStream();
   state.sessionId = id;
+  $("delete-session").disabled = false;
   state.runId = null;
   state.finished = true;
   history.replaceState(null, "", "#" + encodeURIComponent(id));
@@ -831,6 +855,9 @@ async function start() {
   $("stop").addEventListener("click", stop);
   $("resume").addEventListener("click", resumeTurn);
   $("new-session").addEventListener("click", () => newSession().catch((e) => notice("error", e.message)));
+  $("delete-session").addEventListener("click", () =>
+    deleteSession().catch((e) => notice("error", "Not deleted: " + e.message)),
+  );
   $("session-select").addEventListener("change", (event) => {
     if (event.target.value) openSession(event.target.value).catch((e) => notice("error", e.message));
   });
