@@ -320,7 +320,7 @@ async def test_files_written_before_a_failure_are_listed_too(
 
 
 def test_a_huge_workspace_is_not_listed(tmp_path: Path) -> None:
-    from loopwright.tools.python import MAX_SCANNED, files_written, workspace_files
+    from loopwright.tools.written import MAX_SCANNED, files_written, workspace_files
 
     for i in range(MAX_SCANNED + 1):
         (tmp_path / f"f{i}").touch()

@@ -90,7 +90,8 @@ class WorkspacePathError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class FileEntry:
-    """One file of a listing (``path`` is relative to the workspace, with ``/``)."""
+    """One file of a listing (``path`` is relative to the workspace, with ``/``); ``image``
+    when a browser can show it as a picture (:func:`is_shown_image`)."""
 
     path: str
     size: int
@@ -114,6 +115,13 @@ def content_type_of(path: str) -> str:
     if encoding is not None:
         return COMPRESSED_TYPES.get(encoding, "application/octet-stream")
     return guessed or "application/octet-stream"
+
+
+def is_shown_image(content_type: str) -> bool:
+    """Whether a file of this media type is an image the web UI can show in place (one of
+    :data:`INLINE_TYPES`): a TIFF, AVIF or icon chart is a file to download, which the
+    preview would show as a broken picture (and the server sends as an attachment)."""
+    return content_type.startswith("image/") and content_type in INLINE_TYPES
 
 
 Disposition = Literal["inline", "attachment"]
@@ -197,7 +205,7 @@ def list_files(workspace: Path, under: str = "") -> tuple[list[FileEntry], bool]
             relative = os.path.relpath(full, root).replace(os.sep, "/")
             kind = content_type_of(name)
             entries.append(
-                FileEntry(relative, stat.st_size, stat.st_mtime, kind, kind.startswith("image/"))
+                FileEntry(relative, stat.st_size, stat.st_mtime, kind, is_shown_image(kind))
             )
             if len(entries) >= MAX_LISTED:
                 return sorted(entries, key=lambda e: e.path), True

@@ -30,6 +30,14 @@ from loopwright.tools.shell import (
     REGISTRY_TIMEOUT_S,
     render_outcome,
 )
+from loopwright.tools.written import (
+    broken_images,
+    broken_note,
+    files_written,
+    is_image,
+    workspace_files,
+    written_note,
+)
 
 #: What to do about code that timed out or printed too much (it has no background mode).
 PYTHON_ADVICE = (
@@ -47,6 +55,16 @@ _OUT_OF_MEMORY = re.compile(
 
 #: Where the code is written (inside the workspace, so every backend sees it); removed after.
 CODE_DIR = os.path.join(".loopwright", "python")
+
+#: Code that asks matplotlib to show a figure: in the sandbox (no display, the Agg backend)
+#: that does nothing at all, silently.
+_SHOWS_A_FIGURE = re.compile(r"\b(?:plt|pyplot|fig\w*)\s*\.\s*show\s*\(")
+#: What code that showed a figure and saved no image is told.
+SHOW_NOTE = (
+    "[plt.show() shows nothing here: the code runs with no display, so no chart was made. "
+    'Save the figure to a file instead, plt.savefig("name.png", dpi=120, bbox_inches="tight"), '
+    "and name that file in the answer.]"
+)
 
 
 class PythonTool(BaseTool):
@@ -154,26 +172,58 @@ class PythonTool(BaseTool):
             and not outcome.timed_out
             and outcome.violation is None
             and _OUT_OF_MEMORY.search(outcome.stderr)
+            and not _figure_too_large(outcome.stderr)
         ):
             # a bare MemoryError (or Polars' abort) says neither that a limit was hit nor
             # what to do about it
             result["content"] = f"{result['content']}\n{self._memory_note()}"
-        written = files_written(before, workspace_files(session.workspace))
+        after = workspace_files(session.workspace)
+        written = files_written(before, after)
+        notes: list[str] = []
+        if result["is_error"] and _figure_too_large(outcome.stderr):
+            notes.append(self._figure_note())
+        broken = broken_images(session.workspace, [name for name, _ in written])
+        if broken:
+            # a chart cut short by a crash or a kill: listed as written, but it will not open
+            notes.append(broken_note(broken))
+        elif (
+            not result["is_error"]
+            and before is not None
+            and after is not None  # what was written is known: no image among it
+            and _SHOWS_A_FIGURE.search(code)
+            and not any(is_image(name) for name, _ in written)
+        ):
+            notes.append(SHOW_NOTE)
         if written:
             # charts and tables the code saved, named so the answer can list them
-            result["content"] = f"{result['content']}\n{written_note(written)}"
+            notes.append(written_note(written))
+        if notes:
+            result["content"] = "\n".join([str(result["content"]), *notes])
+        if written:
             result.setdefault("metadata", {})["files_written"] = [name for name, _ in written]
+        if broken:
+            result.setdefault("metadata", {})["broken_images"] = [name for name, _ in broken]
         return result
 
-    def _memory_note(self) -> str:
+    def _memory_where(self) -> str:
         from loopwright.sandbox.limits import format_size
 
         limit = self.sandbox.config.limits.memory_bytes
-        where = (
+        return (
             f"each process may use at most {format_size(limit)} here"
             if limit
             else "on this machine"
         )
+
+    def _figure_note(self) -> str:
+        return (
+            f"[The figure is too large to draw in memory ({self._memory_where()}): its size "
+            "in pixels is figsize (inches) times dpi. Draw it smaller, e.g. "
+            "plt.subplots(figsize=(10, 6)) and savefig(..., dpi=120).]"
+        )
+
+    def _memory_note(self) -> str:
+        where = self._memory_where()
         return (
             f"[The Python code ran out of memory ({where}). Work on less at once: aggregate "
             "with SQL first, read only the columns and rows needed "
@@ -187,72 +237,9 @@ class PythonTool(BaseTool):
             await session.aclose()
 
 
-#: Entries looked at when listing what the code wrote; past this, nothing is listed.
-MAX_SCANNED = 5_000
-#: Files named in the note; the rest are counted.
-MAX_LISTED = 20
-#: Directories never listed: loopwright's own (the code file, the sandbox's HOME) and
-#: Python's bytecode caches.
-_SKIPPED_DIRS = frozenset({".loopwright", "__pycache__"})
-
-#: A workspace file's identity and content stamp: (inode, size, mtime in ns).
-Stamp = tuple[int, int, int]
-
-
-def workspace_files(workspace: str) -> dict[str, Stamp] | None:
-    """The workspace's files (relative path → stamp), for telling what a run wrote;
-    ``None`` for a workspace too big to scan cheaply (or unreadable)."""
-    files: dict[str, Stamp] = {}
-    pending, scanned = [""], 0
-    while pending:
-        relative = pending.pop()
-        try:
-            with os.scandir(os.path.join(workspace, relative)) as entries:
-                for entry in entries:
-                    scanned += 1
-                    if scanned > MAX_SCANNED:
-                        return None
-                    name = os.path.join(relative, entry.name)
-                    if entry.is_dir(follow_symlinks=False):
-                        if entry.name not in _SKIPPED_DIRS:
-                            pending.append(name)
-                    elif entry.is_file(follow_symlinks=False):
-                        st = entry.stat(follow_symlinks=False)
-                        files[name] = (st.st_ino, st.st_size, st.st_mtime_ns)
-        except OSError:
-            if not relative:
-                return None
-    return files
-
-
-def files_written(
-    before: dict[str, Stamp] | None, after: dict[str, Stamp] | None
-) -> list[tuple[str, int]]:
-    """The files new or changed between two listings, with their sizes, in name order; a
-    name's characters that are not printable are escaped (a newline as ``\\n``, a byte that
-    is not UTF-8, decoded as a lone surrogate, as ``\\udcff``): such a name could not be saved
-    with the session, or would break the note's line."""
-    if before is None or after is None:
-        return []
-    changed = sorted((name, stamp[1]) for name, stamp in after.items() if before.get(name) != stamp)
-    return [(_printable(name), size) for name, size in changed]
-
-
-def _printable(name: str) -> str:
-    if name.isprintable():
-        return name
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
-
-
-def written_note(written: list[tuple[str, int]]) -> str:
-    """``[Files written in the workspace: chart.png (21.3 KiB), ...]``."""
-    from loopwright.sandbox.limits import format_size
-
-    shown = ", ".join(f"{name} ({format_size(size)})" for name, size in written[:MAX_LISTED])
-    more = len(written) - MAX_LISTED
-    if more > 0:
-        shown += f" and {more:,} more"
-    return f"[Files written in the workspace: {shown}]"
+def _figure_too_large(stderr: str) -> bool:
+    """Whether the code ran out of memory drawing a matplotlib figure (its pixel buffer)."""
+    return "_RendererAgg(" in stderr and _OUT_OF_MEMORY.search(stderr) is not None
 
 
 def _write(path: str, code: str) -> None:
