@@ -402,3 +402,41 @@ async def test_agent_closing_a_session_kills_its_background_shells(tmp_path: Pat
     await agent.close_session(result.session)
     assert live(marker) == []
     await agent.aclose()
+
+
+async def test_images_a_command_writes_are_named_and_broken_ones_said_to_be(
+    registry: ToolRegistry, workspace: Path
+) -> None:
+    """A chart drawn by a script Bash ran (``python plot.py``) went unmentioned, where the
+    Python tool names what it saved, and one cut short by a crash looked like any other.
+    The images a command writes are named now, the broken ones said to be; other files
+    (a build writes thousands) are not listed."""
+    from server.live import png_bytes
+
+    (workspace / "source.png").write_bytes(png_bytes(4, 3))
+    result = await bash(
+        registry,
+        "mkdir -p 'charts/by drug' && cp source.png 'charts/by drug/top 10.png' && "
+        "head -c 40 source.png > cut.png && : > empty.svg && echo hi > notes.txt",
+    )
+    content = text(result)
+    assert result["is_error"] is False, content
+    assert content.endswith(
+        "[Images written in the workspace: charts/by drug/top 10.png (95 bytes), cut.png (40 bytes), "
+        "empty.svg (0 bytes)]"
+    ), content
+    assert (
+        "[Images that will not open: cut.png (cut short: not a whole PNG image), empty.svg "
+        "(empty)." in content
+    )
+    assert "notes.txt" not in content
+    assert result["metadata"]["images_written"] == [
+        "charts/by drug/top 10.png",
+        "cut.png",
+        "empty.svg",
+    ]
+    assert result["metadata"]["broken_images"] == ["cut.png", "empty.svg"]
+
+    quiet = await bash(registry, "echo hello > more.txt && echo done")
+    assert text(quiet) == "done"  # no image written: nothing added
+    assert "images_written" not in quiet.get("metadata", {})

@@ -29,6 +29,15 @@ from loopwright.sandbox.base import (
 )
 from loopwright.sandbox.limits import describe_signal, signal_of
 from loopwright.tools.base import BaseTool, ToolResult, Toolset, error, ok
+from loopwright.tools.written import (
+    Stamp,
+    broken_images,
+    broken_note,
+    files_written,
+    is_image,
+    workspace_files,
+    written_note,
+)
 
 DEFAULT_TIMEOUT_MS: Final = 120_000
 MAX_TIMEOUT_MS: Final = 600_000
@@ -350,13 +359,39 @@ class BashTool(BaseTool):
                     metadata={"shell_id": shell.id},
                 )
             timeout_s = _timeout_ms(input, shells.default_timeout_ms) / 1000
+            workspace = os.fspath(self.workspace_dir)
+            before = workspace_files(workspace)
             outcome = await shells.run(command, timeout_s)
         except SandboxError as exc:
             return error(str(exc))
-        return render_outcome(outcome, timeout_s=timeout_s)
+        return with_images_written(render_outcome(outcome, timeout_s=timeout_s), workspace, before)
 
     async def aclose(self) -> None:
         await self.shells.aclose()
+
+
+def with_images_written(
+    result: ToolResult, workspace: str, before: dict[str, Stamp] | None
+) -> ToolResult:
+    """``result`` with the images a command wrote named (a chart drawn by a script it ran,
+    ``python plot.py``), and those that will not open (empty, cut short) said to be so;
+    other files are not listed (a build or an install writes thousands)."""
+    images = [
+        (name, size)
+        for name, size in files_written(before, workspace_files(workspace))
+        if is_image(name)
+    ]
+    if not images:
+        return result
+    broken = broken_images(workspace, [name for name, _ in images])
+    notes = [broken_note(broken)] if broken else []
+    notes.append(written_note(images, "Images"))
+    result["content"] = "\n".join([str(result["content"]), *notes])
+    metadata = result.setdefault("metadata", {})
+    metadata["images_written"] = [name for name, _ in images]
+    if broken:
+        metadata["broken_images"] = [name for name, _ in broken]
+    return result
 
 
 class _BackgroundShellTool(BaseTool):
