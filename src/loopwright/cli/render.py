@@ -11,6 +11,7 @@ plain text, line by line.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import IO
@@ -46,6 +47,34 @@ def make_console(file: IO[str] | None = None) -> Console:
 def summarise_result(content: str, limit: int = 80) -> str:
     """The first non-empty line of a tool's output, shortened, with a count of the rest."""
     return first_line(content, limit)
+
+
+#: The closing line of a ``Python`` or ``Bash`` result naming the files it wrote.
+_WRITTEN = re.compile(r"\n?\[(?:Files|Images) written in the workspace: (.*)\]\s*\Z")
+#: A Markdown image: ``![alt](path)``, ``![alt](<path with spaces> "title")``.
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*(<[^>\n]*>|[^)\s]+)(?:\s+\"[^\"\n]*\")?\s*\)")
+
+
+def split_written(content: str) -> tuple[str, str | None]:
+    """A tool's output without its closing "files written" line, and what that line lists
+    (``None``: it has none), so the files a call saved are shown, not folded into "(+1 more
+    lines)"."""
+    found = _WRITTEN.search(content)
+    if found is None:
+        return content, None
+    return content[: found.start()], found.group(1)
+
+
+def images_as_paths(markdown: str) -> str:
+    """``markdown`` with each image written as its description and path (``🌆 Top 10
+    (`top10.png`)``): a terminal cannot draw it, and Rich would show the description alone,
+    so the reader could not tell which file to open."""
+
+    def written(found: re.Match[str]) -> str:
+        alt, path = found.group(1).strip(), found.group(2).strip("<>")
+        return f"🌆 {alt} (`{path}`)" if alt else f"🌆 `{path}`"
+
+    return _IMAGE.sub(written, markdown)
 
 
 def format_duration(ms: float) -> str:
@@ -139,14 +168,14 @@ class EventPrinter:
             self._markdown += text
             if self._live is None:
                 self._live = Live(
-                    Markdown(self._markdown),
+                    Markdown(images_as_paths(self._markdown)),
                     console=self.console,
                     refresh_per_second=10,
                     vertical_overflow="visible",
                 )
                 self._live.start()
             else:
-                self._live.update(Markdown(self._markdown))
+                self._live.update(Markdown(images_as_paths(self._markdown)))
             return
         out = self.console.file
         out.write(text)
@@ -183,7 +212,10 @@ class EventPrinter:
             line = Text("  ")
             line.append(f"{mark} {event.name}", style=style)
             line.append(f" · {format_duration(event.duration_ms)} · ", style="dim")
-            line.append(summarise_result(event.content), style="red" if event.is_error else "")
+            content, written = split_written(event.content)
+            line.append(summarise_result(content), style="red" if event.is_error else "")
+            if written is not None:
+                line.append(f"\n    saved: {written}", style="dim")
             self._line(line)
         elif isinstance(event, Error) and event.retrying:
             void = " (the partial answer above is discarded)" if event.discard_partial else ""
@@ -199,10 +231,12 @@ class EventPrinter:
         call = self._calls.pop(result.id, None)
         detail = key_input(call.input, 90) if call is not None else ""
         style = "red" if result.is_error else "green"
-        body = Text(summarise_result(result.content, 110), style="red" if result.is_error else "")
+        content, written = split_written(result.content)
+        body = Text(summarise_result(content, 110), style="red" if result.is_error else "")
         parts: list[Text] = [Text(detail, style="bold")] if detail else []
+        saved = [Text(f"saved: {written}", style="cyan")] if written is not None else []
         return Panel(
-            Group(*parts, body),
+            Group(*parts, body, *saved),
             title=Text(f"{'✗' if result.is_error else '✓'} {result.name}", style=f"bold {style}"),
             title_align="left",
             subtitle=Text(format_duration(result.duration_ms), style="dim"),
