@@ -425,10 +425,17 @@ def generated_database(rows: int) -> os.PathLike[str]:
     from loopwright.cli.runtime import EXIT_INTERRUPTED, CliError
     from loopwright.healthcare.data import DatabaseBuildError, ensure_database
 
+    bar = _ProgressBar(f"Building the synthetic claims database ({rows:,} rx claims)")
     try:
-        with _ProgressBar(f"Building the synthetic claims database ({rows:,} rx claims)") as bar:
+        with bar:
             return ensure_database(rx_claims=rows, progress=bar.update)
     except KeyboardInterrupt:
+        if bar.step.startswith("waiting"):  # another process builds it: that build goes on
+            raise CliError(
+                "interrupted while another process was building the claims database; that "
+                "build goes on, and the next run uses its file",
+                EXIT_INTERRUPTED,
+            ) from None
         raise CliError(
             "interrupted; the claims database was not built (nothing was kept)",
             EXIT_INTERRUPTED,
@@ -529,10 +536,13 @@ class _ProgressBar:
 
     def __init__(self, title: str) -> None:
         self.title = title
+        #: the latest step reported ("" before the first)
+        self.step = ""
         self._progress: Progress | None = None
         self._task: Any = None
 
     def update(self, fraction: float, message: str) -> None:
+        self.step = message
         if self._progress is None:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn

@@ -1224,6 +1224,7 @@ def build_database(
     _check_not_a_directory(target)
     _make_directory(target.parent)
     temp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    _BUILDING.add(temp)
     try:
         con = duckdb.connect(str(temp))
         con.execute("SET enable_progress_bar = false")
@@ -1232,6 +1233,9 @@ def build_database(
             con.execute("CHECKPOINT")
         finally:
             con.close()
+        # a write-ahead log beside the target belongs to the file being replaced (a writer
+        # killed with it open left it): DuckDB would refuse to open the new file with it
+        _remove(target.with_name(target.name + ".wal"))
         os.replace(temp, target)
     except duckdb.InterruptException:  # Ctrl-C reached DuckDB first: it is still Ctrl-C
         raise KeyboardInterrupt from None
@@ -1251,6 +1255,7 @@ def build_database(
     finally:
         for leftover in (temp, temp.with_name(temp.name + ".wal")):
             leftover.unlink(missing_ok=True)
+        _BUILDING.discard(temp)
     if progress is not None:
         progress(1.0, "done")
     return target
@@ -1296,17 +1301,64 @@ def ensure_database(
     return target
 
 
+#: The temporary files of the builds running in this process: a leftover named with this
+#: process's id may be an earlier process's (a container's PID 1 of a run killed before).
+_BUILDING: set[Path] = set()
+
+
 def _remove_abandoned_builds(target: Path) -> None:
-    """Delete the temporary files of builds of ``target`` whose process is gone (killed by
-    SIGTERM, SIGKILL or a closed terminal, which skip the build's own clean-up), and the
-    ``<temp>.tmp`` directory DuckDB spills to when memory runs short. Called with the build
-    lock held, so no live build of this file is running. Best effort: a leftover that cannot
-    be deleted does not stop the build."""
+    """Delete the temporary files of builds of ``target`` that no live process is running
+    (killed by SIGTERM, SIGKILL, the OOM killer or a closed terminal, which skip the build's
+    own clean-up), and the ``<temp>.tmp`` directory DuckDB spills to when memory runs short.
+    Called with the build lock held, so only a direct :func:`build_database` of this file
+    can be running. Best effort: a leftover that cannot be deleted does not stop the build."""
     # escaped: a "[" in the file name would make the pattern a character class
     for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"):
-        pid = leftover.name.removeprefix(f".{target.name}.").split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        pid, _, rest = leftover.name.removeprefix(f".{target.name}.").partition(".")
+        hex_id, _, suffix = rest.partition(".")
+        if not pid.isdigit() or not (suffix == "tmp" or suffix.startswith("tmp.")):
+            continue
+        if _abandoned(target.with_name(f".{target.name}.{pid}.{hex_id}.tmp"), int(pid)):
             _remove(leftover)
+
+
+def _abandoned(temp: Path, pid: int) -> bool:
+    """Whether the build writing ``temp`` (started by process ``pid``) is over.
+
+    A process id alone does not say: a build killed a moment ago still has one until its
+    parent reaps it (a waiting build wakes as soon as the killed one's lock goes, before
+    that), and a new process may have the id (in a container, every run is PID 1). DuckDB
+    holds a lock on a database file for as long as it has it open, released when its
+    process dies: the build is over when nobody holds it.
+    """
+    if pid == os.getpid():
+        return temp not in _BUILDING
+    if not _alive(pid):
+        return True
+    return not _locked(temp)
+
+
+def _locked(database: Path) -> bool:
+    """Whether another process holds a lock on the DuckDB file ``database`` (``True`` when
+    that cannot be told). Never called on a file this process has open: closing a file
+    drops every lock the process holds on it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no way to tell, so it may be in use
+        return True
+    try:
+        descriptor = os.open(database, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:  # only its log or spill directory is left: nothing holds it
+        return False
+    except OSError:
+        return True
+    try:
+        fcntl.lockf(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
 
 
 def _remove(leftover: Path) -> None:
