@@ -422,8 +422,8 @@ async def test_images_a_command_writes_are_named_and_broken_ones_said_to_be(
     content = text(result)
     assert result["is_error"] is False, content
     assert content.endswith(
-        "[Images written in the workspace: charts/by drug/top 10.png (95 bytes), cut.png (40 bytes), "
-        "empty.svg (0 bytes)]"
+        "[Images written in the workspace: charts/by drug/top 10.png (95 bytes), "
+        "cut.png (40 bytes), empty.svg (0 bytes)]"
     ), content
     assert (
         "[Images that will not open: cut.png (cut short: not a whole PNG image), empty.svg "
