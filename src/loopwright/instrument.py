@@ -68,6 +68,20 @@ class Instrument:
         """The run yielded ``event`` to its consumer."""
 
 
+def call_cancelled() -> bool:
+    """Whether the tool call whose ``tool_call_finished`` hook runs now was stopped rather
+    than ended: its task is being cancelled (the run was interrupted or its consumer went
+    away). The hook then gets the stand-in result ``the call was cancelled``, which is no
+    failure of the tool's."""
+    import asyncio
+
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop: a hook called from plain code
+        return False
+    return task is not None and task.cancelling() > 0
+
+
 _HOOKS = (
     "run_started",
     "run_finished",

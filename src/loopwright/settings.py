@@ -86,7 +86,8 @@ SETTINGS: tuple[Setting, ...] = (
         "trace_content",
         "LOOPWRIGHT_TRACE_CONTENT",
         "",
-        "1: record prompts and completions in traces (off by default, for privacy).",
+        "1: record prompts and completions in traces (off by default, for privacy), "
+        "redacted by the policy and cut at 32,000 characters a string.",
     ),
     Setting(
         "stats",

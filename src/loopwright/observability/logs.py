@@ -18,7 +18,13 @@ instrument exists and the loop does no logging work at all):
   ``ts``, ``level``, ``event``, ``session_id``, ``run_id``, ``agent`` (the path), ``model``,
   ``tool_name``, ``duration_ms``, ``success``, token counts, ``cost_usd`` and ``stop_reason``.
   Prompts, tool inputs and outputs are left out (they may hold private data); a failed tool
-  call carries the first line of its error.
+  call carries the first line of its error. A query tool's call also carries what it returned:
+  ``rows`` (``SQL``: the rows saved, with ``truncated`` when cut at the row cap and
+  ``bytes_scanned`` on BigQuery; ``DefineCohort``: the cohort's patients, with ``claims``).
+
+The readable lines show each tool call's key input (a path, a command, the SQL): redacted
+when the agent's policy redacts (``Policy(redact=...)``), as in the audit log. A tool call
+stopped with its run is logged as stopped, not as a failure.
 
 Records go to the ``loopwright.run`` logger. The environment switch attaches one handler to
 the ``loopwright`` logger (once per process, however many agents are built) and stops
@@ -34,18 +40,19 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias
 
 from loopwright.events import ApprovalRequest, Error
-from loopwright.instrument import Instrument
+from loopwright.instrument import Instrument, call_cancelled
 from loopwright.summaries import KEY_INPUTS, first_line, key_input, shorten
 
 if TYPE_CHECKING:
     from loopwright.events import Done, Event
     from loopwright.messages import ToolUseBlock
     from loopwright.models.base import ModelRequest, ModelResponse
+    from loopwright.policy.redaction import Redactor
     from loopwright.run_context import RunContext
 
 LogFormat: TypeAlias = Literal["text", "json"]
@@ -238,6 +245,8 @@ def reset_logging() -> None:
 class _RunLog:
     started: float
     prompted: bool = False
+    #: error messages already logged in this run (a failure is said once, not thrice)
+    said: set[str] = field(default_factory=set)
 
 
 class LogInstrument(Instrument):
@@ -298,7 +307,11 @@ class LogInstrument(Instrument):
             state.prompted = True
             last = request.messages[-1] if request.messages else None
             if last is not None and last.role == "user" and last.text:
-                self._emit(logging.INFO, run, "prompt", f'» prompt: "{shorten(last.text, 100)}"')
+                text = last.text
+                redactor = _redactor_of(run)
+                if redactor is not None:
+                    text = redactor.redact(text)
+                self._emit(logging.INFO, run, "prompt", f'» prompt: "{shorten(text, 100)}"')
         model = run.agent.model.name
         self._emit(
             logging.DEBUG,
@@ -333,6 +346,9 @@ class LogInstrument(Instrument):
                 )
                 return
             why = f"{type(error).__name__}: {error}" if error is not None else "no response"
+            state = run.data.get(self)
+            if error is not None and isinstance(state, _RunLog):
+                state.said.add(str(error))  # the run's error event and end say it again
             self._emit(
                 logging.WARNING,
                 run,
@@ -372,7 +388,13 @@ class LogInstrument(Instrument):
 
     def tool_call_started(self, run: RunContext, call: ToolUseBlock) -> None:
         level = logging.INFO if self.text else logging.DEBUG
-        summary = summarise_input(call.input) if self.text else ""
+        summary = ""
+        if self.text and self.logger.isEnabledFor(level):
+            tool_input = call.input
+            redactor = _redactor_of(run)
+            if redactor is not None:  # before shortening: a secret cut in two is still found
+                tool_input = redactor.redact_value(tool_input)
+            summary = summarise_input(tool_input)
         self._emit(
             level,
             run,
@@ -387,6 +409,19 @@ class LogInstrument(Instrument):
         self, run: RunContext, call: ToolUseBlock, result: dict[str, Any], duration_s: float
     ) -> None:
         ms = round(duration_s * 1000, 1)
+        if call_cancelled():  # stopped with its run: not a failure of the tool's
+            self._emit(
+                logging.INFO,
+                run,
+                "tool_call",
+                f"· {call.name} stopped after {ms:.0f} ms",
+                tool_name=call.name,
+                tool_call_id=call.id,
+                duration_ms=ms,
+                success=False,
+                error="cancelled",
+            )
+            return
         text = result_text(result)
         failed = bool(result.get("is_error"))
         fields: dict[str, Any] = {
@@ -396,18 +431,28 @@ class LogInstrument(Instrument):
             "success": not failed,
             "output_chars": len(text),
         }
+        metadata = result.get("metadata")
+        returned = ""
+        if not failed and type(metadata) is dict:
+            returned = _query_fields(metadata, fields)
         if failed:
             fields["error"] = first_line(text, 200)
             message = f"✗ {call.name} failed after {ms:.0f} ms: {first_line(text, 120)}"
             self._emit(logging.WARNING, run, "tool_call", message, style="error", **fields)
             return
-        message = f"✓ {call.name} {ms:.0f} ms, {len(text):,} chars"
+        message = f"✓ {call.name} {ms:.0f} ms, {returned}{len(text):,} chars"
         if self.text:
             message += f": {first_line(text, 80)}"
         self._emit(logging.INFO, run, "tool_call", message, style="ok", **fields)
 
     def event(self, run: RunContext, event: Event) -> None:
         if isinstance(event, Error):
+            state = run.data.get(self)
+            said = state.said if isinstance(state, _RunLog) else None
+            if not event.retrying and said is not None:
+                if event.message in said:
+                    return  # the failed model call's line said it
+                said.add(event.message)
             if event.retrying:
                 self._emit(
                     logging.WARNING,
@@ -450,7 +495,8 @@ class LogInstrument(Instrument):
             f"{seconds:.1f} s",
         ]
         message = " · ".join(parts)
-        if done.detail:
+        said = state.said if isinstance(state, _RunLog) else set()
+        if done.detail and not (self.text and done.detail in said):
             message += f": {shorten(done.detail, 200)}"
         level = logging.ERROR if done.stop_reason == "error" else logging.INFO
         style = "" if level == logging.ERROR else "bold"
@@ -476,6 +522,37 @@ class LogInstrument(Instrument):
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _redactor_of(run: RunContext) -> Redactor | None:
+    """The redactor of the run's agent's policy (``None`` when it does not redact)."""
+    redactor = getattr(getattr(run.agent, "policy", None), "redactor", None)
+    return redactor if hasattr(redactor, "redact_value") else None
+
+
+def _query_fields(metadata: dict[str, Any], fields: dict[str, Any]) -> str:
+    """Add what a query tool's call returned (from its result's metadata) to ``fields``, and
+    say it for the readable line (``"1,204 rows, "``; ``""`` for other tools)."""
+    rows = metadata.get("row_count")
+    if isinstance(rows, int):  # SQL
+        fields["rows"] = rows
+        said = f"{rows:,} row{'' if rows == 1 else 's'}"
+        if metadata.get("truncated"):
+            fields["truncated"] = True
+            said += " (cut at the row cap)"
+        scanned = metadata.get("bytes_scanned")
+        if isinstance(scanned, int):
+            fields["bytes_scanned"] = scanned
+            said += f", {scanned:,} bytes scanned"
+        return said + ", "
+    patients = metadata.get("patients")
+    if isinstance(patients, int):  # DefineCohort: its members, one row per patient
+        fields["rows"] = patients
+        claims = metadata.get("claims")
+        if isinstance(claims, int):
+            fields["claims"] = claims
+        return f"{patients:,} patient{'' if patients == 1 else 's'}, "
+    return ""
 
 
 def instrument_from_env() -> LogInstrument | None:

@@ -8,6 +8,10 @@ breakdown per model and per run (usage, cost, duration, how the run ended), and 
 the sub-agents the session's runs started. :attr:`SessionReport.timings_recorded` says which
 the report had.
 
+A tool call stopped with its run (Ctrl-C, a closed stream) is counted as ``interrupted``, not
+as a call that ran or failed, as in the session's usage: the report's tool calls and errors are
+then the session's own figures.
+
 :func:`print_report` renders it as tables in a terminal; :meth:`SessionReport.to_dict` gives
 the same figures as JSON.
 """
@@ -29,6 +33,9 @@ if TYPE_CHECKING:
 
     from loopwright.sessions.session import Session
     from loopwright.sessions.store import SessionStore
+
+#: How the loop's note for a tool call stopped with its run begins (see ``Session.repair``).
+_INTERRUPTED_PREFIX = "Tool call interrupted:"
 
 #: What to do to get timings for sessions that have none.
 NO_TIMINGS_HINT = (
@@ -70,12 +77,15 @@ class ToolBreakdown:
     calls: int = 0
     errors: int = 0
     latency: Latency | None = None
+    #: calls stopped with their run before they ended (not in ``calls`` or ``errors``)
+    interrupted: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "calls": self.calls,
             "errors": self.errors,
+            "interrupted": self.interrupted,
             "latency": self.latency.to_dict() if self.latency else None,
         }
 
@@ -166,6 +176,10 @@ class SessionReport:
     def tool_errors(self) -> int:
         return sum(t.errors for t in self.tools)
 
+    @property
+    def tool_interrupted(self) -> int:
+        return sum(t.interrupted for t in self.tools)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
@@ -177,6 +191,7 @@ class SessionReport:
             "usage": self.usage.to_dict(),
             "tool_calls": self.tool_calls,
             "tool_errors": self.tool_errors,
+            "tool_interrupted": self.tool_interrupted,
             "model_latency": self.model_latency.to_dict() if self.model_latency else None,
             "tool_latency": self.tool_latency.to_dict() if self.tool_latency else None,
             "tools": [t.to_dict() for t in self.tools],
@@ -207,11 +222,15 @@ def build_report(
     tool_records = [r for r in records if r.get("kind") == "tool"]
     run_records = [r for r in records if r.get("kind") == "run"]
 
-    tools = _tool_breakdown(session, tool_records)
+    stopped = interrupted_calls(session)
+    tools = _tool_breakdown(session, tool_records, stopped)
+    tool_records = [  # the calls that ended, for latencies
+        r for r in tool_records if not r.get("cancelled") and str(r.get("id")) not in stopped
+    ]
     breakdown = _model_breakdown(models)
     runs = _runs_from_records(run_records, models, tool_records) if run_records else []
     if not runs:
-        runs = _runs_from_messages(session)
+        runs = _runs_from_messages(session, stopped)
     sub_sessions = sorted(
         {str(r["session"]) for r in records if r.get("session") not in (None, own)}
     )
@@ -248,9 +267,27 @@ def _durations(records: Iterable[dict[str, Any]]) -> list[float]:
     ]
 
 
-def _tool_breakdown(session: Session, records: list[dict[str, Any]]) -> list[ToolBreakdown]:
+def interrupted_calls(session: Session) -> set[str]:
+    """The ids of the session's tool calls that were stopped with their run: their results
+    are the loop's "Tool call interrupted" notes, not outputs of the tools."""
+    return {
+        block.tool_use_id
+        for message in session.messages
+        if message.role == "user"
+        for block in message.content
+        if isinstance(block, ToolResultBlock)
+        and block.is_error
+        and block.text.startswith(_INTERRUPTED_PREFIX)
+    }
+
+
+def _tool_breakdown(
+    session: Session, records: list[dict[str, Any]], stopped: set[str] | None = None
+) -> list[ToolBreakdown]:
     """Calls and errors per tool: the session's own calls from its messages (always there),
-    the sub-agents' from the records; durations from the records."""
+    the sub-agents' from the records; durations from the records. The calls in ``stopped``
+    and the records of cancelled calls are counted as interrupted."""
+    stopped = interrupted_calls(session) if stopped is None else stopped
     own = session.id
     failed: set[str] = set()
     answered: set[str] = set()
@@ -273,6 +310,9 @@ def _tool_breakdown(session: Session, records: list[dict[str, Any]]) -> list[Too
         if call_id not in answered:
             continue  # still running, or never run: not a call that happened (yet)
         entry = by_name.setdefault(name, ToolBreakdown(name))
+        if call_id in stopped:
+            entry.interrupted += 1
+            continue
         entry.calls += 1
         entry.errors += call_id in failed
         if call_id in durations:
@@ -282,6 +322,9 @@ def _tool_breakdown(session: Session, records: list[dict[str, Any]]) -> list[Too
             continue
         name = str(record.get("name", "?"))
         entry = by_name.setdefault(name, ToolBreakdown(name))
+        if record.get("cancelled"):
+            entry.interrupted += 1
+            continue
         entry.calls += 1
         entry.errors += bool(record.get("is_error"))
         if isinstance(record.get("duration_ms"), int | float):
@@ -354,8 +397,10 @@ def _runs_from_records(
     return reports
 
 
-def _runs_from_messages(session: Session) -> list[RunReport]:
-    """Runs as the history shows them: each user prompt starts one (counts only)."""
+def _runs_from_messages(session: Session, stopped: set[str] | None = None) -> list[RunReport]:
+    """Runs as the history shows them: each user prompt starts one (counts only; a call
+    stopped with its run is neither a call nor an error, as in the session's usage)."""
+    stopped = interrupted_calls(session) if stopped is None else stopped
     reports: list[RunReport] = []
     current: RunReport | None = None
     failed: set[str] = set()
@@ -378,6 +423,8 @@ def _runs_from_messages(session: Session) -> list[RunReport]:
         if message.role == "assistant":
             current.usage.model_calls += 1
             for use in message.tool_uses:
+                if use.id in stopped:
+                    continue
                 current.usage.tool_calls += 1
                 current.usage.tool_errors += use.id in failed
     for report in reports:
@@ -460,15 +507,29 @@ def print_report(console: Console, report: SessionReport) -> None:
     total = format_ms(report.tool_latency.total_ms) if report.tool_latency else "-"
     calls.add_row("tool", str(report.tool_calls), str(report.tool_errors), p50, worst, total)
     console.print(calls)
+    if report.tool_interrupted:
+        stopped = report.tool_interrupted
+        console.print(
+            Text(
+                f"{stopped} tool call{'' if stopped == 1 else 's'} interrupted (stopped with "
+                "the run), not counted above",
+                style="dim",
+            )
+        )
 
     if report.tools:
         tools = _table("Tools")
-        for name in ("tool", "calls", "errors", "p50", "max"):
+        stopped = report.tool_interrupted > 0
+        columns = ["tool", "calls", "errors", *(["interrupted"] if stopped else []), "p50", "max"]
+        for name in columns:
             tools.add_column(name, justify="left" if name == "tool" else "right")
         for tool in report.tools:
             p50, worst = _latency_cells(tool.latency)
             errors = Text(str(tool.errors), style="red" if tool.errors else "")
-            tools.add_row(Text(tool.name, style="cyan"), str(tool.calls), errors, p50, worst)
+            cells: list[Text | str] = [Text(tool.name, style="cyan"), str(tool.calls), errors]
+            if stopped:
+                cells.append(str(tool.interrupted))
+            tools.add_row(*cells, p50, worst)
         console.print(tools)
 
     if report.models:

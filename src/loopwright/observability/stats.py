@@ -17,8 +17,9 @@ for a session long after its process ended. Three kinds of record::
      "stop_reason": "end_turn", "detail": "", "usage": {"input_tokens": ..., ...}}
 
 ``message_index`` is where the model's reply sits in the session's messages (absent when the
-call failed). A sub-agent's records go to the file of the top-level run's workspace, tagged
-with its own session id and with ``parent_run`` linking its run to the run that started it.
+call failed). A tool call stopped with its run has ``"cancelled": true``. A sub-agent's
+records go to the file of the top-level run's workspace, tagged with its own session id and
+with ``parent_run`` linking its run to the run that started it.
 
 Records are buffered and written when the run ends (or every ``flush_every`` records), each
 batch with one append, so recording costs the loop a few microseconds per step; a process
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopwright.instrument import Instrument
+from loopwright.instrument import Instrument, call_cancelled
 
 if TYPE_CHECKING:
     from loopwright.events import Done
@@ -146,21 +147,21 @@ class StatsRecorder(Instrument):
             size = len(content)
         else:
             size = sum(len(getattr(b, "text", "") or "") for b in content or ())
-        self._add(
-            state,
-            {
-                "kind": "tool",
-                "session": run.session.id,
-                "run": state.key,
-                "path": run.path,
-                "ts": round(time.time() - duration_s, 6),
-                "name": call.name,
-                "id": call.id,
-                "duration_ms": round(duration_s * 1000, 3),
-                "is_error": bool(result.get("is_error")),
-                "output_chars": size,
-            },
-        )
+        record: dict[str, Any] = {
+            "kind": "tool",
+            "session": run.session.id,
+            "run": state.key,
+            "path": run.path,
+            "ts": round(time.time() - duration_s, 6),
+            "name": call.name,
+            "id": call.id,
+            "duration_ms": round(duration_s * 1000, 3),
+            "is_error": bool(result.get("is_error")),
+            "output_chars": size,
+        }
+        if call_cancelled():  # stopped with its run: no result of the tool's
+            record["cancelled"] = True
+        self._add(state, record)
 
     def run_finished(self, run: RunContext, done: Done) -> None:
         state = run.data.pop(self, None)

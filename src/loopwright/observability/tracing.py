@@ -15,7 +15,18 @@ Prompts, completions, tool arguments and tool results are recorded only when ask
 (``record_content=True``, or ``LOOPWRIGHT_TRACE_CONTENT=1`` for the environment switch), as
 the conventions' ``gen_ai.input.messages``, ``gen_ai.output.messages``,
 ``gen_ai.system_instructions``, ``gen_ai.tool.call.arguments`` and ``gen_ai.tool.call.result``
-attributes (JSON strings).
+attributes (JSON strings). Recorded contents go through the agent's policy as the audit log
+does: redacted when the policy redacts (``Policy(redact=...)``), and every string in them cut
+at ``max_content_chars`` (default :data:`MAX_CONTENT_CHARS`), with a note of how much was cut,
+so a huge SQL text or tool output does not make spans bigger than a collector accepts (the
+JSON stays valid).
+
+Calls of the ``SQL`` and ``DefineCohort`` tools also carry what they returned, from the
+result's metadata: ``db.system.name`` (``duckdb``, ``postgresql``, ``gcp.bigquery``),
+``db.response.returned_rows``, ``loopwright.sql.truncated`` (cut at the row cap),
+``loopwright.sql.bytes_scanned`` (BigQuery), ``loopwright.cohort.patients`` and
+``loopwright.cohort.claims``; with contents recorded, the query as ``db.query.text``. A tool
+call stopped with its run is ``loopwright.cancelled``, not an error.
 
 Token counts follow the conventions: ``gen_ai.usage.input_tokens`` counts every input token,
 cached ones included; ``gen_ai.usage.cache_read.input_tokens`` and
@@ -69,7 +80,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from loopwright.events import ApprovalRequest, Error, TextDelta
-from loopwright.instrument import Instrument
+from loopwright.instrument import Instrument, call_cancelled
 from loopwright.messages import (
     ImageBlock,
     Message,
@@ -78,6 +89,7 @@ from loopwright.messages import (
     ToolResultBlock,
     ToolUseBlock,
 )
+from loopwright.policy.audit import cut_strings
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -86,6 +98,7 @@ if TYPE_CHECKING:
 
     from loopwright.events import Done, Event, Usage
     from loopwright.models.base import Model, ModelRequest, ModelResponse
+    from loopwright.policy.redaction import Redactor
     from loopwright.run_context import RunContext
 
 log = logging.getLogger("loopwright.observability")
@@ -98,6 +111,16 @@ STOP_REASON = "loopwright.stop_reason"
 OUTPUT_CHARS = "loopwright.tool.output_chars"
 CANCELLED = "loopwright.cancelled"
 SESSION_ID = "session.id"  # what Langfuse and Phoenix group sessions by
+SQL_TRUNCATED = "loopwright.sql.truncated"
+SQL_BYTES_SCANNED = "loopwright.sql.bytes_scanned"
+SQL_DATASET = "loopwright.sql.dataset"
+COHORT_PATIENTS = "loopwright.cohort.patients"
+COHORT_CLAIMS = "loopwright.cohort.claims"
+
+#: Characters kept of each string in recorded contents (a prompt, a tool argument, a result):
+#: more than a tool's output may hold (30,000 by default) and a long system prompt, far less
+#: than the megabytes of a runaway query or an input file pasted into a prompt.
+MAX_CONTENT_CHARS = 32_000
 
 # The conventions' names, read once (the hooks run on every call).
 _OPERATION = gen_ai.GEN_AI_OPERATION_NAME
@@ -120,6 +143,11 @@ _TOOL_CALL_ID = gen_ai.GEN_AI_TOOL_CALL_ID
 _TOOL_TYPE = gen_ai.GEN_AI_TOOL_TYPE
 _INPUT_MESSAGES = gen_ai.GEN_AI_INPUT_MESSAGES
 _OUTPUT_MESSAGES = gen_ai.GEN_AI_OUTPUT_MESSAGES
+_DB_SYSTEM = "db.system.name"
+_DB_ROWS = "db.response.returned_rows"
+_DB_QUERY = "db.query.text"
+#: ``db.system.name`` of a SQL backend's dialect (the conventions' names where they have one).
+_DB_SYSTEMS = {"postgres": "postgresql", "bigquery": "gcp.bigquery", "tsql": "microsoft.sql_server"}
 _CLIENT = SpanKind.CLIENT
 _INTERNAL = SpanKind.INTERNAL
 
@@ -144,6 +172,7 @@ class _RunSpans:
     error_type: str | None = None
     prompt_recorded: bool = False
     tools: dict[str, Span] = field(default_factory=dict)
+    redactor: Redactor | None = None  # the agent policy's, for recorded contents
 
 
 class TracingInstrument(Instrument):
@@ -151,7 +180,8 @@ class TracingInstrument(Instrument):
 
     ``tracer_provider``: where spans go; ``None`` uses the global provider (what
     ``opentelemetry.trace.set_tracer_provider`` installed, else a no-op). ``record_content``
-    adds prompts, completions and tool inputs/outputs to the spans.
+    adds prompts, completions and tool inputs/outputs to the spans, each string in them cut at
+    ``max_content_chars`` characters (and redacted when the agent's policy redacts).
     ``shutdown_on_close``: shut the provider down in :meth:`aclose` (for a provider made for
     this instrument alone); otherwise :meth:`aclose` only flushes it.
     """
@@ -162,6 +192,7 @@ class TracingInstrument(Instrument):
         record_content: bool = False,
         *,
         shutdown_on_close: bool = False,
+        max_content_chars: int = MAX_CONTENT_CHARS,
     ) -> None:
         from loopwright import __version__
 
@@ -169,6 +200,9 @@ class TracingInstrument(Instrument):
         self.tracer: Tracer = self.provider.get_tracer("loopwright", __version__)
         self.record_content = record_content
         self.shutdown_on_close = shutdown_on_close
+        if max_content_chars < 1:
+            raise ValueError(f"max_content_chars must be at least 1, got {max_content_chars!r}")
+        self.max_content_chars = max_content_chars
         #: tool name -> (span name, the attributes every call of it starts with)
         self._tools: dict[str, tuple[str, dict[str, Any]]] = {}
 
@@ -203,9 +237,18 @@ class TracingInstrument(Instrument):
             _REQUEST_MODEL: model,
             _CONVERSATION: session_id,
         }
-        run.data[self] = _RunSpans(
-            span, trace.set_span_in_context(span), f"chat {model}", chat_attributes
-        )
+        state = _RunSpans(span, trace.set_span_in_context(span), f"chat {model}", chat_attributes)
+        if self.record_content:
+            redactor = getattr(getattr(agent, "policy", None), "redactor", None)
+            state.redactor = redactor if hasattr(redactor, "redact_value") else None
+        run.data[self] = state
+
+    def _content(self, state: _RunSpans, value: Any) -> Any:
+        """A recorded content as the policy would log it: redacted (when the policy redacts),
+        then every string in it cut at :attr:`max_content_chars`."""
+        if state.redactor is not None:
+            value = state.redactor.redact_value(value)
+        return cut_strings(value, self.max_content_chars)
 
     def _parent_context(self, run: RunContext) -> Context | None:
         """The parent's ``execute_tool`` span for a sub-agent, else the caller's context."""
@@ -245,7 +288,9 @@ class TracingInstrument(Instrument):
             messages = run.session.messages
             if messages and messages[-1].role == "assistant":
                 attributes[_OUTPUT_MESSAGES] = _json(
-                    [_message_json(messages[-1], finish_reason=done.stop_reason)]
+                    self._content(
+                        state, [_message_json(messages[-1], finish_reason=done.stop_reason)]
+                    )
                 )
         if done.stop_reason == "error":
             attributes[ERROR_TYPE] = state.error_type or "_OTHER"
@@ -292,12 +337,14 @@ class TracingInstrument(Instrument):
             state.prompt_recorded = True
             last = request.messages[-1] if request.messages else None
             if last is not None and last.role == "user":
-                state.span.set_attribute(_INPUT_MESSAGES, _json([_message_json(last)]))
+                state.span.set_attribute(
+                    _INPUT_MESSAGES, _json(self._content(state, [_message_json(last)]))
+                )
         if request.system:
             attributes[gen_ai.GEN_AI_SYSTEM_INSTRUCTIONS] = _json(
-                [{"type": "text", "content": request.system}]
+                self._content(state, [{"type": "text", "content": request.system}])
             )
-        attributes[_INPUT_MESSAGES] = _json(_messages_json(request.messages))
+        attributes[_INPUT_MESSAGES] = _json(self._content(state, _messages_json(request.messages)))
 
     def model_call_finished(
         self,
@@ -330,7 +377,10 @@ class TracingInstrument(Instrument):
             attributes[_FINISH_REASONS] = (response.stop_reason,)
             if self.record_content:
                 attributes[_OUTPUT_MESSAGES] = _json(
-                    [_message_json(response.message, finish_reason=response.stop_reason)]
+                    self._content(
+                        state,
+                        [_message_json(response.message, finish_reason=response.stop_reason)],
+                    )
                 )
             span.set_attributes(attributes)
         elif isinstance(error, Exception):
@@ -356,7 +406,7 @@ class TracingInstrument(Instrument):
         span_name, base = known
         attributes = {**base, _TOOL_CALL_ID: call.id}
         if self.record_content:
-            attributes[gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS] = _json(call.input)
+            attributes[gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS] = _json(self._content(state, call.input))
         state.tools[call.id] = self.tracer.start_span(
             span_name, context=state.context, kind=_INTERNAL, attributes=attributes
         )
@@ -388,15 +438,58 @@ class TracingInstrument(Instrument):
         if not span.is_recording():  # sampled out: nothing to add
             span.end()
             return
+        if call_cancelled():  # stopped with its run: no result, and no failure of the tool's
+            span.set_attribute(CANCELLED, True)
+            span.end()
+            return
         text = _result_text(result.get("content", ""))
+        attributes: dict[str, Any] = {OUTPUT_CHARS: len(text)}
         if self.record_content:
-            span.set_attributes({OUTPUT_CHARS: len(text), gen_ai.GEN_AI_TOOL_CALL_RESULT: text})
-        else:
-            span.set_attribute(OUTPUT_CHARS, len(text))
+            attributes[gen_ai.GEN_AI_TOOL_CALL_RESULT] = self._content(state, text)
+        metadata = result.get("metadata")
+        if type(metadata) is dict and ("row_count" in metadata or "patients" in metadata):
+            self._query_attributes(run, state, call, metadata, attributes)
+        span.set_attributes(attributes)
         if result.get("is_error"):
             span.set_attribute(ERROR_TYPE, "ToolError")
             span.set_status(Status(StatusCode.ERROR, _first_line(text)))
         span.end()
+
+    def _query_attributes(
+        self,
+        run: RunContext,
+        state: _RunSpans,
+        call: ToolUseBlock,
+        metadata: dict[str, Any],
+        attributes: dict[str, Any],
+    ) -> None:
+        """What a query tool's call returned (``SQL``: rows, the row cap, bytes scanned;
+        ``DefineCohort``: patients and claims), and the database it ran on."""
+        system = _database_system(run, call.name)
+        if system is not None:
+            attributes[_DB_SYSTEM] = system
+        rows = metadata.get("row_count")
+        if rows is None:
+            rows = metadata.get("patients")  # a cohort's members: one row per patient
+            claims = metadata.get("claims")
+            if isinstance(rows, int):
+                attributes[COHORT_PATIENTS] = rows
+            if isinstance(claims, int):
+                attributes[COHORT_CLAIMS] = claims
+            query = metadata.get("sql")
+        else:
+            attributes[SQL_TRUNCATED] = bool(metadata.get("truncated"))
+            scanned = metadata.get("bytes_scanned")
+            if isinstance(scanned, int):
+                attributes[SQL_BYTES_SCANNED] = scanned
+            dataset = metadata.get("dataset_name")
+            if isinstance(dataset, str):
+                attributes[SQL_DATASET] = dataset
+            query = call.input.get("sql")
+        if isinstance(rows, int):
+            attributes[_DB_ROWS] = rows
+        if self.record_content and isinstance(query, str):
+            attributes[_DB_QUERY] = self._content(state, query)
 
     # --- events -------------------------------------------------------------------------
 
@@ -546,6 +639,22 @@ def _message_json(message: Message, finish_reason: str | None = None) -> dict[st
     if finish_reason is not None:
         data["finish_reason"] = finish_reason
     return data
+
+
+def _database_system(run: RunContext, tool_name: str) -> str | None:
+    """``db.system.name`` of the database a query tool of ``run`` reads (its backend's
+    dialect), or ``None`` when the tool has no backend to tell."""
+    try:
+        tool = run.agent.registry_for(run.session).get(tool_name)
+    except Exception:  # an agent of another kind: the attribute is left out
+        return None
+    backend = getattr(tool, "backend", None)
+    if backend is None:  # DefineCohort: its runner holds the SQL tool's backend
+        backend = getattr(getattr(tool, "runner", None), "backend", None)
+    dialect = getattr(backend, "dialect", None)
+    if not isinstance(dialect, str) or not dialect:
+        return None
+    return _DB_SYSTEMS.get(dialect, dialect)
 
 
 def _result_text(content: Any) -> str:
