@@ -12,7 +12,7 @@ forwards them as they come; events emitted by other tools are delivered when the
 
 from __future__ import annotations
 
-import itertools
+import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from loopwright.agent import Agent
     from loopwright.messages import ToolUseBlock
     from loopwright.sessions.session import Session
-
-_run_ids = itertools.count(1)
 
 
 @dataclass(slots=True, eq=False)
@@ -43,7 +41,8 @@ class RunContext:
     path: str
     parent: RunContext | None = None
     parent_call: ToolUseBlock | None = None
-    id: str = field(default_factory=lambda: f"run-{next(_run_ids)}")
+    #: unique across processes (logs of several workers meet in one pipeline)
+    id: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:12]}")
     data: dict[Any, Any] = field(default_factory=dict)
     _sink: Callable[[Event], None] | None = None
 
