@@ -46,3 +46,19 @@ def test_plain_output_names_the_saved_files() -> None:
     assert "✓ Python · 1.2 s · Top prescriber: 1234567890\n" in printed
     assert "    saved: charts/top 10.png (21.3 KiB), humira.csv (812 bytes)" in printed
     assert ANSWER in printed  # plain text is printed as the model wrote it
+
+
+def test_the_usage_line_adds_up_when_tokens_were_cached() -> None:
+    """ "2,260 tokens (1,000 in / 60 out)": the total counted the 1,200 cached tokens that
+    the split left out."""
+    from loopwright.cli.render import format_usage
+    from loopwright.events import Usage
+
+    cached = Usage(input_tokens=1_000, output_tokens=60, cache_read_tokens=1_200)
+    assert format_usage(cached).startswith("2,260 tokens (1,000 in / 60 out / 1,200 cached)")
+    written = Usage(input_tokens=10, output_tokens=5, cache_write_tokens=300)
+    assert format_usage(written).startswith(
+        "315 tokens (10 in / 5 out / 0 cached / 300 cache writes)"
+    )
+    plain = Usage(input_tokens=10, output_tokens=5)
+    assert format_usage(plain).startswith("15 tokens (10 in / 5 out) · $")

@@ -84,8 +84,13 @@ def format_duration(ms: float) -> str:
 
 def format_usage(usage: Usage) -> str:
     """Tokens, cost and calls on one line."""
+    split = f"{usage.input_tokens:,} in / {usage.output_tokens:,} out"
+    if usage.cache_read_tokens or usage.cache_write_tokens:  # the total counts them too
+        split += f" / {usage.cache_read_tokens:,} cached"
+        if usage.cache_write_tokens:
+            split += f" / {usage.cache_write_tokens:,} cache writes"
     parts = [
-        f"{usage.total_tokens:,} tokens ({usage.input_tokens:,} in / {usage.output_tokens:,} out)",
+        f"{usage.total_tokens:,} tokens ({split})",
         f"${usage.cost_usd:.4f}",
         f"{usage.model_calls} model call{'s' if usage.model_calls != 1 else ''}",
         f"{usage.tool_calls} tool call{'s' if usage.tool_calls != 1 else ''}",
