@@ -216,6 +216,7 @@ def serve_command(
                 path=path,
                 session=session,
                 on_ready=announce,
+                metadata=ready.metadata,  # a session run_agent makes records the data too
             )
         finally:
             await served.aclose()

@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import tempfile
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -211,7 +212,13 @@ class MCPConnection:
         server only when ``retry_safe`` (the tool is read-only or idempotent).
 
         Raises :class:`MCPConnectionError` (cannot start, or down for good),
-        :class:`MCPServerStopped`, :class:`MCPCallError` or :class:`MCPCallTimeout`."""
+        :class:`MCPServerStopped`, :class:`MCPCallError` or :class:`MCPCallTimeout`, and
+        ``ValueError``, before anything is sent, for arguments JSON cannot carry."""
+        problem = unsendable(arguments, name)
+        if problem is not None:
+            # the transport's writer would fail on it and take the connection down (seen as
+            # a crash of the server, restarted, the call sent again, until none was left)
+            raise ValueError(problem)
         for attempt in (1, 2):
             note = await self._ready_for_call()
             try:
@@ -554,6 +561,48 @@ async def _list_tools(session: ClientSession) -> list[types.Tool]:
         if not cursor:
             break
     return tools
+
+
+def unsendable(arguments: Mapping[str, Any], tool: str) -> str | None:
+    """Why a call's ``arguments`` cannot be sent as JSON, or ``None``: text holding a lone
+    surrogate, which is how Python keeps bytes that are not UTF-8 (a file name, a program's
+    output) and which UTF-8, so JSON on the wire, cannot encode."""
+    found = _lone_surrogate(arguments, "")
+    if found is None:
+        return None
+    where, char, position = found
+    field = f" in {where}" if where else ""
+    return (
+        f"The input of {tool!r} holds {char!a}{field} at character {position}: half of a "
+        "UTF-16 surrogate pair on its own (a byte that is not UTF-8, from a file name or a "
+        "program's output), which cannot be sent to an MCP server, so nothing was sent. "
+        "Give the text without it (rename a file whose name holds such a byte first)"
+    )
+
+
+def _lone_surrogate(value: Any, where: str) -> tuple[str, str, int] | None:
+    """Where (a path such as ``'files'[2]``), which and at what character the first lone
+    surrogate inside ``value`` is (keys included), or ``None``."""
+    if isinstance(value, str):
+        match = _LONE_SURROGATE.search(value)
+        return None if match is None else (where, match.group(), match.start())
+    items: Iterable[tuple[Any, Any]] = ()
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    for key, item in items:
+        if isinstance(key, str):
+            found = _lone_surrogate(key, f"a key in {where}" if where else "a key")
+            if found is not None:
+                return found
+        found = _lone_surrogate(item, f"{where}[{key!r}]" if where else repr(key))
+        if found is not None:
+            return found
+    return None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _client_info() -> types.Implementation:

@@ -169,6 +169,8 @@ class MCPToolProxy(BaseTool):
             return error(f"The MCP server {server!r} refused the call to {tool!r}: {exc}")
         except MCPConnectionError as exc:
             return error(str(exc))
+        except ValueError as exc:  # arguments that cannot be sent (nothing was)
+            return error(f"{exc}.")
         converted = to_tool_result(result)
         metadata = converted.setdefault("metadata", {})
         metadata.update({"mcp_server": server, "mcp_tool": tool, "restarted": note is not None})

@@ -12,7 +12,10 @@
   a progress notification per tool call started and finished, with a one-line message.
 
 The tools work in one session's workspace (a new session unless one is given, or a directory
-given as ``workspace``); ``run_agent`` continues that session unless the caller names another.
+given as ``workspace``); ``run_agent`` continues that session unless the caller names another,
+which is then kept open with its tools (background shells...) for the next call with that id
+(the :data:`KEEP_LIVE` most recently used). Text that JSON cannot carry (a lone surrogate, from
+bytes that are not UTF-8) is sent as U+FFFD.
 Serve it over stdio (``serve_stdio``, what desktop clients start) or streamable HTTP
 (``serve_http`` or ``streamable_http_app`` to mount it in an ASGI app); ``serve_agent`` does
 either and closes the session's tools afterwards. ``loopwright mcp serve`` is the command.
@@ -23,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -67,6 +72,14 @@ RUN_AGENT_OUTPUT_SCHEMA: dict[str, Any] = {
 #: stop reasons for which ``run_agent`` reports an error (limits still return the answer)
 _FAILED = frozenset({"error", "cancelled"})
 
+#: sessions other than the server's that ``run_agent`` keeps open between calls (their
+#: tools: background shells, connections); the least recently used idle one is closed first
+KEEP_LIVE = 32
+
+#: half of a UTF-16 surrogate pair on its own: what Python makes of bytes that are not UTF-8
+#: (a file name, a program's output), and what JSON, so MCP, cannot carry
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 class AgentMCPServer:
     """An MCP server for one agent: its tools and ``run_agent``.
@@ -74,6 +87,8 @@ class AgentMCPServer:
     ``session``: the session whose workspace the tools work in (a :class:`Session` or an id,
     resumed if saved, else created); ``workspace``: a directory for a new session to work in
     instead of a fresh one. ``expose_tools``/``expose_agent`` choose what is listed.
+    ``metadata`` is recorded in a session ``run_agent`` creates for a ``session_id`` (the
+    healthcare agent's data, as ``loopwright healthcare`` records it).
     """
 
     def __init__(
@@ -85,6 +100,7 @@ class AgentMCPServer:
         name: str | None = None,
         expose_tools: bool = True,
         expose_agent: bool = True,
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         from loopwright import __version__
 
@@ -94,7 +110,10 @@ class AgentMCPServer:
         self._session_spec = session
         self._workspace = Path(workspace).expanduser().resolve() if workspace else None
         self._session: Session | None = None
+        self._metadata = dict(metadata or {})
         self._runs: dict[str, asyncio.Lock] = {}
+        #: sessions run_agent continued by id, kept with their tools between calls
+        self._live: OrderedDict[str, Session] = OrderedDict()
         self._owner = process_owner()
         self._sequential = asyncio.Lock()
         self.server: Server[Any] = Server(
@@ -208,14 +227,13 @@ class AgentMCPServer:
             return _error(f"{RUN_AGENT} needs a non-empty 'prompt' string: the task to do.")
         session_id = arguments.get("session_id")
         try:
-            target: Session | str = self.session
-            if session_id is not None and session_id != self.session.id:
+            key = self.session.id
+            if session_id is not None and session_id != key:
                 if not isinstance(session_id, str):
                     return _error("'session_id' must be a string; omit it to use the server's")
-                target = validate_session_id(session_id)
+                key = validate_session_id(session_id)
         except ValueError as exc:
             return _error(f"{exc}")
-        key = target.id if isinstance(target, Session) else target
         lock = self._runs.setdefault(key, asyncio.Lock())
         async with lock:  # one run at a time per session keeps its history consistent
             # and one process at a time: the CLI or a server may run a turn in it too
@@ -228,8 +246,7 @@ class AgentMCPServer:
                     "is running a turn in it; try again when that turn has ended"
                 )
             try:
-                if isinstance(target, Session):
-                    target = await self._current(target)
+                target = await self._session_for(key)
                 result = await self.agent.collect(prompt, target, on_event=_reporter(progress))
             except Exception as exc:  # the agent's loop reports model errors as events
                 return _error(f"{RUN_AGENT} failed: {type(exc).__name__}: {exc}")
@@ -242,12 +259,12 @@ class AgentMCPServer:
             text = f"{text}\n\n[The run stopped early{detail}.]".strip()
         text = f"{text}\n\n[session_id: {result.session.id} · stop_reason: {result.stop_reason}]"
         structured = {
-            "text": result.text,
+            "text": _sendable(result.text),
             "session_id": result.session.id,
             "stop_reason": result.stop_reason,
         }
         return types.CallToolResult(
-            content=[types.TextContent(text=text)],
+            content=[types.TextContent(text=_sendable(text))],
             structured_content=structured,
             is_error=result.stop_reason in _FAILED,
         )
@@ -306,11 +323,42 @@ class AgentMCPServer:
             sock.close()
 
     async def aclose(self) -> None:
-        """Close the session's tools (processes, connections)."""
+        """Close the sessions' tools (processes, connections)."""
+        live, self._live = list(self._live.values()), OrderedDict()
+        for session in live:
+            await self.agent.close_session(session)
         if self._session is not None:
             await self.agent.close_session(self._session)
 
     # --- helpers ------------------------------------------------------------------------
+
+    async def _session_for(self, key: str) -> Session:
+        """The session ``run_agent`` continues: the server's, or one named by the caller,
+        kept open (its tools, background shells included) for the next call with that id;
+        each as the store has it now. A new named session records ``metadata``."""
+        if key == self.session.id:
+            return await self._current(self.session)
+        known = self._live.get(key)
+        if known is not None:
+            session = await self._current(known)
+        else:
+            stored = await asyncio.to_thread(self.agent.store.exists, key)
+            if stored:
+                session = await asyncio.to_thread(Session.resume, key, store=self.agent.store)
+            else:
+                session = self.agent.new_session(key, **self._metadata)
+        self._live[key] = session
+        self._live.move_to_end(key)
+        await self._close_idle()
+        return session
+
+    async def _close_idle(self) -> None:
+        """Close the tools of the least recently used named sessions past :data:`KEEP_LIVE`
+        (not those running a turn)."""
+        excess = len(self._live) - KEEP_LIVE
+        idle = [key for key in self._live if not self._runs[key].locked()][: max(excess, 0)]
+        for key in idle:
+            await self.agent.close_session(self._live.pop(key))
 
     async def _current(self, session: Session) -> Session:
         """The served session as the store has it now: turns taken meanwhile by another
@@ -321,7 +369,10 @@ class AgentMCPServer:
             return session  # new (saved with its first turn), or unchanged
         await self.agent.close_session(session)
         stored.workspace_dir.mkdir(parents=True, exist_ok=True)
-        self._session = stored
+        if session is self._session:
+            self._session = stored
+        elif self._live.get(session.id) is session:
+            self._live[session.id] = stored
         return stored
 
     def _open_session(self) -> Session:
@@ -356,12 +407,16 @@ async def serve_agent(
     workspace: str | os.PathLike[str] | None = None,
     name: str | None = None,
     on_ready: Callable[[str], None] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> None:
     """Serve ``agent`` over MCP (stdio or streamable HTTP) until the client or the process
-    ends it; the session's tools are closed afterwards."""
+    ends it; the sessions' tools are closed afterwards. ``metadata``: see
+    :class:`AgentMCPServer`."""
     if transport not in ("stdio", "http"):
         raise ValueError(f"unknown MCP transport {transport!r}; use 'stdio' or 'http'")
-    server = AgentMCPServer(agent, session=session, workspace=workspace, name=name)
+    server = AgentMCPServer(
+        agent, session=session, workspace=workspace, name=name, metadata=metadata
+    )
     try:
         if transport == "stdio":
             await server.serve_stdio()
@@ -413,18 +468,25 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _mcp_content(content: str | list[TextBlock | ImageBlock]) -> list[types.ContentBlock]:
     if isinstance(content, str):
-        return [types.TextContent(text=content)]
+        return [types.TextContent(text=_sendable(content))]
     blocks: list[types.ContentBlock] = []
     for block in content:
         if isinstance(block, ImageBlock):
             blocks.append(types.ImageContent(data=block.data, mime_type=block.media_type))
         else:
-            blocks.append(types.TextContent(text=block.text))
+            blocks.append(types.TextContent(text=_sendable(block.text)))
     return blocks
 
 
+def _sendable(text: str) -> str:
+    """``text`` with each lone surrogate (a byte that is not UTF-8 in a file name or a
+    program's output) shown as U+FFFD, as the terminal shows it: JSON cannot encode one,
+    and a result holding one could not be sent (a stdio server died of it)."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def _error(message: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
+    return types.CallToolResult(content=[types.TextContent(text=_sendable(message))], is_error=True)
 
 
 def _reporter(progress: Progress | None) -> Callable[[Event], Awaitable[None]] | None:
