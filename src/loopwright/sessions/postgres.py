@@ -23,6 +23,7 @@ from loopwright.sessions.store import (
     SessionStore,
     decode_record,
     listed_info,
+    storable_text,
     title_of,
 )
 
@@ -152,7 +153,8 @@ class PostgresStore(SessionStore):
         start = session.dirty_from
         messages = session.messages
         rows = [
-            (session.id, seq, Jsonb(messages[seq].to_dict())) for seq in range(start, len(messages))
+            (session.id, seq, Jsonb(messages[seq].to_dict(), dumps=_jsonb_text))
+            for seq in range(start, len(messages))
         ]
         header = (
             session.id,
@@ -266,3 +268,9 @@ class PostgresStore(SessionStore):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def _jsonb_text(value: Any) -> str:
+    """A message as JSON PostgreSQL's jsonb takes: it refuses a lone surrogate (``\\udcff``:
+    how Python keeps a byte that is not UTF-8, from a file name), stored as U+FFFD."""
+    return storable_text(json.dumps(value, ensure_ascii=False))

@@ -21,6 +21,7 @@ from loopwright.sessions.store import (
     SessionInfo,
     SessionStore,
     decode_record,
+    json_text,
     listed_info,
     title_of,
 )
@@ -105,7 +106,7 @@ class SQLiteStore(SessionStore):
         start = session.dirty_from
         messages = session.messages
         rows = [
-            (session.id, seq, json.dumps(messages[seq].to_dict(), ensure_ascii=False))
+            (session.id, seq, json_text(messages[seq].to_dict()))
             for seq in range(start, len(messages))
         ]
         usage = json.dumps(session.usage.to_dict())

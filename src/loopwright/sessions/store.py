@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -144,12 +146,35 @@ class SessionStore(ABC):
 
 
 def title_of(messages: list[Message]) -> str:
-    """The first user text, shortened: what the session was about."""
+    """The first user text, shortened: what the session was about (a byte that is not UTF-8,
+    kept as a lone surrogate, shown as U+FFFD: a database cannot store it)."""
     for message in messages:
         if message.role == "user" and message.text:
             line = message.text.strip().splitlines()[0] if message.text.strip() else ""
-            return line[:80]
+            return storable_text(line[:80])
     return ""
+
+
+def storable_text(text: str) -> str:
+    """``text`` with each lone surrogate (how Python keeps a byte that is not UTF-8: a file
+    name, a program's output) as U+FFFD, which UTF-8, so a database, can store."""
+    if text.isascii():
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text a UTF-8 database stores: non-ASCII characters as they are, but
+    escaped (``\\udcff``) where a lone surrogate is among them, so it reads back the same."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
 
 
 class MemoryStore(SessionStore):
