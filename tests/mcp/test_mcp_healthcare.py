@@ -16,7 +16,6 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from loopwright.healthcare.data import build_database
 from loopwright.mcp import RUN_AGENT
 from loopwright.sessions.sqlite import SQLiteStore
 
@@ -28,13 +27,6 @@ TOP_CA = (
 
 
 SERVE = ["-m", "loopwright.cli.app", "mcp", "serve", "--agent", "healthcare"]
-
-
-@pytest.fixture(scope="module")
-def claims(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("claims") / "claims.duckdb"
-    build_database(path, rx_claims=2_000)
-    return path
 
 
 @pytest.fixture

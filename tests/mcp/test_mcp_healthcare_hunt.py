@@ -15,10 +15,10 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_helpers import alive, serving
+from test_mcp_healthcare import text_of
 
 from loopwright import Agent, MemoryStore, ScriptedModel, call
 from loopwright.healthcare import healthcare_agent
-from loopwright.healthcare.data import build_database
 from loopwright.mcp import RUN_AGENT, AgentMCPServer, MCPServers
 from loopwright.mcp import server as mcp_server
 from loopwright.models.base import ModelRequest
@@ -31,13 +31,6 @@ BAD_NAME = b"claims_\xff.csv".decode("utf-8", "surrogateescape")
 HANG_GUARD_S = 60.0
 
 
-@pytest.fixture(scope="module")
-def claims(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("claims") / "claims.duckdb"
-    build_database(path, rx_claims=2_000)
-    return path
-
-
 @pytest.fixture
 def env(loopwright_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
@@ -45,10 +38,6 @@ def env(loopwright_home: Path) -> dict[str, str]:
     for name in ("LOOPWRIGHT_WORKSPACES", "LOOPWRIGHT_STORE"):
         env.pop(name, None)
     return env
-
-
-def text_of(result: types.CallToolResult) -> str:
-    return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
 
 
 def sql(query: str, name: str) -> dict[str, str]:
