@@ -482,7 +482,8 @@ def test_cli_a_bad_session_id_is_refused_before_the_database_is_built(
 
 def test_builds_abandoned_by_a_killed_process_are_removed(tmp_path: Path) -> None:
     """SIGTERM, SIGKILL or a closed terminal skip the build's own clean-up; the next build
-    of that file removes what a dead process left (never a live build's files)."""
+    of that file removes what a dead process left (never a live build's files: a live
+    process holding DuckDB's lock on its temporary database)."""
     from loopwright.healthcare.data import ensure_database
 
     target = tmp_path / "claims.duckdb"
@@ -490,13 +491,27 @@ def test_builds_abandoned_by_a_killed_process_are_removed(tmp_path: Path) -> Non
                           capture_output=True, text=True, check=True)  # fmt: skip
     abandoned = [tmp_path / f".claims.duckdb.{dead.stdout.strip()}.ab12cd34.tmp"]
     abandoned.append(abandoned[0].with_name(abandoned[0].name + ".wal"))
-    live = tmp_path / f".claims.duckdb.{os.getpid()}.ef56ab78.tmp"
-    for path in (*abandoned, live):
+    for path in abandoned:
         path.write_bytes(b"x" * 100)
-    ensure_database(rx_claims=1000, path=target)
-    assert target.is_file()
-    assert [p.exists() for p in abandoned] == [False, False]
-    assert live.exists()
+    holder = (
+        "import duckdb, os, sys; "
+        "path = sys.argv[1].replace('PID', str(os.getpid())); "
+        "con = duckdb.connect(path); print(path, flush=True); sys.stdin.read()"
+    )
+    building = subprocess.Popen(
+        [sys.executable, "-c", holder, str(tmp_path / ".claims.duckdb.PID.ef56ab78.tmp")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert building.stdout is not None
+        live = Path(building.stdout.readline().strip())
+        assert live.exists()
+        ensure_database(rx_claims=1000, path=target)
+        assert target.is_file()
+        assert [p.exists() for p in abandoned] == [False, False]
+        assert live.exists()
+    finally:
+        building.communicate("", timeout=30)
 
 
 def test_serve_puts_the_healthcare_agent_behind_the_http_api(
