@@ -20,7 +20,12 @@ from loopwright.messages import (
     ToolUseBlock,
 )
 from loopwright.sessions.session import Session
-from loopwright.sessions.store import SessionDamaged, SessionInfo, SessionStore
+from loopwright.sessions.store import (
+    SessionDamaged,
+    SessionInfo,
+    SessionStore,
+    listed_workspace,
+)
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
@@ -180,11 +185,9 @@ def require_session(session_id: str) -> str | None:
 
 def remove_session(console: Console, session_id: str, *, keep_workspace: bool) -> int:
     """``sessions rm ID``: forget the session and delete its workspace (if loopwright made it)."""
-    import shutil
     from pathlib import Path
 
     from loopwright.cli.runtime import hold_idle, open_store
-    from loopwright.config import workspace_root
 
     store = open_store()
     try:
@@ -197,9 +200,7 @@ def remove_session(console: Console, session_id: str, *, keep_workspace: bool) -
                 found = store.load(session_id)
                 workspace_dir = None if found is None else str(found.workspace_dir)
             except SessionDamaged:  # removed all the same: its row still names its workspace
-                workspace_dir = next(
-                    (i.workspace_dir for i in store.list() if i.id == session_id), None
-                )
+                workspace_dir = listed_workspace(store, session_id)
             if workspace_dir is None:
                 raise _unknown(session_id)
             store.delete(session_id)
@@ -208,10 +209,8 @@ def remove_session(console: Console, session_id: str, *, keep_workspace: bool) -
     finally:
         store.close()
     workspace = Path(workspace_dir).resolve()
-    root = workspace_root().resolve()
     removed = ""
-    if not keep_workspace and workspace.is_dir() and workspace.parent == root:
-        shutil.rmtree(workspace, ignore_errors=True)
+    if not keep_workspace and Session.remove_workspace(workspace, None):
         removed = f" and its workspace {workspace}"
     elif workspace.exists():
         removed = f"; its workspace {workspace} was kept"

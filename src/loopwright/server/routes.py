@@ -7,7 +7,6 @@ A session of another user answers 404 exactly like one that does not exist.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
@@ -266,7 +265,7 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
             ctx.sessions.forget(session_id)
         await ctx.sessions.drop_closed()  # the session's tools (a Python process...) closed
         if workspace is not None:
-            await run_in_threadpool(remove_workspace, workspace, ctx.agent.workspace_root)
+            await run_in_threadpool(Session.remove_workspace, workspace, ctx.agent.workspace_root)
         return Response(status_code=204)
 
     @router.get(
@@ -535,20 +534,6 @@ def add_routes(router: FastAPI | APIRouter, ctx: ServerContext) -> None:
                 "for a while, then only the history remains: GET /api/sessions/{id}/messages)",
             )
         return run
-
-
-def remove_workspace(workspace: Path, root: str | None) -> None:
-    """Delete a removed session's workspace, if loopwright made it (a directory right under
-    the workspace root: the agent's, else the configured one); one given by the user is
-    kept."""
-    import shutil
-
-    from loopwright.config import workspace_root
-
-    made_in = (Path(root) if root is not None else workspace_root()).resolve()
-    workspace = workspace.resolve()
-    if workspace.is_dir() and workspace.parent == made_in:
-        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def resumable(session: Session) -> bool:

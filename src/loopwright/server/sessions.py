@@ -20,7 +20,12 @@ from typing import Any
 from loopwright.agent import Agent
 from loopwright.server.auth import LOCAL_USER, User
 from loopwright.sessions.session import Session, validate_session_id
-from loopwright.sessions.store import SessionDamaged, SessionInfo, SessionStore
+from loopwright.sessions.store import (
+    SessionDamaged,
+    SessionInfo,
+    SessionStore,
+    listed_workspace,
+)
 
 OWNER_KEY = "owner"
 
@@ -168,8 +173,8 @@ class SessionAccess:
         try:
             return self.header(user, session_id).workspace_dir
         except SessionDamaged:  # raised only with tokens off
-            row = next((i for i in self.store.list() if i.id == session_id), None)
-            return None if row is None else Path(row.workspace_dir)
+            listed = listed_workspace(self.store, session_id)
+            return None if listed is None else Path(listed)
 
     def forget(self, session_id: str) -> None:
         """Drop a removed session from the caches; its live object's tools are closed at

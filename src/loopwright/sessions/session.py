@@ -109,6 +109,24 @@ class Session:
         session.save()
         return session
 
+    @staticmethod
+    def remove_workspace(
+        workspace: str | os.PathLike[str], root: str | os.PathLike[str] | None
+    ) -> bool:
+        """Delete a removed session's workspace if loopwright made it (a directory right
+        under the workspace root, ``root`` or else the configured one, as :meth:`create`
+        makes it); one given by the user is kept. Whether it was deleted."""
+        import shutil
+
+        from loopwright.config import workspace_root
+
+        made_in = (Path(root) if root is not None else workspace_root()).resolve()
+        path = Path(workspace).resolve()
+        if not path.is_dir() or path.parent != made_in:
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+
     @classmethod
     def resume(cls, id: str, *, store: SessionStore | None = None) -> Session:
         """Load a saved session; tool calls cut off by a crash get an "interrupted" result."""

@@ -145,6 +145,12 @@ class SessionStore(ABC):
         """Release connections."""
 
 
+def listed_workspace(store: SessionStore, session_id: str) -> str | None:
+    """The workspace a session's listed row names (``None``: no such session): what a
+    damaged record, which ``load`` refuses, still tells, so it can be removed whole."""
+    return next((i.workspace_dir for i in store.list() if i.id == session_id), None)
+
+
 def title_of(messages: list[Message]) -> str:
     """The first user text, shortened: what the session was about (a byte that is not UTF-8,
     kept as a lone surrogate, shown as U+FFFD: a database cannot store it)."""
