@@ -514,8 +514,7 @@ def bigquery_claims(claims_con: duckdb.DuckDBPyConnection) -> Iterator[Any]:
     from sql.bigquery_server import BigQueryServer
 
     with BigQueryServer(project="test-project") as server:
-        for table in ("RX_CLAIMS", "MED_CLAIMS", "PROVIDERS_BIO"):
-            server.load("claims", table, claims_con.sql(f"SELECT * FROM {table}").to_arrow_table())
+        server.load_from("claims", claims_con)
         yield server
 
 

@@ -102,14 +102,8 @@ def edge_bigquery(edge_db: Path) -> Iterator[str]:
     """The same data on the BigQuery stand-in, as dataset ``claims``: its URL."""
     from sql.bigquery_server import BigQueryServer
 
-    with duckdb.connect(str(edge_db), read_only=True) as source:
-        tables = {
-            table: source.sql(f"SELECT * FROM {table}").to_arrow_table()
-            for table in ("RX_CLAIMS", "MED_CLAIMS", "PROVIDERS_BIO")
-        }
     with BigQueryServer(project="test-project") as server:
-        for table, data in tables.items():
-            server.load("claims", table, data)
+        server.load_from("claims", edge_db)
         yield f"bigquery://test-project/claims?api_endpoint={server.base_url}"
 
 

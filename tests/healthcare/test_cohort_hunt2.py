@@ -323,14 +323,8 @@ async def test_on_bigquery_dates_written_as_text_or_numbers_are_read_too(
 
     kind, expression = _WRITTEN[written]
     database = _rewritten_dates(dated_db, tmp_path / "written.duckdb", kind, expression)
-    with duckdb.connect(str(database), read_only=True) as source:
-        tables = {
-            table: source.sql(f"SELECT * FROM {table}").to_arrow_table()
-            for table in ("RX_CLAIMS", "MED_CLAIMS", "PROVIDERS_BIO")
-        }
     with BigQueryServer(project="test-project") as server:
-        for table, data in tables.items():
-            server.load("claims", table, data)
+        server.load_from("claims", database)
         url = f"bigquery://test-project/claims?api_endpoint={server.base_url}"
         result, members = await _define(connect(url), tmp_path / "bq", _EVERYTHING)
     reference, expected = await _define(DuckDBBackend(dated_db), tmp_path / "dd", _EVERYTHING)

@@ -36,8 +36,10 @@ import datetime as dt
 import decimal
 import itertools
 import json
+import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -117,6 +119,19 @@ class BigQueryServer:
                 self.db.execute(f'CREATE TABLE "{dataset}"."{table}" AS SELECT * FROM _load')
             finally:
                 self.db.unregister("_load")
+
+    def load_from(
+        self, dataset: str, source: str | os.PathLike[str] | duckdb.DuckDBPyConnection,
+        tables: Iterable[str] = ("RX_CLAIMS", "MED_CLAIMS", "PROVIDERS_BIO"),
+    ) -> None:  # fmt: skip
+        """Load ``tables`` (by default the claims tables DefineCohort reads) from a DuckDB
+        database, a file or an open connection, as ``dataset``'s tables."""
+        if isinstance(source, duckdb.DuckDBPyConnection):
+            for table in tables:
+                self.load(dataset, table, source.sql(f"SELECT * FROM {table}").to_arrow_table())
+            return
+        with duckdb.connect(os.fspath(source), read_only=True) as connection:
+            self.load_from(dataset, connection, tables)
 
     @property
     def base_url(self) -> str:
