@@ -25,7 +25,6 @@ What it takes care of:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import email.utils
@@ -65,6 +64,7 @@ from loopwright.models.base import (
     Pricing,
     ThinkingDelta,
 )
+from loopwright.models.loop_client import PerLoopClient
 from loopwright.models.pricing import price_for
 
 __all__ = [
@@ -218,22 +218,22 @@ class AnthropicModel(Model):
         self.pricing = pricing if pricing is not None else price_for(model)
         self.api_version = api_version or ANTHROPIC_API_VERSION
         headers = {**(default_headers or {}), "anthropic-version": self.api_version}
-        self._owns_http_client = http_client is None
-        self._client_options: dict[str, Any] = {
+        options: dict[str, Any] = {
             "api_key": key,
             "base_url": base_url,
             "timeout": anthropic.Timeout(timeout, connect=min(timeout, 10.0)),
             "max_retries": 0,
             "default_headers": headers,
         }
-        self._client = anthropic.AsyncAnthropic(http_client=http_client, **self._client_options)
-        #: The event loop the client's connections belong to (set on first use).
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._clients = PerLoopClient(
+            anthropic.AsyncAnthropic(http_client=http_client, **options),
+            (lambda: anthropic.AsyncAnthropic(**options)) if http_client is None else None,
+        )
 
     @property
     def base_url(self) -> str:
         """Where requests go (``https://api.anthropic.com`` unless configured otherwise)."""
-        return str(self._client.base_url).rstrip("/")
+        return str(self._clients.client.base_url).rstrip("/")
 
     # --- the request ----------------------------------------------------------------
 
@@ -305,13 +305,11 @@ class AnthropicModel(Model):
         Closing the stream early (or cancelling its task) closes the HTTP response.
         """
         params = self.request_params(request)
-        self._client_for_this_loop()
+        client = self._clients.for_this_loop()
         # parameters of older API versions that the SDK no longer names go in the raw body
         extra = {k: params.pop(k) for k in _LEGACY_PARAMS if k in params}
         try:
-            events = await self._client.messages.create(
-                **params, stream=True, extra_body=extra or None
-            )
+            events = await client.messages.create(**params, stream=True, extra_body=extra or None)
         except anthropic.APIError as exc:
             raise self._model_error(exc) from exc
         turn = _TurnAssembler()
@@ -333,24 +331,9 @@ class AnthropicModel(Model):
             response.usage.cost_usd = self.pricing.cost(response.usage)
         yield response
 
-    def _client_for_this_loop(self) -> anthropic.AsyncAnthropic:
-        """The SDK client, made anew when this call runs on another event loop than the
-        last one (``agent.run_sync()`` called again: each call is an ``asyncio.run()``): the
-        pooled connections of the old client belong to the old loop, closed by now, and
-        fail with "Event loop is closed" (after the server may have had the request). A
-        client given as ``http_client`` is the caller's, and is kept."""
-        loop = asyncio.get_running_loop()
-        if self._client_loop is not loop:
-            if self._client_loop is not None and self._owns_http_client:
-                # the old client's connections cannot be closed from this loop: dropped
-                self._client = anthropic.AsyncAnthropic(**self._client_options)
-            self._client_loop = loop
-        return self._client
-
     async def aclose(self) -> None:
         """Close the SDK's HTTP client (one passed in as ``http_client`` is left open)."""
-        if self._owns_http_client:
-            await self._client.close()
+        await self._clients.aclose()
 
     # --- errors -----------------------------------------------------------------------
 

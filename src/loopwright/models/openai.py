@@ -40,7 +40,6 @@ and the retry layer decides what to do.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import os
@@ -82,6 +81,7 @@ from loopwright.models.base import (
     Pricing,
     ThinkingDelta,
 )
+from loopwright.models.loop_client import PerLoopClient
 
 if TYPE_CHECKING:
     import httpx
@@ -240,21 +240,21 @@ class OpenAIModel(Model):
         #: False once the server refused an image (a model that takes none)
         self._images = True
         self._where = "OpenAI" if official else f"the OpenAI-compatible server at {self.base_url}"
-        self._owns_http_client = http_client is None
-        self._client_options: dict[str, Any] = {
+        options: dict[str, Any] = {
             "api_key": key,
             "base_url": self.base_url,
             "timeout": timeout,
             "max_retries": 0,
             "default_headers": default_headers,
         }
-        self._client = openai.AsyncOpenAI(
-            **self._client_options,
-            # the SDK accepts both httpx and httpx2 clients; its signature names only httpx2
-            http_client=cast("httpx2.AsyncClient | None", http_client),
+        self._clients = PerLoopClient(
+            openai.AsyncOpenAI(
+                **options,
+                # the SDK accepts both httpx and httpx2 clients; its signature names only httpx2
+                http_client=cast("httpx2.AsyncClient | None", http_client),
+            ),
+            (lambda: openai.AsyncOpenAI(**options)) if http_client is None else None,
         )
-        #: The event loop the client's connections belong to (set on first use).
-        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     # --- the request ----------------------------------------------------------------------
 
@@ -287,20 +287,6 @@ class OpenAIModel(Model):
             params["response_format"] = response_format
         return params
 
-    def _client_for_this_loop(self) -> openai.AsyncOpenAI:
-        """The SDK client, made anew when this call runs on another event loop than the
-        last one (``agent.run_sync()`` called again: each call is an ``asyncio.run()``): the
-        pooled connections of the old client belong to the old loop, closed by now, and
-        fail with "Event loop is closed". A client given as ``http_client`` is the caller's,
-        and is kept."""
-        loop = asyncio.get_running_loop()
-        if self._client_loop is not loop:
-            if self._client_loop is not None and self._owns_http_client:
-                # the old client's connections cannot be closed from this loop: dropped
-                self._client = openai.AsyncOpenAI(**self._client_options)
-            self._client_loop = loop
-        return self._client
-
     async def _create(self, request: ModelRequest) -> openai.AsyncStream[ChatCompletionChunk]:
         """Send the request. A compatible server that rejects ``json_schema`` structured
         output gets it again as ``json_object`` with the schema (llama-cpp-python's form); a
@@ -308,12 +294,12 @@ class OpenAIModel(Model):
         gets it again with a note in place of each image (a chart the agent read, say), which
         would otherwise fail every later turn of the session too. This model remembers either
         from then on."""
-        self._client_for_this_loop()
+        client = self._clients.for_this_loop()
         while True:
             params = self.request_params(request)
             try:
                 chunks: openai.AsyncStream[ChatCompletionChunk]
-                chunks = await self._client.chat.completions.create(stream=True, **params)
+                chunks = await client.chat.completions.create(stream=True, **params)
                 return chunks
             except openai.APIStatusError as exc:
                 if exc.status_code not in ((400,) if self._official else (400, 415, 422, 500)):
@@ -414,8 +400,7 @@ class OpenAIModel(Model):
 
     async def aclose(self) -> None:
         """Close the HTTP client (unless it was given to us: then the caller closes it)."""
-        if self._owns_http_client:
-            await self._client.close()
+        await self._clients.aclose()
 
 
 # --- request translation ---------------------------------------------------------------
