@@ -176,6 +176,8 @@ def json_text(value: Any) -> str:
     """``value`` as JSON text a UTF-8 database stores: non-ASCII characters as they are, but
     escaped (``\\udcff``) where a lone surrogate is among them, so it reads back the same."""
     text = json.dumps(value, ensure_ascii=False)
+    if text.isascii():  # most messages: nothing to check
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
