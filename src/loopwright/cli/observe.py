@@ -49,11 +49,24 @@ def register(app: typer.Typer) -> None:
                 ),
             ),
         ] = None,
+        redact: Annotated[
+            bool,
+            typer.Option(
+                "--redact/--no-redact",
+                help=(
+                    "Replace secrets (API keys and tokens of known formats, passwords in "
+                    "URLs, this machine's secret environment values) with [REDACTED:...] "
+                    "markers (the default); --no-redact copies the session as stored."
+                ),
+            ),
+        ] = True,
     ) -> None:
         """Export a session's transcript as an HTML page or as conversation.json."""
 
         def action() -> int:
-            return export_session(session_id, as_json=as_json, html=html, output=output)
+            return export_session(
+                session_id, as_json=as_json, html=html, output=output, redact=redact
+            )
 
         raise typer.Exit(guarded(action))
 
@@ -86,8 +99,11 @@ def _load(store: SessionStore, session_id: str) -> Session:
     return session
 
 
-def export_session(session_id: str, *, as_json: bool, html: bool, output: str | None) -> int:
-    """``sessions export``: write the transcript and say where."""
+def export_session(
+    session_id: str, *, as_json: bool, html: bool, output: str | None, redact: bool = True
+) -> int:
+    """``sessions export``: write the transcript and say where (with secrets redacted
+    unless ``redact`` is false)."""
     import sys
     from pathlib import Path
 
@@ -96,6 +112,8 @@ def export_session(session_id: str, *, as_json: bool, html: bool, output: str | 
     from loopwright.observability.transcript import (
         CONVERSATION_FILE,
         conversation_record,
+        redact_records,
+        redact_session,
         render_html,
         write_atomically,
     )
@@ -108,6 +126,11 @@ def export_session(session_id: str, *, as_json: bool, html: bool, output: str | 
         records = records_for_session(session, store)
     finally:
         store.close()
+    if redact:
+        from loopwright.policy.redaction import Redactor
+
+        redactor = Redactor()
+        session, records = redact_session(session, redactor), redact_records(records, redactor)
     if as_json:
         import json
 

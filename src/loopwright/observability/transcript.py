@@ -13,6 +13,12 @@ conversation with each tool call's input and output in a collapsible block, imag
 data URIs. Everything taken from the session is HTML-escaped, and the page carries a
 Content-Security-Policy that allows no script at all, so a tool output holding markup (a web
 page, ``<script>``) shows as text and cannot run.
+
+A transcript is made to be shared, and the session holds what was typed and run as it was:
+a key pasted into a prompt, a token in a ``curl`` command, a database URL with its password.
+:func:`redact_session` (and :func:`redact_records` for the stats) give a copy with every
+secret a :class:`~loopwright.policy.redaction.Redactor` recognises replaced by its
+``[REDACTED:…]`` marker; ``sessions export`` uses them unless told ``--no-redact``.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from loopwright.observability.reports import (
 )
 
 if TYPE_CHECKING:
+    from loopwright.messages import ContentBlock, Message
+    from loopwright.policy.redaction import Redactor
     from loopwright.sessions.session import Session
     from loopwright.sessions.store import SessionStore
 
@@ -151,6 +159,52 @@ def conversation_record(
         "runs": runs,
         "messages": messages,
     }
+
+
+def redact_session(session: Session, redactor: Redactor) -> Session:
+    """A copy of ``session`` for a transcript, with secrets replaced by ``[REDACTED:…]``
+    markers: every text, thinking, tool input and text tool result of its messages, the
+    summary and the metadata (a database URL's password). Images are kept as they are. The
+    copy has no store (it cannot be saved over the session); ``session`` is not changed."""
+    from loopwright.sessions.session import Session as _Session
+
+    return _Session(
+        session.id,
+        session.workspace_dir,
+        messages=[_redact_message(message, redactor) for message in session.messages],
+        usage=session.usage,
+        metadata=redactor.redact_value(session.metadata),
+        created_at=session.created_at,
+        updated_at=session.updated_at,
+        summary=redactor.redact(session.summary),
+        context_start=session.context_start,
+        trimmed=set(session.trimmed),
+    )
+
+
+def redact_records(records: list[dict[str, Any]], redactor: Redactor) -> list[dict[str, Any]]:
+    """The stats ``records`` with secrets redacted in every string (an error's detail)."""
+    return [redactor.redact_value(record) for record in records]
+
+
+def _redact_message(message: Message, redactor: Redactor) -> Message:
+    from loopwright.messages import Message as _Message
+
+    return _Message(message.role, [_redact_block(block, redactor) for block in message.content])
+
+
+def _redact_block(block: ContentBlock, redactor: Redactor) -> ContentBlock:
+    if isinstance(block, TextBlock):
+        return TextBlock(redactor.redact(block.text))
+    if isinstance(block, ThinkingBlock):
+        return ThinkingBlock(redactor.redact(block.thinking), block.signature)
+    if isinstance(block, ToolUseBlock):
+        return ToolUseBlock(block.id, block.name, redactor.redact_value(block.input))
+    if isinstance(block, ToolResultBlock):
+        return ToolResultBlock(
+            block.tool_use_id, redactor.redact_content(block.content), block.is_error
+        )
+    return block  # an image
 
 
 def write_conversation(
@@ -501,6 +555,8 @@ def write_html(
 __all__ = [
     "CONVERSATION_FILE",
     "conversation_record",
+    "redact_records",
+    "redact_session",
     "render_html",
     "write_conversation",
     "write_html",
