@@ -206,6 +206,33 @@ class SQLBackend(ABC):
         it): a hint in an error message must not hold the tool up for long."""
         return sorted(await asyncio.wait_for(self.schema(), timeout or DEFAULT_TIMEOUT_S))
 
+    async def columns(
+        self,
+        tables: list[str],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, list[tuple[str, str]]]:
+        """The columns of ``tables`` (named as a query writes them: ``RX_CLAIMS``,
+        ``claims.RX_CLAIMS``), for a hint in an error message: those found, read within
+        ``timeout`` seconds (default :data:`DEFAULT_TIMEOUT_S`; ``TimeoutError`` past it).
+        By default from :meth:`schema`; a backend with a cheaper way to read a few tables
+        overrides it."""
+        from loopwright.sql.hints import table_columns
+
+        schema = await self._schema_within(timeout or DEFAULT_TIMEOUT_S)
+        found: dict[str, list[tuple[str, str]]] = {}
+        for table in tables:
+            entry = table_columns(table, schema)
+            if entry is not None:
+                found[table] = list(entry[1])
+        return found
+
+    async def _schema_within(
+        self,
+        timeout: float,  # noqa: ASYNC109
+    ) -> dict[str, list[tuple[str, str]]]:
+        """:meth:`schema`, within ``timeout`` seconds."""
+        return await asyncio.wait_for(self.schema(), timeout)
+
     def check(self, sql: str) -> None:
         """Refuse anything but a single read-only query; runs in the worker thread.
 

@@ -153,6 +153,9 @@ class BigQueryBackend(SQLBackend):
         self._client = client
         self._owns_client = client is None
         self._lock = threading.Lock()
+        #: the columns of tables read by the double-quote check (a request per table, not
+        #: per query: BigQuery writes strings in double quotes all the time)
+        self._quoted_check_columns: dict[str, list[tuple[str, str]]] = {}
 
     def __repr__(self) -> str:
         where = f"{self.dataset_project}.{self.dataset}" if self.dataset else self.project
@@ -321,6 +324,73 @@ class BigQueryBackend(SQLBackend):
             bytes_scanned=scanned if scanned is not None else dry.total_bytes_processed,
         )
 
+    def check(self, sql: str) -> None:
+        """The read-only check, then a refusal of a column name in double quotes, which in
+        BigQuery SQL is a string: ``WHERE "NDC_DRUG_NM" = 'HUMIRA'`` compared the text
+        ``NDC_DRUG_NM`` (no row, no error) and ``SELECT "PAID_AMT"`` returned that text on
+        every row, a scan billed for a wrong answer. Only double-quoted strings spelled like
+        a column of a table the query reads are refused; single quotes say text is meant."""
+        super().check(sql)
+        quoted = _double_quoted_words(sql)
+        if not quoted:
+            return
+        from loopwright.sql.hints import sources
+
+        names: dict[str, str] = {}
+        for source in sources(sql, self.dialect) or []:
+            known = self._quoted_check_columns.get(source.table)
+            if known is None:
+                try:
+                    known = self._table_columns(source.table, _COLUMN_READ_S)
+                except Exception:  # a table it cannot read: the query says
+                    continue
+                self._quoted_check_columns[source.table] = known
+            for name, _ in known:
+                names.setdefault(name.lower(), name)
+        for word in quoted:
+            column = names.get(word.lower())
+            if column is not None:
+                raise QueryRefused(
+                    f'"{word}" is a string in BigQuery SQL, not the column {column}: double '
+                    "quotes make text there, so the query would compare or return the text "
+                    f"itself. Write column names bare or in backticks (`{column}`); if you "
+                    f"meant the text, write it in single quotes ('{word}'). Nothing was run."
+                )
+
+    def _table_columns(self, table: str, budget: float) -> list[tuple[str, str]]:
+        """The columns of ``table`` as a query names it (``t``, ``dataset.t`` or
+        ``project.dataset.t``): one request, retried for ``budget`` seconds at most."""
+        parts = table.split(".")
+        project, dataset = self.dataset_project, self.dataset
+        if len(parts) == 2:
+            dataset = parts[0]
+        elif len(parts) == 3:
+            project, dataset = parts[0], parts[1]
+        elif len(parts) != 1:
+            raise LookupError(f"{table} is not a table name")
+        if dataset is None:
+            raise LookupError(f"{table} names no dataset")
+        reference = bigquery.TableReference(bigquery.DatasetReference(project, dataset), parts[-1])
+        found = self.client.get_table(reference, retry=_retry(budget), timeout=max(1.0, budget))
+        return [(f.name, _type_name(f)) for f in found.schema]
+
+    async def columns(
+        self,
+        tables: list[str],
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> dict[str, list[tuple[str, str]]]:
+        """A request per table named (not one per table of the dataset, as :meth:`schema`)."""
+        budget = timeout or DEFAULT_TIMEOUT_S
+
+        def read() -> dict[str, list[tuple[str, str]]]:
+            found: dict[str, list[tuple[str, str]]] = {}
+            for table in tables:
+                with contextlib.suppress(Exception):  # not found, not readable: no hint
+                    found[table] = self._table_columns(table, budget)
+            return found
+
+        return await self._catalog(read, "the tables' columns", None, budget)
+
     def _syntax_error(self, sql: str, unparsable: UnparsableQuery) -> SQLError:
         """BigQuery's own verdict from a dry run (free: nothing runs, nothing is billed)."""
         try:
@@ -481,6 +551,34 @@ RESERVED = frozenset(
     TRUE UNBOUNDED UNION UNNEST USING WHEN WHERE WINDOW WITH WITHIN""".split()  # noqa: SIM905
 )
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+#: Seconds a table's columns may take to read for the check of double-quoted names.
+_COLUMN_READ_S = 10.0
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _double_quoted_words(sql: str) -> list[str]:
+    """The strings ``sql`` writes in double quotes (not ``\"\"\"...\"\"\"``, raw or bytes)
+    that are spelled like a column name."""
+    import sqlglot
+    from sqlglot import TokenType
+
+    if '"' not in sql:
+        return []
+    try:
+        tokens = sqlglot.tokenize(sql, read="bigquery")
+    except Exception:  # the check proper reports it
+        return []
+    found = []
+    for token in tokens:
+        if token.token_type != TokenType.STRING or sql[token.start : token.start + 1] != '"':
+            continue
+        if sql.startswith('"""', token.start) or not _WORD.fullmatch(token.text):
+            continue
+        if token.text not in found:
+            found.append(token.text)
+    return found
 
 
 def quote_name(name: str) -> str:

@@ -273,6 +273,12 @@ class DuckDBBackend(SQLBackend):
     async def tables(self, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109
         return sorted(await self._schema(timeout or DEFAULT_TIMEOUT_S))
 
+    async def _schema_within(
+        self,
+        timeout: float,  # noqa: ASYNC109
+    ) -> dict[str, list[tuple[str, str]]]:
+        return await self._schema(timeout)
+
     async def _schema(
         self,
         timeout: float,  # noqa: ASYNC109 - interrupts the read itself

@@ -361,8 +361,8 @@ class PostgresBackend(SQLBackend):
             )
         sent = getattr(self._statement, "sent", None)
         message = f"PostgreSQL: {_without_cursor(str(exc).strip(), sent)}"
-        if isinstance(exc, psycopg.errors.UndefinedTable):
-            return UnknownTable(message)
+        if isinstance(exc, psycopg.errors.UndefinedTable) and "FROM-clause" not in message:
+            return UnknownTable(message)  # not an alias the query forgot to define
         if isinstance(exc, psycopg.errors.QueryCanceled):
             return QueryTimeout(
                 f"PostgreSQL stopped the query at its statement timeout ({message}). Make it "
@@ -376,6 +376,15 @@ class PostgresBackend(SQLBackend):
         return {
             table.name: [(column.name, column.type) for column in table.columns]
             for table in await self.catalog()
+        }
+
+    async def _schema_within(
+        self,
+        timeout: float,  # noqa: ASYNC109
+    ) -> dict[str, list[tuple[str, str]]]:
+        return {
+            table.name: [(column.name, column.type) for column in table.columns]
+            for table in await self.catalog(timeout)
         }
 
     async def tables(self, timeout: float | None = None) -> list[str]:  # noqa: ASYNC109

@@ -170,13 +170,14 @@ class SQLTool(BaseTool):
             )
         except UnknownTable as exc:
             left = self.query_timeout - (time.monotonic() - started)
-            return error(f"The query failed. {exc}{await self._table_list(left)}")
+            told = await self._unknown_table(str(exc), left)
+            return error(f"The query failed. {told}{self._earlier(name)}")
         except (QueryRefused, QueryTimeout, ResultFileError) as exc:
-            return error(str(exc))
+            return error(f"{exc}{self._earlier(name)}")
         except SQLError as exc:
-            from loopwright.sql.readonly import placeholder_hint
-
-            return error(f"The query failed. {exc}{placeholder_hint(sql, self.backend.dialect)}")
+            left = self.query_timeout - (time.monotonic() - started)
+            told = await self._explained(str(exc), sql, left)
+            return error(f"The query failed. {told}{self._earlier(name)}")
         except OSError as exc:
             return error(f"Could not write the result files in the workspace: {exc}.")
         finally:
@@ -185,18 +186,56 @@ class SQLTool(BaseTool):
         metadata["description"] = str(input.get("description") or "")
         return ok(self._render(name, result), metadata=metadata)
 
-    async def _table_list(self, left: float) -> str:
-        """The tables, for an unknown-table error: read within what the query left of its
-        timeout (at least a second, at most :data:`TABLE_LIST_TIMEOUT_S`); the list always
-        took up to a minute, whatever the timeout, on a slow catalogue."""
-        timeout = min(TABLE_LIST_TIMEOUT_S, max(_TABLE_LIST_FLOOR_S, left))
+    async def _unknown_table(self, message: str, left: float) -> str:
+        """An unknown-table error: the database's ``message``, the tables close to the name
+        and the list of tables, read within what the query left of its timeout (at least a
+        second, at most :data:`TABLE_LIST_TIMEOUT_S`); the list always took up to a minute,
+        whatever the timeout, on a slow catalogue."""
+        from loopwright.sql.hints import table_hint, tidy
+
         try:
-            tables = await self.backend.tables(timeout)
+            tables = await self.backend.tables(_hint_timeout(left))
         except Exception:  # the list is a hint; the database's own error is the answer
-            return ""
+            return tidy(message)
         if not tables:
-            return "\nThe database has no tables."
-        return f"\nTables in the database: {', '.join(tables)}."
+            return f"{tidy(message)}\nThe database has no tables."
+        message = tidy(message, tables)  # without DuckDB's "Did you mean" its catalogue
+        close = table_hint(message, tables, self.backend.dialect)
+        return f"{message}{close}\nTables in the database: {', '.join(tables)}."
+
+    async def _explained(self, message: str, sql: str, left: float) -> str:
+        """The database's ``message`` for ``sql``, trimmed, with what to do about it: close
+        column names from the tables the query reads (read within what the query left of
+        its timeout, bounded like the table list), the fix for another dialect's syntax,
+        and for parameter placeholders."""
+        from loopwright.sql.hints import (
+            alias_hint,
+            column_hint,
+            dialect_hint,
+            missing_column,
+            sources,
+            tidy,
+        )
+        from loopwright.sql.readonly import placeholder_hint
+
+        dialect = self.backend.dialect
+        message = tidy(message)
+        hints = alias_hint(message, sql, dialect) + dialect_hint(message, sql, dialect)
+        read = sources(sql, dialect) if missing_column(message) is not None else None
+        if read:
+            try:
+                columns = await self.backend.columns([s.table for s in read], _hint_timeout(left))
+            except Exception:  # a hint only
+                columns = {}
+            hints = column_hint(message, sql, dialect, columns) + hints
+        return f"{message}{hints}{placeholder_hint(sql, dialect)}"
+
+    def _earlier(self, name: str) -> str:
+        """For a failed call: that ``name``.csv in the workspace, if there is one, is an
+        earlier query's result, left as it was (never this query's)."""
+        if not os.path.exists(os.path.join(self._workspace, f"{name}.csv")):
+            return ""
+        return f"\n{name}.csv in the workspace is still an earlier query's result, not this one's."
 
     def _render(self, name: str, result: QueryResult) -> str:
         files = f"{name}.csv" + (f" and {name}.parquet" if result.parquet_path else "")
@@ -288,6 +327,12 @@ class SQL(Toolset):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _hint_timeout(left: float) -> float:
+    """Seconds a hint's catalogue read may take: what the query left of its timeout, at
+    least :data:`_TABLE_LIST_FLOOR_S` and at most :data:`TABLE_LIST_TIMEOUT_S`."""
+    return min(TABLE_LIST_TIMEOUT_S, max(_TABLE_LIST_FLOOR_S, left))
 
 
 def check_limits(

@@ -1,0 +1,415 @@
+"""Advice added to a failed query's error, so the model can fix the query in one step.
+
+The database's own message stays first and whole (bar noise: DuckDB's list of every
+overload of a function is cut to a few, and its "Did you mean" naming one of its own
+catalogue tables is dropped); what follows it comes from the SQL and the tables' columns,
+the same way on every backend whatever its wording:
+
+- a table that does not exist: the database's tables that are close to the name (``rx_claim``
+  → ``RX_CLAIMS``; on BigQuery, where table names are case-sensitive, ``rx_claims`` too);
+- a column that does not exist: the close columns of the tables the query reads
+  (``PRESCRIBER_NPI`` → ``PRESCRIBER_NPI_NBR``), or those tables' columns when none is close;
+  a name written in double quotes that is really text (``NDC_DRUG_NM = "HUMIRA"``); a quoted
+  name in the wrong case on PostgreSQL (``"PRESCRIBER_NPI_NBR"``);
+- an alias the query does not define (``x.state``): the tables and aliases it does;
+- another dialect's syntax (``TOP 10``, ``[brackets]``, backticks, BigQuery's
+  ``DATE_SUB(..., INTERVAL ...)``, ``QUALIFY`` on PostgreSQL, ``::`` and ``ILIKE`` on
+  BigQuery): what to write instead;
+- a division by zero: ``NULLIF`` (BigQuery: ``SAFE_DIVIDE``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+#: ``{table: [(column, type), ...]}``, as :meth:`SQLBackend.schema` gives it.
+Columns = Mapping[str, Sequence[tuple[str, str]]]
+
+#: Overloads of a function kept from DuckDB's "Candidate functions" list (it lists dozens
+#: for an operator: 2 KB of ``"-"(x TINYINT, /) -> TINYINT``...).
+MAX_CANDIDATES = 6
+#: Columns listed when none is close to an unknown one.
+MAX_LISTED_COLUMNS = 40
+#: The database's message is cut past this many characters (a driver can say a lot).
+MAX_MESSAGE_CHARS = 2_000
+
+_BACKEND_NAMES = {"duckdb": "DuckDB", "postgres": "PostgreSQL", "bigquery": "BigQuery"}
+
+
+def tidy(message: str, tables: Sequence[str] = ()) -> str:
+    """``message`` with DuckDB's long lists of candidate functions cut, a "Did you mean"
+    naming none of ``tables`` (DuckDB suggests its catalogue: ``rx_claim`` → ``pg_collation``)
+    dropped when ``tables`` is given, and the whole cut to :data:`MAX_MESSAGE_CHARS`."""
+    lines = message.splitlines()
+    out: list[str] = []
+    pending: list[str] = []  # the candidate functions being read
+    for line in [*lines, ""]:
+        if pending and line.startswith(("\t", "  ")):
+            pending.append(line)
+            continue
+        if pending:
+            out += _fewer_candidates(pending[1:], message)
+            pending = []
+        if line.strip() == "Candidate functions:":
+            out.append(line)
+            pending = [line]
+            continue
+        said = re.fullmatch(r'\s*Did you mean "([^"]+)"\?\s*', line)
+        if said and tables and not _known(said.group(1), tables):
+            continue
+        out.append(line)
+    text = "\n".join(out).rstrip()
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS].rstrip() + " ... (cut)"
+    return text
+
+
+#: The argument types of the call DuckDB could not match: ``'sum(VARCHAR)'``,
+#: ``"+(DATE, STRING_LITERAL)"``.
+_CALL = re.compile(r"argument types '[^(']*\(([^)']*)\)'" + r'|function call "[^(]*\(([^)"]*)\)"')
+
+
+def _fewer_candidates(candidates: list[str], message: str) -> list[str]:
+    """At most :data:`MAX_CANDIDATES` of DuckDB's candidate functions: those taking the
+    call's first argument type first (``-(DATE, VARCHAR)``: the ``DATE`` ones, listed
+    after twenty-eight integer ones)."""
+    if len(candidates) <= MAX_CANDIDATES:
+        return candidates
+    call = _CALL.search(message)
+    first = ""
+    if call is not None:
+        first = (call.group(1) or call.group(2) or "").split(",")[0].strip()
+    if first:
+        typed = re.compile(rf"[\s(]{re.escape(first)}\b")
+        candidates = sorted(candidates, key=lambda line: typed.search(line) is None)
+    left = len(candidates) - MAX_CANDIDATES
+    return [*candidates[:MAX_CANDIDATES], f"\t... and {left} more"]
+
+
+def _known(name: str, tables: Sequence[str]) -> bool:
+    wanted = name.lower()
+    return any(_plain(t).lower() == wanted or _last(t).lower() == wanted for t in tables)
+
+
+def _plain(name: str) -> str:
+    """A listed table name without the quotes a query would write it in."""
+    return name.replace('"', "").replace("`", "")
+
+
+def _last(name: str) -> str:
+    return _plain(name).rsplit(".", 1)[-1]
+
+
+# --- unknown tables ----------------------------------------------------------------------
+
+_MISSING_TABLE = (
+    re.compile(r"Table with name (\S+?) does not exist"),  # DuckDB
+    re.compile(r'relation "([^"]+)" does not exist'),  # PostgreSQL
+    re.compile(r"Not found: Table ([\w.:-]+)"),  # BigQuery: project:dataset.table
+)
+
+
+def missing_table(message: str) -> str | None:
+    """The table an unknown-table ``message`` names (as the query wrote it, near enough)."""
+    for pattern in _MISSING_TABLE:
+        match = pattern.search(message)
+        if match is not None:
+            name = match.group(1).rstrip("!.")
+            return name.split(":", 1)[-1]  # BigQuery's project:dataset.table
+    return None
+
+
+def table_hint(message: str, tables: Sequence[str], dialect: str) -> str:
+    """ "Did you mean ...?" for the table an unknown-table ``message`` names, among the
+    database's ``tables`` (named as a query writes them); "" when none is close."""
+    missing = missing_table(message)
+    if missing is None or not tables:
+        return ""
+    wanted = _last(missing)
+    same = [t for t in tables if _last(t).lower() == wanted.lower() and _last(t) != wanted]
+    if same and dialect == "bigquery":
+        return (
+            f"\nDid you mean {', '.join(same)}? BigQuery table names are case-sensitive: "
+            "write the name exactly as listed."
+        )
+    if same and dialect == "postgres":
+        return (
+            f"\nDid you mean {', '.join(same)}? PostgreSQL keeps the case of a quoted name "
+            '("RX_CLAIMS") and lower-cases an unquoted one: write the name as listed.'
+        )
+    close = same or _close(wanted, tables, key=_last)
+    if not close:
+        return ""
+    return f"\nDid you mean {' or '.join(close)}?"
+
+
+def _close(name: str, candidates: Sequence[str], key: object = None, n: int = 3) -> list[str]:
+    """The ``candidates`` closest to ``name``, ignoring case (a prefix or a part of a
+    ``_``-separated name counts: ``NPI`` → ``PRESCRIBER_NPI_NBR``)."""
+    keyed = {(key(c) if callable(key) else c).lower(): c for c in candidates}
+    wanted = name.lower()
+    found = difflib.get_close_matches(wanted, list(keyed), n=n, cutoff=0.6)
+    if not found and len(wanted) >= 3:
+        found = [k for k in keyed if k.startswith(wanted) or wanted in k.split("_")][:n]
+    return [keyed[k] for k in found]
+
+
+# --- the query's tables ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A table the query reads: its name as written, and the alias it goes by."""
+
+    table: str
+    alias: str
+
+
+def sources(sql: str, dialect: str) -> list[Source] | None:
+    """The tables ``sql`` reads (not its CTEs), each with its alias; ``None`` when it does
+    not parse."""
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except Exception:  # a hint only
+        return None
+    if tree is None:
+        return None
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    found: list[Source] = []
+    for table in tree.find_all(exp.Table):
+        if not table.name or (not table.db and table.name.lower() in ctes):
+            continue
+        if isinstance(table.this, exp.Func):  # a table function: UNNEST(...), range(...)
+            continue
+        name = ".".join(part.name for part in table.parts)
+        source = Source(name, table.alias_or_name)
+        if source not in found:
+            found.append(source)
+    return found
+
+
+def _only_tables(sql: str, dialect: str) -> bool:
+    """Whether every row source of ``sql`` is a table: no CTE, subquery in FROM, table
+    function or UNNEST, whose columns the schema cannot tell."""
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except Exception:  # a hint only
+        return False
+    if tree is None or tree.find(exp.CTE, exp.Unnest, exp.Lateral) is not None:
+        return False
+    for table in tree.find_all(exp.Table):
+        if isinstance(table.this, exp.Func):
+            return False
+    return not any(isinstance(s.parent, exp.From | exp.Join) for s in tree.find_all(exp.Subquery))
+
+
+def _select_aliases(sql: str, dialect: str) -> dict[str, str]:
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except Exception:  # a hint only
+        return {}
+    if tree is None:
+        return {}
+    return {a.alias.lower(): a.alias for a in tree.find_all(exp.Alias) if a.alias}
+
+
+#: Date parts a BigQuery habit writes bare (``DATE_TRUNC(d, MONTH)``).
+_DATE_PARTS = frozenset(
+    {"year", "quarter", "month", "week", "day", "hour", "minute", "second", "isoweek"}
+)
+
+#: What databases say when they already suggest names.
+_SUGGESTED = ("Candidate bindings", "Perhaps you meant", "Did you mean")
+
+
+def table_columns(name: str, columns: Columns) -> tuple[str, Sequence[tuple[str, str]]] | None:
+    """The schema's entry for the table a query names ``name``: exact, then ignoring case,
+    then by the last part (``claims.RX_CLAIMS``, ``project.claims.RX_CLAIMS``)."""
+    if name in columns:
+        return name, columns[name]
+    for key, value in columns.items():
+        if key.lower() == name.lower():
+            return key, value
+    last = [key for key in columns if _last(key).lower() == _last(name).lower()]
+    if len(last) == 1:
+        return last[0], columns[last[0]]
+    return None
+
+
+# --- unknown columns ---------------------------------------------------------------------
+
+_MISSING_COLUMN = (
+    # DuckDB (and the BigQuery stand-in)
+    re.compile(r'Referenced column "(?P<name>[^"]+)" not found'),
+    re.compile(r'Table "(?P<table>[^"]+)" does not have a column named "(?P<name>[^"]+)"'),
+    re.compile(r'Values list "(?P<table>[^"]+)" does not have a column named "(?P<name>[^"]+)"'),
+    # PostgreSQL
+    re.compile(r'column "(?P<name>[^"]+)" does not exist'),
+    re.compile(r"column (?P<table>[\w$]+)\.(?P<name>[\w$]+) does not exist"),
+    re.compile(r'column (?P<table>"[^"]+")\.(?P<name>"[^"]+") does not exist'),
+    # BigQuery
+    re.compile(r"Unrecognized name: (?P<name>[^\s;]+)"),
+    re.compile(r"Name (?P<name>\S+) not found inside (?P<table>[^\s;]+)"),
+)
+
+
+def missing_column(message: str) -> tuple[str | None, str] | None:
+    """``(qualifier, name)`` of the column an unknown-column ``message`` names."""
+    for pattern in _MISSING_COLUMN:
+        match = pattern.search(message)
+        if match is not None:
+            table = match.groupdict().get("table")
+            name = match.group("name").strip('"`')
+            return (table.strip('"`') if table else None), name
+    return None
+
+
+def column_hint(message: str, sql: str, dialect: str, columns: Columns) -> str:
+    """Advice for an unknown column that ``message`` names, from the columns of the tables
+    the query reads (``columns``: at least those); "" when there is nothing to add."""
+    missing = missing_column(message)
+    read = sources(sql, dialect)
+    if missing is None or not read:
+        return ""
+    qualifier, name = missing
+    if qualifier is not None:
+        read = [s for s in read if s.alias.lower() == qualifier.lower()] or read
+    known: list[tuple[str, list[str]]] = []  # (table as written, its columns)
+    for source in read:
+        found = table_columns(source.table, columns)
+        if found is not None:
+            known.append((source.table, [c for c, _ in found[1]]))
+    if not known:
+        return ""
+    everywhere = [c for _, names in known for c in names]
+    same = [c for c in everywhere if c.lower() == name.lower()]
+    if f'"{name}"' in sql and dialect != "bigquery" and not same:
+        return (
+            f'\n"{name}" is in double quotes, which name a column in {_BACKEND_NAMES[dialect]}'
+            f" SQL: write text in single quotes ('{name}')."
+        )
+    if same and dialect == "postgres" and same[0] != name:
+        return (
+            f"\nThe column is {same[0]}: PostgreSQL keeps the case of a quoted name "
+            f'("{name}") and lower-cases an unquoted one, so write it without quotes.'
+        )
+    if same:
+        return ""  # it exists: the database's own message says what is wrong
+    alias = _select_aliases(sql, dialect).get(name.lower())
+    if alias is not None:
+        return (
+            f"\n{alias} is an alias from the SELECT list, which {_BACKEND_NAMES[dialect]} "
+            "does not see where it is used (WHERE, HAVING or the same SELECT list): repeat "
+            "the expression there, or compute it in a subquery."
+        )
+    if name.lower() in _DATE_PARTS and dialect != "bigquery":
+        return (
+            f"\n{name} is not a column: {_BACKEND_NAMES[dialect]} takes a date part as text "
+            f"first, e.g. date_trunc('{name.lower()}', SERVICE_DATE_DD) or "
+            f"date_part('{name.lower()}', SERVICE_DATE_DD)."
+        )
+    if any(said in message for said in _SUGGESTED):
+        return ""  # the database already suggested names
+    if qualifier is None and not _only_tables(sql, dialect):
+        return ""  # it may read a CTE or subquery, whose columns the schema does not tell
+    close = _close(name, everywhere)
+    if close:
+        where = {c: t for t, names in reversed(known) for c in names}
+        named = [f"{c} ({where[c]})" if len(known) > 1 else c for c in close]
+        return f"\nDid you mean {' or '.join(named)}?"
+    parts = []
+    for table, names in known:
+        shown = ", ".join(names[:MAX_LISTED_COLUMNS])
+        more = f", ... ({len(names) - MAX_LISTED_COLUMNS} more)"
+        more = more if len(names) > MAX_LISTED_COLUMNS else ""
+        parts.append(f"\nColumns of {table}: {shown}{more}.")
+    return "".join(parts)
+
+
+# --- aliases -----------------------------------------------------------------------------
+
+_MISSING_ALIAS = (
+    re.compile(r'missing FROM-clause entry for table "(?P<name>[^"]+)"'),  # PostgreSQL
+    re.compile(r'Referenced table "(?P<name>[^"]+)" not found'),  # DuckDB
+)
+
+
+def alias_hint(message: str, sql: str, dialect: str) -> str:
+    """For a qualifier the query never defined (``x.state``): the tables and aliases it
+    does define."""
+    match = next((m for p in _MISSING_ALIAS if (m := p.search(message))), None)
+    read = sources(sql, dialect)
+    if match is None or not read:
+        return ""
+    named = [s.table if s.alias == s.table else f"{s.table} AS {s.alias}" for s in read]
+    return (
+        f"\n{match.group('name')} is neither a table nor an alias in the query's FROM; "
+        f"it reads {', '.join(named)}: qualify columns with one of those."
+    )
+
+
+# --- another dialect's syntax ------------------------------------------------------------
+
+_COMMENTS_AND_STRINGS = re.compile(
+    r"--[^\n]*|/\*.*?\*/|'(?:[^'\\]|''|\\.)*'", re.DOTALL
+)  # fmt: skip
+_TOP = re.compile(r"\bSELECT\s+(?:DISTINCT\s+)?TOP\s*\(?\s*(\d+)", re.IGNORECASE)
+_BRACKETED = re.compile(r"(?:\bFROM|\bJOIN|\.)\s*\[\w[^\]]*\]|\[\w+\]\s*\.", re.IGNORECASE)
+_DATE_SUB = re.compile(r"\bDATE_(?:SUB|ADD)\s*\(.{0,200}?\bINTERVAL\b", re.IGNORECASE | re.DOTALL)
+_QUALIFY = re.compile(r"\bQUALIFY\b", re.IGNORECASE)
+_ILIKE = re.compile(r"\bILIKE\b", re.IGNORECASE)
+_DOUBLE_COLON = re.compile(r"::")
+
+
+def dialect_hint(message: str, sql: str, dialect: str) -> str:
+    """What to write instead of another SQL dialect's syntax in ``sql``, which failed with
+    ``message`` ("" when nothing in it is recognised)."""
+    text = _COMMENTS_AND_STRINGS.sub(" ", sql)
+    name = _BACKEND_NAMES.get(dialect, dialect)
+    lowered = message.lower()
+    syntax = "syntax error" in lowered or "parse" in lowered
+    hints = []
+    top = _TOP.search(text)
+    if top is not None:
+        hints.append(
+            f"TOP is SQL Server syntax: drop it and end the query with LIMIT {top.group(1)}."
+        )
+    if _BRACKETED.search(text):
+        quote = (
+            "backticks (`RX_CLAIMS`)" if dialect == "bigquery" else 'double quotes ("RX_CLAIMS")'
+        )
+        hints.append(f"[Brackets] are SQL Server's quotes: in {name} quote names with {quote}.")
+    if "`" in text and dialect == "postgres":
+        hints.append('PostgreSQL quotes names with double quotes ("name"), not backticks.')
+    if (
+        dialect in ("duckdb", "postgres")
+        and _DATE_SUB.search(text)
+        and (syntax or "date_sub" in lowered or "date_add" in lowered)
+    ):
+        interval = "INTERVAL 1 YEAR" if dialect == "duckdb" else "INTERVAL '1 year'"
+        hints.append(
+            f"DATE_SUB(..., INTERVAL ...) is BigQuery/MySQL syntax: in {name} subtract the "
+            f"interval, e.g. CURRENT_DATE - {interval}."
+        )
+    if dialect == "postgres" and _QUALIFY.search(text) and syntax:
+        hints.append(
+            "PostgreSQL has no QUALIFY: compute the window function (ROW_NUMBER() OVER ...) "
+            "in a subquery and filter on it outside: SELECT * FROM (SELECT ..., ROW_NUMBER() "
+            "OVER (...) AS rn FROM ...) s WHERE rn = 1."
+        )
+    if dialect == "bigquery" and syntax and _DOUBLE_COLON.search(text):
+        hints.append("BigQuery has no :: casts: write CAST(x AS type) (e.g. CAST(x AS FLOAT64)).")
+    if dialect == "bigquery" and syntax and _ILIKE.search(text):
+        hints.append("BigQuery has no ILIKE: write LOWER(x) LIKE '%humira%'.")
+    if "division by zero" in lowered or "divide by zero" in lowered:
+        if dialect == "bigquery":
+            hints.append("Use SAFE_DIVIDE(a, b), which gives NULL where b is 0.")
+        else:
+            hints.append("Divide by NULLIF(b, 0) to get NULL where the divisor is 0.")
+    return "".join(f"\n{hint}" for hint in hints)
