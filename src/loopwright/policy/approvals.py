@@ -10,6 +10,11 @@ returning an :class:`ApprovalDecision` or a bool, sync or async. Two kinds are c
   published (the agent yields it as an event, a server pushes it over SSE) and the call waits
   until someone calls :meth:`ApprovalBroker.answer` with the request's id.
 
+:func:`approval_text` shows a request to a person in full: every argument whole (the SQL, the
+code, the command, over as many lines as they hold), with what a terminal would act on instead
+of showing (escape sequences, carriage returns, bidirectional overrides) written out as escapes,
+so what is approved is what runs.
+
 Every wait is bounded: the policy's ``approval_timeout`` turns silence into a deny, and a call
 that needs approval when no approver is configured is denied at once. A denied call comes back
 to the model as an ``is_error`` result saying who denied it and why; it never hangs the run.
@@ -19,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -65,6 +72,53 @@ def _approver_name(approver: Approver) -> str:
     """Who answered, when the approver only said yes or no: its function name."""
     name = getattr(approver, "__name__", None) or type(approver).__name__
     return str(name)
+
+
+#: What a terminal would act on rather than show: control characters (but line breaks and
+#: tabs), DEL and C1 controls, invisible format characters (zero-width, bidirectional
+#: embeddings, overrides and isolates, the byte-order mark), line and paragraph separators,
+#: and lone surrogates (bytes that were not UTF-8).
+_HIDDEN = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e"
+    r"\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
+)
+
+
+def shown_text(text: str) -> str:
+    """``text`` as a person should see it before approving it: each character a terminal
+    would act on or hide (escape sequences, carriage returns, zero-width and bidirectional
+    characters) written as an escape (``\\x1b``, ``\\r``, ``\\u202e``); other characters,
+    line breaks and tabs as they are."""
+    return _HIDDEN.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    if char == "\r":
+        return "\\r"
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def approval_text(request: ApprovalRequest, *, indent: str = "  ") -> str:
+    """The request as a person should read it before answering: the tool, why it asks, and
+    every argument in full, one per line; text over several lines (SQL, code, a file's
+    content) as an indented block under its name, each line marked with ``│``. Nothing is
+    cut, and characters that would act on the terminal are shown as escapes
+    (:func:`shown_text`), so the text shown is the text that runs."""
+    why = f" ({shown_text(request.reason)})" if request.reason else ""
+    lines = [f"{shown_text(request.name)} asks to run{why}:"]
+    for key, value in request.input.items():
+        name = shown_text(str(key))
+        if not isinstance(value, str):
+            value = json.dumps(value, ensure_ascii=False, default=str)
+        text = shown_text(value)
+        if "\n" in text:
+            lines.append(f"{indent}{name}:")
+            lines.extend(f"{indent}  │ {line}" for line in text.split("\n"))
+        else:
+            lines.append(f"{indent}{name}: {text}")
+    return "\n".join(lines)
 
 
 @dataclass(slots=True)

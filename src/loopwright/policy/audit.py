@@ -9,8 +9,15 @@ One line per call, written when the call ends (whether it ran, failed or was ref
      "result": {"chars": 120, "preview": "On branch main..."}}
 
 ``input`` and ``result.preview`` are redacted when the policy redacts, and long strings are
-cut. ``decision`` is ``allow``, ``deny`` or ``ask`` (an ``ask`` that was answered is recorded
-with the answer as ``allow``/``deny`` and ``approved_by`` naming who answered).
+cut, except the call's primary argument (the SQL of ``SQL``, the code of ``Python``, the command
+of ``Bash``: what ran), kept whole up to :data:`MAX_PRIMARY_STRING` characters. What the tool
+reported about the call beyond its text (its ``metadata``: the rows and bytes a query read, a
+cohort's SQL, parameters and counts, a command's exit code) is kept as ``result.metadata``,
+redacted and cut the same way; values under credential names (``set-cookie``,
+``authorization``, ``api_key``...: response headers the tool kept from the model) are always
+replaced by a ``[REDACTED:<name>]`` marker. ``decision`` is ``allow``, ``deny`` or ``ask``
+(an ``ask`` that was answered is recorded with the answer as ``allow``/``deny`` and
+``approved_by`` naming who answered).
 
 Each line is written with a single ``write`` on a file opened in append mode, so lines from
 concurrent calls never interleave. Writing never breaks a tool call: if the log cannot be
@@ -28,11 +35,15 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+from loopwright.policy.redaction import is_secret_name
+
 logger = logging.getLogger("loopwright.policy.audit")
 
 DEFAULT_AUDIT_PATH = os.path.join(".loopwright", "audit.jsonl")
 #: Strings in logged inputs are cut to this many characters.
 MAX_INPUT_STRING = 2000
+#: The call's primary argument (SQL, code, command) is kept whole up to this many characters.
+MAX_PRIMARY_STRING = 100_000
 #: Characters of the result kept as a preview.
 PREVIEW_CHARS = 300
 
@@ -102,6 +113,43 @@ def cut_strings(value: Any, limit: int = MAX_INPUT_STRING) -> Any:
     if isinstance(value, list | tuple):
         return [cut_strings(item, limit) for item in value]
     return value
+
+
+def cut_input(value: Any, primary: str | None) -> Any:
+    """A call's input for the log: strings cut at :data:`MAX_INPUT_STRING`, but the
+    ``primary`` argument's (what ran: the SQL, the code, the command) only at
+    :data:`MAX_PRIMARY_STRING`, so the log says what was run, not its first lines."""
+    if primary is None or not isinstance(value, dict) or primary not in value:
+        return cut_strings(value)
+    return {
+        key: cut_strings(item, MAX_PRIMARY_STRING if key == primary else MAX_INPUT_STRING)
+        for key, item in value.items()
+    }
+
+
+#: Names of headers that carry credentials, beyond what :func:`is_secret_name` recognises.
+_CREDENTIAL_NAMES = frozenset({"AUTHORIZATION", "PROXY_AUTHORIZATION", "SET_COOKIE", "COOKIE"})
+
+
+def without_credentials(value: Any) -> Any:
+    """A JSON-like value with what is under a credential's name (``set-cookie``,
+    ``Authorization``, ``api_key``...) replaced by ``[REDACTED:<name>]``: tools report
+    response headers in their metadata that they never showed the model."""
+    if isinstance(value, dict):
+        return {
+            key: f"[REDACTED:{key}]" if _is_credential(key) else without_credentials(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [without_credentials(item) for item in value]
+    return value
+
+
+def _is_credential(key: Any) -> bool:
+    if not isinstance(key, str):
+        return False
+    name = key.upper().replace("-", "_")
+    return name in _CREDENTIAL_NAMES or is_secret_name(name)
 
 
 def result_summary(content: Any) -> dict[str, Any]:

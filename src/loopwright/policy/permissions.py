@@ -40,7 +40,14 @@ primary argument (:data:`PRIMARY_ARGUMENTS`: the command for ``Bash``, the code 
   anything, and ``Bash(npm run test:*)`` (a trailing ``:*``) matches ``npm run test`` with
   or without arguments. A deny rule on Bash is a guard, not a wall: a determined command can
   be spelled in ways no pattern foresees (``bash -c``, variables); the sandbox is the wall.
-- any other argument is matched whole as a glob (``HTTP(https://api.github.com/*)``).
+- **SQL** (``SQL``) is matched whole as a glob, but without regard to case and with every
+  run of whitespace (line breaks, indentation) read as one space, as the database reads it:
+  ``SQL(*PROVIDER_PAYMENTS*)`` covers ``select * from provider_payments`` and a query that
+  names the table on a line of its own. It sees only the SQL tool's text: ``DefineCohort``
+  queries the claims tables too (deny or ask ``DefineCohort`` as well).
+- any other argument is matched whole as a glob (``HTTP(https://api.github.com/*)``). A call
+  without the argument is matched as if it were empty, so ``Tool(*)`` covers every call of
+  the tool, like ``Tool``.
 
 **Evaluation order**, the same for every call; the first step that answers wins:
 
@@ -63,7 +70,7 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from loopwright.policy.kinds import TOOL_KINDS, ToolKind, declared_kind
 
@@ -107,6 +114,7 @@ PRIMARY_ARGUMENTS: Mapping[str, str] = {
     "Grep": "path",
     "HTTP": "url",
     "SQL": "sql",
+    "DefineCohort": "name",
     "Memory": "text",
     "Search": "query",
     "Delegate": "task",
@@ -118,6 +126,8 @@ FALLBACK_ARGUMENTS = ("file_path", "path", "command", "url", "code", "query")
 PATH_ARGUMENTS = frozenset({"file_path", "path", "notebook_path"})
 #: Tools whose primary argument is a shell command (split at ``;``, ``&&``, ``|``...).
 SHELL_TOOLS = frozenset({"Bash"})
+#: Tools whose primary argument is SQL (matched without regard to case or line breaks).
+SQL_TOOLS = frozenset({"SQL"})
 #: Rule tool names that cover a family of file tools when they carry a path pattern.
 FILE_FAMILIES: Mapping[str, ToolKind] = {"Read": "read", "Write": "write", "Edit": "write"}
 
@@ -248,10 +258,13 @@ class Rule:
         if self.pattern is None:
             return True
         value = _primary_value(call)
-        if value is None:
-            return False
-        if _is_path_argument(call, cast(str, call.primary_argument)):
-            return _path_matches(self.pattern, value, call.workspace_dir)
+        argument = call.primary_argument
+        if argument is not None and _is_path_argument(call, argument):
+            return value is not None and _path_matches(self.pattern, value, call.workspace_dir)
+        if value is None:  # no such argument: matched as empty text, so Tool(*) covers it
+            value = ""
+        if call.tool_name in SQL_TOOLS:
+            return _sql_regex(self.pattern).fullmatch(_sql_words(value)) is not None
         return _text_regex(self.pattern).fullmatch(value) is not None
 
     def matches_text(self, text: str) -> bool:
@@ -282,6 +295,20 @@ def _text_regex(pattern: str) -> re.Pattern[str]:
     if pattern.endswith(":*"):
         return re.compile(_glob_regex(pattern[:-2], path=False) + r"(?:\s.*)?", re.DOTALL)
     return re.compile(_glob_regex(pattern, path=False), re.DOTALL)
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _sql_words(text: str) -> str:
+    """SQL with each run of whitespace made one space, and none at either end."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+@functools.lru_cache(maxsize=1024)
+def _sql_regex(pattern: str) -> re.Pattern[str]:
+    """A glob over SQL: as :func:`_text_regex`, without regard to case or line breaks."""
+    return re.compile(_glob_regex(_sql_words(pattern), path=False), re.DOTALL | re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=1024)

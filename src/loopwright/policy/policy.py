@@ -43,9 +43,11 @@ from loopwright.policy.approvals import (
 from loopwright.policy.audit import (
     DEFAULT_AUDIT_PATH,
     AuditLog,
+    cut_input,
     cut_strings,
     result_summary,
     timestamp,
+    without_credentials,
 )
 from loopwright.policy.hooks import Hooks, PostToolUse, PreHookOutcome, PreToolUse
 from loopwright.policy.kinds import SANITIZED_KINDS, TOOL_KINDS, ToolKind
@@ -159,7 +161,9 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Policy:
-        """A policy from plain data, such as the ``[policy]`` table of ``loopwright.toml``::
+        """A policy from plain data, such as a TOML table of your own application's
+        configuration (``loopwright.toml`` has no ``[policy]`` table: the CLI and the server
+        take only ``permission_mode``)::
 
         mode = "ask"
         allow = ["Bash(git *)", "Read"]
@@ -455,10 +459,23 @@ class SessionPolicy:
         redactor = self.policy.redactor
         decision = call.decision
 
-        def safe(value: Any) -> Any:
-            if redactor is not None:
-                value = redactor.redact_value(value)
-            return cut_strings(value)
+        def redacted(value: Any) -> Any:
+            return redactor.redact_value(value) if redactor is not None else value
+
+        def logged_input(value: Any) -> Any:
+            primary = (
+                self.policy.permissions.primary_argument(call.tool_name, value)
+                if isinstance(value, dict)
+                else None
+            )
+            return cut_input(redacted(value), primary)
+
+        summary: dict[str, Any] | None = None
+        if result is not None:
+            summary = result_summary(result["content"])
+            metadata = result.get("metadata")
+            if isinstance(metadata, dict) and metadata:
+                summary["metadata"] = cut_strings(redacted(without_credentials(metadata)))
 
         record: dict[str, Any] = {
             "time": timestamp(),
@@ -466,7 +483,7 @@ class SessionPolicy:
             "tool_call_id": call.tool_call_id,
             "tool": call.tool_name,
             "kind": call.kind,
-            "input": safe(call.input),
+            "input": logged_input(call.input),
             "decision": decision.behavior if decision is not None else None,
             "decided_by": decision.source if decision is not None else None,
             "reason": decision.reason if decision is not None else "",
@@ -475,10 +492,10 @@ class SessionPolicy:
             "executed": call.executed,
             "is_error": bool(result["is_error"]) if result is not None else True,
             "duration_ms": round((time.perf_counter() - call.started) * 1000, 3),
-            "result": result_summary(result["content"]) if result is not None else None,
+            "result": summary,
         }
         if call.effective_input is not None:
-            record["effective_input"] = safe(call.effective_input)
+            record["effective_input"] = logged_input(call.effective_input)
         if cancelled:
             record["cancelled"] = True
         audit.write(record)
