@@ -11,7 +11,7 @@ import shlex
 import sys
 import threading
 from collections.abc import Callable
-from typing import TextIO
+from typing import TextIO, cast
 
 from loopwright.agent import Agent
 from loopwright.cli.runtime import (
@@ -115,8 +115,13 @@ def ask_at_prompt(
     set (the turn was interrupted) ends the wait at a terminal, leaving what is typed next
     to whoever reads next.
     """
+    from loopwright.policy.approvals import approval_text
+
     detail = ", ".join(f"{k}={_clip(k, str(v))!r}" for k, v in request.input.items())
     why = f" ({request.reason})" if request.reason else ""
+    if any(_clip(k, str(v)) != str(v) or "\n" in str(v) for k, v in request.input.items()):
+        # something was cut or spans lines: show the call whole first (the whole SQL, code)
+        print(approval_text(request), file=sys.stderr, flush=True)
     print(f"approve {request.name}({detail}){why}? [y/N] ", end="", file=sys.stderr, flush=True)
     stdin = tolerant_stdin()
     line = _read_answer(stdin, stop) if stdin is not None else ""  # no stdin: no answer
@@ -153,15 +158,76 @@ async def drive(
         if isinstance(event, ApprovalRequest):
             stop = threading.Event()
             try:
-                allow, reason = await asyncio.to_thread(approve, event, stop)
+                answer = await _answer(agent, approve, event, stop)
             finally:
                 stop.set()
-            agent.approve(event.id, allow=allow, reason=reason, by="cli")
+            if answer is None:
+                print("(no answer in time: the call was denied)", file=sys.stderr, flush=True)
+                continue
+            allow, reason = answer
+            try:
+                agent.approve(event.id, allow=allow, reason=reason, by="cli")
+            except LookupError:  # the policy's approval_timeout denied it meanwhile
+                print(
+                    "(too late: the call was already denied, as nobody answered in time)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if isinstance(event, Done):
             done = event
     if done is None:  # the loop always ends with one; guard against a broken stream
         raise CliError("the run ended without a done event; this is a bug in loopwright")
     return done
+
+
+async def _answer(
+    agent: Agent,
+    approve: Callable[[ApprovalRequest, threading.Event], tuple[bool, str]],
+    request: ApprovalRequest,
+    stop: threading.Event,
+) -> tuple[bool, str] | None:
+    """``approve(request, stop)``'s answer, asked in a thread of its own; ``None`` when the
+    request stops waiting first (the policy's ``approval_timeout`` denied it).
+
+    A read from a pipe that stays open and silent (cron, ``docker -i``) cannot be stopped:
+    waiting for the thread would hang the run for good, after the call was denied. The
+    thread is a daemon, so one still blocked in its read does not keep the program from
+    exiting (a thread of asyncio's default executor would: they are joined at exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[tuple[bool, str]] = loop.create_future()
+
+    def settle(outcome: tuple[bool, str] | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled: the turn was interrupted
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(cast("tuple[bool, str]", outcome))
+
+    def ask() -> None:
+        outcome: tuple[bool, str] | None = None
+        error: BaseException | None = None
+        try:
+            outcome = approve(request, stop)
+        except BaseException as exc:  # handed to the waiting turn
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, outcome, error)
+
+    threading.Thread(target=ask, name="loopwright-approval", daemon=True).start()
+    try:
+        while True:
+            finished, _ = await asyncio.wait({future}, timeout=APPROVAL_CHECK_SECONDS)
+            if finished:
+                return future.result()
+            if all(waiting.id != request.id for waiting in agent.pending_approvals):
+                return None
+    finally:
+        future.cancel()  # an answer still to come is no one's (a no-op once done)
+
+
+#: How often a turn waiting for an answer checks that the request still waits.
+APPROVAL_CHECK_SECONDS = 0.5
 
 
 async def drive_turn(
