@@ -45,6 +45,15 @@ SETTINGS: tuple[Setting, ...] = (
         "auto (tools run in the sandbox), ask (write/execute calls wait for approval), "
         "read-only (they are refused).",
     ),
+    Setting(
+        "audit",
+        "LOOPWRIGHT_AUDIT",
+        "",
+        "Audit log of every tool call (CLI and server), with secrets redacted: 1 for "
+        "<home>/audit/<session id>.jsonl (outside the workspace: out of the agent's reach, "
+        "kept after sessions rm), or a path ({session_id} is replaced; relative: inside the "
+        "workspace). Empty or 0: off.",
+    ),
     Setting("max_turns", "LOOPWRIGHT_MAX_TURNS", "50", "Model calls per run before it stops."),
     Setting("timeout", "LOOPWRIGHT_TIMEOUT", "", "Seconds of wall-clock per run (empty: none)."),
     Setting(

@@ -362,11 +362,36 @@ def permission_policy(permission_mode: str) -> Policy | None:
             f"{', '.join(PERMISSION_MODES)}",
             EXIT_USAGE,
         )
-    if permission_mode == "auto":
+    audit = audit_path()
+    if permission_mode == "auto" and audit is None:
         return None
     from loopwright.policy import Policy
 
-    return Policy(mode=permission_mode)
+    if audit is None:
+        return Policy(mode=permission_mode)
+    return Policy(mode=permission_mode, audit=audit, redact=True)
+
+
+def audit_path() -> str | None:
+    """Where ``LOOPWRIGHT_AUDIT`` puts the audit log (``None``: off): ``1`` (``true``,
+    ``on``) for ``<home>/audit/{session_id}.jsonl``, else the path given, ``~`` expanded
+    (a relative one is inside each session's workspace)."""
+    import os
+
+    raw = os.environ.get("LOOPWRIGHT_AUDIT", "").strip()
+    if raw.lower() in ("", "0", "false", "off", "no"):
+        return None
+    if raw.lower() in ("1", "true", "on", "yes"):
+        from loopwright.config import loopwright_home
+
+        return str(loopwright_home() / "audit" / "{session_id}.jsonl")
+    if raw.endswith(("/", os.sep)) or os.path.isdir(os.path.expanduser(raw)):
+        raise CliError(
+            f"LOOPWRIGHT_AUDIT={raw!r} is a directory; give a file path such as "
+            f"{os.path.join(raw, '{session_id}.jsonl')!r}, or 1 for the default place",
+            EXIT_USAGE,
+        )
+    return os.path.expanduser(raw)
 
 
 def _env_number(name: str, kind: type[int] | type[float]) -> float | None:
