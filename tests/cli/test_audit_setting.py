@@ -3,6 +3,7 @@ log of every tool call, redacted, outside the workspace by default."""
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def test_audit_path_with_the_session_id_and_ask_mode(
     (write,) = [r for r in _records(tmp_path / "logs" / "beta.jsonl") if r["tool"] == "Write"]
     assert write["executed"] is False
     assert write["reason"] == "not now"
+    assert write["approved_by"] == f"cli:{getpass.getuser()}"  # a person, not just "cli"
 
 
 def test_audit_off_values_and_a_directory_are_told(

@@ -166,7 +166,7 @@ async def drive(
                 continue
             allow, reason = answer
             try:
-                agent.approve(event.id, allow=allow, reason=reason, by="cli")
+                agent.approve(event.id, allow=allow, reason=reason, by=approver())
             except LookupError:  # the policy's approval_timeout denied it meanwhile
                 print(
                     "(too late: the call was already denied, as nobody answered in time)",
@@ -178,6 +178,18 @@ async def drive(
     if done is None:  # the loop always ends with one; guard against a broken stream
         raise CliError("the run ended without a done event; this is a bug in loopwright")
     return done
+
+
+def approver() -> str:
+    """Who answers approvals at this terminal, for the audit log: ``cli:<login name>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name (a container's unnamed uid)
+        import os
+
+        return f"cli:uid {os.getuid()}" if hasattr(os, "getuid") else "cli"
 
 
 async def _answer(
