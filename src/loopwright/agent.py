@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import time
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
@@ -19,6 +20,7 @@ from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from loopwright import summaries
 from loopwright.events import (
     ApprovalRequest,
     Done,
@@ -77,6 +79,21 @@ SUMMARY_SYSTEM = (
     "found), files created or changed, decisions, open questions and what remains to do. Keep "
     "names, numbers, paths and identifiers exact. Plain text, no preamble."
 )
+SUMMARY_PROMPT = "Summarise this conversation transcript:\n\n"
+#: The heading of the list of tool calls the agent adds to a summary (made from the log).
+CALLS_HEADING = "Tool calls made in the summarised part, oldest first:"
+#: The most tokens a summary may take (less in a small window).
+SUMMARY_MAX_TOKENS = 2048
+#: The most summary requests one compaction makes: a longer transcript is cut harder.
+MAX_SUMMARY_CALLS = 6
+#: The fewest characters of transcript a summary request holds, however small the window.
+MIN_SUMMARY_ROOM = 2_000
+#: The most characters of the list of tool calls shown after a summary.
+MAX_CALLS_CHARS = 8_000
+#: The fewest characters a tool result is cut to, however small the window.
+MIN_TOOL_OUTPUT_CHARS = 1_000
+
+log = logging.getLogger("loopwright.agent")
 
 
 @dataclass(slots=True)
@@ -123,6 +140,8 @@ class _RunState:
     context_chars: int = 0
     counted_upto: int = 0
     results_index: int | None = None
+    #: the list of the summarised turns' tool calls, for the session's ``context_start``
+    calls_note: tuple[int, str] | None = None
     #: whether approval requests wait in ``side_events`` for ``agent.approve()``
     asks: bool = False
     #: what answers this run's approval requests (None: the policy's own approver)
@@ -231,7 +250,7 @@ class Agent:
             registry = ToolRegistry(
                 session.workspace_dir,
                 default_timeout=self.tool_timeout,
-                max_output_chars=self.max_tool_output_chars,
+                max_output_chars=self._tool_output_limit(),
                 session_id=session.id,
                 policy=self.policy,
             )
@@ -526,7 +545,7 @@ class Agent:
     async def _model_turn(
         self, state: _RunState
     ) -> AsyncGenerator[TextDelta | Error | ModelResponse, None]:
-        request = self._request(state, state.session.context_messages())
+        request = self._request(state, self._context_messages(state))
         instruments = self.instruments
         if instruments:
             instruments.call("model_call_started", state.run, request)
@@ -576,8 +595,13 @@ class Agent:
                     time.perf_counter() - started,
                 )
 
-    def _account(self, state: _RunState, response: ModelResponse) -> UsageUpdate:
-        state.turns += 1
+    def _account(
+        self, state: _RunState, response: ModelResponse, *, turn: bool = True
+    ) -> UsageUpdate:
+        """Add a call's usage to the run's and the session's; ``turn=False`` for a call that
+        is not one of the run's model turns (a summary), which ``max_turns`` does not count."""
+        if turn:
+            state.turns += 1
         usage = response.usage
         if usage.model_calls == 0:
             usage.model_calls = 1
@@ -791,7 +815,7 @@ class Agent:
 
     def _recount_context(self, state: _RunState) -> None:
         """Count the whole context again (at the start of a run and after compaction)."""
-        state.context_chars = sum(m.char_size() for m in state.session.context_messages())
+        state.context_chars = sum(m.char_size() for m in self._context_messages(state))
         state.counted_upto = len(state.session.messages)
 
     def _context_tokens(self, state: _RunState) -> int:
@@ -804,7 +828,8 @@ class Agent:
         return (state.fixed_chars + state.context_chars) // 4
 
     async def _manage_context(self, state: _RunState) -> None:
-        """Keep the prompt under ``context_threshold`` of the window: trim, then summarise."""
+        """Keep the prompt under ``context_threshold`` of the window: trim old tool outputs,
+        then summarise older turns, then trim recent outputs too if it is still over."""
         window = self.model.context_window
         if not window:
             return
@@ -817,7 +842,24 @@ class Agent:
         if self._context_tokens(state) > limit:
             await self._summarise(state, limit)
             self._recount_context(state)
+        if self._context_tokens(state) > limit:
+            # the newest turns alone are over (several big results in one turn, images):
+            # their outputs stay in the log and the workspace; the prompt would not fit
+            self._trim_to_fit(state, limit)
+            self._recount_context(state)
         session.save()
+
+    def _tool_output_limit(self) -> int:
+        """Characters one tool result may take: ``max_tool_output_chars``, and no more than a
+        quarter of the prompt budget (about 4 characters a token), so that a single result
+        (a wide SQL preview, a long Bash output) cannot fill a small model's window. The
+        registry saves the whole of a longer output to a file and tells the model where."""
+        limit = self.max_tool_output_chars
+        window = self.model.context_window
+        if window:
+            quarter = int(window * self.context_threshold)  # tokens / 4 * 4 characters
+            limit = min(limit, max(MIN_TOOL_OUTPUT_CHARS, quarter))
+        return limit
 
     def _trim_old_tool_results(self, session: Session) -> None:
         results = [
@@ -830,15 +872,37 @@ class Agent:
         old = results[:-keep] if keep else results
         session.trimmed.update(old)
 
-    async def _summarise(self, state: _RunState, limit: int) -> None:
+    def _trim_to_fit(self, state: _RunState, limit: int) -> None:
+        """Trim the outputs kept so far, oldest first, until the prompt fits ``limit``. The
+        newest results (what the model is about to read) only when the prompt would be over
+        the window itself with them: it could not be sent at all."""
         session = state.session
+        tokens = self._context_tokens(state)
         messages = session.messages
-        # keep the most recent messages that fit in about a third of the budget
+        newest = next(
+            (i + 1 for i in range(len(messages) - 1, -1, -1) if messages[i].role == "assistant"),
+            0,
+        )
+        for index in range(session.context_start, len(messages)):
+            if index >= newest and tokens <= self.model.context_window:
+                return
+            for block in messages[index].tool_results:
+                if tokens <= limit:
+                    return
+                if block.tool_use_id in session.trimmed:
+                    continue
+                session.trimmed.add(block.tool_use_id)
+                tokens -= (_size(block) - _TRIMMED_SIZE) // 4
+
+    def _summary_cut(self, session: Session, limit: int) -> int | None:
+        """Where the summarised part ends: the kept turns start at an assistant message and
+        fit in about a third of the budget. ``None`` when there is nothing to summarise."""
+        messages = session.messages
         budget = limit // 3
         kept = 0
         cut = len(messages)
         for index in range(len(messages) - 1, session.context_start, -1):
-            kept += messages[index].char_size() // 4
+            kept += _context_size(session, messages[index]) // 4
             if kept > budget:
                 break
             if messages[index].role == "assistant":
@@ -854,21 +918,202 @@ class Agent:
                 len(messages),
             )
         if cut >= len(messages) or cut <= session.context_start:
+            return None
+        return cut
+
+    async def _summarise(self, state: _RunState, limit: int) -> None:
+        """Replace the older turns with a summary the model writes (the model is then also
+        shown the list of their tool calls: :meth:`_context_messages`). When the model cannot
+        write one (an error, the run's time limit, an empty reply), an outline made from the
+        log takes its place: the run goes on, and the log keeps every message."""
+        session = state.session
+        cut = self._summary_cut(session, limit)
+        if cut is None:
             return
-        transcript = _transcript(session.summary, messages[session.context_start : cut])
-        request = ModelRequest(
-            messages=[Message.user(transcript)],
-            system=SUMMARY_SYSTEM,
-            max_tokens=min(self.max_output_tokens, 2048),
-            temperature=0.0,
-            estimated_input_tokens=len(transcript) // 4,
-        )
-        response = await self.model.complete(request)
-        self._account(state, response)
-        summary = response.message.text.strip()
-        if summary:
-            session.summary = summary
-            session.context_start = cut
+        span = session.messages[session.context_start : cut]
+        narrative = session.summary
+        budget = self._summary_tokens(limit) * 4
+        try:
+            summary = await self._condense(state, narrative, span, limit)
+            problem = "" if summary else "it wrote an empty summary"
+        except TimeoutError:
+            summary, problem = "", "the run's time limit was reached"
+        except Exception as exc:  # a provider error: the turn must go on
+            summary, problem = "", summaries.error_line(exc)
+        if not summary:
+            log.warning("session %s: the model could not summarise: %s", session.id, problem)
+            summary = _outline(narrative, span, problem, budget)
+        session.summary = summary
+        session.context_start = cut
+
+    def _context_messages(self, state: _RunState) -> list[Message]:
+        """What the model is sent: the session's context (the summary, then the turns kept,
+        old outputs trimmed), with the list of the tool calls of the summarised turns after
+        the summary. The list is made from the log, so the datasets, charts and files those
+        turns made stay known whatever the summary kept."""
+        session = state.session
+        messages = session.context_messages()
+        start = session.context_start
+        if not start or not messages:
+            return messages
+        if state.calls_note is None or state.calls_note[0] != start:
+            window = self.model.context_window
+            budget = self._summary_tokens(int(window * self.context_threshold)) * 4
+            note = _calls_list(session.messages[:start], min(budget, MAX_CALLS_CHARS))
+            state.calls_note = (start, note)
+        note = state.calls_note[1]
+        if not note:
+            return messages
+        first = messages[0]
+        if first.role != "user":
+            return [Message.user(note), *messages]
+        at = 1 if session.summary else 0  # after the summary's note
+        messages[0] = Message("user", [*first.content[:at], TextBlock(note), *first.content[at:]])
+        return messages
+
+    def _summary_tokens(self, limit: int) -> int:
+        """The most tokens a summary may take: a quarter of the prompt budget at most."""
+        return max(64, min(self.max_output_tokens, SUMMARY_MAX_TOKENS, limit // 4))
+
+    async def _condense(
+        self, state: _RunState, narrative: str, span: Sequence[Message], limit: int
+    ) -> str:
+        """The model's summary of ``span`` after ``narrative`` (the summary so far). A span
+        whose transcript is over what one request may hold is summarised in parts, each
+        part's request carrying the summary so far, so no request outgrows the window."""
+        out_tokens = self._summary_tokens(limit)
+        room = max(MIN_SUMMARY_ROOM, (limit - out_tokens - len(SUMMARY_SYSTEM) // 4) * 4)
+        cap = 2_000
+        lines = _transcript_lines(span, state.session.trimmed, cap)
+        while sum(len(line) + 1 for line in lines) > MAX_SUMMARY_CALLS * room and cap > 200:
+            cap //= 2
+            lines = _transcript_lines(span, state.session.trimmed, cap)
+        summary = narrative
+        index = 0
+        while index < len(lines):
+            head = SUMMARY_PROMPT
+            if summary:
+                head += f"Summary so far:\n{summary}\n\n"
+            space = max(room - len(head), MIN_SUMMARY_ROOM // 2)
+            part: list[str] = []
+            used = 0
+            while index < len(lines) and (not part or used + len(lines[index]) < space):
+                line = lines[index][:space]
+                part.append(line)
+                used += len(line) + 1
+                index += 1
+            transcript = head + "\n".join(part)
+            request = ModelRequest(
+                messages=[Message.user(transcript)],
+                system=SUMMARY_SYSTEM,
+                max_tokens=out_tokens,
+                temperature=0.0,
+                estimated_input_tokens=(len(transcript) + len(SUMMARY_SYSTEM)) // 4,
+            )
+            if state.deadline is None:
+                response = await self.model.complete(request)
+            else:
+                async with asyncio.timeout_at(state.deadline):
+                    response = await self.model.complete(request)
+            self._account(state, response, turn=False)
+            summary = response.message.text.strip()
+            if not summary:
+                return ""
+        return summary
+
+
+def _size(block: ToolResultBlock) -> int:
+    return Message("user", [block]).char_size()
+
+
+#: Characters of the note a trimmed tool output is replaced by (about).
+_TRIMMED_SIZE = 140
+
+
+def _context_size(session: Session, message: Message) -> int:
+    """``message``'s size as the model sees it: trimmed tool outputs count as their note."""
+    size = message.char_size()
+    for block in message.tool_results:
+        if block.tool_use_id in session.trimmed:
+            size -= len(block.text) - _TRIMMED_SIZE
+    return size
+
+
+def _transcript_lines(messages: Sequence[Message], trimmed: set[str], cap: int) -> list[str]:
+    """The lines of a summary request's transcript; tool inputs and outputs cut to ``cap``
+    characters (a trimmed output, which the model no longer saw, to a quarter of it)."""
+    lines: list[str] = []
+    for message in messages:
+        for block in message.content:
+            if isinstance(block, TextBlock):
+                lines.append(f"{message.role.upper()}: {block.text}")
+            elif isinstance(block, ToolUseBlock):
+                lines.append(f"TOOL CALL {block.name} {json.dumps(block.input)[:cap]}")
+            elif isinstance(block, ToolResultBlock):
+                flag = " (error)" if block.is_error else ""
+                limit = cap // 4 if block.tool_use_id in trimmed else cap
+                lines.append(f"TOOL RESULT{flag}: {block.text[:limit]}")
+    return lines
+
+
+def _calls_list(messages: Sequence[Message], budget: int) -> str:
+    """The tool calls of ``messages`` that did not fail, one line each (what the call was
+    about and the first line of its result: the file it saved, the rows, the cohort),
+    newest kept when they are over ``budget`` characters. Made from the log, not by the
+    model, so the datasets and files of the condensed turns stay known."""
+    results: dict[str, ToolResultBlock] = {
+        block.tool_use_id: block for message in messages for block in message.tool_results
+    }
+    lines: list[str] = []
+    for message in messages:
+        for use in message.tool_uses:
+            result = results.get(use.id)
+            if result is None or result.is_error:
+                continue
+            about = summaries.key_input(use.input, 100)
+            outcome = summaries.first_line(result.text, 200, count=False)
+            lines.append(
+                f"- {use.name} {about}: {outcome}" if about else f"- {use.name}: {outcome}"
+            )
+    if not lines:
+        return ""
+    shown: list[str] = []
+    used = len(CALLS_HEADING)
+    for line in reversed(lines):
+        if used + len(line) + 1 > budget:
+            break
+        shown.append(line)
+        used += len(line) + 1
+    shown.reverse()
+    left = len(lines) - len(shown)
+    head = CALLS_HEADING if not left else f"{CALLS_HEADING} ({left:,} earlier ones not listed)"
+    return "\n".join([head, *shown])
+
+
+def _outline(narrative: str, span: Sequence[Message], problem: str, budget: int) -> str:
+    """What replaces the model's summary when it could not write one: the summary so far,
+    then the user's requests and the answers of the condensed turns, newest kept."""
+    lines = [
+        f"{message.role.upper()}: {summaries.shorten(message.text, 300)}"
+        for message in span
+        if message.text.strip()
+    ]
+    shown: list[str] = []
+    used = 0
+    for line in reversed(lines):
+        if used + len(line) + 1 > budget // 2:
+            break
+        shown.append(line)
+        used += len(line) + 1
+    shown.reverse()
+    parts = [f"(The model could not summarise these turns ({problem}); this is an outline.)"]
+    if narrative:
+        half = budget // 2
+        parts.append(narrative if len(narrative) <= half else narrative[: half - 1] + "…")
+    if len(shown) < len(lines):
+        parts.append(f"({len(lines) - len(shown):,} earlier messages not shown)")
+    parts += shown
+    return "\n".join(parts)
 
 
 def _streams_events(registry: ToolRegistry, call: ToolUseBlock) -> bool:
@@ -897,22 +1142,6 @@ def _user_message(prompt: Prompt) -> Message:
     if isinstance(prompt, str):
         return Message.user(prompt)
     return Message("user", list(prompt))
-
-
-def _transcript(previous_summary: str, messages: Sequence[Message]) -> str:
-    lines: list[str] = []
-    if previous_summary:
-        lines.append(f"Summary so far:\n{previous_summary}\n")
-    for message in messages:
-        for block in message.content:
-            if isinstance(block, TextBlock):
-                lines.append(f"{message.role.upper()}: {block.text}")
-            elif isinstance(block, ToolUseBlock):
-                lines.append(f"TOOL CALL {block.name} {json.dumps(block.input)[:2000]}")
-            elif isinstance(block, ToolResultBlock):
-                flag = " (error)" if block.is_error else ""
-                lines.append(f"TOOL RESULT{flag}: {block.text[:2000]}")
-    return "Summarise this conversation transcript:\n\n" + "\n".join(lines)
 
 
 __all__ = ["INTERRUPTED", "Agent", "RunResult"]

@@ -43,13 +43,14 @@ def key_input(tool_input: dict[str, Any], limit: int = 60, keys: Sequence[str] =
     return shorten(json.dumps(tool_input, ensure_ascii=False, default=str), limit)
 
 
-def first_line(text: str, limit: int = 80) -> str:
-    """The first non-empty line of ``text``, shortened, with a count of the others."""
+def first_line(text: str, limit: int = 80, *, count: bool = True) -> str:
+    """The first non-empty line of ``text``, shortened, with a count of the others (unless
+    ``count`` is false)."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return "(no output)"
     line = shorten(lines[0], limit)
-    if len(lines) > 1:
+    if count and len(lines) > 1:
         line += f" (+{len(lines) - 1} more lines)"
     return line
 
