@@ -1026,8 +1026,9 @@ def _size(block: ToolResultBlock) -> int:
     return Message("user", [block]).char_size()
 
 
-#: Characters of the note a trimmed tool output is replaced by (about).
-_TRIMMED_SIZE = 140
+#: Characters of the note a trimmed tool output is replaced by (about: it keeps the
+#: output's first line, up to ``sessions.session.TRIMMED_FIRST_LINE`` characters).
+_TRIMMED_SIZE = 300
 
 
 def _context_size(session: Session, message: Message) -> int:

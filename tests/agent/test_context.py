@@ -40,6 +40,9 @@ async def test_old_tool_outputs_are_trimmed_first(tmp_path: Path) -> None:
     trimmed = [t for t in texts if "was trimmed to save context" in t]
     kept = [t for t in texts if t.startswith("blob")]
     assert trimmed, "old outputs should have been trimmed"
+    # the note keeps the output's beginning: what the call gave, without running it again
+    assert 'It began: "blob 0 xxx' in trimmed[0]
+    assert "(4,007 characters)" in trimmed[0]
     assert [t.split()[1] for t in kept][-2:] == ["6", "7"]
     # the full outputs are still in the session's log (nothing lost)
     full = [r.text for m in session.messages for r in m.tool_results]

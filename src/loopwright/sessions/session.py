@@ -42,6 +42,24 @@ def new_session_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+#: Characters of a trimmed output's first line kept in its note.
+TRIMMED_FIRST_LINE = 200
+
+
+def trimmed_note(text: str) -> str:
+    """What a trimmed tool output becomes in the prompt: its size and its first line (a SQL
+    result's "Saved 1,204 rows × 3 columns to top.csv", a command's first output), so the
+    model knows what the call gave and where it is without running it again."""
+    from loopwright.summaries import first_line
+
+    begun = first_line(text, TRIMMED_FIRST_LINE, count=False) if text.strip() else ""
+    said = f' It began: "{begun}".' if begun else ""
+    return (
+        f"[Output of this tool call ({len(text):,} characters) was trimmed to save context."
+        f"{said} Read a file it saved if you need the rest, or run the tool again.]"
+    )
+
+
 class Session:
     """One conversation and its workspace.
 
@@ -240,13 +258,7 @@ class Session:
         content: list[ContentBlock] = []
         for block in message.content:
             if isinstance(block, ToolResultBlock) and block.tool_use_id in self.trimmed:
-                size = len(block.text)
-                block = ToolResultBlock(
-                    block.tool_use_id,
-                    f"[Output of this tool call ({size:,} characters) was trimmed to save "
-                    "context. Run the tool again if you need it.]",
-                    block.is_error,
-                )
+                block = ToolResultBlock(block.tool_use_id, trimmed_note(block.text), block.is_error)
             content.append(block)
         return Message("user", content)
 
