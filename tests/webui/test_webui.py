@@ -507,6 +507,15 @@ def test_a_page_opened_mid_turn_shows_the_call_waiting_for_approval(
         sync_api.expect(cards.nth(1).locator(".tool-state")).to_have_text("waiting for approval")
         approval = page.locator(".approval")
         sync_api.expect(approval).to_have_count(1)
+        # the code to approve is shown whole, its lines as lines (not one JSON string)
+        shown = approval.locator("pre.approval-input")
+        sync_api.expect(shown).to_be_visible()
+        assert shown.inner_text() == (
+            "code:\n  import polars as pl\n  print(pl.read_parquet('top10.parquet').height)"
+        )
+        # a right-to-left override or a zero-width space would make the code read otherwise
+        tricky = page.evaluate("approvalInput({code: 'x = 1 #\u202e)\"cod\" ,cba(\u200b', n: 2})")
+        assert tricky == 'code: x = 1 #\\u202e)"cod" ,cba(\\u200b\nn: 2'
         approval.locator("button.allow").click()
 
         answer = page.locator(".msg.assistant").last

@@ -444,6 +444,20 @@ function formatDuration(ms) {
   return ms < 1000 ? Math.round(ms) + " ms" : (ms / 1000).toFixed(1) + " s";
 }
 
+// characters that change how the text around them shows (bidi overrides, zero-width ones)
+// are shown as escapes, so what is approved reads as what runs
+const HIDDEN_CHARS = /[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
+
+function approvalInput(input) {
+  return Object.entries(input || {}).map(([name, raw]) => {
+    if (typeof raw !== "string") return name + ": " + JSON.stringify(raw);
+    const value = raw.replace(HIDDEN_CHARS,
+      (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+    if (!value.includes("\n")) return name + ": " + value;
+    return name + ":\n" + value.split("\n").map((line) => "  " + line).join("\n");
+  }).join("\n");
+}
+
 function approvalBox(request) {
   const card = state.cards.get(request.tool_call_id) || toolCard({
     id: request.tool_call_id, name: request.name, input: request.input,
@@ -452,6 +466,9 @@ function approvalBox(request) {
   card.status.textContent = "waiting for approval";
   const box = el("div", "approval");
   box.append(el("span", "", request.reason ? "Approve? " + request.reason : "Approve this call?"));
+  // what will run, whole: a query's or a script's lines as lines (the card's input is
+  // one JSON line with \n escapes, folded away)
+  box.append(el("pre", "approval-input", approvalInput(request.input)));
   const reason = el("input");
   reason.placeholder = "reason (optional, sent to the agent if you deny)";
   const allow = el("button", "allow", "Allow");
