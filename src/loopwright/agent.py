@@ -485,7 +485,12 @@ class Agent:
                         from loopwright.policy.hooks import Stop
 
                         more = await self.policy.hooks.run_stop(
-                            Stop(session.id, "end_turn", response.message.text)
+                            Stop(
+                                session.id,
+                                "end_turn",
+                                response.message.text,
+                                str(session.workspace_dir),
+                            )
                         )
                         if more is not None:  # a Stop hook wants the run to go on
                             session.append(Message.user(more))

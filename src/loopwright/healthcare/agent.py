@@ -33,6 +33,7 @@ from loopwright.models import Model, resolve_model
 from loopwright.sql.base import SQLError
 
 if TYPE_CHECKING:
+    from loopwright.policy import Policy
     from loopwright.sql.base import SQLBackend
 
 T = TypeVar("T")
@@ -190,6 +191,8 @@ def healthcare_agent(
     elif reasons_in_its_output(resolved):
         options["max_output_tokens"] = REASONING_MAX_OUTPUT_TOKENS
     options.update(agent_options)
+    if not compact:
+        options["policy"] = _with_chart_check(options.get("policy"))
     prompt = HealthcarePrompt(profile, compact=compact, tools=names)
     shown = [example for example in profile.examples if example.rows]
     if compact and shown:
@@ -200,6 +203,20 @@ def healthcare_agent(
         stop = ("\n",) if is_small_model(resolved) else ()
         resolved = FewShotModel(resolved, shown, stop=stop)
     return Agent(resolved, system_prompt=prompt, tools=tools, **options)
+
+
+def _with_chart_check(policy: Policy | None) -> Policy:
+    """``policy`` (a new ``auto`` one when ``None``) with the Stop hook that checks the
+    charts an answer names are in the workspace (:mod:`loopwright.healthcare.named_charts`),
+    added once."""
+    from loopwright.healthcare.named_charts import ChartCheck
+    from loopwright.policy import Policy
+
+    if policy is None:
+        policy = Policy()
+    if not any(isinstance(hook, ChartCheck) for hook in policy.hooks.stop_hooks):
+        policy.hooks.stop(ChartCheck())
+    return policy
 
 
 async def _profile(backend: SQLBackend) -> DatabaseProfile:

@@ -67,6 +67,7 @@ class Stop:
     session_id: str
     stop_reason: str
     final_text: str = ""
+    workspace_dir: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +207,17 @@ class Hooks:
 
     def __bool__(self) -> bool:
         return bool(self._pre or self._post or self._stop)
+
+    @property
+    def stop_hooks(self) -> list[Callable[..., Any]]:
+        """The Stop hooks, in the order they run."""
+        return [registered.function for registered in self._stop]
+
+    @property
+    def around_calls(self) -> bool:
+        """Whether any PreToolUse or PostToolUse hook is registered (Stop hooks do not
+        touch tool calls)."""
+        return bool(self._pre or self._post)
 
     def has_pre(self, tool_name: str) -> bool:
         """Whether any PreToolUse hook applies to ``tool_name``."""

@@ -291,7 +291,7 @@ class SessionPolicy:
             and self.audit is None
             and policy.redactor is None
             and not policy.delimit
-            and not policy.hooks
+            and not policy.hooks.around_calls
             and policy.permissions.trivial
         )
 
