@@ -105,6 +105,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Keep per-call timings in .loopwright/stats.jsonl and conversation.json (0: off).",
     ),
     Setting(
+        "bigquery_usd_per_tib",
+        "LOOPWRIGHT_BIGQUERY_USD_PER_TIB",
+        "6.25",
+        "USD per TiB billed that BigQuery queries' cost is estimated at (on-demand list "
+        "price), shown apart from the model's cost in the turn's line and sessions report.",
+    ),
+    Setting(
         "langfuse_host",
         "LANGFUSE_HOST",
         "",

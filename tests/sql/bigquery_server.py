@@ -21,7 +21,15 @@ found``, as on BigQuery.
 Datasets are DuckDB schemas: set the data up with :meth:`BigQueryServer.setup` (DuckDB SQL).
 Queries arrive in BigQuery SQL and are translated to DuckDB with sqlglot after the project
 is stripped from table names and the default dataset applied. A table's size, for the dry
-run's estimate and the bytes-billed cap, is ``rows x columns x 8`` bytes.
+run's estimate, is ``rows x columns x 8`` bytes.
+
+Billing is BigQuery's on-demand billing: a finished job's ``statistics.query.totalBytesBilled``
+is at least :data:`MIN_BILLED_PER_TABLE` (10 MB) per table the query reads, rounded up to a
+whole MB (a query reading no table bills nothing), and ``maximumBytesBilled`` is enforced on
+those billed bytes, as BigQuery does. With :attr:`BigQueryServer.query_cache` on, a query run
+again unchanged (same SQL, default dataset and parameters, tables unchanged, ``useQueryCache``
+not false) is answered from the cache: ``cacheHit`` true, 0 bytes processed and billed. It is
+off by default, so tests sharing a server each see their query's scan.
 
 ``hold_jobs = True`` keeps real jobs ``RUNNING`` until they are cancelled (to test
 timeouts); clearing :attr:`BigQueryServer.table_gate` holds each tables.get request until
@@ -51,6 +59,9 @@ from duckdb.sqltypes import DuckDBPyType
 from sqlglot import exp
 
 _PREFIX = "/bigquery/v2/projects/"
+#: BigQuery's on-demand billing unit, and its minimum per table a query reads (10 MB).
+BILLING_UNIT = 1024 * 1024
+MIN_BILLED_PER_TABLE = 10 * BILLING_UNIT
 
 
 @dataclass
@@ -71,6 +82,9 @@ class _Job:
     configuration: dict[str, Any]
     statement_type: str
     bytes_processed: int
+    bytes_billed: int = 0
+    cache_hit: bool = False
+    tables: list[tuple[str, str]] = field(default_factory=list)
     schema: list[dict[str, Any]] = field(default_factory=list)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     state: str = "DONE"
@@ -94,6 +108,9 @@ class BigQueryServer:
         self.requests: list[Recorded] = []
         self.jobs: dict[str, _Job] = {}
         self.hold_jobs = False
+        #: answer a query run again unchanged from the result cache (see the module's doc)
+        self.query_cache = False
+        self._cached: set[str] = set()
         self.table_gate = threading.Event()
         self.table_gate.set()
         self.most_table_reads = 0
@@ -109,10 +126,12 @@ class BigQueryServer:
         """Run DuckDB SQL to create datasets (schemas) and tables."""
         with self._lock:
             self.db.execute(sql)
+            self._cached.clear()  # the tables may have changed: cached results are stale
 
     def load(self, dataset: str, table: str, data: Any) -> None:
         """Create ``dataset.table`` from ``data`` (an Arrow table or anything DuckDB scans)."""
         with self._lock:
+            self._cached.clear()
             self.db.register("_load", data)
             try:
                 self.db.execute(f'CREATE SCHEMA IF NOT EXISTS "{dataset}"')
@@ -258,16 +277,32 @@ class BigQueryServer:
         values = _parameters(query, statements)
         duck_sql, tables = self._translate(statements, project, default)
         processed = sum(self._table_bytes(d, t) for d, t in tables)
+        billed = billed_bytes([self._table_bytes(d, t) for d, t in tables])
+        dry_run = bool(configuration.get("dryRun"))
+        cache_key = json.dumps(
+            [project, default, sql, query.get("queryParameters", [])], sort_keys=True
+        )
+        cache_hit = (
+            not dry_run
+            and self.query_cache
+            and query.get("useQueryCache", True) is not False
+            and cache_key in self._cached
+        )
+        if cache_hit:
+            processed = billed = 0
         cap = query.get("maximumBytesBilled")
-        if cap is not None and processed > int(cap) and not configuration.get("dryRun"):
+        if cap is not None and billed > int(cap) and not dry_run:
             raise BigQueryError(
                 400,
                 "bytesBilledLimitExceeded",
-                f"Query exceeded limit for bytes billed: {cap}. {processed} or higher required.",
+                f"Query exceeded limit for bytes billed: {cap}. {billed} or higher required.",
             )
         job = _Job(job_id, project, self.location, configuration, statement_type, processed)
-        if not configuration.get("dryRun"):
+        job.bytes_billed, job.cache_hit, job.tables = billed, cache_hit, sorted(tables)
+        if not dry_run:
             job.schema, job.rows = self._execute(duck_sql, values)
+            if self.query_cache and statement_type == "SELECT":
+                self._cached.add(cache_key)
             job.state = "RUNNING" if self.hold_jobs else "DONE"
             self.jobs[job_id] = job
         elif statement_type == "SELECT":  # errors (unknown table, bad column) show on dry runs
@@ -389,13 +424,17 @@ class BigQueryServer:
             "totalBytesProcessed": str(job.bytes_processed),
             "query": {
                 "totalBytesProcessed": str(job.bytes_processed),
-                "totalBytesBilled": str(job.bytes_processed),
                 "statementType": job.statement_type,
-                "cacheHit": False,
+                "referencedTables": [
+                    {"projectId": job.project, "datasetId": d, "tableId": t} for d, t in job.tables
+                ],
             },
         }
         if job.state == "DONE":
             statistics["endTime"] = created
+            if not configuration.get("dryRun"):  # what a finished job billed; a dry run bills none
+                statistics["query"]["totalBytesBilled"] = str(job.bytes_billed)
+                statistics["query"]["cacheHit"] = job.cache_hit
         if job.schema:
             statistics["query"]["schema"] = {"fields": job.schema}
         return {
@@ -430,7 +469,7 @@ class BigQueryServer:
             jobComplete=True,
             schema={"fields": job.schema},
             totalBytesProcessed=str(job.bytes_processed),
-            cacheHit=False,
+            cacheHit=job.cache_hit,
         )
         return page
 
@@ -538,6 +577,15 @@ class BigQueryServer:
             "type": "TABLE",
             "location": self.location,
         }
+
+
+def billed_bytes(table_bytes: list[int]) -> int:
+    """What BigQuery's on-demand pricing bills for a query reading tables of ``table_bytes``:
+    at least 10 MB per table, the sum rounded up to a whole MB; nothing without a table."""
+    if not table_bytes:
+        return 0
+    total = sum(max(size, MIN_BILLED_PER_TABLE) for size in table_bytes)
+    return -(-total // BILLING_UNIT) * BILLING_UNIT
 
 
 def _parameters(query: dict[str, Any], statements: list[exp.Expression]) -> dict[str, Any]:

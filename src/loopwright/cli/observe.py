@@ -3,7 +3,9 @@
 ``export ID`` writes a session's transcript: a self-contained HTML page (``--html``, the
 default) or ``conversation.json`` (``--json``), into the session's workspace unless ``-o``
 names another path (``-o -`` prints it). ``report ID`` prints the session's cost and usage
-report (``--json`` for the same figures as JSON).
+report (``--json`` for the same figures as JSON): the model's tokens and cost and, apart, what
+a warehouse billed for the session's queries (BigQuery), estimated at ``--usd-per-tib`` (or
+``LOOPWRIGHT_BIGQUERY_USD_PER_TIB``, else the on-demand list price).
 
 Only typer is imported at start-up; the commands load the store and renderers when they run.
 """
@@ -74,11 +76,23 @@ def register(app: typer.Typer) -> None:
     def sessions_report(
         session_id: SessionArgument,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+        usd_per_tib: Annotated[
+            float | None,
+            typer.Option(
+                "--usd-per-tib",
+                metavar="USD",
+                help=(
+                    "The warehouse price per TiB billed that BigQuery costs are estimated at "
+                    "(default: LOOPWRIGHT_BIGQUERY_USD_PER_TIB, else the on-demand list price)."
+                ),
+            ),
+        ] = None,
     ) -> None:
-        """Show a session's cost and usage: tokens, cost, latency, tools, models and runs."""
+        """Show a session's cost and usage: tokens, cost, latency, tools, models and runs, and
+        what a warehouse (BigQuery) billed for its queries."""
 
         def action() -> int:
-            return report_session(session_id, as_json=as_json)
+            return report_session(session_id, as_json=as_json, usd_per_tib=usd_per_tib)
 
         raise typer.Exit(guarded(action))
 
@@ -131,17 +145,20 @@ def export_session(
 
         redactor = Redactor()
         session, records = redact_session(session, redactor), redact_records(records, redactor)
-    if as_json:
-        import json
+    try:
+        if as_json:
+            import json
 
-        text = json.dumps(
-            conversation_record(session, records), ensure_ascii=False, indent=2, default=str
-        )
-        text += "\n"
-        default = Path(session.workspace_dir) / CONVERSATION_FILE
-    else:
-        text = render_html(session, records)
-        default = Path(session.workspace_dir) / "conversation.html"
+            text = json.dumps(
+                conversation_record(session, records), ensure_ascii=False, indent=2, default=str
+            )
+            text += "\n"
+            default = Path(session.workspace_dir) / CONVERSATION_FILE
+        else:
+            text = render_html(session, records)
+            default = Path(session.workspace_dir) / "conversation.html"
+    except ValueError as exc:  # a warehouse price that is not a number
+        raise CliError(str(exc), EXIT_USAGE) from None
     if output == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -159,15 +176,21 @@ def export_session(
     return 0
 
 
-def report_session(session_id: str, *, as_json: bool) -> int:
-    """``sessions report``: the usage report as tables, or as JSON."""
-    from loopwright.cli.runtime import open_store
+def report_session(session_id: str, *, as_json: bool, usd_per_tib: float | None = None) -> int:
+    """``sessions report``: the usage report as tables, or as JSON; warehouse costs at
+    ``usd_per_tib`` USD per TiB billed (default: the environment's, else the list price)."""
+    from loopwright.cli.runtime import EXIT_USAGE, CliError, open_store
     from loopwright.observability.reports import build_report
+    from loopwright.observability.stats import warehouse_price
 
+    try:  # a bad price is refused before the store is opened
+        price = warehouse_price(usd_per_tib)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     store = open_store()
     try:
         session = _load(store, session_id)
-        report = build_report(session, store=store)
+        report = build_report(session, store=store, usd_per_tib=price)
     finally:
         store.close()
     if as_json:

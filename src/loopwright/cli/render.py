@@ -2,7 +2,8 @@
 
 The answer streams as it arrives; each tool call gets a line with its name and key input,
 and its result a line with the outcome, duration and the first line of output; the run
-ends with a footer (stop reason, tokens, cost).
+ends with a footer (stop reason, tokens, the model's cost, and, when the run's queries were
+billed by a warehouse such as BigQuery, the bytes billed and their estimated cost apart).
 
 On a terminal it is richer: a spinner while the model thinks or a tool runs, the answer
 rendered as Markdown as it streams, and a panel per finished tool call. Piped output stays
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -37,6 +38,9 @@ from loopwright.events import (
 from loopwright.summaries import first_line
 from loopwright.summaries import key_input as key_input
 from loopwright.summaries import shorten as shorten
+
+if TYPE_CHECKING:
+    from loopwright.observability.stats import WarehouseUsage
 
 
 def make_console(file: IO[str] | None = None) -> Console:
@@ -82,8 +86,9 @@ def format_duration(ms: float) -> str:
     return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-def format_usage(usage: Usage) -> str:
-    """Tokens, cost and calls on one line."""
+def format_usage(usage: Usage, warehouse: WarehouseUsage | None = None) -> str:
+    """Tokens, cost and calls on one line; with ``warehouse`` (queries a warehouse billed),
+    what it billed and its estimated cost, apart from the model's."""
     split = f"{usage.input_tokens:,} in / {usage.output_tokens:,} out"
     if usage.cache_read_tokens or usage.cache_write_tokens:  # the total counts them too
         split += f" / {usage.cache_read_tokens:,} cached"
@@ -97,7 +102,24 @@ def format_usage(usage: Usage) -> str:
     ]
     if usage.tool_errors:
         parts.append(f"{usage.tool_errors} failed")
+    if warehouse is not None and warehouse.queries:
+        parts[1] += " model"  # two costs now: say which is which
+        parts += _warehouse_parts(warehouse, usage.cost_usd)
     return " · ".join(parts)
+
+
+def _warehouse_parts(warehouse: WarehouseUsage, model_usd: float) -> list[str]:
+    """``BigQuery 30 MB billed (3 queries) ≈ $0.0002`` and the total with the model's cost;
+    with a price that cannot be used, the bytes and why there is no estimate (the run is
+    over: never an error here)."""
+    from loopwright.observability.reports import format_bytes, warehouse_summary
+
+    try:
+        summary = warehouse_summary(warehouse)
+        total = model_usd + warehouse.cost_usd()
+    except ValueError as exc:
+        return [f"{warehouse.database} {format_bytes(warehouse.bytes_billed)} billed ({exc})"]
+    return [summary, f"≈ ${total:.4f} in all"]
 
 
 class EventPrinter:
@@ -280,6 +302,9 @@ class EventPrinter:
         line.append(done.stop_reason, style=f"bold {style}")
         if done.detail and done.stop_reason != "error":
             line.append(f" ({done.detail})", style=style)
-        line.append(f" · {format_usage(done.usage)} · {format_duration(elapsed_ms)}", style="dim")
+        from loopwright.observability.stats import run_warehouse_usage
+
+        usage = format_usage(done.usage, run_warehouse_usage(done.session_id))
+        line.append(f" · {usage} · {format_duration(elapsed_ms)}", style="dim")
         self.console.print(line)
         self._at_line_start = True

@@ -12,6 +12,13 @@ A tool call stopped with its run (Ctrl-C, a closed stream) is counted as ``inter
 as a call that ran or failed, as in the session's usage: the report's tool calls and errors are
 then the session's own figures.
 
+What the warehouse billed (BigQuery queries of the SQL tool, from the recorded stats) is a
+cost of its own, apart from the model's: :attr:`SessionReport.warehouse` (queries, bytes
+billed, cache hits, and the cost estimated at on-demand pricing, see
+:func:`~loopwright.observability.stats.warehouse_price`), per run too, and
+:attr:`SessionReport.total_cost_usd` adds the two. Sessions whose queries billed nothing
+(DuckDB, PostgreSQL) have no warehouse figures at all.
+
 :func:`print_report` renders it as tables in a terminal; :meth:`SessionReport.to_dict` gives
 the same figures as JSON.
 """
@@ -26,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopwright.events import Usage
 from loopwright.messages import TextBlock, ToolResultBlock, ToolUseBlock
+from loopwright.observability.stats import WarehouseUsage, warehouse_price
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -130,6 +138,9 @@ class RunReport:
     tool_latency: Latency | None = None
     run_id: str | None = None
     parent_run: str | None = None
+    #: what the run's queries billed (``None``: nothing, or not recorded)
+    warehouse: WarehouseUsage | None = None
+    usd_per_tib: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,6 +156,7 @@ class RunReport:
             "usage": self.usage.to_dict(),
             "model_latency": self.model_latency.to_dict() if self.model_latency else None,
             "tool_latency": self.tool_latency.to_dict() if self.tool_latency else None,
+            "warehouse": self.warehouse.to_dict(self.usd_per_tib) if self.warehouse else None,
         }
 
 
@@ -167,6 +179,21 @@ class SessionReport:
     timings_recorded: bool
     #: sessions of the sub-agents this session's runs started
     sub_sessions: list[str] = field(default_factory=list)
+    #: what the warehouse billed for the session's queries, its sub-agents' included
+    #: (``None``: nothing billed, or no stats recorded)
+    warehouse: WarehouseUsage | None = None
+    #: the USD per TiB billed the warehouse cost is estimated at
+    usd_per_tib: float = field(default_factory=warehouse_price)
+
+    @property
+    def warehouse_cost_usd(self) -> float:
+        """The estimated warehouse cost (0 when nothing was billed)."""
+        return self.warehouse.cost_usd(self.usd_per_tib) if self.warehouse else 0.0
+
+    @property
+    def total_cost_usd(self) -> float:
+        """The model's cost and the warehouse's estimated cost together."""
+        return self.usage.cost_usd + self.warehouse_cost_usd
 
     @property
     def tool_calls(self) -> int:
@@ -199,6 +226,9 @@ class SessionReport:
             "runs": [r.to_dict() for r in self.runs],
             "sub_sessions": self.sub_sessions,
             "timings_recorded": self.timings_recorded,
+            # apart from usage.cost_usd (the model's): the warehouse's, and both together
+            "warehouse": self.warehouse.to_dict(self.usd_per_tib) if self.warehouse else None,
+            "total_cost_usd": round(self.total_cost_usd, 12),
         }
 
 
@@ -210,9 +240,14 @@ def build_report(
     records: list[dict[str, Any]] | None = None,
     *,
     store: SessionStore | None = None,
+    usd_per_tib: float | None = None,
 ) -> SessionReport:
     """The report of ``session``; ``records`` are its stats (read from its workspace, with
-    ``store`` to find a sub-agent's parent session, when not given)."""
+    ``store`` to find a sub-agent's parent session, when not given). Warehouse costs are
+    estimated at ``usd_per_tib`` (default :func:`~loopwright.observability.stats.
+    warehouse_price`: ``LOOPWRIGHT_BIGQUERY_USD_PER_TIB``, else BigQuery's on-demand price);
+    ``ValueError`` for a price that is not a number of 0 or more."""
+    price = warehouse_price(usd_per_tib)
     if records is None:
         from loopwright.observability.stats import records_for_session
 
@@ -228,7 +263,18 @@ def build_report(
         r for r in tool_records if not r.get("cancelled") and str(r.get("id")) not in stopped
     ]
     breakdown = _model_breakdown(models)
+    # every billed query, the sub-agents' included, however its run ended
+    warehouse = WarehouseUsage.of(r for r in records if r.get("kind") == "tool")
     runs = _runs_from_records(run_records, models, tool_records) if run_records else []
+    if warehouse is not None:
+        by_run: dict[str, WarehouseUsage] = {}
+        for record in records:
+            if record.get("kind") == "tool":
+                by_run.setdefault(str(record.get("run")), WarehouseUsage()).add_record(record)
+        for run in runs:
+            billed = by_run.get(str(run.run_id))
+            if billed is not None and billed.queries:
+                run.warehouse, run.usd_per_tib = billed, price
     if not runs:
         runs = _runs_from_messages(session, stopped)
     sub_sessions = sorted(
@@ -249,6 +295,8 @@ def build_report(
         tool_latency=Latency.of(_durations(tool_records)),
         timings_recorded=bool(records),
         sub_sessions=sub_sessions,
+        warehouse=warehouse,
+        usd_per_tib=price,
     )
 
 
@@ -451,6 +499,36 @@ def format_ms(ms: float | None) -> str:
     return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
+def format_bytes(n: int) -> str:
+    """Bytes as BigQuery's console shows them (binary units): ``10 MB``, ``1.25 GB``."""
+    size, unit = float(n), "B"
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if size < 1024 or unit == "PB":
+            break
+        size /= 1024
+    if unit == "B":
+        return f"{n:,} B"
+    return f"{size:.2f}".rstrip("0").rstrip(".") + f" {unit}"
+
+
+def format_usd(usd: float) -> str:
+    """Dollars with 4 decimals, or fewer than $0.0001 said so rather than shown as $0.0000."""
+    if 0 < usd < 0.00005:
+        return "<$0.0001"
+    return f"${usd:.4f}"
+
+
+def warehouse_summary(warehouse: WarehouseUsage, usd_per_tib: float | None = None) -> str:
+    """One line: ``BigQuery 30 MB billed (3 queries, 1 cached) ≈ $0.0002``."""
+    queries = f"{warehouse.queries} quer{'y' if warehouse.queries == 1 else 'ies'}"
+    if warehouse.cache_hits:
+        queries += f", {warehouse.cache_hits} cached"
+    cost = format_usd(warehouse.cost_usd(usd_per_tib))
+    return (
+        f"{warehouse.database} {format_bytes(warehouse.bytes_billed)} billed ({queries}) ≈ {cost}"
+    )
+
+
 def _latency_cells(latency: Latency | None) -> tuple[str, str]:
     if latency is None:
         return "-", "-"
@@ -484,7 +562,8 @@ def print_report(console: Console, report: SessionReport) -> None:
 
     usage = report.usage
     totals = _table("Tokens and cost")
-    for name in ("input", "output", "cache read", "cache write", "total", "cost"):
+    cost = "model cost" if report.warehouse is not None else "cost"  # the warehouse's below
+    for name in ("input", "output", "cache read", "cache write", "total", cost):
         totals.add_column(name, justify="right")
     totals.add_row(
         f"{usage.input_tokens:,}",
@@ -495,6 +574,8 @@ def print_report(console: Console, report: SessionReport) -> None:
         f"${usage.cost_usd:.4f}",
     )
     console.print(totals)
+    if report.warehouse is not None:
+        _print_warehouse(console, report)
 
     calls = _table("Calls and latency")
     for name in ("kind", "calls", "errors", "p50", "max", "total time"):
@@ -554,8 +635,11 @@ def print_report(console: Console, report: SessionReport) -> None:
     if report.runs:
         runs = _table("Runs")
         recorded = report.timings_recorded
+        billed = any(run.warehouse is not None for run in report.runs)
         columns = ["#", "agent", "ended", "models", "tools", "errors"]
-        columns += ["tokens", "cost", "time"] if recorded else ["prompt"]
+        columns += ["tokens", "cost", *(["billed", "warehouse"] if billed else []), "time"]
+        if not recorded:
+            columns = [*columns[:6], "prompt"]
         for name in columns:
             runs.add_column(
                 name,
@@ -573,12 +657,60 @@ def print_report(console: Console, report: SessionReport) -> None:
                 str(u.tool_errors),
             ]
             if recorded:
-                row += [f"{u.total_tokens:,}", f"${u.cost_usd:.4f}", format_ms(run.duration_ms)]
+                row += [f"{u.total_tokens:,}", f"${u.cost_usd:.4f}"]
+                if billed:
+                    w = run.warehouse
+                    row += (
+                        [format_bytes(w.bytes_billed), format_usd(w.cost_usd(run.usd_per_tib))]
+                        if w is not None
+                        else ["-", "-"]
+                    )
+                row.append(format_ms(run.duration_ms))
             else:
                 row.append(run.prompt[:60] + ("…" if len(run.prompt) > 60 else ""))
             runs.add_row(*row)
         console.print(runs)
     if report.sub_sessions:
         console.print(Text(f"sub-agent sessions  {', '.join(report.sub_sessions)}", style="dim"))
+    if report.warehouse is not None:
+        from loopwright.observability.stats import WAREHOUSE_PRICE_ENV
+
+        console.print(
+            Text(
+                f"Warehouse costs are estimates at {report.usd_per_tib:g} USD per TiB billed "
+                f"(on-demand list price; set {WAREHOUSE_PRICE_ENV} for yours), before any "
+                "free tier or discount.",
+                style="dim",
+            )
+        )
     if not report.timings_recorded:
         console.print(Text(NO_TIMINGS_HINT, style="dim"))
+
+
+def _print_warehouse(console: Console, report: SessionReport) -> None:
+    """The warehouse's table (what the queries billed, apart from the model) and the costs
+    side by side."""
+    from rich.text import Text
+
+    warehouse = report.warehouse
+    assert warehouse is not None
+    table = _table(f"Warehouse ({warehouse.database})")
+    for name in ("queries", "cached", "processed", "billed", "USD/TiB", "est. cost"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        str(warehouse.queries),
+        str(warehouse.cache_hits),
+        format_bytes(warehouse.bytes_processed),
+        format_bytes(warehouse.bytes_billed),
+        f"{report.usd_per_tib:g}",
+        format_usd(report.warehouse_cost_usd),
+    )
+    console.print(table)
+    console.print(
+        Text(
+            f"total cost  ${report.usage.cost_usd:.4f} model + "
+            f"{format_usd(report.warehouse_cost_usd)} warehouse (est.) = "
+            f"${report.total_cost_usd:.4f}",
+            style="bold",
+        )
+    )

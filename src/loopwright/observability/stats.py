@@ -12,14 +12,20 @@ for a session long after its process ended. Three kinds of record::
      "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": 0.0049}
     {"kind": "tool", "session": ..., "run": ..., "path": ..., "ts": ..., "name": "Bash",
      "id": "toolu_01", "duration_ms": 37.2, "is_error": false, "output_chars": 120}
+    {"kind": "tool", ..., "name": "SQL", ..., "database": "BigQuery", "bytes_billed": 10485760,
+     "bytes_scanned": 81920, "cache_hit": false}
     {"kind": "run", "session": ..., "run": ..., "parent_run": null, "parent_call": null,
      "path": "agent", "agent": "agent", "model": ..., "ts": ..., "duration_ms": 2210.0,
      "stop_reason": "end_turn", "detail": "", "usage": {"input_tokens": ..., ...}}
 
 ``message_index`` is where the model's reply sits in the session's messages (absent when the
-call failed). A tool call stopped with its run has ``"cancelled": true``. A sub-agent's
-records go to the file of the top-level run's workspace, tagged with its own session id and
-with ``parent_run`` linking its run to the run that started it.
+call failed). A tool call a warehouse billed (a BigQuery query: the SQL tool's
+``metadata["bytes_billed"]``) carries what it billed; calls of databases that bill nothing per
+query (DuckDB, PostgreSQL) carry nothing more. :class:`WarehouseUsage` adds them up, priced
+at :func:`warehouse_price` USD per TiB. A tool call stopped with its run has
+``"cancelled": true``. A sub-agent's records go to the file of the top-level run's
+workspace, tagged with its own session id and with ``parent_run`` linking its run to the run
+that started it.
 
 Records are buffered and written when the run ends (or every ``flush_every`` records), each
 batch with one append, so recording costs the loop a few microseconds per step; a process
@@ -33,10 +39,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +74,123 @@ def stats_path(workspace: str | os.PathLike[str]) -> Path:
     return Path(workspace) / STATS_PATH
 
 
+# --- warehouse cost -----------------------------------------------------------------------
+
+#: BigQuery's on-demand compute list price, USD per TiB billed: "On-demand compute ... you
+#: incur charges per TiB" (https://cloud.google.com/bigquery/pricing#on_demand_pricing, linked
+#: from https://docs.cloud.google.com/bigquery/docs/best-practices-costs), $6.25 per TiB in the
+#: US and EU multi-regions since July 2023. Other regions, the monthly free TiB, negotiated
+#: discounts and capacity (slot) pricing differ: set :data:`WAREHOUSE_PRICE_ENV`.
+DEFAULT_BIGQUERY_USD_PER_TIB = 6.25
+#: The environment variable that sets the price per TiB billed (a number of USD, 0 or more).
+WAREHOUSE_PRICE_ENV = "LOOPWRIGHT_BIGQUERY_USD_PER_TIB"
+TIB = 1024**4
+
+
+def warehouse_price(usd_per_tib: float | None = None) -> float:
+    """The USD per TiB billed that warehouse costs are estimated at: ``usd_per_tib`` when
+    given, else :data:`WAREHOUSE_PRICE_ENV`, else :data:`DEFAULT_BIGQUERY_USD_PER_TIB`.
+    ``ValueError`` (saying what to set) for a price that is not a finite number of 0 or more."""
+    if usd_per_tib is not None:
+        where, raw = "the price per TiB", str(usd_per_tib)
+    else:
+        raw = os.environ.get(WAREHOUSE_PRICE_ENV, "").strip()
+        if not raw:
+            return DEFAULT_BIGQUERY_USD_PER_TIB
+        where = WAREHOUSE_PRICE_ENV
+    try:
+        price = float(raw.strip().removeprefix("$"))
+    except ValueError:
+        price = math.nan
+    if isinstance(usd_per_tib, bool) or not math.isfinite(price) or price < 0:
+        raise ValueError(
+            f"{where} must be a number of USD per TiB billed, 0 or more (BigQuery on-demand: "
+            f"{DEFAULT_BIGQUERY_USD_PER_TIB:g}), not {raw!r}"
+        )
+    return price
+
+
+@dataclass(slots=True)
+class WarehouseUsage:
+    """What a warehouse billed for a set of queries (BigQuery on-demand), apart from what the
+    model cost: queries billed, bytes billed and processed, results served from the cache
+    (billed 0), and the databases that billed them."""
+
+    queries: int = 0
+    cache_hits: int = 0
+    bytes_billed: int = 0
+    bytes_processed: int = 0
+    databases: list[str] = field(default_factory=list)
+
+    def add_record(self, record: Mapping[str, Any]) -> bool:
+        """Count one tool record (or SQL tool metadata) if a warehouse billed it; whether it
+        did. Records without ``bytes_billed`` (DuckDB, PostgreSQL, other tools) are skipped."""
+        billed = record.get("bytes_billed")
+        if isinstance(billed, bool) or not isinstance(billed, int) or billed < 0:
+            return False
+        self.queries += 1
+        self.bytes_billed += billed
+        self.cache_hits += record.get("cache_hit") is True
+        scanned = record.get("bytes_scanned")
+        if isinstance(scanned, int) and not isinstance(scanned, bool) and scanned > 0:
+            self.bytes_processed += scanned
+        database = str(record.get("database") or "BigQuery")
+        if database not in self.databases:
+            self.databases.append(database)
+        return True
+
+    def add(self, other: WarehouseUsage) -> None:
+        self.queries += other.queries
+        self.cache_hits += other.cache_hits
+        self.bytes_billed += other.bytes_billed
+        self.bytes_processed += other.bytes_processed
+        self.databases += [d for d in other.databases if d not in self.databases]
+
+    @property
+    def database(self) -> str:
+        """The billing databases' names (``BigQuery``)."""
+        return ", ".join(self.databases) or "BigQuery"
+
+    def cost_usd(self, usd_per_tib: float | None = None) -> float:
+        """The estimated cost at ``usd_per_tib`` (default :func:`warehouse_price`)."""
+        return self.bytes_billed / TIB * warehouse_price(usd_per_tib)
+
+    def to_dict(self, usd_per_tib: float | None = None) -> dict[str, Any]:
+        price = warehouse_price(usd_per_tib)
+        return {
+            "database": self.database,
+            "queries": self.queries,
+            "cache_hits": self.cache_hits,
+            "bytes_billed": self.bytes_billed,
+            "bytes_processed": self.bytes_processed,
+            "usd_per_tib": price,
+            "cost_usd": round(self.cost_usd(price), 12),
+        }
+
+    @classmethod
+    def of(cls, records: Iterable[Mapping[str, Any]]) -> WarehouseUsage | None:
+        """The billed queries among tool ``records``, or ``None`` when none was billed."""
+        usage = cls()
+        for record in records:
+            if record.get("kind", "tool") == "tool":
+                usage.add_record(record)
+        return usage if usage.queries else None
+
+
+#: The warehouse use of the latest top-level run of each session (and its sub-agents' runs)
+#: in this process, for the CLI's closing line of a turn (:func:`run_warehouse_usage`).
+_RUN_WAREHOUSE: OrderedDict[str, WarehouseUsage] = OrderedDict()
+_RUN_WAREHOUSE_KEPT = 256
+
+
+def run_warehouse_usage(session_id: str) -> WarehouseUsage | None:
+    """What warehouses billed the latest top-level run of ``session_id`` in this process,
+    as a :class:`StatsRecorder` recorded it (its sub-agents' queries included), or ``None``
+    when it billed nothing (or ran without a recorder)."""
+    usage = _RUN_WAREHOUSE.get(session_id)
+    return usage if usage is not None and usage.queries else None
+
+
 @dataclass(slots=True, eq=False)
 class _RunRecords:
     key: str
@@ -73,6 +198,8 @@ class _RunRecords:
     started_wall: float
     started: float
     records: list[dict[str, Any]] = field(default_factory=list)
+    #: the top-level run's warehouse use, shared with its sub-agents' runs
+    warehouse: WarehouseUsage = field(default_factory=WarehouseUsage)
 
 
 class StatsRecorder(Instrument):
@@ -89,12 +216,21 @@ class StatsRecorder(Instrument):
         root = run
         while root.parent is not None:
             root = root.parent
-        run.data[self] = _RunRecords(
+        state = _RunRecords(
             uuid.uuid4().hex[:16],
             stats_path(root.session.workspace_dir),
             time.time(),
             time.perf_counter(),
         )
+        top = root.data.get(self) if root is not run else None
+        if isinstance(top, _RunRecords):
+            state.warehouse = top.warehouse  # a sub-agent's queries count to the turn
+        else:
+            _RUN_WAREHOUSE[run.session.id] = state.warehouse
+            _RUN_WAREHOUSE.move_to_end(run.session.id)
+            while len(_RUN_WAREHOUSE) > _RUN_WAREHOUSE_KEPT:
+                _RUN_WAREHOUSE.popitem(last=False)
+        run.data[self] = state
 
     def model_call_finished(
         self,
@@ -161,6 +297,10 @@ class StatsRecorder(Instrument):
         }
         if call_cancelled():  # stopped with its run: no result of the tool's
             record["cancelled"] = True
+        billing = _billing(result.get("metadata"))
+        if billing:
+            record.update(billing)
+            state.warehouse.add_record(billing)
         self._add(state, record)
 
     def run_finished(self, run: RunContext, done: Done) -> None:
@@ -212,6 +352,26 @@ class StatsRecorder(Instrument):
         if not self._warned:
             self._warned = True
             log.warning("%s; runs go on without it.", message)
+
+
+def _billing(metadata: object) -> dict[str, Any]:
+    """What a tool's result ``metadata`` says a warehouse billed (the SQL tool on BigQuery):
+    ``bytes_billed`` and what goes with it, or nothing."""
+    if not isinstance(metadata, Mapping):
+        return {}
+    billed = metadata.get("bytes_billed")
+    if isinstance(billed, bool) or not isinstance(billed, int) or billed < 0:
+        return {}
+    found: dict[str, Any] = {"bytes_billed": billed}
+    database = metadata.get("database")
+    if isinstance(database, str) and database:
+        found["database"] = database
+    scanned = metadata.get("bytes_scanned")
+    if isinstance(scanned, int) and not isinstance(scanned, bool):
+        found["bytes_scanned"] = scanned
+    if isinstance(metadata.get("cache_hit"), bool):
+        found["cache_hit"] = metadata["cache_hit"]
+    return found
 
 
 def append_records(path: Path, records: Iterable[dict[str, Any]]) -> None:

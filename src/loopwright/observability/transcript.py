@@ -4,13 +4,17 @@
 recorder after each top-level run, and by ``loopwright sessions export ID --json``) holds the
 session's messages in their usual JSON form, its usage, and what the stats recorded: each
 assistant message gets ``model_call`` (model, duration, tokens, cost), each tool result
-``duration_ms``. :class:`~loopwright.messages.Message.from_dict` reads the messages back
-unchanged (it ignores the added keys).
+``duration_ms`` (and, for a query a warehouse billed, ``bytes_billed`` and ``cache_hit``), and
+``warehouse`` sums up what the session's queries billed (``null`` when nothing was).
+:class:`~loopwright.messages.Message.from_dict` reads the messages back unchanged (it ignores
+the added keys).
 
 :func:`render_html` (``loopwright sessions export ID --html``) makes one HTML file with no
 outside resources: a summary (tokens, cost, calls, errors, time), the report tables, and the
 conversation with each tool call's input and output in a collapsible block, images inline as
-data URIs. Everything taken from the session is HTML-escaped, and the page carries a
+data URIs. What a warehouse (BigQuery) billed for the queries is shown apart from the model's
+cost: bytes billed, an estimated cost and the total, and the bytes each query billed.
+Everything taken from the session is HTML-escaped, and the page carries a
 Content-Security-Policy that allows no script at all, so a tool output holding markup (a web
 page, ``<script>``) shows as text and cannot run.
 
@@ -48,9 +52,12 @@ from loopwright.observability.reports import (
     Latency,
     SessionReport,
     build_report,
+    format_bytes,
     format_ms,
+    format_usd,
     session_title,
 )
+from loopwright.observability.stats import WarehouseUsage
 
 if TYPE_CHECKING:
     from loopwright.messages import ContentBlock, Message
@@ -123,7 +130,11 @@ def conversation_record(
             data["model_call"] = _model_call(models[index])
         for block, block_data in zip(message.content, data["content"], strict=True):
             if isinstance(block, ToolResultBlock) and block.tool_use_id in tools:
-                block_data["duration_ms"] = tools[block.tool_use_id].get("duration_ms")
+                timing = tools[block.tool_use_id]
+                block_data["duration_ms"] = timing.get("duration_ms")
+                for key in ("bytes_billed", "cache_hit"):
+                    if key in timing:
+                        block_data[key] = timing[key]
         messages.append(data)
     runs = [
         {
@@ -156,9 +167,24 @@ def conversation_record(
         "summary": session.summary,
         "context_start": session.context_start,
         "timings_recorded": bool(records),
+        "warehouse": _warehouse_record(records),
         "runs": runs,
         "messages": messages,
     }
+
+
+def _warehouse_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the warehouse billed for the session's queries, or ``None``. A price per TiB
+    that cannot be used leaves the cost out (``null``, and why) rather than the file."""
+    warehouse = WarehouseUsage.of(r for r in records if r.get("kind") == "tool")
+    if warehouse is None:
+        return None
+    try:
+        return warehouse.to_dict()
+    except ValueError as exc:
+        found = warehouse.to_dict(0.0)
+        found.update(usd_per_tib=None, cost_usd=None, price_error=str(exc))
+        return found
 
 
 def redact_session(session: Session, redactor: Redactor) -> Session:
@@ -284,6 +310,9 @@ def _tool_call(
     meta: list[str] = []
     if timing is not None and isinstance(timing.get("duration_ms"), int | float):
         meta.append(format_ms(float(timing["duration_ms"])))
+    if timing is not None and isinstance(timing.get("bytes_billed"), int):
+        billed = f"{format_bytes(int(timing['bytes_billed']))} billed"
+        meta.append(billed + (" (cached)" if timing.get("cache_hit") is True else ""))
     if result is not None:
         meta.append(f"{len(result.text):,} chars")
         if result.is_error:
@@ -422,7 +451,8 @@ def _report_html(report: SessionReport) -> str:
             f"{usage.input_tokens:,} in · {usage.output_tokens:,} out · "
             f"{usage.cache_read_tokens + usage.cache_write_tokens:,} cache",
         ),
-        _card("cost", f"${usage.cost_usd:.4f}"),
+        _card("cost", f"${usage.cost_usd:.4f}", "model" if report.warehouse else ""),
+        *_warehouse_cards(report),
         _card(
             "model calls",
             str(usage.model_calls),
@@ -469,28 +499,57 @@ def _report_html(report: SessionReport) -> str:
         out.append("<h2>Models</h2>" + _table(headers, rows))
     if report.runs:
         rows = []
+        billed = any(run.warehouse is not None for run in report.runs)
         for run in report.runs:
             u = run.usage
-            rows.append(
-                [
-                    str(run.index),
-                    _e(run.path or "-"),
-                    _e(run.stop_reason or "-"),
-                    str(u.model_calls),
-                    str(u.tool_calls),
-                    str(u.tool_errors),
-                    f"{u.total_tokens:,}" if report.timings_recorded else "-",
-                    f"${u.cost_usd:.4f}" if report.timings_recorded else "-",
-                    _e(format_ms(run.duration_ms)),
-                ]
-            )
+            row = [
+                str(run.index),
+                _e(run.path or "-"),
+                _e(run.stop_reason or "-"),
+                str(u.model_calls),
+                str(u.tool_calls),
+                str(u.tool_errors),
+                f"{u.total_tokens:,}" if report.timings_recorded else "-",
+                f"${u.cost_usd:.4f}" if report.timings_recorded else "-",
+            ]
+            if billed:
+                w = run.warehouse
+                row += (
+                    [_e(format_bytes(w.bytes_billed)), _e(format_usd(w.cost_usd(run.usd_per_tib)))]
+                    if w is not None
+                    else ["-", "-"]
+                )
+            rows.append([*row, _e(format_ms(run.duration_ms))])
         headers = ["#", "agent", "ended", "model calls", "tool calls", "errors", "tokens", "cost"]
+        headers += ["billed", "warehouse cost"] if billed else []
         out.append("<h2>Runs</h2>" + _table([*headers, "time"], rows, left=3))
     if not report.timings_recorded:
         from loopwright.observability.reports import NO_TIMINGS_HINT
 
         out.append(f'<p class="note">{_e(NO_TIMINGS_HINT)}</p>')
     return "\n".join(out)
+
+
+def _warehouse_cards(report: SessionReport) -> list[str]:
+    """What the warehouse billed and the costs together, when a query was billed."""
+    warehouse = report.warehouse
+    if warehouse is None:
+        return []
+    queries = f"{warehouse.queries} quer{'y' if warehouse.queries == 1 else 'ies'}"
+    if warehouse.cache_hits:
+        queries += f", {warehouse.cache_hits} cached"
+    return [
+        _card(
+            f"{warehouse.database} billed",
+            format_bytes(warehouse.bytes_billed),
+            f"{queries} · ≈ {format_usd(report.warehouse_cost_usd)} at ${report.usd_per_tib:g}/TiB",
+        ),
+        _card(
+            "total cost",
+            f"${report.total_cost_usd:.4f}",
+            "model + warehouse (est.)",
+        ),
+    ]
 
 
 def _header_html(session: Session, report: SessionReport) -> str:
@@ -514,16 +573,19 @@ def render_html(
     records: list[dict[str, Any]] | None = None,
     *,
     store: SessionStore | None = None,
+    usd_per_tib: float | None = None,
 ) -> str:
     """The HTML transcript of ``session`` (one self-contained page; see the module
-    docstring). ``records`` are its stats (read from the workspace when not given)."""
+    docstring). ``records`` are its stats (read from the workspace when not given); warehouse
+    costs are estimated at ``usd_per_tib`` (see :func:`~loopwright.observability.reports.
+    build_report`)."""
     from loopwright import __version__
 
     if records is None:
         from loopwright.observability.stats import records_for_session
 
         records = records_for_session(session, store)
-    report = build_report(session, records)
+    report = build_report(session, records, usd_per_tib=usd_per_tib)
     template = Template(
         resources.files("loopwright.observability").joinpath("transcript.html").read_text("utf-8")
     )

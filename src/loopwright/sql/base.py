@@ -99,6 +99,12 @@ class QueryResult:
     elapsed_s: float
     bytes_scanned: int | None = None
     """Bytes the query read, where the database reports it (BigQuery)."""
+    bytes_billed: int | None = None
+    """Bytes the database billed for the query, where it bills per query (BigQuery on-demand:
+    at least 10 MB per table read, 0 for a result served from its cache); ``None`` where
+    queries are not billed (DuckDB, PostgreSQL) or the database did not say."""
+    cache_hit: bool | None = None
+    """Whether the result came from the database's result cache (BigQuery), else ``None``."""
 
 
 @dataclass(slots=True)
@@ -109,6 +115,8 @@ class ArrowStream:
     schema: pa.Schema
     batches: Iterator[pa.RecordBatch]
     bytes_scanned: int | None = None
+    bytes_billed: int | None = None
+    cache_hit: bool | None = None
 
 
 def repeated_until(finished: threading.Event, stop: Callable[[], object]) -> Callable[[], None]:
@@ -334,6 +342,8 @@ class SQLBackend(ABC):
                     parquet_path=parquet_file,
                     elapsed_s=time.perf_counter() - started,
                     bytes_scanned=stream.bytes_scanned,
+                    bytes_billed=stream.bytes_billed,
+                    cache_hit=stream.cache_hit,
                 )
 
         return await self._run(work, stop, timeout)

@@ -99,6 +99,11 @@ def _unreachable(exc: Exception) -> str | None:
     return match.group(1).strip() if match else text.strip()[:200]
 
 
+#: What BigQuery's on-demand pricing bills at least for each table a query reads (10 MB;
+#: https://cloud.google.com/bigquery/pricing#on_demand_pricing): ``maximum_bytes_billed``
+#: caps these billed bytes, not the bytes scanned.
+MIN_BILLED_PER_TABLE = 10 * 1024 * 1024
+
 #: Tables whose columns :meth:`BigQueryBackend.schema` reads at once (a request each).
 SCHEMA_REQUESTS = 8
 
@@ -117,7 +122,7 @@ class BigQueryBackend(SQLBackend):
     unqualified table names, ``DATASET`` in ``project`` or ``OTHER_PROJECT.DATASET`` in
     another one (a public dataset such as ``bigquery-public-data.cms_medicare``, queried and
     paid for from ``project``). ``location`` is the jobs' location (``US``, ``EU``...).
-    ``maximum_bytes_billed`` refuses queries that would scan more. ``client`` is a ready
+    ``maximum_bytes_billed`` refuses queries that would bill more. ``client`` is a ready
     ``bigquery.Client``; otherwise one is made from ``credentials`` (default: the
     application default credentials), or, with ``api_endpoint``, an emulator's address,
     used without credentials. ``page_rows`` rows are fetched per page.
@@ -255,6 +260,16 @@ class BigQueryBackend(SQLBackend):
                 f"{cap:,} bytes. Scan less: select only the columns needed and filter on the "
                 "tables' partitioning or clustering columns (such as a date range)."
             )
+        tables = len(job.referenced_tables or ())
+        least = tables * MIN_BILLED_PER_TABLE  # BigQuery enforces the cap on bytes billed
+        if cap is not None and least > cap:
+            read = f"{tables} table{'' if tables == 1 else 's'}"
+            raise QueryRefused(
+                f"BigQuery bills at least 10 MB per table a query reads: this one reads {read}, "
+                f"so it would bill at least {least:,} bytes, over the maximum_bytes_billed cap "
+                f"of {cap:,} bytes, and BigQuery would refuse it. Read fewer tables, or raise "
+                f"maximum_bytes_billed to {least:,} or more."
+            )
         return job
 
     def start(
@@ -317,11 +332,14 @@ class BigQueryBackend(SQLBackend):
         if first is not None:
             schema = first.schema
         scanned = job.total_bytes_processed
+        billed, cache_hit = _billing(job)
         yield ArrowStream(
             columns,
             schema,
             _chain(first, batches),
             bytes_scanned=scanned if scanned is not None else dry.total_bytes_processed,
+            bytes_billed=billed,
+            cache_hit=cache_hit,
         )
 
     def check(self, sql: str) -> None:
@@ -622,6 +640,24 @@ def query_parameters(values: Mapping[str, Any]) -> list[bigquery.ScalarQueryPara
             )
         parameters.append(bigquery.ScalarQueryParameter(name, kind, value))
     return parameters
+
+
+def _billing(job: bigquery.QueryJob) -> tuple[int | None, bool | None]:
+    """What BigQuery billed for the finished ``job`` (``statistics.query.totalBytesBilled``:
+    at least 10 MB per table read on on-demand pricing, 0 for a cached result) and whether
+    its result came from the cache. Where the job's statistics lack the bytes (a job
+    resource read before it finished), it is read once more; still missing, ``None``."""
+    billed, cache_hit = job.total_bytes_billed, job.cache_hit
+    if billed is None and not cache_hit:
+        with contextlib.suppress(Exception):  # what it cost is worth one request, not a failure
+            job.reload(retry=_retry(10), timeout=10)
+            billed, cache_hit = job.total_bytes_billed, job.cache_hit
+    if billed is None and cache_hit:
+        billed = 0  # a result served from the cache bills nothing
+    return (
+        int(billed) if billed is not None else None,
+        bool(cache_hit) if cache_hit is not None else None,
+    )
 
 
 def _chain(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[Any]:

@@ -270,6 +270,11 @@ class SQLTool(BaseTool):
             "truncated": result.truncated,
             "columns": [list(c) for c in result.columns],
             "bytes_scanned": result.bytes_scanned,
+            # what the warehouse billed (BigQuery on-demand; None on DuckDB and PostgreSQL,
+            # which bill nothing per query) and whether its result cache answered
+            "bytes_billed": result.bytes_billed,
+            "cache_hit": result.cache_hit,
+            "database": self.backend.name,
             "elapsed_ms": round(result.elapsed_s * 1000, 1),
         }
 
