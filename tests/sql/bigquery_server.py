@@ -105,6 +105,8 @@ class BigQueryServer:
         self.project = project
         self.location = location
         self.db = duckdb.connect()
+        # BigQuery's sessions are UTC, whatever the test process's TZ
+        self.db.execute("SET TimeZone = 'UTC'")
         self.requests: list[Recorded] = []
         self.jobs: dict[str, _Job] = {}
         self.hold_jobs = False

@@ -37,6 +37,17 @@ conditions the cohort is built from pharmacy claims alone. ``exclude_drugs`` and
 ``exclude_conditions`` remove patients who ever had such a claim in the data. Claims without
 a patient id count for nobody. The member list is in code point order of the patient ids,
 whatever the database's collation, so the same data gives the same file on every backend.
+
+Text values (drugs, condition labels, specialties, states) match case-insensitively as the
+database sees it: its own ``lower()`` (``upper()`` for states) on both sides of the
+comparison, since no two databases lower-case alike beyond ASCII; two values of a list are
+one only when they differ in ASCII letters' case (``Straße`` and ``STRASSE`` are two). A
+claim's day is its date column as it is; for a ``TIMESTAMP WITH TIME ZONE`` (BigQuery's
+``TIMESTAMP``), the day it falls on in UTC, whatever the session's time zone; for text or
+numbers, the day they write. A day outside the years 1 to 9999 (``infinity``) is no day: the
+claim counts as one without a date, which no date window or age criterion keeps. The saved
+definition names each parameter's type as the database does (``parameter_types``), so its SQL
+can be run again with the parameters it was run with.
 """
 
 from __future__ import annotations
@@ -223,12 +234,14 @@ def _check_not_excluded(included: Sequence[str], excluded: Sequence[str], key: s
     """:class:`CohortError` when every value of an inclusion list is also excluded (an
     ICD-10 code inside an excluded code's prefix included, dot or no dot): each patient it
     brings in is removed again, so the cohort is empty by construction. Some of them is a
-    real cohort ("on HUMIRA or ENBREL, never on HUMIRA": ENBREL without HUMIRA)."""
+    real cohort ("on HUMIRA or ENBREL, never on HUMIRA": ENBREL without HUMIRA). Values are
+    the same when they differ in the case of ASCII letters only, as every database's
+    ``lower()`` has them (``Straße`` and ``STRASSE`` are two values there)."""
 
     def covered(value: str) -> bool:
-        folded = value.casefold()
+        folded = _ascii_lower(value)
         return any(
-            folded == other.casefold()
+            folded == _ascii_lower(other)
             or (
                 _ICD10.fullmatch(value) is not None
                 and _ICD10.fullmatch(other) is not None
@@ -266,8 +279,10 @@ def _values(value: Any, key: str) -> tuple[str, ...]:
                 f"a value of {key} is {len(text)} characters; use at most {MAX_VALUE_CHARS}."
             )
         checked_text(text, key)
-        if text.casefold() not in seen:
-            seen.add(text.casefold())
+        # one value when only ASCII letters' case differs (HUMIRA, humira): every database
+        # lower-cases those alike; not Python's casefold, which makes Straße STRASSE
+        if _ascii_lower(text) not in seen:
+            seen.add(_ascii_lower(text))
             cleaned.append(text)
         if len(cleaned) > MAX_VALUES:
             raise CohortError(f"{key} has more than {MAX_VALUES} values; give at most that.")
@@ -295,9 +310,9 @@ def _state(value: str) -> str:
     from loopwright.healthcare.data import STATE_NAMES
 
     if len(value) == 2:
-        return value.upper()
-    by_name = {name.casefold(): code for code, name in STATE_NAMES.items()}
-    return by_name.get(value.casefold(), value)
+        return _ascii_upper(value)
+    by_name = {_ascii_lower(name): code for code, name in STATE_NAMES.items()}
+    return by_name.get(_ascii_lower(value), value)
 
 
 def _date(value: Any, key: str) -> dt.date | None:
@@ -307,6 +322,12 @@ def _date(value: Any, key: str) -> dt.date | None:
         return value.date()
     if isinstance(value, dt.date):
         return value
+    if str(value).strip().lower().lstrip("+-") == "infinity":  # PostgreSQL's, DuckDB's
+        bound = "lower" if key.startswith("start") else "upper"
+        raise CohortError(
+            f"{key} {value!r} is no day: leave {key} out for no {bound} bound, or give a date "
+            "as YYYY-MM-DD."
+        )
     try:
         return dt.date.fromisoformat(str(value).strip())
     except ValueError as exc:
@@ -680,6 +701,14 @@ class _Parameters:
     def many(self, prefix: str, values: Sequence[Any]) -> str:
         return ", ".join(self.add(prefix, value) for value in values)
 
+    def folded(
+        self, prefix: str, values: Sequence[str], function: Literal["lower", "upper"]
+    ) -> str:
+        """Placeholders of text values each passed through the database's ``lower()`` or
+        ``upper()``, as the column they are compared with is (:func:`_text_in`)."""
+        fold = _ascii_lower if function == "lower" else _ascii_upper
+        return ", ".join(f"{function}({self.add(prefix, fold(value))})" for value in values)
+
 
 def build_cohort_query(
     criteria: Criteria, schema: CohortSchema, dialect: Dialect = DUCKDB
@@ -789,11 +818,11 @@ def _anchor_sql(
     # a claim without a patient id belongs to nobody: never a member (nor a NULL "patient")
     where: list[str] = [f"{col('patient')} IS NOT NULL"]
     if source is schema.pharmacy and criteria.drugs:
-        where.append(f"lower({col('drug')}) IN ({params.many('drug', _lower(criteria.drugs))})")
+        where.append(_text_in(col("drug"), criteria.drugs, params, "drug"))
     if source is schema.medical and criteria.conditions:
         where.append(_condition_match(criteria.conditions, source, params, q, "c", "condition"))
     if criteria.states:
-        where.append(f"upper({col('state')}) IN ({params.many('state', criteria.states)})")
+        where.append(_text_in(col("state"), criteria.states, params, "state", "upper"))
     if criteria.start_date is not None:
         where.append(f"{day} >= {params.add('start_date', criteria.start_date)}")
     if criteria.end_date is not None:
@@ -810,11 +839,13 @@ def _anchor_sql(
         assert providers is not None
         # EXISTS, not a JOIN: a provider listed more than once (two specialties, a repeated
         # row) must not count a claim twice
+        specialty = _text_in(
+            f"p.{q(providers['specialty'])}", criteria.specialties, params, "specialty"
+        )
         where.append(
             f"EXISTS (SELECT 1 FROM {q(providers.table)} AS p\n"
             f"              WHERE p.{q(providers['npi'])} = {col('provider')}\n"
-            f"                AND lower(p.{q(providers['specialty'])}) IN "
-            f"({params.many('specialty', _lower(criteria.specialties))}))"
+            f"                AND {specialty})"
         )
     lines = [
         f"    SELECT {ids(col('patient'))} AS patient_id, COUNT(*) AS claims,",
@@ -839,12 +870,10 @@ def _condition_match(
     in both spellings, :func:`code_spellings`: one ``starts_with`` more for a code past its
     category, none for a category like ``E11``; the column itself is not rewritten)."""
     codes = [v for v in values if _is_code(v, source)]
-    labels = _lower([v for v in values if not _is_code(v, source)])
+    labels = [v for v in values if not _is_code(v, source)]
     tests = []
     if labels:
-        tests.append(
-            f"lower({alias}.{q(source['label'])}) IN ({params.many(prefix + '_label', labels)})"
-        )
+        tests.append(_text_in(f"{alias}.{q(source['label'])}", labels, params, prefix + "_label"))
     spellings = dict.fromkeys(s for code in codes for s in code_spellings(code))
     for spelling in spellings:
         placeholder = params.add(prefix + "_code", spelling)
@@ -862,10 +891,10 @@ def _exclusion_sql(
     parts = []
     if criteria.exclude_drugs and schema.pharmacy is not None:
         rx = schema.pharmacy
+        match = _text_in(f"x.{q(rx['drug'])}", criteria.exclude_drugs, params, "exclude_drug")
         parts.append(
             f"    SELECT {ids('x.' + q(rx['patient']))} AS patient_id FROM {q(rx.table)} AS x\n"
-            f"    WHERE lower(x.{q(rx['drug'])}) IN "
-            f"({params.many('exclude_drug', _lower(criteria.exclude_drugs))})"
+            f"    WHERE {match}"
         )
     if criteria.exclude_conditions and schema.medical is not None:
         med = schema.medical
@@ -877,20 +906,35 @@ def _exclusion_sql(
     return parts
 
 
-def _lower(values: Sequence[str]) -> list[str]:
-    return [_db_lower(v) for v in values]
+def _text_in(
+    column: str,
+    values: Sequence[str],
+    params: _Parameters,
+    prefix: str,
+    function: Literal["lower", "upper"] = "lower",
+) -> str:
+    """``column`` matched case-insensitively against ``values``: the database's own
+    ``lower()`` (or ``upper()``) on both sides, as no two agree on more than ASCII. DuckDB
+    and a PostgreSQL database with a libc locale map character by character
+    (``ΟΔΟΣ``: ``οδοσ``), one with an ICU locale in context (``οδος``; ``İ``: ``i̇``), and
+    one with the C locale ASCII letters only (``CAFÉ``: ``cafÉ``); a value lower-cased in
+    Python missed the claims it names as the database writes them. The values bound have
+    their ASCII letters folded (``humira``), which changes nothing on any database."""
+    return f"{function}({column}) IN ({params.folded(prefix, values, function)})"
 
 
-def _db_lower(text: str) -> str:
-    """``text`` lower-cased as the databases' ``lower()`` does it: character by character,
-    by Unicode's simple mappings. Python's ``str.lower`` uses the full ones, which the SQL
-    side never matches: a final capital sigma becomes ``ς`` (``lower('ΟΔΟΣ')`` is ``οδοσ``
-    in SQL) and ``İ`` two characters (SQL: ``i``)."""
-    return "".join(_SIMPLE_LOWER.get(c) or c.lower() for c in text)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-#: The one character whose full lower case (Python's) is not its simple one (SQL's).
-_SIMPLE_LOWER = {"\u0130": "i"}
+def _ascii_lower(text: str) -> str:
+    """``text`` with its ASCII letters lower-cased, and nothing else changed: what every
+    database's ``lower()`` does alike (Python's casefold makes ``ß`` ``ss``, SQL's does not)."""
+    return text.translate(_ASCII_LOWER)
+
+
+def _ascii_upper(text: str) -> str:
+    return text.translate(_ASCII_UPPER)
 
 
 def _is_date(kind: str | None) -> bool:
@@ -905,7 +949,8 @@ _TEXT_TYPES = ("VARCHAR", "TEXT", "STRING", "CHAR", "BPCHAR", "NVARCHAR", "NCHAR
 #: Distinct values of a date column read to tell how it writes its dates (a claims table's
 #: dates span some thousand days: all of them, as a rule).
 MAX_DATE_VALUES = 10_000
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[T ].*)?")
+_ISO_DAY = "[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+_ISO_DATE = re.compile(_ISO_DAY + "(?:[T ].*)?")
 _COMPACT_DATE = re.compile(r"[0-9]{8}")
 _NUMERIC_DATE = re.compile(r"([0-9]{1,2})([/.-])([0-9]{1,2})\2([0-9]{4})")
 #: The formats read, for the message about one that is not.
@@ -920,6 +965,10 @@ class DateText:
     """A ``strptime`` format (``%m/%d/%Y``, ``%Y%m%d``); empty: ISO text, which a cast reads."""
     blanks: bool = False
     """Whether some values are empty text (no date, as NULL is)."""
+    timed: bool = False
+    """Whether some ISO values go on past their day (``2024-03-15 10:00:00``,
+    ``2024-03-15T23:30:00-05:00``): BigQuery casts only ``YYYY-[M]M-[D]D`` text to a DATE
+    (the rest fails the query), so the day is read from the text first, as it is written."""
 
 
 def reads_dates_from_values(kind: str | None) -> bool:
@@ -970,7 +1019,7 @@ def read_dates(where: str, kind: str, values: Sequence[Any]) -> DateText:
             )
         )
     if shape == "iso":
-        return DateText("", blanks)
+        return DateText("", blanks, any(re.fullmatch(_ISO_DAY, text) is None for text in written))
     form = shape
     if shape.startswith("DM"):  # day and month, in an order to tell from the values
         separator = shape[2]
@@ -1044,14 +1093,26 @@ def _dates_unread(where: str, what: str) -> str:
     )
 
 
+#: The time zone whose calendar gives a ``TIMESTAMP WITH TIME ZONE`` claim its day.
+DAY_TIME_ZONE = "UTC"
+
+
 def _day_sql(source: Source, column: str, params: _Parameters) -> str:
     """A claim's day from its date column: as it is (DATE), cast (a timestamp, ISO text),
-    or parsed in the format its values have (:attr:`Source.dates`)."""
+    parsed in the format its values have (:attr:`Source.dates`), or, for a timestamp with a
+    time zone, its day in UTC (:func:`_zoned_day`). A day outside the years 1 to 9999
+    (``infinity``) is no day: :func:`_on_the_calendar`."""
+    return _on_the_calendar(_day_of(source, column, params), params.dialect)
+
+
+def _day_of(source: Source, column: str, params: _Parameters) -> str:
     kind = source.types.get("date")
     if _is_date(kind):
         return column
     reading = source.dates
     name = params.dialect.name
+    if kind is not None and _is_zoned(kind, name):
+        return _zoned_day(column, params)
     if reading is None or kind is None:
         return f"CAST({column} AS DATE)"
     if kind.startswith(_TEXT_TYPES):
@@ -1063,6 +1124,12 @@ def _day_sql(source: Source, column: str, params: _Parameters) -> str:
             name, ("BIGINT", "VARCHAR")
         )
         text = f"CAST(CAST({column} AS {integer}) AS {string})"
+    if not reading.format and reading.timed:  # its leading YYYY-MM-DD, on every backend alike
+        part = params.add("date_part", "^" + _ISO_DAY)
+        function = {"postgres": "substring", "bigquery": "REGEXP_EXTRACT"}.get(
+            name, "regexp_extract"
+        )
+        return f"CAST({function}({text}, {part}) AS DATE)"
     if not reading.format:
         return f"CAST({text} AS DATE)"
     if name == "postgres":
@@ -1074,15 +1141,51 @@ def _day_sql(source: Source, column: str, params: _Parameters) -> str:
     return f"CAST(strptime({text}, {placeholder}) AS DATE)"
 
 
+def _is_zoned(kind: str, dialect: str) -> bool:
+    """Whether a column of this type holds instants (a timestamp with a time zone):
+    ``TIMESTAMP WITH TIME ZONE`` (DuckDB, PostgreSQL, with a precision or not), BigQuery's
+    ``TIMESTAMP`` (its ``DATETIME`` has no time zone)."""
+    if dialect == "bigquery":
+        return kind.startswith("TIMESTAMP")
+    return kind.endswith("WITH TIME ZONE") or kind.startswith("TIMESTAMPTZ")
+
+
+def _zoned_day(column: str, params: _Parameters) -> str:
+    """The UTC day of an instant. A cast would take the session's time zone: DuckDB's is the
+    machine's, PostgreSQL's the server's or the database's, BigQuery's UTC; so one claim at
+    23:30 UTC fell on two days, and a date window or an age gave three cohorts. The time
+    zone is bound as a parameter, as the definition then says."""
+    zone = params.add("time_zone", DAY_TIME_ZONE)
+    name = params.dialect.name
+    if name == "postgres":
+        return f"CAST(({column} AT TIME ZONE {zone}) AS date)"
+    if name == "bigquery":
+        return f"DATE({column}, {zone})"
+    return f"CAST(timezone({zone}, {column}) AS DATE)"
+
+
+def _on_the_calendar(day: str, dialect: Dialect) -> str:
+    """``day``, or NULL when it is outside the years 1 to 9999: PostgreSQL's and DuckDB's
+    ``infinity`` and ``-infinity``, a year like 12000 or one BC. Such a day is no day a claim
+    was made on (nor one Python, Parquet's writer or BigQuery holds: psycopg failed the whole
+    cohort on it, DuckDB gave ``infinity`` as 9999-12-31 and 12000-01-01 as text), so the
+    claim counts as one without a date: in no date window, of no age, with no first or last
+    date. BigQuery's dates are all in that range."""
+    if dialect.name == "bigquery":
+        return day
+    year = f"EXTRACT(YEAR FROM {day})"
+    return f"CASE WHEN {year} > 0 AND {year} < 10000 THEN {day} END"
+
+
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """A query listing which of a criterion's values occur in the data."""
+    """A query telling which of a criterion's values occur in the data: one row, a flag per
+    value (1: some claim matches it, as the cohort query matches it; 0 or NULL: none)."""
 
     criterion: str
     values: tuple[str, ...]
     sql: str
     parameters: dict[str, Any]
-    codes: bool = False
     listing: str | None = None
     """A query listing the column's values (at most :data:`MAX_LISTED_CODES` and one), for
     a criterion whose values the model cannot respell (sex: F or M): what the data holds
@@ -1091,81 +1194,85 @@ class Probe:
     """``TABLE.COLUMN`` the probe reads, for messages."""
 
 
+#: The SQL condition a probe's values are matched by: ``(parameters, values) -> SQL``.
+Match = Callable[[_Parameters, Sequence[str]], str]
+
+
 def build_probes(
     criteria: Criteria, schema: CohortSchema, dialect: Dialect = DUCKDB
 ) -> list[Probe]:
-    """One small query per list criterion, to tell which values match nothing."""
+    """One small query per list criterion, to tell which values match nothing.
+
+    Each value is tested by the very condition the cohort query uses, in the database: a
+    value is matched or not as the database's ``lower()`` has it, never by Python's idea
+    of the same text (see :func:`_text_in`)."""
     q = dialect.quote
     probes: list[Probe] = []
 
-    def distinct(
+    def probe(criterion: str, values: Sequence[str], table: str, match: Match, **more: Any) -> None:
+        params = _Parameters(dialect)
+        found = ",\n       ".join(
+            f"MAX(CASE WHEN {match(params, [value])} THEN 1 ELSE 0 END) AS found_{number}"
+            for number, value in enumerate(values, 1)
+        )
+        sql = f"SELECT {found}\nFROM {q(table)} AS x\nWHERE {match(params, values)}"
+        probes.append(Probe(criterion, tuple(values), sql, dict(params.values), **more))
+
+    def text(
         criterion: str,
         values: Sequence[str],
         source: Source | None,
         role: str,
-        transform: str,
+        function: Literal["lower", "upper"] = "lower",
         *,
         listed: bool = False,
     ) -> None:
         if not values or source is None or not source.has(role):
             return
-        params = _Parameters(dialect)
-        wanted = _lower(values) if transform == "lower" else list(values)
         raw = f"x.{q(source[role])}"
-        column = f"{transform}({raw})"
-        sql = (
-            f"SELECT DISTINCT {column} FROM {q(source.table)} AS x "
-            f"WHERE {column} IN ({params.many('value', wanted)})"
-        )
         listing = (
             f"SELECT DISTINCT {raw} FROM {q(source.table)} AS x WHERE {raw} IS NOT NULL "
             f"LIMIT {MAX_LISTED_CODES + 1}"
             if listed
             else None
         )
-        where = f"{source.table}.{source[role]}"
-        probes.append(
-            Probe(criterion, tuple(values), sql, dict(params.values), listing=listing, column=where)
-        )
 
-    distinct("drug", criteria.drugs, schema.pharmacy, "drug", "lower")
-    distinct("excluded drug", criteria.exclude_drugs, schema.pharmacy, "drug", "lower")
+        def match(params: _Parameters, some: Sequence[str]) -> str:
+            return _text_in(raw, some, params, "value", function)
+
+        where = f"{source.table}.{source[role]}"
+        probe(criterion, values, source.table, match, listing=listing, column=where)
+
+    text("drug", criteria.drugs, schema.pharmacy, "drug")
+    text("excluded drug", criteria.exclude_drugs, schema.pharmacy, "drug")
     anchors = schema.anchors(criteria)
     for source in anchors[:1]:
-        distinct("state", criteria.states, source, "state", "upper")
+        text("state", criteria.states, source, "state", "upper")
         sexes = (criteria.sex,) if criteria.sex is not None else ()
-        distinct("sex", sexes, source, "sex", "upper", listed=True)
-    distinct("specialty", criteria.specialties, schema.providers, "specialty", "lower")
+        text("sex", sexes, source, "sex", "upper", listed=True)
+    text("specialty", criteria.specialties, schema.providers, "specialty")
     medical = schema.medical
-    for criterion, values in (
-        ("condition", criteria.conditions),
-        ("excluded condition", criteria.exclude_conditions),
-    ):
-        if not values or medical is None:
-            continue
-        params = _Parameters(dialect)
-        match = _condition_match(values, medical, params, q, "x", "value")
-        label = f"lower(x.{q(medical['label'])})" if medical.has("label") else "NULL"
-        code = f"upper(x.{q(medical['code'])})" if medical.has("code") else "NULL"
-        sql = f"SELECT DISTINCT {label}, {code} FROM {q(medical.table)} AS x WHERE {match}"
-        probes.append(Probe(criterion, tuple(values), sql, dict(params.values), codes=True))
+    if medical is not None:
+        source = medical
+
+        def condition(params: _Parameters, some: Sequence[str]) -> str:
+            return _condition_match(some, source, params, q, "x", "value")
+
+        for criterion, values in (
+            ("condition", criteria.conditions),
+            ("excluded condition", criteria.exclude_conditions),
+        ):
+            if values:
+                probe(criterion, values, medical.table, condition)
     return probes
 
 
 def unmatched_values(probe: Probe, rows: Sequence[Sequence[Any]]) -> list[str]:
-    """The probe's values that no row matched."""
-    if not probe.codes:
-        found = {_db_lower(str(row[0])) for row in rows if row[0] is not None}
-        return [v for v in probe.values if _db_lower(v) not in found]
-    labels = {_db_lower(str(row[0])) for row in rows if row[0] is not None}
-    codes = [str(row[1]).upper() for row in rows if row[1] is not None]
-    missing = []
-    for value in probe.values:
-        prefixes = code_spellings(value) if _ICD10.fullmatch(value) else (value.upper(),)
-        if _db_lower(value) in labels or any(code.startswith(prefixes) for code in codes):
-            continue
-        missing.append(value)
-    return missing
+    """The probe's values that no claim matched (its one row's flags are 0 or NULL)."""
+    found = rows[0] if rows else ()
+    return [
+        value for index, value in enumerate(probe.values) if index >= len(found) or not found[index]
+    ]
 
 
 # --- running it read-only ------------------------------------------------------------------
@@ -1583,6 +1690,7 @@ class DefineCohortTool(BaseTool):
             "criteria": criteria.to_dict(),
             "sql": query.sql,
             "parameters": {k: _jsonable(v) for k, v in query.parameters.items()},
+            "parameter_types": parameter_types(query.parameters, self.runner.dialect),
             "counts": {"patients": len(rows), "claims": sum(counts.values()), **counts},
             "members_file": self.relative(members),
             "members_parquet": self.relative(parquet),
@@ -1941,6 +2049,23 @@ def _cell(value: Any) -> Any:
     return value
 
 
+#: Each dialect's names of the types of the values a cohort query binds.
+_PARAMETER_TYPES: Mapping[str, Mapping[type, str]] = {
+    "duckdb": {str: "VARCHAR", int: "BIGINT", dt.date: "DATE"},
+    "postgres": {str: "text", int: "bigint", dt.date: "date"},
+    "bigquery": {str: "STRING", int: "INT64", dt.date: "DATE"},
+}
+
+
+def parameter_types(parameters: Mapping[str, Any], dialect: Dialect) -> dict[str, str]:
+    """``{name: type}`` of a cohort query's parameters as the database names the types, for
+    the saved definition: its values are JSON (a date is text there), and the SQL run again
+    with them as they read (BigQuery: a STRING parameter against a DATE) is not the query
+    that was run. BigQuery's names are its query parameter types."""
+    names = _PARAMETER_TYPES[dialect.name]
+    return {name: names[type(value)] for name, value in parameters.items()}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -1969,6 +2094,7 @@ __all__ = [
     "build_cohort_query",
     "build_probes",
     "cohort_runner",
+    "parameter_types",
     "supports",
     "unmatched_values",
 ]
