@@ -39,6 +39,10 @@ MAX_LISTED_DISTINCT = 60
 #: :data:`MOST_COMMON_VALUES` most frequent.
 MAX_LISTED_VALUES = 40
 MOST_COMMON_VALUES = 10
+#: ``ModelRequest.metadata`` key: how many leading messages are worked examples (the local
+#: model's :data:`loopwright.models.local.PINNED_MESSAGES`; local.py imports llama.cpp's
+#: bindings lazily but is not needed to build a prompt, so the key is spelled out here).
+PINNED_MESSAGES = "pinned_messages"
 #: Values listed per column in the compact prompt.
 COMPACT_LISTED_VALUES = 8
 #: Patient quasi-identifiers (sex, zip code, birth year...) have their values listed only up
@@ -918,10 +922,13 @@ class FewShotModel(Model):
             (m.text for m in reversed(request.messages) if m.role == "user" and m.text.strip()),
             "",
         )
+        examples = self.example_messages(text)
         shown = replace(
             request,
-            messages=[*self.example_messages(text), *request.messages],
+            messages=[*examples, *request.messages],
             stop=[*request.stop, *self.stop],
+            # a local model that must leave turns out to fit its window keeps these
+            metadata={**request.metadata, PINNED_MESSAGES: len(examples)},
         )
         return self.inner.stream(shown)
 

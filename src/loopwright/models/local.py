@@ -24,6 +24,10 @@ How a turn is produced:
   tool call when tools are available (tiny models otherwise answer from memory); later
   turns choose freely. ``ModelRequest.tool_choice`` overrides this (``"auto"``, ``"any"``,
   ``"none"``, ``{"name": ...}``).
+- A conversation longer than the context window is not an error: its oldest exchanges are
+  left out of the prompt (worked examples a wrapper pinned with ``PINNED_MESSAGES`` last),
+  then older results of the current request, so that the prompt and room for a reply fit;
+  only a request that cannot fit even then fails, saying so.
 - Generation runs in a worker thread and streams text to the event loop. Cancelling the
   consumer (or closing the stream) stops it at the next token; a long prompt evaluation is
   aborted inside llama.cpp.
@@ -45,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import ctypes
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -58,7 +63,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -93,6 +98,19 @@ To call a tool, reply with only a JSON object and nothing else:
 The tool's result comes back in the next message. Call one tool at a time. Copy names, paths \
 and text from the user's request exactly. When the task is done, reply to the user in plain \
 text, without JSON."""
+
+#: ``ModelRequest.metadata`` key: how many messages at the start of the request are worked
+#: examples (:class:`~loopwright.healthcare.prompt.FewShotModel` sets it), kept when older
+#: turns must be left out to fit the context window.
+PINNED_MESSAGES = "pinned_messages"
+#: Tokens kept free for the reply (at most the request's ``max_tokens``; an eighth of the
+#: window if more) when older turns are left out to fit the window.
+MIN_OUTPUT_ROOM = 256
+LEFT_OUT_NOTE = (
+    "(Earlier turns of this conversation are left out here: they do not fit the model's "
+    "context window.)"
+)
+LEFT_OUT_RESULT = "(This result is left out here: it does not fit the model's context window.)"
 
 TOOL_RESULT = "Result of the {name} tool call:\n{content}"
 TOOL_ERROR = "The {name} tool call failed:\n{content}"
@@ -342,8 +360,6 @@ class _Weights:
     #: the C callback object, kept alive as long as the context that calls it
     abort_callback: Any = None
     chat: _ChatTemplate | None = None
-    #: grammars llama.cpp has accepted for this vocabulary
-    grammars: set[str] = field(default_factory=set)
 
 
 class _WeightsCache:
@@ -421,6 +437,7 @@ class _LlamaLog:
 
 
 _llama_logger = logging.getLogger("loopwright.llama")
+_logger = logging.getLogger(__name__)
 #: ggml_log_level: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 (continues a line)
 _GGML_LOG_LEVEL_ERROR = 4
 _LLAMA_LOG = _LlamaLog()
@@ -718,6 +735,35 @@ def _request_text(request: ModelRequest) -> str:
     return ""
 
 
+def _opens_exchange(message: Message) -> bool:
+    """Whether a message is a user's request (not tool results): where an exchange starts."""
+    return message.role == "user" and not message.tool_results and bool(message.text.strip())
+
+
+def _noted(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` with a note in front that turns came before them."""
+    note = TextBlock(LEFT_OUT_NOTE)
+    if messages and messages[0].role == "user":
+        return [Message("user", [note, *messages[0].content]), *messages[1:]]
+    return [Message("user", [note]), *messages]
+
+
+def _without_old_results(messages: Sequence[Message]) -> list[list[Message]]:
+    """``messages`` with the tool results before the last one stubbed, oldest first: one
+    list per stubbed message, each stubbing one more."""
+    indices = [i for i, m in enumerate(messages) if m.tool_results][:-1]
+    out: list[list[Message]] = []
+    current = list(messages)
+    for index in indices:
+        stubbed = [
+            replace(b, content=LEFT_OUT_RESULT) if isinstance(b, ToolResultBlock) else b
+            for b in current[index].content
+        ]
+        current = [*current[:index], Message("user", stubbed), *current[index + 1 :]]
+        out.append(current)
+    return out
+
+
 # --- reading the output ------------------------------------------------------------------
 
 
@@ -859,8 +905,9 @@ class LocalModel(Model):
     ``top_p``, ``min_p`` and ``repeat_penalty`` tune that sampling. ``examples``: how many
     worked examples the prompt shows (0 for none). ``tool_first``: whether the first turn
     after a request must call a tool (see the module docs). ``loop_guard``: stop a turn
-    whose output repeats the same run of tokens over and over (a text answer ends there; a
-    call being written is reported cut off, as at the token limit). Errors are
+    whose output repeats the same run of tokens over and over (a text answer ends there, its
+    repeats held back while they repeat and then dropped; a call being written is reported
+    cut off, as at the token limit). Errors are
     :class:`ModelError` with one sentence saying what to do.
     """
 
@@ -1045,21 +1092,25 @@ class LocalModel(Model):
             raise ModelError("The local model was closed; make a new LocalModel.")
         tools_enabled = request.tool_choice != "none"
         examples = examples_for(request.tools, _request_text(request), self.examples)
-        messages = render_messages(request, tools_enabled=tools_enabled, examples=examples)
-        try:
-            prompt = chat.render(messages)
-        except Exception as exc:  # the template's raise_exception(), or a Jinja error
-            raise ModelError(
-                f"The model's chat template cannot render this conversation ({exc}); give "
-                "LocalModel a chat_format or chat_template that fits the model."
-            ) from exc
-        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=not chat.adds_bos, special=True)
+
+        def tokenized(messages: Sequence[Message]) -> list[int]:
+            shown = replace(request, messages=messages)
+            rendered = render_messages(shown, tools_enabled=tools_enabled, examples=examples)
+            try:
+                prompt = chat.render(rendered)
+            except Exception as exc:  # the template's raise_exception(), or a Jinja error
+                raise ModelError(
+                    f"The model's chat template cannot render this conversation ({exc}); give "
+                    "LocalModel a chat_format or chat_template that fits the model."
+                ) from exc
+            return llama.tokenize(prompt.encode("utf-8"), add_bos=not chat.adds_bos, special=True)
+
+        # room for the reply: a tool call cut off by the window would only be tried again
+        reserve = min(request.max_tokens, max(MIN_OUTPUT_ROOM, self.n_ctx // 8))
+        tokens = tokenized(request.messages)
+        if len(tokens) + reserve > self.n_ctx:
+            tokens = self._fit(request, tokenized, reserve, len(tokens))
         room = self.n_ctx - len(tokens)
-        if room < 16:
-            raise ModelError(
-                f"The conversation ({len(tokens):,} tokens) does not fit the local model's "
-                f"context window of {self.n_ctx:,} tokens; start a new session or raise n_ctx."
-            )
         return _Prepared(
             tokens,
             grammar,
@@ -1068,6 +1119,65 @@ class LocalModel(Model):
             tuple(s for s in (*chat.stop, *request.stop) if s),
             frozenset(request.stop),
         )
+
+    def _fit(
+        self,
+        request: ModelRequest,
+        tokenized: Callable[[Sequence[Message]], list[int]],
+        reserve: int,
+        size: int,
+    ) -> list[int]:
+        """The prompt of a conversation too long for the window, with its oldest turns left out.
+
+        The agent keeps its context under the window by estimating tokens from characters,
+        which undercounts what a small model's tokenizer makes of numbers and codes (Gemma
+        spends a token on every digit): a session of a few questions outgrew the window and
+        every later request failed. Here the real count decides. Left out, in this order
+        until the prompt and ``reserve`` tokens for the reply fit: the oldest exchanges (a
+        user's request and the calls and results that answered it), keeping the worked
+        examples at the front (``metadata[PINNED_MESSAGES]``); then those examples; then the
+        results of the current request's earlier tool calls. The system prompt, the current
+        request and its latest result are always kept.
+        """
+        messages = list(request.messages)
+        pinned_value = request.metadata.get(PINNED_MESSAGES, 0)
+        pinned = pinned_value if isinstance(pinned_value, int) and pinned_value > 0 else 0
+        head, rest = messages[:pinned], messages[pinned:]
+        starts = [i for i, m in enumerate(rest) if i > 0 and _opens_exchange(m)]
+        current = starts[-1] if starts else 0
+        candidates: list[list[Message]] = [[*head, *_noted(rest[i:])] for i in starts]
+        last = _noted(rest[current:]) if current or head else rest
+        if head:
+            candidates.append(last)
+        candidates += _without_old_results(last)
+        # each candidate leaves out more than the one before: the first that fits, by bisection
+        low, high = 0, len(candidates)
+        fitted: list[int] | None = None
+        smallest = size
+        while low < high:
+            middle = (low + high) // 2
+            tokens = tokenized(candidates[middle])
+            if len(tokens) + reserve <= self.n_ctx:
+                fitted, high = tokens, middle
+            else:
+                low = middle + 1
+                smallest = len(tokens)  # the last one tried is the one leaving out most
+        if fitted is None:
+            left_out = ", with its earlier turns left out" if candidates else ""
+            raise ModelError(
+                f"The conversation ({smallest:,} tokens{left_out}) does not fit the local "
+                f"model's context window of {self.n_ctx:,} tokens with {reserve:,} left for "
+                "the reply; ask for less at a time (a shorter request, a smaller result) in "
+                "a new session, or use a model with a larger context window (n_ctx)."
+            )
+        _logger.info(
+            "The conversation (%d tokens) outgrew the local model's window of %d tokens: "
+            "its oldest turns are left out of the prompt (%d tokens).",
+            size,
+            self.n_ctx,
+            len(fitted),
+        )
+        return fitted
 
     def _response(
         self, output: _Output, names: list[str], prepared: _Prepared, generated: _Generated
@@ -1131,7 +1241,6 @@ class LocalModel(Model):
         result: _Generated,
     ) -> None:
         import llama_cpp
-        from llama_cpp.llama_grammar import LlamaGrammar
 
         llama = weights.llama
         if llama is None:
@@ -1139,11 +1248,30 @@ class LocalModel(Model):
         vocab = llama_cpp.llama_model_get_vocab(llama.model)
         grammar = None
         if prepared.grammar is not None:
-            if prepared.grammar not in weights.grammars:
-                _check_grammar(vocab, prepared.grammar)
-                weights.grammars.add(prepared.grammar)
-            grammar = LlamaGrammar.from_string(prepared.grammar, verbose=False)
+            grammar = _GrammarCheck(vocab, prepared.grammar)
+        try:
+            self._sample(weights, llama, vocab, prepared, emit, cancel, result, grammar)
+        finally:
+            if grammar is not None:
+                grammar.close()
+
+    def _sample(
+        self,
+        weights: _Weights,
+        llama: Llama,
+        vocab: Any,
+        prepared: _Prepared,
+        emit: Callable[[str], None],
+        cancel: threading.Event,
+        result: _Generated,
+        grammar: _GrammarCheck | None,
+    ) -> None:
+        import llama_cpp
+
         llama.set_seed(self.seed)
+        # The grammar is applied as llama.cpp's own samplers do it: to the likeliest tokens
+        # first, to the whole vocabulary only when none of them fits (see _GrammarCheck).
+        checked = max(GRAMMAR_CHECKED, self.top_k)
         tokens = llama.generate(
             prepared.tokens,
             temp=prepared.temperature,
@@ -1151,7 +1279,11 @@ class LocalModel(Model):
             top_p=self.top_p,
             min_p=self.min_p,
             repeat_penalty=self.repeat_penalty,
-            grammar=grammar,
+            logits_processor=(
+                None
+                if grammar is None
+                else llama_cpp.LogitsProcessorList([grammar.processor(checked)])
+            ),
         )
         # The prompt is evaluated while the first token is made: let llama.cpp abort that.
         # (Not while generating: a Python call per graph node would slow every token.)
@@ -1170,7 +1302,11 @@ class LocalModel(Model):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = _StopMatcher(prepared.stop)
         result.finish_reason = "length"
-        history: list[int] = []
+        echoes = _Echoes()
+        # the text of the tokens that repeat what came just before them, held back: should
+        # the repetition turn out to be a loop, it is dropped rather than shown and kept in
+        # the conversation (where the model would copy it into every later answer)
+        held: deque[str] = deque()
         while True:
             if cancel.is_set():
                 result.cancelled = True
@@ -1180,23 +1316,32 @@ class LocalModel(Model):
                 break
             result.completion_tokens += 1
             shown, stopped = stops.feed(decoder.decode(llama.detokenize([token])))
-            if shown:
-                emit(shown)
             if stopped is not None:
+                for piece in (*held, shown):
+                    if piece:
+                        emit(piece)
                 result.finish_reason = (
                     "stop_sequence" if stopped in prepared.request_stop else "stop"
                 )
                 return
+            if grammar is not None:
+                grammar.accept(token)
+            held.append(shown)
+            looping = echoes.feed(token)
+            if self.loop_guard and looping:
+                result.finish_reason = "loop"
+                # the repeats are left out; what came before them, and one copy, are shown
+                return
+            while len(held) > echoes.echo:
+                piece = held.popleft()
+                if piece:
+                    emit(piece)
             if result.completion_tokens >= prepared.max_tokens:
                 break
-            history.append(token)
-            if self.loop_guard and _looping(history):
-                result.finish_reason = "loop"
-                break
             token = next(tokens)
-        tail = stops.flush(decoder.decode(b"", final=True))
-        if tail:
-            emit(tail)
+        for piece in (*held, stops.flush(decoder.decode(b"", final=True))):
+            if piece:
+                emit(piece)
 
 
 LOOP_SPAN = 48
@@ -1204,23 +1349,44 @@ LOOP_REPEATS = 4
 LOOP_MAX_PERIOD = 64
 
 
+class _Echoes:
+    """Follows generated tokens for repetition: which trailing tokens repeat the ones just
+    before them, and whether that has become a loop.
+
+    For each period ``p`` (up to :data:`LOOP_MAX_PERIOD` tokens) it keeps how many trailing
+    tokens equal the token ``p`` places earlier. A loop is the same run of tokens repeated
+    back to back at least 4 times and over at least 48 tokens (a tiny model's usual way to
+    never stop). :attr:`echo` counts the trailing tokens that repeat a whole run before them.
+    """
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.runs = [0] * (LOOP_MAX_PERIOD + 1)
+        #: trailing tokens that repeat a complete run of tokens just before them
+        self.echo = 0
+
+    def feed(self, token: int) -> bool:
+        """Add a token; return whether the output now ends in a loop."""
+        tokens, runs = self.tokens, self.runs
+        tokens.append(token)
+        count = len(tokens)
+        looping = False
+        echo = 0
+        for period in range(1, min(LOOP_MAX_PERIOD, count - 1) + 1):
+            runs[period] = runs[period] + 1 if tokens[-1 - period] == token else 0
+            run = runs[period]
+            if run >= period:
+                echo = max(echo, run)
+                repeats = max(LOOP_REPEATS, -(-LOOP_SPAN // period))
+                looping = looping or run >= (repeats - 1) * period
+        self.echo = echo
+        return looping
+
+
 def _looping(tokens: list[int]) -> bool:
-    """Whether the output ends in a loop: the same run of tokens, repeated back to back, at
-    least 4 times and over at least 48 tokens (a tiny model's usual way to never stop)."""
-    count = len(tokens)
-    for period in range(1, LOOP_MAX_PERIOD + 1):
-        repeats = max(LOOP_REPEATS, -(-LOOP_SPAN // period))
-        if period * repeats > count:
-            break
-        if tokens[-1] != tokens[-1 - period]:
-            continue
-        tail = tokens[count - period :]
-        if all(
-            tokens[count - k * period : count - (k - 1) * period] == tail
-            for k in range(2, repeats + 1)
-        ):
-            return True
-    return False
+    """Whether ``tokens`` end in a loop (see :class:`_Echoes`)."""
+    echoes = _Echoes()
+    return any([echoes.feed(token) for token in tokens][-1:])
 
 
 def _default_threads() -> int:
@@ -1233,17 +1399,104 @@ def _default_threads() -> int:
     return max(1, min(8, cpus // 2))
 
 
-def _check_grammar(vocab: Any, grammar: str) -> None:
-    """Compile a grammar once, to fail clearly: llama.cpp would crash on a bad one."""
-    import llama_cpp
+#: Tokens, the likeliest first, checked against the grammar before the whole vocabulary is.
+GRAMMAR_CHECKED = 64
 
-    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
-    if not sampler:
-        raise ModelError(
-            "llama.cpp rejected the grammar built from the tool schemas; simplify the tool "
-            "schemas or use LocalModel(grammar=False)."
+
+class _GrammarCheck:
+    """A turn's grammar, applied to the likeliest tokens before the whole vocabulary.
+
+    Checking every token of the vocabulary against the grammar, as llama-cpp-python's
+    sampler chain does, costs about 50 ms a token with Gemma 3's 262,144 tokens: four times
+    the model's own work on two cores, so a constrained turn ran at a fifth of its speed.
+    llama.cpp's own samplers check the sampled token first and the whole vocabulary only
+    when it does not fit; here the :data:`GRAMMAR_CHECKED` likeliest tokens are checked
+    (about 0.3 ms) and the others ruled out, and only when none of them fits is the whole
+    vocabulary checked. Greedy decoding picks what the grammar-first chain picks; sampling
+    picks among the likeliest tokens that fit (the far tail is ruled out, as top-k does).
+
+    Compiled when made (a grammar llama.cpp rejects is a :class:`ModelError`, not a crash).
+    """
+
+    def __init__(self, vocab: Any, grammar: str) -> None:
+        import llama_cpp
+
+        self._llama_cpp = llama_cpp
+        self.sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+        if not self.sampler:
+            raise ModelError(
+                "llama.cpp rejected the grammar built from the tool schemas; simplify the tool "
+                "schemas or use LocalModel(grammar=False)."
+            )
+        #: how many times the whole vocabulary was checked (the slow path)
+        self.full_checks = 0
+        #: whether the grammar allowed no token at all
+        self.dead_end = False
+
+    def processor(self, checked: int) -> Callable[[Any, Any], Any]:
+        """A llama-cpp-python logits processor that rules out what the grammar forbids."""
+        import numpy as np
+
+        def constrain(_input_ids: Any, logits: Any) -> Any:
+            count = int(logits.shape[0])
+            if checked < count:
+                ids = np.argpartition(logits, count - checked)[count - checked :]
+                allowed = self._allowed(ids, logits[ids])
+                if allowed[0].size:
+                    out = np.full(count, -np.inf, dtype=np.float32)
+                    out[allowed[0]] = allowed[1]
+                    return out
+            self.full_checks += 1
+            ids, values = self._allowed(np.arange(count, dtype=np.intc), logits)
+            if not ids.size:
+                # raised by accept(): an exception cannot cross llama.cpp's C callback
+                self.dead_end = True
+                return logits
+            out = np.full(count, -np.inf, dtype=np.float32)
+            out[ids] = values
+            return out
+
+        return constrain
+
+    def _allowed(self, ids: Any, logits: Any) -> tuple[Any, Any]:
+        """The tokens among ``ids`` the grammar allows next, and their logits."""
+        import numpy as np
+
+        llama_cpp = self._llama_cpp
+        data = np.zeros(ids.shape[0], dtype=_token_data_dtype())
+        data["id"] = ids
+        data["logit"] = logits
+        array = llama_cpp.llama_token_data_array(
+            data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data)),
+            ids.shape[0],
+            -1,
+            False,
         )
-    llama_cpp.llama_sampler_free(sampler)
+        llama_cpp.llama_sampler_apply(self.sampler, ctypes.byref(array))
+        fits = np.isfinite(data["logit"])
+        return data["id"][fits], data["logit"][fits]
+
+    def accept(self, token: int) -> None:
+        """Advance the grammar past a generated token (one it allowed)."""
+        if self.dead_end:
+            raise ModelError(
+                "The tool call grammar allows no next token (a schema no value can match); "
+                "simplify the tool schemas or use LocalModel(grammar=False)."
+            )
+        self._llama_cpp.llama_sampler_accept(self.sampler, token)
+
+    def close(self) -> None:
+        if self.sampler:
+            self._llama_cpp.llama_sampler_free(self.sampler)
+            self.sampler = None
+
+
+@functools.cache
+def _token_data_dtype() -> Any:
+    """numpy's layout of llama.cpp's ``llama_token_data`` (numpy comes with llama.cpp)."""
+    import numpy as np
+
+    return np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
 
 
 class _StopMatcher:
@@ -1290,6 +1543,9 @@ __all__ = [
     "BUNDLED_MODELS",
     "DEFAULT_N_CTX",
     "EXAMPLES",
+    "LEFT_OUT_NOTE",
+    "LEFT_OUT_RESULT",
+    "PINNED_MESSAGES",
     "Example",
     "LocalModel",
     "bundled_model_path",
