@@ -42,7 +42,7 @@ def test_the_prompt_quotes_bigquery_names_that_must_be_quoted() -> None:
     assert ". RX_CLAIMS" in prompt
     assert "- NDC_DRUG_NM STRING" in prompt
     assert "write them with their backticks" in prompt
-    assert "double quotes make strings in BigQuery" in prompt
+    assert "In BigQuery SQL double quotes make strings, not names" in prompt
 
 
 async def test_each_name_works_in_a_query_as_the_prompt_writes_it(tmp_path: Path) -> None:
@@ -78,3 +78,6 @@ def test_a_database_with_plain_names_gets_no_quoting_note() -> None:
         prompt = agent.system_prompt(agent.new_session())
     assert "backticks" not in prompt
     assert ". RX_CLAIMS" in prompt
+    # a column name in double quotes is text in BigQuery: a wrong answer with no error
+    assert "double quotes make strings, not names" in prompt
+    assert "text in single quotes (NDC_DRUG_NM = 'HUMIRA')" in prompt

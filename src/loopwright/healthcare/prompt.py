@@ -390,8 +390,13 @@ def _quoted_path(name: str, quote: Callable[[str], str]) -> str | None:
 #: Told when some BigQuery names must be quoted: the model copies what it sees.
 BACKTICKS_NOTE = (
     "Names shown in backticks are BigQuery reserved words or hold other characters: write "
-    "them with their backticks, exactly as listed (e.g. {example}); double quotes make "
-    "strings in BigQuery, not names."
+    "them with their backticks, exactly as listed (e.g. {example})."
+)
+#: Told on every BigQuery database: a column name in double quotes is a string there, so
+#: ``WHERE "NDC_DRUG_NM" = 'HUMIRA'`` compares two strings (no rows, no error, a billed scan).
+DOUBLE_QUOTES_NOTE = (
+    "In BigQuery SQL double quotes make strings, not names: write names as listed, and text "
+    "in single quotes (NDC_DRUG_NM = 'HUMIRA')."
 )
 
 
@@ -443,7 +448,7 @@ async def profile_backend(backend: SQLBackend) -> DatabaseProfile:
         return profile_schema(
             await backend.schema(),
             engine=backend.name,
-            note=note,
+            note=f"{note} {DOUBLE_QUOTES_NOTE}",
             quote=bigquery.quote_name,
             quoted_note=BACKTICKS_NOTE,
         )
