@@ -253,6 +253,12 @@ def test_a_bigquery_turn_shows_its_bill_apart_from_the_model(
     assert optioned["warehouse"]["cost_usd"] == pytest.approx(_cost(30 * MB, 1e6))
     assert optioned["total_cost_usd"] == pytest.approx(_cost(30 * MB, 1e6))
 
+    # the session's history shows the whole bill on its usage line too
+    shown = _lw(loopwright_home, tmp_path, "sessions", "show", "wc1")
+    assert shown.returncode == 0, shown.stderr
+    usage_line = next(line for line in shown.stdout.splitlines() if line.startswith("usage "))
+    assert "BigQuery 30 MB billed (3 queries, 1 cached)" in usage_line, usage_line
+
     tables = _lw(loopwright_home, tmp_path, "sessions", "report", "wc1")
     assert tables.returncode == 0, tables.stderr
     assert "Warehouse (BigQuery)" in tables.stdout

@@ -247,7 +247,10 @@ class ChatState:
         if session is None:
             console.print("nothing used yet: this session has no messages")
             return
-        console.print(Text(f"session {session.id}: {format_usage(session.usage)}"))
+        from loopwright.cli.history import session_warehouse
+
+        usage = format_usage(session.usage, session_warehouse(session))
+        console.print(Text(f"session {session.id}: {usage}"))
 
     def _todos(self, console: Console, _: str) -> None:
         session = self.ready.existing

@@ -30,6 +30,8 @@ from loopwright.sessions.store import (
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
+    from loopwright.observability.stats import WarehouseUsage
+
 
 def format_time(timestamp: float) -> str:
     """A local date and time to the minute."""
@@ -122,7 +124,7 @@ def print_session(console: Console, session: Session) -> None:
             elif isinstance(block, ImageBlock):
                 console.print(Text(f"  [image {block.media_type}]", style="dim"))
     console.print()
-    console.print(Text(f"usage      {format_usage(session.usage)}"))
+    console.print(Text(f"usage      {format_usage(session.usage, session_warehouse(session))}"))
     if session.metadata:
         console.print(Text(f"metadata   {shorten(json.dumps(session.metadata, default=str), 200)}"))
 
@@ -147,6 +149,17 @@ def list_sessions(console: Console) -> int:
     finally:
         store.close()
     return 0
+
+
+def session_warehouse(session: Session) -> WarehouseUsage | None:
+    """What warehouses billed ``session``'s queries (BigQuery), from its stats records;
+    ``None`` when nothing was billed or nothing recorded (a damaged file is no bill)."""
+    from loopwright.observability.stats import WarehouseUsage, records_for_session
+
+    try:
+        return WarehouseUsage.of(records_for_session(session))
+    except (OSError, ValueError):
+        return None
 
 
 def show_session(console: Console, session_id: str) -> int:
