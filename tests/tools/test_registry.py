@@ -645,6 +645,10 @@ async def test_huge_output_is_truncated_with_a_note_and_saved_in_full(
     assert content.startswith(full[:750])
     assert content.endswith(full[-250:])
     assert "output truncated: 49,000 of 50,000 characters cut" in content
+    # no Read or Grep here: the note does not send the model to tools it does not have
+    assert "with Read" not in content
+    assert "Grep" not in content
+    assert "ask for less at a time" in content
     path = saved_file(workspace, content)
     assert path.read_text(encoding="utf-8") == full
     assert str(path.relative_to(workspace)).startswith(os.path.join(".loopwright", ""))
@@ -656,6 +660,7 @@ async def test_saved_output_can_be_read_back_with_read(workspace: Path) -> None:
     registry.register(ReadTool)
     content = (await registry.execute("Shouter", {"size": 9_000}))["content"]
     assert isinstance(content, str)
+    assert "read it in parts with Read (offset/limit)." in content
     relative = saved_file(workspace, content).relative_to(workspace)
     page = await registry.execute("Read", {"file_path": str(relative), "offset": 500, "limit": 1})
     assert text(page).startswith("500\t00000499")

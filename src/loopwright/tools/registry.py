@@ -419,7 +419,7 @@ class ToolRegistry:
                 handle.write(content)
             where = (
                 f"The full output ({len(content):,} characters) is saved in {relative}; "
-                "read it in parts with Read (offset/limit) or search it with Grep."
+                f"{self._how_to_read()}"
             )
         except (OSError, UnicodeError):
             where = "Re-run with a narrower request to see the rest."
@@ -427,6 +427,20 @@ class ToolRegistry:
             f"{head}\n\n[... output truncated: {cut:,} of {len(content):,} characters cut "
             f"here. {where}]\n\n{tail}"
         )
+
+    def _how_to_read(self) -> str:
+        """How the model can read a saved output with the tools it has (an agent with the
+        SQL tool alone has neither Read nor Grep)."""
+        ways = []
+        if "Read" in self.tools:
+            ways.append("read it in parts with Read (offset/limit)")
+        if "Grep" in self.tools:
+            ways.append("search it with Grep")
+        if not ways and "Bash" in self.tools:
+            ways.append("look at parts of it with Bash (head, tail, grep)")
+        if not ways:
+            return "ask for less at a time to see the rest (fewer rows or columns, a summary)."
+        return " or ".join(ways) + "."
 
     async def aclose(self, *, given: bool = True) -> None:
         """Close every tool (kill their processes, close connections).
