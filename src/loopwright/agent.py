@@ -92,6 +92,9 @@ MIN_SUMMARY_ROOM = 2_000
 MAX_CALLS_CHARS = 8_000
 #: The fewest characters a tool result is cut to, however small the window.
 MIN_TOOL_OUTPUT_CHARS = 1_000
+#: Metadata key under which a session keeps what its model's token counts taught the
+#: context estimate (:class:`_TokenRatio`), so a resumed session starts calibrated.
+TOKEN_RATIO_KEY = "token_ratio"
 
 log = logging.getLogger("loopwright.agent")
 
@@ -120,6 +123,61 @@ class _StopRun(Exception):
 
 
 @dataclass(slots=True)
+class _TokenRatio:
+    """How many tokens the model makes of the characters the context estimate counts, as
+    the model's own counts taught it: real prompt tokens / (characters / 4).
+
+    The estimate takes 4 characters a token; a tokenizer spending a token on every digit
+    makes about 1.4 characters a token of claims data (NPIs, NDC codes, dates), so the
+    prompt went over the window before trimming started. 1.0 (the plain estimate) until the
+    model reports a prompt's size; then each report moves it toward what was measured, up
+    quickly (an undercount sends a prompt over the window) and down slowly (an overcount
+    only trims a little early), within ``MIN``..``MAX`` (a wrong report cannot make the
+    agent blind to its context, or summarise at every turn).
+
+    One per session (the ratio depends on the tokenizer and on what the session holds: codes
+    and digits, prose, another language), kept in the session's metadata for a resumed
+    session (every one-shot CLI question is a new process); a new session starts from the
+    latest ratio the agent learned for the same model, until its own first response."""
+
+    MIN = 0.5
+    MAX = 6.0
+    UP = 0.7
+    DOWN = 0.25
+    #: a prompt estimated under this many tokens is not measured (per-message overheads of a
+    #: chat template are most of a tiny prompt)
+    SMALLEST = 32
+
+    model: str
+    value: float = 1.0
+    samples: int = 0
+    #: the per-result cut last given to the session's registry (for ``value``); ``None``
+    #: before the agent set one
+    output_limit: int | None = None
+
+    def tokens(self, chars: int) -> int:
+        return int(chars * self.value / 4)
+
+    def chars(self, tokens: int) -> int:
+        return int(tokens * 4 / self.value)
+
+    def observe(self, chars: int, real: int) -> bool:
+        """Learn from a prompt of ``chars`` characters that the model counted as ``real``
+        tokens; whether the ratio changed."""
+        estimated = chars / 4
+        if real <= 0 or estimated < self.SMALLEST:
+            return False
+        measured = min(self.MAX, max(self.MIN, real / estimated))
+        if self.samples:
+            weight = self.UP if measured > self.value else self.DOWN
+            measured = self.value + weight * (measured - self.value)
+        self.samples += 1
+        changed = measured != self.value
+        self.value = measured
+        return changed
+
+
+@dataclass(slots=True)
 class _RunState:
     session: Session
     registry: ToolRegistry
@@ -134,6 +192,12 @@ class _RunState:
     last_signature: list[tuple[str, dict[str, Any]]] | None = None
     repeats: int = 0
     text_continuations: int = 0
+    #: tokens per character/4 as the model's counts taught it (see :class:`_TokenRatio`)
+    ratio: _TokenRatio = field(default_factory=lambda: _TokenRatio(""))
+    #: characters of the prompt last sent (system prompt and tool schemas included) and
+    #: the tokens the request said it estimated, to compare with the model's count
+    sent_chars: int = 0
+    sent_estimate: int = 0
     #: characters of the system prompt and tool schemas (fixed during a run)
     fixed_chars: int = 0
     #: characters of the messages in context, counted up to ``counted_upto``
@@ -223,6 +287,9 @@ class Agent:
         self._registries: weakref.WeakKeyDictionary[Session, ToolRegistry] = (
             weakref.WeakKeyDictionary()
         )
+        #: each session's token ratio, and the latest one learned per model name
+        self._ratios: weakref.WeakKeyDictionary[Session, _TokenRatio] = weakref.WeakKeyDictionary()
+        self._learned: dict[str, float] = {}
 
     # --- configuration ------------------------------------------------------------------
 
@@ -247,10 +314,12 @@ class Agent:
         """The session's tool registry, built on first use."""
         registry = self._registries.get(session)
         if registry is None:
+            ratio = self._token_ratio(session)
+            ratio.output_limit = self._tool_output_limit(ratio.value)
             registry = ToolRegistry(
                 session.workspace_dir,
                 default_timeout=self.tool_timeout,
-                max_output_chars=self._tool_output_limit(),
+                max_output_chars=ratio.output_limit,
                 session_id=session.id,
                 policy=self.policy,
             )
@@ -441,6 +510,8 @@ class Agent:
         side_events: asyncio.Queue[Event] = asyncio.Queue()
         run._sink = side_events.put_nowait
         state = _RunState(session, registry, run.usage, deadline, run, side_events)
+        state.ratio = self._token_ratio(session)
+        self._apply_output_limit(registry, state.ratio)
         policy = self.policy
         if policy is not None and policy.approver is None:
             # approval requests become approval_request events; agent.approve() answers them
@@ -536,13 +607,16 @@ class Agent:
         return _StopRun("timeout", f"stopped after the {self.timeout:g}s time limit")
 
     def _request(self, state: _RunState, messages: Sequence[Message]) -> ModelRequest:
+        estimate = self._context_tokens(state)
+        state.sent_chars = state.fixed_chars + state.context_chars
+        state.sent_estimate = estimate
         return ModelRequest(
             messages=messages,
             system=self._system_text(state.session),
             tools=state.registry.get_schemas(),
             max_tokens=self.max_output_tokens,
             temperature=self.temperature,
-            estimated_input_tokens=self._context_tokens(state),
+            estimated_input_tokens=estimate,
             tool_choice=self.tool_choice,
             response_format=self.response_format,
         )
@@ -614,6 +688,8 @@ class Agent:
             usage.cost_usd = self.model.pricing.cost(usage)
         state.usage.add(usage)
         state.session.usage.add(usage)
+        if turn:
+            self._calibrate(state, state.sent_chars, state.sent_estimate, usage)
         context = (
             usage.input_tokens
             + usage.cache_read_tokens
@@ -818,6 +894,60 @@ class Agent:
             text = f"{text}\n\n{DATA_INSTRUCTIONS}" if text else DATA_INSTRUCTIONS
         return text
 
+    def _token_ratio(self, session: Session) -> _TokenRatio:
+        """The session's :class:`_TokenRatio` for the agent's model, made on first use: from
+        the session's metadata (a resumed session), else the latest ratio the agent learned
+        for the model, else 1.0."""
+        model = self.model.name
+        ratio = self._ratios.get(session)
+        if ratio is not None and ratio.model == model:
+            return ratio
+        fresh = _TokenRatio(model, output_limit=ratio.output_limit if ratio else None)
+        metadata = session.metadata if isinstance(session.metadata, dict) else {}
+        saved = metadata.get(TOKEN_RATIO_KEY)
+        value = saved.get("ratio") if isinstance(saved, dict) else None
+        if (
+            isinstance(saved, dict)
+            and saved.get("model") == model
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and _TokenRatio.MIN <= value <= _TokenRatio.MAX
+        ):
+            fresh.value, fresh.samples = float(value), 1
+        elif model in self._learned:
+            fresh.value = self._learned[model]  # no sample: its first count replaces it
+        self._ratios[session] = fresh
+        return fresh
+
+    def _calibrate(self, state: _RunState, chars: int, estimate: int, usage: Usage) -> None:
+        """Teach the session's token ratio what the model counted for a prompt of ``chars``
+        characters that the request estimated at ``estimate`` tokens. The prompt's tokens are
+        the uncached ones and those read from or written to a prompt cache (Anthropic's and
+        OpenAI's ``input_tokens`` leave the cached part out). A model that reports none (0),
+        or reports the request's own estimate (a server without usage), teaches nothing."""
+        real = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+        if real == estimate:
+            return
+        ratio = state.ratio
+        if not ratio.observe(chars, real):
+            return
+        self._learned[ratio.model] = ratio.value
+        session = state.session
+        if isinstance(session.metadata, dict):  # saved with the session's next save
+            session.metadata[TOKEN_RATIO_KEY] = {
+                "model": ratio.model,
+                "ratio": round(ratio.value, 4),
+            }
+        self._apply_output_limit(state.registry, ratio)
+
+    def _apply_output_limit(self, registry: ToolRegistry, ratio: _TokenRatio) -> None:
+        """Fit the registry's cut of one tool result to the ratio (unless it was changed
+        since the agent set it)."""
+        limit = self._tool_output_limit(ratio.value)
+        if registry.max_output_chars == ratio.output_limit:
+            registry.max_output_chars = limit
+            ratio.output_limit = limit
+
     def _recount_context(self, state: _RunState) -> None:
         """Count the whole context again (at the start of a run and after compaction)."""
         state.context_chars = sum(m.char_size() for m in self._context_messages(state))
@@ -830,7 +960,7 @@ class Agent:
         for index in range(state.counted_upto, len(messages)):
             state.context_chars += messages[index].char_size()
         state.counted_upto = len(messages)
-        return (state.fixed_chars + state.context_chars) // 4
+        return state.ratio.tokens(state.fixed_chars + state.context_chars)
 
     async def _manage_context(self, state: _RunState) -> None:
         """Keep the prompt under ``context_threshold`` of the window: trim old tool outputs,
@@ -854,15 +984,17 @@ class Agent:
             self._recount_context(state)
         session.save()
 
-    def _tool_output_limit(self) -> int:
+    def _tool_output_limit(self, ratio: float = 1.0) -> int:
         """Characters one tool result may take: ``max_tool_output_chars``, and no more than a
-        quarter of the prompt budget (about 4 characters a token), so that a single result
-        (a wide SQL preview, a long Bash output) cannot fill a small model's window. The
-        registry saves the whole of a longer output to a file and tells the model where."""
+        quarter of the prompt budget (about 4 characters a token, over the session's token
+        ``ratio``), so that a single result (a wide SQL preview, a long Bash output) cannot
+        fill a small model's window. The registry saves the whole of a longer output to a
+        file and tells the model where."""
         limit = self.max_tool_output_chars
         window = self.model.context_window
         if window:
-            quarter = int(window * self.context_threshold)  # tokens / 4 * 4 characters
+            # budget / 4 tokens, 4 / ratio characters each
+            quarter = int(window * self.context_threshold / ratio)
             limit = min(limit, max(MIN_TOOL_OUTPUT_CHARS, quarter))
         return limit
 
@@ -897,9 +1029,9 @@ class Agent:
                 if block.tool_use_id in session.trimmed:
                     continue
                 session.trimmed.add(block.tool_use_id)
-                tokens -= (_size(block) - _TRIMMED_SIZE) // 4
+                tokens -= state.ratio.tokens(_size(block) - _TRIMMED_SIZE)
 
-    def _summary_cut(self, session: Session, limit: int) -> int | None:
+    def _summary_cut(self, session: Session, limit: int, ratio: _TokenRatio) -> int | None:
         """Where the summarised part ends: the kept turns start at an assistant message and
         fit in about a third of the budget. ``None`` when there is nothing to summarise."""
         messages = session.messages
@@ -907,7 +1039,7 @@ class Agent:
         kept = 0
         cut = len(messages)
         for index in range(len(messages) - 1, session.context_start, -1):
-            kept += _context_size(session, messages[index]) // 4
+            kept += ratio.tokens(_context_size(session, messages[index]))
             if kept > budget:
                 break
             if messages[index].role == "assistant":
@@ -932,12 +1064,12 @@ class Agent:
         write one (an error, the run's time limit, an empty reply), an outline made from the
         log takes its place: the run goes on, and the log keeps every message."""
         session = state.session
-        cut = self._summary_cut(session, limit)
+        cut = self._summary_cut(session, limit, state.ratio)
         if cut is None:
             return
         span = session.messages[session.context_start : cut]
         narrative = session.summary
-        budget = self._summary_tokens(limit) * 4
+        budget = state.ratio.chars(self._summary_tokens(limit))
         try:
             summary = await self._condense(state, narrative, span, limit)
             problem = "" if summary else "it wrote an empty summary"
@@ -963,7 +1095,7 @@ class Agent:
             return messages
         if state.calls_note is None or state.calls_note[0] != start:
             window = self.model.context_window
-            budget = self._summary_tokens(int(window * self.context_threshold)) * 4
+            budget = state.ratio.chars(self._summary_tokens(int(window * self.context_threshold)))
             note = _calls_list(session.messages[:start], min(budget, MAX_CALLS_CHARS))
             state.calls_note = (start, note)
         note = state.calls_note[1]
@@ -986,8 +1118,11 @@ class Agent:
         """The model's summary of ``span`` after ``narrative`` (the summary so far). A span
         whose transcript is over what one request may hold is summarised in parts, each
         part's request carrying the summary so far, so no request outgrows the window."""
+        ratio = state.ratio
         out_tokens = self._summary_tokens(limit)
-        room = max(MIN_SUMMARY_ROOM, (limit - out_tokens - len(SUMMARY_SYSTEM) // 4) * 4)
+        room = max(
+            MIN_SUMMARY_ROOM, ratio.chars(limit - out_tokens - ratio.tokens(len(SUMMARY_SYSTEM)))
+        )
         cap = 2_000
         lines = _transcript_lines(span, state.session.trimmed, cap)
         while sum(len(line) + 1 for line in lines) > MAX_SUMMARY_CALLS * room and cap > 200:
@@ -1008,12 +1143,13 @@ class Agent:
                 used += len(line) + 1
                 index += 1
             transcript = head + "\n".join(part)
+            chars = len(transcript) + len(SUMMARY_SYSTEM)
             request = ModelRequest(
                 messages=[Message.user(transcript)],
                 system=SUMMARY_SYSTEM,
                 max_tokens=out_tokens,
                 temperature=0.0,
-                estimated_input_tokens=(len(transcript) + len(SUMMARY_SYSTEM)) // 4,
+                estimated_input_tokens=ratio.tokens(chars),
             )
             if state.deadline is None:
                 response = await self.model.complete(request)
@@ -1021,6 +1157,7 @@ class Agent:
                 async with asyncio.timeout_at(state.deadline):
                     response = await self.model.complete(request)
             self._account(state, response, turn=False)
+            self._calibrate(state, chars, request.estimated_input_tokens, response.usage)
             summary = response.message.text.strip()
             if not summary:
                 return ""

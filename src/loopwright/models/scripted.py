@@ -6,7 +6,9 @@ each :class:`~loopwright.models.base.ModelRequest` and returns the turn. Text is
 small chunks, so consumers see the same event sequence a real provider produces.
 
 It is a double for testing the loop and your tools; it does not claim anything about how a
-real model behaves.
+real model behaves. By default it reports the request's own token estimate as the prompt's
+size; give ``chars_per_token`` (and ``token_per_digit``) to have it count the prompt as a
+tokenizer would and refuse a prompt over its ``context_window``, as a provider does.
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from loopwright.events import TextDelta, Usage
-from loopwright.messages import ContentBlock, Message, TextBlock, ToolUseBlock
+from loopwright.messages import (
+    ContentBlock,
+    ImageBlock,
+    Message,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 from loopwright.models.base import (
     Model,
     ModelError,
@@ -97,12 +108,20 @@ class ScriptedModel(Model):
         context_window: int = 200_000,
         pricing: Pricing | None = None,
         record_requests: bool = True,
+        chars_per_token: float | None = None,
+        token_per_digit: bool = False,
     ) -> None:
+        if chars_per_token is not None and not chars_per_token > 0:
+            raise ValueError(f"chars_per_token must be over 0, got {chars_per_token!r}")
         self.name = name
         self.chunk_size = max(1, chunk_size)
         self.delay = delay
         self.context_window = context_window
         self.pricing = pricing
+        #: how the model counts a prompt (see :func:`prompt_tokens`); with neither, it
+        #: reports the request's estimate and takes any prompt
+        self.chars_per_token = chars_per_token
+        self.token_per_digit = token_per_digit
         self._function: ScriptFunction | None = None
         self._turns: list[TurnSpec] = []
         if callable(script):
@@ -140,6 +159,14 @@ class ScriptedModel(Model):
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         if self.record_requests:
             self.requests.append(request)
+        counted: int | None = None
+        if self.chars_per_token is not None or self.token_per_digit:
+            counted = prompt_tokens(request, self.chars_per_token or 4.0, self.token_per_digit)
+            if counted > self.context_window:
+                raise ModelError(
+                    f"prompt is too long: {counted:,} tokens > {self.context_window:,} maximum "
+                    f"(the context window of {self.name})"
+                )
         turn = await self._next_turn(request)
         if turn.error is not None:
             raise turn.error
@@ -165,7 +192,12 @@ class ScriptedModel(Model):
                 )
             )
         stop_reason = turn.stop_reason or ("tool_use" if turn.tool_calls else "end_turn")
-        usage = turn.usage.copy() if turn.usage is not None else self._estimate_usage(request, turn)
+        if turn.usage is not None:
+            usage = turn.usage.copy()
+        else:
+            usage = self._estimate_usage(request, turn)
+            if counted is not None:
+                usage.input_tokens = counted
         usage.model_calls = 1
         if self.pricing is not None and usage.cost_usd == 0.0:
             usage.cost_usd = self.pricing.cost(usage)
@@ -179,13 +211,43 @@ class ScriptedModel(Model):
         return Usage(input_tokens=request.estimated_input_tokens, output_tokens=out_chars // 4 + 1)
 
 
+def prompt_tokens(request: ModelRequest, chars_per_token: float, token_per_digit: bool) -> int:
+    """The tokens a tokenizer making one token of ``chars_per_token`` characters would make of
+    ``request``'s prompt (system prompt, tool schemas, messages, each block's framing as the
+    agent's estimate counts it: :meth:`Message.char_size`); ``token_per_digit``: one token for
+    every digit, as Gemma's and SmolLM2's tokenizers do."""
+    texts = [request.system, *(json.dumps(schema) for schema in request.tools)]
+    framing = 0
+    for message in request.messages:
+        for block in message.content:
+            if isinstance(block, TextBlock):
+                texts.append(block.text)
+            elif isinstance(block, ToolResultBlock):
+                texts.append(block.text)
+                framing += 32
+            elif isinstance(block, ToolUseBlock):
+                texts.append(block.name + json.dumps(block.input))
+                framing += 32
+            elif isinstance(block, ThinkingBlock):
+                texts.append(block.thinking)
+            elif isinstance(block, ImageBlock):
+                framing += 1600 * 4
+    chars = framing + sum(len(text) for text in texts)
+    digits = sum(text.count(d) for text in texts for d in "0123456789") if token_per_digit else 0
+    return digits + math.ceil((chars - digits) / chars_per_token)
+
+
 def load_script(path: str) -> ScriptedModel:
     """A scripted model played from a JSON or YAML file (``scripted:PATH`` model strings).
 
-    The file holds a list of turns, or ``{"turns": [...], "delay": s, "chunk_size": n}``.
-    A turn is a string (text), or ``{"text": ..., "call": NAME, "input": {...}}``, or
-    ``{"text": ..., "calls": [{"name": ..., "input": {...}}, ...]}``. Turns play in order
-    across the prompts of a session; the model errors when the script runs out.
+    The file holds a list of turns, or ``{"turns": [...], "delay": s, "chunk_size": n,
+    "context_window": tokens, "chars_per_token": x, "token_per_digit": true}`` (the last
+    three: the model counts its prompts as a tokenizer would, reports that count and
+    refuses a prompt over the window; see :class:`ScriptedModel`). A turn is a string
+    (text), or ``{"text": ..., "call": NAME, "input": {...}}``, or ``{"text": ..., "calls":
+    [{"name": ..., "input": {...}}, ...]}``, each with an optional ``"usage": {"input_tokens":
+    n, "output_tokens": n, "cache_read_tokens": n, ...}`` reported for that turn. Turns play
+    in order across the prompts of a session; the model errors when the script runs out.
     """
     from pathlib import Path
 
@@ -206,7 +268,7 @@ def load_script(path: str) -> ScriptedModel:
         raise ModelError(f"cannot read the script {path}: {exc}") from None
     options: dict[str, Any] = {}
     if isinstance(data, dict):
-        options = {k: data[k] for k in ("delay", "chunk_size") if k in data}
+        options = _options(data, path)
         data = data.get("turns")
     if not isinstance(data, list) or not data:
         raise ModelError(f"the script {path} must hold a non-empty list of turns")
@@ -217,12 +279,46 @@ def load_script(path: str) -> ScriptedModel:
     )
 
 
+#: a script file's options, and the types each takes
+_OPTIONS: dict[str, tuple[type, ...]] = {
+    "delay": (int, float),
+    "chunk_size": (int,),
+    "context_window": (int,),
+    "chars_per_token": (int, float),
+    "token_per_digit": (bool,),
+}
+
+
+def _options(data: dict[str, Any], path: str) -> dict[str, Any]:
+    unknown = set(data) - {"turns", *_OPTIONS}
+    if unknown:
+        raise ModelError(
+            f"the script {path} has unknown key(s) {', '.join(sorted(unknown))}; "
+            f"expected turns, {', '.join(_OPTIONS)}"
+        )
+    options: dict[str, Any] = {}
+    for key, types in _OPTIONS.items():
+        if key not in data:
+            continue
+        value = data[key]
+        wrong = not isinstance(value, types) or (bool not in types and isinstance(value, bool))
+        if (
+            wrong
+            or (bool not in types and value <= 0 and key != "delay")
+            or (key == "delay" and value < 0)
+        ):
+            kind = "true or false" if bool in types else "a positive number"
+            raise ModelError(f"the script {path}: {key} must be {kind}, got {value!r}")
+        options[key] = value
+    return options
+
+
 def _turn_from_data(item: Any, where: str) -> ScriptedTurn:
     if isinstance(item, str):
         return ScriptedTurn(text=item)
     if not isinstance(item, dict):
         raise ModelError(f"{where}: a turn is a string or an object with text/call/calls")
-    unknown = set(item) - {"text", "call", "input", "calls"}
+    unknown = set(item) - {"text", "call", "input", "calls", "usage"}
     if unknown:
         raise ModelError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     calls = []
@@ -232,4 +328,14 @@ def _turn_from_data(item: Any, where: str) -> ScriptedTurn:
         if not isinstance(entry, dict) or "name" not in entry:
             raise ModelError(f"{where}: each of calls is {{'name': ..., 'input': {{...}}}}")
         calls.append(ScriptedToolCall(str(entry["name"]), dict(entry.get("input") or {})))
-    return ScriptedTurn(text=str(item.get("text", "")), tool_calls=calls)
+    usage = None
+    if "usage" in item:
+        try:
+            if not isinstance(item["usage"], dict):
+                raise TypeError("not an object")
+            usage = Usage.from_dict(item["usage"])
+        except (TypeError, ValueError) as exc:
+            raise ModelError(
+                f"{where}: usage is {{'input_tokens': n, 'output_tokens': n, ...}} ({exc})"
+            ) from None
+    return ScriptedTurn(text=str(item.get("text", "")), tool_calls=calls, usage=usage)
