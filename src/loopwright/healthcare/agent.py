@@ -114,6 +114,7 @@ def healthcare_agent(
     progress: ProgressCallback | None = None,
     max_rows: int | None = None,
     query_timeout: float | None = None,
+    mask_identifiers: bool = True,
     **agent_options: Any,
 ) -> Agent:
     """The healthcare research agent.
@@ -131,6 +132,14 @@ def healthcare_agent(
     ``max_rows`` is the SQL tool's row cap and ``query_timeout`` the time limit of its queries
     and of ``DefineCohort``'s; other keyword arguments go to :class:`~loopwright.Agent`
     (``max_turns``, ``store``, ``timeout``...).
+
+    ``mask_identifiers`` (on by default): the first rows the SQL tool shows the model, which
+    go to the model's provider (and into traces, transcripts and the audit log's preview), show
+    direct patient identifiers (patient ids, names, dates of birth; not NPIs, not aggregates
+    such as ``COUNT(DISTINCT PATIENT_ID)``) as ``[masked #n]``, with a note saying which
+    columns and why (:class:`~loopwright.healthcare.sqlcheck.IdentifierMask`). The saved CSV and
+    Parquet files keep every value for the analyst. It does not reach what the model prints
+    from those files with the ``Python``, ``Bash`` or ``Read`` tools.
 
     Raises ``ValueError`` for a database it cannot use (:class:`DatabaseUnreadable`, also an
     :class:`~loopwright.sql.SQLError`, when the database was there but failed to answer) or
@@ -165,6 +174,11 @@ def healthcare_agent(
     except BaseException:
         _run(sql.aclose())
         raise
+    if mask_identifiers:
+        from loopwright.healthcare.sqlcheck import IdentifierMask
+
+        # the schema as read from this database, so a star or a renamed column is followed
+        sql.options["mask"] = IdentifierMask(profile.schema(), dialect=backend.dialect)
     tools: list[ToolSpec] = [sql]
     names = ["SQL"]
     if not compact:

@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
 from loopwright.healthcare.prompt import MAX_LISTED_QUASI
 from loopwright.sandbox.paths import SecurityError
 from loopwright.tools.base import BaseTool, ToolResult, Toolset, error, ok
+from loopwright.tools.sql import validator_leaving_to_the_tool
 
 if TYPE_CHECKING:
     import duckdb
@@ -1479,6 +1480,9 @@ INPUT_SCHEMA: dict[str, Any] = {
     "properties": {
         "name": {
             "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "pattern": f"^{_NAME.pattern}$",
             "description": "Cohort name, used for the file names: letters, digits, _ and -, "
             "e.g. humira_ra_ca",
         },
@@ -1505,8 +1509,16 @@ INPUT_SCHEMA: dict[str, Any] = {
             "items": {"type": "string"},
             "description": "Only claims by providers of these specialties",
         },
-        "start_date": {"type": "string", "description": "Only claims on or after (YYYY-MM-DD)"},
-        "end_date": {"type": "string", "description": "Only claims on or before (YYYY-MM-DD)"},
+        "start_date": {
+            "type": "string",
+            "format": "date",
+            "description": "Only claims on or after (YYYY-MM-DD)",
+        },
+        "end_date": {
+            "type": "string",
+            "format": "date",
+            "description": "Only claims on or before (YYYY-MM-DD)",
+        },
         "min_age": {"type": "integer", "minimum": 0, "maximum": 130},
         "max_age": {"type": "integer", "minimum": 0, "maximum": 130},
         "sex": {
@@ -1595,6 +1607,10 @@ class DefineCohortTool(BaseTool):
         self.query_timeout = query_timeout
         self.timeout = query_timeout * 2 + 15  # the member query and the value probes
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        # the name and the dates get the tool's own messages, not "must match pattern"
+        self._input_validator = validator_leaving_to_the_tool(
+            lambda: INPUT_SCHEMA, ("name", "start_date", "end_date")
+        )
 
     @property
     def name(self) -> str:

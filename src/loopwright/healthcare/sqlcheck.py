@@ -920,6 +920,13 @@ class _Checker:
                         values = list(self._exposed_columns(scope, replaced[key]))
                     yield renamed.get(key, name), values
 
+    def result_outputs(self, root: exp.Query) -> list[_Output]:
+        """The columns ``root`` returns, in order, each with the (table, column) values it
+        carries (a None name: columns that cannot be named, a table function's)."""
+        scopes = traverse_scope(root)
+        self._scope_of = {id(scope.expression): scope for scope in scopes}
+        return self._outputs(scopes[-1]) if scopes else []
+
 
 # --- helpers over sqlglot's scopes ---------------------------------------------------------
 
@@ -1131,10 +1138,382 @@ def _is_hidden(node: exp.Expr, projection: exp.Expr, kept: tuple[type[exp.Expr],
     return False
 
 
+# --- where a result holds patient identifiers ------------------------------------------------
+
+#: The columns of DuckDB's SUMMARIZE that hold values of the column summarized (its minimum,
+#: maximum and quartiles are values of its rows); the others are counts and averages.
+SUMMARY_VALUE_COLUMNS = ("min", "max", "q25", "q50", "q75")
+
+
+@dataclass(frozen=True, slots=True)
+class ResultIdentifiers:
+    """Where a query's result holds values of direct patient identifiers.
+
+    ``columns``: result column (by position) -> the identifiers whose values it carries
+    (``MED_CLAIMS.PATIENT_ID``; a column named like one, ``PATIENT_ID``, when the query could not
+    be followed). ``summarized``: for DuckDB's ``SUMMARIZE``, the summarized column (lower case)
+    -> its identifiers: that row's :data:`SUMMARY_VALUE_COLUMNS` are identifier values.
+    ``unplaced``: identifiers the result holds in columns that could not be told apart (a
+    table function's, a star over what the schema does not list): none of its rows can be
+    shown safely."""
+
+    columns: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    summarized: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    unplaced: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.columns or self.summarized or self.unplaced)
+
+
+def result_identifiers(
+    sql: str,
+    columns: Sequence[tuple[str, str]] | Sequence[str],
+    schema: SchemaLike | None = None,
+    *,
+    dialect: str = "duckdb",
+    identifiers: Mapping[tuple[str, str], IdentifierKind] | None = None,
+) -> ResultIdentifiers:
+    """Which columns of the result of ``sql`` (as run: ``columns`` are its ``(name, type)``
+    or names, in order) hold values of direct patient identifiers.
+
+    The query is followed as :func:`check_sql` follows it (aliases, subqueries, CTEs, stars,
+    whole rows as structs, ``query('...')``), so ``SELECT PATIENT_ID AS p`` marks ``p``, and
+    ``COUNT(DISTINCT PATIENT_ID) AS patient_id_count``, an aggregate, marks nothing; provider
+    identifiers (NPIs) and quasi-identifiers are never marked. Where the query cannot be parsed
+    the columns are judged by their names (and a struct's by its fields' names, from its type).
+    Never raises on query text."""
+    result = [(c, "") if isinstance(c, str) else (str(c[0]), str(c[1])) for c in columns]
+    names = _Schema.from_mapping(SCHEMA if schema is None else schema)
+    checker = _Checker(names, set(), identifiers)
+    try:
+        root = _statement(sql, dialect, checker)
+    except Exception:  # what sqlglot cannot read, DuckDB ran
+        return _unfollowed(sql, result, names, identifiers)
+    if root is None or isinstance(root, exp.Describe):
+        return ResultIdentifiers()  # names and types only
+    try:
+        if isinstance(root, exp.Summarize):
+            inspected = _inspected(root)
+            if inspected is None:
+                return ResultIdentifiers()
+            return _summarized(checker.result_outputs(inspected), checker)
+        if not isinstance(root, exp.Query):
+            return _unfollowed(sql, result, names, identifiers)
+        outputs = checker.result_outputs(root)
+    except Exception:  # a shape sqlglot's scopes cannot follow (two unaliased subqueries)
+        return _unfollowed(sql, result, names, identifiers)
+    direct = [(name, _direct(values, checker)) for name, values in outputs]
+    if len(direct) == len(result) and all(name is not None for name, _ in direct):
+        # one output per column, in order: each column is judged by what it carries
+        return ResultIdentifiers({i: ids for i, (_, ids) in enumerate(direct) if ids})
+    # columns we cannot line up (a star over a table function, say): match them by name, and
+    # what carries an identifier under no name of the result is unplaced
+    marked = _by_names(result, names, identifiers)
+    placed: set[str] = set()
+    for index, (column, _) in enumerate(result):
+        carried = [
+            ids for name, ids in direct if name is not None and name.lower() == column.lower()
+        ]
+        found = tuple(sorted({i for ids in carried for i in ids}))
+        if found:
+            marked[index] = tuple(sorted({*marked.get(index, ()), *found}))
+            placed.update(found)
+    unplaced = sorted({i for _, ids in direct for i in ids} - placed)
+    return ResultIdentifiers(marked, unplaced=tuple(unplaced))
+
+
+def _statement(sql: str, dialect: str, checker: _Checker) -> exp.Expr | None:
+    """``sql`` parsed as :func:`check_sql` reads it (DuckDB's SHOW as DESCRIBE, PIVOT as the
+    SELECT it stands for, ``query('...')`` inlined); None for a catalogue listing. Raises
+    when it does not parse into one statement."""
+    text = sql
+    if dialect == "duckdb":
+        shown = duckdb_show(sql)
+        if isinstance(shown, exp.Show):
+            return None
+        text = shown
+    statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
+    if len(statements) != 1:
+        raise ValueError("not one statement")
+    root = statements[0]
+    with contextlib.suppress(Exception):
+        root = desugared(root)
+    if dialect == "duckdb":
+        root = _inlined(root, checker)
+    return root
+
+
+def _direct(values: Iterable[tuple[str, str]], checker: _Checker) -> tuple[str, ...]:
+    """The direct identifiers among the (table, column) values an output carries, spelt
+    ``TABLE.COLUMN`` as the schema spells them."""
+    return tuple(
+        sorted(
+            {
+                f"{table}.{checker.schema.column_spelling(table, column)}"
+                for table, column in values
+                if classify_identifier(table, column, checker.identifiers) == "direct"
+            }
+        )
+    )
+
+
+def _summarized(outputs: list[_Output], checker: _Checker) -> ResultIdentifiers:
+    """SUMMARIZE's rows (one per column of what it summarizes) that hold identifier values."""
+    summarized: dict[str, tuple[str, ...]] = {}
+    unplaced: set[str] = set()
+    for name, values in outputs:
+        ids = _direct(values, checker)
+        if not ids:
+            continue
+        if name is None:
+            unplaced.update(ids)
+        else:
+            key = name.lower()
+            summarized[key] = tuple(sorted({*summarized.get(key, ()), *ids}))
+    return ResultIdentifiers(summarized=summarized, unplaced=tuple(sorted(unplaced)))
+
+
+#: Told as the identifier an unfollowed query may hold.
+UNFOLLOWED = "(a query the identifier check could not follow)"
+
+
+def _unfollowed(
+    sql: str,
+    columns: Sequence[tuple[str, str]],
+    schema: _Schema,
+    identifiers: Mapping[tuple[str, str], IdentifierKind] | None,
+) -> ResultIdentifiers:
+    """A query that could not be followed: the columns named like a direct identifier are
+    marked; and when it names a table holding direct identifiers, any column may carry one, so
+    the rest is unplaced (a privacy check errs on the side of withholding)."""
+    marked = _by_names(columns, schema, identifiers)
+    words = {word.lower() for word in _TYPE_WORD.findall(sql)}
+    risky = [
+        table
+        for key, table in schema.tables.items()
+        if key.rsplit(".", 1)[-1] in words
+        and any(
+            classify_identifier(table, column, identifiers) == "direct"
+            for column in schema.columns[key].values()
+        )
+    ]
+    return ResultIdentifiers(marked, unplaced=(UNFOLLOWED,) if risky else ())
+
+
+_TYPE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _by_names(
+    columns: Sequence[tuple[str, str]],
+    schema: _Schema,
+    identifiers: Mapping[tuple[str, str], IdentifierKind] | None,
+) -> dict[int, tuple[str, ...]]:
+    """The result columns whose name is a direct identifier's (in a schema table holding that
+    column, or by its name alone), or whose type is a struct with such a field."""
+
+    def direct(name: str) -> str | None:
+        for table in schema.tables_with(name) or [""]:
+            if classify_identifier(table, name, identifiers) == "direct":
+                return f"{table}.{schema.column_spelling(table, name)}" if table else name
+        return None
+
+    marked: dict[int, tuple[str, ...]] = {}
+    for index, (name, kind) in enumerate(columns):
+        found = {direct(name)}
+        if "(" in kind:  # STRUCT(PATIENT_ID VARCHAR, ...), MAP(...): the fields' names
+            found.update(direct(word) for word in _TYPE_WORD.findall(kind))
+        ids = tuple(sorted(f for f in found if f is not None))
+        if ids:
+            marked[index] = ids
+    return marked
+
+
+#: What a masked value shows in the preview: equal values share the number.
+MASK_MARKER = "[masked #{n}]"
+
+#: Database errors about a value of the data (a failed cast or comparison), which quote it:
+#: DuckDB's conversion errors, PostgreSQL's "invalid input syntax for type", BigQuery's "Bad
+#: int64 value".
+_DATA_ERROR = re.compile(
+    r"conversion error|invalid input|out of range|could not (convert|cast)|date field|"
+    r"invalid input syntax|bad [\w ]+ value|invalid (date|timestamp|number|numeric)",
+    re.IGNORECASE,
+)
+#: A quoted value in an error message ('x' or "x", doubled quotes inside), or what BigQuery's
+#: "Bad int64 value: x" and DuckDB's bare "Invalid Input Error: x" end with.
+_QUOTED_VALUE = re.compile(
+    r"'((?:[^']|'')*)'|\"((?:[^\"]|\"\")*)\"|"
+    r"(?<=value: )(\S+)|(?<=Invalid Input Error: )(\S+)"
+)
+
+
+class IdentifierMask:
+    """The SQL tool's preview mask for patient data (a :data:`~loopwright.tools.sql.PreviewMask`).
+
+    The preview of a result goes to the model's provider, and from there into traces,
+    transcripts and logs; the result files stay in the analyst's workspace. This mask shows
+    each value of a direct patient identifier (:func:`result_identifiers`: ``PATIENT_ID``, a
+    name, a date of birth, also renamed, inside a struct or a JSON row, or as SUMMARIZE's
+    minimum and maximum) as ``[masked #1]``, ``[masked #2]``... (equal values share a number
+    within one preview, so rows of one patient can still be told apart), and says which columns
+    it masked and why. Aggregates (``COUNT(DISTINCT PATIENT_ID)``), provider identifiers (NPIs)
+    and quasi-identifiers are shown as they are. When identifier values cannot be tied to
+    columns, no row is shown. NULLs stay NULL (a missing id identifies no one).
+
+    ``schema`` (``{table: [(column, type)]}``, default: the generated claims schema),
+    ``dialect`` and ``identifiers`` are :func:`check_sql`'s."""
+
+    def __init__(
+        self,
+        schema: SchemaLike | None = None,
+        *,
+        dialect: str = "duckdb",
+        identifiers: Mapping[tuple[str, str], IdentifierKind] | None = None,
+    ) -> None:
+        self.schema = schema
+        self.dialect = dialect
+        self.identifiers = identifiers
+
+    def error(self, sql: str, message: str) -> str:
+        """The database's error ``message`` for ``sql`` with the values it quotes from the data
+        masked, when it is about a value (a cast, a comparison) and the query reads a direct
+        patient identifier: ``CAST(PATIENT_ID AS INTEGER)`` failed with "Could not convert
+        string 'PT0013943796'". Values written in the query itself are kept (the model knows
+        them), and so is every other message (unknown columns, syntax)."""
+        if not _DATA_ERROR.search(message) or not self._reads_identifier(sql):
+            return message
+        written = sql.lower()
+        masked = 0
+
+        def replace(match: re.Match[str]) -> str:
+            nonlocal masked
+            value = next((g for g in match.groups() if g is not None), "")
+            if not value or value.lower() in written:
+                return match.group(0)
+            masked += 1
+            text = match.group(0)
+            quote = text[0] if text[0] in "'\"" else ""
+            return f"{quote}[masked]{quote}"
+
+        told = _QUOTED_VALUE.sub(replace, message)
+        if not masked:
+            return message
+        return (
+            f"{told}\n(The values the database quoted from the data are masked: the query reads "
+            "a direct patient identifier, whose values are not shown to you.)"
+        )
+
+    def _reads_identifier(self, sql: str) -> bool:
+        """Whether ``sql`` names a direct identifier column (of a schema table holding one, or
+        named like one), or takes whole rows (``*``, ``to_json(r)``) of a table holding one."""
+        schema = _Schema.from_mapping(SCHEMA if self.schema is None else self.schema)
+        words = {word.lower() for word in _TYPE_WORD.findall(sql)}
+        for word in words:
+            for table in schema.tables_with(word) or [""]:
+                if classify_identifier(table, word, self.identifiers) == "direct":
+                    return True
+        # SELECT * (not COUNT(*)) of a table holding one: the cast may be of any column
+        return "*" in sql.replace("(*)", "") and bool(
+            _unfollowed(sql, [], schema, self.identifiers).unplaced
+        )
+
+    def __call__(
+        self, sql: str, columns: Sequence[tuple[str, str]], rows: Sequence[tuple[Any, ...]]
+    ) -> Any:  # MaskedPreview | None (typed loosely: the SQL tool is imported lazily)
+        from loopwright.tools.sql import MaskedPreview
+
+        found = result_identifiers(
+            sql, columns, self.schema, dialect=self.dialect, identifiers=self.identifiers
+        )
+        if not found:
+            return None
+        names = [str(column[0]) for column in columns]
+        if found.unplaced:
+            held = ", ".join(i for i in found.unplaced if i != UNFOLLOWED) or None
+            why = (
+                f"the result holds values of {held}, a direct patient identifier, in columns "
+                "that cannot be told apart"
+                if held
+                else "the query could not be followed to tell which columns hold direct patient "
+                "identifiers"
+            )
+            return MaskedPreview(
+                [],
+                f"The preview rows were withheld (patient privacy): {why}. The saved files hold "
+                "the full result; to see rows, select named columns and leave the identifier "
+                "out or aggregate it (COUNT(DISTINCT ...)).",
+                tuple(names),
+                withheld=True,
+            )
+        numbers: dict[str, int] = {}
+
+        def marker(value: Any) -> Any:
+            if value is None:
+                return None
+            key = repr(value)
+            return MASK_MARKER.format(n=numbers.setdefault(key, len(numbers) + 1))
+
+        masked_rows = [list(row) for row in rows]
+        told: list[str] = []
+        if found.columns:
+            for index in sorted(found.columns):
+                for row in masked_rows:
+                    if index < len(row):
+                        row[index] = marker(row[index])
+                told.append(f"{names[index]} ({', '.join(found.columns[index])})")
+            shown = tuple(names[i] for i in sorted(found.columns))
+            kind = "a direct patient identifier" if len(told) == 1 else "direct patient identifiers"
+            what = f"Masked in this preview: {'; '.join(told)}, {kind}: its values are"
+            if len(told) > 1:
+                what = f"Masked in this preview: {'; '.join(told)}, {kind}: their values are"
+        else:
+            lowered = [name.lower() for name in names]
+            if "column_name" not in lowered:  # not SUMMARIZE's shape: nothing to tie rows to
+                return MaskedPreview(
+                    [],
+                    "The preview rows were withheld (patient privacy): they summarize "
+                    f"{', '.join(i for ids in found.summarized.values() for i in ids)}, a "
+                    "direct patient identifier. The saved files hold the full result.",
+                    tuple(names),
+                    withheld=True,
+                )
+            at = lowered.index("column_name")
+            stats = [i for i, name in enumerate(lowered) if name in SUMMARY_VALUE_COLUMNS]
+            summarized: list[str] = []
+            for row in masked_rows:
+                ids = found.summarized.get(str(row[at]).lower()) if at < len(row) else None
+                if ids is None:
+                    continue
+                for index in stats:
+                    row[index] = marker(row[index])
+                summarized.append(f"{row[at]} ({', '.join(ids)})")
+            if not summarized:
+                return None  # the identifier's row is past the preview
+            shown = tuple(names[i] for i in stats)
+            kind = "a direct patient identifier" if len(summarized) == 1 else "direct identifiers"
+            what = (
+                f"Masked in this preview: the {', '.join(names[i] for i in stats)} of "
+                f"{'; '.join(summarized)}, {kind}: these values are"
+            )
+        return MaskedPreview(
+            [tuple(row) for row in masked_rows],
+            f"{what} not shown to you (patient privacy; equal values share a number within this "
+            "preview). The saved files hold the real values: use them in SQL (joins, "
+            "COUNT(DISTINCT ...)) and report counts, not patient ids.",
+            shown,
+        )
+
+
 __all__ = [
     "DEFAULT_BIG_TABLES",
+    "MASK_MARKER",
+    "SUMMARY_VALUE_COLUMNS",
+    "UNFOLLOWED",
+    "IdentifierMask",
+    "ResultIdentifiers",
     "SQLCheck",
     "SQLIssue",
     "check_sql",
     "classify_identifier",
+    "result_identifiers",
 ]

@@ -19,8 +19,10 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from loopwright.tools.base import BaseTool, ToolResult, Toolset, error, ok
 
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 #: ``dataset_name``: a plain file stem. Letters, digits, ``_`` and ``-``; no leading ``-``.
 DATASET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_DATASET_NAME = 100
+#: The same rule in the tool's JSON schema, where a local model's grammar enforces it.
+DATASET_NAME_PATTERN = f"^{DATASET_NAME.pattern}$"
 #: Characters shown of one value in the preview.
 MAX_CELL_CHARS = 80
 #: Seconds the registry adds to the query timeout before it gives up on the call itself.
@@ -44,13 +48,47 @@ _TABLE_LIST_FLOOR_S = 1.0
 _SAVING: dict[str, object] = {}
 
 
+@dataclass(frozen=True, slots=True)
+class MaskedPreview:
+    """What a :data:`PreviewMask` hides of a result's first rows before the model sees them.
+
+    ``rows``: the preview to show instead (masked cells replaced by markers, or empty when the
+    rows are withheld); ``note``: what was hidden and why, told to the model after the columns;
+    ``columns``: the names of the columns masked (in the call's metadata, for the audit log);
+    ``withheld``: whether no row is shown at all. The result files keep every value."""
+
+    rows: list[tuple[Any, ...]]
+    note: str
+    columns: tuple[str, ...] = ()
+    withheld: bool = False
+
+
+#: Called with the query, the result's ``(name, type)`` columns and its first rows, before
+#: they are shown: a :class:`MaskedPreview` to show instead, or None to show them as they are.
+#: Healthcare's :class:`~loopwright.healthcare.sqlcheck.IdentifierMask` hides direct patient
+#: identifiers. A mask that raises withholds the rows (it was there to protect them). A mask
+#: with an ``error`` method (:class:`MasksErrors`) also masks the database's error messages.
+PreviewMask = Callable[
+    [str, Sequence[tuple[str, str]], Sequence[tuple[Any, ...]]], MaskedPreview | None
+]
+
+
+@runtime_checkable
+class MasksErrors(Protocol):
+    """A :data:`PreviewMask` that also masks the database's error messages: ``error(sql,
+    message)`` returns the message to show for a failed ``sql``."""
+
+    def error(self, sql: str, message: str) -> str: ...
+
+
 class SQLTool(BaseTool):
     """``SQL``: run a read-only query; save the result as CSV and Parquet; show a preview.
 
     ``backend`` is a :class:`~loopwright.sql.SQLBackend` (the caller closes it) or a
     database URL (the tool opens it on first use and closes it in :meth:`aclose`).
     ``max_rows`` caps the rows saved; ``timeout`` (seconds) covers the query and writing
-    the files; ``preview_rows`` rows are shown; ``parquet=False`` writes the CSV only.
+    the files; ``preview_rows`` rows are shown; ``parquet=False`` writes the CSV only;
+    ``mask`` (a :data:`PreviewMask`) hides values of the preview from the model.
     """
 
     def __init__(
@@ -62,6 +100,7 @@ class SQLTool(BaseTool):
         timeout: float | None = None,
         preview_rows: int | None = None,
         parquet: bool = True,
+        mask: PreviewMask | None = None,
     ) -> None:
         from loopwright.sql import (
             DEFAULT_MAX_ROWS,
@@ -86,11 +125,16 @@ class SQLTool(BaseTool):
         self.query_timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
         self.preview_rows = DEFAULT_PREVIEW_ROWS if preview_rows is None else preview_rows
         self.parquet = parquet
+        self.mask = mask
         check_limits(max_rows=self.max_rows, timeout=self.query_timeout)
         if self.preview_rows < 0:
             raise ValueError("preview_rows cannot be negative")
         # the registry's own limit: later than ours, so ours interrupts the query cleanly
         self.timeout = self.query_timeout + _REGISTRY_MARGIN_S
+        # a bad dataset_name gets the tool's own message (dataset_name_problem), not the
+        # validator's "must match pattern"
+        # (no reference to self: a cycle would keep the tool, and its database, alive)
+        self._input_validator = validator_leaving_to_the_tool(_input_schema, ["dataset_name"])
 
     @property
     def name(self) -> str:
@@ -109,25 +153,7 @@ class SQLTool(BaseTool):
                 f"{self.max_rows:,} rows are cut: aggregate in SQL (GROUP BY, LIMIT) rather "
                 "than fetching raw rows."
             ),
-            "input_schema": {
-                "type": "object",
-                "properties": {
-                    "sql": {"type": "string", "description": "SQL query to execute"},
-                    "dataset_name": {
-                        "type": "string",
-                        "description": (
-                            "Name for the CSV file (without extension): letters, digits, _ "
-                            "and -, e.g. humira_ca_top10"
-                        ),
-                    },
-                    "description": {
-                        "type": "string",
-                        "description": "Brief description of what this query does",
-                    },
-                },
-                "required": ["sql", "dataset_name", "description"],
-                "additionalProperties": False,
-            },
+            "input_schema": _input_schema(),
         }
 
     async def execute(self, input: dict[str, Any]) -> ToolResult:
@@ -176,7 +202,7 @@ class SQLTool(BaseTool):
             return error(f"{exc}{self._earlier(name)}")
         except SQLError as exc:
             left = self.query_timeout - (time.monotonic() - started)
-            told = await self._explained(str(exc), sql, left)
+            told = await self._explained(self._error_text(sql, str(exc)), sql, left)
             return error(f"The query failed. {told}{self._earlier(name)}")
         except OSError as exc:
             return error(f"Could not write the result files in the workspace: {exc}.")
@@ -184,7 +210,36 @@ class SQLTool(BaseTool):
             del _SAVING[csv_path]
         metadata = self._metadata(name, result)
         metadata["description"] = str(input.get("description") or "")
-        return ok(self._render(name, result), metadata=metadata)
+        masked = self._masked(sql, result) if self.mask is not None and result.preview else None
+        if masked is not None:
+            metadata["masked_columns"] = list(masked.columns)
+            metadata["preview_withheld"] = masked.withheld
+        return ok(self._render(name, result, masked), metadata=metadata)
+
+    def _error_text(self, sql: str, message: str) -> str:
+        """The database's error ``message`` as the mask lets the model see it (a conversion
+        error quotes the value it failed on: a patient id, when the query cast one)."""
+        if not isinstance(self.mask, MasksErrors):
+            return message
+        try:
+            return self.mask.error(sql, message)
+        except Exception as exc:  # fail closed, as for the preview
+            return (
+                f"The database's message was withheld: checking it failed ({type(exc).__name__})."
+            )
+
+    def _masked(self, sql: str, result: QueryResult) -> MaskedPreview | None:
+        """The preview as :attr:`mask` lets the model see it; withheld when the mask fails."""
+        assert self.mask is not None
+        try:
+            return self.mask(sql, result.columns, result.preview)
+        except Exception as exc:  # fail closed: the mask was there to protect these rows
+            return MaskedPreview(
+                [],
+                f"The preview rows were withheld: checking them before showing them failed "
+                f"({type(exc).__name__}). The saved files hold the full result.",
+                withheld=True,
+            )
 
     async def _unknown_table(self, message: str, left: float) -> str:
         """An unknown-table error: the database's ``message``, the tables close to the name
@@ -237,7 +292,7 @@ class SQLTool(BaseTool):
             return ""
         return f"\n{name}.csv in the workspace is still an earlier query's result, not this one's."
 
-    def _render(self, name: str, result: QueryResult) -> str:
+    def _render(self, name: str, result: QueryResult, masked: MaskedPreview | None = None) -> str:
         files = f"{name}.csv" + (f" and {name}.parquet" if result.parquet_path else "")
         n_rows, n_cols = result.row_count, len(result.columns)
         lines = [f"Saved {_count(n_rows, 'row')} × {_count(n_cols, 'column')} to {files}."]
@@ -252,13 +307,17 @@ class SQLTool(BaseTool):
             lines.append(f"Scanned {_bytes(result.bytes_scanned)}.")
         columns = ", ".join(f"{c} ({t})" if t else c for c, t in result.columns)
         lines.append(f"Columns: {columns}")
+        preview = result.preview
+        if masked is not None:
+            lines.append(masked.note)
+            preview = masked.rows
         if n_rows == 0:
             lines.append("The query returned no rows.")
-        elif result.preview:
-            shown = len(result.preview)
+        elif preview:
+            shown = len(preview)
             whole = shown == n_rows and not result.truncated  # not all, when cut at the cap
             head = "All rows" if whole else "First row" if shown == 1 else f"First {shown} rows"
-            lines += ["", f"{head}:", _table([c for c, _ in result.columns], result.preview)]
+            lines += ["", f"{head}:", _table([c for c, _ in result.columns], preview)]
         return "\n".join(lines)
 
     def _metadata(self, name: str, result: QueryResult) -> dict[str, Any]:
@@ -301,6 +360,7 @@ class SQL(Toolset):
         timeout: float | None = None,
         preview_rows: int | None = None,
         parquet: bool = True,
+        mask: PreviewMask | None = None,
     ) -> None:
         from loopwright.sql import SQLBackend, connect
 
@@ -317,6 +377,7 @@ class SQL(Toolset):
             "timeout": timeout,
             "preview_rows": preview_rows,
             "parquet": parquet,
+            "mask": mask,
         }
 
     def bind(self, workspace_dir: str, session_id: str | None = None) -> list[BaseTool]:
@@ -356,6 +417,72 @@ def check_limits(
         or timeout <= 0
     ):
         raise ValueError(f"{timeout_name} must be a positive number of seconds, got {timeout!r}.")
+
+
+def _input_schema() -> dict[str, Any]:
+    """The SQL tool's ``input_schema`` (a new dict on every call)."""
+    return {
+        "type": "object",
+        "properties": {
+            "sql": {"type": "string", "description": "SQL query to execute"},
+            "dataset_name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_DATASET_NAME,
+                "pattern": DATASET_NAME_PATTERN,
+                "description": (
+                    "Name for the CSV file (without extension): letters, digits, _ "
+                    "and -, e.g. humira_ca_top10"
+                ),
+            },
+            "description": {
+                "type": "string",
+                "description": "Brief description of what this query does",
+            },
+        },
+        "required": ["sql", "dataset_name", "description"],
+        "additionalProperties": False,
+    }
+
+
+def validator_leaving_to_the_tool(
+    input_schema: Callable[[], Mapping[str, Any]], properties: Iterable[str]
+) -> Callable[[Any], Any]:
+    """An input validator (``BaseTool._input_validator``) for the tool's schema without the
+    string rules of ``properties`` (``pattern``, ``format``, ``minLength``, ``maxLength``),
+    which the tool checks itself with a message that says what to write instead.
+
+    The schema sent to models keeps them: a local model's grammar then writes only names
+    the tool takes, and other providers' models see the rule. ``input_schema`` is called
+    on first use (the validator is compiled then, as the registry would).
+    """
+    names = frozenset(properties)
+    compiled: list[Callable[[Any], Any]] = []
+
+    def validate(value: Any) -> Any:
+        if not compiled:
+            import json
+
+            from loopwright.tools.registry import _compiled_validator
+
+            schema = dict(input_schema())
+            shown = schema.get("properties")
+            if isinstance(shown, Mapping):
+                schema["properties"] = {
+                    key: (
+                        {k: v for k, v in rule.items() if k not in _TOOL_CHECKED}
+                        if key in names and isinstance(rule, Mapping)
+                        else rule
+                    )
+                    for key, rule in shown.items()
+                }
+            compiled.append(_compiled_validator(json.dumps(schema, sort_keys=True)))
+        return compiled[0](value)
+
+    return validate
+
+
+_TOOL_CHECKED = frozenset({"pattern", "format", "minLength", "maxLength"})
 
 
 def dataset_name_problem(name: object) -> str | None:
@@ -444,4 +571,12 @@ def _bytes(n: int) -> str:
     return f"{n:,} bytes"
 
 
-__all__ = ["SQL", "SQLTool", "check_limits", "dataset_name_problem"]
+__all__ = [
+    "SQL",
+    "MaskedPreview",
+    "MasksErrors",
+    "PreviewMask",
+    "SQLTool",
+    "check_limits",
+    "dataset_name_problem",
+]

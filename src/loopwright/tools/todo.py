@@ -166,8 +166,7 @@ class TodoWriteTool(BaseTool):
                 "Keep a todo list for the current task: plan multi-step work, then update it "
                 "as you go. Send the whole list every time (it replaces the previous one). "
                 "Mark exactly one item in_progress while you work on it and mark it completed "
-                "as soon as it is done; add items you discover. Call it without todos to see "
-                "the current list."
+                "as soon as it is done; add items you discover. An empty list clears it."
             ),
             "input_schema": {
                 "type": "object",
@@ -195,6 +194,8 @@ class TodoWriteTool(BaseTool):
                         },
                     }
                 },
+                # without it `{}` was a valid call, which a small model wrote again and again
+                "required": ["todos"],
                 "additionalProperties": False,
             },
         }
@@ -207,11 +208,16 @@ class TodoWriteTool(BaseTool):
             self.path_validator.validate(todos_path(self.workspace_dir), "TodoWrite")
         except SecurityError as exc:
             return error(str(exc))
-        if raw is None:
+        if raw is None:  # the schema requires todos; a call that skips validation
             try:
-                return ok(render_todos(load_todos(self.workspace_dir)))
+                current = render_todos(load_todos(self.workspace_dir))
             except ValueError as exc:
-                return error(f"{exc}. Write the whole list again with TodoWrite.")
+                current = f"{exc}; write the whole list again."
+            return error(
+                'todos is missing: send the whole list, {"todos": [{"content": ..., "status": '
+                '"pending", "activeForm": ...}, ...]} ([] clears it). Nothing was changed. '
+                f"The current list: {current}"
+            )
         if not isinstance(raw, list):
             return error("todos must be a list of {content, status, activeForm} objects.")
         try:
