@@ -105,6 +105,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Keep per-call timings in .loopwright/stats.jsonl and conversation.json (0: off).",
     ),
     Setting(
+        "mask_identifiers",
+        "LOOPWRIGHT_MASK_IDENTIFIERS",
+        "1",
+        "Healthcare agent: show direct patient identifiers as [masked #n] in the SQL preview "
+        "the model (and its provider) sees; the saved files keep them. 0: show them.",
+    ),
+    Setting(
         "bigquery_usd_per_tib",
         "LOOPWRIGHT_BIGQUERY_USD_PER_TIB",
         "6.25",

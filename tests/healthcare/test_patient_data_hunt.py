@@ -389,3 +389,27 @@ def test_database_errors_do_not_quote_patient_ids_to_the_model(
     assert "masked" not in results["own_value"]
     assert '"PATIENT_ID"' in results["unknown"]  # the candidate columns, unmasked
     assert "masked" not in results["unknown"]
+
+
+def test_the_cli_masks_unless_told_not_to_and_refuses_a_bad_value(
+    loopwright_home: Path,
+    tmp_path: Path,
+    claims_db: Path,
+    claims_con: duckdb.DuckDBPyConnection,
+) -> None:
+    """``LOOPWRIGHT_MASK_IDENTIFIERS=0`` (a de-identified extract, a local model) shows the
+    preview as it is, in the CLI and so in the server and MCP, which build the agent alike."""
+    ids = _patient_ids(claims_con)
+    script = tmp_path / "turns.json"
+    turns = [{"call": "SQL", "input": _sql(LEAKING["plain"], "rows")}, "Done."]
+    script.write_text(json.dumps(turns), encoding="utf-8")
+    command = ["healthcare", "--database", str(claims_db), "-m", f"scripted:{script}", "ids?"]
+    env = cli_env(loopwright_home)
+    env["LOOPWRIGHT_MASK_IDENTIFIERS"] = "0"
+    shown = run_cli([*command, "--json"], env=env, cwd=tmp_path, timeout=240)
+    assert shown.returncode == 0, shown.stderr
+    assert _leaked(shown.stdout, ids) != []  # the preview as it is
+    env["LOOPWRIGHT_MASK_IDENTIFIERS"] = "maybe"
+    refused = run_cli(command, env=env, cwd=tmp_path, timeout=240)
+    assert refused.returncode == 2
+    assert "LOOPWRIGHT_MASK_IDENTIFIERS='maybe'" in refused.stderr

@@ -413,10 +413,29 @@ def build_agent(
 
     if "instruments" not in options:
         options["instruments"] = cli_instruments()
+    options.setdefault("mask_identifiers", mask_identifiers())
     with agent_errors(database):
         resolved = resolve_model(model)
         source = database if database is not None else generated_database(rows)
         return healthcare_agent(resolved, database=source, store=store, **options)
+
+
+def mask_identifiers() -> bool:
+    """``LOOPWRIGHT_MASK_IDENTIFIERS``: whether the SQL preview the model sees masks direct
+    patient identifiers (on unless ``0``, ``false``, ``off`` or ``no``); anything else is a
+    :class:`CliError` naming the values."""
+    from loopwright.cli.runtime import EXIT_USAGE, CliError
+
+    raw = os.environ.get("LOOPWRIGHT_MASK_IDENTIFIERS", "").strip().lower()
+    if raw in ("", "1", "true", "on", "yes"):
+        return True
+    if raw in ("0", "false", "off", "no"):
+        return False
+    raise CliError(
+        f"LOOPWRIGHT_MASK_IDENTIFIERS={raw!r}: use 1 (mask patient identifiers in what the "
+        "model sees, the default) or 0 (show them: a de-identified extract, a local model)",
+        EXIT_USAGE,
+    )
 
 
 def generated_database(rows: int) -> os.PathLike[str]:

@@ -756,7 +756,9 @@ short descriptive names).
 chart as a Markdown image, ![what it shows](name.png), so the web UI draws it in place.
 - Privacy: report aggregates. Never put patient-level identifiers (patient ids, or a \
 patient's birth year and sex together) in answers or charts; counts of patients are fine. \
-Provider NPIs are public business identifiers and may be named.
+Provider NPIs are public business identifiers and may be named. The SQL preview may show \
+patient identifiers as [masked #n] (the saved files keep them): do not print them with \
+Python, Bash or Read either; count or group them in SQL.
 - Match values as the database stores them (the listed values show the spelling, e.g. drug \
 names in upper case and two-letter state codes).
 - If a query fails, read the error, fix the query and try again."""
