@@ -36,6 +36,11 @@ async def test_an_approved_write_runs_and_is_audited(tmp_path: Path) -> None:
     ]
     assert audit[0]["tool"] == "Write"
     assert audit[0]["approved_by"] == "tester"
+    # when it was asked and answered, linked to the approval_request event
+    approval = audit[0]["approval"]
+    assert approval["id"] == of_type(events, "approval_request")[0].id
+    assert approval["asked_at"] <= approval["answered_at"] <= audit[0]["time"]
+    assert approval["waited_ms"] >= 0
 
 
 async def test_a_denied_call_tells_the_model_why_and_the_run_goes_on(tmp_path: Path) -> None:

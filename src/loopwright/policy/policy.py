@@ -257,6 +257,9 @@ class CallRecord:
     decision: Decision | None = None
     asked: bool = False
     approved_by: str | None = None
+    #: the approval asked for: its request id (the ``approval_request`` event's), when it
+    #: was asked and answered (UTC, ISO 8601), for the audit log
+    approval: dict[str, Any] | None = None
     executed: bool = False
     effective_input: dict[str, Any] | None = None
 
@@ -382,6 +385,8 @@ class SessionPolicy:
             new_request_id(), call.tool_call_id or "", tool.name, shown, reason
         )
         timeout = policy.approval_timeout
+        call.approval = {"id": request.id, "asked_at": timestamp()}
+        waited = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
                 answer = await ask_approver(approver, request)
@@ -389,6 +394,8 @@ class SessionPolicy:
             answer = ApprovalDecision(False, f"nobody answered within {timeout:g}s", "timeout")
         except Exception as exc:
             answer = ApprovalDecision(False, f"the approver failed ({_describe(exc)})", "error")
+        call.approval["answered_at"] = timestamp()
+        call.approval["waited_ms"] = round((time.perf_counter() - waited) * 1000, 3)
         call.approved_by = answer.by
         call.decision = Decision(
             "allow" if answer.allow else "deny", answer.reason, f"approval:{answer.by}"
@@ -496,6 +503,8 @@ class SessionPolicy:
         }
         if call.effective_input is not None:
             record["effective_input"] = logged_input(call.effective_input)
+        if call.approval is not None:  # when it was asked and answered, not only the end
+            record["approval"] = call.approval
         if cancelled:
             record["cancelled"] = True
         audit.write(record)
