@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import weakref
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +34,7 @@ from loopwright.models import Model, resolve_model
 from loopwright.sql.base import SQLError
 
 if TYPE_CHECKING:
+    from loopwright.healthcare.id_guard import IdentifierGuard
     from loopwright.policy import Policy
     from loopwright.sql.base import SQLBackend
 
@@ -70,6 +72,9 @@ REASONING_MAX_OUTPUT_TOKENS = 25_000
 
 #: Settings of the sandboxed commands: charts render to files, never to a display.
 SANDBOX_ENV = {"MPLBACKEND": "Agg"}
+
+#: The policies that hold an identifier guard already.
+_GUARDED: weakref.WeakSet[Policy] = weakref.WeakSet()
 
 _DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 
@@ -138,8 +143,10 @@ def healthcare_agent(
     direct patient identifiers (patient ids, names, dates of birth; not NPIs, not aggregates
     such as ``COUNT(DISTINCT PATIENT_ID)``) as ``[masked #n]``, with a note saying which
     columns and why (:class:`~loopwright.healthcare.sqlcheck.IdentifierMask`). The saved CSV and
-    Parquet files keep every value for the analyst. It does not reach what the model prints
-    from those files with the ``Python``, ``Bash`` or ``Read`` tools.
+    Parquet files keep every value for the analyst. What the model prints of those files (and
+    of its cohorts' member lists) with ``Python``, ``Bash``, ``Read`` or ``Grep`` shows the
+    same values as ``[masked #n]`` too (:class:`~loopwright.healthcare.id_guard.
+    IdentifierGuard`; values code derived from them, hashed or split, are not recognized).
 
     Raises ``ValueError`` for a database it cannot use (:class:`DatabaseUnreadable`, also an
     :class:`~loopwright.sql.SQLError`, when the database was there but failed to answer) or
@@ -174,11 +181,15 @@ def healthcare_agent(
     except BaseException:
         _run(sql.aclose())
         raise
+    guard = None
     if mask_identifiers:
+        from loopwright.healthcare.id_guard import IdentifierGuard
         from loopwright.healthcare.sqlcheck import IdentifierMask
 
         # the schema as read from this database, so a star or a renamed column is followed
         sql.options["mask"] = IdentifierMask(profile.schema(), dialect=backend.dialect)
+        # ...and what the model prints of the saved files with Python, Bash, Read, Grep
+        guard = IdentifierGuard(profile.schema())
     tools: list[ToolSpec] = [sql]
     names = ["SQL"]
     if not compact:
@@ -207,6 +218,8 @@ def healthcare_agent(
     options.update(agent_options)
     if not compact:
         options["policy"] = _with_chart_check(options.get("policy"))
+        if guard is not None:
+            options["policy"] = _with_identifier_guard(options["policy"], guard)
     prompt = HealthcarePrompt(profile, compact=compact, tools=names)
     shown = [example for example in profile.examples if example.rows]
     if compact and shown:
@@ -230,6 +243,19 @@ def _with_chart_check(policy: Policy | None) -> Policy:
         policy = Policy()
     if not any(isinstance(hook, ChartCheck) for hook in policy.hooks.stop_hooks):
         policy.hooks.stop(ChartCheck())
+    return policy
+
+
+def _with_identifier_guard(policy: Policy, guard: IdentifierGuard) -> Policy:
+    """``policy`` with ``guard``, the PostToolUse hook that masks the patient identifiers of
+    the session's results in what ``Python``, ``Bash``, ``Read`` and ``Grep`` show the model
+    (:mod:`loopwright.healthcare.id_guard`), added once (a policy shared by two agents keeps
+    the first one's, which learns from either agent's sessions)."""
+    from loopwright.healthcare.id_guard import MATCHER
+
+    if policy not in _GUARDED:
+        policy.hooks.post_tool_use(MATCHER, guard)
+        _GUARDED.add(policy)
     return policy
 
 

@@ -1,0 +1,527 @@
+"""Masking patient identifiers in what the model reads from the saved files.
+
+The SQL tool's preview masks direct patient identifiers (:class:`~loopwright.healthcare.
+sqlcheck.IdentifierMask`), but the saved CSV and Parquet files keep them for the analyst, and
+the model can print them: ``print(pl.read_parquet("x.parquet"))`` with ``Python``, ``cat
+x.csv`` with ``Bash``, ``Read x.csv``, ``Grep PT00 .``. Those outputs went to the model's
+provider as they were.
+
+:class:`IdentifierGuard` is a PostToolUse hook that closes that gap for one agent's sessions:
+
+- after a ``SQL`` call whose metadata names ``masked_columns``, it reads the values of those
+  columns from the saved Parquet (or CSV) file (only those columns; for a preview withheld
+  because the columns could not be told apart, the columns named like a direct identifier,
+  else the text and date columns not known to be something else), and after a
+  ``DefineCohort`` call the patient ids of the saved member list;
+- in the text output of every other tool (``Python``, ``Bash``, ``BashOutput``, ``Read``,
+  ``Grep``, ``Edit``'s snippet...) it replaces each of the
+  session's known values by ``[masked #n]`` (numbered per session in the order they were
+  read, so the first masked result's values carry the numbers its preview showed) and adds a
+  note saying what was masked and why.
+
+Matching is one pass over the word runs of the output with a dictionary lookup, fast for
+outputs that hold no identifier; case is ignored and values are matched whole (``PT001`` is
+not found inside ``PT0012``). Limits: values shorter than :data:`MIN_VALUE_CHARS` characters
+are not masked (they would hide ordinary numbers and words); values the code derived from an
+identifier (hashed, split, re-cased beyond case folding, truncated by a table printer with
+``…``) are not recognized; a session resumed in a new process starts with no known values;
+the model's own tool calls (ids it wrote in code or commands) are not changed. Past
+:data:`MAX_VALUES` values a session masks any word shaped like the known ids (letters and
+digits in the same places) too.
+A file that cannot be read (or not within :data:`READ_TIMEOUT_S`) fails closed: the outputs of
+those tools are withheld, saying why, until it is readable or gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import json
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from loopwright.healthcare.sqlcheck import MASK_MARKER, SUMMARY_VALUE_COLUMNS, classify_identifier
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    from loopwright.policy.hooks import PostToolUse
+
+#: The tools whose saved files tell which values to mask; the text output of every other
+#: tool is masked (``Python``, ``Bash``, ``BashOutput``, ``Read``, ``Grep``, ``Edit``'s
+#: snippet, tools of your own).
+SOURCE_TOOLS = ("SQL", "DefineCohort")
+#: The hook's matcher: every tool.
+MATCHER = "*"
+#: Values shorter than this are not masked (an id of 3 characters would hide every "123").
+MIN_VALUE_CHARS = 4
+#: Distinct values a session remembers; past it, words shaped like the known ids are masked.
+MAX_VALUES = 500_000
+#: Seconds reading the identifier values of one result may take; past it, fail closed.
+READ_TIMEOUT_S = 30.0
+#: Sessions remembered at once (the least recently used are forgotten).
+MAX_SESSIONS = 256
+#: Shapes (``PT9999999999``) used past :data:`MAX_VALUES` must be at least this long.
+_MIN_SHAPE_CHARS = 6
+
+_WORD = re.compile(r"\w+")
+_SHAPE = str.maketrans(
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "9" * 10 + "a" * 26 + "A" * 26,
+)
+
+
+@dataclass(slots=True)
+class _Value:
+    offset: int  # where the value's first word run starts in it
+    length: int
+    folded: str
+    number: int
+    word_start: bool  # whether the value starts / ends with a word character
+    word_end: bool
+
+
+@dataclass
+class _Session:
+    """The identifier values one session's results hold, and files that could not be read."""
+
+    numbers: dict[str, int] = field(default_factory=dict)  # folded value -> its number
+    count: int = 0  # the values numbered
+    by_word: dict[str, list[_Value]] = field(default_factory=dict)  # folded first word run
+    shapes: set[str] = field(default_factory=set)  # shapes of the one-word values
+    overflowed: bool = False
+    unreadable: dict[str, tuple[str, tuple[str, ...], str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def learn(self, values: Iterable[tuple[str, ...]]) -> None:
+        """Remember ``values``, each the text forms of one value, which share a number (in a
+        worker thread: many values take a while)."""
+        with self.lock:
+            self._learn(values)
+
+    def _learn(self, values: Iterable[tuple[str, ...]]) -> None:
+        for forms in values:
+            folded = [form.casefold() for form in forms]
+            number = next((self.numbers[f] for f in folded if f in self.numbers), None)
+            if number is None:
+                if self.count >= MAX_VALUES:
+                    self.overflowed = True
+                    break
+                # numbered even when too short to mask: the numbers follow the preview's
+                self.count += 1
+                number = self.count
+            for form, key in zip(forms, folded, strict=True):
+                if key not in self.numbers:
+                    self.numbers[key] = number
+                    self._index(form, key, number)
+
+    def _index(self, value: str, folded: str, number: int) -> None:
+        first = _WORD.search(value)
+        if first is None or len(value) < MIN_VALUE_CHARS:
+            return
+        entry = _Value(
+            first.start(), len(value), folded, number, _is_word(value[0]), _is_word(value[-1])
+        )
+        candidates = self.by_word.setdefault(first.group().casefold(), [])
+        candidates.append(entry)
+        candidates.sort(key=lambda v: -v.length)  # the longest match first
+        if first.group() == value and len(value) >= _MIN_SHAPE_CHARS and _has_digit(value):
+            self.shapes.add(value.translate(_SHAPE))
+
+    def mask(self, text: str) -> tuple[str, int]:
+        """``text`` with the known values replaced by their markers, and how many were."""
+        if not self.numbers or not text:
+            return text, 0
+        parts: list[str] = []
+        done = 0  # text[:done] is in parts
+        count = 0
+        for match in _WORD.finditer(text):
+            if match.start() < done:
+                continue
+            word = match.group()
+            found = self._at(text, match.start(), word)
+            if found is None and self.overflowed and word.translate(_SHAPE) in self.shapes:
+                folded = word.casefold()
+                if folded not in self.numbers:
+                    self.count += 1
+                    self.numbers[folded] = self.count
+                found = (match.start(), match.end(), self.numbers[folded])
+            if found is None:
+                continue
+            start, end, number = found
+            parts += [text[done:start], MASK_MARKER.format(n=number)]
+            done = end
+            count += 1
+        if not count:
+            return text, 0
+        parts.append(text[done:])
+        return "".join(parts), count
+
+    def _at(self, text: str, position: int, word: str) -> tuple[int, int, int] | None:
+        candidates = self.by_word.get(word.casefold())
+        if not candidates:
+            return None
+        for value in candidates:
+            start = position - value.offset
+            end = start + value.length
+            if start < 0 or end > len(text):
+                continue
+            if value.word_start and start > 0 and _is_word(text[start - 1]):
+                continue
+            if value.word_end and end < len(text) and _is_word(text[end]):
+                continue
+            if text[start:end].casefold() == value.folded:
+                return start, end, value.number
+        return None
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _has_digit(text: str) -> bool:
+    return any(c.isdigit() for c in text)
+
+
+class IdentifierGuard:
+    """The healthcare agent's PostToolUse hook (matcher :data:`MATCHER`) that masks, in the
+    text output of the other tools (``Python``, ``Bash``, ``Read``, ``Grep``...), the patient
+    identifier values the session's ``SQL`` previews masked and its cohorts list (see the
+    module's doc).
+
+    ``schema`` (``{table: [(column, type)]}``, default: the generated claims schema) and
+    ``identifiers`` are
+    :class:`~loopwright.healthcare.sqlcheck.IdentifierMask`'s: they tell which fields of a
+    struct or a JSON row, and which rows of a SUMMARIZE, are direct identifiers."""
+
+    def __init__(
+        self,
+        schema: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+        *,
+        identifiers: Mapping[tuple[str, str], Any] | None = None,
+    ) -> None:
+        from loopwright.healthcare.data import SCHEMA
+
+        tables = SCHEMA if schema is None else schema
+        self.schema = {t: [c for c, _ in cols] for t, cols in tables.items()}
+        self.identifiers = identifiers
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+
+    def session(self, session_id: str | None) -> _Session:
+        """The known values of ``session_id`` (made on first use)."""
+        key = session_id or ""
+        found = self._sessions.get(key)
+        if found is None:
+            found = self._sessions[key] = _Session()
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+        else:
+            self._sessions.move_to_end(key)
+        return found
+
+    async def __call__(self, event: PostToolUse) -> dict[str, Any] | None:
+        if event.tool_name in SOURCE_TOOLS:
+            await self._learn(event)
+            return None
+        known = self.session(event.session_id)
+        withheld = await self._still_unreadable(known)
+        if withheld is not None:
+            return {**event.result, "content": withheld, "is_error": True}
+        content = event.result.get("content")
+        count = 0
+        if isinstance(content, str):
+            content, count = known.mask(content)
+        elif isinstance(content, list):
+            from loopwright.messages import TextBlock
+
+            blocks: list[Any] = []
+            for block in content:
+                if isinstance(block, TextBlock):
+                    text, n = known.mask(block.text)
+                    count += n
+                    block = TextBlock(text) if n else block
+                blocks.append(block)
+            content = blocks
+        if not count:
+            return None
+        note = (
+            f"({count} patient identifier value{'s were' if count > 1 else ' was'} shown as "
+            "[masked #n] (patient privacy): they are values of the direct identifier columns "
+            "of this session's results and cohorts, which the files keep. Equal values share "
+            "a number within the session. Work with them in code or SQL and report counts, not "
+            "patient ids.)"
+        )
+        if isinstance(content, list):
+            from loopwright.messages import TextBlock
+
+            content = [*content, TextBlock(note)]
+        else:
+            content = f"{content}\n\n{note}" if content else note
+        return {**event.result, "content": content}
+
+    # --- learning the values -----------------------------------------------------------
+
+    async def _learn(self, event: PostToolUse) -> None:
+        result = event.result
+        metadata = result.get("metadata")
+        if result.get("is_error") or not isinstance(metadata, dict):
+            return
+        if event.tool_name == "SQL":
+            masked = metadata.get("masked_columns")
+            if not masked:
+                return
+            columns = tuple(str(c) for c in masked)
+            how = "withheld" if metadata.get("preview_withheld") else "columns"
+        else:
+            columns, how = (), "cohort"
+        path = self._file(event.workspace_dir, metadata)
+        if path is None:
+            return
+        known = self.session(event.session_id)
+        await self._read_into(known, path, columns, how)
+
+    @staticmethod
+    def _file(workspace: str, metadata: Mapping[str, Any]) -> str | None:
+        for key in ("parquet_path", "csv_path", "members_path"):
+            value = metadata.get(key)
+            if isinstance(value, str) and value:
+                return os.path.join(workspace, value)
+        return None
+
+    async def _read_into(
+        self, known: _Session, path: str, columns: tuple[str, ...], how: str
+    ) -> bool:
+        def load() -> None:
+            known.learn(self.values(path, columns, how))
+
+        try:
+            await asyncio.wait_for(asyncio.to_thread(load), READ_TIMEOUT_S)
+        except FileNotFoundError:
+            known.unreadable.pop(path, None)  # gone: nothing left to print
+            return True
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                why = f"reading it took over {READ_TIMEOUT_S:g}s"
+            known.unreadable[path] = (how, columns, why)
+            return False
+        known.unreadable.pop(path, None)
+        return True
+
+    async def _still_unreadable(self, known: _Session) -> str | None:
+        """The message withholding an output while a result's identifiers cannot be read
+        (each is tried again first), or None."""
+        for path, (how, columns, _) in list(known.unreadable.items()):
+            await self._read_into(known, path, columns, how)
+        if not known.unreadable:
+            return None
+        told = "; ".join(
+            f"{os.path.basename(p)} ({why})" for p, (_, _, why) in known.unreadable.items()
+        )
+        return (
+            "This output was withheld (patient privacy): the patient identifiers of "
+            f"{told} could not be read, so they cannot be masked in what this tool shows. "
+            "Summarize in SQL instead (counts, COUNT(DISTINCT ...)), or remove or re-create "
+            "that file."
+        )
+
+    def values(self, path: str, columns: Sequence[str], how: str) -> list[tuple[str, ...]]:
+        """The text forms of the identifier values in the saved result ``path``: of the
+        ``columns`` (``how="columns"``), SUMMARIZE's statistics of identifier rows, the text
+        and date columns of a withheld preview (``"withheld"``), a cohort's patient ids
+        (``"cohort"``, the first column)."""
+        table = _read(path)
+        names = list(table.column_names)
+        lowered = [n.lower() for n in names]
+        picked: list[pa.Array] = []
+        if how == "cohort":
+            if names:
+                picked.append(_whole(table.column(0)))
+        elif (
+            how == "columns"
+            and "column_name" in lowered
+            and columns
+            and all(c.lower() in SUMMARY_VALUE_COLUMNS for c in columns)
+        ):
+            import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+            described = _whole(table.column(lowered.index("column_name"))).to_pylist()
+            rows = [i for i, name in enumerate(described) if self.direct(str(name))]
+            wanted = {c.lower() for c in columns}
+            for index, name in enumerate(lowered):
+                if name in wanted:
+                    picked.append(pc.take(_whole(table.column(index)), rows))
+        elif how == "withheld":
+            direct = [i for i, n in enumerate(names) if self.direct(n)]
+            for index in direct or range(len(names)):
+                array = _whole(table.column(index))
+                if direct or (_texty(array.type) and not self.harmless(names[index])):
+                    picked.append(array)
+        else:
+            wanted = set(columns)
+            for index, name in enumerate(names):
+                if name in wanted:
+                    picked.append(_whole(table.column(index)))
+            if not picked:  # the file's names differ from the metadata's: fail closed
+                raise ValueError(f"the masked columns {', '.join(columns)} are not in the file")
+        found: dict[tuple[str, ...], None] = {}  # ordered: the numbering follows the file
+        for array in picked:
+            for leaf in self._leaves(array, top=True):
+                for value in leaf.unique().to_pylist():
+                    forms = tuple(self._texts(value))
+                    if forms:
+                        found.setdefault(forms, None)
+                    if len(found) > MAX_VALUES:
+                        return list(found)
+        return list(found)
+
+    def direct(self, name: str) -> bool:
+        """Whether a column or field called ``name`` is a direct patient identifier."""
+        tables = [
+            t for t, cols in self.schema.items() if any(c.lower() == name.lower() for c in cols)
+        ]
+        for table in tables or ["", "patients"]:
+            if classify_identifier(table, name, self.identifiers) == "direct":
+                return True
+        return False
+
+    def harmless(self, name: str) -> bool:
+        """Whether a column called ``name`` is known not to be a direct patient identifier: a
+        column of the schema that is none, or one named like an NPI or a quasi-identifier."""
+        if classify_identifier("", name, self.identifiers) in ("provider", "quasi"):
+            return True
+        tables = [
+            t for t, cols in self.schema.items() if any(c.lower() == name.lower() for c in cols)
+        ]
+        return bool(tables) and not self.direct(name)
+
+    def _leaves(self, array: pa.Array, *, top: bool = False) -> Iterator[pa.Array]:
+        """The scalar arrays of ``array``: itself, or a struct's identifier fields, a list's
+        items; a JSON object held as text is read for its identifier fields."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        kind = array.type
+        if pa.types.is_struct(kind):
+            for index in range(kind.num_fields):
+                child = kind.field(index)
+                values = pc.struct_field(array, [index])
+                if _nested(child.type):
+                    yield from self._leaves(values)
+                elif self.direct(child.name):
+                    yield values
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            yield from self._leaves(pc.list_flatten(array), top=top)
+        elif top and _texty(kind) and not pa.types.is_temporal(kind) and _json_objects(array):
+            found = [v for text in array.unique().to_pylist() for v in self._json_values(text)]
+            yield pa.array(found, pa.string())
+        else:
+            yield array
+
+    def _json_values(self, text: Any) -> Iterator[str]:
+        try:
+            data = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            return
+        stack = [data]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                for key, value in item.items():
+                    if isinstance(value, dict | list):
+                        stack.append(value)
+                    elif value is not None and self.direct(str(key)):
+                        yield from self._texts(value)
+            elif isinstance(item, list):
+                stack.extend(item)
+
+    @staticmethod
+    def _texts(value: Any) -> Iterator[str]:
+        """How ``value`` shows in printed output."""
+        if value is None or isinstance(value, bool | bytes | dict | list):
+            return
+        if isinstance(value, dt.datetime):
+            yield value.date().isoformat()
+        elif isinstance(value, dt.date):
+            yield value.isoformat()
+        elif isinstance(value, float):
+            yield repr(value)
+            if value.is_integer():
+                yield str(int(value))
+        elif isinstance(value, int | Decimal):
+            yield str(value)
+        else:
+            text = str(value)
+            yield text
+            if text.strip() != text:
+                yield text.strip()
+
+
+def _read(path: str) -> pa.Table:
+    """The saved result at ``path``: Parquet, else CSV read as text (as it was written)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    if path.lower().endswith(".parquet"):
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+        return pq.read_table(path)
+    import pyarrow as pa
+    import pyarrow.csv as pcsv  # type: ignore[import-untyped]
+
+    with open(path, "rb") as handle:
+        header = handle.readline().decode("utf-8", "replace")
+    names = next(csv.reader([header]), [])
+    return pcsv.read_csv(
+        path,
+        convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names}),
+    )
+
+
+def _whole(column: Any) -> pa.Array:
+    """A chunked column as one array."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks()
+    return column
+
+
+def _nested(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_nested(kind))
+
+
+def _texty(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_temporal(kind)
+        or pa.types.is_nested(kind)
+    )
+
+
+def _json_objects(array: pa.Array) -> bool:
+    """Whether a text column holds JSON objects (its first value that is not NULL)."""
+    for value in array.drop_null().slice(0, 1).to_pylist():
+        return isinstance(value, str) and value.lstrip().startswith("{")
+    return False
+
+
+__all__ = [
+    "MATCHER",
+    "MAX_VALUES",
+    "MIN_VALUE_CHARS",
+    "READ_TIMEOUT_S",
+    "SOURCE_TOOLS",
+    "IdentifierGuard",
+]
