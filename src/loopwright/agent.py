@@ -31,6 +31,8 @@ from loopwright.events import (
     ToolResult,
     Usage,
     UsageUpdate,
+    warehouse_bill,
+    warehouse_cost,
 )
 from loopwright.instrument import Instrument, Instruments, default_instruments
 from loopwright.messages import (
@@ -853,12 +855,22 @@ class Agent:
         if is_error:
             state.usage.tool_errors += 1
             session.usage.tool_errors += 1
+        # what a warehouse billed for the call (a BigQuery query), counted in the run's and
+        # the session's usage: one lookup for a result that carries no bill
+        metadata = result.get("metadata")
+        bill = warehouse_bill(metadata) if metadata else None
+        if bill is not None:
+            state.usage.add_bill(bill)
+            session.usage.add_bill(bill)
         session.save()
         text = content if isinstance(content, str) else block.text
         if not isinstance(content, str) and any(isinstance(b, ImageBlock) for b in content):
             text += "\n[image]"
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        return ToolResult(call.id, call.name, text, is_error, duration_ms)
+        event = ToolResult(call.id, call.name, text, is_error, duration_ms)
+        if bill is not None:
+            event.warehouse = {**bill, **warehouse_cost(bill["bytes_billed"])}
+        return event
 
     def _order_results(self, state: _RunState, calls: list[ToolUseBlock]) -> bool:
         """Put the results in the order of the calls (they were stored as they finished)."""

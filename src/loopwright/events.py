@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    from loopwright.observability.stats import WarehouseUsage
 
 StopReason: TypeAlias = Literal[
     "end_turn",
@@ -51,7 +54,7 @@ class _WireEvent:
         data: dict[str, Any] = {"type": self.type}
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            if value is None and f.name == "agent":
+            if value is None and f.name in _OMITTED_WHEN_NONE:
                 continue
             data[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
         return data
@@ -60,15 +63,58 @@ class _WireEvent:
         return json.dumps(self.to_dict(), ensure_ascii=False, default=str)
 
 
+#: Optional wire fields left out of the wire form when unset, so the shapes stay as they were
+#: for clients that predate them (``agent``: a sub-agent's events; ``warehouse``: a billed query).
+_OMITTED_WHEN_NONE = frozenset({"agent", "warehouse"})
+
+
 def _field_names(cls: type) -> Mapping[str, object]:
     """The wire fields of an event class (the dataclass's own field table: O(1) lookups)."""
     names: Mapping[str, object] = cls.__dataclass_fields__  # type: ignore[attr-defined]
     return names
 
 
+def warehouse_bill(metadata: object) -> dict[str, Any] | None:
+    """What a tool result's ``metadata`` says a warehouse billed for the call (the SQL tool on
+    BigQuery: ``bytes_billed``, ``bytes_scanned``, ``cache_hit``, ``database``), or ``None``
+    (DuckDB and PostgreSQL bill nothing per query, and other tools say nothing): one lookup
+    for a result without a bill."""
+    if not isinstance(metadata, Mapping):
+        return None
+    billed = metadata.get("bytes_billed")
+    if billed is None or isinstance(billed, bool) or not isinstance(billed, int) or billed < 0:
+        return None
+    bill: dict[str, Any] = {"database": str(metadata.get("database") or "BigQuery")}
+    bill["bytes_billed"] = billed
+    scanned = metadata.get("bytes_scanned")
+    if isinstance(scanned, int) and not isinstance(scanned, bool) and scanned >= 0:
+        bill["bytes_scanned"] = scanned
+    bill["cache_hit"] = metadata.get("cache_hit") is True
+    return bill
+
+
+def warehouse_cost(bytes_billed: int) -> dict[str, Any]:
+    """The estimated cost of ``bytes_billed`` at the configured price per TiB, for the wire:
+    ``usd_per_tib`` and ``cost_usd``; both ``None`` with ``price_error`` saying what to fix
+    when the configured price is not usable (the figures are sent all the same)."""
+    from loopwright.observability.stats import TIB, warehouse_price
+
+    try:
+        price = warehouse_price()
+    except ValueError as exc:
+        return {"usd_per_tib": None, "cost_usd": None, "price_error": str(exc)}
+    return {"usd_per_tib": price, "cost_usd": round(bytes_billed / TIB * price, 12)}
+
+
 @dataclass(slots=True)
 class Usage:
-    """Token and cost accounting for one model call, a run or a whole session."""
+    """Token and cost accounting for one model call, a run or a whole session.
+
+    ``cost_usd`` is the model's. ``warehouse`` is what a warehouse billed for the queries
+    (BigQuery on-demand: bytes billed, queries, cache hits), ``None`` when nothing was billed
+    (DuckDB, PostgreSQL, no queries); in the wire form it is a ``warehouse`` object with the
+    cost estimated at the configured price per TiB, left out when ``None``.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -78,6 +124,7 @@ class Usage:
     model_calls: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
+    warehouse: WarehouseUsage | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -98,6 +145,19 @@ class Usage:
         self.model_calls += other.model_calls
         self.tool_calls += other.tool_calls
         self.tool_errors += other.tool_errors
+        if other.warehouse is not None:
+            self._warehouse().add(other.warehouse)
+
+    def add_bill(self, bill: Mapping[str, Any]) -> None:
+        """Count one query a warehouse billed (a :func:`warehouse_bill`)."""
+        self._warehouse().add_record(bill)
+
+    def _warehouse(self) -> WarehouseUsage:
+        if self.warehouse is None:
+            from loopwright.observability.stats import WarehouseUsage
+
+            self.warehouse = WarehouseUsage()
+        return self.warehouse
 
     def copy(self) -> Usage:
         new = Usage()
@@ -105,7 +165,7 @@ class Usage:
         return new
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cache_read_tokens": self.cache_read_tokens,
@@ -116,6 +176,17 @@ class Usage:
             "tool_calls": self.tool_calls,
             "tool_errors": self.tool_errors,
         }
+        warehouse = self.warehouse
+        if warehouse is not None and warehouse.queries:
+            data["warehouse"] = {
+                "database": warehouse.database,
+                "queries": warehouse.queries,
+                "cache_hits": warehouse.cache_hits,
+                "bytes_billed": warehouse.bytes_billed,
+                "bytes_processed": warehouse.bytes_processed,
+                **warehouse_cost(warehouse.bytes_billed),
+            }
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Usage:
@@ -128,7 +199,31 @@ class Usage:
             model_calls=int(data.get("model_calls", 0)),
             tool_calls=int(data.get("tool_calls", 0)),
             tool_errors=int(data.get("tool_errors", 0)),
+            warehouse=_warehouse_from(data.get("warehouse")),
         )
+
+
+def _warehouse_from(data: object) -> WarehouseUsage | None:
+    """The warehouse use of a usage's wire form (``None`` when absent or empty); its cost is
+    not read back: it is estimated again at the configured price."""
+    if not isinstance(data, Mapping):
+        return None
+    from loopwright.observability.stats import WarehouseUsage
+
+    def count(key: str) -> int:
+        value = data.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    database = data.get("database")
+    databases = [d.strip() for d in database.split(",")] if isinstance(database, str) else []
+    usage = WarehouseUsage(
+        queries=count("queries"),
+        cache_hits=count("cache_hits"),
+        bytes_billed=count("bytes_billed"),
+        bytes_processed=count("bytes_processed"),
+        databases=[d for d in databases if d],
+    )
+    return usage if usage.queries else None
 
 
 @dataclass(slots=True)
@@ -161,6 +256,9 @@ class ToolResult(_WireEvent):
     is_error: bool
     duration_ms: float
     agent: str | None = None
+    #: what a warehouse billed for the call (a :func:`warehouse_bill` with its estimated
+    #: ``cost_usd``), left out of the wire form when nothing was billed
+    warehouse: dict[str, Any] | None = None
     type: ClassVar[str] = "tool_result"
 
 
@@ -212,7 +310,8 @@ class Error(_WireEvent):
 
 @dataclass(slots=True)
 class Done(_WireEvent):
-    """The run ended; ``stop_reason`` says why."""
+    """The run ended; ``stop_reason`` says why. ``usage`` is the run's, with what a warehouse
+    billed for its queries (``usage.warehouse``) when one did."""
 
     stop_reason: str
     usage: Usage

@@ -88,7 +88,8 @@ class Run:
         #: event of the run (the history lacks the answer streaming now, and calls waiting
         #: for approval)
         self.first_message = 0
-        #: the run's usage so far (from its latest ``usage`` event)
+        #: the run's usage so far (from its latest ``usage`` event and the queries a warehouse
+        #: billed since; its ``done`` event's at the end)
         self.usage = Usage()
         #: ids of approval requests this run raised and that have no answer yet
         self.pending_approvals: dict[str, ApprovalRequest] = {}
@@ -111,7 +112,10 @@ class Run:
     def append(self, event: Event) -> None:
         """Number the event, keep it, and wake the streams waiting for it."""
         if isinstance(event, UsageUpdate):
-            self.usage = event.run
+            # a sub-agent's usage events (``agent`` set) carry its own run's figures, not the
+            # turn's: the turn counts them when the sub-agent ends
+            if event.agent is None:
+                self.usage = event.run
         elif isinstance(event, ToolCall):
             self.open_calls[event.id] = (event.name, time.perf_counter())
         elif isinstance(event, ApprovalRequest):
@@ -121,8 +125,13 @@ class Run:
             for request_id, request in list(self.pending_approvals.items()):
                 if request.tool_call_id == event.id:
                     del self.pending_approvals[request_id]
+            if event.warehouse is not None and event.agent is None:
+                # the turn's bill so far, before the next usage event says it again
+                self.usage = self.usage.copy()
+                self.usage.add_bill(event.warehouse)
         elif isinstance(event, Done):
             self.stop_reason = event.stop_reason
+            self.usage = event.usage
         self.frames.append(sse_frame(len(self.frames) + 1, event.type, event.to_json()))
         self._wake()
 

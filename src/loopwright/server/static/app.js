@@ -217,6 +217,11 @@ function usageBefore(session, run) {
   for (const [key, value] of Object.entries(run || {})) {
     if (typeof value === "number" && typeof before[key] === "number") before[key] -= value;
   }
+  if (run && run.warehouse && before.warehouse) {
+    const warehouse = { ...before.warehouse };
+    for (const key of WAREHOUSE_COUNTS) warehouse[key] = (warehouse[key] || 0) - (run.warehouse[key] || 0);
+    before.warehouse = warehouse.queries > 0 ? warehouse : null;
+  }
   return before;
 }
 
@@ -430,7 +435,8 @@ function finishCard(card, result) {
   card.root.classList.add(result.is_error ? "error" : "ok");
   const took = result.duration_ms === null || result.duration_ms === undefined
     ? "" : " \u00b7 " + formatDuration(result.duration_ms);
-  card.status.textContent = (result.is_error ? "failed" : "done") + took;
+  const billed = result.warehouse ? " \u00b7 " + billText(result.warehouse) : "";
+  card.status.textContent = (result.is_error ? "failed" : "done") + took + billed;
   card.summary.textContent = oneLine(result.content, 300);
   card.outputPre.textContent = result.content;
   card.outputPre.hidden = false;
@@ -520,6 +526,9 @@ function handleEvent(event) {
       break;
     }
     case "usage":
+      // a sub-agent's usage events carry its own run's figures: the turn's come with the
+      // next usage event of the agent itself
+      if (event.agent) break;
       state.runUsage = event.run;
       renderUsage();
       break;
@@ -537,6 +546,10 @@ function handleEvent(event) {
     case "done":
       state.finished = true;
       endBubble();
+      if (event.usage) {
+        state.runUsage = event.usage; // the turn's whole usage, queries billed after its last model call too
+        renderUsage();
+      }
       for (const card of state.cards.values()) {
         if (card.root.classList.contains("running") || card.root.classList.contains("waiting")) {
           finishCard(card, { content: "stopped before it finished", is_error: true, duration_ms: null });
@@ -746,10 +759,61 @@ function renderUsage() {
     tokens.toLocaleString() + " tokens (in " + sum("input_tokens").toLocaleString() +
       " \u00b7 out " + sum("output_tokens").toLocaleString() + ")",
     "$" + sum("cost_usd").toFixed(4),
-    sum("model_calls") + " model calls",
-    sum("tool_calls") + " tool calls",
   ];
+  // what a warehouse billed for the queries (BigQuery), next to the model's cost: nothing
+  // on databases that bill nothing per query (DuckDB, PostgreSQL)
+  const warehouse = addWarehouse(base.warehouse, run.warehouse);
+  if (warehouse) parts.push(warehouseText(warehouse));
+  parts.push(sum("model_calls") + " model calls", sum("tool_calls") + " tool calls");
   $("usage").textContent = "Session: " + parts.join(" \u00b7 ");
+}
+
+// --- warehouse bills (BigQuery) ----------------------------------------------------------
+
+const WAREHOUSE_COUNTS = ["queries", "cache_hits", "bytes_billed", "bytes_processed", "cost_usd"];
+
+// The sum of two usages' warehouse figures (either may be absent); null when none billed.
+function addWarehouse(a, b) {
+  if (!(a && a.queries > 0)) return b && b.queries > 0 ? b : null;
+  if (!(b && b.queries > 0)) return a;
+  const total = { ...a };
+  for (const key of WAREHOUSE_COUNTS) {
+    total[key] = typeof a[key] === "number" && typeof b[key] === "number" ? a[key] + b[key] : null;
+  }
+  return total;
+}
+
+// Bytes as BigQuery's console shows them (binary units): "10 MB", "1.25 GB".
+function formatBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB", "PB"];
+  let size = n;
+  let unit = 0;
+  while (size >= 1024 && unit < units.length - 1) {
+    size /= 1024;
+    unit += 1;
+  }
+  if (unit === 0) return n.toLocaleString("en-US") + " B";
+  return String(Number(size.toFixed(2))) + " " + units[unit];
+}
+
+function formatUsd(usd) {
+  if (typeof usd !== "number") return null;
+  return usd > 0 && usd < 0.00005 ? "<$0.0001" : "$" + usd.toFixed(4);
+}
+
+// "BigQuery 30 MB billed (2 queries) ≈ $0.0002", as the CLI says it (the estimate left out
+// when the server's price per TiB is not usable)
+function warehouseText(warehouse) {
+  const cost = formatUsd(warehouse.cost_usd);
+  const cached = warehouse.cache_hits ? ", " + warehouse.cache_hits + " cached" : "";
+  const queries = warehouse.queries + (warehouse.queries === 1 ? " query" : " queries") + cached;
+  return (warehouse.database || "BigQuery") + " " + formatBytes(warehouse.bytes_billed || 0) +
+    " billed (" + queries + ")" + (cost ? " \u2248 " + cost : "");
+}
+
+// One query's bill, on its tool card: "10 MB billed" or "0 B billed (cached)".
+function billText(bill) {
+  return formatBytes(bill.bytes_billed || 0) + " billed" + (bill.cache_hit ? " (cached)" : "");
 }
 
 // --- files and todos --------------------------------------------------------------------
