@@ -302,9 +302,7 @@ class EventPrinter:
         line.append(done.stop_reason, style=f"bold {style}")
         if done.detail and done.stop_reason != "error":
             line.append(f" ({done.detail})", style=style)
-        from loopwright.observability.stats import run_warehouse_usage
-
-        usage = format_usage(done.usage, run_warehouse_usage(done.session_id))
+        usage = format_usage(done.usage, done.usage.warehouse)
         line.append(f" · {usage} · {format_duration(elapsed_ms)}", style="dim")
         self.console.print(line)
         self._at_line_start = True

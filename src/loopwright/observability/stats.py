@@ -43,12 +43,12 @@ import math
 import os
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopwright.events import warehouse_bill
 from loopwright.instrument import Instrument, call_cancelled
 
 if TYPE_CHECKING:
@@ -177,20 +177,6 @@ class WarehouseUsage:
         return usage if usage.queries else None
 
 
-#: The warehouse use of the latest top-level run of each session (and its sub-agents' runs)
-#: in this process, for the CLI's closing line of a turn (:func:`run_warehouse_usage`).
-_RUN_WAREHOUSE: OrderedDict[str, WarehouseUsage] = OrderedDict()
-_RUN_WAREHOUSE_KEPT = 256
-
-
-def run_warehouse_usage(session_id: str) -> WarehouseUsage | None:
-    """What warehouses billed the latest top-level run of ``session_id`` in this process,
-    as a :class:`StatsRecorder` recorded it (its sub-agents' queries included), or ``None``
-    when it billed nothing (or ran without a recorder)."""
-    usage = _RUN_WAREHOUSE.get(session_id)
-    return usage if usage is not None and usage.queries else None
-
-
 @dataclass(slots=True, eq=False)
 class _RunRecords:
     key: str
@@ -198,8 +184,6 @@ class _RunRecords:
     started_wall: float
     started: float
     records: list[dict[str, Any]] = field(default_factory=list)
-    #: the top-level run's warehouse use, shared with its sub-agents' runs
-    warehouse: WarehouseUsage = field(default_factory=WarehouseUsage)
 
 
 class StatsRecorder(Instrument):
@@ -216,21 +200,12 @@ class StatsRecorder(Instrument):
         root = run
         while root.parent is not None:
             root = root.parent
-        state = _RunRecords(
+        run.data[self] = _RunRecords(
             uuid.uuid4().hex[:16],
             stats_path(root.session.workspace_dir),
             time.time(),
             time.perf_counter(),
         )
-        top = root.data.get(self) if root is not run else None
-        if isinstance(top, _RunRecords):
-            state.warehouse = top.warehouse  # a sub-agent's queries count to the turn
-        else:
-            _RUN_WAREHOUSE[run.session.id] = state.warehouse
-            _RUN_WAREHOUSE.move_to_end(run.session.id)
-            while len(_RUN_WAREHOUSE) > _RUN_WAREHOUSE_KEPT:
-                _RUN_WAREHOUSE.popitem(last=False)
-        run.data[self] = state
 
     def model_call_finished(
         self,
@@ -297,10 +272,9 @@ class StatsRecorder(Instrument):
         }
         if call_cancelled():  # stopped with its run: no result of the tool's
             record["cancelled"] = True
-        billing = _billing(result.get("metadata"))
-        if billing:
-            record.update(billing)
-            state.warehouse.add_record(billing)
+        bill = warehouse_bill(result.get("metadata"))
+        if bill is not None:
+            record.update(bill)
         self._add(state, record)
 
     def run_finished(self, run: RunContext, done: Done) -> None:
@@ -352,26 +326,6 @@ class StatsRecorder(Instrument):
         if not self._warned:
             self._warned = True
             log.warning("%s; runs go on without it.", message)
-
-
-def _billing(metadata: object) -> dict[str, Any]:
-    """What a tool's result ``metadata`` says a warehouse billed (the SQL tool on BigQuery):
-    ``bytes_billed`` and what goes with it, or nothing."""
-    if not isinstance(metadata, Mapping):
-        return {}
-    billed = metadata.get("bytes_billed")
-    if isinstance(billed, bool) or not isinstance(billed, int) or billed < 0:
-        return {}
-    found: dict[str, Any] = {"bytes_billed": billed}
-    database = metadata.get("database")
-    if isinstance(database, str) and database:
-        found["database"] = database
-    scanned = metadata.get("bytes_scanned")
-    if isinstance(scanned, int) and not isinstance(scanned, bool):
-        found["bytes_scanned"] = scanned
-    if isinstance(metadata.get("cache_hit"), bool):
-        found["cache_hit"] = metadata["cache_hit"]
-    return found
 
 
 def append_records(path: Path, records: Iterable[dict[str, Any]]) -> None:
