@@ -297,3 +297,58 @@ def test_a_withheld_preview_masks_its_unknown_columns_not_the_known_ones(tmp_pat
     answer = asyncio.run(guard(event("Read", saved.read_text())))
     assert answer is not None
     assert answer["content"].startswith("x,ICD10_CD,PRIMARY_HCP\n[masked #1],E11.9,9535334475\n")
+
+
+def test_a_session_continued_by_another_agent_masks_its_earlier_results(
+    tmp_path: Path, claims_db: Path
+) -> None:
+    """Each one-shot ``loopwright healthcare --session`` question is a new process, whose
+    guard never saw the earlier turns' queries: ``Read rows.csv`` in the second turn sent
+    the first turn's patient ids. A session first seen reads its workspace's saved results
+    (by their identifier columns) and cohorts once."""
+    store = MemoryStore()
+    first_model = ScriptedModel(
+        [
+            call("SQL", **_sql(ROWS, "rows")),
+            call("DefineCohort", name="humira", drugs=["HUMIRA"]),
+            "Saved.",
+        ]
+    )
+    first = healthcare_agent(first_model, database=claims_db, store=store)
+    session = first.new_session()
+    assert first.run_sync("Save some patients' claims", session).stop_reason == "end_turn"
+    files = Path(session.workspace_dir)
+    ids = {line.split(",")[0] for line in (files / "rows.csv").read_text().splitlines()[1:]}
+    members = (files / "cohorts" / "humira.csv").read_text().splitlines()[1:6]
+    ids |= {line.split(",")[0] for line in members}
+    assert ids
+
+    second_model = ScriptedModel(
+        [call("Read", file_path="rows.csv"), call("Read", file_path="cohorts/humira.csv"), "Done."]
+    )
+    second = healthcare_agent(second_model, database=claims_db, store=store)  # a new guard
+    assert second.run_sync("Show me the rows", session).stop_reason == "end_turn"
+    sent = json.dumps([m.to_dict() for m in second_model.requests[-1].messages[-4:]])
+    assert [i for i in ids if i in sent] == []
+    assert "[masked #" in sent
+    npi = (files / "rows.csv").read_text().splitlines()[1].split(",")[1]
+    assert npi in sent  # NPIs (PRIMARY_HCP) stay visible
+
+
+def test_a_workspace_read_for_a_resumed_session_takes_only_the_schemas_identifiers(
+    tmp_path: Path,
+) -> None:
+    """The files a resumed session finds are read for the schema's identifier columns only:
+    a listing of columns (``column_name``) or a file's ``drug_name`` are not patient names,
+    and masking their values would hide ordinary words from the model."""
+    (tmp_path / "rows.csv").write_text("PATIENT_ID,PRIMARY_HCP\nPT0000000042,9535334475\n")
+    (tmp_path / "columns.csv").write_text("column_name,data_type\nPATIENT_ID,VARCHAR\n")
+    (tmp_path / "drugs.csv").write_text("drug_name,fills\nHUMIRA,12\n")
+    guard = IdentifierGuard()
+    shown = "PT0000000042 9535334475 PATIENT_ID VARCHAR HUMIRA"
+    event = PostToolUse(
+        "Bash", {}, "execute", {"content": shown, "is_error": False}, 1.0, "c", "s9", str(tmp_path)
+    )
+    answer = asyncio.run(guard(event))
+    assert answer is not None
+    assert answer["content"].startswith("[masked #1] 9535334475 PATIENT_ID VARCHAR HUMIRA")

@@ -24,8 +24,10 @@ outputs that hold no identifier; case is ignored and values are matched whole (`
 not found inside ``PT0012``). Limits: values shorter than :data:`MIN_VALUE_CHARS` characters
 are not masked (they would hide ordinary numbers and words); values the code derived from an
 identifier (hashed, split, re-cased beyond case folding, truncated by a table printer with
-``…``) are not recognized; a session resumed in a new process starts with no known values;
-the model's own tool calls (ids it wrote in code or commands) are not changed. Past
+``…``) are not recognized; a session first seen by this process (resumed in a new one) has
+its workspace's saved results and cohorts read once, for the schema's direct identifier
+columns (a renamed one is not found then); the model's own tool calls (ids it wrote in code
+or commands) are not changed. Past
 :data:`MAX_VALUES` values a session masks any word shaped like the known ids (letters and
 digits in the same places) too.
 A file that cannot be read (or not within :data:`READ_TIMEOUT_S`) fails closed: the outputs of
@@ -66,6 +68,8 @@ MIN_VALUE_CHARS = 4
 MAX_VALUES = 500_000
 #: Seconds reading the identifier values of one result may take; past it, fail closed.
 READ_TIMEOUT_S = 30.0
+#: Saved files read for a session first seen in this process (see ``_scan_workspace``).
+MAX_SCANNED_FILES = 200
 #: Sessions remembered at once (the least recently used are forgotten).
 MAX_SESSIONS = 256
 #: Shapes (``PT9999999999``) used past :data:`MAX_VALUES` must be at least this long.
@@ -97,6 +101,8 @@ class _Session:
     by_word: dict[str, list[_Value]] = field(default_factory=dict)  # folded first word run
     shapes: set[str] = field(default_factory=set)  # shapes of the one-word values
     overflowed: bool = False
+    #: whether the workspace's saved files were read for this session (once per process)
+    scanned: bool = False
     unreadable: dict[str, tuple[str, tuple[str, ...], str]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -231,6 +237,8 @@ class IdentifierGuard:
             await self._learn(event)
             return None
         known = self.session(event.session_id)
+        if not known.scanned:
+            await self._scan_workspace(known, event.workspace_dir)
         withheld = await self._still_unreadable(known)
         if withheld is not None:
             return {**event.result, "content": withheld, "is_error": True}
@@ -286,6 +294,63 @@ class IdentifierGuard:
             return
         known = self.session(event.session_id)
         await self._read_into(known, path, columns, how)
+
+    async def _scan_workspace(self, known: _Session, workspace: str) -> None:
+        """Learn the identifier values the workspace's saved files already hold, the first
+        time this process sees the session: a session resumed in a new process (each
+        one-shot ``loopwright healthcare --session`` question is one) had results and cohorts
+        of earlier turns that no call of this process read. The results (``*.parquet``, or
+        ``*.csv`` without one) are read for the schema's direct identifier columns, the
+        cohorts' member lists for their patient ids; at most :data:`MAX_SCANNED_FILES`."""
+        known.scanned = True
+        if not workspace:
+            return
+
+        def listed() -> list[tuple[str, tuple[str, ...], str]]:
+            found: list[tuple[str, tuple[str, ...], str]] = []
+            for folder, how in (
+                (workspace, "columns"),
+                (os.path.join(workspace, "cohorts"), "cohort"),
+            ):
+                try:
+                    names = sorted(os.listdir(folder))
+                except OSError:
+                    continue
+                with_parquet = {n[: -len(".parquet")] for n in names if n.endswith(".parquet")}
+                for name in names:
+                    if len(found) >= MAX_SCANNED_FILES:
+                        return found
+                    stem, dot, ending = name.rpartition(".")
+                    if not dot or ending not in ("parquet", "csv"):
+                        continue
+                    if ending == "csv" and stem in with_parquet:
+                        continue
+                    path = os.path.join(folder, name)
+                    if how == "cohort":
+                        found.append((path, (), how))
+                        continue
+                    try:
+                        names_in = _column_names(path)
+                    except Exception:  # not a result file loopwright can read: not ours
+                        continue
+                    lowered = {n.lower() for n in names_in}
+                    if {"column_name", "column_type"} <= lowered:
+                        # a SUMMARIZE/DESCRIBE result: the statistics of identifier rows
+                        columns = tuple(n for n in names_in if n.lower() in SUMMARY_VALUE_COLUMNS)
+                    else:  # only the schema's own identifier columns: a file's
+                        # "drug_name" or an information_schema listing's "column_name"
+                        # are not patients' names
+                        columns = tuple(n for n in names_in if self.schema_direct(n))
+                    if columns:
+                        found.append((path, columns, how))
+            return found
+
+        try:
+            files = await asyncio.wait_for(asyncio.to_thread(listed), READ_TIMEOUT_S)
+        except (TimeoutError, OSError):
+            files = []
+        for path, columns, how in files:
+            await self._read_into(known, path, columns, how)
 
     @staticmethod
     def _file(workspace: str, metadata: Mapping[str, Any]) -> str | None:
@@ -392,6 +457,16 @@ class IdentifierGuard:
                 return True
         return False
 
+    def schema_direct(self, name: str) -> bool:
+        """Whether ``name`` is a column of the schema that is a direct patient identifier
+        there (not judged by its name alone)."""
+        return any(
+            classify_identifier(table, column, self.identifiers) == "direct"
+            for table, columns in self.schema.items()
+            for column in columns
+            if column.lower() == name.lower()
+        )
+
     def harmless(self, name: str) -> bool:
         """Whether a column called ``name`` is known not to be a direct patient identifier: a
         column of the schema that is none, or one named like an NPI or a quasi-identifier."""
@@ -482,6 +557,16 @@ def _read(path: str) -> pa.Table:
         path,
         convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names}),
     )
+
+
+def _column_names(path: str) -> list[str]:
+    """The column names of a saved result (the Parquet schema, or the CSV's header)."""
+    if path.lower().endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        return next(csv.reader([handle.readline()]), [])
 
 
 def _whole(column: Any) -> pa.Array:
