@@ -198,17 +198,20 @@ def healthcare_agent(
             tools.append(DefineCohort(backend, **cohort_options))
             names.append("DefineCohort")
         config = SandboxConfig(env=dict(SANDBOX_ENV))
-        tools += [
-            PythonTools(config=config),
-            ShellTools(config=config),
-            ReadTool,
-            WriteTool,
-            EditTool,
-            GlobTool,
-            GrepTool,
-            TodoWriteTool,
+        refused = _refused(agent_options.get("policy"))
+        offered: list[tuple[str, ToolSpec]] = [
+            ("Python", PythonTools(config=config)),
+            ("Bash", ShellTools(config=config)),
+            ("Read", ReadTool),
+            ("Write", WriteTool),
+            ("Edit", EditTool),
+            ("Glob", GlobTool),
+            ("Grep", GrepTool),
+            ("TodoWrite", TodoWriteTool),
         ]
+        tools += [spec for name, spec in offered if name not in refused]
         names += [n for n in TOOL_NAMES if n not in names and n != "DefineCohort"]
+        names = [n for n in names if n not in refused]
     options: dict[str, Any] = {"name": "healthcare"}
     if compact:
         # a tiny model: short answers, and no long detours
@@ -230,6 +233,28 @@ def healthcare_agent(
         stop = ("\n",) if is_small_model(resolved) else ()
         resolved = FewShotModel(resolved, shown, stop=stop)
     return Agent(resolved, system_prompt=prompt, tools=tools, **options)
+
+
+#: The tools the read-only permission mode refuses (they write or run code), by the name
+#: the prompt lists them under.
+_WRITING_TOOLS = ("Python", "Bash", "Write", "Edit")
+
+
+def _refused(policy: object) -> frozenset[str]:
+    """The tools not offered at all under ``policy``: in read-only mode, Python, Bash, Write
+    and Edit, which it refuses call by call (the model was told of them, tried them and lost
+    its turns to the refusals), unless an allow or ask rule names one."""
+    from loopwright.policy import Policy
+
+    if not isinstance(policy, Policy) or policy.mode != "read-only":
+        return frozenset()
+    import fnmatch
+
+    rules = [*policy.permissions.allow, *policy.permissions.ask]
+    named = {n for n in _WRITING_TOOLS for r in rules if fnmatch.fnmatchcase(n, r.tool)}
+    if any(r.tool in ("Write", "Edit") for r in rules):  # the file tools' family
+        named |= {"Write", "Edit"}
+    return frozenset(n for n in _WRITING_TOOLS if n not in named)
 
 
 def _with_chart_check(policy: Policy | None) -> Policy:

@@ -747,6 +747,18 @@ workspace (plt.savefig("name.png", dpi=120, bbox_inches="tight")).
 5. Present the findings clearly, with the key numbers exactly as the results show them.
 6. Suggest two or three follow-up analyses."""
 
+#: The workflow when the session cannot run code or write files (the read-only mode).
+WORKFLOW_SQL_ONLY = """\
+1. Understand the research question.
+2. Query the data with SQL: filter and aggregate in SQL (GROUP BY, LIMIT) rather than \
+fetching raw rows, and join tables when that gives a richer answer. Use DefineCohort to \
+define a patient population by criteria.
+3. This session is read-only: it has no Python, Bash or file tools, so draw no charts and \
+write no files; do the analysis in SQL (aggregates, window functions) and show results as \
+Markdown tables.
+4. Present the findings clearly, with the key numbers exactly as the results show them.
+5. Suggest two or three follow-up analyses."""
+
 GUIDELINES = """\
 - Explain results in plain English for a healthcare analyst, not in SQL terms.
 - Quote numbers exactly from the query results; never guess or round away a count.
@@ -792,7 +804,7 @@ with data.
 {tool_lines}
 
 **Research workflow:**
-{WORKFLOW}
+{WORKFLOW if "Python" in tools else WORKFLOW_SQL_ONLY}
 
 **Guidelines:**
 {GUIDELINES}
