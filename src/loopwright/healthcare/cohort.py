@@ -70,7 +70,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
 from loopwright.healthcare.prompt import MAX_LISTED_QUASI
 from loopwright.sandbox.paths import SecurityError
 from loopwright.tools.base import BaseTool, ToolResult, Toolset, error, ok
-from loopwright.tools.sql import validator_leaving_to_the_tool
 
 if TYPE_CHECKING:
     import duckdb
@@ -1593,6 +1592,8 @@ class DefineCohortTool(BaseTool):
     """``DefineCohort``: build, run and save a cohort from structured criteria."""
 
     kind: ClassVar[str] = "read"
+    #: the name and the dates get the tool's own messages, not "must match pattern"
+    checks_itself = ("name", "start_date", "end_date")
 
     def __init__(
         self,
@@ -1607,10 +1608,6 @@ class DefineCohortTool(BaseTool):
         self.query_timeout = query_timeout
         self.timeout = query_timeout * 2 + 15  # the member query and the value probes
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        # the name and the dates get the tool's own messages, not "must match pattern"
-        self._input_validator = validator_leaving_to_the_tool(
-            lambda: INPUT_SCHEMA, ("name", "start_date", "end_date")
-        )
 
     @property
     def name(self) -> str:

@@ -61,13 +61,18 @@ class BaseTool(ABC):
     - ``path_params``: input keys that are paths; each is validated against the workspace
       before anything runs (and replaced by its resolved absolute path);
     - ``timeout``: seconds before a call is stopped (``None``: the registry's default);
-    - ``max_output_chars``: longer output is cut, the rest saved to a file (``None``: default).
+    - ``max_output_chars``: longer output is cut, the rest saved to a file (``None``: default);
+    - ``checks_itself``: input properties whose string rules (``pattern``, ``format``,
+      ``minLength``, ``maxLength``) the tool checks itself, with a message saying what to write
+      instead: the schema sent to models keeps them (a local model's grammar then writes only
+      values the tool takes), the registry's validation leaves them to the tool.
     """
 
     sequential: bool = False
     path_params: ClassVar[tuple[str, ...]] = ()
     timeout: float | None = None
     max_output_chars: int | None = None
+    checks_itself: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, workspace_dir: str | os.PathLike[str]) -> None:
         self.workspace_dir = os.fspath(workspace_dir)

@@ -72,10 +72,33 @@ def _for_draft7(schema: Any) -> Any:
     return converted
 
 
+#: The string rules a tool's ``checks_itself`` properties keep from the registry's validation.
+_SELF_CHECKED_RULES = frozenset({"pattern", "format", "minLength", "maxLength"})
+
+
+def _validated_schema(schema: dict[str, Any], checks_itself: tuple[str, ...]) -> dict[str, Any]:
+    """``schema`` without the string rules of the properties a tool checks itself."""
+    shown = schema.get("properties")
+    if not checks_itself or not isinstance(shown, dict):
+        return schema
+    return {
+        **schema,
+        "properties": {
+            key: (
+                {k: v for k, v in rule.items() if k not in _SELF_CHECKED_RULES}
+                if key in checks_itself and isinstance(rule, dict)
+                else rule
+            )
+            for key, rule in shown.items()
+        },
+    }
+
+
 def _validator_for(tool: BaseTool) -> Callable[[Any], Any]:
     validator = tool._input_validator
     if validator is None:
         schema = tool.schema.get("input_schema") or {"type": "object"}
+        schema = _validated_schema(schema, tool.checks_itself)
         try:
             validator = _compiled_validator(json.dumps(schema, sort_keys=True))
         except Exception as exc:

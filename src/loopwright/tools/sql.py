@@ -19,7 +19,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -91,6 +91,10 @@ class SQLTool(BaseTool):
     ``mask`` (a :data:`PreviewMask`) hides values of the preview from the model.
     """
 
+    #: a bad dataset_name gets the tool's own message (dataset_name_problem), not the
+    #: validator's "must match pattern"
+    checks_itself = ("dataset_name",)
+
     def __init__(
         self,
         workspace_dir: str | os.PathLike[str],
@@ -131,10 +135,6 @@ class SQLTool(BaseTool):
             raise ValueError("preview_rows cannot be negative")
         # the registry's own limit: later than ours, so ours interrupts the query cleanly
         self.timeout = self.query_timeout + _REGISTRY_MARGIN_S
-        # a bad dataset_name gets the tool's own message (dataset_name_problem), not the
-        # validator's "must match pattern"
-        # (no reference to self: a cycle would keep the tool, and its database, alive)
-        self._input_validator = validator_leaving_to_the_tool(_input_schema, ["dataset_name"])
 
     @property
     def name(self) -> str:
@@ -153,7 +153,28 @@ class SQLTool(BaseTool):
                 f"{self.max_rows:,} rows are cut: aggregate in SQL (GROUP BY, LIMIT) rather "
                 "than fetching raw rows."
             ),
-            "input_schema": _input_schema(),
+            "input_schema": {
+                "type": "object",
+                "properties": {
+                    "sql": {"type": "string", "description": "SQL query to execute"},
+                    "dataset_name": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_DATASET_NAME,
+                        "pattern": DATASET_NAME_PATTERN,
+                        "description": (
+                            "Name for the CSV file (without extension): letters, digits, _ "
+                            "and -, e.g. humira_ca_top10"
+                        ),
+                    },
+                    "description": {
+                        "type": "string",
+                        "description": "Brief description of what this query does",
+                    },
+                },
+                "required": ["sql", "dataset_name", "description"],
+                "additionalProperties": False,
+            },
         }
 
     async def execute(self, input: dict[str, Any]) -> ToolResult:
@@ -417,72 +438,6 @@ def check_limits(
         or timeout <= 0
     ):
         raise ValueError(f"{timeout_name} must be a positive number of seconds, got {timeout!r}.")
-
-
-def _input_schema() -> dict[str, Any]:
-    """The SQL tool's ``input_schema`` (a new dict on every call)."""
-    return {
-        "type": "object",
-        "properties": {
-            "sql": {"type": "string", "description": "SQL query to execute"},
-            "dataset_name": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_DATASET_NAME,
-                "pattern": DATASET_NAME_PATTERN,
-                "description": (
-                    "Name for the CSV file (without extension): letters, digits, _ "
-                    "and -, e.g. humira_ca_top10"
-                ),
-            },
-            "description": {
-                "type": "string",
-                "description": "Brief description of what this query does",
-            },
-        },
-        "required": ["sql", "dataset_name", "description"],
-        "additionalProperties": False,
-    }
-
-
-def validator_leaving_to_the_tool(
-    input_schema: Callable[[], Mapping[str, Any]], properties: Iterable[str]
-) -> Callable[[Any], Any]:
-    """An input validator (``BaseTool._input_validator``) for the tool's schema without the
-    string rules of ``properties`` (``pattern``, ``format``, ``minLength``, ``maxLength``),
-    which the tool checks itself with a message that says what to write instead.
-
-    The schema sent to models keeps them: a local model's grammar then writes only names
-    the tool takes, and other providers' models see the rule. ``input_schema`` is called
-    on first use (the validator is compiled then, as the registry would).
-    """
-    names = frozenset(properties)
-    compiled: list[Callable[[Any], Any]] = []
-
-    def validate(value: Any) -> Any:
-        if not compiled:
-            import json
-
-            from loopwright.tools.registry import _compiled_validator
-
-            schema = dict(input_schema())
-            shown = schema.get("properties")
-            if isinstance(shown, Mapping):
-                schema["properties"] = {
-                    key: (
-                        {k: v for k, v in rule.items() if k not in _TOOL_CHECKED}
-                        if key in names and isinstance(rule, Mapping)
-                        else rule
-                    )
-                    for key, rule in shown.items()
-                }
-            compiled.append(_compiled_validator(json.dumps(schema, sort_keys=True)))
-        return compiled[0](value)
-
-    return validate
-
-
-_TOOL_CHECKED = frozenset({"pattern", "format", "minLength", "maxLength"})
 
 
 def dataset_name_problem(name: object) -> str | None:
