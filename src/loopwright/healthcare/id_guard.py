@@ -447,11 +447,14 @@ class IdentifierGuard:
                         return list(found)
         return list(found)
 
+    def _in_schema(self, name: str) -> list[tuple[str, str]]:
+        """``(table, column)`` of the schema's columns called ``name`` (ignoring case)."""
+        wanted = name.lower()
+        return [(t, c) for t, cols in self.schema.items() for c in cols if c.lower() == wanted]
+
     def direct(self, name: str) -> bool:
         """Whether a column or field called ``name`` is a direct patient identifier."""
-        tables = [
-            t for t, cols in self.schema.items() if any(c.lower() == name.lower() for c in cols)
-        ]
+        tables = [table for table, _ in self._in_schema(name)]
         for table in tables or ["", "patients"]:
             if classify_identifier(table, name, self.identifiers) == "direct":
                 return True
@@ -462,9 +465,7 @@ class IdentifierGuard:
         there (not judged by its name alone)."""
         return any(
             classify_identifier(table, column, self.identifiers) == "direct"
-            for table, columns in self.schema.items()
-            for column in columns
-            if column.lower() == name.lower()
+            for table, column in self._in_schema(name)
         )
 
     def harmless(self, name: str) -> bool:
@@ -472,10 +473,7 @@ class IdentifierGuard:
         column of the schema that is none, or one named like an NPI or a quasi-identifier."""
         if classify_identifier("", name, self.identifiers) in ("provider", "quasi"):
             return True
-        tables = [
-            t for t, cols in self.schema.items() if any(c.lower() == name.lower() for c in cols)
-        ]
-        return bool(tables) and not self.direct(name)
+        return bool(self._in_schema(name)) and not self.direct(name)
 
     def _leaves(self, array: pa.Array, *, top: bool = False) -> Iterator[pa.Array]:
         """The scalar arrays of ``array``: itself, or a struct's identifier fields, a list's
@@ -550,9 +548,7 @@ def _read(path: str) -> pa.Table:
     import pyarrow as pa
     import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
-    with open(path, "rb") as handle:
-        header = handle.readline().decode("utf-8", "replace")
-    names = next(csv.reader([header]), [])
+    names = _column_names(path)
     return pcsv.read_csv(
         path,
         convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names}),
