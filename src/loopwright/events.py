@@ -178,14 +178,7 @@ class Usage:
         }
         warehouse = self.warehouse
         if warehouse is not None and warehouse.queries:
-            data["warehouse"] = {
-                "database": warehouse.database,
-                "queries": warehouse.queries,
-                "cache_hits": warehouse.cache_hits,
-                "bytes_billed": warehouse.bytes_billed,
-                "bytes_processed": warehouse.bytes_processed,
-                **warehouse_cost(warehouse.bytes_billed),
-            }
+            data["warehouse"] = {**warehouse.counts(), **warehouse_cost(warehouse.bytes_billed)}
         return data
 
     @classmethod

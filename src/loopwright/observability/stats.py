@@ -155,17 +155,19 @@ class WarehouseUsage:
         """The estimated cost at ``usd_per_tib`` (default :func:`warehouse_price`)."""
         return self.bytes_billed / TIB * warehouse_price(usd_per_tib)
 
-    def to_dict(self, usd_per_tib: float | None = None) -> dict[str, Any]:
-        price = warehouse_price(usd_per_tib)
+    def counts(self) -> dict[str, Any]:
+        """What was billed, without a price: the database, queries, cache hits, bytes."""
         return {
             "database": self.database,
             "queries": self.queries,
             "cache_hits": self.cache_hits,
             "bytes_billed": self.bytes_billed,
             "bytes_processed": self.bytes_processed,
-            "usd_per_tib": price,
-            "cost_usd": round(self.cost_usd(price), 12),
         }
+
+    def to_dict(self, usd_per_tib: float | None = None) -> dict[str, Any]:
+        price = warehouse_price(usd_per_tib)
+        return {**self.counts(), "usd_per_tib": price, "cost_usd": round(self.cost_usd(price), 12)}
 
     @classmethod
     def of(cls, records: Iterable[Mapping[str, Any]]) -> WarehouseUsage | None:
