@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from loopwright.messages import (
+    IMAGE_CHARS,
     ImageBlock,
     Message,
     TextBlock,
@@ -155,6 +156,17 @@ def test_message_helpers() -> None:
     assert ToolUseBlock("a", "Read", {}).complete
     assert not ToolUseBlock("a", "Read", {}, partial_json="{").complete
     assert Message.user("abc").char_size() == 3
+
+
+def test_an_image_in_a_tool_result_counts_like_an_image_in_a_message() -> None:
+    """Read returns a chart as an image inside its tool result; the context estimate must
+    count it (it counted only the result's text, so a few charts read back went unseen)."""
+    image = ImageBlock("iVBORw0KGgo=")
+    read = ToolResultBlock("t1", [TextBlock("Image chart.png (9 bytes):"), image, image])
+    sized = Message("user", [read]).char_size()
+    assert sized == len(read.text) + 32 + 2 * IMAGE_CHARS
+    assert Message("user", [image]).char_size() == IMAGE_CHARS
+    assert Message("user", [ToolResultBlock("t2", "plain")]).char_size() == len("plain") + 32
 
 
 @pytest.mark.parametrize("role", ["system", "tool", "", None, "User"])

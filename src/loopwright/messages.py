@@ -42,6 +42,11 @@ class ThinkingBlock:
         return data
 
 
+#: What an image counts for in :meth:`Message.char_size`: about 1,600 tokens, what common
+#: providers charge for an image near their size limit, at 4 characters a token.
+IMAGE_CHARS = 1600 * 4
+
+
 @dataclass(slots=True)
 class ImageBlock:
     """An image, as base64 data with its media type (``image/png``...)."""
@@ -183,12 +188,14 @@ class Message:
                 total += len(block.text)
             elif isinstance(block, ToolResultBlock):
                 total += len(block.text) + 32
+                if not isinstance(block.content, str):  # an image Read returned, say
+                    total += IMAGE_CHARS * sum(isinstance(b, ImageBlock) for b in block.content)
             elif isinstance(block, ToolUseBlock):
                 total += len(block.name) + len(json.dumps(block.input)) + 32
             elif isinstance(block, ThinkingBlock):
                 total += len(block.thinking)
             else:
-                total += 1600 * 4  # images cost roughly 1,600 tokens on common providers
+                total += IMAGE_CHARS
         return total
 
 

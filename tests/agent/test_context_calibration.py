@@ -321,3 +321,14 @@ def test_a_script_file_sets_the_window_the_tokenizer_and_each_turns_usage(tmp_pa
     path.write_text(json.dumps([{"text": "x", "usage": 5}]), encoding="utf-8")
     with pytest.raises(ModelError, match="turn 1: usage is"):
         load_script(str(path))
+
+
+def test_the_scripted_tokenizer_counts_images_in_tool_results_as_the_estimate_does() -> None:
+    """A chart Read back is an image inside a tool result: the scripted model's count and the
+    agent's estimate must both see it, or a window test with charts would prove nothing."""
+    from loopwright.messages import ImageBlock, Message, TextBlock, ToolResultBlock
+
+    result = ToolResultBlock("t1", [TextBlock("Image chart.png (9 bytes):"), ImageBlock("x")])
+    request = ModelRequest(messages=[Message("user", [result])], system="s")
+    assert prompt_tokens(request, 4.0, False) >= 1600
+    assert abs(prompt_tokens(request, 4.0, False) - plain_estimate(request)) <= 1

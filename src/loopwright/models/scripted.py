@@ -24,6 +24,7 @@ from typing import Any, TypeAlias
 
 from loopwright.events import TextDelta, Usage
 from loopwright.messages import (
+    IMAGE_CHARS,
     ContentBlock,
     ImageBlock,
     Message,
@@ -225,13 +226,15 @@ def prompt_tokens(request: ModelRequest, chars_per_token: float, token_per_digit
             elif isinstance(block, ToolResultBlock):
                 texts.append(block.text)
                 framing += 32
+                if not isinstance(block.content, str):
+                    framing += IMAGE_CHARS * sum(isinstance(b, ImageBlock) for b in block.content)
             elif isinstance(block, ToolUseBlock):
                 texts.append(block.name + json.dumps(block.input))
                 framing += 32
             elif isinstance(block, ThinkingBlock):
                 texts.append(block.thinking)
             elif isinstance(block, ImageBlock):
-                framing += 1600 * 4
+                framing += IMAGE_CHARS
     chars = framing + sum(len(text) for text in texts)
     digits = sum(text.count(d) for text in texts for d in "0123456789") if token_per_digit else 0
     return digits + math.ceil((chars - digits) / chars_per_token)
