@@ -212,6 +212,9 @@ class _RunState:
     asks: bool = False
     #: what answers this run's approval requests (None: the policy's own approver)
     approver: Approver | None = None
+    #: USD per byte a warehouse bills, looked up once a run when ``max_cost_usd`` first meets
+    #: a warehouse bill (see :meth:`Agent._check_cost`)
+    usd_per_byte: float | None = None
 
 
 class Agent:
@@ -227,8 +230,10 @@ class Agent:
     to every model call; tools stay available with structured output.
 
     Limits (``None`` = no limit): ``max_turns`` model calls per run, ``max_tokens_budget``
-    tokens per run, ``max_cost_usd`` per run, ``timeout`` seconds of wall-clock per run. Each
-    ends the run with a ``done`` event whose ``stop_reason`` names the limit.
+    tokens per run, ``max_cost_usd`` per run (the model's cost plus what a warehouse billed for
+    the run's queries, estimated at ``LOOPWRIGHT_BIGQUERY_USD_PER_TIB``; sub-agents' spending
+    included), ``timeout`` seconds of wall-clock per run. Each ends the run with a ``done``
+    event whose ``stop_reason`` names the limit.
     """
 
     def __init__(
@@ -464,6 +469,14 @@ class Agent:
         Called from inside a tool call (a sub-agent), the run knows its parent run: see
         :mod:`loopwright.run_context`.
         """
+        return self._start_run(prompt, session)[1]
+
+    def _start_run(
+        self, prompt: Prompt | None, session: Session | str | None
+    ) -> tuple[RunContext, AsyncGenerator[Event, None]]:
+        """:meth:`run`'s events and the run's context, whose ``usage`` is what the run has
+        spent so far: a tool that starts a sub-agent counts it whether or not the run reaches
+        its ``done`` (it is cancelled with its parent, or its call times out)."""
         resolved = self._session(session)
         scope = current_call()
         usage = Usage()
@@ -475,7 +488,7 @@ class Agent:
                 self, resolved, usage, f"{parent.path}/{self.name}", parent, scope.call
             )
         events = self._run(prompt, run)
-        return self._instrumented(events, run) if self.instruments else events
+        return run, self._instrumented(events, run) if self.instruments else events
 
     async def _instrumented(
         self, events: AsyncGenerator[Event, None], run: RunContext
@@ -598,12 +611,40 @@ class Agent:
                 "token_budget",
                 f"used {usage.total_tokens:,} tokens of a {self.max_tokens_budget:,} budget",
             )
-        if self.max_cost_usd is not None and usage.cost_usd >= self.max_cost_usd:
-            raise _StopRun(
-                "cost_budget", f"spent ${usage.cost_usd:.4f} of a ${self.max_cost_usd:.4f} budget"
-            )
+        budget = self.max_cost_usd
+        if budget is not None and (usage.cost_usd >= budget or usage.warehouse is not None):
+            self._check_cost(state, budget)
         if state.deadline is not None and asyncio.get_running_loop().time() >= state.deadline:
             raise self._timeout()
+
+    def _check_cost(self, state: _RunState, budget: float) -> None:
+        """Stop at ``budget`` USD spent: the model's cost, plus the estimated cost of what a
+        warehouse billed for the run's queries (priced once a run, when it first billed)."""
+        usage = state.usage
+        model = usage.cost_usd
+        warehouse = usage.warehouse
+        if warehouse is None or not warehouse.bytes_billed:
+            if model >= budget:
+                raise _StopRun("cost_budget", f"spent ${model:.4f} of a ${budget:.4f} budget")
+            return
+        if state.usd_per_byte is None:
+            from loopwright.observability.stats import TIB, warehouse_price
+
+            try:
+                state.usd_per_byte = warehouse_price() / TIB
+            except ValueError as exc:
+                raise ValueError(
+                    f"max_cost_usd counts what {warehouse.database} billed for the run's "
+                    f"queries, but its price is not usable: {exc}"
+                ) from None
+        billed = warehouse.bytes_billed * state.usd_per_byte
+        spent = model + billed
+        if spent >= budget:
+            raise _StopRun(
+                "cost_budget",
+                f"spent ${spent:.4f} of a ${budget:.4f} budget "
+                f"(model ${model:.4f}, warehouse ${billed:.4f})",
+            )
 
     def _timeout(self) -> _StopRun:
         return _StopRun("timeout", f"stopped after the {self.timeout:g}s time limit")

@@ -4,9 +4,10 @@ A sub-agent is a child :class:`~loopwright.agent.Agent` with its own system prom
 subset, model and turn budget. It works in the parent's workspace (``workspace="shared"``) or
 in a directory of its own inside it (``"child"``: ``subagents/<name>-<n>/``), so the parent
 can read what it wrote either way. While it runs, its events stream into the parent's stream
-tagged with its agent path (``agent/researcher``); its usage and cost are added to the
-parent run's, and count against the parent's limits. Its approval requests reach the same
-consumer and are answered with the parent agent's ``approve()`` (they share the policy).
+tagged with its agent path (``agent/researcher``); its usage and cost (a warehouse's bills
+too) are added to the parent run's, even when it is stopped before its end, and count
+against the parent's limits. Its approval requests reach the same consumer and are answered
+with the parent agent's ``approve()`` (they share the policy).
 
 Example::
 
@@ -199,8 +200,9 @@ class DelegateTool(BaseTool):
         path = f"{run.path}/{spec.name}"
         done: Done | None = None
         first_new = len(session.messages)
+        child_run, child_events = child._start_run(task, session)
         try:
-            async with aclosing(child.run(task, session)) as events:
+            async with aclosing(child_events) as events:
                 async for event in events:
                     if isinstance(event, Done):
                         done = event
@@ -209,9 +211,10 @@ class DelegateTool(BaseTool):
                         event.agent = path
                     run.emit(event)
         finally:
+            # what the child spent, once, however its run ended: at its done, or where it
+            # was stopped (cancelled with the parent, the call timed out) or raised
+            run.add_usage(child_run.usage)
             await child.close_session(session)
-            if done is not None:
-                run.add_usage(done.usage)
         assert done is not None
         answer = next(
             (
