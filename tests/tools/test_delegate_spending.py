@@ -219,3 +219,32 @@ async def test_a_sub_agent_that_fails_counts_once(tmp_path: Path) -> None:
         assert usage.tool_calls == 2  # the parent's Delegate, the child's query
         assert usage.warehouse is not None
         assert usage.warehouse.bytes_billed == TIB
+
+
+async def footer_of_a_billed_sub_agent(tmp_path: Path) -> str:
+    """The Delegate result of a sub-agent that ran one query BigQuery billed a TiB for."""
+    child_model = ScriptedModel([turn(call("bill")), turn("42 rows.")], pricing=PRICE)
+    worker = SubAgent("worker", "Works.", tools=Blocker().tools(), model=child_model)
+    agent = Agent(
+        ScriptedModel(
+            [turn(call("Delegate", agent="worker", task="query")), turn("done")], pricing=PRICE
+        ),
+        tools=[Delegate([worker])],
+        store=MemoryStore(),
+        workspace_root=str(tmp_path / "ws"),
+    )
+    result = await agent.collect("go", agent.new_session("lead"))
+    return str(next(e for e in result.events if e.type == "tool_result" and not e.agent).content)
+
+
+async def test_the_result_footer_names_what_the_warehouse_billed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the footer's $ is the model's cost; a sub-agent's TiB scan must not hide behind it
+    monkeypatch.delenv(WAREHOUSE_PRICE_ENV, raising=False)
+    footer = await footer_of_a_billed_sub_agent(tmp_path)
+    assert "$0.0900, BigQuery 1 TB billed (1 query) ≈ $6.2500, stopped: end_turn" in footer
+    # a price setting that is not a number: what was billed, without a cost
+    monkeypatch.setenv(WAREHOUSE_PRICE_ENV, "cheap")
+    footer = await footer_of_a_billed_sub_agent(tmp_path)
+    assert f"$0.0900, BigQuery {TIB:,} bytes billed, stopped: end_turn" in footer

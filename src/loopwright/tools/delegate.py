@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from loopwright.events import Done
+from loopwright.events import Done, Usage
 from loopwright.run_context import current_run
 from loopwright.sessions.session import Session
 from loopwright.tools.base import BaseTool, ToolResult, Toolset, error, ok
@@ -227,7 +227,7 @@ class DelegateTool(BaseTool):
         usage = done.usage
         footer = (
             f"[sub-agent {path}: {usage.model_calls} model calls, {usage.tool_calls} tool "
-            f"calls, ${usage.cost_usd:.4f}, stopped: {done.stop_reason}"
+            f"calls, ${usage.cost_usd:.4f}{_billed(usage)}, stopped: {done.stop_reason}"
             + (f" ({done.detail})" if done.detail else "")
             + f"; session {session.id}]"
         )
@@ -307,3 +307,17 @@ class DelegateTool(BaseTool):
         child.registry_for(session)  # raises ValueError for unknown tool names, before running
         session.save()
         return child, session
+
+
+def _billed(usage: Usage) -> str:
+    """``, BigQuery 1 TiB billed (1 query) ≈ $6.2500`` when a warehouse billed the sub-agent's
+    queries (its cost is apart from the model's, before it); empty otherwise."""
+    warehouse = usage.warehouse
+    if warehouse is None or not warehouse.queries:
+        return ""
+    from loopwright.observability.reports import warehouse_summary
+
+    try:
+        return f", {warehouse_summary(warehouse)}"
+    except ValueError:  # an unusable price setting: say what was billed, without a cost
+        return f", {warehouse.database} {warehouse.bytes_billed:,} bytes billed"
