@@ -15,6 +15,9 @@ the same way on every backend whatever its wording:
 - another dialect's syntax (``TOP 10``, ``[brackets]``, backticks, BigQuery's
   ``DATE_SUB(..., INTERVAL ...)``, ``QUALIFY`` on PostgreSQL, ``::`` and ``ILIKE`` on
   BigQuery): what to write instead;
+- another dialect's function (``DATEDIFF``, ``NVL``, ``GETDATE()``, ``strftime`` on PostgreSQL,
+  ``TO_CHAR`` on BigQuery, PostgreSQL's ``date_trunc`` order on BigQuery, ...): this backend's
+  equivalent, with an example; not when the database suggested one taking the same arguments;
 - a division by zero: ``NULLIF`` (BigQuery: ``SAFE_DIVIDE``).
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 import sqlglot
@@ -277,6 +280,8 @@ def column_hint(message: str, sql: str, dialect: str, columns: Columns) -> str:
     read = sources(sql, dialect)
     if missing is None or not read:
         return ""
+    if _foreign_call(message, sql, dialect) is not None:
+        return ""  # DATEDIFF(day, ...): the function's hint says what to write
     qualifier, name = missing
     if qualifier is not None:
         read = [s for s in read if s.alias.lower() == qualifier.lower()] or read
@@ -365,6 +370,7 @@ _DATE_SUB = re.compile(r"\bDATE_(?:SUB|ADD)\s*\(.{0,200}?\bINTERVAL\b", re.IGNOR
 _QUALIFY = re.compile(r"\bQUALIFY\b", re.IGNORECASE)
 _ILIKE = re.compile(r"\bILIKE\b", re.IGNORECASE)
 _DOUBLE_COLON = re.compile(r"::")
+_EMPTY_PARENTHESES = re.compile(r"\bCURRENT_(?:DATE|TIMESTAMP)\s*\(\s*\)", re.IGNORECASE)
 
 
 def dialect_hint(message: str, sql: str, dialect: str) -> str:
@@ -403,6 +409,10 @@ def dialect_hint(message: str, sql: str, dialect: str) -> str:
             "in a subquery and filter on it outside: SELECT * FROM (SELECT ..., ROW_NUMBER() "
             "OVER (...) AS rn FROM ...) s WHERE rn = 1."
         )
+    if dialect == "postgres" and syntax and _EMPTY_PARENTHESES.search(text):
+        hints.append(
+            "PostgreSQL writes CURRENT_DATE and CURRENT_TIMESTAMP without parentheses (or now())."
+        )
     if dialect == "bigquery" and syntax and _DOUBLE_COLON.search(text):
         hints.append("BigQuery has no :: casts: write CAST(x AS type) (e.g. CAST(x AS FLOAT64)).")
     if dialect == "bigquery" and syntax and _ILIKE.search(text):
@@ -412,4 +422,276 @@ def dialect_hint(message: str, sql: str, dialect: str) -> str:
             hints.append("Use SAFE_DIVIDE(a, b), which gives NULL where b is 0.")
         else:
             hints.append("Divide by NULLIF(b, 0) to get NULL where the divisor is 0.")
-    return "".join(f"\n{hint}" for hint in hints)
+    function = function_hint(message, sql, dialect)
+    return "".join(f"\n{hint}" for hint in hints) + function
+
+
+# --- another dialect's functions ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Equivalent:
+    """What a backend has for another dialect's function: ``advice``, its ``examples`` in
+    the ``{}``. The examples are SQL over a and b (dates, a the earlier), d (a date), x and y
+    (numbers), s (text), t (a date as text) and cond (a condition)."""
+
+    advice: str
+    examples: tuple[str, ...]
+
+    def text(self) -> str:
+        return self.advice.format(*self.examples)
+
+
+def _each(names: str, advice: str, *examples: str) -> dict[str, Equivalent]:
+    return dict.fromkeys(names.split(), Equivalent(advice, examples))
+
+
+#: Each backend's equivalents of the functions other dialects have and it lacks (or has in
+#: another shape: :data:`OTHER_SHAPES`), by the lower-case names those dialects give them.
+EQUIVALENTS: dict[str, dict[str, Equivalent]] = {
+    "duckdb": {
+        **_each(
+            "datediff date_diff timestampdiff months_between",
+            "{} is the days from a to b (or 'month', 'year')",
+            "date_diff('day', a, b)",
+        ),
+        **_each(
+            "dateadd add_months timestampadd", "add an interval, e.g. {}", "d + INTERVAL 1 MONTH"
+        ),
+        **_each(
+            "getdate sysdate curdate",
+            "{} is today, {} the current timestamp",
+            "current_date",
+            "now()",
+        ),
+        **_each("nvl isnull", "write {}", "coalesce(x, y)"),
+        **_each("iff iif", "write {} or {}", "if(cond, x, y)", "CASE WHEN cond THEN x ELSE y END"),
+        **_each(
+            "date_format to_char format_date",
+            "write {} (%Y year, %m month, %d day)",
+            "strftime(d, '%Y-%m')",
+        ),
+        **_each("to_date str_to_date parse_date", "write {}", "strptime(t, '%Y-%m-%d')::DATE"),
+        **_each("safe_divide", "write {}, NULL where y is 0", "x / NULLIF(y, 0)"),
+        **_each("convert", "write {} (or DATE, INTEGER, DOUBLE)", "CAST(x AS VARCHAR)"),
+        **_each("charindex", "write {}, the text first", "strpos(s, 'U')"),
+        **_each("eomonth", "write {}", "last_day(d)"),
+    },
+    "postgres": {
+        **_each(
+            "datediff date_diff timestampdiff months_between",
+            "{} is the days from a to b; the whole months are {}",
+            "b::date - a::date",
+            "extract(year from age(b, a)) * 12 + extract(month from age(b, a))",
+        ),
+        **_each(
+            "dateadd add_months timestampadd", "add an interval, e.g. {}", "d + INTERVAL '1 month'"
+        ),
+        **_each(
+            "getdate sysdate curdate",
+            "{} is today, {} the current timestamp",
+            "CURRENT_DATE",
+            "now()",
+        ),
+        **_each("nvl isnull ifnull", "write {}", "coalesce(x, y)"),
+        **_each("iff iif if", "write {}", "CASE WHEN cond THEN x ELSE y END"),
+        **_each("len", "write {}", "length(s)"),
+        **_each(
+            "strftime date_format format_date",
+            "write {} (YYYY year, MM month, DD day)",
+            "to_char(d, 'YYYY-MM')",
+        ),
+        **_each("str_to_date parse_date", "write {}", "to_date(t, 'YYYY-MM-DD')"),
+        **_each("datepart", "write {} or {}", "date_part('year', d)", "EXTRACT(YEAR FROM d)"),
+        **_each("year", "write {}", "EXTRACT(YEAR FROM d)"),
+        **_each("month", "write {}", "EXTRACT(MONTH FROM d)"),
+        **_each("day", "write {}", "EXTRACT(DAY FROM d)"),
+        **_each("charindex", "write {}, the text first", "strpos(s, 'U')"),
+        **_each(
+            "eomonth last_day",
+            "write {}",
+            "(date_trunc('month', d) + INTERVAL '1 month - 1 day')::date",
+        ),
+        **_each("safe_divide", "write {}, NULL where y is 0", "x / NULLIF(y, 0)"),
+        **_each("countif", "write {}", "COUNT(*) FILTER (WHERE cond)"),
+        **_each("median", "write {}", "percentile_cont(0.5) WITHIN GROUP (ORDER BY x)"),
+        **_each("group_concat listagg", "write {}", "string_agg(s, ',')"),
+        **_each("decode", "write {}", "CASE s WHEN 'HUMIRA' THEN 1 ELSE 0 END"),
+        **_each("date_trunc", "write {}, the part first, as text", "date_trunc('month', d)"),
+        **_each("convert", "write {} (or date, integer, numeric)", "CAST(x AS text)"),
+    },
+    "bigquery": {
+        **_each(
+            "datediff date_diff timestampdiff months_between",
+            "{} is the days from a to b (or MONTH, YEAR; TIMESTAMP_DIFF for timestamps)",
+            "DATE_DIFF(b, a, DAY)",
+        ),
+        **_each("dateadd add_months timestampadd", "write {}", "DATE_ADD(d, INTERVAL 1 MONTH)"),
+        **_each(
+            "getdate now sysdate curdate",
+            "{} is today, {} the current timestamp",
+            "CURRENT_DATE()",
+            "CURRENT_TIMESTAMP()",
+        ),
+        **_each("nvl isnull", "write {}", "IFNULL(x, y)"),
+        **_each("iff iif", "write {}", "IF(cond, x, y)"),
+        **_each("len", "write {}", "LENGTH(s)"),
+        **_each(
+            "strftime date_format to_char",
+            "write {}, the format first (FORMAT_TIMESTAMP for a timestamp)",
+            "FORMAT_DATE('%Y-%m', d)",
+        ),
+        **_each("to_date str_to_date", "write {}, the format first", "PARSE_DATE('%Y-%m-%d', t)"),
+        **_each("datepart date_part", "write {} (or MONTH, DAY)", "EXTRACT(YEAR FROM d)"),
+        **_each("year", "write {}", "EXTRACT(YEAR FROM d)"),
+        **_each("month", "write {}", "EXTRACT(MONTH FROM d)"),
+        **_each("day", "write {}", "EXTRACT(DAY FROM d)"),
+        **_each("charindex", "write {}, the text first", "STRPOS(s, 'U')"),
+        **_each("eomonth", "write {}", "LAST_DAY(d)"),
+        **_each("median", "write {}, an approximate median", "APPROX_QUANTILES(x, 2)[OFFSET(1)]"),
+        **_each("group_concat listagg", "write {}", "STRING_AGG(s, ',')"),
+        **_each("decode", "write {}", "CASE s WHEN 'HUMIRA' THEN 1 ELSE 0 END"),
+        **_each("convert", "write {} (or DATE, INT64, FLOAT64)", "CAST(x AS STRING)"),
+        **_each(
+            "date_trunc datetrunc",
+            "write {}, the date first and the part bare",
+            "DATE_TRUNC(d, MONTH)",
+        ),
+    },
+}
+
+
+#: Functions of other dialects taking a bare date part or type (DATEDIFF(day, a, b),
+#: CONVERT(VARCHAR, x)), which a database then reports as an unknown column.
+_TAKE_A_WORD = frozenset(
+    {"datediff", "date_diff", "dateadd", "datepart", "datetrunc", "timestampdiff", "timestampadd"}
+    | {"convert"}
+)
+_TYPE_WORDS = frozenset(
+    {"varchar", "nvarchar", "char", "text", "string", "int", "integer", "int64", "bigint"}
+    | {"float", "float64", "double", "decimal", "numeric", "date", "datetime", "timestamp"}
+)
+_BARE_WORDS = _DATE_PARTS | _TYPE_WORDS | {"dd", "mm", "yy", "yyyy", "qq", "wk", "hh", "mi", "ss"}
+
+
+def _text_first(args: list[str]) -> bool:
+    return bool(args) and args[0] == "''"
+
+
+#: The functions of :data:`EQUIVALENTS` that the backend has, in another shape: whether a
+#: call's arguments (strings as ``''``) are in the other dialect's shape.
+OTHER_SHAPES: dict[str, dict[str, Callable[[list[str]], bool]]] = {
+    # DATEDIFF(day, a, b), DATE_DIFF(b, a, DAY) for date_diff('day', a, b)
+    "duckdb": {"datediff": lambda a: not _text_first(a), "date_diff": lambda a: not _text_first(a)},
+    "postgres": {
+        "date_trunc": lambda a: not _text_first(a),  # date_trunc(d, 'month')
+        "decode": lambda a: len(a) > 2,  # Oracle's DECODE(x, 'A', 1, 0)
+        "convert": lambda a: bool(a) and _bare_word(a[0]) in _TYPE_WORDS,  # CONVERT(VARCHAR, x)
+    },
+    # DATE_TRUNC('month', d), DATE_DIFF('day', a, b)
+    "bigquery": {"date_trunc": _text_first, "date_diff": _text_first},
+}
+
+#: (function, the backend's own) taking the same arguments: the database suggesting the
+#: second for the first ("Did you mean "if"?") has said it all.
+_SAME_ARGUMENTS = frozenset(
+    {
+        ("iff", "if"),
+        ("iif", "if"),
+        ("nvl", "coalesce"),
+        ("nvl", "ifnull"),
+        ("isnull", "coalesce"),
+        ("isnull", "ifnull"),
+        ("ifnull", "coalesce"),
+        ("curdate", "current_date"),
+        ("getdate", "now"),
+        ("getdate", "current_timestamp"),
+        ("sysdate", "now"),
+        ("sysdate", "current_timestamp"),
+        ("now", "current_timestamp"),
+        ("eomonth", "last_day"),
+        ("len", "length"),
+        ("listagg", "string_agg"),
+    }
+)
+
+#: The function an error says does not exist, or does not take the arguments given.
+_NO_FUNCTION = (
+    re.compile(r'Function with name "?(\w+)"? does not exist'),  # DuckDB
+    re.compile(r"No function matches the given name and argument types '(\w+)\("),  # DuckDB
+    re.compile(r'candidate function for the function call "(\w+)\('),  # DuckDB
+    re.compile(r'function (?:\w+\.)?"?(\w+)"?\(.*?\) does not exist'),  # PostgreSQL
+    re.compile(r"Function not found: (?:[\w.]+\.)?(\w+)"),  # BigQuery
+    re.compile(r"No matching signature for (?:aggregate )?function (\w+)", re.IGNORECASE),
+)
+_SUGGESTED_FUNCTION = re.compile(r'Did you mean "?(\w+)"?\?')
+
+_CALL_NAME = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+
+
+def function_hint(message: str, sql: str, dialect: str) -> str:
+    """This backend's equivalent of another dialect's function in ``sql``, which ``message``
+    says does not exist (or takes other arguments), or whose bare date part or type
+    (``DATEDIFF(day, a, b)``) the database took for a column; "" when there is none."""
+    found = _foreign_call(message, sql, dialect)
+    if found is None:
+        return ""
+    name, equivalent = found
+    db = _BACKEND_NAMES[dialect]
+    if name in OTHER_SHAPES.get(dialect, {}):
+        return f"\n{db}'s {name.upper()} takes other arguments: {equivalent.text()}."
+    return f"\n{name.upper()} is not a {db} function: {equivalent.text()}."
+
+
+def _foreign_call(message: str, sql: str, dialect: str) -> tuple[str, Equivalent] | None:
+    equivalents = EQUIVALENTS.get(dialect, {})
+    shapes = OTHER_SHAPES.get(dialect, {})
+    named = next((m.group(1).lower() for p in _NO_FUNCTION if (m := p.search(message))), None)
+    if named is not None:
+        said = _SUGGESTED_FUNCTION.search(message)
+        if said is not None and (named, said.group(1).lower()) in _SAME_ARGUMENTS:
+            return None
+        shape = shapes.get(named)
+        if shape is not None and not any(shape(args) for _, args in _calls(sql, {named})):
+            return None
+        return (named, equivalents[named]) if named in equivalents else None
+    missing = missing_column(message)
+    if missing is None or missing[1].lower() not in _BARE_WORDS:
+        return None
+    word = missing[1].lower()
+    for name, args in _calls(sql, _TAKE_A_WORD & set(equivalents)):
+        shape = shapes.get(name)
+        if word in map(_bare_word, args) and (shape is None or shape(args)):
+            return name, equivalents[name]
+    return None
+
+
+def _calls(sql: str, names: Set[str]) -> list[tuple[str, list[str]]]:
+    """The calls in ``sql`` of the functions ``names`` (lower case): each name with its
+    arguments' text, a string written ``''``."""
+    code = _COMMENTS_AND_STRINGS.sub(lambda m: "''" if m[0].startswith("'") else " ", sql)
+    found = []
+    for match in _CALL_NAME.finditer(code):
+        name = match.group(1).lower()
+        if name not in names:
+            continue
+        args, depth, start = [], 0, match.end()
+        for i in range(match.end(), len(code)):
+            if code[i] == "(":
+                depth += 1
+            elif code[i] == ")" and depth:
+                depth -= 1
+            elif code[i] in ")," and not depth:
+                args.append(code[start:i].strip())
+                start = i + 1
+                if code[i] == ")":
+                    break
+        found.append((name, args))
+    return found
+
+
+def _bare_word(argument: str) -> str:
+    """The word an argument is (``day``; ``varchar`` of ``VARCHAR(10)``), lower-cased; ""
+    when it is an expression."""
+    word = re.fullmatch(r"([A-Za-z_]\w*)\s*(?:\([\d\s,]*\))?", argument)
+    return word.group(1).lower() if word else ""
