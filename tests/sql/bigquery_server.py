@@ -32,9 +32,19 @@ not false) is answered from the cache: ``cacheHit`` true, 0 bytes processed and 
 off by default, so tests sharing a server each see their query's scan.
 
 ``hold_jobs = True`` keeps real jobs ``RUNNING`` until they are cancelled (to test
-timeouts); clearing :attr:`BigQueryServer.table_gate` holds each tables.get request until
-it is set again, and :attr:`BigQueryServer.most_table_reads` says how many were ever in
-flight at once. Every request is recorded in :attr:`BigQueryServer.requests`.
+timeouts): a slow query. DuckDB ran the whole query when the job was inserted, so a job
+cancelled through jobs.cancel reports the bytes it processed, and is billed for them as a
+finished job is (jobs.cancel's reference: "Cancelled jobs may still incur costs"); the ids
+of the jobs cancelled are in :attr:`BigQueryServer.cancelled`, in order. A failed query
+bills nothing: it never becomes a job here. Clearing :attr:`BigQueryServer.insert_gate`
+holds the answer to jobs.insert of each real job, which runs meanwhile, until it is set
+again (a slow start). ``page_delay`` (seconds) slows each page of rows read from a
+finished job (a large result over a slow network), and ``failing_row`` (a row index) makes
+the page of rows holding that row fail with 403 ``responseTooLarge``, as reading a finished
+job's result can; either way the job was billed. Clearing
+:attr:`BigQueryServer.table_gate` holds each tables.get request until it is set again, and
+:attr:`BigQueryServer.most_table_reads` says how many were ever in flight at once. Every
+request is recorded in :attr:`BigQueryServer.requests`.
 """
 
 from __future__ import annotations
@@ -62,6 +72,8 @@ _PREFIX = "/bigquery/v2/projects/"
 #: BigQuery's on-demand billing unit, and its minimum per table a query reads (10 MB).
 BILLING_UNIT = 1024 * 1024
 MIN_BILLED_PER_TABLE = 10 * BILLING_UNIT
+#: The ``status`` of an error response, by HTTP status (400 otherwise).
+_STATUSES = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS"}
 
 
 @dataclass
@@ -110,6 +122,15 @@ class BigQueryServer:
         self.requests: list[Recorded] = []
         self.jobs: dict[str, _Job] = {}
         self.hold_jobs = False
+        #: the jobs cancelled through jobs.cancel while they ran, in order
+        self.cancelled: list[str] = []
+        #: jobs.insert of a real job answers only while this is set (see the module's doc)
+        self.insert_gate = threading.Event()
+        self.insert_gate.set()
+        #: seconds each page of rows takes to serve (see the module's doc)
+        self.page_delay = 0.0
+        #: a row whose page fails with 403 responseTooLarge (see the module's doc)
+        self.failing_row: int | None = None
         #: answer a query run again unchanged from the result cache (see the module's doc)
         self.query_cache = False
         self._cached: set[str] = set()
@@ -185,6 +206,7 @@ class BigQueryServer:
 
     def __exit__(self, *exc: object) -> None:
         self.table_gate.set()  # no request is left held
+        self.insert_gate.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -223,7 +245,7 @@ class BigQueryServer:
                     "code": exc.status,
                     "message": exc.message,
                     "errors": [{"message": exc.message, "domain": "global", "reason": exc.reason}],
-                    "status": "NOT_FOUND" if exc.status == 404 else "INVALID_ARGUMENT",
+                    "status": _STATUSES.get(exc.status, "INVALID_ARGUMENT"),
                 }
             }
         data = json.dumps(payload).encode()
@@ -270,6 +292,10 @@ class BigQueryServer:
         default = query.get("defaultDataset", {}).get("datasetId")
         reference = body.get("jobReference", {})
         job_id = reference.get("jobId") or f"job_{next(self._ids)}"
+        if job_id in self.jobs:  # a retried insert: the client then reads the job
+            raise BigQueryError(
+                409, "duplicate", f"Already Exists: Job {project}:{self.location}.{job_id}"
+            )
         try:
             statements = [s for s in sqlglot.parse(sql, read="bigquery") if s is not None]
         except sqlglot.errors.SqlglotError as exc:
@@ -307,6 +333,7 @@ class BigQueryServer:
                 self._cached.add(cache_key)
             job.state = "RUNNING" if self.hold_jobs else "DONE"
             self.jobs[job_id] = job
+            self.insert_gate.wait()
         elif statement_type == "SELECT":  # errors (unknown table, bad column) show on dry runs
             self._describe(duck_sql, values)
         return self._job_resource(job)
@@ -398,12 +425,13 @@ class BigQueryServer:
 
     def _cancel(self, job_id: str) -> dict[str, Any]:
         job = self._job(job_id)
-        if job.state != "DONE":
+        if job.state != "DONE":  # it keeps (and is billed for) the bytes it processed
             job.state = "DONE"
             job.error = {
                 "reason": "stopped",
                 "message": "Job execution was cancelled: User requested cancellation",
             }
+            self.cancelled.append(job_id)
         return self._job_resource(job)
 
     def _job_resource(self, job: _Job) -> dict[str, Any]:
@@ -479,6 +507,13 @@ class BigQueryServer:
         start = int(params.get("pageToken") or params.get("startIndex") or 0)
         size = int(params.get("maxResults", 100_000))
         rows = job.rows[start : start + size]
+        if rows and self.page_delay:
+            time.sleep(self.page_delay)
+        failing = self.failing_row
+        if failing is not None and start <= failing < start + len(rows):
+            raise BigQueryError(
+                403, "responseTooLarge", "Response too large to return. Consider paging."
+            )
         int64_timestamps = params.get("formatOptions.useInt64Timestamp", "").lower() == "true"
         encoded = [
             {

@@ -107,6 +107,17 @@ class QueryResult:
     """Whether the result came from the database's result cache (BigQuery), else ``None``."""
 
 
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """What a database billed for one query's job (BigQuery on-demand), known as soon as the
+    job has ended: a query stopped by its timeout or its run, or whose result could not be
+    read or saved, was billed all the same (a query that failed with an error is not)."""
+
+    bytes_billed: int
+    bytes_scanned: int | None = None
+    cache_hit: bool | None = None
+
+
 @dataclass(slots=True)
 class ArrowStream:
     """An open query, as a backend hands it over: its columns and its record batches."""
@@ -142,7 +153,9 @@ class Interrupter:
     and raises :class:`QueryTimeout` so the worker goes no further.
     """
 
-    def __init__(self, wanted_rows: int | None = None) -> None:
+    def __init__(
+        self, wanted_rows: int | None = None, on_bill: Callable[[Bill], object] | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], object]] = []
         self.stopped = False
@@ -150,6 +163,9 @@ class Interrupter:
         #: whether there were more): a driver that fetches in round trips asks for no more.
         #: ``None``: no limit known.
         self.wanted_rows = wanted_rows
+        #: What the query's job billed, once the backend knows (:meth:`billed`).
+        self.bill: Bill | None = None
+        self._on_bill = on_bill
 
     def on_stop(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` (in another thread) when the query is stopped."""
@@ -169,6 +185,15 @@ class Interrupter:
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             _spawn(callback)
+
+    def billed(self, bill: Bill) -> None:
+        """Say what the query's job billed (worker side), once, as soon as it has ended:
+        ``on_bill`` hears of it whatever becomes of the query afterwards."""
+        if self.bill is not None:
+            return
+        self.bill = bill
+        if self._on_bill is not None:
+            self._on_bill(bill)
 
     def check(self) -> None:
         """Raise :class:`QueryTimeout` if the query has been stopped (worker side)."""
@@ -292,6 +317,7 @@ class SQLBackend(ABC):
         max_rows: int = DEFAULT_MAX_ROWS,
         timeout: float = DEFAULT_TIMEOUT_S,  # noqa: ASYNC109 - interrupts the query itself
         preview_rows: int = DEFAULT_PREVIEW_ROWS,
+        on_bill: Callable[[Bill], object] | None = None,
     ) -> QueryResult:
         """Run one read-only query and write its result to ``csv_path`` (and Parquet).
 
@@ -301,6 +327,11 @@ class SQLBackend(ABC):
         ``timeout`` covers running the query and writing the files. Raises
         :class:`QueryRefused`, :class:`QueryTimeout`, :class:`UnknownTable` or
         :class:`SQLError`.
+
+        ``on_bill`` is called (in the worker thread) with the :class:`Bill` of the query's
+        job on a database that bills per query, as soon as the job has ended: also when the
+        query then fails (stopped by the timeout, its result not saved) or is cancelled, so
+        what it cost can be counted where no result says it.
         """
         from loopwright.sql.output import write_result
 
@@ -311,7 +342,8 @@ class SQLBackend(ABC):
             raise ValueError("max_rows must be at least 1")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
-        stop = Interrupter(wanted_rows=max_rows + 1)  # one more row tells the cap was hit
+        # one more row tells the cap was hit
+        stop = Interrupter(wanted_rows=max_rows + 1, on_bill=on_bill)
         started = time.perf_counter()
 
         def work() -> QueryResult:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ from google.cloud import bigquery
 from loopwright.sql.base import (
     DEFAULT_TIMEOUT_S,
     ArrowStream,
+    Bill,
     Interrupter,
     QueryRefused,
     QueryTimeout,
@@ -103,6 +105,16 @@ def _unreachable(exc: Exception) -> str | None:
 #: https://cloud.google.com/bigquery/pricing#on_demand_pricing): ``maximum_bytes_billed``
 #: caps these billed bytes, not the bytes scanned.
 MIN_BILLED_PER_TABLE = 10 * 1024 * 1024
+
+#: The reasons (``errorResult.reason``) of a job that was stopped rather than failed: cancelled
+#: (``jobs.cancel``) or past its ``job_timeout_ms``. BigQuery may bill such a job for what it
+#: processed ("Cancelled jobs may still incur costs", jobs.cancel's reference); a query that
+#: failed with an error is not billed.
+STOPPED_REASONS = frozenset({"stopped", "jobTimeout"})
+
+#: Seconds a job stopped before its result was read is waited for to end, for its bill: a
+#: cancel request returns at once and the job ends soon after.
+STOPPED_JOB_WAIT_S = 5.0
 
 #: Tables whose columns :meth:`BigQueryBackend.schema` reads at once (a request each).
 SCHEMA_REQUESTS = 8
@@ -282,7 +294,8 @@ class BigQueryBackend(SQLBackend):
         job_id_prefix: str = "loopwright_",
     ) -> tuple[bigquery.QueryJob, bigquery.QueryJob]:
         """The dry run (:meth:`dry_run`'s checks), then the query job, which ``stop``
-        cancels; runs in the worker thread. Returns ``(dry run, job)``."""
+        cancels; runs in the worker thread. Returns ``(dry run, job)``. A job stopped as it
+        started is cancelled, and what it billed told to ``stop`` (:func:`bill_ended_job`)."""
         client = self.client
         dry = self.dry_run(sql, timeout, parameters)
         stop.check()
@@ -297,7 +310,11 @@ class BigQueryBackend(SQLBackend):
         def cancel() -> None:
             client.cancel_job(job.job_id, location=job.location, timeout=10, retry=_retry(10))
 
-        stop.on_stop(cancel)
+        try:
+            stop.on_stop(cancel)
+        except QueryTimeout:  # stopped while the job started: on_stop has cancelled it
+            bill_ended_job(job, stop)
+            raise
         return dry, job
 
     @contextlib.contextmanager
@@ -306,8 +323,18 @@ class BigQueryBackend(SQLBackend):
         # a page holds no more than the writer reads: a row cap of 5 fetched 10,000 rows
         wanted = stop.wanted_rows
         page = self.page_rows if wanted is None else max(1, min(self.page_rows, wanted))
-        # our own timeout fires first; the client's is a backstop
-        rows = job.result(page_size=page, timeout=timeout + 5)
+        try:
+            # our own timeout fires first; the client's is a backstop
+            rows = job.result(page_size=page, timeout=timeout + 5)
+        except Exception:  # stopped (billed for what it processed), or failed (not billed)
+            bill_ended_job(job, stop)
+            raise
+        scanned = job.total_bytes_processed
+        if scanned is None:
+            scanned = dry.total_bytes_processed
+        billed, cache_hit = _billing(job)
+        if billed is not None:  # told now: reading or saving the result may still fail
+            stop.billed(Bill(billed, scanned, cache_hit))
         fields = list(rows.schema or [])
         columns = [(f.name, _type_name(f)) for f in fields]
         schema, untyped = _arrow_schema(fields)
@@ -331,13 +358,11 @@ class BigQueryBackend(SQLBackend):
         first = next(batches, None)
         if first is not None:
             schema = first.schema
-        scanned = job.total_bytes_processed
-        billed, cache_hit = _billing(job)
         yield ArrowStream(
             columns,
             schema,
             _chain(first, batches),
-            bytes_scanned=scanned if scanned is not None else dry.total_bytes_processed,
+            bytes_scanned=scanned,
             bytes_billed=billed,
             cache_hit=cache_hit,
         )
@@ -437,7 +462,7 @@ class BigQueryBackend(SQLBackend):
                     f"{message}. Scan less: select fewer columns and filter on the tables' "
                     "partitioning or clustering columns."
                 )
-            if "jobTimeout" in reasons or "stopped" in reasons:
+            if reasons & STOPPED_REASONS:
                 return QueryTimeout(message)
             return SQLError(message)
         if isinstance(exc, TimeoutError):
@@ -658,6 +683,29 @@ def _billing(job: bigquery.QueryJob) -> tuple[int | None, bool | None]:
         int(billed) if billed is not None else None,
         bool(cache_hit) if cache_hit is not None else None,
     )
+
+
+def bill_ended_job(job: bigquery.QueryJob, stop: Interrupter) -> None:
+    """Tell ``stop`` what BigQuery billed for ``job``, whose result was not read: a job
+    stopped (by ``stop``'s cancel, or past its ``job_timeout_ms``) may be billed for what it
+    processed, and one that finished before its result could be read was billed in full; a
+    query that failed with an error is not billed, and nothing is told. A job still running
+    and not stopped by ``stop`` (its result's request failed) is cancelled first, so it
+    spends no more; either way it is waited for to end, :data:`STOPPED_JOB_WAIT_S` at most."""
+    with contextlib.suppress(Exception):  # what it cost is worth a few requests, not a failure
+        if not stop.stopped and not job.done(retry=_retry(10), timeout=10):
+            job.cancel(retry=_retry(10), timeout=10)
+        deadline = time.monotonic() + STOPPED_JOB_WAIT_S
+        while not job.done(retry=_retry(10), timeout=10) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        error = job.error_result
+        if job.state != "DONE" or (
+            error is not None and error.get("reason") not in STOPPED_REASONS
+        ):
+            return
+        billed, cache_hit = _billing(job)
+        if billed is not None:
+            stop.billed(Bill(billed, job.total_bytes_processed, cache_hit))
 
 
 def _chain(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[Any]:

@@ -14,6 +14,7 @@ client) rather than opening one each.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import os
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from loopwright.tools.base import BaseTool, ToolResult, Toolset, error, ok
 
 if TYPE_CHECKING:
-    from loopwright.sql.base import QueryResult, SQLBackend
+    from loopwright.sql.base import Bill, QueryResult, SQLBackend
 
 #: ``dataset_name``: a plain file stem. Letters, digits, ``_`` and ``-``; no leading ``-``.
 DATASET_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
@@ -206,6 +207,9 @@ class SQLTool(BaseTool):
                 "at once): nothing was run; give each query its own dataset_name."
             )
         started = time.monotonic()
+        # what the query's job billed (BigQuery), told as soon as it has ended: a failed call
+        # carries it in its metadata like a result does, so it is counted all the same
+        bills: list[Bill] = []
         try:
             result = await self.backend.query(
                 sql,
@@ -214,19 +218,24 @@ class SQLTool(BaseTool):
                 max_rows=self.max_rows,
                 timeout=self.query_timeout,
                 preview_rows=self.preview_rows,
+                on_bill=bills.append,
             )
         except UnknownTable as exc:
             left = self.query_timeout - (time.monotonic() - started)
             told = await self._unknown_table(str(exc), left)
-            return error(f"The query failed. {told}{self._earlier(name)}")
+            return self._failed(f"The query failed. {told}{self._earlier(name)}", name, bills)
         except (QueryRefused, QueryTimeout, ResultFileError) as exc:
-            return error(f"{exc}{self._earlier(name)}")
+            return self._failed(f"{exc}{self._earlier(name)}", name, bills)
         except SQLError as exc:
             left = self.query_timeout - (time.monotonic() - started)
             told = await self._explained(self._error_text(sql, str(exc)), sql, left)
-            return error(f"The query failed. {told}{self._earlier(name)}")
+            return self._failed(f"The query failed. {told}{self._earlier(name)}", name, bills)
         except OSError as exc:
-            return error(f"Could not write the result files in the workspace: {exc}.")
+            text = f"Could not write the result files in the workspace: {exc}."
+            return self._failed(text, name, bills)
+        except asyncio.CancelledError:
+            self._count_cancelled(name, bills)
+            raise
         finally:
             del _SAVING[csv_path]
         metadata = self._metadata(name, result)
@@ -236,6 +245,39 @@ class SQLTool(BaseTool):
             metadata["masked_columns"] = list(masked.columns)
             metadata["preview_withheld"] = masked.withheld
         return ok(self._render(name, result, masked), metadata=metadata)
+
+    def _billed(self, name: str, bills: list[Bill]) -> dict[str, Any] | None:
+        """The metadata of a failed call whose query's job was billed (``bills``), in the
+        form of a result's (:func:`~loopwright.events.warehouse_bill` reads it), else None."""
+        if not bills:
+            return None
+        bill = bills[0]
+        return {
+            "dataset_name": name,
+            "bytes_scanned": bill.bytes_scanned,
+            "bytes_billed": bill.bytes_billed,
+            "cache_hit": bill.cache_hit,
+            "database": self.backend.name,
+        }
+
+    def _failed(self, text: str, name: str, bills: list[Bill]) -> ToolResult:
+        """The error result ``text``, with what the query's job was billed, if it was."""
+        metadata = self._billed(name, bills)
+        return error(text) if metadata is None else error(text, metadata=metadata)
+
+    def _count_cancelled(self, name: str, bills: list[Bill]) -> None:
+        """Count the bill of a call cancelled with its run (stopped, past its time limit) in
+        the run's usage: its job was billed, and no result will say so."""
+        from loopwright.events import Usage, warehouse_bill
+        from loopwright.run_context import current_run
+
+        bill = warehouse_bill(self._billed(name, bills))
+        run = current_run()
+        if bill is None or run is None:
+            return
+        usage = Usage()
+        usage.add_bill(bill)
+        run.add_usage(usage)
 
     def _error_text(self, sql: str, message: str) -> str:
         """The database's error ``message`` as the mask lets the model see it (a conversion
