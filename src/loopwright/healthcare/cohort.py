@@ -52,6 +52,7 @@ can be run again with the parameters it was run with.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import datetime as dt
@@ -62,7 +63,7 @@ import re
 import secrets
 import stat
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Literal
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
     import psycopg
     import pyarrow as pa  # type: ignore[import-untyped]
 
-    from loopwright.sql.base import Interrupter, SQLBackend
+    from loopwright.sql.base import Bill, Interrupter, SQLBackend
 
 #: Where cohorts are saved, relative to the workspace.
 COHORT_DIR = "cohorts"
@@ -1297,12 +1298,15 @@ class CohortRunner(ABC):
         sql: str,
         parameters: Mapping[str, Any],
         timeout: float,  # noqa: ASYNC109 - interrupts the query itself
+        on_bill: Callable[[Bill], object] | None = None,
     ) -> list[tuple[Any, ...]]:
         """All rows of ``sql`` with ``parameters`` bound, read in a worker thread; past
-        ``timeout`` the query is interrupted and ``TimeoutError`` raised."""
+        ``timeout`` the query is interrupted and ``TimeoutError`` raised. ``on_bill`` hears
+        what a database that bills per query (BigQuery) billed for it, also when it failed
+        after its job had run (see :meth:`SQLBackend.query`)."""
         from loopwright.sql.base import Interrupter, run_in_worker
 
-        stop = Interrupter()
+        stop = Interrupter(on_bill=on_bill)
         return await run_in_worker(
             lambda: self._rows(sql, parameters, timeout, stop), stop, timeout
         )
@@ -1415,13 +1419,14 @@ class BigQueryRunner(CohortRunner):
         sql: str,
         parameters: Mapping[str, Any],
         timeout: float,  # noqa: ASYNC109 - interrupts the query itself
+        on_bill: Callable[[Bill], object] | None = None,
     ) -> list[tuple[Any, ...]]:
         from google.api_core import exceptions as api_exceptions
 
         from loopwright.sql.base import SQLError
 
         try:
-            return await super().fetch(sql, parameters, timeout)
+            return await super().fetch(sql, parameters, timeout, on_bill)
         except SQLError as exc:
             raise CohortError(f"The cohort query failed. {exc}") from exc
         except api_exceptions.GoogleAPICallError as exc:
@@ -1431,13 +1436,22 @@ class BigQueryRunner(CohortRunner):
     def _rows(
         self, sql: str, parameters: Mapping[str, Any], timeout: float, stop: Interrupter
     ) -> list[tuple[Any, ...]]:
+        from loopwright.sql.bigquery import bill_ended_job, job_bill
         from loopwright.sql.readonly import check_read_only
 
         check_read_only(sql, "bigquery")
         _, job = self.backend.start(
             sql, stop, timeout, parameters, job_id_prefix="loopwright_cohort_"
         )
-        return [tuple(row.values()) for row in job.result(timeout=timeout + 5)]
+        try:
+            rows = job.result(timeout=timeout + 5)
+        except Exception:  # stopped (billed for what it processed), or failed (not billed)
+            bill_ended_job(job, stop)
+            raise
+        bill = job_bill(job)
+        if bill is not None:
+            stop.billed(bill)
+        return [tuple(row.values()) for row in rows]
 
 
 def cohort_runner(backend: SQLBackend) -> CohortRunner:
@@ -1637,43 +1651,68 @@ class DefineCohortTool(BaseTool):
                 "(not starting with -), e.g. humira_ra_ca."
             )
         description = str(input.get("description") or "").strip()
+        # what the cohort's queries billed (BigQuery): counted when the call fails, too
+        bills: list[Bill] = []
         try:
             checked_text(description, "description")
             criteria = Criteria.from_input(input)
-            result = await self.define(name, criteria, description)
+            result = await self.define(name, criteria, description, bills=bills)
         except CohortError as exc:
-            return error(str(exc))
+            return self._failed(str(exc), bills)
         except SecurityError as exc:
-            return error(str(exc))
+            return self._failed(str(exc), bills)
         except TimeoutError:
-            return error(
+            return self._failed(
                 f"The cohort query ran past {self.query_timeout:g} s and was stopped; narrow "
-                "the criteria (a date range, fewer states)."
+                "the criteria (a date range, fewer states).",
+                bills,
             )
         except OSError as exc:
-            return error(f"Could not save the cohort in the workspace: {exc}.")
-        except Exception as exc:  # the database's own error, for the model to act on
-            return error(f"The cohort query failed: {type(exc).__name__}: {exc}")
-        return ok(self._render(result, criteria), metadata=self._metadata(result))
+            return self._failed(f"Could not save the cohort in the workspace: {exc}.", bills)
+        except asyncio.CancelledError:
+            from loopwright.sql.base import count_cancelled_bill
 
-    async def define(self, name: str, criteria: Criteria, description: str = "") -> CohortResult:
-        """Build and run the cohort query, save the definition and members, return counts."""
+            count_cancelled_bill(_billed(self.runner.engine, bills))
+            raise
+        except Exception as exc:  # the database's own error, for the model to act on
+            return self._failed(f"The cohort query failed: {type(exc).__name__}: {exc}", bills)
+        metadata = self._metadata(result) | _billed(self.runner.engine, bills)
+        return ok(self._render(result, criteria), metadata=metadata)
+
+    def _failed(self, text: str, bills: list[Bill]) -> ToolResult:
+        """The error result ``text``, with what the cohort's queries were billed, if any."""
+        billed = _billed(self.runner.engine, bills)
+        return error(text, metadata=billed) if billed else error(text)
+
+    async def define(
+        self,
+        name: str,
+        criteria: Criteria,
+        description: str = "",
+        *,
+        bills: list[Bill] | None = None,
+    ) -> CohortResult:
+        """Build and run the cohort query, save the definition and members, return counts.
+        ``bills`` gathers what each query's job billed (BigQuery), as soon as it is known."""
+        on_bill = None if bills is None else bills.append
+
+        async def fetch(sql: str, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+            return await self.runner.fetch(sql, parameters, self.query_timeout, on_bill)
+
         schema = await self._with_dates(
-            CohortSchema.from_schema(await self.runner.schema()), criteria
+            CohortSchema.from_schema(await self.runner.schema()), criteria, fetch
         )
         query = build_cohort_query(criteria, schema, self.runner.dialect)
-        rows = _in_member_order(
-            await self.runner.fetch(query.sql, query.parameters, self.query_timeout)
-        )
+        rows = _in_member_order(await fetch(query.sql, query.parameters))
         unmatched: dict[str, list[str]] = {}
         listed: dict[str, Listed] = {}
         for probe in build_probes(criteria, schema, self.runner.dialect):
-            found = await self.runner.fetch(probe.sql, probe.parameters, self.query_timeout)
+            found = await fetch(probe.sql, probe.parameters)
             missing = unmatched_values(probe, found)
             if missing:
                 unmatched[probe.criterion] = missing
                 if probe.listing is not None:
-                    held = await self.runner.fetch(probe.listing, {}, self.query_timeout)
+                    held = await fetch(probe.listing, {})
                     values = sorted({str(row[0]) for row in held})
                     complete = len(held) <= MAX_LISTED_CODES
                     listed[probe.criterion] = Listed(
@@ -1729,7 +1768,12 @@ class DefineCohortTool(BaseTool):
             replaced=replaced,
         )
 
-    async def _with_dates(self, schema: CohortSchema, criteria: Criteria) -> CohortSchema:
+    async def _with_dates(
+        self,
+        schema: CohortSchema,
+        criteria: Criteria,
+        fetch: Callable[[str, Mapping[str, Any]], Awaitable[list[tuple[Any, ...]]]],
+    ) -> CohortSchema:
         """``schema`` with :attr:`Source.dates` read for each claims table the cohort reads
         whose date column holds text or numbers (their distinct values tell the format)."""
         schema.check(criteria)  # a criterion the database cannot answer: before any query
@@ -1745,7 +1789,7 @@ class DefineCohortTool(BaseTool):
                 f"SELECT DISTINCT {column} FROM {q(source.table)} AS x WHERE {column} IS NOT NULL "
                 f"LIMIT {MAX_DATE_VALUES + 1}"
             )
-            values = [row[0] for row in await self.runner.fetch(sql, {}, self.query_timeout)]
+            values = [row[0] for row in await fetch(sql, {})]
             where = f"{source.table}.{source['date']}"
             read[source.table] = replace(source, dates=read_dates(where, kind, values))
         if not read:
@@ -1811,6 +1855,19 @@ class DefineCohortTool(BaseTool):
             "sql": result.query.sql,
             "parameters": {k: _jsonable(v) for k, v in result.query.parameters.items()},
         }
+
+
+def _billed(engine: str, bills: Sequence[Bill]) -> dict[str, Any]:
+    """What a cohort's queries were billed (BigQuery), in the SQL tool's metadata fields
+    (:func:`~loopwright.events.warehouse_bill` reads them); empty when nothing was."""
+    if not bills:
+        return {}
+    return {
+        "bytes_billed": sum(b.bytes_billed for b in bills),
+        "bytes_scanned": sum(b.bytes_scanned or 0 for b in bills),
+        "cache_hit": all(b.cache_hit is True for b in bills),
+        "database": engine,
+    }
 
 
 class DefineCohort(Toolset):

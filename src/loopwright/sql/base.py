@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -116,6 +116,22 @@ class Bill:
     bytes_billed: int
     bytes_scanned: int | None = None
     cache_hit: bool | None = None
+
+
+def count_cancelled_bill(metadata: Mapping[str, Any] | None) -> None:
+    """Count what a tool call cancelled with its run (stopped, past its time limit) was
+    billed (``metadata`` in the SQL tool's fields) in the run's usage: its job ran, and no
+    result will say so."""
+    from loopwright.events import Usage, warehouse_bill
+    from loopwright.run_context import current_run
+
+    bill = warehouse_bill(metadata)
+    run = current_run()
+    if bill is None or run is None:
+        return
+    usage = Usage()
+    usage.add_bill(bill)
+    run.add_usage(usage)
 
 
 @dataclass(slots=True)

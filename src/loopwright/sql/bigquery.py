@@ -685,6 +685,15 @@ def _billing(job: bigquery.QueryJob) -> tuple[int | None, bool | None]:
     )
 
 
+def job_bill(job: bigquery.QueryJob) -> Bill | None:
+    """The :class:`Bill` of the ended ``job`` (:func:`_billing`), or ``None`` when BigQuery
+    did not say what it billed."""
+    billed, cache_hit = _billing(job)
+    if billed is None:
+        return None
+    return Bill(billed, job.total_bytes_processed, cache_hit)
+
+
 def bill_ended_job(job: bigquery.QueryJob, stop: Interrupter) -> None:
     """Tell ``stop`` what BigQuery billed for ``job``, whose result was not read: a job
     stopped (by ``stop``'s cancel, or past its ``job_timeout_ms``) may be billed for what it
@@ -703,9 +712,9 @@ def bill_ended_job(job: bigquery.QueryJob, stop: Interrupter) -> None:
             error is not None and error.get("reason") not in STOPPED_REASONS
         ):
             return
-        billed, cache_hit = _billing(job)
-        if billed is not None:
-            stop.billed(Bill(billed, job.total_bytes_processed, cache_hit))
+        bill = job_bill(job)
+        if bill is not None:
+            stop.billed(bill)
 
 
 def _chain(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iterator[Any]:

@@ -234,7 +234,9 @@ class SQLTool(BaseTool):
             text = f"Could not write the result files in the workspace: {exc}."
             return self._failed(text, name, bills)
         except asyncio.CancelledError:
-            self._count_cancelled(name, bills)
+            from loopwright.sql.base import count_cancelled_bill
+
+            count_cancelled_bill(self._billed(name, bills))
             raise
         finally:
             del _SAVING[csv_path]
@@ -264,20 +266,6 @@ class SQLTool(BaseTool):
         """The error result ``text``, with what the query's job was billed, if it was."""
         metadata = self._billed(name, bills)
         return error(text) if metadata is None else error(text, metadata=metadata)
-
-    def _count_cancelled(self, name: str, bills: list[Bill]) -> None:
-        """Count the bill of a call cancelled with its run (stopped, past its time limit) in
-        the run's usage: its job was billed, and no result will say so."""
-        from loopwright.events import Usage, warehouse_bill
-        from loopwright.run_context import current_run
-
-        bill = warehouse_bill(self._billed(name, bills))
-        run = current_run()
-        if bill is None or run is None:
-            return
-        usage = Usage()
-        usage.add_bill(bill)
-        run.add_usage(usage)
 
     def _error_text(self, sql: str, message: str) -> str:
         """The database's error ``message`` as the mask lets the model see it (a conversion
