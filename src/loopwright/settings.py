@@ -112,6 +112,15 @@ SETTINGS: tuple[Setting, ...] = (
         "the model (and its provider) sees; the saved files keep them. 0: show them.",
     ),
     Setting(
+        "compact",
+        "LOOPWRIGHT_COMPACT",
+        "auto",
+        "Healthcare agent: compact mode, for a tiny model (a short prompt, the SQL tool alone, "
+        "worked SQL examples shown as earlier turns, 6 model calls). 1: on (a small model "
+        "behind a server, e.g. openai:qwen2.5:0.5b@URL); 0: off (the full prompt and every "
+        "tool); auto: on for the embedded local: models only. --compact/--full override it.",
+    ),
+    Setting(
         "bigquery_usd_per_tib",
         "LOOPWRIGHT_BIGQUERY_USD_PER_TIB",
         "6.25",
@@ -227,7 +236,8 @@ def read_config(path: Path) -> dict[str, str]:
             known = ", ".join(sorted(by_key))
             raise ValueError(f"{path}: unknown setting {key!r}; the settings are: {known}")
         if isinstance(value, bool):
-            text = "1" if value else ""
+            # false is "" (off) where that is the default; else "" would mean the default
+            text = "1" if value else ("0" if setting.default else "")
         elif isinstance(value, list):
             text = ",".join(str(v) for v in value)
         else:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
 import typer
 
 from loopwright.cli.options import (
+    CompactOption,
     DatabaseOption,
     JsonOption,
     PermissionOption,
@@ -99,12 +100,13 @@ def healthcare_command(
             metavar="N",
             help=(
                 "Stop after this many model calls [default: LOOPWRIGHT_MAX_TURNS, else 50; "
-                "6 for the embedded models]."
+                "6 in compact mode]."
             ),
         ),
     ] = None,
     timeout: TimeoutOption = None,
     permission_mode: PermissionOption = None,
+    compact: CompactOption = None,
 ) -> None:
     """Ask the healthcare research agent about claims data (synthetic by default).
 
@@ -122,6 +124,7 @@ def healthcare_command(
             max_turns=max_turns,
             timeout=timeout,
             permission_mode=permission_mode,
+            compact=compact,
         )
 
     from loopwright.cli.guard import guarded
@@ -140,9 +143,11 @@ def healthcare(
     max_turns: int | None = None,
     timeout: float | None = None,
     permission_mode: str | None = None,
+    compact: bool | None = None,
 ) -> int:
     """Answer ``question`` (or chat when it is ``None``); return the exit status.
 
+    ``compact`` is ``--compact``/``--full`` (``None``: neither; see :func:`compact_mode`).
     ``permission_mode`` (default ``LOOPWRIGHT_PERMISSION_MODE``, else ``auto``) is as for
     ``loopwright run``: ``ask`` makes the Python, Bash, Write and Edit calls wait for an
     answer at the prompt, ``read-only`` refuses them; SQL and DefineCohort only read the
@@ -160,6 +165,7 @@ def healthcare(
         max_turns=max_turns,
         timeout=timeout,
         permission_mode=permission_mode,
+        compact=compact,
         refuse_busy=prompt is not None,  # a chat waits for its turn; a question cannot
     )
     if prompt is None:
@@ -187,6 +193,7 @@ def prepare(
     max_turns: int | None,
     timeout: float | None,
     permission_mode: str | None,
+    compact: bool | None = None,
     refuse_busy: bool = False,
 ) -> Setup:
     """The healthcare agent on its data and the session it works in, as ``loopwright
@@ -237,6 +244,7 @@ def prepare(
         rows=DEFAULT_ROWS if rows is None else rows,
         database=database,
         policy=policy,
+        compact=compact,
         **options,
     )
     metadata = data_metadata(rows, database)
@@ -406,7 +414,8 @@ def build_agent(
     progress bar on stderr); user errors become a :class:`CliError`. The model is made
     first, so that a mistyped one is refused before a build that may take minutes. It has
     the CLI's instruments (the stats recorder of ``sessions show``/``report``...) unless
-    ``options`` name others."""
+    ``options`` name others, and works in compact mode as ``options["compact"]`` (the
+    ``--compact``/``--full`` given, or ``None``) and the environment say (:func:`compact_mode`)."""
     from loopwright.cli.runtime import cli_instruments
     from loopwright.healthcare.agent import healthcare_agent
     from loopwright.models import resolve_model
@@ -414,6 +423,7 @@ def build_agent(
     if "instruments" not in options:
         options["instruments"] = cli_instruments()
     options.setdefault("mask_identifiers", mask_identifiers())
+    options["compact"] = compact_mode(options.get("compact"))
     with agent_errors(database):
         resolved = resolve_model(model)
         source = database if database is not None else generated_database(rows)
@@ -434,6 +444,30 @@ def mask_identifiers() -> bool:
     raise CliError(
         f"LOOPWRIGHT_MASK_IDENTIFIERS={raw!r}: use 1 (mask patient identifiers in what the "
         "model sees, the default) or 0 (show them: a de-identified extract, a local model)",
+        EXIT_USAGE,
+    )
+
+
+def compact_mode(flag: bool | None) -> bool | None:
+    """Whether the agent works in compact mode, for a tiny model (see ``healthcare_agent``):
+    ``--compact``/``--full`` (``flag``) if given, else ``LOOPWRIGHT_COMPACT`` (``1``, ``0``,
+    or ``auto``); ``None`` (auto, the default): for the embedded ``local:`` models only. A
+    value it does not know is a :class:`CliError` naming the values."""
+    from loopwright.cli.runtime import EXIT_USAGE, CliError
+
+    if flag is not None:
+        return flag
+    raw = os.environ.get("LOOPWRIGHT_COMPACT", "").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    if raw in ("1", "true", "on", "yes"):
+        return True
+    if raw in ("0", "false", "off", "no"):
+        return False
+    raise CliError(
+        f"LOOPWRIGHT_COMPACT={raw!r}: use 1 (compact mode, for a tiny model: a short prompt "
+        "and the SQL tool alone), 0 (the full prompt and every tool) or auto (compact for the "
+        "embedded local: models only, the default)",
         EXIT_USAGE,
     )
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from loopwright.cli.healthcare import AgentRowsOption
-from loopwright.cli.options import DatabaseOption, ServedAgentOption
+from loopwright.cli.options import AgentCompactOption, DatabaseOption, ServedAgentOption
 
 if TYPE_CHECKING:
     from loopwright.cli.runtime import Setup
@@ -101,6 +101,7 @@ def register(app: typer.Typer) -> None:
         agent: ServedAgentOption = "standard",
         database: DatabaseOption = None,
         rows: AgentRowsOption = None,
+        compact: AgentCompactOption = None,
     ) -> None:
         """Serve the agent's tools and the agent itself (run_agent) to MCP clients.
 
@@ -123,6 +124,7 @@ def register(app: typer.Typer) -> None:
                 agent=agent,
                 database=database,
                 rows=rows,
+                compact=compact,
             )
 
         raise typer.Exit(guarded(action))
@@ -142,6 +144,7 @@ def serve_command(
     agent: str = "standard",
     database: str | None = None,
     rows: int | None = None,
+    compact: bool | None = None,
 ) -> int:
     """Build the CLI's agent (or the healthcare agent) and serve it until the client or a
     signal ends it."""
@@ -156,7 +159,7 @@ def serve_command(
         settings_limits,
         setup,
     )
-    from loopwright.cli.serve import AGENTS
+    from loopwright.cli.serve import AGENTS, COMPACT_FLAGS
 
     given_turns = max_turns  # the healthcare agent tells "no limit given" apart
     max_turns, _, permission_mode = settings_limits(max_turns, None, permission_mode)
@@ -165,6 +168,8 @@ def serve_command(
         raise CliError(f"unknown agent {agent!r}; use one of: {', '.join(AGENTS)}", EXIT_USAGE)
     if agent != "healthcare" and (database is not None or rows is not None):
         raise CliError("--database and --rows go with --agent healthcare", EXIT_USAGE)
+    if agent != "healthcare" and compact is not None:
+        raise CliError(f"{COMPACT_FLAGS[compact]} goes with --agent healthcare", EXIT_USAGE)
     if transport not in TRANSPORTS:
         raise CliError(
             f"unknown transport {transport!r}; use --transport stdio or --transport http",
@@ -189,6 +194,7 @@ def serve_command(
             max_turns=given_turns,
             timeout=None,
             permission_mode=permission_mode,
+            compact=compact,
         )
     else:
         ready = setup(model, session_id, max_turns=max_turns, permission_mode=permission_mode)

@@ -6,7 +6,7 @@ imported, so ``loopwright --help`` stays fast.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -92,3 +92,25 @@ DatabaseOption = Annotated[
         ),
     ),
 ]
+
+
+def _compact_option(prefix: str) -> Any:
+    """``--compact/--full`` (``None``: neither given); ``prefix`` opens its help."""
+    return typer.Option(
+        "--compact/--full",
+        help=(
+            f"{prefix}compact mode, for a tiny model (an embedded one, or one of about a "
+            "billion parameters or fewer behind a server, e.g. "
+            "openai:qwen2.5:0.5b@http://HOST:PORT/v1): a short prompt, the SQL tool alone, "
+            "worked SQL examples shown as earlier turns, at most 6 model calls. --full: the "
+            "whole prompt and every tool (Python, charts, cohorts...), for a capable model. "
+            "[default: LOOPWRIGHT_COMPACT, else compact for the embedded local: models only]"
+        ),
+        show_default=False,
+    )
+
+
+#: ``--compact/--full`` of ``loopwright healthcare``.
+CompactOption = Annotated[bool | None, _compact_option("--compact: ")]
+#: ``--compact/--full`` of the commands that serve an agent (``--agent healthcare``).
+AgentCompactOption = Annotated[bool | None, _compact_option("With --agent healthcare, --compact: ")]

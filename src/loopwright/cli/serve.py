@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from loopwright.cli.healthcare import DEFAULT_ROWS, AgentRowsOption
-from loopwright.cli.options import DatabaseOption, ServedAgentOption
+from loopwright.cli.options import AgentCompactOption, DatabaseOption, ServedAgentOption
 
 if TYPE_CHECKING:
     from loopwright.agent import Agent
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: What ``--agent`` accepts.
 AGENTS = ("standard", "healthcare")
+#: The flag that gave ``compact`` (``True``/``False``), for messages.
+COMPACT_FLAGS = {True: "--compact", False: "--full"}
 ROWS_WITH_DATABASE = (
     "--rows sizes the generated database, which --database replaces: give one or the other"
 )
@@ -124,6 +126,7 @@ def serve(
     agent: ServedAgentOption = "standard",
     database: DatabaseOption = None,
     rows: AgentRowsOption = None,
+    compact: AgentCompactOption = None,
 ) -> None:
     """Serve the agent over HTTP: a JSON API with SSE event streams, and a web UI at /."""
     from loopwright.cli.guard import guarded
@@ -145,6 +148,7 @@ def serve(
             agent=agent,
             database=database,
             rows=rows,
+            compact=compact,
         )
 
     raise typer.Exit(guarded(action))
@@ -167,6 +171,7 @@ def _serve(
     agent: str = "standard",
     database: str | None = None,
     rows: int | None = None,
+    compact: bool | None = None,
 ) -> int:
     from loopwright.cli.runtime import EXIT_USAGE, CliError, announce_model, settings_limits
 
@@ -174,6 +179,8 @@ def _serve(
         raise CliError(f"unknown agent {agent!r}; use one of: {', '.join(AGENTS)}", EXIT_USAGE)
     if agent != "healthcare" and (database is not None or rows is not None):
         raise CliError("--database and --rows go with --agent healthcare", EXIT_USAGE)
+    if agent != "healthcare" and compact is not None:
+        raise CliError(f"{COMPACT_FLAGS[compact]} goes with --agent healthcare", EXIT_USAGE)
     if database is not None and rows is not None:
         raise CliError(ROWS_WITH_DATABASE, EXIT_USAGE)
     given = (max_turns, timeout)  # the healthcare agent tells "no limit given" apart
@@ -212,7 +219,9 @@ def _serve(
     if agent == "healthcare":
         from loopwright.cli.healthcare import data_metadata
 
-        choice, store, served = _healthcare_agent(model, *given, permission_mode, database, rows)
+        choice, store, served = _healthcare_agent(
+            model, *given, permission_mode, database, rows, compact
+        )
         # sessions begun in the web UI record their data, as the CLI's do
         session_metadata = data_metadata(rows, database)
     else:
@@ -276,9 +285,11 @@ def _healthcare_agent(
     permission_mode: str,
     database: str | None,
     rows: int | None,
+    compact: bool | None = None,
 ) -> tuple[ModelChoice, SessionStore, Agent]:
     """The healthcare agent as ``loopwright healthcare`` makes it (the same model choice,
-    database and limits, from the flags as given), with ``--permission-mode``'s policy."""
+    database, limits and compact mode, from the flags as given), with ``--permission-mode``'s
+    policy."""
     from loopwright.cli import healthcare
     from loopwright.cli.runtime import choose_model, open_store, permission_policy
 
@@ -292,6 +303,7 @@ def _healthcare_agent(
         rows=DEFAULT_ROWS if rows is None else rows,
         database=database,
         policy=policy,
+        compact=compact,
         **options,
     )
     return choice, store, served
