@@ -5,9 +5,11 @@ text, images, audio, embedded resources and resource links, optional ``structure
 and ``isError``. The model gets what it can read: text as text, images as
 :class:`~loopwright.messages.ImageBlock`, embedded text resources as text headed by their URI,
 structured content as JSON text (unless a text block already carries the same JSON, as
-servers built on the SDK do), binary data it cannot use as a one-line note. The structured
-value itself stays in the result's ``metadata`` for programs. Works on SDK objects by duck
-typing (``model_dump``), so importing this module does not load the MCP SDK.
+servers built on the SDK do, or the result's ``_meta`` marks it as metadata the text leaves
+out on purpose, as loopwright's own server does: :data:`STRUCTURED_IS_METADATA`), binary
+data it cannot use as a one-line note. The structured value itself stays in the result's
+``metadata`` for programs. Works on SDK objects by duck typing (``model_dump``), so
+importing this module does not load the MCP SDK.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from loopwright.messages import ImageBlock, TextBlock
 from loopwright.tools.base import ToolResult
 
 Block = TextBlock | ImageBlock
+
+#: ``_meta`` key of a tool result whose text is the whole result for a model, and whose
+#: ``structuredContent`` is metadata for programs (a tool's row count, files, usage): set by
+#: loopwright's MCP server, so a loopwright client does not show the model that JSON too.
+STRUCTURED_IS_METADATA = "loopwright/structured-is-metadata"
 
 
 def to_tool_result(value: Any) -> ToolResult:
@@ -36,10 +43,13 @@ def to_tool_result(value: Any) -> ToolResult:
     value = _plain(value)
     structured: Any = None
     is_error = False
+    metadata_only = False
     if isinstance(value, Mapping) and "content" in value:
         content: Any = value["content"]
         is_error = bool(value.get("is_error", value.get("isError", False)))
         structured = value.get("structuredContent", value.get("structured_content"))
+        meta = value.get("_meta")
+        metadata_only = isinstance(meta, Mapping) and meta.get(STRUCTURED_IS_METADATA) is True
     elif isinstance(value, Mapping) and "type" in value:
         content = [value]
     elif isinstance(value, TextBlock | ImageBlock | list | tuple):
@@ -50,7 +60,7 @@ def to_tool_result(value: Any) -> ToolResult:
         except (TypeError, ValueError):
             content = repr(value)
     blocks = content_blocks(content)
-    if structured is not None and not _shown(structured, blocks):
+    if structured is not None and not metadata_only and not _shown(structured, blocks):
         blocks.append(TextBlock(json.dumps(structured, ensure_ascii=False, indent=2)))
     result: ToolResult = {"content": _compact(blocks), "is_error": is_error}
     if is_error and result["content"] == "":
@@ -186,4 +196,4 @@ def _compact(blocks: list[Block]) -> str | list[Block]:
     return blocks
 
 
-__all__ = ["content_blocks", "to_tool_result"]
+__all__ = ["STRUCTURED_IS_METADATA", "content_blocks", "to_tool_result"]

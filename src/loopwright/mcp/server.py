@@ -16,6 +16,15 @@ given as ``workspace``); ``run_agent`` continues that session unless the caller 
 which is then kept open with its tools (background shells...) for the next call with that id
 (the :data:`KEEP_LIVE` most recently used). Text that JSON cannot carry (a lone surrogate, from
 bytes that are not UTF-8) is sent as U+FFFD.
+The workspace files are MCP resources (``loopwright://sessions/<id>/files/<path>``, see
+:mod:`loopwright.mcp.resources`): the served session's and those of the sessions ``run_agent``
+worked in, listed, and read (text as text, images and Parquet as base64); a call that
+creates or changes files is followed by ``notifications/resources/list_changed``. A tool's metadata
+(the SQL tool's row count, columns and files, a command's exit code...) is its result's
+``structuredContent``; ``run_agent``'s is its answer, session id, stop reason, usage and the
+URIs of the files the run created or changed. The text content stays what the model would
+see, and ``_meta`` says so (:data:`~loopwright.mcp.results.STRUCTURED_IS_METADATA`), so a
+loopwright client does not show the model the metadata again.
 Serve it over stdio (``serve_stdio``, what desktop clients start) or streamable HTTP
 (``serve_http`` or ``streamable_http_app`` to mount it in an ASGI app); ``serve_agent`` does
 either and closes the session's tools afterwards. ``loopwright mcp serve`` is the command.
@@ -24,7 +33,10 @@ either and closes the session's tools afterwards. ``loopwright mcp serve`` is th
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import datetime as dt
+import math
 import os
 import re
 import signal
@@ -38,15 +50,30 @@ from typing import TYPE_CHECKING, Any, Literal
 import mcp_types as types
 import uvicorn
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel import Server
+from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourcesListChanged
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from loopwright.events import Event, ToolCall, ToolResult
+from loopwright.mcp.resources import (
+    MAX_RESOURCE_BYTES,
+    URI_TEMPLATE,
+    ResourceError,
+    as_text,
+    file_uri,
+    mime_type,
+    parse_uri,
+    read_file,
+)
+from loopwright.mcp.results import STRUCTURED_IS_METADATA
 from loopwright.messages import ImageBlock, TextBlock
 from loopwright.policy.kinds import declared_kind
 from loopwright.sessions.lease import SessionLeased, TurnLease, process_owner
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
+from loopwright.tools.written import Stamp, workspace_files
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -65,9 +92,21 @@ RUN_AGENT_OUTPUT_SCHEMA: dict[str, Any] = {
         "text": {"type": "string", "description": "The agent's final answer."},
         "session_id": {"type": "string", "description": "Pass it back to continue."},
         "stop_reason": {"type": "string", "description": "end_turn when it finished."},
+        "usage": {
+            "type": "object",
+            "description": "The run's tokens, cost (USD), model and tool calls.",
+        },
+        "files": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Resource URIs of the workspace files the run created or changed.",
+        },
     },
-    "required": ["text", "session_id", "stop_reason"],
+    "required": ["text", "session_id", "stop_reason", "usage", "files"],
 }
+
+#: resources listed per ``resources/list`` page
+RESOURCES_PAGE = 500
 
 #: stop reasons for which ``run_agent`` reports an error (limits still return the answer)
 _FAILED = frozenset({"error", "cancelled"})
@@ -88,7 +127,8 @@ class AgentMCPServer:
     resumed if saved, else created); ``workspace``: a directory for a new session to work in
     instead of a fresh one. ``expose_tools``/``expose_agent`` choose what is listed.
     ``metadata`` is recorded in a session ``run_agent`` creates for a ``session_id`` (the
-    healthcare agent's data, as ``loopwright healthcare`` records it).
+    healthcare agent's data, as ``loopwright healthcare`` records it). A resource read
+    returns at most ``max_resource_bytes`` (a bigger file is refused, saying so).
     """
 
     def __init__(
@@ -101,6 +141,7 @@ class AgentMCPServer:
         expose_tools: bool = True,
         expose_agent: bool = True,
         metadata: Mapping[str, Any] | None = None,
+        max_resource_bytes: int = MAX_RESOURCE_BYTES,
     ) -> None:
         from loopwright import __version__
 
@@ -111,20 +152,31 @@ class AgentMCPServer:
         self._workspace = Path(workspace).expanduser().resolve() if workspace else None
         self._session: Session | None = None
         self._metadata = dict(metadata or {})
+        self.max_resource_bytes = max_resource_bytes
         self._runs: dict[str, asyncio.Lock] = {}
         #: sessions run_agent continued by id, kept with their tools between calls
         self._live: OrderedDict[str, Session] = OrderedDict()
+        #: the workspaces of the sessions run_agent worked in (other than the server's), whose
+        #: files are resources for as long as the server runs
+        self._workspaces: dict[str, Path] = {}
         self._owner = process_owner()
         self._sequential = asyncio.Lock()
-        self.server: Server[Any] = Server(
+        #: resources/list_changed for clients of the 2026 protocol (subscriptions/listen)
+        self._changes = InMemorySubscriptionBus()
+        self.server: Server[Any] = _Server(
             name or ("loopwright" if agent.name == "loopwright" else f"loopwright-{agent.name}"),
             version=__version__,
             instructions=(
                 f"Tools of the loopwright agent {agent.name!r}; paths are relative to its "
-                f"workspace. {RUN_AGENT} gives the agent a whole task and returns its answer."
+                f"workspace. {RUN_AGENT} gives the agent a whole task and returns its answer. "
+                "The files they write are resources."
             ),
             on_list_tools=self._on_list_tools,
             on_call_tool=self._on_call_tool,
+            on_list_resources=self._on_list_resources,
+            on_list_resource_templates=self._on_list_resource_templates,
+            on_read_resource=self._on_read_resource,
+            on_subscriptions_listen=ListenHandler(self._changes),
         )
 
     # --- what is served -----------------------------------------------------------------
@@ -199,21 +251,30 @@ class AgentMCPServer:
     ) -> types.CallToolResult:
         """Run one call as a client would (``run_agent`` or one of the agent's tools);
         ``progress`` reports ``run_agent``'s steps."""
-        arguments = arguments or {}
+        result, _ = await self._call(name, arguments or {}, progress)
+        return result
+
+    async def _call(
+        self, name: str, arguments: dict[str, Any], progress: Progress | None
+    ) -> tuple[types.CallToolResult, bool]:
+        """The call's result, and whether it created or changed files in a workspace."""
         if name == RUN_AGENT and self.expose_agent:
-            return await self.run_agent(arguments, progress)
+            ran = await self.run_agent(arguments, progress)
+            structured = ran.structured_content
+            return ran, isinstance(structured, dict) and bool(structured.get("files"))
         registry = self.registry
         if not self.expose_tools or name not in registry:
             known = ", ".join(tool.name for tool in self.tools())
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name!r}. Available tools: {known}.")
+        workspace = self.session.workspace_dir
+        before = await _files(workspace)
         if registry.is_sequential(name):
             async with self._sequential:
                 result = await registry.execute(name, arguments)
         else:
             result = await registry.execute(name, arguments)
-        return types.CallToolResult(
-            content=_mcp_content(result["content"]), is_error=bool(result.get("is_error"))
-        )
+        changed = _changed(before, await _files(workspace))
+        return _call_result(result["content"], result.get("metadata"), result), bool(changed)
 
     async def run_agent(
         self, arguments: dict[str, Any], progress: Progress | None = None
@@ -247,7 +308,9 @@ class AgentMCPServer:
                 )
             try:
                 target = await self._session_for(key)
+                before = await _files(target.workspace_dir)
                 result = await self.agent.collect(prompt, target, on_event=_reporter(progress))
+                changed = _changed(before, await _files(result.session.workspace_dir))
             except Exception as exc:  # the agent's loop reports model errors as events
                 return _error(f"{RUN_AGENT} failed: {type(exc).__name__}: {exc}")
             finally:
@@ -259,15 +322,13 @@ class AgentMCPServer:
             text = f"{text}\n\n[The run stopped early{detail}.]".strip()
         text = f"{text}\n\n[session_id: {result.session.id} · stop_reason: {result.stop_reason}]"
         structured = {
-            "text": _sendable(result.text),
+            "text": result.text,
             "session_id": result.session.id,
             "stop_reason": result.stop_reason,
+            "usage": result.usage.to_dict(),
+            "files": [file_uri(result.session.id, path) for path in changed],
         }
-        return types.CallToolResult(
-            content=[types.TextContent(text=_sendable(text))],
-            structured_content=structured,
-            is_error=result.stop_reason in _FAILED,
-        )
+        return _call_result(text, structured, {"is_error": result.stop_reason in _FAILED})
 
     # --- the SDK's handlers -------------------------------------------------------------
 
@@ -280,7 +341,87 @@ class AgentMCPServer:
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         report = ctx.session.report_progress  # a no-op unless the client sent a progress token
-        return await self.call(params.name, dict(params.arguments or {}), report)
+        result, changed = await self._call(params.name, dict(params.arguments or {}), report)
+        if changed:
+            await self._resources_changed(ctx)
+        return result
+
+    async def _on_list_resources(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        cursor = params.cursor if params is not None else None
+        try:
+            start = int(cursor or 0)
+        except ValueError:
+            start = -1
+        if start < 0:
+            raise MCPError(
+                INVALID_PARAMS,
+                f"invalid cursor {cursor!r}: pass the nextCursor of the previous page",
+            )
+        listed: list[types.Resource] = []
+        for session_id, workspace in self._served():
+            files = await _files(workspace) or {}
+            listed.extend(_resource(session_id, path, files[path]) for path in sorted(files))
+        end = start + RESOURCES_PAGE
+        return types.ListResourcesResult(
+            resources=listed[start:end], next_cursor=str(end) if end < len(listed) else None
+        )
+
+    async def _on_list_resource_templates(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        template = types.ResourceTemplate(
+            uri_template=URI_TEMPLATE,
+            name="workspace-file",
+            title="A file in a session's workspace",
+            description=(
+                f"A file (path relative to the workspace) of the server's session "
+                f"({self.session.id}) or of a session {RUN_AGENT} worked in."
+            ),
+        )
+        return types.ListResourceTemplatesResult(resource_templates=[template])
+
+    async def _on_read_resource(
+        self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        uri = params.uri
+        try:
+            session_id, path = parse_uri(uri)
+            workspace = dict(self._served()).get(session_id)
+            if workspace is None:
+                raise ResourceError(
+                    f"session {session_id!r} is not served here: its files are resources "
+                    f"while it is the server's session ({self.session.id}) or one "
+                    f"{RUN_AGENT} worked in"
+                )
+            data = await asyncio.to_thread(read_file, workspace, path, self.max_resource_bytes)
+        except ResourceError as exc:
+            raise MCPError(INVALID_PARAMS, _sendable(str(exc))) from None
+        mime = mime_type(path)
+        text = as_text(data, mime)
+        contents: types.TextResourceContents | types.BlobResourceContents
+        if text is not None:
+            contents = types.TextResourceContents(
+                uri=uri, mime_type=mime or "text/plain", text=text
+            )
+        else:
+            blob = base64.b64encode(data).decode("ascii")
+            contents = types.BlobResourceContents(
+                uri=uri, mime_type=mime or "application/octet-stream", blob=blob
+            )
+        return types.ReadResourceResult(contents=[contents])
+
+    async def _resources_changed(self, ctx: ServerRequestContext[Any]) -> None:
+        """Tell the client that the resources changed: on the call's own stream, or (the 2026
+        protocol) to the clients listening for it."""
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            await self._changes.publish(ResourcesListChanged())
+            return
+        with contextlib.suppress(Exception):  # best effort, like progress
+            await ctx.session.send_notification(
+                types.ResourceListChangedNotification(), related_request_id=ctx.request_id
+            )
 
     # --- serving ------------------------------------------------------------------------
 
@@ -332,6 +473,11 @@ class AgentMCPServer:
 
     # --- helpers ------------------------------------------------------------------------
 
+    def _served(self) -> list[tuple[str, Path]]:
+        """The sessions whose files are resources, with their workspaces: the server's, then
+        those run_agent worked in."""
+        return [(self.session.id, self.session.workspace_dir), *self._workspaces.items()]
+
     async def _session_for(self, key: str) -> Session:
         """The session ``run_agent`` continues: the server's, or one named by the caller,
         kept open (its tools, background shells included) for the next call with that id;
@@ -349,6 +495,7 @@ class AgentMCPServer:
                 session = self.agent.new_session(key, **self._metadata)
         self._live[key] = session
         self._live.move_to_end(key)
+        self._workspaces[key] = session.workspace_dir
         await self._close_idle()
         return session
 
@@ -426,6 +573,23 @@ async def serve_agent(
         await server.aclose()
 
 
+class _Server(Server[Any]):
+    """The SDK's server, telling clients (stdio and HTTP alike) that it sends
+    ``notifications/resources/list_changed``."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(resources_changed=True),
+            experimental_capabilities,
+            extensions,
+        )
+
+
 class _QuietExitServer(uvicorn.Server):
     """uvicorn's server, except that SIGINT/SIGTERM end ``serve()`` normally instead of being
     raised again once it stopped, so the caller's clean-up (closing the session's tools)
@@ -476,6 +640,71 @@ def _mcp_content(content: str | list[TextBlock | ImageBlock]) -> list[types.Cont
         else:
             blocks.append(types.TextContent(text=_sendable(block.text)))
     return blocks
+
+
+def _call_result(
+    content: str | list[TextBlock | ImageBlock], structured: Any, result: Mapping[str, Any]
+) -> types.CallToolResult:
+    """A tool result for MCP: the content, and the structured value (JSON-safe) marked as
+    what the text does not show to a model (metadata)."""
+    value = _json_safe(structured) if structured else None
+    return types.CallToolResult(
+        content=_mcp_content(content),
+        structured_content=value,
+        is_error=bool(result.get("is_error")),
+        _meta={STRUCTURED_IS_METADATA: True} if value is not None else None,
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as JSON: mappings with string keys, lists, finite numbers (NaN and
+    infinity as null), text JSON can carry; anything else (a path, a date) as its text."""
+    if isinstance(value, Mapping):
+        return {_sendable(str(key)): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, str):
+        return _sendable(value)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return _sendable(str(value))
+
+
+def _resource(session_id: str, path: str, stamp: Stamp) -> types.Resource:
+    _, size, mtime_ns = stamp
+    modified = dt.datetime.fromtimestamp(mtime_ns / 1e9, dt.UTC).isoformat()
+    return types.Resource(
+        uri=file_uri(session_id, path),
+        name=_sendable(path),
+        mime_type=mime_type(path),
+        size=size,
+        annotations=types.Annotations(last_modified=modified),
+    )
+
+
+async def _files(workspace: str | os.PathLike[str]) -> dict[str, Stamp] | None:
+    """The workspace's files (:func:`~loopwright.tools.written.workspace_files`) but the
+    hidden ones (``.git/...``, ``.env``): the resources listed."""
+    files = await asyncio.to_thread(workspace_files, os.fspath(workspace))
+    if files is None:
+        return None
+    return {
+        path: stamp
+        for path, stamp in files.items()
+        if not any(part.startswith(".") for part in path.split(os.sep))
+    }
+
+
+def _changed(before: dict[str, Stamp] | None, after: dict[str, Stamp] | None) -> list[str]:
+    """The files new or changed between two listings, in name order (none when either
+    listing is unknown: a workspace too big to scan)."""
+    if before is None or after is None:
+        return []
+    return sorted(name for name, stamp in after.items() if before.get(name) != stamp)
 
 
 def _sendable(text: str) -> str:
