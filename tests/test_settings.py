@@ -84,3 +84,17 @@ def test_the_documented_table_lists_every_setting() -> None:
     docs = Path(__file__).parent.parent / "docs" / "configuration.md"
     if docs.exists():
         assert table in docs.read_text(), "docs/configuration.md: paste settings.markdown_table()"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True), (" TRUE ", True), ("yes", True), ("On", True),
+        ("0", False), ("false", False), (" NO", False), ("off", False),
+        ("", None), (None, None), ("auto", None), ("2", None), ("/tmp/audit.jsonl", None),
+    ],
+)  # fmt: skip
+def test_one_reading_of_on_and_off_for_every_switch(raw: str | None, expected: bool | None) -> None:
+    from loopwright.settings import switch
+
+    assert switch(raw) is expected

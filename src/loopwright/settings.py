@@ -125,7 +125,8 @@ SETTINGS: tuple[Setting, ...] = (
         "LOOPWRIGHT_BIGQUERY_USD_PER_TIB",
         "6.25",
         "USD per TiB billed that BigQuery queries' cost is estimated at (on-demand list "
-        "price), shown apart from the model's cost in the turn's line and sessions report.",
+        "price), shown apart from the model's cost in the turn's line and sessions report, "
+        "and counted with it in an agent's max_cost_usd.",
     ),
     Setting(
         "langfuse_host",
@@ -191,6 +192,24 @@ FROM_FILE: set[str] = set()
 
 #: Never taken from a file: secrets belong in the environment or a secret store.
 SECRET_VARIABLES = frozenset({"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LANGFUSE_SECRET_KEY"})
+
+
+#: The words a switch (``DEBUG``, ``LOOPWRIGHT_STATS``, ``LOOPWRIGHT_AUDIT``...) takes for on
+#: and for off, in any case.
+ON_WORDS = frozenset({"1", "true", "yes", "on"})
+OFF_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def switch(raw: str | None) -> bool | None:
+    """``True`` for an on word, ``False`` for an off word (:data:`ON_WORDS`,
+    :data:`OFF_WORDS`; case and spaces aside), ``None`` for anything else: empty (the
+    default), ``auto``, a path, a typo for the caller to refuse."""
+    word = (raw or "").strip().lower()
+    if word in ON_WORDS:
+        return True
+    if word in OFF_WORDS:
+        return False
+    return None
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path | None:

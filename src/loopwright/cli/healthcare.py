@@ -435,12 +435,12 @@ def mask_identifiers() -> bool:
     patient identifiers (on unless ``0``, ``false``, ``off`` or ``no``); anything else is a
     :class:`CliError` naming the values."""
     from loopwright.cli.runtime import EXIT_USAGE, CliError
+    from loopwright.settings import switch
 
     raw = os.environ.get("LOOPWRIGHT_MASK_IDENTIFIERS", "").strip().lower()
-    if raw in ("", "1", "true", "on", "yes"):
-        return True
-    if raw in ("0", "false", "off", "no"):
-        return False
+    on = switch(raw)
+    if on is not None or not raw:
+        return on is not False
     raise CliError(
         f"LOOPWRIGHT_MASK_IDENTIFIERS={raw!r}: use 1 (mask patient identifiers in what the "
         "model sees, the default) or 0 (show them: a de-identified extract, a local model)",
@@ -454,16 +454,14 @@ def compact_mode(flag: bool | None) -> bool | None:
     or ``auto``); ``None`` (auto, the default): for the embedded ``local:`` models only. A
     value it does not know is a :class:`CliError` naming the values."""
     from loopwright.cli.runtime import EXIT_USAGE, CliError
+    from loopwright.settings import switch
 
     if flag is not None:
         return flag
     raw = os.environ.get("LOOPWRIGHT_COMPACT", "").strip().lower()
-    if raw in ("", "auto"):
-        return None
-    if raw in ("1", "true", "on", "yes"):
-        return True
-    if raw in ("0", "false", "off", "no"):
-        return False
+    on = switch(raw)
+    if on is not None or raw in ("", "auto"):
+        return on
     raise CliError(
         f"LOOPWRIGHT_COMPACT={raw!r}: use 1 (compact mode, for a tiny model: a short prompt "
         "and the SQL tool alone), 0 (the full prompt and every tool) or auto (compact for the "

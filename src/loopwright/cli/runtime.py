@@ -378,10 +378,13 @@ def audit_path() -> str | None:
     (a relative one is inside each session's workspace)."""
     import os
 
+    from loopwright.settings import switch
+
     raw = os.environ.get("LOOPWRIGHT_AUDIT", "").strip()
-    if raw.lower() in ("", "0", "false", "off", "no"):
+    on = switch(raw)
+    if not raw or on is False:
         return None
-    if raw.lower() in ("1", "true", "on", "yes"):
+    if on:
         from loopwright.config import loopwright_home
 
         return str(loopwright_home() / "audit" / "{session_id}.jsonl")

@@ -44,6 +44,7 @@ from loopwright.evals.base import BaseEvaluator, EvalResult, format_value
 from loopwright.evals.builtin import make_evaluator
 from loopwright.instrument import Instrument
 from loopwright.models.base import Model
+from loopwright.settings import switch
 
 if TYPE_CHECKING:
     from loopwright.events import Done
@@ -57,7 +58,6 @@ EVALS_DIR = ".evals"
 SQL_TOOL = "SQL"
 #: Tool results kept per run as the hallucination judge's data (characters, newest kept).
 MAX_RUN_DATA_CHARS = 60_000
-_TRUTHY = ("1", "true", "yes", "on")
 
 
 class _RunNotes:
@@ -381,7 +381,7 @@ def save_result(
 def instrument_from_env() -> EvalRunner | None:
     """The EvalRunner ``EVALS_ENABLED=1`` asks for (``None`` when it is off); the judge is
     ``EVALS_MODEL`` if set, else each agent's own model."""
-    if os.environ.get("EVALS_ENABLED", "").strip().lower() not in _TRUTHY:
+    if not switch(os.environ.get("EVALS_ENABLED")):
         return None
     return EvalRunner()
 

@@ -46,6 +46,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias
 
 from loopwright.events import ApprovalRequest, Error
 from loopwright.instrument import Instrument, call_cancelled
+from loopwright.settings import switch
 from loopwright.summaries import KEY_INPUTS, first_line, key_input, shorten
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ ROOT_LOGGER = "loopwright"
 #: The logger run records are written to.
 RUN_LOGGER = "loopwright.run"
 
-_ON = frozenset({"1", "true", "yes", "on"})
 #: One encoder for every line (``json.dumps`` with options builds a new one per call).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 #: Tool input keys that best say what a call is about: the terminal's, and a sub-agent's task.
@@ -559,7 +559,7 @@ def instrument_from_env() -> LogInstrument | None:
     """``LOOPWRIGHT_LOG=json`` → JSON lines; ``DEBUG=1`` or ``LOOPWRIGHT_LOG=text`` →
     readable lines; otherwise ``None`` (off)."""
     choice = os.environ.get("LOOPWRIGHT_LOG", "").strip().lower()
-    debug = os.environ.get("DEBUG", "").strip().lower() in _ON
+    debug = switch(os.environ.get("DEBUG")) is True
     if choice == "json":
         return LogInstrument("json", verbose=debug)
     if choice in ("text", "debug", "1", "true", "on", "yes"):

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopwright.events import warehouse_bill
 from loopwright.instrument import Instrument, call_cancelled
+from loopwright.settings import switch
 
 if TYPE_CHECKING:
     from loopwright.events import Done
@@ -64,7 +65,6 @@ log = logging.getLogger("loopwright.observability")
 #: Where the records go, relative to the top-level run's workspace.
 STATS_PATH = os.path.join(".loopwright", "stats.jsonl")
 
-_ON = frozenset({"1", "true", "yes", "on"})
 #: One encoder for every record (``json.dumps`` with options builds a new one per call).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
@@ -417,5 +417,4 @@ def select_records(records: list[dict[str, Any]], session_id: str) -> list[dict[
 
 def instrument_from_env() -> StatsRecorder | None:
     """A :class:`StatsRecorder` when ``LOOPWRIGHT_STATS`` is on (``1``, ``true``...)."""
-    value = os.environ.get("LOOPWRIGHT_STATS", "").strip().lower()
-    return StatsRecorder() if value in _ON else None
+    return StatsRecorder() if switch(os.environ.get("LOOPWRIGHT_STATS")) else None

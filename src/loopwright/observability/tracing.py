@@ -90,6 +90,7 @@ from loopwright.messages import (
     ToolUseBlock,
 )
 from loopwright.policy.audit import cut_strings
+from loopwright.settings import switch
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -151,7 +152,6 @@ _DB_SYSTEMS = {"postgres": "postgresql", "bigquery": "gcp.bigquery", "tsql": "mi
 _CLIENT = SpanKind.CLIENT
 _INTERNAL = SpanKind.INTERNAL
 
-_ON = frozenset({"1", "true", "yes", "on"})
 #: Providers whose model-string prefix differs from the conventions' provider name.
 _PROVIDERS = {"local": "llama_cpp"}
 #: Tool names whose span name and attributes are kept (past it, the table starts over).
@@ -828,5 +828,5 @@ def instrument_from_env() -> TracingInstrument | None:
         return None
     if provider is None:
         return None
-    content = os.environ.get("LOOPWRIGHT_TRACE_CONTENT", "").strip().lower() in _ON
+    content = switch(os.environ.get("LOOPWRIGHT_TRACE_CONTENT")) is True
     return TracingInstrument(provider, record_content=content)
