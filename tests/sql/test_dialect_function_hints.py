@@ -262,6 +262,29 @@ async def test_postgres_is_told_current_date_takes_no_parentheses(
     assert not (await run(backend, workspace, "SELECT CURRENT_DATE AS today"))["is_error"]
 
 
+@each("duckdb")
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [
+        (f"DATEDIFF({D}, DATE '2025-01-01')", "DuckDB's DATEDIFF takes other arguments: "
+         "date_diff('day', a, b)"),
+        ("CONVERT(DATE, '2024-01-01')", "CONVERT is not a DuckDB function: write CAST(x AS"),
+        ("DECODE(ndc_drug_nm, 'HUMIRA', 1, 0)", "DuckDB's DECODE takes other arguments: write "
+         "CASE s WHEN"),
+    ],
+)  # fmt: skip
+async def test_a_foreign_call_the_read_only_check_cannot_parse_gets_the_equivalent(
+    backend: SQLBackend, workspace: Path, call: str, says: str
+) -> None:
+    # DuckDB parses these (any name with any arguments) but sqlglot does not, so the read-only
+    # check refuses them before DuckDB says the function does not exist: the refusal names
+    # the equivalent instead of "write it with more common syntax"
+    content = await failed(backend, workspace, f"SELECT {call} AS v FROM rx_claims")
+    assert "the read-only check cannot parse it" in content
+    assert says in content
+    assert "more common syntax" not in content
+
+
 def test_bigquerys_own_wording_gets_the_same_hints() -> None:
     """BigQuery says "Function not found: X[; Did you mean Y?] at [l:c]" and "No matching
     signature for function X ...". The stand-in translates NOW(), TO_CHAR, NVL, LEN and

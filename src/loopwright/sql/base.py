@@ -497,14 +497,17 @@ def accepted_elsewhere(
     Still a refusal: only a parsed statement can be vouched for. It says the syntax is not
     wrong, so the model rewrites the query rather than hunting for a typo.
     """
+    from loopwright.sql.hints import unparsed_function_hint
     from loopwright.sql.readonly import rewrite_hint
 
     if unparsable.detail is None:  # not a syntax question (nested too deeply...)
         return unparsable
+    # another dialect's function (DATEDIFF(a, b)) is what the check trips on, and would
+    # fail on the database too: say what to write instead
+    hint = unparsed_function_hint(sql, dialect) or rewrite_hint(sql, dialect)
     return UnparsableQuery(
         f"{database} accepts this SQL, but the read-only check cannot parse it "
-        f"({unparsable.detail}), so it cannot vouch that the query only reads. "
-        f"{rewrite_hint(sql, dialect)}",
+        f"({unparsable.detail}), so it cannot vouch that the query only reads. {hint}",
         detail=unparsable.detail,
     )
 

@@ -476,6 +476,7 @@ EQUIVALENTS: dict[str, dict[str, Equivalent]] = {
         **_each("convert", "write {} (or DATE, INTEGER, DOUBLE)", "CAST(x AS VARCHAR)"),
         **_each("charindex", "write {}, the text first", "strpos(s, 'U')"),
         **_each("eomonth", "write {}", "last_day(d)"),
+        **_each("decode", "write {}", "CASE s WHEN 'HUMIRA' THEN 1 ELSE 0 END"),
     },
     "postgres": {
         **_each(
@@ -582,7 +583,11 @@ def _text_first(args: list[str]) -> bool:
 #: call's arguments (strings as ``''``) are in the other dialect's shape.
 OTHER_SHAPES: dict[str, dict[str, Callable[[list[str]], bool]]] = {
     # DATEDIFF(day, a, b), DATE_DIFF(b, a, DAY) for date_diff('day', a, b)
-    "duckdb": {"datediff": lambda a: not _text_first(a), "date_diff": lambda a: not _text_first(a)},
+    "duckdb": {
+        "datediff": lambda a: not _text_first(a),
+        "date_diff": lambda a: not _text_first(a),
+        "decode": lambda a: len(a) > 2,  # Oracle's DECODE(x, 'A', 1, 0); DuckDB's decodes a blob
+    },
     "postgres": {
         "date_trunc": lambda a: not _text_first(a),  # date_trunc(d, 'month')
         "decode": lambda a: len(a) > 2,  # Oracle's DECODE(x, 'A', 1, 0)
@@ -634,13 +639,27 @@ def function_hint(message: str, sql: str, dialect: str) -> str:
     says does not exist (or takes other arguments), or whose bare date part or type
     (``DATEDIFF(day, a, b)``) the database took for a column; "" when there is none."""
     found = _foreign_call(message, sql, dialect)
-    if found is None:
-        return ""
-    name, equivalent = found
+    return "" if found is None else "\n" + _equivalent_text(*found, dialect)
+
+
+def unparsed_function_hint(sql: str, dialect: str) -> str:
+    """For ``sql`` the read-only check could not parse (the database never saw it): this
+    backend's equivalent of the first call in it of another dialect's function, in that
+    dialect's shape (``DATEDIFF(a, b)``, ``CONVERT(DATE, s)`` on DuckDB); "" when none."""
+    equivalents = EQUIVALENTS.get(dialect, {})
+    shapes = OTHER_SHAPES.get(dialect, {})
+    for name, args in _calls(sql, set(equivalents)):
+        shape = shapes.get(name)
+        if shape is None or shape(args):
+            return _equivalent_text(name, equivalents[name], dialect)
+    return ""
+
+
+def _equivalent_text(name: str, equivalent: Equivalent, dialect: str) -> str:
     db = _BACKEND_NAMES[dialect]
     if name in OTHER_SHAPES.get(dialect, {}):
-        return f"\n{db}'s {name.upper()} takes other arguments: {equivalent.text()}."
-    return f"\n{name.upper()} is not a {db} function: {equivalent.text()}."
+        return f"{db}'s {name.upper()} takes other arguments: {equivalent.text()}."
+    return f"{name.upper()} is not a {db} function: {equivalent.text()}."
 
 
 def _foreign_call(message: str, sql: str, dialect: str) -> tuple[str, Equivalent] | None:
