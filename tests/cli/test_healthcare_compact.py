@@ -247,3 +247,23 @@ def test_help_says_what_compact_and_full_do(cli: CliRunner) -> None:
     assert "[default: LOOPWRIGHT_COMPACT, else compact for the embedded local: models only]" in (
         flat
     )
+
+
+def test_sessions_resume_takes_compact_and_full(cli: CliRunner, claims: Path) -> None:
+    """A healthcare session continued with ``sessions resume ID --compact`` (a chat) gets the
+    compact agent; the flags are refused for a session that is not a healthcare one."""
+    script = [*answer_script(), ToolCall("SQL", COUNT), "Still 2,000."]
+    with OpenAIServer(script, model="qwen2.5:0.5b") as server:
+        model = ["-m", served_model(server)]
+        first = cli("healthcare", "-d", str(claims), *model, "-s", "hc1", "--full", QUESTION)
+        assert first.returncode == 0, first.stderr
+        again = cli("sessions", "resume", "hc1", *model, "--compact", input="Once more?\n")
+    assert again.returncode == 0, again.stderr
+    assert "Still 2,000." in again.stdout
+    assert_full(server.chat_bodies[0])
+    assert_compact(server.chat_bodies[2], first=QUESTION)
+    plain = cli("run", "-m", "scripted", "-s", "plain1", "hello")
+    assert plain.returncode == 0, plain.stderr
+    refused = cli("sessions", "resume", "plain1", "--full")
+    assert refused.returncode == 2
+    assert "--full is for healthcare sessions; plain1 is not one" in refused.stderr

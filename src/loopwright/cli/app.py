@@ -12,6 +12,7 @@ import typer
 
 from loopwright.cli.guard import guarded
 from loopwright.cli.options import (
+    CompactOption,
     JsonOption,
     MaxTurnsOption,
     ModelOption,
@@ -165,20 +166,30 @@ def sessions_resume(
     session_id: Annotated[str, typer.Argument(metavar="ID")],
     model: ModelOption = "auto",
     permission_mode: PermissionOption = None,
+    compact: CompactOption = None,
 ) -> None:
     """Continue a saved session in the chat (a healthcare session with the healthcare agent,
-    on its data)."""
+    on its data; --compact/--full choose its mode, as for loopwright healthcare)."""
 
     def action() -> int:
         from loopwright.cli.chat import chat as chat_loop
         from loopwright.cli.history import require_session
-        from loopwright.cli.runtime import HEALTHCARE
+        from loopwright.cli.runtime import EXIT_USAGE, HEALTHCARE, CliError
 
         if require_session(session_id) == HEALTHCARE:
             from loopwright.cli.healthcare import healthcare
 
             return healthcare(
-                None, model=model, session_id=session_id, permission_mode=permission_mode
+                None,
+                model=model,
+                session_id=session_id,
+                permission_mode=permission_mode,
+                compact=compact,
+            )
+        if compact is not None:
+            flag = "--compact" if compact else "--full"
+            raise CliError(
+                f"{flag} is for healthcare sessions; {session_id} is not one", EXIT_USAGE
             )
         return chat_loop(model=model, session_id=session_id, permission_mode=permission_mode)
 

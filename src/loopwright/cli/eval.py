@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from loopwright.cli.healthcare import AgentRowsOption
-from loopwright.cli.options import DatabaseOption
+from loopwright.cli.options import AgentCompactOption, DatabaseOption
 from loopwright.cli.serve import AGENTS, ROWS_WITH_DATABASE
 
 if TYPE_CHECKING:
@@ -149,6 +149,7 @@ def eval_command(
     ] = "standard",
     database: DatabaseOption = None,
     rows: AgentRowsOption = None,
+    compact: AgentCompactOption = None,
 ) -> None:
     """Run a task suite: each task in its own session and workspace, checked, with a JSON
     result file, an HTML report and a summary table. `--agent healthcare` with no suite
@@ -175,6 +176,7 @@ def eval_command(
             agent=agent,
             database=database,
             rows=rows,
+            compact=compact,
         )
     )
 
@@ -197,8 +199,10 @@ def run_eval(
     agent: str = "standard",
     database: str | None = None,
     rows: int | None = None,
+    compact: bool | None = None,
 ) -> int:
-    """The command's body; returns the exit status."""
+    """The command's body; returns the exit status. ``compact``: ``--compact``/``--full``
+    (``None``: neither; see :func:`loopwright.cli.healthcare.compact_mode`)."""
     import asyncio
     import sys
 
@@ -224,6 +228,9 @@ def run_eval(
     healthcare = agent == "healthcare"
     if not healthcare and (database is not None or rows is not None):
         return fail("--database and --rows go with --agent healthcare", EXIT_USAGE)
+    if not healthcare and compact is not None:
+        flag = "--compact" if compact else "--full"
+        return fail(f"{flag} goes with --agent healthcare", EXIT_USAGE)
     if database is not None and rows is not None:
         return fail(ROWS_WITH_DATABASE, EXIT_USAGE)
     if suite_path is None and not healthcare:
@@ -257,10 +264,12 @@ def run_eval(
             )
         probe = resolve_model(choice.spec)  # a bad model string or missing key fails here
         if healthcare:
+            from loopwright.cli.healthcare import compact_mode
             from loopwright.healthcare.suite import golden_database_problem
 
-            factory = _healthcare_factory(choice.spec, database, rows)
-            suite = healthcare_limits(suite, probe)
+            mode = compact_mode(compact)
+            factory = _healthcare_factory(choice.spec, database, rows, mode)
+            suite = healthcare_limits(suite, probe, mode)
             # golden checks the database cannot give references for would fail every task
             problem = golden_database_problem(suite, factory.check_extra)
             if problem is not None:
@@ -353,6 +362,7 @@ def run_eval(
                 model=choice.spec,
                 database=database,
                 rows=rows,
+                compact=compact,
                 output=output,
                 html=html,
                 parallel=parallel,
@@ -389,11 +399,12 @@ def run_eval(
 
 
 def _healthcare_factory(
-    model: str, database: str | None, rows: int | None
+    model: str, database: str | None, rows: int | None, compact: bool | None = None
 ) -> HealthcareAgentFactory:
     """The healthcare agent's factory, on the database given or the generated one (built
-    now, with a progress bar); one agent is made and closed first, so that a database the
-    agent cannot read is refused before any task runs. Raises :class:`CliError`."""
+    now, with a progress bar), in compact mode as ``compact`` says (``None``: for the
+    embedded models); one agent is made and closed first, so that a database the agent
+    cannot read is refused before any task runs. Raises :class:`CliError`."""
     import asyncio
 
     from loopwright.cli.healthcare import DEFAULT_ROWS, agent_errors, generated_database
@@ -404,16 +415,17 @@ def _healthcare_factory(
         source = database if database is not None else generated_database(rows or DEFAULT_ROWS)
         first = healthcare_agent("scripted", database=source)
         asyncio.run(first.aclose())
-        return HealthcareAgentFactory(model, database=source)
+        return HealthcareAgentFactory(model, database=source, compact=compact)
 
 
-def healthcare_limits(suite: Suite, model: Model) -> Suite:
-    """``suite`` for the healthcare agent on ``model``: the embedded models get the turn
-    limit ``loopwright healthcare`` gives them, unless the suite sets one of its own (a
-    task's own limit still wins)."""
+def healthcare_limits(suite: Suite, model: Model, compact: bool | None = None) -> Suite:
+    """``suite`` for the healthcare agent on ``model``: in compact mode (``compact``; by
+    default for the embedded models) it gets the turn limit ``loopwright healthcare`` gives
+    that mode, unless the suite sets one of its own (a task's own limit still wins)."""
     from loopwright.healthcare.agent import COMPACT_MAX_TURNS, is_small_model
 
-    if not is_small_model(model) or suite.limits.max_turns is not None:
+    small = is_small_model(model) if compact is None else compact
+    if not small or suite.limits.max_turns is not None:
         return suite
     limits = suite.limits.model_copy(update={"max_turns": COMPACT_MAX_TURNS})
     return suite.model_copy(update={"limits": limits})
@@ -427,6 +439,7 @@ def _command_again(
     database: str | None,
     rows: int | None,
     output: Path | None,
+    compact: bool | None = None,
     html: Path | None,
     parallel: int,
     epochs: int,
@@ -451,6 +464,8 @@ def _command_again(
         words += ["--database", database]
     if rows is not None:
         words += ["--rows", str(rows)]
+    if compact is not None:
+        words.append("--compact" if compact else "--full")
     for task in tasks:
         words += ["--task", task]
     if epochs != EPOCHS:
