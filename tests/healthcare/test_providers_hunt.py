@@ -15,7 +15,11 @@ import httpx
 import pytest
 
 from loopwright import MemoryStore
-from loopwright.healthcare.agent import healthcare_agent
+from loopwright.healthcare.agent import (
+    COMPACT_MAX_TURNS,
+    REASONING_MAX_OUTPUT_TOKENS,
+    healthcare_agent,
+)
 from loopwright.messages import Message
 from loopwright.models import ModelRequest, RetryingModel
 from loopwright.models.anthropic import AnthropicModel
@@ -471,6 +475,19 @@ def test_an_openai_reasoning_model_has_room_to_reason_and_answer(claims_db: Path
         assert [r["name"] for r in _tool_results(result.events)] == ["SQL"]
         assert result.text == "The ten prescribers are in humira_ca_top10.csv."
         assert len(server.chat_requests) == 2
+
+
+def test_a_reasoning_model_in_compact_mode_keeps_room_to_reason(claims_db: Path) -> None:
+    """Compact mode (--compact) caps a tiny model's turns at 512 tokens; a reasoning model put
+    in compact mode would spend them all thinking and answer nothing."""
+    with OpenAIServer([], model="o4-mini") as server:
+        reasoner = OpenAIModel("o4-mini", base_url=server.base_url)
+        agent = healthcare_agent(reasoner, database=claims_db, store=MemoryStore(), compact=True)
+        assert agent.max_output_tokens == REASONING_MAX_OUTPUT_TOKENS
+        assert agent.max_turns == COMPACT_MAX_TURNS
+        chat = OpenAIModel("gpt-4.1-mini", base_url=server.base_url)
+        tiny = healthcare_agent(chat, database=claims_db, store=MemoryStore(), compact=True)
+        assert tiny.max_output_tokens == 512
 
 
 def test_a_chat_model_keeps_the_agents_output_limit(claims_db: Path) -> None:

@@ -213,11 +213,12 @@ def healthcare_agent(
         names += [n for n in TOOL_NAMES if n not in names and n != "DefineCohort"]
         names = [n for n in names if n not in refused]
     options: dict[str, Any] = {"name": "healthcare"}
-    if compact:
-        # a tiny model: short answers, and no long detours
-        options.update(max_turns=COMPACT_MAX_TURNS, max_output_tokens=512)
-    elif reasons_in_its_output(resolved):
+    if reasons_in_its_output(resolved):  # its hidden reasoning counts as output, in any mode
         options["max_output_tokens"] = REASONING_MAX_OUTPUT_TOKENS
+    elif compact:
+        options["max_output_tokens"] = 512  # a tiny model: short answers, no long detours
+    if compact:
+        options["max_turns"] = COMPACT_MAX_TURNS
     options.update(agent_options)
     if not compact:
         options["policy"] = _with_chart_check(options.get("policy"))
