@@ -55,7 +55,9 @@ print("drew chart.png")
 @pytest.fixture
 def env(loopwright_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env.update(LOOPWRIGHT_HOME=str(loopwright_home), NO_COLOR="1")
+    # the files as saved: with the patient-id mask on, the Parquet is not served (see
+    # test_mcp_resource_policy.py)
+    env.update(LOOPWRIGHT_HOME=str(loopwright_home), NO_COLOR="1", LOOPWRIGHT_MASK_IDENTIFIERS="0")
     for name in ("LOOPWRIGHT_MODEL", "LOOPWRIGHT_WORKSPACES", "LOOPWRIGHT_STORE"):
         env.pop(name, None)
     return env

@@ -222,8 +222,11 @@ def healthcare_agent(
     options.update(agent_options)
     if not compact:
         options["policy"] = _with_chart_check(options.get("policy"))
-        if guard is not None:
-            options["policy"] = _with_identifier_guard(options["policy"], guard)
+    if guard is not None:
+        # in compact mode too: the agent has no tool that prints a file, but the files are
+        # resources to an MCP client (which reads them as Read would), and a later session
+        # in the full mode goes on from what this one learnt
+        options["policy"] = _with_identifier_guard(options.get("policy"), guard)
     prompt = HealthcarePrompt(profile, compact=compact, tools=names)
     shown = [example for example in profile.examples if example.rows]
     if compact and shown:
@@ -272,13 +275,17 @@ def _with_chart_check(policy: Policy | None) -> Policy:
     return policy
 
 
-def _with_identifier_guard(policy: Policy, guard: IdentifierGuard) -> Policy:
-    """``policy`` with ``guard``, the PostToolUse hook that masks the patient identifiers of
-    the session's results in what ``Python``, ``Bash``, ``Read`` and ``Grep`` show the model
-    (:mod:`loopwright.healthcare.id_guard`), added once (a policy shared by two agents keeps
-    the first one's, which learns from either agent's sessions)."""
+def _with_identifier_guard(policy: Policy | None, guard: IdentifierGuard) -> Policy:
+    """``policy`` (a new ``auto`` one when ``None``) with ``guard``, the PostToolUse hook that
+    masks the patient identifiers of the session's results in what ``Python``, ``Bash``,
+    ``Read`` and ``Grep`` show the model (:mod:`loopwright.healthcare.id_guard`), added once
+    (a policy shared by two agents keeps the first one's, which learns from either agent's
+    sessions)."""
     from loopwright.healthcare.id_guard import MATCHER
+    from loopwright.policy import Policy
 
+    if policy is None:
+        policy = Policy()
     if policy not in _GUARDED:
         policy.hooks.post_tool_use(MATCHER, guard)
         _GUARDED.add(policy)

@@ -7,17 +7,31 @@ as the same name. A URI names a path relative to the workspace; it is checked by
 :class:`~loopwright.sandbox.paths.PathValidator` the file tools use (``..`` and symbolic
 links are resolved first), so a read never reaches outside the workspace, and only a
 regular file is read, up to a size limit.
+
+A read is what the agent's policy makes of a ``Read`` call of that file
+(:class:`ReadPolicy`): its permission rules (and PreToolUse hooks) decide whether it is
+served, and its PostToolUse hooks matching ``Read`` (the healthcare agent's patient-identifier
+mask) and its redaction filter the text. A policy that does nothing to a Read (none, or
+``Policy()``) costs nothing.
 """
 
 from __future__ import annotations
 
+import base64
 import mimetypes
 import os
 import stat
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
+from loopwright.messages import ImageBlock, TextBlock
 from loopwright.sandbox.paths import PathValidator, SecurityError
+from loopwright.tools.files import IMAGE_TYPES, ReadTool
+from loopwright.tools.written import IMAGE_SIGNATURES
+
+if TYPE_CHECKING:
+    from loopwright.policy import Policy
 
 SCHEME = "loopwright"
 _PREFIX = f"{SCHEME}://sessions/"
@@ -45,6 +59,10 @@ _BINARY_KINDS = ("image/", "audio/", "video/", "font/")
 _BINARY_TYPES = frozenset(
     {"application/vnd.apache.parquet", "application/pdf", "application/zip", "application/gzip"}
 )
+#: Types sent as base64 but that Read shows as text (so a policy's hooks can filter them).
+_READ_AS_TEXT = frozenset({"image/svg+xml"})
+#: The tool a resource read is judged as by the agent's policy.
+READ = "Read"
 
 
 class ResourceError(ValueError):
@@ -88,14 +106,20 @@ def mime_type(path: str) -> str | None:
     return _TYPES.get(suffix) or mimetypes.guess_type(path, strict=False)[0]
 
 
+def resolve(workspace: str | os.PathLike[str], path: str) -> str:
+    """The absolute, resolved path of ``path`` (``..`` and links followed); a
+    :class:`ResourceError` when it is outside the workspace."""
+    try:
+        return PathValidator(workspace).validate(path, "resources/read")
+    except SecurityError as exc:
+        raise ResourceError(str(exc)) from None
+
+
 def read_file(workspace: str | os.PathLike[str], path: str, limit: int) -> bytes:
     """The bytes of the regular file ``path`` inside ``workspace``, at most ``limit`` of
     them; :class:`ResourceError` for a path outside, a missing file, a directory or device,
     or a file over the limit."""
-    try:
-        resolved = PathValidator(workspace).validate(path, "resources/read")
-    except SecurityError as exc:
-        raise ResourceError(str(exc)) from None
+    resolved = resolve(workspace, path)
     try:  # the path is resolved: a link put in its place since is not followed
         fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -139,13 +163,180 @@ def as_text(data: bytes, mime: str | None) -> str | None:
         return None
 
 
+class ReadPolicy:
+    """The agent's ``policy`` applied to the resource reads of one session's files: what it
+    makes of a ``Read`` call of the same file in that session.
+
+    - the permission decision (rules, mode, the PreToolUse hooks matching ``Read``): a
+      denied read is refused with the reason; one that needs a person's approval is refused
+      too, saying so (a resource read has no one to ask); a read a PreToolUse hook moves to
+      another file is refused;
+    - the text goes through the PostToolUse hooks matching ``Read`` (the event a Read of the
+      file builds: the resolved path as ``file_path``, the session's id and workspace), then
+      the policy's redaction; what they return is served, and a result they withhold is
+      refused with their message;
+    - an image Read shows as an image (PNG, JPEG, GIF, WebP) goes through them as Read's
+      image result does, and the image they return is served;
+    - any other binary file (Parquet, PDF, text that is not UTF-8) is refused while the text
+      is filtered: the hooks cannot look inside it.
+
+    Files the permission rules refuse are left out of the listing (:meth:`listed`).
+    """
+
+    def __init__(self, policy: Policy, workspace: str | os.PathLike[str], session_id: str) -> None:
+        self.policy = policy
+        self.workspace = os.fspath(workspace)
+        self.session_id = session_id
+        self._real_workspace = os.path.realpath(self.workspace)
+        self.tool = ReadTool(self.workspace)
+
+    @staticmethod
+    def applies(policy: Policy) -> bool:
+        """Whether ``policy`` does anything to a Read call's file (a rule or mode that may
+        refuse it, hooks matching ``Read``, redaction); else reads are served as they are."""
+        hooks = policy.hooks
+        return (
+            not policy.permissions.trivial
+            or hooks.has_pre(READ)
+            or hooks.has_post(READ)
+            or policy.redactor is not None
+        )
+
+    @property
+    def filters(self) -> list[str]:
+        """What filters the text of a Read, in words (empty: nothing does)."""
+        found = []
+        if self.policy.hooks.has_post(READ):
+            found.append(
+                "PostToolUse hooks on Read, such as the healthcare agent's identifier mask"
+            )
+        if self.policy.redactor is not None:
+            found.append("the redaction of secrets")
+        return found
+
+    def listed(self, path: str) -> bool:
+        """Whether the permission rules and mode let ``path`` (relative) be read: the
+        listing shows only those (PreToolUse hooks are asked when a file is read)."""
+        permissions = self.policy.permissions
+        if permissions.trivial:
+            return True
+        info = permissions.call_info(READ, {"file_path": path}, self._real_workspace, self.tool)
+        return permissions.evaluate(info).behavior == "allow"
+
+    async def admit(self, resolved: str, path: str) -> None:
+        """Refuse (:class:`ResourceError`, saying why) a read of ``path`` (resolved to
+        ``resolved``) that the policy would not let a Read make."""
+        policy = self.policy
+        if policy.permissions.trivial and not policy.hooks.has_pre(READ):
+            return
+        bound = policy.bind(self.workspace, self.session_id)
+        input: dict[str, Any] = {"file_path": resolved}
+        call = bound.begin(READ, input, None)
+        outcome = await bound.run_pre_hooks(self.tool, input, call)
+        hooked = outcome.decision if outcome is not None else None
+        if outcome is not None and outcome.input.get("file_path") != resolved:
+            raise ResourceError(
+                f"Permission denied: a PreToolUse hook of this server's policy changes a Read "
+                f"of {path!r} into another call, which a resource read cannot follow; ask the "
+                "agent to read it with its Read tool"
+            )
+        info = policy.permissions.call_info(READ, input, self._real_workspace, self.tool)
+        decision = policy.permissions.evaluate(info, hooked)
+        if decision.behavior == "deny":
+            raise ResourceError(
+                f"Permission denied: {decision.reason} (a resource read is judged as a Read "
+                "of the file by this server's policy)"
+            )
+        if decision.behavior == "ask":
+            raise ResourceError(
+                f"Permission denied: a Read of {path!r} needs a person's approval "
+                f"({decision.reason or 'the policy asks for it'}), and a resource read has no "
+                "one to ask, so it is not served; ask the agent to read it with its Read tool "
+                "(whose call can be approved), or change the permission rules"
+            )
+
+    async def filtered(
+        self, resolved: str, path: str, data: bytes, mime: str | None
+    ) -> str | ImageBlock:
+        """What a Read of ``path`` would let out of its bytes ``data``: the text, or the
+        image, as the PostToolUse hooks and redaction leave it; a :class:`ResourceError`
+        when they withhold it or cannot filter it (a binary file). Only for a policy that
+        :attr:`filters` the text."""
+        extension = PurePosixPath(path).suffix.lower()
+        content: str | list[TextBlock | ImageBlock]
+        if extension in IMAGE_TYPES:  # as Read: an image if its bytes are one
+            if not data.startswith(IMAGE_SIGNATURES[extension]):
+                raise ResourceError(
+                    f"{path!r} has an image's name ({extension}) but its content is not such "
+                    "an image, so this server's policy cannot filter it as one; not served"
+                )
+            image = base64.b64encode(data).decode("ascii")
+            media_type = IMAGE_TYPES[extension]
+            content = [
+                TextBlock(f"Image {path} ({len(data):,} bytes):"),
+                ImageBlock(image, media_type),
+            ]
+        else:
+            text = as_text(data, None if mime in _READ_AS_TEXT else mime)
+            if text is None:
+                raise ResourceError(self._unfiltered(path, mime))
+            content = text
+        bound = self.policy.bind(self.workspace, self.session_id)
+        input: dict[str, Any] = {"file_path": resolved}
+        call = bound.begin(READ, input, None)
+        call.executed = True
+        result = await bound.run_post_hooks(
+            self.tool, input, call, {"content": content, "is_error": False}
+        )
+        result = bound.clean(self.tool, call, result)
+        shown = result["content"]
+        if result.get("is_error"):
+            raise ResourceError(f"{path!r} is withheld by this server's policy: {_text(shown)}")
+        if isinstance(shown, str):
+            return shown
+        if isinstance(content, str):  # text the hooks made into blocks: their text
+            return _text(shown)
+        image_block = next((b for b in shown if isinstance(b, ImageBlock)), None)
+        if image_block is None:
+            raise ResourceError(
+                f"{path!r} is withheld by this server's policy: its PostToolUse hooks left "
+                f"no image of it ({_text(shown) or 'nothing'})"
+            )
+        return image_block
+
+    def _unfiltered(self, path: str, mime: str | None) -> str:
+        if mime is None or mime.startswith("text/"):
+            what = "not UTF-8 text" if mime else "a binary file (or text that is not UTF-8)"
+        else:
+            what = f"a binary file ({mime})"
+        instead = "read a text version of it (a CSV)"
+        if PurePosixPath(path).suffix.lower() == ".parquet":
+            csv = str(PurePosixPath(path).with_suffix(".csv"))
+            if os.path.isfile(os.path.join(self.workspace, csv)):
+                instead = f"read the CSV saved beside it ({file_uri(self.session_id, csv)})"
+        return (
+            f"{path!r} is {what}: this server's policy filters what a Read of a file shows "
+            f"({'; '.join(self.filters)}), and cannot look inside it, so it is not served. "
+            f"To see it, {instead}; for a de-identified extract, serve the healthcare agent "
+            "without its mask (LOOPWRIGHT_MASK_IDENTIFIERS=0)."
+        )
+
+
+def _text(content: str | list[TextBlock | ImageBlock]) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(block.text for block in content if isinstance(block, TextBlock))
+
+
 __all__ = [
     "MAX_RESOURCE_BYTES",
     "URI_TEMPLATE",
+    "ReadPolicy",
     "ResourceError",
     "as_text",
     "file_uri",
     "mime_type",
     "parse_uri",
     "read_file",
+    "resolve",
 ]

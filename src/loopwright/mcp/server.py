@@ -18,10 +18,13 @@ which is then kept open with its tools (background shells...) for the next call 
 bytes that are not UTF-8) is sent as U+FFFD.
 The workspace files are MCP resources (``loopwright://sessions/<id>/files/<path>``, see
 :mod:`loopwright.mcp.resources`): the served session's and those of the sessions ``run_agent``
-worked in, listed, and read (text as text, images and Parquet as base64); a call that
-creates or changes files is followed by ``notifications/resources/list_changed``. A tool's metadata
+worked in, listed, and read (text as text, images and Parquet as base64), each read judged by
+the agent's policy as a ``Read`` call of that file (its permissions, and its hooks filtering
+the text: :class:`~loopwright.mcp.resources.ReadPolicy`); a call that creates or changes
+files is followed by ``notifications/resources/list_changed``. A tool's metadata
 (the SQL tool's row count, columns and files, a command's exit code...) is its result's
-``structuredContent``; ``run_agent``'s is its answer, session id, stop reason, usage and the
+``structuredContent`` (each text in it through the PostToolUse hooks matching the tool, as
+its output's text was); ``run_agent``'s is its answer, session id, stop reason, usage and the
 URIs of the files the run created or changed. The text content stays what the model would
 see, and ``_meta`` says so (:data:`~loopwright.mcp.results.STRUCTURED_IS_METADATA`), so a
 loopwright client does not show the model the metadata again.
@@ -61,12 +64,14 @@ from loopwright.events import Event, ToolCall, ToolResult
 from loopwright.mcp.resources import (
     MAX_RESOURCE_BYTES,
     URI_TEMPLATE,
+    ReadPolicy,
     ResourceError,
     as_text,
     file_uri,
     mime_type,
     parse_uri,
     read_file,
+    resolve,
 )
 from loopwright.mcp.results import STRUCTURED_IS_METADATA
 from loopwright.messages import ImageBlock, TextBlock
@@ -274,7 +279,8 @@ class AgentMCPServer:
         else:
             result = await registry.execute(name, arguments)
         changed = _changed(before, await _files(workspace))
-        return _call_result(result["content"], result.get("metadata"), result), bool(changed)
+        metadata = await _filtered_metadata(registry, name, arguments, result)
+        return _call_result(result["content"], metadata, result), bool(changed)
 
     async def run_agent(
         self, arguments: dict[str, Any], progress: Progress | None = None
@@ -362,7 +368,12 @@ class AgentMCPServer:
         listed: list[types.Resource] = []
         for session_id, workspace in self._served():
             files = await _files(workspace) or {}
-            listed.extend(_resource(session_id, path, files[path]) for path in sorted(files))
+            judged = self._read_policy(session_id, workspace)
+            listed.extend(
+                _resource(session_id, path, files[path])
+                for path in sorted(files)
+                if judged is None or judged.listed(path)
+            )
         end = start + RESOURCES_PAGE
         return types.ListResourcesResult(
             resources=listed[start:end], next_cursor=str(end) if end < len(listed) else None
@@ -395,15 +406,28 @@ class AgentMCPServer:
                     f"while it is the server's session ({self.session.id}) or one "
                     f"{RUN_AGENT} worked in"
                 )
+            judged = self._read_policy(session_id, workspace)
+            if judged is not None:  # as a Read of the file: the permissions first
+                resolved = await asyncio.to_thread(resolve, workspace, path)
+                await judged.admit(resolved, path)
             data = await asyncio.to_thread(read_file, workspace, path, self.max_resource_bytes)
+            mime = mime_type(path)
+            shown: str | ImageBlock | None = None
+            if judged is not None and judged.filters:
+                shown = await judged.filtered(resolved, path, data, mime)
         except ResourceError as exc:
             raise MCPError(INVALID_PARAMS, _sendable(str(exc))) from None
-        mime = mime_type(path)
-        text = as_text(data, mime)
+        text = as_text(data, mime) if shown is None else shown
         contents: types.TextResourceContents | types.BlobResourceContents
-        if text is not None:
+        if isinstance(text, str):
             contents = types.TextResourceContents(
-                uri=uri, mime_type=mime or "text/plain", text=text
+                uri=uri,
+                mime_type=mime or "text/plain",
+                text=text if shown is None else _sendable(text),
+            )
+        elif isinstance(text, ImageBlock):
+            contents = types.BlobResourceContents(
+                uri=uri, mime_type=text.media_type, blob=text.data
             )
         else:
             blob = base64.b64encode(data).decode("ascii")
@@ -472,6 +496,14 @@ class AgentMCPServer:
             await self.agent.close_session(self._session)
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _read_policy(self, session_id: str, workspace: Path) -> ReadPolicy | None:
+        """The agent's policy as it judges resource reads of the session's files (those of a
+        Read call of each), or ``None`` when it does nothing to a Read."""
+        policy = self.agent.policy
+        if policy is None or not ReadPolicy.applies(policy):
+            return None
+        return ReadPolicy(policy, workspace, session_id)
 
     def _served(self) -> list[tuple[str, Path]]:
         """The sessions whose files are resources, with their workspaces: the server's, then
@@ -654,6 +686,55 @@ def _call_result(
         is_error=bool(result.get("is_error")),
         _meta={STRUCTURED_IS_METADATA: True} if value is not None else None,
     )
+
+
+async def _filtered_metadata(
+    registry: ToolRegistry, name: str, arguments: dict[str, Any], result: Mapping[str, Any]
+) -> Any:
+    """The call's metadata (its ``structuredContent``), each text in it passed through the
+    policy's PostToolUse hooks for the tool as its output's text was: the healthcare agent's
+    mask hides in Python's and Bash's ``files_written``/``images_written`` the patient ids it
+    hid in the note naming those files. ``None`` when the hooks withhold it (or change it
+    past recognition); as it is when no hook matches the tool."""
+    metadata = result.get("metadata")
+    policy = registry.policy
+    tool = registry.get(name)
+    if not metadata or policy is None or tool is None or not policy.hooks.has_post(name):
+        return metadata
+    texts: list[str] = []
+    _each_text(metadata, texts.append)
+    if not texts:
+        return metadata
+    bound = policy.bind(registry.workspace_dir, registry.session_id)
+    call = bound.begin(name, arguments, None)
+    call.executed = True
+    failed = bool(result.get("is_error"))
+    blocks: list[TextBlock | ImageBlock] = [TextBlock(text) for text in texts]
+    hooked = await bound.run_post_hooks(
+        tool, arguments, call, {"content": blocks, "is_error": failed}
+    )
+    shown = hooked.get("content")
+    if (
+        bool(hooked.get("is_error")) != failed
+        or not isinstance(shown, list)
+        or len(shown) < len(texts)
+        or not all(isinstance(block, TextBlock) for block in shown[: len(texts)])
+    ):
+        return None
+    masked = iter([block.text for block in shown[: len(texts)] if isinstance(block, TextBlock)])
+    return _each_text(metadata, lambda _: next(masked))
+
+
+def _each_text(value: Any, change: Callable[[str], Any]) -> Any:
+    """``value`` with each string in it (not a mapping's keys) replaced by ``change(text)``,
+    in order."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, Mapping):
+        return {key: _each_text(item, change) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_each_text(item, change) for item in value]
+    return value
 
 
 def _json_safe(value: Any) -> Any:
