@@ -40,8 +40,10 @@ URI_TEMPLATE = f"{_PREFIX}{{session_id}}/files/{{+path}}"
 #: The largest file a resource read returns (a bigger one is refused, saying so).
 MAX_RESOURCE_BYTES = 16 * 1024 * 1024
 
-#: Types of the files loopwright's tools write, whatever the machine's ``mimetypes`` knows.
+#: Types of the files loopwright's tools write, whatever the machine's ``mimetypes`` knows
+#: (images: those Read shows as images).
 _TYPES = {
+    **IMAGE_TYPES,
     ".csv": "text/csv",
     ".tsv": "text/tab-separated-values",
     ".parquet": "application/vnd.apache.parquet",
@@ -51,7 +53,6 @@ _TYPES = {
     ".txt": "text/plain",
     ".sql": "application/sql",
     ".py": "text/x-python",
-    ".png": "image/png",
     ".svg": "image/svg+xml",
 }
 #: Kinds of type whose files are always sent as base64 (``blob``), never as text.
