@@ -18,6 +18,7 @@ mask) and its redaction filter the text. A policy that does nothing to a Read (n
 from __future__ import annotations
 
 import base64
+import errno
 import mimetypes
 import os
 import stat
@@ -54,11 +55,25 @@ _TYPES = {
     ".sql": "application/sql",
     ".py": "text/x-python",
     ".svg": "image/svg+xml",
+    # compressed: the type of the bytes, not (as ``mimetypes`` says of ``x.csv.gz``) of
+    # what is inside them
+    ".gz": "application/gzip",
+    ".bz2": "application/x-bzip2",
+    ".xz": "application/x-xz",
+    ".zst": "application/zstd",
 }
 #: Kinds of type whose files are always sent as base64 (``blob``), never as text.
 _BINARY_KINDS = ("image/", "audio/", "video/", "font/")
 _BINARY_TYPES = frozenset(
-    {"application/vnd.apache.parquet", "application/pdf", "application/zip", "application/gzip"}
+    {
+        "application/vnd.apache.parquet",
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+        "application/x-bzip2",
+        "application/x-xz",
+        "application/zstd",
+    }
 )
 #: Types sent as base64 but that Read shows as text (so a policy's hooks can filter them).
 _READ_AS_TEXT = frozenset({"image/svg+xml"})
@@ -116,18 +131,28 @@ def resolve(workspace: str | os.PathLike[str], path: str) -> str:
         raise ResourceError(str(exc)) from None
 
 
-def read_file(workspace: str | os.PathLike[str], path: str, limit: int) -> bytes:
+def read_file(
+    workspace: str | os.PathLike[str], path: str, limit: int, *, resolved: str | None = None
+) -> bytes:
     """The bytes of the regular file ``path`` inside ``workspace``, at most ``limit`` of
     them; :class:`ResourceError` for a path outside, a missing file, a directory or device,
-    or a file over the limit."""
-    resolved = resolve(workspace, path)
-    try:  # the path is resolved: a link put in its place since is not followed
-        fd = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    or a file over the limit. ``resolved``: ``path`` as :func:`resolve` made it (the file a
+    policy judged), read as it is: a link put in place of any part of it since is not
+    followed."""
+    if resolved is None:
+        resolved = resolve(workspace, path)
+    try:
+        fd = _open_resolved(os.path.realpath(workspace), resolved)
     except FileNotFoundError:
         raise ResourceError(
             f"no file {path!r} in the workspace; list the resources to see its files"
         ) from None
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise ResourceError(
+                f"{path!r} became a symbolic link (or a part of its path did) while it was "
+                "read; a link is not followed then: read it again"
+            ) from None
         raise ResourceError(f"cannot read {path!r}: {exc.strerror or exc}") from None
     try:
         info = os.fstat(fd)
@@ -149,6 +174,24 @@ def read_file(workspace: str | os.PathLike[str], path: str, limit: int) -> bytes
             "a smaller file"
         )
     return data
+
+
+def _open_resolved(root: str, resolved: str) -> int:
+    """A descriptor of ``resolved`` (a resolved path inside the resolved directory ``root``),
+    opened part by part from ``root`` without following a link (``ELOOP``/``ENOTDIR`` when a
+    part is one now)."""
+    parts = [] if resolved == root else os.path.relpath(resolved, root).split(os.sep)
+    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        if not parts:
+            return os.dup(directory)
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 def as_text(data: bytes, mime: str | None) -> str | None:
@@ -181,7 +224,8 @@ class ReadPolicy:
     - any other binary file (Parquet, PDF, text that is not UTF-8) is refused while the text
       is filtered: the hooks cannot look inside it.
 
-    Files the permission rules refuse are left out of the listing (:meth:`listed`).
+    Files the permission rules refuse are left out of the listing (:meth:`listed`), and so
+    are those whose names the PostToolUse hooks would change (:meth:`unchanged_names`).
     """
 
     def __init__(self, policy: Policy, workspace: str | os.PathLike[str], session_id: str) -> None:
@@ -223,6 +267,31 @@ class ReadPolicy:
             return True
         info = permissions.call_info(READ, {"file_path": path}, self._real_workspace, self.tool)
         return permissions.evaluate(info).behavior == "allow"
+
+    async def unchanged_names(self, paths: list[str]) -> list[str]:
+        """Those of ``paths`` (relative) whose names the PostToolUse hooks and redaction of a
+        Read leave as they are; a file they would hide a part of the name of (one the code
+        named after a patient, which the mask shows as ``note-[masked #1].txt``) is left out
+        of the listing and of ``run_agent``'s ``files``, since its URI shows the name. None
+        when they withhold the names (the mask while it cannot read a result)."""
+        if not self.filters or not paths:
+            return paths
+        bound = self.policy.bind(self.workspace, self.session_id)
+        input: dict[str, Any] = {"file_path": self._real_workspace}
+        call = bound.begin(READ, input, None)
+        call.executed = True
+        names: list[TextBlock | ImageBlock] = [TextBlock(path) for path in paths]
+        result = await bound.run_post_hooks(
+            self.tool, input, call, {"content": names, "is_error": False}
+        )
+        shown = bound.clean(self.tool, call, result)["content"]
+        if result.get("is_error") or not isinstance(shown, list) or len(shown) < len(paths):
+            return []
+        return [
+            path
+            for path, block in zip(paths, shown, strict=False)
+            if isinstance(block, TextBlock) and block.text == path
+        ]
 
     async def admit(self, resolved: str, path: str) -> None:
         """Refuse (:class:`ResourceError`, saying why) a read of ``path`` (resolved to

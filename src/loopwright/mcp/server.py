@@ -165,6 +165,8 @@ class AgentMCPServer:
         #: files are resources for as long as the server runs
         self._workspaces: dict[str, Path] = {}
         self._owner = process_owner()
+        #: the workspace listings taken as the calls running now began (see _unsettled)
+        self._running: list[tuple[Path, dict[str, Stamp] | None]] = []
         self._sequential = asyncio.Lock()
         #: resources/list_changed for clients of the 2026 protocol (subscriptions/listen)
         self._changes = InMemorySubscriptionBus()
@@ -262,25 +264,25 @@ class AgentMCPServer:
     async def _call(
         self, name: str, arguments: dict[str, Any], progress: Progress | None
     ) -> tuple[types.CallToolResult, bool]:
-        """The call's result, and whether it created or changed files in a workspace."""
+        """The call's result, and whether it created, changed or deleted files in a
+        workspace (so the resources listed changed)."""
         if name == RUN_AGENT and self.expose_agent:
-            ran = await self.run_agent(arguments, progress)
-            structured = ran.structured_content
-            return ran, isinstance(structured, dict) and bool(structured.get("files"))
+            return await self._run_agent(arguments, progress)
         registry = self.registry
         if not self.expose_tools or name not in registry:
             known = ", ".join(tool.name for tool in self.tools())
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name!r}. Available tools: {known}.")
         workspace = self.session.workspace_dir
         before = await _files(workspace)
-        if registry.is_sequential(name):
-            async with self._sequential:
+        with self._running_in(workspace, before):
+            if registry.is_sequential(name):
+                async with self._sequential:
+                    result = await registry.execute(name, arguments)
+            else:
                 result = await registry.execute(name, arguments)
-        else:
-            result = await registry.execute(name, arguments)
-        changed = _changed(before, await _files(workspace))
+        after = await _files(workspace)
         metadata = await _filtered_metadata(registry, name, arguments, result)
-        return _call_result(result["content"], metadata, result), bool(changed)
+        return _call_result(result["content"], metadata, result), before != after
 
     async def run_agent(
         self, arguments: dict[str, Any], progress: Progress | None = None
@@ -289,18 +291,26 @@ class AgentMCPServer:
 
         ``progress`` is told of each tool call as it starts and ends (step count, no total,
         a one-line message); a client that went away does not stop the run."""
+        result, _ = await self._run_agent(arguments, progress)
+        return result
+
+    async def _run_agent(
+        self, arguments: dict[str, Any], progress: Progress | None
+    ) -> tuple[types.CallToolResult, bool]:
+        """:meth:`run_agent`'s result, and whether the run created, changed or deleted files."""
         prompt = arguments.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            return _error(f"{RUN_AGENT} needs a non-empty 'prompt' string: the task to do.")
+            return _error(f"{RUN_AGENT} needs a non-empty 'prompt' string: the task to do."), False
         session_id = arguments.get("session_id")
         try:
             key = self.session.id
             if session_id is not None and session_id != key:
                 if not isinstance(session_id, str):
-                    return _error("'session_id' must be a string; omit it to use the server's")
+                    message = "'session_id' must be a string; omit it to use the server's"
+                    return _error(message), False
                 key = validate_session_id(session_id)
         except ValueError as exc:
-            return _error(f"{exc}")
+            return _error(f"{exc}"), False
         lock = self._runs.setdefault(key, asyncio.Lock())
         async with lock:  # one run at a time per session keeps its history consistent
             # and one process at a time: the CLI or a server may run a turn in it too
@@ -311,14 +321,21 @@ class AgentMCPServer:
                 return _error(
                     f"session {key} is busy: another process (the loopwright CLI, a server) "
                     "is running a turn in it; try again when that turn has ended"
-                )
+                ), False
             try:
                 target = await self._session_for(key)
                 before = await _files(target.workspace_dir)
-                result = await self.agent.collect(prompt, target, on_event=_reporter(progress))
-                changed = _changed(before, await _files(result.session.workspace_dir))
+                with self._running_in(target.workspace_dir, before):
+                    result = await self.agent.collect(prompt, target, on_event=_reporter(progress))
+                after = await _files(result.session.workspace_dir)
+                changed = _changed(before, after)
+                workspace = result.session.workspace_dir
+                judged = self._read_policy(result.session.id, workspace)
+                if judged is not None:  # a name the policy hides is no URI to send
+                    changed = await judged.unchanged_names(changed)
             except Exception as exc:  # the agent's loop reports model errors as events
-                return _error(f"{RUN_AGENT} failed: {type(exc).__name__}: {exc}")
+                failed = f"{RUN_AGENT} failed: {type(exc).__name__}: {exc}"
+                return _error(failed), False
             finally:
                 lease.release_now()
         text = result.text
@@ -334,7 +351,8 @@ class AgentMCPServer:
             "usage": result.usage.to_dict(),
             "files": [file_uri(result.session.id, path) for path in changed],
         }
-        return _call_result(text, structured, {"is_error": result.stop_reason in _FAILED})
+        ran = _call_result(text, structured, {"is_error": result.stop_reason in _FAILED})
+        return ran, before != after
 
     # --- the SDK's handlers -------------------------------------------------------------
 
@@ -369,11 +387,10 @@ class AgentMCPServer:
         for session_id, workspace in self._served():
             files = await _files(workspace) or {}
             judged = self._read_policy(session_id, workspace)
-            listed.extend(
-                _resource(session_id, path, files[path])
-                for path in sorted(files)
-                if judged is None or judged.listed(path)
-            )
+            paths = sorted(files)
+            if judged is not None:
+                paths = await judged.unchanged_names([p for p in paths if judged.listed(p)])
+            listed.extend(_resource(session_id, path, files[path]) for path in paths)
         end = start + RESOURCES_PAGE
         return types.ListResourcesResult(
             resources=listed[start:end], next_cursor=str(end) if end < len(listed) else None
@@ -407,10 +424,19 @@ class AgentMCPServer:
                     f"{RUN_AGENT} worked in"
                 )
             judged = self._read_policy(session_id, workspace)
+            # resolved once: the file the policy judges is the file read
+            resolved = await asyncio.to_thread(resolve, workspace, path)
             if judged is not None:  # as a Read of the file: the permissions first
-                resolved = await asyncio.to_thread(resolve, workspace, path)
                 await judged.admit(resolved, path)
-            data = await asyncio.to_thread(read_file, workspace, path, self.max_resource_bytes)
+            if judged is not None and judged.filters and self._unsettled(workspace, resolved):
+                raise ResourceError(
+                    f"{path!r} was written by a call still running in session {session_id} "
+                    "(its PostToolUse hooks, such as the identifier mask learning a result's "
+                    "values, run when it ends); read it again when the call has finished"
+                )
+            data = await asyncio.to_thread(
+                read_file, workspace, path, self.max_resource_bytes, resolved=resolved
+            )
             mime = mime_type(path)
             shown: str | ImageBlock | None = None
             if judged is not None and judged.filters:
@@ -504,6 +530,32 @@ class AgentMCPServer:
         if policy is None or not ReadPolicy.applies(policy):
             return None
         return ReadPolicy(policy, workspace, session_id)
+
+    @contextlib.contextmanager
+    def _running_in(self, workspace: Path, before: dict[str, Stamp] | None) -> Iterator[None]:
+        """While a call runs in ``workspace``: its listing as the call began."""
+        entry = (workspace, before)
+        self._running.append(entry)
+        try:
+            yield
+        finally:
+            self._running.remove(entry)
+
+    def _unsettled(self, workspace: Path, resolved: str) -> bool:
+        """Whether the file ``resolved`` is new or changed since a call still running in
+        ``workspace`` began: the policy's PostToolUse hooks have not seen that call's
+        result yet (the healthcare agent's mask learns a SQL result's patient ids from them,
+        and would let a read of the new CSV through unmasked)."""
+        running = [before for place, before in self._running if place == workspace]
+        if not running:
+            return False
+        name = os.path.relpath(resolved, os.path.realpath(workspace))
+        try:
+            info = os.stat(resolved)
+        except OSError:
+            return False  # the read says what is wrong
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+        return any(before is None or before.get(name) != stamp for before in running)
 
     def _served(self) -> list[tuple[str, Path]]:
         """The sessions whose files are resources, with their workspaces: the server's, then
