@@ -335,6 +335,33 @@ def test_a_session_continued_by_another_agent_masks_its_earlier_results(
     assert npi in sent  # NPIs (PRIMARY_HCP) stay visible
 
 
+def test_a_renamed_identifier_column_is_masked_in_a_session_continued_elsewhere(
+    claims_db: Path,
+) -> None:
+    """``PATIENT_ID AS who`` is masked in its preview, and the guard that saw it masks it in
+    Read; a guard of another process (a new agent) read the workspace for the schema's own
+    identifier columns only, so ``Read who.csv`` there sent every id. The guard now keeps
+    the columns it masked in the workspace, and reads them again."""
+    renamed = "SELECT PATIENT_ID AS who, PRIMARY_HCP FROM MED_CLAIMS ORDER BY CLAIM_ID LIMIT 30"
+    store = MemoryStore()
+    first_model = ScriptedModel([call("SQL", **_sql(renamed, "who")), "Saved."])
+    first = healthcare_agent(first_model, database=claims_db, store=store)
+    session = first.new_session()
+    assert first.run_sync("Save some patients", session).stop_reason == "end_turn"
+    files = Path(session.workspace_dir)
+    ids = {line.split(",")[0] for line in (files / "who.csv").read_text().splitlines()[1:]}
+    assert len(ids) > 5
+    record = json.loads((files / ".loopwright" / "masked_columns.json").read_text())
+    assert record == {"who": {"columns": ["who"], "how": "columns"}}
+
+    second_model = ScriptedModel([call("Read", file_path="who.csv"), "Done."])
+    second = healthcare_agent(second_model, database=claims_db, store=store)  # a new guard
+    assert second.run_sync("Show me them", session).stop_reason == "end_turn"
+    sent = json.dumps([m.to_dict() for m in second_model.requests[-1].messages[-2:]])
+    assert [i for i in ids if i in sent] == []
+    assert "[masked #" in sent
+
+
 def test_a_workspace_read_for_a_resumed_session_takes_only_the_schemas_identifiers(
     tmp_path: Path,
 ) -> None:

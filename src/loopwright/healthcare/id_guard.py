@@ -26,8 +26,9 @@ are not masked (they would hide ordinary numbers and words); values the code der
 identifier (hashed, split, re-cased beyond case folding, truncated by a table printer with
 ``…``) are not recognized; a session first seen by this process (resumed in a new one) has
 its workspace's saved results and cohorts read once, for the schema's direct identifier
-columns (a renamed one is not found then); the model's own tool calls (ids it wrote in code
-or commands) are not changed. Past
+columns and the columns the guard masked in each result before (it keeps them in the
+workspace, :data:`MASKED_RECORD`, so a renamed identifier column is found too); the model's
+own tool calls (ids it wrote in code or commands) are not changed. Past
 :data:`MAX_VALUES` values a session masks any word shaped like the known ids (letters and
 digits in the same places) too.
 A file that cannot be read (or not within :data:`READ_TIMEOUT_S`) fails closed: the outputs of
@@ -37,6 +38,7 @@ those tools are withheld, saying why, until it is readable or gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -72,6 +74,11 @@ READ_TIMEOUT_S = 30.0
 MAX_SCANNED_FILES = 200
 #: Sessions remembered at once (the least recently used are forgotten).
 MAX_SESSIONS = 256
+#: Where, in a session's workspace, the guard keeps which columns of each saved result it
+#: masked (``{dataset: {"columns": [...], "how": ...}}``): a session resumed in a new process
+#: reads those columns again, though a renamed one (``PATIENT_ID AS who``) is not the
+#: schema's.
+MASKED_RECORD = os.path.join(".loopwright", "masked_columns.json")
 #: Shapes (``PT9999999999``) used past :data:`MAX_VALUES` must be at least this long.
 _MIN_SHAPE_CHARS = 6
 
@@ -294,6 +301,9 @@ class IdentifierGuard:
             return
         known = self.session(event.session_id)
         await self._read_into(known, path, columns, how)
+        if how != "cohort":  # a cohort's member list is found by its folder
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(_remember, event.workspace_dir, path, columns, how)
 
     async def _scan_workspace(self, known: _Session, workspace: str) -> None:
         """Learn the identifier values the workspace's saved files already hold, the first
@@ -308,6 +318,7 @@ class IdentifierGuard:
 
         def listed() -> list[tuple[str, tuple[str, ...], str]]:
             found: list[tuple[str, tuple[str, ...], str]] = []
+            remembered = _remembered(workspace)
             for folder, how in (
                 (workspace, "columns"),
                 (os.path.join(workspace, "cohorts"), "cohort"),
@@ -334,6 +345,11 @@ class IdentifierGuard:
                     except Exception:  # not a result file loopwright can read: not ours
                         continue
                     lowered = {n.lower() for n in names_in}
+                    earlier = remembered.get(stem)
+                    if earlier is not None and set(earlier[0]) <= set(names_in):
+                        # the columns masked when it was saved (renamed ones too), and how
+                        found.append((path, earlier[0], earlier[1]))
+                        continue
                     if {"column_name", "column_type"} <= lowered:
                         # a SUMMARIZE/DESCRIBE result: the statistics of identifier rows
                         columns = tuple(n for n in names_in if n.lower() in SUMMARY_VALUE_COLUMNS)
@@ -535,6 +551,51 @@ class IdentifierGuard:
             yield text
             if text.strip() != text:
                 yield text.strip()
+
+
+def _remember(workspace: str, path: str, columns: Sequence[str], how: str) -> None:
+    """Record in ``workspace``'s :data:`MASKED_RECORD` that the saved result ``path`` had
+    ``columns`` masked (``how`` as :meth:`IdentifierGuard.values` takes it): the latest
+    :data:`MAX_SCANNED_FILES` results, written whole and then renamed into place."""
+    record = os.path.join(workspace, MASKED_RECORD)
+    stem = os.path.splitext(os.path.relpath(path, workspace))[0]
+    entries = _record_entries(record)
+    entries.pop(stem, None)  # the latest last: the oldest are dropped first
+    entries[stem] = {"columns": list(columns), "how": how}
+    while len(entries) > MAX_SCANNED_FILES:
+        del entries[next(iter(entries))]
+    os.makedirs(os.path.dirname(record), exist_ok=True)
+    partial = f"{record}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(partial, "w", encoding="utf-8") as handle:
+        json.dump(entries, handle)
+    os.replace(partial, record)
+
+
+def _remembered(workspace: str) -> dict[str, tuple[tuple[str, ...], str]]:
+    """What :func:`_remember` recorded in ``workspace``: dataset -> (columns, how); empty
+    when there is no record, or it is not one (a damaged record is ignored, not trusted)."""
+    found: dict[str, tuple[tuple[str, ...], str]] = {}
+    for stem, entry in _record_entries(os.path.join(workspace, MASKED_RECORD)).items():
+        columns, how = entry.get("columns"), entry.get("how")
+        if (
+            isinstance(columns, list)
+            and columns
+            and all(isinstance(c, str) for c in columns)
+            and how in ("columns", "withheld")
+        ):
+            found[stem] = (tuple(columns), how)
+    return found
+
+
+def _record_entries(record: str) -> dict[str, dict[str, Any]]:
+    try:
+        with open(record, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, dict)}
 
 
 def _read(path: str) -> pa.Table:
