@@ -82,6 +82,11 @@ SUMMARY_SYSTEM = (
     "names, numbers, paths and identifiers exact. Plain text, no preamble."
 )
 SUMMARY_PROMPT = "Summarise this conversation transcript:\n\n"
+#: Where a tool call cancelled with its run leaves, in ``RunContext.data`` under
+#: ``(CANCELLED_CALL_METADATA, call id)``, the metadata of its stand-in result (``the call was
+#: cancelled``) that instruments get: what a warehouse billed for its query
+#: (:func:`loopwright.sql.base.count_cancelled_bill`), for the run's records.
+CANCELLED_CALL_METADATA = "cancelled_call_metadata"
 #: The heading of the list of tool calls the agent adds to a summary (made from the log).
 CALLS_HEADING = "Tool calls made in the summarised part, oldest first:"
 #: The most tokens a summary may take (less in a small window).
@@ -232,8 +237,9 @@ class Agent:
     Limits (``None`` = no limit): ``max_turns`` model calls per run, ``max_tokens_budget``
     tokens per run, ``max_cost_usd`` per run (the model's cost plus what a warehouse billed for
     the run's queries, estimated at ``LOOPWRIGHT_BIGQUERY_USD_PER_TIB``; sub-agents' spending
-    included), ``timeout`` seconds of wall-clock per run. Each ends the run with a ``done``
-    event whose ``stop_reason`` names the limit.
+    included, and a sub-agent stops when its spending reaches it), ``timeout`` seconds of
+    wall-clock per run. Each ends the run with a ``done`` event whose ``stop_reason`` names
+    the limit.
     """
 
     def __init__(
@@ -272,6 +278,7 @@ class Agent:
         self.name = name
         self.max_turns = max_turns
         self.max_tokens_budget = max_tokens_budget
+        check_cost_budget(max_cost_usd)
         self.max_cost_usd = max_cost_usd
         self.timeout = timeout
         self.max_output_tokens = max_output_tokens
@@ -613,19 +620,39 @@ class Agent:
             )
         budget = self.max_cost_usd
         if budget is not None and (usage.cost_usd >= budget or usage.warehouse is not None):
-            self._check_cost(state, budget)
+            self._check_cost(state, budget, usage)
+        if state.run.parent is not None:
+            self._check_parents_cost(state)
         if state.deadline is not None and asyncio.get_running_loop().time() >= state.deadline:
             raise self._timeout()
 
-    def _check_cost(self, state: _RunState, budget: float) -> None:
-        """Stop at ``budget`` USD spent: the model's cost, plus the estimated cost of what a
-        warehouse billed for the run's queries (priced once a run, when it first billed)."""
-        usage = state.usage
+    def _check_parents_cost(self, state: _RunState) -> None:
+        """Stop a sub-agent's run at the cost budget of a run above it: what the sub-agent
+        spends counts there, but reaches that run's usage only when the sub-agent ends."""
+        above: list[RunContext] = []
+        run = state.run.parent
+        while run is not None:
+            above.append(run)
+            run = run.parent
+        if all(run.agent.max_cost_usd is None for run in above):
+            return  # no budget above: nothing to add up
+        spent = state.usage.copy()  # below the run looked at, not in its usage yet
+        for run in above:
+            spent.add(run.usage)
+            budget = run.agent.max_cost_usd
+            if budget is not None:
+                self._check_cost(state, budget, spent, f"{run.path}'s")
+
+    def _check_cost(self, state: _RunState, budget: float, usage: Usage, whose: str = "") -> None:
+        """Stop at ``budget`` USD spent (``usage``): the model's cost, plus the estimated cost
+        of what a warehouse billed for the queries (priced once a run, when it first billed).
+        ``whose``: the run whose budget it is, when not this one's (``agent's``)."""
         model = usage.cost_usd
         warehouse = usage.warehouse
+        of_budget = f"of {whose} ${budget:.4f} budget" if whose else f"of a ${budget:.4f} budget"
         if warehouse is None or not warehouse.bytes_billed:
             if model >= budget:
-                raise _StopRun("cost_budget", f"spent ${model:.4f} of a ${budget:.4f} budget")
+                raise _StopRun("cost_budget", f"spent ${model:.4f} {of_budget}")
             return
         if state.usd_per_byte is None:
             from loopwright.observability.stats import TIB, warehouse_price
@@ -642,8 +669,7 @@ class Agent:
         if spent >= budget:
             raise _StopRun(
                 "cost_budget",
-                f"spent ${spent:.4f} of a ${budget:.4f} budget "
-                f"(model ${model:.4f}, warehouse ${billed:.4f})",
+                f"spent ${spent:.4f} {of_budget} (model ${model:.4f}, warehouse ${billed:.4f})",
             )
 
     def _timeout(self) -> _StopRun:
@@ -841,6 +867,7 @@ class Agent:
                 return await self._execute_call(state, call)
             finally:
                 exit_call(token)
+                state.run.data.pop((CANCELLED_CALL_METADATA, call.id), None)
         instruments.call("tool_call_started", state.run, call)
         started = time.perf_counter()
         result: dict[str, Any] = {"content": "the call was cancelled", "is_error": True}
@@ -849,6 +876,10 @@ class Agent:
             return result
         finally:
             exit_call(token)
+            # stopped after its query was billed: its record says so, as a result's does
+            billed = state.run.data.pop((CANCELLED_CALL_METADATA, call.id), None)
+            if billed is not None:
+                result = {**result, "metadata": billed}
             instruments.call(
                 "tool_call_finished", state.run, call, result, time.perf_counter() - started
             )
@@ -1215,6 +1246,17 @@ class Agent:
             if not summary:
                 return ""
         return summary
+
+
+def check_cost_budget(budget: object, name: str = "max_cost_usd") -> None:
+    """``ValueError`` for a cost budget that is not ``None`` (no limit) or a number of USD,
+    0 or more: a NaN stopped nothing, a negative one stopped every run before it began."""
+    if budget is None:
+        return
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget >= 0:
+        raise ValueError(
+            f"{name} must be a number of USD, 0 or more (None: no limit), not {budget!r}"
+        )
 
 
 def _size(block: ToolResultBlock) -> int:

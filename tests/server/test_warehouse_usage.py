@@ -259,6 +259,45 @@ def test_a_run_stopped_after_its_query_still_reports_the_bill(
         live.stop()
 
 
+def test_a_run_cancelled_mid_query_reports_what_the_stopped_job_billed(
+    bigquery: BigQueryServer, tmp_path: Path
+) -> None:
+    """Cancelled through the API while its query runs: the job is cancelled on BigQuery,
+    which bills it for what it processed. The server built the done event from the usage
+    events it had seen, which never heard of that bill; it now takes the run's own usage."""
+    import time
+
+    bigquery.hold_jobs = True  # the query runs until it is cancelled
+    live = start_live(_bigquery_app(bigquery, tmp_path, [_sql(COUNT_RX, "held"), "unused"]))
+    try:
+        with live.client() as client:
+            session_id = client.post("/api/sessions").json()["id"]
+            run = client.post(
+                f"/api/sessions/{session_id}/messages",
+                params={"stream": "false"},
+                json={"content": "How many claims?"},
+            ).json()
+            deadline = time.monotonic() + 30
+            while not bigquery.jobs and time.monotonic() < deadline:  # the job is running
+                time.sleep(0.05)
+            assert bigquery.jobs
+            assert client.post(f"/api/sessions/{session_id}/cancel").status_code == 200
+            with client.stream("GET", run["events_url"]) as response:
+                events = list(iter_sse(response))
+            (job_id,) = bigquery.jobs
+            assert bigquery.cancelled == [job_id]
+            billed = bigquery.jobs[job_id].bytes_billed
+            assert billed == 10 * MB
+            done = events[-1].data
+            assert done["stop_reason"] == "cancelled"
+            assert done["usage"]["warehouse"]["bytes_billed"] == billed
+            details = client.get(f"/api/sessions/{session_id}").json()
+            assert details["run"]["usage"]["warehouse"]["bytes_billed"] == billed
+            assert details["usage"]["warehouse"]["bytes_billed"] == billed
+    finally:
+        live.stop()
+
+
 def test_duckdb_sessions_report_no_warehouse(claims_db: Path, tmp_path: Path) -> None:
     """On DuckDB, the API's events and usage have no ``warehouse`` at all."""
     agent = healthcare_agent(

@@ -168,15 +168,17 @@ async def test_a_sub_agent_stopped_by_the_parents_timeout_counts_in_its_done(
 async def test_a_timed_out_delegate_call_counts_against_the_parents_cost_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the child's query billed a TiB ($6.25 at the default price): after the Delegate call
-    # times out, the parent's next step is over its $1 budget and stops
+    # the child's query billed a TiB ($6.25 at the default price): $6.34 spent with the
+    # parent's turn and the child's first, under the $6.35 budget, so the child goes on;
+    # its second turn ($0.045) is not counted until the Delegate call times out, and the
+    # parent's next step is over the budget and stops
     monkeypatch.delenv(WAREHOUSE_PRICE_ENV, raising=False)
     blocker = Blocker()
     agent, _ = agents(
         tmp_path,
         blocker,
         [call("Delegate", agent="worker", task="query"), "answered anyway"],
-        max_cost_usd=1.0,
+        max_cost_usd=6.35,
     )
     session = agent.new_session("lead")
     agent.registry_for(session).tools["Delegate"].timeout = 1.0

@@ -267,9 +267,10 @@ def run_eval(
             from loopwright.cli.healthcare import compact_mode
             from loopwright.healthcare.suite import golden_database_problem
 
-            mode = compact_mode(compact)
-            factory = _healthcare_factory(choice.spec, database, rows, mode)
-            suite = healthcare_limits(suite, probe, mode)
+            # the mode the flags or LOOPWRIGHT_COMPACT chose, which a resume repeats
+            compact = compact_mode(compact)
+            factory = _healthcare_factory(choice.spec, database, rows, compact)
+            suite = healthcare_limits(suite, probe, compact)
             # golden checks the database cannot give references for would fail every task
             problem = golden_database_problem(suite, factory.check_extra)
             if problem is not None:

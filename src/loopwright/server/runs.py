@@ -288,7 +288,9 @@ class RunManager:
             if run.lease is not None:
                 await run.lease.release()
 
-        events = self.agent.run(prompt, session)
+        # the run's context: its usage is what it spent, also when it is cancelled (a query
+        # billed as it was stopped, a sub-agent's spending) and no done event says so
+        context, events = self.agent._start_run(prompt, session)
         try:
             # closing the stream on any exit runs the agent's clean-up now (unfinished calls
             # answered as interrupted, history saved), not whenever it is garbage-collected
@@ -305,7 +307,7 @@ class RunManager:
             for result in interrupted_results(run, session):
                 run.append(result)
             await end_lease()
-            run.append(Done("cancelled", run.usage.copy(), session.id, detail))
+            run.append(Done("cancelled", context.usage.copy(), session.id, detail))
         except Exception as exc:  # a bug below the loop: the stream still ends properly
             message = f"the run failed: {type(exc).__name__}: {exc}"
             run.append(Error(message))

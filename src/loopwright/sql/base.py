@@ -121,17 +121,20 @@ class Bill:
 def count_cancelled_bill(metadata: Mapping[str, Any] | None) -> None:
     """Count what a tool call cancelled with its run (stopped, past its time limit) was
     billed (``metadata`` in the SQL tool's fields) in the run's usage: its job ran, and no
-    result will say so."""
+    result will say so. The call's stand-in result in the run's records (``sessions report``)
+    carries it too (:data:`~loopwright.agent.CANCELLED_CALL_METADATA`)."""
+    from loopwright.agent import CANCELLED_CALL_METADATA
     from loopwright.events import Usage, warehouse_bill
-    from loopwright.run_context import current_run
+    from loopwright.run_context import current_call
 
     bill = warehouse_bill(metadata)
-    run = current_run()
-    if bill is None or run is None:
+    scope = current_call()
+    if bill is None or scope is None:
         return
     usage = Usage()
     usage.add_bill(bill)
-    run.add_usage(usage)
+    scope.run.add_usage(usage)
+    scope.run.data[(CANCELLED_CALL_METADATA, scope.call.id)] = dict(metadata or {})
 
 
 @dataclass(slots=True)

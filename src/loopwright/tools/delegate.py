@@ -70,6 +70,9 @@ class SubAgent:
             )
         if self.max_turns < 1:
             raise ValueError(f"sub-agent {self.name!r}: max_turns must be at least 1")
+        from loopwright.agent import check_cost_budget
+
+        check_cost_budget(self.max_cost_usd, f"sub-agent {self.name!r}: max_cost_usd")
 
 
 class Delegate(Toolset):
