@@ -90,3 +90,22 @@ def test_compact_mode_gets_its_six_turns_and_a_resume_keeps_the_flag(tmp_path: P
         ray_address=None,
     )  # fmt: skip
     assert "--compact" in again.split()
+
+
+def test_a_resume_in_the_other_mode_is_refused(
+    tmp_path: Path, loopwright_home: Path, claims_db: Path
+) -> None:
+    """The result file of a --compact run names the mode, so finishing it with --full (which
+    would mix two agents' results in one file) is refused, as another database is."""
+    suite = _suite(tmp_path)
+    output = tmp_path / "mixed.json"
+    base = ["eval", str(suite), "--agent", "healthcare", "-m", "scripted", "-d", str(claims_db)]
+    env = cli_env(loopwright_home)
+    first = run_cli([*base, "--compact", "-o", str(output)], env=env, cwd=tmp_path, timeout=240)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads(output.read_text(encoding="utf-8"))["agent"].endswith(" in compact mode")
+    again = run_cli(
+        [*base, "--full", "-o", str(output), "--resume"], env=env, cwd=tmp_path, timeout=240
+    )
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert "in compact mode" in again.stderr

@@ -117,10 +117,16 @@ class HealthcareAgentFactory(FactoryStore):
 
     @property
     def label(self) -> str:
-        """Who does the tasks, for the result file (a resume must be on the same database)."""
+        """Who does the tasks, for the result file (a resume must be on the same database,
+        and in the same mode: the mode is named when it is not the model's default)."""
         from loopwright.sql.urls import redact
 
-        return f"the healthcare agent on {redact(self.database, self.database)}"
+        label = f"the healthcare agent on {redact(self.database, self.database)}"
+        compact = self.options.get("compact")
+        embedded = str(self.model or "").startswith("local:")  # compact by default
+        if compact is not None and compact != embedded:
+            label += " in compact mode" if compact else " in full mode"
+        return label
 
     def __call__(self, job: TaskJob) -> Agent:
         from loopwright.healthcare.agent import healthcare_agent
