@@ -98,3 +98,26 @@ def test_one_reading_of_on_and_off_for_every_switch(raw: str | None, expected: b
     from loopwright.settings import switch
 
     assert switch(raw) is expected
+
+
+def test_true_and_false_are_for_the_switches(tmp_path: Path) -> None:
+    """A TOML false meant "the default" for every setting (stats = false left stats on);
+    then "0" for any setting whose default was not empty, which made home = false a
+    directory named 0. A switch takes true/false as 1/0; another setting refuses them."""
+    from loopwright.settings import SETTINGS, SWITCHES, read_config
+
+    assert {s.key for s in SETTINGS} >= SWITCHES
+    config = tmp_path / "loopwright.toml"
+    config.write_text("stats = false\ndebug = true\nmask_identifiers = false\n")
+    assert read_config(config) == {
+        "LOOPWRIGHT_STATS": "0",
+        "DEBUG": "1",
+        "LOOPWRIGHT_MASK_IDENTIFIERS": "0",
+    }
+    config.write_text("[evals]\nenabled = false\n")
+    assert read_config(config) == {"EVALS_ENABLED": "0"}
+    for line in ("home = false", "model = true", "max_turns = false"):
+        config.write_text(line + "\n")
+        key = line.split()[0]
+        with pytest.raises(ValueError, match=rf"{key} takes a value .*not true or false"):
+            read_config(config)

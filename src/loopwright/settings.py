@@ -29,6 +29,13 @@ class Setting:
     help: str
 
 
+#: The settings that are switched on and off (``true``/``false`` in ``loopwright.toml``; the
+#: others take a value, and a ``true`` or ``false`` there is an error).
+SWITCHES = frozenset(
+    {"audit", "debug", "trace_content", "stats", "mask_identifiers", "compact", "evals.enabled"}
+)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "model",
@@ -255,8 +262,12 @@ def read_config(path: Path) -> dict[str, str]:
             known = ", ".join(sorted(by_key))
             raise ValueError(f"{path}: unknown setting {key!r}; the settings are: {known}")
         if isinstance(value, bool):
-            # false is "" (off) where that is the default; else "" would mean the default
-            text = "1" if value else ("0" if setting.default else "")
+            if key not in SWITCHES:
+                raise ValueError(
+                    f"{path}: {key} = {str(value).lower()}: {key} takes a value (its default: "
+                    f"{setting.default or 'none'}), not true or false"
+                )
+            text = "1" if value else "0"  # "" would mean the default, not off
         elif isinstance(value, list):
             text = ",".join(str(v) for v in value)
         else:
