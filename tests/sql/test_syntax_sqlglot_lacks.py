@@ -231,6 +231,24 @@ async def test_a_long_statements_error_quotes_only_the_users_sql(dsn: str, works
     assert said[2] == " " * column + "^"
 
 
+async def test_the_error_excerpt_is_the_same_after_many_queries(dsn: str, workspace: Path) -> None:
+    """Each query ran in a cursor numbered from a process-wide count (loopwright_1, ...
+    loopwright_1234), and PostgreSQL quotes a fixed width of the statement sent: as the
+    number grew, the user's SQL was pushed out of the excerpt (``nosuchcolum...``), so the
+    same query's error said less the longer the process had run."""
+    tool = SQLTool(workspace, backend=dsn, timeout=30)
+    query = "SELECT name, nosuchcolumn, 'some padding here' AS x FROM t"
+    try:
+        first = await run(tool, query)
+        for _ in range(1_000):  # the count passes another power of ten
+            await tool.backend.query("SELECT 1", str(workspace / "one.csv"), preview_rows=0)
+        later = await run(tool, query)
+    finally:
+        await tool.aclose()
+    assert later["content"] == first["content"]
+    assert "LINE 1: SELECT name, nosuchcolumn," in str(later["content"])
+
+
 async def test_postgresql_runs_a_query_with_a_comment_after_its_semicolon(
     dsn: str, workspace: Path
 ) -> None:

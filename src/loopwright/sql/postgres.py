@@ -41,7 +41,6 @@ lower case) and the tables' and columns' comments, for the agent's prompt.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import re
 import threading
@@ -138,7 +137,11 @@ class CatalogTable:
     view: bool = False
 
 
-_cursor_names = itertools.count(1)
+#: The name of the server-side cursor each query runs in. One name: a query has its own
+#: transaction on a connection of its own (the rollback after it closes the cursor), and a
+#: numbered name grew with the process's queries, which pushed the user's SQL out of the
+#: ``LINE 1:`` excerpt of an error, which quotes a fixed width of the statement sent.
+CURSOR_NAME = "loopwright_q"
 
 
 class PostgresBackend(SQLBackend):
@@ -257,7 +260,7 @@ class PostgresBackend(SQLBackend):
         reusable = False
         try:
             stop.on_stop(repeated_until(finished, lambda: connection.cancel_safe(timeout=5)))
-            cursor = connection.cursor(name=f"loopwright_{next(_cursor_names)}")
+            cursor = connection.cursor(name=CURSOR_NAME)
             fetcher: _Fetcher | None = None
             self._statement.sent = (f'DECLARE "{cursor.name}" CURSOR FOR ', sql)
             try:
@@ -752,7 +755,7 @@ class _Fetcher:
 
 
 _PREPARE = "PREPARE loopwright_check AS "
-_DECLARE = re.compile(r'DECLARE "loopwright_\d+" CURSOR FOR |PREPARE loopwright_check AS ')
+_DECLARE = re.compile(rf'DECLARE "{CURSOR_NAME}" CURSOR FOR |PREPARE loopwright_check AS ')
 _EXCERPT = re.compile(r"(LINE 1: )(\.\.\.)?(.*?)(\.\.\.)?$")
 
 
