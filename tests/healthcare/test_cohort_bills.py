@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from loopwright import Agent, MemoryStore, ScriptedModel, call
@@ -32,9 +33,11 @@ CRITERIA: dict[str, Any] = {
 
 
 @pytest.fixture
-def bigquery(claims_db: Path) -> Iterator[BigQueryServer]:
+def bigquery(claims_con: duckdb.DuckDBPyConnection) -> Iterator[BigQueryServer]:
+    # from the session's open connection: a second one to the same file, with other
+    # settings, is refused while that one is open
     with BigQueryServer(project="test-project") as server:
-        server.load_from("claims", claims_db)
+        server.load_from("claims", claims_con)
         yield server
 
 

@@ -169,8 +169,12 @@ class BigQueryServer:
         """Load ``tables`` (by default the claims tables DefineCohort reads) from a DuckDB
         database, a file or an open connection, as ``dataset``'s tables."""
         if isinstance(source, duckdb.DuckDBPyConnection):
-            for table in tables:
-                self.load(dataset, table, source.sql(f"SELECT * FROM {table}").to_arrow_table())
+            # a cursor of its own: a shared connection (a session-wide fixture) may hold
+            # another test's unfinished result, which blocks work on the connection itself
+            with source.cursor() as cursor:
+                for table in tables:
+                    arrow = cursor.sql(f"SELECT * FROM {table}").to_arrow_table()
+                    self.load(dataset, table, arrow)
             return
         with duckdb.connect(os.fspath(source), read_only=True) as connection:
             self.load_from(dataset, connection, tables)
