@@ -1672,17 +1672,23 @@ class DefineCohortTool(BaseTool):
         except asyncio.CancelledError:
             from loopwright.sql.base import count_cancelled_bill
 
-            count_cancelled_bill(_billed(self.runner.engine, bills))
+            count_cancelled_bill(self._billed(bills))
             raise
         except Exception as exc:  # the database's own error, for the model to act on
             return self._failed(f"The cohort query failed: {type(exc).__name__}: {exc}", bills)
-        metadata = self._metadata(result) | _billed(self.runner.engine, bills)
+        metadata = self._metadata(result) | self._billed(bills)
         return ok(self._render(result, criteria), metadata=metadata)
 
     def _failed(self, text: str, bills: list[Bill]) -> ToolResult:
         """The error result ``text``, with what the cohort's queries were billed, if any."""
-        billed = _billed(self.runner.engine, bills)
+        billed = self._billed(bills)
         return error(text, metadata=billed) if billed else error(text)
+
+    def _billed(self, bills: list[Bill]) -> dict[str, Any]:
+        """What the cohort's queries were billed (BigQuery), in the SQL tool's fields."""
+        from loopwright.sql.base import bill_fields
+
+        return bill_fields(bills, self.runner.engine)
 
     async def define(
         self,
@@ -1855,19 +1861,6 @@ class DefineCohortTool(BaseTool):
             "sql": result.query.sql,
             "parameters": {k: _jsonable(v) for k, v in result.query.parameters.items()},
         }
-
-
-def _billed(engine: str, bills: Sequence[Bill]) -> dict[str, Any]:
-    """What a cohort's queries were billed (BigQuery), in the SQL tool's metadata fields
-    (:func:`~loopwright.events.warehouse_bill` reads them); empty when nothing was."""
-    if not bills:
-        return {}
-    return {
-        "bytes_billed": sum(b.bytes_billed for b in bills),
-        "bytes_scanned": sum(b.bytes_scanned or 0 for b in bills),
-        "cache_hit": all(b.cache_hit is True for b in bills),
-        "database": engine,
-    }
 
 
 class DefineCohort(Toolset):

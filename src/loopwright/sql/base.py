@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -116,6 +116,22 @@ class Bill:
     bytes_billed: int
     bytes_scanned: int | None = None
     cache_hit: bool | None = None
+
+
+def bill_fields(bills: Sequence[Bill], database: str) -> dict[str, Any]:
+    """What ``bills`` (one query's job, or a cohort's several) add up to, in the fields of
+    the SQL tool's metadata that :func:`~loopwright.events.warehouse_bill` reads; empty when
+    nothing was billed. Bytes scanned and the cache hit are ``None`` when no job said."""
+    if not bills:
+        return {}
+    scanned = [b.bytes_scanned for b in bills if b.bytes_scanned is not None]
+    hits = [b.cache_hit for b in bills]
+    return {
+        "bytes_scanned": sum(scanned) if scanned else None,
+        "bytes_billed": sum(b.bytes_billed for b in bills),
+        "cache_hit": None if all(h is None for h in hits) else all(h is True for h in hits),
+        "database": database,
+    }
 
 
 def count_cancelled_bill(metadata: Mapping[str, Any] | None) -> None:

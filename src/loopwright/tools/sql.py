@@ -251,16 +251,11 @@ class SQLTool(BaseTool):
     def _billed(self, name: str, bills: list[Bill]) -> dict[str, Any] | None:
         """The metadata of a failed call whose query's job was billed (``bills``), in the
         form of a result's (:func:`~loopwright.events.warehouse_bill` reads it), else None."""
+        from loopwright.sql.base import bill_fields
+
         if not bills:
             return None
-        bill = bills[0]
-        return {
-            "dataset_name": name,
-            "bytes_scanned": bill.bytes_scanned,
-            "bytes_billed": bill.bytes_billed,
-            "cache_hit": bill.cache_hit,
-            "database": self.backend.name,
-        }
+        return {"dataset_name": name, **bill_fields(bills, self.backend.name)}
 
     def _failed(self, text: str, name: str, bills: list[Bill]) -> ToolResult:
         """The error result ``text``, with what the query's job was billed, if it was."""
