@@ -44,7 +44,13 @@ from loopwright.messages import (
     ToolUseBlock,
 )
 from loopwright.models.base import Model, ModelError, ModelRequest, ModelResponse, RetryNotice
-from loopwright.run_context import RunContext, current_call, enter_call, exit_call
+from loopwright.run_context import (
+    CANCELLED_CALL_METADATA,
+    RunContext,
+    current_call,
+    enter_call,
+    exit_call,
+)
 from loopwright.sessions.session import INTERRUPTED, Session
 from loopwright.sessions.store import SessionStore
 from loopwright.tools.base import BaseTool, ToolDefinition, Toolset
@@ -82,11 +88,6 @@ SUMMARY_SYSTEM = (
     "names, numbers, paths and identifiers exact. Plain text, no preamble."
 )
 SUMMARY_PROMPT = "Summarise this conversation transcript:\n\n"
-#: Where a tool call cancelled with its run leaves, in ``RunContext.data`` under
-#: ``(CANCELLED_CALL_METADATA, call id)``, the metadata of its stand-in result (``the call was
-#: cancelled``) that instruments get: what a warehouse billed for its query
-#: (:func:`loopwright.sql.base.count_cancelled_bill`), for the run's records.
-CANCELLED_CALL_METADATA = "cancelled_call_metadata"
 #: The heading of the list of tool calls the agent adds to a summary (made from the log).
 CALLS_HEADING = "Tool calls made in the summarised part, oldest first:"
 #: The most tokens a summary may take (less in a small window).
@@ -867,7 +868,6 @@ class Agent:
                 return await self._execute_call(state, call)
             finally:
                 exit_call(token)
-                state.run.data.pop((CANCELLED_CALL_METADATA, call.id), None)
         instruments.call("tool_call_started", state.run, call)
         started = time.perf_counter()
         result: dict[str, Any] = {"content": "the call was cancelled", "is_error": True}

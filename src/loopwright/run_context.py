@@ -20,6 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from loopwright.events import Event, Usage
 
+#: Where a tool call cancelled with its run leaves, in ``RunContext.data`` under
+#: ``(CANCELLED_CALL_METADATA, call id)``, the metadata of the stand-in result (``the call was
+#: cancelled``) its agent's instruments get: what a warehouse billed for its query
+#: (:func:`loopwright.sql.base.count_cancelled_bill`), for the run's records.
+CANCELLED_CALL_METADATA = "cancelled_call_metadata"
+
 if TYPE_CHECKING:
     from loopwright.agent import Agent
     from loopwright.messages import ToolUseBlock

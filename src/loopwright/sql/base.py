@@ -138,10 +138,10 @@ def count_cancelled_bill(metadata: Mapping[str, Any] | None) -> None:
     """Count what a tool call cancelled with its run (stopped, past its time limit) was
     billed (``metadata`` in the SQL tool's fields) in the run's usage: its job ran, and no
     result will say so. The call's stand-in result in the run's records (``sessions report``)
-    carries it too (:data:`~loopwright.agent.CANCELLED_CALL_METADATA`)."""
-    from loopwright.agent import CANCELLED_CALL_METADATA
+    carries it too (:data:`~loopwright.run_context.CANCELLED_CALL_METADATA`), when the agent
+    has instruments to record it."""
     from loopwright.events import Usage, warehouse_bill
-    from loopwright.run_context import current_call
+    from loopwright.run_context import CANCELLED_CALL_METADATA, current_call
 
     bill = warehouse_bill(metadata)
     scope = current_call()
@@ -150,7 +150,8 @@ def count_cancelled_bill(metadata: Mapping[str, Any] | None) -> None:
     usage = Usage()
     usage.add_bill(bill)
     scope.run.add_usage(usage)
-    scope.run.data[(CANCELLED_CALL_METADATA, scope.call.id)] = dict(metadata or {})
+    if scope.run.agent.instruments:  # only their record reads it (agent._execute)
+        scope.run.data[(CANCELLED_CALL_METADATA, scope.call.id)] = dict(metadata or {})
 
 
 @dataclass(slots=True)
