@@ -33,6 +33,7 @@ from loopwright.tools.written import IMAGE_SIGNATURES
 
 if TYPE_CHECKING:
     from loopwright.policy import Policy
+    from loopwright.tools.base import ToolResult
 
 SCHEME = "loopwright"
 _PREFIX = f"{SCHEME}://sessions/"
@@ -276,15 +277,9 @@ class ReadPolicy:
         when they withhold the names (the mask while it cannot read a result)."""
         if not self.filters or not paths:
             return paths
-        bound = self.policy.bind(self.workspace, self.session_id)
-        input: dict[str, Any] = {"file_path": self._real_workspace}
-        call = bound.begin(READ, input, None)
-        call.executed = True
         names: list[TextBlock | ImageBlock] = [TextBlock(path) for path in paths]
-        result = await bound.run_post_hooks(
-            self.tool, input, call, {"content": names, "is_error": False}
-        )
-        shown = bound.clean(self.tool, call, result)["content"]
+        result = await self._after_read(self._real_workspace, names)
+        shown = result["content"]
         if result.get("is_error") or not isinstance(shown, list) or len(shown) < len(paths):
             return []
         return [
@@ -351,14 +346,7 @@ class ReadPolicy:
             if text is None:
                 raise ResourceError(self._unfiltered(path, mime))
             content = text
-        bound = self.policy.bind(self.workspace, self.session_id)
-        input: dict[str, Any] = {"file_path": resolved}
-        call = bound.begin(READ, input, None)
-        call.executed = True
-        result = await bound.run_post_hooks(
-            self.tool, input, call, {"content": content, "is_error": False}
-        )
-        result = bound.clean(self.tool, call, result)
+        result = await self._after_read(resolved, content)
         shown = result["content"]
         if result.get("is_error"):
             raise ResourceError(f"{path!r} is withheld by this server's policy: {_text(shown)}")
@@ -373,6 +361,20 @@ class ReadPolicy:
                 f"no image of it ({_text(shown) or 'nothing'})"
             )
         return image_block
+
+    async def _after_read(
+        self, file_path: str, content: str | list[TextBlock | ImageBlock]
+    ) -> ToolResult:
+        """``content`` as the PostToolUse hooks and redaction leave a Read of ``file_path``
+        that returned it (the event such a call gets, in this session)."""
+        bound = self.policy.bind(self.workspace, self.session_id)
+        input: dict[str, Any] = {"file_path": file_path}
+        call = bound.begin(READ, input, None)
+        call.executed = True
+        result = await bound.run_post_hooks(
+            self.tool, input, call, {"content": content, "is_error": False}
+        )
+        return bound.clean(self.tool, call, result)
 
     def _unfiltered(self, path: str, mime: str | None) -> str:
         if mime is None or mime.startswith("text/"):
