@@ -12,6 +12,7 @@ import typer
 
 from loopwright.cli.guard import guarded
 from loopwright.cli.options import (
+    COMPACT_FLAGS,
     CompactOption,
     JsonOption,
     MaxTurnsOption,
@@ -187,9 +188,9 @@ def sessions_resume(
                 compact=compact,
             )
         if compact is not None:
-            flag = "--compact" if compact else "--full"
             raise CliError(
-                f"{flag} is for healthcare sessions; {session_id} is not one", EXIT_USAGE
+                f"{COMPACT_FLAGS[compact]} is for healthcare sessions; {session_id} is not one",
+                EXIT_USAGE,
             )
         return chat_loop(model=model, session_id=session_id, permission_mode=permission_mode)
 

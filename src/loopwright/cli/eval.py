@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from loopwright.cli.healthcare import AgentRowsOption
-from loopwright.cli.options import AgentCompactOption, DatabaseOption
+from loopwright.cli.options import COMPACT_FLAGS, AgentCompactOption, DatabaseOption
 from loopwright.cli.serve import AGENTS, ROWS_WITH_DATABASE
 
 if TYPE_CHECKING:
@@ -229,8 +229,7 @@ def run_eval(
     if not healthcare and (database is not None or rows is not None):
         return fail("--database and --rows go with --agent healthcare", EXIT_USAGE)
     if not healthcare and compact is not None:
-        flag = "--compact" if compact else "--full"
-        return fail(f"{flag} goes with --agent healthcare", EXIT_USAGE)
+        return fail(f"{COMPACT_FLAGS[compact]} goes with --agent healthcare", EXIT_USAGE)
     if database is not None and rows is not None:
         return fail(ROWS_WITH_DATABASE, EXIT_USAGE)
     if suite_path is None and not healthcare:
@@ -466,7 +465,7 @@ def _command_again(
     if rows is not None:
         words += ["--rows", str(rows)]
     if compact is not None:
-        words.append("--compact" if compact else "--full")
+        words.append(COMPACT_FLAGS[compact])
     for task in tasks:
         words += ["--task", task]
     if epochs != EPOCHS:

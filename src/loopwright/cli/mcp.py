@@ -152,6 +152,7 @@ def serve_command(
     import contextlib
     import signal
 
+    from loopwright.cli.options import COMPACT_FLAGS
     from loopwright.cli.runtime import (
         EXIT_INTERRUPTED,
         EXIT_USAGE,
@@ -159,7 +160,7 @@ def serve_command(
         settings_limits,
         setup,
     )
-    from loopwright.cli.serve import AGENTS, COMPACT_FLAGS
+    from loopwright.cli.serve import AGENTS
 
     given_turns = max_turns  # the healthcare agent tells "no limit given" apart
     max_turns, _, permission_mode = settings_limits(max_turns, None, permission_mode)

@@ -110,6 +110,8 @@ def _compact_option(prefix: str) -> Any:
     )
 
 
+#: The flag that gave ``compact`` (``True``/``False``), for messages and commands.
+COMPACT_FLAGS = {True: "--compact", False: "--full"}
 #: ``--compact/--full`` of ``loopwright healthcare``.
 CompactOption = Annotated[bool | None, _compact_option("--compact: ")]
 #: ``--compact/--full`` of the commands that serve an agent (``--agent healthcare``).

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from loopwright.cli.healthcare import DEFAULT_ROWS, AgentRowsOption
-from loopwright.cli.options import AgentCompactOption, DatabaseOption, ServedAgentOption
+from loopwright.cli.options import (
+    COMPACT_FLAGS,
+    AgentCompactOption,
+    DatabaseOption,
+    ServedAgentOption,
+)
 
 if TYPE_CHECKING:
     from loopwright.agent import Agent
@@ -25,8 +30,6 @@ if TYPE_CHECKING:
 
 #: What ``--agent`` accepts.
 AGENTS = ("standard", "healthcare")
-#: The flag that gave ``compact`` (``True``/``False``), for messages.
-COMPACT_FLAGS = {True: "--compact", False: "--full"}
 ROWS_WITH_DATABASE = (
     "--rows sizes the generated database, which --database replaces: give one or the other"
 )
