@@ -40,11 +40,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from loopwright.evals.checkers import CheckContext, CheckResult, InfraError, run_check
 from loopwright.evals.executor import Executor, LocalExecutor
 from loopwright.evals.suite import Limits, Suite, SuiteError, Task, load_suite, write_fixtures
+from loopwright.events import warehouse_cost
 from loopwright.models.base import Model, ModelError
 from loopwright.summaries import error_line
 
 if TYPE_CHECKING:
     from loopwright.agent import Agent, RunResult, ToolSpec
+    from loopwright.events import Usage
     from loopwright.sessions.store import SessionStore
 
 log = logging.getLogger("loopwright.evals")
@@ -99,6 +101,12 @@ class TaskResult(BaseModel):
     cost_usd: float = 0.0
     judge_tokens: int = 0
     judge_cost_usd: float = 0.0
+    #: what a warehouse billed for the run's queries (BigQuery; 0 on DuckDB and PostgreSQL),
+    #: and its estimated cost at the configured price per TiB: ``None`` when that setting is
+    #: unusable (see ``warehouse_price_error``)
+    bytes_billed: int = 0
+    warehouse_cost_usd: float | None = 0.0
+    warehouse_price_error: str | None = None
     model_calls: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
@@ -111,6 +119,12 @@ class TaskResult(BaseModel):
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+    @property
+    def total_cost_usd(self) -> float:
+        """What the run cost in all: the agent's model, the judge and the warehouse (the
+        warehouse counted only when it could be priced)."""
+        return self.cost_usd + self.judge_cost_usd + (self.warehouse_cost_usd or 0.0)
 
 
 class TaskStats(BaseModel):
@@ -139,9 +153,19 @@ class Summary(BaseModel):
     total_tokens: int
     cost_usd: float
     judge_cost_usd: float
+    #: bytes the warehouse billed over all runs, and their estimated cost (of the runs whose
+    #: price could be worked out; ``warehouse_unpriced`` counts the others)
+    bytes_billed: int = 0
+    warehouse_cost_usd: float = 0.0
+    warehouse_unpriced: int = 0
     mean_duration_s: float
     median_duration_s: float
     retries: int
+
+    @property
+    def total_cost_usd(self) -> float:
+        """The agents' models, the judges and the warehouse (where it could be priced)."""
+        return self.cost_usd + self.judge_cost_usd + self.warehouse_cost_usd
 
 
 class SuiteRun(BaseModel):
@@ -181,6 +205,9 @@ class SuiteRun(BaseModel):
             total_tokens=sum(r.total_tokens for r in results),
             cost_usd=sum(r.cost_usd for r in results),
             judge_cost_usd=sum(r.judge_cost_usd for r in results),
+            bytes_billed=sum(r.bytes_billed for r in results),
+            warehouse_cost_usd=sum(r.warehouse_cost_usd or 0.0 for r in results),
+            warehouse_unpriced=sum(r.warehouse_cost_usd is None for r in results),
             mean_duration_s=statistics.fmean(durations) if durations else 0.0,
             median_duration_s=statistics.median(durations) if durations else 0.0,
             retries=sum(r.attempts - 1 for r in results),
@@ -207,7 +234,7 @@ class SuiteRun(BaseModel):
                     errors=sum(r.status == "error" for r in runs),
                     pass_rate=sum(r.passed for r in runs) / len(runs),
                     mean_tokens=statistics.fmean(r.total_tokens for r in runs),
-                    mean_cost_usd=statistics.fmean(r.cost_usd + r.judge_cost_usd for r in runs),
+                    mean_cost_usd=statistics.fmean(r.total_cost_usd for r in runs),
                     mean_duration_s=statistics.fmean(r.duration_s for r in runs),
                     failing_checks=failing,
                 )
@@ -480,6 +507,7 @@ class TaskWorker:
                 cost_usd=usage.cost_usd,
                 judge_tokens=sum(c.tokens for c in checks),
                 judge_cost_usd=sum(c.cost_usd for c in checks),
+                **_warehouse_fields(usage),
                 model_calls=usage.model_calls,
                 tool_calls=usage.tool_calls,
                 tool_errors=usage.tool_errors,
@@ -494,6 +522,20 @@ class TaskWorker:
                 await agent.aclose()
             except Exception:
                 log.exception("closing the agent of task %s failed", task.id)
+
+
+def _warehouse_fields(usage: Usage) -> dict[str, Any]:
+    """A run's warehouse bill for its :class:`TaskResult`: bytes billed and their estimated
+    cost (``None``, with the reason, when the price setting is unusable)."""
+    billed = usage.warehouse.bytes_billed if usage.warehouse is not None else 0
+    if not billed:
+        return {}
+    cost = warehouse_cost(billed)
+    return {
+        "bytes_billed": billed,
+        "warehouse_cost_usd": cost["cost_usd"],
+        "warehouse_price_error": cost.get("price_error"),
+    }
 
 
 def _apply_limits(agent: Agent, limits: Limits) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from loopwright.evals.bench import SuiteRun, TaskResult, TaskStats
+from loopwright.evals.bench import SuiteRun, Summary, TaskResult, TaskStats
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -61,10 +61,12 @@ def render_html(run: SuiteRun) -> str:
         ("failed", str(summary.failed)),
         ("errors", str(summary.errors)),
         ("tokens", f"{summary.total_tokens:,}"),
-        ("cost", _usd(summary.cost_usd + summary.judge_cost_usd)),
+        ("cost", _usd(summary.total_cost_usd)),
         ("median latency", f"{summary.median_duration_s:.2f}s"),
         ("retries", str(summary.retries)),
     ]
+    if summary.bytes_billed:
+        cards.insert(6, ("warehouse", _warehouse(summary)))
     plots = [
         _bar_chart(
             "Pass rate per task",
@@ -143,8 +145,9 @@ def print_summary(run: SuiteRun, console: Console) -> None:
     console.print(
         f"pass rate {summary.pass_rate:.0%} ({summary.passed}/{summary.runs} runs, "
         f"{summary.failed} failed, {summary.errors} errors, {summary.retries} retries) · "
-        f"{summary.total_tokens:,} tokens · {_usd(summary.cost_usd + summary.judge_cost_usd)}"
-        f" · median {_seconds(summary.median_duration_s)}",
+        f"{summary.total_tokens:,} tokens · {_usd(summary.total_cost_usd)}"
+        + (f" (warehouse {_warehouse(summary)})" if summary.bytes_billed else "")
+        + f" · median {_seconds(summary.median_duration_s)}",
         highlight=False,
     )
 
@@ -224,7 +227,7 @@ def _run_details(result: TaskResult) -> str:
         f'<details class="run"><summary><span class="{result.status}">{result.status}</span> '
         f"<b>{_e(result.task_id)}</b> · epoch {result.epoch} · attempt(s) {result.attempts} · "
         f"{_e(_seconds(result.duration_s))} · {result.total_tokens:,} tokens · "
-        f"{_e(_usd(result.cost_usd + result.judge_cost_usd))}</summary>",
+        f"{_e(_usd(result.total_cost_usd))}</summary>",
         f'<p class="muted">session {_e(result.session_id or "-")} · stop reason '
         f"{_e(result.stop_reason or '-')}</p>",
     ]
@@ -251,6 +254,21 @@ def _ordered(run: SuiteRun) -> list[TaskResult]:
 
 def _e(text: str) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _warehouse(summary: Summary) -> str:
+    """What the warehouse billed over the runs: ``1.5 GB billed ≈ $0.0092``, saying so when
+    some runs' bills could not be priced (an unusable price setting)."""
+    from loopwright.observability.reports import format_bytes
+
+    text = f"{format_bytes(summary.bytes_billed)} billed ≈ {_usd(summary.warehouse_cost_usd)}"
+    if summary.warehouse_unpriced:
+        runs = "run" if summary.warehouse_unpriced == 1 else "runs"
+        text += (
+            f" ({summary.warehouse_unpriced} {runs} unpriced: set "
+            "LOOPWRIGHT_BIGQUERY_USD_PER_TIB to a number of USD per TiB)"
+        )
+    return text
 
 
 def _usd(value: float) -> str:
