@@ -128,6 +128,15 @@ SETTINGS: tuple[Setting, ...] = (
         "tool); auto: on for the embedded local: models only. --compact/--full override it.",
     ),
     Setting(
+        "prices",
+        "LOOPWRIGHT_PRICES",
+        "",
+        "Model prices in USD per million tokens, over the built-in table: "
+        "MODEL=INPUT/OUTPUT[/CACHE_READ[/CACHE_WRITE]] entries apart with ';' (e.g. "
+        "llama-3.3-70b-versatile=0.59/0.79). For a model the table lacks (openai:NAME@URL is "
+        "priced as NAME), whose price changed, or behind a local proxy (otherwise free).",
+    ),
+    Setting(
         "bigquery_usd_per_tib",
         "LOOPWRIGHT_BIGQUERY_USD_PER_TIB",
         "6.25",

@@ -5,8 +5,12 @@ or ``gpt-4.1-2025-04-14`` resolve to their family) and price a call with :func:`
 never fails: a model missing from the table costs 0 and is flagged (``Cost.priced`` is false)
 so a report can say the figure is incomplete. Local models (``local``, ``scripted``) cost 0.
 
-Prices change. Give your own with the ``prices=`` argument of these functions, or add to the
-built-in table for the whole process with :func:`register_price`.
+Prices change. Give your own with the ``prices=`` argument of these functions, add to the
+built-in table for the whole process with :func:`register_price`, or set them without code in
+``LOOPWRIGHT_PRICES`` (:func:`configured_prices`): ``MODEL=INPUT/OUTPUT[/CACHE_READ[/CACHE_WRITE]]``
+entries apart with ``;``, e.g. ``llama-3.3-70b-versatile=0.59/0.79``. Those win over the tables
+and over the zero price of a model served from this machine (a local proxy such as LiteLLM may
+forward to a paid API).
 
 The four prices per model are: input tokens, output tokens, cache reads (Anthropic "cache hits",
 OpenAI "cached input") and cache writes (Anthropic's 5-minute cache write; OpenAI has no write
@@ -15,19 +19,24 @@ surcharge). Usage must count them apart: ``input_tokens`` are the uncached promp
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from loopwright.events import Usage
-from loopwright.models.base import Pricing
+from loopwright.models.base import ModelError, Pricing
 
 __all__ = [
     "DEFAULT_PRICES",
+    "PRICES_ENV",
     "Cost",
     "TieredPricing",
+    "configured_prices",
     "cost_of",
     "model_family",
     "price_for",
@@ -212,15 +221,23 @@ def _is_free(model: str) -> bool:
 def price_for(model: str, prices: Mapping[str, Pricing] | None = None) -> Pricing | None:
     """The prices of ``model``, or ``None`` when no table knows it.
 
-    ``prices`` (keyed by model name or family) wins over :func:`register_price` entries,
-    which win over :data:`DEFAULT_PRICES`. Local models have zero prices.
+    ``prices`` (keyed by model name or family) wins over ``LOOPWRIGHT_PRICES``
+    (:func:`configured_prices`), which wins over :func:`register_price` entries, which win
+    over :data:`DEFAULT_PRICES`. Models on this machine have zero prices unless one of the
+    first two names them. Raises :class:`ModelError` when ``LOOPWRIGHT_PRICES`` is not usable.
     """
-    if _is_free(model):
-        return Pricing(0.0, 0.0)
     exact = model.strip()
     family = model_family(model)
-    for table in (prices or {}, _registered, DEFAULT_PRICES):
-        for key in (exact, exact.lower(), family):
+    keys = (exact, exact.lower(), family)
+    for table in (prices or {}, configured_prices()):
+        for key in keys:
+            found = table.get(key)
+            if found is not None:
+                return found
+    if _is_free(model):
+        return Pricing(0.0, 0.0)
+    for table in (_registered, DEFAULT_PRICES):
+        for key in keys:
             found = table.get(key)
             if found is not None:
                 return found
@@ -228,13 +245,56 @@ def price_for(model: str, prices: Mapping[str, Pricing] | None = None) -> Pricin
 
 
 def cost_of(model: str, usage: Usage, prices: Mapping[str, Pricing] | None = None) -> Cost:
-    """What ``usage`` of ``model`` costs; an unknown model costs 0 with ``priced=False``."""
-    if _is_free(model):
-        return Cost(0.0, True, model_family(model))
-    pricing = price_for(model, prices)
+    """What ``usage`` of ``model`` costs; an unknown model costs 0 with ``priced=False`` (as
+    does any model while ``LOOPWRIGHT_PRICES`` is not usable: this never raises)."""
+    try:
+        pricing = price_for(model, prices)
+    except ModelError:
+        return Cost(0.0, False, None)
     if pricing is None:
         return Cost(0.0, False, None)
     return Cost(pricing.cost(usage), True, model_family(model))
+
+
+#: The environment variable of :func:`configured_prices`.
+PRICES_ENV = "LOOPWRIGHT_PRICES"
+_PRICES_FORM = (
+    "write MODEL=INPUT/OUTPUT[/CACHE_READ[/CACHE_WRITE]] in USD per million tokens, entries "
+    "apart with ';' (e.g. llama-3.3-70b-versatile=0.59/0.79; gpt-4.1=2/8/0.5)"
+)
+
+
+def configured_prices(raw: str | None = None) -> Mapping[str, Pricing]:
+    """The prices ``LOOPWRIGHT_PRICES`` sets (or ``raw``), keyed by model family: for models
+    the built-in table lacks (a model on an OpenAI-compatible service such as Groq or
+    Together: ``openai:NAME@URL`` is priced under ``NAME``), or whose price changed. Raises
+    :class:`ModelError` naming the entry and the form when it is not usable."""
+    return _parse_prices(os.environ.get(PRICES_ENV, "") if raw is None else raw)
+
+
+@lru_cache(maxsize=8)
+def _parse_prices(raw: str) -> Mapping[str, Pricing]:
+    table: dict[str, Pricing] = {}
+    for entry in re.split(r"[;\n]", raw):
+        entry = entry.strip()
+        if not entry:
+            continue
+        name, sep, figures = entry.rpartition("=")
+        parts = figures.split("/")
+        try:
+            values = [float(part) for part in parts]
+        except ValueError:
+            values = []
+        if (
+            not sep
+            or not name.strip()
+            or not 2 <= len(parts) <= 4
+            or len(values) != len(parts)
+            or not all(math.isfinite(v) and v >= 0 for v in values)
+        ):
+            raise ModelError(f"{PRICES_ENV}: {entry!r} is not a price: {_PRICES_FORM}")
+        table[model_family(name)] = Pricing(*values)
+    return MappingProxyType(table)
 
 
 def register_price(model: str, pricing: Pricing) -> None:
