@@ -221,6 +221,9 @@ class _RunState:
     #: USD per byte a warehouse bills, looked up once a run when ``max_cost_usd`` first meets
     #: a warehouse bill (see :meth:`Agent._check_cost`)
     usd_per_byte: float | None = None
+    #: the runs above a sub-agent's with a token or cost budget, nearest first (looked up
+    #: once a run: see :meth:`Agent._check_budgets_above`)
+    above: tuple[RunContext, ...] = ()
 
 
 class Agent:
@@ -237,10 +240,11 @@ class Agent:
 
     Limits (``None`` = no limit): ``max_turns`` model calls per run, ``max_tokens_budget``
     tokens per run, ``max_cost_usd`` per run (the model's cost plus what a warehouse billed for
-    the run's queries, estimated at ``LOOPWRIGHT_BIGQUERY_USD_PER_TIB``; sub-agents' spending
-    included, and a sub-agent stops when its spending reaches it), ``timeout`` seconds of
+    the run's queries, estimated at ``LOOPWRIGHT_BIGQUERY_USD_PER_TIB``), ``timeout`` seconds of
     wall-clock per run. Each ends the run with a ``done`` event whose ``stop_reason`` names
-    the limit.
+    the limit. Sub-agents' tokens and cost count in both budgets, and a sub-agent stops when
+    its spending and that of the sub-agents running beside it reach one (``done``'s detail
+    names the run whose budget it was).
     """
 
     def __init__(
@@ -533,6 +537,8 @@ class Agent:
         side_events: asyncio.Queue[Event] = asyncio.Queue()
         run._sink = side_events.put_nowait
         state = _RunState(session, registry, run.usage, deadline, run, side_events)
+        if run.parent is not None:
+            state.above = _budgeted_above(run)
         state.ratio = self._token_ratio(session)
         self._apply_output_limit(registry, state.ratio)
         policy = self.policy
@@ -622,27 +628,27 @@ class Agent:
         budget = self.max_cost_usd
         if budget is not None and (usage.cost_usd >= budget or usage.warehouse is not None):
             self._check_cost(state, budget, usage)
-        if state.run.parent is not None:
-            self._check_parents_cost(state)
+        if state.above:
+            self._check_budgets_above(state)
         if state.deadline is not None and asyncio.get_running_loop().time() >= state.deadline:
             raise self._timeout()
 
-    def _check_parents_cost(self, state: _RunState) -> None:
-        """Stop a sub-agent's run at the cost budget of a run above it: what the sub-agent
-        spends counts there, but reaches that run's usage only when the sub-agent ends."""
-        above: list[RunContext] = []
-        run = state.run.parent
-        while run is not None:
-            above.append(run)
-            run = run.parent
-        if all(run.agent.max_cost_usd is None for run in above):
-            return  # no budget above: nothing to add up
-        spent = state.usage.copy()  # below the run looked at, not in its usage yet
-        for run in above:
-            spent.add(run.usage)
+    def _check_budgets_above(self, state: _RunState) -> None:
+        """Stop a sub-agent's run at the token or cost budget of a run above it: what the
+        sub-agent, the sub-agents running beside it and theirs spend counts there, but
+        reaches that run's usage only as each ends (:meth:`RunContext.spent`)."""
+        for run in state.above:
+            spent = run.spent()
+            whose = f"{run.path}'s"
+            tokens = run.agent.max_tokens_budget
+            if tokens is not None and spent.total_tokens >= tokens:
+                raise _StopRun(
+                    "token_budget",
+                    f"used {spent.total_tokens:,} tokens of {whose} {tokens:,} budget",
+                )
             budget = run.agent.max_cost_usd
             if budget is not None:
-                self._check_cost(state, budget, spent, f"{run.path}'s")
+                self._check_cost(state, budget, spent, whose)
 
     def _check_cost(self, state: _RunState, budget: float, usage: Usage, whose: str = "") -> None:
         """Stop at ``budget`` USD spent (``usage``): the model's cost, plus the estimated cost
@@ -1257,6 +1263,18 @@ def check_cost_budget(budget: object, name: str = "max_cost_usd") -> None:
         raise ValueError(
             f"{name} must be a number of USD, 0 or more (None: no limit), not {budget!r}"
         )
+
+
+def _budgeted_above(run: RunContext) -> tuple[RunContext, ...]:
+    """The runs above ``run`` whose agent has a token or cost budget, nearest first."""
+    above: list[RunContext] = []
+    parent = run.parent
+    while parent is not None:
+        agent = parent.agent
+        if agent.max_tokens_budget is not None or agent.max_cost_usd is not None:
+            above.append(parent)
+        parent = parent.parent
+    return tuple(above)
 
 
 def _size(block: ToolResultBlock) -> int:

@@ -3,7 +3,8 @@
 While a tool runs, :func:`current_run` returns the :class:`RunContext` of the agent run that
 called it (and :func:`current_call` the call itself). Tools that need more than their input use
 it: a sub-agent (``Delegate``) streams its events into the parent's stream with
-:meth:`RunContext.emit` and adds its usage with :meth:`RunContext.add_usage`; ``Consult`` reads
+:meth:`RunContext.emit` and is counted in the parent's spending from
+:meth:`RunContext.start_child` to :meth:`RunContext.end_child`; ``Consult`` reads
 the conversation; a nested run finds its parent for tracing.
 
 A tool that emits events while it runs sets ``streams_events = True`` on its class, so the loop
@@ -50,6 +51,8 @@ class RunContext:
     #: unique across processes (logs of several workers meet in one pipeline)
     id: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:12]}")
     data: dict[Any, Any] = field(default_factory=dict)
+    #: runs of sub-agents this run's tool calls started, still going (:meth:`start_child`)
+    children: list[RunContext] = field(default_factory=list)
     _sink: Callable[[Event], None] | None = None
 
     @property
@@ -67,6 +70,25 @@ class RunContext:
         its session's usage and its limits."""
         self.usage.add(usage)
         self.session.usage.add(usage)
+
+    def start_child(self, child: RunContext) -> None:
+        """Count a sub-agent's run, which one of this run's tool calls starts, in what this
+        run has :meth:`spent` while it runs, until :meth:`end_child`."""
+        self.children.append(child)
+
+    def end_child(self, child: RunContext) -> None:
+        """Add what a sub-agent's run spent to this run's usage, however it ended: from now
+        on it counts there instead of as a running child's (never both, never neither)."""
+        self.children.remove(child)
+        self.add_usage(child.usage)
+
+    def spent(self) -> Usage:
+        """This run's usage with what its running sub-agents (and theirs) have spent so far,
+        which reaches it only when each ends: what counts against this run's budgets."""
+        spent = self.usage.copy()
+        for child in self.children:
+            spent.add(child.spent())
+        return spent
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,11 @@ subset, model and turn budget. It works in the parent's workspace (``workspace="
 in a directory of its own inside it (``"child"``: ``subagents/<name>-<n>/``), so the parent
 can read what it wrote either way. While it runs, its events stream into the parent's stream
 tagged with its agent path (``agent/researcher``); its usage and cost (a warehouse's bills
-too) are added to the parent run's, even when it is stopped before its end, and count
-against the parent's limits. Its approval requests reach the same consumer and are answered
-with the parent agent's ``approve()`` (they share the policy).
+too) are added to the parent run's when it ends, even when it is stopped before its end.
+Until then, what it has spent so far counts against the token and cost budgets of the runs
+above it, with what the sub-agents running beside it have spent: it stops at them. Its
+approval requests reach the same consumer and are answered with the parent agent's
+``approve()`` (they share the policy).
 
 Example::
 
@@ -204,6 +206,7 @@ class DelegateTool(BaseTool):
         done: Done | None = None
         first_new = len(session.messages)
         child_run, child_events = child._start_run(task, session)
+        run.start_child(child_run)
         try:
             async with aclosing(child_events) as events:
                 async for event in events:
@@ -216,7 +219,7 @@ class DelegateTool(BaseTool):
         finally:
             # what the child spent, once, however its run ended: at its done, or where it
             # was stopped (cancelled with the parent, the call timed out) or raised
-            run.add_usage(child_run.usage)
+            run.end_child(child_run)
             await child.close_session(session)
         assert done is not None
         answer = next(
