@@ -224,6 +224,9 @@ class _RunState:
     #: the runs above a sub-agent's with a token or cost budget, nearest first (looked up
     #: once a run: see :meth:`Agent._check_budgets_above`)
     above: tuple[RunContext, ...] = ()
+    #: whether the run has said its model's calls cost nothing it knows (see
+    #: :func:`_warn_unpriced`)
+    unpriced: bool = False
 
 
 class Agent:
@@ -760,8 +763,11 @@ class Agent:
         usage = response.usage
         if usage.model_calls == 0:
             usage.model_calls = 1
-        if usage.cost_usd == 0.0 and self.model.pricing is not None:
-            usage.cost_usd = self.model.pricing.cost(usage)
+        if usage.cost_usd == 0.0:
+            if self.model.pricing is not None:
+                usage.cost_usd = self.model.pricing.cost(usage)
+            elif self.max_cost_usd is not None and usage.total_tokens and not state.unpriced:
+                state.unpriced = _warn_unpriced(self.model.name, self.max_cost_usd, usage)
         state.usage.add(usage)
         state.session.usage.add(usage)
         if turn:
@@ -1263,6 +1269,25 @@ def check_cost_budget(budget: object, name: str = "max_cost_usd") -> None:
         raise ValueError(
             f"{name} must be a number of USD, 0 or more (None: no limit), not {budget!r}"
         )
+
+
+def _warn_unpriced(model: str, budget: float, usage: Usage) -> bool:
+    """Log, once a run, that ``max_cost_usd`` cannot hold because the model's calls come
+    with no cost and no price is known for it; whether it did (a cached answer, a local
+    model or a wrapper that prices its calls itself is not such a case)."""
+    from loopwright.models.pricing import cost_of, model_family
+
+    if cost_of(model, usage).priced:
+        return False
+    log.warning(
+        "max_cost_usd=%s cannot stop this run: %s has no known price, so its calls count as "
+        "$0; set LOOPWRIGHT_PRICES (e.g. '%s=INPUT/OUTPUT' in USD per million tokens) or "
+        "register_price()",
+        budget,
+        model,
+        model_family(model),
+    )
+    return True
 
 
 def _budgeted_above(run: RunContext) -> tuple[RunContext, ...]:

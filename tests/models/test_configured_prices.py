@@ -9,17 +9,26 @@ environment or ``loopwright.toml``, and a mistyped entry is refused naming it.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import pytest
 
 from cli_process import cli_env, run_cli
+from loopwright import Agent, ScriptedModel, tool
 from loopwright.events import Usage
 from loopwright.models.base import ModelError, Pricing
 from loopwright.models.openai import OpenAIModel
 from loopwright.models.pricing import configured_prices, cost_of, price_for
-from models.openai_server import OpenAIServer, Turn
+from models.openai_server import OpenAIServer, ToolCall, Turn
+
+
+@tool
+def ping() -> str:
+    """Answer pong."""
+    return "pong"
+
 
 GROQ = "openai:llama-3.3-70b-versatile@https://api.groq.com/openai/v1"
 
@@ -130,3 +139,56 @@ def test_the_cli_refuses_an_unusable_setting_before_the_run(
     assert ran.returncode == 2, ran.stdout + ran.stderr
     assert "LOOPWRIGHT_PRICES: 'proxied-model=1,2' is not a price" in ran.stderr
     assert server.chat_bodies == []  # nothing was sent
+
+
+# --- the cost budget ------------------------------------------------------------------------
+
+
+async def test_the_cost_budget_stops_a_model_priced_by_the_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Before the setting, this model behind a proxy cost $0 a call and ran to its
+    max_turns; priced at 1,000/2,000 USD per million, its first call (42 + 50 tokens, $0.142)
+    passes a $0.10 budget, and the run stops there."""
+    monkeypatch.setenv("LOOPWRIGHT_PRICES", "proxied-model=1000/2000")
+    calls = [Turn(tool_calls=[ToolCall("ping", {})], completion_tokens=50)] * 4
+    with OpenAIServer([*calls, "done"]) as server:
+        model = OpenAIModel("proxied-model", base_url=server.base_url)
+        agent = Agent(model, tools=[ping], workspace_root=str(tmp_path), max_cost_usd=0.10)
+        result = await agent.collect("Ping.")
+    assert result.stop_reason == "cost_budget"
+    assert result.usage.model_calls == 1
+    assert result.usage.cost_usd == pytest.approx((42 * 1000 + 50 * 2000) / 1e6)
+
+
+async def test_a_cost_budget_on_a_model_with_no_price_says_it_cannot_hold(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A model no table prices reports tokens at $0: the budget cannot stop it, and the run
+    says so once, naming the setting that fixes it."""
+    model = ScriptedModel(["one", "two"], name="openai:mystery-model@https://example.invalid/v1")
+    agent = Agent(model, workspace_root=str(tmp_path), max_cost_usd=0.01)
+    with caplog.at_level(logging.WARNING, logger="loopwright.agent"):
+        session = agent.new_session()
+        await agent.collect("First.", session)
+        await agent.collect("Second.", session)
+    warnings = [r.getMessage() for r in caplog.records if "cannot stop this run" in r.getMessage()]
+    assert len(warnings) == 2  # once a run
+    assert "openai:mystery-model@https://example.invalid/v1 has no known price" in warnings[0]
+    assert "LOOPWRIGHT_PRICES (e.g. 'mystery-model=INPUT/OUTPUT'" in warnings[0]
+
+
+async def test_no_warning_where_the_cost_is_known_or_no_budget_is_set(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    free = Agent(ScriptedModel(["a"], name="local:gemma3-270m"), workspace_root=str(tmp_path),
+                 max_cost_usd=0.01)  # fmt: skip
+    priced = Agent(ScriptedModel(["a"], name="gpt-4.1"), workspace_root=str(tmp_path),
+                   max_cost_usd=0.01)  # fmt: skip
+    unbudgeted = Agent(
+        ScriptedModel(["a"], name="openai:mystery-model"), workspace_root=str(tmp_path)
+    )
+    with caplog.at_level(logging.WARNING, logger="loopwright.agent"):
+        for agent in (free, priced, unbudgeted):
+            await agent.collect("Hi.")
+    assert not [r for r in caplog.records if "cannot stop this run" in r.getMessage()]
