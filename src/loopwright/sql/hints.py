@@ -18,12 +18,21 @@ the same way on every backend whatever its wording:
 - another dialect's function (``DATEDIFF``, ``NVL``, ``GETDATE()``, ``strftime`` on PostgreSQL,
   ``TO_CHAR`` on BigQuery, PostgreSQL's ``date_trunc`` order on BigQuery, ...): this backend's
   equivalent, with an example; not when the database suggested one taking the same arguments;
-- a division by zero: ``NULLIF`` (BigQuery: ``SAFE_DIVIDE``).
+- a division by zero: ``NULLIF`` (BigQuery: ``SAFE_DIVIDE``);
+- a text column compared with a number (``PRESCRIBER_NPI_STATE_CD = 1``, which DuckDB casts to a
+  number and fails on): the comparison rewritten, the number as text or the column cast.
+
+A query that ran can still have done what it did not mean, without an error:
+:func:`result_notes` says so from what the result already holds (its column types and its
+preview rows; the SQL is parsed only for a result with no rows): ``[brackets]`` that made a
+list (DuckDB's ``SELECT [NDC_DRUG_NM]``), ``inf`` or ``NaN`` (DuckDB's ``x / 0``), and no rows
+where a text comparison is case-sensitive (``NDC_DRUG_NM = 'Humira'``).
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -386,7 +395,8 @@ def dialect_hint(message: str, sql: str, dialect: str) -> str:
         hints.append(
             f"TOP is SQL Server syntax: drop it and end the query with LIMIT {top.group(1)}."
         )
-    if _BRACKETED.search(text):
+    # [NDC_DRUG_NM] = 'HUMIRA' is a list compared with text in DuckDB: "... VARCHAR[]"
+    if _BRACKETED.search(text) or ("[]" in message and _LIST_OF_A_NAME.search(text)):
         quote = (
             "backticks (`RX_CLAIMS`)" if dialect == "bigquery" else 'double quotes ("RX_CLAIMS")'
         )
@@ -714,3 +724,197 @@ def _bare_word(argument: str) -> str:
     when it is an expression."""
     word = re.fullmatch(r"([A-Za-z_]\w*)\s*(?:\([\d\s,]*\))?", argument)
     return word.group(1).lower() if word else ""
+
+
+# --- text compared with a number ---------------------------------------------------------
+
+#: DuckDB casting a text column to a number to compare it with one (naming the column), or
+#: refusing to (``<``, ``>``: naming none).
+_TEXT_AS_NUMBER = (
+    re.compile(r"Could not convert string .* when casting from source column (?P<name>\w+)"),
+    re.compile(r"Cannot compare values of type VARCHAR and type \w*(?:INT|DECIMAL|DOUBLE|FLOAT)"),
+)
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+
+def text_number_hint(message: str, sql: str, dialect: str) -> str:
+    """For a text column compared with a number (``PRESCRIBER_NPI_STATE_CD = 1``), which DuckDB
+    does by casting the text to a number, failing on the first value that is not one (and
+    refuses for ``<``): the comparison rewritten, the number as text (``= '1'``) or, to order
+    by value, the column cast to a number. "" when ``sql`` compares no such column."""
+    match = next((m for p in _TEXT_AS_NUMBER if (m := p.search(message))), None)
+    if match is None:
+        return ""
+    named = match.groupdict().get("name")
+    for comparison, column, number in _compared_with_numbers(sql, dialect):
+        if named is not None and column.name.lower() != named.lower():
+            continue
+        fixed = comparison.copy()
+        if isinstance(comparison, exp.EQ | exp.NEQ | exp.In):
+            for literal in list(fixed.find_all(exp.Literal)):
+                if literal.is_number:
+                    literal.replace(exp.Literal.string(literal.name))
+            how = "write the number as text in single quotes"
+        else:  # '9' > '10' as text: compare numbers
+            kind = "BIGINT" if number.name.isdigit() else "DOUBLE"
+            for side in list(fixed.find_all(exp.Column)):
+                if side == column:
+                    side.replace(exp.TryCast(this=side.copy(), to=exp.DataType.build(kind)))
+            how = "to compare numbers, cast the column"
+        return (
+            f"\n{column.sql(dialect)} is text, compared with the number {number.sql(dialect)}:"
+            f" {how}: {fixed.sql(dialect)}."
+        )
+    return ""
+
+
+def _compared_with_numbers(
+    sql: str, dialect: str
+) -> list[tuple[exp.Expr, exp.Column, exp.Literal]]:
+    """Each comparison in ``sql`` (``=``, ``<``, ``IN``...) of a bare column with a number,
+    with the column and the number."""
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except Exception:  # a hint only
+        return []
+    if tree is None:
+        return []
+    found: list[tuple[exp.Expr, exp.Column, exp.Literal]] = []
+    for node in tree.find_all(*_COMPARISONS, exp.In):
+        sides = _sides(node)
+        column = next((s for s in sides if isinstance(s, exp.Column)), None)
+        number = next((s for s in sides if isinstance(s, exp.Literal) and s.is_number), None)
+        if column is not None and number is not None:
+            found.append((node, column, number))
+    return found
+
+
+def _sides(node: exp.Expr) -> list[object]:
+    """What a comparison compares: both sides, or an ``IN``'s value and its list."""
+    if isinstance(node, exp.In):
+        return [node.this, *node.expressions]
+    return [node.args.get("this"), node.args.get("expression")]
+
+
+# --- a result that is not what the query meant -------------------------------------------
+
+#: ``[NDC_DRUG_NM]``: a name in SQL Server's quotes, a list literal in DuckDB and BigQuery
+#: (not a subscript: ``x[i]``, ``f(x)[i]``; nor ``ARRAY[x]``, checked apart).
+_LIST_OF_A_NAME = re.compile(r"(?<![\w\]\)\"`])\[\s*([A-Za-z_]\w*)\s*\]")
+_ARRAY_BEFORE = re.compile(r"\bARRAY\s*$", re.IGNORECASE)
+_LETTER = re.compile(r"[A-Za-z]")
+_NON_FINITE = ("inf", "-inf", "NaN")
+
+
+def result_notes(
+    sql: str,
+    dialect: str,
+    columns: Sequence[tuple[str, str]],
+    preview: Sequence[Sequence[object]],
+    *,
+    row_count: int,
+    all_shown: bool,
+) -> list[str]:
+    """What a successful result of ``sql`` says that the query likely did not mean, each with
+    the fix: ``[brackets]`` that made a list rather than quoting a name, infinities and NaN
+    (DuckDB's ``x / 0``), no rows where a text comparison is case-sensitive. From what is at
+    hand only: the result's ``columns`` (``(name, type)``), its ``preview`` rows (``all_shown``:
+    every row of the result) and ``row_count``; the SQL is parsed only when there are no rows."""
+    notes = [
+        bracket_note(sql, dialect, columns),
+        non_finite_note(columns, preview, dialect, all_shown=all_shown),
+    ]
+    if row_count == 0:
+        notes.append(case_note(sql, dialect))
+    return [note for note in notes if note is not None]
+
+
+def bracket_note(sql: str, dialect: str, columns: Sequence[tuple[str, str]]) -> str | None:
+    """For ``SELECT [NDC_DRUG_NM]`` whose result has a list column: the brackets made a list
+    of the column's value (named ``list_value(NDC_DRUG_NM)``), where SQL Server quotes a
+    name."""
+    if not any(kind.endswith("]") or kind.upper().startswith("ARRAY") for _, kind in columns):
+        return None
+    text = _COMMENTS_AND_STRINGS.sub(" ", sql)
+    names = list(
+        dict.fromkeys(
+            m.group(1)
+            for m in _LIST_OF_A_NAME.finditer(text)
+            if _ARRAY_BEFORE.search(text, 0, m.start()) is None
+        )
+    )
+    if not names:
+        return None
+    quote = (
+        f"backticks (`{names[0]}`)" if dialect == "bigquery" else f'double quotes ("{names[0]}")'
+    )
+    made = "makes" if len(names) == 1 else "make"
+    return (
+        f"{', '.join(f'[{n}]' for n in names)} {made} a list holding the column's value, not the "
+        f"column: [brackets] are SQL Server's quotes. In {_BACKEND_NAMES.get(dialect, dialect)} "
+        f"write the name bare or in {quote}."
+    )
+
+
+def non_finite_note(
+    columns: Sequence[tuple[str, str]],
+    preview: Sequence[Sequence[object]],
+    dialect: str,
+    *,
+    all_shown: bool = True,
+) -> str | None:
+    """For float columns holding ``inf``, ``-inf`` or ``NaN`` in the ``preview`` rows
+    (``all_shown``: the whole result): what made them (in DuckDB a division by zero) and the
+    fix. The rest of a larger result is not read: that would be a pass over all of it."""
+    found: dict[str, set[str]] = {}
+    for row in preview:
+        for (name, _), value in zip(columns, row, strict=False):
+            if isinstance(value, float) and not math.isfinite(value):
+                found.setdefault(name, set()).add(f"{value:g}".replace("nan", "NaN"))
+    if not found:
+        return None
+    held = "; ".join(
+        f"{name} holds {' and '.join(v for v in _NON_FINITE if v in held)}"
+        for name, held in found.items()
+    )
+    if not all_shown:
+        held += " in the first row" if len(preview) == 1 else f" in the first {len(preview)} rows"
+    if dialect != "duckdb":
+        return f"{held}: not a number any sum or average can use; filter it out first."
+    return (
+        f"{held}: in DuckDB x / 0 gives inf (0 / 0 NaN) instead of an error, and a sum or "
+        "average over it gives the same. Divide by NULLIF(b, 0) to get NULL where b is 0."
+    )
+
+
+def case_note(sql: str, dialect: str) -> str | None:
+    """For a query with no rows that compares a column with text (``NDC_DRUG_NM =
+    'Humira'``): the comparison is case-sensitive, and how to ignore case."""
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except Exception:  # a note only
+        return None
+    if tree is None:
+        return None
+    for node in tree.find_all(exp.EQ, exp.In, exp.Like):
+        sides = _sides(node)
+        column = next((s for s in sides if isinstance(s, exp.Column)), None)
+        text = next(
+            (
+                s
+                for s in sides
+                if isinstance(s, exp.Literal) and s.is_string and _LETTER.search(s.name)
+            ),
+            None,
+        )
+        if column is None or text is None:
+            continue
+        operator = "LIKE" if isinstance(node, exp.Like) else "="
+        written = f"{column.sql(dialect)} {operator} {text.sql(dialect)}"
+        lowered = exp.Literal.string(text.name.lower()).sql(dialect)
+        return (
+            f"{written} is case-sensitive. If rows were expected, check how the values are "
+            f"written (SELECT DISTINCT {column.sql(dialect)}) or ignore case: "
+            f"lower({column.sql(dialect)}) {operator} {lowered}."
+        )
+    return None

@@ -246,7 +246,26 @@ class SQLTool(BaseTool):
         if masked is not None:
             metadata["masked_columns"] = list(masked.columns)
             metadata["preview_withheld"] = masked.withheld
-        return ok(self._render(name, result, masked), metadata=metadata)
+        warnings = self._warnings(sql, result)
+        if warnings:
+            metadata["warnings"] = warnings
+        return ok(self._render(name, result, masked, warnings), metadata=metadata)
+
+    def _warnings(self, sql: str, result: QueryResult) -> list[str]:
+        """What the result says the query likely did not mean, each with the fix (a list made
+        by [brackets], inf or NaN from a division by zero, no rows where text is compared
+        case-sensitively), read from what is at hand: the columns and the preview rows."""
+        from loopwright.sql.hints import result_notes
+
+        all_shown = len(result.preview) == result.row_count and not result.truncated
+        return result_notes(
+            sql,
+            self.backend.dialect,
+            result.columns,
+            result.preview,
+            row_count=result.row_count,
+            all_shown=all_shown,
+        )
 
     def _billed(self, name: str, bills: list[Bill]) -> dict[str, Any] | None:
         """The metadata of a failed call whose query's job was billed (``bills``), in the
@@ -258,9 +277,14 @@ class SQLTool(BaseTool):
         return {"dataset_name": name, **bill_fields(bills, self.backend.name)}
 
     def _failed(self, text: str, name: str, bills: list[Bill]) -> ToolResult:
-        """The error result ``text``, with what the query's job was billed, if it was."""
+        """The error result ``text``, with what the query's job was billed, if it was: in the
+        metadata, and in the text (the model would otherwise take a failed query as free)."""
         metadata = self._billed(name, bills)
-        return error(text) if metadata is None else error(text, metadata=metadata)
+        if metadata is None:
+            return error(text)
+        if metadata["bytes_billed"]:
+            text += f"\nThis failed query was still billed {_bytes(metadata['bytes_billed'])}."
+        return error(text, metadata=metadata)
 
     def _error_text(self, sql: str, message: str) -> str:
         """The database's error ``message`` as the mask lets the model see it (a conversion
@@ -315,13 +339,18 @@ class SQLTool(BaseTool):
             dialect_hint,
             missing_column,
             sources,
+            text_number_hint,
             tidy,
         )
         from loopwright.sql.readonly import placeholder_hint
 
         dialect = self.backend.dialect
         message = tidy(message)
-        hints = alias_hint(message, sql, dialect) + dialect_hint(message, sql, dialect)
+        hints = (
+            alias_hint(message, sql, dialect)
+            + dialect_hint(message, sql, dialect)
+            + text_number_hint(message, sql, dialect)
+        )
         read = sources(sql, dialect) if missing_column(message) is not None else None
         if read:
             try:
@@ -338,7 +367,13 @@ class SQLTool(BaseTool):
             return ""
         return f"\n{name}.csv in the workspace is still an earlier query's result, not this one's."
 
-    def _render(self, name: str, result: QueryResult, masked: MaskedPreview | None = None) -> str:
+    def _render(
+        self,
+        name: str,
+        result: QueryResult,
+        masked: MaskedPreview | None = None,
+        warnings: Sequence[str] = (),
+    ) -> str:
         files = f"{name}.csv" + (f" and {name}.parquet" if result.parquet_path else "")
         n_rows, n_cols = result.row_count, len(result.columns)
         lines = [f"Saved {_count(n_rows, 'row')} × {_count(n_cols, 'column')} to {files}."]
@@ -359,7 +394,9 @@ class SQLTool(BaseTool):
             preview = masked.rows
         if n_rows == 0:
             lines.append("The query returned no rows.")
-        elif preview:
+        # before the rows, which end the text (a reader takes what follows them as rows)
+        lines += [f"Note: {warning}" for warning in warnings]
+        if n_rows and preview:
             shown = len(preview)
             whole = shown == n_rows and not result.truncated  # not all, when cut at the cap
             head = "All rows" if whole else "First row" if shown == 1 else f"First {shown} rows"
