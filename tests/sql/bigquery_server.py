@@ -18,6 +18,17 @@ Named query parameters (``queryParameters``, ``@name`` in the SQL) are bound on 
 runs alike; a parameter the SQL names but the job lacks is 400 ``Query parameter ... not
 found``, as on BigQuery.
 
+BigQuery's types DuckDB lacks stand as DuckDB structs (:func:`_bigquery_values`):
+``BIGNUMERIC '...'`` (and ``CAST('...' AS BIGNUMERIC)``) of any of its 76 digits is
+``{'__bignumeric__': text}``, and ``RANGE(start, end)``, ``RANGE<T> '[start, end)'`` is
+``{'__range_start__': start, '__range_end__': end}`` (a table column of that type is a
+``RANGE<T>``); they are served as BigQuery serves them (``"[2024-01-01, UNBOUNDED)"``). A
+wildcard table (``events_*``) is the union of its dataset's tables of that prefix, each with
+its ``_TABLE_SUFFIX``, less those the ``WHERE`` conditions on ``_TABLE_SUFFIX`` alone rule
+out (neither read nor billed); ``SELECT *`` of it alone leaves the pseudo-column out.
+``CREATE TEMP FUNCTION`` statements before one ``SELECT`` make a ``SELECT``, as on BigQuery;
+other statements with more make a ``SCRIPT``.
+
 Datasets are DuckDB schemas: set the data up with :meth:`BigQueryServer.setup` (DuckDB SQL).
 Queries arrive in BigQuery SQL and are translated to DuckDB with sqlglot after the project
 is stripped from table names and the default dataset applied. A table's size, for the dry
@@ -307,7 +318,7 @@ class BigQueryServer:
             raise BigQueryError(400, "invalidQuery", f"Syntax error: {message}") from None
         statement_type = _statement_type(statements)
         values = _parameters(query, statements)
-        duck_sql, tables = self._translate(statements, project, default)
+        duck_statements, tables = self._translate(statements, project, default)
         processed = sum(self._table_bytes(d, t) for d, t in tables)
         billed = billed_bytes([self._table_bytes(d, t) for d, t in tables])
         dry_run = bool(configuration.get("dryRun"))
@@ -332,26 +343,31 @@ class BigQueryServer:
         job = _Job(job_id, project, self.location, configuration, statement_type, processed)
         job.bytes_billed, job.cache_hit, job.tables = billed, cache_hit, sorted(tables)
         if not dry_run:
-            job.schema, job.rows = self._execute(duck_sql, values)
+            job.schema, job.rows = self._execute(";\n".join(duck_statements), values)
             if self.query_cache and statement_type == "SELECT":
                 self._cached.add(cache_key)
             job.state = "RUNNING" if self.hold_jobs else "DONE"
             self.jobs[job_id] = job
             self.insert_gate.wait()
         elif statement_type == "SELECT":  # errors (unknown table, bad column) show on dry runs
-            self._describe(duck_sql, values)
+            self._describe(duck_statements, values)
         return self._job_resource(job)
 
     def _translate(
         self, statements: list[exp.Expression], project: str, default: str | None
-    ) -> tuple[str, set[tuple[str, str]]]:
+    ) -> tuple[list[str], set[tuple[str, str]]]:
         tables: set[tuple[str, str]] = set()
         translated = []
         for statement in statements:
             ctes = {c.alias_or_name for c in statement.find_all(exp.CTE)}
+            statement = statement.transform(_bigquery_values)
+            for select in statement.find_all(exp.Select):
+                _hide_table_suffix(select)
 
             def qualify(node: exp.Expression, ctes: set[str] = ctes) -> exp.Expression:
                 if not isinstance(node, exp.Table) or not node.name or node.name in ctes:
+                    return node
+                if isinstance(node.parent, exp.UserDefinedFunction):  # a function's name
                     return node
                 dataset = node.db or default
                 if node.catalog and node.catalog != project:
@@ -360,6 +376,10 @@ class BigQueryServer:
                     raise BigQueryError(
                         400, "invalid", f'Table "{node.name}" must be qualified with a dataset'
                     )
+                if node.name.endswith("*"):
+                    shards, first = self._shards(project, dataset, node)
+                    tables.update((dataset, name) for name, _ in shards)
+                    return _union_of_shards(dataset, shards, first, node.alias)
                 if not self._exists(dataset, node.name):
                     raise BigQueryError(
                         404,
@@ -373,7 +393,54 @@ class BigQueryServer:
                 return node
 
             translated.append(statement.transform(qualify).sql(dialect="duckdb"))
-        return ";\n".join(translated), tables
+        return translated, tables
+
+    def _shards(
+        self, project: str, dataset: str, node: exp.Table
+    ) -> tuple[list[tuple[str, str]], str]:
+        """The tables a wildcard table (``events_*``) reads, with their ``_TABLE_SUFFIX``:
+        those whose suffix passes the conditions on ``_TABLE_SUFFIX`` alone in the ``WHERE``
+        of the query reading it (BigQuery's pruning; the others are neither read nor
+        billed); and the first table matched, whose columns the wildcard table has."""
+        prefix = node.name[:-1]
+        with self._lock:
+            names = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = ? AND starts_with(table_name, ?) ORDER BY 1",
+                    [dataset, prefix],
+                ).fetchall()
+            ]
+        if not names:
+            raise BigQueryError(
+                404,
+                "notFound",
+                f"Not found: Table {project}:{dataset}.{node.name} was not found in location "
+                f"{self.location}",
+            )
+        suffixes = [name[len(prefix) :] for name in names]
+        select = node.find_ancestor(exp.Select)
+        where = select.args.get("where") if select is not None else None
+        conditions = [
+            condition.transform(
+                lambda n: exp.column("_TABLE_SUFFIX") if isinstance(n, exp.Column) else n
+            ).sql(dialect="duckdb")
+            for condition in _conjuncts(where.this if where is not None else None)
+            if _on_table_suffix_alone(condition)
+        ]
+        if conditions:
+            with self._lock:
+                kept = {
+                    r[0]
+                    for r in self.db.execute(
+                        "SELECT _TABLE_SUFFIX FROM (SELECT unnest(?::VARCHAR[]) AS _TABLE_SUFFIX) "
+                        f"WHERE {' AND '.join(conditions)}",
+                        [suffixes],
+                    ).fetchall()
+                }
+            suffixes = [s for s in suffixes if s in kept]
+        return [(prefix + suffix, suffix) for suffix in suffixes], names[0]
 
     def _exists(self, dataset: str, table: str) -> bool:
         with self._lock:
@@ -396,10 +463,16 @@ class BigQueryServer:
         assert columns is not None
         return int(rows[0]) * int(columns[0]) * 8
 
-    def _describe(self, sql: str, values: dict[str, Any]) -> None:
+    def _describe(self, statements: list[str], values: dict[str, Any]) -> None:
+        """Check the query as a dry run does; the temporary functions before it, if any,
+        are made first (in a cursor of its own, gone with it)."""
+        *functions, query = statements
         with self._lock:
             try:
-                self.db.execute(f"DESCRIBE {sql}", values or None)
+                with self.db.cursor() as cursor:
+                    for function in functions:
+                        cursor.execute(function)
+                    cursor.execute(f"DESCRIBE {query}", values or None)
             except duckdb.Error as exc:
                 raise BigQueryError(400, "invalidQuery", str(exc).splitlines()[0]) from None
 
@@ -602,19 +675,14 @@ class BigQueryServer:
     def _table(self, project: str, dataset: str, table: str) -> dict[str, Any]:
         if not self._exists(dataset, table):
             raise BigQueryError(404, "notFound", f"Not found: Table {project}:{dataset}.{table}")
-        with self._lock:
-            columns = self.db.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-                [dataset, table],
-            ).fetchall()
+        with self._lock, self.db.cursor() as cursor:
+            relation = cursor.sql(f'SELECT * FROM "{dataset}"."{table}" LIMIT 0')
+            columns = list(zip(relation.columns, relation.types, strict=True))
         return {
             "kind": "bigquery#table",
             "id": f"{project}:{dataset}.{table}",
             "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table},
-            "schema": {
-                "fields": [{"name": n, "type": _bq_type(t), "mode": "NULLABLE"} for n, t in columns]
-            },
+            "schema": {"fields": [_table_field(n, t) for n, t in columns]},
             "type": "TABLE",
             "location": self.location,
         }
@@ -665,7 +733,132 @@ def _decode(raw: str | None, kind: str) -> Any:
     return decoders[kind](raw)
 
 
+#: The DuckDB struct fields that stand for BigQuery types DuckDB lacks: a ``BIGNUMERIC`` of
+#: more digits than DuckDB's decimals hold (its text), and a ``RANGE`` (its bounds, null for
+#: ``UNBOUNDED``). See :func:`_bigquery_values`.
+_BIGNUMERIC = "__bignumeric__"
+_RANGE = ("__range_start__", "__range_end__")
+
+
+def _bigquery_values(node: exp.Expression) -> exp.Expression:
+    """BigQuery's values of types DuckDB lacks, as the structs standing for them:
+    ``BIGNUMERIC '...'`` (and ``CAST('...' AS BIGNUMERIC)``), ``RANGE(start, end)`` and
+    ``RANGE<T> '[start, end)'``."""
+    inner = node.this if isinstance(node, exp.Cast) else None
+    if (  # CAST(BIGNUMERIC '...' AS STRING): the text itself
+        isinstance(inner, exp.Cast)
+        and inner.to.is_type(exp.DataType.Type.BIGDECIMAL)
+        and node.to.is_type(*exp.DataType.TEXT_TYPES)
+    ):
+        return exp.cast(inner.this, node.to)
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
+        target = node.to
+        if target.is_type(exp.DataType.Type.BIGDECIMAL):
+            text = format(decimal.Decimal(node.this.name), "f")
+            return exp.Struct(
+                expressions=[
+                    exp.PropertyEQ(
+                        this=exp.to_identifier(_BIGNUMERIC), expression=exp.Literal.string(text)
+                    )
+                ]
+            )
+        if target.is_type(exp.DataType.Type.RANGE):
+            element = target.expressions[0]
+            text = node.this.name.strip()
+            if not (text.startswith("[") and text.endswith(")") and ", " in text):
+                raise BigQueryError(400, "invalidQuery", f"Invalid RANGE literal: {text}")
+            bounds = [
+                exp.cast(exp.null() if b == "UNBOUNDED" else exp.Literal.string(b), element)
+                for b in text[1:-1].split(", ", 1)
+            ]
+            return _range_struct(*bounds)
+    if isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.RANGE):  # a NULL
+        element = node.to.expressions[0].sql(dialect="duckdb")
+        fields = ", ".join(f"{name} {element}" for name in _RANGE)
+        return exp.cast(node.this, exp.DataType.build(f"STRUCT({fields})", dialect="duckdb"))
+    if isinstance(node, exp.Anonymous) and node.name.upper() == "RANGE":
+        start, end = node.expressions
+        # an array of both gives them one type, as BigQuery infers it (RANGE(d, NULL));
+        # indexed from 0, as BigQuery's arrays are: the tree is translated from BigQuery SQL
+        both = exp.Array(expressions=[start, end])
+        return _range_struct(
+            exp.Bracket(this=both, expressions=[exp.Literal.number(0)]),
+            exp.Bracket(this=both.copy(), expressions=[exp.Literal.number(1)]),
+        )
+    return node
+
+
+def _range_struct(start: exp.Expression, end: exp.Expression) -> exp.Expression:
+    return exp.Struct(
+        expressions=[
+            exp.PropertyEQ(this=exp.to_identifier(name), expression=bound)
+            for name, bound in zip(_RANGE, (start, end), strict=True)
+        ]
+    )
+
+
+def _is_table_suffix(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Column) and node.name.upper() == "_TABLE_SUFFIX"
+
+
+def _conjuncts(condition: exp.Expression | None) -> list[exp.Expression]:
+    """The conditions ``condition`` ANDs together (itself if it is no ``AND``)."""
+    if condition is None:
+        return []
+    return list(condition.flatten()) if isinstance(condition, exp.And) else [condition]
+
+
+def _on_table_suffix_alone(condition: exp.Expression) -> bool:
+    """Whether ``condition`` reads ``_TABLE_SUFFIX`` and no other column nor any table."""
+    columns = list(condition.find_all(exp.Column))
+    return (
+        bool(columns)
+        and all(_is_table_suffix(c) for c in columns)
+        and condition.find(exp.Select, exp.Table) is None
+    )
+
+
+def _hide_table_suffix(select: exp.Select) -> None:
+    """``SELECT *`` of a wildcard table alone leaves out ``_TABLE_SUFFIX``, as BigQuery
+    does (its pseudo-column is a column of the stand-in's union of the tables)."""
+    source = select.args.get("from_")
+    table = source.this if source is not None else None
+    if not isinstance(table, exp.Table) or not table.name.endswith("*") or select.args.get("joins"):
+        return
+    for star in select.expressions:
+        if isinstance(star, exp.Star) and not star.args.get("except_"):
+            star.set("except_", [exp.column("_TABLE_SUFFIX")])
+
+
+def _union_of_shards(
+    dataset: str, shards: list[tuple[str, str]], first: str, alias: str
+) -> exp.Expression:
+    """The wildcard table read as DuckDB SQL: the union of its ``shards`` (``(table,
+    suffix)``), each with its ``_TABLE_SUFFIX``; with none, no row of ``first``'s columns."""
+    parts = [
+        f'SELECT *, \'{suffix}\' AS _TABLE_SUFFIX FROM "{dataset}"."{table}"'
+        for table, suffix in shards
+    ] or [f'SELECT *, \'\' AS _TABLE_SUFFIX FROM "{dataset}"."{first}" WHERE false']
+    union = sqlglot.parse_one(" UNION ALL BY NAME ".join(parts), read="duckdb")
+    return union.subquery(alias or None)
+
+
+def _temporary_function(statement: exp.Expression) -> bool:
+    properties = statement.args.get("properties")
+    return (
+        isinstance(statement, exp.Create)
+        and statement.kind == "FUNCTION"
+        and properties is not None
+        and any(isinstance(p, exp.TemporaryProperty) for p in properties.expressions)
+    )
+
+
 def _statement_type(statements: list[exp.Expression]) -> str:
+    # temporary functions before one SELECT are no script: "BigQuery interprets any request
+    # with multiple statements as a multi-statement query, unless the statements consist
+    # entirely of CREATE TEMP FUNCTION statements followed by a single SELECT statement"
+    while len(statements) > 1 and _temporary_function(statements[0]):
+        statements = statements[1:]
     if len(statements) != 1:
         return "SCRIPT"
     statement = statements[0]
@@ -711,8 +904,25 @@ def _bq_field(name: str, duck_type: DuckDBPyType) -> dict[str, Any]:
             raise BigQueryError(400, "invalidQuery", f"Column {name} is an array of arrays")
         return {**_bq_field(name, element), "mode": "REPEATED"}
     if duck_type.id == "struct":
+        names = tuple(n for n, _ in duck_type.children)
+        if names == (_BIGNUMERIC,):
+            return {"name": name, "type": "BIGNUMERIC", "mode": "NULLABLE"}
+        if names == _RANGE:
+            element = {"type": _bq_type(str(duck_type.children[0][1]))}
+            return {"name": name, "type": "RANGE", "mode": "NULLABLE", "rangeElementType": element}
         fields = [_bq_field(n, t) for n, t in duck_type.children]
         return {"name": name, "type": "RECORD", "mode": "NULLABLE", "fields": fields}
+    return {"name": name, "type": _bq_type(str(duck_type)), "mode": "NULLABLE"}
+
+
+def _table_field(name: str, duck_type: DuckDBPyType) -> dict[str, Any]:
+    """A table column's schema field: a ``BIGNUMERIC`` or ``RANGE`` as such (see
+    :func:`_bigquery_values`), other columns by their type's name alone."""
+    if duck_type.id == "struct" and tuple(n for n, _ in duck_type.children) in (
+        (_BIGNUMERIC,),
+        _RANGE,
+    ):
+        return _bq_field(name, duck_type)
     return {"name": name, "type": _bq_type(str(duck_type)), "mode": "NULLABLE"}
 
 
@@ -726,6 +936,15 @@ def _cell(value: Any, field: dict[str, Any], int64_timestamps: bool) -> Any:
         if value is None:
             return None
         return {"f": [{"v": _cell(value[f["name"]], f, int64_timestamps)} for f in field["fields"]]}
+    if field["type"] == "RANGE" and value is not None:  # "[start, end)", UNBOUNDED for null
+        element = field["rangeElementType"]["type"]
+        start, end = (
+            "UNBOUNDED" if value[n] is None else _encode(value[n], element, int64_timestamps)
+            for n in _RANGE
+        )
+        return f"[{start}, {end})"
+    if isinstance(value, dict):  # a BIGNUMERIC as its text
+        return value[_BIGNUMERIC]
     return _encode(value, field["type"], int64_timestamps)
 
 

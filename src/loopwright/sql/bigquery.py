@@ -18,7 +18,15 @@ Storage client is needed. The client types every column but ``INTERVAL`` (alone 
 days (BigQuery's ``0-0 0 36:0:0`` became ``1 day 12:00:00``, which BigQuery tells apart) and
 leaves the Arrow type to each page's values. A result with intervals is read again from its
 table with them as text, BigQuery's canonical ``Y-M D H:M:S.F``, parsed here into Arrow
-``month_day_nano_interval`` values as they are, one type for every page.
+``month_day_nano_interval`` values as they are, one type for every page. An array of
+ranges (``ARRAY<RANGE<DATE>>``, as ``GENERATE_RANGE_ARRAY`` makes) is read again the same
+way: the client loses its element type and cannot read it at all.
+
+``RANGE<T>`` columns are the client's ``struct<start, end>`` of ``T`` (null for
+``UNBOUNDED``; JSON ``{"start": ..., "end": ...}`` in the CSV), shown as ``RANGE<DATE>``.
+``BIGNUMERIC`` is Arrow ``decimal256(76, 38)``, every digit kept; a value of 10^38 or more
+(BigQuery's range reaches about 5.8 x 10^38) does not fit it, and is refused in words with
+the cast to text that keeps it.
 
 The client marks ``DATETIME``, ``JSON`` and ``GEOGRAPHY`` fields, at any depth, as Arrow
 extension types (``ARROW:extension:name`` metadata), which Polars takes for types of its own:
@@ -338,16 +346,17 @@ class BigQueryBackend(SQLBackend):
         fields = list(rows.schema or [])
         columns = [(f.name, _type_name(f)) for f in fields]
         schema, untyped = _arrow_schema(fields)
-        if _holds_intervals(fields) and job.destination is not None:
-            # the client's intervals lose what they say: read them as BigQuery's text
+        if _holds_text_read(fields) and job.destination is not None:
+            # intervals the client reads lose what they say, arrays of ranges it cannot read:
+            # read them as BigQuery's text
             rows = self.client.list_rows(
                 job.destination,
-                selected_fields=_intervals_as_text(fields),
+                selected_fields=_as_text(fields),
                 page_size=page,
                 retry=_retry(timeout),
             )
             batches: Iterator[pa.RecordBatch] = (
-                _parsed_intervals(batch, fields).cast(schema)
+                _parsed_texts(batch, fields).cast(schema)
                 for batch in rows.to_arrow_iterable(bqstorage_client=None)
             )
         else:
@@ -355,6 +364,8 @@ class BigQueryBackend(SQLBackend):
             if untyped or _has_metadata(fields):
                 # typed by each page's values, or marked as extension types: one plain schema
                 batches = (batch.cast(schema) for batch in batches)
+        if _holds(fields, _BIGNUMERIC):
+            batches = _bignumerics_checked(batches, fields)
         first = next(batches, None)
         if first is not None:
             schema = first.schema
@@ -724,11 +735,14 @@ def _chain(first: pa.RecordBatch | None, rest: Iterator[pa.RecordBatch]) -> Iter
 
 
 def _type_name(field: bigquery.SchemaField) -> str:
-    """A column's type as BigQuery SQL writes it: ``INT64``, ``ARRAY<STRING>``, ``STRUCT<...>``."""
+    """A column's type as BigQuery SQL writes it: ``INT64``, ``ARRAY<STRING>``, ``STRUCT<...>``,
+    ``RANGE<DATE>``."""
     kind = field.field_type or "STRING"
     if kind in ("RECORD", "STRUCT"):
         inner = ", ".join(f"{f.name} {_type_name(f)}" for f in field.fields)
         kind = f"STRUCT<{inner}>"
+    elif kind == "RANGE" and field.range_element_type is not None:
+        kind = f"RANGE<{field.range_element_type.element_type}>"
     if field.mode == "REPEATED":
         return f"ARRAY<{kind}>"
     return kind
@@ -756,20 +770,29 @@ def _holds(fields: list[bigquery.SchemaField], kinds: frozenset[str]) -> bool:
     )
 
 
-def _holds_intervals(fields: list[bigquery.SchemaField]) -> bool:
-    return _holds(fields, _INTERVALS)
+_BIGNUMERIC = frozenset({"BIGNUMERIC"})
 
 
-_INTERVALS = frozenset({"INTERVAL"})
+def _read_as_text(field: bigquery.SchemaField) -> bool:
+    """Whether ``field``'s values are read as BigQuery's text and parsed here: an
+    ``INTERVAL`` (see the module's doc), and an ``ARRAY<RANGE<...>>``, which the client
+    cannot read (it drops the ranges' element type: "Range element type cannot be None")."""
+    kind = (field.field_type or "").upper()
+    return kind == "INTERVAL" or (kind == "RANGE" and field.mode == "REPEATED")
 
 
-def _intervals_as_text(fields: list[bigquery.SchemaField]) -> list[bigquery.SchemaField]:
-    """``fields`` with each ``INTERVAL`` in them, at any depth, read as ``STRING``."""
+def _holds_text_read(fields: list[bigquery.SchemaField]) -> bool:
+    """Whether any of ``fields``, or a field nested in one, is :func:`_read_as_text`."""
+    return any(_read_as_text(f) or _holds_text_read(list(f.fields)) for f in fields)
+
+
+def _as_text(fields: list[bigquery.SchemaField]) -> list[bigquery.SchemaField]:
+    """``fields`` with each one :func:`_read_as_text` in them, at any depth, as ``STRING``."""
     return [
         bigquery.SchemaField(f.name, "STRING", mode=f.mode)
-        if f.field_type == "INTERVAL"
+        if _read_as_text(f)
         else bigquery.SchemaField(
-            f.name, f.field_type, mode=f.mode, fields=_intervals_as_text(list(f.fields))
+            f.name, f.field_type, mode=f.mode, fields=_as_text(list(f.fields))
         )
         if f.fields
         else f
@@ -777,20 +800,28 @@ def _intervals_as_text(fields: list[bigquery.SchemaField]) -> list[bigquery.Sche
     ]
 
 
-def _parsed_intervals(batch: pa.RecordBatch, fields: list[bigquery.SchemaField]) -> Any:
-    """``batch``, read with :func:`_intervals_as_text`, with its intervals parsed."""
+def _parsed_texts(batch: pa.RecordBatch, fields: list[bigquery.SchemaField]) -> Any:
+    """``batch``, read with :func:`_as_text`, with the texts in it parsed."""
     columns = [_parsed(batch.column(i), f) for i, f in enumerate(fields)]
     return pa.RecordBatch.from_arrays(columns, names=[f.name for f in fields])
 
 
 def _parsed(array: pa.Array, field: bigquery.SchemaField) -> pa.Array:
-    """``array``, of ``field`` read as text, with the intervals in it parsed."""
-    if not _holds_intervals([field]):
+    """``array``, of ``field`` read with :func:`_as_text`, with the texts in it parsed."""
+    if not _holds_text_read([field]):
         return array
     mask = array.is_null() if array.null_count else None
     if field.mode == "REPEATED":  # a list: its values, all of them, are of the element
-        element = bigquery.SchemaField(field.name, field.field_type, fields=field.fields)
-        values = _parsed(array.values, element)
+        element = bigquery.SchemaField(
+            field.name,
+            field.field_type,
+            fields=field.fields,
+            range_element_type=field.range_element_type,
+        )
+        is_range = field.field_type == "RANGE"
+        values = (
+            _parsed_ranges(array.values, element) if is_range else _parsed(array.values, element)
+        )
         return pa.ListArray.from_arrays(array.offsets, values, mask=mask)
     if field.field_type in ("RECORD", "STRUCT"):
         # flatten(): a null struct's fields are null too, whatever its slots hold
@@ -799,6 +830,63 @@ def _parsed(array: pa.Array, field: bigquery.SchemaField) -> pa.Array:
         return pa.StructArray.from_arrays(children, names=names, mask=mask)
     texts = array.to_pylist()
     return pa.array([_interval(t) for t in texts], pa.month_day_nano_interval())
+
+
+def _range_type(field: bigquery.SchemaField) -> pa.DataType:
+    """The Arrow type of a ``RANGE`` value, the client's: ``struct<start, end>`` of its
+    element type (``UNBOUNDED`` is null)."""
+    from google.cloud.bigquery import _pandas_helpers
+
+    element = field.range_element_type
+    return _pandas_helpers.bq_to_arrow_range_data_type(element)  # type: ignore[no-untyped-call]
+
+
+def _parsed_ranges(array: pa.Array, field: bigquery.SchemaField) -> pa.Array:
+    """Ranges of ``field`` from BigQuery's text (``[2024-01-01, UNBOUNDED)``), parsed by the
+    client as it parses a ``RANGE`` column."""
+    parse: Callable[[Any, bigquery.SchemaField], Any]
+    try:
+        from google.cloud.bigquery._helpers import CELL_DATA_PARSER
+
+        parse = CELL_DATA_PARSER.to_py
+    except ImportError:  # google-cloud-bigquery before 3.31: the same parser, by its old name
+        from google.cloud.bigquery import _helpers
+
+        parse = _helpers._range_from_json  # type: ignore[attr-defined]
+    ranges = [parse(text, field) for text in array.to_pylist()]
+    return pa.array(ranges, _range_type(field))
+
+
+def _bignumerics_checked(
+    batches: Iterator[pa.RecordBatch], fields: list[bigquery.SchemaField]
+) -> Iterator[pa.RecordBatch]:
+    """``batches``, with the client's failure on a ``BIGNUMERIC`` of 10^38 or more (39
+    digits before the point: BigQuery's range goes to about 5.8 x 10^38) said in words."""
+    try:
+        yield from batches
+    except pa.ArrowInvalid as exc:
+        if "does not fit into precision" not in str(exc):
+            raise
+        columns = _paths(fields, _BIGNUMERIC)
+        raise SQLError(
+            "A BIGNUMERIC value of 10^38 or more (39 digits before the decimal point) is in "
+            f"the result (BIGNUMERIC columns: {', '.join(columns)}): the result files hold "
+            "BIGNUMERIC exactly up to 38 digits before and 38 after the point (Arrow and "
+            "Parquet's decimal256(76, 38)), so it cannot be saved exactly. Cast the column to "
+            f"text in the query (CAST({columns[0]} AS STRING)) to keep every digit, or to "
+            "FLOAT64 where an approximate number will do. No file was written."
+        ) from exc
+
+
+def _paths(fields: list[bigquery.SchemaField], kinds: frozenset[str], under: str = "") -> list[str]:
+    """The names (``a``, ``s.a`` inside a struct) of the fields of one of ``kinds``."""
+    found = []
+    for f in fields:
+        name = under + f.name
+        if (f.field_type or "").upper() in kinds:
+            found.append(name)
+        found += _paths(list(f.fields), kinds, name + ".")
+    return found
 
 
 #: BigQuery's canonical interval text: ``[-]Y-M [-]D [-]H:M:S[.F]``, each sign applying to
@@ -852,19 +940,31 @@ def _arrow_schema(fields: list[bigquery.SchemaField]) -> tuple[pa.Schema, bool]:
     return pa.schema([f for f, _ in converted]), any(untyped for _, untyped in converted)
 
 
+def _holds_ranges_in_arrays(fields: list[bigquery.SchemaField]) -> bool:
+    return any(
+        (f.field_type == "RANGE" and f.mode == "REPEATED")
+        or _holds_ranges_in_arrays(list(f.fields))
+        for f in fields
+    )
+
+
 def _arrow_field(field: bigquery.SchemaField) -> tuple[pa.Field, bool]:
     """The client's Arrow field for ``field`` where it has one (``False``), else ours
-    (``True``): intervals as ``month_day_nano_interval``, other unknown types as text."""
+    (``True``): intervals as ``month_day_nano_interval``, arrays of ranges as lists of the
+    client's range structs, other unknown types as text."""
     from google.cloud.bigquery import _pandas_helpers
 
-    known = _pandas_helpers.bq_to_arrow_field(field)  # type: ignore[no-untyped-call]
-    if known is not None:
-        return _plain(known), False
+    if not _holds_ranges_in_arrays([field]):  # the client raises on those
+        known = _pandas_helpers.bq_to_arrow_field(field)  # type: ignore[no-untyped-call]
+        if known is not None:
+            return _plain(known), False
     kind: pa.DataType
     if field.field_type in ("RECORD", "STRUCT"):
         kind = pa.struct([_arrow_field(f)[0] for f in field.fields])
     elif field.field_type == "INTERVAL":
         kind = pa.month_day_nano_interval()
+    elif field.field_type == "RANGE":
+        kind = _range_type(field)
     else:  # the client hands unknown types over as the API's text
         kind = pa.string()
     if field.mode == "REPEATED":
