@@ -284,18 +284,49 @@ def test_bigquerys_dry_run_reads_temporary_functions_and_a_query_as_a_select(
             backend.dry_run(script)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=QueryRefused,
-    reason="readonly.check_read_only refuses CREATE and several statements; it needs to take "
-    "BigQuery's CREATE TEMP FUNCTION statements before one query (see the report)",
-)
 async def test_a_temporary_function_and_one_query_run(
     backend: BigQueryBackend, workspace: Path
 ) -> None:
+    """BigQuery runs temporary functions and one query as one query job: they were refused
+    as "CREATE statements are not allowed", so a model that defines a helper function (a
+    common BigQuery idiom) could not run the query at all."""
     result = await backend.query(TEMP_FUNCTION, workspace / "t.csv")
     assert [name for name, _ in result.columns] == ["total"]
     assert result.row_count == 1
+    tool = SQLTool(workspace, backend=backend)
+    sql = (
+        'CREATE TEMP FUNCTION twice(x FLOAT64) RETURNS FLOAT64 LANGUAGE js AS r"""return 2*x;""";'
+        "\nCREATE OR REPLACE TEMPORARY FUNCTION one() AS (1);\nSELECT one() AS n"
+    )
+    ran = dict(await tool.execute({"sql": sql, "dataset_name": "t2", "description": "t"}))
+    assert ran["is_error"] is False, ran["content"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "said"),
+    [
+        (
+            "CREATE TEMP FUNCTION f() AS ((SELECT COUNT(*) FROM EXTERNAL_QUERY('c', 'x')));"
+            " SELECT f()",
+            "external_query",
+        ),
+        ("CREATE FUNCTION claims.f(x INT64) AS (x); SELECT 1", "CREATE TEMP FUNCTION"),
+        ("CREATE TEMP TABLE t AS SELECT 1 AS n; SELECT n FROM t", "CREATE TEMP FUNCTION"),
+        ("CREATE TEMP FUNCTION f(x INT64) AS (x)", "CREATE TEMP FUNCTION"),
+        ("CREATE TEMP FUNCTION f(x INT64) AS (x); SELECT 1; SELECT 2", "2 statements"),
+    ],
+)
+def test_the_read_only_check_judges_temporary_functions_and_their_bodies(
+    sql: str, said: str
+) -> None:
+    with pytest.raises(QueryRefused, match=said):
+        check_read_only(sql, "bigquery")
+
+
+def test_temporary_functions_stay_refused_on_the_other_databases() -> None:
+    for dialect in ("duckdb", "postgres"):
+        with pytest.raises(QueryRefused, match="CREATE statements are not allowed"):
+            check_read_only("CREATE TEMP FUNCTION f(x INT64) AS (x); SELECT f(1)", dialect)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@ also ``DESCRIBE``, ``SUMMARIZE``, ``PIVOT``/``UNPIVOT`` and ``SHOW``, which Duck
 each with a message saying what to do instead:
 
 - anything else at the top (DML, DDL, ``PRAGMA``, ``SET``, ``COPY``, ``ATTACH``, ``INSTALL``,
-  ``LOAD``, ``EXPORT``, ``CALL``, transactions...) and more than one statement;
+  ``LOAD``, ``EXPORT``, ``CALL``, transactions...) and more than one statement, except
+  BigQuery's ``CREATE TEMP FUNCTION`` statements before the one query (BigQuery runs them as
+  one query job; nothing outlasts it), whose bodies are checked like the query;
 - data-changing statements hidden inside a query (PostgreSQL's ``WITH d AS (DELETE ...)``),
   ``SELECT ... INTO`` (creates a table) and ``FOR UPDATE`` (takes locks);
 - functions that reach outside the database, run SQL the check cannot see or change what a
@@ -264,7 +266,8 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
                 _check_table_name(table)
             return shown
         sql = shown  # checked as the DESCRIBE DuckDB reads it as
-    elif first and first not in _QUERY_WORDS:  # refused before parsing: no parser warnings
+    elif first and first not in _QUERY_WORDS and not (dialect == "bigquery" and first == "CREATE"):
+        # refused before parsing: no parser warnings (BigQuery's temp functions: below)
         raise QueryRefused(f"{first} statements are not allowed. {_ADVICE}")
     try:
         # a comment after the last semicolon is a statement of its own to sqlglot (a
@@ -285,6 +288,16 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
         raise _unparsable(dialect, f"{type(exc).__name__}: {parse_message(exc)}") from None
     if not statements:
         raise QueryRefused("The SQL holds no statement; give one SELECT query to run.")
+    functions: list[exp.Create] = []
+    if dialect == "bigquery":
+        while len(statements) > 1 and _temp_function(statements[0]):
+            functions.append(statements.pop(0))  # type: ignore[arg-type]
+        if isinstance(statements[0], exp.Create | exp.Command) and first == "CREATE":
+            raise QueryRefused(
+                f"{_statement_kind(statements[0], 'CREATE')} statements are not allowed, but "
+                "CREATE TEMP FUNCTION ... statements before one SELECT are (they last for the "
+                "query); or write the function's expression into the query."
+            )
     if len(statements) > 1:
         raise QueryRefused(
             f"The SQL holds {len(statements)} statements; run one query per call "
@@ -298,6 +311,27 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
         raise QueryRefused(f"{_statement_kind(tree, sql)} statements are not allowed. {_ADVICE}")
     if isinstance(tree, exp.Summarize) and isinstance(tree.this, exp.Literal):
         _refuse_file(tree.this.name)  # SUMMARIZE 'claims.csv' reads the file
+    for function in functions:  # their bodies (a JavaScript body is a string)
+        _check_nodes(function.expression, dialect)
+    _check_nodes(tree, dialect)
+    return tree
+
+
+def _temp_function(statement: object) -> bool:
+    """Whether ``statement`` is BigQuery's ``CREATE [OR REPLACE] TEMP FUNCTION``: it lasts
+    for the query it is sent with, which BigQuery runs as one query job (not a script)."""
+    if not isinstance(statement, exp.Create) or statement.kind != "FUNCTION":
+        return False
+    properties = statement.args.get("properties")
+    return properties is not None and any(
+        isinstance(p, exp.TemporaryProperty) for p in properties.expressions
+    )
+
+
+def _check_nodes(tree: exp.Expression, dialect: str) -> None:
+    """Refuse what changes data or state, or reaches outside, anywhere in ``tree``."""
+    from loopwright.sql.base import QueryRefused
+
     for node in tree.walk():
         if isinstance(node, _WRITES):
             raise QueryRefused(
@@ -315,7 +349,6 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
             _check_function(node, dialect)
         if dialect == "duckdb" and isinstance(node, exp.Table):
             _check_table_name(node)
-    return tree
 
 
 #: DuckDB's ``SHOW`` forms that list the catalogue rather than describe a table or query.
