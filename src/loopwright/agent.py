@@ -771,7 +771,9 @@ class Agent:
         state.usage.add(usage)
         state.session.usage.add(usage)
         if turn:
-            self._calibrate(state, state.sent_chars, state.sent_estimate, usage)
+            self._calibrate(
+                state, state.sent_chars, state.sent_estimate, usage, response.prompt_tokens
+            )
         context = (
             usage.input_tokens
             + usage.cache_read_tokens
@@ -1015,13 +1017,19 @@ class Agent:
         self._ratios[session] = fresh
         return fresh
 
-    def _calibrate(self, state: _RunState, chars: int, estimate: int, usage: Usage) -> None:
+    def _calibrate(
+        self, state: _RunState, chars: int, estimate: int, usage: Usage, prompt: int | None = None
+    ) -> None:
         """Teach the session's token ratio what the model counted for a prompt of ``chars``
         characters that the request estimated at ``estimate`` tokens. The prompt's tokens are
         the uncached ones and those read from or written to a prompt cache (Anthropic's and
         OpenAI's ``input_tokens`` leave the cached part out). A model that reports none (0),
-        or reports the request's own estimate (a server without usage), teaches nothing."""
+        or reports the request's own estimate (a server without usage), teaches nothing.
+        ``prompt``: the model's count of the prompt as sent, when ``usage`` counts another
+        (:attr:`ModelResponse.prompt_tokens`: a local model that left turns out to fit)."""
         real = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+        if prompt is not None:
+            real = prompt
         if real == estimate:
             return
         ratio = state.ratio
@@ -1253,7 +1261,9 @@ class Agent:
                 async with asyncio.timeout_at(state.deadline):
                     response = await self.model.complete(request)
             self._account(state, response, turn=False)
-            self._calibrate(state, chars, request.estimated_input_tokens, response.usage)
+            self._calibrate(
+                state, chars, request.estimated_input_tokens, response.usage, response.prompt_tokens
+            )
             summary = response.message.text.strip()
             if not summary:
                 return ""

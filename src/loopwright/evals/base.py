@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loopwright.evals.parse import JudgeReplyError, Verdict, parse_verdict, verdict_schema
 from loopwright.events import Usage
 from loopwright.messages import Message
-from loopwright.models.base import Model, ModelRequest, ModelResponse
+from loopwright.models.base import Model, ModelRequest, ModelResponse, estimate_input_tokens
 
 JUDGE_SYSTEM = (
     "You are a strict, impartial evaluator of an AI agent's work. Judge only from the material "
@@ -223,16 +223,16 @@ class BaseEvaluator:
     def request(self, messages: list[Message], judge: Model) -> ModelRequest:
         """The judge call: temperature 0 where the model takes it, the verdict schema as
         structured output, and room to think for reasoning models."""
-        chars = len(self.system_prompt) + sum(m.char_size() for m in messages)
-        return ModelRequest(
+        request = ModelRequest(
             messages=messages,
             system=self.system_prompt,
             max_tokens=judge_max_tokens(judge, self.max_tokens),
             temperature=0.0,
-            estimated_input_tokens=chars // 4,
             response_format=self.schema() if self.structured_output else None,
             metadata={"purpose": "evaluation", "evaluator": self.name},
         )
+        request.estimated_input_tokens = estimate_input_tokens(request)
+        return request
 
     async def evaluate(
         self, data: Mapping[str, Any], judge: Model | str | None = None

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from loopwright.messages import Message, TextBlock, ToolResultBlock, ToolUseBlock
-from loopwright.models.base import Model, ModelEvent, ModelRequest
+from loopwright.models.base import Model, ModelEvent, ModelRequest, ModelResponse, prompt_chars
+from loopwright.models.retry import close_stream
 
 if TYPE_CHECKING:
     import duckdb
@@ -932,27 +933,53 @@ class FewShotModel(Model):
             ]
         return messages
 
-    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        """The inner model's turn with the examples in front. They count once, in the smaller
+        ``context_window``: the response's ``prompt_tokens``, which the agent's token ratio
+        learns from, leaves them out (the inner model's own count without its pinned
+        messages, else the examples' share of its prompt taken out by characters)."""
         if not request.tools:
             # not a turn of the agent (which always offers its SQL tool) but another request:
             # the summary of a long session's earlier turns, many lines, no SQL examples
-            return self.inner.stream(request)
-        text = next(
-            (m.text for m in reversed(request.messages) if m.role == "user" and m.text.strip()),
-            "",
-        )
-        examples = self.example_messages(text)
-        shown = replace(
-            request,
-            messages=[*examples, *request.messages],
-            stop=[*request.stop, *self.stop],
-            # a local model that must leave turns out to fit its window keeps these
-            metadata={**request.metadata, PINNED_MESSAGES: len(examples)},
-        )
-        return self.inner.stream(shown)
+            events = self.inner.stream(request)
+        else:
+            text = next(
+                (m.text for m in reversed(request.messages) if m.role == "user" and m.text.strip()),
+                "",
+            )
+            examples = self.example_messages(text)
+            request = replace(
+                request,
+                messages=[*examples, *request.messages],
+                stop=[*request.stop, *self.stop],
+                # a local model that must leave turns out to fit its window keeps these
+                metadata={**request.metadata, PINNED_MESSAGES: len(examples)},
+            )
+            events = self.inner.stream(request)
+        try:
+            async for event in events:
+                if isinstance(event, ModelResponse) and event.prompt_tokens is None:
+                    event.prompt_tokens = _without_examples(request, event)
+                yield event
+        finally:
+            await close_stream(events)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def _without_examples(shown: ModelRequest, response: ModelResponse) -> int | None:
+    """The tokens of ``shown``'s prompt without its pinned worked examples, from what the
+    model counted of the whole (their share by characters); ``None`` when there are none, or
+    the model counted nothing or only echoed the agent's estimate (a server without usage)."""
+    pinned = shown.metadata.get(PINNED_MESSAGES, 0)
+    usage = response.usage
+    counted = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    if not pinned or counted in (0, shown.estimated_input_tokens):
+        return None
+    whole = prompt_chars(shown)
+    examples = sum(message.char_size() for message in shown.messages[:pinned])
+    return round(counted * (whole - examples) / whole)
 
 
 def _mentions(text: str, topic: str) -> bool:

@@ -8,6 +8,7 @@ why it stopped, and the tokens it used.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,25 @@ class ModelRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def prompt_chars(request: ModelRequest) -> int:
+    """The characters of ``request``'s prompt as the agent's context estimate counts them:
+    the system prompt, the tool schemas as JSON, and the messages
+    (:meth:`~loopwright.messages.Message.char_size`: an image counts as
+    :data:`~loopwright.messages.IMAGE_CHARS`)."""
+    return (
+        len(request.system)
+        + sum(len(json.dumps(schema)) for schema in request.tools)
+        + sum(message.char_size() for message in request.messages)
+    )
+
+
+def estimate_input_tokens(request: ModelRequest, ratio: float = 1.0) -> int:
+    """The agent's estimate of ``request``'s prompt in tokens: 4 characters a token
+    (:func:`prompt_chars`), times ``ratio``, the tokens per 4 characters the model's own
+    counts taught the agent (its token ratio; 1.0 before it learned one)."""
+    return int(prompt_chars(request) * ratio / 4)
+
+
 @dataclass(slots=True)
 class ThinkingDelta:
     """A piece of the model's visible reasoning (not sent to the user as answer text)."""
@@ -57,6 +77,12 @@ class ModelResponse:
     message: Message
     stop_reason: str
     usage: Usage
+    #: The size in the model's tokens of the prompt the caller sized (:func:`prompt_chars`),
+    #: when it is not what ``usage`` counts as processed: a local model that left turns out
+    #: to fit its window processed fewer, a wrapper that added worked examples of its own
+    #: (counted in its smaller window) more. ``None``: ``usage``'s prompt tokens are it.
+    #: What the agent's token ratio learns from; usage and cost stay what was processed.
+    prompt_tokens: int | None = None
 
 
 @dataclass(slots=True)

@@ -735,6 +735,12 @@ def _request_text(request: ModelRequest) -> str:
     return ""
 
 
+def _pinned(request: ModelRequest) -> int:
+    """How many messages at the start of ``request`` are a wrapper's worked examples."""
+    value = request.metadata.get(PINNED_MESSAGES, 0)
+    return value if isinstance(value, int) and value > 0 else 0
+
+
 def _opens_exchange(message: Message) -> bool:
     """Whether a message is a user's request (not tool results): where an exchange starts."""
     return message.role == "user" and not message.tool_results and bool(message.text.strip())
@@ -874,6 +880,9 @@ class _Output:
 @dataclass(slots=True)
 class _Prepared:
     tokens: list[int]
+    #: the tokens of the whole prompt the caller sized: before turns were left out to fit
+    #: the window, without the worked examples a wrapper pinned (it counts them itself)
+    sized: int
     grammar: str | None
     max_tokens: int
     temperature: float
@@ -1108,11 +1117,14 @@ class LocalModel(Model):
         # room for the reply: a tool call cut off by the window would only be tried again
         reserve = min(request.max_tokens, max(MIN_OUTPUT_ROOM, self.n_ctx // 8))
         tokens = tokenized(request.messages)
+        pinned = _pinned(request)
+        sized = len(tokenized(request.messages[pinned:]) if pinned else tokens)
         if len(tokens) + reserve > self.n_ctx:
             tokens = self._fit(request, tokenized, reserve, len(tokens))
         room = self.n_ctx - len(tokens)
         return _Prepared(
             tokens,
+            sized,
             grammar,
             max(1, min(request.max_tokens, room)),
             request.temperature,
@@ -1140,8 +1152,7 @@ class LocalModel(Model):
         request and its latest result are always kept.
         """
         messages = list(request.messages)
-        pinned_value = request.metadata.get(PINNED_MESSAGES, 0)
-        pinned = pinned_value if isinstance(pinned_value, int) and pinned_value > 0 else 0
+        pinned = _pinned(request)
         head, rest = messages[:pinned], messages[pinned:]
         starts = [i for i, m in enumerate(rest) if i > 0 and _opens_exchange(m)]
         current = starts[-1] if starts else 0
@@ -1208,7 +1219,9 @@ class LocalModel(Model):
             output_tokens=generated.completion_tokens,
             model_calls=1,
         )
-        return ModelResponse(Message("assistant", content), stop_reason, usage)
+        return ModelResponse(
+            Message("assistant", content), stop_reason, usage, prompt_tokens=prepared.sized
+        )
 
     # --- the worker thread ---------------------------------------------------------------
 

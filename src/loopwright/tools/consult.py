@@ -29,7 +29,7 @@ from loopwright.messages import (
     ToolResultBlock,
     ToolUseBlock,
 )
-from loopwright.models.base import Model, ModelError, ModelRequest
+from loopwright.models.base import Model, ModelError, ModelRequest, estimate_input_tokens
 from loopwright.run_context import current_call, current_run
 from loopwright.tools.base import BaseTool, ToolResult, Toolset, error, ok
 
@@ -141,8 +141,8 @@ class ConsultTool(BaseTool):
             system=self.system_prompt,
             max_tokens=self.max_tokens,
             temperature=self.temperature,
-            estimated_input_tokens=(len(prompt) + len(self.system_prompt)) // 4,
         )
+        request.estimated_input_tokens = estimate_input_tokens(request, _token_ratio(run, model))
         try:
             response = await model.complete(request)
         except ModelError as exc:
@@ -345,6 +345,15 @@ def _first_user_text(messages: Sequence[Message]) -> str:
         if message.role == "user" and message.text.strip():
             return message.text
     return ""
+
+
+def _token_ratio(run: RunContext | None, model: Model) -> float:
+    """The token ratio the agent learned for ``model`` in this session (its model's counts of
+    the session's prompts: digits, codes, another language), so the consulted model's prompt
+    is estimated as the agent estimates its own; 1.0 for another model."""
+    if run is None or run.agent.model.name != model.name:
+        return 1.0
+    return run.agent._token_ratio(run.session).value
 
 
 def _instructions(run: RunContext) -> str:
