@@ -261,3 +261,30 @@ async def test_a_sub_agent_of_a_sub_agent_stops_at_the_top_runs_token_budget(
     assert middle_done.usage.model_calls == 3
     assert result.stop_reason == "token_budget"
     assert result.usage.total_tokens == 4 * TURN_TOKENS
+
+
+async def test_a_sub_agent_has_a_token_budget_of_its_own(tmp_path: Path) -> None:
+    """``SubAgent(max_tokens_budget=)``: the child stops at its own budget (two turns of
+    11,000 tokens against 15,000), and the parent goes on to answer."""
+    worker = SubAgent(
+        "worker", "Works.", tools=[work], model=ScriptedModel(working), max_tokens_budget=15_000
+    )
+    finished = Finished()
+    agent = parent(
+        tmp_path,
+        Delegate([worker]),
+        [call("Delegate", agent="worker", task="work"), "answered"],
+        finished,
+    )
+    result = await agent.collect("go", agent.new_session("own"))
+    child = finished.done["agent/worker"]
+    assert child.stop_reason == "token_budget"
+    assert child.detail == "used 22,000 tokens of a 15,000 budget"
+    assert result.stop_reason == "end_turn"
+    assert result.usage.total_tokens == 4 * TURN_TOKENS  # the parent's two turns, the child's
+
+
+@pytest.mark.parametrize("budget", [0, -5, 1.5, True, "1000"])
+def test_a_sub_agents_token_budget_must_be_a_number_of_tokens(budget: Any) -> None:
+    with pytest.raises(ValueError, match="max_tokens_budget must be a whole number of tokens"):
+        SubAgent("worker", "Works.", max_tokens_budget=budget)

@@ -59,6 +59,8 @@ class SubAgent:
     max_cost_usd: float | None = None
     timeout: float | None = None
     workspace: Literal["shared", "child"] = "shared"
+    #: tokens the sub-agent may use in one Delegate call (its ``max_tokens_budget``)
+    max_tokens_budget: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not set(self.name) <= _NAME_CHARS or len(self.name) > 64:
@@ -75,6 +77,14 @@ class SubAgent:
         from loopwright.agent import check_cost_budget
 
         check_cost_budget(self.max_cost_usd, f"sub-agent {self.name!r}: max_cost_usd")
+        budget = self.max_tokens_budget
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
+        ):
+            raise ValueError(
+                f"sub-agent {self.name!r}: max_tokens_budget must be a whole number of tokens, "
+                f"1 or more (or None for no budget), got {budget!r}"
+            )
 
 
 class Delegate(Toolset):
@@ -292,6 +302,7 @@ class DelegateTool(BaseTool):
             name=spec.name,
             max_turns=spec.max_turns,
             max_cost_usd=spec.max_cost_usd,
+            max_tokens_budget=spec.max_tokens_budget,
             timeout=spec.timeout,
             max_output_tokens=parent.max_output_tokens,
             temperature=parent.temperature,
