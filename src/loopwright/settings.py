@@ -125,7 +125,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Healthcare agent: compact mode, for a tiny model (a short prompt, the SQL tool alone, "
         "worked SQL examples shown as earlier turns, 6 model calls). 1: on (a small model "
         "behind a server, e.g. openai:qwen2.5:0.5b@URL); 0: off (the full prompt and every "
-        "tool); auto: on for the embedded local: models only. --compact/--full override it.",
+        "tool); auto: on for the embedded local: models and models named with under 2B "
+        "parameters (qwen2.5:0.5b, llama3.2:1b). --compact/--full override it.",
     ),
     Setting(
         "prices",

@@ -103,9 +103,10 @@ def test_compact_gives_a_tiny_model_behind_a_server_the_compact_agent(
 @pytest.mark.parametrize(
     ("flags", "setting", "compact"),
     [
-        ((), None, False),  # automatic: a model behind a server is not known to be tiny
+        ((), None, True),  # automatic: the name says 0.5B parameters, under 2B
         ((), "1", True),
-        ((), "auto", False),
+        ((), "auto", True),
+        ((), "0", False),
         (("--full",), "1", False),  # the flag wins over the setting
         (("--compact",), "0", True),
     ],
@@ -244,7 +245,7 @@ def test_help_says_what_compact_and_full_do(cli: CliRunner) -> None:
     flat = " ".join(result.stdout.split())
     assert "--compact / --full" in flat
     assert "the SQL tool alone" in flat
-    assert "[default: LOOPWRIGHT_COMPACT, else compact for the embedded local: models only]" in (
+    assert "[default: LOOPWRIGHT_COMPACT, else compact for the embedded local: models and " in (
         flat
     )
 

@@ -402,9 +402,10 @@ def _healthcare_factory(
     model: str, database: str | None, rows: int | None, compact: bool | None = None
 ) -> HealthcareAgentFactory:
     """The healthcare agent's factory, on the database given or the generated one (built
-    now, with a progress bar), in compact mode as ``compact`` says (``None``: for the
-    embedded models); one agent is made and closed first, so that a database the agent
-    cannot read is refused before any task runs. Raises :class:`CliError`."""
+    now, with a progress bar), in compact mode as ``compact`` says (``None``: for the tiny
+    models, :func:`~loopwright.healthcare.agent.is_small_model`); one agent is made and
+    closed first, so that a database the agent cannot read is refused before any task runs.
+    Raises :class:`CliError`."""
     import asyncio
 
     from loopwright.cli.healthcare import DEFAULT_ROWS, agent_errors, generated_database

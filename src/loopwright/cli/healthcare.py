@@ -451,8 +451,10 @@ def mask_identifiers() -> bool:
 def compact_mode(flag: bool | None) -> bool | None:
     """Whether the agent works in compact mode, for a tiny model (see ``healthcare_agent``):
     ``--compact``/``--full`` (``flag``) if given, else ``LOOPWRIGHT_COMPACT`` (``1``, ``0``,
-    or ``auto``); ``None`` (auto, the default): for the embedded ``local:`` models only. A
-    value it does not know is a :class:`CliError` naming the values."""
+    or ``auto``); ``None`` (auto, the default): for the tiny models, the embedded ``local:``
+    ones and those whose name gives under 2B parameters (``openai:qwen2.5:0.5b@URL``,
+    ``llama3.2:1b``; :func:`loopwright.healthcare.agent.is_small_model`). A value it does not
+    know is a :class:`CliError` naming the values."""
     from loopwright.cli.runtime import EXIT_USAGE, CliError
     from loopwright.settings import switch
 
@@ -464,8 +466,9 @@ def compact_mode(flag: bool | None) -> bool | None:
         return on
     raise CliError(
         f"LOOPWRIGHT_COMPACT={raw!r}: use 1 (compact mode, for a tiny model: a short prompt "
-        "and the SQL tool alone), 0 (the full prompt and every tool) or auto (compact for the "
-        "embedded local: models only, the default)",
+        "and the SQL tool alone), 0 (the full prompt and every tool) or auto (the default: "
+        "compact for the embedded local: models and those named with under 2B parameters, "
+        "such as qwen2.5:0.5b or llama3.2:1b)",
         EXIT_USAGE,
     )
 

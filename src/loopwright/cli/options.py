@@ -99,12 +99,13 @@ def _compact_option(prefix: str) -> Any:
     return typer.Option(
         "--compact/--full",
         help=(
-            f"{prefix}compact mode, for a tiny model (an embedded one, or one of about a "
-            "billion parameters or fewer behind a server, e.g. "
+            f"{prefix}compact mode, for a tiny model (an embedded one, or one of "
+            "under 2 billion parameters behind a server, e.g. "
             "openai:qwen2.5:0.5b@http://HOST:PORT/v1): a short prompt, the SQL tool alone, "
             "worked SQL examples shown as earlier turns, at most 6 model calls. --full: the "
             "whole prompt and every tool (Python, charts, cohorts...), for a capable model. "
-            "[default: LOOPWRIGHT_COMPACT, else compact for the embedded local: models only]"
+            "[default: LOOPWRIGHT_COMPACT, else compact for the embedded local: models and "
+            "models named with under 2B parameters]"
         ),
         show_default=False,
     )

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import re
 import weakref
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -31,6 +32,7 @@ from loopwright.agent import Agent, ToolSpec
 from loopwright.healthcare.data import DEFAULT_RX_CLAIMS, ProgressCallback, ensure_database
 from loopwright.healthcare.prompt import DatabaseProfile, FewShotModel, HealthcarePrompt
 from loopwright.models import Model, resolve_model
+from loopwright.models.base import ModelError, ModelEvent, ModelRequest
 from loopwright.sql.base import SQLError
 
 if TYPE_CHECKING:
@@ -64,10 +66,17 @@ TOOL_NAMES = (
 #: Model calls a tiny (compact mode) model gets: short answers, and no long detours.
 COMPACT_MAX_TURNS = 6
 
-#: Output limit of a model turn for an OpenAI reasoning model (o-series, GPT-5), whose hidden
-#: reasoning counts against it: OpenAI recommends leaving at least 25,000 tokens for reasoning
-#: and the answer. Within the agent's usual 4,096 the reasoning about a claims question often
-#: used them all, and the turn ended empty ("length"), again on each "continue".
+#: Models whose name gives fewer parameters than this (in billions: ``135m``, ``0.5b``, ``1b``,
+#: ``1.5b``, ``1.7b``) work in compact mode by default. From 2B up (``2b``, ``3b``, ``8b``) a
+#: model gets the full agent: most of those follow the full prompt and call its tools.
+COMPACT_BELOW_BILLIONS = 2.0
+
+#: Output limit of a model turn for a reasoning model, whose hidden reasoning counts against
+#: it: OpenAI's o-series and GPT-5 (OpenAI recommends leaving at least 25,000 tokens for
+#: reasoning and the answer), and the open ones on an OpenAI-compatible server (Qwen3, QwQ,
+#: DeepSeek-R1, gpt-oss...: :func:`~loopwright.models.openai.is_open_reasoning_model`).
+#: Within the agent's usual 4,096 the reasoning about a claims question often used them all,
+#: and the turn ended empty ("length"), or its answer was cut off.
 REASONING_MAX_OUTPUT_TOKENS = 25_000
 
 #: Settings of the sandboxed commands: charts render to files, never to a display.
@@ -94,20 +103,63 @@ def database_url(database: str | os.PathLike[str]) -> str:
     )
 
 
-def is_small_model(model: Model) -> bool:
-    """Whether ``model`` is a tiny embedded model that needs the compact prompt."""
-    return model.name.startswith("local:")
+#: A parameter count in a model's name: ``135m``, ``0.5b``, ``1b``, ``8x7b`` (a mixture of
+#: experts: 8 of 7B). Not ``qwen2.5``, ``llama3.2``, ``gpt-4o``, a date, a quantization
+#: (``q4_k_m``), ``a3b`` (the active parameters of ``30b-a3b``) or a context size (``1m``).
+_PARAMETERS = re.compile(
+    r"(?<![a-z0-9.])(?:(?P<experts>\d+)x)?(?P<count>\d+(?:\.\d+)?b|\d{2,}(?:\.\d+)?m)(?![a-z0-9])"
+)
+
+
+def parameter_billions(name: str) -> float | None:
+    """The parameters (in billions) a model's name gives, ``None`` when it gives none:
+    ``openai:qwen2.5:0.5b@http://127.0.0.1:11434/v1`` 0.5, ``SmolLM2-360M-Instruct`` 0.36,
+    ``mixtral:8x7b`` 56; the largest when it gives several (``qwen2.5-7b-instruct-1m``: 7)."""
+    served = name.partition("@")[0].lower()  # not the server's address
+    sizes = []
+    for found in _PARAMETERS.finditer(served):
+        count = found["count"]
+        size = float(count[:-1]) / (1 if count.endswith("b") else 1000)
+        sizes.append(size * int(found["experts"] or 1))
+    return max(sizes, default=None)
+
+
+def is_embedded_model(model: Model | str) -> bool:
+    """Whether ``model`` (a model, or a model string) is an embedded ``local:`` one."""
+    name = model if isinstance(model, str) else model.name
+    return name == "local" or name.startswith("local:")
+
+
+def is_small_model(model: Model | str) -> bool:
+    """Whether ``model`` (a model, or a model string) is a tiny model, which works in compact
+    mode by default: an embedded ``local:`` model, or one whose name gives fewer than
+    :data:`COMPACT_BELOW_BILLIONS` billion parameters (``qwen2.5:0.5b``, ``gemma3:270m``,
+    ``llama3.2:1b`` behind Ollama; see :func:`parameter_billions`). A name that gives no
+    size (``gpt-4.1-mini``, ``qwen2.5``) is not known to be tiny."""
+    if is_embedded_model(model):
+        return True
+    size = parameter_billions(model if isinstance(model, str) else model.name)
+    return size is not None and size < COMPACT_BELOW_BILLIONS
 
 
 def reasons_in_its_output(model: Model) -> bool:
-    """Whether ``model`` is an OpenAI reasoning model (inside the retrying or caching
-    wrappers, which keep it as ``.model``): its reasoning counts as output tokens."""
+    """Whether ``model`` (inside the retrying or caching wrappers, which keep it as
+    ``.model``) reasons before it answers, its reasoning counted as output tokens: an OpenAI
+    reasoning model, or an open one (Qwen3, QwQ, DeepSeek-R1, gpt-oss, Phi-4-reasoning,
+    Magistral) on an OpenAI-compatible server, known by its name."""
     seen: set[int] = set()
     inner = model
     while isinstance(wrapped := getattr(inner, "model", None), Model) and id(inner) not in seen:
         seen.add(id(inner))
         inner = wrapped
-    return getattr(inner, "reasoning", False) is True
+    if getattr(inner, "reasoning", False) is True:
+        return True
+    served = getattr(inner, "model", None)  # the OpenAI provider's: the name the server knows
+    if not inner.name.startswith("openai:") or not isinstance(served, str):
+        return False
+    from loopwright.models.openai import is_open_reasoning_model
+
+    return is_open_reasoning_model(served)
 
 
 def healthcare_agent(
@@ -128,11 +180,16 @@ def healthcare_agent(
     :class:`~loopwright.sql.SQLBackend`; by default the synthetic claims database of
     ``rx_claims`` pharmacy claims, built on first use (``progress(fraction, message)`` is
     called while it builds). The system prompt describes the database as read from it, and
-    today's date. ``compact`` (by default: for the embedded ``local:`` models) is what a tiny
-    model can use: a short prompt, the ``SQL`` tool alone, worked SQL examples computed on
-    this database shown as earlier turns (:class:`~loopwright.healthcare.prompt.FewShotModel`),
-    at most 6 turns, and one-line answers from the embedded models. An OpenAI reasoning model
-    (o-series, GPT-5), whose hidden reasoning counts as output, may write
+    today's date. ``compact`` (by default: for the tiny models, :func:`is_small_model`: the
+    embedded ``local:`` ones and those named with under 2B parameters, ``qwen2.5:0.5b``) is
+    what a tiny model can use: a short prompt, the ``SQL`` tool alone, worked SQL examples
+    computed on this database shown as earlier turns
+    (:class:`~loopwright.healthcare.prompt.FewShotModel`), at most 6 turns of 512 tokens, and
+    one-line answers from the embedded models. ``compact=False`` on an embedded model, whose
+    4,096-token window the full prompt and tools may not leave room in, makes a turn that does
+    not fit fail saying to use compact mode. A reasoning model, whose hidden reasoning counts
+    as output (OpenAI's o-series and GPT-5; Qwen3, QwQ, DeepSeek-R1, gpt-oss... on an
+    OpenAI-compatible server: :func:`reasons_in_its_output`), may write
     :data:`REASONING_MAX_OUTPUT_TOKENS` tokens a turn (unless ``max_output_tokens`` is given).
     ``max_rows`` is the SQL tool's row cap and ``query_timeout`` the time limit of its queries
     and of ``DefineCohort``'s; other keyword arguments go to :class:`~loopwright.Agent`
@@ -234,9 +291,58 @@ def healthcare_agent(
         # (its tool calls, written to a grammar, hold none). A server's model writes tool
         # calls in its own format, over lines (<tool_call>\n{...}), and servers match stop
         # sequences against that raw output: a "\n" stop would cut every call.
-        stop = ("\n",) if is_small_model(resolved) else ()
+        stop = ("\n",) if is_embedded_model(resolved) else ()
         resolved = FewShotModel(resolved, shown, stop=stop)
+    elif not compact and is_embedded_model(resolved):
+        resolved = FullModeAdvice(resolved)
     return Agent(resolved, system_prompt=prompt, tools=tools, **options)
+
+
+#: Why an embedded model in full mode failed a turn, and what to do instead of what its own
+#: message says (a shorter request in a new session would not fit either).
+FULL_MODE_ADVICE = (
+    "The full healthcare agent (--full, LOOPWRIGHT_COMPACT=0 or compact=False) has a prompt "
+    "and tools that take most of an embedded model's window: drop --full (or set "
+    "LOOPWRIGHT_COMPACT=auto) for compact mode, the embedded models' default (a short prompt "
+    "and the SQL tool alone), or use a model with a larger context window."
+)
+
+
+class FullModeAdvice(Model):
+    """An embedded model given the full agent: a conversation too long for its window is
+    refused saying to use compact mode (:data:`FULL_MODE_ADVICE`), not to start a new session
+    with a shorter request, which the full prompt alone may not leave room for. Otherwise it is
+    ``model`` (kept as ``.model``, as the retrying and caching wrappers keep theirs)."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.name = model.name
+        self.context_window = model.context_window
+        self.pricing = model.pricing
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        from loopwright.models.retry import close_stream
+
+        events = self.model.stream(request)
+        try:
+            async for event in events:
+                yield event
+        except ModelError as exc:
+            said = str(exc)
+            if "context window" not in said:
+                raise
+            what = said.partition(";")[0].rstrip(". ")  # its size; not the model's advice
+            raise ModelError(
+                f"{what}. {FULL_MODE_ADVICE}",
+                retryable=exc.retryable,
+                status_code=exc.status_code,
+                retry_after=exc.retry_after,
+            ) from exc
+        finally:
+            await close_stream(events)
+
+    async def aclose(self) -> None:
+        await self.model.aclose()
 
 
 #: The tools the read-only permission mode refuses (they write or run code), by the name
@@ -313,13 +419,18 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 __all__ = [
+    "COMPACT_BELOW_BILLIONS",
     "COMPACT_MAX_TURNS",
+    "FULL_MODE_ADVICE",
     "REASONING_MAX_OUTPUT_TOKENS",
     "SANDBOX_ENV",
     "TOOL_NAMES",
     "DatabaseUnreadable",
+    "FullModeAdvice",
     "database_url",
     "healthcare_agent",
+    "is_embedded_model",
     "is_small_model",
+    "parameter_billions",
     "reasons_in_its_output",
 ]

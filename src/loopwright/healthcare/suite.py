@@ -122,9 +122,11 @@ class HealthcareAgentFactory(FactoryStore):
         from loopwright.sql.urls import redact
 
         label = f"the healthcare agent on {redact(self.database, self.database)}"
+        from loopwright.healthcare.agent import is_small_model
+
         compact = self.options.get("compact")
-        embedded = str(self.model or "").startswith("local:")  # compact by default
-        if compact is not None and compact != embedded:
+        small = self.model is not None and is_small_model(self.model)  # compact by default
+        if compact is not None and compact != small:
             label += " in compact mode" if compact else " in full mode"
         return label
 

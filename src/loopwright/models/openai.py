@@ -93,6 +93,7 @@ __all__ = [
     "OPENAI_BASE_URL",
     "OpenAIModel",
     "context_window_for",
+    "is_open_reasoning_model",
     "is_reasoning_model",
     "to_chat_messages",
     "to_chat_tool",
@@ -127,6 +128,15 @@ _CONTEXT_WINDOWS: tuple[tuple[re.Pattern[str], int], ...] = tuple(
     )
 )
 _REASONING_MODEL = re.compile(r"^(o\d+|gpt-([5-9]|\d{2,})(\.\d+)?|codex-mini)(-|$)")
+#: Open reasoning models as OpenAI-compatible servers name them (Ollama ``qwen3:8b``, vLLM
+#: ``Qwen/QwQ-32B``, a llama.cpp server's ``DeepSeek-R1-Distill-Qwen-1.5B-Q4_K_M.gguf``,
+#: DeepSeek's API ``deepseek-reasoner``); Qwen3 but for its instruct (``-Instruct-2507``),
+#: coder, embedding and reranker models, which do not think first.
+_OPEN_REASONING_MODEL = re.compile(
+    r"(?<![a-z0-9])(qwen3|qwq|deepseek-r1|deepseek-reasoner|gpt-oss"
+    r"|phi-?4(-mini)?(-flash)?-reasoning|magistral)(?![a-z0-9])"
+)
+_NOT_THINKING_QWEN3 = re.compile(r"instruct|coder|embedding|reranker")
 _MAX_DETAIL = 500
 #: What a server says when its model takes no images: OpenAI for o3-mini ("image_url is only
 #: supported by certain models"), llama.cpp ("image input is not supported", "Unsupported
@@ -160,6 +170,19 @@ def is_reasoning_model(model: str) -> bool:
     ``max_completion_tokens``."""
     name = _bare_model_name(model)
     return bool(_REASONING_MODEL.match(name)) and "-chat" not in name
+
+
+def is_open_reasoning_model(model: str) -> bool:
+    """Whether ``model`` names an open reasoning model, as an OpenAI-compatible server serves
+    it: Qwen3, QwQ, DeepSeek-R1 and its distills, gpt-oss, Phi-4-reasoning, Magistral. They
+    think before they answer, and the thinking counts against the turn's output limit
+    (``max_tokens``). Unlike :func:`is_reasoning_model` this changes nothing in the request:
+    they take ``temperature``, ``stop`` and ``max_tokens`` as other models do."""
+    name = model.strip().lower()
+    found = _OPEN_REASONING_MODEL.search(name)
+    if found is None:
+        return False
+    return found[1] != "qwen3" or _NOT_THINKING_QWEN3.search(name) is None
 
 
 def context_window_for(model: str) -> int:
