@@ -14,7 +14,7 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_helpers import alive, serving
+from mcp_helpers import alive, serving, wait_until
 from test_mcp_healthcare import text_of
 
 from loopwright import Agent, MemoryStore, ScriptedModel, call
@@ -138,7 +138,8 @@ async def test_run_agent_keeps_a_named_sessions_tools_between_calls_over_http(
 
             started = await run("start the export", "export")
             assert not started.is_error, text_of(started)
-            assert len(sleepers()) == 1
+            # the sandbox may not have exec'd the command yet when the call returns
+            await wait_until(lambda: len(sleepers()) == 1, "the background sleep to start")
             checked = await run("how is the export?", "export")
             assert not checked.is_error, text_of(checked)
             history = store.load("export")

@@ -8,6 +8,13 @@ as the same name. A URI names a path relative to the workspace; it is checked by
 links are resolved first), so a read never reaches outside the workspace, and only a
 regular file is read, up to a size limit.
 
+A workspace's files are listed in a fixed order, by their paths' parts (a directory's files
+right after its name), hidden ones (a part starting with ``.``: ``.git``, loopwright's own
+``.loopwright``) and Python's caches left out (:func:`files_after`). A listing's page ends
+with a cursor naming the last file it served (:func:`listing_cursor`), so the next page starts
+after that file whatever was added or deleted meanwhile: no file is skipped or served twice
+for it, and every file is reached however many the workspace holds.
+
 A read is what the agent's policy makes of a ``Read`` call of that file
 (:class:`ReadPolicy`): its permission rules (and PreToolUse hooks) decide whether it is
 served, and its PostToolUse hooks matching ``Read`` (the healthcare agent's patient-identifier
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import json
 import mimetypes
 import os
 import stat
@@ -28,8 +36,9 @@ from urllib.parse import quote, unquote
 
 from loopwright.messages import ImageBlock, TextBlock
 from loopwright.sandbox.paths import PathValidator, SecurityError
+from loopwright.sessions.session import validate_session_id
 from loopwright.tools.files import IMAGE_TYPES, ReadTool
-from loopwright.tools.written import IMAGE_SIGNATURES
+from loopwright.tools.written import IMAGE_SIGNATURES, Stamp
 
 if TYPE_CHECKING:
     from loopwright.policy import Policy
@@ -80,6 +89,10 @@ _BINARY_TYPES = frozenset(
 _READ_AS_TEXT = frozenset({"image/svg+xml"})
 #: The tool a resource read is judged as by the agent's policy.
 READ = "Read"
+#: How a ``resources/list`` cursor made here starts (then the base64 of its JSON).
+_CURSOR_TAG = "lw1."
+#: Directories whose files are not listed, beside the hidden ones: Python's bytecode caches.
+_UNLISTED_DIRS = frozenset({"__pycache__"})
 
 
 class ResourceError(ValueError):
@@ -115,6 +128,85 @@ def parse_uri(uri: str) -> tuple[str, str]:
             "relative to the session's workspace"
         )
     return session_id, decoded
+
+
+def listing_cursor(session_id: str, path: str) -> str:
+    """The ``resources/list`` cursor of a page whose last file is ``path`` (relative) of
+    session ``session_id``: the next page starts after that file."""
+    data = json.dumps([session_id, path]).encode("ascii")  # a lone surrogate as \udcxx
+    return _CURSOR_TAG + base64.urlsafe_b64encode(data).decode("ascii")
+
+
+def parse_cursor(cursor: str) -> tuple[str, str]:
+    """``(session_id, path)`` of a cursor :func:`listing_cursor` made; a
+    :class:`ResourceError` for any other string."""
+    shown = cursor if len(cursor) <= 80 else f"{cursor[:80]}..."
+    problem = ResourceError(
+        f"invalid cursor {shown!r}: pass the nextCursor of the previous page of this server's "
+        "resources/list, or no cursor to list from the start"
+    )
+    if not cursor.startswith(_CURSOR_TAG):
+        raise problem
+    try:
+        data = base64.urlsafe_b64decode(cursor[len(_CURSOR_TAG) :].encode("ascii"))
+        value = json.loads(data)
+    except ValueError:  # not ASCII, not base64 (binascii.Error), not JSON
+        raise problem from None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        raise problem
+    session_id, path = value
+    try:
+        validate_session_id(session_id)
+    except ValueError:
+        raise problem from None
+    if not path or path.startswith(os.sep):
+        raise problem
+    return session_id, path
+
+
+def files_after(
+    workspace: str | os.PathLike[str], after: str | None, count: int
+) -> list[tuple[str, Stamp]]:
+    """The first ``count`` files (relative path, stamp) of the workspace listed as resources
+    that come after the file ``after`` (all of them when ``None``), in the listing's order
+    (see the module docstring). A directory that cannot be read is passed over."""
+    last = tuple(after.split(os.sep)) if after else None
+    found: list[tuple[str, Stamp]] = []
+    root: tuple[str, ...] = ()
+    levels = [(root, iter(_listed_entries(os.fspath(workspace))))]
+    while levels and len(found) < count:
+        prefix, entries = levels[-1]
+        entry = next(entries, None)
+        if entry is None:
+            levels.pop()
+            continue
+        parts = (*prefix, entry.name)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                # passed over when every file in it comes before ``after``
+                if entry.name not in _UNLISTED_DIRS and (
+                    last is None or parts >= last[: len(parts)]
+                ):
+                    levels.append((parts, iter(_listed_entries(entry.path))))
+            elif entry.is_file(follow_symlinks=False) and (last is None or parts > last):
+                info = entry.stat(follow_symlinks=False)
+                found.append((os.sep.join(parts), (info.st_ino, info.st_size, info.st_mtime_ns)))
+        except OSError:
+            continue  # removed meanwhile
+    return found
+
+
+def _listed_entries(directory: str) -> list[os.DirEntry[str]]:
+    """The entries of ``directory`` that are not hidden, by name (none if it is unreadable)."""
+    try:
+        with os.scandir(directory) as entries:
+            return sorted((e for e in entries if not e.name.startswith(".")), key=_name)
+    except OSError:
+        return []
+
+
+def _name(entry: os.DirEntry[str]) -> str:
+    return entry.name
 
 
 def mime_type(path: str) -> str | None:
@@ -407,7 +499,10 @@ __all__ = [
     "ResourceError",
     "as_text",
     "file_uri",
+    "files_after",
+    "listing_cursor",
     "mime_type",
+    "parse_cursor",
     "parse_uri",
     "read_file",
     "resolve",

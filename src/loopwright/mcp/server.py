@@ -17,17 +17,26 @@ which is then kept open with its tools (background shells...) for the next call 
 (the :data:`KEEP_LIVE` most recently used). Text that JSON cannot carry (a lone surrogate, from
 bytes that are not UTF-8) is sent as U+FFFD.
 The workspace files are MCP resources (``loopwright://sessions/<id>/files/<path>``, see
-:mod:`loopwright.mcp.resources`): the served session's and those of the sessions ``run_agent``
-worked in, listed, and read (text as text, images and Parquet as base64), each read judged by
-the agent's policy as a ``Read`` call of that file (its permissions, and its hooks filtering
-the text: :class:`~loopwright.mcp.resources.ReadPolicy`); a call that creates or changes
-files is followed by ``notifications/resources/list_changed``. A tool's metadata
-(the SQL tool's row count, columns and files, a command's exit code...) is its result's
-``structuredContent`` (each text in it through the PostToolUse hooks matching the tool, as
-its output's text was); ``run_agent``'s is its answer, session id, stop reason, usage and the
-URIs of the files the run created or changed. The text content stays what the model would
-see, and ``_meta`` says so (:data:`~loopwright.mcp.results.STRUCTURED_IS_METADATA`), so a
-loopwright client does not show the model the metadata again.
+:mod:`loopwright.mcp.resources`): the served session's and those of the :data:`KEEP_SERVED`
+sessions ``run_agent`` worked in most recently (reading one of their files counts as use; one
+running a turn, or whose tools are kept open, is never dropped; a dropped one is served again
+once ``run_agent`` works in it), listed page by page (each page starts after the last file of
+the one before, the server's session first, then the others by id), and read (text as text,
+images and Parquet as base64), each read judged by the agent's policy as a ``Read`` call of
+that file (its permissions, and its hooks filtering the text:
+:class:`~loopwright.mcp.resources.ReadPolicy`). While the policy filters the text, a file new
+or changed since the tool call running now began is refused until that call has ended (its
+hooks learn from its result what to hide), not until the whole ``run_agent`` has. A call that
+creates or changes files is followed by ``notifications/resources/list_changed``.
+A tool's metadata (the SQL tool's row count, columns and files, a command's exit code...) is
+its result's ``structuredContent`` (each text in it through the PostToolUse hooks matching the
+tool, as its output's text was); ``run_agent``'s is its answer, session id, stop reason, usage
+and the URIs of the files the run created or changed: its work, not loopwright's bookkeeping
+(the stats recorder's ``conversation.json``); in a workspace of over
+:data:`~loopwright.tools.written.MAX_SCANNED` entries they are not known, and ``files_note``
+says so. The text content stays what the model would see, and ``_meta`` says so
+(:data:`~loopwright.mcp.results.STRUCTURED_IS_METADATA`), so a loopwright client does not
+show the model the metadata again.
 Serve it over stdio (``serve_stdio``, what desktop clients start) or streamable HTTP
 (``serve_http`` or ``streamable_http_app`` to mount it in an ASGI app); ``serve_agent`` does
 either and closes the session's tools afterwards. ``loopwright mcp serve`` is the command.
@@ -45,8 +54,9 @@ import re
 import signal
 import socket
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -68,7 +78,10 @@ from loopwright.mcp.resources import (
     ResourceError,
     as_text,
     file_uri,
+    files_after,
+    listing_cursor,
     mime_type,
+    parse_cursor,
     parse_uri,
     read_file,
     resolve,
@@ -78,7 +91,7 @@ from loopwright.messages import ImageBlock, TextBlock
 from loopwright.policy.kinds import declared_kind
 from loopwright.sessions.lease import SessionLeased, TurnLease, process_owner
 from loopwright.sessions.session import Session, new_session_id, validate_session_id
-from loopwright.tools.written import Stamp, workspace_files
+from loopwright.tools.written import MAX_SCANNED, Stamp, workspace_files
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -106,6 +119,10 @@ RUN_AGENT_OUTPUT_SCHEMA: dict[str, Any] = {
             "items": {"type": "string"},
             "description": "Resource URIs of the workspace files the run created or changed.",
         },
+        "files_note": {
+            "type": "string",
+            "description": "Why 'files' is not complete, when it is not.",
+        },
     },
     "required": ["text", "session_id", "stop_reason", "usage", "files"],
 }
@@ -119,6 +136,10 @@ _FAILED = frozenset({"error", "cancelled"})
 #: sessions other than the server's that ``run_agent`` keeps open between calls (their
 #: tools: background shells, connections); the least recently used idle one is closed first
 KEEP_LIVE = 32
+#: sessions other than the server's whose files are resources: those ``run_agent`` worked in
+#: (or whose files were read) most recently; past it the least recently used one that is
+#: neither running nor kept open (:data:`KEEP_LIVE`) stops being served
+KEEP_SERVED = 256
 
 #: half of a UTF-16 surrogate pair on its own: what Python makes of bytes that are not UTF-8
 #: (a file name, a program's output), and what JSON, so MCP, cannot carry
@@ -162,11 +183,11 @@ class AgentMCPServer:
         #: sessions run_agent continued by id, kept with their tools between calls
         self._live: OrderedDict[str, Session] = OrderedDict()
         #: the workspaces of the sessions run_agent worked in (other than the server's), whose
-        #: files are resources for as long as the server runs
-        self._workspaces: dict[str, Path] = {}
+        #: files are resources, least recently used first (at most KEEP_SERVED of them)
+        self._workspaces: OrderedDict[str, Path] = OrderedDict()
         self._owner = process_owner()
-        #: the workspace listings taken as the calls running now began (see _unsettled)
-        self._running: list[tuple[Path, dict[str, Stamp] | None]] = []
+        #: the calls running now, each with its workspace's listing (see _unsettled)
+        self._running: list[_Running] = []
         self._sequential = asyncio.Lock()
         #: resources/list_changed for clients of the 2026 protocol (subscriptions/listen)
         self._changes = InMemorySubscriptionBus()
@@ -274,7 +295,7 @@ class AgentMCPServer:
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name!r}. Available tools: {known}.")
         workspace = self.session.workspace_dir
         before = await _files(workspace)
-        with self._running_in(workspace, before):
+        with self._running_in(_Running(workspace, before)):
             if registry.is_sequential(name):
                 async with self._sequential:
                     result = await registry.execute(name, arguments)
@@ -282,7 +303,7 @@ class AgentMCPServer:
                 result = await registry.execute(name, arguments)
         after = await _files(workspace)
         metadata = await _filtered_metadata(registry, name, arguments, result)
-        return _call_result(result["content"], metadata, result), before != after
+        return _call_result(result["content"], metadata, result), _differ(before, after)
 
     async def run_agent(
         self, arguments: dict[str, Any], progress: Progress | None = None
@@ -325,10 +346,16 @@ class AgentMCPServer:
             try:
                 target = await self._session_for(key)
                 before = await _files(target.workspace_dir)
-                with self._running_in(target.workspace_dir, before):
-                    result = await self.agent.collect(prompt, target, on_event=_reporter(progress))
+                running = _Running(target.workspace_dir, before)
+                judged = self._read_policy(key, target.workspace_dir)
+                on_event = _reporter(progress)
+                if judged is not None and judged.filters:
+                    on_event = _settling(running, on_event)
+                with self._running_in(running):
+                    result = await self.agent.collect(prompt, target, on_event=on_event)
                 after = await _files(result.session.workspace_dir)
-                changed = _changed(before, after)
+                bookkeeping = self._bookkeeping()
+                changed = [path for path in _changed(before, after) if path not in bookkeeping]
                 workspace = result.session.workspace_dir
                 judged = self._read_policy(result.session.id, workspace)
                 if judged is not None:  # a name the policy hides is no URI to send
@@ -351,8 +378,14 @@ class AgentMCPServer:
             "usage": result.usage.to_dict(),
             "files": [file_uri(result.session.id, path) for path in changed],
         }
+        if before is None or after is None:
+            structured["files_note"] = (
+                f"the workspace holds over {MAX_SCANNED:,} entries, too many to tell which "
+                "files the run created or changed, so 'files' names none; resources/list "
+                "pages through all of them"
+            )
         ran = _call_result(text, structured, {"is_error": result.stop_reason in _FAILED})
-        return ran, before != after
+        return ran, _differ(before, after)
 
     # --- the SDK's handlers -------------------------------------------------------------
 
@@ -375,25 +408,27 @@ class AgentMCPServer:
     ) -> types.ListResourcesResult:
         cursor = params.cursor if params is not None else None
         try:
-            start = int(cursor or 0)
-        except ValueError:
-            start = -1
-        if start < 0:
-            raise MCPError(
-                INVALID_PARAMS,
-                f"invalid cursor {cursor!r}: pass the nextCursor of the previous page",
-            )
-        listed: list[types.Resource] = []
-        for session_id, workspace in self._served():
-            files = await _files(workspace) or {}
-            judged = self._read_policy(session_id, workspace)
-            paths = sorted(files)
-            if judged is not None:
-                paths = await judged.unchanged_names([p for p in paths if judged.listed(p)])
-            listed.extend(_resource(session_id, path, files[path]) for path in paths)
-        end = start + RESOURCES_PAGE
+            after = parse_cursor(cursor) if cursor else None
+        except ResourceError as exc:
+            raise MCPError(INVALID_PARAMS, _sendable(str(exc))) from None
+        # one more than a page: whether another page follows
+        listed: list[tuple[str, str, Stamp]] = []
+        for session_id, workspace in sorted(self._served(), key=lambda s: self._rank(s[0])):
+            start = None
+            if after is not None:
+                if self._rank(session_id) < self._rank(after[0]):
+                    continue  # listed before the cursor
+                if session_id == after[0]:
+                    start = after[1]
+            wanted = RESOURCES_PAGE + 1 - len(listed)
+            listed += await self._listed(session_id, workspace, start, wanted)
+            if len(listed) > RESOURCES_PAGE:
+                break
+        page = listed[:RESOURCES_PAGE]
+        more = len(listed) > RESOURCES_PAGE
         return types.ListResourcesResult(
-            resources=listed[start:end], next_cursor=str(end) if end < len(listed) else None
+            resources=[_resource(*entry) for entry in page],
+            next_cursor=listing_cursor(*page[-1][:2]) if more else None,
         )
 
     async def _on_list_resource_templates(
@@ -420,9 +455,12 @@ class AgentMCPServer:
             if workspace is None:
                 raise ResourceError(
                     f"session {session_id!r} is not served here: its files are resources "
-                    f"while it is the server's session ({self.session.id}) or one "
-                    f"{RUN_AGENT} worked in"
+                    f"while it is the server's session ({self.session.id}) or one of the "
+                    f"{KEEP_SERVED} sessions {RUN_AGENT} worked in most recently; call "
+                    f"{RUN_AGENT} with its session_id to serve them (again)"
                 )
+            if session_id in self._workspaces:  # in use: kept served
+                self._workspaces.move_to_end(session_id)
             judged = self._read_policy(session_id, workspace)
             # resolved once: the file the policy judges is the file read
             resolved = await asyncio.to_thread(resolve, workspace, path)
@@ -430,9 +468,10 @@ class AgentMCPServer:
                 await judged.admit(resolved, path)
             if judged is not None and judged.filters and self._unsettled(workspace, resolved):
                 raise ResourceError(
-                    f"{path!r} was written by a call still running in session {session_id} "
-                    "(its PostToolUse hooks, such as the identifier mask learning a result's "
-                    "values, run when it ends); read it again when the call has finished"
+                    f"{path!r} was written by a tool call still running in session "
+                    f"{session_id} (its PostToolUse hooks, such as the identifier mask "
+                    "learning a result's values, run when it ends); read it again when the "
+                    "call has finished"
                 )
             data = await asyncio.to_thread(
                 read_file, workspace, path, self.max_resource_bytes, resolved=resolved
@@ -532,21 +571,21 @@ class AgentMCPServer:
         return ReadPolicy(policy, workspace, session_id)
 
     @contextlib.contextmanager
-    def _running_in(self, workspace: Path, before: dict[str, Stamp] | None) -> Iterator[None]:
-        """While a call runs in ``workspace``: its listing as the call began."""
-        entry = (workspace, before)
-        self._running.append(entry)
+    def _running_in(self, running: _Running) -> Iterator[None]:
+        """While a call runs (see :class:`_Running`)."""
+        self._running.append(running)
         try:
             yield
         finally:
-            self._running.remove(entry)
+            self._running.remove(running)
 
     def _unsettled(self, workspace: Path, resolved: str) -> bool:
         """Whether the file ``resolved`` is new or changed since a call still running in
-        ``workspace`` began: the policy's PostToolUse hooks have not seen that call's
-        result yet (the healthcare agent's mask learns a SQL result's patient ids from them,
-        and would let a read of the new CSV through unmasked)."""
-        running = [before for place, before in self._running if place == workspace]
+        ``workspace`` last settled (:class:`_Running`): the policy's PostToolUse hooks may
+        not have seen the result of the tool call that wrote it yet (the healthcare agent's
+        mask learns a SQL result's patient ids from them, and would let a read of the new
+        CSV through unmasked)."""
+        running = [call.settled for call in self._running if call.workspace == workspace]
         if not running:
             return False
         name = os.path.relpath(resolved, os.path.realpath(workspace))
@@ -561,6 +600,44 @@ class AgentMCPServer:
         """The sessions whose files are resources, with their workspaces: the server's, then
         those run_agent worked in."""
         return [(self.session.id, self.session.workspace_dir), *self._workspaces.items()]
+
+    def _rank(self, session_id: str) -> tuple[bool, str]:
+        """Where a session's files come in the listing: the server's first, then by id."""
+        return session_id != self.session.id, session_id
+
+    async def _listed(
+        self, session_id: str, workspace: Path, after: str | None, count: int
+    ) -> list[tuple[str, str, Stamp]]:
+        """The first ``count`` files of the session listed (as :func:`files_after` orders
+        them) after the file ``after``: those the policy lets be read under their names."""
+        judged = self._read_policy(session_id, workspace)
+        listed: list[tuple[str, str, Stamp]] = []
+        while len(listed) < count:
+            wanted = count - len(listed)
+            found = await asyncio.to_thread(files_after, workspace, after, wanted)
+            if not found:
+                break
+            after = found[-1][0]
+            stamps = dict(found)
+            paths = list(stamps)
+            if judged is not None:
+                paths = await judged.unchanged_names([p for p in paths if judged.listed(p)])
+            listed += [(session_id, path, stamps[path]) for path in paths]
+            if len(found) < wanted:
+                break
+        return listed
+
+    def _bookkeeping(self) -> frozenset[str]:
+        """The files loopwright writes beside an agent's work, not listed as a run's: the
+        stats recorder's ``conversation.json`` (the rest of its bookkeeping is in the hidden
+        ``.loopwright/``, never listed)."""
+        from loopwright.observability.stats import StatsRecorder
+        from loopwright.observability.transcript import CONVERSATION_FILE
+
+        instruments = self.agent.instruments.items
+        if any(isinstance(i, StatsRecorder) and i.conversation for i in instruments):
+            return frozenset({CONVERSATION_FILE})
+        return frozenset()
 
     async def _session_for(self, key: str) -> Session:
         """The session ``run_agent`` continues: the server's, or one named by the caller,
@@ -580,8 +657,24 @@ class AgentMCPServer:
         self._live[key] = session
         self._live.move_to_end(key)
         self._workspaces[key] = session.workspace_dir
+        self._workspaces.move_to_end(key)
         await self._close_idle()
+        self._forget_served()
         return session
+
+    def _forget_served(self) -> None:
+        """Stop serving the files of the least recently used sessions past
+        :data:`KEEP_SERVED` (not those running a turn or kept open)."""
+        excess = len(self._workspaces) - KEEP_SERVED
+        if excess <= 0:
+            return
+        idle = [
+            key
+            for key in self._workspaces
+            if key not in self._live and not (key in self._runs and self._runs[key].locked())
+        ]
+        for key in idle[:excess]:
+            del self._workspaces[key]
 
     async def _close_idle(self) -> None:
         """Close the tools of the least recently used named sessions past :data:`KEEP_LIVE`
@@ -830,6 +923,43 @@ async def _files(workspace: str | os.PathLike[str]) -> dict[str, Stamp] | None:
         for path, stamp in files.items()
         if not any(part.startswith(".") for part in path.split(os.sep))
     }
+
+
+@dataclass(eq=False)
+class _Running:
+    """A call running in ``workspace``, and its listing when it last settled: when it began,
+    or (``run_agent`` while the policy filters the text) when the last tool call of the run
+    ended and none other was running: the files new or changed since may hold what the
+    PostToolUse hooks of a tool call still running have not seen yet."""
+
+    workspace: Path
+    settled: dict[str, Stamp] | None
+
+
+def _settling(
+    running: _Running, report: Callable[[Event], Awaitable[None]] | None
+) -> Callable[[Event], Awaitable[None]]:
+    """An ``on_event`` for :meth:`Agent.collect` that settles ``running`` each time the run's
+    tool calls (its sub-agents' too) have all ended, then passes the event to ``report``.
+    A call that never ends (cancelled) keeps the run unsettled until it ends."""
+    started: Counter[tuple[str | None, str]] = Counter()
+
+    async def on_event(event: Event) -> None:
+        if isinstance(event, ToolCall):
+            started[event.agent, event.id] += 1
+        elif isinstance(event, ToolResult) and started[event.agent, event.id] > 0:
+            started[event.agent, event.id] -= 1
+            if started.total() == 0:  # the hooks of every call so far have run
+                running.settled = await _files(running.workspace)
+        if report is not None:
+            await report(event)
+
+    return on_event
+
+
+def _differ(before: dict[str, Stamp] | None, after: dict[str, Stamp] | None) -> bool:
+    """Whether files changed between two listings (perhaps, when either is unknown)."""
+    return before is None or after is None or before != after
 
 
 def _changed(before: dict[str, Stamp] | None, after: dict[str, Stamp] | None) -> list[str]:
