@@ -102,12 +102,15 @@ async def test_the_guides_example_matches_the_database(
     with psycopg.connect(dsn) as connection:
         expected = connection.execute(HUMIRA_CA).fetchall()
     parquet = pl.read_parquet(workspace / "humira_ca_top10.parquet")
-    assert parquet.rows() == [(npi, n, float(paid)) for npi, n, paid in expected]
+    assert parquet.rows() == [(npi, n, paid) for npi, n, paid in expected]  # exact decimals
     csv = pl.read_csv(workspace / "humira_ca_top10.csv", schema=parquet.schema)
     assert_frame_equal(csv, parquet)
     content = str(result["content"])
     assert f"Saved {len(expected)} rows × 3 columns" in content
-    assert "prescriber_npi_nbr (int8), rx_count (int8), paid (numeric)" in content
+    assert (
+        "prescriber_npi_nbr (int8), rx_count (int8), paid (numeric, saved as decimal(38,2))"
+        in content
+    )
     assert f"| {expected[0][0]} | {expected[0][1]} |" in content
 
 
@@ -174,8 +177,9 @@ async def test_intervals_keep_months_and_match_duckdbs_files(
     assert pl.read_parquet(workspace / "a.parquet")["a"].to_list() == [["P1M", None, "P2D"]]
 
 
-async def test_numeric_arrays_are_lists_of_floats(tool: SQLTool, workspace: Path) -> None:
-    """numeric[] (array_agg of an amount) used to fail in the conversion to Arrow."""
+async def test_numeric_arrays_are_lists_of_decimals(tool: SQLTool, workspace: Path) -> None:
+    """numeric[] (array_agg of an amount) used to fail in the conversion to Arrow, then was
+    lists of floats; it is lists of exact decimals."""
     result = await run(
         tool,
         "SELECT prescriber_npi_nbr, array_agg(paid_amt ORDER BY claim_id) AS paid "
@@ -183,10 +187,10 @@ async def test_numeric_arrays_are_lists_of_floats(tool: SQLTool, workspace: Path
     )
     assert result["is_error"] is False, result["content"]
     parquet = pl.read_parquet(workspace / "result.parquet")
-    assert parquet.schema["paid"] == pl.List(pl.Float64)
+    assert parquet.schema["paid"] == pl.List(pl.Decimal(38, 2))
     assert sorted(v for paid in parquet["paid"].to_list() for v in paid if v is not None) == [
-        1.37,
-        13.7,
+        Decimal("1.37"),
+        Decimal("13.70"),
     ]
     assert parquet["paid"].list.len().sum() == 3  # claim 9's amount is NULL, kept as null
 

@@ -127,4 +127,4 @@ async def test_enum_and_domain_columns_are_typed_by_name(dsn: str, workspace: Pa
         await tool.aclose()
     assert result["is_error"] is False, result["content"]
     assert "Columns: kind (payer), kinds (payer[]), prescriber (text)" in str(result["content"])
-    assert "| Medicare | {Commercial,Medicare} | 9123456789 |" in str(result["content"])
+    assert '| Medicare | ["Commercial", "Medicare"] | 9123456789 |' in str(result["content"])

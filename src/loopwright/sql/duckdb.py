@@ -15,6 +15,12 @@ of those types are read as DuckDB's own text (``10101``, ``12:00:00+02``, every 
 nested columns holding them as JSON (``to_json``); the column keeps its DuckDB type in the
 report. Other queries run exactly as written.
 
+Integers wider than 64 bits are exact in both files: a ``HUGEINT`` or ``UHUGEINT`` column
+(``SUM`` of integers is one) is a ``DECIMAL(38,0)`` where its first batch's values all fit
+one, else their digits as text (DuckDB's Arrow export makes a ``HUGEINT`` of 39 digits a
+decimal(38, 0) all the same, which a Parquet file must not hold); a later value of 39
+digits is a clear error saying to cast the column to ``VARCHAR``.
+
 ``:memory:`` opens an empty in-memory database, writable because DuckDB cannot open one
 read-only; it is for trying the tool out, and the parser check is its only lock.
 """
@@ -26,7 +32,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 from duckdb.sqltypes import DuckDBPyType
@@ -36,6 +42,7 @@ from loopwright.sql.base import (
     ArrowStream,
     Interrupter,
     QueryRefused,
+    ResultFileError,
     SQLBackend,
     SQLError,
     UnknownTable,
@@ -256,7 +263,12 @@ class DuckDBBackend(SQLBackend):
                 (n, _type_name(t)) for n, t in zip(relation.columns, relation.types, strict=True)
             ]
             reader = _as_text_where_lossy(relation).to_arrow_reader(self.batch_rows)
-            yield ArrowStream(columns, reader.schema, _batches(reader))
+            big = [i for i, kind in enumerate(relation.types) if kind.id in _BIG_INTEGERS]
+            if big:
+                schema, batches = _big_integers_sized(reader, big)
+                yield ArrowStream(columns, schema, batches)
+            else:
+                yield ArrowStream(columns, reader.schema, _batches(reader))
         finally:
             finished.set()
             cursor.close()
@@ -350,6 +362,82 @@ def _as_text_where_lossy(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRe
         else:
             items.append(f"#{position} AS {alias}")
     return relation.project(", ".join(items))
+
+
+#: Integer types wider than 64 bits: ``HUGEINT`` (a decimal(38, 0) in DuckDB's Arrow, even
+#: for its values of 39 digits) and ``UHUGEINT`` (read as text: see :data:`_LOSSY_TYPES`).
+_BIG_INTEGERS = frozenset({"hugeint", "uhugeint"})
+#: The first integer a ``DECIMAL(38,0)`` cannot hold.
+_DECIMAL_LIMIT = 10**38
+
+
+def _big_integers_sized(
+    reader: pa.RecordBatchReader, columns: list[int]
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The result's schema and batches, with its ``HUGEINT`` and ``UHUGEINT`` columns (at
+    ``columns``) each a ``DECIMAL(38,0)`` where its first batch's values all fit one, else
+    their exact digits as text: DuckDB's Arrow export makes a ``HUGEINT`` of 39 digits (up to
+    2^127) a decimal(38, 0) all the same, which a Parquet file must not hold. A later value
+    that does not fit the decimal is a clear error. Vectorised, a batch at a time."""
+    import pyarrow as pa
+
+    try:
+        first: pa.RecordBatch | None = reader.read_next_batch()
+    except StopIteration:
+        first = None
+    decimal = pa.decimal128(38, 0)
+    schema = reader.schema
+    for i in columns:
+        fits = first is None or _fits_decimal(first.column(i))
+        schema = schema.set(i, schema.field(i).with_type(decimal if fits else pa.string()))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in [first] if first is not None else []:
+                yield _sized(batch, schema, columns)
+            for batch in reader:
+                yield _sized(batch, schema, columns)
+        finally:
+            reader.close()
+
+    return schema, batches()
+
+
+def _fits_decimal(column: pa.Array) -> bool:
+    """Whether each integer of ``column`` (decimal(38, 0) or text) fits a ``DECIMAL(38,0)``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    from loopwright.sql.output import decimals_from_text
+
+    if pa.types.is_string(column.type):
+        try:
+            decimals_from_text(column, pa.decimal128(38, 0))
+        except pa.ArrowInvalid:
+            return False
+        return True
+    extremes = pc.min_max(column)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    return low is None or (low > -_DECIMAL_LIMIT and high < _DECIMAL_LIMIT)
+
+
+def _sized(batch: pa.RecordBatch, schema: pa.Schema, columns: list[int]) -> pa.RecordBatch:
+    """``batch`` with its big integer ``columns`` as ``schema`` has them; a value a
+    ``DECIMAL(38,0)`` column cannot hold is a :class:`ResultFileError`."""
+    import pyarrow as pa
+
+    arrays: list[Any] = list(batch.columns)
+    for i in columns:
+        field = schema.field(i)
+        if pa.types.is_decimal(field.type) and not _fits_decimal(arrays[i]):
+            raise ResultFileError(
+                f"The query ran, but column {field.name} could not be saved: it holds an "
+                "integer of 39 digits, more than its type in the files, DECIMAL(38,0), set "
+                f"by its first rows, has room for. Cast it to VARCHAR in the query (e.g. "
+                f"CAST({field.name} AS VARCHAR)) and run it again."
+            )
+        arrays[i] = arrays[i].cast(field.type)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:

@@ -731,6 +731,23 @@ def _decimals_as_text(column: pa.Array) -> pa.Array:
     return _each_as_text(column, lambda v: format(v, "f"))
 
 
+#: Digits of Arrow's 128-bit decimal.
+_DECIMAL128_DIGITS = 38
+
+
+def decimals_from_text(texts: pa.Array, kind: pa.DataType) -> pa.Array:
+    """``texts``, numbers as text (``-12.50``; lists of them for a list ``kind``), as the
+    decimals of ``kind``, exactly, or ``pyarrow.ArrowInvalid``. Arrow's own cast wraps a
+    number past 128 bits around (2^128 - 1 becomes -1): a text of more digits than a
+    128-bit decimal holds is refused first, one vectorised maximum for the whole array."""
+    values = texts.flatten() if pa.types.is_list(texts.type) else texts
+    signs = pc.add(pc.count_substring(values, "-"), pc.count_substring(values, "."))
+    most = pc.max(pc.subtract(pc.utf8_length(values), signs)).as_py()
+    if most is not None and most > _DECIMAL128_DIGITS:
+        raise pa.ArrowInvalid(f"a number of {most} digits does not fit in {kind}")
+    return texts.cast(kind)
+
+
 def _binary_as_hex(column: pa.Array) -> pa.Array:
     return _each_as_text(column, lambda v: "\\x" + v.hex())
 

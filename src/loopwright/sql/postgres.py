@@ -12,9 +12,15 @@ on a timeout the running statement is cancelled with a cancel request.
 
 Intervals keep their months and days (psycopg's ``timedelta`` would make a month 30 days):
 they are read as (months, days, nanoseconds), written as ISO 8601 durations as DuckDB's
-are. Unconstrained ``numeric`` (what ``SUM`` and ``AVG`` return) becomes a float; ``numeric``
-with a precision and scale an Arrow decimal (wider than 38 digits, which Polars cannot
-read, its exact digits as text). ``json``, ``jsonb``, records and ranges keep the server's
+are. ``numeric`` is read as the server's text, so no digit is lost: with a precision and
+scale it is an Arrow decimal of those (wider than 38 digits, which Polars cannot read, its
+exact digits as text); unconstrained (what ``SUM`` and ``AVG`` return) a ``decimal(38, s)``,
+``s`` the most digits after the point in the first batch of rows, and the model is told so
+(``numeric, saved as decimal(38,2)``). A later value that does not fit (more digits after the
+point, ``NaN``) is a clear error saying to round it or cast it; in the first batch, ``NaN``,
+``Infinity`` or more than 38 digits make the column the server's text. ``money`` is a
+``decimal(19, d)``, ``d`` the digits ``lc_monetary`` puts after the point, read from its text
+(``-$1,234.56``) in any locale. ``json``, ``jsonb``, records and ranges keep the server's
 own text (a JSON ``null`` is not a missing value; JSON arrays are JSON).
 
 Dates, timestamps and times Python has no value for (``'infinity'`` and ``'-infinity'``,
@@ -41,12 +47,12 @@ lower case) and the tables' and columns' comments, for the agent's prompt.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -54,9 +60,12 @@ import psycopg
 import psycopg.adapt
 import psycopg.errors
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import Format, TransactionStatus
+from psycopg.types import TypeInfo
+from psycopg.types.array import register_array
 from psycopg.types.multirange import MultirangeInfo
 from psycopg.types.range import RangeInfo
 from psycopg.types.string import TextLoader
@@ -105,10 +114,14 @@ WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND NOT c.relispartition
 ORDER BY n.nspname, c.relname, a.attnum
 """
 
-#: The names of types psycopg does not know (enums, domains' arrays, extensions' types).
-_TYPE_NAMES_SQL = (
-    "SELECT oid, format_type(oid, NULL) FROM pg_catalog.pg_type WHERE oid = ANY(%s::oid[])"
-)
+#: The names of types psycopg does not know (enums, domains' arrays, extensions' types),
+#: and for an array of enums, its enum's OID.
+_TYPE_NAMES_SQL = """
+SELECT t.oid, format_type(t.oid, NULL), CASE WHEN e.typtype = 'e' THEN e.oid END
+FROM pg_catalog.pg_type t
+LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+WHERE t.oid = ANY(%s::oid[])
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +216,7 @@ class PostgresBackend(SQLBackend):
             ) from exc
         connection.read_only = True
         connection.adapters.register_loader("interval", _IntervalLoader)
-        for name in _AS_TEXT:
+        for name in (*_AS_TEXT, "numeric"):  # numeric's text: an exact decimal in Arrow
             connection.adapters.register_loader(name, TextLoader)
         return connection
 
@@ -251,11 +264,13 @@ class PostgresBackend(SQLBackend):
     @contextlib.contextmanager
     def _open(self, sql: str, stop: Interrupter, timeout: float) -> Iterator[ArrowStream]:
         milliseconds = max(1, int(timeout * 1000))
-        connection, _ = self._start(  # the interval loader reads the default style
+        connection, started = self._start(  # the interval loader reads the default style
             "SELECT set_config('statement_timeout', %s, true), "
-            "set_config('intervalstyle', 'postgres', true)",
+            "set_config('intervalstyle', 'postgres', true), scale('0'::money::numeric)",
             (str(milliseconds),),
         )
+        places = _first(started)[2]  # lc_monetary's digits after the point
+        connection.adapters.register_loader("money", _money_loader(places))
         finished = threading.Event()  # also: a late stop() must not cancel the next query
         reusable = False
         try:
@@ -266,12 +281,21 @@ class PostgresBackend(SQLBackend):
             try:
                 cursor.execute(sql)
                 description = cursor.description or []
-                names = _type_names(connection, description)
-                columns = [(c.name, names.get(c.type_code, c.type_display)) for c in description]
-                fields, converters = _arrow_fields(description, connection)
-                schema = pa.schema(fields)
+                names, enum_arrays = _type_names(connection, description)
                 fetcher = _Fetcher(cursor)
-                batches = self._batches(fetcher, schema, converters, columns, stop.wanted_rows)
+                # the first rows, before the types: unconstrained numeric's scale is theirs
+                wanted = stop.wanted_rows
+                asked = self._asked(wanted)
+                rows = fetcher.fetch(asked) if asked else []
+                fields, converters, saved = _arrow_fields(
+                    description, connection, places, rows, enum_arrays, whole=len(rows) < asked
+                )
+                columns = [
+                    (c.name, _shown(names.get(c.type_code, c.type_display), as_))
+                    for c, as_ in zip(description, saved, strict=True)
+                ]
+                schema = pa.schema(fields)
+                batches = self._batches(fetcher, rows, schema, converters, columns, wanted, asked)
                 yield ArrowStream(columns, schema, batches)
             finally:
                 if fetcher is not None:
@@ -288,22 +312,25 @@ class PostgresBackend(SQLBackend):
             # a cancel request may still be on its way: never hand this connection on
             self._release(connection, reusable and not stop.stopped)
 
+    def _asked(self, wanted: int | None) -> int:
+        """Rows to fetch in the next round trip: ``batch_rows``, never more than the
+        ``wanted`` rows left (a row cap of 5 fetched 10,000 rows)."""
+        return self.batch_rows if wanted is None else max(min(self.batch_rows, wanted), 0)
+
     def _batches(
         self,
         fetcher: _Fetcher,
+        rows: list[tuple[Any, ...]],
         schema: pa.Schema,
         converters: list[Convert | None],
         columns: list[tuple[str, str]],
-        wanted: int | None = None,
+        wanted: int | None,
+        asked: int,
     ) -> Iterator[pa.RecordBatch]:
-        """The rows, ``batch_rows`` per round trip but never more than the ``wanted`` rows
-        left (a row cap of 5 fetched 10,000 rows); a batch short of what was asked for is
-        the last (no round trip to be told there is nothing more)."""
-        while wanted is None or wanted > 0:
-            asked = self.batch_rows if wanted is None else min(self.batch_rows, wanted)
-            rows = fetcher.fetch(asked)
-            if not rows:
-                return
+        """The rows: ``rows`` (the first ``asked``, fetched already), then :meth:`_asked`
+        per round trip; a batch short of what was asked for is the last (no round trip to be
+        told there is nothing more)."""
+        while rows:
             if wanted is not None:
                 wanted -= len(rows)
             values = list(zip(*rows, strict=True))
@@ -312,17 +339,15 @@ class PostgresBackend(SQLBackend):
                 schema, values, converters, columns, strict=True
             ):
                 try:
-                    if convert is not None:
-                        converted = [None if v is None else convert(v) for v in column]
-                        arrays.append(pa.array(converted, type=field.type))
-                    else:
-                        arrays.append(pa.array(column, type=field.type))
+                    arrays.append(_array(column, field.type, convert))
                 except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-                    raise _unsavable(described, column, exc) from exc
+                    raise _unsavable(described, column, exc, field.type) from exc
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
             if len(rows) < asked:  # the cursor is at its end
                 return
             del rows, values, arrays
+            asked = self._asked(wanted)
+            rows = fetcher.fetch(asked) if asked else []
 
     def _syntax_error(self, sql: str, unparsable: UnparsableQuery) -> SQLError:
         """PostgreSQL's own parse of ``sql``: ``PREPARE`` parses and plans, never runs.
@@ -454,15 +479,23 @@ class PostgresBackend(SQLBackend):
 # --- PostgreSQL types as Arrow types --------------------------------------------------------
 
 
-def _type_names(connection: psycopg.Connection[Any], description: list[Column]) -> dict[int, str]:
+def _type_names(
+    connection: psycopg.Connection[Any], description: list[Column]
+) -> tuple[dict[int, str], set[int]]:
     """The server's names of the result's types psycopg does not know (psycopg shows their
-    OID): ``payer`` and ``payer[]`` for an enum, an extension's ``citext``."""
+    OID): ``payer`` and ``payer[]`` for an enum, an extension's ``citext``; and the arrays of
+    enums among them, which are read from then on as lists of their labels."""
     types = connection.adapters.types
     unknown = sorted({c.type_code for c in description if types.get(c.type_code) is None})
     if not unknown:
-        return {}
+        return {}, set()
     rows = connection.execute(_TYPE_NAMES_SQL, (unknown,)).fetchall()
-    return {int(oid): str(name) for oid, name in rows}
+    enum_arrays = set()
+    for oid, name, enum in rows:
+        if enum is not None:  # for this connection's next fetches (the type keeps its OID)
+            register_array(TypeInfo(str(name), int(enum), int(oid)), connection)
+            enum_arrays.add(int(oid))
+    return {int(oid): str(name) for oid, name, _ in rows}, enum_arrays
 
 
 def _comment(value: str | None) -> str | None:
@@ -519,26 +552,49 @@ _SCALARS: dict[str, tuple[pa.DataType, Convert | None]] = {
 
 
 def _arrow_fields(
-    description: list[Column], connection: psycopg.Connection[Any]
-) -> tuple[list[pa.Field], list[Convert | None]]:
-    fields, converters = [], []
-    for column in description:
-        kind, convert = _arrow_type(column, connection)
+    description: list[Column],
+    connection: psycopg.Connection[Any],
+    places: int,
+    rows: list[tuple[Any, ...]],
+    enum_arrays: set[int],
+    *,
+    whole: bool,
+) -> tuple[list[pa.Field], list[Convert | None], list[str | None]]:
+    """The result's Arrow fields, their values' conversions, and what each column is saved
+    as where its type does not say (``decimal(38,2)`` for unconstrained ``numeric``): from
+    the column types, and for ``numeric``, ``rows``, the first (all of them if ``whole``).
+    Arrays of enums (``enum_arrays``) are lists of their labels."""
+    fields, converters, saved = [], [], []
+    for i, column in enumerate(description):
+        if column.type_code in enum_arrays:
+            kind, convert = pa.list_(pa.string()), None
+        else:
+            kind, convert = _arrow_type(column, connection, places)
+        as_ = None
+        if _holds_decimal(kind):
+            kind, as_ = _numeric_type(column, kind, [row[i] for row in rows], whole=whole)
         fields.append(pa.field(column.name, kind))
         converters.append(convert)
-    return fields, converters
+        saved.append(as_)
+    return fields, converters, saved
 
 
 def _arrow_type(
-    column: Column, connection: psycopg.Connection[Any]
+    column: Column, connection: psycopg.Connection[Any], places: int
 ) -> tuple[pa.DataType, Convert | None]:
+    """A column's Arrow type from its PostgreSQL type; for ``numeric``, what its declared
+    precision and scale hold (``None`` for unconstrained: the values say)."""
     info = connection.adapters.types.get(column.type_code)
     if info is None:
         return pa.string(), str
     is_array = column.type_code == info.array_oid and column.type_code != info.oid
+    if info.name == "numeric":
+        kind = _declared_decimal(column.precision, column.scale)
+        return (pa.list_(kind) if is_array else kind), None
+    if info.name == "money":  # its 64-bit count of lc_monetary's smallest unit
+        kind = pa.decimal128(19, places)
+        return (pa.list_(kind) if is_array else kind), None
     if is_array:
-        if info.name == "numeric":
-            return pa.list_(pa.float64()), _floats
         if info.name in ("json", "jsonb"):
             return pa.string(), _json_array
         if info.name == "bytea":  # as DuckDB's lists of blobs: hex in the CSV's JSON
@@ -547,37 +603,193 @@ def _arrow_type(
         if scalar is not None and scalar[1] is None:
             return pa.list_(scalar[0]), None
         return pa.string(), _json_text
-    if info.name == "numeric":
-        precision, scale = column.precision, column.scale
-        if precision is None or scale is None:
-            return pa.float64(), float  # unconstrained numeric: exact digits vary row to row
-        # numeric(3, 5) holds 0.00123, numeric(2, -3) 12000: Arrow's digits count from the point
-        digits = max(precision, scale) if scale >= 0 else precision - scale
-        if digits <= 38:
-            return pa.decimal128(digits, max(scale, 0)), None
-        return pa.string(), _decimal_text  # exact, where a float would round
     return _SCALARS.get(info.name) or (pa.string(), str)
 
 
-def _decimal_text(value: Decimal) -> str:
-    return format(value, "f")  # 0.0000000000, not str()'s 0E-10
+#: Digits of Arrow's 128-bit decimal, the widest Polars reads; unconstrained ``numeric`` gets
+#: them all, with the scale its first rows need.
+_DECIMAL_DIGITS = 38
+#: Placeholder for unconstrained ``numeric`` until its first rows give it a scale.
+_UNCONSTRAINED = pa.decimal128(_DECIMAL_DIGITS, 0)
 
 
-def _floats(values: list[Any]) -> list[float | None]:
-    return [None if v is None else float(v) for v in values]
+def _declared_decimal(precision: int | None, scale: int | None) -> pa.DataType:
+    """The Arrow type of ``numeric(precision, scale)``: a decimal of those digits (saved as
+    text when wider than Polars reads: see :func:`_numeric_type`); :data:`_UNCONSTRAINED`
+    without them."""
+    if precision is None or scale is None:
+        return _UNCONSTRAINED
+    # numeric(3, 5) holds 0.00123, numeric(2, -3) 12000: Arrow's digits count from the point
+    digits = max(precision, scale) if scale >= 0 else precision - scale
+    if digits <= _DECIMAL_DIGITS:
+        return pa.decimal128(digits, max(scale, 0))
+    return pa.decimal256(digits, max(scale, 0))
 
 
-def _unsavable(column: tuple[str, str], values: Sequence[Any], exc: Exception) -> ResultFileError:
+def _holds_decimal(kind: pa.DataType) -> bool:
+    if pa.types.is_list(kind):
+        return _holds_decimal(kind.value_type)
+    return bool(pa.types.is_decimal(kind))
+
+
+def _as_text(kind: pa.DataType) -> pa.DataType:
+    """``kind`` with text for its decimals: numeric's and money's values come as text."""
+    return pa.list_(pa.string()) if pa.types.is_list(kind) else pa.string()
+
+
+def _numeric_type(
+    column: Column, kind: pa.DataType, values: list[Any], *, whole: bool
+) -> tuple[pa.DataType, str | None]:
+    """The Arrow type of a ``numeric`` (or ``money``) column given its first ``values``
+    (PostgreSQL's text; all of them if ``whole``), and what it is saved as where its
+    PostgreSQL type does not say that.
+
+    Unconstrained ``numeric`` (``SUM``'s, ``AVG``'s) is ``decimal(38, s)``, ``s`` the most
+    digits after the point among the values: exact, and as Polars reads it. Where a value
+    does not fit its decimal (``NaN``, ``Infinity``, more than 38 digits), the type is wider
+    than Polars reads, or there are no values yet but more rows to come, the column is
+    PostgreSQL's exact text."""
+    texts = _flat_texts(values)
+    if texts is None:  # a multi-dimensional array: refused with the first batch
+        return kind, None
+    listed = pa.types.is_list(kind)
+    element: pa.DataType | None = kind.value_type if listed else kind
+    chosen = element == _UNCONSTRAINED and column.precision is None
+    if chosen:
+        scale = pc.max(_scales(texts)).as_py()
+        fits = (scale is not None or whole) and (scale or 0) <= _DECIMAL_DIGITS
+        element = pa.decimal128(_DECIMAL_DIGITS, scale or 0) if fits else None
+    if element is not None and pa.types.is_decimal256(element):
+        element = None
+    if element is not None:
+        from loopwright.sql.output import decimals_from_text  # Polars' too: on first use
+
+        try:
+            decimals_from_text(texts, element)
+        except pa.ArrowInvalid:
+            element = None
+    if element is None:
+        return _as_text(kind), "text[]" if listed else "text"
+    if not chosen:
+        return kind, None
+    shown = f"decimal({element.precision},{element.scale})"
+    return (pa.list_(element), shown + "[]") if listed else (element, shown)
+
+
+def _flat_texts(values: list[Any]) -> pa.Array | None:
+    """``values`` (text, or one-dimensional arrays of text) as one Arrow string array."""
+    try:
+        if any(isinstance(v, list) for v in values):
+            return pa.array(values, pa.list_(pa.string())).flatten()
+        return pa.array(values, pa.string())
+    except (pa.ArrowException, TypeError):
+        return None
+
+
+def _scales(texts: pa.Array) -> pa.Array:
+    """Each number's digits after the point, from its text (``12.50``: 2)."""
+    point = pc.find_substring(texts, ".")
+    after = pc.subtract(pc.subtract(pc.utf8_length(texts), point), 1)
+    return pc.if_else(pc.less(point, 0), 0, after)
+
+
+def _shown(kind: str, saved: str | None) -> str:
+    """A column's type as the model is told it: PostgreSQL's, and what the files hold where
+    that does not say (``numeric, saved as decimal(38,2)``)."""
+    return kind if saved is None else f"{kind}, saved as {saved}"
+
+
+def _array(values: Sequence[Any], kind: pa.DataType, convert: Convert | None) -> pa.Array:
+    """One column of a batch as Arrow ``kind``."""
+    if convert is not None:
+        values = [None if v is None else convert(v) for v in values]
+    if _holds_decimal(kind):  # numeric's and money's text: each digit kept, or an error
+        from loopwright.sql.output import decimals_from_text
+
+        return decimals_from_text(pa.array(values, _as_text(kind)), kind)
+    return pa.array(values, type=kind)
+
+
+def _first(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    row = cursor.fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+class _MoneyLoader(psycopg.adapt.Loader):
+    """``money`` as the number it is, as text for an Arrow decimal (``-1234.56``).
+
+    Its text is ``lc_monetary``'s (``-$1,234.56``, ``1.234,56 €``, ``(12.00)``), but holds
+    every digit of the amount, the last :attr:`places` (that locale's, read for each query)
+    after the point: its separators and symbols are dropped, a minus sign or parentheses
+    make it negative."""
+
+    places = 2
+
+    def load(self, data: Any) -> str:
+        text = bytes(data)
+        digits = _NOT_DIGITS.sub(b"", text).decode()
+        if not digits:
+            raise psycopg.DataError(f"can't read money {text.decode(errors='replace')!r}")
+        sign = "-" if b"-" in text or b"(" in text else ""
+        if not self.places:
+            return sign + digits
+        digits = digits.rjust(self.places + 1, "0")
+        return f"{sign}{digits[: -self.places]}.{digits[-self.places :]}"
+
+
+_NOT_DIGITS = re.compile(rb"[^0-9]")
+
+
+@functools.cache
+def _money_loader(places: int) -> type[_MoneyLoader]:
+    """A :class:`_MoneyLoader` for ``places`` digits after the point."""
+    return type(f"_MoneyLoader{places}", (_MoneyLoader,), {"places": places})
+
+
+def _unsavable(
+    column: tuple[str, str], values: Sequence[Any], exc: Exception, kind: pa.DataType
+) -> ResultFileError:
     """Why a column's values could not become an Arrow column, and what to do."""
-    name, kind = column
+    name, described = column
+    advice = f"Cast it to text in the query (e.g. {name}::text) and run it again."
     if any(isinstance(v, list) and any(isinstance(x, list) for x in v) for v in values):
         reason = "it holds multi-dimensional arrays, and the files keep one-dimensional lists"
+    elif _holds_decimal(kind) and (texts := _flat_texts(list(values))) is not None:
+        reason, advice = _misfit(name, texts, kind.value_type if pa.types.is_list(kind) else kind)
     else:
         reason = error_line(exc).rstrip(".")
     return ResultFileError(
-        f"The query ran, but column {name} ({kind}) could not be saved: {reason}. Cast it to "
-        f"text in the query (e.g. {name}::text) and run it again."
+        f"The query ran, but column {name} ({described}) could not be saved: {reason}. {advice}"
     )
+
+
+def _misfit(name: str, texts: pa.Array, kind: pa.DataType) -> tuple[str, str]:
+    """Why numbers of a later batch do not fit the decimal type the first rows chose, and
+    what to do: (reason, advice)."""
+    typed = f"its type in the files, decimal({kind.precision},{kind.scale}), set by its first rows"
+    for text in texts.to_pylist():
+        if text is None:
+            continue
+        if text in ("NaN", "Infinity", "-Infinity"):
+            return (
+                f"it holds {text}, which {typed}, cannot hold",
+                f"Turn it into NULL (NULLIF({name}, '{text}')) or cast it to text "
+                f"({name}::text) in the query, and run it again.",
+            )
+        scale = len(text.partition(".")[2])
+        if scale > kind.scale:
+            return (
+                f"it holds {text}, with {scale} digits after the point, more than {typed}",
+                f"Round it in the query (e.g. round({name}, {kind.scale})) or give it a scale "
+                f"({name}::numeric({_DECIMAL_DIGITS}, {scale})), and run it again.",
+            )
+        if len(text.lstrip("-").partition(".")[0]) > kind.precision - kind.scale:
+            return (
+                f"it holds {text}, more digits than {typed}, has room for",
+                f"Cast it to text in the query (e.g. {name}::text) and run it again.",
+            )
+    return "its values do not fit a decimal", f"Cast it to text ({name}::text) and run it again."
 
 
 #: An interval in PostgreSQL's default output style: ``1 year -2 mons 3 days -04:05:06.789``.
