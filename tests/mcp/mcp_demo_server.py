@@ -13,7 +13,7 @@ import os
 import sys
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import (
     CallToolResult,
@@ -92,6 +92,15 @@ def build() -> MCPServer:
         """Sleep, then answer."""
         await anyio.sleep(seconds)
         return f"slept {seconds}s"
+
+    @server.tool()
+    async def working(seconds: float, every: float, ctx: Context) -> str:
+        """Work for ``seconds``, reporting progress every ``every`` seconds (when asked)."""
+        steps = max(1, round(seconds / every))
+        for step in range(1, steps + 1):
+            await anyio.sleep(every)
+            await ctx.report_progress(step, steps, f"step {step} of {steps}")
+        return f"worked {seconds:g}s"
 
     @server.tool()
     def crash() -> str:

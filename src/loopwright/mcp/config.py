@@ -13,8 +13,9 @@ streamable HTTP, the default, or ``"sse"`` for older servers, assumed when the U
 ``/sse``). Claude Code's ``type`` key is accepted for ``transport``, VS Code's ``servers`` for
 ``mcpServers``, and keys other clients use (``disabled``, ``autoApprove``...) are ignored,
 except ``disabled: true``, which leaves the server out. loopwright's own keys: ``timeout``
-(seconds per tool call), ``connect_timeout``, ``tools`` (only these tools are offered to the
-model) and ``max_restarts`` (how often a crashed server is restarted; default 1).
+(seconds a tool call may go without an answer or progress), ``connect_timeout``, ``tools``
+(only these tools are offered to the model) and ``max_restarts`` (how often a crashed server
+is restarted; default 1).
 
 ``${VAR}`` and ``${VAR:-default}`` in any string are replaced from the environment, so secrets
 stay out of the file. A mistake is reported as :class:`MCPConfigError` naming the server and
@@ -57,8 +58,9 @@ class MCPServerConfig:
 
     Give ``command`` (stdio) or ``url`` (HTTP). ``env`` is added to a minimal inherited
     environment (``PATH``, ``HOME``...), not to this process's whole environment, so API keys
-    of other services do not leak into the server. ``timeout`` bounds each tool call
-    (``None``: the tool registry's default); ``tools`` restricts which of the server's tools
+    of other services do not leak into the server. ``timeout`` bounds how long each tool
+    call may go without an answer or a progress notification (``None``: the agent's
+    ``tool_timeout``); ``tools`` restricts which of the server's tools
     are offered; a stdio server that crashes is restarted up to ``max_restarts`` times.
     """
 

@@ -440,9 +440,7 @@ class MCPConnection:
         try:
             with anyio.CancelScope() as scope:
                 call.scope = scope
-                result = await session.call_tool(
-                    call.name, call.arguments, read_timeout_seconds=call.timeout
-                )
+                result = await _call_until_idle(session, call)
                 _settle(call, result=result)
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
@@ -451,6 +449,8 @@ class MCPConnection:
                 _settle(call, error=MCPCallTimeout(exc.message))
             else:
                 _settle(call, error=MCPCallError(exc.message))
+        except MCPCallTimeout as exc:
+            _settle(call, error=exc)
         except Exception as exc:
             _settle(call, error=MCPCallError(_describe(exc)))
         finally:
@@ -609,6 +609,25 @@ def _client_info() -> types.Implementation:
     from loopwright import __version__
 
     return types.Implementation(name="loopwright", version=__version__)
+
+
+async def _call_until_idle(session: ClientSession, call: _Call) -> types.CallToolResult:
+    """``session.call_tool`` for ``call``, asking the server for progress: stopped (cancelled
+    on the server, :class:`MCPCallTimeout`) after ``call.timeout`` seconds without an answer
+    or a progress notification. The SDK's own read timeout counts from the request alone, so
+    a long call that reports its progress (a loopwright server's ``run_agent``) was cut off."""
+    limit = call.timeout
+    if limit is None:
+        return await session.call_tool(call.name, call.arguments)
+    with anyio.CancelScope(deadline=anyio.current_time() + limit) as idle:
+
+        async def progressed(progress: float, total: float | None, message: str | None) -> None:
+            idle.deadline = anyio.current_time() + limit
+
+        result = await session.call_tool(call.name, call.arguments, progress_callback=progressed)
+    if idle.cancelled_caught:
+        raise MCPCallTimeout(f"no answer or progress from the server for {limit:g}s")
+    return result
 
 
 def _settle(

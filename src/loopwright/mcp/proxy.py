@@ -57,8 +57,11 @@ class MCPToolProxy(BaseTool):
     """A tool of an MCP server (or an in-process MCP-style function) as a loopwright tool.
 
     ``mcp_schema`` is the MCP tool definition: ``{"description": ..., "inputSchema": {...}}``.
-    ``timeout`` bounds each call (seconds; ``None``: the registry's default). A server's tools
-    that do not declare themselves read-only run one at a time (``sequential``).
+    ``timeout`` bounds each call (seconds; ``None``: the registry's default, the agent's
+    ``tool_timeout``). A server's tool is stopped after that long *without an answer or a
+    progress notification* (it is asked for progress), so a long call that reports its
+    progress, such as a loopwright server's ``run_agent``, goes on. A server's tools that do
+    not declare themselves read-only run one at a time (``sequential``).
     """
 
     kind: ClassVar[str] = "other"
@@ -96,6 +99,7 @@ class MCPToolProxy(BaseTool):
         self.mcp_schema: dict[str, Any] = dict(mcp_schema)
         self.connection = connection
         self.timeout = timeout
+        self.times_itself = connection is not None  # no answer and no progress for ``timeout``
         #: whether a call cut off by a server crash may be sent again after the restart
         self.retry_safe = retry_safe
         if sequential is not None:
@@ -156,14 +160,16 @@ class MCPToolProxy(BaseTool):
 
         assert self.connection is not None
         server, tool = self.mcp_name, self.tool_name
+        idle = self._idle_limit()
         try:
             result, note = await self.connection.call_tool(
-                tool, input, timeout=self.timeout, retry_safe=self.retry_safe
+                tool, input, timeout=idle, retry_safe=self.retry_safe
             )
         except MCPCallTimeout:
             return error(
-                f"{self.name} timed out after {self.timeout or 0:g}s: the MCP server {server!r} "
-                "did not answer in time, so the call was cancelled. Try a smaller request."
+                f"{self.name} timed out after {idle or 0:g}s without an answer or progress: the "
+                f"MCP server {server!r} did not answer in time, so the call was cancelled. Try "
+                "a smaller request."
             )
         except MCPCallError as exc:
             return error(f"The MCP server {server!r} refused the call to {tool!r}: {exc}")
@@ -181,6 +187,21 @@ class MCPToolProxy(BaseTool):
             else:
                 converted["content"] = [*content, TextBlock(f"[{note}]")]
         return converted
+
+    def _idle_limit(self) -> float | None:
+        """Seconds a server's call may go without an answer or progress: ``timeout``, else
+        the running agent's ``tool_timeout`` (what the registry would have applied), else
+        the registry's default."""
+        if self.timeout is not None:
+            return self.timeout
+        from loopwright.run_context import current_run
+        from loopwright.tools.registry import DEFAULT_TIMEOUT_S
+
+        run = current_run()
+        if run is None:
+            return DEFAULT_TIMEOUT_S
+        limit: float | None = run.agent.tool_timeout
+        return limit
 
     async def aclose(self) -> None:
         """Close the server connection this tool uses (its session is closing)."""

@@ -61,6 +61,9 @@ class BaseTool(ABC):
     - ``path_params``: input keys that are paths; each is validated against the workspace
       before anything runs (and replaced by its resolved absolute path);
     - ``timeout``: seconds before a call is stopped (``None``: the registry's default);
+    - ``times_itself``: the tool bounds its calls itself and the registry sets no deadline (an
+      MCP server's tool: a call is stopped after ``timeout`` seconds, or the registry's
+      default, *without an answer or progress*, so a long call that reports progress goes on);
     - ``max_output_chars``: longer output is cut, the rest saved to a file (``None``: default);
     - ``checks_itself``: input properties whose string rules (``pattern``, ``format``,
       ``minLength``, ``maxLength``) the tool checks itself, with a message saying what to write
@@ -71,6 +74,7 @@ class BaseTool(ABC):
     sequential: bool = False
     path_params: ClassVar[tuple[str, ...]] = ()
     timeout: float | None = None
+    times_itself: bool = False
     max_output_chars: int | None = None
     checks_itself: ClassVar[tuple[str, ...]] = ()
 

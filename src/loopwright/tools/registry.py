@@ -321,6 +321,8 @@ class ToolRegistry:
         if call is not None:
             call.executed = True
         timeout = tool.timeout if tool.timeout is not None else self.default_timeout
+        if tool.times_itself:
+            timeout = None  # it bounds its calls itself (see BaseTool.times_itself)
         try:
             if timeout is None:
                 raw = await tool.execute(input)
