@@ -138,7 +138,9 @@ class DuckDBBackend(SQLBackend):
     ``database`` is the path of the file (it must exist: a read-only connection cannot
     create it) or ``":memory:"``. ``config`` adds DuckDB settings such as
     ``{"memory_limit": "2GB", "threads": 2}``; :data:`READ_ONLY_CONFIG` always wins.
-    ``batch_rows`` is the size of the Arrow batches the result is streamed in.
+    ``batch_rows`` is the most rows of the Arrow batches the result is streamed in; a result
+    of wide rows (hundreds of columns, nested values) gets fewer a batch, about
+    :data:`BATCH_BYTES` (see :func:`batch_rows_for`).
     """
 
     dialect = "duckdb"
@@ -259,11 +261,11 @@ class DuckDBBackend(SQLBackend):
             relation = cursor.sql(statement)
             if relation is None:  # not a query after all: refused before it could run
                 raise QueryRefused("The statement returned no result; run a SELECT query.")
-            columns = [
-                (n, _type_name(t)) for n, t in zip(relation.columns, relation.types, strict=True)
-            ]
-            reader = _as_text_where_lossy(relation).to_arrow_reader(self.batch_rows)
-            big = [i for i, kind in enumerate(relation.types) if kind.id in _BIG_INTEGERS]
+            types = relation.types
+            columns = [(n, _type_name(t)) for n, t in zip(relation.columns, types, strict=True)]
+            rows = batch_rows_for([t.id for t in types], self.batch_rows)
+            reader = _as_text_where_lossy(relation).to_arrow_reader(rows)
+            big = [i for i, kind in enumerate(types) if kind.id in _BIG_INTEGERS]
             if big:
                 schema, batches = _big_integers_sized(reader, big)
                 yield ArrowStream(columns, schema, batches)
@@ -362,6 +364,46 @@ def _as_text_where_lossy(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRe
         else:
             items.append(f"#{position} AS {alias}")
     return relation.project(", ".join(items))
+
+
+#: About how many bytes an Arrow batch of a result holds (:func:`batch_rows_for`): a batch of
+#: 131,072 rows of 3,000 numbers was 3 GB, held at once while it was written.
+BATCH_BYTES = 64 * 1024 * 1024
+#: Bytes a value of each type takes in Arrow; other types (text, blobs, lists, structs...)
+#: are counted at :data:`_OTHER_BYTES`, a guess: their sizes are known only once read.
+_TYPE_BYTES = {
+    "boolean": 1,
+    "tinyint": 1,
+    "utinyint": 1,
+    "smallint": 2,
+    "usmallint": 2,
+    "integer": 4,
+    "uinteger": 4,
+    "float": 4,
+    "date": 4,
+    "bigint": 8,
+    "ubigint": 8,
+    "double": 8,
+    "time": 8,
+    "timestamp": 8,
+    "timestamp with time zone": 8,
+    "decimal": 16,
+    "hugeint": 16,
+    "uuid": 16,
+    "interval": 16,
+}
+_OTHER_BYTES = 64
+#: The fewest rows a batch is made of, however wide the rows.
+_MIN_BATCH_ROWS = 1024
+
+
+def batch_rows_for(type_ids: list[str], most: int) -> int:
+    """Rows an Arrow batch of a result whose columns have DuckDB's ``type_ids`` is made of:
+    ``most``, or fewer for wide rows, so that a batch holds about :data:`BATCH_BYTES`."""
+    width = sum(_TYPE_BYTES.get(kind, _OTHER_BYTES) for kind in type_ids)
+    if width * most <= BATCH_BYTES:
+        return most
+    return min(most, max(_MIN_BATCH_ROWS, BATCH_BYTES // width))
 
 
 #: Integer types wider than 64 bits: ``HUGEINT`` (a decimal(38, 0) in DuckDB's Arrow, even
