@@ -191,6 +191,7 @@ def test_event_types_registry_covers_every_event() -> None:
         "approval_request",
         "usage",
         "error",
+        "notice",
         "done",
     }
 

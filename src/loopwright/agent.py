@@ -26,6 +26,7 @@ from loopwright.events import (
     Done,
     Error,
     Event,
+    Notice,
     TextDelta,
     ToolCall,
     ToolResult,
@@ -76,6 +77,10 @@ CUT_TEXT = (
     "(Your previous reply was cut off by the output token limit. Continue exactly where it "
     "stopped.)"
 )
+#: The ``code`` of the notice sent when the model could not summarise older turns.
+SUMMARY_FAILED = "summary_failed"
+#: The ``code`` of the notice sent when ``max_cost_usd`` cannot hold (the model has no price).
+COST_UNPRICED = "cost_unpriced"
 REPEAT_NOTE = (
     "\n\n[Note from the agent loop: you have now made exactly this call, with the same input, "
     "{count} times in a row. Repeating it will not change the result; try a different "
@@ -567,6 +572,8 @@ class Agent:
             while True:
                 self._check_limits(state)
                 await self._manage_context(state)
+                while not state.side_events.empty():  # notices of the context's compaction
+                    yield state.side_events.get_nowait()
                 response = None
                 async with aclosing(self._model_turn(state)) as model_events:
                     async for model_event in model_events:
@@ -577,6 +584,8 @@ class Agent:
                 if response is None:
                     raise ModelError(f"model {self.model.name!r} ended its turn without a response")
                 yield self._account(state, response)
+                while not state.side_events.empty():  # notices of the call's accounting
+                    yield state.side_events.get_nowait()
                 calls = self._record_turn(state, response)
                 if calls is None:
                     if response.stop_reason == "max_tokens" and state.text_continuations < 3:
@@ -768,6 +777,10 @@ class Agent:
                 usage.cost_usd = self.model.pricing.cost(usage)
             elif self.max_cost_usd is not None and usage.total_tokens and not state.unpriced:
                 state.unpriced = _warn_unpriced(self.model.name, self.max_cost_usd, usage)
+                if state.unpriced:
+                    state.side_events.put_nowait(
+                        _unpriced_notice(self.model.name, self.max_cost_usd)
+                    )
         state.usage.add(usage)
         state.session.usage.add(usage)
         if turn:
@@ -1183,6 +1196,13 @@ class Agent:
             summary, problem = "", summaries.error_line(exc)
         if not summary:
             log.warning("session %s: the model could not summarise: %s", session.id, problem)
+            state.side_events.put_nowait(
+                Notice(
+                    f"the model could not summarise the older turns ({problem}): an outline "
+                    "made from the session's log takes their place in its context",
+                    SUMMARY_FAILED,
+                )
+            )
             summary = _outline(narrative, span, problem, budget)
         session.summary = summary
         session.context_start = cut
@@ -1298,6 +1318,18 @@ def _warn_unpriced(model: str, budget: float, usage: Usage) -> bool:
         model_family(model),
     )
     return True
+
+
+def _unpriced_notice(model: str, budget: float) -> Notice:
+    """What :func:`_warn_unpriced` logs, for the person running the agent."""
+    from loopwright.models.pricing import model_family
+
+    return Notice(
+        f"max_cost_usd={budget:g} cannot stop this run: {model} has no known price, so its "
+        f"calls count as $0; set LOOPWRIGHT_PRICES (e.g. '{model_family(model)}=INPUT/OUTPUT' "
+        "in USD per million tokens) or call register_price()",
+        COST_UNPRICED,
+    )
 
 
 def _budgeted_above(run: RunContext) -> tuple[RunContext, ...]:

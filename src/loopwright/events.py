@@ -302,6 +302,19 @@ class Error(_WireEvent):
 
 
 @dataclass(slots=True)
+class Notice(_WireEvent):
+    """Something the person running the agent should know that does not stop the run: the
+    model could not summarise older turns, a cost budget cannot hold... ``code`` is a short
+    stable identifier (``summary_failed``, ``cost_unpriced``) to filter on; ``message`` says
+    what happened and what to do about it."""
+
+    message: str
+    code: str
+    agent: str | None = None
+    type: ClassVar[str] = "notice"
+
+
+@dataclass(slots=True)
 class Done(_WireEvent):
     """The run ended; ``stop_reason`` says why. ``usage`` is the run's, with what a warehouse
     billed for its queries (``usage.warehouse``) when one did."""
@@ -314,11 +327,13 @@ class Done(_WireEvent):
     type: ClassVar[str] = "done"
 
 
-Event: TypeAlias = TextDelta | ToolCall | ToolResult | ApprovalRequest | UsageUpdate | Error | Done
+Event: TypeAlias = (
+    TextDelta | ToolCall | ToolResult | ApprovalRequest | UsageUpdate | Error | Notice | Done
+)
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
-    for cls in (TextDelta, ToolCall, ToolResult, ApprovalRequest, UsageUpdate, Error, Done)
+    for cls in (TextDelta, ToolCall, ToolResult, ApprovalRequest, UsageUpdate, Error, Notice, Done)
 }
 
 

@@ -30,6 +30,7 @@ from loopwright.events import (
     Done,
     Error,
     Event,
+    Notice,
     TextDelta,
     ToolCall,
     ToolResult,
@@ -126,11 +127,15 @@ class EventPrinter:
     """Prints one run's events for a person, as they arrive.
 
     ``rich`` (default: whether the console is a terminal) turns on the spinner, Markdown
-    rendering of the answer and tool panels.
+    rendering of the answer and tool panels. Notices go to ``notices`` (default: a console
+    on stderr), so they never mix with the answer when stdout is piped.
     """
 
-    def __init__(self, console: Console, *, rich: bool | None = None) -> None:
+    def __init__(
+        self, console: Console, *, rich: bool | None = None, notices: Console | None = None
+    ) -> None:
         self.console = console
+        self.notices = notices if notices is not None else make_console(sys.stderr)
         self.rich = console.is_terminal if rich is None else rich
         self.started = time.perf_counter()
         self._at_line_start = True
@@ -250,6 +255,8 @@ class EventPrinter:
         elif isinstance(event, Error):
             retry = " (it may work if you try again later)" if event.retryable else ""
             self._line(f"[bold red]error:[/] {escape(event.message)}{retry}")
+        elif isinstance(event, Notice):
+            self._notice(Text(f"notice: {event.message}", style="dim yellow"))
         elif isinstance(event, Done):
             self.footer(event)
 
@@ -284,6 +291,21 @@ class EventPrinter:
             self._line(Text(line, style="dim red" if event.is_error else "dim"))
         elif isinstance(event, Error) and not event.retrying:
             self._line(Text(f"  [{event.agent}] error: {event.message}", style="red"))
+        elif isinstance(event, Notice):
+            self._notice(Text(f"  [{event.agent}] notice: {event.message}", style="dim yellow"))
+
+    def _notice(self, line: Text) -> None:
+        """One line on the notices' console. On a terminal, which both consoles may share,
+        it goes between the lines of the answer (the spinner paused while it is written);
+        piped, the answer is left as it is."""
+        spinning = self._status is not None
+        self._stop_status()
+        self._end_markdown()
+        if self.console.is_terminal:
+            self.end_line()
+        self.notices.print(line)
+        if spinning:
+            self.thinking()
 
     def footer(self, done: Done) -> None:
         """The closing line: how the run ended, what it used, how long it took."""

@@ -28,6 +28,10 @@ result's metadata: ``db.system.name`` (``duckdb``, ``postgresql``, ``gcp.bigquer
 ``loopwright.cohort.claims``; with contents recorded, the query as ``db.query.text``. A tool
 call stopped with its run is ``loopwright.cancelled``, not an error.
 
+Errors, retries and approval requests are span events (``loopwright.error``,
+``loopwright.retry``, ``loopwright.approval_request``); so is a notice, on its run's
+``invoke_agent`` span: ``loopwright.notice`` with its ``code`` and ``message``.
+
 Token counts follow the conventions: ``gen_ai.usage.input_tokens`` counts every input token,
 cached ones included; ``gen_ai.usage.cache_read.input_tokens`` and
 ``gen_ai.usage.cache_creation.input_tokens`` say how many of them were read from or written to
@@ -79,7 +83,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "pip install 'loopwright[tracing]'"
     ) from exc
 
-from loopwright.events import ApprovalRequest, Error, TextDelta
+from loopwright.events import ApprovalRequest, Error, Notice, TextDelta
 from loopwright.instrument import Instrument, call_cancelled
 from loopwright.messages import (
     ImageBlock,
@@ -502,6 +506,8 @@ class TracingInstrument(Instrument):
             self._error(run, event)
         elif type(event) is ApprovalRequest:
             self._approval_request(run, event)
+        elif type(event) is Notice:
+            self._notice(run, event)
 
     def _text_delta(self, run: RunContext, event: TextDelta) -> None:
         """The first chunk of a model call's answer: its time to first chunk."""
@@ -532,6 +538,12 @@ class TracingInstrument(Instrument):
             "loopwright.approval_request",
             {"gen_ai.tool.name": event.name, "reason": event.reason},
         )
+
+    def _notice(self, run: RunContext, event: Notice) -> None:
+        state: _RunSpans | None = run.data.get(self)
+        if state is None or event.agent is not None:  # a sub-agent's: on its own run's span
+            return
+        state.span.add_event("loopwright.notice", {"code": event.code, "message": event.message})
 
     # --- shutdown -----------------------------------------------------------------------
 

@@ -383,8 +383,10 @@ function endBubble() {
 }
 
 function notice(kind, text) {
-  $("log").append(el("div", "notice " + kind, text));
+  const line = el("div", "notice " + kind, text);
+  $("log").append(line);
   scrollDown();
+  return line;
 }
 
 function scrollDown() {
@@ -542,6 +544,12 @@ function handleEvent(event) {
       } else {
         notice("error", event.message);
       }
+      break;
+    case "notice":
+      // something to know that does not stop the turn (the older turns could not be
+      // summarised, a cost limit cannot hold); its code says which, for styling or filtering
+      notice("info", (event.agent ? "[" + event.agent + "] " : "") + event.message).dataset.code =
+        event.code;
       break;
     case "done":
       state.finished = true;
