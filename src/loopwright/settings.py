@@ -210,6 +210,9 @@ FROM_FILE: set[str] = set()
 #: Never taken from a file: secrets belong in the environment or a secret store.
 SECRET_VARIABLES = frozenset({"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LANGFUSE_SECRET_KEY"})
 
+#: How a list in ``loopwright.toml`` is joined into its setting's value, for the settings
+#: whose entries are not apart with ``,`` (a price has none, but ``;`` ends one).
+LIST_SEPARATORS = {"prices": ";"}
 
 #: The words a switch (``DEBUG``, ``LOOPWRIGHT_STATS``, ``LOOPWRIGHT_AUDIT``...) takes for on
 #: and for off, in any case.
@@ -279,7 +282,7 @@ def read_config(path: Path) -> dict[str, str]:
                 )
             text = "1" if value else "0"  # "" would mean the default, not off
         elif isinstance(value, list):
-            text = ",".join(str(v) for v in value)
+            text = LIST_SEPARATORS.get(key, ",").join(str(v) for v in value)
         else:
             text = str(value)
         values[setting.env] = text

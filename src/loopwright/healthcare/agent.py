@@ -115,7 +115,9 @@ def parameter_billions(name: str) -> float | None:
     """The parameters (in billions) a model's name gives, ``None`` when it gives none:
     ``openai:qwen2.5:0.5b@http://127.0.0.1:11434/v1`` 0.5, ``SmolLM2-360M-Instruct`` 0.36,
     ``mixtral:8x7b`` 56; the largest when it gives several (``qwen2.5-7b-instruct-1m``: 7)."""
-    served = name.partition("@")[0].lower()  # not the server's address
+    from loopwright.models.pricing import without_server
+
+    served = without_server(name.lower())  # not the server's address
     sizes = []
     for found in _PARAMETERS.finditer(served):
         count = found["count"]

@@ -150,7 +150,7 @@ def parse_cursor(cursor: str) -> tuple[str, str]:
     try:
         data = base64.urlsafe_b64decode(cursor[len(_CURSOR_TAG) :].encode("ascii"))
         value = json.loads(data)
-    except ValueError:  # not ASCII, not base64 (binascii.Error), not JSON
+    except (ValueError, RecursionError):  # not ASCII, not base64, not JSON, nested too deep
         raise problem from None
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
         raise problem

@@ -41,6 +41,7 @@ __all__ = [
     "model_family",
     "price_for",
     "register_price",
+    "without_server",
 ]
 
 
@@ -175,7 +176,12 @@ _FREE_PROVIDERS = ("local", "scripted", "demo")
 
 _PROVIDER_PREFIX = re.compile(r"^(anthropic|openai|local|scripted)[:/]")
 _CLOUD_PREFIX = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.")  # Bedrock: us.anthropic.claude-...
-_CLOUD_VERSION = re.compile(r"-v\d+(?::\d+)?$")  # Bedrock: ...-20250929-v1:0
+#: Bedrock: ...-20250929-v1:0 (``-v1`` alone after the cloud prefix); not deepseek-v3's
+_CLOUD_VERSION = re.compile(r"-v\d+:\d+$")
+_PREFIXED_CLOUD_VERSION = re.compile(r"-v\d+(?::\d+)?$")
+#: Where the server's address starts in ``<model>@http://host/v1`` (a model's own name may hold
+#: an ``@``: Cloudflare's ``@cf/meta/...``)
+_AT_URL = re.compile(r"@(?=[a-z][a-z0-9+.-]*://)")
 _DATE_SUFFIX = re.compile(r"[-@](?:\d{8}|\d{4}-\d{2}-\d{2})$")  # -20250929, -2025-04-14, @2025...
 _ALIAS_SUFFIX = re.compile(r"-latest$")
 
@@ -193,16 +199,21 @@ class Cost:
     family: str | None = None
 
 
+def without_server(model: str) -> str:
+    """``model`` without the server's address of ``<model>@http://host/v1`` (the ``@`` before
+    ``scheme://``: a model's own name may hold one, as Cloudflare's ``@cf/meta/...``)."""
+    return _AT_URL.split(model, 1)[0]
+
+
 def model_family(model: str) -> str:
     """The price-table key for a model name: provider prefix, cloud wrapping, snapshot date
     and ``-latest`` removed, so ``claude-sonnet-4-5-20250929`` and
     ``anthropic:claude-sonnet-4-5`` both give ``claude-sonnet-4-5``."""
-    name = model.strip().lower()
-    if "@" in name and "://" in name:  # openai:<model>@http://host/v1
-        name = name.split("@", 1)[0]
+    name = without_server(model.strip().lower())  # openai:<model>@http://host/v1
     name = _PROVIDER_PREFIX.sub("", name)
+    cloud = _CLOUD_PREFIX.match(name)
     name = _CLOUD_PREFIX.sub("", name)
-    name = _CLOUD_VERSION.sub("", name)
+    name = (_PREFIXED_CLOUD_VERSION if cloud else _CLOUD_VERSION).sub("", name)
     name = _DATE_SUFFIX.sub("", name)
     return _ALIAS_SUFFIX.sub("", name)
 
@@ -212,8 +223,9 @@ def _is_free(model: str) -> bool:
     name = model.strip().lower()
     if name.split(":", 1)[0] in _FREE_PROVIDERS:
         return True
-    if "@" in name and "://" in name:
-        host = urlsplit(name.split("@", 1)[1]).hostname or ""
+    served = _AT_URL.split(name, 1)
+    if len(served) == 2:
+        host = urlsplit(served[1]).hostname or ""
         return host in ("localhost", "::1") or host.startswith("127.")
     return False
 
@@ -275,6 +287,7 @@ def configured_prices(raw: str | None = None) -> Mapping[str, Pricing]:
 @lru_cache(maxsize=8)
 def _parse_prices(raw: str) -> Mapping[str, Pricing]:
     table: dict[str, Pricing] = {}
+    entries: dict[str, str] = {}  # family -> the entry that priced it
     for entry in re.split(r"[;\n]", raw):
         entry = entry.strip()
         if not entry:
@@ -288,12 +301,21 @@ def _parse_prices(raw: str) -> Mapping[str, Pricing]:
         if (
             not sep
             or not name.strip()
+            or "=" in name  # entries apart with commas: "a=1/2, b=3/4"
             or not 2 <= len(parts) <= 4
             or len(values) != len(parts)
             or not all(math.isfinite(v) and v >= 0 for v in values)
         ):
             raise ModelError(f"{PRICES_ENV}: {entry!r} is not a price: {_PRICES_FORM}")
-        table[model_family(name)] = Pricing(*values)
+        family = model_family(name)
+        pricing = Pricing(*values)
+        if table.get(family, pricing) != pricing:
+            raise ModelError(
+                f"{PRICES_ENV}: {entries[family]!r} and {entry!r} both price {family} (a "
+                "model is priced by its family: no provider prefix, snapshot date or -latest); "
+                "keep one of them"
+            )
+        table[family], entries[family] = pricing, entry
     return MappingProxyType(table)
 
 
