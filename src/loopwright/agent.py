@@ -648,9 +648,13 @@ class Agent:
     def _check_budgets_above(self, state: _RunState) -> None:
         """Stop a sub-agent's run at the token or cost budget of a run above it: what the
         sub-agent, the sub-agents running beside it and theirs spend counts there, but
-        reaches that run's usage only as each ends (:meth:`RunContext.spent`)."""
+        reaches that run's usage only as each ends (:meth:`RunContext.spent`). A run started
+        in between by a tool of its own (an agent run inside a plain tool: no Delegate made it
+        a child, :meth:`RunContext.start_child`) is not in that sum: its spending is added."""
         for run in state.above:
             spent = run.spent()
+            for unlisted in _unlisted_between(state.run, run):
+                spent.add(unlisted.spent())
             whose = f"{run.path}'s"
             tokens = run.agent.max_tokens_budget
             if tokens is not None and spent.total_tokens >= tokens:
@@ -1330,6 +1334,18 @@ def _unpriced_notice(model: str, budget: float) -> Notice:
         "in USD per million tokens) or call register_price()",
         COST_UNPRICED,
     )
+
+
+def _unlisted_between(run: RunContext, above: RunContext) -> list[RunContext]:
+    """The runs from ``run`` up to (not including) ``above`` that their parent does not list
+    among its running children: their spending is in no :meth:`RunContext.spent` above."""
+    unlisted = []
+    node = run
+    while node is not above and node.parent is not None:
+        if node not in node.parent.children:
+            unlisted.append(node)
+        node = node.parent
+    return unlisted
 
 
 def _budgeted_above(run: RunContext) -> tuple[RunContext, ...]:

@@ -288,3 +288,36 @@ async def test_a_sub_agent_has_a_token_budget_of_its_own(tmp_path: Path) -> None
 def test_a_sub_agents_token_budget_must_be_a_number_of_tokens(budget: Any) -> None:
     with pytest.raises(ValueError, match="max_tokens_budget must be a whole number of tokens"):
         SubAgent("worker", "Works.", max_tokens_budget=budget)
+
+
+async def test_an_agent_run_inside_a_plain_tool_stops_at_the_callers_cost_budget(
+    tmp_path: Path,
+) -> None:
+    """A tool of the parent's that runs a helper agent itself (no Delegate registers it as a
+    child): the helper's spending counts against the parent's $0.10 as it runs. Each turn is
+    $0.045: the parent's and the helper's first two pass $0.10, so the helper stops at its
+    third step, not at its own 20 turns."""
+    helpers: list[Any] = []
+
+    @tool
+    async def consult_helper() -> str:
+        """Ask a helper agent."""
+        helper = Agent(
+            ScriptedModel(working, pricing=PRICE), tools=[work], store=MemoryStore(), max_turns=20
+        )
+        result = await helper.collect("work on it")
+        helpers.append(result)
+        return f"helper: {result.stop_reason}"
+
+    agent = Agent(
+        ScriptedModel([turn(call("consult_helper")), turn("answered")], pricing=PRICE),
+        tools=[consult_helper],
+        store=MemoryStore(),
+        workspace_root=str(tmp_path / "ws"),
+        max_cost_usd=0.10,
+    )
+    await agent.collect("go")
+    (helped,) = helpers
+    assert helped.stop_reason == "cost_budget"
+    assert helped.usage.model_calls == 2
+    assert helped.events[-1].detail == "spent $0.1350 of agent's $0.1000 budget"
