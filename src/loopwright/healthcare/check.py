@@ -19,12 +19,17 @@ prescriber was left out"). When every row of the reference ties, "they all tie" 
 entity. An answer that lists numbers wholesale (a long run like 1, 2, 3, ... or far more
 distinct numbers than the reference holds) is guessing, and none of its numbers is credited.
 
+A value of one row of the reference (the top prescriber's count, the peak month's fills) must
+be stated with that row's entity: "NPI A wrote 230 and NPI B 245" does not state A's 245 (see
+``Fact.of_entity`` and ``_Owners``). Totals are nobody's and may stand anywhere.
+
 Golden questions (``golden.py``) derive their facts from the reference query's result at check
 time; ``check_golden`` runs the whole comparison for one question.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv as csv_module
 import io
 import itertools
@@ -85,6 +90,13 @@ class Fact:
     the entity is ranked by, how many they are; then an answer saying that they all tie ("they
     all tie at 2", "all three are tied") states it without naming one (see
     ``_all_tie_statement``). ``check_golden`` sets it.
+
+    ``rivals`` (entities only): the spellings of the other entities of its kind (the reference's
+    other rows, the domain's list), all of them: what tells whose value a number is.
+
+    ``of_entity`` (numbers only): the label of the entity fact naming the reference row this
+    value belongs to ("the top prescriber's prescriptions" is the top prescriber's). The answer
+    must state the number *with* that entity, not with another row's (see ``_Owners``).
     """
 
     label: str
@@ -95,6 +107,8 @@ class Fact:
     required: bool = True
     others: tuple[str, ...] = ()
     tied_rows: int = 0
+    rivals: tuple[str, ...] = ()
+    of_entity: str | None = None
 
     @property
     def expected(self) -> str:
@@ -113,8 +127,12 @@ def number_fact(
     percent: bool = False,
     rel_tol: float | None = None,
     required: bool = True,
+    of_entity: str | None = None,
 ) -> Fact:
-    """A number the answer must state. Whole numbers (counts) get no relative tolerance."""
+    """A number the answer must state. Whole numbers (counts) get no relative tolerance.
+
+    ``of_entity``: the label of the entity fact whose row the value belongs to; the answer must
+    then state it with that entity (see ``Fact``)."""
     raw = list(value) if isinstance(value, Sequence) else [value]
     values = tuple(float(v) for v in raw)
     if not values:
@@ -126,7 +144,15 @@ def number_fact(
         )
     if rel_tol is None:
         rel_tol = 0.0 if all(v == int(v) for v in values) and not percent else 0.005
-    return Fact(label, "number", values, percent=percent, rel_tol=rel_tol, required=required)
+    return Fact(
+        label,
+        "number",
+        values,
+        percent=percent,
+        rel_tol=rel_tol,
+        required=required,
+        of_entity=of_entity,
+    )
 
 
 def entity_fact(
@@ -139,22 +165,26 @@ def entity_fact(
     """An entity the answer must name; any of ``spellings`` counts.
 
     ``others`` are names of other entities of the same kind (every state, every school...);
-    only those that contain a spelling as whole words are kept (see ``Fact``). ``tied_rows``:
-    that many reference rows all tie, so "they all tie" names the entity too.
+    only those that contain a spelling as whole words are kept (see ``Fact``), and all of them
+    as its ``rivals``. ``tied_rows``: that many reference rows all tie, so "they all tie" names
+    the entity too.
     """
     cleaned = tuple(dict.fromkeys(s.strip() for s in spellings if s and s.strip()))
     if not cleaned:
         raise ValueError(f"the fact {label!r} needs at least one spelling")
     own = {normalize(s) for s in cleaned}
     cores = [normalize(s) for s in cleaned if not _is_code(s)]
-    longer = tuple(
-        dict.fromkeys(
-            o.strip()
-            for o in others
-            if o and normalize(o) not in own and any(c in normalize(o) for c in cores)
-        )
+    rivals = tuple(dict.fromkeys(o.strip() for o in others if o and normalize(o) not in own))
+    longer = tuple(o for o in rivals if any(c in normalize(o) for c in cores))
+    return Fact(
+        label,
+        "entity",
+        cleaned,
+        required=required,
+        others=longer,
+        tied_rows=tied_rows,
+        rivals=rivals,
     )
-    return Fact(label, "entity", cleaned, required=required, others=longer, tied_rows=tied_rows)
 
 
 def month_spellings(year_month: str) -> tuple[str, ...]:
@@ -379,6 +409,224 @@ def _spans(normalized: str, padded: str) -> list[tuple[int, int]]:
     return spans
 
 
+# --- whose number it is ----------------------------------------------------------------------
+
+#: where a sentence, a table row or a list item ends ("4.7" and "$1,543.20" go on)
+_UNIT_END = re.compile(r"[.!?;]+(?=\s|$)|\n")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+#: what joins two names of one entity: "California (CA)", "**NPI 1234**"
+_ALIAS_GAP = re.compile(r"[\s*_()\[\]]*")
+#: what joins the entities of a list: "CA, TX and NY", "NPI 1 and NPI 2", "A / B"
+_ENTITY_LIST_GAP = re.compile(
+    r"(?:[\s*_()\[\],/&]|\b(?:and|or|then|vs|versus|npis?|dr|the)\b\.?)*", re.IGNORECASE
+)
+#: what joins the numbers of a list: "245 and 230", "245, 230"
+_NUMBER_LIST_GAP = re.compile(r"(?:[\s*_,/&]|\b(?:and|or)\b)*", re.IGNORECASE)
+#: a number stated before the entity it belongs to: "245 claims by NPI 1", "230 in Texas"
+_LINKED_AHEAD = re.compile(
+    r"[^\d,;:()|\n]{0,60}?\b(?:by|for|from|in|at)\b"
+    r"(?:[\s*_#]+(?:the|npi|dr\.?|state\s+of)\b)*[\s*_#]*",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Mention:
+    """Where the answer names an entity of a fact's kind: the fact's own (``own``) or a rival."""
+
+    start: int
+    end: int
+    own: bool
+
+
+def _normalized_offsets(text: str, possessives: bool = False) -> tuple[str, list[int]]:
+    """``normalize(text)`` (``_without_possessives`` with ``possessives``) and, for each of its
+    characters, the offset in ``text`` it comes from."""
+    dropped = (
+        {i for m in _POSSESSIVE.finditer(text) for i in range(*m.span())} if possessives else set()
+    )
+    chars, where = [" "], [0]
+    for index, char in enumerate(text):
+        if index in dropped:
+            continue
+        for part in unicodedata.normalize("NFKD", char):
+            if unicodedata.combining(part) or part in "'\u2019`":
+                continue
+            for lower in part.lower():
+                if lower.isascii() and lower.isalnum():
+                    chars.append(lower)
+                    where.append(index)
+                elif chars[-1] != " ":
+                    chars.append(" ")
+                    where.append(index)
+    if chars[-1] != " ":
+        chars.append(" ")
+        where.append(len(text))
+    return "".join(chars), where
+
+
+def _mentions(fact: Fact, text: str) -> list[_Mention]:
+    """Where ``text`` names the entity of ``fact`` or one of its ``rivals``, in text order.
+
+    The longest name wins where names overlap: "West Virginia" names West Virginia, not
+    Virginia. Codes are matched case-sensitively, and possessives name their entity, as in
+    ``entity_matches``.
+    """
+    found: set[_Mention] = set()
+    readings = (False, True) if _POSSESSIVE.search(text) else (False,)
+    for possessives in readings:
+        norm = _without_possessives if possessives else normalize
+        form, where = _normalized_offsets(text, possessives)
+        for own, spellings in ((True, fact.values), (False, fact.rivals)):
+            for spelling in map(str, spellings):
+                if not _is_code(spelling):
+                    spans = _spans(form, norm(spelling))
+                    found |= {_Mention(where[s], where[e - 1] + 1, own) for s, e in spans}
+                elif not possessives:
+                    code = rf"(?<![A-Za-z]){re.escape(spelling)}(?![A-Za-z])"
+                    found |= {_Mention(*m.span(), own) for m in re.finditer(code, text)}
+    kept: list[_Mention] = []
+    for mention in sorted(found, key=lambda m: (m.start - m.end, not m.own, m.start)):
+        if not any(k.start < mention.end and mention.start < k.end for k in kept):
+            kept.append(mention)
+    return sorted(kept, key=lambda m: m.start)
+
+
+def _anyones(offset: int, length: int, percent: bool) -> bool:
+    """A number of no entity in particular (a total, a share of all) is stated anywhere."""
+    return True
+
+
+class _Owners:
+    """Whose value each number of an answer is, among the entities of one entity fact's kind.
+
+    A number belongs to an entity it is stated with, in the same sentence, table row or list
+    item ("unit"):
+
+    - after it: "NPI 1234 wrote 245", "| 1234 | 245 |", "NPI 1234 (245 claims) leads, followed
+      by NPI 5678 (230)"; a number before any entity of its unit belongs to the first one
+      ("With 245 claims, NPI 1234 leads");
+    - before it, joined by "by", "for", "from", "in" or "at": "245 claims by NPI 1234", "230
+      in Texas";
+    - a list of entities and a list of numbers pair in order, per kind of number (counts,
+      percentages), with or without "respectively": "A and B wrote 245 and 230 claims" gives
+      A 245; numbers beyond the last full round ("... out of 2,000") may be any of them;
+    - in a unit naming no entity of the kind, the entities of the last unit before it in the
+      same paragraph that names one: "NPI 1234 leads. It wrote 245 claims."
+
+    A number with no entity of the kind in its unit or paragraph is nobody's in particular: it
+    counts ("They all tie at 2", or an answer naming no prescriber).
+    """
+
+    def __init__(self, entity: Fact, text: str, numbers: Sequence[tuple[int, FoundNumber]]) -> None:
+        self._text = text
+        mentions = _mentions(entity, text)
+        self._mentions: list[_Mention] = []
+        for mention in mentions:  # "California (CA)" is one mention
+            last = self._mentions[-1] if self._mentions else None
+            if (
+                last is not None
+                and last.own == mention.own
+                and _ALIAS_GAP.fullmatch(text, last.end, mention.start)
+            ):
+                self._mentions[-1] = _Mention(last.start, mention.end, last.own)
+            else:
+                self._mentions.append(mention)
+        self._numbers = [
+            (offset, offset + len(number.text), number.percent)
+            for offset, number in numbers
+            if not any(m.start < offset + len(number.text) and offset < m.end for m in mentions)
+        ]
+        breaks = [m.end() for m in _BLANK_LINE.finditer(text)]
+        self._units: list[tuple[int, int, int]] = []
+        start = 0
+        for match in [*_UNIT_END.finditer(text), None]:
+            end = match.end() if match is not None else len(text)
+            if text[start:end].strip():
+                self._units.append((start, end, bisect.bisect_right(breaks, start)))
+            start = end
+
+    def states(self, offset: int, length: int, percent: bool) -> bool:
+        """Whether the number at ``offset`` (``length`` characters) is the entity's, or nobody's
+        in particular; not when it is only another entity's."""
+        target = (offset, offset + length, percent)
+        if not self._mentions:
+            return True
+        if any(m.start < target[1] and target[0] < m.end for m in self._mentions):
+            return False  # part of a name ("Route 245 Clinic"), not a value
+        index = next(
+            (i for i, (_, end, _) in enumerate(self._units) if offset < end), len(self._units) - 1
+        )
+        start, end, paragraph = self._units[index]
+        numbers = sorted({*(n for n in self._numbers if start <= n[0] < end), target})
+        mentions = [m for m in self._mentions if start <= m.start < end]
+        if not mentions:
+            before = next(
+                (
+                    [m for m in self._mentions if s <= m.start < e]
+                    for s, e, p in reversed(self._units[:index])
+                    if p == paragraph and any(s <= m.start < e for m in self._mentions)
+                ),
+                None,
+            )
+            if before is None:
+                return True
+            return self._paired(target, numbers, self._runs(before)[-1])
+        return self._paired(target, *self._assigned(target, numbers, mentions))
+
+    def _runs(self, mentions: list[_Mention]) -> list[list[_Mention]]:
+        """The mentions joined into lists ("CA, TX and NY"), with no number between them."""
+        runs: list[list[_Mention]] = []
+        for mention in mentions:
+            previous = runs[-1][-1] if runs else None
+            if previous is not None and _ENTITY_LIST_GAP.fullmatch(
+                self._text, previous.end, mention.start
+            ):
+                runs[-1].append(mention)
+            else:
+                runs.append([mention])
+        return runs
+
+    def _assigned(
+        self,
+        target: tuple[int, int, bool],
+        numbers: list[tuple[int, int, bool]],
+        mentions: list[_Mention],
+    ) -> tuple[list[tuple[int, int, bool]], list[_Mention]]:
+        """The numbers read together with ``target`` and the list of entities they belong to."""
+        runs = self._runs(mentions)
+        ahead = next((run for run in runs if run[0].start >= target[1]), None)
+        behind = next((run for run in reversed(runs) if run[-1].end <= target[0]), None)
+        low = behind[-1].end if behind is not None else -1
+        high = ahead[0].start if ahead is not None else len(self._text) + 1
+        group = [n for n in numbers if low <= n[0] and n[1] <= high]  # between two lists
+        if ahead is not None and _LINKED_AHEAD.fullmatch(self._text, group[-1][1], high):
+            linked = [group[-1]]
+            for previous in reversed(group[:-1]):
+                if not _NUMBER_LIST_GAP.fullmatch(self._text, previous[1], linked[0][0]):
+                    break
+                linked.insert(0, previous)
+            if target in linked:
+                return linked, ahead
+            group = group[: len(group) - len(linked)]
+        if behind is not None:
+            return group, behind
+        assert ahead is not None  # the unit names an entity, on one side or the other
+        return group, ahead
+
+    @staticmethod
+    def _paired(
+        target: tuple[int, int, bool], numbers: list[tuple[int, int, bool]], run: list[_Mention]
+    ) -> bool:
+        """Whether ``target``, read in order with ``numbers`` of its kind against the list of
+        entities ``run``, is the own entity's (see the class docstring)."""
+        same = [n for n in numbers if n[2] == target[2]]
+        position, rounds = same.index(target), len(same) // len(run)
+        if position < rounds * len(run):
+            return run[position % len(run)].own
+        return any(mention.own for mention in run)
+
+
 # --- the verdict -----------------------------------------------------------------------------
 
 
@@ -483,11 +731,12 @@ def check_answer(
     if not facts:
         raise ValueError("check_answer needs at least one fact to check")
     digits, words = digit_numbers(answer), spelled_numbers(answer)
-    numbers = [number for _, number in digits]
-    spelled = [number for _, number in words]
     normalized = normalize(answer)
-    in_order = [number for _, number in sorted(digits + words, key=lambda item: item[0])]
+    located = sorted(digits + words, key=lambda item: item[0])
+    in_order = [number for _, number in located]
     wholesale = _listed_wholesale(in_order, reference)
+    entities = {fact.label: fact for fact in facts if fact.kind == "entity"}
+    owners: dict[str, _Owners] = {}
     results: list[FactResult] = []
     for fact in facts:
         if fact.kind == "entity":
@@ -499,16 +748,32 @@ def check_answer(
         if wholesale is not None:
             results.append(FactResult(fact, False, hint="the answer lists numbers wholesale"))
             continue
-        hit = next((n for n in numbers if number_matches(fact, n, max_rounding)), None)
-        if hit is None:  # digits first: a number in words is the weaker evidence
-            hit = next((n for n in spelled if number_matches(fact, n, max_rounding)), None)
+        paired = _anyones
+        if fact.of_entity is not None:
+            if fact.of_entity not in entities:
+                raise ValueError(
+                    f"the fact {fact.label!r} belongs to the entity fact {fact.of_entity!r}, "
+                    f"which is not among the facts checked ({', '.join(entities) or 'none'}): "
+                    "pass that entity fact too, or leave of_entity unset"
+                )
+            if fact.of_entity not in owners:
+                owners[fact.of_entity] = _Owners(entities[fact.of_entity], answer, located)
+            paired = owners[fact.of_entity].states
+        matching = [(o, n) for o, n in digits if number_matches(fact, n, max_rounding)]
+        if not matching:  # digits first: a number in words is the weaker evidence
+            matching = [(o, n) for o, n in words if number_matches(fact, n, max_rounding)]
+        hit = next((n for o, n in matching if paired(o, len(n.text), n.percent)), None)
         if hit is None and any(float(v) == 0 for v in fact.values):
             zero = zero_statement(answer, fact.label)
-            if zero:
+            if zero and paired(answer.find(zero), len(zero), False):
                 results.append(FactResult(fact, True, zero))
                 continue
         if hit is not None:
             results.append(FactResult(fact, True, hit.text))
+        elif matching:
+            entity = entities[str(fact.of_entity)].expected
+            hint = f"the answer states {matching[0][1].text} only with another entity than {entity}"
+            results.append(FactResult(fact, False, hint=hint))
         else:
             results.append(FactResult(fact, False, hint=_closest_hint(fact, in_order)))
 

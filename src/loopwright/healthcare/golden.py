@@ -116,6 +116,12 @@ _CONDITION_EXTRA: dict[str, tuple[str, ...]] = {
     "Hyperlipidemia": ("high cholesterol",),
 }
 
+#: the places of service the costs question compares, as an answer names them
+_PLACE_EXTRA: dict[str, tuple[str, ...]] = {
+    "Inpatient hospital": ("Inpatient hospital", "inpatient", "hospital inpatient"),
+    "Office": ("Office", "office visits", "office visit"),
+}
+
 _NATURE_EXTRA: dict[str, tuple[str, ...]] = {
     "Food and Beverage": ("food & beverage", "food and beverages", "meals"),
     "Compensation for services other than consulting": (
@@ -244,9 +250,12 @@ def _number(
     *,
     percent: bool = False,
     required: bool = True,
+    of_entity: str | None = None,
 ) -> Fact:
+    """The value of ``column`` in ``rows`` (ties); ``of_entity`` labels the entity fact of
+    those rows, when the value is theirs (not a total over the result)."""
     values = [float(reference.value(column, i) or 0) for i in rows]
-    return number_fact(label, values, percent=percent, required=required)
+    return number_fact(label, values, percent=percent, required=required, of_entity=of_entity)
 
 
 def top_facts(
@@ -259,7 +268,7 @@ def top_facts(
     percent_column: str | None = None,
     known: Sequence[str] = (),
 ) -> FactsFn:
-    """Facts of a ranked result: the top entity (any of those tied) and its value.
+    """Facts of a ranked result: the top entity (any of those tied) and its value, stated with it.
 
     ``known`` lists every entity of the kind (all states, all schools), see ``_entity``.
     """
@@ -268,10 +277,13 @@ def top_facts(
         tied = _tied_top(reference, value_column)
         found = [
             _entity(entity_label, reference, entity_column, tied, spell, known),
-            _number(value_label, reference, value_column),
+            _number(value_label, reference, value_column, of_entity=entity_label),
         ]
         if percent_column is not None:
-            found.append(_number(f"{value_label} share", reference, percent_column, percent=True))
+            share = f"{value_label} share"
+            found.append(
+                _number(share, reference, percent_column, percent=True, of_entity=entity_label)
+            )
         return found
 
     return facts
@@ -299,10 +311,14 @@ def _row_where(reference: Reference, column: str, value: Any) -> int:
 
 
 def _month(label: str, reference: Reference, column: str, rows: Sequence[int]) -> Fact:
-    spellings: list[str] = []
-    for index in rows:
-        spellings += month_spellings(str(reference.value(column, index)))
-    return entity_fact(label, *spellings)
+    """The month of ``rows`` (``YYYY-MM``), knowing the result's other months."""
+    chosen = {str(reference.value(column, index)) for index in rows}
+    spellings = [s for month in sorted(chosen) for s in month_spellings(month)]
+    others = [
+        s for month in map(str, reference.column(column)) if month not in chosen
+        for s in month_spellings(month)
+    ]  # fmt: skip
+    return entity_fact(label, *spellings, others=others)
 
 
 def _max_rows(reference: Reference, column: str) -> list[int]:
@@ -317,9 +333,13 @@ def _max_rows(reference: Reference, column: str) -> list[int]:
 def _humira_ca_top10(ref: Reference) -> list[Fact]:
     tied = _tied_top(ref, "rx_count")
     known = not _tie_cut_off(ref, tied)
+    npi = "top prescriber NPI"
     return [
-        _entity("top prescriber NPI", ref, "PRESCRIBER_NPI_NBR", tied, required=known),
-        _number("top prescriber's prescriptions", ref, "rx_count"),
+        _entity(npi, ref, "PRESCRIBER_NPI_NBR", tied, required=known),
+        # with a tie past the limit, the top prescriber may be one the result does not hold
+        _number(
+            "top prescriber's prescriptions", ref, "rx_count", of_entity=npi if known else None
+        ),
         number_fact("total prescriptions of the top 10", sum(ref.column("rx_count"))),
     ]
 
@@ -328,7 +348,7 @@ def _ozempic_monthly(ref: Reference) -> list[Fact]:
     peaks = _max_rows(ref, "fills")
     return [
         _month("peak month", ref, "month", peaks),
-        _number("fills in the peak month", ref, "fills", peaks[:1]),
+        _number("fills in the peak month", ref, "fills", peaks[:1], of_entity="peak month"),
     ]
 
 
@@ -357,13 +377,13 @@ def _humira_change(ref: Reference) -> list[Fact]:
 
 def _condition_costs(ref: Reference) -> list[Fact]:
     tied = _tied_top(ref, "total_charges")
+    top = "condition with the highest charges"
     return [
-        _entity("condition with the highest charges", ref, "condition_label", tied,
-                condition_spellings, CONDITION_LABELS),
+        _entity(top, ref, "condition_label", tied, condition_spellings, CONDITION_LABELS),
         # the question asks which condition and its average, not how much its total is
-        _number("its total charges", ref, "total_charges", required=False),
-        _number("its average charge per claim", ref, "avg_charge"),
-    ]  # fmt: skip
+        _number("its total charges", ref, "total_charges", required=False, of_entity=top),
+        _number("its average charge per claim", ref, "avg_charge", of_entity=top),
+    ]
 
 
 def _nature_breakdown(ref: Reference) -> list[Fact]:
@@ -373,14 +393,13 @@ def _nature_breakdown(ref: Reference) -> list[Fact]:
     by_records = _max_rows(ref, "payments")
     by_payments = _max_rows(ref, "number_of_payments")
     counts = [ref.value("payments", by_records[0]), ref.value("number_of_payments", by_payments[0])]
+    largest, frequent = "largest category by amount", "most frequent category"
     return [
-        _entity("largest category by amount", ref, "nature_of_payment", by_amount,
-                nature_spellings),
-        _number("its total amount", ref, "total_amount", by_amount[:1]),
-        _entity("most frequent category", ref, "nature_of_payment", by_records + by_payments,
-                nature_spellings),
-        number_fact("its number of payments", counts),
-    ]  # fmt: skip
+        _entity(largest, ref, "nature_of_payment", by_amount, nature_spellings),
+        _number("its total amount", ref, "total_amount", by_amount[:1], of_entity=largest),
+        _entity(frequent, ref, "nature_of_payment", by_records + by_payments, nature_spellings),
+        number_fact("its number of payments", counts, of_entity=frequent),
+    ]
 
 
 def _no_humira_in_california() -> list[Fact]:
@@ -393,23 +412,26 @@ def _no_jardiance_payments() -> list[Fact]:
 
 def _jardiance_payments(ref: Reference) -> list[Fact]:
     tied = _tied_top(ref, "total_paid")
+    top = "prescriber paid the most"
     return [
         number_fact("total JARDIANCE payments to its prescribers", sum(ref.column("total_paid"))),
-        _entity("prescriber paid the most", ref, "npi_number", tied),
-        _number("their JARDIANCE payments", ref, "total_paid"),
+        _entity(top, ref, "npi_number", tied),
+        _number("their JARDIANCE payments", ref, "total_paid", of_entity=top),
     ]
 
 
 def _afib_cardiologists(ref: Reference) -> list[Fact]:
     tied = _tied_top(ref, "afib_patients")
     known = not _tie_cut_off(ref, tied)
+    top = "cardiologist with the most AFib patients"
+    theirs = top if known else None  # past the limit, the top one may be outside the result
     return [
-        _entity("cardiologist with the most AFib patients", ref, "npi_number", tied,
-                required=known),
-        _number("their AFib patients", ref, "afib_patients"),
-        _number("their ELIQUIS prescriptions", ref, "eliquis_rx", tied, required=known),
+        _entity(top, ref, "npi_number", tied, required=known),
+        _number("their AFib patients", ref, "afib_patients", of_entity=theirs),
+        _number("their ELIQUIS prescriptions", ref, "eliquis_rx", tied, required=known,
+                of_entity=theirs),
         _number("their ELIQUIS-related payments", ref, "eliquis_payments", tied,
-                required=known),
+                required=known, of_entity=theirs),
     ]  # fmt: skip
 
 
@@ -437,34 +459,48 @@ def _medicare_share(ref: Reference) -> list[Fact]:
 def _quarters(ref: Reference) -> list[Fact]:
     peaks = _max_rows(ref, "claims")
     spellings: list[str] = []
-    for index in peaks:
-        spellings += quarter_spellings(2024, int(ref.value("quarter", index)))
+    others: list[str] = []
+    for index, quarter in enumerate(ref.column("quarter")):
+        (spellings if index in peaks else others).extend(quarter_spellings(2024, int(quarter)))
+    top = "busiest quarter of 2024"
     return [
-        entity_fact("busiest quarter of 2024", *spellings),
-        _number("claims in that quarter", ref, "claims", peaks[:1]),
+        entity_fact(top, *spellings, others=others),
+        _number("claims in that quarter", ref, "claims", peaks[:1], of_entity=top),
     ]
 
 
 def _place_costs(ref: Reference) -> list[Fact]:
     inpatient = _row_where(ref, "PLACE_OF_SERVICE", "Inpatient hospital")
     office = _row_where(ref, "PLACE_OF_SERVICE", "Office")
+    places = [str(place) for place in ref.column("PLACE_OF_SERVICE")]
+    # the answer says which charge is which: each is stated with its place of service
     return [
-        _number("average inpatient charge", ref, "avg_charge", [inpatient]),
-        _number("average office charge", ref, "avg_charge", [office]),
-    ]
+        entity_fact("inpatient place of service", *_PLACE_EXTRA["Inpatient hospital"],
+                    others=[p for p in places if p != "Inpatient hospital"]),
+        _number("average inpatient charge", ref, "avg_charge", [inpatient],
+                of_entity="inpatient place of service"),
+        entity_fact("office place of service", *_PLACE_EXTRA["Office"],
+                    others=[p for p in places if p != "Office"]),
+        _number("average office charge", ref, "avg_charge", [office],
+                of_entity="office place of service"),
+    ]  # fmt: skip
 
 
 def _top_humira_prescriber(ref: Reference) -> list[Fact]:
     tied = _tied_top(ref, "humira_rx")
     known = not _tie_cut_off(ref, tied)
+    top = "top HUMIRA prescriber NPI"
+    theirs = top if known else None  # past the limit, the top one may be outside the result
     return [
-        _entity("top HUMIRA prescriber NPI", ref, "npi_number", tied, required=known),
+        _entity(top, ref, "npi_number", tied, required=known),
         # not asked for, but the only fact left to require when the top is not known
-        _number("their HUMIRA prescriptions", ref, "humira_rx", required=not known),
+        _number("their HUMIRA prescriptions", ref, "humira_rx", required=not known,
+                of_entity=theirs),
         _entity("their specialty", ref, "specialty", tied, specialty_spellings, _SPECIALTY_NAMES,
                 required=known),
         _entity("their last name", ref, "last_name", tied, required=known),
-        _number("their HUMIRA-related payments", ref, "humira_payments", tied, required=known),
+        _number("their HUMIRA-related payments", ref, "humira_payments", tied, required=known,
+                of_entity=theirs),
     ]  # fmt: skip
 
 
@@ -484,9 +520,10 @@ def _oncologists_keytruda(ref: Reference) -> list[Fact]:
 
 def _t2d_monthly(ref: Reference) -> list[Fact]:
     peaks = _max_rows(ref, "claims")
+    top = "month with the most type 2 diabetes claims"
     return [
-        _month("month with the most type 2 diabetes claims", ref, "month", peaks),
-        _number("claims in that month", ref, "claims", peaks[:1]),
+        _month(top, ref, "month", peaks),
+        _number("claims in that month", ref, "claims", peaks[:1], of_entity=top),
     ]
 
 

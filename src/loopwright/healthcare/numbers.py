@@ -1,14 +1,15 @@
 """The numbers an answer states, however it writes them, and what only looks like one.
 
-Digits in any common format (``1,543``, ``1543``, ``20 000``, ``1.5k``, ``$1.2 million``,
-``$5.02MM``, ``12.5%``, ``3.1 percentage points``, ``1.234567e+06``, ``62/94``) and numbers in
-words ("nineteen", "forty-two"), each with the rounding its writer implied: "about 1,500" may
-stand for 1,543, "1,500" may not. Dates ("March 2024", "Q4 2024" too), phone numbers and
-hyphenated codes, list and rank markers ("1.", "#1", a table's rank column), a ranking's size
-("the top 10"), the digits of words ("COVID-19"), the M of a count by sex ("11 M, 9 F") and
-words that only look like numbers ("the one with the most", "the top ten") are not values; nor
-are numbers denied ("not 245") or offered as alternatives ("245 or 312", "two or three"). The
-golden checker (``check.py``) matches what is found here against a question's facts.
+Digits in any common format (``1,543``, ``1543``, ``20 000``, ``1.203.456``, ``1.5k``,
+``$1.2 million``, ``$5.02MM``, ``245 cents`` ($2.45), ``12.5%``, ``3.1 percentage points``,
+``1.234567e+06``, ``62/94``) and numbers in words ("nineteen", "forty-two"), each with the
+rounding its writer implied: "about 1,500" may stand for 1,543, "1,500" may not. Dates ("March
+2024", "Q4 2024" too), phone numbers and hyphenated codes, list and rank markers ("1.", "#1", a
+table's rank column), a ranking's size ("the top 10"), the digits of words ("COVID-19"), the M
+of a count by sex ("11 M, 9 F") and words that only look like numbers ("the one with the most",
+"the top ten") are not values; nor are numbers denied ("not 245"), offered as alternatives
+("245 or 312", "two or three") or bounding a range ("between 200 and 250"). The golden checker
+(``check.py``) matches what is found here against a question's facts.
 """
 
 from __future__ import annotations
@@ -34,13 +35,16 @@ _NUMBER = re.compile(
     (?<![^\W\d_][-\u2010\u2011\u2013])     # nor a word's hyphenated digits ("COVID-19")
     (?P<sign>[-\u2212\u2013])?
     (?P<currency>[$\u20ac\u00a3]\s?)?
-    (?P<int>\d{1,3}(?:,\d{3})+(?!,?\d)|\d+)  # "1,543"; any other comma between digits
+    (?P<int>\d{1,3}(?:,\d{3})+(?!,?\d)  # "1,543"; any other comma between digits
                                          # separates numbers ("15,13,10", a CSV row)
+        |\d{1,3}(?:\.\d{3}){2,}(?![.,]\d)  # "1.203.456": thousands dots, two groups or
+                                         # more ("1.203" is a decimal)
+        |\d+)
     (?:\.(?P<dec>\d+))?
     (?:[eE](?P<exp>[-+]?\d{1,3})(?!\w|\.\d))?  # a float as Python prints it: "1.234567e+06"
     (?!\d)
     (?:\s?(?P<suffix>%|percent\b|per\s?cent\b|pct\b|percentage\s+points?\b|pp\b|[kK]\b
-        |thousand\b|mn\b|mm\b|MM\b|[mM]\b|million\b|bn\b|[bB]\b|billion\b))?
+        |thousand\b|mn\b|mm\b|MM\b|[mM]\b|million\b|bn\b|[bB]\b|billion\b|cents?\b|\u00a2))?
     """,
     re.VERBOSE,
 )
@@ -48,7 +52,7 @@ _NUMBER = re.compile(
 _PERCENT = frozenset({"%", "percent", "pct", "percentagepoint", "percentagepoints", "pp"})
 _MULTIPLIERS = {
     "k": 1e3, "thousand": 1e3, "m": 1e6, "mn": 1e6, "mm": 1e6, "million": 1e6,
-    "b": 1e9, "bn": 1e9, "billion": 1e9,
+    "b": 1e9, "bn": 1e9, "billion": 1e9, "cent": 0.01, "cents": 0.01, "\u00a2": 0.01,
 }  # fmt: skip
 #: a money word after a number: what makes "5.02 MM" millions of dollars, not millimetres
 _MONEY_AFTER = re.compile(r"\s*(?:USD|dollars?)\b", re.IGNORECASE)
@@ -105,6 +109,11 @@ _RANK_BEFORE = re.compile(r"(?<![A-Za-z])(?:top|bottom)\s+$", re.IGNORECASE)
 #: what joins numbers given as alternatives: "245 or 312", "240, 245 or 250"; a comma alone
 #: joins a list, which names each of its numbers
 _ALTERNATIVES = re.compile(r"[*_]*\s*(?:(?P<or>,?\s*(?:or|and/or))\s|,)\s*[*_]*", re.IGNORECASE)
+#: a range: "between 200 and 250"; after a word of comparison it names two values ("the gap
+#: between 245 and 230")
+_RANGE_START = re.compile(r"(?:(?P<word>[A-Za-z]+)\s+)?between\s*[*_]*\s*$", re.IGNORECASE)
+_RANGE_JOIN = re.compile(r"[*_]*\s*(?:and|&|to|-|\u2013)\s*[*_]*", re.IGNORECASE)
+_COMPARISONS = frozenset({"difference", "gap", "spread", "ratio", "distance", "split", "change"})
 #: hedges before a number, by what they say of the true value: near it, at least it, at most it
 _HEDGES = re.compile(
     r"""(?<![A-Za-z])(?:
@@ -172,19 +181,34 @@ def digit_numbers(text: str) -> list[tuple[int, FoundNumber]]:
             text,
             match.start(),
             shown[match.start() : end].strip(),
-            match.group("int").replace(",", ""),
+            re.sub(r"[,.]", "", match.group("int")),
             match.group("dec") or "",
             suffix,
             negative=match.group("sign") is not None,
             exponent=int(match.group("exp") or 0),
         )
         found.append((match.start(), end, number))
-    alternatives = _alternatives(text, found)
+    dropped = _alternatives(text, found) | _range_ends(text, found)
     return [
         (start, number)
         for index, (start, _, number) in enumerate(found)
-        if index not in alternatives and not _denied(text, start)
+        if index not in dropped and not _denied(text, start)
     ]
+
+
+def _range_ends(text: str, found: list[tuple[int, int, FoundNumber]]) -> set[int]:
+    """Indexes of the numbers bounding a range, not stated: "between 200 and 250" says the
+    value is somewhere in it, neither 200 nor 250 (nor 245: a range states no value). After a
+    word of comparison the two are values: "the difference between 245 and 230 is 15"."""
+    ends: set[int] = set()
+    for index in range(len(found) - 1):
+        (start, end, _), (after, _, _) = found[index], found[index + 1]
+        before = _RANGE_START.search(text, max(0, start - 32), start)
+        if before is None or (before["word"] or "").lower() in _COMPARISONS:
+            continue
+        if _RANGE_JOIN.fullmatch(text, end, after):
+            ends |= {index, index + 1}
+    return ends
 
 
 def _is_rank_size(text: str, match: re.Match[str]) -> bool:
