@@ -183,3 +183,23 @@ def test_importing_loopwright_loads_no_provider_sdk() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert json.loads(result.stdout) == []
+
+
+def test_a_model_whose_own_name_holds_an_at_sign() -> None:
+    """Cloudflare Workers AI names its models ``@cf/meta/...``: the string was cut at that
+    first ``@``, leaving no model name and the rest taken for a URL without http://."""
+    pytest.importorskip("openai")
+    from loopwright.models.openai import OpenAIModel
+
+    url = "https://api.cloudflare.com/client/v4/accounts/abc/ai/v1"
+    model = resolve_model(f"openai:@cf/meta/llama-3.1-8b-instruct@{url}", env={}, retries=False)
+    assert isinstance(model, OpenAIModel)
+    assert model.model == "@cf/meta/llama-3.1-8b-instruct"
+    assert model.base_url == url
+    served = resolve_model(
+        "openai:@cf/meta/llama-3.1-8b-instruct", env={"OPENAI_BASE_URL": url}, retries=False
+    )
+    assert isinstance(served, OpenAIModel)
+    assert (served.model, served.base_url) == ("@cf/meta/llama-3.1-8b-instruct", url)
+    with pytest.raises(ModelError, match="must start with http:// or https://"):
+        resolve_model("openai:@cf/meta/llama-3.1-8b-instruct@api.cloudflare.com/v1", env={})

@@ -205,7 +205,7 @@ def _from_string(
     if provider == "local":
         return _local(rest.strip() or None, defaulted=defaulted)
     if provider in _KEYS:
-        name, _, url = rest.partition("@")
+        name, url = _name_and_url(rest)
         if url and not url.startswith(("http://", "https://")):
             raise ModelError(
                 f"the base URL in model {text!r} must start with http:// or https://, e.g. "
@@ -225,6 +225,21 @@ def _from_string(
 
         return RetryingModel(model)
     raise ModelError(f"unknown model {text!r}{_hint(text)}; use one of: {_FORMS}")
+
+
+def _name_and_url(rest: str) -> tuple[str, str]:
+    """``NAME@URL`` apart: at the ``@`` before ``scheme://``, as a model's own name may hold
+    one (Cloudflare's ``@cf/meta/llama-3.1-8b-instruct``); without a scheme, at the last ``@``
+    past the name's first character (its URL then lacks ``http://``: refused, saying so)."""
+    import re
+
+    found = re.search(r"@(?=[A-Za-z][A-Za-z0-9+.-]*://)", rest)
+    if found is not None:
+        return rest[: found.start()], rest[found.end() :]
+    at = rest.rfind("@")
+    if at > 0:
+        return rest[:at], rest[at + 1 :]
+    return rest, ""
 
 
 def _hint(text: str) -> str:
