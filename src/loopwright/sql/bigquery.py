@@ -812,6 +812,8 @@ def _parsed(array: pa.Array, field: bigquery.SchemaField) -> pa.Array:
         return array
     mask = array.is_null() if array.null_count else None
     if field.mode == "REPEATED":  # a list: its values, all of them, are of the element
+        # no null lists (BigQuery's NULL array is an empty one): those of a null struct's
+        # slots would break the cast to the schema, whose arrays are not nullable
         element = bigquery.SchemaField(
             field.name,
             field.field_type,
@@ -822,7 +824,7 @@ def _parsed(array: pa.Array, field: bigquery.SchemaField) -> pa.Array:
         values = (
             _parsed_ranges(array.values, element) if is_range else _parsed(array.values, element)
         )
-        return pa.ListArray.from_arrays(array.offsets, values, mask=mask)
+        return pa.ListArray.from_arrays(array.offsets, values)
     if field.field_type in ("RECORD", "STRUCT"):
         # flatten(): a null struct's fields are null too, whatever its slots hold
         children = [_parsed(c, f) for c, f in zip(array.flatten(), field.fields, strict=True)]

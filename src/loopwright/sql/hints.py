@@ -20,13 +20,16 @@ the same way on every backend whatever its wording:
   equivalent, with an example; not when the database suggested one taking the same arguments;
 - a division by zero: ``NULLIF`` (BigQuery: ``SAFE_DIVIDE``);
 - a text column compared with a number (``PRESCRIBER_NPI_STATE_CD = 1``, which DuckDB casts to a
-  number and fails on): the comparison rewritten, the number as text or the column cast.
+  number and fails on, and PostgreSQL and BigQuery refuse): the comparison rewritten, the
+  number as text or the column cast.
 
 A query that ran can still have done what it did not mean, without an error:
 :func:`result_notes` says so from what the result already holds (its column types and its
-preview rows; the SQL is parsed only for a result with no rows): ``[brackets]`` that made a
-list (DuckDB's ``SELECT [NDC_DRUG_NM]``), ``inf`` or ``NaN`` (DuckDB's ``x / 0``), and no rows
-where a text comparison is case-sensitive (``NDC_DRUG_NM = 'Humira'``).
+preview rows; the SQL is parsed only for a result with no rows, or with an integer column on
+PostgreSQL from SQL holding a ``/``): ``[brackets]`` that made a list (DuckDB's ``SELECT
+[NDC_DRUG_NM]``), ``inf`` or ``NaN`` (DuckDB's ``x / 0``), an integer made by dividing integers
+(PostgreSQL's ``COUNT(a) / COUNT(*)``, often 0), and no rows where a text comparison is
+case-sensitive (``NDC_DRUG_NM = 'Humira'``).
 """
 
 from __future__ import annotations
@@ -198,6 +201,8 @@ def sources(sql: str, dialect: str) -> list[Source] | None:
         if not table.name or (not table.db and table.name.lower() in ctes):
             continue
         if isinstance(table.this, exp.Func):  # a table function: UNNEST(...), range(...)
+            continue
+        if isinstance(table.parent, exp.UserDefinedFunction):  # BigQuery's temp function
             continue
         name = ".".join(part.name for part in table.parts)
         source = Source(name, table.alias_or_name)
@@ -396,7 +401,7 @@ def dialect_hint(message: str, sql: str, dialect: str) -> str:
             f"TOP is SQL Server syntax: drop it and end the query with LIMIT {top.group(1)}."
         )
     # [NDC_DRUG_NM] = 'HUMIRA' is a list compared with text in DuckDB: "... VARCHAR[]"
-    if _BRACKETED.search(text) or ("[]" in message and _LIST_OF_A_NAME.search(text)):
+    if _BRACKETED.search(text) or (_made_a_list(message) and _LIST_OF_A_NAME.search(text)):
         quote = (
             "backticks (`RX_CLAIMS`)" if dialect == "bigquery" else 'double quotes ("RX_CLAIMS")'
         )
@@ -434,6 +439,12 @@ def dialect_hint(message: str, sql: str, dialect: str) -> str:
             hints.append("Divide by NULLIF(b, 0) to get NULL where the divisor is 0.")
     function = function_hint(message, sql, dialect)
     return "".join(f"\n{hint}" for hint in hints) + function
+
+
+def _made_a_list(message: str) -> bool:
+    """Whether ``message`` is about ``[brackets]`` around a name: a list it made (DuckDB's
+    ``VARCHAR[]``, BigQuery's ``ARRAY<STRING>``) or, in PostgreSQL, a syntax error at ``[``."""
+    return "[]" in message or "ARRAY<" in message or 'syntax error at or near "["' in message
 
 
 # --- another dialect's functions ---------------------------------------------------------
@@ -740,14 +751,16 @@ _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 def text_number_hint(message: str, sql: str, dialect: str) -> str:
     """For a text column compared with a number (``PRESCRIBER_NPI_STATE_CD = 1``), which DuckDB
     does by casting the text to a number, failing on the first value that is not one (and
-    refuses for ``<``): the comparison rewritten, the number as text (``= '1'``) or, to order
-    by value, the column cast to a number. "" when ``sql`` compares no such column."""
-    match = next((m for p in _TEXT_AS_NUMBER if (m := p.search(message))), None)
-    if match is None:
+    refuses for ``<``), and PostgreSQL and BigQuery refuse: the comparison rewritten, the
+    number as text (``= '1'``) or, to order by value, the column cast to a number. "" when
+    ``sql`` compares no such column."""
+    said, named, offset = _text_with_number(message, sql)
+    if not said:
         return ""
-    named = match.groupdict().get("name")
     for comparison, column, number in _compared_with_numbers(sql, dialect):
-        if named is not None and column.name.lower() != named.lower():
+        if named is not None and column.name.lower() != named:
+            continue
+        if offset is not None and not _around(offset, column, number):
             continue
         fixed = comparison.copy()
         if isinstance(comparison, exp.EQ | exp.NEQ | exp.In):
@@ -759,11 +772,11 @@ def text_number_hint(message: str, sql: str, dialect: str) -> str:
             kind = "BIGINT" if number.name.isdigit() else "DOUBLE"
             for side in list(fixed.find_all(exp.Column)):
                 if side == column:
-                    side.replace(exp.TryCast(this=side.copy(), to=exp.DataType.build(kind)))
+                    side.replace(_as_number(side, kind, dialect))
             how = "to compare numbers, cast the column"
         return (
             f"\n{column.sql(dialect)} is text, compared with the number {number.sql(dialect)}:"
-            f" {how}: {fixed.sql(dialect)}."
+            f" {how}: {_negated_as(comparison, fixed).sql(dialect)}."
         )
     return ""
 
@@ -796,6 +809,100 @@ def _sides(node: exp.Expr) -> list[object]:
     return [node.args.get("this"), node.args.get("expression")]
 
 
+#: PostgreSQL and BigQuery refusing to compare two types, naming the types only:
+#: "operator does not exist: character varying = integer", "No matching signature for operator
+#: = for argument types: STRING, INT64" (IN: "... argument types STRING and {INT64}").
+_NO_OPERATOR = (
+    re.compile(
+        r"operator does not exist: (?P<a>[a-z][a-z ]*?) [=<>!]+ (?P<b>[a-z][a-z ]*?)$", re.M
+    ),
+    re.compile(
+        r"No matching signature for operator (?:[=<>!]+|(?:NOT )?IN|BETWEEN) for argument types:? "
+        r"(?P<a>\w+)(?:, | and \{)(?P<b>\w+)"
+    ),
+)
+_TEXT_TYPES = frozenset({"text", "character varying", "character", "name", "citext", "STRING"})
+_NUMBER_TYPES = frozenset(
+    {"smallint", "integer", "bigint", "numeric", "double precision", "real"}
+    | {"INT64", "FLOAT64", "NUMERIC", "BIGNUMERIC"}
+)
+
+
+def _text_with_number(message: str, sql: str) -> tuple[bool, str | None, int | None]:
+    """Whether ``message`` refuses a text column compared with a number; the column's name
+    (lower case) when DuckDB names it, and where in ``sql`` the message points
+    (:func:`_error_offset`), when it does."""
+    duckdb = next((m for p in _TEXT_AS_NUMBER if (m := p.search(message))), None)
+    if duckdb is not None:
+        name = duckdb.groupdict().get("name")
+        return True, None if name is None else name.lower(), _error_offset(message, sql)
+    refused = next((m for p in _NO_OPERATOR if (m := p.search(message))), None)
+    if refused is None:
+        return False, None, None
+    types = {refused["a"], refused["b"]}
+    if not (types & _TEXT_TYPES and types & _NUMBER_TYPES):
+        return False, None, None
+    return True, None, _error_offset(message, sql)
+
+
+#: PostgreSQL's and DuckDB's caret under the line of the query they quote ("LINE 2: ...WHERE x
+#: = 1", the quote cut with "..."), and BigQuery's "at [2:7]" (line and column, from 1).
+_CARET = re.compile(r"^(LINE (\d+): )(.*)\n( *)\^", re.M)
+_AT = re.compile(r"\bat \[(\d+):(\d+)\]")
+
+
+def _error_offset(message: str, sql: str) -> int | None:
+    """Where in ``sql`` its error ``message`` points (an index: PostgreSQL's caret is under
+    an operator, DuckDB's and BigQuery's at the start of the comparison), or None when it does
+    not say (or quotes a line ``sql`` does not have)."""
+    lines = sql.split("\n")
+    caret = _CARET.search(message)
+    if caret is not None:
+        line, quoted, column = int(caret[2]), caret[3], len(caret[4]) - len(caret[1])
+        if quoted.startswith("..."):
+            quoted, column = quoted[3:], column - 3
+        quoted = quoted.removesuffix("...")
+        # libpq shows a tab as a space
+        start = lines[line - 1].replace("\t", " ").find(quoted) if line <= len(lines) else -1
+        if start < 0 or not 0 <= column <= len(quoted):
+            return None
+        return sum(len(text) + 1 for text in lines[: line - 1]) + start + column
+    at = _AT.search(message)
+    if at is not None and 0 < int(at[1]) <= len(lines):
+        return sum(len(text) + 1 for text in lines[: int(at[1]) - 1]) + int(at[2]) - 1
+    return None
+
+
+def _around(offset: int, column: exp.Column, number: exp.Literal) -> bool:
+    """Whether ``offset`` is in the text from ``column`` to ``number`` (either first), as
+    sqlglot read them; True when it did not say where they are."""
+    nodes = (*column.find_all(exp.Identifier), number)
+    places = [p for n in nodes for key in ("start", "end") if isinstance(p := n.meta.get(key), int)]
+    if len(places) < 2 * len(nodes):
+        return True
+    return min(places) <= offset <= max(places)
+
+
+def _negated_as(comparison: exp.Expr, fixed: exp.Expr) -> exp.Expr:
+    """``fixed`` under the ``NOT`` that ``comparison`` is under (``x NOT IN (1, 2)``)."""
+    node = comparison
+    while isinstance(node.parent, exp.Paren):
+        node = node.parent
+    return exp.Not(this=fixed) if isinstance(node.parent, exp.Not) else fixed
+
+
+def _as_number(column: exp.Column, kind: str, dialect: str) -> exp.Expr:
+    """Text ``column`` as a number of ``kind`` (``BIGINT``, ``DOUBLE``), NULL where it is not
+    one: ``TRY_CAST`` (BigQuery's ``SAFE_CAST``); PostgreSQL, which has neither, casts only
+    the values that are digits."""
+    if dialect != "postgres":
+        return exp.TryCast(this=column.copy(), to=exp.DataType.build(kind))
+    digits = "^-?[0-9]+$" if kind == "BIGINT" else "^-?[0-9]+([.][0-9]+)?$"
+    is_number = exp.RegexpLike(this=column.copy(), expression=exp.Literal.string(digits))
+    cast = exp.Cast(this=column.copy(), to=exp.DataType.build(kind))
+    return exp.Case().when(is_number, cast)
+
+
 # --- a result that is not what the query meant -------------------------------------------
 
 #: ``[NDC_DRUG_NM]``: a name in SQL Server's quotes, a list literal in DuckDB and BigQuery
@@ -817,12 +924,14 @@ def result_notes(
 ) -> list[str]:
     """What a successful result of ``sql`` says that the query likely did not mean, each with
     the fix: ``[brackets]`` that made a list rather than quoting a name, infinities and NaN
-    (DuckDB's ``x / 0``), no rows where a text comparison is case-sensitive. From what is at
-    hand only: the result's ``columns`` (``(name, type)``), its ``preview`` rows (``all_shown``:
-    every row of the result) and ``row_count``; the SQL is parsed only when there are no rows."""
+    (DuckDB's ``x / 0``), PostgreSQL's integer division, no rows where a text comparison is
+    case-sensitive. From what is at hand only: the result's ``columns`` (``(name, type)``), its
+    ``preview`` rows (``all_shown``: every row of the result) and ``row_count``; the SQL is
+    parsed only when there are no rows, or an integer column on PostgreSQL and a ``/``."""
     notes = [
         bracket_note(sql, dialect, columns),
-        non_finite_note(columns, preview, dialect, all_shown=all_shown),
+        non_finite_note(columns, preview, dialect, all_shown=all_shown, sql=sql),
+        integer_division_note(sql, dialect, columns),
     ]
     if row_count == 0:
         notes.append(case_note(sql, dialect))
@@ -832,28 +941,51 @@ def result_notes(
 def bracket_note(sql: str, dialect: str, columns: Sequence[tuple[str, str]]) -> str | None:
     """For ``SELECT [NDC_DRUG_NM]`` whose result has a list column: the brackets made a list
     of the column's value (named ``list_value(NDC_DRUG_NM)``), where SQL Server quotes a
-    name."""
+    name. Only a selected ``[name]``: one handed to a function (``list_concat(l, [x])``) or
+    indexed is a list meant. The SQL is parsed only when its text has such brackets."""
     if not any(kind.endswith("]") or kind.upper().startswith("ARRAY") for _, kind in columns):
         return None
     text = _COMMENTS_AND_STRINGS.sub(" ", sql)
-    names = list(
-        dict.fromkeys(
-            m.group(1)
-            for m in _LIST_OF_A_NAME.finditer(text)
-            if _ARRAY_BEFORE.search(text, 0, m.start()) is None
-        )
-    )
+    written = {  # ARRAY[x] means a list (a bounded look back: a long SQL has many brackets)
+        m.group(1).lower(): m.group(1)
+        for m in _LIST_OF_A_NAME.finditer(text)
+        if _ARRAY_BEFORE.search(text[max(0, m.start() - 64) : m.start()]) is None
+    }
+    if not written:
+        return None
+    try:  # only a selected [name] made a list column: one handed to a function is meant
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except Exception:  # a note only
+        return None
+    selected = {
+        _bracketed_name(projection)
+        for select in (tree.find_all(exp.Select) if tree is not None else ())
+        for projection in select.expressions
+    }
+    names = [name for key, name in written.items() if key in selected]  # in the SQL's order
     if not names:
         return None
     quote = (
         f"backticks (`{names[0]}`)" if dialect == "bigquery" else f'double quotes ("{names[0]}")'
     )
     made = "makes" if len(names) == 1 else "make"
+    shown = ", ".join(f"[{n}]" for n in names[:5])  # a SQL of hundreds: a note of a line
+    shown += f" and {len(names) - 5} more" if len(names) > 5 else ""
     return (
-        f"{', '.join(f'[{n}]' for n in names)} {made} a list holding the column's value, not the "
+        f"{shown} {made} a list holding the column's value, not the "
         f"column: [brackets] are SQL Server's quotes. In {_BACKEND_NAMES.get(dialect, dialect)} "
         f"write the name bare or in {quote}."
     )
+
+
+def _bracketed_name(projection: exp.Expr) -> str:
+    """The name (lower case) in a projection that is ``[name]`` (aliased or not), else ""."""
+    value = projection.this if isinstance(projection, exp.Alias) else projection
+    if isinstance(value, exp.Array) and len(value.expressions) == 1:
+        item = value.expressions[0]
+        if isinstance(item, exp.Column) and not item.table:
+            return item.name.lower()
+    return ""
 
 
 def non_finite_note(
@@ -862,10 +994,12 @@ def non_finite_note(
     dialect: str,
     *,
     all_shown: bool = True,
+    sql: str | None = None,
 ) -> str | None:
     """For float columns holding ``inf``, ``-inf`` or ``NaN`` in the ``preview`` rows
-    (``all_shown``: the whole result): what made them (in DuckDB a division by zero) and the
-    fix. The rest of a larger result is not read: that would be a pass over all of it."""
+    (``all_shown``: the whole result): what made them (in DuckDB a division by zero, when
+    ``sql`` divides: not ``'inf'::DOUBLE``) and the fix. The rest of a larger result is not
+    read: that would be a pass over all of it."""
     found: dict[str, set[str]] = {}
     for row in preview:
         for (name, _), value in zip(columns, row, strict=False):
@@ -879,12 +1013,72 @@ def non_finite_note(
     )
     if not all_shown:
         held += " in the first row" if len(preview) == 1 else f" in the first {len(preview)} rows"
-    if dialect != "duckdb":
+    divides = sql is None or "/" in _COMMENTS_AND_STRINGS.sub(" ", sql)
+    if dialect != "duckdb" or not divides:
         return f"{held}: not a number any sum or average can use; filter it out first."
     return (
         f"{held}: in DuckDB x / 0 gives inf (0 / 0 NaN) instead of an error, and a sum or "
         "average over it gives the same. Divide by NULLIF(b, 0) to get NULL where b is 0."
     )
+
+
+#: PostgreSQL's integer types, as a result's columns name them.
+_POSTGRES_INTEGERS = frozenset({"int2", "int4", "int8", "smallint", "integer", "bigint"})
+#: What a result column's expression may be around a division that made it (its arithmetic).
+_ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)
+
+
+def integer_division_note(sql: str, dialect: str, columns: Sequence[tuple[str, str]]) -> str | None:
+    """For PostgreSQL result columns that are integers made by ``/`` of two integer
+    expressions (``COUNT(a) / COUNT(*)``, often 0): PostgreSQL drops the fraction, and how to
+    keep it. Not for a division by a number (``days / 7``: whole weeks, likely meant). From the
+    columns' types first: the SQL is parsed only when one is an integer and ``/`` is in it."""
+    if dialect != "postgres" or "/" not in sql:
+        return None
+    integers = [i for i, (_, kind) in enumerate(columns) if kind in _POSTGRES_INTEGERS]
+    if not integers:
+        return None
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except Exception:  # a note only
+        return None
+    if not isinstance(tree, exp.Query):
+        return None
+    selects = tree.selects
+    if len(selects) != len(columns) or any(s.is_star for s in selects):
+        return None  # which expression made which column is not known
+    made = {columns[i][0]: d for i in integers if (d := _division(selects[i].unalias()))}
+    if not made:
+        return None
+    names, division = " and ".join(made), next(iter(made.values()))
+    fraction = f"{_operand(division.this)}::numeric / {division.expression.sql(dialect)}"
+    are = "is an integer" if len(made) == 1 else "are integers"
+    return (
+        f"{names} {are} made by dividing integers ({division.sql(dialect)}), which PostgreSQL "
+        f"does in whole numbers, dropping the fraction (1 / 4 is 0). If a fraction was meant, "
+        f"cast one side: {fraction} (or multiply by 1.0 first)."
+    )
+
+
+def _division(node: exp.Expr) -> exp.Div | None:
+    """The first ``/`` in ``node``'s arithmetic whose divisor is not a number written out."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Div) and not isinstance(node.expression, exp.Literal):
+        return node
+    if isinstance(node, _ARITHMETIC):
+        return _division(node.this) or _division(node.expression)
+    if isinstance(node, exp.Neg):
+        return _division(node.this)
+    return None
+
+
+def _operand(node: exp.Expr) -> str:
+    """``node`` in PostgreSQL SQL, in parentheses unless ``::`` applies to all of it."""
+    text = node.sql("postgres")
+    if isinstance(node, exp.Column | exp.Paren | exp.Literal | exp.Func):
+        return text
+    return f"({text})"
 
 
 def case_note(sql: str, dialect: str) -> str | None:
@@ -897,6 +1091,8 @@ def case_note(sql: str, dialect: str) -> str | None:
     if tree is None:
         return None
     for node in tree.find_all(exp.EQ, exp.In, exp.Like):
+        if not _drops_rows(node):
+            continue
         sides = _sides(node)
         column = next((s for s in sides if isinstance(s, exp.Column)), None)
         text = next(
@@ -918,3 +1114,12 @@ def case_note(sql: str, dialect: str) -> str | None:
             f"lower({column.sql(dialect)}) {operator} {lowered}."
         )
     return None
+
+
+def _drops_rows(comparison: exp.Expr) -> bool:
+    """Whether a case mismatch in ``comparison`` would leave rows out: it is in a ``WHERE``,
+    ``HAVING``, ``QUALIFY`` or ``JOIN ... ON`` (not a projection's ``CASE``), under no ``NOT``
+    (``NOT IN``, ``NOT EXISTS``: a mismatch there keeps rows)."""
+    return comparison.find_ancestor(exp.Not) is None and (
+        comparison.find_ancestor(exp.Where, exp.Having, exp.Qualify, exp.Join) is not None
+    )

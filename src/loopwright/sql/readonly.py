@@ -9,7 +9,9 @@ each with a message saying what to do instead:
 - anything else at the top (DML, DDL, ``PRAGMA``, ``SET``, ``COPY``, ``ATTACH``, ``INSTALL``,
   ``LOAD``, ``EXPORT``, ``CALL``, transactions...) and more than one statement, except
   BigQuery's ``CREATE TEMP FUNCTION`` statements before the one query (BigQuery runs them as
-  one query job; nothing outlasts it), whose bodies are checked like the query;
+  one query job; nothing outlasts it), whose bodies are checked like the query (a SQL body,
+  or JavaScript written in the statement: no ``REMOTE`` function, no ``library`` of code
+  from Cloud Storage, no other language);
 - data-changing statements hidden inside a query (PostgreSQL's ``WITH d AS (DELETE ...)``),
   ``SELECT ... INTO`` (creates a table) and ``FOR UPDATE`` (takes locks);
 - functions that reach outside the database, run SQL the check cannot see or change what a
@@ -244,6 +246,7 @@ _QUERY_WORDS = frozenset(
 #: SQL comments, and comments or string literals (``'it''s'``).
 _COMMENT = r"--[^\n]*|/\*.*?\*/"
 _COMMENTS = re.compile(_COMMENT, re.DOTALL)
+_BIGQUERY_COMMENTS = re.compile(rf"{_COMMENT}|#[^\n]*", re.DOTALL)
 _COMMENTS_AND_STRINGS = re.compile(rf"{_COMMENT}|'(?:[^']|'')*'", re.DOTALL)
 
 _ADVICE = "The SQL tool runs one read-only query (SELECT, WITH ... SELECT, UNION, VALUES)."
@@ -258,7 +261,7 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
 
     if not sql or not sql.strip():
         raise QueryRefused("The SQL is empty; give one SELECT query to run.")
-    first = _first_word(sql)
+    first = _first_word(sql, dialect)
     if dialect == "duckdb" and first in ("SHOW", "DESCRIBE"):
         shown = duckdb_show(sql)
         if isinstance(shown, exp.Show):
@@ -266,8 +269,10 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
                 _check_table_name(table)
             return shown
         sql = shown  # checked as the DESCRIBE DuckDB reads it as
-    elif first and first not in _QUERY_WORDS and not (dialect == "bigquery" and first == "CREATE"):
-        # refused before parsing: no parser warnings (BigQuery's temp functions: below)
+    elif dialect == "bigquery" and first == "CREATE":  # temporary functions: below
+        if not _TEMP_FUNCTION.match(_without_comments(sql, dialect).lstrip(" \t\r\n(")):
+            raise QueryRefused(_only_temp_functions("CREATE"))  # no parser warnings either
+    elif first and first not in _QUERY_WORDS:  # refused before parsing: no parser warnings
         raise QueryRefused(f"{first} statements are not allowed. {_ADVICE}")
     try:
         # a comment after the last semicolon is a statement of its own to sqlglot (a
@@ -292,12 +297,20 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
     if dialect == "bigquery":
         while len(statements) > 1 and _temp_function(statements[0]):
             functions.append(statements.pop(0))  # type: ignore[arg-type]
-        if isinstance(statements[0], exp.Create | exp.Command) and first == "CREATE":
+        head = statements[0]
+        if _temp_function(head):
             raise QueryRefused(
-                f"{_statement_kind(statements[0], 'CREATE')} statements are not allowed, but "
-                "CREATE TEMP FUNCTION ... statements before one SELECT are (they last for the "
-                "query); or write the function's expression into the query."
+                "The SQL holds only CREATE TEMP FUNCTION statements: put the one SELECT that "
+                "uses them after them, in the same SQL."
             )
+        if isinstance(head, exp.Command) and _TEMP_FUNCTION.match(head.sql("bigquery")):
+            raise QueryRefused(  # BigQuery's, but sqlglot reads it as an opaque command
+                "This CREATE TEMP FUNCTION could not be checked: the read-only check does not "
+                "read its form (OPTIONS after the body, an AGGREGATE function...). "
+                f"{_TEMP_FUNCTION_FORMS} Or write its expression into the query."
+            )
+        if isinstance(head, exp.Create | exp.Command) and first == "CREATE":
+            raise QueryRefused(_only_temp_functions(_statement_kind(head, "CREATE")))
     if len(statements) > 1:
         raise QueryRefused(
             f"The SQL holds {len(statements)} statements; run one query per call "
@@ -311,10 +324,42 @@ def check_read_only(sql: str, dialect: str) -> exp.Expression:
         raise QueryRefused(f"{_statement_kind(tree, sql)} statements are not allowed. {_ADVICE}")
     if isinstance(tree, exp.Summarize) and isinstance(tree.this, exp.Literal):
         _refuse_file(tree.this.name)  # SUMMARIZE 'claims.csv' reads the file
-    for function in functions:  # their bodies (a JavaScript body is a string)
-        _check_nodes(function.expression, dialect)
+    for function in functions:
+        _check_temp_function(function)
     _check_nodes(tree, dialect)
     return tree
+
+
+#: BigQuery's ``CREATE [OR REPLACE] TEMP[ORARY] [AGGREGATE] FUNCTION``, at the start of the
+#: SQL (past comments) or of a statement sqlglot reads as a command.
+_TEMP_FUNCTION = re.compile(
+    r"CREATE\s+(?:OR\s+REPLACE\s+)?TEMP(?:ORARY)?\s+(?:AGGREGATE\s+)?FUNCTION\b", re.IGNORECASE
+)
+
+#: The temporary functions the check lets through, in words.
+_TEMP_FUNCTION_FORMS = (
+    "CREATE TEMP FUNCTION statements before one SELECT may define a function by a SQL "
+    "expression, CREATE TEMP FUNCTION f(x INT64) AS (expression), or by JavaScript written in "
+    "the statement: CREATE TEMP FUNCTION f(x FLOAT64) RETURNS FLOAT64 LANGUAGE js AS "
+    'r"""return 2 * x;""".'
+)
+
+#: What a temporary function's definition may hold besides its name, arguments and body
+#: (and ``OPTIONS(description='...')``).
+_FUNCTION_PROPERTIES = (
+    exp.TemporaryProperty,
+    exp.ReturnsProperty,
+    exp.StabilityProperty,  # [NOT] DETERMINISTIC
+    exp.LanguageProperty,  # js or sql, checked before
+)
+
+
+def _only_temp_functions(kind: str) -> str:
+    return (
+        f"{kind} statements are not allowed, but CREATE TEMP FUNCTION ... statements before "
+        "one SELECT are (they last for the query); or write the function's expression into "
+        "the query."
+    )
 
 
 def _temp_function(statement: object) -> bool:
@@ -326,6 +371,38 @@ def _temp_function(statement: object) -> bool:
     return properties is not None and any(
         isinstance(p, exp.TemporaryProperty) for p in properties.expressions
     )
+
+
+def _check_temp_function(function: exp.Create) -> None:
+    """Refuse a temporary function that reaches outside the query (a ``REMOTE`` function, a
+    JavaScript ``library`` in Cloud Storage, a language but SQL and JavaScript), or holds
+    anything the query may not, anywhere in its definition (its body above all)."""
+    from loopwright.sql.base import QueryRefused
+
+    properties = function.args.get("properties")
+    for prop in properties.expressions if properties is not None else []:
+        if isinstance(prop, exp.RemoteWithConnectionModelProperty):
+            why = "a REMOTE function calls a service outside BigQuery"
+        elif isinstance(prop, exp.LanguageProperty) and prop.name.lower() not in ("js", "sql"):
+            why = f"LANGUAGE {prop.name} functions are not run for a query here"
+        elif isinstance(prop, _FUNCTION_PROPERTIES):
+            continue
+        elif type(prop) is exp.Property and prop.name.lower() == "library":
+            why = (
+                "OPTIONS(library=...) loads JavaScript from Cloud Storage files, outside the "
+                "database's tables"
+            )
+        elif type(prop) is exp.Property and prop.name.lower() == "description":
+            if isinstance(prop.args.get("value"), exp.Literal):
+                continue
+            why = "OPTIONS(description=...) takes a string"
+        else:
+            why = f"{prop.sql('bigquery')} is not one the read-only check knows"
+        raise QueryRefused(f"This temporary function is not allowed: {why}. {_TEMP_FUNCTION_FORMS}")
+    if function.expression is None:
+        raise QueryRefused(f"This temporary function has no body. {_TEMP_FUNCTION_FORMS}")
+    for part in function.iter_expressions():  # the body (a JavaScript body is a string)...
+        _check_nodes(part, "bigquery")
 
 
 def _check_nodes(tree: exp.Expression, dialect: str) -> None:
@@ -439,11 +516,15 @@ def _statement_kind(node: object, sql: str = "") -> str:
     return _first_word(sql) or type(node).__name__.upper()  # a statement sqlglot does not know
 
 
-def _first_word(sql: str) -> str:
+def _first_word(sql: str, dialect: str = "") -> str:
     """The statement's first keyword, past comments and parentheses (``""`` if none)."""
-    text = _COMMENTS.sub(" ", sql)
-    match = re.search(r"[A-Za-z_]+", text.lstrip(" \t\r\n("))
+    match = re.search(r"[A-Za-z_]+", _without_comments(sql, dialect).lstrip(" \t\r\n("))
     return match.group(0).upper() if match else ""
+
+
+def _without_comments(sql: str, dialect: str) -> str:
+    """``sql`` with its comments blanked, ``# ...`` too in BigQuery's."""
+    return (_BIGQUERY_COMMENTS if dialect == "bigquery" else _COMMENTS).sub(" ", sql)
 
 
 def _unparsable(dialect: str, detail: str) -> UnparsableQuery:

@@ -246,23 +246,27 @@ class SQLTool(BaseTool):
         if masked is not None:
             metadata["masked_columns"] = list(masked.columns)
             metadata["preview_withheld"] = masked.withheld
-        warnings = self._warnings(sql, result)
+        warnings = self._warnings(sql, result, masked)
         if warnings:
             metadata["warnings"] = warnings
         return ok(self._render(name, result, masked, warnings), metadata=metadata)
 
-    def _warnings(self, sql: str, result: QueryResult) -> list[str]:
+    def _warnings(
+        self, sql: str, result: QueryResult, masked: MaskedPreview | None = None
+    ) -> list[str]:
         """What the result says the query likely did not mean, each with the fix (a list made
         by [brackets], inf or NaN from a division by zero, no rows where text is compared
-        case-sensitively), read from what is at hand: the columns and the preview rows."""
+        case-sensitively), read from what is at hand: the columns and the preview rows, as
+        the mask lets the model see them (``masked``: a note tells no more than the rows)."""
         from loopwright.sql.hints import result_notes
 
-        all_shown = len(result.preview) == result.row_count and not result.truncated
+        preview = result.preview if masked is None else masked.rows
+        all_shown = len(preview) == result.row_count and not result.truncated
         return result_notes(
             sql,
             self.backend.dialect,
             result.columns,
-            result.preview,
+            preview,
             row_count=result.row_count,
             all_shown=all_shown,
         )
