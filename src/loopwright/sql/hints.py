@@ -186,13 +186,19 @@ class Source:
     alias: str
 
 
+def _parsed(sql: str, dialect: str) -> exp.Expr | None:
+    """``sql``'s tree, or ``None`` when sqlglot cannot read it as one statement (a hint or a
+    note only: it is left out then)."""
+    try:
+        return sqlglot.parse_one(sql, read=dialect)
+    except Exception:
+        return None
+
+
 def sources(sql: str, dialect: str) -> list[Source] | None:
     """The tables ``sql`` reads (not its CTEs), each with its alias; ``None`` when it does
     not parse."""
-    try:
-        tree = sqlglot.parse_one(sql, read=dialect)
-    except Exception:  # a hint only
-        return None
+    tree = _parsed(sql, dialect)
     if tree is None:
         return None
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
@@ -214,10 +220,7 @@ def sources(sql: str, dialect: str) -> list[Source] | None:
 def _only_tables(sql: str, dialect: str) -> bool:
     """Whether every row source of ``sql`` is a table: no CTE, subquery in FROM, table
     function or UNNEST, whose columns the schema cannot tell."""
-    try:
-        tree = sqlglot.parse_one(sql, read=dialect)
-    except Exception:  # a hint only
-        return False
+    tree = _parsed(sql, dialect)
     if tree is None or tree.find(exp.CTE, exp.Unnest, exp.Lateral) is not None:
         return False
     for table in tree.find_all(exp.Table):
@@ -227,10 +230,7 @@ def _only_tables(sql: str, dialect: str) -> bool:
 
 
 def _select_aliases(sql: str, dialect: str) -> dict[str, str]:
-    try:
-        tree = sqlglot.parse_one(sql, read=dialect)
-    except Exception:  # a hint only
-        return {}
+    tree = _parsed(sql, dialect)
     if tree is None:
         return {}
     return {a.alias.lower(): a.alias for a in tree.find_all(exp.Alias) if a.alias}
@@ -786,10 +786,7 @@ def _compared_with_numbers(
 ) -> list[tuple[exp.Expr, exp.Column, exp.Literal]]:
     """Each comparison in ``sql`` (``=``, ``<``, ``IN``...) of a bare column with a number,
     with the column and the number."""
-    try:
-        tree = sqlglot.parse_one(sql, read=dialect)
-    except Exception:  # a hint only
-        return []
+    tree = _parsed(sql, dialect)
     if tree is None:
         return []
     found: list[tuple[exp.Expr, exp.Column, exp.Literal]] = []
@@ -953,10 +950,8 @@ def bracket_note(sql: str, dialect: str, columns: Sequence[tuple[str, str]]) -> 
     }
     if not written:
         return None
-    try:  # only a selected [name] made a list column: one handed to a function is meant
-        tree = sqlglot.parse_one(sql, read=dialect)
-    except Exception:  # a note only
-        return None
+    # only a selected [name] made a list column: one handed to a function is meant
+    tree = _parsed(sql, dialect)
     selected = {
         _bracketed_name(projection)
         for select in (tree.find_all(exp.Select) if tree is not None else ())
@@ -1038,10 +1033,7 @@ def integer_division_note(sql: str, dialect: str, columns: Sequence[tuple[str, s
     integers = [i for i, (_, kind) in enumerate(columns) if kind in _POSTGRES_INTEGERS]
     if not integers:
         return None
-    try:
-        tree = sqlglot.parse_one(sql, read=dialect)
-    except Exception:  # a note only
-        return None
+    tree = _parsed(sql, dialect)
     if not isinstance(tree, exp.Query):
         return None
     selects = tree.selects
@@ -1084,10 +1076,7 @@ def _operand(node: exp.Expr) -> str:
 def case_note(sql: str, dialect: str) -> str | None:
     """For a query with no rows that compares a column with text (``NDC_DRUG_NM =
     'Humira'``): the comparison is case-sensitive, and how to ignore case."""
-    try:
-        tree = sqlglot.parse_one(sql, read=dialect)
-    except Exception:  # a note only
-        return None
+    tree = _parsed(sql, dialect)
     if tree is None:
         return None
     for node in tree.find_all(exp.EQ, exp.In, exp.Like):
