@@ -385,16 +385,19 @@ def _with_chart_check(policy: Policy | None) -> Policy:
 
 def _with_identifier_guard(policy: Policy | None, guard: IdentifierGuard) -> Policy:
     """``policy`` (a new ``auto`` one when ``None``) with ``guard``, the PostToolUse hook that
-    masks the patient identifiers of the session's results in what ``Python``, ``Bash``,
-    ``Read`` and ``Grep`` show the model (:mod:`loopwright.healthcare.id_guard`), added once
-    (a policy shared by two agents keeps the first one's, which learns from either agent's
-    sessions)."""
-    from loopwright.healthcare.id_guard import MATCHER
+    masks the patient identifiers of the workspace's results in what ``Python``, ``Bash``,
+    ``Read`` and ``Grep`` show the model (:mod:`loopwright.healthcare.id_guard`), and its
+    PreToolUse hook that notes the files a ``SQL`` or ``DefineCohort`` call may write (read
+    even when the call never says it wrote them), added once (a policy shared by two agents,
+    or by an agent and its sub-agents, keeps the first one's, which learns from every
+    session)."""
+    from loopwright.healthcare.id_guard import MATCHER, PENDING_MATCHER
     from loopwright.policy import Policy
 
     if policy is None:
         policy = Policy()
     if policy not in _GUARDED:
+        policy.hooks.pre_tool_use(PENDING_MATCHER, guard.before)
         policy.hooks.post_tool_use(MATCHER, guard)
         _GUARDED.add(policy)
     return policy

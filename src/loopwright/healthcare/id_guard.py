@@ -14,22 +14,33 @@ provider as they were.
   else the text and date columns not known to be something else), and after a
   ``DefineCohort`` call the patient ids of the saved member list;
 - in the text output of every other tool (``Python``, ``Bash``, ``BashOutput``, ``Read``,
-  ``Grep``, ``Edit``'s snippet...) it replaces each of the
-  session's known values by ``[masked #n]`` (numbered per session in the order they were
-  read, so the first masked result's values carry the numbers its preview showed) and adds a
-  note saying what was masked and why.
+  ``Grep``, ``Edit``'s snippet, ``Delegate``'s answer...) it replaces each of the
+  known values by ``[masked #n]`` (numbered in the order they were read, so the first masked
+  result's values carry the numbers its preview showed) and adds a note saying what was
+  masked and why.
+
+The values learnt belong to the workspace the files are in, not to one session: every
+session working there (a sub-agent of ``Delegate`` in the parent's workspace, or in its
+``subagents/<name>-<n>/`` folder inside it, and its parent) masks the values any of them
+read. A call that may write a result (``SQL``, ``DefineCohort``) is noted before it runs
+(:meth:`IdentifierGuard.before`, a PreToolUse hook): when its files change but it never
+says what it saved (it failed or timed out after the files were in place, or the run was
+cancelled meanwhile), the guard reads them itself before the next output, their text and
+date columns not known to be something else (as for a withheld preview), and says so in
+the workspace's :data:`MASKED_RECORD` for a later process.
 
 Matching is one pass over the word runs of the output with a dictionary lookup, fast for
 outputs that hold no identifier; case is ignored and values are matched whole (``PT001`` is
 not found inside ``PT0012``). Limits: values shorter than :data:`MIN_VALUE_CHARS` characters
 are not masked (they would hide ordinary numbers and words); values the code derived from an
 identifier (hashed, split, re-cased beyond case folding, truncated by a table printer with
-``…``) are not recognized; a session first seen by this process (resumed in a new one) has
-its workspace's saved results and cohorts read once, for the schema's direct identifier
-columns and the columns the guard masked in each result before (it keeps them in the
-workspace, :data:`MASKED_RECORD`, so a renamed identifier column is found too); the model's
-own tool calls (ids it wrote in code or commands) are not changed. Past
-:data:`MAX_VALUES` values a session masks any word shaped like the known ids (letters and
+``…``) are not recognized; a workspace first seen by this process (a session resumed in a
+new one) has its saved results and cohorts read once (in its folders too, sub-agents'
+included), for the schema's direct identifier columns and the columns the guard masked in
+each result before (it keeps them in the workspace, :data:`MASKED_RECORD`, so a renamed
+identifier column is found too, also in a copy of that result); the model's own tool calls
+(ids it wrote in code or commands) are not changed. Past
+:data:`MAX_VALUES` values a workspace masks any word shaped like the known ids (letters and
 digits in the same places) too.
 A file that cannot be read (or not within :data:`READ_TIMEOUT_S`) fails closed: the outputs of
 those tools are withheld, saying why, until it is readable or gone.
@@ -41,6 +52,7 @@ import asyncio
 import contextlib
 import csv
 import datetime as dt
+import itertools
 import json
 import os
 import re
@@ -56,7 +68,7 @@ from loopwright.healthcare.sqlcheck import MASK_MARKER, SUMMARY_VALUE_COLUMNS, c
 if TYPE_CHECKING:
     import pyarrow as pa  # type: ignore[import-untyped]
 
-    from loopwright.policy.hooks import PostToolUse
+    from loopwright.policy.hooks import PostToolUse, PreToolUse
 
 #: The tools whose saved files tell which values to mask; the text output of every other
 #: tool is masked (``Python``, ``Bash``, ``BashOutput``, ``Read``, ``Grep``, ``Edit``'s
@@ -64,25 +76,37 @@ if TYPE_CHECKING:
 SOURCE_TOOLS = ("SQL", "DefineCohort")
 #: The hook's matcher: every tool.
 MATCHER = "*"
+#: The matcher of :meth:`IdentifierGuard.before`, the PreToolUse hook that notes the files a
+#: call may write: the :data:`SOURCE_TOOLS`.
+PENDING_MATCHER = "|".join(SOURCE_TOOLS)
 #: Values shorter than this are not masked (an id of 3 characters would hide every "123").
 MIN_VALUE_CHARS = 4
-#: Distinct values a session remembers; past it, words shaped like the known ids are masked.
+#: Distinct values a workspace remembers; past it, words shaped like the known ids are masked.
 MAX_VALUES = 500_000
 #: Seconds reading the identifier values of one result may take; past it, fail closed.
 READ_TIMEOUT_S = 30.0
-#: Saved files read for a session first seen in this process (see ``_scan_workspace``).
+#: Saved files read for a workspace first seen in this process (see ``_scan_workspace``).
 MAX_SCANNED_FILES = 200
-#: Sessions remembered at once (the least recently used are forgotten).
+#: Folders of a workspace looked in for them.
+MAX_SCANNED_FOLDERS = 1_000
+#: Workspaces remembered at once (the least recently used are forgotten).
 MAX_SESSIONS = 256
-#: Where, in a session's workspace, the guard keeps which columns of each saved result it
-#: masked (``{dataset: {"columns": [...], "how": ...}}``): a session resumed in a new process
-#: reads those columns again, though a renamed one (``PATIENT_ID AS who``) is not the
-#: schema's.
+#: Where ``Delegate`` puts a sub-agent that works in a folder of its own
+#: (``subagents/<name>-<n>``, inside the parent's workspace).
+SUBAGENTS_DIR = "subagents"
+#: Where, in a workspace, the guard keeps which columns of each saved result it masked
+#: (``{dataset: {"columns": [...], "how": ...}}``, a sub-agent's by its path in the workspace:
+#: ``subagents/<name>-<n>/<dataset>``): a session resumed in a new process reads those columns
+#: again, though a renamed one (``PATIENT_ID AS who``) is not the schema's. ``"withheld"``
+#: with no columns: a result no call told of (read as a withheld preview's).
 MASKED_RECORD = os.path.join(".loopwright", "masked_columns.json")
 #: Shapes (``PT9999999999``) used past :data:`MAX_VALUES` must be at least this long.
 _MIN_SHAPE_CHARS = 6
 
 _WORD = re.compile(r"\w+")
+_SUBAGENT = re.compile(r"[A-Za-z0-9_-]{1,64}-[0-9]+")
+#: A dataset or cohort name the tools save under (they refuse any other: nothing written).
+_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _SHAPE = str.maketrans(
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
     "9" * 10 + "a" * 26 + "A" * 26,
@@ -99,18 +123,37 @@ class _Value:
     word_end: bool
 
 
-@dataclass
-class _Session:
-    """The identifier values one session's results hold, and files that could not be read."""
+#: The state of a result's files (inode, modification time, size; None: no such file).
+_Signature = tuple[tuple[int, int, int] | None, ...]
 
+
+@dataclass
+class _Pending:
+    """A result a call may be writing, or may have written without saying so."""
+
+    paths: tuple[str, ...]  # its files, the one to read first (the Parquet) first
+    how: str  # how to read it, when it changed: "withheld" (a query's), "cohort"
+    seen: _Signature  # its files when the call started, or when they were read since
+    #: the record's entry for it before the call (put back when the call wrote nothing)
+    earlier: dict[str, Any] | None = None
+    read: bool = False  # whether the guard read a version the call did not tell of
+
+
+@dataclass
+class _Known:
+    """The identifier values the results of one workspace (its sessions', its sub-agents')
+    hold, the results being written, and files that could not be read."""
+
+    root: str  # the workspace ("" for a session without one)
     numbers: dict[str, int] = field(default_factory=dict)  # folded value -> its number
     count: int = 0  # the values numbered
     by_word: dict[str, list[_Value]] = field(default_factory=dict)  # folded first word run
     shapes: set[str] = field(default_factory=set)  # shapes of the one-word values
     overflowed: bool = False
-    #: whether the workspace's saved files were read for this session (once per process)
+    #: whether the workspace's saved files were read (once per process)
     scanned: bool = False
     unreadable: dict[str, tuple[str, tuple[str, ...], str]] = field(default_factory=dict)
+    pending: OrderedDict[str, _Pending] = field(default_factory=OrderedDict)  # by CSV path
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def learn(self, values: Iterable[tuple[str, ...]]) -> None:
@@ -206,8 +249,10 @@ def _has_digit(text: str) -> bool:
 class IdentifierGuard:
     """The healthcare agent's PostToolUse hook (matcher :data:`MATCHER`) that masks, in the
     text output of the other tools (``Python``, ``Bash``, ``Read``, ``Grep``...), the patient
-    identifier values the session's ``SQL`` previews masked and its cohorts list (see the
-    module's doc).
+    identifier values the workspace's ``SQL`` previews masked and its cohorts list (see the
+    module's doc). Its :meth:`before` is a PreToolUse hook (matcher :data:`PENDING_MATCHER`)
+    that notes the files a call may write, so that they are read even if the call never says
+    it wrote them.
 
     ``schema`` (``{table: [(column, type)]}``, default: the generated claims schema) and
     ``identifiers`` are
@@ -225,27 +270,56 @@ class IdentifierGuard:
         tables = SCHEMA if schema is None else schema
         self.schema = {t: [c for c, _ in cols] for t, cols in tables.items()}
         self.identifiers = identifiers
-        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._known: OrderedDict[str, _Known] = OrderedDict()
 
-    def session(self, session_id: str | None) -> _Session:
-        """The known values of ``session_id`` (made on first use)."""
-        key = session_id or ""
-        found = self._sessions.get(key)
+    def known(self, session_id: str | None, workspace: str) -> _Known:
+        """What is known of the files of ``workspace`` (made on first use): one record for a
+        workspace and the sub-agents' folders inside it (:func:`workspace_root`), whichever
+        session works there; by ``session_id`` for a session without a workspace."""
+        root = workspace_root(workspace) if workspace else ""
+        key = root or f"\0{session_id or ''}"
+        found = self._known.get(key)
         if found is None:
-            found = self._sessions[key] = _Session()
-            while len(self._sessions) > MAX_SESSIONS:
-                self._sessions.popitem(last=False)
+            found = self._known[key] = _Known(root)
+            while len(self._known) > MAX_SESSIONS:
+                self._known.popitem(last=False)
         else:
-            self._sessions.move_to_end(key)
+            self._known.move_to_end(key)
         return found
+
+    async def before(self, event: PreToolUse) -> None:
+        """Note the result files a ``SQL`` or ``DefineCohort`` call may write (and, for a
+        query, mark them in :data:`MASKED_RECORD` to be read as a withheld preview's until
+        the call says what it saved), so a version it leaves without saying so (it failed,
+        timed out or was cancelled after the files were in place) is read before the next
+        output. Never refuses the call."""
+        paths = _targets(event.tool_name, event.input, event.workspace_dir)
+        if paths is None:
+            return None
+        known = self.known(event.session_id, event.workspace_dir)
+        await self._check_pending(known)  # a version an earlier call left: read it first
+        how = "cohort" if event.tool_name == "DefineCohort" else "withheld"
+        seen = await asyncio.to_thread(_signature, paths)
+        earlier = None
+        if how != "cohort" and known.root:
+            with contextlib.suppress(OSError):
+                earlier = await asyncio.to_thread(
+                    _record_entry, known.root, paths[-1], {"columns": [], "how": how}
+                )
+        known.pending.pop(paths[-1], None)
+        known.pending[paths[-1]] = _Pending(paths, how, seen, earlier)
+        while len(known.pending) > MAX_SCANNED_FILES:
+            known.pending.popitem(last=False)
+        return None
 
     async def __call__(self, event: PostToolUse) -> dict[str, Any] | None:
         if event.tool_name in SOURCE_TOOLS:
             await self._learn(event)
             return None
-        known = self.session(event.session_id)
+        known = self.known(event.session_id, event.workspace_dir)
         if not known.scanned:
-            await self._scan_workspace(known, event.workspace_dir)
+            await self._scan_workspace(known)
+        await self._check_pending(known)
         withheld = await self._still_unreadable(known)
         if withheld is not None:
             return {**event.result, "content": withheld, "is_error": True}
@@ -269,9 +343,8 @@ class IdentifierGuard:
         note = (
             f"({count} patient identifier value{'s were' if count > 1 else ' was'} shown as "
             "[masked #n] (patient privacy): they are values of the direct identifier columns "
-            "of this session's results and cohorts, which the files keep. Equal values share "
-            "a number within the session. Work with them in code or SQL and report counts, not "
-            "patient ids.)"
+            "of this workspace's results and cohorts, which the files keep. Equal values share "
+            "a number. Work with them in code or SQL and report counts, not patient ids.)"
         )
         if isinstance(content, list):
             from loopwright.messages import TextBlock
@@ -284,81 +357,97 @@ class IdentifierGuard:
     # --- learning the values -----------------------------------------------------------
 
     async def _learn(self, event: PostToolUse) -> None:
+        known = self.known(event.session_id, event.workspace_dir)
+        targets = _targets(event.tool_name, event.input, event.workspace_dir)
+        pending = known.pending.get(targets[-1]) if targets is not None else None
         result = event.result
         metadata = result.get("metadata")
         if result.get("is_error") or not isinstance(metadata, dict):
+            if pending is not None and result.get("is_error"):
+                await self._check_pending(known)  # what it left: read now
+                if not pending.read and pending.how != "cohort" and known.root:
+                    # it wrote nothing: the record's entry for the earlier file, back
+                    with contextlib.suppress(OSError):
+                        await asyncio.to_thread(
+                            _record_entry, known.root, pending.paths[-1], pending.earlier
+                        )
             return
+        path = self._file(event.workspace_dir, metadata)
         if event.tool_name == "SQL":
             masked = metadata.get("masked_columns")
-            if not masked:
+            if not masked:  # nothing masked: no identifier to learn, and no entry to keep
+                if pending is not None:
+                    del known.pending[pending.paths[-1]]
+                    if known.root and path is not None:
+                        with contextlib.suppress(OSError):
+                            await asyncio.to_thread(_record_entry, known.root, path, None)
                 return
             columns = tuple(str(c) for c in masked)
             how = "withheld" if metadata.get("preview_withheld") else "columns"
         else:
             columns, how = (), "cohort"
-        path = self._file(event.workspace_dir, metadata)
         if path is None:
             return
-        known = self.session(event.session_id)
+        if pending is not None:  # told: no need to guess
+            del known.pending[pending.paths[-1]]
         await self._read_into(known, path, columns, how)
-        if how != "cohort":  # a cohort's member list is found by its folder
+        if how != "cohort" and known.root:  # a cohort's member list is found by its folder
             with contextlib.suppress(OSError):
-                await asyncio.to_thread(_remember, event.workspace_dir, path, columns, how)
+                await asyncio.to_thread(_remember, known.root, path, columns, how)
 
-    async def _scan_workspace(self, known: _Session, workspace: str) -> None:
+    async def _check_pending(self, known: _Known) -> None:
+        """Read the results being written whose files changed since the call began (or since
+        they were read): a version no call told of. Read as a withheld preview's (the columns
+        named like a direct identifier, else the text and date columns not known to be
+        something else), and marked so in :data:`MASKED_RECORD`."""
+        if not known.pending:
+            return
+        pending = list(known.pending.values())
+        now = await asyncio.to_thread(lambda: [_signature(p.paths) for p in pending])
+        for entry, signature in zip(pending, now, strict=True):
+            if signature == entry.seen:
+                continue
+            entry.seen = signature
+            path = next((p for p, s in zip(entry.paths, signature, strict=True) if s), None)
+            if path is None:  # gone
+                continue
+            entry.read = True
+            await self._read_into(known, path, (), entry.how)
+            if entry.how != "cohort" and known.root:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(_remember, known.root, path, (), entry.how)
+
+    async def _scan_workspace(self, known: _Known) -> None:
         """Learn the identifier values the workspace's saved files already hold, the first
-        time this process sees the session: a session resumed in a new process (each
+        time this process sees the workspace: a session resumed in a new process (each
         one-shot ``loopwright healthcare --session`` question is one) had results and cohorts
         of earlier turns that no call of this process read. The results (``*.parquet``, or
-        ``*.csv`` without one) are read for the schema's direct identifier columns, the
-        cohorts' member lists for their patient ids; at most :data:`MAX_SCANNED_FILES`."""
+        ``*.csv`` without one) in the workspace and its folders (sub-agents' too) are read for
+        the schema's direct identifier columns and the columns :data:`MASKED_RECORD` names
+        (renamed ones), the cohorts' member lists (in a ``cohorts`` folder) for their patient
+        ids; at most :data:`MAX_SCANNED_FILES`, in :data:`MAX_SCANNED_FOLDERS` folders."""
         known.scanned = True
+        workspace = known.root
         if not workspace:
             return
 
         def listed() -> list[tuple[str, tuple[str, ...], str]]:
             found: list[tuple[str, tuple[str, ...], str]] = []
             remembered = _remembered(workspace)
-            for folder, how in (
-                (workspace, "columns"),
-                (os.path.join(workspace, "cohorts"), "cohort"),
-            ):
-                try:
-                    names = sorted(os.listdir(folder))
-                except OSError:
-                    continue
-                with_parquet = {n[: -len(".parquet")] for n in names if n.endswith(".parquet")}
-                for name in names:
+            walked = os.walk(workspace)
+            for folder, subfolders, names in itertools.islice(walked, MAX_SCANNED_FOLDERS):
+                subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+                if folder != workspace:  # an earlier version kept a sub-agent's record in it
+                    inside = os.path.relpath(folder, workspace)
+                    for stem, entry in _remembered(folder).items():
+                        remembered.setdefault(os.path.join(inside, stem), entry)
+                how = "cohort" if os.path.basename(folder) == "cohorts" else "columns"
+                for name in sorted(names):
                     if len(found) >= MAX_SCANNED_FILES:
                         return found
-                    stem, dot, ending = name.rpartition(".")
-                    if not dot or ending not in ("parquet", "csv"):
-                        continue
-                    if ending == "csv" and stem in with_parquet:
-                        continue
-                    path = os.path.join(folder, name)
-                    if how == "cohort":
-                        found.append((path, (), how))
-                        continue
-                    try:
-                        names_in = _column_names(path)
-                    except Exception:  # not a result file loopwright can read: not ours
-                        continue
-                    lowered = {n.lower() for n in names_in}
-                    earlier = remembered.get(stem)
-                    if earlier is not None and set(earlier[0]) <= set(names_in):
-                        # the columns masked when it was saved (renamed ones too), and how
-                        found.append((path, earlier[0], earlier[1]))
-                        continue
-                    if {"column_name", "column_type"} <= lowered:
-                        # a SUMMARIZE/DESCRIBE result: the statistics of identifier rows
-                        columns = tuple(n for n in names_in if n.lower() in SUMMARY_VALUE_COLUMNS)
-                    else:  # only the schema's own identifier columns: a file's
-                        # "drug_name" or an information_schema listing's "column_name"
-                        # are not patients' names
-                        columns = tuple(n for n in names_in if self.schema_direct(n))
-                    if columns:
-                        found.append((path, columns, how))
+                    file = self._scanned(workspace, folder, name, names, how, remembered)
+                    if file is not None:
+                        found.append(file)
             return found
 
         try:
@@ -367,6 +456,44 @@ class IdentifierGuard:
             files = []
         for path, columns, how in files:
             await self._read_into(known, path, columns, how)
+
+    def _scanned(
+        self,
+        workspace: str,
+        folder: str,
+        name: str,
+        names: Sequence[str],
+        how: str,
+        remembered: Mapping[str, tuple[tuple[str, ...], str]],
+    ) -> tuple[str, tuple[str, ...], str] | None:
+        """How the scan of ``workspace`` reads the file ``name`` of ``folder`` (whose files
+        are ``names``): its path, columns and how, or None for a file it leaves."""
+        stem, dot, ending = name.rpartition(".")
+        if not dot or ending not in ("parquet", "csv"):
+            return None
+        if ending == "csv" and f"{stem}.parquet" in names:
+            return None
+        path = os.path.join(folder, name)
+        if how == "cohort":
+            return path, (), how
+        try:
+            names_in = _column_names(path)
+        except Exception:  # not a result file loopwright can read: not ours
+            return None
+        lowered = {n.lower() for n in names_in}
+        earlier = remembered.get(os.path.relpath(os.path.join(folder, stem), workspace))
+        if earlier is not None and set(earlier[0]) <= set(names_in):
+            # the columns masked when it was saved (renamed ones too), and how
+            return path, earlier[0], earlier[1]
+        if {"column_name", "column_type"} <= lowered:
+            # a SUMMARIZE/DESCRIBE result: the statistics of identifier rows
+            columns = tuple(n for n in names_in if n.lower() in SUMMARY_VALUE_COLUMNS)
+        else:  # only the schema's own identifier columns, and the renamed ones masked
+            # before (a copy of that result): a file's "drug_name" or an
+            # information_schema listing's "column_name" are not patients' names
+            renamed = {c for cs, h in remembered.values() if h == "columns" for c in cs}
+            columns = tuple(n for n in names_in if self.schema_direct(n) or n in renamed)
+        return (path, columns, how) if columns else None
 
     @staticmethod
     def _file(workspace: str, metadata: Mapping[str, Any]) -> str | None:
@@ -377,7 +504,7 @@ class IdentifierGuard:
         return None
 
     async def _read_into(
-        self, known: _Session, path: str, columns: tuple[str, ...], how: str
+        self, known: _Known, path: str, columns: tuple[str, ...], how: str
     ) -> bool:
         def load() -> None:
             known.learn(self.values(path, columns, how))
@@ -396,7 +523,7 @@ class IdentifierGuard:
         known.unreadable.pop(path, None)
         return True
 
-    async def _still_unreadable(self, known: _Session) -> str | None:
+    async def _still_unreadable(self, known: _Known) -> str | None:
         """The message withholding an output while a result's identifiers cannot be read
         (each is tried again first), or None."""
         for path, (how, columns, _) in list(known.unreadable.items()):
@@ -553,22 +680,75 @@ class IdentifierGuard:
                 yield text.strip()
 
 
+def workspace_root(workspace: str) -> str:
+    """The workspace whose files ``workspace``'s are: itself, or for the folder of a
+    sub-agent working inside its parent's (``subagents/<name>-<n>``, at any depth), the
+    outermost parent's."""
+    path = os.path.abspath(workspace)
+    while True:
+        parent, name = os.path.split(path)
+        above, folder = os.path.split(parent)
+        if folder != SUBAGENTS_DIR or not _SUBAGENT.fullmatch(name) or above == parent:
+            return path
+        path = above
+
+
+def _targets(tool: str, input: Mapping[str, Any], workspace: str) -> tuple[str, ...] | None:
+    """The files a ``SQL`` or ``DefineCohort`` call with ``input`` writes in ``workspace``
+    (the Parquet first, then the CSV), or None for a call that writes none."""
+    name = input.get("name" if tool == "DefineCohort" else "dataset_name")
+    if tool not in SOURCE_TOOLS or not isinstance(name, str) or not _STEM.fullmatch(name):
+        return None
+    if not workspace:
+        return None
+    folder = os.path.join(workspace, "cohorts") if tool == "DefineCohort" else workspace
+    return (os.path.join(folder, f"{name}.parquet"), os.path.join(folder, f"{name}.csv"))
+
+
+def _signature(paths: Iterable[str]) -> _Signature:
+    found: list[tuple[int, int, int] | None] = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            found.append(None)
+        else:
+            found.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
+    return tuple(found)
+
+
+#: Held while this process changes a workspace's record (calls run side by side).
+_RECORDING = threading.Lock()
+
+
 def _remember(workspace: str, path: str, columns: Sequence[str], how: str) -> None:
     """Record in ``workspace``'s :data:`MASKED_RECORD` that the saved result ``path`` had
-    ``columns`` masked (``how`` as :meth:`IdentifierGuard.values` takes it): the latest
-    :data:`MAX_SCANNED_FILES` results, written whole and then renamed into place."""
+    ``columns`` masked (``how`` as :meth:`IdentifierGuard.values` takes it; no columns with
+    ``"withheld"``: its text and date columns not known to be something else)."""
+    _record_entry(workspace, path, {"columns": list(columns), "how": how})
+
+
+def _record_entry(workspace: str, path: str, entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Set the entry of the saved result ``path`` in ``workspace``'s :data:`MASKED_RECORD`
+    (None: remove it), and return the one it replaces: the latest :data:`MAX_SCANNED_FILES`
+    results, written whole and then renamed into place."""
     record = os.path.join(workspace, MASKED_RECORD)
     stem = os.path.splitext(os.path.relpath(path, workspace))[0]
-    entries = _record_entries(record)
-    entries.pop(stem, None)  # the latest last: the oldest are dropped first
-    entries[stem] = {"columns": list(columns), "how": how}
-    while len(entries) > MAX_SCANNED_FILES:
-        del entries[next(iter(entries))]
-    os.makedirs(os.path.dirname(record), exist_ok=True)
-    partial = f"{record}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(entries, handle)
-    os.replace(partial, record)
+    with _RECORDING:
+        entries = _record_entries(record)
+        earlier = entries.pop(stem, None)  # the latest last: the oldest are dropped first
+        if entry is None and earlier is None:
+            return None
+        if entry is not None:
+            entries[stem] = entry
+        while len(entries) > MAX_SCANNED_FILES:
+            del entries[next(iter(entries))]
+        os.makedirs(os.path.dirname(record), exist_ok=True)
+        partial = f"{record}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(partial, "w", encoding="utf-8") as handle:
+            json.dump(entries, handle)
+        os.replace(partial, record)
+    return earlier
 
 
 def _remembered(workspace: str) -> dict[str, tuple[tuple[str, ...], str]]:
@@ -579,7 +759,7 @@ def _remembered(workspace: str) -> dict[str, tuple[tuple[str, ...], str]]:
         columns, how = entry.get("columns"), entry.get("how")
         if (
             isinstance(columns, list)
-            and columns
+            and (columns or how == "withheld")
             and all(isinstance(c, str) for c in columns)
             and how in ("columns", "withheld")
         ):
@@ -663,7 +843,9 @@ __all__ = [
     "MATCHER",
     "MAX_VALUES",
     "MIN_VALUE_CHARS",
+    "PENDING_MATCHER",
     "READ_TIMEOUT_S",
     "SOURCE_TOOLS",
     "IdentifierGuard",
+    "workspace_root",
 ]
