@@ -416,16 +416,18 @@ _UNIT_END = re.compile(r"[.!?;]+(?=\s|$)|\n")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 #: what joins two names of one entity: "California (CA)", "**NPI 1234**"
 _ALIAS_GAP = re.compile(r"[\s*_()\[\]]*")
-#: what joins the entities of a list: "CA, TX and NY", "NPI 1 and NPI 2", "A / B"
+#: what joins the entities of a list: "CA, TX and NY", "NPI 1 and NPI 2", "A / B", a table's
+#: header laid out sideways ("| NPI | 1 | 2 |", its values across the next row)
 _ENTITY_LIST_GAP = re.compile(
-    r"(?:[\s*_()\[\],/&]|\b(?:and|or|then|vs|versus|npis?|dr|the)\b\.?)*", re.IGNORECASE
+    r"(?:[\s*_()\[\],/&|]|\b(?:and|or|then|vs|versus|npis?|dr|the)\b\.?)*", re.IGNORECASE
 )
 #: what joins the numbers of a list: "245 and 230", "245, 230"
 _NUMBER_LIST_GAP = re.compile(r"(?:[\s*_,/&]|\b(?:and|or)\b)*", re.IGNORECASE)
-#: a number stated before the entity it belongs to: "245 claims by NPI 1", "230 in Texas"
+#: a number stated before the entity it belongs to: "245 claims by NPI 1", "230 in Texas",
+#: "$445 per office visit", "$7,278 paid to NPI 1" (not "compared to NPI 2")
 _LINKED_AHEAD = re.compile(
-    r"[^\d,;:()|\n]{0,60}?\b(?:by|for|from|in|at)\b"
-    r"(?:[\s*_#]+(?:the|npi|dr\.?|state\s+of)\b)*[\s*_#]*",
+    r"[^\d,;:()|\n]{0,60}?\b(?:by|for|from|in|at|per|(?:paid|went|goes|going)\s+to)\b"
+    r"(?:[\s*_#]+(?:the|an?|npi|dr\.?|state\s+of)\b)*[\s*_#]*",
     re.IGNORECASE,
 )
 
@@ -512,7 +514,9 @@ class _Owners:
       percentages), with or without "respectively": "A and B wrote 245 and 230 claims" gives
       A 245; numbers beyond the last full round ("... out of 2,000") may be any of them;
     - in a unit naming no entity of the kind, the entities of the last unit before it in the
-      same paragraph that names one: "NPI 1234 leads. It wrote 245 claims."
+      same paragraph that names one: "NPI 1234 leads. It wrote 245 claims." When that unit
+      names several, not as one list ("NPI 1234 leads, ahead of NPI 5678. It wrote 245"),
+      the number may be any one's (each list's, in order).
 
     A number with no entity of the kind in its unit or paragraph is nobody's in particular: it
     counts ("They all tie at 2", or an answer naming no prescriber).
@@ -571,7 +575,9 @@ class _Owners:
             )
             if before is None:
                 return True
-            return self._paired(target, numbers, self._runs(before)[-1])
+            # "NPI 1 leads, ahead of NPI 2. It wrote 245": which one "it" is, is not for
+            # the checker to guess; each list of them may be the one meant
+            return any(self._paired(target, numbers, run) for run in self._runs(before))
         return self._paired(target, *self._assigned(target, numbers, mentions))
 
     def _runs(self, mentions: list[_Mention]) -> list[list[_Mention]]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from loopwright.mcp.results import to_tool_result
 from loopwright.messages import TextBlock
-from loopwright.tools.base import BaseTool, ToolResult, error
+from loopwright.tools.base import BaseTool, ToolResult, call_timeout, error
 
 if TYPE_CHECKING:
     import mcp_types
@@ -190,18 +190,13 @@ class MCPToolProxy(BaseTool):
 
     def _idle_limit(self) -> float | None:
         """Seconds a server's call may go without an answer or progress: ``timeout``, else
-        the running agent's ``tool_timeout`` (what the registry would have applied), else
-        the registry's default."""
+        the limit of the registry running the call (its ``default_timeout``, an agent's
+        ``tool_timeout``), else, called outside a registry, the registries' default."""
         if self.timeout is not None:
             return self.timeout
-        from loopwright.run_context import current_run
         from loopwright.tools.registry import DEFAULT_TIMEOUT_S
 
-        run = current_run()
-        if run is None:
-            return DEFAULT_TIMEOUT_S
-        limit: float | None = run.agent.tool_timeout
-        return limit
+        return call_timeout.get(DEFAULT_TIMEOUT_S)
 
     async def aclose(self) -> None:
         """Close the server connection this tool uses (its session is closing)."""

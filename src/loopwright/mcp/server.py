@@ -9,7 +9,9 @@
 - the agent as one tool, ``run_agent {prompt, session_id?}``, which runs the agent on the
   prompt to the end and returns its final answer (and the session id, to continue it). A
   client that asks for progress (a progress token, e.g. the SDK's ``progress_callback``) gets
-  a progress notification per tool call started and finished, with a one-line message.
+  a progress notification per tool call started and finished, with a one-line message, and
+  one every :data:`HEARTBEAT_S` seconds without another while the run goes on (a long model
+  turn), so a client that stops a call after a while without progress waits for the run.
 
 The tools work in one session's workspace (a new session unless one is given, or a directory
 given as ``workspace``); ``run_agent`` continues that session unless the caller names another,
@@ -55,7 +57,7 @@ import signal
 import socket
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -103,6 +105,10 @@ RUN_AGENT = "run_agent"
 
 #: Reports progress to the client: ``(progress, total, message)``.
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+#: Seconds ``run_agent`` goes without reporting progress to a client that asked for it before
+#: it reports that the run is still working (its model thinks, a tool call runs long): a
+#: client stops a call after its timeout without an answer or progress.
+HEARTBEAT_S = 10.0
 
 RUN_AGENT_OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -310,8 +316,9 @@ class AgentMCPServer:
     ) -> types.CallToolResult:
         """Run the agent on ``arguments["prompt"]``; the answer, with the session id.
 
-        ``progress`` is told of each tool call as it starts and ends (step count, no total,
-        a one-line message); a client that went away does not stop the run."""
+        ``progress`` is told of each tool call as it starts and ends (a count, no total, a
+        one-line message), and that the run is still working after :data:`HEARTBEAT_S`
+        seconds without another; a client that went away does not stop the run."""
         result, _ = await self._run_agent(arguments, progress)
         return result
 
@@ -348,11 +355,17 @@ class AgentMCPServer:
                 before = await _files(target.workspace_dir)
                 running = _Running(target.workspace_dir, before)
                 judged = self._read_policy(key, target.workspace_dir)
-                on_event = _reporter(progress)
+                reporter = _Reporter(progress) if progress is not None else None
+                on_event: Callable[[Event], Awaitable[None]] | None = None
+                if reporter is not None:
+                    on_event = reporter.report
                 if judged is not None and judged.filters:
                     on_event = _settling(running, on_event)
                 with self._running_in(running):
-                    result = await self.agent.collect(prompt, target, on_event=on_event)
+                    async with (
+                        reporter.beating() if reporter is not None else contextlib.nullcontext()
+                    ):
+                        result = await self.agent.collect(prompt, target, on_event=on_event)
                 after = await _files(result.session.workspace_dir)
                 bookkeeping = self._bookkeeping()
                 changed = [path for path in _changed(before, after) if path not in bookkeeping]
@@ -397,7 +410,8 @@ class AgentMCPServer:
     async def _on_call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        report = ctx.session.report_progress  # a no-op unless the client sent a progress token
+        asked = ctx.meta is not None and ctx.meta.get("progress_token") is not None
+        report = ctx.session.report_progress if asked else None  # a no-op without a token
         result, changed = await self._call(params.name, dict(params.arguments or {}), report)
         if changed:
             await self._resources_changed(ctx)
@@ -981,30 +995,64 @@ def _error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=_sendable(message))], is_error=True)
 
 
-def _reporter(progress: Progress | None) -> Callable[[Event], Awaitable[None]] | None:
-    """An ``on_event`` for :meth:`Agent.collect` that reports tool calls to ``progress``."""
-    if progress is None:
-        return None
-    from loopwright.summaries import key_input
+class _Reporter:
+    """Reports a run's tool calls to ``progress`` as they start and end (:meth:`report`, an
+    ``on_event`` for :meth:`Agent.collect`), and, while nothing else was reported for
+    :data:`HEARTBEAT_S` (a long model turn, a long tool call), that it is still working
+    (:meth:`beating`), so a client that times a call out after no progress waits for it.
+    The progress count goes up by one with each notification."""
 
-    steps = 0
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._steps = 0
+        self._sent = asyncio.Lock()  # one notification at a time, in the order counted
+        self._last = asyncio.get_running_loop().time()
+        self._running: Counter[str] = Counter()  # tool calls started and not ended, by name
 
-    async def report(event: Event) -> None:
-        nonlocal steps
+    async def report(self, event: Event) -> None:
+        from loopwright.summaries import key_input
+
         if isinstance(event, ToolCall):
+            self._running[event.name] += 1
             detail = key_input(event.input)
             message = f"{event.name}: {detail}" if detail else event.name
         elif isinstance(event, ToolResult):
+            self._running[event.name] -= 1
+            self._running = +self._running  # drop the names no call of is running
             message = f"{event.name} {'failed' if event.is_error else 'done'}"
         else:
             return
         if event.agent:
             message = f"[{event.agent}] {message}"
-        steps += 1
-        with contextlib.suppress(Exception):  # the client's side of progress is best effort
-            await progress(steps, None, message)
+        await self._send(message)
 
-    return report
+    @contextlib.asynccontextmanager
+    async def beating(self) -> AsyncIterator[None]:
+        """While the block runs, report every :data:`HEARTBEAT_S` seconds without another
+        notification that the run is still working, and at what."""
+        loop = asyncio.get_running_loop()
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(max(0.0, self._last + HEARTBEAT_S - loop.time()))
+                if loop.time() - self._last >= HEARTBEAT_S:
+                    doing = ", ".join(sorted(self._running)) or "the model's turn"
+                    await self._send(f"still working: {doing}")
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _send(self, message: str) -> None:
+        async with self._sent:
+            self._steps += 1
+            self._last = asyncio.get_running_loop().time()
+            with contextlib.suppress(Exception):  # the client's side of progress is best effort
+                await self._progress(self._steps, None, message)
 
 
 __all__ = ["RUN_AGENT", "AgentMCPServer", "serve_agent"]

@@ -31,7 +31,7 @@ import contextlib
 import os
 import stat
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -263,7 +263,7 @@ class DuckDBBackend(SQLBackend):
                 raise QueryRefused("The statement returned no result; run a SELECT query.")
             types = relation.types
             columns = [(n, _type_name(t)) for n, t in zip(relation.columns, types, strict=True)]
-            rows = batch_rows_for([t.id for t in types], self.batch_rows)
+            rows = batch_rows_for(types, self.batch_rows)
             reader = _as_text_where_lossy(relation).to_arrow_reader(rows)
             big = [i for i, kind in enumerate(types) if kind.id in _BIG_INTEGERS]
             if big:
@@ -397,13 +397,33 @@ _OTHER_BYTES = 64
 _MIN_BATCH_ROWS = 1024
 
 
-def batch_rows_for(type_ids: list[str], most: int) -> int:
-    """Rows an Arrow batch of a result whose columns have DuckDB's ``type_ids`` is made of:
-    ``most``, or fewer for wide rows, so that a batch holds about :data:`BATCH_BYTES`."""
-    width = sum(_TYPE_BYTES.get(kind, _OTHER_BYTES) for kind in type_ids)
+def batch_rows_for(types: Sequence[DuckDBPyType | str], most: int) -> int:
+    """Rows an Arrow batch of a result whose columns have DuckDB's ``types`` (or their type
+    ids) is made of: ``most``, or fewer for wide rows, so that a batch holds about
+    :data:`BATCH_BYTES`."""
+    width = sum(map(_value_bytes, types))
     if width * most <= BATCH_BYTES:
         return most
     return min(most, max(_MIN_BATCH_ROWS, BATCH_BYTES // width))
+
+
+def _value_bytes(kind: DuckDBPyType | str) -> int:
+    """About how many bytes a value of ``kind`` takes in Arrow: a fixed-size array its
+    elements, a struct or a union its fields, a list or a map at least one element."""
+    if isinstance(kind, str):
+        return _TYPE_BYTES.get(kind, _OTHER_BYTES)
+    if kind.id not in ("array", "struct", "union", "list", "map"):
+        return _TYPE_BYTES.get(kind.id, _OTHER_BYTES)
+    inside = 0
+    count = 1  # an array's size
+    for _, child in kind.children:
+        if isinstance(child, DuckDBPyType):
+            inside += _value_bytes(child)
+        elif isinstance(child, int):
+            count = child
+    if kind.id in ("list", "map"):  # of any length
+        return max(_OTHER_BYTES, inside)
+    return count * inside
 
 
 #: Integer types wider than 64 bits: ``HUGEINT`` (a decimal(38, 0) in DuckDB's Arrow, even

@@ -14,6 +14,7 @@ import inspect
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, NotRequired, TypedDict, overload
@@ -23,6 +24,11 @@ from loopwright.sandbox.paths import PathValidator
 from loopwright.tools.schema import FunctionSignature, convert_argument, function_signature
 
 Prehook = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: The limit a registry gives the call, running in this task, of a tool that bounds its calls
+#: itself (``BaseTool.times_itself``): the tool's ``timeout``, else the registry's
+#: ``default_timeout`` (``None``: no limit). Unset outside a registry's call.
+call_timeout: ContextVar[float | None] = ContextVar("loopwright_call_timeout")
 
 
 class ToolResult(TypedDict):
@@ -61,9 +67,9 @@ class BaseTool(ABC):
     - ``path_params``: input keys that are paths; each is validated against the workspace
       before anything runs (and replaced by its resolved absolute path);
     - ``timeout``: seconds before a call is stopped (``None``: the registry's default);
-    - ``times_itself``: the tool bounds its calls itself and the registry sets no deadline (an
-      MCP server's tool: a call is stopped after ``timeout`` seconds, or the registry's
-      default, *without an answer or progress*, so a long call that reports progress goes on);
+    - ``times_itself``: the tool bounds its calls itself and the registry sets no deadline, but
+      tells it the limit (:data:`call_timeout`): an MCP server's tool stops a call after that
+      long *without an answer or progress*, so a long call that reports progress goes on;
     - ``max_output_chars``: longer output is cut, the rest saved to a file (``None``: default);
     - ``checks_itself``: input properties whose string rules (``pattern``, ``format``,
       ``minLength``, ``maxLength``) the tool checks itself, with a message saying what to write

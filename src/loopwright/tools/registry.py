@@ -34,6 +34,7 @@ from loopwright.tools.base import (
     ToolDefinition,
     ToolResult,
     Toolset,
+    call_timeout,
     error,
 )
 
@@ -321,8 +322,9 @@ class ToolRegistry:
         if call is not None:
             call.executed = True
         timeout = tool.timeout if tool.timeout is not None else self.default_timeout
-        if tool.times_itself:
-            timeout = None  # it bounds its calls itself (see BaseTool.times_itself)
+        told = None
+        if tool.times_itself:  # it bounds its calls itself, to the limit it is told
+            told, timeout = call_timeout.set(timeout), None
         try:
             if timeout is None:
                 raw = await tool.execute(input)
@@ -342,6 +344,9 @@ class ToolRegistry:
             return error(str(exc))
         except Exception as exc:
             return error(f"{tool_name} failed: {_describe(exc)}")
+        finally:
+            if told is not None:
+                call_timeout.reset(told)
         result = self._normalised(tool, raw)
         if policy is not None and call is not None:
             result = await policy.run_post_hooks(tool, input, call, result)
