@@ -154,6 +154,31 @@ async def test_a_sub_agents_notice_reaches_the_parent_tagged_with_its_path(
     assert [(n.code, n.agent) for n in notices] == [("cost_unpriced", "agent/researcher")]
 
 
+async def test_an_unpriced_sub_agent_under_a_parents_budget_says_it_cannot_hold(
+    tmp_path: Path,
+) -> None:
+    """The sub-agent has no budget of its own, but its spending counts against the parent's
+    $0.50: at $0 a call it would never reach it, and the notice says so (with the parent's
+    budget)."""
+    child = SubAgent(
+        "researcher",
+        "Reads files.",
+        tools=["Read"],
+        model=ScriptedModel(["Nothing to read."], name=UNPRICED),
+    )
+    parent = Agent(
+        ScriptedModel([[call("Delegate", agent="researcher", task="Look.")], "Done."]),
+        tools=[ReadTool, Delegate([child])],
+        store=MemoryStore(),
+        workspace_root=str(tmp_path / "ws"),
+        max_cost_usd=0.5,
+    )
+    result = await parent.collect("Go.")
+    notices = [e for e in result.events if isinstance(e, Notice)]
+    assert [(n.code, n.agent) for n in notices] == [("cost_unpriced", "agent/researcher")]
+    assert notices[0].message.startswith("max_cost_usd=0.5 cannot stop this run")
+
+
 # --- the CLI printer --------------------------------------------------------------------
 
 

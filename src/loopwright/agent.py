@@ -779,12 +779,12 @@ class Agent:
         if usage.cost_usd == 0.0:
             if self.model.pricing is not None:
                 usage.cost_usd = self.model.pricing.cost(usage)
-            elif self.max_cost_usd is not None and usage.total_tokens and not state.unpriced:
-                state.unpriced = _warn_unpriced(self.model.name, self.max_cost_usd, usage)
-                if state.unpriced:
-                    state.side_events.put_nowait(
-                        _unpriced_notice(self.model.name, self.max_cost_usd)
-                    )
+            elif usage.total_tokens and not state.unpriced:
+                budget = _cost_budget(self, state)
+                if budget is not None:
+                    state.unpriced = _warn_unpriced(self.model.name, budget, usage)
+                    if state.unpriced:
+                        state.side_events.put_nowait(_unpriced_notice(self.model.name, budget))
         state.usage.add(usage)
         state.session.usage.add(usage)
         if turn:
@@ -1322,6 +1322,16 @@ def _warn_unpriced(model: str, budget: float, usage: Usage) -> bool:
         model_family(model),
     )
     return True
+
+
+def _cost_budget(agent: Agent, state: _RunState) -> float | None:
+    """The ``max_cost_usd`` a run's spending counts against: its agent's, else the nearest
+    of the runs above it (a sub-agent's spending counts in its parents' budgets)."""
+    if agent.max_cost_usd is not None:
+        return agent.max_cost_usd
+    return next(
+        (r.agent.max_cost_usd for r in state.above if r.agent.max_cost_usd is not None), None
+    )
 
 
 def _unpriced_notice(model: str, budget: float) -> Notice:
