@@ -111,3 +111,35 @@ async def test_a_call_reporting_progress_forever_is_stopped_by_the_runs_timeout(
         assert echo["content"] == "still here"
         await agent.aclose()
     assert not [event for event in run.events if isinstance(event, ToolResult)]
+
+
+async def test_a_run_agent_waiting_for_its_sessions_earlier_run_reports_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two run_agent calls on one session: the second waits for the first (2.5 s of model
+    turn) before its own. It used to report nothing while it waited, so a client with a 1 s
+    idle limit cut it off; it now says it is waiting, and both answer."""
+    monkeypatch.setattr(mcp_server, "HEARTBEAT_S", 0.2, raising=False)
+    served = Agent(
+        ScriptedModel(_thinks_long),
+        store=MemoryStore(),
+        workspace_root=str(tmp_path / "served"),
+    )
+    server = AgentMCPServer(served, session="main")
+    async with serving(server.streamable_http_app()) as base:
+        config = {"url": f"{base}/mcp", "timeout": 1.0}
+        async with MCPServers({"lw": config}) as servers:
+            registry = ToolRegistry(tmp_path / "client")
+            registry.register_all([servers])
+            first = asyncio.create_task(
+                registry.execute("mcp__lw__run_agent", {"prompt": "Think.", "session_id": "s"})
+            )
+            await asyncio.sleep(0.3)  # the first holds the session
+            second = await registry.execute(
+                "mcp__lw__run_agent", {"prompt": "Think again.", "session_id": "s"}
+            )
+            answered = await first
+            await registry.aclose()
+    for answer in (answered, second):
+        assert not answer["is_error"], answer["content"]
+        assert "Thought it through." in str(answer["content"])

@@ -339,9 +339,21 @@ class AgentMCPServer:
                 key = validate_session_id(session_id)
         except ValueError as exc:
             return _error(f"{exc}"), False
+        reporter = _Reporter(progress) if progress is not None else None
         lock = self._runs.setdefault(key, asyncio.Lock())
+        if reporter is not None:
+            reporter.waiting = lock.locked()
+        # progress while it waits for the session too
+        async with reporter.beating() if reporter is not None else contextlib.nullcontext():
+            return await self._run_locked(key, lock, prompt, reporter)
+
+    async def _run_locked(
+        self, key: str, lock: asyncio.Lock, prompt: str, reporter: _Reporter | None
+    ) -> tuple[types.CallToolResult, bool]:
         async with lock:  # one run at a time per session keeps its history consistent
             # and one process at a time: the CLI or a server may run a turn in it too
+            if reporter is not None:
+                reporter.waiting = False
             lease = TurnLease(self.agent.store, key, self._owner)
             try:
                 lease.acquire()
@@ -355,17 +367,13 @@ class AgentMCPServer:
                 before = await _files(target.workspace_dir)
                 running = _Running(target.workspace_dir, before)
                 judged = self._read_policy(key, target.workspace_dir)
-                reporter = _Reporter(progress) if progress is not None else None
                 on_event: Callable[[Event], Awaitable[None]] | None = None
                 if reporter is not None:
                     on_event = reporter.report
                 if judged is not None and judged.filters:
                     on_event = _settling(running, on_event)
                 with self._running_in(running):
-                    async with (
-                        reporter.beating() if reporter is not None else contextlib.nullcontext()
-                    ):
-                        result = await self.agent.collect(prompt, target, on_event=on_event)
+                    result = await self.agent.collect(prompt, target, on_event=on_event)
                 after = await _files(result.session.workspace_dir)
                 bookkeeping = self._bookkeeping()
                 changed = [path for path in _changed(before, after) if path not in bookkeeping]
@@ -1008,6 +1016,8 @@ class _Reporter:
         self._sent = asyncio.Lock()  # one notification at a time, in the order counted
         self._last = asyncio.get_running_loop().time()
         self._running: Counter[str] = Counter()  # tool calls started and not ended, by name
+        #: whether the run waits for an earlier run of its session to end
+        self.waiting = False
 
     async def report(self, event: Event) -> None:
         from loopwright.summaries import key_input
@@ -1037,6 +1047,8 @@ class _Reporter:
                 await asyncio.sleep(max(0.0, self._last + HEARTBEAT_S - loop.time()))
                 if loop.time() - self._last >= HEARTBEAT_S:
                     doing = ", ".join(sorted(self._running)) or "the model's turn"
+                    if self.waiting:
+                        doing = "waiting for the session's earlier run to end"
                     await self._send(f"still working: {doing}")
 
         task = asyncio.create_task(beat())
